@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from accounts.models import Membership, User
+from audit.services import audit_record
+from tenancy.models import Business
+
+
+def seat_add(*, business: Business, actor: User, email: str, role: str, full_name: str = "") -> Membership:
+    """Give someone a seat. A new email gets an account and an invitation to set a password."""
+    email = email.strip().lower()
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": _("Choose a valid role.")})
+    actor_seat = Membership.objects.filter(user=actor, business=business).first()
+    if actor_seat is None or not actor_seat.can_manage:
+        raise ValidationError(_("Only owners and admins can add seats."))
+    if role == Membership.Role.OWNER and not actor_seat.is_owner:
+        raise ValidationError({"role": _("Only an owner can add another owner.")})
+
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(email=email, defaults={"full_name": full_name.strip()})
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        if Membership.objects.filter(user=user, business=business).exists():
+            raise ValidationError({"email": _("%(email)s already has a seat here.") % {"email": email}})
+        membership = Membership.objects.create(user=user, business=business, role=role)
+        audit_record(action="seat.added", actor=actor, business=business, target=email, data={"role": role})
+        if created:
+            transaction.on_commit(lambda: _send_invitation(user=user, business=business))
+    return membership
+
+
+def seat_remove(*, membership: Membership, actor: User) -> None:
+    business = membership.business
+    actor_seat = Membership.objects.filter(user=actor, business=business).first()
+    if actor_seat is None or not actor_seat.can_manage:
+        raise ValidationError(_("Only owners and admins can remove seats."))
+    if membership.is_owner and not actor_seat.is_owner:
+        raise ValidationError(_("Only an owner can remove an owner."))
+    if membership.is_owner and business.memberships.filter(role=Membership.Role.OWNER).count() == 1:
+        raise ValidationError(_("A business needs at least one owner."))
+    with transaction.atomic():
+        audit_record(action="seat.removed", actor=actor, business=business, target=membership.user.email,
+                     data={"role": membership.role})
+        membership.delete()
+
+
+def _send_invitation(*, user: User, business: Business) -> None:
+    from allauth.account.forms import default_token_generator
+    from allauth.account.utils import user_pk_to_url_str
+    from django.conf import settings
+
+    uid = user_pk_to_url_str(user)
+    token = default_token_generator.make_token(user)
+    link = f"{settings.PARLEY_PUBLIC_URL}/accounts/password/reset/key/{uid}-{token}/"
+    send_mail(
+        subject=_("You have a seat at %(business)s on Parley") % {"business": business.display_name},
+        message=_(
+            "You were given a seat at %(business)s on Parley.\n\nSet your password here: %(link)s\n"
+            "Then open %(dashboard)s"
+        ) % {"business": business.display_name, "link": link, "dashboard": business.absolute_url("/")},
+        from_email=None,
+        recipient_list=[user.email],
+    )

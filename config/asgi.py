@@ -1,0 +1,18 @@
+"""ASGI entry point: HTTP through Django, websockets through Channels.
+
+Websocket routes are resolved after `tenancy.asgi.BusinessHostASGIMiddleware` has found the
+business from the Host header, so every consumer knows its tenant before authentication.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()
+
+from config.routing import websocket_application  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from channels.auth import AuthMiddlewareStack
+from channels.routing import URLRouter
+from channels.security.websocket import OriginValidator
+from django.conf import settings
+
+from tenancy.asgi import BusinessHostASGIMiddleware
+
+websocket_urlpatterns: list = []  # messaging adds /ws/inbox/ and /ws/chat/
+
+allowed_origins = [f".{settings.PARLEY_DOMAIN}", settings.PARLEY_DOMAIN, "localhost", "127.0.0.1"]
+
+websocket_application = OriginValidator(
+    BusinessHostASGIMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    allowed_origins,
+)

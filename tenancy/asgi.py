@@ -1,0 +1,43 @@
+"""Find the business for a websocket from its Host header, before authentication."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django_tenants.utils import remove_www
+
+from tenancy.models import Business, Domain
+
+
+@database_sync_to_async
+def business_for_host(hostname: str) -> Business | None:
+    domain = Domain.objects.select_related("tenant").filter(domain=hostname).first()
+    return domain.tenant if domain is not None else None
+
+
+def host_from_scope(scope: dict[str, Any]) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            return remove_www(value.decode("latin-1").split(":")[0].lower())
+    return ""
+
+
+class BusinessHostASGIMiddleware:
+    """Puts the business (or None for the public host) into `scope["business"]`.
+
+    An unknown host is refused before any consumer runs. The schema is *not* set on the
+    connection here: consumers enter the tenant context inside each database function.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        business = await business_for_host(host_from_scope(scope))
+        if business is None:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 4404})
+                return None
+        scope = dict(scope, business=business)
+        return await self.app(scope, receive, send)

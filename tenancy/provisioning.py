@@ -1,0 +1,125 @@
+"""Fast schema provisioning: copy a migrated template schema instead of replaying migrations.
+
+Replaying every tenant migration costs about a second per business and grows with the
+project; copying table definitions from `TENANT_BASE_SCHEMA` costs a few milliseconds. The
+copy function is installed by the migration `tenancy.0002_clone_function` and kept small on
+purpose: tables (columns, defaults, identity, checks, indexes), then foreign keys, then the
+template's rows (migration history, content types), then identity sequences moved past them.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+from django_tenants.utils import schema_exists
+
+CLONE_FUNCTION_SQL = r"""
+CREATE OR REPLACE FUNCTION public.parley_clone_schema(source text, dest text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    tbl record;
+    idx record;
+    fk record;
+    col record;
+BEGIN
+    EXECUTE format('CREATE SCHEMA %I', dest);
+    FOR tbl IN
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = source AND c.relkind IN ('r', 'p') ORDER BY c.relname
+    LOOP
+        -- Not INCLUDING INDEXES: LIKE renames them, and later migrations drop indexes by name.
+        EXECUTE format(
+            'CREATE TABLE %I.%I (LIKE %I.%I INCLUDING DEFAULTS INCLUDING IDENTITY '
+            'INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS)',
+            dest, tbl.relname, source, tbl.relname);
+        EXECUTE format('INSERT INTO %I.%I OVERRIDING SYSTEM VALUE SELECT * FROM %I.%I',
+                       dest, tbl.relname, source, tbl.relname);
+    END LOOP;
+    -- Primary keys, unique and exclusion constraints, keeping their names.
+    FOR idx IN
+        SELECT cl.relname AS tablename, con.conname, pg_get_constraintdef(con.oid) AS def
+        FROM pg_constraint con
+        JOIN pg_class cl ON cl.oid = con.conrelid
+        JOIN pg_namespace n ON n.oid = cl.relnamespace
+        WHERE n.nspname = source AND con.contype IN ('p', 'u', 'x')
+        ORDER BY con.contype
+    LOOP
+        EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', dest, idx.tablename, idx.conname, idx.def);
+    END LOOP;
+    -- Plain indexes, keeping their names.
+    FOR idx IN
+        SELECT ic.relname AS indexname, tc.relname AS tablename, pg_get_indexdef(i.indexrelid) AS def
+        FROM pg_index i
+        JOIN pg_class ic ON ic.oid = i.indexrelid
+        JOIN pg_class tc ON tc.oid = i.indrelid
+        JOIN pg_namespace n ON n.oid = tc.relnamespace
+        WHERE n.nspname = source
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid
+                          AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x'))
+    LOOP
+        EXECUTE regexp_replace(
+            idx.def,
+            ' ON (ONLY )?\S+ USING ',
+            format(' ON %I.%I USING ', dest, idx.tablename)
+        );
+    END LOOP;
+    -- Foreign keys: definitions that point into the template are re-pointed at the new
+    -- schema; those that point at public tables stay as they are.
+    FOR fk IN
+        SELECT cl.relname AS tablename, con.conname,
+               pg_get_constraintdef(con.oid) AS def,
+               tn.nspname AS target_schema, tc.relname AS target_table
+        FROM pg_constraint con
+        JOIN pg_class cl ON cl.oid = con.conrelid
+        JOIN pg_namespace n ON n.oid = cl.relnamespace
+        JOIN pg_class tc ON tc.oid = con.confrelid
+        JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+        WHERE n.nspname = source AND con.contype = 'f'
+    LOOP
+        EXECUTE format(
+            'ALTER TABLE %I.%I ADD CONSTRAINT %I %s',
+            dest, fk.tablename, fk.conname,
+            regexp_replace(
+                fk.def,
+                'REFERENCES [^(]+\(',
+                format('REFERENCES %I.%I(',
+                       CASE WHEN fk.target_schema = source THEN dest ELSE fk.target_schema END,
+                       fk.target_table)
+            )
+        );
+    END LOOP;
+    -- Identity columns got fresh sequences; move them past the copied rows.
+    FOR col IN
+        SELECT c.table_name, c.column_name FROM information_schema.columns c
+        WHERE c.table_schema = dest AND c.is_identity = 'YES'
+    LOOP
+        EXECUTE format(
+            'SELECT setval(pg_get_serial_sequence(%L, %L), COALESCE((SELECT max(%I) FROM %I.%I), 0) + 1, false)',
+            format('%I.%I', dest, col.table_name), col.column_name, col.column_name, dest, col.table_name
+        );
+    END LOOP;
+END;
+$$;
+"""
+
+
+def template_schema() -> str:
+    return str(settings.TENANT_BASE_SCHEMA)
+
+
+def ensure_template_schema(*, verbosity: int = 0) -> None:
+    """Create (if missing) and migrate the template schema every business is copied from."""
+    if not schema_exists(template_schema()):
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE SCHEMA "{template_schema()}"')
+    call_command(
+        "migrate_schemas", tenant=True, schema_name=template_schema(), interactive=False, verbosity=verbosity
+    )
+    connection.set_schema_to_public()
+
+
+def clone_template_into(schema_name: str) -> None:
+    connection.set_schema_to_public()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT public.parley_clone_schema(%s, %s)", [template_schema(), schema_name])

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+
+from tenancy.access import member_required
+from tenancy.forms import BusinessCreateForm
+from tenancy.selectors import businesses_for_user
+from tenancy.services import business_create
+
+
+def landing(request: HttpRequest) -> HttpResponse:
+    return render(request, "public/landing.html")
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """Where a user lands after logging in: their business, or the list if they have several."""
+    businesses = list(businesses_for_user(user=request.user))  # type: ignore[arg-type]
+    if len(businesses) == 1:
+        return HttpResponseRedirect(businesses[0].absolute_url("/"))
+    return render(request, "public/home.html", {"businesses": businesses})
+
+
+@login_required
+def business_create_view(request: HttpRequest) -> HttpResponse:
+    form = BusinessCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            business = business_create(
+                owner=request.user,  # type: ignore[arg-type]
+                name=form.cleaned_data["name"],
+                slug=form.cleaned_data["slug"],
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            return HttpResponseRedirect(business.absolute_url("/"))
+    return render(request, "public/business_create.html", {"form": form})
+
+
+@member_required()
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/home.html", {"section": "home"})
+
+
+def tenant_root(request: HttpRequest) -> HttpResponse:
+    """A business's bare address: members get the dashboard, everyone else the chat page."""
+    if request.user.is_authenticated and getattr(request, "membership", None):
+        return dashboard(request)
+    return redirect("chat")
