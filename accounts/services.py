@@ -45,8 +45,13 @@ def seat_remove(*, membership: Membership, actor: User) -> None:
     if membership.is_owner and business.memberships.filter(role=Membership.Role.OWNER).count() == 1:
         raise ValidationError(_("A business needs at least one owner."))
     with transaction.atomic():
-        audit_record(action="seat.removed", actor=actor, business=business, target=membership.user.email,
-                     data={"role": membership.role})
+        audit_record(
+            action="seat.removed",
+            actor=actor,
+            business=business,
+            target=membership.user.email,
+            data={"role": membership.role},
+        )
         membership.delete()
 
 
@@ -63,7 +68,8 @@ def _send_invitation(*, user: User, business: Business) -> None:
         message=_(
             "You were given a seat at %(business)s on Parley.\n\nSet your password here: %(link)s\n"
             "Then open %(dashboard)s"
-        ) % {"business": business.display_name, "link": link, "dashboard": business.absolute_url("/")},
+        )
+        % {"business": business.display_name, "link": link, "dashboard": business.absolute_url("/")},
         from_email=None,
         recipient_list=[user.email],
     )

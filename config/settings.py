@@ -64,6 +64,7 @@ SHARED_APPS = [
     "audit",
     "verification",
     "customers",
+    "directory",
     "billing",
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -151,7 +152,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "parley"},
+            # A prefix per deployment (or per test run) keeps pub/sub channels apart on one Redis.
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("PARLEY_CHANNEL_PREFIX", "parley")},
         }
     }
 else:

@@ -55,7 +55,9 @@ def seed_foundation() -> DemoWorld:
     bakery_agent = demo_user("lena@baeckerei-kraus.example", "Lena Vogel")
 
     airline = demo_business(owner=airline_owner, name="Aurora Air GmbH", slug="aurora-air", display_name="Aurora Air")
-    bakery = demo_business(owner=bakery_owner, name="Bäckerei Kraus", slug="baeckerei-kraus", display_name="Bäckerei Kraus")
+    bakery = demo_business(
+        owner=bakery_owner, name="Bäckerei Kraus", slug="baeckerei-kraus", display_name="Bäckerei Kraus"
+    )
     demo_seat(airline_owner, airline, Membership.Role.OWNER)
     demo_seat(airline_agent_1, airline, Membership.Role.AGENT)
     demo_seat(airline_agent_2, airline, Membership.Role.AGENT)
@@ -64,7 +66,11 @@ def seed_foundation() -> DemoWorld:
 
     world = DemoWorld(staff=staff, airline=airline, bakery=bakery)
     world.users.update(
-        staff=staff, airline_owner=airline_owner, airline_agent_1=airline_agent_1,
-        airline_agent_2=airline_agent_2, bakery_owner=bakery_owner, bakery_agent=bakery_agent,
+        staff=staff,
+        airline_owner=airline_owner,
+        airline_agent_1=airline_agent_1,
+        airline_agent_2=airline_agent_2,
+        bakery_owner=bakery_owner,
+        bakery_agent=bakery_agent,
     )
     return world

@@ -9,8 +9,9 @@ from tenancy.slugs import SLUG_MAX_LENGTH, normalise_slug, validate_slug
 
 
 class BusinessCreateForm(forms.Form):
-    name = forms.CharField(label=_("Business name"), max_length=200,
-                           widget=forms.TextInput(attrs={"autocomplete": "organization"}))
+    name = forms.CharField(
+        label=_("Business name"), max_length=200, widget=forms.TextInput(attrs={"autocomplete": "organization"})
+    )
     slug = forms.CharField(
         label=_("Address"),
         max_length=SLUG_MAX_LENGTH,

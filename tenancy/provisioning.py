@@ -9,9 +9,11 @@ template's rows (migration history, content types), then identity sequences move
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection as default_connection
 from django_tenants.utils import schema_exists
 
 CLONE_FUNCTION_SQL = r"""
@@ -104,6 +106,10 @@ $$;
 """
 
 
+# django-tenants' backend adds schema switching to the connection; the stubs don't know it.
+connection: Any = default_connection
+
+
 def template_schema() -> str:
     return str(settings.TENANT_BASE_SCHEMA)
 
@@ -113,9 +119,7 @@ def ensure_template_schema(*, verbosity: int = 0) -> None:
     if not schema_exists(template_schema()):
         with connection.cursor() as cursor:
             cursor.execute(f'CREATE SCHEMA "{template_schema()}"')
-    call_command(
-        "migrate_schemas", tenant=True, schema_name=template_schema(), interactive=False, verbosity=verbosity
-    )
+    call_command("migrate_schemas", tenant=True, schema_name=template_schema(), interactive=False, verbosity=verbosity)
     connection.set_schema_to_public()
 
 

@@ -20,20 +20,51 @@ class Section:
 
 
 SECTIONS = [
-    Section("inbox", "inbox", _("Inbox"), False,
-            _("Conversations with your customers will appear here, live, for every agent on your team.")),
-    Section("contacts", "contacts", _("Contacts"), False,
-            _("Everyone who has written to you becomes a contact, with notes your whole team can read.")),
-    Section("templates", "templates", _("Templates"), True,
-            _("Approved message templates let you write to customers outside the 24-hour window.")),
-    Section("verification", "verification", _("Verification"), True,
-            _("Verify your phone number and apply for the green badge so customers know it's really you.")),
-    Section("billing", "billing", _("Billing"), True,
-            _("You pay per conversation. Usage, invoices and your payment method will be shown here.")),
-    Section("team", "team", _("Team"), True,
-            _("Give agents a seat so they can answer customers from the shared inbox.")),
-    Section("api", "developers", _("API"), True,
-            _("Send notifications such as flight times or delivery confirmations from your own systems.")),
+    Section(
+        "inbox",
+        "inbox",
+        _("Inbox"),
+        False,
+        _("Conversations with your customers will appear here, live, for every agent on your team."),
+    ),
+    Section(
+        "contacts",
+        "contacts",
+        _("Contacts"),
+        False,
+        _("Everyone who has written to you becomes a contact, with notes your whole team can read."),
+    ),
+    Section(
+        "templates",
+        "templates",
+        _("Templates"),
+        True,
+        _("Approved message templates let you write to customers outside the 24-hour window."),
+    ),
+    Section(
+        "verification",
+        "verification",
+        _("Verification"),
+        True,
+        _("Verify your phone number and apply for the green badge so customers know it's really you."),
+    ),
+    Section(
+        "billing",
+        "billing",
+        _("Billing"),
+        True,
+        _("You pay per conversation. Usage, invoices and your payment method will be shown here."),
+    ),
+    Section(
+        "team", "team", _("Team"), True, _("Give agents a seat so they can answer customers from the shared inbox.")
+    ),
+    Section(
+        "api",
+        "developers",
+        _("API"),
+        True,
+        _("Send notifications such as flight times or delivery confirmations from your own systems."),
+    ),
 ]
 SECTIONS_BY_KEY = {section.key: section for section in SECTIONS}
 

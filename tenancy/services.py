@@ -47,8 +47,9 @@ def business_suspend(*, business: Business, actor: User | None, reason: str) -> 
         business.status = Business.Status.SUSPENDED
         business.suspended_reason = reason[:300]
         business.save(update_fields=["status", "suspended_reason", "updated_at"])
-        audit_record(action="business.suspended", actor=actor, business=business, target=business.slug,
-                     data={"reason": reason})
+        audit_record(
+            action="business.suspended", actor=actor, business=business, target=business.slug, data={"reason": reason}
+        )
     return business
 
 
@@ -68,5 +69,7 @@ def public_tenant_ensure() -> Business:
         defaults={"name": "Parley", "slug": "public", "display_name": "Parley"},
     )
     for host in (settings.PARLEY_DOMAIN, "localhost", "127.0.0.1", "testserver"):
-        Domain.objects.get_or_create(domain=host, defaults={"tenant": public, "is_primary": host == settings.PARLEY_DOMAIN})
+        Domain.objects.get_or_create(
+            domain=host, defaults={"tenant": public, "is_primary": host == settings.PARLEY_DOMAIN}
+        )
     return public

@@ -14,10 +14,41 @@ _SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 # Subdomains that belong to the platform itself or would mislead customers.
 RESERVED_SLUGS = frozenset(
     {
-        "admin", "api", "app", "assets", "auth", "billing", "blog", "cdn", "chat", "dashboard",
-        "dev", "docs", "ftp", "help", "imap", "inbox", "login", "mail", "me", "media", "parley",
-        "pop", "public", "smtp", "staff", "static", "status", "stripe", "support", "template",
-        "test", "webhook", "webhooks", "ws", "www",
+        "admin",
+        "api",
+        "app",
+        "assets",
+        "auth",
+        "billing",
+        "blog",
+        "cdn",
+        "chat",
+        "dashboard",
+        "dev",
+        "docs",
+        "ftp",
+        "help",
+        "imap",
+        "inbox",
+        "login",
+        "mail",
+        "me",
+        "media",
+        "parley",
+        "pop",
+        "public",
+        "smtp",
+        "staff",
+        "static",
+        "status",
+        "stripe",
+        "support",
+        "template",
+        "test",
+        "webhook",
+        "webhooks",
+        "ws",
+        "www",
     }
 )
 
@@ -40,16 +71,15 @@ def validate_slug(slug: str) -> None:
         )
     if not _SLUG_PATTERN.match(slug):
         raise ValidationError(
-            _(
-                "Use only lowercase letters, digits and hyphens, starting and ending with a "
-                "letter or digit."
-            ),
+            _("Use only lowercase letters, digits and hyphens, starting and ending with a letter or digit."),
             code="invalid",
         )
     if "--" in slug:
         raise ValidationError(_("The address cannot contain two hyphens in a row."), code="invalid")
     if slug in RESERVED_SLUGS or slug.startswith(("pg-", "xn--")):
-        raise ValidationError(_("“%(slug)s” is reserved. Please choose another address.") % {"slug": slug}, code="reserved")
+        raise ValidationError(
+            _("“%(slug)s” is reserved. Please choose another address.") % {"slug": slug}, code="reserved"
+        )
 
 
 def schema_name_for(slug: str) -> str:

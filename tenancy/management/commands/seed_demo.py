@@ -16,7 +16,11 @@ from django.utils.module_loading import import_string
 
 from tenancy.demo import DEMO_PASSWORD, seed_foundation
 
-DEMO_STEPS: list[str] = []
+DEMO_STEPS: list[str] = [
+    "verification.demo.seed",
+    "messaging.demo.seed",
+    "billing.demo.seed",
+]
 
 
 class Command(BaseCommand):
@@ -35,7 +39,9 @@ class Command(BaseCommand):
         out(f"  Pricing          {public}/pricing/")
         out(f"  Platform admin   {public}/admin/")
         for business in (world.airline, world.bakery):
-            out(f"  {business.display_name:<16} {business.absolute_url('/')}  (inbox: {business.absolute_url('/inbox/')}, chat: {business.absolute_url('/chat/')})")
+            out(
+                f"  {business.display_name:<16} {business.absolute_url('/')}  (inbox: {business.absolute_url('/inbox/')}, chat: {business.absolute_url('/chat/')})"
+            )
         out(f"\n  Every login below uses the password: {DEMO_PASSWORD}")
         for role, user in world.users.items():
             out(f"    {role:<18} {user.email}")

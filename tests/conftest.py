@@ -1,0 +1,235 @@
+"""Shared test fixtures.
+
+Two businesses (`business_a`, `business_b`) and their people are created once per test
+session, committed, in the test database; tests then run inside a rolled-back transaction
+(`db`) or, when other threads or processes must see their writes, against committed data
+(`live_db`) with unique names. Never use `transactional_db`: its flush would wipe the
+session's businesses while their schemas stay behind.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django_tenants.utils import tenant_context
+
+from accounts.models import Membership, User
+from tenancy.models import Business
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery-staple-42"
+
+
+@dataclass
+class World:
+    business_a: Business
+    business_b: Business
+    owner_a: User
+    agent_a: User
+    owner_b: User
+    agent_b: User
+    staff: User
+
+
+def _user(email: str, *, staff: bool = False) -> User:
+    user, created = User.objects.get_or_create(email=email, defaults={"is_staff": staff, "is_superuser": staff})
+    if created:
+        user.set_password(PASSWORD)
+        user.save()
+    return user
+
+
+def _business(slug: str, owner: User) -> Business:
+    from tenancy.services import business_create
+
+    existing = Business.objects.filter(slug=slug).first()
+    return existing or business_create(owner=owner, name=f"{slug.title()} Ltd", slug=slug)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[World]:
+    with django_db_blocker.unblock():
+        call_command("parley_setup", verbosity=0)
+        owner_a, agent_a = _user("owner@alpha.test"), _user("agent@alpha.test")
+        owner_b, agent_b = _user("owner@beta.test"), _user("agent@beta.test")
+        staff = _user("staff@parley.test", staff=True)
+        business_a = _business("alpha", owner_a)
+        business_b = _business("beta", owner_b)
+        Membership.objects.get_or_create(user=agent_a, business=business_a, defaults={"role": "agent"})
+        Membership.objects.get_or_create(user=agent_b, business=business_b, defaults={"role": "agent"})
+        connection.set_schema_to_public()
+    yield World(business_a, business_b, owner_a, agent_a, owner_b, agent_b, staff)
+
+
+@pytest.fixture
+def world(django_db_setup: World, db: None) -> World:
+    return django_db_setup
+
+
+@pytest.fixture
+def live_db(django_db_setup: World, django_db_blocker: Any) -> Iterator[World]:
+    """Committed database access, for tests whose writes other threads or processes must see."""
+    with django_db_blocker.unblock():
+        yield django_db_setup
+        connection.set_schema_to_public()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def host_client(host: str, user: User | None = None) -> Client:
+    client = Client(HTTP_HOST=host)
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def public_client(user: User | None = None) -> Client:
+    return host_client(settings.PARLEY_DOMAIN, user)
+
+
+def business_client(business: Business, user: User | None = None) -> Client:
+    return host_client(business.host, user)
+
+
+@contextmanager
+def in_business(business: Business) -> Iterator[None]:
+    with tenant_context(business):
+        yield
+    connection.set_schema_to_public()
+
+
+# --- a real server process, for browsers and cross-process tests ------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_database_url() -> str:
+    db = settings.DATABASES["default"]
+    host = db["HOST"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    if host.startswith("/"):
+        return f"postgresql://{auth}@/{db['NAME']}?host={host}"
+    return f"postgresql://{auth}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@dataclass
+class LiveServer:
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def url(self, host: str, path: str = "/") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def public_url(self, path: str = "/") -> str:
+        return self.url(settings.PARLEY_DOMAIN, path)
+
+    def business_url(self, business: Business, path: str = "/") -> str:
+        return self.url(business.host, path)
+
+
+def start_server(port: int, *, extra_env: dict[str, str] | None = None, name: str = "server") -> LiveServer:
+    log_dir = ROOT / "test-artifacts"
+    log_dir.mkdir(exist_ok=True)
+    log_path = log_dir / f"{name}-{port}.log"
+    env = dict(os.environ, DATABASE_URL=test_database_url(), PARLEY_PORT=str(port), **(extra_env or {}))
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early; see {log_path}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return LiveServer(port, process, log_path)
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server did not start; see {log_path}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def live_server_process(django_db_setup: World) -> Iterator[LiveServer]:
+    """One Daphne process serving the test database, shared by the session's browser tests.
+    PARLEY_PORT is set for the server so the absolute URLs it renders point back at it."""
+    server = start_server(free_port(), name="live")
+    yield server
+    stop_server(server)
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    executable = os.environ.get("PARLEY_CHROMIUM", "/usr/bin/chromium")
+    if not Path(executable).exists():
+        pytest.fail(f"Chromium not found at {executable}: install Debian's chromium (see .ci/run)")
+    # Playwright's sync API keeps an event loop running in this thread, which makes Django
+    # refuse ORM calls from the test body; the tests here are synchronous, so that is safe.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with playwright_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    yield page
+    context.close()

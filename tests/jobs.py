@@ -1,0 +1,16 @@
+"""Run queued background jobs in a test, through a real Procrastinate worker on the real
+database. Jobs are only visible to the worker once committed, so use the `live_db` fixture."""
+
+from __future__ import annotations
+
+from procrastinate.contrib.django import app
+
+
+def run_queued_jobs(*, queues: list[str] | None = None) -> None:
+    """Process every job that is due now, then return.
+
+    The worker gets its own psycopg connector, exactly as `manage.py procrastinate worker`
+    does (Django's connection hands JSON back undecoded, which the worker cannot use).
+    """
+    with app.replace_connector(app.connector.get_worker_connector()) as worker_app:  # type: ignore[attr-defined]
+        worker_app.run_worker(wait=False, install_signal_handlers=False, listen_notify=False, queues=queues)
