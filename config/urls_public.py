@@ -16,6 +16,7 @@ urlpatterns = [
     path("home/", tenancy_views.home, name="home"),
     path("start/", tenancy_views.business_create_view, name="business_create"),
     path("", include("billing.urls_public")),
+    path("", include("directory.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from directory import views
+
+urlpatterns = [
+    path("me/conversations/", views.me_conversations, name="me_conversations"),
+]
