@@ -76,6 +76,15 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Wo
     yield World(business_a, business_b, owner_a, agent_a, owner_b, agent_b, staff)
 
 
+@pytest.fixture(autouse=True)
+def _public_schema_between_tests() -> Iterator[None]:
+    """A request through the test client leaves the connection in that business's schema
+    (as django-tenants does per request); each test starts and ends on public."""
+    connection.set_schema_to_public()
+    yield
+    connection.set_schema_to_public()
+
+
 @pytest.fixture
 def world(django_db_setup: World, db: None) -> World:
     return django_db_setup
