@@ -173,3 +173,27 @@ def test_last_owner_cannot_be_removed(world: World) -> None:
     seat = Membership.objects.get(business=world.business_a, user=world.owner_a)
     with pytest.raises(ValidationError, match="at least one owner"):
         seat_remove(membership=seat, actor=world.owner_a)
+
+
+def test_signup_and_password_change_are_audited(world: World) -> None:
+    client = public_client()
+    response = client.post(
+        "/accounts/signup/", {"email": "fresh@example.com", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/start/"
+    user = User.objects.get(email="fresh@example.com")
+    assert AuditEvent.objects.filter(action="user.signed_up", actor=user).exists()
+
+    response = client.post(
+        "/accounts/password/change/",
+        {"oldpassword": PASSWORD, "password1": PASSWORD + "!x", "password2": PASSWORD + "!x"},
+    )
+    assert response.status_code == 302
+    assert AuditEvent.objects.filter(action="user.password_changed", actor=user).exists()
+
+
+def test_mfa_pages_are_reachable_from_a_business_host(world: World) -> None:
+    response = business_client(world.business_a, world.owner_a).get("/accounts/2fa/")
+    assert response.status_code == 200
+    assert b"Authenticator" in response.content
