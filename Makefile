@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 # Python 3.12 (see .python-version): pyenv's, else whatever python3.12 is on PATH.
 PYTHON312 := $(shell pyenv which python3.12 2>/dev/null || command -v python3.12 || echo python3.12)
 PORT ?= 8000
+export PARLEY_PORT ?= $(PORT)
 export DJANGO_SETTINGS_MODULE := config.settings
 
 .PHONY: demo test lint typecheck pytest setup serve bench clean
