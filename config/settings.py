@@ -73,6 +73,7 @@ SHARED_APPS = [
     "django.contrib.admin",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django.contrib.postgres",  # billing: exclusion constraint on conversation windows
     "allauth",
     "allauth.account",
     "allauth.mfa",
