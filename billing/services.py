@@ -1,24 +1,134 @@
 """Billing use cases.
 
-Contract used by messaging (the billing issue fills these in; messaging calls them on every
-business-to-customer send, inside the send's transaction):
-- `business_may_initiate(business=...)`: False while a failed payment's grace period has run out.
+Contract used by messaging (it calls these on every business-to-customer send, inside the send's
+transaction):
+- `business_may_initiate(business=...)`: False once a failed payment's grace period has run out.
 - `conversation_charge_for_message(...)`: opens (or finds) the billable conversation for this
-  message and returns its usage record, or None when the message is not billable.
+  message and returns its usage record. The record and its Stripe report job are written in the
+  caller's transaction, so a send that rolls back (blocked, failed) bills nothing.
+- `conversation_charge_void(...)`: for a message that fails after its transaction committed.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+import phonenumbers
+from django.core.mail import mail_admins
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Membership
+from audit.services import audit_record
+from billing import stripe_gateway
+from billing.models import (
+    FREE_SERVICE_CONVERSATIONS_PER_MONTH,
+    BillingAccount,
+    Category,
+    Invoice,
+    Rate,
+    RateCard,
+    StripeEvent,
+    UsageCounter,
+    UsageRecord,
+)
 from tenancy.models import Business
 
+logger = logging.getLogger("parley.billing")
+
 CATEGORIES = ("service", "utility", "marketing", "authentication")
+WINDOW = timedelta(hours=24)
+GRACE_PERIOD = timedelta(days=7)
+
+
+class BillingError(Exception):
+    """A billing action the user asked for cannot be done; the message says why."""
+
+
+# --- prices ----------------------------------------------------------------------------------
+
+
+def country_for_phone(phone: str) -> str:
+    """ISO country of an E.164 number, or "" when it cannot be told (the default rate applies)."""
+    try:
+        number = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException:
+        return ""
+    region = phonenumbers.region_code_for_number(number)
+    return region if region and region != "001" else ""
+
+
+def active_rate_card() -> RateCard:
+    card = RateCard.objects.filter(is_active=True).first()
+    if card is None:
+        # A platform without a rate card still bills: these are the published launch prices.
+        card, _created = RateCard.objects.get_or_create(
+            is_active=True,
+            defaults={
+                "name": "Launch prices",
+                "default_service": Decimal("0.0300"),
+                "default_utility": Decimal("0.0400"),
+                "default_marketing": Decimal("0.0700"),
+                "default_authentication": Decimal("0.0350"),
+            },
+        )
+    return card
+
+
+def price_for(*, category: str, country: str, card: RateCard | None = None) -> Decimal:
+    card = card or active_rate_card()
+    if country:
+        rate = Rate.objects.filter(rate_card=card, category=category, country=country).values_list("price", flat=True)
+        for price in rate:
+            return Decimal(price)
+    return card.default_for(category)
+
+
+# --- the messaging contract -----------------------------------------------------------------------
 
 
 def business_may_initiate(*, business: Business) -> bool:
-    return True
+    """Whether the business may start conversations (templates). Customer replies always work."""
+    ends = BillingAccount.objects.filter(business_id=business.pk).values_list("grace_period_ends_at", flat=True).first()
+    return ends is None or timezone.now() < ends
+
+
+def month_start(moment: datetime) -> datetime:
+    """Free tier and billing periods are calendar months in UTC."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _lock_window(business_id: int, customer_id: int) -> None:
+    # Held until the caller's transaction ends, so a second send to the same customer waits for
+    # the first to commit and then finds its conversation instead of opening another.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"billing:{business_id}:{customer_id}"]
+        )
+
+
+def _count_service_conversation(business_id: int, month: datetime, delta: int = 1) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {UsageCounter._meta.db_table} (business_id, month, category, count)
+            VALUES (%s, %s, %s, GREATEST(%s, 0))
+            ON CONFLICT (business_id, month, category)
+            DO UPDATE SET count = GREATEST({UsageCounter._meta.db_table}.count + %s, 0)
+            RETURNING count
+            """,
+            [business_id, month.date(), Category.SERVICE, delta, delta],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 def conversation_charge_for_message(
@@ -29,5 +139,458 @@ def conversation_charge_for_message(
     customer_phone: str,
     category: str,
     sent_at: datetime,
-) -> Any:
-    return None
+) -> UsageRecord:
+    """Return the billable conversation this message belongs to, opening one if needed.
+
+    The first business message when no billable conversation with this customer is open opens a
+    24-hour one of `category` (service for replies inside the customer's service window, else the
+    template's category); later messages inside those 24 hours belong to it.
+    """
+    if category not in CATEGORIES:
+        raise ValueError(f"unknown conversation category {category!r}")
+    if timezone.is_naive(sent_at):
+        raise ValueError("sent_at must be timezone-aware")
+    from billing.jobs import report_usage_record
+
+    with transaction.atomic():
+        _lock_window(business.pk, customer_id)
+        # Overlap, not containment: a message stamped slightly before an open window (clock skew
+        # between senders) joins it rather than opening an overlapping second one.
+        existing = (
+            UsageRecord.objects.filter(
+                business_id=business.pk,
+                customer_id=customer_id,
+                voided_at__isnull=True,
+                opened_at__lt=sent_at + WINDOW,
+                window_ends_at__gt=sent_at,
+            )
+            .order_by("opened_at")
+            .first()
+        )
+        if existing is not None:
+            return existing
+
+        country = country_for_phone(customer_phone)
+        free = False
+        if category == Category.SERVICE:
+            number = _count_service_conversation(business.pk, month_start(sent_at))
+            free = number <= FREE_SERVICE_CONVERSATIONS_PER_MONTH
+        record = UsageRecord.objects.create(
+            id=uuid.uuid4(),
+            business_id=business.pk,
+            conversation_id=conversation_id,
+            customer_id=customer_id,
+            category=category,
+            country=country,
+            opened_at=sent_at,
+            window_ends_at=sent_at + WINDOW,
+            unit_price=price_for(category=category, country=country),
+            free=free,
+            report_state=UsageRecord.ReportState.NOT_BILLED if free else UsageRecord.ReportState.PENDING,
+        )
+        if not free:
+            # Same transaction as the row: a committed chargeable record always has its report queued.
+            report_usage_record.configure(queueing_lock=f"usage:{record.id}").defer(record_id=str(record.id))
+    return record
+
+
+def conversation_charge_void(*, record_id: uuid.UUID | str, reason: str) -> UsageRecord | None:
+    """Stop billing a conversation whose opening message failed after it was committed.
+
+    Call it only when no message of that conversation reached the customer. Not yet reported:
+    it is never sent. Already reported: Stripe is told to cancel the meter event.
+    """
+    from billing.jobs import cancel_usage_record
+
+    with transaction.atomic():
+        record = UsageRecord.objects.select_for_update().filter(pk=record_id).first()
+        if record is None or record.voided_at is not None:
+            return record
+        record.voided_at = timezone.now()
+        record.void_reason = reason[:200]
+        if record.report_state == UsageRecord.ReportState.REPORTED:
+            cancel_usage_record.defer(record_id=str(record.pk))
+        else:
+            record.report_state = UsageRecord.ReportState.NOT_BILLED
+        record.save(update_fields=["voided_at", "void_reason", "report_state"])
+        if record.category == Category.SERVICE:
+            _count_service_conversation(record.business_id, month_start(record.opened_at), -1)
+        audit_record(
+            action="billing.conversation_voided",
+            business=record.business,
+            target=str(record.pk),
+            data={"reason": reason[:200]},
+        )
+    return record
+
+
+# --- Stripe customer, reports --------------------------------------------------------------------
+
+
+def billing_account_for(*, business: Business) -> BillingAccount:
+    account, _created = BillingAccount.objects.get_or_create(business=business)
+    return account
+
+
+def _owner_email(business: Business) -> str:
+    owner = (
+        Membership.objects.filter(business=business, role=Membership.Role.OWNER)
+        .select_related("user")
+        .order_by("created_at")
+        .first()
+    )
+    return owner.user.email if owner else ""
+
+
+def stripe_customer_ensure(*, business: Business) -> str:
+    """The business's Stripe customer id, creating the customer once."""
+    account = billing_account_for(business=business)
+    if account.stripe_customer_id:
+        return account.stripe_customer_id
+    with transaction.atomic():
+        account = BillingAccount.objects.select_for_update().get(pk=account.pk)
+        if not account.stripe_customer_id:
+            account.stripe_customer_id = stripe_gateway.customer_create(
+                business_id=business.pk,
+                name=business.name,
+                email=_owner_email(business),
+                slug=business.slug,
+                idempotency_key=f"parley-customer-{business.pk}-{int(account.created_at.timestamp())}",
+            )
+            account.save(update_fields=["stripe_customer_id", "updated_at"])
+            audit_record(action="billing.stripe_customer_created", business=business, target=account.stripe_customer_id)
+    return account.stripe_customer_id
+
+
+def usage_record_report(*, record_id: str) -> str:
+    """Send one record to Stripe. Returns what happened; raises StripeTemporaryError or
+    StripeNotConfigured for the job to retry later."""
+    with transaction.atomic():
+        # The row stays locked during the call so a concurrent void waits and then sees the truth.
+        record = UsageRecord.objects.select_for_update().select_related("business").filter(pk=record_id).first()
+        if record is None:
+            return "missing"
+        if record.report_state != UsageRecord.ReportState.PENDING or not record.chargeable:
+            return "skipped"
+        UsageRecord.objects.filter(pk=record.pk).update(report_attempts=F("report_attempts") + 1)
+        customer_id = stripe_customer_ensure(business=record.business)
+        try:
+            accepted = stripe_gateway.meter_event_report(
+                identifier=str(record.pk),
+                category=record.category,
+                customer_id=customer_id,
+                value=record.meter_value,
+                timestamp=record.opened_at,
+            )
+        except stripe_gateway.StripePermanentError as error:
+            reason = str(error)[:500]
+            UsageRecord.objects.filter(pk=record.pk).update(
+                report_state=UsageRecord.ReportState.FAILED, report_error=reason
+            )
+            audit_record(
+                action="billing.report_failed", business=record.business, target=str(record.pk), data={"error": reason}
+            )
+            transaction.on_commit(
+                lambda: mail_admins(
+                    "Stripe refused a usage record",
+                    f"Usage record {record.pk} of {record.business.slug} was refused by Stripe: {reason}\n"
+                    "Fix the cause, then use 'Report again' in the usage ledger admin.",
+                    fail_silently=True,
+                )
+            )
+            return "failed"
+        UsageRecord.objects.filter(pk=record.pk).update(
+            report_state=UsageRecord.ReportState.REPORTED, reported_at=timezone.now(), report_error=""
+        )
+    return "reported" if accepted else "duplicate"
+
+
+def usage_record_cancel_in_stripe(*, record_id: str) -> None:
+    record = UsageRecord.objects.filter(pk=record_id).first()
+    if record is None or record.voided_at is None or record.report_state != UsageRecord.ReportState.REPORTED:
+        return
+    stripe_gateway.meter_event_cancel(identifier=str(record.pk), category=record.category)
+    UsageRecord.objects.filter(pk=record.pk).update(report_state=UsageRecord.ReportState.NOT_BILLED)
+
+
+def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), record_ids: list[str] | None = None) -> int:
+    """Queue reports again for records still pending (or failed, when asked by id). The safety net
+    behind the per-record job; Stripe dedupes by identifier, so an extra report is harmless."""
+    from procrastinate.exceptions import AlreadyEnqueued
+
+    from billing.jobs import report_usage_record
+
+    records = UsageRecord.objects.filter(voided_at__isnull=True, free=False)
+    if record_ids is not None:
+        records = records.filter(pk__in=record_ids, report_state__in=["pending", "failed"])
+    else:
+        records = records.filter(report_state="pending", created_at__lt=timezone.now() - older_than)
+    queued = 0
+    for record_id in records.values_list("pk", flat=True).iterator():
+        with transaction.atomic():
+            UsageRecord.objects.filter(pk=record_id).update(report_state=UsageRecord.ReportState.PENDING)
+            try:
+                report_usage_record.configure(queueing_lock=f"usage:{record_id}").defer(record_id=str(record_id))
+            except AlreadyEnqueued:
+                continue
+        queued += 1
+    return queued
+
+
+# --- Checkout and portal ---------------------------------------------------------------------------
+
+
+def checkout_start(*, business: Business, actor: Any, return_url: str) -> str:
+    if not stripe_gateway.is_configured():
+        raise BillingError(_("Payments are not set up on this Parley installation yet."))
+    customer_id = stripe_customer_ensure(business=business)
+    try:
+        url = stripe_gateway.checkout_session_create(
+            customer_id=customer_id,
+            business_id=business.pk,
+            success_url=f"{return_url}?checkout=success",
+            cancel_url=f"{return_url}?checkout=cancelled",
+        )
+    except (stripe_gateway.StripeTemporaryError, stripe_gateway.StripePermanentError) as error:
+        logger.warning("checkout for %s failed: %s", business.slug, error)
+        raise BillingError(_("Stripe could not start the checkout. Please try again in a minute.")) from error
+    audit_record(action="billing.checkout_started", actor=actor, business=business, target=customer_id)
+    return url
+
+
+def portal_start(*, business: Business, return_url: str) -> str:
+    if not stripe_gateway.is_configured():
+        raise BillingError(_("Payments are not set up on this Parley installation yet."))
+    customer_id = stripe_customer_ensure(business=business)
+    try:
+        return stripe_gateway.portal_session_create(customer_id=customer_id, return_url=return_url)
+    except (stripe_gateway.StripeTemporaryError, stripe_gateway.StripePermanentError) as error:
+        logger.warning("portal for %s failed: %s", business.slug, error)
+        raise BillingError(_("Stripe could not open the billing portal. Please try again in a minute.")) from error
+
+
+# --- webhooks ----------------------------------------------------------------------------------------
+
+
+def stripe_event_store(*, event: dict[str, Any]) -> tuple[StripeEvent, bool]:
+    """Keep the event before doing anything with it; a replay finds the stored row."""
+    created_ts = event.get("created")
+    row, created = StripeEvent.objects.get_or_create(
+        id=str(event["id"]),
+        defaults={
+            "type": str(event["type"])[:100],
+            "payload": event,
+            "created": datetime.fromtimestamp(int(created_ts), tz=UTC) if created_ts else None,
+        },
+    )
+    return row, created
+
+
+def stripe_event_process(*, event_id: str) -> bool:
+    """Apply one stored event exactly once. Returns False when it had been processed already."""
+    with transaction.atomic():
+        row = StripeEvent.objects.select_for_update().get(pk=event_id)
+        if row.processed_at is not None:
+            return False
+        StripeEvent.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1)
+        handler = _HANDLERS.get(row.type)
+        if handler is not None:
+            obj = row.payload.get("data", {}).get("object", {})
+            handler(obj, row.created or timezone.now())
+        row.processed_at = timezone.now()
+        row.error = ""
+        row.save(update_fields=["processed_at", "error"])
+    return True
+
+
+def _account_for_customer(customer_id: str | None, business_id: Any = None) -> BillingAccount | None:
+    if business_id:
+        business = Business.objects.filter(pk=business_id).first()
+        if business is not None:
+            account = billing_account_for(business=business)
+            if customer_id and not account.stripe_customer_id:
+                account.stripe_customer_id = customer_id
+                account.save(update_fields=["stripe_customer_id", "updated_at"])
+            return BillingAccount.objects.select_for_update().get(pk=account.pk)
+    if not customer_id:
+        return None
+    return BillingAccount.objects.select_for_update().filter(stripe_customer_id=customer_id).first()
+
+
+def _ts(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), tz=UTC) if value else None
+
+
+def _on_checkout_completed(obj: dict[str, Any], at: datetime) -> None:
+    business_id = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("parley_business_id")
+    account = _account_for_customer(obj.get("customer"), business_id)
+    if account is None:
+        logger.warning("checkout.session.completed for unknown customer %s", obj.get("customer"))
+        return
+    if obj.get("subscription") and not account.subscription_id:
+        account.subscription_id = str(obj["subscription"])
+        if not account.subscription_status:
+            account.subscription_status = "active"
+        account.save(update_fields=["subscription_id", "subscription_status", "updated_at"])
+    audit_record(action="billing.checkout_completed", business=account.business, target=account.subscription_id)
+
+
+def _on_subscription(obj: dict[str, Any], at: datetime) -> None:
+    business_id = (obj.get("metadata") or {}).get("parley_business_id")
+    account = _account_for_customer(obj.get("customer"), business_id)
+    if account is None:
+        logger.warning("subscription event for unknown customer %s", obj.get("customer"))
+        return
+    # Out-of-order delivery: an older snapshot never overwrites a newer one.
+    if account.subscription_event_at and at < account.subscription_event_at:
+        return
+    status = str(obj.get("status") or "")
+    account.subscription_id = str(obj.get("id") or account.subscription_id)
+    account.subscription_status = status
+    account.subscription_event_at = at
+    items = (obj.get("items") or {}).get("data") or []
+    period_end = obj.get("current_period_end") or (items[0].get("current_period_end") if items else None)
+    account.current_period_end = _ts(period_end)
+    account.save(
+        update_fields=[
+            "subscription_id",
+            "subscription_status",
+            "subscription_event_at",
+            "current_period_end",
+            "updated_at",
+        ]
+    )
+    audit_record(
+        action="billing.subscription_changed",
+        business=account.business,
+        target=account.subscription_id,
+        data={"status": status},
+    )
+
+
+def _invoice_upsert(obj: dict[str, Any], at: datetime, account: BillingAccount) -> tuple[Invoice, bool]:
+    """Returns the invoice and whether this event is the newest word on it."""
+    invoice, _created = Invoice.objects.select_for_update().get_or_create(
+        id=str(obj["id"]), defaults={"account": account, "status": str(obj.get("status") or "open")}
+    )
+    if invoice.last_event_at and at < invoice.last_event_at:
+        return invoice, False
+    # A paid invoice stays paid, whatever older news arrives after it.
+    if invoice.status != "paid" or obj.get("status") in {"paid", "void"}:
+        invoice.status = str(obj.get("status") or invoice.status)
+    invoice.number = str(obj.get("number") or "")
+    invoice.currency = str(obj.get("currency") or "eur")
+    invoice.amount_due = int(obj.get("amount_due") or 0)
+    invoice.amount_paid = int(obj.get("amount_paid") or 0)
+    invoice.hosted_invoice_url = str(obj.get("hosted_invoice_url") or "")
+    invoice.period_start = _ts(obj.get("period_start"))
+    invoice.period_end = _ts(obj.get("period_end"))
+    invoice.created = _ts(obj.get("created"))
+    invoice.last_event_at = at
+    invoice.save()
+    return invoice, True
+
+
+def _on_invoice_paid(obj: dict[str, Any], at: datetime) -> None:
+    account = _account_for_customer(obj.get("customer"))
+    if account is None:
+        logger.warning("invoice.paid for unknown customer %s", obj.get("customer"))
+        return
+    obj = {**obj, "status": "paid"}
+    _invoice_upsert(obj, at, account)
+    still_failing = account.invoices.filter(status__in=["open", "uncollectible"]).exclude(amount_due=0).exists()
+    if account.grace_period_ends_at and not still_failing:
+        account.grace_period_ends_at = None
+        account.payment_failed_at = None
+        account.save(update_fields=["grace_period_ends_at", "payment_failed_at", "updated_at"])
+        audit_record(action="billing.payment_recovered", business=account.business, target=str(obj["id"]))
+        business = account.business
+        transaction.on_commit(
+            lambda: mail_admins(
+                f"Payment recovered: {business.slug}",
+                f"{business} paid invoice {obj.get('number') or obj['id']}; it may start conversations again.",
+                fail_silently=True,
+            )
+        )
+
+
+def _on_invoice_payment_failed(obj: dict[str, Any], at: datetime) -> None:
+    account = _account_for_customer(obj.get("customer"))
+    if account is None:
+        logger.warning("invoice.payment_failed for unknown customer %s", obj.get("customer"))
+        return
+    obj = {**obj, "status": obj.get("status") or "open"}
+    invoice, newest = _invoice_upsert(obj, at, account)
+    if invoice.status == "paid" or not newest:
+        return  # it was paid after this failure (events arrived out of order)
+    if account.grace_period_ends_at is None:
+        account.payment_failed_at = at
+        account.grace_period_ends_at = at + GRACE_PERIOD
+        account.save(update_fields=["payment_failed_at", "grace_period_ends_at", "updated_at"])
+        audit_record(
+            action="billing.payment_failed",
+            business=account.business,
+            target=str(obj["id"]),
+            data={"grace_period_ends_at": account.grace_period_ends_at.isoformat()},
+        )
+        business, ends = account.business, account.grace_period_ends_at
+        transaction.on_commit(
+            lambda: mail_admins(
+                f"Payment failed: {business.slug}",
+                f"{business} failed to pay invoice {obj.get('number') or obj['id']}. Grace period ends "
+                f"{ends:%Y-%m-%d %H:%M} UTC; after that it cannot start conversations until it pays.",
+                fail_silently=True,
+            )
+        )
+
+
+_HANDLERS = {
+    "checkout.session.completed": _on_checkout_completed,
+    "customer.subscription.created": _on_subscription,
+    "customer.subscription.updated": _on_subscription,
+    "customer.subscription.deleted": _on_subscription,
+    "customer.subscription.paused": _on_subscription,
+    "customer.subscription.resumed": _on_subscription,
+    "invoice.paid": _on_invoice_paid,
+    "invoice.payment_succeeded": _on_invoice_paid,
+    "invoice.payment_failed": _on_invoice_payment_failed,
+}
+
+
+def stripe_event_receive(*, event: dict[str, Any]) -> str:
+    """A verified webhook event: store it, then apply it once. If applying fails the stored event
+    is retried by a job, so Stripe still gets its 2xx and does not redeliver forever."""
+    from procrastinate.exceptions import AlreadyEnqueued
+
+    from billing.jobs import process_stripe_event
+
+    row, _created = stripe_event_store(event=event)
+    if row.processed_at is not None:
+        return "duplicate"
+    try:
+        return "processed" if stripe_event_process(event_id=row.pk) else "duplicate"
+    except Exception as error:
+        logger.exception("processing Stripe event %s failed; queued for retry", row.pk)
+        with transaction.atomic():
+            StripeEvent.objects.filter(pk=row.pk).update(error=repr(error)[:2000])
+            with contextlib.suppress(AlreadyEnqueued):
+                process_stripe_event.configure(queueing_lock=f"stripe-event:{row.pk}").defer(event_id=row.pk)
+        return "queued"
+
+
+def usage_counter_rebuild(*, business: Business, month: datetime) -> int:
+    """Recount a month's service conversations from the ledger (after imports or repairs)."""
+    start = month_start(month)
+    end = (start + timedelta(days=32)).replace(day=1)
+    with transaction.atomic():
+        count = UsageRecord.objects.filter(
+            business_id=business.pk,
+            category=Category.SERVICE,
+            opened_at__gte=start,
+            opened_at__lt=end,
+            voided_at__isnull=True,
+        ).count()
+        UsageCounter.objects.update_or_create(
+            business_id=business.pk, month=start.date(), category=Category.SERVICE, defaults={"count": count}
+        )
+    return count

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from billing import services
+from billing.models import BillingAccount, Invoice, Rate, RateCard, StripeEvent, UsageRecord
+
+
+class RateInline(admin.TabularInline[Rate, RateCard]):
+    model = Rate
+    extra = 1
+
+
+@admin.register(RateCard)
+class RateCardAdmin(admin.ModelAdmin[RateCard]):
+    list_display = [
+        "name",
+        "is_active",
+        "default_service",
+        "default_utility",
+        "default_marketing",
+        "default_authentication",
+        "updated_at",
+    ]
+    inlines = [RateInline]
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
+    """The usage ledger across every business. Read-only: the ledger is written by services."""
+
+    list_display = ["opened_at", "business", "category", "country", "unit_price", "free", "voided_at", "report_state"]
+    list_filter = ["category", "report_state", "free", "country", "business"]
+    search_fields = ["id", "business__slug", "business__display_name"]
+    date_hierarchy = "opened_at"
+    list_select_related = ["business"]
+    actions = ["report_again"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
+        return False
+
+    @admin.action(description=_("Report again to Stripe (pending or failed records)"))
+    def report_again(self, request: HttpRequest, queryset: QuerySet[UsageRecord]) -> None:
+        queued = services.usage_reports_requeue(record_ids=[str(pk) for pk in queryset.values_list("pk", flat=True)])
+        self.message_user(request, _("%(n)d report(s) queued.") % {"n": queued}, messages.SUCCESS)
+
+
+class InvoiceInline(admin.TabularInline[Invoice, BillingAccount]):
+    model = Invoice
+    extra = 0
+    can_delete = False
+    readonly_fields = ("id", "number", "status", "amount_due", "amount_paid", "period_start", "period_end", "created")
+    fields = readonly_fields
+
+
+@admin.register(BillingAccount)
+class BillingAccountAdmin(admin.ModelAdmin[BillingAccount]):
+    list_display = ["business", "stripe_customer_id", "subscription_status", "grace_period_ends_at", "updated_at"]
+    list_filter = ["subscription_status"]
+    search_fields = ["business__slug", "business__display_name", "stripe_customer_id", "subscription_id"]
+    readonly_fields = ["subscription_event_at", "created_at", "updated_at"]
+    inlines = [InvoiceInline]
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(admin.ModelAdmin[StripeEvent]):
+    list_display = ["received_at", "type", "id", "processed_at", "attempts"]
+    list_filter = ["type", "processed_at"]
+    search_fields = ["id", "type"]
+    readonly_fields = ["id", "type", "created", "payload", "received_at", "processed_at", "attempts", "error"]
+    actions = ["process_now"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description=_("Process now (unprocessed events only)"))
+    def process_now(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
+        done = sum(1 for pk in queryset.values_list("pk", flat=True) if services.stripe_event_process(event_id=pk))
+        self.message_user(request, _("%(n)d event(s) processed.") % {"n": done}, messages.SUCCESS)

@@ -1,0 +1,181 @@
+"""Billing reads: a business's usage, cost and invoices; the public rate card."""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from billing import stripe_gateway
+from billing.models import BillingAccount, Category, Invoice, Rate, RateCard, UsageRecord
+from billing.services import CATEGORIES, active_rate_card, month_start
+from tenancy.models import Business
+
+
+def period_parse(value: str | None) -> datetime:
+    """'YYYY-MM' → the first instant of that month in UTC; raises ValueError on bad input."""
+    if not value:
+        return month_start(timezone.now())
+    try:
+        parsed = datetime.strptime(value, "%Y-%m")
+    except ValueError as error:
+        raise ValueError(_("Use the form YYYY-MM for the period, for example 2026-03.")) from error
+    if not 2000 <= parsed.year <= 2100:
+        raise ValueError(_("Use the form YYYY-MM for the period, for example 2026-03."))
+    return parsed.replace(tzinfo=UTC)
+
+
+def period_end(start: datetime) -> datetime:
+    days = calendar.monthrange(start.year, start.month)[1]
+    return start + timedelta(days=days)
+
+
+@dataclass
+class CategoryUsage:
+    category: str
+    label: str
+    conversations: int = 0
+    free: int = 0
+    cost: Decimal = Decimal("0")
+
+    @property
+    def charged(self) -> int:
+        return self.conversations - self.free
+
+
+@dataclass
+class DayUsage:
+    day: date
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass
+class UsageSummary:
+    start: datetime
+    end: datetime
+    categories: list[CategoryUsage]
+    days: list[DayUsage]
+    pending_reports: int
+    failed_reports: int
+
+    @property
+    def conversations(self) -> int:
+        return sum(c.conversations for c in self.categories)
+
+    @property
+    def free(self) -> int:
+        return sum(c.free for c in self.categories)
+
+    @property
+    def charged(self) -> int:
+        return self.conversations - self.free
+
+    @property
+    def cost(self) -> Decimal:
+        return sum((c.cost for c in self.categories), Decimal("0"))
+
+
+def usage_summary(*, business: Business, start: datetime) -> UsageSummary:
+    """This period's conversations by category and by day; cost with the free tier applied (the
+    free flag is decided when a conversation opens, so the sum is what Stripe will bill)."""
+    end = period_end(start)
+    records = UsageRecord.objects.filter(
+        business_id=business.pk, opened_at__gte=start, opened_at__lt=end, voided_at__isnull=True
+    )
+    by_category = {c.value: CategoryUsage(c.value, str(c.label)) for c in Category}
+    for row in records.values("category").annotate(
+        n=Count("pk"), free_n=Count("pk", filter=Q(free=True)), cost=Sum("unit_price", filter=Q(free=False))
+    ):
+        usage = by_category[row["category"]]
+        usage.conversations, usage.free, usage.cost = row["n"], row["free_n"], row["cost"] or Decimal("0")
+
+    days = {
+        start.date() + timedelta(days=i): DayUsage(start.date() + timedelta(days=i)) for i in range((end - start).days)
+    }
+    daily = (
+        records.annotate(day=TruncDate("opened_at", tzinfo=UTC)).values_list("day", "category").annotate(n=Count("pk"))
+    )
+    for day, category, n in daily:
+        if day in days:
+            days[day].counts[category] = n
+
+    states = dict(
+        records.filter(report_state__in=["pending", "failed"]).values_list("report_state").annotate(n=Count("pk"))
+    )
+    return UsageSummary(
+        start=start,
+        end=end,
+        categories=[by_category[c] for c in CATEGORIES],
+        days=list(days.values()),
+        pending_reports=states.get("pending", 0),
+        failed_reports=states.get("failed", 0),
+    )
+
+
+@dataclass
+class PaymentState:
+    account: BillingAccount | None
+    ledger_only: bool
+    subscribed: bool
+    in_grace_period: bool
+    blocked: bool
+
+    @property
+    def grace_period_ends_at(self) -> datetime | None:
+        return self.account.grace_period_ends_at if self.account else None
+
+
+def payment_state(*, business: Business) -> PaymentState:
+    account = BillingAccount.objects.filter(business_id=business.pk).first()
+    now = timezone.now()
+    ends = account.grace_period_ends_at if account else None
+    return PaymentState(
+        account=account,
+        ledger_only=not stripe_gateway.is_configured(),
+        subscribed=bool(account and account.subscription_status in {"active", "trialing", "past_due"}),
+        in_grace_period=bool(ends and now < ends),
+        blocked=bool(ends and now >= ends),
+    )
+
+
+def invoices_for(*, business: Business, limit: int = 24) -> list[Invoice]:
+    return list(Invoice.objects.filter(account__business_id=business.pk).order_by("-created")[:limit])
+
+
+def ledger_rows(*, business: Business, start: datetime, end: datetime) -> Iterator[UsageRecord]:
+    return (
+        UsageRecord.objects.filter(business_id=business.pk, opened_at__gte=start, opened_at__lt=end)
+        .order_by("opened_at")
+        .iterator(chunk_size=2000)
+    )
+
+
+@dataclass
+class RateRow:
+    country: str
+    prices: dict[str, Decimal]
+
+
+def public_rate_card() -> tuple[RateCard, list[Decimal], list[RateRow]]:
+    """The active card's defaults (in category order) and one row per country it names."""
+    card = active_rate_card()
+    defaults = [card.default_for(c) for c in CATEGORIES]
+    rows: dict[str, RateRow] = {}
+    for rate in Rate.objects.filter(rate_card=card).order_by("country"):
+        row = rows.setdefault(rate.country, RateRow(rate.country, {}))
+        row.prices[rate.category] = rate.price
+    for row in rows.values():
+        for category, default in zip(CATEGORIES, defaults, strict=True):
+            row.prices.setdefault(category, default)
+    return card, defaults, list(rows.values())

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from billing import stripe_gateway
+from billing.models import BillingAccount, Invoice, StripeEvent, UsageCounter, UsageRecord
+from tests.billing.fake_stripe import FakeStripe, running
+from tests.conftest import World
+
+
+def wipe_billing(world: World) -> None:
+    """Committed billing rows of the session's businesses, and queued billing jobs: gone, so a
+    live test sees only what it made."""
+    businesses = [world.business_a.pk, world.business_b.pk]
+    UsageRecord.objects.filter(business_id__in=businesses).delete()
+    UsageCounter.objects.filter(business_id__in=businesses).delete()
+    Invoice.objects.filter(account__business_id__in=businesses).delete()
+    BillingAccount.objects.filter(business_id__in=businesses).delete()
+    StripeEvent.objects.filter(id__startswith="evt_test_").delete()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM procrastinate_jobs WHERE queue_name = 'billing' AND status IN ('todo', 'doing')")
+
+
+@pytest.fixture
+def billing_live(live_db: World) -> Iterator[World]:
+    wipe_billing(live_db)
+    yield live_db
+    wipe_billing(live_db)
+
+
+@pytest.fixture
+def fake_stripe(settings: Any) -> Iterator[FakeStripe]:
+    """A local Stripe the real SDK talks to, with the catalogue already synced."""
+    with running(FakeStripe()) as fake:
+        settings.STRIPE_SECRET_KEY = "sk_test_fake"
+        settings.STRIPE_API_BASE = fake.url
+        settings.STRIPE_TIMEOUT_SECONDS = 0.5
+        settings.STRIPE_NETWORK_RETRIES = 0
+        settings.BILLING_RETRY_BASE_SECONDS = 0
+        stripe_gateway.catalog_sync()
+        fake.requests.clear()
+        yield fake
