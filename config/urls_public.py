@@ -17,6 +17,8 @@ urlpatterns = [
     path("start/", tenancy_views.business_create_view, name="business_create"),
     path("", include("billing.urls_public")),
     path("", include("directory.urls")),
+    path("", include("customers.urls")),
+    path("", include("verification.urls_public")),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

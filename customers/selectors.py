@@ -1,6 +1,12 @@
 from __future__ import annotations
 
-from customers.models import Block, MarketingMute
+from dataclasses import dataclass
+
+from django.http import Http404
+
+from accounts.models import Customer
+from customers.models import Block, BusinessContact, MarketingMute
+from tenancy.models import PUBLIC_SCHEMA, Business
 
 
 def customer_has_blocked(*, customer_id: int, business_id: int) -> bool:
@@ -9,3 +15,36 @@ def customer_has_blocked(*, customer_id: int, business_id: int) -> bool:
 
 def customer_has_muted_marketing(*, customer_id: int, business_id: int) -> bool:
     return MarketingMute.objects.filter(customer_id=customer_id, business_id=business_id).exists()
+
+
+@dataclass(frozen=True)
+class BusinessRow:
+    business: Business
+    blocked: bool
+    muted: bool
+
+
+def customer_businesses(*, customer: Customer) -> list[BusinessRow]:
+    """Businesses that were in touch with this customer, plus any they blocked or muted (so an
+    unblock is always reachable), newest contact first. Only this customer's own rows."""
+    blocked = set(Block.objects.filter(customer=customer).values_list("business_id", flat=True))
+    muted = set(MarketingMute.objects.filter(customer=customer).values_list("business_id", flat=True))
+    contacted = list(
+        BusinessContact.objects.filter(customer=customer).order_by("-last_contact_at").values_list("business_id", flat=True)
+    )
+    ids = contacted + [i for i in sorted(blocked | muted) if i not in contacted]
+    businesses = Business.objects.in_bulk(ids)
+    return [
+        BusinessRow(businesses[i], i in blocked, i in muted)
+        for i in ids
+        if i in businesses and businesses[i].schema_name != PUBLIC_SCHEMA
+    ]
+
+
+def business_for_customer(*, business_id: int) -> Business:
+    """A business a customer may act on (block, mute, report): any real business. Unknown ids
+    and the platform itself are the same 404."""
+    business = Business.objects.exclude(schema_name=PUBLIC_SCHEMA).filter(pk=business_id).first()
+    if business is None:
+        raise Http404
+    return business

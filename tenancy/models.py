@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import uuid
+from pathlib import PurePath
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from django_tenants.models import DomainMixin, TenantMixin
 
 PUBLIC_SCHEMA = "public"
+
+
+def business_logo_path(instance: Any, filename: str) -> str:
+    """Logos live per business (MEDIA_ROOT/logos/<schema>/); a random name so an upload never
+    overwrites another and the URL does not leak the owner's file name."""
+    suffix = PurePath(filename).suffix.lower()[:8]
+    return f"logos/{instance.schema_name}/{uuid.uuid4().hex}{suffix}"
 
 
 class Business(TenantMixin):
@@ -22,6 +33,40 @@ class Business(TenantMixin):
     suspended_reason = models.CharField(_("suspension reason"), max_length=300, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Category(models.TextChoices):
+        TRAVEL = "travel", _("Travel and transport")
+        RETAIL = "retail", _("Shop and retail")
+        FOOD = "food", _("Food and drink")
+        FINANCE = "finance", _("Bank and finance")
+        HEALTH = "health", _("Health")
+        SERVICES = "services", _("Services")
+        PUBLIC = "public", _("Public sector")
+        OTHER = "other", _("Other")
+
+    class BadgeStatus(models.TextChoices):
+        NONE = "none", _("Not applied")
+        DRAFT = "draft", _("Draft")
+        SUBMITTED = "submitted", _("In review")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        REVOKED = "revoked", _("Revoked")
+
+    # The public profile customers see; the verification workflow decides when it is complete.
+    description = models.TextField(_("description"), max_length=1000, blank=True)
+    category = models.CharField(_("category"), max_length=16, choices=Category.choices, blank=True)
+    website = models.URLField(_("website"), max_length=300, blank=True)
+    email = models.EmailField(_("contact email"), blank=True)
+    address = models.CharField(_("address"), max_length=300, blank=True)
+    logo = models.FileField(_("logo"), upload_to=business_logo_path, max_length=200, blank=True)
+    # Set only by the verification service once the code sent to it was entered (E.164).
+    phone_number = models.CharField(_("phone number"), max_length=20, blank=True)
+    phone_verified_at = models.DateTimeField(_("phone verified"), null=True, blank=True)
+    # Mirrors the current badge application, written only by verification.services, so every
+    # page can decide about the badge without a join.
+    badge_status = models.CharField(
+        _("badge"), max_length=16, choices=BadgeStatus.choices, default=BadgeStatus.NONE
+    )
 
     # Provisioning creates the schema explicitly (cloned from a template), never on save().
     auto_create_schema = False
@@ -45,8 +90,9 @@ class Business(TenantMixin):
 
     @property
     def badge_visible(self) -> bool:
-        """Whether customers see the green badge. The verification workflow decides."""
-        return False
+        """Whether customers see the green badge: approved by staff and not sent back to review
+        (a display-name or phone-number change after approval sets the status to "submitted")."""
+        return self.badge_status == self.BadgeStatus.APPROVED
 
     @property
     def host(self) -> str:

@@ -1,0 +1,124 @@
+"""Customer use cases: sign in with a phone number and a code, and decide about businesses.
+
+Contract for messaging: call `customer_contact_record(customer_id=..., business_id=...)` when a
+business and a customer first talk (and on later activity) so the business shows up on the
+customer's privacy page at /me/.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Customer
+from audit.services import audit_record
+from customers.models import Block, BusinessContact, MarketingMute, Report
+from tenancy.models import Business
+from verification.models import PhoneChallenge
+from verification.otp import otp_check, otp_send
+from verification.phone import phone_region
+
+logger = logging.getLogger("parley.customers")
+
+REPORTS_PER_BUSINESS_PER_DAY = 1
+
+
+def customer_sign_in_start(*, phone_number: str, ip_address: str | None = None) -> None:
+    """Text a sign-in code to an E.164 number. Exactly the same whether or not a customer with
+    that number exists: sign-in and sign-up are one flow."""
+    otp_send(
+        purpose=PhoneChallenge.Purpose.CUSTOMER_SIGN_IN,
+        phone_number=phone_number,
+        ip_address=ip_address,
+        message=_("Parley: {code} is your sign-in code. It expires in 10 minutes. Never share it."),
+    )
+
+
+def customer_sign_in_confirm(*, phone_number: str, code: str) -> Customer | None:
+    """The customer for this number if the code is right (created on first sign-in), else None."""
+    with transaction.atomic():
+        if not otp_check(purpose=PhoneChallenge.Purpose.CUSTOMER_SIGN_IN, phone_number=phone_number, code=code):
+            return None
+        now = timezone.now()
+        customer, created = Customer.objects.select_for_update().get_or_create(
+            phone_number=phone_number,
+            defaults={"country_code": phone_region(phone_number), "verified_at": now, "last_seen_at": now},
+        )
+        if not created:
+            customer.verified_at = now
+            customer.last_seen_at = now
+            customer.save(update_fields=["verified_at", "last_seen_at"])
+    logger.info("customer %s signed in%s", customer.pk, " (new)" if created else "")
+    return customer
+
+
+def customer_contact_record(*, customer_id: int, business_id: int, at: datetime | None = None) -> None:
+    at = at or timezone.now()
+    with transaction.atomic():
+        contact, created = BusinessContact.objects.get_or_create(
+            customer_id=customer_id, business_id=business_id, defaults={"first_contact_at": at, "last_contact_at": at}
+        )
+        if not created and contact.last_contact_at < at:
+            contact.last_contact_at = at
+            contact.save(update_fields=["last_contact_at"])
+
+
+def _audit(action: str, customer: Customer, business: Business, **data: object) -> None:
+    # Customers are not Users: the audit actor stays empty and the customer goes in the data.
+    audit_record(action=action, business=business, target=f"customer:{customer.pk}", data={"customer_id": customer.pk, **data})
+
+
+def customer_block(*, customer: Customer, business: Business) -> None:
+    with transaction.atomic():
+        _block, created = Block.objects.get_or_create(customer=customer, business=business)
+        if created:
+            _audit("customer.blocked", customer, business)
+
+
+def customer_unblock(*, customer: Customer, business: Business) -> None:
+    with transaction.atomic():
+        deleted, _rows = Block.objects.filter(customer=customer, business=business).delete()
+        if deleted:
+            _audit("customer.unblocked", customer, business)
+
+
+def customer_mute_marketing(*, customer: Customer, business: Business) -> None:
+    with transaction.atomic():
+        _mute, created = MarketingMute.objects.get_or_create(customer=customer, business=business)
+        if created:
+            _audit("customer.marketing_muted", customer, business)
+
+
+def customer_unmute_marketing(*, customer: Customer, business: Business) -> None:
+    with transaction.atomic():
+        deleted, _rows = MarketingMute.objects.filter(customer=customer, business=business).delete()
+        if deleted:
+            _audit("customer.marketing_unmuted", customer, business)
+
+
+def customer_report(*, customer: Customer, business: Business, reason: str, details: str, block: bool) -> Report:
+    """File a report for staff; optionally block in the same step. One report per business a
+    day is plenty for staff and keeps a grudge from flooding the queue."""
+    if reason not in Report.Reason.values:
+        raise ValidationError({"reason": _("Please choose a reason.")})
+    details = details.strip()
+    if reason == Report.Reason.OTHER and not details:
+        raise ValidationError({"details": _("Please tell us briefly what happened.")})
+    with transaction.atomic():
+        since = timezone.now() - timedelta(days=1)
+        if Report.objects.filter(customer=customer, business=business, created_at__gte=since).count() >= (
+            REPORTS_PER_BUSINESS_PER_DAY
+        ):
+            raise ValidationError(_("You already reported this business today. Our team is looking into it."))
+        report = Report.objects.create(
+            customer=customer, business=business, reason=reason, details=details[:2000], also_blocked=block
+        )
+        _audit("customer.reported", customer, business, reason=reason, report_id=report.pk)
+        if block:
+            customer_block(customer=customer, business=business)
+    return report

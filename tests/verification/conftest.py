@@ -1,0 +1,60 @@
+"""Helpers for the verification tests: fresh phone numbers, complete profiles, TOTP."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+from django.core.files.base import ContentFile
+
+from accounts.models import User
+from tenancy.models import Business
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def fresh_mobile() -> str:
+    """A valid German mobile number no other test (or earlier run) has used."""
+    return "+49151" + "".join(secrets.choice("0123456789") for _ in range(8))
+
+
+def enable_totp(user: User) -> str:
+    secret = generate_totp_secret()
+    TOTP.activate(user, secret)
+    return secret
+
+
+def complete_profile(business: Business, *, verified_phone: str | None = "+493012345678") -> Business:
+    from django.utils import timezone
+
+    business.description = "We bake bread and cakes every morning in Berlin-Mitte since 1950."
+    business.category = Business.Category.FOOD
+    business.website = "https://example.com"
+    business.email = "hello@example.com"
+    business.address = "Hauptstraße 1, 10115 Berlin"
+    if not business.logo:
+        business.logo.save("logo.png", ContentFile(PNG), save=False)
+    if verified_phone:
+        business.phone_number = verified_phone
+        business.phone_verified_at = timezone.now()
+    business.save()
+    return business
+
+
+@pytest.fixture(autouse=True)
+def _media(settings: Any, tmp_path: Path) -> Iterator[None]:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.PARLEY_SMS_BACKEND = "outbox"
+    yield
+
+
+@pytest.fixture
+def fixed_code(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every code sent during the test is this one (codes are random otherwise)."""
+    code = "493817"
+    monkeypatch.setattr("verification.otp.generate_code", lambda: code)
+    return code

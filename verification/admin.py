@@ -1,0 +1,165 @@
+"""Staff review of badge applications: approve, reject or revoke, each with a reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.html import format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from verification.forms import DecisionForm
+from verification.models import BadgeApplication, BusinessNotice, PhoneChallenge, SmsMessage
+from verification.selectors import badge_requirements, profile_checklist
+from verification.services import badge_application_approve, badge_application_reject, badge_revoke
+
+
+@admin.register(BadgeApplication)
+class BadgeApplicationAdmin(admin.ModelAdmin[BadgeApplication]):
+    list_display = ["business", "status", "submitted_at", "returned_at", "reviewed_by", "reviewed_at"]
+    list_filter = ["status", "submitted_at", "reviewed_at"]
+    search_fields = ["business__display_name", "business__slug", "registration_number"]
+    list_select_related = ["business", "reviewed_by"]
+    actions = ["approve", "reject", "revoke"]
+    readonly_fields = [
+        "business",
+        "business_checks",
+        "status",
+        "website",
+        "press_link_html",
+        "registration_number",
+        "created_by",
+        "created_at",
+        "submitted_by",
+        "submitted_at",
+        "returned_at",
+        "returned_reason",
+        "reviewed_by",
+        "reviewed_at",
+        "decision_reason",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # businesses apply from their dashboard
+
+    def has_delete_permission(self, request: HttpRequest, obj: BadgeApplication | None = None) -> bool:
+        return False  # decisions are history
+
+    @admin.display(description=_("Press links"))
+    def press_link_html(self, obj: BadgeApplication) -> str:
+        return format_html_join(
+            "", '<a href="{}" rel="noopener noreferrer" target="_blank">{}</a><br>', ((u, u) for u in obj.press_link_list)
+        )
+
+    @admin.display(description=_("Business today"))
+    def business_checks(self, obj: BadgeApplication) -> str:
+        business = obj.business
+        rows = [(_("Display name"), business.display_name), (_("Phone number"), business.phone_number or "—")]
+        rows += [(c.label, "✓" if c.done else "✗") for c in profile_checklist(business=business)]
+        if obj.submitted_by:
+            rows += [(c.label, "✓" if c.done else "✗") for c in badge_requirements(business=business, user=obj.submitted_by)]
+        return format_html_join("", "{}: {}<br>", ((str(k), str(v)) for k, v in rows))
+
+    def _decision(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[BadgeApplication],
+        *,
+        action: str,
+        title: str,
+        decide: Callable[..., BadgeApplication],
+        reason_required: bool,
+    ) -> HttpResponse | None:
+        if "confirm" in request.POST:
+            form = DecisionForm(request.POST)
+            if form.is_valid() and (form.cleaned_data["reason"].strip() or not reason_required):
+                done, failed = 0, []
+                for application in queryset:
+                    try:
+                        decide(application=application, reviewer=request.user, reason=form.cleaned_data["reason"])
+                        done += 1
+                    except ValidationError as error:
+                        failed.append(f"{application.business}: {' '.join(error.messages)}")
+                if done:
+                    self.message_user(request, _("%(n)d application(s): %(what)s.") % {"n": done, "what": title}, messages.SUCCESS)
+                for line in failed:
+                    self.message_user(request, line, messages.ERROR)
+                return None
+            if form.is_valid():
+                form.add_error("reason", _("Please give a reason; the business will read it."))
+        else:
+            form = DecisionForm()
+        return TemplateResponse(
+            request,
+            "verification/admin_decision.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "applications": queryset,
+                "form": form,
+                "action": action,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "opts": self.model._meta,
+                "reason_required": reason_required,
+            },
+        )
+
+    @admin.action(description=_("Approve selected applications"))
+    def approve(self, request: HttpRequest, queryset: QuerySet[BadgeApplication]) -> HttpResponse | None:
+        return self._decision(
+            request, queryset, action="approve", title=str(_("Approve")), decide=badge_application_approve, reason_required=False
+        )
+
+    @admin.action(description=_("Reject selected applications"))
+    def reject(self, request: HttpRequest, queryset: QuerySet[BadgeApplication]) -> HttpResponse | None:
+        return self._decision(
+            request, queryset, action="reject", title=str(_("Reject")), decide=badge_application_reject, reason_required=True
+        )
+
+    @admin.action(description=_("Revoke the badge of selected businesses"))
+    def revoke(self, request: HttpRequest, queryset: QuerySet[BadgeApplication]) -> HttpResponse | None:
+        return self._decision(
+            request, queryset, action="revoke", title=str(_("Revoke")), decide=badge_revoke, reason_required=True
+        )
+
+
+@admin.register(PhoneChallenge)
+class PhoneChallengeAdmin(admin.ModelAdmin[PhoneChallenge]):
+    """Read-only: for support ("did the code go out?"). It holds no codes, only their hashes."""
+
+    list_display = ["phone_number", "purpose", "subject", "created_at", "expires_at", "checks", "used_at", "superseded_at"]
+    list_filter = ["purpose", "created_at"]
+    search_fields = ["phone_number", "subject"]
+    exclude = ["salt", "code_hash"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: PhoneChallenge | None = None) -> bool:
+        return False
+
+
+@admin.register(SmsMessage)
+class SmsMessageAdmin(admin.ModelAdmin[SmsMessage]):
+    list_display = ["created_at", "to", "body"]
+    search_fields = ["to"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SmsMessage | None = None) -> bool:
+        return False
+
+
+@admin.register(BusinessNotice)
+class BusinessNoticeAdmin(admin.ModelAdmin[BusinessNotice]):
+    list_display = ["business", "title", "level", "created_at", "dismissed_at"]
+    list_filter = ["level"]
+    search_fields = ["business__slug", "title"]
+    list_select_related = ["business"]

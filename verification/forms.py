@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.utils.translation import gettext_lazy as _
+
+from tenancy.models import Business
+from verification.phone import DEFAULT_REGION, REGION_CHOICES, normalise_phone
+
+LOGO_MAX_BYTES = 1024 * 1024
+# Raster formats only, recognised by their first bytes: an SVG could carry script.
+LOGO_SIGNATURES = {
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".webp": (b"RIFF",),
+    ".gif": (b"GIF87a", b"GIF89a"),
+}
+
+
+class PhoneForm(forms.Form):
+    region = forms.ChoiceField(
+        label=_("Country"),
+        choices=REGION_CHOICES,
+        initial=DEFAULT_REGION,
+        help_text=_("Used when the number has no country code."),
+    )
+    phone = forms.CharField(
+        label=_("Phone number"),
+        max_length=40,
+        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel", "inputmode": "tel"}),
+        help_text=_("For example 030 1234567 or +49 30 1234567."),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if "phone" in data:
+            try:
+                data["e164"] = normalise_phone(data["phone"], data.get("region") or DEFAULT_REGION)
+            except ValidationError as error:
+                self.add_error("phone", error)
+        return data
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(
+        label=_("6-digit code"),
+        max_length=12,
+        widget=forms.TextInput(
+            attrs={"inputmode": "numeric", "autocomplete": "one-time-code", "pattern": "[0-9 ]*", "autofocus": True}
+        ),
+    )
+
+    def clean_code(self) -> str:
+        code = "".join(ch for ch in self.cleaned_data["code"] if not ch.isspace())
+        if not code.isdigit() or len(code) != 6:
+            raise ValidationError(_("The code has 6 digits."))
+        return code
+
+
+class ProfileForm(forms.ModelForm[Business]):
+    remove_logo = forms.BooleanField(label=_("Remove the logo"), required=False)
+
+    class Meta:
+        model = Business
+        fields = ["display_name", "description", "category", "website", "email", "address", "logo"]
+        labels = {"display_name": _("Display name")}
+        help_texts = {
+            "display_name": _("The name customers see. Changing it after approval sends the badge back to review."),
+            "description": _("What you do, in a few sentences (at least 30 characters)."),
+            "logo": _("PNG, JPEG, WebP or GIF, at most 1 MB."),
+        }
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 3}),
+            "logo": forms.FileInput(attrs={"accept": "image/png,image/jpeg,image/webp,image/gif"}),
+        }
+
+    def clean_logo(self) -> Any:
+        logo = self.cleaned_data.get("logo")
+        if not isinstance(logo, UploadedFile):
+            return logo
+        name = (logo.name or "").lower()
+        suffix = name[name.rfind(".") :] if "." in name else ""
+        if suffix not in LOGO_SIGNATURES:
+            raise ValidationError(_("Please upload a PNG, JPEG, WebP or GIF image."))
+        if logo.size is not None and logo.size > LOGO_MAX_BYTES:
+            raise ValidationError(_("The logo is larger than 1 MB. Please upload a smaller image."))
+        head = logo.read(12)
+        logo.seek(0)
+        if not any(head.startswith(sig) for sig in LOGO_SIGNATURES[suffix]):
+            raise ValidationError(_("This file is not the image its name says it is."))
+        return logo
+
+
+class BadgeApplicationForm(forms.Form):
+    website = forms.URLField(
+        label=_("Official website"),
+        max_length=300,
+        required=False,
+        assume_scheme="https",
+        help_text=_("Where customers can check that this number and name belong to you."),
+    )
+    press_links = forms.CharField(
+        label=_("Press links"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Articles about your business, one address per line (optional)."),
+    )
+    registration_number = forms.CharField(
+        label=_("Company registration number"),
+        max_length=64,
+        required=False,
+        help_text=_("For example HRB 123456 B from the commercial register."),
+    )
+
+    def clean_press_links(self) -> str:
+        validator = forms.URLField(assume_scheme="https")
+        lines = [line.strip() for line in self.cleaned_data["press_links"].splitlines() if line.strip()]
+        if len(lines) > 10:
+            raise ValidationError(_("Please list at most 10 links."))
+        cleaned = []
+        for line in lines:
+            try:
+                cleaned.append(validator.clean(line))
+            except ValidationError:
+                raise ValidationError(_("“%(line)s” is not a web address.") % {"line": line[:80]}) from None
+        return "\n".join(cleaned)
+
+
+class DecisionForm(forms.Form):
+    """The reason staff give with an admin decision."""
+
+    reason = forms.CharField(
+        label=_("Reason (sent to the business)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+    )

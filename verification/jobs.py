@@ -1,0 +1,50 @@
+"""Background jobs of the verification app (autodiscovered by procrastinate)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+from procrastinate import RetryStrategy
+from procrastinate.contrib.django import app
+
+from verification.sms import SmsTemporaryError, send_sms_now
+
+logger = logging.getLogger("parley.sms")
+
+# A text older than this is useless: the code in it has expired.
+SEAL_TTL_SECONDS = 15 * 60
+
+
+def _fernet() -> Fernet:
+    key = hashlib.sha256(b"parley-sms-seal:" + settings.OTP_HASH_KEY.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def seal(body: str) -> str:
+    """Encrypt an SMS text for the job queue, where job arguments outlive the job."""
+    return _fernet().encrypt(body.encode()).decode()
+
+
+def unseal(token: str) -> str | None:
+    try:
+        return _fernet().decrypt(token.encode(), ttl=SEAL_TTL_SECONDS).decode()
+    except InvalidToken:
+        return None
+
+
+@app.task(
+    name="verification.send_sms",
+    queue="sms",
+    retry=RetryStrategy(max_attempts=5, exponential_wait=2, retry_exceptions={SmsTemporaryError}),
+)
+def send_sms(*, to: str, sealed_body: str, reference: str = "") -> None:
+    body = unseal(sealed_body)
+    if body is None:
+        # Too old (or sealed with another key): the code inside can no longer be used.
+        logger.warning("SMS %s to %s dropped: text expired before it could be sent", reference, to[:4] + "…")
+        return
+    send_sms_now(to=to, body=body)
