@@ -64,7 +64,6 @@ def _page(request: HttpRequest, status: int = 200, **forms: Any) -> HttpResponse
         "profile_checks": selectors.profile_checklist(business=business),
         "profile_percent": selectors.profile_completeness(business=business),
         "badge_form": forms.get("badge_form") or BadgeApplicationForm(initial=initial_evidence),
-        "badge_error": forms.get("badge_error"),
         "application": application,
         "application_editable": editable or can_start_new,
         "requirements": requirements,
