@@ -52,6 +52,18 @@ class BillingError(Exception):
     """A billing action the user asked for cannot be done; the message says why."""
 
 
+def _tell_staff(subject: str, body: str) -> None:
+    """Mail platform staff once the current transaction has committed; never fail the caller."""
+
+    def send() -> None:
+        try:
+            mail_admins(f"[billing] {subject}", body)
+        except Exception:
+            logger.exception("could not mail staff: %s", subject)
+
+    transaction.on_commit(send)
+
+
 # --- prices ----------------------------------------------------------------------------------
 
 
@@ -255,7 +267,7 @@ def stripe_customer_ensure(*, business: Business) -> str:
                 name=business.name,
                 email=_owner_email(business),
                 slug=business.slug,
-                idempotency_key=f"parley-customer-{business.pk}-{int(account.created_at.timestamp())}",
+                idempotency_key=f"parley-customer-{business.pk}-{account.pk}",
             )
             account.save(update_fields=["stripe_customer_id", "updated_at"])
             audit_record(action="billing.stripe_customer_created", business=business, target=account.stripe_customer_id)
@@ -265,15 +277,20 @@ def stripe_customer_ensure(*, business: Business) -> str:
 def usage_record_report(*, record_id: str) -> str:
     """Send one record to Stripe. Returns what happened; raises StripeTemporaryError or
     StripeNotConfigured for the job to retry later."""
+    record = UsageRecord.objects.select_related("business").filter(pk=record_id).first()
+    if record is None:
+        return "missing"
+    if record.report_state != UsageRecord.ReportState.PENDING or not record.chargeable:
+        return "skipped"
+    UsageRecord.objects.filter(pk=record.pk).update(report_attempts=F("report_attempts") + 1)
+    # Committed on its own, before the report: if the report then fails, the retry must use the
+    # same customer, never create a second one.
+    customer_id = stripe_customer_ensure(business=record.business)
     with transaction.atomic():
         # The row stays locked during the call so a concurrent void waits and then sees the truth.
-        record = UsageRecord.objects.select_for_update().select_related("business").filter(pk=record_id).first()
-        if record is None:
-            return "missing"
+        record = UsageRecord.objects.select_for_update().select_related("business").get(pk=record_id)
         if record.report_state != UsageRecord.ReportState.PENDING or not record.chargeable:
             return "skipped"
-        UsageRecord.objects.filter(pk=record.pk).update(report_attempts=F("report_attempts") + 1)
-        customer_id = stripe_customer_ensure(business=record.business)
         try:
             accepted = stripe_gateway.meter_event_report(
                 identifier=str(record.pk),
@@ -290,13 +307,10 @@ def usage_record_report(*, record_id: str) -> str:
             audit_record(
                 action="billing.report_failed", business=record.business, target=str(record.pk), data={"error": reason}
             )
-            transaction.on_commit(
-                lambda: mail_admins(
-                    "Stripe refused a usage record",
-                    f"Usage record {record.pk} of {record.business.slug} was refused by Stripe: {reason}\n"
-                    "Fix the cause, then use 'Report again' in the usage ledger admin.",
-                    fail_silently=True,
-                )
+            _tell_staff(
+                "Stripe refused a usage record",
+                f"Usage record {record.pk} of {record.business.slug} was refused by Stripe: {reason}\n"
+                "Fix the cause, then use 'Report again' in the usage ledger admin.",
             )
             return "failed"
         UsageRecord.objects.filter(pk=record.pk).update(
@@ -505,12 +519,9 @@ def _on_invoice_paid(obj: dict[str, Any], at: datetime) -> None:
         account.save(update_fields=["grace_period_ends_at", "payment_failed_at", "updated_at"])
         audit_record(action="billing.payment_recovered", business=account.business, target=str(obj["id"]))
         business = account.business
-        transaction.on_commit(
-            lambda: mail_admins(
-                f"Payment recovered: {business.slug}",
-                f"{business} paid invoice {obj.get('number') or obj['id']}; it may start conversations again.",
-                fail_silently=True,
-            )
+        _tell_staff(
+            f"Payment recovered: {business.slug}",
+            f"{business} paid invoice {obj.get('number') or obj['id']}; it may start conversations again.",
         )
 
 
@@ -534,13 +545,10 @@ def _on_invoice_payment_failed(obj: dict[str, Any], at: datetime) -> None:
             data={"grace_period_ends_at": account.grace_period_ends_at.isoformat()},
         )
         business, ends = account.business, account.grace_period_ends_at
-        transaction.on_commit(
-            lambda: mail_admins(
-                f"Payment failed: {business.slug}",
-                f"{business} failed to pay invoice {obj.get('number') or obj['id']}. Grace period ends "
-                f"{ends:%Y-%m-%d %H:%M} UTC; after that it cannot start conversations until it pays.",
-                fail_silently=True,
-            )
+        _tell_staff(
+            f"Payment failed: {business.slug}",
+            f"{business} failed to pay invoice {obj.get('number') or obj['id']}. Grace period ends "
+            f"{ends:%Y-%m-%d %H:%M} UTC; after that it cannot start conversations until it pays.",
         )
 
 

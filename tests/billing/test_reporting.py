@@ -1,0 +1,193 @@
+"""Usage records reach Stripe as meter events through the real SDK, the real job queue and a
+local fake Stripe, exactly once per identifier, whatever fails in between."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from billing import services, stripe_gateway
+from billing.models import BillingAccount, UsageRecord
+from billing.services import conversation_charge_for_message
+from tests.billing.fake_stripe import FakeStripe
+from tests.conftest import World
+from tests.jobs import run_queued_jobs
+
+PHONES = {
+    "service": "+4915112345678",
+    "utility": "+436641234567",
+    "marketing": "+41791234567",
+    "authentication": "+12025550123",
+}
+
+
+def open_conversations(
+    world: World, n: int, *, categories: tuple[str, ...] = ("utility", "marketing", "authentication")
+) -> list[UsageRecord]:
+    records = []
+    for i in range(n):
+        category = categories[i % len(categories)]
+        records.append(
+            conversation_charge_for_message(
+                business=world.business_a if i % 3 else world.business_b,
+                conversation_id=i + 1,
+                customer_id=uuid.uuid4().int % 10**12,
+                customer_phone=PHONES[category],
+                category=category,
+                sent_at=timezone.now() - timedelta(minutes=n - i),
+            )
+        )
+    return records
+
+
+def run_until_reported(records: list[UsageRecord], rounds: int = 30) -> None:
+    ids = [r.pk for r in records]
+    for _ in range(rounds):
+        run_queued_jobs(queues=["billing"])
+        if not UsageRecord.objects.filter(pk__in=ids, report_state="pending").exists():
+            return
+    raise AssertionError("records still pending after all rounds")
+
+
+def assert_reported_exactly_once(fake: FakeStripe, records: list[UsageRecord]) -> None:
+    accounts = {a.business_id: a.stripe_customer_id for a in BillingAccount.objects.all()}
+    assert len(fake.meter_events) == len(records)
+    for record in records:
+        record.refresh_from_db()
+        assert record.report_state == "reported", record.report_error
+        event = fake.meter_events[str(record.pk)]
+        assert event["identifier"] == str(record.pk)
+        assert event["event_name"] == f"parley_{record.category}_conversations"
+        assert event["payload"]["stripe_customer_id"] == accounts[record.business_id]
+        assert event["payload"]["value"] == str(record.meter_value)
+        assert event["timestamp"] == int(record.opened_at.timestamp())
+    # One Stripe customer per business, however many records and retries.
+    created = Counter(
+        r.params.get("metadata", {}).get("parley_business_id")
+        for r in fake.calls("POST", "/v1/customers")
+        if r.outcome.startswith("200")
+    )
+    assert set(fake.customers) == {accounts[r.business_id] for r in records}
+    assert all(count >= 1 for count in created.values())
+
+
+def test_each_record_is_one_meter_event_for_its_customer(billing_live: World, fake_stripe: FakeStripe) -> None:
+    records = open_conversations(billing_live, 6)
+    run_until_reported(records)
+    assert_reported_exactly_once(fake_stripe, records)
+    posts = fake_stripe.calls("POST", "/v1/billing/meter_events")
+    assert len(posts) == 6  # nothing failed, nothing was sent twice
+    assert all(r.headers["authorization"] == "Bearer sk_test_fake" for r in posts)
+    assert [c["name"] for c in fake_stripe.customers.values()] == sorted(
+        {billing_live.business_a.name, billing_live.business_b.name},
+        key=[billing_live.business_b.name, billing_live.business_a.name].index,
+    )
+
+
+def test_flaky_stripe_still_gets_every_record_exactly_once(billing_live: World, fake_stripe: FakeStripe) -> None:
+    fake_stripe.failure_rate = 0.3
+    fake_stripe.delay_seconds = 0.8
+    records = open_conversations(billing_live, 40)
+    run_until_reported(records)
+    assert_reported_exactly_once(fake_stripe, records)
+    outcomes = Counter(r.outcome for r in fake_stripe.calls("POST", "/v1/billing/meter_events"))
+    # The failures really happened, of every kind, and some retries found the event already there.
+    assert outcomes["500"] and outcomes["429"] and outcomes["timeout_before"] and outcomes["200 then timeout"]
+    assert outcomes["400"] >= outcomes["200 then timeout"] - outcomes["400 then timeout"]
+    assert outcomes["200"] + outcomes["200 then timeout"] == len(records)
+
+
+def test_without_a_key_reports_wait_in_the_queue_until_one_is_set(billing_live: World, settings: Any) -> None:
+    settings.STRIPE_SECRET_KEY = ""
+    settings.BILLING_RETRY_BASE_SECONDS = 60
+    records = open_conversations(billing_live, 3)
+    run_queued_jobs(queues=["billing"])
+    assert set(UsageRecord.objects.filter(pk__in=[r.pk for r in records]).values_list("report_state", flat=True)) == {
+        "pending"
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'billing.report_usage_record' AND status = 'todo'"
+        )
+        assert cursor.fetchone()[0] == 3  # retried later, not dropped
+
+    from tests.billing.fake_stripe import running
+
+    with running(FakeStripe()) as fake:
+        settings.STRIPE_SECRET_KEY = "sk_test_fake"
+        settings.STRIPE_API_BASE = fake.url
+        settings.STRIPE_NETWORK_RETRIES = 0
+        stripe_gateway.catalog_sync()
+        with connection.cursor() as cursor:  # the backoff has passed
+            cursor.execute(
+                "UPDATE procrastinate_jobs SET scheduled_at = now() WHERE queue_name = 'billing' AND status = 'todo'"
+            )
+        run_until_reported(records)
+        assert_reported_exactly_once(fake, records)
+
+
+def test_a_refused_report_is_kept_tells_staff_and_can_be_sent_again(
+    billing_live: World, fake_stripe: FakeStripe, settings: Any, mailoutbox: list[Any]
+) -> None:
+    settings.ADMINS = ["staff@parley.test"]
+    meters = dict(fake_stripe.meters)
+    fake_stripe.meters.clear()  # Stripe answers 400: no meter for this event name
+    [record] = open_conversations(billing_live, 1)
+    run_queued_jobs(queues=["billing"])
+    record.refresh_from_db()
+    assert record.report_state == "failed" and "No active meter" in record.report_error
+    assert any("refused a usage record" in m.subject for m in mailoutbox)
+
+    fake_stripe.meters.update(meters)
+    assert services.usage_reports_requeue(record_ids=[str(record.pk)]) == 1
+    run_until_reported([record])
+    assert_reported_exactly_once(fake_stripe, [record])
+
+
+def test_voiding_a_reported_record_cancels_its_meter_event(billing_live: World, fake_stripe: FakeStripe) -> None:
+    [record] = open_conversations(billing_live, 1)
+    run_until_reported([record])
+    services.conversation_charge_void(record_id=record.pk, reason="delivery failed")
+    run_queued_jobs(queues=["billing"])
+    assert fake_stripe.cancelled == {str(record.pk)}
+    record.refresh_from_db()
+    assert record.report_state == "not_billed"
+
+
+def test_stripe_sync_is_idempotent(live_db: World, fake_stripe: FakeStripe, capsys: Any) -> None:
+    call_command("stripe_sync")
+    out = capsys.readouterr().out
+    assert "created" not in out
+    assert not [r for r in fake_stripe.requests if r.method == "POST"]
+    assert len(fake_stripe.meters) == len(fake_stripe.prices) == len(fake_stripe.products) == 4
+    price = next(p for p in fake_stripe.prices.values() if p["lookup_key"] == "parley_marketing_conversation_v1")
+    assert price["recurring"] == {
+        "interval": "month",
+        "usage_type": "metered",
+        "meter": next(
+            m["id"] for m in fake_stripe.meters.values() if m["event_name"] == "parley_marketing_conversations"
+        ),
+    }
+    assert price["currency"] == "eur" and price["unit_amount_decimal"] == "0.01"
+
+
+def test_reconcile_prints_differences(billing_live: World, fake_stripe: FakeStripe, capsys: Any) -> None:
+    records = open_conversations(billing_live, 6)
+    run_until_reported(records)
+    period = f"{timezone.now():%Y-%m}"
+    if any(f"{r.opened_at:%Y-%m}" != period for r in records):
+        return  # ran across a month boundary; nothing meaningful to compare
+    call_command("billing_reconcile", "--period", period)
+    assert "Ledger and Stripe agree." in capsys.readouterr().out
+
+    lost = fake_stripe.meter_events.pop(str(records[1].pk))
+    call_command("billing_reconcile", "--period", period)
+    out = capsys.readouterr().out
+    assert "1 difference(s) found." in out
+    assert f"difference +{lost['payload']['value']}" in out
