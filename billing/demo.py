@@ -1,7 +1,144 @@
+"""Billing demo data: the rate card, a month of usage for the airline and the bakery, and a paid
+subscription with invoices for the airline. Idempotent: ids are derived from the day and index."""
+
 from __future__ import annotations
 
+import random
+import uuid
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import BillingAccount, Invoice, Rate, RateCard, UsageRecord
+from billing.services import month_start, price_for, usage_counter_rebuild
 from tenancy.demo import DemoWorld
+from tenancy.models import Business
+
+# Per conversation, EUR: service, utility, marketing, authentication (modelled on WhatsApp's 2023 card).
+RATES = {
+    "DE": ("0.0450", "0.0550", "0.1365", "0.0768"),
+    "AT": ("0.0420", "0.0500", "0.1300", "0.0700"),
+    "CH": ("0.0480", "0.0580", "0.1400", "0.0800"),
+    "FR": ("0.0400", "0.0300", "0.1432", "0.0685"),
+    "NL": ("0.0400", "0.0500", "0.1597", "0.0750"),
+    "IT": ("0.0300", "0.0300", "0.0691", "0.0378"),
+    "ES": ("0.0300", "0.0200", "0.0615", "0.0342"),
+    "GB": ("0.0350", "0.0220", "0.0705", "0.0358"),
+    "US": ("0.0088", "0.0040", "0.0250", "0.0135"),
+    "IN": ("0.0040", "0.0014", "0.0099", "0.0014"),
+}
+CATEGORIES = ("service", "utility", "marketing", "authentication")
+PHONES = {
+    "DE": "+4915112345678",
+    "AT": "+436641234567",
+    "CH": "+41791234567",
+    "US": "+12025550123",
+    "GB": "+447700900123",
+}
+NAMESPACE = uuid.UUID("7b0a4a56-9d43-4a7e-9a53-3f1f1e0b6a11")
+
+
+def seed_rate_card() -> RateCard:
+    """Country rates on the active card (created if there is none); prices staff have edited stay."""
+    card = RateCard.objects.filter(is_active=True).first() or RateCard.objects.create(
+        name="Parley rate card 2026",
+        is_active=True,
+        default_service=Decimal("0.0300"),
+        default_utility=Decimal("0.0400"),
+        default_marketing=Decimal("0.0700"),
+        default_authentication=Decimal("0.0350"),
+    )
+    for country, prices in RATES.items():
+        for category, price in zip(CATEGORIES, prices, strict=True):
+            Rate.objects.get_or_create(
+                rate_card=card, category=category, country=country, defaults={"price": Decimal(price)}
+            )
+    return card
+
+
+def _usage(business: Business, *, per_day: int, mix: tuple[int, int, int, int], countries: list[str]) -> int:
+    """Usage for the last 30 days. Demo rows are history: nothing is queued for Stripe."""
+    rng = random.Random(business.slug)
+    today = timezone.now().astimezone(UTC).date()
+    rows: list[UsageRecord] = []
+    prices = {(c, k): price_for(category=c, country=k) for c in CATEGORIES for k in countries}
+    for offset in range(30, 0, -1):
+        day = today - timedelta(days=offset)
+        weekday_factor = 0.5 if day.weekday() >= 5 else 1.0
+        for n in range(max(1, int(rng.gauss(per_day, per_day / 4) * weekday_factor))):
+            category = rng.choices(CATEGORIES, weights=mix)[0]
+            country = rng.choice(countries)
+            opened = datetime.combine(day, time(7), tzinfo=UTC) + timedelta(minutes=rng.randrange(14 * 60))
+            key = f"demo:{business.slug}:{day.isoformat()}:{n}"
+            rows.append(
+                UsageRecord(
+                    id=uuid.uuid5(NAMESPACE, key),
+                    business=business,
+                    conversation_id=0,
+                    # Synthetic customers, far above real ids, one per demo conversation.
+                    customer_id=9_000_000_000 + uuid.uuid5(NAMESPACE, key).int % 1_000_000_000,
+                    category=category,
+                    country=country,
+                    opened_at=opened,
+                    window_ends_at=opened + timedelta(hours=24),
+                    unit_price=prices[(category, country)],
+                    report_state=UsageRecord.ReportState.NOT_BILLED,
+                    report_error="demo data",
+                )
+            )
+    # The free tier is decided in order of opening, as it would have been live.
+    rows.sort(key=lambda r: r.opened_at)
+    existing = set(UsageRecord.objects.filter(pk__in=[r.pk for r in rows]).values_list("pk", flat=True))
+    counts: dict[datetime, int] = {}
+    for row in rows:
+        if row.category == "service":
+            month = month_start(row.opened_at)
+            counts[month] = counts.get(month, 0) + 1
+            row.free = counts[month] <= 1000
+    new = [r for r in rows if r.pk not in existing]
+    UsageRecord.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
+    for month in {month_start(r.opened_at) for r in rows}:
+        usage_counter_rebuild(business=business, month=month)
+    return len(new)
+
+
+def _airline_subscription(business: Business) -> None:
+    account, _created = BillingAccount.objects.get_or_create(business=business)
+    if not account.subscription_status:
+        account.subscription_status = "active"
+        account.subscription_id = "sub_demo_aurora"
+        account.current_period_end = month_start(timezone.now()) + timedelta(days=32)
+        account.save()
+    start = month_start(timezone.now())
+    for months_back, amount in ((1, 18_940), (2, 17_215)):
+        period_end = start
+        for _ in range(months_back - 1):
+            period_end = month_start(period_end - timedelta(days=1))
+        period_start = month_start(period_end - timedelta(days=1))
+        Invoice.objects.get_or_create(
+            id=f"in_demo_aurora_{period_start:%Y%m}",
+            defaults={
+                "account": account,
+                "number": f"DEMO-{period_start:%Y%m}",
+                "status": "paid",
+                "amount_due": amount,
+                "amount_paid": amount,
+                "period_start": period_start,
+                "period_end": period_end,
+                "created": period_end + timedelta(hours=2),
+            },
+        )
 
 
 def seed(world: DemoWorld) -> None:
-    """This app's demo data; filled in by its issue."""
+    with transaction.atomic():
+        seed_rate_card()
+        airline = _usage(world.airline, per_day=40, mix=(60, 30, 5, 5), countries=["DE", "AT", "CH", "US", "GB"])
+        bakery = _usage(world.bakery, per_day=4, mix=(85, 10, 5, 0), countries=["DE", "DE", "AT"])
+        _airline_subscription(world.airline)
+    world.lines.append(
+        f"Billing: {world.airline.absolute_url('/billing/')} ({airline} new demo conversations), "
+        f"{world.bakery.absolute_url('/billing/')} ({bakery} new)"
+    )

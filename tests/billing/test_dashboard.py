@@ -1,0 +1,147 @@
+"""The billing page, the CSV export, Checkout and the portal, and the public pricing page."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import time_machine
+from django.utils import timezone
+
+from billing import services
+from billing.models import Invoice, Rate, RateCard, UsageRecord
+from billing.services import conversation_charge_for_message
+from tests.billing.fake_stripe import FakeStripe
+from tests.conftest import World, business_client, public_client
+
+
+def seed_usage(world: World) -> list[UsageRecord]:
+    records = []
+    with time_machine.travel(datetime(2026, 6, 3, 9, 0, tzinfo=UTC), tick=False) as clock:
+        for day, category in [
+            (0, "service"),
+            (0, "utility"),
+            (1, "marketing"),
+            (4, "authentication"),
+            (4, "marketing"),
+        ]:
+            clock.move_to(datetime(2026, 6, 3 + day, 9, 0, tzinfo=UTC))
+            records.append(
+                conversation_charge_for_message(
+                    business=world.business_a,
+                    conversation_id=len(records) + 1,
+                    customer_id=uuid.uuid4().int % 10**12,
+                    customer_phone="+4915112345678",
+                    category=category,
+                    sent_at=timezone.now(),
+                )
+            )
+    return records
+
+
+def test_billing_page_shows_usage_cost_chart_and_ledger_only_banner(world: World) -> None:
+    records = seed_usage(world)
+    response = business_client(world.business_a, world.owner_a).get("/billing/?period=2026-06")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-testid="ledger-only"' in html
+    assert 'data-testid="conversations">5<' in html
+    cost = sum((r.amount for r in records), Decimal("0"))
+    assert f"€{cost:.2f}" in html
+    assert html.count("<rect ") == 5  # one bar segment per category per day
+    assert "Subscribe with Stripe" in html and "disabled" in html
+    assert "Download the ledger (CSV)" in html
+    # Another business's page does not show these conversations.
+    other = business_client(world.business_b, world.owner_b).get("/billing/?period=2026-06")
+    assert 'data-testid="conversations">0<' in other.content.decode()
+
+
+def test_billing_page_is_for_owners_and_admins(world: World) -> None:
+    assert business_client(world.business_a, world.agent_a).get("/billing/").status_code == 403
+    assert business_client(world.business_a, world.owner_b).get("/billing/").status_code == 403
+    assert business_client(world.business_a).get("/billing/").status_code == 302
+    assert business_client(world.business_a, world.agent_a).get("/billing/usage.csv").status_code == 403
+
+
+def test_bad_period_is_a_clear_400(world: World) -> None:
+    client = business_client(world.business_a, world.owner_a)
+    for value in ["2026-13", "june", "1999-01", "2026-6-1"]:
+        response = client.get(f"/billing/?period={value}")
+        assert response.status_code == 400
+        assert "YYYY-MM" in response.content.decode()
+    assert client.get("/billing/usage.csv?period=nope").status_code == 400
+
+
+def test_csv_export_lists_the_ledger(world: World) -> None:
+    records = seed_usage(world)
+    services.conversation_charge_void(record_id=records[1].pk, reason="delivery failed")
+    response = business_client(world.business_a, world.owner_a).get("/billing/usage.csv?period=2026-06")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert "parley-usage-alpha-2026-06.csv" in response["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [r["record_id"] for r in rows] == [str(r.pk) for r in records]
+    assert rows[0]["category"] == "service" and rows[0]["free"] == "yes" and rows[0]["amount_eur"] == "0"
+    assert rows[1]["voided"] == "yes" and rows[1]["stripe_report"] == "not_billed"
+    assert rows[2]["country"] == "DE" and Decimal(rows[2]["amount_eur"]) == records[2].unit_price
+
+
+def test_grace_period_and_invoices_show_on_the_page(world: World) -> None:
+    account = services.billing_account_for(business=world.business_a)
+    account.grace_period_ends_at = timezone.now() - timedelta(hours=1)
+    account.subscription_status = "past_due"
+    account.save()
+    Invoice.objects.create(id="in_page_1", account=account, number="PARLEY-7", status="open", amount_due=4321)
+    html = business_client(world.business_a, world.owner_a).get("/billing/").content.decode()
+    assert "You cannot start new conversations" in html
+    assert "PARLEY-7" in html and "43.21" in html
+
+
+def test_checkout_and_portal_go_to_stripe(world: World, fake_stripe: FakeStripe) -> None:
+    client = business_client(world.business_a, world.owner_a)
+    response = client.post("/billing/checkout/")
+    assert response.status_code == 303
+    assert response["Location"].startswith("https://checkout.example/cs_")
+    [session] = fake_stripe.calls("POST", "/v1/checkout/sessions")
+    account = services.billing_account_for(business=world.business_a)
+    assert session.params["customer"] == account.stripe_customer_id
+    assert session.params["mode"] == "subscription"
+    assert session.params["client_reference_id"] == str(world.business_a.pk)
+    assert {item["price"] for item in session.params["line_items"]} == set(fake_stripe.prices)
+    assert session.params["success_url"].startswith(f"http://{world.business_a.host}")
+
+    response = client.post("/billing/portal/")
+    assert response.status_code == 303 and response["Location"].startswith("https://portal.example/")
+    [portal] = fake_stripe.calls("POST", "/v1/billing_portal/sessions")
+    assert portal.params["customer"] == account.stripe_customer_id
+    assert len(fake_stripe.customers) == 1  # one Stripe customer, however often they click
+
+
+def test_checkout_without_stripe_explains_instead_of_failing(world: World, settings: Any) -> None:
+    settings.STRIPE_SECRET_KEY = ""
+    response = business_client(world.business_a, world.owner_a).post("/billing/checkout/", follow=True)
+    assert response.status_code == 200
+    assert "Payments are not set up" in response.content.decode()
+    assert business_client(world.business_a, world.owner_a).get("/billing/checkout/").status_code == 405
+
+
+def test_pricing_page_reads_the_rate_card(world: World) -> None:
+    RateCard.objects.update(is_active=False)
+    card = RateCard.objects.create(
+        name="Spring 2026",
+        is_active=True,
+        default_service=Decimal("0.0310"),
+        default_utility=Decimal("0.0420"),
+        default_marketing=Decimal("0.0730"),
+        default_authentication=Decimal("0.0360"),
+    )
+    Rate.objects.create(rate_card=card, category="marketing", country="CH", price=Decimal("0.1111"))
+    html = public_client().get("/pricing/").content.decode()
+    assert "Spring 2026" in html
+    assert "€0.0310" in html and "€0.0730" in html
+    assert "CH" in html and "€0.1111" in html
+    assert "1000" in html or "1,000" in html
