@@ -30,7 +30,9 @@ def customer_businesses(*, customer: Customer) -> list[BusinessRow]:
     blocked = set(Block.objects.filter(customer=customer).values_list("business_id", flat=True))
     muted = set(MarketingMute.objects.filter(customer=customer).values_list("business_id", flat=True))
     contacted = list(
-        BusinessContact.objects.filter(customer=customer).order_by("-last_contact_at").values_list("business_id", flat=True)
+        BusinessContact.objects.filter(customer=customer)
+        .order_by("-last_contact_at")
+        .values_list("business_id", flat=True)
     )
     ids = contacted + [i for i in sorted(blocked | muted) if i not in contacted]
     businesses = Business.objects.in_bulk(ids)

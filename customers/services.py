@@ -70,7 +70,9 @@ def customer_contact_record(*, customer_id: int, business_id: int, at: datetime 
 
 def _audit(action: str, customer: Customer, business: Business, **data: object) -> None:
     # Customers are not Users: the audit actor stays empty and the customer goes in the data.
-    audit_record(action=action, business=business, target=f"customer:{customer.pk}", data={"customer_id": customer.pk, **data})
+    audit_record(
+        action=action, business=business, target=f"customer:{customer.pk}", data={"customer_id": customer.pk, **data}
+    )
 
 
 def customer_block(*, customer: Customer, business: Business) -> None:

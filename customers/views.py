@@ -137,7 +137,11 @@ def _privacy_page(request: HttpRequest, customer: Customer) -> HttpResponse:
     return render(
         request,
         "customers/me.html",
-        {"customer": customer, "phone": phone_display(customer.phone_number), "rows": customer_businesses(customer=customer)},
+        {
+            "customer": customer,
+            "phone": phone_display(customer.phone_number),
+            "rows": customer_businesses(customer=customer),
+        },
     )
 
 
@@ -155,7 +159,9 @@ def _action(service: Callable[..., None], done: Any) -> Callable[..., HttpRespon
 
 me_block = _action(customer_block, gettext_lazy("You blocked %(name)s. It can no longer message you."))
 me_unblock = _action(customer_unblock, gettext_lazy("You unblocked %(name)s."))
-me_mute = _action(customer_mute_marketing, gettext_lazy("Marketing from %(name)s is muted. Service messages still arrive."))
+me_mute = _action(
+    customer_mute_marketing, gettext_lazy("Marketing from %(name)s is muted. Service messages still arrive.")
+)
 me_unmute = _action(customer_unmute_marketing, gettext_lazy("Marketing from %(name)s is no longer muted."))
 
 

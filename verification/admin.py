@@ -19,6 +19,25 @@ from verification.selectors import badge_requirements, profile_checklist
 from verification.services import badge_application_approve, badge_application_reject, badge_revoke
 
 
+REVIEW_FIELDS = (
+    "business",
+    "business_checks",
+    "status",
+    "website",
+    "press_link_html",
+    "registration_number",
+    "created_by",
+    "created_at",
+    "submitted_by",
+    "submitted_at",
+    "returned_at",
+    "returned_reason",
+    "reviewed_by",
+    "reviewed_at",
+    "decision_reason",
+)
+
+
 @admin.register(BadgeApplication)
 class BadgeApplicationAdmin(admin.ModelAdmin[BadgeApplication]):
     list_display = ["business", "status", "submitted_at", "returned_at", "reviewed_by", "reviewed_at"]
@@ -26,24 +45,8 @@ class BadgeApplicationAdmin(admin.ModelAdmin[BadgeApplication]):
     search_fields = ["business__display_name", "business__slug", "registration_number"]
     list_select_related = ["business", "reviewed_by"]
     actions = ["approve", "reject", "revoke"]
-    readonly_fields = [
-        "business",
-        "business_checks",
-        "status",
-        "website",
-        "press_link_html",
-        "registration_number",
-        "created_by",
-        "created_at",
-        "submitted_by",
-        "submitted_at",
-        "returned_at",
-        "returned_reason",
-        "reviewed_by",
-        "reviewed_at",
-        "decision_reason",
-    ]
-    fields = readonly_fields
+    readonly_fields = REVIEW_FIELDS
+    fields = REVIEW_FIELDS
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # businesses apply from their dashboard
@@ -54,16 +57,23 @@ class BadgeApplicationAdmin(admin.ModelAdmin[BadgeApplication]):
     @admin.display(description=_("Press links"))
     def press_link_html(self, obj: BadgeApplication) -> str:
         return format_html_join(
-            "", '<a href="{}" rel="noopener noreferrer" target="_blank">{}</a><br>', ((u, u) for u in obj.press_link_list)
+            "",
+            '<a href="{}" rel="noopener noreferrer" target="_blank">{}</a><br>',
+            ((u, u) for u in obj.press_link_list),
         )
 
     @admin.display(description=_("Business today"))
     def business_checks(self, obj: BadgeApplication) -> str:
         business = obj.business
-        rows = [(_("Display name"), business.display_name), (_("Phone number"), business.phone_number or "—")]
+        rows: list[tuple[object, str]] = [
+            (_("Display name"), business.display_name),
+            (_("Phone number"), business.phone_number or "—"),
+        ]
         rows += [(c.label, "✓" if c.done else "✗") for c in profile_checklist(business=business)]
         if obj.submitted_by:
-            rows += [(c.label, "✓" if c.done else "✗") for c in badge_requirements(business=business, user=obj.submitted_by)]
+            rows += [
+                (c.label, "✓" if c.done else "✗") for c in badge_requirements(business=business, user=obj.submitted_by)
+            ]
         return format_html_join("", "{}: {}<br>", ((str(k), str(v)) for k, v in rows))
 
     def _decision(
@@ -87,7 +97,9 @@ class BadgeApplicationAdmin(admin.ModelAdmin[BadgeApplication]):
                     except ValidationError as error:
                         failed.append(f"{application.business}: {' '.join(error.messages)}")
                 if done:
-                    self.message_user(request, _("%(n)d application(s): %(what)s.") % {"n": done, "what": title}, messages.SUCCESS)
+                    self.message_user(
+                        request, _("%(n)d application(s): %(what)s.") % {"n": done, "what": title}, messages.SUCCESS
+                    )
                 for line in failed:
                     self.message_user(request, line, messages.ERROR)
                 return None
@@ -113,13 +125,23 @@ class BadgeApplicationAdmin(admin.ModelAdmin[BadgeApplication]):
     @admin.action(description=_("Approve selected applications"))
     def approve(self, request: HttpRequest, queryset: QuerySet[BadgeApplication]) -> HttpResponse | None:
         return self._decision(
-            request, queryset, action="approve", title=str(_("Approve")), decide=badge_application_approve, reason_required=False
+            request,
+            queryset,
+            action="approve",
+            title=str(_("Approve")),
+            decide=badge_application_approve,
+            reason_required=False,
         )
 
     @admin.action(description=_("Reject selected applications"))
     def reject(self, request: HttpRequest, queryset: QuerySet[BadgeApplication]) -> HttpResponse | None:
         return self._decision(
-            request, queryset, action="reject", title=str(_("Reject")), decide=badge_application_reject, reason_required=True
+            request,
+            queryset,
+            action="reject",
+            title=str(_("Reject")),
+            decide=badge_application_reject,
+            reason_required=True,
         )
 
     @admin.action(description=_("Revoke the badge of selected businesses"))
@@ -133,7 +155,16 @@ class BadgeApplicationAdmin(admin.ModelAdmin[BadgeApplication]):
 class PhoneChallengeAdmin(admin.ModelAdmin[PhoneChallenge]):
     """Read-only: for support ("did the code go out?"). It holds no codes, only their hashes."""
 
-    list_display = ["phone_number", "purpose", "subject", "created_at", "expires_at", "checks", "used_at", "superseded_at"]
+    list_display = [
+        "phone_number",
+        "purpose",
+        "subject",
+        "created_at",
+        "expires_at",
+        "checks",
+        "used_at",
+        "superseded_at",
+    ]
     list_filter = ["purpose", "created_at"]
     search_fields = ["phone_number", "subject"]
     exclude = ["salt", "code_hash"]

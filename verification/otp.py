@@ -87,7 +87,7 @@ def otp_send(
     `message` is the SMS text with a `{code}` placeholder. Raises OtpRateLimited when the number
     or the address has had too many codes in the last hour.
     """
-    from verification.jobs import send_sms, seal
+    from verification.jobs import seal, send_sms
 
     now = timezone.now()
     since = now - RATE_WINDOW
@@ -111,7 +111,11 @@ def otp_send(
                 )
         # Only the newest code for a number and purpose works.
         PhoneChallenge.objects.filter(
-            purpose=purpose, subject=subject, phone_number=phone_number, used_at__isnull=True, superseded_at__isnull=True
+            purpose=purpose,
+            subject=subject,
+            phone_number=phone_number,
+            used_at__isnull=True,
+            superseded_at__isnull=True,
         ).update(superseded_at=now)
         code = generate_code()
         salt = secrets.token_hex(16)
@@ -154,7 +158,9 @@ def otp_check(*, purpose: str, phone_number: str, code: str, subject: str = "") 
         )
         if challenge is None or challenge.expires_at <= now or challenge.checks >= MAX_CHECKS_PER_CODE:
             # Still compare once, so a missing code costs the same time as a wrong one.
-            hmac.compare_digest(_hash_code(purpose=purpose, subject=subject, phone_number=phone_number, salt="", code=code), "0" * 64)
+            hmac.compare_digest(
+                _hash_code(purpose=purpose, subject=subject, phone_number=phone_number, salt="", code=code), "0" * 64
+            )
             return False
         challenge.checks += 1
         expected = _hash_code(

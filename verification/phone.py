@@ -70,8 +70,6 @@ def phone_region(e164: str) -> str:
 def phone_display(e164: str) -> str:
     """A normalised number as people read it: "+49 30 1234567"."""
     try:
-        return phonenumbers.format_number(
-            phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.INTERNATIONAL
-        )
+        return phonenumbers.format_number(phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
     except phonenumbers.NumberParseException:
         return e164

@@ -130,11 +130,11 @@ def business_profile_update(
         for name, value in values.items():
             setattr(business, name, value)
         if logo is not None:
-            old_logo_name = business.logo.name
+            old_logo_name = business.logo.name or ""
             business.logo.save(logo.name or "logo", logo, save=False)
             changed.append("logo")
         elif remove_logo and business.logo:
-            old_logo_name = business.logo.name
+            old_logo_name = business.logo.name or ""
             business.logo = ""  # type: ignore[assignment]
             changed.append("logo")
         business.save()
@@ -254,7 +254,9 @@ def _decide(
             )
         )
         email_body = "\n\n".join(
-            part for part in (title, body, _("Open your dashboard: %s") % business.absolute_url("/verification/")) if part
+            part
+            for part in (title, body, _("Open your dashboard: %s") % business.absolute_url("/verification/"))
+            if part
         )
         transaction.on_commit(lambda: _email_owners(owners, email_subject, email_body))
     return application
@@ -351,7 +353,11 @@ def _badge_return_to_review(*, business: Business, actor: User, reason: str) -> 
         body=_("%(reason)s Customers don't see the badge until our team approves the change.") % {"reason": reason},
     )
     audit_record(
-        action="badge.returned_to_review", actor=actor, business=business, target=application.pk, data={"reason": reason}
+        action="badge.returned_to_review",
+        actor=actor,
+        business=business,
+        target=application.pk,
+        data={"reason": reason},
     )
 
 

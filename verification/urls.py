@@ -8,5 +8,7 @@ urlpatterns = [
     path("verification/phone/confirm/", views.phone_confirm, name="verification_phone_confirm"),
     path("verification/profile/", views.profile_save, name="verification_profile"),
     path("verification/badge/", views.badge_apply, name="verification_badge"),
-    path("verification/notices/<int:notice_id>/dismiss/", views.notice_dismiss_view, name="verification_notice_dismiss"),
+    path(
+        "verification/notices/<int:notice_id>/dismiss/", views.notice_dismiss_view, name="verification_notice_dismiss"
+    ),
 ]

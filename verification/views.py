@@ -97,7 +97,8 @@ def phone_start(request: HttpRequest) -> HttpResponse:
         return _page(request, status=429, phone_form=form)
     messages.success(
         request,
-        _("We sent a 6-digit code to %(number)s. Enter it below.") % {"number": phone_display(form.cleaned_data["e164"])},
+        _("We sent a 6-digit code to %(number)s. Enter it below.")
+        % {"number": phone_display(form.cleaned_data["e164"])},
     )
     return redirect("verification")
 
@@ -171,7 +172,9 @@ def badge_apply(request: HttpRequest) -> HttpResponse:
         form.add_error(None, error)
         return _page(request, status=400, badge_form=form)
     if submit:
-        messages.success(request, _("Thank you. Your application is with our team; we usually decide within 2 working days."))
+        messages.success(
+            request, _("Thank you. Your application is with our team; we usually decide within 2 working days.")
+        )
     else:
         messages.success(request, _("Draft saved."))
     return redirect("verification")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.core.files.base import ContentFile
+from django.db import connections
 
 from accounts.models import User
 from tenancy.models import Business
+from tests.jobs import run_queued_jobs
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -58,3 +61,23 @@ def fixed_code(monkeypatch: pytest.MonkeyPatch) -> str:
     code = "493817"
     monkeypatch.setattr("verification.otp.generate_code", lambda: code)
     return code
+
+
+def run_sms_jobs() -> None:
+    """Run the queued SMS jobs with a real worker, in a thread of its own: once a Playwright test
+    ran, the session's browser keeps an event loop in the main thread, and the worker needs its own."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_queued_jobs(queues=["sms"])
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(60)
+    if errors:
+        raise errors[0]

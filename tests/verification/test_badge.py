@@ -92,7 +92,12 @@ def test_draft_then_submit_through_the_page(world: World) -> None:
     client = business_client(business, world.owner_a)
     response = client.post(
         "/verification/badge/",
-        {"action": "draft", "website": "https://alpha.example", "press_links": "https://news.example/a\nnews.example/b", "registration_number": "HRB 1"},
+        {
+            "action": "draft",
+            "website": "https://alpha.example",
+            "press_links": "https://news.example/a\nnews.example/b",
+            "registration_number": "HRB 1",
+        },
     )
     assert response.status_code == 302
     draft = BadgeApplication.objects.get(business=business)
@@ -100,7 +105,9 @@ def test_draft_then_submit_through_the_page(world: World) -> None:
     assert draft.press_link_list == ["https://news.example/a", "https://news.example/b"]
     bad = client.post("/verification/badge/", {"action": "submit", "press_links": "not a link"})
     assert bad.status_code == 400 and "is not a web address" in bad.content.decode()
-    client.post("/verification/badge/", {"action": "submit", "website": "https://alpha.example", "registration_number": "HRB 1"})
+    client.post(
+        "/verification/badge/", {"action": "submit", "website": "https://alpha.example", "registration_number": "HRB 1"}
+    )
     application = BadgeApplication.objects.get(business=business)  # the same row, now submitted
     assert application.pk == draft.pk and application.status == "submitted"
     assert application.submitted_by == world.owner_a
@@ -147,7 +154,9 @@ def test_admin_is_staff_only(world: World) -> None:
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-def test_reject_needs_reason_and_blocks_reapply_for_30_days(world: World, django_capture_on_commit_callbacks: Any) -> None:
+def test_reject_needs_reason_and_blocks_reapply_for_30_days(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
     business = ready(world)
     application = submit(world, business)
     no_reason = admin_decide(world, application, "reject", "")

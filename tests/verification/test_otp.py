@@ -15,8 +15,7 @@ from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from tests.conftest import World
-from tests.jobs import run_queued_jobs
-from tests.verification.conftest import fresh_mobile
+from tests.verification.conftest import fresh_mobile, run_sms_jobs
 from verification.jobs import unseal
 from verification.models import PhoneChallenge, SmsMessage
 from verification.otp import (
@@ -124,17 +123,27 @@ def test_newer_code_replaces_older(world: World, monkeypatch: pytest.MonkeyPatch
 
 def test_code_is_bound_to_number_purpose_and_subject(world: World, fixed_code: str) -> None:
     number = fresh_mobile()
-    otp_send(
-        purpose=PhoneChallenge.Purpose.BUSINESS_PHONE, subject="business:1", phone_number=number, message="{code}"
-    )
+    otp_send(purpose=PhoneChallenge.Purpose.BUSINESS_PHONE, subject="business:1", phone_number=number, message="{code}")
     assert check(number, fixed_code) is False  # other purpose
     assert (
-        otp_check(purpose=PhoneChallenge.Purpose.BUSINESS_PHONE, subject="business:2", phone_number=number, code=fixed_code)
+        otp_check(
+            purpose=PhoneChallenge.Purpose.BUSINESS_PHONE, subject="business:2", phone_number=number, code=fixed_code
+        )
         is False
     )
-    assert otp_check(purpose=PhoneChallenge.Purpose.BUSINESS_PHONE, subject="business:1", phone_number=fresh_mobile(), code=fixed_code) is False
     assert (
-        otp_check(purpose=PhoneChallenge.Purpose.BUSINESS_PHONE, subject="business:1", phone_number=number, code=fixed_code)
+        otp_check(
+            purpose=PhoneChallenge.Purpose.BUSINESS_PHONE,
+            subject="business:1",
+            phone_number=fresh_mobile(),
+            code=fixed_code,
+        )
+        is False
+    )
+    assert (
+        otp_check(
+            purpose=PhoneChallenge.Purpose.BUSINESS_PHONE, subject="business:1", phone_number=number, code=fixed_code
+        )
         is True
     )
 
@@ -165,7 +174,12 @@ def test_five_sends_per_number_per_hour(world: World) -> None:
 def test_limit_counts_every_purpose(world: World) -> None:
     number = fresh_mobile()
     for i in range(MAX_SENDS_PER_NUMBER_PER_HOUR):
-        otp_send(purpose=PhoneChallenge.Purpose.BUSINESS_PHONE, subject=f"business:{i}", phone_number=number, message="{code}")
+        otp_send(
+            purpose=PhoneChallenge.Purpose.BUSINESS_PHONE,
+            subject=f"business:{i}",
+            phone_number=number,
+            message="{code}",
+        )
     with pytest.raises(OtpRateLimited):
         send(number)
 
@@ -237,6 +251,6 @@ def test_queued_sms_reaches_the_outbox(live_db: World, fixed_code: str) -> None:
     number = fresh_mobile()
     send(number)
     assert not SmsMessage.objects.filter(to=number).exists()  # queued, not sent inline
-    run_queued_jobs(queues=["sms"])
+    run_sms_jobs()
     message = SmsMessage.objects.get(to=number)
     assert message.body == f"code {fixed_code}"

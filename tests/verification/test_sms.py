@@ -14,8 +14,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from tests.conftest import World, public_client
-from tests.jobs import run_queued_jobs
-from tests.verification.conftest import fresh_mobile
+from tests.verification.conftest import fresh_mobile, run_sms_jobs
 from verification.models import PhoneChallenge, SmsMessage
 from verification.otp import otp_send
 from verification.sms import (
@@ -81,7 +80,11 @@ def test_twilio_backend_posts_the_message(twilio: FakeTwilio) -> None:
     assert request["path"] == "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json"
     expected = base64.b64encode(b"AC0123456789abcdef0123456789abcdef:secret-token").decode()
     assert request["auth"] == f"Basic {expected}"
-    assert request["form"] == {"To": ["+4915123456789"], "From": ["+15005550006"], "Body": ["Parley: 123456 is your code"]}
+    assert request["form"] == {
+        "To": ["+4915123456789"],
+        "From": ["+15005550006"],
+        "Body": ["Parley: 123456 is your code"],
+    }
 
 
 def test_twilio_errors_are_classified(twilio: FakeTwilio) -> None:
@@ -112,7 +115,7 @@ def test_twilio_without_credentials_fails_clearly(settings: Any) -> None:
 def test_code_goes_out_through_twilio_from_the_job(live_db: World, twilio: FakeTwilio, fixed_code: str) -> None:
     number = fresh_mobile()
     otp_send(purpose=PhoneChallenge.Purpose.CUSTOMER_SIGN_IN, phone_number=number, message="Your code: {code}")
-    run_queued_jobs(queues=["sms"])
+    run_sms_jobs()
     sent = [r for r in twilio.requests if r["form"]["To"] == [number]]
     assert len(sent) == 1
     assert sent[0]["form"]["Body"] == [f"Your code: {fixed_code}"]

@@ -1,0 +1,18 @@
+from django.core.management import call_command
+
+from accounts.models import Customer
+from tenancy.models import Business
+from tests.conftest import World
+from verification.models import BadgeApplication
+
+
+def test_seed_demo_is_idempotent(world: World, settings: object) -> None:
+    call_command("seed_demo", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    call_command("seed_demo", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    airline = Business.objects.get(slug="aurora-air")
+    bakery = Business.objects.get(slug="baeckerei-kraus")
+    assert airline.badge_visible and airline.phone_verified_at and airline.logo
+    assert bakery.phone_verified_at and not bakery.badge_visible
+    assert BadgeApplication.objects.filter(business=airline).count() == 1
+    assert Customer.objects.filter(phone_number__in=["+4915111111111", "+4915222222222", "+436641234567"]).count() == 3
+    assert Customer.objects.filter(verified_at__isnull=False, phone_number="+4915111111111").exists()
