@@ -18,7 +18,6 @@ from verification.models import BadgeApplication, BusinessNotice, PhoneChallenge
 from verification.selectors import badge_requirements, profile_checklist
 from verification.services import badge_application_approve, badge_application_reject, badge_revoke
 
-
 REVIEW_FIELDS = (
     "business",
     "business_checks",
