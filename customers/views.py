@@ -34,7 +34,7 @@ from customers.session import customer_from_session, customer_login, customer_lo
 from verification.forms import CodeForm, PhoneForm
 from verification.otp import CODE_REJECTED_MESSAGE, OtpRateLimited
 from verification.phone import phone_display
-from verification.views import client_ip
+from verification.views import client_ip, outbox_link
 
 PENDING_KEY = "parley_customer_pending_phone"
 NEXT_KEY = "parley_customer_next"
@@ -122,7 +122,12 @@ def me_code(request: HttpRequest) -> HttpResponse:
                 return _signed_in_redirect(request)
             form.add_error("code", str(CODE_REJECTED_MESSAGE))
         status = 400
-    return render(request, "customers/code.html", {"form": form, "phone": phone_display(pending)}, status=status)
+    return render(
+        request,
+        "customers/code.html",
+        {"form": form, "phone": phone_display(pending), "outbox_url": outbox_link()},
+        status=status,
+    )
 
 
 @require_POST

@@ -26,14 +26,6 @@ class Business(TenantMixin):
         ACTIVE = "active", _("Active")
         SUSPENDED = "suspended", _("Suspended")
 
-    name = models.CharField(_("legal name"), max_length=200)
-    slug = models.SlugField(_("address"), max_length=32, unique=True)
-    display_name = models.CharField(_("display name"), max_length=100)
-    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
-    suspended_reason = models.CharField(_("suspension reason"), max_length=300, blank=True)
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated"), auto_now=True)
-
     class Category(models.TextChoices):
         TRAVEL = "travel", _("Travel and transport")
         RETAIL = "retail", _("Shop and retail")
@@ -52,20 +44,30 @@ class Business(TenantMixin):
         REJECTED = "rejected", _("Rejected")
         REVOKED = "revoked", _("Revoked")
 
+    name = models.CharField(_("legal name"), max_length=200)
+    slug = models.SlugField(_("address"), max_length=32, unique=True)
+    display_name = models.CharField(_("display name"), max_length=100)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    suspended_reason = models.CharField(_("suspension reason"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
     # The public profile customers see; the verification workflow decides when it is complete.
     description = models.TextField(_("description"), max_length=1000, blank=True)
     category = models.CharField(_("category"), max_length=16, choices=Category.choices, blank=True)
     website = models.URLField(_("website"), max_length=300, blank=True)
     email = models.EmailField(_("contact email"), blank=True)
-    address = models.CharField(_("address"), max_length=300, blank=True)
+    address = models.CharField(_("postal address"), max_length=300, blank=True)
     logo = models.FileField(_("logo"), upload_to=business_logo_path, max_length=200, blank=True)
-    # Set only by the verification service once the code sent to it was entered (E.164).
-    phone_number = models.CharField(_("phone number"), max_length=20, blank=True)
-    phone_verified_at = models.DateTimeField(_("phone verified"), null=True, blank=True)
+    # Set only by the verification service once the code sent to it was entered (E.164); not
+    # editable in forms or admin, so nobody can skip the code.
+    phone_number = models.CharField(_("phone number"), max_length=20, blank=True, editable=False)
+    phone_verified_at = models.DateTimeField(_("phone verified"), null=True, blank=True, editable=False)
     # Mirrors the current badge application, written only by verification.services, so every
-    # page can decide about the badge without a join.
+    # page can decide about the badge without a join. Not editable: staff decide through the
+    # badge-application actions, which audit and notify.
     badge_status = models.CharField(
-        _("badge"), max_length=16, choices=BadgeStatus.choices, default=BadgeStatus.NONE
+        _("badge"), max_length=16, choices=BadgeStatus.choices, default=BadgeStatus.NONE, editable=False
     )
 
     # Provisioning creates the schema explicitly (cloned from a template), never on save().

@@ -33,7 +33,7 @@ def profile_checklist(*, business: Business) -> list[Check]:
         Check("category", _("Category"), bool(business.category)),
         Check("website", _("Website"), bool(business.website)),
         Check("email", _("Contact email"), bool(business.email)),
-        Check("address", _("Address"), bool(business.address.strip())),
+        Check("address", _("Postal address"), bool(business.address.strip())),
         Check("logo", _("Logo"), bool(business.logo)),
     ]
 

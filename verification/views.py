@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -32,6 +33,13 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def outbox_link() -> str:
+    """In development the texts land in the outbox; point developers at it next to code forms."""
+    if settings.DEBUG and settings.PARLEY_SMS_BACKEND == "outbox":
+        return f"{settings.PARLEY_PUBLIC_URL}/dev/outbox/"
+    return ""
+
+
 def _page(request: HttpRequest, status: int = 200, **forms: Any) -> HttpResponse:
     business = request.tenant  # type: ignore[attr-defined]
     business.refresh_from_db()
@@ -41,8 +49,6 @@ def _page(request: HttpRequest, status: int = 200, **forms: Any) -> HttpResponse
     requirements = selectors.badge_requirements(business=business, user=user)  # type: ignore[arg-type]
     reapply = selectors.badge_reapply_date(business=business)
     editable = application is None or application.status == BadgeApplication.Status.DRAFT
-    from django.utils import timezone
-
     can_start_new = application is None or (
         application.status in {BadgeApplication.Status.REJECTED, BadgeApplication.Status.REVOKED}
         and (reapply is None or reapply <= timezone.now())
@@ -69,6 +75,7 @@ def _page(request: HttpRequest, status: int = 200, **forms: Any) -> HttpResponse
         "requirements": requirements,
         "requirements_met": all(r.done for r in requirements),
         "reapply_date": reapply if reapply and reapply > timezone.now() else None,
+        "outbox_url": outbox_link(),
         "is_owner": bool(request.membership and request.membership.is_owner),  # type: ignore[attr-defined]
     }
     return render(request, "verification/page.html", context, status=status)

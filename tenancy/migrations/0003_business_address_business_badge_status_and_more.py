@@ -14,12 +14,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='business',
             name='address',
-            field=models.CharField(blank=True, max_length=300, verbose_name='address'),
+            field=models.CharField(blank=True, max_length=300, verbose_name='postal address'),
         ),
         migrations.AddField(
             model_name='business',
             name='badge_status',
-            field=models.CharField(choices=[('none', 'Not applied'), ('draft', 'Draft'), ('submitted', 'In review'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('revoked', 'Revoked')], default='none', max_length=16, verbose_name='badge'),
+            field=models.CharField(choices=[('none', 'Not applied'), ('draft', 'Draft'), ('submitted', 'In review'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('revoked', 'Revoked')], default='none', editable=False, max_length=16, verbose_name='badge'),
         ),
         migrations.AddField(
             model_name='business',
@@ -44,12 +44,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='business',
             name='phone_number',
-            field=models.CharField(blank=True, max_length=20, verbose_name='phone number'),
+            field=models.CharField(blank=True, editable=False, max_length=20, verbose_name='phone number'),
         ),
         migrations.AddField(
             model_name='business',
             name='phone_verified_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='phone verified'),
+            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='phone verified'),
         ),
         migrations.AddField(
             model_name='business',

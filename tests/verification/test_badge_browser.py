@@ -63,7 +63,7 @@ def test_owner_earns_badge_and_customer_sees_it(
     page.get_by_label("Category").select_option("travel")
     page.get_by_label("Contact email").fill("hallo@nordlicht.example")
     page.get_by_label("Website").fill("https://nordlicht.example")
-    page.get_by_label("Address", exact=True).fill("Jungfernstieg 1, 20095 Hamburg")
+    page.get_by_label("Postal address").fill("Jungfernstieg 1, 20095 Hamburg")
     page.get_by_label("Logo", exact=True).set_input_files({"name": "logo.png", "mimeType": "image/png", "buffer": PNG})
     page.get_by_role("button", name="Save profile").click()
     page.get_by_text("Profile 100% complete").wait_for()
