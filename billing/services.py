@@ -95,12 +95,27 @@ def active_rate_card() -> RateCard:
 
 
 def price_for(*, category: str, country: str, card: RateCard | None = None) -> Decimal:
-    card = card or active_rate_card()
-    if country:
+    if category not in CATEGORIES:
+        raise ValueError(f"unknown conversation category {category!r}")
+    if card is not None:
         rate = Rate.objects.filter(rate_card=card, category=category, country=country).values_list("price", flat=True)
-        for price in rate:
-            return Decimal(price)
-    return card.default_for(category)
+        return Decimal(rate.first() or card.default_for(category))
+    # One round trip on the send path: the country's rate, else the active card's default.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT COALESCE(
+                (SELECT r.price FROM {Rate._meta.db_table} r
+                  WHERE r.rate_card_id = c.id AND r.category = %s AND r.country = %s),
+                c.default_{category})
+            FROM {RateCard._meta.db_table} c WHERE c.is_active
+            """,
+            [category, country],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return active_rate_card().default_for(category)
+    return Decimal(row[0])
 
 
 # --- the messaging contract -----------------------------------------------------------------------
@@ -164,7 +179,9 @@ def conversation_charge_for_message(
         raise ValueError("sent_at must be timezone-aware")
     from billing.jobs import report_usage_record
 
-    with transaction.atomic():
+    # No savepoint: any error here aborts the caller's send anyway, and a savepoint costs two
+    # round trips on every message.
+    with transaction.atomic(savepoint=False):
         _lock_window(business.pk, customer_id)
         # Overlap, not containment: a message stamped slightly before an open window (clock skew
         # between senders) joins it rather than opening an overlapping second one.
