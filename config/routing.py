@@ -5,9 +5,10 @@ from channels.routing import URLRouter
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
+from messaging.routing import websocket_urlpatterns as messaging_websockets
 from tenancy.asgi import BusinessHostASGIMiddleware
 
-websocket_urlpatterns: list = []  # messaging adds /ws/inbox/ and /ws/chat/
+websocket_urlpatterns: list = [*messaging_websockets]  # /ws/inbox/, /ws/chat/ (business hosts), /ws/me/ (public)
 
 allowed_origins = [f".{settings.PARLEY_DOMAIN}", settings.PARLEY_DOMAIN, "localhost", "127.0.0.1"]
 

@@ -1,9 +1,23 @@
 from __future__ import annotations
 
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from customers.session import customer_from_session
+from directory.selectors import DIRECTORY_PAGE, directory_businesses, threads_for_customer
+
 
 def me_conversations(request: HttpRequest) -> HttpResponse:
-    """The signed-in customer's conversations with every business (an htmx fragment on /me/)."""
-    return render(request, "directory/me_conversations.html", {"threads": []})
+    """The signed-in customer's conversations with every business (an htmx fragment on /me/,
+    refreshed live by me.js when the customer's websocket says a thread changed)."""
+    customer = customer_from_session(request.session)
+    threads = threads_for_customer(customer=customer) if customer is not None else []
+    return render(request, "directory/me_conversations.html", {"threads": threads, "customer": customer})
+
+
+def businesses(request: HttpRequest) -> HttpResponse:
+    """The public directory: customers find businesses and reach their chat pages."""
+    query = request.GET.get("q", "").strip()[:100]
+    page = Paginator(directory_businesses(query=query), DIRECTORY_PAGE).get_page(request.GET.get("page"))
+    return render(request, "directory/businesses.html", {"page": page, "query": query})

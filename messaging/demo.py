@@ -1,7 +1,129 @@
+"""Demo conversations: an airline's flight changes and baggage questions, a bakery's cake orders.
+
+Idempotent: a business that already has conversations is left alone. Messages go through the
+real services (window, block and billing rules included), with timestamps moved back afterwards
+so the inbox looks lived-in.
+"""
+
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.db import connection
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from accounts.models import Customer, User
+from messaging.models import Contact, Conversation, Message
+from messaging.services import message_send_agent, message_send_customer
 from tenancy.demo import DemoWorld
+from tenancy.models import Business
+
+DEMO_CUSTOMERS = [
+    ("+4915112345001", "Sophie Hartmann", "DE"),
+    ("+4917612345002", "Lukas Meier", "DE"),
+    ("+436641234003", "Elif Yilmaz", "AT"),
+    ("+41791234004", "Noah Keller", "CH"),
+]
+
+AIRLINE_THREADS = [
+    [
+        ("c", "Hi, my flight AU 412 to Lisbon tomorrow shows a new departure time. Is that right?"),
+        (
+            "a",
+            "Hello Sophie, yes: AU 412 now leaves at 10:40 instead of 09:15 because of a crew change. Your seat 14A stays the same.",
+        ),
+        ("c", "Thanks. Will I still make my connection in Lisbon?"),
+        ("a", "Your connection to Porto is at 15:05, so you have over two hours. I've added a note to your booking."),
+        ("c", "Perfect, thank you!"),
+    ],
+    [
+        ("c", "My suitcase didn't arrive in Vienna (flight AU 207). What do I do?"),
+        ("n", "Bag tag 0AU123456 traced to Frankfurt, arrives on AU 209 tonight."),
+        (
+            "a",
+            "I'm sorry, Lukas. Your bag was left in Frankfurt and comes on tonight's AU 209. We'll deliver it to your hotel by tomorrow morning.",
+        ),
+        ("c", "Hotel Sacher, room 312. Can I buy toiletries meanwhile?"),
+    ],
+    [
+        ("c", "Can I bring my bike on the flight to Zurich next week?"),
+    ],
+]
+
+BAKERY_THREADS = [
+    [
+        ("c", "Guten Tag! Could I order a chocolate cake for 12 people for Saturday?"),
+        ("a", "Gerne! A Sachertorte for 12 is 38 €. Would you like a message on it?"),
+        ("c", "Yes please: 'Alles Gute, Oma!' and pick-up at 11:00."),
+        ("a", "Noted: Saturday 11:00, Sachertorte for 12 with 'Alles Gute, Oma!'. See you then!"),
+    ],
+    [
+        ("c", "Do you have gluten-free bread on Fridays?"),
+        ("a", "Yes, buckwheat loaves every Friday from 7:00. We can put one aside for you."),
+    ],
+    [
+        ("c", "Is the strawberry tart available for 8 people this Sunday?"),
+    ],
+]
+
+
+def _customers(world: DemoWorld) -> list[Customer]:
+    if world.customers:
+        return list(world.customers.values())
+    customers = []
+    for phone, name, country in DEMO_CUSTOMERS:
+        customer, _created = Customer.objects.get_or_create(
+            phone_number=phone,
+            defaults={"display_name": name, "country_code": country, "verified_at": timezone.now()},
+        )
+        customers.append(customer)
+    world.customers.update({c.phone_number: c for c in customers})
+    return customers
+
+
+def _seed_business(business: Business, agents: list[User], customers: list[Customer], threads: list) -> None:
+    with tenant_context(business):
+        if Conversation.objects.exists():
+            return
+        now = timezone.now()
+        for index, (customer, lines) in enumerate(zip(customers, threads, strict=False)):
+            agent = agents[index % len(agents)]
+            conversation_id = None
+            for number, (who, text) in enumerate(lines):
+                if who == "c":
+                    result = message_send_customer(
+                        business=business, customer=customer, body=text, client_msg_id=f"demo-{number}"
+                    )
+                    conversation_id = result.message.conversation_id
+                else:
+                    message_send_agent(
+                        business=business,
+                        user=agent,
+                        conversation_id=conversation_id,
+                        body=text,
+                        client_msg_id=f"demo-{number}",
+                        kind="note" if who == "n" else "text",
+                    )
+            # Spread the threads over the last hours, oldest first.
+            shift = timedelta(hours=3 * (len(threads) - index))
+            assert conversation_id is not None
+            conversation = Conversation.objects.get(pk=conversation_id)
+            for message in Message.objects.filter(conversation=conversation):
+                Message.objects.filter(pk=message.pk).update(created_at=message.created_at - shift)
+            Conversation.objects.filter(pk=conversation.pk).update(
+                last_message_at=now - shift, window_expires_at=now - shift + timedelta(hours=24)
+            )
+            if customer.display_name:
+                Contact.objects.filter(pk=conversation.contact_id).update(name=customer.display_name)
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
 
 
 def seed(world: DemoWorld) -> None:
-    """This app's demo data; filled in by its issue."""
+    customers = _customers(world)
+    airline_agents = [world.users[k] for k in ("airline_agent_1", "airline_agent_2") if k in world.users]
+    bakery_agents = [world.users[k] for k in ("bakery_agent",) if k in world.users]
+    _seed_business(world.airline, airline_agents or [world.users["airline_owner"]], customers, AIRLINE_THREADS)
+    _seed_business(world.bakery, bakery_agents or [world.users["bakery_owner"]], customers[1:], BAKERY_THREADS)
+    world.lines.append("Customers (sign in at /me/ with the code from the SMS outbox):")
+    world.lines.extend(f"    {c.display_name or 'customer':<18} {c.phone_number}" for c in customers)

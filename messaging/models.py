@@ -1,1 +1,188 @@
-from django.db import models  # noqa: F401
+"""Messaging data, in each business's own schema.
+
+Every change a client must see is also an `Event` row with a per-business, gap-free,
+monotonically increasing id (allocated from `StreamCounter` under a row lock, so ids commit in
+order). Clients resume from the last id they saw; the channel layer is only the fast path.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+SERVICE_WINDOW_HOURS = 24
+
+
+class Contact(models.Model):
+    """The business's view of a global, verified `Customer`: its own name for them and notes."""
+
+    customer = models.OneToOneField("accounts.Customer", on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    notes = models.TextField(_("notes"), max_length=4000, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("contact")
+        verbose_name_plural = _("contacts")
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.customer.display_name or self.customer.phone_number
+
+
+class Conversation(models.Model):
+    """One thread per contact, like a phone's chat: resolving closes it, a new message reopens it."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        PENDING = "pending", _("Pending")
+        RESOLVED = "resolved", _("Resolved")
+
+    contact = models.OneToOneField(Contact, on_delete=models.CASCADE, related_name="conversation")
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OPEN)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The customer's last message plus 24 hours: inside it agents reply freely (WhatsApp's rule).
+    window_expires_at = models.DateTimeField(_("service window ends"), null=True, blank=True)
+    last_message_at = models.DateTimeField(_("last message"), null=True, blank=True, db_index=True)
+    last_message_preview = models.CharField(max_length=140, blank=True)
+    # Inbound messages no agent has read yet (one shared counter: it is a shared inbox).
+    unread_count = models.PositiveIntegerField(default=0)
+    # The last event a customer may see, so a customer's client can tell a gap from events of
+    # other conversations (event ids are per business, not per conversation).
+    last_public_event_id = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
+        ordering = ["-last_message_at", "-id"]
+        indexes = [models.Index(fields=["status", "-last_message_at"], name="conv_status_recent")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.contact}"
+
+
+class Message(models.Model):
+    class Direction(models.TextChoices):
+        INBOUND = "in", _("From the customer")
+        OUTBOUND = "out", _("To the customer")
+        INTERNAL = "internal", _("Internal")
+
+    class Author(models.TextChoices):
+        CUSTOMER = "customer", _("Customer")
+        AGENT = "agent", _("Agent")
+        SYSTEM = "system", _("System")
+        API = "api", _("API")
+
+    class Kind(models.TextChoices):
+        TEXT = "text", _("Text")
+        NOTE = "note", _("Internal note")
+        TEMPLATE = "template", _("Template")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        SENT = "sent", _("Sent")
+        DELIVERED = "delivered", _("Delivered")
+        READ = "read", _("Read")
+        FAILED = "failed", _("Failed")
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    author_kind = models.CharField(max_length=8, choices=Author.choices)
+    author_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # "customer:<id>", "user:<id>", "api:<key>": who the client_msg_id belongs to.
+    author_key = models.CharField(max_length=64)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TEXT)
+    body = models.TextField(max_length=4096)
+    template_name = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SENT)
+    failure_reason = models.CharField(max_length=300, blank=True)
+    client_msg_id = models.CharField(max_length=64, blank=True)
+    event_id = models.BigIntegerField(unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "author_key", "client_msg_id"],
+                condition=~Q(client_msg_id=""),
+                name="message_unique_client_msg_id",
+            ),
+        ]
+        indexes = [models.Index(fields=["conversation", "-id"], name="message_conv_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()}: {self.body[:40]}"
+
+
+class StreamCounter(models.Model):
+    """One row per schema: the last event id handed out. Updating it locks the row until commit,
+    so a later id never becomes visible before an earlier one (no gap a client could skip)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("event counter")
+
+    def __str__(self) -> str:
+        return str(self.last_id)
+
+
+class Event(models.Model):
+    """The per-business event stream, for resume. `frame` is the exact JSON text sent to clients:
+    serialized once, when the event is written."""
+
+    class Audience(models.TextChoices):
+        EVERYONE = "all", _("Customer and agents")
+        AGENTS = "agents", _("Agents only")
+
+    id = models.BigIntegerField(primary_key=True)
+    type = models.CharField(max_length=40)
+    conversation_id = models.BigIntegerField(null=True, blank=True)
+    audience = models.CharField(max_length=8, choices=Audience.choices)
+    frame = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        ordering = ["id"]
+        indexes = [models.Index(fields=["conversation_id", "id"], name="event_conv_id")]
+
+    def __str__(self) -> str:
+        return f"{self.pk} {self.type}"
+
+
+class AgentPresence(models.Model):
+    """An open inbox connection: who is online and which conversation they look at. Rows of a
+    crashed server are ignored once `seen_at` is older than the heartbeat allows."""
+
+    channel_name = models.CharField(max_length=200, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    conversation_id = models.BigIntegerField(null=True, blank=True)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("agent presence")
+        verbose_name_plural = _("agent presence")
+
+    def __str__(self) -> str:
+        return f"{self.user_id} @ {self.conversation_id}"

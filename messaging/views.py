@@ -1,20 +1,141 @@
+"""Browser pages: the agents' shared inbox, contacts, and the customer's chat page.
+
+Live traffic goes over the websockets (messaging.consumers); these views render the first state
+and serve history pages as JSON. The last event id is read *before* the state, so the client's
+resume may repeat an update it already has (clients merge by id) but never misses one.
+"""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from typing import Any
 
+from django.contrib import messages as flash
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET
+
+from customers.selectors import customer_has_blocked
+from customers.session import customer_from_session
+from messaging import selectors, services
+from messaging.services import MessagingError
 from tenancy.access import member_required
 from tenancy.sections import render_empty_section
 
 
+def _inbox_strings() -> dict[str, str]:
+    return {
+        "mine": _("Mine"),
+        "unassigned": _("Unassigned"),
+        "all": _("All"),
+        "noConversations": _("No conversations here."),
+        "pick": _("Pick a conversation on the left."),
+        "loadEarlier": _("Load earlier messages"),
+        "typing": _("%(name)s is typing…"),
+        "customerTyping": _("The customer is typing…"),
+        "alsoViewing": _("Also viewing: %(names)s"),
+        "online": _("Online"),
+        "claim": _("Claim"),
+        "unassign": _("Unassign"),
+        "resolve": _("Resolve"),
+        "reopen": _("Reopen"),
+        "assignedTo": _("Assigned to %(name)s"),
+        "unassignedLabel": _("Unassigned"),
+        "sent": _("Sent"),
+        "delivered": _("Delivered"),
+        "read": _("Read"),
+        "failed": _("Not sent"),
+        "sending": _("Sending…"),
+        "note": _("Internal note"),
+        "windowOpen": _("Service window open until %(time)s."),
+        "windowClosed": _("The 24-hour service window is closed: only approved templates can be sent."),
+        "reconnecting": _("Connection lost. Reconnecting…"),
+        "you": _("You"),
+        "customer": _("Customer"),
+        "phone": _("Phone"),
+        "status_open": _("Open"),
+        "status_pending": _("Pending"),
+        "status_resolved": _("Resolved"),
+        "unread": _("%(count)s unread"),
+    }
+
+
+def _chat_strings() -> dict[str, str]:
+    return {
+        "loadEarlier": _("Load earlier messages"),
+        "typing": _("%(name)s is typing…"),
+        "businessTyping": _("typing…"),
+        "sent": _("Sent"),
+        "delivered": _("Delivered"),
+        "read": _("Read"),
+        "failed": _("Not sent"),
+        "sending": _("Sending…"),
+        "reconnecting": _("Connection lost. Reconnecting…"),
+        "you": _("You"),
+        "empty": _("Say hello: your messages go straight to the business's team."),
+    }
+
+
 @member_required()
 def inbox(request: HttpRequest) -> HttpResponse:
-    return render_empty_section(request, "inbox")
+    business: Any = request.tenant  # type: ignore[attr-defined]
+    last_event_id = selectors.last_event_id()
+    config = {
+        "last_event_id": last_event_id,
+        "me": {"id": request.user.pk, "name": request.user.get_short_name()},  # type: ignore[union-attr]
+        "team": selectors.team_members(business=business),
+        "conversations": selectors.inbox_conversations(user=request.user, tab="all"),  # type: ignore[arg-type]
+        "urls": {"conversations": "/inbox/api/conversations/", "messages": "/inbox/api/conversations/{id}/messages/"},
+        "strings": _inbox_strings(),
+    }
+    return render(request, "messaging/inbox.html", {"section": "inbox", "inbox_config": config})
+
+
+@require_GET
+@member_required()
+def inbox_conversations(request: HttpRequest) -> HttpResponse:
+    rows = selectors.inbox_conversations(
+        user=request.user,  # type: ignore[arg-type]
+        tab=request.GET.get("tab", "all"),
+        status=request.GET.get("status", ""),
+        query=request.GET.get("q", "")[:100],
+    )
+    return JsonResponse({"conversations": rows, "counts": selectors.inbox_counts(user=request.user)})  # type: ignore[arg-type]
+
+
+@require_GET
+@member_required()
+def inbox_messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    try:
+        conversation = selectors.conversation_for_agent(conversation_id=conversation_id)
+    except MessagingError as error:
+        return JsonResponse({"error": {"code": error.code, "message": error.message}}, status=404)
+    page = selectors.messages_page(conversation=conversation, before=request.GET.get("before"), include_notes=True)
+    return JsonResponse(page)
 
 
 @member_required()
 def contacts(request: HttpRequest) -> HttpResponse:
-    return render_empty_section(request, "contacts")
+    business: Any = request.tenant  # type: ignore[attr-defined]
+    if request.method == "POST":
+        try:
+            services.contact_update(
+                business=business,
+                user=request.user,  # type: ignore[arg-type]
+                contact_id=request.POST.get("contact_id"),
+                name=request.POST.get("name", ""),
+                notes=request.POST.get("notes", ""),
+            )
+        except MessagingError as error:
+            flash.error(request, error.message)
+        else:
+            flash.success(request, _("Contact saved."))
+        return redirect("contacts")
+    query = request.GET.get("q", "")[:100]
+    rows = selectors.contacts_list(query=query)
+    if not rows and not query:
+        return render_empty_section(request, "contacts")
+    return render(request, "messaging/contacts.html", {"section": "contacts", "contacts": rows, "query": query})
 
 
 @member_required(manage=True)
@@ -29,4 +150,37 @@ def developers(request: HttpRequest) -> HttpResponse:
 
 def chat(request: HttpRequest) -> HttpResponse:
     """The business's public chat page for customers."""
-    return render(request, "messaging/chat.html")
+    business: Any = request.tenant  # type: ignore[attr-defined]
+    customer = customer_from_session(request.session)
+    context: dict[str, Any] = {"customer": customer, "sign_in_next": request.build_absolute_uri()}
+    if customer is not None:
+        last_event_id = selectors.last_event_id()
+        conversation = selectors.conversation_for_customer(customer=customer)
+        page = (
+            selectors.messages_page(conversation=conversation, include_notes=False)
+            if conversation
+            else {"messages": [], "has_more": False}
+        )
+        context["blocked"] = customer_has_blocked(customer_id=customer.pk, business_id=business.pk)
+        context["chat_config"] = {
+            "last_event_id": last_event_id,
+            "messages": page["messages"],
+            "has_more": page["has_more"],
+            "business_name": business.display_name,
+            "urls": {"messages": "/chat/messages/"},
+            "strings": _chat_strings(),
+        }
+    return render(request, "messaging/chat.html", context)
+
+
+@require_GET
+def chat_messages(request: HttpRequest) -> HttpResponse:
+    customer = customer_from_session(request.session)
+    if customer is None:
+        return JsonResponse({"error": {"code": "unauthenticated", "message": _("Please sign in.")}}, status=401)
+    conversation = selectors.conversation_for_customer(customer=customer)
+    if conversation is None:
+        return JsonResponse({"messages": [], "has_more": False})
+    return JsonResponse(
+        selectors.messages_page(conversation=conversation, before=request.GET.get("before"), include_notes=False)
+    )

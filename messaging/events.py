@@ -1,0 +1,134 @@
+"""Event names, group names, and the one way events leave a service: appended to the business's
+stream inside the transaction, published through the channel layer after commit.
+
+Each event is serialized to JSON once, stored as-is for resume, and sent through the layer as
+that same text; consumers forward it without parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+
+from messaging.models import Event, StreamCounter
+
+logger = logging.getLogger("parley.messaging")
+
+MESSAGE_CREATED = "message.created"
+MESSAGE_STATUS = "message.status"
+CONVERSATION_UPDATED = "conversation.updated"
+# Ephemeral frames (never stored, id null).
+TYPING = "typing"
+PRESENCE = "presence"
+THREAD_UPDATED = "thread.updated"
+
+# Layer message types: the consumer method that handles them.
+LAYER_INBOX_FRAME = "inbox.frame"
+LAYER_CONV_FRAME = "conv.frame"
+LAYER_CONV_SIGNAL = "conv.signal"
+LAYER_INBOX_SIGNAL = "inbox.signal"
+LAYER_ME_FRAME = "me.frame"
+
+
+def inbox_group(schema_name: str) -> str:
+    return f"t.{schema_name}.inbox"
+
+
+def conversation_group(schema_name: str, conversation_id: int) -> str:
+    return f"t.{schema_name}.conv.{int(conversation_id)}"
+
+
+def customer_group(customer_id: int) -> str:
+    # Public-schema data (the cross-business list), so no tenant in the name.
+    return f"p.customer.{int(customer_id)}"
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    type: str
+    conversation_id: int | None
+    audience: str
+    frame: str
+    # The previous customer-visible event of the conversation (see Conversation.last_public_event_id).
+    prev_public_id: int
+
+
+def allocate_event_ids(count: int) -> int:
+    """Reserve `count` consecutive ids and return the first. Must run inside the caller's
+    transaction; the counter row stays locked until it commits, which is what keeps ids in
+    commit order. Call it last, after every other lock the transaction takes."""
+    assert connection.in_atomic_block, "event ids are allocated inside the writing transaction"
+    table = StreamCounter._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (id, last_id) VALUES (1, %s) "
+            f"ON CONFLICT (id) DO UPDATE SET last_id = {table}.last_id + EXCLUDED.last_id RETURNING last_id",
+            [count],
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0]) - count + 1
+
+
+def append_event(
+    *,
+    event_id: int,
+    type: str,
+    conversation_id: int | None,
+    audience: str,
+    data: dict[str, Any],
+    prev_public_id: int = 0,
+) -> StoredEvent:
+    frame = dumps({"id": event_id, "type": type, **data})
+    Event.objects.create(id=event_id, type=type, conversation_id=conversation_id, audience=audience, frame=frame)
+    return StoredEvent(event_id, type, conversation_id, audience, frame, prev_public_id)
+
+
+def publish_on_commit(*, schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
+    """After commit: agents get every event through the inbox group; the customer gets the
+    customer-visible ones through the conversation's group; /me/ pages get their list update."""
+    if not events and not customer_updates:
+        return
+
+    def publish() -> None:
+        try:
+            async_to_sync(_publish)(schema_name, events, customer_updates)
+        except Exception:  # the layer is at-most-once; clients catch up from the stream
+            logger.exception("publishing %d events of %s failed", len(events), schema_name)
+
+    transaction.on_commit(publish)
+
+
+async def _publish(schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for event in events:
+        message = {"id": event.id, "prev": event.prev_public_id, "text": event.frame}
+        await layer.group_send(inbox_group(schema_name), {"type": LAYER_INBOX_FRAME, **message})
+        if event.audience == Event.Audience.EVERYONE and event.conversation_id is not None:
+            await layer.group_send(
+                conversation_group(schema_name, event.conversation_id), {"type": LAYER_CONV_FRAME, **message}
+            )
+    for customer_id, text in customer_updates:
+        await layer.group_send(customer_group(customer_id), {"type": LAYER_ME_FRAME, "text": text})
+
+
+async def send_signal(group: str, layer_type: str, frame: dict[str, Any], *, sender: str = "") -> None:
+    """Ephemeral frames (typing, presence): not stored, so id is null and a lost one is harmless."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    await layer.group_send(group, {"type": layer_type, "text": dumps({"id": None, **frame}), "sender": sender})

@@ -1,0 +1,136 @@
+"""Messaging reads. They run in the business's schema already entered by the caller, so "another
+business's conversation" cannot even be named: its id simply does not exist here."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from accounts.models import Customer, Membership, User
+from messaging.models import AgentPresence, Contact, Conversation, Event, Message
+from messaging.services import conversation_payload, message_payload, not_found
+from tenancy.models import Business
+
+PAGE_SIZE = 30
+RESUME_LIMIT = 1000
+PRESENCE_TTL = timedelta(seconds=75)
+
+TABS = ("mine", "unassigned", "all")
+
+
+def last_event_id() -> int:
+    return int(Event.objects.aggregate(m=Max("id"))["m"] or 0)
+
+
+def conversation_for_agent(*, conversation_id: Any) -> Conversation:
+    try:
+        pk = int(conversation_id)
+    except (TypeError, ValueError):
+        raise not_found() from None
+    conversation = Conversation.objects.select_related("contact__customer", "assignee").filter(pk=pk).first()
+    if conversation is None:
+        raise not_found()
+    return conversation
+
+
+def conversation_for_customer(*, customer: Customer) -> Conversation | None:
+    return Conversation.objects.select_related("contact__customer").filter(contact__customer=customer).first()
+
+
+def _tab_filter(tab: str, user: User) -> Q:
+    if tab == "mine":
+        return Q(assignee_id=user.pk)
+    if tab == "unassigned":
+        return Q(assignee__isnull=True)
+    return Q()
+
+
+def inbox_conversations(
+    *, user: User, tab: str = "all", status: str = "", query: str = "", limit: int = 100
+) -> list[dict[str, Any]]:
+    qs = Conversation.objects.select_related("contact__customer", "assignee").filter(
+        _tab_filter(tab if tab in TABS else "all", user)
+    )
+    if status in Conversation.Status.values:
+        qs = qs.filter(status=status)
+    if query:
+        qs = qs.filter(
+            Q(contact__name__icontains=query)
+            | Q(contact__customer__display_name__icontains=query)
+            | Q(contact__customer__phone_number__icontains=query)
+        )
+    qs = qs.exclude(last_message_at__isnull=True).order_by("-last_message_at", "-id")
+    return [conversation_payload(c) for c in qs[:limit]]
+
+
+def inbox_counts(*, user: User) -> dict[str, int]:
+    """Conversations with unread customer messages, per tab (open work only)."""
+    unread = Conversation.objects.filter(unread_count__gt=0).exclude(status=Conversation.Status.RESOLVED)
+    return {tab: unread.filter(_tab_filter(tab, user)).count() for tab in TABS}
+
+
+def messages_page(
+    *, conversation: Conversation, before: Any = None, include_notes: bool, limit: int = PAGE_SIZE
+) -> dict[str, Any]:
+    """A page of messages older than `before` (a message id), oldest first, for scrolling back."""
+    qs = Message.objects.select_related("author_user").filter(conversation=conversation)
+    if not include_notes:
+        qs = qs.exclude(kind=Message.Kind.NOTE)
+    if before not in (None, ""):
+        with contextlib.suppress(TypeError, ValueError):
+            qs = qs.filter(id__lt=int(before))
+    rows = list(qs.order_by("-id")[: limit + 1])
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    rows.reverse()
+    name = conversation.contact.display_name
+    return {"messages": [message_payload(m, contact_name=name) for m in rows], "has_more": has_more}
+
+
+def events_for_agents(*, after: int, limit: int = RESUME_LIMIT) -> list[tuple[int, str]]:
+    return list(Event.objects.filter(id__gt=after).order_by("id").values_list("id", "frame")[:limit])
+
+
+def events_for_customer(*, conversation_id: int, after: int, limit: int = RESUME_LIMIT) -> list[tuple[int, str]]:
+    return list(
+        Event.objects.filter(conversation_id=conversation_id, audience=Event.Audience.EVERYONE, id__gt=after)
+        .order_by("id")
+        .values_list("id", "frame")[:limit]
+    )
+
+
+def presence_snapshot() -> dict[str, Any]:
+    rows = (
+        AgentPresence.objects.select_related("user")
+        .filter(seen_at__gte=timezone.now() - PRESENCE_TTL)
+        .order_by("user__full_name", "user__email")
+    )
+    online: dict[int, dict[str, Any]] = {}
+    viewing: dict[str, list[int]] = {}
+    for row in rows:
+        online.setdefault(row.user_id, {"id": row.user_id, "name": row.user.get_short_name()})
+        if row.conversation_id is not None:
+            ids = viewing.setdefault(str(row.conversation_id), [])
+            if row.user_id not in ids:
+                ids.append(row.user_id)
+    return {"online": list(online.values()), "viewing": viewing}
+
+
+def team_members(*, business: Business) -> list[dict[str, Any]]:
+    memberships = Membership.objects.select_related("user").filter(business_id=business.pk).order_by("user__full_name")
+    return [{"id": m.user_id, "name": m.user.get_short_name()} for m in memberships]
+
+
+def contacts_list(*, query: str = "", limit: int = 200) -> list[Contact]:
+    qs = Contact.objects.select_related("customer").order_by("name", "id")
+    if query:
+        qs = qs.filter(
+            Q(name__icontains=query)
+            | Q(customer__display_name__icontains=query)
+            | Q(customer__phone_number__icontains=query)
+        )
+    return list(qs[:limit])

@@ -1,0 +1,156 @@
+// The customer's chat page: history, composer, delivery ticks, typing indicator.
+import { ResumingSocket, betterStatus, el, format, newClientMsgId, ticks, timeLabel } from "./realtime.js";
+
+const config = JSON.parse(document.getElementById("chat-config").textContent);
+const S = config.strings;
+const thread = document.getElementById("thread");
+const form = document.getElementById("composer");
+const input = document.getElementById("composer-body");
+const errorBox = document.getElementById("chat-error");
+const typingLine = document.getElementById("chat-typing");
+const typingDefault = typingLine.textContent;
+const connStatus = document.getElementById("conn-status");
+
+const messages = new Map(); // message id -> payload
+const pending = new Map(); // client_msg_id -> payload (not yet accepted)
+let hasMore = config.has_more;
+let typingTimer = null;
+let lastTypingSent = 0;
+
+function renderMessage(m) {
+  const mine = m.direction === "in";
+  const key = m.id ? `m${m.id}` : `p${m.client_msg_id}`;
+  const status = m.id ? m.status : m.failed ? "failed" : "sending";
+  const node = el(
+    "div",
+    { class: `bubble ${mine ? "mine" : "theirs"}${m.kind === "template" ? " template" : ""}`, id: key, dataset: { id: m.id || "" } },
+    el("p", { class: "bubble-body", text: m.body }),
+    el(
+      "p",
+      { class: "bubble-meta" },
+      el("span", { text: mine ? S.you : m.author_name || config.business_name }),
+      " · ",
+      el("time", { datetime: m.created_at || "", text: timeLabel(m.created_at || new Date().toISOString()) }),
+      mine ? " " : null,
+      mine ? ticks(status, S) : null,
+    ),
+  );
+  if (m.failed) node.append(el("p", { class: "bubble-error small", text: m.failed }));
+  return node;
+}
+
+function render() {
+  const ordered = [...messages.values()].sort((a, b) => a.id - b.id);
+  const nodes = [];
+  if (hasMore) nodes.push(el("button", { type: "button", class: "linklike load-earlier", text: S.loadEarlier, onclick: loadEarlier }));
+  if (!ordered.length && !pending.size) nodes.push(el("p", { class: "muted thread-empty", text: S.empty }));
+  ordered.forEach((m) => nodes.push(renderMessage(m)));
+  pending.forEach((m) => nodes.push(renderMessage(m)));
+  const atBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80;
+  thread.replaceChildren(...nodes);
+  if (atBottom) thread.scrollTop = thread.scrollHeight;
+}
+
+function upsert(m) {
+  const known = messages.get(m.id);
+  if (known) m.status = betterStatus(known.status, m.status);
+  messages.set(m.id, m);
+  if (m.client_msg_id) pending.delete(m.client_msg_id);
+}
+
+async function loadEarlier() {
+  const first = Math.min(...messages.keys());
+  const response = await fetch(`${config.urls.messages}?before=${first}`, { credentials: "same-origin" });
+  if (!response.ok) return;
+  const page = await response.json();
+  page.messages.forEach(upsert);
+  hasMore = page.has_more;
+  const height = thread.scrollHeight;
+  render();
+  thread.scrollTop = thread.scrollHeight - height;
+}
+
+function acknowledge() {
+  const theirs = [...messages.values()].filter((m) => m.direction === "out");
+  if (!theirs.length) return;
+  const upTo = Math.max(...theirs.map((m) => m.id));
+  const read = document.visibilityState === "visible";
+  const open = theirs.some((m) => m.status !== "read" && (read || m.status !== "delivered"));
+  if (open) socket.send({ type: "ack", up_to: upTo, read }, { queue: false });
+}
+
+function onFrame(frame) {
+  switch (frame.type) {
+    case "message.created":
+      upsert(frame.message);
+      render();
+      if (frame.message.direction === "out") {
+        typingLine.textContent = typingDefault;
+        acknowledge();
+      }
+      break;
+    case "message.status":
+      messages.forEach((m) => {
+        if (m.direction === frame.direction && m.id <= frame.up_to) m.status = betterStatus(m.status, frame.status);
+      });
+      render();
+      break;
+    case "message.accepted": {
+      const p = pending.get(frame.client_msg_id);
+      if (p) { p.accepted = true; }
+      break;
+    }
+    case "typing":
+      if (frame.who === "agent") {
+        typingLine.textContent = format(S.typing, { name: frame.name || config.business_name });
+        clearTimeout(typingTimer);
+        typingTimer = setTimeout(() => { typingLine.textContent = typingDefault; }, 4000);
+      }
+      break;
+    case "error":
+      errorBox.textContent = frame.message;
+      errorBox.hidden = false;
+      if (frame.client_msg_id && pending.has(frame.client_msg_id)) {
+        pending.get(frame.client_msg_id).failed = frame.message;
+        render();
+      }
+      break;
+  }
+}
+
+const socket = new ResumingSocket("/ws/chat/", {
+  lastEventId: config.last_event_id,
+  onFrame,
+  onOpen: () => {
+    // Sends that were not confirmed are sent again; the same client_msg_id makes it harmless.
+    pending.forEach((m) => { if (!m.failed) socket.send({ type: "send", body: m.body, client_msg_id: m.client_msg_id }); });
+    acknowledge();
+  },
+  onStatus: (up) => { connStatus.hidden = up; connStatus.textContent = up ? "" : S.reconnecting; },
+});
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const body = input.value.trim();
+  if (!body) return;
+  errorBox.hidden = true;
+  const m = { client_msg_id: newClientMsgId(), body, direction: "in", created_at: new Date().toISOString() };
+  pending.set(m.client_msg_id, m);
+  input.value = "";
+  render();
+  thread.scrollTop = thread.scrollHeight;
+  socket.send({ type: "send", body, client_msg_id: m.client_msg_id }, { queue: false });
+});
+
+input.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
+});
+input.addEventListener("input", () => {
+  const now = Date.now();
+  if (now - lastTypingSent > 2500) { lastTypingSent = now; socket.send({ type: "typing" }, { queue: false }); }
+});
+document.addEventListener("visibilitychange", acknowledge);
+
+config.messages.forEach(upsert);
+render();
+thread.scrollTop = thread.scrollHeight;

@@ -1,0 +1,306 @@
+// The agents' shared inbox: live list (tabs, status filter, unread), thread with history paged
+// backwards, composer, typing both ways, read receipts, presence.
+import { ResumingSocket, betterStatus, el, format, newClientMsgId, ticks, timeLabel } from "./realtime.js";
+
+const config = JSON.parse(document.getElementById("inbox-config").textContent);
+const S = config.strings;
+const $ = (id) => document.getElementById(id);
+const list = $("conv-list");
+const thread = $("thread");
+const form = $("composer");
+const input = $("composer-body");
+const noteBox = $("composer-note");
+const typingLine = $("thread-typing");
+const windowLine = $("thread-window");
+const errorBox = $("thread-error");
+
+const conversations = new Map(); // id -> payload
+let tab = "all";
+let statusFilter = $("inbox-status").value;
+let current = null; // open conversation id
+let messages = new Map(); // message id -> payload, for the open conversation
+const pending = new Map(); // client_msg_id -> payload
+let hasMore = false;
+let presence = { online: [], viewing: {} };
+let typingTimer = null;
+let lastTypingSent = 0;
+
+config.conversations.forEach((c) => conversations.set(c.id, c));
+
+function matchesTab(c, which) {
+  if (which === "mine") return c.assignee && c.assignee.id === config.me.id;
+  if (which === "unassigned") return !c.assignee;
+  return true;
+}
+
+function renderCounts() {
+  for (const which of ["mine", "unassigned", "all"]) {
+    const n = [...conversations.values()].filter((c) => matchesTab(c, which) && c.unread > 0 && c.status !== "resolved").length;
+    const node = document.querySelector(`[data-count="${which}"]`);
+    node.textContent = n ? String(n) : "";
+    node.setAttribute("aria-label", n ? format(S.unread, { count: n }) : "");
+  }
+  document.querySelectorAll("[role=tab]").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === tab)));
+}
+
+function renderList() {
+  const rows = [...conversations.values()]
+    .filter((c) => matchesTab(c, tab) && (!statusFilter || c.status === statusFilter))
+    .sort((a, b) => (b.last_message_at || "").localeCompare(a.last_message_at || "") || b.id - a.id);
+  if (!rows.length) {
+    list.replaceChildren(el("li", { class: "muted small conv-empty", text: S.noConversations }));
+  } else {
+    list.replaceChildren(...rows.map((c) => {
+      const viewers = (presence.viewing[String(c.id)] || []).filter((id) => id !== config.me.id);
+      return el("li", {},
+        el("button", {
+          type: "button",
+          class: `conv${c.id === current ? " active" : ""}${c.unread ? " unread" : ""}`,
+          "aria-current": c.id === current ? "true" : null,
+          dataset: { conversation: c.id },
+          onclick: () => openConversation(c.id),
+        },
+          el("span", { class: "conv-top" },
+            el("span", { class: "conv-name", text: c.contact.name }),
+            el("time", { class: "conv-time", datetime: c.last_message_at || "", text: timeLabel(c.last_message_at) })),
+          el("span", { class: "conv-preview", text: c.preview }),
+          el("span", { class: "conv-meta small" },
+            el("span", { class: `pill status-${c.status}`, text: S[`status_${c.status}`] }),
+            c.assignee ? el("span", { class: "muted", text: c.assignee.name }) : null,
+            viewers.length ? el("span", { class: "viewers", title: S.alsoViewing, text: "👁 " + viewers.length }) : null,
+            c.unread ? el("span", { class: "unread-count", "aria-label": format(S.unread, { count: c.unread }), text: String(c.unread) }) : null)));
+    }));
+  }
+  renderCounts();
+}
+
+function renderPresence() {
+  const names = presence.online.map((p) => (p.id === config.me.id ? S.you : p.name));
+  $("inbox-online").textContent = names.length ? `${S.online}: ${names.join(", ")}` : "";
+  if (current !== null) {
+    const others = (presence.viewing[String(current)] || [])
+      .filter((id) => id !== config.me.id)
+      .map((id) => (presence.online.find((p) => p.id === id) || { name: "?" }).name);
+    $("thread-viewers").textContent = others.length ? format(S.alsoViewing, { names: others.join(", ") }) : "";
+  }
+}
+
+function renderHeader() {
+  const c = conversations.get(current);
+  if (!c) return;
+  $("thread-h").textContent = c.contact.name;
+  $("thread-actions").hidden = false;
+  const claim = $("btn-claim");
+  const mineNow = c.assignee && c.assignee.id === config.me.id;
+  claim.textContent = mineNow ? S.unassign : S.claim;
+  claim.onclick = () => socket.send({ type: "assign", conversation_id: c.id, assignee_id: mineNow ? null : "me" });
+  const select = $("assign-select");
+  select.replaceChildren(
+    el("option", { value: "", text: S.unassignedLabel }),
+    ...config.team.map((m) => el("option", { value: m.id, text: m.name, selected: c.assignee && c.assignee.id === m.id })),
+  );
+  select.onchange = () => socket.send({ type: "assign", conversation_id: c.id, assignee_id: select.value || null });
+  const resolve = $("btn-resolve");
+  resolve.textContent = c.status === "resolved" ? S.reopen : S.resolve;
+  resolve.onclick = () => socket.send({ type: "status", conversation_id: c.id, status: c.status === "resolved" ? "open" : "resolved" });
+  const open = c.window_expires_at && new Date(c.window_expires_at) > new Date();
+  windowLine.hidden = false;
+  windowLine.className = `small ${open ? "muted" : "alert warning"}`;
+  windowLine.textContent = open ? format(S.windowOpen, { time: timeLabel(c.window_expires_at) }) : S.windowClosed;
+  $("details").replaceChildren(
+    el("p", {}, el("strong", { text: c.contact.name })),
+    el("p", { class: "small" }, `${S.phone}: `, el("span", { text: c.contact.phone })),
+    el("p", { class: "small muted", text: c.assignee ? format(S.assignedTo, { name: c.assignee.name }) : S.unassignedLabel }),
+  );
+}
+
+function renderMessage(m) {
+  const outgoing = m.direction !== "in";
+  const status = m.id ? m.status : m.failed ? "failed" : "sending";
+  const node = el("div", {
+    class: `bubble ${outgoing ? "mine" : "theirs"}${m.kind === "note" ? " note" : ""}${m.kind === "template" ? " template" : ""}`,
+    id: m.id ? `m${m.id}` : `p${m.client_msg_id}`,
+    dataset: { id: m.id || "" },
+  },
+    m.kind === "note" ? el("p", { class: "bubble-kind small", text: S.note }) : null,
+    el("p", { class: "bubble-body", text: m.body }),
+    el("p", { class: "bubble-meta" },
+      el("span", { text: m.author_name || (outgoing ? S.you : S.customer) }), " · ",
+      el("time", { datetime: m.created_at || "", text: timeLabel(m.created_at || new Date().toISOString()) }),
+      outgoing && m.kind !== "note" ? " " : null,
+      outgoing && m.kind !== "note" ? ticks(status, S) : null));
+  if (m.failed) node.append(el("p", { class: "bubble-error small", text: m.failed }));
+  return node;
+}
+
+function renderThread() {
+  const nodes = [];
+  if (hasMore) nodes.push(el("button", { type: "button", class: "linklike load-earlier", text: S.loadEarlier, onclick: loadEarlier }));
+  [...messages.values()].sort((a, b) => a.id - b.id).forEach((m) => nodes.push(renderMessage(m)));
+  pending.forEach((m) => { if (m.conversation_id === current) nodes.push(renderMessage(m)); });
+  const atBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80;
+  thread.replaceChildren(...nodes);
+  if (atBottom) thread.scrollTop = thread.scrollHeight;
+}
+
+function upsertMessage(m) {
+  const known = messages.get(m.id);
+  if (known) m.status = betterStatus(known.status, m.status);
+  messages.set(m.id, m);
+  if (m.client_msg_id) pending.delete(m.client_msg_id);
+}
+
+async function fetchPage(id, before) {
+  const url = config.urls.messages.replace("{id}", id) + (before ? `?before=${before}` : "");
+  const response = await fetch(url, { credentials: "same-origin" });
+  if (!response.ok) return null;
+  return response.json();
+}
+
+async function loadEarlier() {
+  const page = await fetchPage(current, Math.min(...messages.keys()));
+  if (!page) return;
+  page.messages.forEach(upsertMessage);
+  hasMore = page.has_more;
+  const height = thread.scrollHeight;
+  renderThread();
+  thread.scrollTop = thread.scrollHeight - height;
+}
+
+function markRead() {
+  if (current === null || document.visibilityState !== "visible") return;
+  const inbound = [...messages.values()].filter((m) => m.direction === "in");
+  if (!inbound.length) return;
+  const c = conversations.get(current);
+  if (c && !c.unread && inbound.every((m) => m.status === "read")) return;
+  socket.send({ type: "ack", conversation_id: current, up_to: Math.max(...inbound.map((m) => m.id)), read: true }, { queue: false });
+}
+
+async function openConversation(id) {
+  current = id;
+  messages = new Map();
+  hasMore = false;
+  errorBox.hidden = true;
+  typingLine.textContent = "";
+  form.hidden = false;
+  history.replaceState(null, "", `#c${id}`);
+  renderList();
+  renderHeader();
+  thread.replaceChildren(el("p", { class: "muted", text: "…" }));
+  socket.send({ type: "view", conversation_id: id });
+  const page = await fetchPage(id);
+  if (current !== id || !page) return;
+  page.messages.forEach(upsertMessage);
+  hasMore = page.has_more;
+  renderThread();
+  thread.scrollTop = thread.scrollHeight;
+  renderPresence();
+  markRead();
+  input.focus();
+}
+
+async function refreshList() {
+  const params = new URLSearchParams({ tab, status: statusFilter });
+  const response = await fetch(`${config.urls.conversations}?${params}`, { credentials: "same-origin" });
+  if (!response.ok) return;
+  const data = await response.json();
+  data.conversations.forEach((c) => conversations.set(c.id, c));
+  renderList();
+}
+
+function onFrame(frame) {
+  switch (frame.type) {
+    case "conversation.updated":
+      conversations.set(frame.conversation.id, frame.conversation);
+      renderList();
+      if (frame.conversation.id === current) renderHeader();
+      break;
+    case "message.created": {
+      const m = frame.message;
+      if (m.conversation_id === current) {
+        upsertMessage(m);
+        renderThread();
+        if (m.direction === "in") { typingLine.textContent = ""; markRead(); }
+      } else if (m.direction === "in") {
+        // Reached an agent's screen: the customer sees "delivered".
+        socket.send({ type: "ack", conversation_id: m.conversation_id, up_to: m.id, read: false }, { queue: false });
+      }
+      break;
+    }
+    case "message.status":
+      if (frame.conversation_id === current) {
+        messages.forEach((m) => {
+          if (m.direction === frame.direction && m.id <= frame.up_to) m.status = betterStatus(m.status, frame.status);
+        });
+        renderThread();
+      }
+      break;
+    case "presence":
+      presence = frame;
+      renderPresence();
+      renderList();
+      break;
+    case "typing":
+      if (frame.conversation_id === current) {
+        typingLine.textContent = frame.who === "customer" ? S.customerTyping : format(S.typing, { name: frame.name });
+        clearTimeout(typingTimer);
+        typingTimer = setTimeout(() => { typingLine.textContent = ""; }, 4000);
+      }
+      break;
+    case "error":
+      errorBox.textContent = frame.message;
+      errorBox.hidden = false;
+      if (frame.client_msg_id && pending.has(frame.client_msg_id)) {
+        pending.get(frame.client_msg_id).failed = frame.message;
+        renderThread();
+      }
+      break;
+  }
+}
+
+const socket = new ResumingSocket("/ws/inbox/", {
+  lastEventId: config.last_event_id,
+  onFrame,
+  onOpen: () => {
+    if (current !== null) socket.send({ type: "view", conversation_id: current });
+    pending.forEach((m) => {
+      if (!m.failed) socket.send({ type: "send", conversation_id: m.conversation_id, body: m.body, kind: m.kind, client_msg_id: m.client_msg_id });
+    });
+  },
+  onStatus: (up) => { $("conn-status").hidden = up; $("conn-status").textContent = up ? "" : S.reconnecting; },
+});
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const body = input.value.trim();
+  if (!body || current === null) return;
+  errorBox.hidden = true;
+  const kind = noteBox.checked ? "note" : "text";
+  const m = { client_msg_id: newClientMsgId(), conversation_id: current, body, kind, direction: kind === "note" ? "internal" : "out", author_name: config.me.name, created_at: new Date().toISOString() };
+  pending.set(m.client_msg_id, m);
+  input.value = "";
+  renderThread();
+  thread.scrollTop = thread.scrollHeight;
+  socket.send({ type: "send", conversation_id: current, body, kind, client_msg_id: m.client_msg_id }, { queue: false });
+});
+input.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
+});
+input.addEventListener("input", () => {
+  const now = Date.now();
+  if (current !== null && !noteBox.checked && now - lastTypingSent > 2500) {
+    lastTypingSent = now;
+    socket.send({ type: "typing", conversation_id: current }, { queue: false });
+  }
+});
+document.querySelectorAll("[role=tab]").forEach((button) => button.addEventListener("click", () => {
+  tab = button.dataset.tab;
+  renderList();
+  refreshList();
+}));
+$("inbox-status").addEventListener("change", (event) => { statusFilter = event.target.value; renderList(); refreshList(); });
+document.addEventListener("visibilitychange", markRead);
+
+renderList();
+const hash = /^#c(\d+)$/.exec(location.hash);
+if (hash) openConversation(Number(hash[1]));

@@ -1,0 +1,105 @@
+// A websocket that resumes: after every (re)connect it sends the last event id it saw, and the
+// server replays what was missed from PostgreSQL before live frames continue, in order.
+export function format(template, values) {
+  return template.replace(/%\((\w+)\)s/g, (_, key) => (key in values ? String(values[key]) : ""));
+}
+
+export function newClientMsgId() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export class ResumingSocket {
+  constructor(path, { lastEventId = 0, onFrame, onOpen, onStatus }) {
+    this.url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
+    this.last = lastEventId;
+    this.onFrame = onFrame;
+    this.onOpen = onOpen || (() => {});
+    this.onStatus = onStatus || (() => {});
+    this.backoff = 500;
+    this.queue = [];
+    this.connect();
+    setInterval(() => this.send({ type: "ping" }, { queue: false }), 25000);
+  }
+
+  connect() {
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.addEventListener("open", () => {
+      this.backoff = 500;
+      ws.send(JSON.stringify({ type: "resume", after: this.last }));
+      this.onStatus(true);
+      const queued = this.queue;
+      this.queue = [];
+      queued.forEach((frame) => ws.send(JSON.stringify(frame)));
+      this.onOpen();
+    });
+    ws.addEventListener("message", (event) => {
+      let frame;
+      try { frame = JSON.parse(event.data); } catch { return; }
+      if (typeof frame.id === "number") {
+        if (frame.id <= this.last) return; // already seen (the page state or a replay)
+        this.last = frame.id;
+      }
+      if (frame.type === "resync") { location.reload(); return; }
+      this.onFrame(frame);
+    });
+    ws.addEventListener("close", (event) => {
+      this.onStatus(false);
+      if ([4401, 4403, 4404].includes(event.code)) return; // not allowed: retrying will not help
+      setTimeout(() => this.connect(), this.backoff);
+      this.backoff = Math.min(this.backoff * 2, 10000);
+    });
+  }
+
+  get open() { return this.ws && this.ws.readyState === WebSocket.OPEN; }
+
+  send(frame, { queue = true } = {}) {
+    if (this.open) this.ws.send(JSON.stringify(frame));
+    else if (queue) this.queue.push(frame);
+  }
+}
+
+export function timeLabel(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  const today = new Date();
+  const sameDay = date.toDateString() === today.toDateString();
+  return sameDay
+    ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : date.toLocaleDateString([], { day: "numeric", month: "short" }) + " " +
+      date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+const RANK = { queued: 0, sent: 1, delivered: 2, read: 3, failed: -1 };
+
+export function betterStatus(current, next) {
+  if (current === "failed") return current;
+  return (RANK[next] ?? 0) > (RANK[current] ?? 0) ? next : current;
+}
+
+export function ticks(status, strings) {
+  const marks = { queued: "🕓", sending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "!" };
+  return el("span", {
+    class: `ticks ticks-${status}`,
+    dataset: { status },
+    "aria-label": strings[status] || status,
+    title: strings[status] || status,
+    text: marks[status] || "",
+  });
+}

@@ -1,0 +1,108 @@
+"""Helpers for messaging tests: customers, sessions (cookies) and websocket connections.
+
+Consumers run their database work in other threads, so websocket tests use committed data
+(`live_db`) with unique customers, and measure events from the stream's current end.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from accounts.models import Customer, User
+from config.routing import websocket_application
+from customers.session import SESSION_KEY as CUSTOMER_SESSION_KEY
+from messaging import selectors
+from tenancy.models import Business
+
+
+def make_customer(name: str = "") -> Customer:
+    phone = "+49151" + "".join(random.choice("0123456789") for _ in range(8))
+    return Customer.objects.create(phone_number=phone, display_name=name, country_code="DE", verified_at=timezone.now())
+
+
+def session_key(*, user: User | None = None, customer: Customer | None = None) -> str:
+    store = SessionStore()
+    if user is not None:
+        store[SESSION_KEY] = str(user.pk)
+        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    if customer is not None:
+        store[CUSTOMER_SESSION_KEY] = customer.pk
+    store.save()
+    assert store.session_key
+    return store.session_key
+
+
+def last_event_id(business: Business) -> int:
+    with tenant_context(business):
+        return selectors.last_event_id()
+
+
+async def ws_connect(
+    path: str, *, host: str, origin: str | None = None, session: str | None = None
+) -> tuple[WebsocketCommunicator, bool, Any]:
+    headers = [(b"host", host.encode())]
+    origin = host if origin is None else origin
+    if origin:
+        headers.append((b"origin", f"http://{origin}".encode()))
+    if session:
+        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={session}".encode()))
+    communicator = WebsocketCommunicator(websocket_application, path, headers=headers)
+    connected, code = await communicator.connect(timeout=5)
+    return communicator, connected, code
+
+
+async def receive_until(communicator: WebsocketCommunicator, wanted: str, timeout: float = 5) -> dict[str, Any]:
+    """Frames up to and including the first of type `wanted` (ephemeral frames skipped)."""
+    while True:
+        frame = await communicator.receive_json_from(timeout=timeout)
+        if frame["type"] == wanted:
+            return frame
+
+
+async def drain(communicator: WebsocketCommunicator, timeout: float = 0.3) -> list[dict[str, Any]]:
+    # receive_nothing does not cancel the application on timeout, unlike receive_from.
+    frames = []
+    while not await communicator.receive_nothing(timeout=timeout):
+        frames.append(await communicator.receive_json_from(timeout=timeout))
+    return frames
+
+
+async def durable(communicator: WebsocketCommunicator, count: int) -> list[dict[str, Any]]:
+    """The next `count` frames that carry an event id (ephemeral ones skipped)."""
+    frames: list[dict[str, Any]] = []
+    while len(frames) < count:
+        frame = await communicator.receive_json_from(timeout=5)
+        if frame.get("id") is not None:
+            frames.append(frame)
+    return frames
+
+
+async def resumed(communicator: WebsocketCommunicator, after: int) -> list[dict[str, Any]]:
+    """Send resume and return the replayed durable frames (up to the "resumed" marker)."""
+    await communicator.send_json_to({"type": "resume", "after": after})
+    frames = []
+    while True:
+        frame = await communicator.receive_json_from(timeout=5)
+        if frame["type"] == "resumed":
+            return frames
+        if frame.get("id") is not None:
+            frames.append(frame)
+
+
+adb = sync_to_async
+
+
+@pytest.fixture
+def customer(live_db: Any) -> Customer:
+    return make_customer("Test Kunde")

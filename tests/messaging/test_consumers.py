@@ -1,0 +1,403 @@
+"""The websocket protocol: auth, origin, tenant isolation, resume, idempotency, refusals."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from accounts.models import Customer
+from billing.models import UsageRecord
+from customers.models import Block
+from messaging import events
+from messaging.models import Conversation, Event, Message
+from messaging.services import message_send_customer
+from tests.conftest import World
+from tests.messaging.conftest import (
+    adb,
+    drain,
+    durable,
+    last_event_id,
+    make_customer,
+    receive_until,
+    resumed,
+    session_key,
+    ws_connect,
+)
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+
+def send_as_customer(world: World, customer: Customer, body: str, client_msg_id: str = "") -> Message:
+    with tenant_context(world.business_a):
+        return message_send_customer(
+            business=world.business_a, customer=customer, body=body, client_msg_id=client_msg_id
+        ).message
+
+
+def conversation_of(world: World, customer: Customer) -> Conversation:
+    with tenant_context(world.business_a):
+        return Conversation.objects.select_related("contact").get(contact__customer=customer)
+
+
+# --- who may connect ---------------------------------------------------------------------
+
+
+async def test_inbox_refuses_anonymous_and_strangers(live_db: World) -> None:
+    alpha = live_db.business_a.host
+    _c, connected, code = await ws_connect("/ws/inbox/", host=alpha)
+    assert (connected, code) == (False, 4401)
+
+    stranger = await adb(session_key)(user=live_db.agent_b)
+    _c, connected, code = await ws_connect("/ws/inbox/", host=alpha, session=stranger)
+    assert (connected, code) == (False, 4403)
+
+    member = await adb(session_key)(user=live_db.agent_a)
+    communicator, connected, _code = await ws_connect("/ws/inbox/", host=alpha, session=member)
+    assert connected
+    await communicator.disconnect()
+
+
+async def test_chat_needs_a_signed_in_customer(live_db: World) -> None:
+    _c, connected, code = await ws_connect("/ws/chat/", host=live_db.business_a.host)
+    assert (connected, code) == (False, 4401)
+    # An agent's login is not a customer sign-in.
+    agent = await adb(session_key)(user=live_db.agent_a)
+    _c, connected, code = await ws_connect("/ws/chat/", host=live_db.business_a.host, session=agent)
+    assert (connected, code) == (False, 4401)
+
+
+async def test_origin_is_checked(live_db: World) -> None:
+    member = await adb(session_key)(user=live_db.agent_a)
+    alpha = live_db.business_a.host
+    # A foreign site.
+    _c, connected, _code = await ws_connect("/ws/inbox/", host=alpha, origin="evil.example", session=member)
+    assert not connected
+    # Another business's page on the platform cannot drive this business's socket.
+    _c, connected, code = await ws_connect("/ws/inbox/", host=alpha, origin=live_db.business_b.host, session=member)
+    assert (connected, code) == (False, 4403)
+    # No origin at all (not a browser page of ours).
+    _c, connected, code = await ws_connect("/ws/inbox/", host=alpha, origin="", session=member)
+    assert not connected
+
+
+async def test_unknown_host_and_public_host_are_refused(live_db: World) -> None:
+    member = await adb(session_key)(user=live_db.agent_a)
+    _c, connected, code = await ws_connect("/ws/inbox/", host="nope.parley.localhost", session=member)
+    assert (connected, code) == (False, 4404)
+    _c, connected, code = await ws_connect("/ws/inbox/", host="parley.localhost", session=member)
+    assert (connected, code) == (False, 4404)
+
+
+# --- live delivery --------------------------------------------------------------------------
+
+
+async def test_customer_message_reaches_agent_live_and_reply_reaches_customer(live_db: World) -> None:
+    customer = await adb(make_customer)("Greta")
+    start = await adb(last_event_id)(live_db.business_a)
+    agent_ws, ok, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    assert ok
+    assert await resumed(agent_ws, start) == []
+    chat_ws, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+    assert await resumed(chat_ws, start) == []
+
+    await chat_ws.send_json_to({"type": "send", "body": "Is my flight on time?", "client_msg_id": "c-1"})
+    created = await receive_until(chat_ws, "message.created")
+    accepted = await receive_until(chat_ws, "message.accepted")
+    assert created["message"]["body"] == "Is my flight on time?"
+    assert accepted["client_msg_id"] == "c-1" and accepted["duplicate"] is False
+
+    seen = await receive_until(agent_ws, "message.created")
+    assert seen["id"] == created["id"]
+    assert seen["message"]["client_msg_id"] == "c-1"
+    updated = await receive_until(agent_ws, "conversation.updated")
+    assert updated["id"] == seen["id"] + 1
+    assert updated["conversation"]["unread"] == 1
+    conversation_id = seen["message"]["conversation_id"]
+
+    # The agent opens the conversation, sees the customer typing, replies.
+    await agent_ws.send_json_to({"type": "view", "conversation_id": conversation_id})
+    presence = await receive_until(agent_ws, "presence")
+    assert str(conversation_id) in presence["viewing"]
+    await chat_ws.send_json_to({"type": "typing"})
+    typing = await receive_until(agent_ws, "typing")
+    assert typing["who"] == "customer" and typing["id"] is None
+    await agent_ws.send_json_to({"type": "typing", "conversation_id": conversation_id})
+    assert (await receive_until(chat_ws, "typing"))["who"] == "agent"
+
+    await agent_ws.send_json_to(
+        {"type": "send", "conversation_id": conversation_id, "body": "Yes, on time.", "client_msg_id": "a-1"}
+    )
+    reply = await receive_until(chat_ws, "message.created")
+    assert reply["message"]["direction"] == "out" and reply["message"]["body"] == "Yes, on time."
+
+    # Read receipts both ways.
+    await chat_ws.send_json_to({"type": "ack", "up_to": reply["message"]["id"], "read": True})
+    status = await receive_until(agent_ws, "message.status")
+    assert status["direction"] == "out" and status["status"] == "read"
+    await agent_ws.send_json_to(
+        {"type": "ack", "conversation_id": conversation_id, "up_to": seen["message"]["id"], "read": True}
+    )
+    status = await receive_until(chat_ws, "message.status")
+    if status["direction"] == "out":  # the customer's own read receipt comes back to it first
+        status = await receive_until(chat_ws, "message.status")
+    assert status["direction"] == "in" and status["status"] == "read"
+
+    # A note stays with the agents.
+    await agent_ws.send_json_to(
+        {"type": "send", "conversation_id": conversation_id, "body": "VIP", "kind": "note", "client_msg_id": "n-1"}
+    )
+    note = await receive_until(agent_ws, "message.created")
+    assert note["message"]["kind"] == "note"
+    assert all(f.get("type") != "message.created" for f in await drain(chat_ws))
+
+    # Billing was asked once for the accepted reply, never for the note.
+    records = await adb(lambda: UsageRecord.objects.filter(customer_id=customer.pk).count())()
+    assert records == 1
+    await agent_ws.disconnect()
+    await chat_ws.disconnect()
+
+
+async def test_me_socket_hears_about_replies(live_db: World) -> None:
+    customer = await adb(make_customer)()
+    message = await adb(send_as_customer)(live_db, customer, "Hallo")
+    me_ws, ok, _ = await ws_connect(
+        "/ws/me/", host="parley.localhost", session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+    agent_ws, ok, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    await agent_ws.send_json_to(
+        {"type": "send", "conversation_id": message.conversation_id, "body": "Hallo zurück", "client_msg_id": "x"}
+    )
+    frame = await receive_until(me_ws, "thread.updated")
+    assert frame["business_id"] == live_db.business_a.pk and frame["unread"] == 1
+    assert "Hallo" not in str(frame)  # the public list carries no message text
+    await me_ws.disconnect()
+    await agent_ws.disconnect()
+
+
+# --- resume -------------------------------------------------------------------------------
+
+
+async def test_resume_after_disconnect_has_no_gap_and_no_duplicate(live_db: World) -> None:
+    customer = await adb(make_customer)()
+    agent_session = await adb(session_key)(user=live_db.agent_a)
+    start = await adb(last_event_id)(live_db.business_a)
+    agent_ws, _, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=agent_session)
+    await resumed(agent_ws, start)
+    await adb(send_as_customer)(live_db, customer, "one")
+    first = await receive_until(agent_ws, "message.created")
+    last_seen = (await receive_until(agent_ws, "conversation.updated"))["id"]
+    await agent_ws.disconnect()
+
+    # While the agent is away.
+    for body in ("two", "three", "four"):
+        await adb(send_as_customer)(live_db, customer, body)
+
+    agent_ws, _, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=agent_session)
+    replay = await resumed(agent_ws, last_seen)
+    ids = [f["id"] for f in replay]
+    assert ids == list(range(last_seen + 1, last_seen + 1 + len(ids)))  # dense, ordered, nothing repeated
+    bodies = [f["message"]["body"] for f in replay if f["type"] == "message.created"]
+    assert bodies == ["two", "three", "four"]
+    assert first["id"] not in ids
+    # Live frames continue right after the replay.
+    await adb(send_as_customer)(live_db, customer, "five")
+    live = await receive_until(agent_ws, "message.created")
+    assert live["id"] == ids[-1] + 1
+    assert all(f["id"] not in ids for f in await drain(agent_ws) if f.get("id"))
+    await agent_ws.disconnect()
+
+
+async def test_customer_resume_sees_only_its_own_conversation(live_db: World) -> None:
+    mine, other = await adb(make_customer)(), await adb(make_customer)()
+    start = await adb(last_event_id)(live_db.business_a)
+    await adb(send_as_customer)(live_db, mine, "mine")
+    await adb(send_as_customer)(live_db, other, "someone else's")
+    chat_ws, _, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=mine)
+    )
+    replay = await resumed(chat_ws, start)
+    assert [f["type"] for f in replay] == ["message.created"]  # conversation.updated is for agents
+    assert replay[0]["message"]["body"] == "mine"
+    await chat_ws.disconnect()
+
+
+async def test_a_lost_live_frame_is_filled_from_the_stream(live_db: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layer is at-most-once: when a publish is lost, the next frame reveals the gap and the
+    consumer reads the missing events from PostgreSQL before forwarding it."""
+    customer = await adb(make_customer)()
+    start = await adb(last_event_id)(live_db.business_a)
+    agent_ws, _, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    await resumed(agent_ws, start)
+    real = events.publish_on_commit
+    monkeypatch.setattr(events, "publish_on_commit", lambda **kwargs: None)
+    await adb(send_as_customer)(live_db, customer, "lost on the wire")
+    monkeypatch.setattr(events, "publish_on_commit", real)
+    await adb(send_as_customer)(live_db, customer, "arrives")
+    frames = await durable(agent_ws, 4)
+    assert [f["id"] for f in frames] == list(range(start + 1, start + 5))
+    assert [f["message"]["body"] for f in frames if f["type"] == "message.created"] == ["lost on the wire", "arrives"]
+    await agent_ws.disconnect()
+
+
+# --- sends ----------------------------------------------------------------------------------
+
+
+async def test_send_is_idempotent_per_client_msg_id(live_db: World) -> None:
+    customer = await adb(make_customer)()
+    chat_ws, _, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    await resumed(chat_ws, await adb(last_event_id)(live_db.business_a))
+    for _ in range(3):
+        await chat_ws.send_json_to({"type": "send", "body": "only once", "client_msg_id": "retry-1"})
+    accepted = [await receive_until(chat_ws, "message.accepted") for _ in range(3)]
+    assert [a["duplicate"] for a in accepted] == [False, True, True]
+    assert len({a["message_id"] for a in accepted}) == 1
+
+    def counts() -> tuple[int, int]:
+        with tenant_context(live_db.business_a):
+            conversation = Conversation.objects.get(contact__customer=customer)
+            return (
+                Message.objects.filter(conversation=conversation).count(),
+                Event.objects.filter(conversation_id=conversation.pk, type="message.created").count(),
+            )
+
+    assert await adb(counts)() == (1, 1)
+    await chat_ws.disconnect()
+
+
+async def test_reply_outside_the_window_is_refused_with_a_template_hint(live_db: World) -> None:
+    customer = await adb(make_customer)()
+    message = await adb(send_as_customer)(live_db, customer, "old question")
+
+    def close_window() -> None:
+        with tenant_context(live_db.business_a):
+            Conversation.objects.filter(pk=message.conversation_id).update(
+                window_expires_at=timezone.now() - timedelta(minutes=1)
+            )
+
+    await adb(close_window)()
+    agent_ws, _, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    await agent_ws.send_json_to(
+        {"type": "send", "conversation_id": message.conversation_id, "body": "late answer", "client_msg_id": "w"}
+    )
+    error = await receive_until(agent_ws, "error")
+    assert error["code"] == "window_closed" and "template" in error["message"]
+    assert error["client_msg_id"] == "w" and error["id"] is None
+    assert await adb(lambda: UsageRecord.objects.filter(customer_id=customer.pk).count())() == 0
+    await agent_ws.disconnect()
+
+
+async def test_reply_to_a_customer_who_blocked_is_refused_and_not_billed(live_db: World) -> None:
+    customer = await adb(make_customer)()
+    message = await adb(send_as_customer)(live_db, customer, "stop writing me")
+    await adb(Block.objects.create)(customer=customer, business=live_db.business_a)
+    agent_ws, _, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    await agent_ws.send_json_to(
+        {"type": "send", "conversation_id": message.conversation_id, "body": "but…", "client_msg_id": "b"}
+    )
+    error = await receive_until(agent_ws, "error")
+    assert error["code"] == "blocked"
+
+    def state() -> tuple[int, int]:
+        with tenant_context(live_db.business_a):
+            sent = Message.objects.filter(conversation_id=message.conversation_id, direction="out").count()
+        return sent, UsageRecord.objects.filter(customer_id=customer.pk).count()
+
+    assert await adb(state)() == (0, 0)
+    # The customer who blocked cannot write either, and is told how to undo it.
+    chat_ws, _, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    await chat_ws.send_json_to({"type": "send", "body": "hm", "client_msg_id": "c"})
+    assert (await receive_until(chat_ws, "error"))["code"] == "blocked"
+    await agent_ws.disconnect()
+    await chat_ws.disconnect()
+
+
+async def test_bad_frames_get_error_frames_not_crashes(live_db: World) -> None:
+    agent_ws, _, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    await agent_ws.send_to(text_data="not json")
+    assert (await receive_until(agent_ws, "error"))["code"] == "bad_frame"
+    await agent_ws.send_json_to({"type": "launch.rockets"})
+    assert (await receive_until(agent_ws, "error"))["code"] == "unknown_type"
+    await agent_ws.send_json_to({"type": "send", "conversation_id": "x", "body": "hi"})
+    assert (await receive_until(agent_ws, "error"))["code"] == "not_found"
+    await agent_ws.send_json_to({"type": "resume", "after": "yesterday"})
+    assert (await receive_until(agent_ws, "error"))["code"] == "invalid"
+    await agent_ws.disconnect()
+
+
+# --- tenant isolation -------------------------------------------------------------------------
+
+
+async def test_an_agent_of_a_never_sees_or_touches_business_b(live_db: World) -> None:
+    customer = await adb(make_customer)()
+
+    def beta_conversation() -> int:
+        with tenant_context(live_db.business_b):
+            result = message_send_customer(business=live_db.business_b, customer=customer, body="secret beta")
+            return result.message.conversation_id
+
+    def alpha_ids() -> set[int]:
+        with tenant_context(live_db.business_a):
+            return set(Conversation.objects.values_list("id", flat=True))
+
+    start = await adb(last_event_id)(live_db.business_a)
+    agent_ws, _, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    await resumed(agent_ws, start)
+    beta_id = await adb(beta_conversation)()
+    # Nothing of beta's arrives on alpha's inbox, live or replayed.
+    frames = await drain(agent_ws, timeout=0.5)
+    assert all("secret beta" not in str(f) for f in frames)
+    assert all("secret beta" not in str(f) for f in await resumed(agent_ws, 0))
+
+    # Naming beta's conversation id from alpha only ever reaches alpha's own rows.
+    unused = max(await adb(alpha_ids)() | {beta_id}) + 1000
+    for conversation_id in (unused, beta_id) if beta_id not in await adb(alpha_ids)() else (unused,):
+        await agent_ws.send_json_to({"type": "view", "conversation_id": conversation_id})
+        assert (await receive_until(agent_ws, "error"))["code"] == "not_found"
+        await agent_ws.send_json_to(
+            {"type": "send", "conversation_id": conversation_id, "body": "hi", "client_msg_id": "iso"}
+        )
+        assert (await receive_until(agent_ws, "error"))["code"] == "not_found"
+    await agent_ws.disconnect()
+
+    # Connecting to beta's host with alpha's seat is refused.
+    _c, connected, code = await ws_connect(
+        "/ws/inbox/", host=live_db.business_b.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    assert (connected, code) == (False, 4403)
+
+
+async def test_group_names_carry_the_schema() -> None:
+    assert events.inbox_group("alpha") == "t.alpha.inbox"
+    assert events.conversation_group("alpha", 7) == "t.alpha.conv.7"
+    with pytest.raises(ValueError):
+        events.conversation_group("alpha", "7.beta")  # type: ignore[arg-type]
+
+
+def _unused(_: Any) -> None:  # keeps imports honest for type checkers
+    return None
