@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from verification.jobs import seal, send_sms
 from verification.models import PhoneChallenge
 
 logger = logging.getLogger("parley.verification")
@@ -87,8 +88,6 @@ def otp_send(
     `message` is the SMS text with a `{code}` placeholder. Raises OtpRateLimited when the number
     or the address has had too many codes in the last hour.
     """
-    from verification.jobs import seal, send_sms
-
     now = timezone.now()
     since = now - RATE_WINDOW
     with transaction.atomic():

@@ -277,3 +277,22 @@ def test_badge_of_one_business_does_not_leak_to_another(world: World) -> None:
     assert not Business.objects.get(pk=world.business_b.pk).badge_visible
     page = business_client(world.business_b, world.owner_b).get("/verification/").content.decode()
     assert "Your green badge is live" not in page and "HRB 12345 B" not in page
+
+
+def test_admin_change_page_shows_the_evidence_and_checks(world: World) -> None:
+    business = ready(world)
+    application = badge_application_save(
+        business=business,
+        actor=world.owner_a,
+        submit=True,
+        website="https://alpha.example",
+        press_links="https://news.example/alpha",
+        registration_number="HRB 777",
+    )
+    page = public_client(world.staff).get(f"/admin/verification/badgeapplication/{application.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "https://news.example/alpha" in html and "HRB 777" in html
+    assert "two-factor authentication" in html
+    assert public_client(world.staff).get("/admin/verification/phonechallenge/").status_code == 200
+    assert public_client(world.staff).get("/admin/verification/smsmessage/").status_code == 200

@@ -159,3 +159,28 @@ def test_outbox_page_is_not_on_business_hosts(world: World) -> None:
     from tests.conftest import business_client
 
     assert business_client(world.business_a, world.staff).get("/dev/outbox/").status_code == 404
+
+
+def test_sealed_text_expires_with_its_code() -> None:
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from verification.jobs import seal, unseal
+
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        token = seal("Parley: 123456")
+        assert "123456" not in token
+        assert unseal(token) == "Parley: 123456"
+        clock.shift(timedelta(minutes=16))
+        assert unseal(token) is None
+    assert unseal("garbage") is None
+
+
+def test_expired_job_sends_nothing(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    from verification.jobs import send_sms
+
+    send_sms(to="+4915100000009", sealed_body="not-a-token", reference="otp:1")
+    assert not SmsMessage.objects.filter(to="+4915100000009").exists()
+    assert "dropped" in caplog.text
