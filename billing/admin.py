@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -9,8 +12,22 @@ from billing import services
 from billing.models import BillingAccount, Invoice, Rate, RateCard, StripeEvent, UsageRecord
 
 
+class RateForm(forms.ModelForm[Rate]):
+    class Meta:
+        model = Rate
+        fields = ["category", "country", "price"]
+
+    def clean_country(self) -> str:
+        # Phone numbers give upper-case ISO codes; "de" would silently never match.
+        country = (self.cleaned_data.get("country") or "").strip().upper()
+        if len(country) != 2 or not country.isalpha():
+            raise forms.ValidationError(_("Use the two-letter ISO country code, for example DE."))
+        return country
+
+
 class RateInline(admin.TabularInline[Rate, RateCard]):
     model = Rate
+    form = RateForm
     extra = 1
 
 
@@ -26,6 +43,18 @@ class RateCardAdmin(admin.ModelAdmin[RateCard]):
         "updated_at",
     ]
     inlines = [RateInline]
+    actions = ["make_active"]
+
+    @admin.action(description=_("Make the selected rate card active"))
+    def make_active(self, request: HttpRequest, queryset: QuerySet[RateCard]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, _("Select exactly one rate card."), messages.ERROR)
+            return
+        card = services.rate_card_activate(card=queryset.get(), actor=request.user)
+        self.message_user(request, _("“%(name)s” is now the active rate card.") % {"name": card.name}, messages.SUCCESS)
+
+    def save_model(self, request: HttpRequest, obj: RateCard, form: Any, change: bool) -> None:
+        services.rate_card_save(card=obj, actor=request.user)
 
 
 @admin.register(UsageRecord)

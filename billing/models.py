@@ -44,7 +44,15 @@ class RateCard(models.Model):
         verbose_name_plural = _("rate cards")
         ordering = ["-is_active", "-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="billing_one_active_card"),
+            models.UniqueConstraint(
+                fields=["is_active"],
+                condition=Q(is_active=True),
+                name="billing_one_active_card",
+                violation_error_message=_(
+                    "Another rate card is active. Save this one inactive, then use the action "
+                    "“Make the selected rate card active”."
+                ),
+            ),
         ]
 
     def __str__(self) -> str:

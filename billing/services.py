@@ -374,6 +374,10 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
 def checkout_start(*, business: Business, actor: Any, return_url: str) -> str:
     if not stripe_gateway.is_configured():
         raise BillingError(_("Payments are not set up on this Parley installation yet."))
+    account = billing_account_for(business=business)
+    if account.subscription_status in {"active", "trialing", "past_due"}:
+        # A second Checkout would start a second subscription and bill every conversation twice.
+        raise BillingError(_("This business already has a subscription: manage it in the customer portal."))
     customer_id = stripe_customer_ensure(business=business)
     try:
         url = stripe_gateway.checkout_session_create(
@@ -569,6 +573,33 @@ def _on_invoice_payment_failed(obj: dict[str, Any], at: datetime) -> None:
         )
 
 
+def _on_invoice_changed(obj: dict[str, Any], at: datetime) -> None:
+    account = _account_for_customer(obj.get("customer"))
+    if account is not None:
+        _invoice_upsert(obj, at, account)
+
+
+def rate_card_activate(*, card: RateCard, actor: Any) -> RateCard:
+    """Make this the active card, retiring the old one in the same transaction. New prices apply
+    to conversations opened from now on; open ones keep the price they were opened with."""
+    with transaction.atomic():
+        RateCard.objects.filter(is_active=True).exclude(pk=card.pk).update(is_active=False)
+        card.is_active = True
+        return rate_card_save(card=card, actor=actor)
+
+
+def rate_card_save(*, card: RateCard, actor: Any) -> RateCard:
+    with transaction.atomic():
+        card.save()
+        audit_record(
+            action="billing.rate_card_saved",
+            actor=actor,
+            target=card.name,
+            data={"active": card.is_active, **{f"default_{c}": str(card.default_for(c)) for c in CATEGORIES}},
+        )
+    return card
+
+
 _HANDLERS = {
     "checkout.session.completed": _on_checkout_completed,
     "customer.subscription.created": _on_subscription,
@@ -579,6 +610,10 @@ _HANDLERS = {
     "invoice.paid": _on_invoice_paid,
     "invoice.payment_succeeded": _on_invoice_paid,
     "invoice.payment_failed": _on_invoice_payment_failed,
+    "invoice.finalized": _on_invoice_changed,
+    "invoice.updated": _on_invoice_changed,
+    "invoice.voided": _on_invoice_changed,
+    "invoice.marked_uncollectible": _on_invoice_changed,
 }
 
 

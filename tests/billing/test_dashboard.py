@@ -145,3 +145,12 @@ def test_pricing_page_reads_the_rate_card(world: World) -> None:
     assert "€0.0310" in html and "€0.0730" in html
     assert "CH" in html and "€0.1111" in html
     assert "1000" in html or "1,000" in html
+
+
+def test_checkout_is_refused_when_already_subscribed(world: World, fake_stripe: FakeStripe) -> None:
+    account = services.billing_account_for(business=world.business_a)
+    account.subscription_status = "active"
+    account.save()
+    response = business_client(world.business_a, world.owner_a).post("/billing/checkout/", follow=True)
+    assert "already has a subscription" in response.content.decode()
+    assert not fake_stripe.calls("POST", "/v1/checkout/sessions")

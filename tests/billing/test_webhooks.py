@@ -243,3 +243,9 @@ def test_an_event_that_fails_to_apply_is_kept_and_retried_by_a_job(
     monkeypatch.undo()
     assert services.stripe_event_process(event_id=body["id"]) is True
     assert services.stripe_event_process(event_id=body["id"]) is False
+
+
+def test_finalized_invoice_shows_up_as_open(world: World, account: BillingAccount) -> None:
+    post(public_client(), event("invoice.finalized", invoice(account, invoice_id="in_test_open")))
+    stored = Invoice.objects.get(pk="in_test_open")
+    assert stored.status == "open" and stored.amount_due == 12345 and stored.account == account

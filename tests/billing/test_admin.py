@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import re
+import uuid
+from decimal import Decimal
+
+from django.utils import timezone
+
+from billing.models import BillingAccount, Rate, RateCard, StripeEvent, UsageRecord
+from billing.services import conversation_charge_for_message
+from tests.conftest import World, public_client
+
+
+def test_staff_see_every_business_usage(world: World) -> None:
+    for business in (world.business_a, world.business_b):
+        conversation_charge_for_message(
+            business=business,
+            conversation_id=1,
+            customer_id=uuid.uuid4().int % 10**12,
+            customer_phone="+4915112345678",
+            category="utility",
+            sent_at=timezone.now(),
+        )
+    client = public_client(world.staff)
+    html = client.get("/admin/billing/usagerecord/").content.decode()
+    assert str(world.business_a) in html and str(world.business_b) in html
+    for path in ["/admin/billing/ratecard/", "/admin/billing/billingaccount/", "/admin/billing/stripeevent/"]:
+        assert client.get(path).status_code == 200
+    assert client.get("/admin/billing/usagerecord/add/").status_code == 403  # the ledger is written by services only
+    assert public_client(world.owner_a).get("/admin/billing/usagerecord/").status_code == 302
+
+
+def test_activating_a_rate_card_in_admin_retires_the_old_one(world: World) -> None:
+    old = RateCard.objects.filter(is_active=True).first() or RateCard.objects.create(
+        name="Old",
+        is_active=True,
+        default_service=Decimal("0.03"),
+        default_utility=Decimal("0.04"),
+        default_marketing=Decimal("0.07"),
+        default_authentication=Decimal("0.035"),
+    )
+    client = public_client(world.staff)
+    data = {
+        "name": "Summer 2026",
+        "is_active": "on",
+        "default_service": "0.0310",
+        "default_utility": "0.0410",
+        "default_marketing": "0.0710",
+        "default_authentication": "0.0360",
+        "rates-TOTAL_FORMS": "1",
+        "rates-INITIAL_FORMS": "0",
+        "rates-0-category": "marketing",
+        "rates-0-country": "de",
+        "rates-0-price": "0.1400",
+    }
+    response = client.post("/admin/billing/ratecard/add/", data)
+    assert response.status_code == 200
+    assert "Another rate card is active" in response.content.decode()  # a clear form error, not a 500
+
+    del data["is_active"]
+    response = client.post("/admin/billing/ratecard/add/", data)
+    assert response.status_code == 302, re.findall(r"errorlist[^>]*>(.*?)</ul>", response.content.decode(), re.S)
+    new = RateCard.objects.get(name="Summer 2026")
+    response = client.post(
+        "/admin/billing/ratecard/", {"action": "make_active", "_selected_action": [str(new.pk)]}, follow=True
+    )
+    assert "is now the active rate card" in response.content.decode()
+    new.refresh_from_db()
+    old.refresh_from_db()
+    assert new.is_active and not old.is_active
+    assert Rate.objects.get(rate_card=new).country == "DE"
+
+
+def test_admin_lists_accounts_and_events(world: World) -> None:
+    BillingAccount.objects.create(business=world.business_a, stripe_customer_id="cus_admin")
+    StripeEvent.objects.create(id="evt_test_admin", type="invoice.paid", payload={"id": "evt_test_admin"})
+    client = public_client(world.staff)
+    assert "cus_admin" in client.get("/admin/billing/billingaccount/").content.decode()
+    assert "evt_test_admin" in client.get("/admin/billing/stripeevent/").content.decode()
+    assert UsageRecord.objects.count() >= 0
