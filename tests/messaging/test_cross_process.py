@@ -1,0 +1,90 @@
+"""Two real Daphne processes sharing Redis: a customer on one, an agent on the other, live."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import LiveServer, World, free_port, start_server, stop_server, unique
+from tests.messaging.conftest import last_event_id, make_customer, session_key
+
+pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="cross-process fan-out needs REDIS_URL")
+
+
+@pytest.fixture
+def two_servers(live_db: World) -> Iterator[tuple[LiveServer, LiveServer]]:
+    env = {"REDIS_URL": os.environ["REDIS_URL"], "PARLEY_CHANNEL_PREFIX": unique("xproc")}
+    first = start_server(free_port(), extra_env=env, name="xproc-a")
+    try:
+        second = start_server(free_port(), extra_env=env, name="xproc-b")
+    except Exception:
+        stop_server(first)
+        raise
+    yield first, second
+    stop_server(first)
+    stop_server(second)
+
+
+def open_socket(server: LiveServer, host: str, path: str, session: str) -> ClientConnection:
+    # Python does not resolve *.localhost: connect to loopback, name the business in Host.
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    return connect(
+        f"ws://{host}:{server.port}{path}",
+        sock=sock,
+        origin=f"http://{host}:{server.port}",  # type: ignore[arg-type]
+        additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={session}"},
+        open_timeout=10,
+    )
+
+
+def until(ws: ClientConnection, wanted: str) -> dict[str, Any]:
+    while True:
+        frame = json.loads(ws.recv(timeout=10))
+        if frame["type"] == wanted:
+            return frame
+
+
+def test_customer_and_agent_on_different_processes_talk_live(
+    live_db: World, two_servers: tuple[LiveServer, LiveServer]
+) -> None:
+    first, second = two_servers
+    customer = make_customer("Cross Process")
+    host = live_db.business_a.host
+    start = last_event_id(live_db.business_a)
+
+    with (
+        open_socket(second, host, "/ws/inbox/", session_key(user=live_db.agent_a)) as agent,
+        open_socket(first, host, "/ws/chat/", session_key(customer=customer)) as chat,
+    ):
+        for ws in (agent, chat):
+            ws.send(json.dumps({"type": "resume", "after": start}))
+            until(ws, "resumed")
+
+        chat.send(json.dumps({"type": "send", "body": "Hello from process one", "client_msg_id": "x1"}))
+        seen = until(agent, "message.created")
+        assert seen["message"]["body"] == "Hello from process one"
+        conversation_id = seen["message"]["conversation_id"]
+
+        agent.send(json.dumps({"type": "view", "conversation_id": conversation_id}))
+        while str(conversation_id) not in until(agent, "presence")["viewing"]:
+            pass  # joined the conversation's group: typing can reach it now
+        chat.send(json.dumps({"type": "typing"}))
+        assert until(agent, "typing")["who"] == "customer"
+
+        agent.send(
+            json.dumps(
+                {"type": "send", "conversation_id": conversation_id, "body": "Hi from two", "client_msg_id": "y"}
+            )
+        )
+        reply = until(chat, "message.created")
+        while reply["message"]["direction"] != "out":
+            reply = until(chat, "message.created")
+        assert reply["message"]["body"] == "Hi from two"
+        assert reply["id"] > seen["id"]
