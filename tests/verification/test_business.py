@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from tenancy.models import Business
 from tests.conftest import World, business_client
 from tests.verification.conftest import PNG, fresh_mobile
 from verification.models import PhoneChallenge
+from verification.phone import phone_display
 
 
 def test_page_is_for_owners_and_admins(world: World) -> None:
@@ -145,3 +149,18 @@ def test_profile_rejects_bad_input_clearly(world: World) -> None:
         {"display_name": "Alpha", "logo": SimpleUploadedFile("logo.png", PNG + b"0" * 1024 * 1024)},
     )
     assert "larger than 1 MB" in big.content.decode()
+
+
+def test_number_owned_elsewhere_gets_the_same_answer(world: World) -> None:
+    """Whether another business already verified a number is nobody else's business."""
+    taken = fresh_mobile()
+    Business.objects.filter(pk=world.business_b.pk).update(phone_number=taken, phone_verified_at=timezone.now())
+    answers = []
+    for number in (taken, fresh_mobile()):
+        client = business_client(world.business_a, world.owner_a)
+        sent = client.post("/verification/phone/", {"region": "DE", "phone": number}, follow=True)
+        html = sent.content.decode().replace(phone_display(number), "NUMBER")
+        html = html.split('<main id="main"', 1)[1]
+        html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+        answers.append((sent.status_code, html))
+    assert answers[0] == answers[1]
