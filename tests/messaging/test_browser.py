@@ -1,0 +1,74 @@
+"""A customer and an agent in two browser contexts, talking live through the real server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from tests.conftest import LiveServer, World, unique
+from tests.messaging.conftest import make_customer, session_key
+
+
+def signed_in_page(browser: Any, session: str) -> tuple[Any, Any]:
+    context = browser.new_context()
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "domain": f".{settings.PARLEY_DOMAIN}", "path": "/"}]
+    )
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    return context, page
+
+
+@pytest.mark.browser
+def test_customer_and_agent_chat_live_with_read_ticks(
+    live_db: World, live_server_process: LiveServer, browser: Any
+) -> None:
+    name = unique("Kundin ")
+    customer = make_customer(name)
+    customer_context, customer_page = signed_in_page(browser, session_key(customer=customer))
+    agent_context, agent_page = signed_in_page(browser, session_key(user=live_db.agent_a))
+    try:
+        agent_page.goto(live_server_process.business_url(live_db.business_a, "/inbox/"))
+        customer_page.goto(live_server_process.business_url(live_db.business_a, "/chat/"))
+        assert customer_page.get_by_role("heading", name=live_db.business_a.display_name).is_visible()
+
+        customer_page.get_by_role("textbox", name="Message").fill("Can I change my seat on AU 412?")
+        customer_page.get_by_role("button", name="Send").click()
+        mine = customer_page.locator(".bubble.mine", has_text="Can I change my seat on AU 412?")
+        mine.locator(".ticks[data-status=sent]").wait_for()
+
+        # The agent sees it arrive live, without reloading, and opens it.
+        row = agent_page.locator(".conv", has_text=name)
+        row.wait_for()
+        assert row.locator(".unread-count").inner_text() == "1"
+        row.click()
+        agent_page.locator(".bubble.theirs", has_text="Can I change my seat on AU 412?").wait_for()
+
+        # Opening it is reading it: the customer's ticks turn to "read".
+        mine.locator(".ticks[data-status=read]").wait_for()
+
+        agent_page.get_by_role("textbox", name="Message").fill("Yes, seat 3C is free. Shall I book it?")
+        agent_page.get_by_role("button", name="Send").click()
+        customer_page.locator(".bubble.theirs", has_text="Shall I book it?").wait_for()
+        # The customer's page shows it, so the agent sees it was read.
+        agent_page.locator(".bubble.mine", has_text="Shall I book it?").locator(".ticks[data-status=read]").wait_for()
+
+        # Reloading either page loses nothing.
+        customer_page.reload()
+        customer_page.locator(".bubble.mine", has_text="Can I change my seat").locator(
+            ".ticks[data-status=read]"
+        ).wait_for()
+        customer_page.locator(".bubble.theirs", has_text="Shall I book it?").wait_for()
+        agent_page.reload()
+        agent_page.locator(".bubble.theirs", has_text="Can I change my seat").wait_for()
+        agent_page.locator(".bubble.mine", has_text="Shall I book it?").wait_for()
+
+        # And the conversation keeps going live after the reloads.
+        customer_page.get_by_role("textbox", name="Message").fill("Yes please!")
+        customer_page.keyboard.press("Enter")
+        agent_page.locator(".bubble.theirs", has_text="Yes please!").wait_for()
+    finally:
+        customer_context.close()
+        agent_context.close()
