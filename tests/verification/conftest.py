@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.core.files.base import ContentFile
-from django.db import connections
 
 from accounts.models import User
 from tenancy.models import Business
@@ -64,20 +62,5 @@ def fixed_code(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def run_sms_jobs() -> None:
-    """Run the queued SMS jobs with a real worker, in a thread of its own: once a Playwright test
-    ran, the session's browser keeps an event loop in the main thread, and the worker needs its own."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            run_queued_jobs(queues=["sms"])
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join(60)
-    if errors:
-        raise errors[0]
+    """Run the queued SMS jobs with a real worker (tests.jobs runs it in its own thread)."""
+    run_queued_jobs(queues=["sms"])
