@@ -1,6 +1,6 @@
 """Demo conversations: an airline's flight changes and baggage questions, a bakery's cake orders.
 
-Idempotent: a business that already has conversations is left alone. Messages go through the
+Idempotent: a customer who already has a conversation with the business is left alone. Messages go through the
 real services (window, block and billing rules included), with timestamps moved back afterwards
 so the inbox looks lived-in.
 """
@@ -31,7 +31,7 @@ AIRLINE_THREADS = [
         ("c", "Hi, my flight AU 412 to Lisbon tomorrow shows a new departure time. Is that right?"),
         (
             "a",
-            "Hello Sophie, yes: AU 412 now leaves at 10:40 instead of 09:15 because of a crew change. Your seat 14A stays the same.",
+            "Hello, yes: AU 412 now leaves at 10:40 instead of 09:15 because of a crew change. Your seat 14A stays the same.",
         ),
         ("c", "Thanks. Will I still make my connection in Lisbon?"),
         ("a", "Your connection to Porto is at 15:05, so you have over two hours. I've added a note to your booking."),
@@ -42,7 +42,7 @@ AIRLINE_THREADS = [
         ("n", "Bag tag 0AU123456 traced to Frankfurt, arrives on AU 209 tonight."),
         (
             "a",
-            "I'm sorry, Lukas. Your bag was left in Frankfurt and comes on tonight's AU 209. We'll deliver it to your hotel by tomorrow morning.",
+            "I'm sorry! Your bag was left in Frankfurt and comes on tonight's AU 209. We'll deliver it to your hotel by tomorrow morning.",
         ),
         ("c", "Hotel Sacher, room 312. Can I buy toiletries meanwhile?"),
     ],
@@ -84,10 +84,10 @@ def _customers(world: DemoWorld) -> list[Customer]:
 
 def _seed_business(business: Business, agents: list[User], customers: list[Customer], threads: list) -> None:
     with tenant_context(business):
-        if Conversation.objects.exists():
-            return
         now = timezone.now()
         for index, (customer, lines) in enumerate(zip(customers, threads, strict=False)):
+            if Conversation.objects.filter(contact__customer=customer).exists():
+                continue
             agent = agents[index % len(agents)]
             conversation_id = None
             for number, (who, text) in enumerate(lines):
@@ -124,6 +124,8 @@ def seed(world: DemoWorld) -> None:
     airline_agents = [world.users[k] for k in ("airline_agent_1", "airline_agent_2") if k in world.users]
     bakery_agents = [world.users[k] for k in ("bakery_agent",) if k in world.users]
     _seed_business(world.airline, airline_agents or [world.users["airline_owner"]], customers, AIRLINE_THREADS)
-    _seed_business(world.bakery, bakery_agents or [world.users["bakery_owner"]], customers[1:], BAKERY_THREADS)
+    _seed_business(
+        world.bakery, bakery_agents or [world.users["bakery_owner"]], customers[1:] + customers[:1], BAKERY_THREADS
+    )
     world.lines.append("Customers (sign in at /me/ with the code from the SMS outbox):")
     world.lines.extend(f"    {c.display_name or 'customer':<18} {c.phone_number}" for c in customers)
