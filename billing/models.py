@@ -216,6 +216,8 @@ class Invoice(models.Model):
     amount_due = models.BigIntegerField(default=0, help_text=_("cents"))
     amount_paid = models.BigIntegerField(default=0, help_text=_("cents"))
     hosted_invoice_url = models.URLField(max_length=500, blank=True)
+    # Set by a failed payment; the grace period ends when no invoice with it is still owed.
+    payment_failed = models.BooleanField(default=False)
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(null=True, blank=True)

@@ -345,8 +345,13 @@ def usage_record_cancel_in_stripe(*, record_id: str) -> None:
 
 
 def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), record_ids: list[str] | None = None) -> int:
-    """Queue reports again for records still pending (or failed, when asked by id). The safety net
-    behind the per-record job; Stripe dedupes by identifier, so an extra report is harmless."""
+    """Queue reports again: for the given records (pending or refused), or for every record still
+    pending after `older_than` that has no report job waiting. The safety net behind the per-record
+    job; Stripe dedupes by identifier, so an extra report is harmless."""
+    from django.db.models import Exists, OuterRef, TextField
+    from django.db.models.fields.json import KeyTextTransform
+    from django.db.models.functions import Cast
+    from procrastinate.contrib.django.models import ProcrastinateJob
     from procrastinate.exceptions import AlreadyEnqueued
 
     from billing.jobs import report_usage_record
@@ -355,13 +360,23 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
     if record_ids is not None:
         records = records.filter(pk__in=record_ids, report_state__in=["pending", "failed"])
     else:
-        records = records.filter(report_state="pending", created_at__lt=timezone.now() - older_than)
+        if not stripe_gateway.is_configured():
+            return 0  # ledger-only: the jobs are already waiting in the queue
+        waiting = (
+            ProcrastinateJob.objects.filter(task_name="billing.report_usage_record", status__in=["todo", "doing"])
+            .annotate(record_id=KeyTextTransform("record_id", "args"))
+            .filter(record_id=Cast(OuterRef("pk"), TextField()))
+        )
+        records = records.filter(report_state="pending", created_at__lt=timezone.now() - older_than).exclude(
+            Exists(waiting)
+        )
     queued = 0
     for record_id in records.values_list("pk", flat=True).iterator():
         with transaction.atomic():
             UsageRecord.objects.filter(pk=record_id).update(report_state=UsageRecord.ReportState.PENDING)
             try:
-                report_usage_record.configure(queueing_lock=f"usage:{record_id}").defer(record_id=str(record_id))
+                with transaction.atomic():  # a refused defer must not spoil the outer transaction
+                    report_usage_record.configure(queueing_lock=f"usage:{record_id}").defer(record_id=str(record_id))
             except AlreadyEnqueued:
                 continue
         queued += 1
@@ -533,8 +548,13 @@ def _on_invoice_paid(obj: dict[str, Any], at: datetime) -> None:
         return
     obj = {**obj, "status": "paid"}
     _invoice_upsert(obj, at, account)
-    still_failing = account.invoices.filter(status__in=["open", "uncollectible"]).exclude(amount_due=0).exists()
-    if account.grace_period_ends_at and not still_failing:
+    _grace_period_end_if_settled(account, obj)
+
+
+def _grace_period_end_if_settled(account: BillingAccount, obj: dict[str, Any]) -> None:
+    """Lift the grace period once no invoice whose payment failed is still owed."""
+    still_owed = account.invoices.filter(payment_failed=True, status__in=["open", "uncollectible"]).exists()
+    if account.grace_period_ends_at and not still_owed:
         account.grace_period_ends_at = None
         account.payment_failed_at = None
         account.save(update_fields=["grace_period_ends_at", "payment_failed_at", "updated_at"])
@@ -542,7 +562,7 @@ def _on_invoice_paid(obj: dict[str, Any], at: datetime) -> None:
         business = account.business
         _tell_staff(
             f"Payment recovered: {business.slug}",
-            f"{business} paid invoice {obj.get('number') or obj['id']}; it may start conversations again.",
+            f"{business} settled invoice {obj.get('number') or obj['id']}; it may start conversations again.",
         )
 
 
@@ -553,8 +573,9 @@ def _on_invoice_payment_failed(obj: dict[str, Any], at: datetime) -> None:
         return
     obj = {**obj, "status": obj.get("status") or "open"}
     invoice, newest = _invoice_upsert(obj, at, account)
-    if invoice.status == "paid" or not newest:
-        return  # it was paid after this failure (events arrived out of order)
+    if invoice.status in {"paid", "void"} or not newest:
+        return  # settled after this failure (events arrived out of order)
+    Invoice.objects.filter(pk=invoice.pk).update(payment_failed=True)
     if account.grace_period_ends_at is None:
         account.payment_failed_at = at
         account.grace_period_ends_at = at + GRACE_PERIOD
@@ -576,7 +597,9 @@ def _on_invoice_payment_failed(obj: dict[str, Any], at: datetime) -> None:
 def _on_invoice_changed(obj: dict[str, Any], at: datetime) -> None:
     account = _account_for_customer(obj.get("customer"))
     if account is not None:
-        _invoice_upsert(obj, at, account)
+        invoice, _newest = _invoice_upsert(obj, at, account)
+        if invoice.status == "void":  # staff forgave it
+            _grace_period_end_if_settled(account, obj)
 
 
 def rate_card_activate(*, card: RateCard, actor: Any) -> RateCard:
@@ -633,7 +656,7 @@ def stripe_event_receive(*, event: dict[str, Any]) -> str:
         logger.exception("processing Stripe event %s failed; queued for retry", row.pk)
         with transaction.atomic():
             StripeEvent.objects.filter(pk=row.pk).update(error=repr(error)[:2000])
-            with contextlib.suppress(AlreadyEnqueued):
+            with contextlib.suppress(AlreadyEnqueued), transaction.atomic():
                 process_stripe_event.configure(queueing_lock=f"stripe-event:{row.pk}").defer(event_id=row.pk)
         return "queued"
 

@@ -191,3 +191,19 @@ def test_reconcile_prints_differences(billing_live: World, fake_stripe: FakeStri
     out = capsys.readouterr().out
     assert "1 difference(s) found." in out
     assert f"difference +{lost['payload']['value']}" in out
+
+
+def test_the_safety_net_requeues_only_records_without_a_waiting_job(
+    billing_live: World, fake_stripe: FakeStripe
+) -> None:
+    records = open_conversations(billing_live, 3)
+    # One job got lost (say, deleted by hand); the others are still waiting in the queue.
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM procrastinate_jobs WHERE args->>'record_id' = %s", [str(records[0].pk)])
+    UsageRecord.objects.filter(pk__in=[r.pk for r in records]).update(created_at=timezone.now() - timedelta(hours=1))
+    assert services.usage_reports_requeue() == 1
+    assert services.usage_reports_requeue() == 0
+    # Asked by id, a record whose job is waiting is left alone, without breaking the transaction.
+    assert services.usage_reports_requeue(record_ids=[str(records[1].pk)]) == 0
+    run_until_reported(records)
+    assert_reported_exactly_once(fake_stripe, records)

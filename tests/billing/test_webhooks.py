@@ -249,3 +249,16 @@ def test_finalized_invoice_shows_up_as_open(world: World, account: BillingAccoun
     post(public_client(), event("invoice.finalized", invoice(account, invoice_id="in_test_open")))
     stored = Invoice.objects.get(pk="in_test_open")
     assert stored.status == "open" and stored.amount_due == 12345 and stored.account == account
+
+
+def test_grace_ends_when_the_failed_invoice_is_settled_not_when_a_new_one_opens(
+    world: World, account: BillingAccount
+) -> None:
+    post(public_client(), event("invoice.payment_failed", invoice(account, invoice_id="in_failed")))
+    post(public_client(), event("invoice.finalized", invoice(account, invoice_id="in_next_month")))
+    post(public_client(), event("invoice.paid", invoice(account, invoice_id="in_next_month", status="paid")))
+    account.refresh_from_db()
+    assert account.grace_period_ends_at is not None  # the failed one is still owed
+    post(public_client(), event("invoice.voided", invoice(account, invoice_id="in_failed", status="void")))
+    account.refresh_from_db()
+    assert account.grace_period_ends_at is None
