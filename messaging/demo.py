@@ -14,6 +14,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from accounts.models import Customer, User
+from directory.models import CustomerThread
 from messaging.models import Contact, Conversation, Message
 from messaging.services import message_send_agent, message_send_customer
 from tenancy.demo import DemoWorld
@@ -113,6 +114,9 @@ def _seed_business(business: Business, agents: list[User], customers: list[Custo
                 Message.objects.filter(pk=message.pk).update(created_at=message.created_at - shift)
             Conversation.objects.filter(pk=conversation.pk).update(
                 last_message_at=now - shift, window_expires_at=now - shift + timedelta(hours=24)
+            )
+            CustomerThread.objects.filter(customer=customer, business_id=business.pk).update(
+                last_activity_at=now - shift
             )
             if customer.display_name:
                 Contact.objects.filter(pk=conversation.contact_id).update(name=customer.display_name)

@@ -363,8 +363,16 @@ def message_send_agent(
             )
             conversation.last_message_at = now
             conversation.last_message_preview = text[:140]
-            # Replying is reading: the agent saw what they answer.
+            # Replying is reading: the agent saw what they answer, and the customer's ticks say so.
             conversation.unread_count = 0
+            last_inbound = (
+                Message.objects.filter(conversation=conversation, direction=Message.Direction.INBOUND)
+                .order_by("-id")
+                .values_list("id", flat=True)
+                .first()
+            )
+            if last_inbound is not None:
+                _mark(stream, direction=Message.Direction.INBOUND, up_to=last_inbound, read=True)
             if conversation.assignee_id is None:
                 conversation.assignee = user
             if conversation.status == Conversation.Status.RESOLVED:

@@ -133,23 +133,25 @@ async def test_customer_message_reaches_agent_live_and_reply_reaches_customer(li
     await agent_ws.send_json_to({"type": "typing", "conversation_id": conversation_id})
     assert (await receive_until(chat_ws, "typing"))["who"] == "agent"
 
+    # Reading in the inbox turns the customer's ticks to "read".
+    await agent_ws.send_json_to(
+        {"type": "ack", "conversation_id": conversation_id, "up_to": seen["message"]["id"], "read": True}
+    )
+    status = await receive_until(chat_ws, "message.status")
+    assert status["direction"] == "in" and status["status"] == "read"
+
     await agent_ws.send_json_to(
         {"type": "send", "conversation_id": conversation_id, "body": "Yes, on time.", "client_msg_id": "a-1"}
     )
     reply = await receive_until(chat_ws, "message.created")
     assert reply["message"]["direction"] == "out" and reply["message"]["body"] == "Yes, on time."
 
-    # Read receipts both ways.
+    # The customer's page shows the reply: the agent sees it was read.
     await chat_ws.send_json_to({"type": "ack", "up_to": reply["message"]["id"], "read": True})
     status = await receive_until(agent_ws, "message.status")
+    while status["direction"] != "out":  # the agent's own read receipt came first
+        status = await receive_until(agent_ws, "message.status")
     assert status["direction"] == "out" and status["status"] == "read"
-    await agent_ws.send_json_to(
-        {"type": "ack", "conversation_id": conversation_id, "up_to": seen["message"]["id"], "read": True}
-    )
-    status = await receive_until(chat_ws, "message.status")
-    if status["direction"] == "out":  # the customer's own read receipt comes back to it first
-        status = await receive_until(chat_ws, "message.status")
-    assert status["direction"] == "in" and status["status"] == "read"
 
     # A note stays with the agents.
     await agent_ws.send_json_to(

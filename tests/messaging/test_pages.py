@@ -183,3 +183,15 @@ def test_contacts_page_edits_names_and_notes(world: World) -> None:
     page = client.get("/contacts/?q=Huber").content.decode()
     assert "Frau Huber" in page and "prefers German" in page
     assert client.post("/contacts/", {"contact_id": "abc", "name": "x"}).status_code == 302
+
+
+def test_replying_reads_the_customers_messages(world: World) -> None:
+    customer = make_customer()
+    message = say(world, customer, "anyone there?")
+    with tenant_context(world.business_a):
+        message_send_agent(
+            business=world.business_a, user=world.agent_a, conversation_id=message.conversation_id, body="Yes!"
+        )
+        message.refresh_from_db()
+        assert message.status == "read" and message.read_at is not None
+        assert Conversation.objects.get(pk=message.conversation_id).unread_count == 0
