@@ -237,6 +237,11 @@ TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "https://api.twilio.com")
 STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
 STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")  # tests point the SDK at a local server
+STRIPE_TIMEOUT_SECONDS = float(os.environ.get("STRIPE_TIMEOUT_SECONDS", "20"))
+STRIPE_NETWORK_RETRIES = int(os.environ.get("STRIPE_NETWORK_RETRIES", "2"))  # the SDK's own quick retries
+# Backoff of the jobs that report usage to Stripe: base * 2^attempt seconds, capped; they never give up.
+BILLING_RETRY_BASE_SECONDS = float(os.environ.get("BILLING_RETRY_BASE_SECONDS", "5"))
+BILLING_RETRY_MAX_SECONDS = float(os.environ.get("BILLING_RETRY_MAX_SECONDS", "3600"))
 
 LOGGING = {
     "version": 1,
