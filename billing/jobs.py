@@ -1,4 +1,8 @@
-"""Billing background jobs: report each usage record to Stripe until Stripe has it."""
+"""Billing background jobs: report each usage record to Stripe until Stripe has it.
+
+Billing's tables live in the public schema, so these jobs take record or event ids and never a
+tenant schema: they do not enter any business's schema.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +27,8 @@ class CappedBackoff(BaseRetryStrategy):
     """
 
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
-        base = float(getattr(settings, "BILLING_RETRY_BASE_SECONDS", 5))
-        cap = float(getattr(settings, "BILLING_RETRY_MAX_SECONDS", 3600))
+        base = float(settings.BILLING_RETRY_BASE_SECONDS)
+        cap = float(settings.BILLING_RETRY_MAX_SECONDS)
         wait = min(cap, base * (2 ** min(job.attempts, 20)))
         wait = wait * random.uniform(0.5, 1.0)  # jitter spreads a burst of retries out
         return RetryDecision(retry_in={"seconds": int(wait)})

@@ -77,8 +77,8 @@ def _client() -> stripe.StripeClient:
     return _client_for(
         settings.STRIPE_SECRET_KEY,
         settings.STRIPE_API_BASE,
-        float(getattr(settings, "STRIPE_TIMEOUT_SECONDS", 20)),
-        int(getattr(settings, "STRIPE_NETWORK_RETRIES", 2)),
+        float(settings.STRIPE_TIMEOUT_SECONDS),
+        int(settings.STRIPE_NETWORK_RETRIES),
     )
 
 
