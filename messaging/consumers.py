@@ -225,6 +225,13 @@ class InboxConsumer(StreamConsumer):
 
     # client → server
     async def on_ping(self, payload: dict[str, Any]) -> None:
+        # A seat removed while the inbox is open ends the stream at the next heartbeat.
+        still_member = await database_sync_to_async(
+            Membership.objects.filter(user_id=self.user.pk, business_id=self.business.pk).exists
+        )()
+        if not still_member:
+            await self.close(CLOSE_FORBIDDEN)
+            return
         await _db(self.schema_name, services.presence_heartbeat, channel_name=self.channel_name)
         await super().on_ping(payload)
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from accounts.models import Customer
+from accounts.models import Customer, Membership, User
 from billing.models import UsageRecord
 from customers.models import Block
 from messaging import events
@@ -401,5 +402,55 @@ async def test_group_names_carry_the_schema() -> None:
         events.conversation_group("alpha", "7.beta")  # type: ignore[arg-type]
 
 
-def _unused(_: Any) -> None:  # keeps imports honest for type checkers
-    return None
+async def test_claim_assign_resolve_and_one_serialization(live_db: World) -> None:
+    customer = await adb(make_customer)()
+    message = await adb(send_as_customer)(live_db, customer, "please help")
+    conversation_id = message.conversation_id
+    agent_ws, _, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    await resumed(agent_ws, await adb(last_event_id)(live_db.business_a))
+    await agent_ws.send_json_to({"type": "assign", "conversation_id": conversation_id, "assignee_id": "me"})
+    updated = await receive_until(agent_ws, "conversation.updated")
+    assert updated["conversation"]["assignee"]["id"] == live_db.agent_a.pk
+    # Only members of this business can be assigned.
+    await agent_ws.send_json_to(
+        {"type": "assign", "conversation_id": conversation_id, "assignee_id": live_db.agent_b.pk}
+    )
+    assert (await receive_until(agent_ws, "error"))["code"] == "invalid"
+    await agent_ws.send_json_to({"type": "status", "conversation_id": conversation_id, "status": "resolved"})
+    resolved = await receive_until(agent_ws, "conversation.updated")
+    assert resolved["conversation"]["status"] == "resolved"
+
+    # The frame on the wire is byte for byte the text stored for resume: serialized once.
+    await adb(send_as_customer)(live_db, customer, "again")
+    raw = await agent_ws.receive_from(timeout=5)
+    while '"message.created"' not in raw:
+        raw = await agent_ws.receive_from(timeout=5)
+
+    def stored(event_id: int) -> str:
+        with tenant_context(live_db.business_a):
+            return Event.objects.get(pk=event_id).frame
+
+    assert raw == await adb(stored)(json.loads(raw)["id"])
+    reopened = await receive_until(agent_ws, "conversation.updated")
+    assert reopened["conversation"]["status"] == "open"  # a new customer message reopens it
+    await agent_ws.disconnect()
+
+
+async def test_a_removed_seat_ends_the_inbox_stream(live_db: World) -> None:
+    user = await adb(User.objects.create_user)(f"temp-{uuid.uuid4().hex[:8]}@alpha.test", "pw-irrelevant-123")
+    membership = await adb(Membership.objects.create)(user=user, business=live_db.business_a, role="agent")
+    agent_ws, ok, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=user)
+    )
+    assert ok
+    await agent_ws.send_json_to({"type": "ping"})
+    assert (await receive_until(agent_ws, "pong"))["id"] is None
+    await adb(membership.delete)()
+    await agent_ws.send_json_to({"type": "ping"})
+    while True:
+        output = await agent_ws.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            assert output["code"] == 4403
+            break
