@@ -106,8 +106,11 @@ def _translated_errors() -> Iterator[None]:
 def customer_create(*, business_id: int, name: str, email: str, slug: str, idempotency_key: str) -> str:
     client = _client()
     with _translated_errors():
+        params: Any = {"name": name, "metadata": {"parley_business_id": str(business_id), "slug": slug}}
+        if email:
+            params["email"] = email
         customer = client.v1.customers.create(
-            {"name": name, "email": email, "metadata": {"parley_business_id": str(business_id), "slug": slug}},
+            params,
             # Stripe replays the first answer for 24 hours, so a retried create never makes a second.
             {"idempotency_key": idempotency_key},
         )
@@ -227,7 +230,7 @@ def catalog_sync() -> list[str]:
                     {
                         "id": product_id(category),
                         "name": CATEGORY_TITLES[category],
-                        "unit_label": "€0.0001",
+                        "unit_label": "EUR 0.0001",
                         "metadata": {"parley_category": category},
                     }
                 )
