@@ -84,7 +84,7 @@ def active_rate_card() -> RateCard:
         card, _created = RateCard.objects.get_or_create(
             is_active=True,
             defaults={
-                "name": "Launch prices",
+                "name": "Parley rate card 2026",
                 "default_service": Decimal("0.0300"),
                 "default_utility": Decimal("0.0400"),
                 "default_marketing": Decimal("0.0700"),
