@@ -6,15 +6,16 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import time_machine
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from billing import services
-from billing.models import FREE_SERVICE_CONVERSATIONS_PER_MONTH, Rate, RateCard, UsageRecord
+from billing.models import FREE_SERVICE_CONVERSATIONS_PER_MONTH, Rate, RateCard, UsageCounter, UsageRecord
 from billing.services import conversation_charge_for_message
 from tests.billing.conftest import wipe_billing
 from tests.conftest import World
@@ -240,7 +241,6 @@ def test_concurrent_sends_open_one_conversation(billing_live: World) -> None:
         except BaseException as error:  # surfaced below
             errors.append(error)
         finally:
-            close_old_connections()
             connection.close()
 
     threads = [threading.Thread(target=send) for _ in range(8)]
@@ -263,3 +263,46 @@ def test_business_may_initiate_until_the_grace_period_ends(world: World) -> None
     account.grace_period_ends_at = timezone.now() - timedelta(seconds=1)
     account.save()
     assert not services.business_may_initiate(business=world.business_a)
+
+
+def test_the_free_tier_boundary_holds_under_concurrent_sends(billing_live: World) -> None:
+    """Sends to different customers at once, around the 1,000th service conversation: exactly
+    1,000 are free, however the transactions interleave."""
+    world = billing_live
+    with transaction.atomic():
+        UsageCounter.objects.update_or_create(
+            business=world.business_a,
+            month=services.month_start(timezone.now()).date(),
+            category="service",
+            defaults={"count": FREE_SERVICE_CONVERSATIONS_PER_MONTH - 5},
+        )
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def send() -> None:
+        try:
+            barrier.wait()
+            for _ in range(3):
+                with transaction.atomic():
+                    charge(world, customer=customer_id())
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    records = UsageRecord.objects.filter(business=world.business_a, category="service")
+    assert records.count() == 18
+    assert records.filter(free=True).count() == 5
+    assert jobs_for_all(records.filter(free=False)) == 13
+    wipe_billing(world)
+
+
+def jobs_for_all(records: Any) -> int:
+    ids = [str(pk) for pk in records.values_list("pk", flat=True)]
+    return ProcrastinateJob.objects.filter(task_name="billing.report_usage_record", args__record_id__in=ids).count()
