@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django_tenants.utils import tenant_context
 
+from messaging.services import message_send_customer
 from tests.conftest import LiveServer, World, unique
 from tests.messaging.conftest import make_customer, session_key
 
@@ -37,7 +39,8 @@ def test_customer_and_agent_chat_live_with_read_ticks(
         customer_page.get_by_role("textbox", name="Message").fill("Can I change my seat on AU 412?")
         customer_page.get_by_role("button", name="Send").click()
         mine = customer_page.locator(".bubble.mine", has_text="Can I change my seat on AU 412?")
-        mine.locator(".ticks[data-status=sent]").wait_for()
+        # Accepted by the server (the agent's open inbox may already have marked it delivered).
+        mine.locator(".ticks[data-status=sent], .ticks[data-status=delivered]").wait_for()
 
         # The agent sees it arrive live, without reloading, and opens it.
         row = agent_page.locator(".conv", has_text=name)
@@ -69,6 +72,35 @@ def test_customer_and_agent_chat_live_with_read_ticks(
         customer_page.get_by_role("textbox", name="Message").fill("Yes please!")
         customer_page.keyboard.press("Enter")
         agent_page.locator(".bubble.theirs", has_text="Yes please!").wait_for()
+    finally:
+        customer_context.close()
+        agent_context.close()
+
+
+@pytest.mark.browser
+def test_me_page_lists_conversations_live(live_db: World, live_server_process: LiveServer, browser: Any) -> None:
+    customer = make_customer(unique("Me "))
+    with tenant_context(live_db.business_a):
+        message = message_send_customer(
+            business=live_db.business_a, customer=customer, body="Is gate B12 right?"
+        ).message
+    customer_context, customer_page = signed_in_page(browser, session_key(customer=customer))
+    agent_context, agent_page = signed_in_page(browser, session_key(user=live_db.agent_a))
+    try:
+        customer_page.goto(live_server_process.public_url("/me/"))
+        thread = customer_page.locator(f'#me-conversations li[data-business="{live_db.business_a.pk}"]')
+        thread.wait_for()
+        assert thread.locator(".unread-count").count() == 0
+
+        agent_page.goto(live_server_process.business_url(live_db.business_a, f"/inbox/#c{message.conversation_id}"))
+        agent_page.locator(".bubble.theirs", has_text="gate B12").wait_for()
+        agent_page.get_by_role("textbox", name="Message").fill("Yes, B12, boarding at 9:50.")
+        agent_page.keyboard.press("Enter")
+
+        # No reload: the list updates itself.
+        thread.locator(".unread-count", has_text="1 unread").wait_for()
+        thread.get_by_role("link", name=live_db.business_a.display_name).click()
+        customer_page.locator(".bubble.theirs", has_text="boarding at 9:50").wait_for()
     finally:
         customer_context.close()
         agent_context.close()
