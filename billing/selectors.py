@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
@@ -153,12 +154,21 @@ def invoices_for(*, business: Business, limit: int = 24) -> list[Invoice]:
     return list(Invoice.objects.filter(account__business_id=business.pk).order_by("-created")[:limit])
 
 
+def ledger_page(
+    *, business: Business, start: datetime, end: datetime, after: tuple[datetime, Any] | None = None, size: int = 2000
+) -> list[UsageRecord]:
+    """One page of a month's ledger in (opened_at, id) order; pass the last row's key for the next."""
+    records = UsageRecord.objects.filter(business_id=business.pk, opened_at__gte=start, opened_at__lt=end)
+    if after is not None:
+        records = records.filter(Q(opened_at__gt=after[0]) | Q(opened_at=after[0], pk__gt=after[1]))
+    return list(records.order_by("opened_at", "pk")[:size])
+
+
 def ledger_rows(*, business: Business, start: datetime, end: datetime) -> Iterator[UsageRecord]:
-    return (
-        UsageRecord.objects.filter(business_id=business.pk, opened_at__gte=start, opened_at__lt=end)
-        .order_by("opened_at")
-        .iterator(chunk_size=2000)
-    )
+    after = None
+    while page := ledger_page(business=business, start=start, end=end, after=after):
+        yield from page
+        after = (page[-1].opened_at, page[-1].pk)
 
 
 @dataclass

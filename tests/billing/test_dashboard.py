@@ -84,10 +84,14 @@ def test_csv_export_lists_the_ledger(world: World) -> None:
     assert response["Content-Type"].startswith("text/csv")
     assert "parley-usage-alpha-2026-06.csv" in response["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert [r["record_id"] for r in rows] == [str(r.pk) for r in records]
-    assert rows[0]["category"] == "service" and rows[0]["free"] == "yes" and rows[0]["amount_eur"] == "0"
-    assert rows[1]["voided"] == "yes" and rows[1]["stripe_report"] == "not_billed"
-    assert rows[2]["country"] == "DE" and Decimal(rows[2]["amount_eur"]) == records[2].unit_price
+    assert [r["record_id"] for r in rows] == [
+        str(r.pk) for r in sorted(records, key=lambda r: (r.opened_at, str(r.pk)))
+    ]
+    by_id = {r["record_id"]: r for r in rows}
+    service, voided, marketing = (by_id[str(records[i].pk)] for i in range(3))
+    assert service["category"] == "service" and service["free"] == "yes" and service["amount_eur"] == "0"
+    assert voided["voided"] == "yes" and voided["stripe_report"] == "not_billed"
+    assert marketing["country"] == "DE" and Decimal(marketing["amount_eur"]) == records[2].unit_price
 
 
 def test_grace_period_and_invoices_show_on_the_page(world: World) -> None:
@@ -154,3 +158,37 @@ def test_checkout_is_refused_when_already_subscribed(world: World, fake_stripe: 
     response = business_client(world.business_a, world.owner_a).post("/billing/checkout/", follow=True)
     assert "already has a subscription" in response.content.decode()
     assert not fake_stripe.calls("POST", "/v1/checkout/sessions")
+
+
+def test_csv_streams_page_by_page_under_asgi(billing_live: World, live_server_process: Any) -> None:
+    """Through Daphne, as in production: every row arrives, in order, paged rather than loaded whole."""
+    import httpx
+
+    world = billing_live
+    start = datetime(2026, 2, 1, tzinfo=UTC)
+    UsageRecord.objects.bulk_create(
+        UsageRecord(
+            business=world.business_a,
+            conversation_id=i,
+            customer_id=10**14 + i,
+            category="utility",
+            country="DE",
+            opened_at=start + timedelta(seconds=30 * i),
+            window_ends_at=start + timedelta(seconds=30 * i, hours=24),
+            unit_price=Decimal("0.0550"),
+            report_state="not_billed",
+        )
+        for i in range(2500)
+    )
+    session = business_client(world.business_a, world.owner_a).cookies["sessionid"].value
+    response = httpx.get(
+        f"http://127.0.0.1:{live_server_process.port}/billing/usage.csv?period=2026-02",
+        headers={"Host": world.business_a.host},
+        cookies={"sessionid": session},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text[:500]
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == 2500
+    assert [int(r["conversation_id"]) for r in rows] == list(range(2500))
+    assert "must consume" not in live_server_process.log_path.read_text()
