@@ -348,6 +348,13 @@ class ChatConsumer(StreamConsumer):
         return True
 
     async def joined(self) -> None:
+        # Until the conversation exists (first message from this or another tab, or a template
+        # from the business), listen on the customer's own group to learn when it appears.
+        self.waiting_group: str | None = events.customer_group(self.customer.pk)
+        await self.channel_layer.group_add(self.waiting_group, self.channel_name)
+        await self.find_conversation()
+
+    async def find_conversation(self) -> None:
         conversation = await _db(self.schema_name, selectors.conversation_for_customer, customer=self.customer)
         if conversation is not None:
             await self.join_conversation(conversation.pk)
@@ -357,8 +364,19 @@ class ChatConsumer(StreamConsumer):
         await self.channel_layer.group_add(
             events.conversation_group(self.schema_name, conversation_id), self.channel_name
         )
+        if self.waiting_group is not None:
+            await self.channel_layer.group_discard(self.waiting_group, self.channel_name)
+            self.waiting_group = None
+
+    async def me_frame(self, message: dict[str, Any]) -> None:
+        if self.conversation_id is None and message.get("schema") == self.schema_name:
+            await self.find_conversation()
+            # Its first events were published before this socket joined: read them.
+            await self.catch_up()
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "waiting_group", None):
+            await self.channel_layer.group_discard(self.waiting_group, self.channel_name)
         if self.conversation_id is not None:
             await self.channel_layer.group_discard(
                 events.conversation_group(self.schema_name, self.conversation_id), self.channel_name

@@ -123,7 +123,9 @@ async def _publish(schema_name: str, events: list[StoredEvent], customer_updates
                 conversation_group(schema_name, event.conversation_id), {"type": LAYER_CONV_FRAME, **message}
             )
     for customer_id, text in customer_updates:
-        await layer.group_send(customer_group(customer_id), {"type": LAYER_ME_FRAME, "text": text})
+        await layer.group_send(
+            customer_group(customer_id), {"type": LAYER_ME_FRAME, "text": text, "schema": schema_name}
+        )
 
 
 async def send_signal(group: str, layer_type: str, frame: dict[str, Any], *, sender: str = "") -> None:

@@ -454,3 +454,28 @@ async def test_a_removed_seat_ends_the_inbox_stream(live_db: World) -> None:
         if output["type"] == "websocket.close":
             assert output["code"] == 4403
             break
+
+
+async def test_a_second_tab_joins_the_conversation_another_tab_started(live_db: World) -> None:
+    customer = await adb(make_customer)()
+    session = await adb(session_key)(customer=customer)
+    start = await adb(last_event_id)(live_db.business_a)
+    tabs = []
+    for _ in range(2):
+        tab, ok, _ = await ws_connect("/ws/chat/", host=live_db.business_a.host, session=session)
+        assert ok
+        await resumed(tab, start)
+        tabs.append(tab)
+    await tabs[0].send_json_to({"type": "send", "body": "from tab one", "client_msg_id": "t1"})
+    assert (await receive_until(tabs[1], "message.created"))["message"]["body"] == "from tab one"
+    conversation_id = (await receive_until(tabs[0], "message.created"))["message"]["conversation_id"]
+    agent_ws, _, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    await agent_ws.send_json_to(
+        {"type": "send", "conversation_id": conversation_id, "body": "to both tabs", "client_msg_id": "a"}
+    )
+    for tab in tabs:
+        assert (await receive_until(tab, "message.created"))["message"]["body"] == "to both tabs"
+        await tab.disconnect()
+    await agent_ws.disconnect()
