@@ -454,17 +454,24 @@ def stripe_event_process(*, event_id: str) -> bool:
 
 
 def _account_for_customer(customer_id: str | None, business_id: Any = None) -> BillingAccount | None:
-    if business_id:
-        business = Business.objects.filter(pk=business_id).first()
-        if business is not None:
-            account = billing_account_for(business=business)
-            if customer_id and not account.stripe_customer_id:
-                account.stripe_customer_id = customer_id
-                account.save(update_fields=["stripe_customer_id", "updated_at"])
-            return BillingAccount.objects.select_for_update().get(pk=account.pk)
-    if not customer_id:
+    """The account an event is about: by Stripe customer first; by the business id in metadata
+    only for an account without a customer yet (never re-pointing one that has another)."""
+    if customer_id:
+        account = BillingAccount.objects.select_for_update().filter(stripe_customer_id=customer_id).first()
+        if account is not None:
+            return account
+    if not business_id or not str(business_id).isdigit():
         return None
-    return BillingAccount.objects.select_for_update().filter(stripe_customer_id=customer_id).first()
+    business = Business.objects.filter(pk=int(business_id)).first()
+    if business is None:
+        return None
+    account = BillingAccount.objects.select_for_update().get(pk=billing_account_for(business=business).pk)
+    if customer_id and account.stripe_customer_id and account.stripe_customer_id != customer_id:
+        return None
+    if customer_id and not account.stripe_customer_id:
+        account.stripe_customer_id = customer_id
+        account.save(update_fields=["stripe_customer_id", "updated_at"])
+    return account
 
 
 def _ts(value: Any) -> datetime | None:

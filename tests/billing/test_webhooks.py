@@ -262,3 +262,20 @@ def test_grace_ends_when_the_failed_invoice_is_settled_not_when_a_new_one_opens(
     post(public_client(), event("invoice.voided", invoice(account, invoice_id="in_failed", status="void")))
     account.refresh_from_db()
     assert account.grace_period_ends_at is None
+
+
+def test_events_for_someone_elses_customer_change_nothing(world: World, account: BillingAccount) -> None:
+    body = event(
+        "customer.subscription.updated",
+        {
+            "id": "sub_other",
+            "customer": "cus_someone_else",
+            "status": "active",
+            "metadata": {"parley_business_id": str(world.business_a.pk)},
+        },
+    )
+    assert post(public_client(), body).json()["outcome"] == "processed"
+    account.refresh_from_db()
+    assert account.subscription_id == "" and account.stripe_customer_id.startswith("cus_test_")
+    weird = event("checkout.session.completed", {"id": "cs_x", "customer": None, "client_reference_id": "not-a-number"})
+    assert post(public_client(), weird).json()["outcome"] == "processed"
