@@ -124,6 +124,7 @@ def _seed_business(business: Business, agents: list[User], customers: list[Custo
 
 
 def seed(world: DemoWorld) -> None:
+    announce = not world.customers  # the verification step already lists its customers
     customers = _customers(world)
     airline_agents = [world.users[k] for k in ("airline_agent_1", "airline_agent_2") if k in world.users]
     bakery_agents = [world.users[k] for k in ("bakery_agent",) if k in world.users]
@@ -131,5 +132,7 @@ def seed(world: DemoWorld) -> None:
     _seed_business(
         world.bakery, bakery_agents or [world.users["bakery_owner"]], customers[1:] + customers[:1], BAKERY_THREADS
     )
-    world.lines.append("Customers (sign in at /me/ with the code from the SMS outbox):")
-    world.lines.extend(f"    {c.display_name or 'customer':<18} {c.phone_number}" for c in customers)
+    world.lines.append("Inbox: conversations about flight changes and baggage (airline), cake orders (bakery).")
+    if announce:
+        world.lines.append("Customers (sign in at /me/ with the code from the SMS outbox):")
+        world.lines.extend(f"    {c.display_name or 'customer':<18} {c.phone_number}" for c in customers)
