@@ -196,6 +196,8 @@ class _Stream:
 def _thread_touch(
     *, business: Business, customer_id: int, at: datetime, unread_delta: int = 0, reset: bool = False
 ) -> dict[str, Any]:
+    """Upsert the customer's public thread row. `at` moves last activity forward only; reading
+    (reset) passes the last message time, so opening a chat does not reorder the list."""
     thread, _created = CustomerThread.objects.select_for_update().get_or_create(
         customer_id=customer_id, business_id=business.pk, defaults={"last_activity_at": at}
     )
@@ -507,7 +509,12 @@ def messages_mark_by_customer(*, business: Business, customer: Customer, up_to: 
             unread = Message.objects.filter(
                 conversation=conversation, direction=Message.Direction.OUTBOUND, read_at__isnull=True
             ).count()
-            thread = _thread_touch(business=business, customer_id=customer.pk, at=timezone.now(), reset=True)
+            thread = _thread_touch(
+                business=business,
+                customer_id=customer.pk,
+                at=conversation.last_message_at or timezone.now(),
+                reset=True,
+            )
             thread["unread"] = unread
             CustomerThread.objects.filter(customer_id=customer.pk, business_id=business.pk).update(unread_count=unread)
             stream.customer_updates.append((customer.pk, thread))
