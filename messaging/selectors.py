@@ -7,11 +7,11 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Max, Q
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from accounts.models import Customer, Membership, User
-from messaging.models import AgentPresence, Contact, Conversation, Event, Message
+from messaging.models import AgentPresence, Contact, Conversation, Event, Message, StreamCounter
 from messaging.services import conversation_payload, message_payload, not_found
 from tenancy.models import Business
 
@@ -23,7 +23,12 @@ TABS = ("mine", "unassigned", "all")
 
 
 def last_event_id() -> int:
-    return int(Event.objects.aggregate(m=Max("id"))["m"] or 0)
+    """The newest committed event id (the counter, so it survives pruning of old events)."""
+    return int(StreamCounter.objects.filter(pk=1).values_list("last_id", flat=True).first() or 0)
+
+
+def oldest_event_id() -> int | None:
+    return Event.objects.aggregate(m=Min("id"))["m"]
 
 
 def conversation_for_agent(*, conversation_id: Any) -> Conversation:

@@ -1,0 +1,38 @@
+"""Messaging background jobs. Each per-business job takes the schema name and enters it itself."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.utils import timezone
+from django_tenants.utils import schema_context
+from procrastinate.contrib.django import app
+
+from messaging.models import AgentPresence, Event
+from tenancy.models import PUBLIC_SCHEMA, Business
+
+logger = logging.getLogger("parley.messaging")
+
+# Long enough for any client that was away (a laptop over a holiday); older resumes get "resync"
+# and reload their state from the tables, which keep every message.
+EVENT_RETENTION = timedelta(days=30)
+
+
+@app.task(name="messaging.prune_events", queue="messaging")
+def prune_events(schema_name: str) -> int:
+    cutoff = timezone.now() - EVENT_RETENTION
+    with schema_context(schema_name):
+        deleted, _rows = Event.objects.filter(created_at__lt=cutoff).delete()
+        # Inbox connections of a crashed server leave presence rows behind.
+        AgentPresence.objects.filter(seen_at__lt=timezone.now() - timedelta(hours=1)).delete()
+    if deleted:
+        logger.info("pruned %d events of %s", deleted, schema_name)
+    return deleted
+
+
+@app.periodic(cron="23 3 * * *")
+@app.task(name="messaging.prune_all_events", queue="messaging")
+def prune_all_events(timestamp: int) -> None:
+    for schema_name in Business.objects.exclude(schema_name=PUBLIC_SCHEMA).values_list("schema_name", flat=True):
+        prune_events.configure(queueing_lock=f"prune:{schema_name}").defer(schema_name=schema_name)
