@@ -131,7 +131,7 @@ def team_members(*, business: Business) -> list[dict[str, Any]]:
 
 
 def contacts_list(*, query: str = "", limit: int = 200) -> list[Contact]:
-    qs = Contact.objects.select_related("customer").order_by("name", "id")
+    qs = Contact.objects.select_related("customer", "conversation").order_by("name", "id")
     if query:
         qs = qs.filter(
             Q(name__icontains=query)

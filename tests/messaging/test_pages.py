@@ -182,6 +182,7 @@ def test_contacts_page_edits_names_and_notes(world: World) -> None:
     assert response.status_code == 302
     page = client.get("/contacts/?q=Huber").content.decode()
     assert "Frau Huber" in page and "prefers German" in page
+    assert f"/inbox/#c{message.conversation_id}" in page
     assert client.post("/contacts/", {"contact_id": "abc", "name": "x"}).status_code == 302
 
 
