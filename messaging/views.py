@@ -111,6 +111,8 @@ def inbox_messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
     except MessagingError as error:
         return JsonResponse({"error": {"code": error.code, "message": error.message}}, status=404)
     page = selectors.messages_page(conversation=conversation, before=request.GET.get("before"), include_notes=True)
+    # The header needs the conversation even when it is not in the loaded list (an old link).
+    page["conversation"] = services.conversation_payload(conversation)
     return JsonResponse(page)
 
 

@@ -190,6 +190,7 @@ async function openConversation(id) {
   socket.send({ type: "view", conversation_id: id });
   const page = await fetchPage(id);
   if (current !== id || !page) return;
+  if (!conversations.has(id)) { conversations.set(id, page.conversation); renderList(); renderHeader(); }
   page.messages.forEach(upsertMessage);
   hasMore = page.has_more;
   renderThread();
