@@ -78,6 +78,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.last = None
         self.sends = _RateLimit(rate=2, burst=20)
+        self.frames = _RateLimit(rate=20, burst=60)
+        self.typing = _RateLimit(rate=0.5, burst=3)
         business = self.scope.get("business")
         if business is None or business.is_public:
             await self.close(CLOSE_NOT_FOUND)
@@ -113,6 +115,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
             await self.send_error("bad_frame", _("Every frame must be a JSON object with a type."))
+            return
+        if not self.frames.allow():
+            await self.send_error("rate_limited", _("Too many frames. Please slow down."))
             return
         handler = getattr(self, "on_" + payload["type"].replace(".", "_"), None)
         if handler is None:
@@ -291,7 +296,7 @@ class InboxConsumer(StreamConsumer):
 
     async def on_typing(self, payload: dict[str, Any]) -> None:
         # Only for the conversation this agent has open, whose group they joined after a check.
-        if self.viewing is None or payload.get("conversation_id") != self.viewing:
+        if self.viewing is None or payload.get("conversation_id") != self.viewing or not self.typing.allow():
             return
         await events.send_signal(
             events.conversation_group(self.schema_name, self.viewing),
@@ -427,7 +432,7 @@ class ChatConsumer(StreamConsumer):
         )
 
     async def on_typing(self, payload: dict[str, Any]) -> None:
-        if self.conversation_id is None:
+        if self.conversation_id is None or not self.typing.allow():
             return
         await events.send_signal(
             events.conversation_group(self.schema_name, self.conversation_id),

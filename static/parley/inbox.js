@@ -249,6 +249,12 @@ function onFrame(frame) {
       }
       break;
     case "error":
+      if (frame.code === "rate_limited" && frame.client_msg_id && pending.has(frame.client_msg_id)) {
+        // Not refused for good: send the same message (same client_msg_id) again shortly.
+        const m = pending.get(frame.client_msg_id);
+        setTimeout(() => socket.send({ type: "send", conversation_id: m.conversation_id, body: m.body, kind: m.kind, client_msg_id: m.client_msg_id }, { queue: false }), 3000);
+        break;
+      }
       errorBox.textContent = frame.message;
       errorBox.hidden = false;
       if (frame.client_msg_id && pending.has(frame.client_msg_id)) {

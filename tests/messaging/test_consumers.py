@@ -518,3 +518,19 @@ async def test_a_resume_from_before_the_retained_stream_asks_for_a_reload(live_d
     replay = await resumed(agent_ws, start)
     assert [f["message"]["body"] for f in replay if f["type"] == "message.created"] == ["new"]
     await agent_ws.disconnect()
+
+
+async def test_floods_are_refused(live_db: World) -> None:
+    customer = await adb(make_customer)()
+    chat_ws, _, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    for n in range(25):
+        await chat_ws.send_json_to({"type": "send", "body": f"spam {n}", "client_msg_id": f"s{n}"})
+    frames = [await chat_ws.receive_json_from(timeout=5) for _ in range(25)]
+    accepted = [f for f in frames if f["type"] == "message.accepted"]
+    refused = [f for f in frames if f["type"] == "error"]
+    assert 20 <= len(accepted) < 25
+    assert refused and {f["code"] for f in refused} == {"rate_limited"}
+    assert refused[0]["client_msg_id"].startswith("s")  # the client can retry exactly that one
+    await chat_ws.disconnect()
