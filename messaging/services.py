@@ -84,7 +84,12 @@ def conversation_payload(conversation: Conversation) -> dict[str, Any]:
     assignee = conversation.assignee
     return {
         "id": conversation.pk,
-        "contact": {"id": contact.pk, "name": contact.display_name, "phone": contact.customer.phone_number},
+        "contact": {
+            "id": contact.pk,
+            "name": contact.display_name,
+            "phone": contact.customer.phone_number,
+            "notes": contact.notes,
+        },
         "status": conversation.status,
         "assignee": {"id": assignee.pk, "name": assignee.get_short_name()} if assignee else None,
         "unread": conversation.unread_count,

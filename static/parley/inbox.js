@@ -17,6 +17,8 @@ const errorBox = $("thread-error");
 const conversations = new Map(); // id -> payload
 let tab = "all";
 let statusFilter = $("inbox-status").value;
+let search = "";
+let searchTimer = null;
 let current = null; // open conversation id
 let messages = new Map(); // message id -> payload, for the open conversation
 const pending = new Map(); // client_msg_id -> payload
@@ -43,9 +45,15 @@ function renderCounts() {
   document.querySelectorAll("[role=tab]").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === tab)));
 }
 
+function matchesSearch(c) {
+  if (!search) return true;
+  const needle = search.toLowerCase();
+  return c.contact.name.toLowerCase().includes(needle) || c.contact.phone.includes(needle);
+}
+
 function renderList() {
   const rows = [...conversations.values()]
-    .filter((c) => matchesTab(c, tab) && (!statusFilter || c.status === statusFilter))
+    .filter((c) => matchesTab(c, tab) && (!statusFilter || c.status === statusFilter) && matchesSearch(c))
     .sort((a, b) => (b.last_message_at || "").localeCompare(a.last_message_at || "") || b.id - a.id);
   if (!rows.length) {
     list.replaceChildren(el("li", { class: "muted small conv-empty", text: S.noConversations }));
@@ -111,6 +119,7 @@ function renderHeader() {
     el("p", {}, el("strong", { text: c.contact.name })),
     el("p", { class: "small" }, `${S.phone}: `, el("span", { text: c.contact.phone })),
     el("p", { class: "small muted", text: c.assignee ? format(S.assignedTo, { name: c.assignee.name }) : S.unassignedLabel }),
+    c.contact.notes ? el("p", { class: "small contact-notes", text: c.contact.notes }) : null,
   );
 }
 
@@ -201,7 +210,7 @@ async function openConversation(id) {
 }
 
 async function refreshList() {
-  const params = new URLSearchParams({ tab, status: statusFilter });
+  const params = new URLSearchParams({ tab, status: statusFilter, q: search });
   const response = await fetch(`${config.urls.conversations}?${params}`, { credentials: "same-origin" });
   if (!response.ok) return;
   const data = await response.json();
@@ -305,6 +314,12 @@ document.querySelectorAll("[role=tab]").forEach((button) => button.addEventListe
   renderList();
   refreshList();
 }));
+$("inbox-search").addEventListener("input", (event) => {
+  search = event.target.value.trim();
+  renderList();
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(refreshList, 300);
+});
 $("inbox-status").addEventListener("change", (event) => { statusFilter = event.target.value; renderList(); refreshList(); });
 document.addEventListener("visibilitychange", markRead);
 

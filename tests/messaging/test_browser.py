@@ -46,6 +46,8 @@ def test_customer_and_agent_chat_live_with_read_ticks(
         row = agent_page.locator(".conv", has_text=name)
         row.wait_for()
         assert row.locator(".unread-count").inner_text() == "1"
+        agent_page.get_by_label("Search conversations").fill(name)
+        agent_page.wait_for_function("document.querySelectorAll('#conv-list .conv').length === 1")
         row.click()
         agent_page.locator(".bubble.theirs", has_text="Can I change my seat on AU 412?").wait_for()
 
