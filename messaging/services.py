@@ -151,10 +151,6 @@ def _conversation_for_customer_locked(customer: Customer) -> Conversation:
     return _locked_conversation(conversation.pk)
 
 
-def _preview(message: Message) -> str:
-    return message.body[:140]
-
-
 class _Stream:
     """Collects a transaction's events; ids are allocated at the end, after every other lock."""
 
@@ -243,7 +239,9 @@ def _business_send_checks(*, business: Business, conversation: Conversation, ini
     if customer_has_blocked(customer_id=customer.pk, business_id=business.pk):
         raise MessagingError("blocked", _("This customer has blocked your business. Messages to them are not sent."))
     if initiating:
-        if not business.is_active:
+        # Read the status now: a websocket holds the Business it loaded when it connected.
+        status = Business.objects.filter(pk=business.pk).values_list("status", flat=True).first()
+        if status != Business.Status.ACTIVE:
             raise MessagingError("suspended", _("Your business is suspended and cannot start conversations."))
         if not business_may_initiate(business=business):
             raise MessagingError(

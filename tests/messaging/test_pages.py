@@ -149,11 +149,11 @@ def test_templates_respect_block_suspension_and_bill_their_category(world: World
         assert refused.value.code == "window_closed"
     assert UsageRecord.objects.get(customer_id=customer.pk).category == "utility"
 
-    world.business_a.status = Business.Status.SUSPENDED
+    Business.objects.filter(pk=world.business_a.pk).update(status=Business.Status.SUSPENDED)  # rolled back
     with tenant_context(world.business_a), pytest.raises(MessagingError) as suspended:
         message_send_template(business=world.business_a, **kwargs, client_msg_id="t2")
     assert suspended.value.code == "suspended"
-    world.business_a.status = Business.Status.ACTIVE
+    Business.objects.filter(pk=world.business_a.pk).update(status=Business.Status.ACTIVE)
 
     Block.objects.create(customer=customer, business=world.business_a)
     with tenant_context(world.business_a), pytest.raises(MessagingError) as blocked:
