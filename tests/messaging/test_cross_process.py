@@ -88,3 +88,26 @@ def test_customer_and_agent_on_different_processes_talk_live(
             reply = until(chat, "message.created")
         assert reply["message"]["body"] == "Hi from two"
         assert reply["id"] > seen["id"]
+        last_seen = reply["id"]
+
+    # The customer drops off process one; while away the agent writes; back on process two,
+    # the resume replays exactly what was missed.
+    with open_socket(second, host, "/ws/inbox/", session_key(user=live_db.agent_a)) as agent:
+        agent.send(json.dumps({"type": "resume", "after": last_seen}))
+        until(agent, "resumed")
+        for n in range(3):
+            agent.send(
+                json.dumps(
+                    {"type": "send", "conversation_id": conversation_id, "body": f"away {n}", "client_msg_id": f"w{n}"}
+                )
+            )
+            until(agent, "message.accepted")
+    with open_socket(second, host, "/ws/chat/", session_key(customer=customer)) as chat:
+        chat.send(json.dumps({"type": "resume", "after": last_seen}))
+        replay = []
+        while (frame := json.loads(chat.recv(timeout=10)))["type"] != "resumed":
+            if frame["id"] is not None:
+                replay.append(frame)
+        bodies = [f["message"]["body"] for f in replay if f["type"] == "message.created"]
+        assert bodies == ["away 0", "away 1", "away 2"]
+        assert [f["id"] for f in replay] == sorted({f["id"] for f in replay})
