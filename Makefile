@@ -8,7 +8,7 @@ PORT ?= 8000
 export PARLEY_PORT ?= $(PORT)
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: demo test lint typecheck pytest setup serve bench clean
+.PHONY: demo test lint typecheck pytest setup bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
@@ -37,6 +37,8 @@ test: lint typecheck pytest
 
 bench: setup
 	$(PY) bench/provision.py
+	$(PY) bench/billing.py
+	$(PY) bench/fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
