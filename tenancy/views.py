@@ -43,7 +43,12 @@ def business_create_view(request: HttpRequest) -> HttpResponse:
 
 @member_required()
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/home.html", {"section": "home"})
+    from verification.selectors import business_notices
+
+    membership = request.membership  # type: ignore[attr-defined]
+    # Decisions about the badge are news for whoever runs the business, not for agents.
+    notices = list(business_notices(business=request.tenant)) if membership.can_manage else []  # type: ignore[attr-defined]
+    return render(request, "dashboard/home.html", {"section": "home", "notices": notices})
 
 
 def tenant_root(request: HttpRequest) -> HttpResponse:

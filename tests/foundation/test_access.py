@@ -197,3 +197,18 @@ def test_mfa_pages_are_reachable_from_a_business_host(world: World) -> None:
     response = business_client(world.business_a, world.owner_a).get("/accounts/2fa/")
     assert response.status_code == 200
     assert b"Authenticator" in response.content
+
+
+def test_dashboard_overview_shows_badge_decisions_to_managers_only(world: World) -> None:
+    from verification.models import BusinessNotice
+
+    BusinessNotice.objects.create(
+        business=world.business_a, level="info", title="Your green badge was approved", body="Congratulations."
+    )
+    owner_html = business_client(world.business_a, world.owner_a).get("/").content.decode()
+    assert "Your green badge was approved" in owner_html
+    assert 'href="/verification/"' in owner_html
+    agent_html = business_client(world.business_a, world.agent_a).get("/").content.decode()
+    assert "Your green badge was approved" not in agent_html
+    other_html = business_client(world.business_b, world.owner_b).get("/").content.decode()
+    assert "Your green badge was approved" not in other_html
