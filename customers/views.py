@@ -45,8 +45,11 @@ def safe_next(url: str | None) -> str | None:
     path; anything else (another site, a scheme trick) is dropped."""
     if not url:
         return None
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:  # "http://[oops": not a URL at all
+        return None
     domain = settings.PARLEY_DOMAIN.lower()
     if parts.netloc and not (host == domain or host.endswith("." + domain)):
         return None

@@ -128,6 +128,7 @@ def test_next_redirects_to_a_business_chat_page(world: World, fixed_code: str) -
         "http://evilparley.localhost/",
         "javascript:alert(1)",
         "http://a.parley.localhost\\@evil.example/",
+        "http://[parley.localhost/",  # malformed: urlsplit raises, must not become a 500
     ],
 )
 def test_next_to_other_sites_is_ignored(world: World, fixed_code: str, url: str) -> None:
