@@ -24,6 +24,7 @@ class PhoneChallenge(models.Model):
     phone_number = models.CharField(_("phone number"), max_length=20, db_index=True)
     salt = models.CharField(max_length=32)
     code_hash = models.CharField(max_length=64)
+    # What the per-IP limit counts (verification.otp.rate_limit_address): IPv6 as its /64 network.
     ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(_("sent"), db_index=True)
     expires_at = models.DateTimeField(_("expires"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 from dataclasses import dataclass
@@ -71,6 +72,23 @@ def _advisory_lock(name: str) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
+def rate_limit_address(ip_address: str | None) -> str | None:
+    """The address the per-IP limit counts. IPv4 as it is; IPv6 by its /64, since one subscriber
+    (or one attacker) is handed a whole /64 and could otherwise send from 2**64 addresses;
+    IPv4-mapped IPv6 as the IPv4 address. Anything that is not an address counts as none."""
+    if not ip_address:
+        return None
+    try:
+        address = ipaddress.ip_address(ip_address)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False).network_address)
+    return str(address)
+
+
 def generate_code() -> str:
     return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
 
@@ -90,6 +108,7 @@ def otp_send(
     """
     now = timezone.now()
     since = now - RATE_WINDOW
+    ip_address = rate_limit_address(ip_address)
     with transaction.atomic():
         # Always number first, then address: one order everywhere, so no deadlocks.
         _advisory_lock(f"otp:number:{phone_number}")

@@ -193,6 +193,22 @@ def test_per_ip_limit(world: World) -> None:
     send(fresh_mobile(), ip="203.0.113.78")  # another address is unaffected
 
 
+def test_per_ip_limit_counts_an_ipv6_network_as_one_address(world: World) -> None:
+    """Anyone with IPv6 holds a /64: rotating the last 64 bits must not reset the limit."""
+    for i in range(MAX_SENDS_PER_IP_PER_HOUR):
+        send(fresh_mobile(), ip=f"2001:db8:5:7::{i + 1:x}")
+    with pytest.raises(OtpRateLimited, match="network"):
+        send(fresh_mobile(), ip="2001:db8:5:7:ffff:1234:abcd:1")
+    send(fresh_mobile(), ip="2001:db8:5:8::1")  # the neighbouring /64 is someone else
+
+
+def test_ipv4_mapped_address_counts_as_the_ipv4_address(world: World) -> None:
+    for _ in range(MAX_SENDS_PER_IP_PER_HOUR):
+        send(fresh_mobile(), ip="198.51.100.23")
+    with pytest.raises(OtpRateLimited, match="network"):
+        send(fresh_mobile(), ip="::ffff:198.51.100.23")
+
+
 def test_send_limit_holds_across_concurrent_connections(live_db: World) -> None:
     """Ten requests at once, each on its own database connection (as several server processes
     would be): exactly five codes go out."""
