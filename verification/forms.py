@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -11,13 +12,15 @@ from tenancy.models import Business
 from verification.phone import DEFAULT_REGION, REGION_CHOICES, normalise_phone
 
 LOGO_MAX_BYTES = 1024 * 1024
-# Raster formats only, recognised by their first bytes: an SVG could carry script.
+# Raster formats only, recognised by their first 12 bytes: an SVG could carry script. WebP is
+# a RIFF container with "WEBP" at byte 8 (RIFF alone would also let WAV and AVI files in).
+_JPEG = re.compile(rb"\xff\xd8\xff")
 LOGO_SIGNATURES = {
-    ".png": (b"\x89PNG\r\n\x1a\n",),
-    ".jpg": (b"\xff\xd8\xff",),
-    ".jpeg": (b"\xff\xd8\xff",),
-    ".webp": (b"RIFF",),
-    ".gif": (b"GIF87a", b"GIF89a"),
+    ".png": re.compile(rb"\x89PNG\r\n\x1a\n"),
+    ".jpg": _JPEG,
+    ".jpeg": _JPEG,
+    ".webp": re.compile(rb"RIFF.{4}WEBP", re.DOTALL),
+    ".gif": re.compile(rb"GIF8[79]a"),
 }
 
 
@@ -90,7 +93,7 @@ class ProfileForm(forms.ModelForm[Business]):
             raise ValidationError(_("The logo is larger than 1 MB. Please upload a smaller image."))
         head = logo.read(12)
         logo.seek(0)
-        if not any(head.startswith(sig) for sig in LOGO_SIGNATURES[suffix]):
+        if not LOGO_SIGNATURES[suffix].match(head):
             raise ValidationError(_("This file is not the image its name says it is."))
         return logo
 

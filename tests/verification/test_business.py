@@ -151,6 +151,25 @@ def test_profile_rejects_bad_input_clearly(world: World) -> None:
     assert "larger than 1 MB" in big.content.decode()
 
 
+def test_logo_signature_must_match_the_whole_format(world: World) -> None:
+    """A WebP is RIFF with "WEBP" at byte 8; a WAV or AVI file (also RIFF) is not a logo."""
+    client = business_client(world.business_a, world.owner_a)
+    wav = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 32
+    response = client.post(
+        "/verification/profile/",
+        {"display_name": "Alpha", "logo": SimpleUploadedFile("logo.webp", wav, content_type="image/webp")},
+    )
+    assert response.status_code == 400
+    assert "This file is not the image its name says it is." in response.content.decode()
+    webp = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 32
+    ok = client.post(
+        "/verification/profile/",
+        {"display_name": "Alpha", "logo": SimpleUploadedFile("logo.webp", webp, content_type="image/webp")},
+    )
+    assert ok.status_code == 302
+    assert Business.objects.get(pk=world.business_a.pk).logo.name.endswith(".webp")
+
+
 def test_number_owned_elsewhere_gets_the_same_answer(world: World) -> None:
     """Whether another business already verified a number is nobody else's business."""
     taken = fresh_mobile()
