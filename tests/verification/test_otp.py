@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -237,6 +238,47 @@ def test_send_limit_holds_across_concurrent_connections(live_db: World) -> None:
         t.join()
     assert sorted(outcomes) == ["limited"] * 5 + ["sent"] * 5
     assert PhoneChallenge.objects.filter(phone_number=number).count() == 5
+
+
+def _concurrently(n: int, action: Callable[[], bool]) -> list[bool]:
+    """Run `action` in n threads released at once, each on its own database connection."""
+    barrier = threading.Barrier(n)
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            result = action()
+            with lock:
+                results.append(result)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_concurrent_checks_of_the_right_code_pass_once(live_db: World, fixed_code: str) -> None:
+    number = fresh_mobile()
+    send(number)
+    results = _concurrently(8, lambda: check(number, fixed_code))
+    assert sorted(results) == [False] * 7 + [True]
+    challenge = PhoneChallenge.objects.get(phone_number=number)
+    assert challenge.used_at is not None and challenge.checks == 1
+
+
+def test_concurrent_wrong_checks_never_exceed_five(live_db: World, fixed_code: str) -> None:
+    number = fresh_mobile()
+    send(number)
+    results = _concurrently(10, lambda: check(number, "000000"))
+    assert results == [False] * 10
+    assert PhoneChallenge.objects.get(phone_number=number).checks == 5
+    assert check(number, fixed_code) is False  # the code is spent
 
 
 def test_send_limit_holds_across_processes(live_db: World) -> None:
