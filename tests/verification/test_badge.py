@@ -296,3 +296,23 @@ def test_admin_change_page_shows_the_evidence_and_checks(world: World) -> None:
     assert "two-factor authentication" in html
     assert public_client(world.staff).get("/admin/verification/phonechallenge/").status_code == 200
     assert public_client(world.staff).get("/admin/verification/smsmessage/").status_code == 200
+
+
+def test_admin_decision_page_does_not_query_per_application(world: World) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    first = submit(world, ready(world))
+    beta = complete_profile(Business.objects.get(pk=world.business_b.pk))
+    enable_totp(world.owner_b)
+    second = badge_application_save(business=beta, actor=world.owner_b, submit=True, **EVIDENCE)
+    staff = public_client(world.staff)
+
+    def confirmation_queries(pks: list[int]) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            page = staff.post("/admin/verification/badgeapplication/", {"action": "approve", "_selected_action": pks})
+        assert page.status_code == 200
+        return len(queries)
+
+    confirmation_queries([first.pk])  # warm caches (content types, site)
+    assert confirmation_queries([first.pk, second.pk]) == confirmation_queries([first.pk])
