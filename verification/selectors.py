@@ -77,12 +77,17 @@ def badge_reapply_date(*, business: Business) -> datetime | None:
     return last.reviewed_at + REAPPLY_AFTER
 
 
+def business_subject(business: Business) -> str:
+    """The OTP subject of a business's codes: a code sent for one business cannot verify another."""
+    return f"business:{business.pk}"
+
+
 def business_pending_phone(*, business: Business) -> str | None:
     """The number a code was last sent to for this business, while that code is still usable."""
     challenge = (
         PhoneChallenge.objects.filter(
             purpose=PhoneChallenge.Purpose.BUSINESS_PHONE,
-            subject=f"business:{business.pk}",
+            subject=business_subject(business),
             used_at__isnull=True,
             superseded_at__isnull=True,
             expires_at__gt=timezone.now(),

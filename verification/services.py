@@ -4,7 +4,6 @@ green badge; staff decide. Each function owns its transaction, audit entry and s
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -24,16 +23,10 @@ from verification.selectors import (
     badge_reapply_date,
     badge_requirements,
     business_pending_phone,
+    business_subject,
 )
 
 logger = logging.getLogger("parley.verification")
-
-REAPPLY_AFTER = timedelta(days=30)
-
-
-def business_subject(business: Business) -> str:
-    return f"business:{business.pk}"
-
 
 # --- phone number ---------------------------------------------------------------------------
 
