@@ -18,6 +18,7 @@ def me_conversations(request: HttpRequest) -> HttpResponse:
 
 def businesses(request: HttpRequest) -> HttpResponse:
     """The public directory: customers find businesses and reach their chat pages."""
-    query = request.GET.get("q", "").strip()[:100]
+    # PostgreSQL text cannot hold NUL: a query with one would fail the request instead of matching nothing.
+    query = request.GET.get("q", "").replace("\x00", "").strip()[:100]
     page = Paginator(directory_businesses(query=query), DIRECTORY_PAGE).get_page(request.GET.get("page"))
     return render(request, "directory/businesses.html", {"page": page, "query": query})

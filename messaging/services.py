@@ -102,19 +102,24 @@ def conversation_payload(conversation: Conversation) -> dict[str, Any]:
 # --- helpers --------------------------------------------------------------------------------
 
 
+def _without_nul(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; left in, it would fail the whole transaction.
+    return text.replace("\x00", "")
+
+
 def _clean_body(body: Any) -> str:
-    if not isinstance(body, str) or not body.strip():
+    text = _without_nul(body).strip() if isinstance(body, str) else ""
+    if not text:
         raise MessagingError("empty", _("Write a message first."))
-    body = body.strip()
-    if len(body) > MAX_BODY:
+    if len(text) > MAX_BODY:
         raise MessagingError("too_long", _("Messages can be at most %(max)d characters.") % {"max": MAX_BODY})
-    return body
+    return text
 
 
 def _clean_client_msg_id(value: Any) -> str:
     if value is None or value == "":
         return ""
-    if not isinstance(value, str) or len(value) > MAX_CLIENT_MSG_ID:
+    if not isinstance(value, str) or len(value) > MAX_CLIENT_MSG_ID or "\x00" in value:
         raise MessagingError("invalid", _("client_msg_id must be a string of at most 64 characters."))
     return value
 
@@ -593,8 +598,8 @@ def contact_update(*, business: Business, user: User, contact_id: Any, name: str
         contact = Contact.objects.select_for_update().select_related("customer").filter(pk=_as_int(contact_id)).first()
         if contact is None:
             raise MessagingError("not_found", _("This contact does not exist."))
-        contact.name = name.strip()[:100]
-        contact.notes = notes.strip()[:4000]
+        contact.name = _without_nul(name).strip()[:100]
+        contact.notes = _without_nul(notes).strip()[:4000]
         contact.save(update_fields=["name", "notes", "updated_at"])
         conversation = Conversation.objects.select_for_update().filter(contact=contact).first()
         if conversation is not None:

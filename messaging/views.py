@@ -23,6 +23,11 @@ from tenancy.access import member_required
 from tenancy.sections import render_empty_section
 
 
+def _search_query(request: HttpRequest) -> str:
+    # PostgreSQL text cannot hold NUL: a query with one would fail the request instead of matching nothing.
+    return request.GET.get("q", "").replace("\x00", "")[:100]
+
+
 def _inbox_strings() -> dict[str, str]:
     return {
         "mine": _("Mine"),
@@ -98,7 +103,7 @@ def inbox_conversations(request: HttpRequest) -> HttpResponse:
         user=request.user,  # type: ignore[arg-type]
         tab=request.GET.get("tab", "all"),
         status=request.GET.get("status", ""),
-        query=request.GET.get("q", "")[:100],
+        query=_search_query(request),
     )
     return JsonResponse({"conversations": rows, "counts": selectors.inbox_counts(user=request.user)})  # type: ignore[arg-type]
 
@@ -133,7 +138,7 @@ def contacts(request: HttpRequest) -> HttpResponse:
         else:
             flash.success(request, _("Contact saved."))
         return redirect("contacts")
-    query = request.GET.get("q", "")[:100]
+    query = _search_query(request)
     rows = selectors.contacts_list(query=query)
     if not rows and not query:
         return render_empty_section(request, "contacts")

@@ -1,0 +1,39 @@
+"""Bad input gets a clear answer, never a 500 or a server_error frame."""
+
+from __future__ import annotations
+
+import pytest
+from django_tenants.utils import tenant_context
+
+from messaging.models import Contact, Conversation
+from messaging.services import MessagingError, message_send_customer
+from tests.conftest import World, business_client, public_client
+from tests.messaging.conftest import make_customer
+
+
+@pytest.mark.parametrize("path", ["/inbox/api/conversations/?q=a%00b", "/contacts/?q=a%00b"])
+def test_nul_bytes_in_searches_are_harmless(world: World, path: str) -> None:
+    assert business_client(world.business_a, world.agent_a).get(path).status_code == 200
+
+
+def test_nul_bytes_in_the_directory_search_are_harmless(world: World) -> None:
+    assert public_client().get("/businesses/?q=a%00b").status_code == 200
+
+
+def test_nul_bytes_in_bodies_and_contact_fields_are_dropped(world: World) -> None:
+    customer = make_customer()
+    with tenant_context(world.business_a):
+        message = message_send_customer(business=world.business_a, customer=customer, body="a\x00b").message
+        assert message.body == "ab"
+        with pytest.raises(MessagingError) as error:
+            message_send_customer(business=world.business_a, customer=customer, body="\x00 ")
+        assert error.value.code == "empty"
+        with pytest.raises(MessagingError) as error:
+            message_send_customer(business=world.business_a, customer=customer, body="hi", client_msg_id="x\x00")
+        assert error.value.code == "invalid"
+        contact_id = Conversation.objects.get(pk=message.conversation_id).contact_id
+    client = business_client(world.business_a, world.agent_a)
+    response = client.post("/contacts/", {"contact_id": contact_id, "name": "Frau\x00 Huber", "notes": "n\x00"})
+    assert response.status_code == 302
+    with tenant_context(world.business_a):
+        assert Contact.objects.filter(pk=contact_id, name="Frau Huber", notes="n").exists()
