@@ -43,6 +43,14 @@ def customer_businesses(*, customer: Customer) -> list[BusinessRow]:
     ]
 
 
+def customer_business_row(*, customer: Customer, business_id: int) -> BusinessRow:
+    """One business from this customer's privacy page; any other id is a 404."""
+    for row in customer_businesses(customer=customer):
+        if row.business.pk == business_id:
+            return row
+    raise Http404
+
+
 def business_for_customer(*, business_id: int) -> Business:
     """A business a customer may act on (block, mute, report): any real business. Unknown ids
     and the platform itself are the same 404."""

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import Customer
 from customers.forms import ReportForm
-from customers.selectors import business_for_customer, customer_businesses
+from customers.selectors import business_for_customer, customer_business_row, customer_businesses
 from customers.services import (
     customer_block,
     customer_mute_marketing,
@@ -176,12 +176,8 @@ me_unmute = _action(customer_unmute_marketing, gettext_lazy("Marketing from %(na
 @customer_required
 def me_report(request: HttpRequest, business_id: int) -> HttpResponse:
     customer: Customer = request.customer  # type: ignore[attr-defined]
-    rows = {row.business.pk: row for row in customer_businesses(customer=customer)}
-    row = rows.get(business_id)
-    if row is None:
-        # Only businesses that were in touch can be reported; anything else is "not found".
-        business_for_customer(business_id=-1)
-    assert row is not None
+    # Only businesses on the customer's privacy page can be reported; anything else is a 404.
+    row = customer_business_row(customer=customer, business_id=business_id)
     form = ReportForm(request.POST or None, initial={"block": not row.blocked})
     status = 200
     if request.method == "POST":
