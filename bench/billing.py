@@ -15,11 +15,12 @@ import os
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from bench.throwaway_db import throwaway_database
 
 
 def main() -> None:
@@ -29,27 +30,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
     args = parser.parse_args()
 
-    import django
-    from django.conf import settings
-
-    django.setup()
-    from django.db import connection
-
-    bench_db = f"parley_bench_{uuid.uuid4().hex[:6]}"
-    with connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{bench_db}"')
-    connection.close()
-    settings.DATABASES["default"]["NAME"] = bench_db
-    try:
+    with throwaway_database(keep=args.keep):
         run(args.count, args.threads)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if not args.keep:
-            settings.DATABASES["default"]["NAME"] = "postgres"
-            with connection.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE "{bench_db}" WITH (FORCE)')
 
 
 def run(count: int, threads: int) -> None:
