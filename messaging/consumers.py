@@ -36,6 +36,9 @@ T = TypeVar("T")
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+# A send carries at most services.MAX_BODY characters; even fully \u-escaped that fits, with room
+# for the envelope. Daphne would otherwise hand over (and json.loads would parse) up to 1 MiB.
+MAX_FRAME_CHARS = 64 * 1024
 
 
 @database_sync_to_async
@@ -109,15 +112,19 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.send_json({"id": None, "type": "error", "code": code, "message": message, **extra})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Limits first, so a flood of large or malformed frames costs no parsing.
+        if not self.frames.allow():
+            await self.send_error("rate_limited", _("Too many frames. Please slow down."))
+            return
+        if text_data is not None and len(text_data) > MAX_FRAME_CHARS:
+            await self.send_error("bad_frame", _("This frame is too large."))
+            return
         try:
             payload = json.loads(text_data or "")
         except ValueError:
             payload = None
         if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
             await self.send_error("bad_frame", _("Every frame must be a JSON object with a type."))
-            return
-        if not self.frames.allow():
-            await self.send_error("rate_limited", _("Too many frames. Please slow down."))
             return
         handler = getattr(self, "on_" + payload["type"].replace(".", "_"), None)
         if handler is None:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Customer, Membership, User
 from messaging.models import AgentPresence, Contact, Conversation, Event, Message, StreamCounter
-from messaging.services import conversation_payload, message_payload, not_found
+from messaging.services import conversation_payload, conversation_pk, message_payload, not_found
 from tenancy.models import Business
 
 PAGE_SIZE = 30
@@ -32,11 +32,11 @@ def oldest_event_id() -> int | None:
 
 
 def conversation_for_agent(*, conversation_id: Any) -> Conversation:
-    try:
-        pk = int(conversation_id)
-    except (TypeError, ValueError):
-        raise not_found() from None
-    conversation = Conversation.objects.select_related("contact__customer", "assignee").filter(pk=pk).first()
+    conversation = (
+        Conversation.objects.select_related("contact__customer", "assignee")
+        .filter(pk=conversation_pk(conversation_id))
+        .first()
+    )
     if conversation is None:
         raise not_found()
     return conversation

@@ -134,15 +134,20 @@ def _existing(conversation: Conversation, author_key: str, client_msg_id: str) -
     )
 
 
-def _locked_conversation(conversation_id: Any) -> Conversation:
+def conversation_pk(value: Any) -> int:
+    """A conversation id from a client; anything that is not one cannot name a conversation.
+    (JSON allows 1e400, which int() refuses with OverflowError.)"""
     try:
-        pk = int(conversation_id)
-    except (TypeError, ValueError):
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
         raise not_found() from None
+
+
+def _locked_conversation(conversation_id: Any) -> Conversation:
     conversation = (
         Conversation.objects.select_for_update(of=("self",))
         .select_related("contact__customer", "assignee")
-        .filter(pk=pk)
+        .filter(pk=conversation_pk(conversation_id))
         .first()
     )
     if conversation is None:
@@ -470,7 +475,7 @@ def message_send_template(
 def _as_int(value: Any) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's 1e400 or Infinity
         raise MessagingError("invalid", _("Expected a number.")) from None
 
 

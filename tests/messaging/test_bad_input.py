@@ -8,7 +8,7 @@ from django_tenants.utils import tenant_context
 from messaging.models import Contact, Conversation
 from messaging.services import MessagingError, message_send_customer
 from tests.conftest import World, business_client, public_client
-from tests.messaging.conftest import make_customer
+from tests.messaging.conftest import adb, make_customer, receive_until, session_key, ws_connect
 
 
 @pytest.mark.parametrize("path", ["/inbox/api/conversations/?q=a%00b", "/contacts/?q=a%00b"])
@@ -37,3 +37,30 @@ def test_nul_bytes_in_bodies_and_contact_fields_are_dropped(world: World) -> Non
     assert response.status_code == 302
     with tenant_context(world.business_a):
         assert Contact.objects.filter(pk=contact_id, name="Frau Huber", notes="n").exists()
+
+
+async def test_non_finite_numbers_in_frames_are_invalid_not_server_errors(live_db: World) -> None:
+    agent_ws, ok, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    assert ok
+    for frame in (
+        '{"type": "ack", "conversation_id": 1, "up_to": 1e400, "read": true}',
+        '{"type": "view", "conversation_id": 1e400}',
+        '{"type": "assign", "conversation_id": 1, "assignee_id": -Infinity}',
+    ):
+        await agent_ws.send_to(text_data=frame)
+        assert (await receive_until(agent_ws, "error"))["code"] in {"invalid", "not_found"}
+    await agent_ws.disconnect()
+
+
+async def test_oversized_frames_are_refused_before_parsing(live_db: World) -> None:
+    agent_ws, ok, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    assert ok
+    await agent_ws.send_to(text_data='{"type": "ping", "pad": "' + "x" * 200_000 + '"}')
+    assert (await receive_until(agent_ws, "error"))["code"] == "bad_frame"
+    await agent_ws.send_json_to({"type": "ping"})
+    assert (await receive_until(agent_ws, "pong"))["id"] is None
+    await agent_ws.disconnect()
