@@ -112,6 +112,8 @@ def customer_report(*, customer: Customer, business: Business, reason: str, deta
     if reason == Report.Reason.OTHER and not details:
         raise ValidationError({"details": _("Please tell us briefly what happened.")})
     with transaction.atomic():
+        # One customer's reports are counted one at a time: a double submit must not file two.
+        Customer.objects.select_for_update().filter(pk=customer.pk).first()
         since = timezone.now() - timedelta(days=1)
         if Report.objects.filter(customer=customer, business=business, created_at__gte=since).count() >= (
             REPORTS_PER_BUSINESS_PER_DAY

@@ -255,3 +255,40 @@ def test_customer_session_does_not_open_business_dashboards(world: World, fixed_
     dashboard.cookies = client.cookies
     response = dashboard.get("/verification/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_concurrent_reports_file_only_one(live_db: World, fixed_code: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A double-clicked "Send report" (two requests at once) files one report, not two."""
+    import contextlib
+    import threading
+    import time
+
+    from django.core.exceptions import ValidationError
+    from django.db import connections
+
+    from customers.services import customer_report
+
+    _client, customer = signed_in_customer(fresh_mobile(), fixed_code)
+    create = Report.objects.create
+
+    def slow_create(**fields: Any) -> Report:
+        time.sleep(0.2)  # widen the gap between "count today's reports" and the insert
+        return create(**fields)
+
+    monkeypatch.setattr(Report.objects, "create", slow_create)
+    barrier = threading.Barrier(6)
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            with contextlib.suppress(ValidationError):
+                customer_report(customer=customer, business=live_db.business_a, reason="spam", details="", block=False)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Report.objects.filter(customer=customer, business=live_db.business_a).count() == 1
