@@ -1,7 +1,8 @@
 """Websocket relays: authenticate, join the business's groups, forward frames, call services.
 
-Every database call goes through `_db`, which enters the business's schema inside the worker
-thread and leaves it again, so no schema is ever left set on a shared thread.
+Every database call goes through `_db`, which enters the schema (the business's, or public for
+/ws/me/) inside the worker thread and leaves it again, so no schema is ever left set on a shared
+thread and no query depends on what an earlier one left there.
 
 Ordering guarantee: a client first sends {"type": "resume", "after": <last id seen>} and gets the
 missed events from PostgreSQL; afterwards live frames are forwarded only in order. A live frame
@@ -24,11 +25,11 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
 
-from accounts.models import Membership
 from customers.session import customer_from_session
 from messaging import events, selectors, services
 from messaging.services import MessagingError
 from tenancy.asgi import host_from_scope
+from tenancy.models import PUBLIC_SCHEMA
 
 logger = logging.getLogger("parley.messaging")
 T = TypeVar("T")
@@ -186,6 +187,33 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if message.get("sender") != self.channel_name:
             await self.send(text_data=message["text"])
 
+    def check_send_rate(self) -> None:
+        if not self.sends.allow():
+            raise MessagingError("rate_limited", _("You are sending too fast. Please wait a moment."))
+
+    async def accepted(self, result: services.SendResult) -> None:
+        await self.send_json(
+            {
+                "id": None,
+                "type": "message.accepted",
+                "client_msg_id": result.message.client_msg_id,
+                "message_id": result.message.pk,
+                "event_id": result.message.event_id,
+                "duplicate": result.duplicate,
+            }
+        )
+
+    async def send_typing(self, conversation_id: int, **who: str) -> None:
+        """To the others in the conversation's group (never back to this socket)."""
+        if not self.typing.allow():
+            return
+        await events.send_signal(
+            events.conversation_group(self.schema_name, conversation_id),
+            events.LAYER_CONV_SIGNAL,
+            {"type": events.TYPING, "conversation_id": conversation_id, **who},
+            sender=self.channel_name,
+        )
+
 
 class InboxConsumer(StreamConsumer):
     """An agent's shared inbox: every event of the business, typing and presence."""
@@ -197,10 +225,7 @@ class InboxConsumer(StreamConsumer):
         if user is None or not user.is_authenticated:
             await self.close(CLOSE_UNAUTHENTICATED)
             return False
-        is_member = await database_sync_to_async(
-            Membership.objects.filter(user_id=user.pk, business_id=self.business.pk).exists
-        )()
-        if not is_member:
+        if not await _db(self.schema_name, selectors.is_member, business=self.business, user=user):
             await self.close(CLOSE_FORBIDDEN)
             return False
         self.user = user
@@ -244,10 +269,7 @@ class InboxConsumer(StreamConsumer):
     # client → server
     async def on_ping(self, payload: dict[str, Any]) -> None:
         # A seat removed while the inbox is open ends the stream at the next heartbeat.
-        still_member = await database_sync_to_async(
-            Membership.objects.filter(user_id=self.user.pk, business_id=self.business.pk).exists
-        )()
-        if not still_member:
+        if not await _db(self.schema_name, selectors.is_member, business=self.business, user=self.user):
             await self.close(CLOSE_FORBIDDEN)
             return
         await _db(self.schema_name, services.presence_heartbeat, channel_name=self.channel_name)
@@ -275,8 +297,7 @@ class InboxConsumer(StreamConsumer):
         await self.broadcast_presence()
 
     async def on_send(self, payload: dict[str, Any]) -> None:
-        if not self.sends.allow():
-            raise MessagingError("rate_limited", _("You are sending too fast. Please wait a moment."))
+        self.check_send_rate()
         result = await _db(
             self.schema_name,
             services.message_send_agent,
@@ -289,33 +310,10 @@ class InboxConsumer(StreamConsumer):
         )
         await self.accepted(result)
 
-    async def accepted(self, result: services.SendResult) -> None:
-        await self.send_json(
-            {
-                "id": None,
-                "type": "message.accepted",
-                "client_msg_id": result.message.client_msg_id,
-                "message_id": result.message.pk,
-                "event_id": result.message.event_id,
-                "duplicate": result.duplicate,
-            }
-        )
-
     async def on_typing(self, payload: dict[str, Any]) -> None:
         # Only for the conversation this agent has open, whose group they joined after a check.
-        if self.viewing is None or payload.get("conversation_id") != self.viewing or not self.typing.allow():
-            return
-        await events.send_signal(
-            events.conversation_group(self.schema_name, self.viewing),
-            events.LAYER_CONV_SIGNAL,
-            {
-                "type": events.TYPING,
-                "conversation_id": self.viewing,
-                "who": "agent",
-                "name": self.user.get_short_name(),
-            },
-            sender=self.channel_name,
-        )
+        if self.viewing is not None and payload.get("conversation_id") == self.viewing:
+            await self.send_typing(self.viewing, who="agent", name=self.user.get_short_name())
 
     async def on_ack(self, payload: dict[str, Any]) -> None:
         await _db(
@@ -358,7 +356,7 @@ class ChatConsumer(StreamConsumer):
     conversation_id: int | None = None
 
     async def authenticate(self) -> bool:
-        customer = await database_sync_to_async(customer_from_session)(self.scope.get("session"))
+        customer = await _db(self.schema_name, customer_from_session, session=self.scope.get("session"))
         if customer is None:
             await self.close(CLOSE_UNAUTHENTICATED)
             return False
@@ -412,8 +410,7 @@ class ChatConsumer(StreamConsumer):
         await self.forward(message, gap=self.last is not None and message["prev"] > self.last)
 
     async def on_send(self, payload: dict[str, Any]) -> None:
-        if not self.sends.allow():
-            raise MessagingError("rate_limited", _("You are sending too fast. Please wait a moment."))
+        self.check_send_rate()
         result = await _db(
             self.schema_name,
             services.message_send_customer,
@@ -427,26 +424,11 @@ class ChatConsumer(StreamConsumer):
             # event was published before we joined, so read it from the stream.
             await self.join_conversation(result.message.conversation_id)
             await self.catch_up()
-        await self.send_json(
-            {
-                "id": None,
-                "type": "message.accepted",
-                "client_msg_id": result.message.client_msg_id,
-                "message_id": result.message.pk,
-                "event_id": result.message.event_id,
-                "duplicate": result.duplicate,
-            }
-        )
+        await self.accepted(result)
 
     async def on_typing(self, payload: dict[str, Any]) -> None:
-        if self.conversation_id is None or not self.typing.allow():
-            return
-        await events.send_signal(
-            events.conversation_group(self.schema_name, self.conversation_id),
-            events.LAYER_CONV_SIGNAL,
-            {"type": events.TYPING, "conversation_id": self.conversation_id, "who": "customer"},
-            sender=self.channel_name,
-        )
+        if self.conversation_id is not None:
+            await self.send_typing(self.conversation_id, who="customer")
 
     async def on_ack(self, payload: dict[str, Any]) -> None:
         await _db(
@@ -470,7 +452,7 @@ class MeConsumer(AsyncWebsocketConsumer):
         if origin_host(self.scope) != settings.PARLEY_DOMAIN.lower():
             await self.close(CLOSE_FORBIDDEN)
             return
-        customer = await database_sync_to_async(customer_from_session)(self.scope.get("session"))
+        customer = await _db(PUBLIC_SCHEMA, customer_from_session, session=self.scope.get("session"))
         if customer is None:
             await self.close(CLOSE_UNAUTHENTICATED)
             return

@@ -125,6 +125,11 @@ def presence_snapshot() -> dict[str, Any]:
     return {"online": list(online.values()), "viewing": viewing}
 
 
+def is_member(*, business: Business, user: User) -> bool:
+    """Whether `user` holds a seat in `business` (Membership lives in public)."""
+    return Membership.objects.filter(business_id=business.pk, user_id=user.pk).exists()
+
+
 def team_members(*, business: Business) -> list[dict[str, Any]]:
     memberships = Membership.objects.select_related("user").filter(business_id=business.pk).order_by("user__full_name")
     return [{"id": m.user_id, "name": m.user.get_short_name()} for m in memberships]
