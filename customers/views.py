@@ -116,11 +116,8 @@ def me_code(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             customer = customer_sign_in_confirm(phone_number=pending, code=form.cleaned_data["code"])
             if customer is not None:
-                next_url = request.session.get(NEXT_KEY)
-                customer_login(request.session, customer)
+                customer_login(request.session, customer)  # a new key; the ?next= stays
                 request.session.pop(PENDING_KEY, None)
-                if next_url:
-                    request.session[NEXT_KEY] = next_url
                 messages.success(request, _("You're signed in."))
                 return _signed_in_redirect(request)
             form.add_error("code", str(CODE_REJECTED_MESSAGE))

@@ -49,6 +49,18 @@ def test_sign_in_creates_customer_and_session(world: World, fixed_code: str) -> 
     assert 'hx-get="/me/conversations/" hx-trigger="load"' in page
 
 
+def test_sign_in_gets_a_new_session_key_and_keeps_next(world: World, fixed_code: str) -> None:
+    """Against session fixation the key changes at sign-in; what the session held survives it."""
+    client = public_client()
+    target = world.business_a.absolute_url("/chat/")
+    client.get("/me/", {"next": target})
+    client.post("/me/", {"region": "DE", "phone": fresh_mobile()})
+    before = client.session.session_key
+    response = client.post("/me/code/", {"code": fixed_code})
+    assert client.session.session_key != before
+    assert response["Location"] == target
+
+
 def test_wrong_code_does_not_sign_in(world: World, fixed_code: str) -> None:
     client = public_client()
     client.post("/me/", {"region": "DE", "phone": fresh_mobile()})
