@@ -75,32 +75,36 @@ def _audit(action: str, customer: Customer, business: Business, **data: object) 
     )
 
 
-def customer_block(*, customer: Customer, business: Business) -> None:
+def _choice_add(model: type[Block] | type[MarketingMute], action: str, customer: Customer, business: Business) -> None:
     with transaction.atomic():
-        _block, created = Block.objects.get_or_create(customer=customer, business=business)
+        _row, created = model.objects.get_or_create(customer=customer, business=business)
         if created:
-            _audit("customer.blocked", customer, business)
+            _audit(action, customer, business)
+
+
+def _choice_remove(
+    model: type[Block] | type[MarketingMute], action: str, customer: Customer, business: Business
+) -> None:
+    with transaction.atomic():
+        deleted, _rows = model.objects.filter(customer=customer, business=business).delete()
+        if deleted:
+            _audit(action, customer, business)
+
+
+def customer_block(*, customer: Customer, business: Business) -> None:
+    _choice_add(Block, "customer.blocked", customer, business)
 
 
 def customer_unblock(*, customer: Customer, business: Business) -> None:
-    with transaction.atomic():
-        deleted, _rows = Block.objects.filter(customer=customer, business=business).delete()
-        if deleted:
-            _audit("customer.unblocked", customer, business)
+    _choice_remove(Block, "customer.unblocked", customer, business)
 
 
 def customer_mute_marketing(*, customer: Customer, business: Business) -> None:
-    with transaction.atomic():
-        _mute, created = MarketingMute.objects.get_or_create(customer=customer, business=business)
-        if created:
-            _audit("customer.marketing_muted", customer, business)
+    _choice_add(MarketingMute, "customer.marketing_muted", customer, business)
 
 
 def customer_unmute_marketing(*, customer: Customer, business: Business) -> None:
-    with transaction.atomic():
-        deleted, _rows = MarketingMute.objects.filter(customer=customer, business=business).delete()
-        if deleted:
-            _audit("customer.marketing_unmuted", customer, business)
+    _choice_remove(MarketingMute, "customer.marketing_unmuted", customer, business)
 
 
 def customer_report(*, customer: Customer, business: Business, reason: str, details: str, block: bool) -> Report:
