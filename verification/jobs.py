@@ -11,6 +11,7 @@ from django.conf import settings
 from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
 
+from verification.phone import phone_masked
 from verification.sms import SmsTemporaryError, send_sms_now
 
 logger = logging.getLogger("parley.sms")
@@ -45,6 +46,6 @@ def send_sms(*, to: str, sealed_body: str, reference: str = "") -> None:
     body = unseal(sealed_body)
     if body is None:
         # Too old (or sealed with another key): the code inside can no longer be used.
-        logger.warning("SMS %s to %s dropped: text expired before it could be sent", reference, to[:4] + "…")
+        logger.warning("SMS %s to %s dropped: text expired before it could be sent", reference, phone_masked(to))
         return
     send_sms_now(to=to, body=body)

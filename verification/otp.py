@@ -26,6 +26,7 @@ from django.utils.translation import gettext_lazy as _
 
 from verification.jobs import seal, send_sms
 from verification.models import PhoneChallenge
+from verification.phone import phone_masked
 
 logger = logging.getLogger("parley.verification")
 
@@ -116,7 +117,7 @@ def otp_send(
             _advisory_lock(f"otp:ip:{ip_address}")
         sent_to_number = PhoneChallenge.objects.filter(phone_number=phone_number, created_at__gte=since).count()
         if sent_to_number >= MAX_SENDS_PER_NUMBER_PER_HOUR:
-            logger.warning("code refused: number limit reached (%s)", _mask(phone_number))
+            logger.warning("code refused: number limit reached (%s)", phone_masked(phone_number))
             raise OtpRateLimited(
                 str(_("Too many codes were requested for this number. Please wait an hour and try again."))
             )
@@ -150,7 +151,7 @@ def otp_send(
         # Deferred through Django's connection, so the job exists exactly when the code does.
         # The text is sealed: the job queue table must not hold a usable code in clear.
         send_sms.defer(to=phone_number, sealed_body=seal(message.format(code=code)), reference=f"otp:{challenge.pk}")
-    logger.info("code queued for %s (%s)", _mask(phone_number), purpose)
+    logger.info("code queued for %s (%s)", phone_masked(phone_number), purpose)
     return OtpSent(challenge_id=challenge.pk, phone_number=phone_number, expires_at=challenge.expires_at)
 
 
@@ -189,10 +190,5 @@ def otp_check(*, purpose: str, phone_number: str, code: str, subject: str = "") 
             challenge.used_at = now
         challenge.save(update_fields=["checks", "used_at"])
     if not ok:
-        logger.info("wrong code for %s (%s), check %d", _mask(phone_number), purpose, challenge.checks)
+        logger.info("wrong code for %s (%s), check %d", phone_masked(phone_number), purpose, challenge.checks)
     return ok
-
-
-def _mask(phone_number: str) -> str:
-    """Logs keep enough of a number to debug, not enough to identify someone."""
-    return phone_number[:4] + "…" + phone_number[-2:] if len(phone_number) > 6 else "…"

@@ -73,3 +73,8 @@ def phone_display(e164: str) -> str:
         return phonenumbers.format_number(phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
     except phonenumbers.NumberParseException:
         return e164
+
+
+def phone_masked(e164: str) -> str:
+    """A number for logs: enough to debug ("+491…67"), not enough to identify someone."""
+    return e164[:4] + "…" + e164[-2:] if len(e164) > 6 else "…"

@@ -14,6 +14,8 @@ from typing import Protocol, TextIO
 import httpx
 from django.conf import settings
 
+from verification.phone import phone_masked
+
 logger = logging.getLogger("parley.sms")
 
 
@@ -83,7 +85,7 @@ class TwilioBackend:
                 detail = response.text[:200]
             raise SmsPermanentError(f"Twilio refused the message ({response.status_code}): {detail}")
         sid = str(response.json().get("sid", ""))
-        logger.info("SMS to %s accepted by Twilio as %s", to[:4] + "…", sid)
+        logger.info("SMS to %s accepted by Twilio as %s", phone_masked(to), sid)
         return sid
 
 

@@ -70,3 +70,10 @@ def test_bad_number_on_dashboard_is_a_400_with_the_message(world: World) -> None
     response = client.post("/verification/phone/", {"region": "DE", "phone": "+49 30"})
     assert response.status_code == 400
     assert "too few or too many digits" in response.content.decode()
+
+
+def test_logs_get_a_masked_number() -> None:
+    from verification.phone import phone_masked
+
+    assert phone_masked("+4915123456789") == "+491…89"
+    assert phone_masked("+4912") == "…"
