@@ -179,6 +179,7 @@ class _Stream:
         first = events.allocate_event_ids(len(self.pending))
         stored: list[events.StoredEvent] = []
         conversation = self.conversation
+        last_public = conversation.last_public_event_id
         for offset, (type, audience, build) in enumerate(self.pending):
             event_id = first + offset
             data = build(event_id)
@@ -195,7 +196,10 @@ class _Stream:
                     prev_public_id=prev,
                 )
             )
-        Conversation.objects.filter(pk=conversation.pk).update(last_public_event_id=conversation.last_public_event_id)
+        if conversation.last_public_event_id != last_public:  # agent-only events leave it alone
+            Conversation.objects.filter(pk=conversation.pk).update(
+                last_public_event_id=conversation.last_public_event_id
+            )
         customer_frames = [
             (cid, events.dumps({"id": stored[-1].id, "type": events.THREAD_UPDATED, **data}))
             for cid, data in self.customer_updates
@@ -205,16 +209,15 @@ class _Stream:
 
 
 def _thread_touch(
-    *, business: Business, customer_id: int, at: datetime, unread_delta: int = 0, reset: bool = False
+    *, business: Business, customer_id: int, at: datetime, unread_delta: int = 0, unread: int | None = None
 ) -> dict[str, Any]:
-    """Upsert the customer's public thread row. `at` moves last activity forward only; reading
-    (reset) passes the last message time, so opening a chat does not reorder the list."""
+    """Upsert the customer's public thread row: add `unread_delta` to its unread count, or set it
+    to `unread`. `at` moves last activity forward only; reading passes the last message time, so
+    opening a chat does not reorder the list."""
     thread, _created = CustomerThread.objects.select_for_update().get_or_create(
         customer_id=customer_id, business_id=business.pk, defaults={"last_activity_at": at}
     )
-    if reset:
-        thread.unread_count = 0
-    thread.unread_count = max(0, thread.unread_count + unread_delta)
+    thread.unread_count = max(0, thread.unread_count + unread_delta) if unread is None else unread
     if at > thread.last_activity_at:
         thread.last_activity_at = at
     thread.save(update_fields=["unread_count", "last_activity_at"])
@@ -512,10 +515,10 @@ def messages_mark_by_customer(*, business: Business, customer: Customer, up_to: 
     """The customer's client received (and, if `read`, showed) business messages up to `up_to`."""
     up_to = _as_int(up_to)
     with transaction.atomic():
-        contact = Contact.objects.filter(customer=customer).first()
-        if contact is None or not Conversation.objects.filter(contact=contact).exists():
+        conversation_id = Conversation.objects.filter(contact__customer=customer).values_list("pk", flat=True).first()
+        if conversation_id is None:
             return 0
-        conversation = _locked_conversation(contact.conversation.pk)
+        conversation = _locked_conversation(conversation_id)
         stream = _Stream(business, conversation)
         changed = _mark(stream, direction=Message.Direction.OUTBOUND, up_to=up_to, read=read)
         if changed and read:
@@ -526,10 +529,8 @@ def messages_mark_by_customer(*, business: Business, customer: Customer, up_to: 
                 business=business,
                 customer_id=customer.pk,
                 at=conversation.last_message_at or timezone.now(),
-                reset=True,
+                unread=unread,
             )
-            thread["unread"] = unread
-            CustomerThread.objects.filter(customer_id=customer.pk, business_id=business.pk).update(unread_count=unread)
             stream.customer_updates.append((customer.pk, thread))
         stream.commit()
     return changed
@@ -606,9 +607,9 @@ def contact_update(*, business: Business, user: User, contact_id: Any, name: str
         contact.name = _without_nul(name).strip()[:100]
         contact.notes = _without_nul(notes).strip()[:4000]
         contact.save(update_fields=["name", "notes", "updated_at"])
-        conversation = Conversation.objects.select_for_update().filter(contact=contact).first()
-        if conversation is not None:
-            conversation = _locked_conversation(conversation.pk)
+        conversation_id = Conversation.objects.filter(contact=contact).values_list("pk", flat=True).first()
+        if conversation_id is not None:
+            conversation = _locked_conversation(conversation_id)
             stream = _Stream(business, conversation)
             _conversation_updated(stream)
             stream.commit()

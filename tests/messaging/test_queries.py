@@ -1,0 +1,35 @@
+"""Query budgets: list views and receipts cost a fixed number of queries, whatever the size.
+
+django-tenants sends `SET search_path` before every query, so each budget counts every
+query twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django_tenants.utils import tenant_context
+
+from directory.models import CustomerThread
+from messaging.models import Message
+from messaging.services import message_send_agent, message_send_customer, messages_mark_by_customer
+from tests.conftest import World
+from tests.messaging.conftest import make_customer
+
+
+def test_a_customer_read_receipt_is_cheap_and_leaves_the_thread_consistent(
+    world: World, django_assert_max_num_queries: Any
+) -> None:
+    customer = make_customer()
+    business = world.business_a
+    with tenant_context(business):
+        first = message_send_customer(business=business, customer=customer, body="hi").message
+        for body in ("one", "two"):
+            reply = message_send_agent(
+                business=business, user=world.agent_a, conversation_id=first.conversation_id, body=body
+            ).message
+        assert CustomerThread.objects.get(customer=customer, business=business).unread_count == 2
+        with django_assert_max_num_queries(2 * 12):
+            changed = messages_mark_by_customer(business=business, customer=customer, up_to=reply.pk, read=True)
+        assert changed == 2
+        assert not Message.objects.filter(conversation_id=first.conversation_id, direction="out", read_at=None)
+    assert CustomerThread.objects.get(customer=customer, business=business).unread_count == 0
