@@ -7,7 +7,7 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Min, Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from accounts.models import Customer, Membership, User
@@ -75,7 +75,7 @@ def inbox_conversations(
 def inbox_counts(*, user: User) -> dict[str, int]:
     """Conversations with unread customer messages, per tab (open work only)."""
     unread = Conversation.objects.filter(unread_count__gt=0).exclude(status=Conversation.Status.RESOLVED)
-    return {tab: unread.filter(_tab_filter(tab, user)).count() for tab in TABS}
+    return unread.aggregate(**{tab: Count("pk", filter=_tab_filter(tab, user)) for tab in TABS})
 
 
 def messages_page(

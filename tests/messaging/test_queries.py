@@ -10,6 +10,7 @@ from typing import Any
 from django_tenants.utils import tenant_context
 
 from directory.models import CustomerThread
+from messaging import selectors
 from messaging.models import Message
 from messaging.services import message_send_agent, message_send_customer, messages_mark_by_customer
 from tests.conftest import World
@@ -33,3 +34,18 @@ def test_a_customer_read_receipt_is_cheap_and_leaves_the_thread_consistent(
         assert changed == 2
         assert not Message.objects.filter(conversation_id=first.conversation_id, direction="out", read_at=None)
     assert CustomerThread.objects.get(customer=customer, business=business).unread_count == 0
+
+
+def test_the_inbox_list_costs_the_same_for_many_conversations(world: World, django_assert_max_num_queries: Any) -> None:
+    with tenant_context(world.business_a):
+        for _ in range(5):
+            message_send_customer(business=world.business_a, customer=make_customer("Q"), body="hello")
+        with django_assert_max_num_queries(2 * 1):
+            rows = selectors.inbox_conversations(user=world.agent_a)
+        assert len(rows) >= 5
+        with django_assert_max_num_queries(2 * 1):
+            counts = selectors.inbox_counts(user=world.agent_a)
+        assert counts["all"] >= 5 and counts["unassigned"] >= 5
+        with django_assert_max_num_queries(2 * 1):
+            contacts = selectors.contacts_list()
+            assert all(c.conversation.pk and c.customer.phone_number for c in contacts)
