@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -110,8 +111,7 @@ def _seed_business(business: Business, agents: list[User], customers: list[Custo
             shift = timedelta(hours=3 * (len(threads) - index))
             assert conversation_id is not None
             conversation = Conversation.objects.get(pk=conversation_id)
-            for message in Message.objects.filter(conversation=conversation):
-                Message.objects.filter(pk=message.pk).update(created_at=message.created_at - shift)
+            Message.objects.filter(conversation=conversation).update(created_at=F("created_at") - shift)
             Conversation.objects.filter(pk=conversation.pk).update(
                 last_message_at=now - shift, window_expires_at=now - shift + timedelta(hours=24)
             )
