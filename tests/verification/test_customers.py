@@ -299,8 +299,11 @@ def test_concurrent_reports_file_only_one(live_db: World, fixed_code: str, monke
             connections.close_all()
 
     threads = [threading.Thread(target=worker) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert Report.objects.filter(customer=customer, business=live_db.business_a).count() == 1
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert Report.objects.filter(customer=customer, business=live_db.business_a).count() == 1
+    finally:
+        Report.objects.filter(customer=customer).delete()  # committed: leave the shared business clean
