@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from customers.models import Block, BusinessContact, MarketingMute, Report, ReportedBusiness
 from tenancy.models import PUBLIC_SCHEMA
@@ -30,7 +31,8 @@ class ReportAdmin(admin.ModelAdmin[Report]):
     @admin.action(description=_("Mark selected reports as reviewed"))
     def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[Report]) -> None:
         count = queryset.update(status=Report.Status.REVIEWED)
-        self.message_user(request, _("%(n)d report(s) marked as reviewed.") % {"n": count}, messages.SUCCESS)
+        message = ngettext("%(n)d report marked as reviewed.", "%(n)d reports marked as reviewed.", count)
+        self.message_user(request, message % {"n": count}, messages.SUCCESS)
 
 
 @admin.register(ReportedBusiness)
