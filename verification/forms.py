@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from django import forms
@@ -59,9 +60,11 @@ class CodeForm(forms.Form):
 
     def clean_code(self) -> str:
         code = "".join(ch for ch in self.cleaned_data["code"] if not ch.isspace())
-        if not code.isdigit() or len(code) != 6:
+        # Any script's decimal digits (a phone keyboard may type "１２３" or "١٢٣"), as ASCII;
+        # str.isdigit() would also let "²" through, which is no digit anyone means.
+        if len(code) != 6 or not all(ch.isdecimal() for ch in code):
             raise ValidationError(_("The code has 6 digits."))
-        return code
+        return "".join(str(unicodedata.decimal(ch)) for ch in code)
 
 
 class ProfileForm(forms.ModelForm[Business]):

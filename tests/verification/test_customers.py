@@ -70,6 +70,19 @@ def test_wrong_code_does_not_sign_in(world: World, fixed_code: str) -> None:
     assert SESSION_KEY not in client.session
 
 
+def test_code_in_other_digit_scripts_works(world: World, fixed_code: str) -> None:
+    """Full-width or Arabic-Indic digits from a phone keyboard are the same code."""
+    client = public_client()
+    client.post("/me/", {"region": "DE", "phone": fresh_mobile()})
+    full_width = "".join(chr(0xFF10 + int(d)) for d in fixed_code)
+    response = client.post("/me/code/", {"code": full_width})
+    assert response.status_code == 302 and SESSION_KEY in client.session
+    superscript = public_client()
+    superscript.post("/me/", {"region": "DE", "phone": fresh_mobile()})
+    refused = superscript.post("/me/code/", {"code": "12345²"})
+    assert refused.status_code == 400 and "The code has 6 digits." in refused.content.decode()
+
+
 def test_code_step_needs_a_number_first(world: World) -> None:
     response = public_client().post("/me/code/", {"code": "123456"})
     assert response.status_code == 302 and response["Location"] == "/me/"
