@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
@@ -306,3 +307,32 @@ def test_the_free_tier_boundary_holds_under_concurrent_sends(billing_live: World
 def jobs_for_all(records: Any) -> int:
     ids = [str(pk) for pk in records.values_list("pk", flat=True)]
     return ProcrastinateJob.objects.filter(task_name="billing.report_usage_record", args__record_id__in=ids).count()
+
+
+def statements(ctx: CaptureQueriesContext) -> list[str]:
+    # django-tenants may repeat `SET search_path` before each statement; count the work itself.
+    return [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith("SET search_path")]
+
+
+@pytest.mark.parametrize(("category", "budget"), [("service", 4), ("utility", 4)])
+def test_the_send_path_stays_within_its_query_budget(world: World, card: RateCard, category: str, budget: int) -> None:
+    """It runs inside every business message send: lock, look for the open conversation, and only
+    for a new one count the free tier (service) or queue the report (chargeable), and insert the
+    row with its price read in the same statement."""
+    customer = customer_id()
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as opening:
+            record = charge(world, customer=customer, category=category, phone=AT_PHONE)
+        with CaptureQueriesContext(connection) as inside:
+            assert charge(world, customer=customer, category=category, phone=AT_PHONE).pk == record.pk
+    assert len(statements(opening)) == budget, statements(opening)
+    assert len(statements(inside)) == 2, statements(inside)
+    assert record.unit_price == (Decimal("0.0550") if category == "utility" else Decimal("0.0300"))
+
+
+def test_without_an_active_card_the_launch_prices_apply(world: World) -> None:
+    RateCard.objects.update(is_active=False)
+    record = charge(world, customer=customer_id(), category="marketing")
+    record.refresh_from_db()
+    assert record.unit_price == services.LAUNCH_PRICES["marketing"] == Decimal("0.0700")
+    assert services.price_for(category="marketing", country="DE") == Decimal("0.0700")
