@@ -191,6 +191,25 @@ def test_privacy_page_lists_contacted_businesses_with_badge(world: World, fixed_
     assert 'aria-label="Verified business"' not in page[beta : beta + 600]
 
 
+def test_privacy_page_queries_do_not_grow_with_businesses(world: World, fixed_code: str) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client, customer = signed_in_customer(fresh_mobile(), fixed_code)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/me/").status_code == 200
+        return len(captured)
+
+    customer_contact_record(customer_id=customer.pk, business_id=world.business_a.pk)
+    Block.objects.create(customer=customer, business=world.business_a)
+    one = queries()
+    customer_contact_record(customer_id=customer.pk, business_id=world.business_b.pk)
+    MarketingMute.objects.create(customer=customer, business=world.business_b)
+    assert queries() == one
+
+
 def test_block_unblock_mute_unmute(world: World, fixed_code: str) -> None:
     client, customer = signed_in_customer(fresh_mobile(), fixed_code)
     customer_contact_record(customer_id=customer.pk, business_id=world.business_a.pk)
