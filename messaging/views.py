@@ -62,6 +62,7 @@ def _inbox_strings() -> dict[str, str]:
         "status_pending": _("Pending"),
         "status_resolved": _("Resolved"),
         "unread": _("%(count)s unread"),
+        "newMessage": _("New message from %(name)s: %(body)s"),
     }
 
 
@@ -78,6 +79,7 @@ def _chat_strings() -> dict[str, str]:
         "reconnecting": _("Connection lost. Reconnecting…"),
         "you": _("You"),
         "empty": _("Say hello: your messages go straight to the business's team."),
+        "newMessage": _("New message from %(name)s: %(body)s"),
     }
 
 

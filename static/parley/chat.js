@@ -1,5 +1,5 @@
 // The customer's chat page: history, composer, delivery ticks, typing indicator.
-import { ResumingSocket, betterStatus, el, format, newClientMsgId, ticks, timeLabel } from "./realtime.js";
+import { ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, ticks, timeLabel } from "./realtime.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const S = config.strings;
@@ -10,6 +10,7 @@ const errorBox = document.getElementById("chat-error");
 const typingLine = document.getElementById("chat-typing");
 const typingDefault = typingLine.textContent;
 const connStatus = document.getElementById("conn-status");
+const announcer = document.getElementById("thread-announce");
 
 const messages = new Map(); // message id -> payload
 const pending = new Map(); // client_msg_id -> payload (not yet accepted)
@@ -68,6 +69,7 @@ async function loadEarlier() {
   const height = thread.scrollHeight;
   render();
   thread.scrollTop = thread.scrollHeight - height;
+  keepFocusAfterLoad(thread);
 }
 
 function acknowledge() {
@@ -82,6 +84,10 @@ function acknowledge() {
 function onFrame(frame) {
   switch (frame.type) {
     case "message.created":
+      if (frame.message.direction === "out" && !messages.has(frame.message.id)) {
+        const m = frame.message;
+        announce(announcer, format(S.newMessage, { name: m.author_name || config.business_name, body: m.body }));
+      }
       upsert(frame.message);
       render();
       if (frame.message.direction === "out") {

@@ -1,6 +1,6 @@
 // The agents' shared inbox: live list (tabs, status filter, unread), thread with history paged
 // backwards, composer, typing both ways, read receipts, presence.
-import { ResumingSocket, betterStatus, el, format, newClientMsgId, ticks, timeLabel } from "./realtime.js";
+import { ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, ticks, timeLabel } from "./realtime.js";
 
 const config = JSON.parse(document.getElementById("inbox-config").textContent);
 const S = config.strings;
@@ -13,6 +13,8 @@ const noteBox = $("composer-note");
 const typingLine = $("thread-typing");
 const windowLine = $("thread-window");
 const errorBox = $("thread-error");
+const announcer = $("thread-announce");
+const tabs = [...document.querySelectorAll("[role=tab]")];
 
 const conversations = new Map(); // id -> payload
 let tab = "all";
@@ -42,7 +44,10 @@ function renderCounts() {
     node.textContent = n ? String(n) : "";
     node.setAttribute("aria-label", n ? format(S.unread, { count: n }) : "");
   }
-  document.querySelectorAll("[role=tab]").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === tab)));
+  tabs.forEach((b) => {
+    b.setAttribute("aria-selected", String(b.dataset.tab === tab));
+    b.tabIndex = b.dataset.tab === tab ? 0 : -1; // one tab stop; arrow keys move between tabs
+  });
 }
 
 function matchesSearch(c) {
@@ -60,6 +65,7 @@ function renderList() {
   } else {
     list.replaceChildren(...rows.map((c) => {
       const viewers = (presence.viewing[String(c.id)] || []).filter((id) => id !== config.me.id);
+      const viewerNames = format(S.alsoViewing, { names: viewers.map(nameOf).join(", ") });
       return el("li", {},
         el("button", {
           type: "button",
@@ -75,11 +81,15 @@ function renderList() {
           el("span", { class: "conv-meta small" },
             el("span", { class: `pill status-${c.status}`, text: S[`status_${c.status}`] }),
             c.assignee ? el("span", { class: "muted", text: c.assignee.name }) : null,
-            viewers.length ? el("span", { class: "viewers", title: S.alsoViewing, text: "👁 " + viewers.length }) : null,
+            viewers.length ? el("span", { class: "viewers", title: viewerNames, "aria-label": viewerNames, text: "👁 " + viewers.length }) : null,
             c.unread ? el("span", { class: "unread-count", "aria-label": format(S.unread, { count: c.unread }), text: String(c.unread) }) : null)));
     }));
   }
   renderCounts();
+}
+
+function nameOf(id) {
+  return (presence.online.find((p) => p.id === id) || { name: "?" }).name;
 }
 
 function renderPresence() {
@@ -88,7 +98,7 @@ function renderPresence() {
   if (current !== null) {
     const others = (presence.viewing[String(current)] || [])
       .filter((id) => id !== config.me.id)
-      .map((id) => (presence.online.find((p) => p.id === id) || { name: "?" }).name);
+      .map(nameOf);
     $("thread-viewers").textContent = others.length ? format(S.alsoViewing, { names: others.join(", ") }) : "";
   }
 }
@@ -174,6 +184,7 @@ async function loadEarlier() {
   const height = thread.scrollHeight;
   renderThread();
   thread.scrollTop = thread.scrollHeight - height;
+  keepFocusAfterLoad(thread);
 }
 
 function markRead() {
@@ -228,6 +239,10 @@ function onFrame(frame) {
     case "message.created": {
       const m = frame.message;
       if (m.conversation_id === current) {
+        // Someone else's new message (not a replay, not this agent's own send) is spoken.
+        if (!messages.has(m.id) && !pending.has(m.client_msg_id)) {
+          announce(announcer, format(S.newMessage, { name: m.author_name || S.customer, body: m.body }));
+        }
         upsertMessage(m);
         renderThread();
         if (m.direction === "in") { typingLine.textContent = ""; markRead(); }
@@ -309,11 +324,22 @@ input.addEventListener("input", () => {
     socket.send({ type: "typing", conversation_id: current }, { queue: false });
   }
 });
-document.querySelectorAll("[role=tab]").forEach((button) => button.addEventListener("click", () => {
+function selectTab(button) {
   tab = button.dataset.tab;
   renderList();
   refreshList();
-}));
+}
+tabs.forEach((button, index) => {
+  button.addEventListener("click", () => selectTab(button));
+  button.addEventListener("keydown", (event) => {
+    const next = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: tabs.length - 1 }[event.key];
+    if (next === undefined) return;
+    event.preventDefault();
+    const target = tabs[(next + tabs.length) % tabs.length];
+    target.focus();
+    selectTab(target);
+  });
+});
 $("inbox-search").addEventListener("input", (event) => {
   search = event.target.value.trim();
   renderList();

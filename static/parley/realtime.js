@@ -61,6 +61,20 @@ export class ResumingSocket {
   }
 }
 
+// Threads are re-rendered whole, so they cannot be live regions: a message that arrives live is
+// spoken through a separate, visually hidden one.
+export function announce(region, text) {
+  region.textContent = "";
+  setTimeout(() => { region.textContent = text; }, 50);
+}
+
+// After "load earlier" re-renders the thread, keep keyboard focus in it: on the new button while
+// there is more, else on the thread itself.
+export function keepFocusAfterLoad(thread) {
+  const again = thread.querySelector(".load-earlier");
+  (again || thread).focus();
+}
+
 export function timeLabel(iso) {
   if (!iso) return "";
   const date = new Date(iso);
@@ -98,6 +112,7 @@ export function ticks(status, strings) {
   return el("span", {
     class: `ticks ticks-${status}`,
     dataset: { status },
+    role: "img", // so screen readers read the label, not the check marks
     "aria-label": strings[status] || status,
     title: strings[status] || status,
     text: marks[status] || "",

@@ -106,3 +106,38 @@ def test_me_page_lists_conversations_live(live_db: World, live_server_process: L
     finally:
         customer_context.close()
         agent_context.close()
+
+
+@pytest.mark.browser
+def test_inbox_keyboard_tabs_and_spoken_new_messages(
+    live_db: World, live_server_process: LiveServer, browser: Any
+) -> None:
+    customer = make_customer(unique("Ansage "))
+    with tenant_context(live_db.business_a):
+        message = message_send_customer(business=live_db.business_a, customer=customer, body="first").message
+    agent_context, agent_page = signed_in_page(browser, session_key(user=live_db.agent_a))
+    customer_context, customer_page = signed_in_page(browser, session_key(customer=customer))
+    try:
+        agent_page.goto(live_server_process.business_url(live_db.business_a, f"/inbox/#c{message.conversation_id}"))
+        agent_page.locator(".bubble.theirs", has_text="first").wait_for()
+
+        # The tab list is one tab stop; arrow keys move the selection.
+        all_tab = agent_page.get_by_role("tab", name="All")
+        assert all_tab.get_attribute("tabindex") == "0"
+        all_tab.focus()
+        agent_page.keyboard.press("ArrowLeft")
+        unassigned = agent_page.get_by_role("tab", name="Unassigned")
+        assert unassigned.get_attribute("aria-selected") == "true"
+        assert agent_page.evaluate("document.activeElement.dataset.tab") == "unassigned"
+        assert all_tab.get_attribute("tabindex") == "-1"
+
+        # A message arriving live in the open conversation is spoken through the live region.
+        customer_page.goto(live_server_process.business_url(live_db.business_a, "/chat/"))
+        customer_page.get_by_role("textbox", name="Message").fill("second, live")
+        customer_page.keyboard.press("Enter")
+        agent_page.locator(".bubble.theirs", has_text="second, live").wait_for()
+        agent_page.wait_for_function("document.getElementById('thread-announce').textContent.includes('second, live')")
+        assert agent_page.locator("#thread").get_attribute("aria-live") is None
+    finally:
+        agent_context.close()
+        customer_context.close()
