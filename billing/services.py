@@ -315,7 +315,9 @@ def usage_record_report(*, record_id: str) -> str:
     customer_id = stripe_customer_ensure(business=record.business)
     with transaction.atomic():
         # The row stays locked during the call so a concurrent void waits and then sees the truth.
-        record = UsageRecord.objects.select_for_update().select_related("business").get(pk=record_id)
+        # Only the row: a plain FOR UPDATE would also lock the joined tenancy Business for the
+        # whole Stripe call, serializing every report of that business and blocking its edits.
+        record = UsageRecord.objects.select_for_update(of=("self",)).select_related("business").get(pk=record_id)
         if record.report_state != UsageRecord.ReportState.PENDING or not record.chargeable:
             return "skipped"
         try:
