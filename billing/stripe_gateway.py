@@ -314,6 +314,23 @@ def webhook_event_parse(*, payload: bytes, signature: str) -> dict[str, Any]:
     except ValueError as error:
         raise WebhookInvalid("the body is not a Stripe event") from error
     data = json.loads(payload)
-    if not isinstance(data, dict) or not data.get("id") or not data.get("type"):
+    if not _is_event(data):
         raise WebhookInvalid("the body is not a Stripe event")
     return data
+
+
+def _is_event(data: Any) -> bool:
+    """The shape the handlers rely on. A signed body without it is refused here (400) rather than
+    stored and then retried forever by the event job."""
+    if not isinstance(data, dict):
+        return False
+    event_id, kind, created, body = data.get("id"), data.get("type"), data.get("created"), data.get("data")
+    return (
+        isinstance(event_id, str)
+        and 0 < len(event_id) <= 255
+        and isinstance(kind, str)
+        and 0 < len(kind) <= 100
+        and (created is None or (isinstance(created, int) and not isinstance(created, bool)))
+        and isinstance(body, dict)
+        and isinstance(body.get("object"), dict)
+    )

@@ -279,3 +279,23 @@ def test_events_for_someone_elses_customer_change_nothing(world: World, account:
     assert account.subscription_id == "" and account.stripe_customer_id.startswith("cus_test_")
     weird = event("checkout.session.completed", {"id": "cs_x", "customer": None, "client_reference_id": "not-a-number"})
     assert post(public_client(), weird).json()["outcome"] == "processed"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"created": "yesterday"}, id="created-not-a-timestamp"),
+        pytest.param({"data": ["not", "an", "object"]}, id="data-not-an-object"),
+        pytest.param({"data": {"object": "in_1"}}, id="object-not-an-object"),
+        pytest.param({"id": {"nested": True}}, id="id-not-a-string"),
+        pytest.param({"type": 42}, id="type-not-a-string"),
+    ],
+)
+def test_signed_but_malformed_events_are_a_clear_400(world: World, change: dict[str, Any]) -> None:
+    """Even with a valid signature, a body that is not shaped like a Stripe event is refused with a
+    message, never a 500 and never stored to be retried forever."""
+    body = {**event("invoice.paid", {"id": "in_malformed"}), **change}
+    response = post(public_client(), body)
+    assert response.status_code == 400
+    assert "not a Stripe event" in response.json()["error"]
+    assert not StripeEvent.objects.filter(type="invoice.paid", payload__data__object__id="in_malformed").exists()
