@@ -77,6 +77,16 @@ def badge_reapply_date(*, business: Business) -> datetime | None:
     return last.reviewed_at + REAPPLY_AFTER
 
 
+def badge_application_open(*, application: BadgeApplication | None, reapply: datetime | None) -> bool:
+    """Whether the owner may fill in the application now: nothing applied yet, a draft, or a
+    rejected or revoked application whose 30-day wait is over."""
+    if application is None or application.status == BadgeApplication.Status.DRAFT:
+        return True
+    return application.status in {BadgeApplication.Status.REJECTED, BadgeApplication.Status.REVOKED} and (
+        reapply is None or reapply <= timezone.now()
+    )
+
+
 def business_subject(business: Business) -> str:
     """The OTP subject of a business's codes: a code sent for one business cannot verify another."""
     return f"business:{business.pk}"

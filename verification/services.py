@@ -19,6 +19,7 @@ from tenancy.models import Business
 from verification.models import BadgeApplication, BusinessNotice, PhoneChallenge
 from verification.otp import otp_check, otp_send
 from verification.selectors import (
+    badge_application_open,
     badge_current_application,
     badge_reapply_date,
     badge_requirements,
@@ -165,18 +166,16 @@ def badge_application_save(
     with transaction.atomic():
         business = Business.objects.select_for_update().get(pk=business.pk)
         application = badge_current_application(business=business)
-        if application is not None and application.status in {
-            BadgeApplication.Status.SUBMITTED,
-            BadgeApplication.Status.APPROVED,
-        }:
-            raise ValidationError(_("Your application is already with our team; you cannot change it now."))
-        if application is None or application.status != BadgeApplication.Status.DRAFT:
-            reapply = badge_reapply_date(business=business)
-            if reapply is not None and reapply > timezone.now():
+        reapply = badge_reapply_date(business=business)
+        if not badge_application_open(application=application, reapply=reapply):
+            waiting = {BadgeApplication.Status.REJECTED, BadgeApplication.Status.REVOKED}
+            if application is not None and application.status in waiting and reapply is not None:
                 raise ValidationError(
                     _("You can apply again from %(date)s, 30 days after the last decision.")
                     % {"date": timezone.localtime(reapply).strftime("%Y-%m-%d")}
                 )
+            raise ValidationError(_("Your application is already with our team; you cannot change it now."))
+        if application is None or application.status != BadgeApplication.Status.DRAFT:
             application = BadgeApplication(business=business, created_by=actor)
         if submit:
             missing = [r.label for r in badge_requirements(business=business, user=actor) if not r.done]

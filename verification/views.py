@@ -48,15 +48,12 @@ def _page(request: HttpRequest, status: int = 200, **forms: Any) -> HttpResponse
     pending = selectors.business_pending_phone(business=business)
     requirements = selectors.badge_requirements(business=business, user=user)  # type: ignore[arg-type]
     reapply = selectors.badge_reapply_date(business=business)
-    editable = application is None or application.status == BadgeApplication.Status.DRAFT
-    can_start_new = application is None or (
-        application.status in {BadgeApplication.Status.REJECTED, BadgeApplication.Status.REVOKED}
-        and (reapply is None or reapply <= timezone.now())
-    )
+    # A draft's evidence is shown again; a decided application's is not carried over.
+    draft = application if application and application.status == BadgeApplication.Status.DRAFT else None
     initial_evidence = {
         "website": (application.website if application else "") or business.website,
-        "press_links": application.press_links if application and editable else "",
-        "registration_number": application.registration_number if application and editable else "",
+        "press_links": draft.press_links if draft else "",
+        "registration_number": draft.registration_number if draft else "",
     }
     context = {
         "section": "verification",
@@ -71,7 +68,7 @@ def _page(request: HttpRequest, status: int = 200, **forms: Any) -> HttpResponse
         "profile_percent": selectors.profile_completeness(business=business),
         "badge_form": forms.get("badge_form") or BadgeApplicationForm(initial=initial_evidence),
         "application": application,
-        "application_editable": editable or can_start_new,
+        "application_editable": selectors.badge_application_open(application=application, reapply=reapply),
         "requirements": requirements,
         "requirements_met": all(r.done for r in requirements),
         "reapply_date": reapply if reapply and reapply > timezone.now() else None,

@@ -316,3 +316,24 @@ def test_admin_decision_page_does_not_query_per_application(world: World) -> Non
 
     confirmation_queries([first.pk])  # warm caches (content types, site)
     assert confirmation_queries([first.pk, second.pk]) == confirmation_queries([first.pk])
+
+
+@pytest.mark.parametrize(
+    ("status", "reapply_in_days", "expected"),
+    [
+        (None, None, True),
+        ("draft", None, True),
+        ("submitted", None, False),
+        ("approved", None, False),
+        ("rejected", 3, False),
+        ("rejected", -1, True),
+        ("revoked", 3, False),
+        ("revoked", -1, True),
+    ],
+)
+def test_when_the_application_form_is_open(status: str | None, reapply_in_days: int | None, expected: bool) -> None:
+    from verification.selectors import badge_application_open
+
+    application = BadgeApplication(status=status) if status else None
+    reapply = timezone.now() + timedelta(days=reapply_in_days) if reapply_in_days is not None else None
+    assert badge_application_open(application=application, reapply=reapply) is expected
