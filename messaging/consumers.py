@@ -148,8 +148,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if not isinstance(after, int) or after < 0:
             raise MessagingError("invalid", _("resume needs the last event id seen (a number)."))
         self.last = after
-        oldest = await _db(self.schema_name, selectors.oldest_event_id)
-        if oldest is not None and after < oldest - 1:
+        if after < await _db(self.schema_name, selectors.first_retained_event_id) - 1:
             # Events after `after` were pruned: the client reloads its state, then resumes.
             self.last = await _db(self.schema_name, selectors.last_event_id)
             await self.send_json({"id": None, "type": "resync"})

@@ -27,8 +27,11 @@ def last_event_id() -> int:
     return int(StreamCounter.objects.filter(pk=1).values_list("last_id", flat=True).first() or 0)
 
 
-def oldest_event_id() -> int | None:
-    return Event.objects.aggregate(m=Min("id"))["m"]
+def first_retained_event_id() -> int:
+    """The oldest event still kept; when pruning left none, the next id to be handed out (a
+    client that saw less than the counter's last id has missed pruned events either way)."""
+    oldest = Event.objects.aggregate(m=Min("id"))["m"]
+    return int(oldest) if oldest is not None else last_event_id() + 1
 
 
 def conversation_for_agent(*, conversation_id: Any) -> Conversation:

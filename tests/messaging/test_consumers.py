@@ -534,3 +534,29 @@ async def test_floods_are_refused(live_db: World) -> None:
     assert refused and {f["code"] for f in refused} == {"rate_limited"}
     assert refused[0]["client_msg_id"].startswith("s")  # the client can retry exactly that one
     await chat_ws.disconnect()
+
+
+async def test_a_resume_after_everything_was_pruned_asks_for_a_reload(live_db: World) -> None:
+    """A quiet business can have its whole stream pruned; a client that saw less than the
+    counter's last id must not be told it is up to date."""
+    customer = await adb(make_customer)()
+    beta = live_db.business_b
+
+    def send_and_prune_everything() -> None:
+        with tenant_context(beta):
+            message_send_customer(business=beta, customer=customer, body="gone after 30 days")
+            Event.objects.update(created_at=timezone.now() - timedelta(days=31))
+        prune_events(schema_name=beta.schema_name)
+        with tenant_context(beta):
+            assert not Event.objects.exists()
+
+    seen = await adb(last_event_id)(beta)
+    await adb(send_and_prune_everything)()
+    agent_ws, _, _ = await ws_connect(
+        "/ws/inbox/", host=beta.host, session=await adb(session_key)(user=live_db.agent_b)
+    )
+    await agent_ws.send_json_to({"type": "resume", "after": seen})
+    assert (await receive_until(agent_ws, "resync"))["id"] is None
+    # Up to date: nothing to replay, no reload.
+    assert await resumed(agent_ws, await adb(last_event_id)(beta)) == []
+    await agent_ws.disconnect()
