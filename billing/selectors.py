@@ -95,11 +95,17 @@ def usage_summary(*, business: Business, start: datetime) -> UsageSummary:
         business_id=business.pk, opened_at__gte=start, opened_at__lt=end, voided_at__isnull=True
     )
     by_category = {c.value: CategoryUsage(c.value, str(c.label)) for c in Category}
+    pending = failed = 0
     for row in records.values("category").annotate(
-        n=Count("pk"), free_n=Count("pk", filter=Q(free=True)), cost=Sum("unit_price", filter=Q(free=False))
+        n=Count("pk"),
+        free_n=Count("pk", filter=Q(free=True)),
+        cost=Sum("unit_price", filter=Q(free=False)),
+        pending=Count("pk", filter=Q(report_state=UsageRecord.ReportState.PENDING)),
+        failed=Count("pk", filter=Q(report_state=UsageRecord.ReportState.FAILED)),
     ):
         usage = by_category[row["category"]]
         usage.conversations, usage.free, usage.cost = row["n"], row["free_n"], row["cost"] or Decimal("0")
+        pending, failed = pending + row["pending"], failed + row["failed"]
 
     days = {
         start.date() + timedelta(days=i): DayUsage(start.date() + timedelta(days=i)) for i in range((end - start).days)
@@ -111,16 +117,13 @@ def usage_summary(*, business: Business, start: datetime) -> UsageSummary:
         if day in days:
             days[day].counts[category] = n
 
-    states = dict(
-        records.filter(report_state__in=["pending", "failed"]).values_list("report_state").annotate(n=Count("pk"))
-    )
     return UsageSummary(
         start=start,
         end=end,
         categories=[by_category[c] for c in CATEGORIES],
         days=list(days.values()),
-        pending_reports=states.get("pending", 0),
-        failed_reports=states.get("failed", 0),
+        pending_reports=pending,
+        failed_reports=failed,
     )
 
 

@@ -192,3 +192,38 @@ def test_csv_streams_page_by_page_under_asgi(billing_live: World, live_server_pr
     assert len(rows) == 2500
     assert [int(r["conversation_id"]) for r in rows] == list(range(2500))
     assert "must consume" not in live_server_process.log_path.read_text()
+
+
+def test_billing_page_queries_do_not_grow_with_usage_or_invoices(world: World) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = business_client(world.business_a, world.owner_a)
+    account = services.billing_account_for(business=world.business_a)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get("/billing/?period=2026-06").status_code == 200
+        return len([q for q in ctx.captured_queries if not q["sql"].startswith("SET search_path")])
+
+    Invoice.objects.create(id="in_q_0", account=account, status="paid", amount_due=100)
+    records = seed_usage(world)
+    services.conversation_charge_void(record_id=records[0].pk, reason="delivery failed")
+    few = queries()
+    for n in range(1, 6):
+        Invoice.objects.create(id=f"in_q_{n}", account=account, status="open", amount_due=100 * n)
+    UsageRecord.objects.filter(pk=records[1].pk).update(report_state="failed")
+    with time_machine.travel(datetime(2026, 6, 20, 9, 0, tzinfo=UTC), tick=False):
+        for n in range(10):
+            conversation_charge_for_message(
+                business=world.business_a,
+                conversation_id=100 + n,
+                customer_id=uuid.uuid4().int % 10**12,
+                customer_phone="+4915112345678",
+                category=("service", "utility", "marketing", "authentication")[n % 4],
+                sent_at=timezone.now() + timedelta(hours=n),
+            )
+    assert queries() == few
+    html = client.get("/billing/?period=2026-06").content.decode()
+    assert "10 conversations are waiting to be reported to Stripe." in html  # 3 seeded + 7 new chargeable
+    assert "1 report needs attention from Parley staff." in html
