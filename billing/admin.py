@@ -47,10 +47,11 @@ class RateCardAdmin(admin.ModelAdmin[RateCard]):
 
     @admin.action(description=_("Make the selected rate card active"))
     def make_active(self, request: HttpRequest, queryset: QuerySet[RateCard]) -> None:
-        if queryset.count() != 1:
+        cards = list(queryset[:2])
+        if len(cards) != 1:
             self.message_user(request, _("Select exactly one rate card."), messages.ERROR)
             return
-        card = services.rate_card_activate(card=queryset.get(), actor=request.user)
+        card = services.rate_card_activate(card=cards[0], actor=request.user)
         self.message_user(request, _("“%(name)s” is now the active rate card.") % {"name": card.name}, messages.SUCCESS)
 
     def save_model(self, request: HttpRequest, obj: RateCard, form: Any, change: bool) -> None:
@@ -66,6 +67,8 @@ class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
     search_fields = ["id", "business__slug", "business__display_name"]
     date_hierarchy = "opened_at"
     list_select_related = ["business"]
+    # The ledger grows by a row per conversation: no second COUNT(*) over all of it per page.
+    show_full_result_count = False
     actions = ["report_again"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -97,6 +100,8 @@ class BillingAccountAdmin(admin.ModelAdmin[BillingAccount]):
     list_filter = ["subscription_status"]
     search_fields = ["business__slug", "business__display_name", "stripe_customer_id", "subscription_id"]
     readonly_fields = ["subscription_event_at", "created_at", "updated_at"]
+    # A select of every business on the platform would load them all into each change form.
+    raw_id_fields = ["business"]
     inlines = [InvoiceInline]
 
 
@@ -106,6 +111,7 @@ class StripeEventAdmin(admin.ModelAdmin[StripeEvent]):
     list_filter = ["type", "processed_at"]
     search_fields = ["id", "type"]
     readonly_fields = ["id", "type", "created", "payload", "received_at", "processed_at", "attempts", "error"]
+    show_full_result_count = False
     actions = ["process_now"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
