@@ -183,3 +183,14 @@ def test_number_owned_elsewhere_gets_the_same_answer(world: World) -> None:
         html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
         answers.append((sent.status_code, html))
     assert answers[0] == answers[1]
+
+
+def test_each_dismiss_button_names_its_notice(world: World) -> None:
+    """Several notices mean several "Dismiss" buttons; a screen reader hears which is which."""
+    from verification.models import BusinessNotice
+
+    BusinessNotice.objects.create(business=world.business_a, title="First <notice>")
+    BusinessNotice.objects.create(business=world.business_a, title="Second")
+    page = business_client(world.business_a, world.owner_a).get("/verification/").content.decode()
+    assert 'aria-label="Dismiss: First &lt;notice&gt;"' in page
+    assert 'aria-label="Dismiss: Second"' in page
