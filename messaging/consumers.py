@@ -254,6 +254,10 @@ class InboxConsumer(StreamConsumer):
     async def fetch_after(self, after: int) -> list[tuple[int, str]]:
         return await _db(self.schema_name, selectors.events_for_agents, after=after)
 
+    async def as_agent(self, service: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run a service in this business's schema on behalf of this agent."""
+        return await _db(self.schema_name, service, business=self.business, user=self.user, **kwargs)
+
     # layer → client
     async def inbox_frame(self, message: dict[str, Any]) -> None:
         # Ids are dense per business, so anything but last+1 means a missed or late event.
@@ -297,11 +301,8 @@ class InboxConsumer(StreamConsumer):
 
     async def on_send(self, payload: dict[str, Any]) -> None:
         self.check_send_rate()
-        result = await _db(
-            self.schema_name,
+        result = await self.as_agent(
             services.message_send_agent,
-            business=self.business,
-            user=self.user,
             conversation_id=payload.get("conversation_id"),
             body=payload.get("body"),
             client_msg_id=payload.get("client_msg_id"),
@@ -315,11 +316,8 @@ class InboxConsumer(StreamConsumer):
             await self.send_typing(self.viewing, who="agent", name=self.user.get_short_name())
 
     async def on_ack(self, payload: dict[str, Any]) -> None:
-        await _db(
-            self.schema_name,
+        await self.as_agent(
             services.messages_mark_by_agent,
-            business=self.business,
-            user=self.user,
             conversation_id=payload.get("conversation_id"),
             up_to=payload.get("up_to"),
             read=bool(payload.get("read")),
@@ -329,21 +327,15 @@ class InboxConsumer(StreamConsumer):
         assignee = payload.get("assignee_id")
         if assignee == "me":
             assignee = self.user.pk
-        await _db(
-            self.schema_name,
+        await self.as_agent(
             services.conversation_assign,
-            business=self.business,
-            user=self.user,
             conversation_id=payload.get("conversation_id"),
             assignee_id=assignee,
         )
 
     async def on_status(self, payload: dict[str, Any]) -> None:
-        await _db(
-            self.schema_name,
+        await self.as_agent(
             services.conversation_set_status,
-            business=self.business,
-            user=self.user,
             conversation_id=payload.get("conversation_id"),
             status=payload.get("status"),
         )
@@ -397,6 +389,10 @@ class ChatConsumer(StreamConsumer):
                 events.conversation_group(self.schema_name, self.conversation_id), self.channel_name
             )
 
+    async def as_customer(self, service: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run a service in this business's schema on behalf of this customer."""
+        return await _db(self.schema_name, service, business=self.business, customer=self.customer, **kwargs)
+
     async def fetch_after(self, after: int) -> list[tuple[int, str]]:
         if self.conversation_id is None:
             return []
@@ -410,11 +406,8 @@ class ChatConsumer(StreamConsumer):
 
     async def on_send(self, payload: dict[str, Any]) -> None:
         self.check_send_rate()
-        result = await _db(
-            self.schema_name,
+        result = await self.as_customer(
             services.message_send_customer,
-            business=self.business,
-            customer=self.customer,
             body=payload.get("body"),
             client_msg_id=payload.get("client_msg_id"),
         )
@@ -430,11 +423,8 @@ class ChatConsumer(StreamConsumer):
             await self.send_typing(self.conversation_id, who="customer")
 
     async def on_ack(self, payload: dict[str, Any]) -> None:
-        await _db(
-            self.schema_name,
+        await self.as_customer(
             services.messages_mark_by_customer,
-            business=self.business,
-            customer=self.customer,
             up_to=payload.get("up_to"),
             read=bool(payload.get("read")),
         )
