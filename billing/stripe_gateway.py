@@ -169,11 +169,14 @@ def meters() -> dict[str, Meter]:
     return found
 
 
-def meter_totals(*, customer_id: str, start: datetime, end: datetime) -> dict[str, int]:
-    """Sum of meter values per category for one customer between start and end."""
+def meter_totals(
+    *, customer_id: str, start: datetime, end: datetime, known_meters: dict[str, Meter] | None = None
+) -> dict[str, int]:
+    """Sum of meter values per category for one customer between start and end. Pass the meters
+    when asking for many customers, so they are listed once."""
     client = _client()
     totals: dict[str, int] = {}
-    for category, meter in meters().items():
+    for category, meter in (known_meters if known_meters is not None else meters()).items():
         total = 0
         with _translated_errors():
             summaries = client.v1.billing.meters.event_summaries.list(

@@ -182,8 +182,11 @@ def test_reconcile_prints_differences(billing_live: World, fake_stripe: FakeStri
     period = f"{timezone.now():%Y-%m}"
     if any(f"{r.opened_at:%Y-%m}" != period for r in records):
         return  # ran across a month boundary; nothing meaningful to compare
+    fake_stripe.requests.clear()
     call_command("billing_reconcile", "--period", period)
     assert "Ledger and Stripe agree." in capsys.readouterr().out
+    listed = [r for r in fake_stripe.calls("GET", "/v1/billing/meters") if r.path == "/v1/billing/meters"]
+    assert len(listed) == 1  # once for the whole run (two businesses), not once per business
 
     lost = fake_stripe.meter_events.pop(str(records[1].pk))
     call_command("billing_reconcile", "--period", period)
