@@ -88,20 +88,21 @@ def me(request: HttpRequest) -> HttpResponse:
             return _signed_in_redirect(request)
         return _privacy_page(request, customer)
 
-    form = PhoneForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        if form.is_valid():
-            try:
-                customer_sign_in_start(phone_number=form.cleaned_data["e164"], ip_address=client_ip(request))
-            except OtpRateLimited as error:
-                form.add_error(None, error.message)
-                status = 429
-            else:
-                request.session[PENDING_KEY] = form.cleaned_data["e164"]
-                return redirect("me_code")
-        else:
-            status = 400
+    if request.method != "POST":
+        return _sign_in_page(request, PhoneForm())
+    form = PhoneForm(request.POST)
+    if not form.is_valid():
+        return _sign_in_page(request, form, status=400)
+    try:
+        customer_sign_in_start(phone_number=form.cleaned_data["e164"], ip_address=client_ip(request))
+    except OtpRateLimited as error:
+        form.add_error(None, error.message)
+        return _sign_in_page(request, form, status=429)
+    request.session[PENDING_KEY] = form.cleaned_data["e164"]
+    return redirect("me_code")
+
+
+def _sign_in_page(request: HttpRequest, form: PhoneForm, status: int = 200) -> HttpResponse:
     return render(request, "customers/sign_in.html", {"form": form}, status=status)
 
 
@@ -110,18 +111,22 @@ def me_code(request: HttpRequest) -> HttpResponse:
     pending = request.session.get(PENDING_KEY)
     if not pending:
         return redirect("me")
-    form = CodeForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        if form.is_valid():
-            customer = customer_sign_in_confirm(phone_number=pending, code=form.cleaned_data["code"])
-            if customer is not None:
-                customer_login(request.session, customer)  # a new key; the ?next= stays
-                request.session.pop(PENDING_KEY, None)
-                messages.success(request, _("You're signed in."))
-                return _signed_in_redirect(request)
-            form.add_error("code", str(CODE_REJECTED_MESSAGE))
-        status = 400
+    if request.method != "POST":
+        return _code_page(request, CodeForm(), pending)
+    form = CodeForm(request.POST)
+    if not form.is_valid():
+        return _code_page(request, form, pending, status=400)
+    customer = customer_sign_in_confirm(phone_number=pending, code=form.cleaned_data["code"])
+    if customer is None:
+        form.add_error("code", str(CODE_REJECTED_MESSAGE))
+        return _code_page(request, form, pending, status=400)
+    customer_login(request.session, customer)  # a new key; the ?next= stays
+    request.session.pop(PENDING_KEY, None)
+    messages.success(request, _("You're signed in."))
+    return _signed_in_redirect(request)
+
+
+def _code_page(request: HttpRequest, form: CodeForm, pending: str, status: int = 200) -> HttpResponse:
     return render(
         request,
         "customers/code.html",
@@ -175,7 +180,7 @@ def me_report(request: HttpRequest, business_id: int) -> HttpResponse:
     customer: Customer = request.customer  # type: ignore[attr-defined]
     # Only businesses on the customer's privacy page can be reported; anything else is a 404.
     row = customer_business_row(customer=customer, business_id=business_id)
-    form = ReportForm(request.POST or None, initial={"block": not row.blocked})
+    form = ReportForm(request.POST if request.method == "POST" else None, initial={"block": not row.blocked})
     status = 200
     if request.method == "POST":
         if form.is_valid():

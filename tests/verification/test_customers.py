@@ -83,6 +83,21 @@ def test_code_in_other_digit_scripts_works(world: World, fixed_code: str) -> Non
     assert refused.status_code == 400 and "The code has 6 digits." in refused.content.decode()
 
 
+def test_empty_posts_say_what_is_missing(world: World, fixed_code: str) -> None:
+    """A POST with no fields is a bound form with errors, not a silent 400 with none."""
+    client = public_client()
+    empty = client.post("/me/", {})
+    assert empty.status_code == 400 and "This field is required." in empty.content.decode()
+    client.post("/me/", {"region": "DE", "phone": fresh_mobile()})
+    empty_code = client.post("/me/code/", {})
+    assert empty_code.status_code == 400 and "This field is required." in empty_code.content.decode()
+    customer_client, customer = signed_in_customer(fresh_mobile(), fixed_code)
+    customer_contact_record(customer_id=customer.pk, business_id=world.business_a.pk)
+    empty_report = customer_client.post(f"/me/businesses/{world.business_a.pk}/report/", {})
+    assert empty_report.status_code == 400 and "This field is required." in empty_report.content.decode()
+    assert not Report.objects.filter(customer=customer).exists()
+
+
 def test_code_step_needs_a_number_first(world: World) -> None:
     response = public_client().post("/me/code/", {"code": "123456"})
     assert response.status_code == 302 and response["Location"] == "/me/"
