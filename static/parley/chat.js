@@ -1,5 +1,5 @@
 // The customer's chat page: history, composer, delivery ticks, typing indicator.
-import { ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, ticks, timeLabel } from "./realtime.js";
+import { ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, ticks, timeLabel } from "./realtime.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const S = config.strings;
@@ -113,21 +113,19 @@ function onFrame(frame) {
         typingTimer = setTimeout(() => { typingLine.textContent = typingDefault; }, 4000);
       }
       break;
-    case "error":
-      if (frame.code === "rate_limited" && frame.client_msg_id && pending.has(frame.client_msg_id)) {
-        // Not refused for good: send the same message (same client_msg_id) again shortly.
-        const m = pending.get(frame.client_msg_id);
-        setTimeout(() => socket.send({ type: "send", body: m.body, client_msg_id: m.client_msg_id }, { queue: false }), 3000);
-        break;
-      }
+    case "error": {
+      const outcome = onSendError(frame, pending, (m) => socket.send(sendFrame(m), { queue: false }));
+      if (outcome === "retrying") break;
       errorBox.textContent = frame.message;
       errorBox.hidden = false;
-      if (frame.client_msg_id && pending.has(frame.client_msg_id)) {
-        pending.get(frame.client_msg_id).failed = frame.message;
-        render();
-      }
+      if (outcome === "failed") render();
       break;
+    }
   }
+}
+
+function sendFrame(m) {
+  return { type: "send", body: m.body, client_msg_id: m.client_msg_id };
 }
 
 const socket = new ResumingSocket("/ws/chat/", {
@@ -135,7 +133,7 @@ const socket = new ResumingSocket("/ws/chat/", {
   onFrame,
   onOpen: () => {
     // Sends that were not confirmed are sent again; the same client_msg_id makes it harmless.
-    pending.forEach((m) => { if (!m.failed) socket.send({ type: "send", body: m.body, client_msg_id: m.client_msg_id }); });
+    pending.forEach((m) => { if (!m.failed) socket.send(sendFrame(m)); });
     acknowledge();
   },
   onStatus: (up) => { connStatus.hidden = up; connStatus.textContent = up ? "" : S.reconnecting; },
@@ -151,7 +149,7 @@ form.addEventListener("submit", (event) => {
   input.value = "";
   render();
   thread.scrollTop = thread.scrollHeight;
-  socket.send({ type: "send", body, client_msg_id: m.client_msg_id }, { queue: false });
+  socket.send(sendFrame(m), { queue: false });
 });
 
 input.addEventListener("keydown", (event) => {

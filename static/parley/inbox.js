@@ -1,6 +1,6 @@
 // The agents' shared inbox: live list (tabs, status filter, unread), thread with history paged
 // backwards, composer, typing both ways, read receipts, presence.
-import { ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, ticks, timeLabel } from "./realtime.js";
+import { ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, ticks, timeLabel } from "./realtime.js";
 
 const config = JSON.parse(document.getElementById("inbox-config").textContent);
 const S = config.strings;
@@ -272,21 +272,19 @@ function onFrame(frame) {
         typingTimer = setTimeout(() => { typingLine.textContent = ""; }, 4000);
       }
       break;
-    case "error":
-      if (frame.code === "rate_limited" && frame.client_msg_id && pending.has(frame.client_msg_id)) {
-        // Not refused for good: send the same message (same client_msg_id) again shortly.
-        const m = pending.get(frame.client_msg_id);
-        setTimeout(() => socket.send({ type: "send", conversation_id: m.conversation_id, body: m.body, kind: m.kind, client_msg_id: m.client_msg_id }, { queue: false }), 3000);
-        break;
-      }
+    case "error": {
+      const outcome = onSendError(frame, pending, (m) => socket.send(sendFrame(m), { queue: false }));
+      if (outcome === "retrying") break;
       errorBox.textContent = frame.message;
       errorBox.hidden = false;
-      if (frame.client_msg_id && pending.has(frame.client_msg_id)) {
-        pending.get(frame.client_msg_id).failed = frame.message;
-        renderThread();
-      }
+      if (outcome === "failed") renderThread();
       break;
+    }
   }
+}
+
+function sendFrame(m) {
+  return { type: "send", conversation_id: m.conversation_id, body: m.body, kind: m.kind, client_msg_id: m.client_msg_id };
 }
 
 const socket = new ResumingSocket("/ws/inbox/", {
@@ -295,7 +293,7 @@ const socket = new ResumingSocket("/ws/inbox/", {
   onOpen: () => {
     if (current !== null) socket.send({ type: "view", conversation_id: current });
     pending.forEach((m) => {
-      if (!m.failed) socket.send({ type: "send", conversation_id: m.conversation_id, body: m.body, kind: m.kind, client_msg_id: m.client_msg_id });
+      if (!m.failed) socket.send(sendFrame(m));
     });
   },
   onStatus: (up) => { $("conn-status").hidden = up; $("conn-status").textContent = up ? "" : S.reconnecting; },
@@ -312,7 +310,7 @@ form.addEventListener("submit", (event) => {
   input.value = "";
   renderThread();
   thread.scrollTop = thread.scrollHeight;
-  socket.send({ type: "send", conversation_id: current, body, kind, client_msg_id: m.client_msg_id }, { queue: false });
+  socket.send(sendFrame(m), { queue: false });
 });
 input.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }

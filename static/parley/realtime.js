@@ -61,6 +61,20 @@ export class ResumingSocket {
   }
 }
 
+// An error frame about a send still pending. rate_limited is not final: the same message (same
+// client_msg_id, so repeating it is harmless) goes again shortly. Any other refusal marks it
+// failed. Returns "retrying", "failed" (the caller re-renders) or "other" (not about a send).
+export function onSendError(frame, pending, resend) {
+  const m = frame.client_msg_id ? pending.get(frame.client_msg_id) : undefined;
+  if (!m) return "other";
+  if (frame.code === "rate_limited") {
+    setTimeout(() => resend(m), 3000);
+    return "retrying";
+  }
+  m.failed = frame.message;
+  return "failed";
+}
+
 // Threads are re-rendered whole, so they cannot be live regions: a message that arrives live is
 // spoken through a separate, visually hidden one.
 export function announce(region, text) {
