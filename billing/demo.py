@@ -11,8 +11,16 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import BillingAccount, Invoice, Rate, RateCard, UsageRecord
-from billing.services import month_start, price_for, usage_counter_rebuild
+from billing.models import (
+    CATEGORIES,
+    FREE_SERVICE_CONVERSATIONS_PER_MONTH,
+    BillingAccount,
+    Invoice,
+    Rate,
+    RateCard,
+    UsageRecord,
+)
+from billing.services import WINDOW, active_rate_card, month_start, price_for, usage_counter_rebuild
 from tenancy.demo import DemoWorld
 from tenancy.models import Business
 
@@ -29,7 +37,6 @@ RATES = {
     "US": ("0.0088", "0.0040", "0.0250", "0.0135"),
     "IN": ("0.0040", "0.0014", "0.0099", "0.0014"),
 }
-CATEGORIES = ("service", "utility", "marketing", "authentication")
 PHONES = {
     "DE": "+4915112345678",
     "AT": "+436641234567",
@@ -42,14 +49,7 @@ NAMESPACE = uuid.UUID("7b0a4a56-9d43-4a7e-9a53-3f1f1e0b6a11")
 
 def seed_rate_card() -> RateCard:
     """Country rates on the active card (created if there is none); prices staff have edited stay."""
-    card = RateCard.objects.filter(is_active=True).first() or RateCard.objects.create(
-        name="Parley rate card 2026",
-        is_active=True,
-        default_service=Decimal("0.0300"),
-        default_utility=Decimal("0.0400"),
-        default_marketing=Decimal("0.0700"),
-        default_authentication=Decimal("0.0350"),
-    )
+    card = active_rate_card()
     for country, prices in RATES.items():
         for category, price in zip(CATEGORIES, prices, strict=True):
             Rate.objects.get_or_create(
@@ -82,7 +82,7 @@ def _usage(business: Business, *, per_day: int, mix: tuple[int, int, int, int], 
                     category=category,
                     country=country,
                     opened_at=opened,
-                    window_ends_at=opened + timedelta(hours=24),
+                    window_ends_at=opened + WINDOW,
                     unit_price=prices[(category, country)],
                     report_state=UsageRecord.ReportState.NOT_BILLED,
                     report_error="demo data",
@@ -96,7 +96,7 @@ def _usage(business: Business, *, per_day: int, mix: tuple[int, int, int, int], 
         if row.category == "service":
             month = month_start(row.opened_at)
             counts[month] = counts.get(month, 0) + 1
-            row.free = counts[month] <= 1000
+            row.free = counts[month] <= FREE_SERVICE_CONVERSATIONS_PER_MONTH
     new = [r for r in rows if r.pk not in existing]
     UsageRecord.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
     for month in {month_start(r.opened_at) for r in rows}:

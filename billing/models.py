@@ -25,6 +25,10 @@ class Category(models.TextChoices):
     AUTHENTICATION = "authentication", _("Authentication")
 
 
+# The categories in display order: the order of pages, CSV, Checkout line items and Stripe objects.
+CATEGORIES: tuple[str, ...] = tuple(Category.values)
+
+
 class RateCard(models.Model):
     """A price list. Exactly one is active; editing it changes prices for new conversations only
     (each usage record keeps the unit price it was opened with)."""
@@ -186,6 +190,9 @@ class UsageCounter(models.Model):
 class BillingAccount(models.Model):
     """A business's Stripe side: customer, subscription and payment state."""
 
+    # Stripe subscription statuses under which the business is billed (and must not subscribe again).
+    SUBSCRIBED_STATUSES = frozenset({"active", "trialing", "past_due"})
+
     business = models.OneToOneField("tenancy.Business", on_delete=models.CASCADE, related_name="billing_account")
     stripe_customer_id = models.CharField(_("Stripe customer"), max_length=64, blank=True, db_index=True)
     subscription_id = models.CharField(_("subscription"), max_length=64, blank=True)
@@ -203,6 +210,10 @@ class BillingAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.business} ({self.stripe_customer_id or 'no Stripe customer'})"
+
+    @property
+    def subscribed(self) -> bool:
+        return self.subscription_status in self.SUBSCRIBED_STATUSES
 
 
 class Invoice(models.Model):

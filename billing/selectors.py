@@ -147,7 +147,7 @@ def payment_state(*, business: Business) -> PaymentState:
     return PaymentState(
         account=account,
         ledger_only=not stripe_gateway.is_configured(),
-        subscribed=bool(account and account.subscription_status in {"active", "trialing", "past_due"}),
+        subscribed=bool(account and account.subscribed),
         in_grace_period=bool(ends and now < ends),
         blocked=bool(ends and now >= ends),
     )

@@ -30,6 +30,7 @@ from accounts.models import Membership
 from audit.services import audit_record
 from billing import stripe_gateway
 from billing.models import (
+    CATEGORIES,
     FREE_SERVICE_CONVERSATIONS_PER_MONTH,
     BillingAccount,
     Category,
@@ -44,7 +45,6 @@ from tenancy.models import Business
 
 logger = logging.getLogger("parley.billing")
 
-CATEGORIES = ("service", "utility", "marketing", "authentication")
 WINDOW = timedelta(hours=24)
 GRACE_PERIOD = timedelta(days=7)
 
@@ -402,7 +402,7 @@ def checkout_start(*, business: Business, actor: Any, return_url: str) -> str:
     if not stripe_gateway.is_configured():
         raise BillingError(_("Payments are not set up on this Parley installation yet."))
     account = billing_account_for(business=business)
-    if account.subscription_status in {"active", "trialing", "past_due"}:
+    if account.subscribed:
         # A second Checkout would start a second subscription and bill every conversation twice.
         raise BillingError(_("This business already has a subscription: manage it in the customer portal."))
     customer_id = stripe_customer_ensure(business=business)

@@ -22,7 +22,8 @@ from typing import Any
 import stripe
 from django.conf import settings
 
-CATEGORIES = ("service", "utility", "marketing", "authentication")
+from billing.models import CATEGORIES
+
 WEBHOOK_TOLERANCE_SECONDS = 300
 # Price of one meter unit in cents: 0.01 cents = €0.0001 (billing.models.PRICE_UNIT).
 UNIT_AMOUNT_DECIMAL_CENTS = Decimal("0.01")
