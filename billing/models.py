@@ -192,6 +192,17 @@ class BillingAccount(models.Model):
 
     # Stripe subscription statuses under which the business is billed (and must not subscribe again).
     SUBSCRIBED_STATUSES = frozenset({"active", "trialing", "past_due"})
+    # Stripe's words, as the owner reads them on the billing page.
+    SUBSCRIPTION_STATUS_LABELS = {
+        "active": _("Active"),
+        "trialing": _("Trial"),
+        "past_due": _("Past due"),
+        "unpaid": _("Unpaid"),
+        "paused": _("Paused"),
+        "incomplete": _("Waiting for the first payment"),
+        "incomplete_expired": _("Expired"),
+        "canceled": _("Cancelled"),
+    }
 
     business = models.OneToOneField("tenancy.Business", on_delete=models.CASCADE, related_name="billing_account")
     stripe_customer_id = models.CharField(_("Stripe customer"), max_length=64, blank=True, db_index=True)
@@ -215,9 +226,21 @@ class BillingAccount(models.Model):
     def subscribed(self) -> bool:
         return self.subscription_status in self.SUBSCRIBED_STATUSES
 
+    @property
+    def subscription_status_label(self) -> str:
+        return str(self.SUBSCRIPTION_STATUS_LABELS.get(self.subscription_status, self.subscription_status))
+
 
 class Invoice(models.Model):
     """Our copy of a Stripe invoice, kept current by webhooks, so the dashboard never waits on Stripe."""
+
+    STATUS_LABELS = {
+        "draft": _("Draft"),
+        "open": _("Open"),
+        "paid": _("Paid"),
+        "uncollectible": _("Uncollectible"),
+        "void": _("Void"),
+    }
 
     id = models.CharField(primary_key=True, max_length=64)
     account = models.ForeignKey(BillingAccount, on_delete=models.CASCADE, related_name="invoices")
@@ -241,6 +264,10 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return self.number or self.id
+
+    @property
+    def status_label(self) -> str:
+        return str(self.STATUS_LABELS.get(self.status, self.status))
 
     @property
     def amount_due_major(self) -> Decimal:

@@ -13,6 +13,8 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.formats import date_format
+from django.utils.translation import ngettext
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -63,7 +65,12 @@ def _day_chart(summary: selectors.UsageSummary) -> dict[str, Any]:
                     width=bar_width,
                     height=round(h, 2),
                     colour=CATEGORY_COLOURS[category],
-                    title=f"{day.day:%d %b}: {count} {labels[category]}",
+                    title=ngettext(
+                        "%(day)s: %(count)d %(category)s conversation",
+                        "%(day)s: %(count)d %(category)s conversations",
+                        count,
+                    )
+                    % {"day": date_format(day.day, "j M"), "count": count, "category": labels[category]},
                 )
             )
     ticks = [

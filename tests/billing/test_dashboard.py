@@ -227,3 +227,15 @@ def test_billing_page_queries_do_not_grow_with_usage_or_invoices(world: World) -
     html = client.get("/billing/?period=2026-06").content.decode()
     assert "10 conversations are waiting to be reported to Stripe." in html  # 3 seeded + 7 new chargeable
     assert "1 report needs attention from Parley staff." in html
+
+
+def test_statuses_and_chart_titles_are_words_not_stripe_codes(world: World) -> None:
+    seed_usage(world)
+    account = services.billing_account_for(business=world.business_a)
+    account.subscription_status = "past_due"
+    account.save()
+    Invoice.objects.create(id="in_words", account=account, number="PARLEY-9", status="uncollectible", amount_due=100)
+    html = business_client(world.business_a, world.owner_a).get("/billing/?period=2026-06").content.decode()
+    assert '<span class="pill">Past due</span>' in html and "past_due" not in html
+    assert ">Uncollectible</span>" in html
+    assert "<title>3 Jun: 1 Service conversation</title>" in html
