@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -540,6 +540,21 @@ def messages_mark_by_agent(*, business: Business, user: User, conversation_id: A
     """An agent's inbox received (and, if `read`, showed) customer messages up to `up_to`."""
     up_to = _as_int(up_to)
     _membership(business, user)
+    if not read:
+        # Every open inbox acks each customer message as delivered, and only the first ack
+        # changes anything: the others learn that without queueing for the conversation's lock.
+        pk = conversation_pk(conversation_id)
+        undelivered = Message.objects.filter(
+            conversation_id=pk,
+            direction=Message.Direction.INBOUND,
+            id__lte=up_to,
+            status__in=[Message.Status.QUEUED, Message.Status.SENT],
+        )
+        found = Conversation.objects.filter(pk=pk).values_list(Exists(undelivered), flat=True).first()
+        if found is None:
+            raise not_found()
+        if not found:
+            return 0
     with transaction.atomic():
         conversation = _locked_conversation(conversation_id)
         stream = _Stream(business, conversation)

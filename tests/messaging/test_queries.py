@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from django_tenants.utils import tenant_context
 
 from directory.models import CustomerThread
 from messaging import selectors
 from messaging.models import Message
-from messaging.services import message_send_agent, message_send_customer, messages_mark_by_customer
+from messaging.services import (
+    MessagingError,
+    message_send_agent,
+    message_send_customer,
+    messages_mark_by_agent,
+    messages_mark_by_customer,
+)
 from tests.conftest import World
 from tests.messaging.conftest import make_customer
 
@@ -49,3 +56,23 @@ def test_the_inbox_list_costs_the_same_for_many_conversations(world: World, djan
         with django_assert_max_num_queries(2 * 1):
             contacts = selectors.contacts_list()
             assert all(c.conversation.pk and c.customer.phone_number for c in contacts)
+
+
+def test_only_the_first_delivered_ack_takes_the_conversation_lock(
+    world: World, django_assert_max_num_queries: Any
+) -> None:
+    customer = make_customer()
+    business = world.business_a
+    with tenant_context(business):
+        message = message_send_customer(business=business, customer=customer, body="hi").message
+        kwargs = {"business": business, "conversation_id": message.conversation_id, "up_to": message.pk}
+        assert messages_mark_by_agent(user=world.agent_a, read=False, **kwargs) == 1
+        # Every other open inbox acks the same message: membership and one read, no lock.
+        with django_assert_max_num_queries(2 * 2) as captured:
+            assert messages_mark_by_agent(user=world.owner_a, read=False, **kwargs) == 0
+        assert not any("FOR UPDATE" in q["sql"] for q in captured.captured_queries)
+        message.refresh_from_db()
+        assert message.status == "delivered"
+        with pytest.raises(MessagingError) as missing:
+            messages_mark_by_agent(user=world.agent_a, read=False, **{**kwargs, "conversation_id": 10**12})
+        assert missing.value.code == "not_found"
