@@ -200,6 +200,7 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Parley <no-reply@parl
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("de", _("German"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_DOMAIN = SESSION_COOKIE_DOMAIN
 TIME_ZONE = "Europe/Berlin"
 USE_I18N = True
 USE_TZ = True
