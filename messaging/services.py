@@ -10,7 +10,7 @@ transaction through billing's contract.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,7 +51,6 @@ def not_found() -> MessagingError:
 class SendResult:
     message: Message
     duplicate: bool
-    events: list[events.StoredEvent] = field(default_factory=list)
 
 
 # --- payloads (what clients see) ------------------------------------------------------------
@@ -173,9 +172,9 @@ class _Stream:
     def add(self, type: str, audience: str, build: Any) -> None:
         self.pending.append((type, audience, build))
 
-    def commit(self) -> list[events.StoredEvent]:
+    def commit(self) -> None:
         if not self.pending:
-            return []
+            return
         first = events.allocate_event_ids(len(self.pending))
         stored: list[events.StoredEvent] = []
         conversation = self.conversation
@@ -205,7 +204,6 @@ class _Stream:
             for cid, data in self.customer_updates
         ]
         events.publish_on_commit(schema_name=self.business.schema_name, events=stored, customer_updates=customer_frames)
-        return stored
 
 
 def _thread_touch(
@@ -322,8 +320,8 @@ def message_send_customer(*, business: Business, customer: Customer, body: Any, 
         _message_created(stream, message, Event.Audience.EVERYONE)
         _conversation_updated(stream)
         stream.customer_updates.append((customer.pk, thread))
-        stored = stream.commit()
-    return SendResult(message, duplicate=False, events=stored)
+        stream.commit()
+    return SendResult(message, duplicate=False)
 
 
 def _membership(business: Business, user: User) -> Membership:
@@ -411,8 +409,8 @@ def message_send_agent(
             )
         _message_created(stream, message, Event.Audience.AGENTS if note else Event.Audience.EVERYONE)
         _conversation_updated(stream)
-        stored = stream.commit()
-    return SendResult(message, duplicate=False, events=stored)
+        stream.commit()
+    return SendResult(message, duplicate=False)
 
 
 def message_send_template(
@@ -468,8 +466,8 @@ def message_send_template(
         )
         _message_created(stream, message, Event.Audience.EVERYONE)
         _conversation_updated(stream)
-        stored = stream.commit()
-    return SendResult(message, duplicate=False, events=stored)
+        stream.commit()
+    return SendResult(message, duplicate=False)
 
 
 # --- receipts -------------------------------------------------------------------------------
