@@ -60,6 +60,11 @@ class DayUsage:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    @property
+    def counts_in_order(self) -> list[int]:
+        """One count per category, in CATEGORIES order (the columns of the daily table)."""
+        return [self.counts.get(category, 0) for category in CATEGORIES]
+
 
 @dataclass
 class UsageSummary:

@@ -92,6 +92,7 @@ def billing(request: HttpRequest) -> HttpResponse:
         return render(request, "billing/bad_request.html", {"section": "billing", "reason": str(error)}, status=400)
     business: Any = request.tenant  # type: ignore[attr-defined]
     summary = selectors.usage_summary(business=business, start=start)
+    next_start = selectors.period_end(start)
     legend = [(str(label), CATEGORY_COLOURS[value]) for value, label in Category.choices]
     return render(
         request,
@@ -105,7 +106,8 @@ def billing(request: HttpRequest) -> HttpResponse:
             "legend": legend,
             "period": f"{start:%Y-%m}",
             "previous_period": f"{(start.replace(day=1) - timedelta(days=1)):%Y-%m}",
-            "next_period": f"{selectors.period_end(start):%Y-%m}",
+            # No "next month" into the future: there is nothing to show there yet.
+            "next_period": f"{next_start:%Y-%m}" if next_start <= selectors.period_parse(None) else "",
             "free_tier": services.FREE_SERVICE_CONVERSATIONS_PER_MONTH,
             "checkout_result": request.GET.get("checkout", ""),
         },

@@ -239,3 +239,24 @@ def test_statuses_and_chart_titles_are_words_not_stripe_codes(world: World) -> N
     assert '<span class="pill">Past due</span>' in html and "past_due" not in html
     assert ">Uncollectible</span>" in html
     assert "<title>3 Jun: 1 Service conversation</title>" in html
+
+
+def test_month_navigation_stops_at_the_current_month_and_checkout_cancel_is_explained(world: World) -> None:
+    client = business_client(world.business_a, world.owner_a)
+    now = timezone.now()
+    this_month = client.get("/billing/").content.decode()
+    assert "Previous month" in this_month and "Next month" not in this_month
+    last_year = client.get(f"/billing/?period={now.year - 1}-{now.month:02d}").content.decode()
+    assert "Next month" in last_year
+    cancelled = client.get("/billing/?checkout=cancelled").content.decode()
+    assert "Checkout was cancelled. Nothing was charged" in cancelled
+
+
+def test_daily_table_columns_follow_the_legend(world: World) -> None:
+    seed_usage(world)
+    html = business_client(world.business_a, world.owner_a).get("/billing/?period=2026-06").content.decode()
+    # 3 June: one service and one utility conversation; columns are service, utility, marketing, authentication.
+    assert (
+        '<th scope="row">Wed 03 Jun</th><td class="num">1</td><td class="num">1</td>'
+        '<td class="num">0</td><td class="num">0</td>'
+    ) in html
