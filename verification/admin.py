@@ -174,6 +174,10 @@ class PhoneChallengeAdmin(admin.ModelAdmin[PhoneChallenge]):
     def has_change_permission(self, request: HttpRequest, obj: PhoneChallenge | None = None) -> bool:
         return False
 
+    # The rows are the rate limit's memory: deleting one would reset a number's send limit.
+    def has_delete_permission(self, request: HttpRequest, obj: PhoneChallenge | None = None) -> bool:
+        return False
+
 
 @admin.register(SmsMessage)
 class SmsMessageAdmin(admin.ModelAdmin[SmsMessage]):

@@ -299,3 +299,15 @@ def test_queued_sms_reaches_the_outbox(live_db: World, fixed_code: str) -> None:
     run_sms_jobs()
     message = SmsMessage.objects.get(to=number)
     assert message.body == f"code {fixed_code}"
+
+
+def test_staff_cannot_delete_codes_and_so_cannot_reset_send_limits(world: World) -> None:
+    from django.contrib.admin.sites import site
+
+    from tests.conftest import public_client
+    from verification.models import PhoneChallenge
+
+    model_admin = site._registry[PhoneChallenge]
+    request = public_client(world.staff).get("/admin/").wsgi_request
+    request.user = world.staff
+    assert model_admin.has_delete_permission(request) is False
