@@ -8,7 +8,7 @@ const form = document.getElementById("composer");
 const input = document.getElementById("composer-body");
 const errorBox = document.getElementById("chat-error");
 const typingLine = document.getElementById("chat-typing");
-const typingDefault = typingLine.textContent;
+const verifiedLine = document.getElementById("chat-verified");
 const connStatus = document.getElementById("conn-status");
 const announcer = document.getElementById("thread-announce");
 
@@ -81,6 +81,11 @@ function acknowledge() {
   if (open) socket.send({ type: "ack", up_to: upTo, read }, { queue: false });
 }
 
+function showTyping(text) {
+  typingLine.textContent = text;
+  verifiedLine.hidden = Boolean(text);
+}
+
 function onFrame(frame) {
   switch (frame.type) {
     case "message.created":
@@ -91,7 +96,7 @@ function onFrame(frame) {
       upsert(frame.message);
       render();
       if (frame.message.direction === "out") {
-        typingLine.textContent = typingDefault;
+        showTyping("");
         acknowledge();
       }
       break;
@@ -108,9 +113,9 @@ function onFrame(frame) {
     }
     case "typing":
       if (frame.who === "agent") {
-        typingLine.textContent = format(S.typing, { name: frame.name || config.business_name });
+        showTyping(format(S.typing, { name: frame.name || config.business_name }));
         clearTimeout(typingTimer);
-        typingTimer = setTimeout(() => { typingLine.textContent = typingDefault; }, 4000);
+        typingTimer = setTimeout(() => showTyping(""), 4000);
       }
       break;
     case "error": {

@@ -138,6 +138,13 @@ def test_inbox_keyboard_tabs_and_spoken_new_messages(
         agent_page.locator(".bubble.theirs", has_text="second, live").wait_for()
         agent_page.wait_for_function("document.getElementById('thread-announce').textContent.includes('second, live')")
         assert agent_page.locator("#thread").get_attribute("aria-live") is None
+
+        # The agent typing replaces the customer's verification line; only the typing text is live.
+        agent_page.get_by_role("textbox", name="Message").fill("One moment")
+        customer_page.wait_for_function("document.getElementById('chat-typing').textContent.includes('typing')")
+        assert customer_page.locator("#chat-verified").is_hidden()
+        customer_page.locator("#chat-verified").wait_for(state="visible", timeout=8000)
+        assert customer_page.locator("#chat-typing").inner_text() == ""
     finally:
         agent_context.close()
         customer_context.close()
