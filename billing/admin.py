@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django import forms
@@ -10,6 +11,8 @@ from django.utils.translation import gettext_lazy as _
 
 from billing import services
 from billing.models import BillingAccount, Invoice, Rate, RateCard, StripeEvent, UsageRecord
+
+logger = logging.getLogger("parley.billing")
 
 
 class RateForm(forms.ModelForm[Rate]):
@@ -119,5 +122,15 @@ class StripeEventAdmin(admin.ModelAdmin[StripeEvent]):
 
     @admin.action(description=_("Process now (unprocessed events only)"))
     def process_now(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
-        done = sum(1 for pk in queryset.values_list("pk", flat=True) if services.stripe_event_process(event_id=pk))
+        done = failed = 0
+        for pk in queryset.values_list("pk", flat=True):
+            try:
+                done += services.stripe_event_process(event_id=pk)
+            except Exception:  # kept on the event (error, attempts); one bad event must not stop the rest
+                logger.exception("processing Stripe event %s from the admin failed", pk)
+                failed += 1
         self.message_user(request, _("%(n)d event(s) processed.") % {"n": done}, messages.SUCCESS)
+        if failed:
+            self.message_user(
+                request, _("%(n)d event(s) failed again: see each event's error.") % {"n": failed}, messages.ERROR
+            )

@@ -449,19 +449,27 @@ def stripe_event_store(*, event: dict[str, Any]) -> tuple[StripeEvent, bool]:
 
 
 def stripe_event_process(*, event_id: str) -> bool:
-    """Apply one stored event exactly once. Returns False when it had been processed already."""
-    with transaction.atomic():
-        row = StripeEvent.objects.select_for_update().get(pk=event_id)
-        if row.processed_at is not None:
-            return False
-        StripeEvent.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1)
-        handler = _HANDLERS.get(row.type)
-        if handler is not None:
-            obj = row.payload.get("data", {}).get("object", {})
-            handler(obj, row.created or timezone.now())
-        row.processed_at = timezone.now()
-        row.error = ""
-        row.save(update_fields=["processed_at", "error"])
+    """Apply one stored event exactly once. Returns False when it had been processed already.
+
+    A failed attempt rolls back what it applied but is still counted, with its error, on the
+    stored event (whether it came from the webhook, the retry job or the admin), then re-raised."""
+    try:
+        with transaction.atomic():
+            row = StripeEvent.objects.select_for_update().get(pk=event_id)
+            if row.processed_at is not None:
+                return False
+            handler = _HANDLERS.get(row.type)
+            if handler is not None:
+                obj = row.payload.get("data", {}).get("object", {})
+                handler(obj, row.created or timezone.now())
+            StripeEvent.objects.filter(pk=row.pk).update(
+                processed_at=timezone.now(), attempts=F("attempts") + 1, error=""
+            )
+    except Exception as error:
+        StripeEvent.objects.filter(pk=event_id, processed_at__isnull=True).update(
+            attempts=F("attempts") + 1, error=repr(error)[:2000]
+        )
+        raise
     return True
 
 
@@ -671,12 +679,11 @@ def stripe_event_receive(*, event: dict[str, Any]) -> str:
         return "duplicate"
     try:
         return "processed" if stripe_event_process(event_id=row.pk) else "duplicate"
-    except Exception as error:
+    except Exception:
         logger.exception("processing Stripe event %s failed; queued for retry", row.pk)
-        with transaction.atomic():
-            StripeEvent.objects.filter(pk=row.pk).update(error=repr(error)[:2000])
-            with contextlib.suppress(AlreadyEnqueued), transaction.atomic():
-                process_stripe_event.configure(queueing_lock=f"stripe-event:{row.pk}").defer(event_id=row.pk)
+        # A savepoint: a refused defer (already queued) must not spoil a surrounding transaction.
+        with contextlib.suppress(AlreadyEnqueued), transaction.atomic():
+            process_stripe_event.configure(queueing_lock=f"stripe-event:{row.pk}").defer(event_id=row.pk)
         return "queued"
 
 

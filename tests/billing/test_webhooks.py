@@ -239,10 +239,16 @@ def test_an_event_that_fails_to_apply_is_kept_and_retried_by_a_job(
     assert response.status_code == 200 and response.json()["outcome"] == "queued"
     stored = StripeEvent.objects.get(pk=body["id"])
     assert stored.processed_at is None and "database hiccup" in stored.error
+    assert stored.attempts == 1  # the failed attempt counts, though what it applied was rolled back
     assert ProcrastinateJob.objects.filter(task_name="billing.process_stripe_event", args__event_id=body["id"]).exists()
+    with pytest.raises(RuntimeError):  # as the retry job runs it: counted, error kept, raised for a retry
+        services.stripe_event_process(event_id=body["id"])
+    assert StripeEvent.objects.get(pk=body["id"]).attempts == 2
     monkeypatch.undo()
     assert services.stripe_event_process(event_id=body["id"]) is True
     assert services.stripe_event_process(event_id=body["id"]) is False
+    stored.refresh_from_db()
+    assert stored.attempts == 3 and stored.error == "" and stored.processed_at is not None
 
 
 def test_finalized_invoice_shows_up_as_open(world: World, account: BillingAccount) -> None:
@@ -299,3 +305,20 @@ def test_signed_but_malformed_events_are_a_clear_400(world: World, change: dict[
     assert response.status_code == 400
     assert "not a Stripe event" in response.json()["error"]
     assert not StripeEvent.objects.filter(type="invoice.paid", payload__data__object__id="in_malformed").exists()
+
+
+def test_processing_a_failing_event_from_the_admin_reports_it_instead_of_a_500(
+    world: World, account: BillingAccount, monkeypatch: Any
+) -> None:
+    def boom(obj: dict[str, Any], at: datetime) -> None:
+        raise RuntimeError("still broken")
+
+    monkeypatch.setitem(services._HANDLERS, "invoice.paid", boom)
+    body = event("invoice.paid", invoice(account, status="paid"))
+    assert post(public_client(), body).json()["outcome"] == "queued"
+    response = public_client(world.staff).post(
+        "/admin/billing/stripeevent/", {"action": "process_now", "_selected_action": [body["id"]]}, follow=True
+    )
+    assert response.status_code == 200
+    assert "1 event(s) failed again" in response.content.decode()
+    assert StripeEvent.objects.get(pk=body["id"]).attempts == 2
