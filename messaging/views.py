@@ -28,15 +28,27 @@ def _search_query(request: HttpRequest) -> str:
     return request.GET.get("q", "").replace("\x00", "")[:100]
 
 
-def _inbox_strings() -> dict[str, str]:
+def _thread_strings() -> dict[str, str]:
+    """What both thread pages (inbox and chat) show: history, ticks, typing, connection."""
     return {
-        "mine": _("Mine"),
-        "unassigned": _("Unassigned"),
-        "all": _("All"),
-        "noConversations": _("No conversations here."),
-        "pick": _("Pick a conversation on the left."),
         "loadEarlier": _("Load earlier messages"),
         "typing": _("%(name)s is typing…"),
+        "sent": _("Sent"),
+        "delivered": _("Delivered"),
+        "read": _("Read"),
+        "failed": _("Not sent"),
+        "sending": _("Sending…"),
+        "reconnecting": _("Connection lost. Reconnecting…"),
+        "you": _("You"),
+        "newMessage": _("New message from %(name)s: %(body)s"),
+    }
+
+
+def _inbox_strings() -> dict[str, str]:
+    # Tab labels and the empty-thread hint are in the template.
+    return {
+        **_thread_strings(),
+        "noConversations": _("No conversations here."),
         "customerTyping": _("The customer is typing…"),
         "alsoViewing": _("Also viewing: %(names)s"),
         "online": _("Online"),
@@ -46,40 +58,22 @@ def _inbox_strings() -> dict[str, str]:
         "reopen": _("Reopen"),
         "assignedTo": _("Assigned to %(name)s"),
         "unassignedLabel": _("Unassigned"),
-        "sent": _("Sent"),
-        "delivered": _("Delivered"),
-        "read": _("Read"),
-        "failed": _("Not sent"),
-        "sending": _("Sending…"),
         "note": _("Internal note"),
         "windowOpen": _("Service window open until %(time)s."),
         "windowClosed": _("The 24-hour service window is closed: only approved templates can be sent."),
-        "reconnecting": _("Connection lost. Reconnecting…"),
-        "you": _("You"),
         "customer": _("Customer"),
         "phone": _("Phone"),
         "status_open": _("Open"),
         "status_pending": _("Pending"),
         "status_resolved": _("Resolved"),
         "unread": _("%(count)s unread"),
-        "newMessage": _("New message from %(name)s: %(body)s"),
     }
 
 
 def _chat_strings() -> dict[str, str]:
     return {
-        "loadEarlier": _("Load earlier messages"),
-        "typing": _("%(name)s is typing…"),
-        "businessTyping": _("typing…"),
-        "sent": _("Sent"),
-        "delivered": _("Delivered"),
-        "read": _("Read"),
-        "failed": _("Not sent"),
-        "sending": _("Sending…"),
-        "reconnecting": _("Connection lost. Reconnecting…"),
-        "you": _("You"),
+        **_thread_strings(),
         "empty": _("Say hello: your messages go straight to the business's team."),
-        "newMessage": _("New message from %(name)s: %(body)s"),
     }
 
 
