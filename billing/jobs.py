@@ -42,7 +42,8 @@ def report_usage_record(record_id: str) -> None:
 
 @app.task(name="billing.cancel_usage_record", queue="billing", retry=CappedBackoff())
 def cancel_usage_record(record_id: str) -> None:
-    services.usage_record_cancel_in_stripe(record_id=record_id)
+    outcome = services.usage_record_cancel_in_stripe(record_id=record_id)
+    logger.info("usage record %s cancel: %s", record_id, outcome)
 
 
 @app.periodic(cron="*/15 * * * *")

@@ -348,12 +348,29 @@ def usage_record_report(*, record_id: str) -> str:
     return "reported" if accepted else "duplicate"
 
 
-def usage_record_cancel_in_stripe(*, record_id: str) -> None:
-    record = UsageRecord.objects.filter(pk=record_id).first()
+def usage_record_cancel_in_stripe(*, record_id: str) -> str:
+    """Cancel a voided record's meter event. Raises StripeTemporaryError or StripeNotConfigured for
+    the job to retry; a refusal (say, past Stripe's cancellation window) is final: staff are told."""
+    record = UsageRecord.objects.select_related("business").filter(pk=record_id).first()
     if record is None or record.voided_at is None or record.report_state != UsageRecord.ReportState.REPORTED:
-        return
-    stripe_gateway.meter_event_cancel(identifier=str(record.pk), category=record.category)
+        return "skipped"
+    try:
+        stripe_gateway.meter_event_cancel(identifier=str(record.pk), category=record.category)
+    except stripe_gateway.StripePermanentError as error:
+        reason = str(error)[:500]
+        with transaction.atomic():
+            UsageRecord.objects.filter(pk=record.pk).update(report_error=reason)
+            audit_record(
+                action="billing.cancel_failed", business=record.business, target=str(record.pk), data={"error": reason}
+            )
+            _tell_staff(
+                "Stripe refused to cancel a usage record",
+                f"Usage record {record.pk} of {record.business.slug} was voided, but Stripe refused to cancel "
+                f"its meter event: {reason}\nIt stays on the business's invoice: credit it by hand.",
+            )
+        return "failed"
     UsageRecord.objects.filter(pk=record.pk).update(report_state=UsageRecord.ReportState.NOT_BILLED)
+    return "cancelled"
 
 
 def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), record_ids: list[str] | None = None) -> int:

@@ -63,6 +63,7 @@ class FakeStripe:
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)
     meter_events: dict[str, dict[str, Any]] = field(default_factory=dict)
     cancelled: set[str] = field(default_factory=set)
+    refuse_cancels: bool = False  # answer cancellations with 400 (past Stripe's 24-hour window)
     idempotency: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     url: str = ""
 
@@ -122,6 +123,8 @@ class FakeStripe:
             return 200, event
         if method == "POST" and path == "/v1/billing/meter_event_adjustments":
             identifier = (params.get("cancel") or {}).get("identifier", "")
+            if self.refuse_cancels:
+                return 400, _error("Meter events can only be cancelled within 24 hours of their creation.")
             self.cancelled.add(identifier)
             return 200, {"object": "billing.meter_event_adjustment", "status": "pending", "type": "cancel", **params}
         if method == "GET" and path == "/v1/billing/meters":

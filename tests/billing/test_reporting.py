@@ -209,3 +209,22 @@ def test_the_safety_net_requeues_only_records_without_a_waiting_job(
     assert services.usage_reports_requeue(record_ids=[str(records[1].pk)]) == 0
     run_until_reported(records)
     assert_reported_exactly_once(fake_stripe, records)
+
+
+def test_a_refused_cancellation_tells_staff_instead_of_retrying_forever(
+    billing_live: World, fake_stripe: FakeStripe, settings: Any, mailoutbox: list[Any]
+) -> None:
+    settings.ADMINS = ["staff@parley.test"]
+    [record] = open_conversations(billing_live, 1)
+    run_until_reported([record])
+    fake_stripe.refuse_cancels = True
+    services.conversation_charge_void(record_id=record.pk, reason="delivery failed")
+    run_queued_jobs(queues=["billing"])
+    record.refresh_from_db()
+    assert record.report_state == "reported" and "24 hours" in record.report_error  # still billed in Stripe
+    assert any("refused to cancel" in m.subject for m in mailoutbox)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'billing.cancel_usage_record' AND status = 'todo'"
+        )
+        assert cursor.fetchone()[0] == 0  # not waiting to be retried
