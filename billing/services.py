@@ -312,7 +312,11 @@ def usage_record_report(*, record_id: str) -> str:
     UsageRecord.objects.filter(pk=record.pk).update(report_attempts=F("report_attempts") + 1)
     # Committed on its own, before the report: if the report then fails, the retry must use the
     # same customer, never create a second one.
-    customer_id = stripe_customer_ensure(business=record.business)
+    try:
+        customer_id = stripe_customer_ensure(business=record.business)
+    except stripe_gateway.StripePermanentError as error:
+        with transaction.atomic():
+            return _report_refused(record, error)
     with transaction.atomic():
         # The row stays locked during the call so a concurrent void waits and then sees the truth.
         # Only the row: a plain FOR UPDATE would also lock the joined tenancy Business for the
@@ -329,23 +333,26 @@ def usage_record_report(*, record_id: str) -> str:
                 timestamp=record.opened_at,
             )
         except stripe_gateway.StripePermanentError as error:
-            reason = str(error)[:500]
-            UsageRecord.objects.filter(pk=record.pk).update(
-                report_state=UsageRecord.ReportState.FAILED, report_error=reason
-            )
-            audit_record(
-                action="billing.report_failed", business=record.business, target=str(record.pk), data={"error": reason}
-            )
-            _tell_staff(
-                "Stripe refused a usage record",
-                f"Usage record {record.pk} of {record.business.slug} was refused by Stripe: {reason}\n"
-                "Fix the cause, then use 'Report again' in the usage ledger admin.",
-            )
-            return "failed"
+            return _report_refused(record, error)
         UsageRecord.objects.filter(pk=record.pk).update(
             report_state=UsageRecord.ReportState.REPORTED, reported_at=timezone.now(), report_error=""
         )
     return "reported" if accepted else "duplicate"
+
+
+def _report_refused(record: UsageRecord, error: Exception) -> str:
+    """Stripe refused the record (or its customer): retrying cannot help. Keep it, tell staff."""
+    reason = str(error)[:500]
+    UsageRecord.objects.filter(pk=record.pk).update(report_state=UsageRecord.ReportState.FAILED, report_error=reason)
+    audit_record(
+        action="billing.report_failed", business=record.business, target=str(record.pk), data={"error": reason}
+    )
+    _tell_staff(
+        "Stripe refused a usage record",
+        f"Usage record {record.pk} of {record.business.slug} was refused by Stripe: {reason}\n"
+        "Fix the cause, then use 'Report again' in the usage ledger admin.",
+    )
+    return "failed"
 
 
 def usage_record_cancel_in_stripe(*, record_id: str) -> str:

@@ -228,3 +228,20 @@ def test_a_refused_cancellation_tells_staff_instead_of_retrying_forever(
             "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'billing.cancel_usage_record' AND status = 'todo'"
         )
         assert cursor.fetchone()[0] == 0  # not waiting to be retried
+
+
+def test_a_refused_stripe_customer_fails_the_report_instead_of_retrying_forever(
+    billing_live: World, fake_stripe: FakeStripe, settings: Any, mailoutbox: list[Any], monkeypatch: Any
+) -> None:
+    settings.ADMINS = ["staff@parley.test"]
+
+    def refuse(**kwargs: Any) -> str:
+        raise stripe_gateway.StripePermanentError("400: Invalid email address")
+
+    monkeypatch.setattr(stripe_gateway, "customer_create", refuse)
+    [record] = open_conversations(billing_live, 1)
+    run_queued_jobs(queues=["billing"])
+    record.refresh_from_db()
+    assert record.report_state == "failed" and "Invalid email" in record.report_error
+    assert any("refused a usage record" in m.subject for m in mailoutbox)
+    assert not fake_stripe.meter_events
