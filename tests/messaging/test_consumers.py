@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 from datetime import timedelta
@@ -13,7 +14,7 @@ from django_tenants.utils import tenant_context
 from accounts.models import Customer, Membership, User
 from billing.models import UsageRecord
 from customers.models import Block
-from messaging import events
+from messaging import consumers, events
 from messaging.jobs import prune_events
 from messaging.models import Conversation, Event, Message
 from messaging.services import message_send_customer
@@ -560,3 +561,13 @@ async def test_a_resume_after_everything_was_pruned_asks_for_a_reload(live_db: W
     # Up to date: nothing to replay, no reload.
     assert await resumed(agent_ws, await adb(last_event_id)(beta)) == []
     await agent_ws.disconnect()
+
+
+def test_consumers_reach_the_database_only_through_db() -> None:
+    """database_sync_to_async runs on a shared worker thread: a call that did not enter its
+    schema would query whatever schema the thread's last user left set. `_db` is the one
+    wrapper, and it enters the schema itself."""
+    source = inspect.getsource(consumers)
+    assert source.count("database_sync_to_async") == 2  # the import and the decorator on _db
+    assert "@database_sync_to_async\ndef _db[" in source
+    assert "with schema_context(schema_name):" in inspect.getsource(consumers._db.func)  # type: ignore[attr-defined]
