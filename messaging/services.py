@@ -231,6 +231,13 @@ def _conversation_updated(stream: _Stream) -> None:
     )
 
 
+def _announce_conversation(business: Business, conversation: Conversation) -> None:
+    """A transaction whose only event is conversation.updated (assign, status, contact edit)."""
+    stream = _Stream(business, conversation)
+    _conversation_updated(stream)
+    stream.commit()
+
+
 def _message_created(stream: _Stream, message: Message, audience: str) -> None:
     contact_name = stream.conversation.contact.display_name
 
@@ -590,9 +597,7 @@ def conversation_assign(*, business: Business, user: User, conversation_id: Any,
         if conversation.assignee_id != (assignee.pk if assignee else None):
             conversation.assignee = assignee
             conversation.save(update_fields=["assignee", "updated_at"])
-            stream = _Stream(business, conversation)
-            _conversation_updated(stream)
-            stream.commit()
+            _announce_conversation(business, conversation)
     return conversation
 
 
@@ -605,9 +610,7 @@ def conversation_set_status(*, business: Business, user: User, conversation_id: 
         if conversation.status != status:
             conversation.status = status
             conversation.save(update_fields=["status", "updated_at"])
-            stream = _Stream(business, conversation)
-            _conversation_updated(stream)
-            stream.commit()
+            _announce_conversation(business, conversation)
     return conversation
 
 
@@ -623,9 +626,7 @@ def contact_update(*, business: Business, user: User, contact_id: Any, name: str
         conversation_id = Conversation.objects.filter(contact=contact).values_list("pk", flat=True).first()
         if conversation_id is not None:
             conversation = _locked_conversation(conversation_id)
-            stream = _Stream(business, conversation)
-            _conversation_updated(stream)
-            stream.commit()
+            _announce_conversation(business, conversation)
     return contact
 
 
