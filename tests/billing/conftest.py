@@ -1,13 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.db import connection
 
 from billing import stripe_gateway
-from billing.models import BillingAccount, Invoice, StripeEvent, UsageCounter, UsageRecord
+from billing.models import BillingAccount, Invoice, RateCard, StripeEvent, UsageCounter, UsageRecord
+from billing.services import LAUNCH_PRICES
 from tests.billing.fake_stripe import FakeStripe, running
 from tests.conftest import World
 
@@ -23,6 +26,39 @@ def wipe_billing(world: World) -> None:
     StripeEvent.objects.filter(id__startswith="evt_test_").delete()
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM procrastinate_jobs WHERE queue_name = 'billing' AND status IN ('todo', 'doing')")
+
+
+def active_card(name: str, **prices: str) -> RateCard:
+    """A new active rate card (the others retired) with the launch prices, except those given,
+    e.g. active_card("Spring", default_service="0.0310")."""
+    RateCard.objects.update(is_active=False)
+    defaults = {f"default_{category}": price for category, price in LAUNCH_PRICES.items()}
+    return RateCard.objects.create(
+        name=name, is_active=True, **defaults | {key: Decimal(value) for key, value in prices.items()}
+    )
+
+
+def run_concurrently(threads: int, work: Callable[[], None]) -> list[BaseException]:
+    """Start `work` in that many threads at once (a barrier lines them up), each closing its own
+    database connection; returns the errors raised, for the test to assert on."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads)
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            work()
+        except BaseException as error:  # surfaced to the caller
+            errors.append(error)
+        finally:
+            connection.close()
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return errors
 
 
 @pytest.fixture

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from decimal import Decimal
 
 from django.utils import timezone
 
+from billing import services
 from billing.models import BillingAccount, Rate, RateCard, StripeEvent
 from billing.services import conversation_charge_for_message
 from tests.conftest import World, public_client
@@ -31,14 +31,7 @@ def test_staff_see_every_business_usage(world: World) -> None:
 
 
 def test_activating_a_rate_card_in_admin_retires_the_old_one(world: World) -> None:
-    old = RateCard.objects.filter(is_active=True).first() or RateCard.objects.create(
-        name="Old",
-        is_active=True,
-        default_service=Decimal("0.03"),
-        default_utility=Decimal("0.04"),
-        default_marketing=Decimal("0.07"),
-        default_authentication=Decimal("0.035"),
-    )
+    old = services.active_rate_card()
     client = public_client(world.staff)
     data = {
         "name": "Summer 2026",

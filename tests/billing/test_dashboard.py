@@ -13,8 +13,9 @@ import time_machine
 from django.utils import timezone
 
 from billing import services
-from billing.models import Invoice, Rate, RateCard, UsageRecord
+from billing.models import Invoice, Rate, UsageRecord
 from billing.services import conversation_charge_for_message
+from tests.billing.conftest import active_card
 from tests.billing.fake_stripe import FakeStripe
 from tests.conftest import World, business_client, public_client
 
@@ -134,14 +135,12 @@ def test_checkout_without_stripe_explains_instead_of_failing(world: World, setti
 
 
 def test_pricing_page_reads_the_rate_card(world: World) -> None:
-    RateCard.objects.update(is_active=False)
-    card = RateCard.objects.create(
-        name="Spring 2026",
-        is_active=True,
-        default_service=Decimal("0.0310"),
-        default_utility=Decimal("0.0420"),
-        default_marketing=Decimal("0.0730"),
-        default_authentication=Decimal("0.0360"),
+    card = active_card(
+        "Spring 2026",
+        default_service="0.0310",
+        default_utility="0.0420",
+        default_marketing="0.0730",
+        default_authentication="0.0360",
     )
     Rate.objects.create(rate_card=card, category="marketing", country="CH", price=Decimal("0.1111"))
     html = public_client().get("/pricing/").content.decode()

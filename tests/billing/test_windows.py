@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,7 +17,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 from billing import services
 from billing.models import FREE_SERVICE_CONVERSATIONS_PER_MONTH, Rate, RateCard, UsageCounter, UsageRecord
 from billing.services import conversation_charge_for_message
-from tests.billing.conftest import wipe_billing
+from tests.billing.conftest import active_card, run_concurrently, wipe_billing
 from tests.conftest import World
 
 DE_PHONE = "+4915112345678"
@@ -28,14 +27,12 @@ US_PHONE = "+12025550123"
 
 @pytest.fixture
 def card(world: World) -> RateCard:
-    RateCard.objects.update(is_active=False)
-    card = RateCard.objects.create(
-        name="Test card",
-        is_active=True,
-        default_service=Decimal("0.0300"),
-        default_utility=Decimal("0.0400"),
-        default_marketing=Decimal("0.0700"),
-        default_authentication=Decimal("0.0350"),
+    card = active_card(
+        "Test card",
+        default_service="0.0300",
+        default_utility="0.0400",
+        default_marketing="0.0700",
+        default_authentication="0.0350",
     )
     Rate.objects.create(rate_card=card, category="marketing", country="DE", price=Decimal("0.1365"))
     Rate.objects.create(rate_card=card, category="service", country="DE", price=Decimal("0.0450"))
@@ -230,25 +227,13 @@ def test_concurrent_sends_open_one_conversation(billing_live: World) -> None:
     world = billing_live
     customer = customer_id()
     results: list[str] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(8)
 
     def send() -> None:
-        try:
-            barrier.wait()
-            with transaction.atomic():
-                record = charge(world, customer=customer, category="marketing")
-            results.append(str(record.pk))
-        except BaseException as error:  # surfaced below
-            errors.append(error)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            record = charge(world, customer=customer, category="marketing")
+        results.append(str(record.pk))
 
-    threads = [threading.Thread(target=send) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_concurrently(8, send)
     assert not errors
     assert len(set(results)) == 1
     assert UsageRecord.objects.filter(customer_id=customer).count() == 1
@@ -277,25 +262,13 @@ def test_the_free_tier_boundary_holds_under_concurrent_sends(billing_live: World
             category="service",
             defaults={"count": FREE_SERVICE_CONVERSATIONS_PER_MONTH - 5},
         )
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(6)
 
     def send() -> None:
-        try:
-            barrier.wait()
-            for _ in range(3):
-                with transaction.atomic():
-                    charge(world, customer=customer_id())
-        except BaseException as error:  # surfaced below
-            errors.append(error)
-        finally:
-            connection.close()
+        for _ in range(3):
+            with transaction.atomic():
+                charge(world, customer=customer_id())
 
-    threads = [threading.Thread(target=send) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_concurrently(6, send)
     assert not errors
     records = UsageRecord.objects.filter(business=world.business_a, category="service")
     assert records.count() == 18
