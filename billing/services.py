@@ -79,7 +79,7 @@ def country_for_phone(phone: str) -> str:
 
 
 # What a platform without a rate card bills: the published launch prices.
-LAUNCH_PRICES = {
+LAUNCH_PRICES: dict[str, Decimal] = {
     Category.SERVICE: Decimal("0.0300"),
     Category.UTILITY: Decimal("0.0400"),
     Category.MARKETING: Decimal("0.0700"),
@@ -117,7 +117,7 @@ def _active_price(category: str, country: str) -> RawSQL:
             %s)
     """
     # Safe: the category is checked against CATEGORIES above, every value is a parameter.
-    return RawSQL(sql, [category, country, LAUNCH_PRICES[Category(category)]], output_field=DecimalField())  # noqa: S611
+    return RawSQL(sql, [category, country, LAUNCH_PRICES[category]], output_field=DecimalField())  # noqa: S611
 
 
 def price_for(*, category: str, country: str) -> Decimal:
