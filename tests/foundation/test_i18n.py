@@ -83,7 +83,7 @@ def test_me_privacy_page_in_german(world: World) -> None:
 def test_footer_has_a_labelled_language_switcher(world: World) -> None:
     html = public_client().get("/").content.decode()
     assert 'action="/i18n/setlang/"' in html
-    assert '<label for="language-select">' in html and 'id="language-select" name="language"' in html
+    assert '<label for="language-select"' in html and 'id="language-select" name="language"' in html
     assert '<option value="de" lang="de">Deutsch</option>' in html
     assert '<button type="submit"' in html
 
