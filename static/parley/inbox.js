@@ -92,14 +92,20 @@ function nameOf(id) {
   return (presence.online.find((p) => p.id === id) || { name: "?" }).name;
 }
 
+// Both lines are live regions and presence frames come whenever any agent switches
+// conversations: write only what changed, so screen readers hear news, not repeats.
+function setLive(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
 function renderPresence() {
   const names = presence.online.map((p) => (p.id === config.me.id ? S.you : p.name));
-  $("inbox-online").textContent = names.length ? `${S.online}: ${names.join(", ")}` : "";
+  setLive($("inbox-online"), names.length ? `${S.online}: ${names.join(", ")}` : "");
   if (current !== null) {
     const others = (presence.viewing[String(current)] || [])
       .filter((id) => id !== config.me.id)
       .map(nameOf);
-    $("thread-viewers").textContent = others.length ? format(S.alsoViewing, { names: others.join(", ") }) : "";
+    setLive($("thread-viewers"), others.length ? format(S.alsoViewing, { names: others.join(", ") }) : "");
   }
 }
 
