@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
@@ -74,7 +75,8 @@ def assert_reported_exactly_once(fake: FakeStripe, records: list[UsageRecord]) -
         if r.outcome.startswith("200")
     )
     assert set(fake.customers) == {accounts[r.business_id] for r in records}
-    assert all(count >= 1 for count in created.values())
+    # Every business with records got its customer created (counts are >= 1 by construction).
+    assert set(created) == {str(r.business_id) for r in records}
 
 
 def test_each_record_is_one_meter_event_for_its_customer(billing_live: World, fake_stripe: FakeStripe) -> None:
@@ -181,7 +183,7 @@ def test_reconcile_prints_differences(billing_live: World, fake_stripe: FakeStri
     run_until_reported(records)
     period = f"{timezone.now():%Y-%m}"
     if any(f"{r.opened_at:%Y-%m}" != period for r in records):
-        return  # ran across a month boundary; nothing meaningful to compare
+        pytest.skip("ran across a month boundary; nothing meaningful to compare")  # visible, not a silent pass
     fake_stripe.requests.clear()
     call_command("billing_reconcile", "--period", period)
     assert "Ledger and Stripe agree." in capsys.readouterr().out
