@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.http import HttpRequest
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
 
@@ -55,6 +57,17 @@ def origin_host(scope: dict[str, Any]) -> str | None:
     return None
 
 
+def scope_language(scope: dict[str, Any]) -> str:
+    """The language LocaleMiddleware picks for the page's own requests (the language cookie on
+    the parent domain, then Accept-Language), so error frames read like the page around them."""
+    request = HttpRequest()
+    request.COOKIES = dict(scope.get("cookies") or {})
+    for name, value in scope.get("headers", []):
+        if name == b"accept-language":
+            request.META["HTTP_ACCEPT_LANGUAGE"] = value.decode("latin-1")
+    return translation.get_language_from_request(request)
+
+
 class _RateLimit:
     """A small token bucket per connection, so one client cannot flood a business's stream."""
 
@@ -84,6 +97,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.sends = _RateLimit(rate=2, burst=20)
         self.frames = _RateLimit(rate=20, burst=60)
         self.typing = _RateLimit(rate=0.5, burst=3)
+        self.language = scope_language(self.scope)
         business = self.scope.get("business")
         if business is None or business.is_public:
             await self.close(CLOSE_NOT_FOUND)
@@ -113,6 +127,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.send_json({"id": None, "type": "error", "code": code, "message": message, **extra})
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # No LocaleMiddleware here: messages (ours and the services') use the page's language.
+        with translation.override(self.language):
+            await self.handle_frame(text_data)
+
+    async def handle_frame(self, text_data: str | None) -> None:
         # Limits first, so a flood of large or malformed frames costs no parsing.
         if not self.frames.allow():
             await self.send_error("rate_limited", _("Too many frames. Please slow down."))

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext
 from django_tenants.utils import tenant_context
 
+from config.routing import websocket_application
 from messaging.models import Contact, Conversation
 from messaging.services import MessagingError, message_send_customer
 from tests.conftest import World, business_client, public_client
@@ -64,3 +69,41 @@ async def test_oversized_frames_are_refused_before_parsing(live_db: World) -> No
     await agent_ws.send_json_to({"type": "ping"})
     assert (await receive_until(agent_ws, "pong"))["id"] is None
     await agent_ws.disconnect()
+
+
+async def test_error_frames_speak_the_pages_language(live_db: World) -> None:
+    """Websockets have no LocaleMiddleware: the consumer picks the language the page was served
+    in (the language cookie, then Accept-Language), also for messages the services raise."""
+    session = await adb(session_key)(user=live_db.agent_a)
+    host = live_db.business_a.host
+    base = [(b"host", host.encode()), (b"origin", f"http://{host}".encode())]
+    with translation.override("de"):
+        bad_frame_de = gettext("Every frame must be a JSON object with a type.")
+        not_found_de = gettext("This conversation does not exist.")
+    assert bad_frame_de != "Every frame must be a JSON object with a type."
+
+    cookie = f"{settings.SESSION_COOKIE_NAME}={session}; {settings.LANGUAGE_COOKIE_NAME}=de"
+    for headers, expected in (
+        ([(b"cookie", cookie.encode())], bad_frame_de),
+        (
+            [
+                (b"cookie", f"{settings.SESSION_COOKIE_NAME}={session}".encode()),
+                (b"accept-language", b"de-AT,de;q=0.9"),
+            ],
+            bad_frame_de,
+        ),
+        (
+            [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={session}".encode())],
+            "Every frame must be a JSON object with a type.",
+        ),
+    ):
+        communicator = WebsocketCommunicator(websocket_application, "/ws/inbox/", headers=base + headers)
+        connected, _code = await communicator.connect(timeout=5)
+        assert connected
+        await communicator.send_to(text_data="not json")
+        assert (await receive_until(communicator, "error"))["message"] == expected
+        if expected == bad_frame_de:
+            # Raised by a service in the database thread: the language goes along.
+            await communicator.send_json_to({"type": "send", "conversation_id": "x", "body": "hi"})
+            assert (await receive_until(communicator, "error"))["message"] == not_found_de
+        await communicator.disconnect()
