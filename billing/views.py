@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.formats import date_format
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -24,6 +24,14 @@ from billing.services import CATEGORIES
 from tenancy.access import member_required
 
 logger = logging.getLogger("parley.billing")
+
+# Who starts a conversation of each category, for the public pricing page.
+STARTED_BY = {
+    Category.SERVICE: gettext_lazy("The customer (you reply within 24 hours)"),
+    Category.UTILITY: gettext_lazy("Your business (e.g. delivery confirmation)"),
+    Category.MARKETING: gettext_lazy("Your business (offers)"),
+    Category.AUTHENTICATION: gettext_lazy("Your business (one-time codes)"),
+}
 
 # Green is reserved for verification; these four stay apart for colour-blind readers too.
 CATEGORY_COLOURS = {
@@ -212,7 +220,9 @@ def pricing(request: HttpRequest) -> HttpResponse:
         "billing/pricing.html",
         {
             "card": card,
-            "categories": [(c, labels[c], price) for c, price in zip(CATEGORIES, defaults, strict=True)],
+            "categories": [
+                (labels[c], STARTED_BY[Category(c)], price) for c, price in zip(CATEGORIES, defaults, strict=True)
+            ],
             "rows": [(row.country, [row.prices[c] for c in CATEGORIES]) for row in rows],
             "free_tier": services.FREE_SERVICE_CONVERSATIONS_PER_MONTH,
         },
