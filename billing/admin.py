@@ -107,6 +107,9 @@ class BillingAccountAdmin(admin.ModelAdmin[BillingAccount]):
     raw_id_fields = ["business"]
     inlines = [InvoiceInline]
 
+    def save_model(self, request: HttpRequest, obj: BillingAccount, form: Any, change: bool) -> None:
+        services.billing_account_save(account=obj, actor=request.user, changed=list(form.changed_data))
+
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(admin.ModelAdmin[StripeEvent]):

@@ -674,6 +674,21 @@ def rate_card_save(*, card: RateCard, actor: Any) -> RateCard:
     return card
 
 
+def billing_account_save(*, account: BillingAccount, actor: Any, changed: list[str]) -> BillingAccount:
+    """Staff editing a business's Stripe state by hand (e.g. lifting a grace period): audited with
+    the new values, since it decides whether the business may start conversations."""
+    with transaction.atomic():
+        account.save()
+        audit_record(
+            action="billing.account_edited",
+            actor=actor,
+            business=account.business,
+            target=account.stripe_customer_id,
+            data={name: str(getattr(account, name)) for name in changed},
+        )
+    return account
+
+
 _HANDLERS = {
     "checkout.session.completed": _on_checkout_completed,
     "customer.subscription.created": _on_subscription,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 
 from django.utils import timezone
 
@@ -72,3 +73,33 @@ def test_admin_lists_accounts_and_events(world: World) -> None:
     assert "evt_test_admin" in client.get("/admin/billing/stripeevent/").content.decode()
     account = BillingAccount.objects.get(business=world.business_a)
     assert client.get(f"/admin/billing/billingaccount/{account.pk}/change/").status_code == 200
+
+
+def test_staff_edits_of_a_billing_account_are_audited(world: World) -> None:
+    from audit.models import AuditEvent
+
+    account = BillingAccount.objects.create(
+        business=world.business_a,
+        stripe_customer_id="cus_edit",
+        grace_period_ends_at=timezone.now() - timedelta(days=1),
+    )
+    client = public_client(world.staff)
+    url = f"/admin/billing/billingaccount/{account.pk}/change/"
+    form = client.get(url).context["adminform"].form
+    data = {name: form[name].value() or "" for name in form.fields}
+    data.update(
+        {
+            "grace_period_ends_at_0": "",
+            "grace_period_ends_at_1": "",
+            "payment_failed_at_0": "",
+            "payment_failed_at_1": "",
+        }
+    )
+    data.update({"current_period_end_0": "", "current_period_end_1": ""})
+    data.update({"invoices-TOTAL_FORMS": "0", "invoices-INITIAL_FORMS": "0"})
+    response = client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    account.refresh_from_db()
+    assert account.grace_period_ends_at is None
+    entry = AuditEvent.objects.get(action="billing.account_edited", business=world.business_a)
+    assert entry.actor_id == world.staff.pk and entry.data["grace_period_ends_at"] == "None"
