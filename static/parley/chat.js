@@ -1,5 +1,8 @@
 // The customer's chat page: history, composer, delivery ticks, typing indicator.
-import { ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, ticks, timeLabel } from "./realtime.js";
+import {
+  ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
+  timeLabel,
+} from "./realtime.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const S = config.strings;
@@ -48,7 +51,7 @@ function render() {
   ordered.forEach((m) => nodes.push(renderMessage(m)));
   pending.forEach((m) => nodes.push(renderMessage(m)));
   const atBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80;
-  thread.replaceChildren(...nodes);
+  replaceKeepingFocus(thread, ...nodes);
   if (atBottom) thread.scrollTop = thread.scrollHeight;
 }
 

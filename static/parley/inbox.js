@@ -1,6 +1,9 @@
 // The agents' shared inbox: live list (tabs, status filter, unread), thread with history paged
 // backwards, composer, typing both ways, read receipts, presence.
-import { ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, ticks, timeLabel } from "./realtime.js";
+import {
+  ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
+  timeLabel,
+} from "./realtime.js";
 
 const config = JSON.parse(document.getElementById("inbox-config").textContent);
 const S = config.strings;
@@ -63,7 +66,7 @@ function renderList() {
   if (!rows.length) {
     list.replaceChildren(el("li", { class: "muted small conv-empty", text: S.noConversations }));
   } else {
-    list.replaceChildren(...rows.map((c) => {
+    replaceKeepingFocus(list, ...rows.map((c) => {
       const viewers = (presence.viewing[String(c.id)] || []).filter((id) => id !== config.me.id);
       const viewerNames = format(S.alsoViewing, { names: viewers.map(nameOf).join(", ") });
       return el("li", {},
@@ -164,7 +167,7 @@ function renderThread() {
   [...messages.values()].sort((a, b) => a.id - b.id).forEach((m) => nodes.push(renderMessage(m)));
   pending.forEach((m) => { if (m.conversation_id === current) nodes.push(renderMessage(m)); });
   const atBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80;
-  thread.replaceChildren(...nodes);
+  replaceKeepingFocus(thread, ...nodes);
   if (atBottom) thread.scrollTop = thread.scrollHeight;
 }
 

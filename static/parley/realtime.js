@@ -82,6 +82,20 @@ export function announce(region, text) {
   setTimeout(() => { region.textContent = text; }, 50);
 }
 
+// Lists and threads are re-rendered whole on every live frame, which would throw away the
+// element that has keyboard focus (a conversation in the list, the "load earlier" button) and
+// leave focus on the page body. Put it back on the element's replacement.
+export function replaceKeepingFocus(container, ...nodes) {
+  const active = document.activeElement;
+  let key = null;
+  if (active && active !== container && container.contains(active)) {
+    if (active.dataset.conversation) key = `[data-conversation="${CSS.escape(active.dataset.conversation)}"]`;
+    else if (active.classList.contains("load-earlier")) key = ".load-earlier";
+  }
+  container.replaceChildren(...nodes);
+  if (key) container.querySelector(key)?.focus();
+}
+
 // After "load earlier" re-renders the thread, keep keyboard focus in it: on the new button while
 // there is more, else on the thread itself.
 export function keepFocusAfterLoad(thread) {

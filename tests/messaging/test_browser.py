@@ -131,11 +131,16 @@ def test_inbox_keyboard_tabs_and_spoken_new_messages(
         assert agent_page.evaluate("document.activeElement.dataset.tab") == "unassigned"
         assert all_tab.get_attribute("tabindex") == "-1"
 
-        # A message arriving live in the open conversation is spoken through the live region.
+        # A message arriving live in the open conversation is spoken through the live region,
+        # and re-rendering the list does not take keyboard focus away from its conversation.
+        row = agent_page.locator(f'#conv-list [data-conversation="{message.conversation_id}"]')
+        row.focus()
         customer_page.goto(live_server_process.business_url(live_db.business_a, "/chat/"))
         customer_page.get_by_role("textbox", name="Message").fill("second, live")
         customer_page.keyboard.press("Enter")
         agent_page.locator(".bubble.theirs", has_text="second, live").wait_for()
+        row.locator(".conv-preview", has_text="second, live").wait_for()
+        assert agent_page.evaluate("document.activeElement.dataset.conversation") == str(message.conversation_id)
         agent_page.wait_for_function("document.getElementById('thread-announce').textContent.includes('second, live')")
         assert agent_page.locator("#thread").get_attribute("aria-live") is None
 
