@@ -96,6 +96,9 @@ class InvoiceInline(admin.TabularInline[Invoice, BillingAccount]):
     readonly_fields = ("id", "number", "status", "amount_due", "amount_paid", "period_start", "period_end", "created")
     fields = readonly_fields
 
+    def has_add_permission(self, request: HttpRequest, obj: BillingAccount | None = None) -> bool:
+        return False  # our copy of Stripe's invoices: written by webhooks only
+
 
 @admin.register(BillingAccount)
 class BillingAccountAdmin(admin.ModelAdmin[BillingAccount]):
