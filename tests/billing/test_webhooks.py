@@ -225,15 +225,21 @@ def test_unknown_event_types_are_stored_and_acknowledged(world: World) -> None:
     assert StripeEvent.objects.get(pk=body["id"]).processed_at is not None
 
 
-def test_an_event_that_fails_to_apply_is_kept_and_retried_by_a_job(
-    world: World, account: BillingAccount, monkeypatch: Any
-) -> None:
-    from procrastinate.contrib.django.models import ProcrastinateJob
+def break_invoice_paid(monkeypatch: Any) -> None:
+    """Applying invoice.paid fails (until monkeypatch.undo())."""
 
     def boom(obj: dict[str, Any], at: datetime) -> None:
         raise RuntimeError("database hiccup")
 
     monkeypatch.setitem(services._HANDLERS, "invoice.paid", boom)
+
+
+def test_an_event_that_fails_to_apply_is_kept_and_retried_by_a_job(
+    world: World, account: BillingAccount, monkeypatch: Any
+) -> None:
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    break_invoice_paid(monkeypatch)
     body = event("invoice.paid", invoice(account, status="paid"))
     response = post(public_client(), body)
     assert response.status_code == 200 and response.json()["outcome"] == "queued"
@@ -310,10 +316,7 @@ def test_signed_but_malformed_events_are_a_clear_400(world: World, change: dict[
 def test_processing_a_failing_event_from_the_admin_reports_it_instead_of_a_500(
     world: World, account: BillingAccount, monkeypatch: Any
 ) -> None:
-    def boom(obj: dict[str, Any], at: datetime) -> None:
-        raise RuntimeError("still broken")
-
-    monkeypatch.setitem(services._HANDLERS, "invoice.paid", boom)
+    break_invoice_paid(monkeypatch)
     body = event("invoice.paid", invoice(account, status="paid"))
     assert post(public_client(), body).json()["outcome"] == "queued"
     response = public_client(world.staff).post(
