@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from directory.models import CustomerThread
@@ -20,7 +22,7 @@ from messaging.services import (
     messages_mark_by_agent,
     messages_mark_by_customer,
 )
-from tests.conftest import World
+from tests.conftest import World, business_client, unique
 from tests.messaging.conftest import make_customer
 
 
@@ -78,3 +80,35 @@ def test_only_the_first_delivered_ack_takes_the_conversation_lock(
         with pytest.raises(MessagingError) as missing:
             messages_mark_by_agent(user=world.agent_a, read=False, **{**kwargs, "conversation_id": 10**12})
         assert missing.value.code == "not_found"
+
+
+@pytest.mark.parametrize("path", ["/inbox/api/conversations/", "/contacts/"])
+def test_list_pages_do_not_query_per_row(world: World, path: str) -> None:
+    """One matching row, then five: the same number of queries. (A search keeps rows that
+    earlier committed tests left in the shared business out of the lists.)"""
+    name = unique("Row ")
+    client = business_client(world.business_a, world.agent_a)
+
+    def add_conversation() -> None:
+        with tenant_context(world.business_a):
+            sent = message_send_customer(business=world.business_a, customer=make_customer(name), body="hi")
+            message_send_agent(
+                business=world.business_a,
+                user=world.agent_a,
+                conversation_id=sent.message.conversation_id,
+                body="hello",
+            )
+        connection.set_schema_to_public()
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(path, {"q": name})
+        assert response.status_code == 200
+        return len(captured.captured_queries)
+
+    add_conversation()
+    client.get(path, {"q": name})  # warm up the session and the tenant's caches
+    before = queries()
+    for _ in range(4):
+        add_conversation()
+    assert queries() == before
