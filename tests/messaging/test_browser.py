@@ -99,8 +99,11 @@ def test_me_page_lists_conversations_live(live_db: World, live_server_process: L
         agent_page.get_by_role("textbox", name="Message").fill("Yes, B12, boarding at 9:50.")
         agent_page.keyboard.press("Enter")
 
-        # No reload: the list updates itself.
+        # No reload: the list updates itself, and keyboard focus on the link survives the swap.
+        thread.get_by_role("link", name=live_db.business_a.display_name).focus()
         thread.locator(".unread-count", has_text="1 unread").wait_for()
+        focused = customer_page.evaluate("document.activeElement.id")
+        assert focused == f"thread-link-{live_db.business_a.pk}"
         thread.get_by_role("link", name=live_db.business_a.display_name).click()
         customer_page.locator(".bubble.theirs", has_text="boarding at 9:50").wait_for()
     finally:
