@@ -213,7 +213,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright keeps its event loop running while open, and async tests in later
+# modules need the thread free of it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     playwright_api = pytest.importorskip("playwright.sync_api")
     executable = os.environ.get("PARLEY_CHROMIUM", "/usr/bin/chromium")
