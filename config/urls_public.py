@@ -1,5 +1,6 @@
 """URLs on the platform's own host: parley.localhost."""
 
+from allauth.account.decorators import secure_admin_login
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
@@ -10,6 +11,9 @@ from tenancy import views as tenancy_views
 admin.site.site_header = "Parley platform"
 admin.site.site_title = "Parley admin"
 admin.site.index_title = "Platform administration"
+# The admin's own login form would skip two-factor authentication and allauth's rate limits:
+# send it to allauth's login (which then asks for the TOTP code) and come back.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
 urlpatterns = [
     path("", tenancy_views.landing, name="landing"),
