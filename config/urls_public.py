@@ -6,6 +6,7 @@ from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import views as account_views
 from tenancy import views as tenancy_views
 
 admin.site.site_header = "Parley platform"
@@ -24,6 +25,8 @@ urlpatterns = [
     path("", include("customers.urls")),
     path("", include("verification.urls_public")),
     path("admin/", admin.site.urls),
+    path("dev/mailbox/", account_views.mailbox, name="dev_mailbox"),
+    path("accounts/profile/", account_views.profile, name="account_profile"),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
 ] + static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
