@@ -20,7 +20,7 @@ def test_owner_reads_usage_and_downloads_the_ledger(
     page.goto(live_server_process.public_url("/accounts/login/"))
     page.get_by_label("Email").fill(world.owner_a.email)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name="Log in").click()
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
     page.goto(live_server_process.business_url(world.business_a, "/billing/"))
