@@ -98,6 +98,14 @@ def live_db(django_db_setup: World, django_db_blocker: Any) -> Iterator[World]:
         connection.set_schema_to_public()
 
 
+@pytest.fixture
+def fixed_code(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every code sent during the test is this one (codes are random otherwise)."""
+    code = "493817"
+    monkeypatch.setattr("verification.otp.generate_code", lambda: code)
+    return code
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 

@@ -53,14 +53,6 @@ def _media(settings: Any, tmp_path: Path) -> Iterator[None]:
     yield
 
 
-@pytest.fixture
-def fixed_code(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every code sent during the test is this one (codes are random otherwise)."""
-    code = "493817"
-    monkeypatch.setattr("verification.otp.generate_code", lambda: code)
-    return code
-
-
 def run_sms_jobs() -> None:
     """Run the queued SMS jobs with a real worker (tests.jobs runs it in its own thread)."""
     run_queued_jobs(queues=["sms"])
