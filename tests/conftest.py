@@ -10,6 +10,7 @@ session's businesses while their schemas stay behind.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -104,6 +105,11 @@ def fixed_code(monkeypatch: pytest.MonkeyPatch) -> str:
     code = "493817"
     monkeypatch.setattr("verification.otp.generate_code", lambda: code)
     return code
+
+
+def fresh_mobile() -> str:
+    """A valid German mobile number no other test (or earlier run) has used."""
+    return "+49151" + "".join(secrets.choice("0123456789") for _ in range(8))
 
 
 def unique(prefix: str) -> str:

@@ -14,8 +14,7 @@ from customers.models import Block, MarketingMute, Report
 from customers.services import customer_contact_record
 from customers.session import SESSION_KEY
 from customers.views import safe_next
-from tests.conftest import World, business_client, public_client
-from tests.verification.conftest import fresh_mobile
+from tests.conftest import World, business_client, fresh_mobile, public_client
 from verification.models import PhoneChallenge
 from verification.phone import phone_display
 

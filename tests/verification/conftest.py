@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,10 @@ from django.core.files.base import ContentFile
 
 from accounts.models import User
 from tenancy.models import Business
+from tests.conftest import fresh_mobile  # noqa: F401  (the verification tests import it from here)
 from tests.jobs import run_queued_jobs
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
-
-def fresh_mobile() -> str:
-    """A valid German mobile number no other test (or earlier run) has used."""
-    return "+49151" + "".join(secrets.choice("0123456789") for _ in range(8))
 
 
 def enable_totp(user: User) -> str:
