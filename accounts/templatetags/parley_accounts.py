@@ -22,3 +22,8 @@ def dev_mailbox_url() -> str:
 @register.filter
 def any_unverified(addresses: Iterable[Any]) -> bool:
     return any(not address.verified for address in addresses)
+
+
+@register.simple_tag
+def parley_public_url() -> str:
+    return str(settings.PARLEY_PUBLIC_URL)

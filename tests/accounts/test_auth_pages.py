@@ -80,3 +80,19 @@ def test_german_account_pages_say_sie(world: World) -> None:
         assert not DU_FORMS.search(text), (path, DU_FORMS.findall(text))
     login = anonymous.post("/accounts/login/", {"login": world.owner_a.email, "password": "wrong"}).content.decode()
     assert "Anmelden" in login and not DU_FORMS.search(re.sub(r"<[^>]+>", " ", _main(login)))
+
+
+def test_confirmation_mail_names_parley_and_says_sie_in_german(world: World, mailoutbox: list) -> None:
+    from tests.conftest import PASSWORD, unique
+
+    client = Client(HTTP_HOST=settings.PARLEY_DOMAIN, HTTP_ACCEPT_LANGUAGE="de")
+    email = f"{unique('neu')}@example.com"
+    response = client.post(
+        "/accounts/signup/", {"email": email, "full_name": "Nora Neu", "password1": PASSWORD, "password2": PASSWORD}
+    )
+    assert response.status_code == 302
+    mail = mailoutbox[-1]
+    assert mail.to == [email]
+    assert mail.subject.startswith("Parley: ")
+    assert "Hallo von Parley!" in mail.body and settings.PARLEY_PUBLIC_URL in mail.body
+    assert not DU_FORMS.search(mail.subject + mail.body), DU_FORMS.findall(mail.subject + mail.body)
