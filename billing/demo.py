@@ -20,6 +20,7 @@ from billing.models import (
     RateCard,
     UsageRecord,
 )
+from billing.selectors import period_end
 from billing.services import WINDOW, active_rate_card, month_start, price_for, usage_counter_rebuild
 from tenancy.demo import DemoWorld
 from tenancy.models import Business
@@ -159,7 +160,9 @@ def seed(world: DemoWorld) -> None:
     this_month = month_start(timezone.now())
     # The figures /billing/ opens on: this month so far (the seed also fills last month).
     airline_month, bakery_month = (
-        UsageRecord.objects.filter(business=business, opened_at__gte=this_month, voided_at__isnull=True).count()
+        UsageRecord.objects.filter(
+            business=business, opened_at__gte=this_month, opened_at__lt=period_end(this_month), voided_at__isnull=True
+        ).count()
         for business in (world.airline, world.bakery)
     )
     world.lines.append(
