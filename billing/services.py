@@ -25,6 +25,8 @@ from django.db.models import DecimalField, F
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from procrastinate.contrib.django import app as procrastinate_app
+from procrastinate.jobs import JobDeferrer
 
 from accounts.models import Membership
 from audit.services import audit_record
@@ -47,6 +49,19 @@ logger = logging.getLogger("parley.billing")
 
 WINDOW = timedelta(hours=24)
 GRACE_PERIOD = timedelta(days=7)
+
+
+# Billing's jobs (billing/jobs.py) call these services, so the services queue them by name
+# rather than importing that module back.
+REPORT_USAGE_RECORD = "billing.report_usage_record"
+CANCEL_USAGE_RECORD = "billing.cancel_usage_record"
+PROCESS_STRIPE_EVENT = "billing.process_stripe_event"
+
+
+def _job(name: str, **options: Any) -> JobDeferrer:
+    """The registered task of that name (its queue and retry policy) ready to defer in the
+    caller's transaction; a misspelt name raises instead of queueing a job nobody runs."""
+    return procrastinate_app.configure_task(name, allow_unknown=False, **options)
 
 
 class BillingError(Exception):
@@ -187,7 +202,6 @@ def conversation_charge_for_message(
         raise ValueError(f"unknown conversation category {category!r}")
     if timezone.is_naive(sent_at):
         raise ValueError("sent_at must be timezone-aware")
-    from billing.jobs import report_usage_record
 
     # No savepoint: any error here aborts the caller's send anyway, and a savepoint costs two
     # round trips on every message.
@@ -229,7 +243,7 @@ def conversation_charge_for_message(
         )
         if not free:
             # Same transaction as the row: a committed chargeable record always has its report queued.
-            report_usage_record.configure(queueing_lock=f"usage:{record.id}").defer(record_id=str(record.id))
+            _job(REPORT_USAGE_RECORD, queueing_lock=f"usage:{record.id}").defer(record_id=str(record.id))
     return record
 
 
@@ -239,7 +253,6 @@ def conversation_charge_void(*, record_id: uuid.UUID | str, reason: str) -> Usag
     Call it only when no message of that conversation reached the customer. Not yet reported:
     it is never sent. Already reported: Stripe is told to cancel the meter event.
     """
-    from billing.jobs import cancel_usage_record
 
     with transaction.atomic():
         record = UsageRecord.objects.select_for_update().filter(pk=record_id).first()
@@ -248,7 +261,7 @@ def conversation_charge_void(*, record_id: uuid.UUID | str, reason: str) -> Usag
         record.voided_at = timezone.now()
         record.void_reason = reason[:200]
         if record.report_state == UsageRecord.ReportState.REPORTED:
-            cancel_usage_record.defer(record_id=str(record.pk))
+            _job(CANCEL_USAGE_RECORD).defer(record_id=str(record.pk))
         else:
             record.report_state = UsageRecord.ReportState.NOT_BILLED
         record.save(update_fields=["voided_at", "void_reason", "report_state"])
@@ -390,8 +403,6 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
     from procrastinate.contrib.django.models import ProcrastinateJob
     from procrastinate.exceptions import AlreadyEnqueued
 
-    from billing.jobs import report_usage_record
-
     records = UsageRecord.objects.filter(voided_at__isnull=True, free=False)
     if record_ids is not None:
         records = records.filter(pk__in=record_ids, report_state__in=["pending", "failed"])
@@ -399,7 +410,7 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
         if not stripe_gateway.is_configured():
             return 0  # ledger-only: the jobs are already waiting in the queue
         waiting = (
-            ProcrastinateJob.objects.filter(task_name="billing.report_usage_record", status__in=["todo", "doing"])
+            ProcrastinateJob.objects.filter(task_name=REPORT_USAGE_RECORD, status__in=["todo", "doing"])
             .annotate(record_id=KeyTextTransform("record_id", "args"))
             .filter(record_id=Cast(OuterRef("pk"), TextField()))
         )
@@ -412,7 +423,7 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
             UsageRecord.objects.filter(pk=record_id).update(report_state=UsageRecord.ReportState.PENDING)
             try:
                 with transaction.atomic():  # a refused defer must not spoil the outer transaction
-                    report_usage_record.configure(queueing_lock=f"usage:{record_id}").defer(record_id=str(record_id))
+                    _job(REPORT_USAGE_RECORD, queueing_lock=f"usage:{record_id}").defer(record_id=str(record_id))
             except AlreadyEnqueued:
                 continue
         queued += 1
@@ -711,8 +722,6 @@ def stripe_event_receive(*, event: dict[str, Any]) -> str:
     is retried by a job, so Stripe still gets its 2xx and does not redeliver forever."""
     from procrastinate.exceptions import AlreadyEnqueued
 
-    from billing.jobs import process_stripe_event
-
     row, _created = stripe_event_store(event=event)
     if row.processed_at is not None:
         return "duplicate"
@@ -722,7 +731,7 @@ def stripe_event_receive(*, event: dict[str, Any]) -> str:
         logger.exception("processing Stripe event %s failed; queued for retry", row.pk)
         # A savepoint: a refused defer (already queued) must not spoil a surrounding transaction.
         with contextlib.suppress(AlreadyEnqueued), transaction.atomic():
-            process_stripe_event.configure(queueing_lock=f"stripe-event:{row.pk}").defer(event_id=row.pk)
+            _job(PROCESS_STRIPE_EVENT, queueing_lock=f"stripe-event:{row.pk}").defer(event_id=row.pk)
         return "queued"
 
 
