@@ -34,6 +34,7 @@ from billing import stripe_gateway
 from billing.models import (
     CATEGORIES,
     FREE_SERVICE_CONVERSATIONS_PER_MONTH,
+    LAUNCH_PRICES,
     BillingAccount,
     Category,
     Invoice,
@@ -42,6 +43,7 @@ from billing.models import (
     StripeEvent,
     UsageCounter,
     UsageRecord,
+    month_start,
 )
 from tenancy.models import Business
 
@@ -93,25 +95,10 @@ def country_for_phone(phone: str) -> str:
     return region if region and region != "001" else ""
 
 
-# What a platform without a rate card bills: the published launch prices.
-LAUNCH_PRICES: dict[str, Decimal] = {
-    Category.SERVICE: Decimal("0.0300"),
-    Category.UTILITY: Decimal("0.0400"),
-    Category.MARKETING: Decimal("0.0700"),
-    Category.AUTHENTICATION: Decimal("0.0350"),
-}
-
-
 def active_rate_card() -> RateCard:
     card = RateCard.objects.filter(is_active=True).first()
     if card is None:
-        card, _created = RateCard.objects.get_or_create(
-            is_active=True,
-            defaults={
-                "name": "Parley rate card 2026",
-                **{f"default_{category}": price for category, price in LAUNCH_PRICES.items()},
-            },
-        )
+        card, _created = RateCard.objects.get_or_create(is_active=True, defaults=RateCard.launch_fields())
     return card
 
 
@@ -150,12 +137,6 @@ def business_may_initiate(*, business: Business) -> bool:
     """Whether the business may start conversations (templates). Customer replies always work."""
     ends = BillingAccount.objects.filter(business_id=business.pk).values_list("grace_period_ends_at", flat=True).first()
     return ends is None or timezone.now() < ends
-
-
-def month_start(moment: datetime) -> datetime:
-    """Free tier and billing periods are calendar months in UTC."""
-    moment = moment.astimezone(UTC)
-    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def _lock_window(business_id: int, customer_id: int) -> None:
