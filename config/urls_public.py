@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as account_views
+from config import views as config_views
 from tenancy import views as tenancy_views
 
 admin.site.site_header = "Parley platform"
@@ -17,7 +18,7 @@ admin.site.index_title = "Platform administration"
 admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
 urlpatterns = [
-    path("", tenancy_views.landing, name="landing"),
+    path("", config_views.landing, name="landing"),
     path("home/", tenancy_views.home, name="home"),
     path("start/", tenancy_views.business_create_view, name="business_create"),
     path("", include("billing.urls_public")),
