@@ -23,9 +23,12 @@ from accounts.models import Customer, Membership, User
 from billing.services import business_may_initiate, conversation_charge_for_message
 from customers.selectors import customer_has_blocked
 from customers.services import customer_contact_record
-from directory.models import CustomerThread
+from directory.services import customer_thread_touch
 from messaging import events
+from messaging.errors import MessagingError, not_found
+from messaging.ids import client_int, conversation_pk
 from messaging.models import SERVICE_WINDOW_HOURS, AgentPresence, Contact, Conversation, Event, Message
+from messaging.payloads import conversation_payload, message_payload
 from tenancy.models import Business
 
 MAX_BODY = 4096
@@ -33,69 +36,10 @@ MAX_CLIENT_MSG_ID = 64
 WINDOW = timedelta(hours=SERVICE_WINDOW_HOURS)
 
 
-class MessagingError(Exception):
-    """A refused action. `code` is stable for clients; `message` is for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def not_found() -> MessagingError:
-    # "Missing" and "not yours" look the same.
-    return MessagingError("not_found", _("This conversation does not exist."))
-
-
 @dataclass
 class SendResult:
     message: Message
     duplicate: bool
-
-
-# --- payloads (what clients see) ------------------------------------------------------------
-
-
-def message_payload(message: Message, *, contact_name: str = "") -> dict[str, Any]:
-    if message.author_kind == Message.Author.AGENT and message.author_user is not None:
-        author_name = message.author_user.get_short_name()
-    elif message.author_kind == Message.Author.CUSTOMER:
-        author_name = contact_name
-    else:
-        author_name = ""
-    return {
-        "id": message.pk,
-        "conversation_id": message.conversation_id,
-        "event_id": message.event_id,
-        "direction": message.direction,
-        "author_kind": message.author_kind,
-        "author_name": author_name,
-        "kind": message.kind,
-        "body": message.body,
-        "status": message.status,
-        "client_msg_id": message.client_msg_id,
-        "created_at": message.created_at,
-    }
-
-
-def conversation_payload(conversation: Conversation) -> dict[str, Any]:
-    contact = conversation.contact
-    assignee = conversation.assignee
-    return {
-        "id": conversation.pk,
-        "contact": {
-            "id": contact.pk,
-            "name": contact.display_name,
-            "phone": contact.customer.phone_number,
-            "notes": contact.notes,
-        },
-        "status": conversation.status,
-        "assignee": {"id": assignee.pk, "name": assignee.get_short_name()} if assignee else None,
-        "unread": conversation.unread_count,
-        "last_message_at": conversation.last_message_at,
-        "preview": conversation.last_message_preview,
-        "window_expires_at": conversation.window_expires_at,
-    }
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -131,15 +75,6 @@ def _existing(conversation: Conversation, author_key: str, client_msg_id: str) -
         .filter(conversation=conversation, author_key=author_key, client_msg_id=client_msg_id)
         .first()
     )
-
-
-def conversation_pk(value: Any) -> int:
-    """A conversation id from a client; anything that is not one cannot name a conversation.
-    (JSON allows 1e400, which int() refuses with OverflowError.)"""
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise not_found() from None
 
 
 def _locked_conversation(conversation_id: Any) -> Conversation:
@@ -209,17 +144,10 @@ class _Stream:
 def _thread_touch(
     *, business: Business, customer_id: int, at: datetime, unread_delta: int = 0, unread: int | None = None
 ) -> dict[str, Any]:
-    """Upsert the customer's public thread row: add `unread_delta` to its unread count, or set it
-    to `unread`. `at` moves last activity forward only; reading passes the last message time, so
-    opening a chat does not reorder the list."""
-    thread, _created = CustomerThread.objects.select_for_update().get_or_create(
-        customer_id=customer_id, business_id=business.pk, defaults={"last_activity_at": at}
+    state = customer_thread_touch(
+        business_id=business.pk, customer_id=customer_id, at=at, unread_delta=unread_delta, unread=unread
     )
-    thread.unread_count = max(0, thread.unread_count + unread_delta) if unread is None else unread
-    if at > thread.last_activity_at:
-        thread.last_activity_at = at
-    thread.save(update_fields=["unread_count", "last_activity_at"])
-    return {"business_id": business.pk, "unread": thread.unread_count, "last_activity_at": thread.last_activity_at}
+    return state.frame_data()
 
 
 def _conversation_updated(stream: _Stream) -> None:
@@ -480,13 +408,6 @@ def message_send_template(
 # --- receipts -------------------------------------------------------------------------------
 
 
-def _as_int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's 1e400 or Infinity
-        raise MessagingError("invalid", _("Expected a number.")) from None
-
-
 def _mark(stream: _Stream, *, direction: str, up_to: int, read: bool) -> int:
     now = timezone.now()
     conversation = stream.conversation
@@ -518,7 +439,7 @@ def _mark(stream: _Stream, *, direction: str, up_to: int, read: bool) -> int:
 
 def messages_mark_by_customer(*, business: Business, customer: Customer, up_to: Any, read: bool) -> int:
     """The customer's client received (and, if `read`, showed) business messages up to `up_to`."""
-    up_to = _as_int(up_to)
+    up_to = client_int(up_to)
     with transaction.atomic():
         conversation_id = Conversation.objects.filter(contact__customer=customer).values_list("pk", flat=True).first()
         if conversation_id is None:
@@ -543,7 +464,7 @@ def messages_mark_by_customer(*, business: Business, customer: Customer, up_to: 
 
 def messages_mark_by_agent(*, business: Business, user: User, conversation_id: Any, up_to: Any, read: bool) -> int:
     """An agent's inbox received (and, if `read`, showed) customer messages up to `up_to`."""
-    up_to = _as_int(up_to)
+    up_to = client_int(up_to)
     _membership(business, user)
     if not read:
         # Every open inbox acks each customer message as delivered, and only the first ack
@@ -586,7 +507,7 @@ def conversation_assign(*, business: Business, user: User, conversation_id: Any,
     if assignee_id not in (None, ""):
         membership = (
             Membership.objects.select_related("user")
-            .filter(business_id=business.pk, user_id=_as_int(assignee_id))
+            .filter(business_id=business.pk, user_id=client_int(assignee_id))
             .first()
         )
         if membership is None:
@@ -617,7 +538,9 @@ def conversation_set_status(*, business: Business, user: User, conversation_id: 
 def contact_update(*, business: Business, user: User, contact_id: Any, name: str, notes: str) -> Contact:
     _membership(business, user)
     with transaction.atomic():
-        contact = Contact.objects.select_for_update().select_related("customer").filter(pk=_as_int(contact_id)).first()
+        contact = (
+            Contact.objects.select_for_update().select_related("customer").filter(pk=client_int(contact_id)).first()
+        )
         if contact is None:
             raise MessagingError("not_found", _("This contact does not exist."))
         contact.name = _without_nul(name).strip()[:100]
