@@ -96,6 +96,16 @@ ROOT_URLCONF = "config.urls_tenant"
 # migration (see tenancy.provisioning).
 TENANT_BASE_SCHEMA = "tenant_template"
 TENANT_CREATION_FAKES_MIGRATIONS = True
+# `SET search_path` only when the schema changes, not before every query. Safe here because every
+# path sets the schema explicitly (middleware per request, `schema_context` per consumer call and
+# job), setting a tenant always re-issues it, and a rollback forgets the cached path.
+TENANT_LIMIT_SET_CALLS = True
+# Group commit of sends (messaging.group_commit): at most this many requests queued per business
+# and process, written at most this many per transaction; a send that would wait longer than
+# PARLEY_SEND_MAX_WAIT seconds is refused at once with `overloaded` and `retry_after`.
+PARLEY_SEND_QUEUE_LIMIT = int(os.environ.get("PARLEY_SEND_QUEUE_LIMIT", "2000"))
+PARLEY_SEND_BATCH_MAX = int(os.environ.get("PARLEY_SEND_BATCH_MAX", "256"))
+PARLEY_SEND_MAX_WAIT = float(os.environ.get("PARLEY_SEND_MAX_WAIT", "0.5"))
 
 MIDDLEWARE = [
     "tenancy.middleware.BusinessHostMiddleware",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -28,6 +28,87 @@ CONVERSATION_UPDATED = "conversation.updated"
 TYPING = "typing"
 PRESENCE = "presence"
 THREAD_UPDATED = "thread.updated"
+
+# --- declared shapes of the stored events (tests/messaging/test_event_schemas.py checks every
+# frame the services emit against them). Times are ISO 8601 strings in the JSON text.
+
+
+class ContactShape(TypedDict):
+    id: int
+    name: str
+    phone: str
+    notes: str
+
+
+class AssigneeShape(TypedDict):
+    id: int
+    name: str
+
+
+class ConversationShape(TypedDict):
+    id: int
+    contact: ContactShape
+    status: Literal["open", "pending", "resolved"]
+    assignee: AssigneeShape | None
+    unread: int
+    last_message_at: str | None
+    preview: str
+    window_expires_at: str | None
+
+
+class MessageShape(TypedDict):
+    id: int
+    conversation_id: int
+    event_id: int
+    direction: Literal["in", "out", "internal"]
+    author_kind: Literal["customer", "agent", "system", "api"]
+    author_name: str
+    kind: Literal["text", "note", "template"]
+    body: str
+    status: Literal["queued", "sent", "delivered", "read", "failed"]
+    client_msg_id: str
+    created_at: str
+
+
+class MessageCreatedEvent(TypedDict):
+    id: int
+    type: Literal["message.created"]
+    conversation_id: int
+    message: MessageShape
+
+
+class MessageStatusEvent(TypedDict):
+    id: int
+    type: Literal["message.status"]
+    conversation_id: int
+    direction: Literal["in", "out"]
+    up_to: int
+    status: Literal["delivered", "read"]
+
+
+class ConversationUpdatedEvent(TypedDict):
+    id: int
+    type: Literal["conversation.updated"]
+    conversation: ConversationShape
+
+
+class ThreadUpdatedEvent(TypedDict):
+    """To /ws/me/: the id of the business event that changed the thread; never message text."""
+
+    id: int
+    type: Literal["thread.updated"]
+    business_id: int
+    unread: int
+    last_activity_at: str
+
+
+EVENT_SHAPES: dict[str, type] = {
+    MESSAGE_CREATED: MessageCreatedEvent,
+    MESSAGE_STATUS: MessageStatusEvent,
+    CONVERSATION_UPDATED: ConversationUpdatedEvent,
+    THREAD_UPDATED: ThreadUpdatedEvent,
+}
+
 
 # Layer message types: the consumer method that handles them.
 LAYER_INBOX_FRAME = "inbox.frame"
@@ -63,6 +144,11 @@ class StoredEvent:
     frame: str
     # The previous customer-visible event of the conversation (see Conversation.last_public_event_id).
     prev_public_id: int
+    # The previous event of the conversation, any audience (Conversation.last_event_id), so an
+    # agent can tell a gap in one conversation without reading the whole business's stream.
+    prev_event_id: int = 0
+    # Who the conversation is assigned to once this event committed (None: unassigned).
+    assignee_id: int | None = None
 
 
 def allocate_event_ids(count: int) -> int:
@@ -82,6 +168,22 @@ def allocate_event_ids(count: int) -> int:
     return int(row[0]) - count + 1
 
 
+def event_frame(*, event_id: int, type: str, data: dict[str, Any]) -> str:
+    """The exact JSON text of an event: stored for resume and sent to clients unchanged."""
+    return dumps({"id": event_id, "type": type, **data})
+
+
+def append_events(events: list[StoredEvent]) -> None:
+    """Store events (already numbered by `allocate_event_ids`) in one INSERT."""
+    if events:
+        Event.objects.bulk_create(
+            [
+                Event(id=e.id, type=e.type, conversation_id=e.conversation_id, audience=e.audience, frame=e.frame)
+                for e in events
+            ]
+        )
+
+
 def append_event(
     *,
     event_id: int,
@@ -90,10 +192,13 @@ def append_event(
     audience: str,
     data: dict[str, Any],
     prev_public_id: int = 0,
+    prev_event_id: int = 0,
+    assignee_id: int | None = None,
 ) -> StoredEvent:
-    frame = dumps({"id": event_id, "type": type, **data})
-    Event.objects.create(id=event_id, type=type, conversation_id=conversation_id, audience=audience, frame=frame)
-    return StoredEvent(event_id, type, conversation_id, audience, frame, prev_public_id)
+    frame = event_frame(event_id=event_id, type=type, data=data)
+    event = StoredEvent(event_id, type, conversation_id, audience, frame, prev_public_id, prev_event_id, assignee_id)
+    append_events([event])
+    return event
 
 
 def publish_on_commit(*, schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
@@ -116,7 +221,13 @@ async def _publish(schema_name: str, events: list[StoredEvent], customer_updates
     if layer is None:
         return
     for event in events:
-        message = {"id": event.id, "prev": event.prev_public_id, "text": event.frame}
+        message = {
+            "id": event.id,
+            "prev": event.prev_public_id,
+            "prev_event": event.prev_event_id,
+            "assignee": event.assignee_id,
+            "text": event.frame,
+        }
         await layer.group_send(inbox_group(schema_name), {"type": LAYER_INBOX_FRAME, **message})
         if event.audience == Event.Audience.EVERYONE and event.conversation_id is not None:
             await layer.group_send(
