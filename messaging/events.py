@@ -37,6 +37,7 @@ class ContactShape(TypedDict):
     id: int
     name: str
     phone: str
+    phone_display: str
     notes: str
 
 
