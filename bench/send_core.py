@@ -109,9 +109,10 @@ def run(threads: int, sends: int, serial: int) -> None:
     with schema_context(schema):
         before_id = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     try:
-        from messaging.group_commit import gatherer
+        from messaging import group_commit
     except ImportError:  # the code before the send core, for a before/after run
-        gatherer = None
+        group_commit = None  # type: ignore[assignment]
+    gatherer = group_commit.gatherer if group_commit is not None else None
     if gatherer is not None:
         gatherer.stats_reset()
     refused: list[float] = []
