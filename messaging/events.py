@@ -169,6 +169,36 @@ def allocate_event_ids(count: int) -> int:
     return int(row[0]) - count + 1
 
 
+def insert_with_event_ids(
+    *, count: int, table: str, columns: list[tuple[str, str]], rows: list[tuple[int, list[Any]]]
+) -> tuple[int, dict[int, int]]:
+    """`allocate_event_ids(count)` and a multi-row INSERT of rows that carry one of those ids (a
+    message and its `message.created` event), in one statement: one round trip less per group.
+
+    `columns` are (name, SQL type) pairs; each row is (offset into the reserved ids, values).
+    The ids go into the table's `event_id` column. Returns the first id and {event_id: row id}."""
+    assert connection.in_atomic_block, "event ids are allocated inside the writing transaction"
+    counter = StreamCounter._meta.db_table
+    names = ", ".join(name for name, _type in columns)
+    row_sql = "(%s::integer, " + ", ".join(f"%s::{sql_type}" for _name, sql_type in columns) + ")"
+    params: list[Any] = [count, count]  # the counter's increment, then the first id's arithmetic
+    for offset, values in rows:
+        params += [offset, *values]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH counter AS (INSERT INTO {counter} (id, last_id) VALUES (1, %s) "
+            f"ON CONFLICT (id) DO UPDATE SET last_id = {counter}.last_id + EXCLUDED.last_id RETURNING last_id) "
+            f"INSERT INTO {table} ({names}, event_id) "
+            f"SELECT {', '.join('v.' + name for name, _type in columns)}, counter.last_id - %s + 1 + v.event_offset "
+            f"FROM counter, (VALUES {', '.join([row_sql] * len(rows))}) AS v(event_offset, {names}) "
+            "RETURNING id, event_id",
+            params,
+        )
+        inserted = {int(event_id): int(pk) for pk, event_id in cursor.fetchall()}
+    first = min(inserted) - min(offset for offset, _values in rows)
+    return first, inserted
+
+
 def event_frame(*, event_id: int, type: str, data: dict[str, Any]) -> str:
     """The exact JSON text of an event: stored for resume and sent to clients unchanged."""
     return dumps({"id": event_id, "type": type, **data})

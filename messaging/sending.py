@@ -593,12 +593,40 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
     return [o for o in outcomes if o is not None]
 
 
+_MESSAGE_COLUMNS = [
+    ("conversation_id", "bigint"),
+    ("direction", "varchar"),
+    ("author_kind", "varchar"),
+    ("author_user_id", "bigint"),
+    ("author_key", "varchar"),
+    ("kind", "varchar"),
+    ("body", "text"),
+    ("template_name", "varchar"),
+    ("status", "varchar"),
+    ("failure_reason", "varchar"),
+    ("client_msg_id", "varchar"),
+    ("created_at", "timestamptz"),
+]
+
+
+def _message_row(message: Message, now: datetime) -> list[Any]:
+    message.created_at = now  # the conversation's last_message_at, to the microsecond
+    return [getattr(message, name) for name, _type in _MESSAGE_COLUMNS]
+
+
 def _flush(group: _Group) -> None:
     business = group.business
     customer_contacts_record(business_id=business.pk, customer_ids=group.contacts, at=group.now)
     states: dict[int, ThreadState] = customer_threads_touch(business_id=business.pk, touches=group.touches)
-    # Every other lock is held: now the counter row, which orders commits by event id.
-    first = events.allocate_event_ids(len(group.pending))
+    # Every other lock is held: now the counter row, which orders commits by event id, taken
+    # by the same statement that inserts the messages.
+    offsets = {id(p.message): offset for offset, p in enumerate(group.pending) if p.message is not None}
+    first, inserted = events.insert_with_event_ids(
+        count=len(group.pending),
+        table=Message._meta.db_table,
+        columns=_MESSAGE_COLUMNS,
+        rows=[(offsets[id(m)], _message_row(m, group.now)) for m in group.messages],
+    )
     numbered: list[tuple[int, _Pending, int, int]] = []
     for offset, pending in enumerate(group.pending):
         event_id = first + offset
@@ -608,9 +636,10 @@ def _flush(group: _Group) -> None:
         if pending.audience == Event.Audience.EVERYONE:
             conversation.last_public_event_id = event_id
         if pending.message is not None:
-            pending.message.event_id = event_id
+            message = pending.message
+            message.event_id, message.pk = event_id, inserted[event_id]
+            message._state.adding, message._state.db = False, connection.alias
         numbered.append((event_id, pending, prev_public, prev_event))
-    Message.objects.bulk_create(group.messages)
     _mark_read(group.marks, group.now)
     stored = [
         events.StoredEvent(

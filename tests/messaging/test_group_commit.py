@@ -28,7 +28,7 @@ from messaging.models import Event, Message, StreamCounter
 from messaging.sending import SendResult, check_customer_send
 from tenancy.models import Business
 from tests.conftest import World, unique
-from tests.messaging.conftest import make_customer
+from tests.messaging.conftest import adb, make_customer, receive_until, session_key, ws_connect
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
@@ -125,7 +125,8 @@ def test_queued_sends_share_one_transaction_and_keep_their_own_ids(live_db: Worl
         leader = leader_in_flight(business)
         senders = [Sender(business, c, f"m{i}", unique("m")) for i, c in enumerate(customers)]
         # The same client_msg_id twice in one batch (a client's retry racing its first try).
-        twins = [Sender(business, twin, "twice", "twin-1"), Sender(business, twin, "twice", "twin-1")]
+        twin_id = unique("twin")
+        twins = [Sender(business, twin, "twice", twin_id), Sender(business, twin, "twice", twin_id)]
         wait_for(lambda: queued(business) == len(senders) + len(twins))
     for sender in [leader, *senders, *twins]:
         sender.join()
@@ -135,7 +136,7 @@ def test_queued_sends_share_one_transaction_and_keep_their_own_ids(live_db: Worl
     first, second = (s.outcome for s in twins if isinstance(s.outcome, SendResult))
     assert sorted([first.duplicate, second.duplicate]) == [False, True]
     assert first.message.pk == second.message.pk
-    assert len(written(business, ["twin-1"])) == 1
+    assert len(written(business, [twin_id])) == 1
 
     batch = [r.message.event_id for r in [*results, first if not first.duplicate else second]]
     lead_event = leader.outcome.message.event_id  # type: ignore[union-attr]
@@ -262,3 +263,21 @@ def test_sends_from_many_threads_stay_dense_and_ordered(live_db: World) -> None:
                 .values_list("body", flat=True)
             )
             assert bodies == ["b0", "b1", "b2", "b3"]
+
+
+@override_settings(PARLEY_SEND_QUEUE_LIMIT=0)
+async def test_a_refused_send_reaches_the_client_with_retry_after(live_db: World) -> None:
+    """With no room in the queue every send is refused: the error frame names the send and says
+    when to try again, and nothing is written."""
+    customer = await adb(make_customer)()
+    chat_ws, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+    client_msg_id = unique("busy")
+    await chat_ws.send_json_to({"type": "send", "body": "hello?", "client_msg_id": client_msg_id})
+    error = await receive_until(chat_ws, "error")
+    assert error["code"] == "overloaded" and error["client_msg_id"] == client_msg_id
+    assert isinstance(error["retry_after"], float) and error["retry_after"] > 0
+    await chat_ws.disconnect()
+    assert await adb(written)(live_db.business_a, [client_msg_id]) == []
