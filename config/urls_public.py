@@ -13,6 +13,7 @@ admin.site.index_title = "Platform administration"
 
 urlpatterns = [
     path("", tenancy_views.landing, name="landing"),
+    path("favicon.ico", tenancy_views.favicon),
     path("home/", tenancy_views.home, name="home"),
     path("start/", tenancy_views.business_create_view, name="business_create"),
     path("", include("billing.urls_public")),

@@ -2,14 +2,20 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 
 from tenancy.access import member_required
 from tenancy.forms import BusinessCreateForm
 from tenancy.sections import SECTIONS, section_figures
 from tenancy.selectors import businesses_for_user
 from tenancy.services import business_create
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask every host for /favicon.ico, the admin's pages included: send them the icon."""
+    return HttpResponsePermanentRedirect(static("parley/favicon.svg"))
 
 
 def landing(request: HttpRequest) -> HttpResponse:
