@@ -9,3 +9,7 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import security_log  # noqa: F401  (connects the audit receivers)
+        from accounts.dashboard import team_figures
+        from tenancy.sections import register_figures
+
+        register_figures("team", team_figures)

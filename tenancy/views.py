@@ -20,9 +20,7 @@ def favicon(request: HttpRequest) -> HttpResponse:
 
 
 def landing(request: HttpRequest) -> HttpResponse:
-    from billing.models import FREE_SERVICE_CONVERSATIONS_PER_MONTH
-
-    return render(request, "public/landing.html", {"free_tier": FREE_SERVICE_CONVERSATIONS_PER_MONTH})
+    return render(request, "public/landing.html")
 
 
 @login_required
