@@ -14,15 +14,6 @@ from tenancy.selectors import businesses_for_user
 from tenancy.services import business_create
 
 
-def favicon(request: HttpRequest) -> HttpResponse:
-    """Browsers ask every host for /favicon.ico, the admin's pages included: send them the icon."""
-    return HttpResponsePermanentRedirect(static("parley/favicon.svg"))
-
-
-def landing(request: HttpRequest) -> HttpResponse:
-    return render(request, "public/landing.html")
-
-
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """Where a user lands after logging in: their business, or the list if they have several."""
