@@ -134,6 +134,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tenancy.context_processors.parley",
+                "customers.context_processors.signed_in_customer",
             ],
         },
     },

@@ -14,6 +14,7 @@ admin.site.index_title = "Platform administration"
 
 urlpatterns = [
     path("", config_views.landing, name="landing"),
+    path("favicon.ico", config_views.favicon),
     path("home/", tenancy_views.home, name="home"),
     path("start/", tenancy_views.business_create_view, name="business_create"),
     path("", include("billing.urls_public")),
