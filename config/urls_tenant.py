@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("verification.urls")),
     path("", include("billing.urls")),
     # allauth is mounted on every host so the MFA pages and logout work where the user is.
+    path("accounts/profile/", account_views.profile, name="account_profile"),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
 ] + static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -49,10 +49,14 @@ class World:
 
 
 def _user(email: str, *, staff: bool = False) -> User:
+    from allauth.account.models import EmailAddress
+
     user, created = User.objects.get_or_create(email=email, defaults={"is_staff": staff, "is_superuser": staff})
     if created:
         user.set_password(PASSWORD)
         user.save()
+    # Logging in needs a confirmed address (mandatory email verification).
+    EmailAddress.objects.get_or_create(user=user, email=email, defaults={"verified": True, "primary": True})
     return user
 
 
