@@ -21,8 +21,8 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer, Membership, User
 from billing.services import business_may_initiate, conversation_charge_for_message
-from customers.selectors import customer_has_blocked
-from customers.services import customer_contact_record
+from customers.selectors import consent_allows_send, customer_has_blocked
+from customers.services import consent_handle_keyword, customer_contact_record
 from directory.models import CustomerThread
 from messaging import events
 from messaging.models import SERVICE_WINDOW_HOURS, AgentPresence, Contact, Conversation, Event, Message
@@ -322,6 +322,8 @@ def message_send_customer(*, business: Business, customer: Customer, body: Any, 
         )
         conversation.refresh_from_db(fields=["unread_count"])
         customer_contact_record(customer_id=customer.pk, business_id=business.pk, at=now)
+        # privacy (issue 14): a STOP / STOPP / ABMELDEN reply mutes marketing and queues a confirmation.
+        consent_handle_keyword(business=business, customer=customer, body=text)
         thread = _thread_touch(business=business, customer_id=customer.pk, at=now)
         stream = _Stream(business, conversation)
         _message_created(stream, message, Event.Audience.EVERYONE)
@@ -442,6 +444,11 @@ def message_send_template(
             return SendResult(existing, duplicate=True)
         text = _clean_body(body)
         _business_send_checks(business=business, conversation=conversation, initiating=True)
+        # privacy (issue 14): the consent ledger (and the marketing mute) decide before anything is billed.
+        if not consent_allows_send(customer_id=customer.pk, business_id=business.pk, category=category):
+            raise MessagingError(
+                "opted_out", _("This customer has opted out of %(category)s messages.") % {"category": category}
+            )
         now = timezone.now()
         conversation_charge_for_message(
             business=business,
