@@ -28,11 +28,12 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
+from procrastinate.exceptions import AlreadyEnqueued
 
 from accounts.models import Customer, User
 from audit.services import audit_record
@@ -79,11 +80,20 @@ def _queue(request: PrivacyRequest) -> None:
 
     missing = [s for s in request.schemas if s not in request.done_schemas]
     for schema_name in missing:
-        privacy_step.configure(queueing_lock=f"privacy:{request.pk}:{schema_name}").defer(
-            request_id=str(request.pk), schema_name=schema_name
+        _defer_once(
+            privacy_step, f"privacy:{request.pk}:{schema_name}", request_id=str(request.pk), schema_name=schema_name
         )
     if not missing:
-        privacy_finish.configure(queueing_lock=f"privacy:{request.pk}:finish").defer(request_id=str(request.pk))
+        _defer_once(privacy_finish, f"privacy:{request.pk}:finish", request_id=str(request.pk))
+
+
+def _defer_once(task: Any, lock: str, **kwargs: Any) -> None:
+    """Queue a job unless the same one is still waiting (its queueing lock says so)."""
+    try:
+        with transaction.atomic():  # a savepoint: a refused insert must not spoil the caller's transaction
+            task.configure(queueing_lock=lock).defer(**kwargs)
+    except (AlreadyEnqueued, IntegrityError):
+        pass
 
 
 def _create(**fields: Any) -> PrivacyRequest:
