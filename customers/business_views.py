@@ -19,10 +19,9 @@ from audit.models import AuditEvent
 from customers import privacy
 from customers.models import PrivacyRequest
 from customers.selectors import consent_ledger_for_business, privacy_request_for_business
+from customers.staff_access import STAFF_ACCESS_ACTION
 from tenancy.access import member_required
 from tenancy.models import MIN_RETENTION_DAYS
-
-STAFF_ACCESS_ACTION = "staff.viewed_conversations"
 
 
 class RetentionForm(forms.Form):

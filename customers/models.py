@@ -199,3 +199,13 @@ class PrivacyRequest(models.Model):
         total = len(self.schemas) + 1  # the public part is the last step
         done = len(self.done_schemas) + (1 if self.status == self.Status.DONE else 0)
         return int(100 * done / total)
+
+
+class BusinessConversations(Business):
+    """Admin entry for staff to read a business's conversations, every look recorded in the
+    audit log and shown to the business's owners (a proxy: no table of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("business conversations (logged)")
+        verbose_name_plural = _("business conversations (every view is logged)")
