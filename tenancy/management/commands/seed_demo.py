@@ -20,6 +20,7 @@ DEMO_STEPS: list[str] = [
     "verification.demo.seed",
     "messaging.demo.seed",
     "billing.demo.seed",
+    "customers.demo.seed",
 ]
 
 
