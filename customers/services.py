@@ -117,7 +117,9 @@ def consent_record(*, customer: Customer, business: Business, category: str, gra
     """Append one opt-in or opt-out to the consent ledger (the business's proof of consent).
 
     For marketing the customer's mute follows the ledger, so every existing check of the mute
-    (the /me/ page, the send path) agrees with it. A repeat of the current choice adds no row.
+    (the /me/ page, the send path) agrees with it, and the mute's change is audited as before.
+    The ledger itself is append-only evidence, so it needs no audit entry of its own. A repeat
+    of the current choice adds no row.
     """
     if category not in ConsentRecord.Category.values:
         raise ValidationError({"category": _("Unknown message category.")})
@@ -135,13 +137,6 @@ def consent_record(*, customer: Customer, business: Business, category: str, gra
         if latest != granted:
             ConsentRecord.objects.create(
                 customer=customer, business=business, category=category, granted=granted, source=source
-            )
-            _audit(
-                "customer.consent_given" if granted else "customer.consent_withdrawn",
-                customer,
-                business,
-                category=category,
-                source=source,
             )
         if category == ConsentRecord.Category.MARKETING:
             if granted:

@@ -129,7 +129,8 @@ def test_stop_mutes_marketing_confirms_and_a_later_marketing_send_fails_unbilled
         assert not Message.objects.filter(conversation__contact__customer=customer, body="50% off!").exists()
         # Utility (a delivery update) still goes out.
         message_send_template(business=business, body="Your parcel arrives today", category="utility", **kwargs)
-    assert AuditEvent.objects.filter(action="customer.consent_withdrawn", data__customer_id=customer.pk).exists()
+    assert AuditEvent.objects.filter(action="customer.marketing_muted", data__customer_id=customer.pk).exists()
+    assert ConsentRecord.objects.get(customer=customer, business=business).source == "stop"
 
 
 def test_business_exports_its_proof_of_consent(world: World) -> None:
@@ -147,7 +148,8 @@ def test_business_exports_its_proof_of_consent(world: World) -> None:
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0] == ["time_utc", "phone_number", "category", "choice", "source"]
-    assert [(r[1], r[3], r[4]) for r in rows[1:]] == [
+    # (Committed tests leave other customers' consents at this business; only ours are checked.)
+    assert [(r[1], r[3], r[4]) for r in rows[1:] if r[1] == mine.phone_number] == [
         (mine.phone_number, "opt-in", "chat"),
         (mine.phone_number, "opt-out", "stop"),
     ]
