@@ -228,6 +228,11 @@ def test_erasure_survives_a_worker_dying_midway(live_db: World, monkeypatch: pyt
         )
         assert cursor.fetchone() == (0,)
 
+    # A chat socket opened before the deletion still writes, to a business already erased.
+    late = unique("late-")
+    talk(live_db.business_a, customer, late)
+    texts.append(late)
+
     monkeypatch.setattr(privacy, "after_step", lambda req, schema_name: None)
     privacy.privacy_request_resume(request_id=request.pk)
     privacy.privacy_request_resume(request_id=request.pk)  # twice: still one job per schema
