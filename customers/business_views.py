@@ -17,8 +17,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from audit.models import AuditEvent
 from customers import privacy
-from customers.models import PrivacyRequest
+from customers.models import ConsentRecord, PrivacyRequest
 from customers.selectors import consent_ledger_for_business, privacy_request_for_business
+from customers.services import consent_record
+from customers.session import customer_from_session
 from customers.staff_access import STAFF_ACCESS_ACTION
 from tenancy.access import member_required
 from tenancy.models import MIN_RETENTION_DAYS
@@ -129,3 +131,24 @@ def privacy_download(request: HttpRequest, token: str) -> HttpResponse:
     if path is None:
         raise Http404
     return FileResponse(path.open("rb"), as_attachment=True, filename=f"{business.slug}-contact-export.zip")  # type: ignore[return-value]
+
+
+@require_POST
+def chat_consent(request: HttpRequest) -> HttpResponse:
+    """The signed-in customer opts in or out of this business's marketing on its chat page."""
+    business: Any = request.tenant  # type: ignore[attr-defined]
+    customer = customer_from_session(request.session)
+    if customer is None:
+        return redirect("chat")
+    consent_record(
+        customer=customer,
+        business=business,
+        category=ConsentRecord.Category.MARKETING,
+        granted=request.POST.get("granted") == "1",
+        source=ConsentRecord.Source.CHAT,
+    )
+    if request.POST.get("granted") == "1":
+        messages.success(request, _("You receive offers from %(name)s.") % {"name": business.display_name})
+    else:
+        messages.success(request, _("No more offers from %(name)s.") % {"name": business.display_name})
+    return redirect("chat")

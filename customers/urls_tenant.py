@@ -8,4 +8,5 @@ urlpatterns = [
     path("privacy/contacts/<int:contact_id>/export/", business_views.contact_export, name="privacy_contact_export"),
     path("privacy/requests/<str:request_id>/", business_views.privacy_request, name="privacy_request"),
     path("privacy/download/<str:token>/", business_views.privacy_download, name="privacy_download"),
+    path("chat/consent/", business_views.chat_consent, name="chat_consent"),
 ]

@@ -156,3 +156,24 @@ def test_business_exports_its_proof_of_consent(world: World) -> None:
     # Agents cannot download it; the other business's customers are not in it.
     assert business_client(world.business_a, world.agent_a).get("/privacy/consents.csv").status_code == 403
     assert theirs.phone_number not in response.content.decode()
+
+
+def test_chat_page_records_marketing_consent_with_its_source(world: World) -> None:
+    customer = make_customer()
+    client = customer_client(customer)
+    client.defaults["HTTP_HOST"] = world.business_a.host
+    page = client.get("/chat/").content.decode()
+    assert "may send you offers." in page and "Stop offers" in page
+    response = client.post("/chat/consent/", {"granted": "0"})
+    assert response.status_code == 302 and response["Location"] == "/chat/"
+    record = ConsentRecord.objects.get(customer=customer, business=world.business_a)
+    assert (record.category, record.granted, record.source) == ("marketing", False, "chat")
+    assert not consent_allows_send(customer_id=customer.pk, business_id=world.business_a.pk, category="marketing")
+    assert "Receive offers" in client.get("/chat/").content.decode()
+    client.post("/chat/consent/", {"granted": "1"})
+    assert consent_allows_send(customer_id=customer.pk, business_id=world.business_a.pk, category="marketing")
+    # Signed out: nothing is recorded; GET is not allowed.
+    anonymous = business_client(world.business_a)
+    assert anonymous.post("/chat/consent/", {"granted": "0"}).status_code == 302
+    assert anonymous.get("/chat/consent/").status_code == 405
+    assert ConsentRecord.objects.filter(customer=customer).count() == 2
