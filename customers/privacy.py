@@ -33,6 +33,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
+from procrastinate.contrib.django import app as procrastinate_app
 from procrastinate.exceptions import AlreadyEnqueued
 
 from accounts.models import Customer, User
@@ -54,6 +55,8 @@ DOWNLOAD_LINK_MAX_AGE = timedelta(minutes=30)
 EXPORT_KEEP = timedelta(days=2)
 # A request with no progress for this long is queued again (a worker died holding it).
 STALLED_AFTER = timedelta(minutes=10)
+STEP_TASK = "privacy.step"
+FINISH_TASK = "privacy.finish"
 
 
 def export_root() -> Path:
@@ -76,22 +79,21 @@ def _customer_schemas(customer_id: int) -> list[str]:
 
 
 def _queue(request: PrivacyRequest) -> None:
-    from customers.jobs import privacy_finish, privacy_step
-
     missing = [s for s in request.schemas if s not in request.done_schemas]
     for schema_name in missing:
         _defer_once(
-            privacy_step, f"privacy:{request.pk}:{schema_name}", request_id=str(request.pk), schema_name=schema_name
+            STEP_TASK, f"privacy:{request.pk}:{schema_name}", request_id=str(request.pk), schema_name=schema_name
         )
     if not missing:
-        _defer_once(privacy_finish, f"privacy:{request.pk}:finish", request_id=str(request.pk))
+        _defer_once(FINISH_TASK, f"privacy:{request.pk}:finish", request_id=str(request.pk))
 
 
-def _defer_once(task: Any, lock: str, **kwargs: Any) -> None:
-    """Queue a job unless the same one is still waiting (its queueing lock says so)."""
+def _defer_once(task_name: str, lock: str, **kwargs: Any) -> None:
+    """Queue a job unless the same one is still waiting (its queueing lock says so). By task
+    name: customers/jobs.py calls this module, so this module does not import it back."""
     try:
         with transaction.atomic():  # a savepoint: a refused insert must not spoil the caller's transaction
-            task.configure(queueing_lock=lock).defer(**kwargs)
+            procrastinate_app.configure_task(task_name, allow_unknown=False, queueing_lock=lock).defer(**kwargs)
     except (AlreadyEnqueued, IntegrityError):
         pass
 

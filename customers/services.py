@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from procrastinate.contrib.django import app as procrastinate_app
 
 from accounts.models import Customer
 from audit.services import audit_record
@@ -147,6 +148,7 @@ def consent_record(*, customer: Customer, business: Business, category: str, gra
 
 # Replies that mean "no more marketing from this business" (English, Norwegian/Danish, German).
 STOP_KEYWORDS = frozenset({"STOP", "STOPP", "ABMELDEN"})
+STOP_CONFIRMATION_TASK = "privacy.stop_confirmation"
 
 
 def consent_handle_keyword(*, business: Business, customer: Customer, body: str) -> bool:
@@ -159,10 +161,9 @@ def consent_handle_keyword(*, business: Business, customer: Customer, body: str)
     word = body.strip().rstrip(".!").strip().upper()
     if word not in STOP_KEYWORDS:
         return False
-    from customers.jobs import send_stop_confirmation
-
     customer_mute_marketing(customer=customer, business=business, source=ConsentRecord.Source.STOP)
-    send_stop_confirmation.defer(
+    # By task name (customers/jobs.py calls these services, so they do not import it back).
+    procrastinate_app.configure_task(STOP_CONFIRMATION_TASK, allow_unknown=False).defer(
         schema_name=business.schema_name, customer_id=customer.pk, client_msg_id=f"stop:{uuid.uuid4().hex}"
     )
     return True
