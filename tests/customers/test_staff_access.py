@@ -18,6 +18,12 @@ def test_staff_views_of_conversations_are_logged_and_shown_to_the_owner(world: W
     owner_page = business_client(world.business_a, world.owner_a).get("/privacy/").content.decode()
     assert "Parley staff have not looked at your conversations." in owner_page
 
+    # Staff see each business's retention policy in the admin.
+    changelist = staff.get("/admin/customers/businessconversations/").content.decode()
+    assert world.business_a.display_name in changelist and "730 days" in changelist
+    assert staff.get("/admin/tenancy/business/").status_code == 200
+    assert AuditEvent.objects.filter(action="staff.viewed_conversations", business=world.business_a).count() == 0
+
     listing = staff.get(f"/admin/customers/businessconversations/{world.business_a.pk}/conversations/")
     assert listing.status_code == 200 and "Staff Test" in listing.content.decode()
     thread = staff.get(f"/admin/customers/businessconversations/{world.business_a.pk}/conversations/{conversation.pk}/")
