@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from procrastinate.contrib.django import app as procrastinate_app
@@ -68,6 +70,27 @@ def customer_contact_record(*, customer_id: int, business_id: int, at: datetime 
         if not created and contact.last_contact_at < at:
             contact.last_contact_at = at
             contact.save(update_fields=["last_contact_at"])
+
+
+def customer_contacts_record(*, business_id: int, customer_ids: Iterable[int], at: datetime) -> None:
+    """`customer_contact_record` for many customers of one business in one statement (the
+    messaging send path records every message's customer this way)."""
+    ids = sorted(set(customer_ids))  # sorted: concurrent writers lock rows in the same order
+    if not ids:
+        return
+    table = BusinessContact._meta.db_table
+    values = ", ".join(["(%s, %s, %s, %s)"] * len(ids))
+    params: list[Any] = []
+    for customer_id in ids:
+        params += [customer_id, business_id, at, at]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} AS c (customer_id, business_id, first_contact_at, last_contact_at) "
+            f"VALUES {values} ON CONFLICT (customer_id, business_id) DO UPDATE "
+            "SET last_contact_at = GREATEST(c.last_contact_at, EXCLUDED.last_contact_at) "
+            "WHERE c.last_contact_at < EXCLUDED.last_contact_at",
+            params,
+        )
 
 
 def _audit(action: str, customer: Customer, business: Business, **data: object) -> None:
@@ -152,20 +175,21 @@ STOP_CONFIRMATION_TASK = "privacy.stop_confirmation"
 
 
 def consent_handle_keyword(*, business: Business, customer: Customer, body: str) -> bool:
-    """Called by the customer send path inside its transaction with the customer's message text.
+    """Called by the customer send path with the text of each message the customer sent.
 
     A reply of STOP, STOPP or ABMELDEN (any case, surrounding spaces and a final full stop or
     exclamation mark ignored) mutes the business's marketing and queues a confirmation message
-    to the customer, in the same transaction. Returns whether it did.
+    to the customer, both in one transaction. Returns whether it did.
     """
     word = body.strip().rstrip(".!").strip().upper()
     if word not in STOP_KEYWORDS:
         return False
-    customer_mute_marketing(customer=customer, business=business, source=ConsentRecord.Source.STOP)
-    # By task name (customers/jobs.py calls these services, so they do not import it back).
-    procrastinate_app.configure_task(STOP_CONFIRMATION_TASK, allow_unknown=False).defer(
-        schema_name=business.schema_name, customer_id=customer.pk, client_msg_id=f"stop:{uuid.uuid4().hex}"
-    )
+    with transaction.atomic():
+        customer_mute_marketing(customer=customer, business=business, source=ConsentRecord.Source.STOP)
+        # By task name (customers/jobs.py calls these services, so they do not import it back).
+        procrastinate_app.configure_task(STOP_CONFIRMATION_TASK, allow_unknown=False).defer(
+            schema_name=business.schema_name, customer_id=customer.pk, client_msg_id=f"stop:{uuid.uuid4().hex}"
+        )
     return True
 
 
