@@ -311,6 +311,15 @@ PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "jobs"
 
 # --- external systems -----------------------------------------------------------------------
 PARLEY_SMS_BACKEND = env.str("PARLEY_SMS_BACKEND", default="outbox")
+# Countries (ISO 3166 alpha-2) whose mobile numbers may be texted a one-time code: the markets
+# Parley serves. Anything else is refused before a code is made (SMS pumping, issue 10).
+PARLEY_SMS_COUNTRIES = frozenset(
+    code.strip().upper()
+    for code in env.list(
+        "PARLEY_SMS_COUNTRIES",
+        default=["DE", "AT", "CH", "LI", "LU", "NL", "BE", "FR", "IT", "ES", "PL", "DK", "GB", "IE", "US", "CA"],
+    )
+)
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
