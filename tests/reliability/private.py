@@ -13,7 +13,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,10 +60,8 @@ def private_postgres(database: str) -> Iterator[PrivatePostgres]:
         try:
             yield private
         finally:
-            try:
+            with suppress(Exception):  # already stopped
                 private.stop()
-            except Exception:
-                pass
 
 
 @dataclass
