@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -25,7 +27,7 @@ SECTIONS = [
         "inbox",
         _("Inbox"),
         False,
-        _("Conversations with your customers will appear here, live, for every agent on your team."),
+        _("Conversations with your customers, live, for every agent on your team."),
     ),
     Section(
         "contacts",
@@ -39,7 +41,7 @@ SECTIONS = [
         "templates",
         _("Templates"),
         True,
-        _("Approved message templates let you write to customers outside the 24-hour window."),
+        _("Not available yet: approved message templates, to write to customers outside the 24-hour window."),
     ),
     Section(
         "verification",
@@ -53,20 +55,41 @@ SECTIONS = [
         "billing",
         _("Billing"),
         True,
-        _("You pay per conversation. Usage, invoices and your payment method will be shown here."),
+        _("You pay per conversation: usage, invoices and your subscription."),
     ),
     Section(
-        "team", "team", _("Team"), True, _("Give agents a seat so they can answer customers from the shared inbox.")
+        "team",
+        "team",
+        _("Team"),
+        True,
+        _("Give agents a seat so they can answer customers from the shared inbox."),
     ),
     Section(
         "api",
         "developers",
         _("API"),
         True,
-        _("Send notifications such as flight times or delivery confirmations from your own systems."),
+        _("Not available yet: an API to send notifications such as flight times from your own systems."),
     ),
 ]
 SECTIONS_BY_KEY = {section.key: section for section in SECTIONS}
+
+
+# The Overview card's live figures. The tenant core knows no app: each app registers a provider
+# for its section from its AppConfig.ready(); a card without one shows its empty_text.
+FiguresProvider = Callable[..., list[str]]  # (*, business, user) -> lines of text
+_figures: dict[str, FiguresProvider] = {}
+
+
+def register_figures(key: str, provider: FiguresProvider) -> None:
+    if key not in SECTIONS_BY_KEY:
+        raise ValueError(f"no dashboard section {key!r}")
+    _figures[key] = provider
+
+
+def section_figures(section: Section, *, business: Any, user: Any) -> list[str]:
+    provider = _figures.get(section.key)
+    return provider(business=business, user=user) if provider else []
 
 
 def render_empty_section(request: HttpRequest, key: str) -> HttpResponse:
