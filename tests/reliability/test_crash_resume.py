@@ -87,10 +87,8 @@ class Customer:
                 self.reconnects += 1
                 self.errors.append(repr(error)[:200])
                 if ws is not None:
-                    try:
+                    with contextlib.suppress(Exception):  # the server is gone
                         ws.close()
-                    except Exception:
-                        pass
                 ws = None
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
