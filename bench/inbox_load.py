@@ -270,6 +270,8 @@ def start_server(target: str, database: str, args: argparse.Namespace) -> Server
         server,
         "--app",
         app,
+        "--ws",
+        getattr(args, "ws", "websockets-sansio"),
     ]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60

@@ -50,7 +50,7 @@ def listening_socket(bind: str, port: int) -> socket.socket:
     return sock
 
 
-def server_command(server: str, fd: int, app: str = ASGI_APP) -> list[str]:
+def server_command(server: str, fd: int, app: str = ASGI_APP, ws: str = "websockets-sansio") -> list[str]:
     if server == "daphne":
         # Daphne's --fd takes an already-listening socket.
         return [sys.executable, "-m", "daphne", "--fd", str(fd), "--proxy-headers", app]
@@ -62,7 +62,7 @@ def server_command(server: str, fd: int, app: str = ASGI_APP) -> list[str]:
         "--fd",
         str(fd),
         "--ws",
-        "websockets",
+        ws,
         "--lifespan",
         "off",
         "--no-access-log",
@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=1, help="Procrastinate worker processes")
     parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
+    parser.add_argument(
+        "--ws", default="websockets-sansio", help="uvicorn's websocket protocol: websockets-sansio, websockets, wsproto"
+    )
     parser.add_argument("--app", default=ASGI_APP, help="ASGI application (the benchmarks serve their own apps)")
     parser.add_argument("--grace", type=float, default=15.0, help="seconds children get to stop before being killed")
     parser.add_argument(
@@ -161,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sockets = [listening_socket(args.bind, args.port) for _ in range(args.processes)]
     for sock in sockets:
-        supervisor.start(server_command(args.server, sock.fileno(), args.app), env, pass_fds=(sock.fileno(),))
+        supervisor.start(server_command(args.server, sock.fileno(), args.app, args.ws), env, pass_fds=(sock.fileno(),))
     for sock in sockets:
         sock.close()  # the servers hold their copies
     for _ in range(args.workers):
