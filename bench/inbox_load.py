@@ -91,8 +91,12 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Where benchmark databases are created and dropped (read once: set-up points DATABASE_URL at them).
+ADMIN_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
 def admin_url() -> str:
-    return os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    return ADMIN_URL
 
 
 def database_url(name: str) -> str:
@@ -102,7 +106,9 @@ def database_url(name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
 
 
-def setup_business(database: str, *, customers: int, agents: int, extra_businesses: int) -> dict[str, Any]:
+def setup_business(
+    database: str, *, customers: int, agents: int, extra_businesses: int, migrate: bool = True
+) -> dict[str, Any]:
     """Business, agents, customers with one conversation each, sessions. Returns the plan data."""
     os.environ["DATABASE_URL"] = database_url(database)
     import django
@@ -132,7 +138,8 @@ def setup_business(database: str, *, customers: int, agents: int, extra_business
         return f"{settings.SESSION_COOKIE_NAME}={store.session_key}"
 
     started = time.perf_counter()
-    call_command("parley_setup", verbosity=0)
+    if migrate:  # a database given with --database is already set up (and may hold 1,000 schemas)
+        call_command("parley_setup", verbosity=0)
     owner = User.objects.create_user("bench-owner@example.com", "x" * 16)
     extra_started = time.perf_counter()
     for n in range(extra_businesses):
@@ -716,6 +723,7 @@ def main() -> None:
             results.append(result)
         if len(results) > 1:
             print_ratios(results)
+        print("figures: " + json.dumps({r.target: r.figures for r in results}, default=str), flush=True)
     finally:
         if not args.keep and not args.database:
             drop_database(database)
@@ -729,7 +737,7 @@ def setup_data(database: str, args: argparse.Namespace) -> dict[str, Any]:
     queue = context.Queue()
     child = context.Process(
         target=_setup_child,
-        args=(database, args.customers, args.agents, args.extra_businesses, queue),
+        args=(database, args.customers, args.agents, args.extra_businesses, not getattr(args, "database", ""), queue),
     )
     child.start()
     data = queue.get(timeout=3600)
@@ -739,11 +747,11 @@ def setup_data(database: str, args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
-def _setup_child(database: str, customers: int, agents: int, extra: int, queue: Any) -> None:
+def _setup_child(database: str, customers: int, agents: int, extra: int, migrate: bool, queue: Any) -> None:
     import traceback
 
     try:
-        queue.put(setup_business(database, customers=customers, agents=agents, extra_businesses=extra))
+        queue.put(setup_business(database, customers=customers, agents=agents, extra_businesses=extra, migrate=migrate))
     except Exception:
         queue.put(traceback.format_exc())
 
@@ -768,7 +776,6 @@ def print_ratios(results: list[Result]) -> None:
             a, b = parley.figures.get(key), other.figures.get(key)
             cells.append(f"{label} {a / b:.2f}×" if a is not None and b else f"{label} n/a")
         print(f"vs {other.target:9}: " + "   ".join(cells))
-    print(json.dumps({r.target: r.figures for r in results}, default=str))
 
 
 if __name__ == "__main__":
