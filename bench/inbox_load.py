@@ -638,11 +638,14 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
             if worker.is_alive():
                 worker.kill()
         if profiler is not None:
-            profiler.wait(60)
+            profiler.wait(120)
         if server is not None:
             stop_server(server)
     rows = persisted_ids(target, database, data["schema"])
-    return summarise(target, parts, sampler, rows)
+    result = summarise(target, parts, sampler, rows)
+    if profiler is not None:
+        result.text.extend(top_frames(ROOT / "test-artifacts" / f"profile-{target}.txt"))
+    return result
 
 
 def start_profile(server: Server, target: str, args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -668,6 +671,36 @@ def start_profile(server: Server, target: str, args: argparse.Namespace) -> subp
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def top_frames(path: Path, count: int = 15) -> list[str]:
+    """py-spy's collapsed stacks → the frames most samples were in (inclusive) and on top (self)."""
+    if not path.exists():
+        return [f"profile: {path} was not written (py-spy needs ptrace rights)"]
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        samples = int(n)
+        total += samples
+        frames = stack.split(";")
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
+    if not total:
+        return ["profile: no samples"]
+    out = [f"profile ({total} samples, {path}): top frames by share of samples, inclusive"]
+    skip = ("<module>", "run (", "_run_once", "run_forever", "run_until_complete", "main (")
+    ranked = sorted(((n, f) for f, n in inclusive.items() if not f.startswith(skip)), reverse=True)
+    out += [f"  {n / total * 100:5.1f}%  {f}" for n, f in ranked[:count]]
+    out.append("  … and on top of the stack (self):")
+    out += [
+        f"  {n / total * 100:5.1f}%  {f}" for n, f in sorted(((n, f) for f, n in own.items()), reverse=True)[:count]
+    ]
+    return out
 
 
 def main() -> None:
