@@ -66,6 +66,7 @@ SHARED_APPS = [
     "customers",
     "directory",
     "billing",
+    "template_reviews",
     "config",  # composes the apps: seed_demo, rundemo
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -86,6 +87,7 @@ SHARED_APPS = [
 TENANT_APPS = [
     "django.contrib.contenttypes",
     "messaging",
+    "notifications",
 ]
 INSTALLED_APPS = ["daphne"] + SHARED_APPS + [a for a in TENANT_APPS if a not in SHARED_APPS]
 

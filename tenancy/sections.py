@@ -46,7 +46,8 @@ SECTIONS = [
         "templates",
         _("Templates"),
         True,
-        _("Not available yet: approved message templates, to write to customers outside the 24-hour window."),
+        _("Approved message templates, to write to customers outside the 24-hour window."),
+        "notifications.dashboard.templates_figures",
     ),
     Section(
         "verification",
@@ -77,7 +78,8 @@ SECTIONS = [
         "developers",
         _("API"),
         True,
-        _("Not available yet: an API to send notifications such as flight times from your own systems."),
+        _("An API to send notifications such as flight times from your own systems."),
+        "notifications.dashboard.api_figures",
     ),
 ]
 SECTIONS_BY_KEY = {section.key: section for section in SECTIONS}
