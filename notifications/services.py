@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -17,6 +19,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer, Membership, User
 from audit.services import audit_record
 from billing.models import UsageRecord
+from notifications import limits
 from notifications.errors import ErrorCode, NotificationError
 from notifications.models import MAX_BUTTONS, PLACEHOLDER, ApiKey, ApiRequest, Notification, Template
 from template_reviews.services import template_review_submit
@@ -363,7 +366,9 @@ def _fail(notification: Notification, code: str, reason: str) -> Notification:
 
 def notification_deliver(*, business: Business, notification: Notification) -> Notification:
     """Hand an accepted notification to the messaging send core, or fail it with the delivery
-    rule that stops it (never billed: a refused send writes no usage record)."""
+    rule that stops it (never billed: a refused send writes no usage record). Limits of the
+    business (tier, paused marketing) raise NotificationError: the caller decides whether that
+    refuses the request (single send) or fails the notification (batch)."""
     from customers.selectors import customer_has_muted_marketing
     from messaging.models import Conversation
     from messaging.services import MessagingError, message_send_template
@@ -375,6 +380,10 @@ def notification_deliver(*, business: Business, notification: Notification) -> N
         customer_id=customer.pk, business_id=business.pk
     ):
         return _fail(notification, "muted_marketing", _("The customer muted marketing messages from your business."))
+    if notification.category != "service":
+        limits.tier_check(business=business, customer_id=customer.pk)
+    if notification.category == Template.Category.MARKETING:
+        limits.marketing_check(business=business)
     if notification.template_id is None:
         # Free text is a service reply: only inside the customer's 24-hour window.
         window = (
@@ -419,6 +428,7 @@ def notification_deliver(*, business: Business, notification: Notification) -> N
 
 def notification_send(*, business: Business, api_key: ApiKey | None, request: SendRequest) -> Notification:
     """Send one message now (the API's single send): accepted, then sent or failed."""
+    limits.throughput_check(business=business)
     with transaction.atomic():
         notification = _accept(api_key, request)
         return notification_deliver(business=business, notification=notification)
@@ -436,3 +446,92 @@ def _accept(api_key: ApiKey | None, request: SendRequest, batch_id: Any = None) 
         text=request.text,
         batch_id=batch_id,
     )
+
+
+MAX_BATCH = 1000
+BATCH_CHUNK = 100
+DELIVER_JOB = "notifications.deliver"
+
+
+@dataclass(frozen=True)
+class BatchAccepted:
+    batch_id: uuid.UUID
+    notifications: list[Notification]
+
+
+def notifications_accept_batch(
+    *, business: Business, api_key: ApiKey | None, template: Any, language: Any, recipients: Any
+) -> BatchAccepted:
+    """Accept up to 1,000 recipients of one approved template at once; background jobs (which
+    carry the schema name) deliver them. Every recipient is checked first: one bad entry refuses
+    the batch with the index of each problem, so nothing is half-accepted."""
+    from procrastinate.contrib.django import app
+
+    if not isinstance(recipients, list) or not recipients:
+        raise _invalid("recipients", _("Give at least one recipient."))
+    if len(recipients) > MAX_BATCH:
+        raise NotificationError(
+            ErrorCode.BATCH_TOO_LARGE, _("At most %(max)d recipients per batch.") % {"max": MAX_BATCH}
+        )
+    found = _approved_template(template, language)
+    requests: list[SendRequest] = []
+    errors: dict[str, dict[str, str]] = {}
+    for index, recipient in enumerate(recipients):
+        try:
+            if not isinstance(recipient, dict):
+                raise _invalid("recipients", _("Each recipient is an object: to, parameters."))
+            requests.append(
+                SendRequest(_phone(recipient.get("to")), found, _parameters(found, recipient.get("parameters")), "")
+            )
+        except NotificationError as error:
+            errors[str(index)] = {"code": str(error.code), "message": error.message}
+    if errors:
+        raise NotificationError(ErrorCode.INVALID, _("Some recipients are not valid."), errors=errors)
+    batch_id = uuid.uuid4()
+    deliver = app.configure_task(DELIVER_JOB, allow_unknown=False)
+    with transaction.atomic():
+        created = Notification.objects.bulk_create(
+            [
+                Notification(
+                    api_key=api_key,
+                    to=r.to,
+                    template=found,
+                    template_name=found.name,
+                    category=found.category,
+                    parameters=r.parameters,
+                    batch_id=batch_id,
+                )
+                for r in requests
+            ]
+        )
+        ids = [n.pk for n in created]
+        # Same transaction as the rows: an accepted notification always has its delivery queued.
+        for start in range(0, len(ids), BATCH_CHUNK):
+            chunk: list[Any] = ids[start : start + BATCH_CHUNK]
+            deliver.defer(schema_name=business.schema_name, notification_ids=chunk)
+    return BatchAccepted(batch_id, created)
+
+
+def notifications_deliver_queued(*, business: Business, notification_ids: list[int]) -> int:
+    """The batch job's work (in the business's schema): deliver each still-accepted notification
+    at the business's throughput, failing it with the reason when a rule or limit stops it."""
+    done = 0
+    for notification_id in notification_ids:
+        while (wait := limits.throughput_take(business=business)) is not None:
+            time.sleep(wait / 10)
+        with transaction.atomic():
+            notification = (
+                Notification.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("template")
+                .filter(pk=notification_id, status=Notification.Status.ACCEPTED)
+                .first()
+            )
+            if notification is None:
+                continue  # delivered by an earlier attempt of this job
+            try:
+                with transaction.atomic():
+                    notification_deliver(business=business, notification=notification)
+            except NotificationError as error:
+                _fail(notification, str(error.code), error.message)
+            done += 1
+    return done

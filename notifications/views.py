@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from notifications import selectors, services
+from notifications import limits, selectors, services
 from notifications.errors import ErrorCode, NotificationError
 from notifications.forms import ApiKeyForm, TemplateForm
 from tenancy.access import member_required
@@ -51,7 +51,13 @@ def templates(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "notifications/templates.html",
-        {"section": "templates", "form": form, "templates": selectors.templates_list()},
+        {
+            "section": "templates",
+            "form": form,
+            "templates": selectors.templates_list(),
+            "quality": limits.quality_rating(business=business),
+            "tier": limits.tier_limit(business=business),
+        },
     )
 
 

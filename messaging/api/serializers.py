@@ -36,7 +36,7 @@ class BatchRecipientIn(serializers.Serializer):
 class BatchSendIn(serializers.Serializer):
     template = serializers.CharField(max_length=60)
     language = serializers.CharField(max_length=8, required=False, allow_blank=True)
-    recipients = BatchRecipientIn(many=True)
+    recipients = BatchRecipientIn(many=True, allow_empty=False, max_length=1000)  # type: ignore[call-arg]
 
 
 class TemplateIn(serializers.Serializer):
@@ -113,6 +113,17 @@ def notification_status(obj: Notification) -> str:
     if obj.message.delivered_at:
         return "delivered"
     return "sent"
+
+
+class BatchMessageOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    to = serializers.CharField()
+
+
+class BatchAcceptedOut(serializers.Serializer):
+    batch_id = serializers.UUIDField()
+    accepted = serializers.IntegerField()
+    messages = BatchMessageOut(many=True)
 
 
 class TemplateOut(serializers.Serializer):

@@ -75,6 +75,44 @@ class MessageSendView(IdempotentPost):
         return Response(s.NotificationOut(notification).data, status=status.HTTP_201_CREATED)
 
 
+class MessageBatchView(IdempotentPost):
+    """Send one approved template to up to 1,000 recipients: accepted at once (202), delivered
+    by background jobs; read each message's status by its id, or follow the event stream."""
+
+    required_scope = "send"
+
+    @extend_schema(
+        request=s.BatchSendIn,
+        responses={202: s.BatchAcceptedOut},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = request.data if isinstance(request.data, dict) else {}
+        recipients = data.get("recipients")
+        if isinstance(recipients, list) and len(recipients) > services.MAX_BATCH:
+            # Before the serializer walks a huge list.
+            raise NotificationError(
+                ErrorCode.BATCH_TOO_LARGE, _("At most %(max)d recipients per batch.") % {"max": services.MAX_BATCH}
+            )
+        clean = _input(s.BatchSendIn, data)
+        accepted = services.notifications_accept_batch(
+            business=_business(request),
+            api_key=request.user.key,  # type: ignore[union-attr]
+            template=clean["template"],
+            language=clean.get("language"),
+            recipients=[dict(r) for r in clean["recipients"]],
+        )
+        body = {
+            "batch_id": str(accepted.batch_id),
+            "accepted": len(accepted.notifications),
+            "messages": [{"id": n.pk, "to": n.to} for n in accepted.notifications],
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
 class MessageDetailView(ApiView):
     """A message sent through the API, with its status timeline."""
 
