@@ -7,3 +7,10 @@ class NotificationsConfig(AppConfig):
 
     name = "notifications"
     verbose_name = _("Notifications")
+
+    def ready(self) -> None:
+        from notifications.dashboard import api_figures, templates_figures
+        from tenancy.sections import register_figures
+
+        register_figures("templates", templates_figures)
+        register_figures("api", api_figures)

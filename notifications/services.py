@@ -22,6 +22,7 @@ from billing.models import UsageRecord
 from notifications import limits
 from notifications.errors import ErrorCode, NotificationError
 from notifications.models import MAX_BUTTONS, PLACEHOLDER, ApiKey, ApiRequest, Notification, Template
+from template_reviews.selectors import sending_limits
 from template_reviews.services import template_review_submit
 from tenancy.models import Business
 
@@ -513,25 +514,92 @@ def notifications_accept_batch(
 
 
 def notifications_deliver_queued(*, business: Business, notification_ids: list[int]) -> int:
-    """The batch job's work (in the business's schema): deliver each still-accepted notification
-    at the business's throughput, failing it with the reason when a rule or limit stops it."""
+    """The batch job's work (in the business's schema): the still-accepted notifications of the
+    chunk go through the delivery rules and limits, then the survivors are written by the send
+    core's writer in one transaction (`do_send_messages`); each refused one fails with its
+    reason. Paced to the business's throughput limit."""
     done = 0
-    for notification_id in notification_ids:
-        while (wait := limits.throughput_take(business=business)) is not None:
-            time.sleep(wait / 10)
-        with transaction.atomic():
-            notification = (
-                Notification.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("template")
-                .filter(pk=notification_id, status=Notification.Status.ACCEPTED)
-                .first()
-            )
-            if notification is None:
-                continue  # delivered by an earlier attempt of this job
-            try:
-                with transaction.atomic():
-                    notification_deliver(business=business, notification=notification)
-            except NotificationError as error:
-                _fail(notification, str(error.code), error.message)
-            done += 1
+    per_second, _override = sending_limits(business=business)
+    step = max(1, min(per_second, BATCH_CHUNK))
+    for start in range(0, len(notification_ids), step):
+        chunk = notification_ids[start : start + step]
+        while limits.throughput_take(business=business, count=len(chunk)) is not None:
+            time.sleep(max(0.01, 1 - (time.time() % 1)))  # the next second's allowance
+        done += _deliver_chunk(business, chunk)
     return done
+
+
+def _deliver_chunk(business: Business, notification_ids: list[int]) -> int:
+    from customers.models import MarketingMute
+    from messaging.errors import MessagingError
+    from messaging.sending import SendResult, check_template_send, do_send_messages
+
+    with transaction.atomic():
+        pending = list(
+            Notification.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("template")
+            .filter(pk__in=notification_ids, status=Notification.Status.ACCEPTED)
+            .order_by("pk")
+        )
+        if not pending:
+            return 0  # delivered by an earlier attempt of this job
+        customers = {
+            c.phone_number: c
+            for c in Customer.objects.filter(phone_number__in={n.to for n in pending}, verified_at__isnull=False)
+        }
+        muted = set(
+            MarketingMute.objects.filter(
+                business_id=business.pk, customer_id__in=[c.pk for c in customers.values()]
+            ).values_list("customer_id", flat=True)
+        )
+        allowance = limits.TierAllowance.now(business=business)
+        quality = limits.quality_rating_cached(business=business).rating
+        ready: list[tuple[Notification, Any]] = []
+        for notification in pending:
+            customer = customers.get(notification.to)
+            marketing = notification.category == Template.Category.MARKETING
+            if customer is None:
+                _fail(notification, "not_a_customer", _("This number does not belong to a Parley customer."))
+            elif marketing and customer.pk in muted:
+                _fail(notification, "muted_marketing", _("The customer muted marketing messages from your business."))
+            elif marketing and quality == "red":
+                _fail(
+                    notification, ErrorCode.TEMPLATE_PAUSED, _("Marketing templates are paused (quality rating red).")
+                )
+            elif not allowance.take(customer.pk):
+                _fail(notification, ErrorCode.TIER_LIMIT, allowance.message())
+            else:
+                assert notification.template is not None
+                request = check_template_send(
+                    customer=customer,
+                    template_name=notification.template_name,
+                    body=template_render(template=notification.template, parameters=notification.parameters),
+                    category=notification.category,
+                    author_key=f"api:{notification.api_key_id or 0}",
+                    client_msg_id=f"n{notification.pk}",
+                )
+                ready.append((notification, request))
+        started = timezone.now()
+        outcomes = do_send_messages(business=business, requests=[r for _n, r in ready]) if ready else []
+        prices = dict(
+            UsageRecord.objects.filter(
+                business_id=business.pk,
+                customer_id__in=[r.customer.pk for _n, r in ready if r.customer is not None],
+                created_at__gte=started,
+                voided_at__isnull=True,
+                free=False,
+            ).values_list("customer_id", "unit_price")
+        )
+        now = timezone.now()
+        for (notification, request), outcome in zip(ready, outcomes, strict=True):
+            if isinstance(outcome, MessagingError):
+                _fail(notification, str(outcome.code), outcome.message)
+            elif isinstance(outcome, SendResult):
+                assert request.customer is not None
+                notification.message = outcome.message
+                notification.status = Notification.Status.SENT
+                notification.sent_at = now
+                # One conversation is charged once, to the first message that opened it.
+                notification.price = prices.pop(request.customer.pk, Decimal(0))
+                notification.save(update_fields=["message", "status", "sent_at", "price"])
+    return len(pending)

@@ -42,7 +42,6 @@ SECTIONS = [
         _("Templates"),
         True,
         _("Approved message templates, to write to customers outside the 24-hour window."),
-        "notifications.dashboard.templates_figures",
     ),
     Section(
         "verification",
@@ -71,7 +70,6 @@ SECTIONS = [
         _("API"),
         True,
         _("An API to send notifications such as flight times from your own systems."),
-        "notifications.dashboard.api_figures",
     ),
 ]
 SECTIONS_BY_KEY = {section.key: section for section in SECTIONS}
