@@ -81,6 +81,7 @@ SHARED_APPS = [
     "allauth.mfa",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our own static files (no CDN)
     "procrastinate.contrib.django",
     "channels",
 ]
@@ -221,8 +222,17 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Parley API",
-    "DESCRIPTION": "Send template notifications and read message statuses.",
+    "DESCRIPTION": (
+        "Send template notifications and read message statuses from your own systems. "
+        "Authenticate with `Authorization: Bearer <key>` (create keys on your dashboard's API page). "
+        "Every POST accepts an `Idempotency-Key` header: the same key gets the same answer for 24 hours. "
+        "Errors are `application/problem+json` with a stable `code`."
+    ),
     "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- background jobs ------------------------------------------------------------------------

@@ -180,3 +180,17 @@ class EventPageOut(serializers.Serializer):
     events = EventOut(many=True)
     next_after = serializers.IntegerField()
     has_more = serializers.BooleanField()
+
+
+class TemplateListOut(serializers.Serializer):
+    templates = TemplateOut(many=True)
+
+
+class ConversationPageOut(serializers.Serializer):
+    conversations = ConversationOut(many=True)
+    has_more = serializers.BooleanField()
+
+
+class MessagePageOut(serializers.Serializer):
+    messages = MessageOut(many=True)
+    has_more = serializers.BooleanField()

@@ -1,5 +1,8 @@
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.permissions import AllowAny
 
+from messaging.api import schema as _schema  # noqa: F401  (registers the key scheme)
 from messaging.api import views
 
 urlpatterns = [
@@ -14,4 +17,17 @@ urlpatterns = [
         name="api_conversation_messages",
     ),
     path("events", views.EventListView.as_view(), name="api_events"),
+    # The schema and the docs are public: they describe the API, they hold no business data.
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
+        name="api_schema",
+    ),
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="api_schema", authentication_classes=[], permission_classes=[AllowAny]
+        ),
+        name="api_docs",
+    ),
 ]

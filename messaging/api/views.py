@@ -129,7 +129,7 @@ class TemplateListView(IdempotentPost):
         self.required_scope = "send" if self.request.method == "POST" else "read"
         return super().get_permissions()
 
-    @extend_schema(responses={200: s.TemplateOut(many=True)})
+    @extend_schema(responses={200: s.TemplateListOut})
     def get(self, request: Request) -> Response:
         return Response({"templates": s.TemplateOut(selectors.templates_list(), many=True).data})
 
@@ -147,7 +147,10 @@ class TemplateListView(IdempotentPost):
 class ConversationListView(ApiView):
     """Conversations, most recent first; `before` (a conversation id) pages back."""
 
-    @extend_schema(responses={200: s.ConversationOut(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("before", int), OpenApiParameter("limit", int)],
+        responses={200: s.ConversationPageOut},
+    )
     def get(self, request: Request) -> Response:
         limit = _int_param(request, "limit", 50, maximum=PAGE_LIMIT)
         qs = Conversation.objects.select_related("contact__customer").order_by("-id")
@@ -175,7 +178,9 @@ class ConversationListView(ApiView):
 class ConversationMessagesView(ApiView):
     """A conversation's messages, newest first (internal notes stay in the inbox)."""
 
-    @extend_schema(responses={200: s.MessageOut(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("before", int), OpenApiParameter("limit", int)], responses={200: s.MessagePageOut}
+    )
     def get(self, request: Request, conversation_id: int) -> Response:
         if not Conversation.objects.filter(pk=conversation_id).exists():
             raise NotificationError(ErrorCode.NOT_FOUND, _("This conversation does not exist."))

@@ -283,3 +283,16 @@ def test_every_request_is_logged_against_its_key(world: World, api: Api) -> None
     with in_business(world.business_a):
         rows = list(ApiRequest.objects.order_by("id").values_list("method", "path", "status_code", "error_code"))
     assert rows[-2:] == [("GET", "/api/v1/templates", 200, ""), ("GET", "/api/v1/messages/12345", 404, "not_found")]
+
+
+def test_openapi_schema_and_docs_are_served_without_a_key(world: World) -> None:
+    client = business_client(world.business_a)
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200
+    spec = schema.json()
+    assert {"/api/v1/messages", "/api/v1/messages/batch", "/api/v1/events", "/api/v1/templates"} <= set(spec["paths"])
+    assert spec["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
+    docs = client.get("/api/v1/docs/")
+    html = docs.content.decode()
+    assert docs.status_code == 200 and "swagger-ui" in html
+    assert "cdn" not in html.lower() and "/static/drf_spectacular_sidecar/" in html
