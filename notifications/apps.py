@@ -10,7 +10,10 @@ class NotificationsConfig(AppConfig):
 
     def ready(self) -> None:
         from notifications.dashboard import api_figures, templates_figures
+        from notifications.notices import webhook_notices
+        from tenancy import notices
         from tenancy.sections import register_figures
 
+        notices.register(webhook_notices)
         register_figures("templates", templates_figures)
         register_figures("api", api_figures)

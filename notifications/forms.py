@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from notifications.models import ApiKey, Template
+from notifications.models import ApiKey, Template, WebhookEndpoint
 
 
 class TemplateForm(forms.Form):
@@ -45,4 +45,14 @@ class ApiKeyForm(forms.Form):
         choices=ApiKey.Scope.choices,
         widget=forms.CheckboxSelectMultiple,
         initial=[ApiKey.Scope.SEND, ApiKey.Scope.READ],
+    )
+
+
+class WebhookForm(forms.Form):
+    url = forms.URLField(label=_("Endpoint URL"), max_length=500, assume_scheme="https")
+    event_types = forms.MultipleChoiceField(
+        label=_("Events"),
+        choices=WebhookEndpoint.EventType.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=list(WebhookEndpoint.EventType.values),
     )

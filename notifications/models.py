@@ -169,3 +169,68 @@ class IdempotentAnswer(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class WebhookEndpoint(models.Model):
+    """Where the business wants to hear about events, signed with its own secret."""
+
+    class EventType(models.TextChoices):
+        MESSAGE_RECEIVED = "message.received", _("Message received")
+        MESSAGE_STATUS = "message.status", _("Message status")
+        TEMPLATE_STATUS = "template.status", _("Template status")
+        CONVERSATION_UPDATED = "conversation.updated", _("Conversation changed")
+
+    url = models.URLField(_("URL"), max_length=500)
+    secret = models.CharField(max_length=80)
+    event_types = ArrayField(models.CharField(max_length=32, choices=EventType.choices), default=list)
+    is_active = models.BooleanField(_("active"), default=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    # Deliveries that gave up in a row; enough of them disable the endpoint.
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint, with its attempts: the dashboard's delivery log."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Retrying")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Gave up")
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event_type = models.CharField(max_length=32)
+    body = models.TextField()  # the exact JSON that is signed and sent, the same on every attempt
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.endpoint_id}"
+
+
+class WebhookCursor(models.Model):
+    """How far the business's event stream has been turned into webhook deliveries."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_event_id = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return str(self.last_event_id)

@@ -7,7 +7,7 @@ from typing import Any
 from django.utils.translation import gettext as _
 
 from notifications.errors import ErrorCode, NotificationError
-from notifications.models import ApiKey, ApiRequest, Notification, Template
+from notifications.models import ApiKey, ApiRequest, Notification, Template, WebhookDelivery, WebhookEndpoint
 
 
 def _pk(value: Any) -> int:
@@ -41,3 +41,11 @@ def notification_get(*, notification_id: Any) -> Notification:
     if notification is None:
         raise NotificationError(ErrorCode.NOT_FOUND, _("This message does not exist."))
     return notification
+
+
+def webhook_endpoints_list() -> list[WebhookEndpoint]:
+    return list(WebhookEndpoint.objects.order_by("-is_active", "-created_at"))
+
+
+def webhook_deliveries_recent(*, limit: int = 30) -> list[WebhookDelivery]:
+    return list(WebhookDelivery.objects.select_related("endpoint").order_by("-created_at", "-id")[:limit])

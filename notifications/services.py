@@ -143,8 +143,23 @@ def template_update(*, business: Business, actor: User | None, template_id: Any,
 
 
 def template_status_changed(*, business: Business, template: Template) -> None:
-    """A staff decision reached the template (inside the deciding transaction). The dashboard
-    reads decisions from the review rows; webhooks will hook in here."""
+    """A staff decision reached the template (inside the deciding transaction, in the business's
+    schema). The dashboard reads decisions from the review rows; subscribed systems get a webhook."""
+    from notifications.webhooks import webhook_enqueue
+
+    webhook_enqueue(
+        business=business,
+        event_type="template.status",
+        data={
+            "template": {
+                "id": template.pk,
+                "name": template.name,
+                "language": template.language,
+                "status": template.status,
+                "reason": template.rejection_reason,
+            }
+        },
+    )
 
 
 def _pk(value: Any) -> int:

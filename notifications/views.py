@@ -10,9 +10,9 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from notifications import limits, selectors, services
+from notifications import limits, selectors, services, webhooks
 from notifications.errors import ErrorCode, NotificationError
-from notifications.forms import ApiKeyForm, TemplateForm
+from notifications.forms import ApiKeyForm, TemplateForm, WebhookForm
 from tenancy.access import member_required
 
 
@@ -127,6 +127,9 @@ def developers(request: HttpRequest) -> HttpResponse:
             "new_secret": new_secret,
             "keys": selectors.api_keys_list(),
             "requests": selectors.api_requests_recent(),
+            "webhook_form": WebhookForm(),
+            "endpoints": selectors.webhook_endpoints_list(),
+            "deliveries": selectors.webhook_deliveries_recent(),
             "api_base": business.absolute_url("/api/v1/"),
         },
     )
@@ -150,4 +153,57 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
             raise Http404 from None
         raise
     flash.success(request, _("Key “%(name)s” revoked: requests with it are refused from now on.") % {"name": key.name})
+    return redirect("developers")
+
+
+@require_POST
+@member_required(manage=True)
+def webhook_create(request: HttpRequest) -> HttpResponse:
+    business: Any = request.tenant  # type: ignore[attr-defined]
+    form = WebhookForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                flash.error(request, str(error))
+        return redirect("developers")
+    try:
+        endpoint = webhooks.webhook_endpoint_create(
+            business=business,
+            actor=request.user,  # type: ignore[arg-type]
+            url=form.cleaned_data["url"],
+            event_types=form.cleaned_data["event_types"],
+        )
+    except NotificationError as error:
+        flash.error(request, error.message)
+    else:
+        flash.success(
+            request,
+            _("Webhook added. Its signing secret (shown once): %(secret)s") % {"secret": endpoint.secret},
+        )
+    return redirect("developers")
+
+
+@require_POST
+@member_required(manage=True)
+def webhook_delete(request: HttpRequest, endpoint_id: int) -> HttpResponse:
+    business: Any = request.tenant  # type: ignore[attr-defined]
+    try:
+        webhooks.webhook_endpoint_delete(business=business, actor=request.user, endpoint_id=endpoint_id)  # type: ignore[arg-type]
+    except NotificationError as error:
+        flash.error(request, error.message)
+    else:
+        flash.success(request, _("Webhook removed."))
+    return redirect("developers")
+
+
+@require_POST
+@member_required(manage=True)
+def webhook_resend(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    business: Any = request.tenant  # type: ignore[attr-defined]
+    try:
+        webhooks.webhook_delivery_resend(business=business, actor=request.user, delivery_id=delivery_id)  # type: ignore[arg-type]
+    except NotificationError as error:
+        flash.error(request, error.message)
+    else:
+        flash.success(request, _("Queued to be sent again."))
     return redirect("developers")
