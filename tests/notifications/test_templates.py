@@ -164,3 +164,16 @@ def test_dashboard_templates_page_creates_and_edits(world: World) -> None:
     # Agents cannot open it; another business's template id is a 404 there.
     assert business_client(world.business_a, world.agent_a).get("/templates/").status_code == 403
     assert business_client(world.business_b, world.owner_b).get(f"/templates/{template.pk}/").status_code == 404
+
+
+def test_templates_and_api_pages_in_german(world: World) -> None:
+    from django.utils import translation
+
+    client = business_client(world.business_a, world.owner_a)
+    try:
+        templates_html = client.get("/templates/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
+        api_html = client.get("/developers/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    finally:
+        translation.deactivate()
+    assert "Neue Vorlage" in templates_html and "Qualitätsbewertung" in templates_html
+    assert "API-Schlüssel anlegen" in api_html and "Zustellprotokoll" not in api_html  # no deliveries yet
