@@ -10,6 +10,7 @@ from django.db import transaction
 
 from billing import demo as billing_demo
 from messaging import demo as messaging_demo
+from notifications import demo as notifications_demo
 from tenancy.demo import DemoWorld, seed_foundation
 from verification import demo as verification_demo
 
@@ -21,4 +22,5 @@ def demo_seed() -> DemoWorld:
         verification_demo.seed(world)
         messaging_demo.seed(world)
         billing_demo.seed(world)
+        notifications_demo.seed(world)
     return world
