@@ -41,7 +41,7 @@ SECTIONS = [
         "templates",
         _("Templates"),
         True,
-        _("Not available yet: approved message templates, to write to customers outside the 24-hour window."),
+        _("Approved message templates, to write to customers outside the 24-hour window."),
     ),
     Section(
         "verification",
@@ -76,7 +76,7 @@ SECTIONS = [
         "developers",
         _("API"),
         True,
-        _("Not available yet: an API to send notifications such as flight times from your own systems."),
+        _("An API to send notifications such as flight times from your own systems."),
     ),
 ]
 SECTIONS_BY_KEY = {section.key: section for section in SECTIONS}
