@@ -317,7 +317,7 @@ SPECTACULAR_SETTINGS = {
 
 # Outgoing webhooks may not call private or loopback addresses (SSRF) unless this allows it
 # (development and tests, whose receivers run on 127.0.0.1).
-PARLEY_WEBHOOKS_ALLOW_PRIVATE = env_bool("PARLEY_WEBHOOKS_ALLOW_PRIVATE", False)
+PARLEY_WEBHOOKS_ALLOW_PRIVATE = env.bool("PARLEY_WEBHOOKS_ALLOW_PRIVATE", default=False)
 
 # --- background jobs ------------------------------------------------------------------------
 PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "jobs"
