@@ -29,7 +29,7 @@ from django_tenants.utils import schema_context
 
 from customers.session import customer_from_session
 from messaging import events, selectors, services
-from messaging.services import MessagingError
+from messaging.errors import MessagingError
 from tenancy.asgi import host_from_scope
 from tenancy.models import PUBLIC_SCHEMA
 
@@ -154,6 +154,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await handler(payload)
         except MessagingError as error:
             extra = {"client_msg_id": payload["client_msg_id"]} if payload.get("client_msg_id") else {}
+            if error.retry_after is not None:  # `overloaded`: retry the same client_msg_id after it
+                extra["retry_after"] = error.retry_after
             await self.send_error(error.code, error.message, **extra)
         except Exception:
             logger.exception("websocket frame %s failed", payload.get("type"))

@@ -18,7 +18,8 @@ from django.views.decorators.http import require_GET
 from customers.selectors import customer_has_blocked
 from customers.session import customer_from_session
 from messaging import selectors, services
-from messaging.services import MessagingError
+from messaging.errors import MessagingError
+from messaging.payloads import conversation_payload
 from tenancy.access import member_required
 from tenancy.sections import render_empty_section
 
@@ -113,7 +114,7 @@ def inbox_messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
         return JsonResponse({"error": {"code": error.code, "message": error.message}}, status=404)
     page = selectors.messages_page(conversation=conversation, before=request.GET.get("before"), include_notes=True)
     # The header needs the conversation even when it is not in the loaded list (an old link).
-    page["conversation"] = services.conversation_payload(conversation)
+    page["conversation"] = conversation_payload(conversation)
     return JsonResponse(page)
 
 
@@ -139,16 +140,6 @@ def contacts(request: HttpRequest) -> HttpResponse:
     if not rows and not query:
         return render_empty_section(request, "contacts")
     return render(request, "messaging/contacts.html", {"section": "contacts", "contacts": rows, "query": query})
-
-
-@member_required(manage=True)
-def templates(request: HttpRequest) -> HttpResponse:
-    return render_empty_section(request, "templates")
-
-
-@member_required(manage=True)
-def developers(request: HttpRequest) -> HttpResponse:
-    return render_empty_section(request, "api")
 
 
 def chat(request: HttpRequest) -> HttpResponse:
