@@ -8,7 +8,7 @@ PORT ?= 8000
 export PARLEY_PORT ?= $(PORT)
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: demo serve test lint typecheck pytest setup bench clean
+.PHONY: demo serve test lint typecheck pytest setup bench clean reliability
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
@@ -50,6 +50,12 @@ bench: setup
 	$(PY) bench/inbox_load.py --compare --customers 500 --agents 50 --rate 1000 --duration 60 --processes 2
 	$(PY) bench/idle_sockets.py --sockets 10000
 	$(PY) bench/tenants.py --count 1000
+
+# The reliability suite at full size (issue 10): prints check | tried | result, fails on any
+# failing or missing check. Long: minutes, plus the soak (SOAK_MINUTES, default 10).
+SOAK_MINUTES ?= 10
+reliability: $(VENV)/.installed
+	$(PY) reliability/run.py --soak-minutes $(SOAK_MINUTES) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
