@@ -150,11 +150,6 @@ def test_http_routes_never_reach_business_b(world: World) -> None:
 HTTP_ERRORS: list[str] = []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 9 (accounts lane): allauth pages on a business host 500 for a signed-in user "
-    "(LOGIN_REDIRECT_URL 'home' is a public-only route). Remove this mark once that fix is merged.",
-)
 def test_http_routes_never_answer_5xx(world: World) -> None:
     if not HTTP_ERRORS:
         pytest.skip("runs after test_http_routes_never_reach_business_b")
