@@ -132,6 +132,7 @@ SHARED_APPS = [
     "customers",
     "directory",
     "billing",
+    "template_reviews",
     "config",  # composes the apps: seed_demo, rundemo
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -146,12 +147,14 @@ SHARED_APPS = [
     "allauth.mfa",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our own static files (no CDN)
     "procrastinate.contrib.django",
     "channels",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
     "messaging",
+    "notifications",
 ]
 INSTALLED_APPS = ["daphne"] + SHARED_APPS + [a for a in TENANT_APPS if a not in SHARED_APPS]
 
@@ -299,9 +302,22 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Parley API",
-    "DESCRIPTION": "Send template notifications and read message statuses.",
+    "DESCRIPTION": (
+        "Send template notifications and read message statuses from your own systems. "
+        "Authenticate with `Authorization: Bearer <key>` (create keys on your dashboard's API page). "
+        "Every POST accepts an `Idempotency-Key` header: the same key gets the same answer for 24 hours. "
+        "Errors are `application/problem+json` with a stable `code`."
+    ),
     "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+
+# Outgoing webhooks may not call private or loopback addresses (SSRF) unless this allows it
+# (development and tests, whose receivers run on 127.0.0.1).
+PARLEY_WEBHOOKS_ALLOW_PRIVATE = env.bool("PARLEY_WEBHOOKS_ALLOW_PRIVATE", default=False)
 
 # --- background jobs ------------------------------------------------------------------------
 PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "jobs"
