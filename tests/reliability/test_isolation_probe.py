@@ -68,11 +68,23 @@ def actors(world: World) -> dict[str, dict[str, Any]]:
     }
 
 
-def client_for(host: str, session: str | None) -> Client:
-    client = Client(HTTP_HOST=host, raise_request_exception=False)
+def client_for(host: str, session: str | None, api_key: str | None = None) -> Client:
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {api_key}"} if api_key else {}
+    client = Client(HTTP_HOST=host, raise_request_exception=False, **headers)
     if session:
         client.cookies[settings.SESSION_COOKIE_NAME] = session
     return client
+
+
+def api_key_of(world: World) -> str:
+    """A send+read API key of business A (the notifications API), made like the owner makes one."""
+    from notifications.services import api_key_create
+    from tests.conftest import in_business
+
+    with in_business(world.business_a):
+        return api_key_create(
+            business=world.business_a, actor=world.owner_a, name="isolation probe", scopes=["send", "read"]
+        ).secret
 
 
 def targets(route: Route, secrets: Secrets) -> list[str]:
@@ -94,6 +106,8 @@ def test_http_routes_never_reach_business_b(world: World) -> None:
     before = snapshot(b)
     people = actors(world)
     sessions = {name: session_key(**kwargs) if kwargs else None for name, kwargs in people.items()}
+    sessions["API key A"] = None
+    api_key = api_key_of(world)
     public_routes = http_routes(settings.PUBLIC_SCHEMA_URLCONF)
     tenant_routes = http_routes(settings.ROOT_URLCONF)
     plan = [(settings.PARLEY_DOMAIN, r) for r in public_routes] + [
@@ -110,7 +124,7 @@ def test_http_routes_never_reach_business_b(world: World) -> None:
                 for method in ("get", "post"):
                     if (name != "anonymous" and "logout" in path) or "sign-out" in path:
                         continue  # would end the session the next requests need; probed anonymously
-                    client = client_for(host, session)
+                    client = client_for(host, session, api_key if name == "API key A" else None)
                     response = getattr(client, method)(path, form if method == "post" else None)
                     connection.set_schema_to_public()
                     requests += 1
@@ -125,7 +139,8 @@ def test_http_routes_never_reach_business_b(world: World) -> None:
     isolated = not (leaks or tampered)
     record(
         check=CHECK + " (HTTP)",
-        tried=f"{len(public_routes)} public + {len(tenant_routes)} business URL patterns, 4 actors, GET+POST: "
+        tried=f"{len(public_routes)} public + {len(tenant_routes)} business URL patterns (API included), "
+        f"{len(sessions)} actors (owner, agent, customer, API key of A, anonymous), GET+POST: "
         f"{requests} requests aimed at B",
         result=f"no leak, B unchanged ({dict(sorted(statuses.items()))})"
         if isolated
