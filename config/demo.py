@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from billing import demo as billing_demo
+from customers import demo as customers_demo
 from messaging import demo as messaging_demo
 from notifications import demo as notifications_demo
 from tenancy.demo import DemoWorld, seed_foundation
@@ -23,4 +24,5 @@ def demo_seed() -> DemoWorld:
         messaging_demo.seed(world)
         billing_demo.seed(world)
         notifications_demo.seed(world)
+        customers_demo.seed(world)  # after messaging: the privacy centre needs conversations
     return world

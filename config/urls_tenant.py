@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("messaging.api.urls")),
     path("", include("verification.urls")),
     path("", include("billing.urls")),
+    path("", include("customers.urls_tenant")),
     # allauth is mounted on every host so the MFA pages and logout work where the user is.
     path("accounts/profile/", account_views.profile, name="account_profile"),
     path("accounts/", include("allauth.urls")),

@@ -65,6 +65,13 @@ SECTIONS = [
         _("Give agents a seat so they can answer customers from the shared inbox."),
     ),
     Section(
+        "privacy",
+        "privacy",
+        _("Privacy"),
+        True,
+        _("How long conversations are kept, your customers' consents, data exports and staff access."),
+    ),
+    Section(
         "api",
         "developers",
         _("API"),
