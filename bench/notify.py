@@ -216,12 +216,13 @@ def run(recipients: int, connected: int) -> None:
         SECRET_KEY=settings.SECRET_KEY,  # the sessions made here must be valid there
     )
     # The worker here publishes, the server's sockets listen: one channel layer prefix for both.
-    prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix")
+    layer: dict[str, Any] = settings.CHANNEL_LAYERS["default"]
+    prefix = layer.get("CONFIG", {}).get("prefix")
     if prefix:
         env["PARLEY_CHANNEL_PREFIX"] = prefix
-    log = (ROOT / "test-artifacts").joinpath(f"notify-{port}.log")
-    log.parent.mkdir(exist_ok=True)
-    log = log.open("wb")  # type: ignore[assignment]
+    log_path = ROOT / "test-artifacts" / f"notify-{port}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    log = log_path.open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
         cwd=ROOT,
