@@ -27,6 +27,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
 
+from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, selectors, services
 from messaging.services import MessagingError
@@ -36,9 +37,9 @@ from tenancy.models import PUBLIC_SCHEMA
 logger = logging.getLogger("parley.messaging")
 T = TypeVar("T")
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
+CLOSE_UNAUTHENTICATED = CloseCode.UNAUTHENTICATED
+CLOSE_FORBIDDEN = CloseCode.FORBIDDEN
+CLOSE_NOT_FOUND = CloseCode.NOT_FOUND
 # A send carries at most services.MAX_BODY characters; even fully \u-escaped that fits, with room
 # for the envelope. Daphne would otherwise hand over (and json.loads would parse) up to 1 MiB.
 MAX_FRAME_CHARS = 64 * 1024
@@ -66,6 +67,20 @@ def scope_language(scope: dict[str, Any]) -> str:
         if name == b"accept-language":
             request.META["HTTP_ACCEPT_LANGUAGE"] = value.decode("latin-1")
     return translation.get_language_from_request(request)
+
+
+def parse_frame(text_data: str | None) -> Any:
+    """The frame's JSON, or None for anything malformed: not JSON, nested deeper than the parser's
+    recursion limit (json raises RecursionError, not ValueError, for "[" * 50000), or strings with
+    lone surrogates ("\\ud800"), which no UTF-8 column can store and which would otherwise fail
+    deep inside a service."""
+    try:
+        payload = json.loads(text_data or "")
+        if "\\u" in (text_data or ""):
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return None
+    return payload
 
 
 class _RateLimit:
@@ -139,10 +154,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if text_data is not None and len(text_data) > MAX_FRAME_CHARS:
             await self.send_error("bad_frame", _("This frame is too large."))
             return
-        try:
-            payload = json.loads(text_data or "")
-        except ValueError:
-            payload = None
+        payload = parse_frame(text_data)
         if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
             await self.send_error("bad_frame", _("Every frame must be a JSON object with a type."))
             return

@@ -7,6 +7,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django_tenants.utils import remove_www
 
+from config.websocket import CloseCode
 from tenancy.models import Business, Domain
 
 
@@ -37,7 +38,7 @@ class BusinessHostASGIMiddleware:
         business = await business_for_host(host_from_scope(scope))
         if business is None:
             if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 4404})
+                await send({"type": "websocket.close", "code": CloseCode.NOT_FOUND})
                 return None
         scope = dict(scope, business=business)
         return await self.app(scope, receive, send)

@@ -138,6 +138,7 @@ function sendFrame(m) {
 
 const socket = new ResumingSocket("/ws/chat/", {
   lastEventId: config.last_event_id,
+  closeCodes: config.close_codes,
   onFrame,
   onOpen: () => {
     // Sends that were not confirmed are sent again; the same client_msg_id makes it harmless.

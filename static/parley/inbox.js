@@ -298,6 +298,7 @@ function sendFrame(m) {
 
 const socket = new ResumingSocket("/ws/inbox/", {
   lastEventId: config.last_event_id,
+  closeCodes: config.close_codes,
   onFrame,
   onOpen: () => {
     if (current !== null) socket.send({ type: "view", conversation_id: current });
