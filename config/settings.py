@@ -167,6 +167,11 @@ else:
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Websocket consumers: database threads per process (each holds at most one connection; see
+# tenancy/db.py) and sends waiting or running per process before new ones get "overloaded".
+PARLEY_DB_THREADS = int(os.environ.get("PARLEY_DB_THREADS", "8"))
+PARLEY_WS_MAX_SENDS = int(os.environ.get("PARLEY_WS_MAX_SENDS", str(PARLEY_DB_THREADS * 8)))
+
 # --- auth ---------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [

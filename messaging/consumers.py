@@ -1,17 +1,29 @@
 """Websocket relays: authenticate, join the business's groups, forward frames, call services.
 
-Every database call goes through `_db`, which enters the schema (the business's, or public for
-/ws/me/) inside the worker thread and leaves it again, so no schema is ever left set on a shared
-thread and no query depends on what an earlier one left there.
+Database work goes through `_db`, which runs on the bounded thread pool of `tenancy.db` (never
+Channels' one thread per process) and enters the schema (the business's, or public for /ws/me/)
+inside the worker thread, so no schema is ever left set on a shared thread.
+
+Two paths per socket, so neither stalls the other:
+- layer → client (`inbox_frame`, `conv_frame`, signals) runs in the consumer's own dispatch loop,
+  without Channels' per-handler `aclose_old_connections` (those handlers need no database);
+- client → server frames are checked and parsed at once, then handled one at a time by the
+  socket's own worker task from a small bounded queue. A full queue, or a process whose send
+  path is saturated, refuses the frame at once (`overloaded` with `retry_after`).
+A send is accepted only when `message.accepted` comes back, after commit; a socket closed (or
+killed by the server) before that has accepted nothing: the client keeps the send pending and
+sends it again, with the same client_msg_id, after it reconnects.
 
 Ordering guarantee: a client first sends {"type": "resume", "after": <last id seen>} and gets the
 missed events from PostgreSQL; afterwards live frames are forwarded only in order. A live frame
 that would skip an event (the layer is at-most-once, and two commits can publish out of order)
-triggers a catch-up from PostgreSQL first; a frame already sent is dropped.
+triggers a catch-up from PostgreSQL first; a frame already sent is dropped. Catch-ups and
+forwarding share one lock per socket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -19,19 +31,19 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django_tenants.utils import schema_context
 
 from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, selectors, services
 from messaging.services import MessagingError
 from tenancy.asgi import host_from_scope
+from tenancy.db import db_threads, run_in_schema
 from tenancy.models import PUBLIC_SCHEMA
 
 logger = logging.getLogger("parley.messaging")
@@ -43,12 +55,50 @@ CLOSE_NOT_FOUND = CloseCode.NOT_FOUND
 # A send carries at most services.MAX_BODY characters; even fully \u-escaped that fits, with room
 # for the envelope. Daphne would otherwise hand over (and json.loads would parse) up to 1 MiB.
 MAX_FRAME_CHARS = 64 * 1024
+# Frames a socket may have waiting for its worker (more than a burst of sends); more are refused
+# (`overloaded`).
+FRAME_QUEUE = 32
 
 
-@database_sync_to_async
-def _db[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
-    with schema_context(schema_name):
-        return fn(**kwargs)
+async def _db[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    return await run_in_schema(schema_name, fn, **kwargs)
+
+
+class SendGate:
+    """The process's send path: at most `limit` sends waiting or running at once (a few per
+    database thread). Past that a send is refused at once with `retry_after`, the time the
+    sends ahead of it should take, rather than queued for seconds."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.seconds = 0.02  # moving average of one send's duration
+
+    @property
+    def limit(self) -> int:
+        return int(getattr(settings, "PARLEY_WS_MAX_SENDS", db_threads() * 8))
+
+    def retry_after(self) -> float:
+        wait = self.in_flight * self.seconds / max(1, db_threads())
+        return round(min(10.0, max(0.5, wait * 2)), 1)
+
+    def enter(self) -> bool:
+        if self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self, seconds: float) -> None:
+        self.in_flight -= 1
+        self.seconds = 0.9 * self.seconds + 0.1 * seconds
+
+
+send_gate = SendGate()
+
+
+def overloaded(retry_after: float) -> MessagingError:
+    error = MessagingError("overloaded", _("Too many messages are being sent right now. Retrying shortly."))
+    error.retry_after = retry_after  # type: ignore[attr-defined]
+    return error
 
 
 def origin_host(scope: dict[str, Any]) -> str | None:
@@ -101,14 +151,63 @@ class _RateLimit:
         return False
 
 
-class StreamConsumer(AsyncWebsocketConsumer):
+class GroupsMixin:
+    """Group subscriptions tracked per socket and released whatever way the socket ends: a normal
+    close, a refused handshake, or the server cancelling the consumer ("took too long to shut
+    down"), so no Redis subscription outlives its socket."""
+
+    channel_layer: Any
+    channel_name: str
+
+    def _groups(self) -> set[str]:
+        if not hasattr(self, "_joined"):
+            self._joined: set[str] = set()
+        return self._joined
+
+    async def join(self, group: str) -> None:
+        self._groups().add(group)
+        await self.channel_layer.group_add(group, self.channel_name)
+
+    async def leave(self, group: str) -> None:
+        self._groups().discard(group)
+        await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def leave_all(self) -> None:
+        for group in list(self._groups()):
+            try:
+                await self.leave(group)
+            except Exception:  # one failed discard must not keep the others subscribed
+                logger.warning("could not leave group %s", group, exc_info=True)
+
+
+class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
     """What agents and customers share: origin check, envelope, resume and in-order delivery."""
 
     schema_name: str
     last: int | None
+    worker: asyncio.Task[None] | None = None
+    released = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.release()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without `aclose_old_connections` before every handler: layer
+        frames and signals never touch the database, and database calls close their own
+        connections on the pool (tenancy.db)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         self.last = None
+        self.delivery = asyncio.Lock()
+        # (frame, when it entered the send gate or None)
+        self.frames_waiting: asyncio.Queue[tuple[dict[str, Any], float | None]] = asyncio.Queue(maxsize=FRAME_QUEUE)
         self.sends = _RateLimit(rate=2, burst=20)
         self.frames = _RateLimit(rate=20, burst=60)
         self.typing = _RateLimit(rate=0.5, burst=3)
@@ -128,11 +227,34 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         await self.accept()
         await self.joined()
+        # Client frames are dispatched only after connect returns, so none waits on this.
+        self.worker = asyncio.ensure_future(self.work())
 
     async def authenticate(self) -> bool:
         raise NotImplementedError
 
     async def joined(self) -> None:
+        pass
+
+    async def disconnect(self, code: int) -> None:
+        await self.release()
+
+    async def release(self) -> None:
+        """Once per socket: stop the worker, leave every group, forget presence."""
+        if self.released:
+            return
+        self.released = True
+        if self.worker is not None:
+            self.worker.cancel()
+            # Queued sends were never accepted: the client sends them again after reconnecting.
+            while not self.frames_waiting.empty():
+                _payload, gated = self.frames_waiting.get_nowait()
+                if gated is not None:
+                    send_gate.leave(0.0)
+        await self.leave_all()
+        await self.left()
+
+    async def left(self) -> None:
         pass
 
     async def send_json(self, payload: dict[str, Any]) -> None:
@@ -144,9 +266,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # No LocaleMiddleware here: messages (ours and the services') use the page's language.
         with translation.override(self.language):
-            await self.handle_frame(text_data)
+            await self.take_frame(text_data)
 
-    async def handle_frame(self, text_data: str | None) -> None:
+    async def take_frame(self, text_data: str | None) -> None:
+        """Check and parse at once; queue for the worker, or refuse at once."""
         # Limits first, so a flood of large or malformed frames costs no parsing.
         if not self.frames.allow():
             await self.send_error("rate_limited", _("Too many frames. Please slow down."))
@@ -158,6 +281,32 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
             await self.send_error("bad_frame", _("Every frame must be a JSON object with a type."))
             return
+        is_send = payload["type"] == "send"
+        gated: float | None = None
+        try:
+            if self.frames_waiting.full():
+                raise overloaded(send_gate.retry_after())
+            if is_send:
+                self.check_send_rate()
+                if not send_gate.enter():
+                    raise overloaded(send_gate.retry_after())
+                gated = time.monotonic()
+        except MessagingError as error:
+            await self.refuse(payload, error)
+            return
+        self.frames_waiting.put_nowait((payload, gated))
+
+    async def work(self) -> None:
+        while True:
+            payload, gated = await self.frames_waiting.get()
+            try:
+                with translation.override(self.language):
+                    await self.handle_frame(payload)
+            finally:
+                if gated is not None:
+                    send_gate.leave(time.monotonic() - gated)
+
+    async def handle_frame(self, payload: dict[str, Any]) -> None:
         handler = getattr(self, "on_" + payload["type"].replace(".", "_"), None)
         if handler is None:
             await self.send_error("unknown_type", _("Unknown frame type."))
@@ -165,32 +314,45 @@ class StreamConsumer(AsyncWebsocketConsumer):
         try:
             await handler(payload)
         except MessagingError as error:
-            extra = {"client_msg_id": payload["client_msg_id"]} if payload.get("client_msg_id") else {}
-            await self.send_error(error.code, error.message, **extra)
+            await self.refuse(payload, error)
+        except asyncio.CancelledError:
+            raise
         except Exception:
             logger.exception("websocket frame %s failed", payload.get("type"))
             await self.send_error("server_error", _("Something went wrong. Please try again."))
+
+    async def refuse(self, payload: dict[str, Any], error: MessagingError) -> None:
+        extra: dict[str, Any] = {}
+        client_msg_id = payload.get("client_msg_id")
+        if client_msg_id and isinstance(client_msg_id, str):
+            extra["client_msg_id"] = client_msg_id
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            extra["retry_after"] = retry_after
+        await self.send_error(error.code, error.message, **extra)
 
     async def on_ping(self, payload: dict[str, Any]) -> None:
         await self.send_json({"id": None, "type": "pong"})
 
     async def on_resume(self, payload: dict[str, Any]) -> None:
         after = payload.get("after", 0)
-        if not isinstance(after, int) or after < 0:
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
             raise MessagingError("invalid", _("resume needs the last event id seen (a number)."))
-        self.last = after
-        if after < await _db(self.schema_name, selectors.first_retained_event_id) - 1:
-            # Events after `after` were pruned: the client reloads its state, then resumes.
-            self.last = await _db(self.schema_name, selectors.last_event_id)
-            await self.send_json({"id": None, "type": "resync"})
-            return
-        await self.catch_up()
-        await self.send_json({"id": None, "type": "resumed", "last": self.last})
+        async with self.delivery:
+            self.last = after
+            if after < await _db(self.schema_name, selectors.first_retained_event_id) - 1:
+                # Events after `after` were pruned: the client reloads its state, then resumes.
+                self.last = await _db(self.schema_name, selectors.last_event_id)
+                await self.send_json({"id": None, "type": "resync"})
+                return
+            await self.catch_up()
+            await self.send_json({"id": None, "type": "resumed", "last": self.last})
 
     async def fetch_after(self, after: int) -> list[tuple[int, str]]:
         raise NotImplementedError
 
     async def catch_up(self) -> None:
+        """Replay from PostgreSQL; the caller holds `self.delivery`."""
         if self.last is None:
             return
         rows = await self.fetch_after(self.last)
@@ -201,17 +363,20 @@ class StreamConsumer(AsyncWebsocketConsumer):
             # Too far behind to replay: the client reloads its state and resumes from there.
             await self.send_json({"id": None, "type": "resync"})
 
-    async def forward(self, message: dict[str, Any], *, gap: bool) -> None:
-        if self.last is None:
-            return  # not resumed yet: the resume will read this event from PostgreSQL
-        if message["id"] <= self.last:
-            return  # already sent (by a catch-up)
-        if gap:
-            await self.catch_up()
+    async def forward(self, message: dict[str, Any], *, gap: Callable[[int], bool]) -> None:
+        """Send a live frame in order. `gap(last)` says whether it would skip an event; the lock
+        is uncontended (free) except while a resume or catch-up replays."""
+        async with self.delivery:
+            if self.last is None:
+                return  # not resumed yet: the resume will read this event from PostgreSQL
             if message["id"] <= self.last:
-                return
-        await self.send(text_data=message["text"])
-        self.last = message["id"]
+                return  # already sent (by a catch-up)
+            if gap(self.last):
+                await self.catch_up()
+                if message["id"] <= self.last:
+                    return
+            await self.send(text_data=message["text"])
+            self.last = message["id"]
 
     async def conv_signal(self, message: dict[str, Any]) -> None:
         if message.get("sender") != self.channel_name:
@@ -263,18 +428,13 @@ class InboxConsumer(StreamConsumer):
 
     async def joined(self) -> None:
         self.inbox_group = events.inbox_group(self.schema_name)
-        await self.channel_layer.group_add(self.inbox_group, self.channel_name)
+        await self.join(self.inbox_group)
         await _db(self.schema_name, services.presence_enter, user=self.user, channel_name=self.channel_name)
         await self.broadcast_presence()
 
-    async def disconnect(self, code: int) -> None:
+    async def left(self) -> None:
         if not hasattr(self, "inbox_group"):
             return
-        await self.channel_layer.group_discard(self.inbox_group, self.channel_name)
-        if self.viewing is not None:
-            await self.channel_layer.group_discard(
-                events.conversation_group(self.schema_name, self.viewing), self.channel_name
-            )
         await _db(self.schema_name, services.presence_leave, channel_name=self.channel_name)
         await self.broadcast_presence()
 
@@ -292,7 +452,7 @@ class InboxConsumer(StreamConsumer):
     # layer → client
     async def inbox_frame(self, message: dict[str, Any]) -> None:
         # Ids are dense per business, so anything but last+1 means a missed or late event.
-        await self.forward(message, gap=self.last is not None and message["id"] != self.last + 1)
+        await self.forward(message, gap=lambda last: message["id"] != last + 1)
 
     async def conv_frame(self, message: dict[str, Any]) -> None:
         pass  # agents get every event through the inbox group already
@@ -317,21 +477,16 @@ class InboxConsumer(StreamConsumer):
             )
             conversation_id = conversation.pk
         if self.viewing is not None:
-            await self.channel_layer.group_discard(
-                events.conversation_group(self.schema_name, self.viewing), self.channel_name
-            )
+            await self.leave(events.conversation_group(self.schema_name, self.viewing))
         self.viewing = conversation_id
         if conversation_id is not None:
-            await self.channel_layer.group_add(
-                events.conversation_group(self.schema_name, conversation_id), self.channel_name
-            )
+            await self.join(events.conversation_group(self.schema_name, conversation_id))
         await _db(
             self.schema_name, services.presence_view, channel_name=self.channel_name, conversation_id=conversation_id
         )
         await self.broadcast_presence()
 
     async def on_send(self, payload: dict[str, Any]) -> None:
-        self.check_send_rate()
         result = await self.as_agent(
             services.message_send_agent,
             conversation_id=payload.get("conversation_id"),
@@ -389,7 +544,7 @@ class ChatConsumer(StreamConsumer):
         # Until the conversation exists (first message from this or another tab, or a template
         # from the business), listen on the customer's own group to learn when it appears.
         self.waiting_group: str | None = events.customer_group(self.customer.pk)
-        await self.channel_layer.group_add(self.waiting_group, self.channel_name)
+        await self.join(self.waiting_group)
         await self.find_conversation()
 
     async def find_conversation(self) -> None:
@@ -399,26 +554,17 @@ class ChatConsumer(StreamConsumer):
 
     async def join_conversation(self, conversation_id: int) -> None:
         self.conversation_id = conversation_id
-        await self.channel_layer.group_add(
-            events.conversation_group(self.schema_name, conversation_id), self.channel_name
-        )
+        await self.join(events.conversation_group(self.schema_name, conversation_id))
         if self.waiting_group is not None:
-            await self.channel_layer.group_discard(self.waiting_group, self.channel_name)
+            await self.leave(self.waiting_group)
             self.waiting_group = None
 
     async def me_frame(self, message: dict[str, Any]) -> None:
         if self.conversation_id is None and message.get("schema") == self.schema_name:
             await self.find_conversation()
             # Its first events were published before this socket joined: read them.
-            await self.catch_up()
-
-    async def disconnect(self, code: int) -> None:
-        if getattr(self, "waiting_group", None):
-            await self.channel_layer.group_discard(self.waiting_group, self.channel_name)
-        if self.conversation_id is not None:
-            await self.channel_layer.group_discard(
-                events.conversation_group(self.schema_name, self.conversation_id), self.channel_name
-            )
+            async with self.delivery:
+                await self.catch_up()
 
     async def as_customer(self, service: Callable[..., T], /, **kwargs: Any) -> T:
         """Run a service in this business's schema on behalf of this customer."""
@@ -433,10 +579,9 @@ class ChatConsumer(StreamConsumer):
 
     async def conv_frame(self, message: dict[str, Any]) -> None:
         # Customer-visible ids are sparse; each frame names the previous one it follows.
-        await self.forward(message, gap=self.last is not None and message["prev"] > self.last)
+        await self.forward(message, gap=lambda last: message["prev"] > last)
 
     async def on_send(self, payload: dict[str, Any]) -> None:
-        self.check_send_rate()
         result = await self.as_customer(
             services.message_send_customer,
             body=payload.get("body"),
@@ -446,7 +591,8 @@ class ChatConsumer(StreamConsumer):
             # The first message created the conversation after this socket connected; its
             # event was published before we joined, so read it from the stream.
             await self.join_conversation(result.message.conversation_id)
-            await self.catch_up()
+            async with self.delivery:
+                await self.catch_up()
         await self.accepted(result)
 
     async def on_typing(self, payload: dict[str, Any]) -> None:
@@ -461,8 +607,21 @@ class ChatConsumer(StreamConsumer):
         )
 
 
-class MeConsumer(AsyncWebsocketConsumer):
+class MeConsumer(GroupsMixin, AsyncWebsocketConsumer):
     """The customer's /me/ page on the public host: their cross-business list changed."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.leave_all()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # As StreamConsumer.dispatch: no database work before handlers that need none.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         business = self.scope.get("business")
@@ -476,13 +635,11 @@ class MeConsumer(AsyncWebsocketConsumer):
         if customer is None:
             await self.close(CLOSE_UNAUTHENTICATED)
             return
-        self.group = events.customer_group(customer.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join(events.customer_group(customer.pk))
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.leave_all()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self.send(text_data=events.dumps({"id": None, "type": "pong"}))

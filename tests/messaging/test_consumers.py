@@ -18,6 +18,7 @@ from messaging import consumers, events
 from messaging.jobs import prune_events
 from messaging.models import Conversation, Event, Message
 from messaging.services import message_send_customer
+from tenancy import db
 from tests.conftest import World
 from tests.messaging.conftest import (
     adb,
@@ -564,10 +565,10 @@ async def test_a_resume_after_everything_was_pruned_asks_for_a_reload(live_db: W
 
 
 def test_consumers_reach_the_database_only_through_db() -> None:
-    """database_sync_to_async runs on a shared worker thread: a call that did not enter its
-    schema would query whatever schema the thread's last user left set. `_db` is the one
-    wrapper, and it enters the schema itself."""
+    """Database work runs on the pool's shared threads: a call that did not enter its schema
+    would query whatever schema the thread's last user left set. `_db` is the one wrapper, and
+    the pool enters the schema itself, inside the thread."""
     source = inspect.getsource(consumers)
-    assert source.count("database_sync_to_async") == 2  # the import and the decorator on _db
-    assert "@database_sync_to_async\ndef _db[" in source
-    assert "with schema_context(schema_name):" in inspect.getsource(consumers._db.func)  # type: ignore[attr-defined]
+    assert "database_sync_to_async" not in source and "sync_to_async" not in source
+    assert source.count("run_in_schema(") == 1  # inside _db
+    assert "with schema_context(schema_name):" in inspect.getsource(db._run)
