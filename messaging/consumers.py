@@ -41,6 +41,7 @@ from django.utils.translation import gettext as _
 from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, selectors, services
+from messaging.send_limits import send_take
 from messaging.services import MessagingError
 from tenancy.asgi import host_from_scope
 from tenancy.db import db_threads, run_in_schema
@@ -95,10 +96,25 @@ class SendGate:
 send_gate = SendGate()
 
 
-def overloaded(retry_after: float) -> MessagingError:
-    error = MessagingError("overloaded", _("Too many messages are being sent right now. Retrying shortly."))
+def _with_retry_after(error: MessagingError, retry_after: float) -> MessagingError:
     error.retry_after = retry_after  # type: ignore[attr-defined]
     return error
+
+
+def overloaded(retry_after: float) -> MessagingError:
+    return _with_retry_after(
+        MessagingError("overloaded", _("Too many messages are being sent right now. Retrying shortly.")), retry_after
+    )
+
+
+def _send_limited[T](*, service: Callable[..., T], schema_name: str, author_key: str, **kwargs: Any) -> T:
+    """On a database thread: take a token from the author's shared bucket (all their sockets, all
+    processes), then send."""
+    verdict = send_take(schema_name=schema_name, author_key=author_key)
+    if not verdict.allowed:
+        error = MessagingError("rate_limited", _("You are sending too fast. Please wait a moment."))
+        raise _with_retry_after(error, verdict.retry_after)
+    return service(**kwargs)
 
 
 def origin_host(scope: dict[str, Any]) -> str | None:
@@ -488,7 +504,10 @@ class InboxConsumer(StreamConsumer):
 
     async def on_send(self, payload: dict[str, Any]) -> None:
         result = await self.as_agent(
-            services.message_send_agent,
+            _send_limited,
+            service=services.message_send_agent,
+            schema_name=self.schema_name,
+            author_key=f"user:{self.user.pk}",
             conversation_id=payload.get("conversation_id"),
             body=payload.get("body"),
             client_msg_id=payload.get("client_msg_id"),
@@ -583,7 +602,10 @@ class ChatConsumer(StreamConsumer):
 
     async def on_send(self, payload: dict[str, Any]) -> None:
         result = await self.as_customer(
-            services.message_send_customer,
+            _send_limited,
+            service=services.message_send_customer,
+            schema_name=self.schema_name,
+            author_key=f"customer:{self.customer.pk}",
             body=payload.get("body"),
             client_msg_id=payload.get("client_msg_id"),
         )
