@@ -40,7 +40,7 @@ from django.utils.translation import gettext as _
 
 from config.websocket import CloseCode
 from customers.session import customer_from_session
-from messaging import events, selectors, services
+from messaging import events, revocation, selectors, services
 from messaging.send_limits import send_take
 from messaging.services import MessagingError
 from tenancy.asgi import host_from_scope
@@ -167,6 +167,17 @@ class _RateLimit:
         return False
 
 
+def _rights_probe(
+    *, keys: list[str], seen: dict[str, Any] | None, check: Callable[..., CloseCode | None], **check_kwargs: Any
+) -> tuple[CloseCode | None, dict[str, Any]]:
+    """On a database thread: the rights versions, and the full check only when they moved since
+    `seen` (None: check now). One cache read per frame in the common case."""
+    versions = revocation.rights_versions(keys)
+    if seen is not None and versions == seen:
+        return None, versions
+    return check(**check_kwargs), versions
+
+
 class GroupsMixin:
     """Group subscriptions tracked per socket and released whatever way the socket ends: a normal
     close, a refused handshake, or the server cancelling the consumer ("took too long to shut
@@ -203,6 +214,8 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
     last: int | None
     worker: asyncio.Task[None] | None = None
     released = False
+    closing = False
+    rights_seen: dict[str, Any] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
@@ -251,6 +264,53 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
 
     async def joined(self) -> None:
         pass
+
+    # --- rights: checked at connect, on every frame handled, and when a revocation arrives ---
+
+    @property
+    def session_key(self) -> str | None:
+        session = self.scope.get("session")
+        return getattr(session, "session_key", None)
+
+    def rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
+        """The cache keys of this socket's rights versions, and the full check with its arguments."""
+        raise NotImplementedError
+
+    async def rights_refusal(self, *, full: bool) -> CloseCode | None:
+        keys, check, kwargs = self.rights()
+        refusal, versions = await _db(
+            self.schema_name,
+            _rights_probe,
+            keys=keys,
+            seen=None if full else self.rights_seen,
+            check=check,
+            **kwargs,
+        )
+        if refusal is None:
+            self.rights_seen = versions
+        return refusal
+
+    async def rights_hold(self, *, full: bool = False) -> bool:
+        if self.closing:
+            return False
+        refusal = await self.rights_refusal(full=full)
+        if refusal is not None:
+            await self.end(refusal)
+            return False
+        return True
+
+    async def end(self, code: int) -> None:
+        """Close for good: nothing more is delivered or handled on this socket."""
+        if self.closing:
+            return
+        self.closing = True
+        await self.close(code)
+
+    async def rights_revoked(self, message: dict[str, Any]) -> None:
+        if message.get("session_key") and message["session_key"] == self.session_key:
+            await self.end(CLOSE_UNAUTHENTICATED)  # this very session ended (logout, sign-out)
+            return
+        await self.rights_hold(full=True)
 
     async def disconnect(self, code: int) -> None:
         await self.release()
@@ -316,8 +376,12 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         while True:
             payload, gated = await self.frames_waiting.get()
             try:
-                with translation.override(self.language):
-                    await self.handle_frame(payload)
+                # Every frame runs on current rights: a revoked socket handles nothing more. The
+                # heartbeat re-checks fully, which also catches rights removed around the services
+                # (a seat deleted in the admin or a shell).
+                if await self.rights_hold(full=payload["type"] == "ping"):
+                    with translation.override(self.language):
+                        await self.handle_frame(payload)
             finally:
                 if gated is not None:
                     send_gate.leave(time.monotonic() - gated)
@@ -383,7 +447,7 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         """Send a live frame in order. `gap(last)` says whether it would skip an event; the lock
         is uncontended (free) except while a resume or catch-up replays."""
         async with self.delivery:
-            if self.last is None:
+            if self.last is None or self.closing:
                 return  # not resumed yet: the resume will read this event from PostgreSQL
             if message["id"] <= self.last:
                 return  # already sent (by a catch-up)
@@ -436,11 +500,20 @@ class InboxConsumer(StreamConsumer):
         if user is None or not user.is_authenticated:
             await self.close(CLOSE_UNAUTHENTICATED)
             return False
-        if not await _db(self.schema_name, selectors.is_member, business=self.business, user=user):
-            await self.close(CLOSE_FORBIDDEN)
-            return False
         self.user = user
+        # Joined before the check, so a revocation committed meanwhile still reaches this socket.
+        await self.join(revocation.user_group(user.pk))
+        await self.join(revocation.business_sockets_group(self.schema_name))
+        refusal = await self.rights_refusal(full=True)  # seat, session, business not suspended
+        if refusal is not None:
+            await self.close(refusal)
+            return False
         return True
+
+    def rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
+        keys = revocation.rights_keys(user_id=self.user.pk, business_id=self.business.pk)
+        kwargs = {"business_id": self.business.pk, "user_id": self.user.pk, "session_key": self.session_key}
+        return keys, revocation.agent_refusal, kwargs
 
     async def joined(self) -> None:
         self.inbox_group = events.inbox_group(self.schema_name)
@@ -478,10 +551,7 @@ class InboxConsumer(StreamConsumer):
 
     # client → server
     async def on_ping(self, payload: dict[str, Any]) -> None:
-        # A seat removed while the inbox is open ends the stream at the next heartbeat.
-        if not await _db(self.schema_name, selectors.is_member, business=self.business, user=self.user):
-            await self.close(CLOSE_FORBIDDEN)
-            return
+        # Rights were re-checked before this frame (a removed seat whose signal was lost ends here).
         await _db(self.schema_name, services.presence_heartbeat, channel_name=self.channel_name)
         await super().on_ping(payload)
 
@@ -557,7 +627,18 @@ class ChatConsumer(StreamConsumer):
             await self.close(CLOSE_UNAUTHENTICATED)
             return False
         self.customer = customer
+        await self.join(revocation.customer_sockets_group(customer.pk))
+        await self.join(revocation.business_sockets_group(self.schema_name))
+        refusal = await self.rights_refusal(full=True)  # signed in, business not suspended
+        if refusal is not None:
+            await self.close(refusal)
+            return False
         return True
+
+    def rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
+        keys = revocation.rights_keys(customer_id=self.customer.pk, business_id=self.business.pk)
+        kwargs = {"business_id": self.business.pk, "customer_id": self.customer.pk, "session_key": self.session_key}
+        return keys, revocation.customer_refusal, kwargs
 
     async def joined(self) -> None:
         # Until the conversation exists (first message from this or another tab, or a template
@@ -657,8 +738,25 @@ class MeConsumer(GroupsMixin, AsyncWebsocketConsumer):
         if customer is None:
             await self.close(CLOSE_UNAUTHENTICATED)
             return
+        self.customer = customer
         await self.join(events.customer_group(customer.pk))
+        await self.join(revocation.customer_sockets_group(customer.pk))
         await self.accept()
+
+    async def rights_revoked(self, message: dict[str, Any]) -> None:
+        session = self.scope.get("session")
+        session_key = getattr(session, "session_key", None)
+        if not (message.get("session_key") and message["session_key"] == session_key):
+            refusal = await _db(
+                PUBLIC_SCHEMA,
+                revocation.customer_refusal,
+                business_id=None,
+                customer_id=self.customer.pk,
+                session_key=session_key,
+            )
+            if refusal is None:
+                return
+        await self.close(CLOSE_UNAUTHENTICATED)
 
     async def disconnect(self, code: int) -> None:
         await self.leave_all()

@@ -50,6 +50,10 @@ def business_suspend(*, business: Business, actor: User | None, reason: str) -> 
         audit_record(
             action="business.suspended", actor=actor, business=business, target=business.slug, data={"reason": reason}
         )
+        # Every open socket on its host (agents and customers) closes after commit.
+        from messaging.revocation import rights_revoke_business  # messaging builds on tenancy
+
+        rights_revoke_business(business_id=business.pk, schema_name=business.schema_name)
     return business
 
 
