@@ -66,6 +66,7 @@ SHARED_APPS = [
     "customers",
     "directory",
     "billing",
+    "config",  # composes the apps: seed_demo, rundemo
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",

@@ -31,10 +31,9 @@ from customers.services import (
     customer_unmute_marketing,
 )
 from customers.session import customer_from_session, customer_login, customer_logout
-from verification.forms import CodeForm, PhoneForm
+from verification.forms import CodeForm, PhoneForm, client_ip, outbox_link
 from verification.otp import CODE_REJECTED_MESSAGE, OtpRateLimited
 from verification.phone import phone_display
-from verification.views import client_ip, outbox_link
 
 PENDING_KEY = "parley_customer_pending_phone"
 NEXT_KEY = "parley_customer_next"

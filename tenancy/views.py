@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 
 from tenancy.access import member_required
 from tenancy.forms import BusinessCreateForm
+from tenancy.notices import dashboard_notices
 from tenancy.selectors import businesses_for_user
 from tenancy.services import business_create
 
@@ -43,11 +44,9 @@ def business_create_view(request: HttpRequest) -> HttpResponse:
 
 @member_required()
 def dashboard(request: HttpRequest) -> HttpResponse:
-    from verification.selectors import business_notices
-
     membership = request.membership  # type: ignore[attr-defined]
     # Decisions about the badge are news for whoever runs the business, not for agents.
-    notices = list(business_notices(business=request.tenant)) if membership.can_manage else []  # type: ignore[attr-defined]
+    notices = dashboard_notices(business=request.tenant) if membership.can_manage else []  # type: ignore[attr-defined]
     return render(request, "dashboard/home.html", {"section": "home", "notices": notices})
 
 

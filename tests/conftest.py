@@ -10,21 +10,23 @@ session's businesses while their schemas stay behind.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 from django_tenants.utils import tenant_context
 
@@ -96,6 +98,61 @@ def live_db(django_db_setup: World, django_db_blocker: Any) -> Iterator[World]:
     with django_db_blocker.unblock():
         yield django_db_setup
         connection.set_schema_to_public()
+
+
+@pytest.fixture
+def fixed_code(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every code sent during the test is this one (codes are random otherwise)."""
+    code = "493817"
+    monkeypatch.setattr("verification.otp.generate_code", lambda: code)
+    return code
+
+
+def fresh_mobile() -> str:
+    """A valid German mobile number no other test (or earlier run) has used."""
+    return "+49151" + "".join(secrets.choice("0123456789") for _ in range(8))
+
+
+class Concurrently(Protocol):
+    def __call__[T](self, threads: int, action: Callable[[], T]) -> list[T]: ...
+
+
+def run_concurrently[T](threads: int, action: Callable[[], T]) -> list[T]:
+    """Run `action` in that many threads released together by a barrier, each on its own
+    database connection (as several server processes would be), and return their results.
+    The first error a thread raised is raised here, once every thread has finished."""
+    barrier = threading.Barrier(threads)
+    lock = threading.Lock()
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            result = action()
+            with lock:
+                results.append(result)
+        except BaseException as error:  # raised in the test's thread below
+            with lock:
+                errors.append(error)
+        finally:
+            connections.close_all()
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.fixture
+def concurrently(live_db: World) -> Concurrently:
+    """`run_concurrently` for a test; the threads have their own connections, so they see only
+    committed data (hence `live_db`)."""
+    return run_concurrently
 
 
 def unique(prefix: str) -> str:

@@ -5,8 +5,10 @@ import unicodedata
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from tenancy.models import Business
@@ -144,3 +146,19 @@ class DecisionForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
     )
+
+
+# Shared by every page that asks for a number and a code (the business's verification page, the
+# customer's sign-in at /me/), so no views module imports another.
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    # REMOTE_ADDR only: trusting X-Forwarded-For is a deployment decision (a proxy in front).
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def outbox_link() -> str:
+    """In development the texts land in the outbox; point developers at it next to code forms."""
+    if settings.DEBUG and settings.PARLEY_SMS_BACKEND == "outbox":
+        return f"{settings.PARLEY_PUBLIC_URL}/dev/outbox/"
+    return ""

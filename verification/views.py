@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from tenancy.access import member_required
 from verification import selectors
-from verification.forms import BadgeApplicationForm, CodeForm, PhoneForm, ProfileForm
+from verification.forms import BadgeApplicationForm, CodeForm, PhoneForm, ProfileForm, client_ip, outbox_link
 from verification.models import BadgeApplication
 from verification.otp import CODE_REJECTED_MESSAGE, OtpRateLimited
 from verification.phone import phone_display
@@ -26,18 +26,6 @@ from verification.services import (
     business_profile_update,
     notice_dismiss,
 )
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    # REMOTE_ADDR only: trusting X-Forwarded-For is a deployment decision (a proxy in front).
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def outbox_link() -> str:
-    """In development the texts land in the outbox; point developers at it next to code forms."""
-    if settings.DEBUG and settings.PARLEY_SMS_BACKEND == "outbox":
-        return f"{settings.PARLEY_PUBLIC_URL}/dev/outbox/"
-    return ""
 
 
 def _page(request: HttpRequest, status: int = 200, **forms: Any) -> HttpResponse:

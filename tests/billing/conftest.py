@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -36,29 +35,6 @@ def active_card(name: str, **prices: str) -> RateCard:
     return RateCard.objects.create(
         name=name, is_active=True, **defaults | {key: Decimal(value) for key, value in prices.items()}
     )
-
-
-def run_concurrently(threads: int, work: Callable[[], None]) -> list[BaseException]:
-    """Start `work` in that many threads at once (a barrier lines them up), each closing its own
-    database connection; returns the errors raised, for the test to assert on."""
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(threads)
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            work()
-        except BaseException as error:  # surfaced to the caller
-            errors.append(error)
-        finally:
-            connection.close()
-
-    pool = [threading.Thread(target=run) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    return errors
 
 
 @pytest.fixture

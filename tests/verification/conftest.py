@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,10 @@ from django.core.files.base import ContentFile
 
 from accounts.models import User
 from tenancy.models import Business
+from tests.conftest import fresh_mobile  # noqa: F401  (the verification tests import it from here)
 from tests.jobs import run_queued_jobs
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
-
-def fresh_mobile() -> str:
-    """A valid German mobile number no other test (or earlier run) has used."""
-    return "+49151" + "".join(secrets.choice("0123456789") for _ in range(8))
 
 
 def enable_totp(user: User) -> str:
@@ -51,14 +46,6 @@ def _media(settings: Any, tmp_path: Path) -> Iterator[None]:
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.PARLEY_SMS_BACKEND = "outbox"
     yield
-
-
-@pytest.fixture
-def fixed_code(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every code sent during the test is this one (codes are random otherwise)."""
-    code = "493817"
-    monkeypatch.setattr("verification.otp.generate_code", lambda: code)
-    return code
 
 
 def run_sms_jobs() -> None:

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
-from tests.conftest import World
+from tests.conftest import Concurrently, World
 from tests.verification.conftest import fresh_mobile, run_sms_jobs
 from verification.jobs import unseal
 from verification.models import PhoneChallenge, SmsMessage
@@ -210,30 +208,7 @@ def test_ipv4_mapped_address_counts_as_the_ipv4_address(world: World) -> None:
         send(fresh_mobile(), ip="::ffff:198.51.100.23")
 
 
-def _concurrently(n: int, action: Callable[[], bool]) -> list[bool]:
-    """Run `action` in n threads released at once, each on its own database connection."""
-    barrier = threading.Barrier(n)
-    results: list[bool] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        try:
-            barrier.wait()
-            result = action()
-            with lock:
-                results.append(result)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
-def test_send_limit_holds_across_concurrent_connections(live_db: World) -> None:
+def test_send_limit_holds_across_concurrent_connections(live_db: World, concurrently: Concurrently) -> None:
     """Ten requests at once, each on its own database connection (as several server processes
     would be): exactly five codes go out."""
     number = fresh_mobile()
@@ -245,24 +220,26 @@ def test_send_limit_holds_across_concurrent_connections(live_db: World) -> None:
             return False
         return True
 
-    outcomes = ["sent" if sent else "limited" for sent in _concurrently(10, attempt)]
+    outcomes = ["sent" if sent else "limited" for sent in concurrently(10, attempt)]
     assert sorted(outcomes) == ["limited"] * 5 + ["sent"] * 5
     assert PhoneChallenge.objects.filter(phone_number=number).count() == 5
 
 
-def test_concurrent_checks_of_the_right_code_pass_once(live_db: World, fixed_code: str) -> None:
+def test_concurrent_checks_of_the_right_code_pass_once(
+    live_db: World, fixed_code: str, concurrently: Concurrently
+) -> None:
     number = fresh_mobile()
     send(number)
-    results = _concurrently(8, lambda: check(number, fixed_code))
+    results = concurrently(8, lambda: check(number, fixed_code))
     assert sorted(results) == [False] * 7 + [True]
     challenge = PhoneChallenge.objects.get(phone_number=number)
     assert challenge.used_at is not None and challenge.checks == 1
 
 
-def test_concurrent_wrong_checks_never_exceed_five(live_db: World, fixed_code: str) -> None:
+def test_concurrent_wrong_checks_never_exceed_five(live_db: World, fixed_code: str, concurrently: Concurrently) -> None:
     number = fresh_mobile()
     send(number)
-    results = _concurrently(10, lambda: check(number, "000000"))
+    results = concurrently(10, lambda: check(number, "000000"))
     assert results == [False] * 10
     assert PhoneChallenge.objects.get(phone_number=number).checks == 5
     assert check(number, fixed_code) is False  # the code is spent

@@ -1,8 +1,8 @@
 """Demo data for `make demo`: an airline with a badge, a small bakery without one, agents,
 customers. Idempotent: running it again changes nothing that is already there.
 
-Each app adds what it shows through a `seed(world)` function in its `demo.py`, listed in
-DEMO_STEPS, so this command stays one list.
+Each app adds what it shows through a `seed(world)` function in its `demo.py`; config.demo
+composes them.
 """
 
 from __future__ import annotations
@@ -11,26 +11,16 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import transaction
-from django.utils.module_loading import import_string
 
-from tenancy.demo import DEMO_PASSWORD, seed_foundation
-
-DEMO_STEPS: list[str] = [
-    "verification.demo.seed",
-    "messaging.demo.seed",
-    "billing.demo.seed",
-]
+from config.demo import demo_seed
+from tenancy.demo import DEMO_PASSWORD
 
 
 class Command(BaseCommand):
     help = "Create (or refresh) the demo businesses, people and data, then print every URL and login."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        with transaction.atomic():
-            world = seed_foundation()
-            for step in DEMO_STEPS:
-                import_string(step)(world)
+        world = demo_seed()
 
         public = settings.PARLEY_PUBLIC_URL
         out = self.stdout.write

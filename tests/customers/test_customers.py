@@ -14,8 +14,7 @@ from customers.models import Block, MarketingMute, Report
 from customers.services import customer_contact_record
 from customers.session import SESSION_KEY
 from customers.views import safe_next
-from tests.conftest import World, business_client, public_client
-from tests.verification.conftest import fresh_mobile
+from tests.conftest import Concurrently, World, business_client, fresh_mobile, public_client
 from verification.models import PhoneChallenge
 from verification.phone import phone_display
 
@@ -316,14 +315,14 @@ def test_customer_session_does_not_open_business_dashboards(world: World, fixed_
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
 
-def test_concurrent_reports_file_only_one(live_db: World, fixed_code: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_reports_file_only_one(
+    live_db: World, fixed_code: str, monkeypatch: pytest.MonkeyPatch, concurrently: Concurrently
+) -> None:
     """A double-clicked "Send report" (two requests at once) files one report, not two."""
     import contextlib
-    import threading
     import time
 
     from django.core.exceptions import ValidationError
-    from django.db import connections
 
     from customers.services import customer_report
 
@@ -335,22 +334,13 @@ def test_concurrent_reports_file_only_one(live_db: World, fixed_code: str, monke
         return create(**fields)
 
     monkeypatch.setattr(Report.objects, "create", slow_create)
-    barrier = threading.Barrier(6)
 
-    def worker() -> None:
-        try:
-            barrier.wait()
-            with contextlib.suppress(ValidationError):
-                customer_report(customer=customer, business=live_db.business_a, reason="spam", details="", block=False)
-        finally:
-            connections.close_all()
+    def report() -> None:
+        with contextlib.suppress(ValidationError):
+            customer_report(customer=customer, business=live_db.business_a, reason="spam", details="", block=False)
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        concurrently(6, report)
         assert Report.objects.filter(customer=customer, business=live_db.business_a).count() == 1
     finally:
         Report.objects.filter(customer=customer).delete()  # committed: leave the shared business clean

@@ -1,0 +1,24 @@
+"""The demo, composed: tenancy's businesses and people first, then what each app shows.
+
+Each app owns its demo data in its own `demo.py` (a `seed(world)` step); this module is the one
+place that knows every app, so no app has to reach the others.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from billing import demo as billing_demo
+from messaging import demo as messaging_demo
+from tenancy.demo import DemoWorld, seed_foundation
+from verification import demo as verification_demo
+
+
+def demo_seed() -> DemoWorld:
+    """Create (or refresh) every app's demo data in one transaction; idempotent."""
+    with transaction.atomic():
+        world = seed_foundation()
+        verification_demo.seed(world)
+        messaging_demo.seed(world)
+        billing_demo.seed(world)
+    return world

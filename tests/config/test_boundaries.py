@@ -1,0 +1,51 @@
+"""Who may import whom, read from the source: the seams issue 8 names stay closed."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from django.conf import settings
+
+APPS = ["accounts", "audit", "tenancy", "verification", "customers", "directory", "messaging", "billing"]
+ROOT = Path(settings.BASE_DIR)
+
+
+def imports(module: Path) -> set[str]:
+    """Every module a file imports, at the top or inside a function."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(module.read_text(), str(module))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def app_modules(app: str) -> list[Path]:
+    return [path for path in (ROOT / app).rglob("*.py") if "migrations" not in path.parts]
+
+
+def test_no_views_module_imports_another_apps_views() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for app in APPS
+        for path in app_modules(app)
+        for name in imports(path)
+        if name.endswith(".views") and name.split(".")[0] in APPS and name.split(".")[0] != app
+    ]
+    assert offenders == []
+
+
+def test_the_tenant_core_knows_no_feature_app() -> None:
+    """tenancy is below every feature: the apps register with it (dashboard notices), and
+    config composes them (the demo), never the other way round."""
+    features = {"verification", "customers", "directory", "messaging", "billing"}
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in app_modules("tenancy")
+        for name in imports(path)
+        if name.split(".")[0] in features
+    ]
+    assert offenders == []
