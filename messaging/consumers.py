@@ -5,7 +5,7 @@ Channels' one thread per process) and enters the schema (the business's, or publ
 inside the worker thread, so no schema is ever left set on a shared thread.
 
 Two paths per socket, so neither stalls the other:
-- layer → client (`inbox_frame`, `conv_frame`, signals) runs in the consumer's own dispatch loop,
+- layer → client (`inbox_batch`, `agents_frame`, `conv_frame`, signals) runs in the consumer's own dispatch loop,
   without Channels' per-handler `aclose_old_connections` (those handlers need no database);
 - client → server frames are checked and parsed at once, then handled one at a time by the
   socket's own worker task from a small bounded queue. A full queue, or a process whose send
@@ -42,7 +42,7 @@ from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services
 from messaging.send_limits import send_take
-from messaging.services import MessagingError
+from messaging.services import MessagingError, conversation_pk
 from tenancy.asgi import host_from_scope
 from tenancy.db import db_threads, run_in_schema
 from tenancy.models import PUBLIC_SCHEMA
@@ -56,6 +56,10 @@ CLOSE_NOT_FOUND = CloseCode.NOT_FOUND
 # A send carries at most services.MAX_BODY characters; even fully \u-escaped that fits, with room
 # for the envelope. Daphne would otherwise hand over (and json.loads would parse) up to 1 MiB.
 MAX_FRAME_CHARS = 64 * 1024
+# Acks are gathered per socket for this long, then written once per conversation.
+ACK_DEBOUNCE_SECONDS = 0.25
+# A gap in an agent's list (a batch lost on the at-most-once layer) is read from the stream after this.
+LIST_HOLE_SECONDS = 1.0
 # Frames a socket may have waiting for its worker (more than a burst of sends); more are refused
 # (`overloaded`).
 FRAME_QUEUE = 32
@@ -233,8 +237,12 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
+        # This loop serves sockets for the life of the process: list updates gather on it.
+        events.inbox_coalescer.attach(asyncio.get_running_loop())
         self.last = None
         self.delivery = asyncio.Lock()
+        self.acks: dict[tuple[int, bool], int] = {}  # (conversation id, read) -> highest up_to
+        self.ack_task: asyncio.Task[None] | None = None
         # (frame, when it entered the send gate or None)
         self.frames_waiting: asyncio.Queue[tuple[dict[str, Any], float | None]] = asyncio.Queue(maxsize=FRAME_QUEUE)
         self.sends = _RateLimit(rate=2, burst=20)
@@ -320,8 +328,10 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         if self.released:
             return
         self.released = True
+        for task in (self.worker, getattr(self, "ack_task", None), getattr(self, "hole_task", None)):
+            if task is not None:
+                task.cancel()
         if self.worker is not None:
-            self.worker.cancel()
             # Queued sends were never accepted: the client sends them again after reconnecting.
             while not self.frames_waiting.empty():
                 _payload, gated = self.frames_waiting.get_nowait()
@@ -482,12 +492,48 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         """To the others in the conversation's group (never back to this socket)."""
         if not self.typing.allow():
             return
-        await events.send_signal(
-            events.conversation_group(self.schema_name, conversation_id),
-            events.LAYER_CONV_SIGNAL,
-            {"type": events.TYPING, "conversation_id": conversation_id, **who},
-            sender=self.channel_name,
-        )
+        for group in (
+            events.conversation_group(self.schema_name, conversation_id),  # the customer's sockets
+            events.agents_conversation_group(self.schema_name, conversation_id),  # agents viewing it
+        ):
+            await events.send_signal(
+                group,
+                events.LAYER_CONV_SIGNAL,
+                {"type": events.TYPING, "conversation_id": conversation_id, **who},
+                sender=self.channel_name,
+            )
+
+    # --- acks: batched per socket (the highest up_to per conversation, debounced) ---
+
+    async def queue_ack(self, conversation_id: int, payload: dict[str, Any]) -> None:
+        up_to = payload.get("up_to")
+        if not isinstance(up_to, int) or isinstance(up_to, bool):
+            raise MessagingError("invalid", _("Expected a number."))
+        key = (conversation_id, bool(payload.get("read")))
+        self.acks[key] = max(up_to, self.acks.get(key, up_to))
+        if self.ack_task is None or self.ack_task.done():
+            self.ack_task = asyncio.ensure_future(self.flush_acks())
+
+    async def flush_acks(self) -> None:
+        await asyncio.sleep(ACK_DEBOUNCE_SECONDS)
+        pending, self.acks = self.acks, {}
+        # Reads first: reading up to n is also delivery up to n, so a delivered ack at or below
+        # it has nothing left to do.
+        for (conversation_id, read), up_to in sorted(pending.items(), key=lambda item: not item[0][1]):
+            if self.closing:
+                return
+            if not read and pending.get((conversation_id, True), -1) >= up_to:
+                continue
+            try:
+                with translation.override(self.language):
+                    await self.store_ack(conversation_id, up_to, read)
+            except MessagingError as error:
+                await self.send_error(error.code, error.message)
+            except Exception:
+                logger.exception("websocket ack failed")
+
+    async def store_ack(self, conversation_id: int, up_to: int, read: bool) -> None:
+        raise NotImplementedError
 
 
 class InboxConsumer(StreamConsumer):
@@ -516,8 +562,13 @@ class InboxConsumer(StreamConsumer):
         return keys, revocation.agent_refusal, kwargs
 
     async def joined(self) -> None:
+        self.conv_last: int | None = None
+        self.held: list[dict[str, Any]] = []  # list batches waiting for an earlier one
+        self.covered: list[tuple[int, int]] = []  # id ranges received above the list's position
+        self.hole_task: asyncio.Task[None] | None = None
         self.inbox_group = events.inbox_group(self.schema_name)
         await self.join(self.inbox_group)
+        await self.join(events.user_inbox_group(self.schema_name, self.user.pk))
         await _db(self.schema_name, services.presence_enter, user=self.user, channel_name=self.channel_name)
         await self.broadcast_presence()
 
@@ -531,20 +582,108 @@ class InboxConsumer(StreamConsumer):
         snapshot = await _db(self.schema_name, selectors.presence_snapshot)
         await events.send_signal(self.inbox_group, events.LAYER_INBOX_SIGNAL, {"type": events.PRESENCE, **snapshot})
 
-    async def fetch_after(self, after: int) -> list[tuple[int, str]]:
-        return await _db(self.schema_name, selectors.events_for_agents, after=after)
-
     async def as_agent(self, service: Callable[..., T], /, **kwargs: Any) -> T:
         """Run a service in this business's schema on behalf of this agent."""
         return await _db(self.schema_name, service, business=self.business, user=self.user, **kwargs)
 
-    # layer → client
-    async def inbox_frame(self, message: dict[str, Any]) -> None:
-        # Ids are dense per business, so anything but last+1 means a missed or late event.
-        await self.forward(message, gap=lambda last: message["id"] != last + 1)
+    # --- the list: resumed by state, live from coalesced batches, gaps filled from the stream ---
+    # `self.last` is the id up to which this socket's list is complete.
+
+    async def on_resume(self, payload: dict[str, Any]) -> None:
+        after = payload.get("after", 0)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise MessagingError("invalid", _("resume needs the last event id seen (a number)."))
+        async with self.delivery:
+            if after < await _db(self.schema_name, selectors.first_retained_event_id) - 1:
+                # Events after `after` were pruned: the client reloads its state, then resumes.
+                self.last = await _db(self.schema_name, selectors.last_event_id)
+                await self.send_json({"id": None, "type": "resync"})
+                return
+            head, rows = await _db(self.schema_name, selectors.conversation_states_since, after=after)
+            if rows:
+                await self.send(text_data=events.inbox_batch_message(ranges=[(after, head)], updates=rows)["text"])
+            await self.list_advanced(head)
+            await self.send_json({"id": None, "type": "resumed", "last": head})
+
+    async def inbox_batch(self, message: dict[str, Any]) -> None:
+        async with self.delivery:
+            if self.last is None or self.closing or message["last"] <= self.last:
+                return  # not resumed yet (the resume reads it), or already covered
+            self.held.append(message)
+            self.covered.extend((int(a), int(b)) for a, b in message["ranges"])
+            await self.list_advanced(self.last)
+
+    async def list_advanced(self, position: int) -> None:
+        """Move the list's position over every contiguous id received, and send the held batches
+        it now covers, oldest first. Caller holds `self.delivery`."""
+        self.covered.sort()
+        rest = []
+        for first, last in self.covered:
+            if first <= position + 1:
+                position = max(position, last)
+            else:
+                rest.append((first, last))
+        self.covered = [r for r in rest if r[1] > position]
+        self.last = position
+        ready = sorted((m for m in self.held if m["last"] <= position), key=lambda m: m["last"])
+        self.held = [m for m in self.held if m["last"] > position]
+        for message in ready:
+            await self.send(text_data=message["text"])
+        if self.held and (self.hole_task is None or self.hole_task.done()):
+            self.hole_task = asyncio.ensure_future(self.fill_list_hole())
+
+    async def fill_list_hole(self) -> None:
+        """A batch below the held ones did not come (lost, or its process failed to publish):
+        read the list states up to the newest held batch from the stream."""
+        await asyncio.sleep(LIST_HOLE_SECONDS)
+        async with self.delivery:
+            if not self.held or self.closing or self.last is None:
+                return
+            after, target = self.last, max(m["last"] for m in self.held)
+            rows = await _db(self.schema_name, selectors.conversation_states_between, after=after, up_to=target)
+            if rows:
+                await self.send(text_data=events.inbox_batch_message(ranges=[(after, target)], updates=rows)["text"])
+            self.held = []
+            await self.list_advanced(target)
+
+    # --- the open conversation: every event of it, chained by `prev` ---
+
+    async def agents_frame(self, message: dict[str, Any]) -> None:
+        if self.closing:
+            return
+        if message["conversation_id"] != self.viewing:
+            # The assignee's copy of a conversation not open here: a heads-up (and a delivered
+            # receipt); the list batches are what is complete.
+            if self.last is not None:
+                await self.send(text_data=message["text"])
+            return
+        async with self.delivery:
+            if self.conv_last is None or message["conversation_id"] != self.viewing:
+                return
+            if message["id"] <= self.conv_last:
+                return  # already sent (a catch-up, or the assignee's copy)
+            if message["prev"] > self.conv_last:
+                await self.conversation_catch_up()  # an earlier event of it went missing
+                if message["id"] <= self.conv_last:
+                    return
+            await self.send(text_data=message["text"])
+            self.conv_last = message["id"]
+
+    async def conversation_catch_up(self) -> None:
+        """Caller holds `self.delivery`."""
+        assert self.viewing is not None and self.conv_last is not None
+        while True:
+            rows = await _db(
+                self.schema_name, selectors.events_for_conversation, conversation_id=self.viewing, after=self.conv_last
+            )
+            for event_id, frame in rows:
+                await self.send(text_data=frame)
+                self.conv_last = event_id
+            if len(rows) < selectors.RESUME_LIMIT:
+                return
 
     async def conv_frame(self, message: dict[str, Any]) -> None:
-        pass  # agents get every event through the inbox group already
+        pass  # the customer's group; agents viewing a conversation get agents.frame
 
     async def inbox_signal(self, message: dict[str, Any]) -> None:
         await self.send(text_data=message["text"])
@@ -557,16 +696,38 @@ class InboxConsumer(StreamConsumer):
 
     async def on_view(self, payload: dict[str, Any]) -> None:
         conversation_id = payload.get("conversation_id")
+        after = payload.get("after")
+        if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
+            raise MessagingError("invalid", _("view takes the last event id seen of the conversation (a number)."))
         if conversation_id is not None:
             conversation = await _db(
                 self.schema_name, selectors.conversation_for_agent, conversation_id=conversation_id
             )
             conversation_id = conversation.pk
-        if self.viewing is not None:
-            await self.leave(events.conversation_group(self.schema_name, self.viewing))
-        self.viewing = conversation_id
-        if conversation_id is not None:
-            await self.join(events.conversation_group(self.schema_name, conversation_id))
+        async with self.delivery:
+            if self.viewing is not None:
+                await self.leave(events.agents_conversation_group(self.schema_name, self.viewing))
+            self.viewing, self.conv_last = conversation_id, None
+            if conversation_id is not None:
+                await self.join(events.agents_conversation_group(self.schema_name, conversation_id))
+                reload = after is None or after < await _db(self.schema_name, selectors.first_retained_event_id) - 1
+                if reload:
+                    # From now on; the client reads the thread's current page after this reply.
+                    self.conv_last = await _db(
+                        self.schema_name, selectors.conversation_last_event_id, conversation_id=conversation_id
+                    )
+                else:
+                    self.conv_last = after
+                    await self.conversation_catch_up()
+                await self.send_json(
+                    {
+                        "id": None,
+                        "type": "viewing",
+                        "conversation_id": conversation_id,
+                        "last": self.conv_last,
+                        "reload": reload,
+                    }
+                )
         await _db(
             self.schema_name, services.presence_view, channel_name=self.channel_name, conversation_id=conversation_id
         )
@@ -591,12 +752,11 @@ class InboxConsumer(StreamConsumer):
             await self.send_typing(self.viewing, who="agent", name=self.user.get_short_name())
 
     async def on_ack(self, payload: dict[str, Any]) -> None:
-        await self.as_agent(
-            services.messages_mark_by_agent,
-            conversation_id=payload.get("conversation_id"),
-            up_to=payload.get("up_to"),
-            read=bool(payload.get("read")),
-        )
+        # Checked when written (batched): a conversation that does not exist gets not_found then.
+        await self.queue_ack(conversation_pk(payload.get("conversation_id")), payload)
+
+    async def store_ack(self, conversation_id: int, up_to: int, read: bool) -> None:
+        await self.as_agent(services.messages_mark_by_agent, conversation_id=conversation_id, up_to=up_to, read=read)
 
     async def on_assign(self, payload: dict[str, Any]) -> None:
         assignee = payload.get("assignee_id")
@@ -703,11 +863,10 @@ class ChatConsumer(StreamConsumer):
             await self.send_typing(self.conversation_id, who="customer")
 
     async def on_ack(self, payload: dict[str, Any]) -> None:
-        await self.as_customer(
-            services.messages_mark_by_customer,
-            up_to=payload.get("up_to"),
-            read=bool(payload.get("read")),
-        )
+        await self.queue_ack(0, payload)  # the customer's one conversation
+
+    async def store_ack(self, conversation_id: int, up_to: int, read: bool) -> None:
+        await self.as_customer(services.messages_mark_by_customer, up_to=up_to, read=read)
 
 
 class MeConsumer(GroupsMixin, AsyncWebsocketConsumer):

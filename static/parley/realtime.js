@@ -12,11 +12,17 @@ export function newClientMsgId() {
 
 // Pages hand the close codes over in their config (declared once, in config/websocket.py). After
 // one of them (not signed in, not allowed, no such business) reconnecting cannot help.
+//
+// `position(frame)` says which resume point a frame moves to (undefined: none). By default a
+// durable frame's id, and frames at or below the point are dropped as already seen (the chat:
+// one stream). The inbox passes its own: its list resumes from the `last` of list updates, and
+// its open conversation from that conversation's own events.
 export class ResumingSocket {
-  constructor(path, { lastEventId = 0, resume = true, closeCodes = {}, onFrame, onOpen, onStatus }) {
+  constructor(path, { lastEventId = 0, resume = true, position = null, closeCodes = {}, onFrame, onOpen, onStatus }) {
     this.url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
     this.last = lastEventId;
     this.resume = resume;
+    this.position = position;
     this.finalCodes = new Set(Object.values(closeCodes));
     this.onFrame = onFrame;
     this.onOpen = onOpen || (() => {});
@@ -42,7 +48,10 @@ export class ResumingSocket {
     ws.addEventListener("message", (event) => {
       let frame;
       try { frame = JSON.parse(event.data); } catch { return; }
-      if (this.resume && typeof frame.id === "number") {
+      if (this.resume && this.position) {
+        const at = this.position(frame);
+        if (typeof at === "number" && at > this.last) this.last = at;
+      } else if (this.resume && typeof frame.id === "number") {
         if (frame.id <= this.last) return; // already seen (the page state or a replay)
         this.last = frame.id;
       }
@@ -152,4 +161,36 @@ export function ticks(status, strings) {
     title: strings[status] || status,
     text: marks[status] || "",
   });
+}
+
+// Delivered/read receipts, batched: the highest message id per conversation and kind, sent once
+// after `delay` ms however many messages arrived meanwhile (one database write, not one per
+// message). A read receipt covers delivery up to the same id.
+export class AckBatcher {
+  constructor(send, delay = 500) {
+    this.sendFrame = send;
+    this.delay = delay;
+    this.pending = new Map(); // `${conversation}:${read}` -> frame
+    this.timer = null;
+  }
+
+  add(frame) {
+    const key = `${frame.conversation_id ?? ""}:${frame.read ? 1 : 0}`;
+    const known = this.pending.get(key);
+    if (!known || known.up_to < frame.up_to) this.pending.set(key, frame);
+    if (!this.timer) this.timer = setTimeout(() => this.flush(), this.delay);
+  }
+
+  flush() {
+    this.timer = null;
+    const frames = [...this.pending.values()];
+    this.pending.clear();
+    for (const frame of frames) {
+      if (!frame.read) {
+        const read = frames.find((f) => f.read && f.conversation_id === frame.conversation_id);
+        if (read && read.up_to >= frame.up_to) continue;
+      }
+      this.sendFrame(frame);
+    }
+  }
 }

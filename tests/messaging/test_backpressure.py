@@ -54,8 +54,10 @@ async def test_a_slow_handler_of_one_socket_never_stalls_delivery(
     agent_session = await adb(session_key)(user=live_db.agent_a)
     slow_ws, _, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=agent_session)
     other_ws, _, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=agent_session)
-    await resumed(slow_ws, start)
-    await resumed(other_ws, start)
+    for ws in (slow_ws, other_ws):
+        await resumed(ws, start)
+        await ws.send_json_to({"type": "view", "conversation_id": first.conversation_id})
+        await receive_until(ws, "viewing")
     # One socket's ack is stuck in the database.
     await slow_ws.send_json_to(
         {"type": "ack", "conversation_id": first.conversation_id, "up_to": first.pk, "read": True}
@@ -117,7 +119,7 @@ def _subscribed_groups() -> set[str]:
 async def test_subscriptions_are_released_on_close_and_when_the_server_kills_the_consumer(live_db: World) -> None:
     customer = await adb(make_customer)()
     message = await adb(customer_send)(live_db, customer, "subscribe me")
-    group = events.conversation_group(live_db.business_a.schema_name, message.conversation_id)
+    group = events.agents_conversation_group(live_db.business_a.schema_name, message.conversation_id)
     agent_session = await adb(session_key)(user=live_db.agent_a)
     for ending in ("close", "killed"):
         ws, _, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=agent_session)
