@@ -104,4 +104,11 @@ class Customer(models.Model):
         ordering = ["phone_number"]
 
     def __str__(self) -> str:
-        return self.display_name or self.phone_number
+        return self.display_name or self.phone_display
+
+    @property
+    def phone_display(self) -> str:
+        """The number for people to read; `phone_number` stays E.164 for storage and search."""
+        from verification.phone import phone_display
+
+        return phone_display(self.phone_number)

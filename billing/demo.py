@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -20,6 +20,7 @@ from billing.models import (
     RateCard,
     UsageRecord,
 )
+from billing.selectors import period_end
 from billing.services import WINDOW, active_rate_card, month_start, price_for, usage_counter_rebuild
 from tenancy.demo import DemoWorld
 from tenancy.models import Business
@@ -58,19 +59,37 @@ def seed_rate_card() -> RateCard:
     return card
 
 
+def usage_days(now: datetime) -> list[date]:
+    """The demo's history: every day from the first of last month through today, so the month
+    /billing/ opens on always has data (today's included) and "previous month" is a full one."""
+    today = now.astimezone(UTC).date()
+    first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    return [first + timedelta(days=n) for n in range((today - first).days + 1)]
+
+
 def _usage(business: Business, *, per_day: int, mix: tuple[int, int, int, int], countries: list[str]) -> int:
-    """Usage for the last 30 days. Demo rows are history: nothing is queued for Stripe."""
+    """Usage from the first of last month until now. Demo rows are history: nothing is queued
+    for Stripe."""
     rng = random.Random(business.slug)
-    today = timezone.now().astimezone(UTC).date()
+    now = timezone.now().astimezone(UTC)
+    today = now.date()
     rows: list[UsageRecord] = []
     prices = {(c, k): price_for(category=c, country=k) for c in CATEGORIES for k in countries}
-    for offset in range(30, 0, -1):
-        day = today - timedelta(days=offset)
+    for day in usage_days(now):
         weekday_factor = 0.5 if day.weekday() >= 5 else 1.0
-        for n in range(max(1, int(rng.gauss(per_day, per_day / 4) * weekday_factor))):
+        count = max(1, int(rng.gauss(per_day, per_day / 4) * weekday_factor))
+        midnight = datetime.combine(day, time(0), tzinfo=UTC)
+        if day == today:
+            # Today so far: a share of the day's conversations, all opened before now.
+            elapsed = max(1, int((now - midnight).total_seconds() // 60))
+            count = max(1, count * elapsed // (24 * 60))
+        for n in range(count):
             category = rng.choices(CATEGORIES, weights=mix)[0]
             country = rng.choice(countries)
-            opened = datetime.combine(day, time(7), tzinfo=UTC) + timedelta(minutes=rng.randrange(14 * 60))
+            if day == today:
+                opened = midnight + timedelta(minutes=rng.randrange(elapsed))
+            else:
+                opened = midnight + timedelta(hours=7, minutes=rng.randrange(14 * 60))
             key = f"demo:{business.slug}:{day.isoformat()}:{n}"
             rows.append(
                 UsageRecord(
@@ -138,7 +157,16 @@ def seed(world: DemoWorld) -> None:
         airline = _usage(world.airline, per_day=40, mix=(60, 30, 5, 5), countries=["DE", "AT", "CH", "US", "GB"])
         bakery = _usage(world.bakery, per_day=4, mix=(85, 10, 5, 0), countries=["DE", "DE", "AT"])
         _airline_subscription(world.airline)
+    this_month = month_start(timezone.now())
+    # The figures /billing/ opens on: this month so far (the seed also fills last month).
+    airline_month, bakery_month = (
+        UsageRecord.objects.filter(
+            business=business, opened_at__gte=this_month, opened_at__lt=period_end(this_month), voided_at__isnull=True
+        ).count()
+        for business in (world.airline, world.bakery)
+    )
     world.lines.append(
-        f"Billing: {world.airline.absolute_url('/billing/')} ({airline} new demo conversations), "
-        f"{world.bakery.absolute_url('/billing/')} ({bakery} new)"
+        f"Billing: {world.airline.absolute_url('/billing/')} ({airline_month} conversations this month), "
+        f"{world.bakery.absolute_url('/billing/')} ({bakery_month}); last month is filled in too"
+        f" ({airline + bakery} new demo conversations)"
     )

@@ -34,13 +34,13 @@ class CappedBackoff(BaseRetryStrategy):
         return RetryDecision(retry_in={"seconds": int(wait)})
 
 
-@app.task(name="billing.report_usage_record", queue="billing", retry=CappedBackoff())
+@app.task(name=services.REPORT_USAGE_RECORD, queue="billing", retry=CappedBackoff())
 def report_usage_record(record_id: str) -> None:
     outcome = services.usage_record_report(record_id=record_id)
     logger.info("usage record %s: %s", record_id, outcome)
 
 
-@app.task(name="billing.cancel_usage_record", queue="billing", retry=CappedBackoff())
+@app.task(name=services.CANCEL_USAGE_RECORD, queue="billing", retry=CappedBackoff())
 def cancel_usage_record(record_id: str) -> None:
     outcome = services.usage_record_cancel_in_stripe(record_id=record_id)
     logger.info("usage record %s cancel: %s", record_id, outcome)
@@ -55,6 +55,6 @@ def requeue_unreported(timestamp: int) -> None:
         logger.warning("requeued %d unreported usage records", queued)
 
 
-@app.task(name="billing.process_stripe_event", queue="billing", retry=CappedBackoff())
+@app.task(name=services.PROCESS_STRIPE_EVENT, queue="billing", retry=CappedBackoff())
 def process_stripe_event(event_id: str) -> None:
     services.stripe_event_process(event_id=event_id)

@@ -4,7 +4,9 @@ Stripe reporter never has to enter a tenant schema."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField, RangeOperators
@@ -27,6 +29,23 @@ class Category(models.TextChoices):
 
 # The categories in display order: the order of pages, CSV, Checkout line items and Stripe objects.
 CATEGORIES: tuple[str, ...] = tuple(Category.values)
+
+
+# What a platform without an active rate card bills: the published launch prices. A data
+# migration (0004) makes the first active card from them at setup.
+LAUNCH_CARD_NAME = "Parley rate card 2026"
+LAUNCH_PRICES: dict[str, Decimal] = {
+    Category.SERVICE: Decimal("0.0300"),
+    Category.UTILITY: Decimal("0.0400"),
+    Category.MARKETING: Decimal("0.0700"),
+    Category.AUTHENTICATION: Decimal("0.0350"),
+}
+
+
+def month_start(moment: datetime) -> datetime:
+    """Free tier and billing periods are calendar months in UTC."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 class RateCard(models.Model):
@@ -64,6 +83,11 @@ class RateCard(models.Model):
 
     def default_for(self, category: str) -> Decimal:
         return Decimal(getattr(self, f"default_{category}"))
+
+    @classmethod
+    def launch_fields(cls) -> dict[str, Any]:
+        """A card at the launch prices, as field values."""
+        return {"name": LAUNCH_CARD_NAME, **{f"default_{category}": price for category, price in LAUNCH_PRICES.items()}}
 
 
 class Rate(models.Model):

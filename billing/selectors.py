@@ -15,8 +15,16 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing import stripe_gateway
-from billing.models import BillingAccount, Category, Invoice, Rate, RateCard, UsageRecord
-from billing.services import CATEGORIES, active_rate_card, month_start
+from billing.models import (
+    CATEGORIES,
+    BillingAccount,
+    Category,
+    Invoice,
+    Rate,
+    RateCard,
+    UsageRecord,
+    month_start,
+)
 from tenancy.models import Business
 
 
@@ -186,11 +194,13 @@ class RateRow:
 
 
 def public_rate_card() -> tuple[RateCard, list[Decimal], list[RateRow]]:
-    """The active card's defaults (in category order) and one row per country it names."""
-    card = active_rate_card()
+    """The active card's defaults (in category order) and one row per country it names. With no
+    active card (staff retired it) the launch prices apply, as they do to sends: shown from an
+    unsaved card, since a page view writes nothing."""
+    card = RateCard.objects.filter(is_active=True).first() or RateCard(is_active=True, **RateCard.launch_fields())
     defaults = [card.default_for(c) for c in CATEGORIES]
     rows: dict[str, RateRow] = {}
-    for rate in Rate.objects.filter(rate_card=card).order_by("country"):
+    for rate in Rate.objects.filter(rate_card=card).order_by("country") if card.pk else []:
         row = rows.setdefault(rate.country, RateRow(rate.country, {}))
         row.prices[rate.category] = rate.price
     for row in rows.values():

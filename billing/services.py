@@ -25,6 +25,8 @@ from django.db.models import DecimalField, F
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from procrastinate.contrib.django import app as procrastinate_app
+from procrastinate.jobs import JobDeferrer
 
 from accounts.models import Membership
 from audit.services import audit_record
@@ -32,6 +34,7 @@ from billing import stripe_gateway
 from billing.models import (
     CATEGORIES,
     FREE_SERVICE_CONVERSATIONS_PER_MONTH,
+    LAUNCH_PRICES,
     BillingAccount,
     Category,
     Invoice,
@@ -40,6 +43,7 @@ from billing.models import (
     StripeEvent,
     UsageCounter,
     UsageRecord,
+    month_start,
 )
 from tenancy.models import Business
 
@@ -47,6 +51,19 @@ logger = logging.getLogger("parley.billing")
 
 WINDOW = timedelta(hours=24)
 GRACE_PERIOD = timedelta(days=7)
+
+
+# Billing's jobs (billing/jobs.py) call these services, so the services queue them by name
+# rather than importing that module back.
+REPORT_USAGE_RECORD = "billing.report_usage_record"
+CANCEL_USAGE_RECORD = "billing.cancel_usage_record"
+PROCESS_STRIPE_EVENT = "billing.process_stripe_event"
+
+
+def _job(name: str, **options: Any) -> JobDeferrer:
+    """The registered task of that name (its queue and retry policy) ready to defer in the
+    caller's transaction; a misspelt name raises instead of queueing a job nobody runs."""
+    return procrastinate_app.configure_task(name, allow_unknown=False, **options)
 
 
 class BillingError(Exception):
@@ -78,25 +95,10 @@ def country_for_phone(phone: str) -> str:
     return region if region and region != "001" else ""
 
 
-# What a platform without a rate card bills: the published launch prices.
-LAUNCH_PRICES: dict[str, Decimal] = {
-    Category.SERVICE: Decimal("0.0300"),
-    Category.UTILITY: Decimal("0.0400"),
-    Category.MARKETING: Decimal("0.0700"),
-    Category.AUTHENTICATION: Decimal("0.0350"),
-}
-
-
 def active_rate_card() -> RateCard:
     card = RateCard.objects.filter(is_active=True).first()
     if card is None:
-        card, _created = RateCard.objects.get_or_create(
-            is_active=True,
-            defaults={
-                "name": "Parley rate card 2026",
-                **{f"default_{category}": price for category, price in LAUNCH_PRICES.items()},
-            },
-        )
+        card, _created = RateCard.objects.get_or_create(is_active=True, defaults=RateCard.launch_fields())
     return card
 
 
@@ -135,12 +137,6 @@ def business_may_initiate(*, business: Business) -> bool:
     """Whether the business may start conversations (templates). Customer replies always work."""
     ends = BillingAccount.objects.filter(business_id=business.pk).values_list("grace_period_ends_at", flat=True).first()
     return ends is None or timezone.now() < ends
-
-
-def month_start(moment: datetime) -> datetime:
-    """Free tier and billing periods are calendar months in UTC."""
-    moment = moment.astimezone(UTC)
-    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def _lock_window(business_id: int, customer_id: int) -> None:
@@ -187,7 +183,6 @@ def conversation_charge_for_message(
         raise ValueError(f"unknown conversation category {category!r}")
     if timezone.is_naive(sent_at):
         raise ValueError("sent_at must be timezone-aware")
-    from billing.jobs import report_usage_record
 
     # No savepoint: any error here aborts the caller's send anyway, and a savepoint costs two
     # round trips on every message.
@@ -229,7 +224,7 @@ def conversation_charge_for_message(
         )
         if not free:
             # Same transaction as the row: a committed chargeable record always has its report queued.
-            report_usage_record.configure(queueing_lock=f"usage:{record.id}").defer(record_id=str(record.id))
+            _job(REPORT_USAGE_RECORD, queueing_lock=f"usage:{record.id}").defer(record_id=str(record.id))
     return record
 
 
@@ -239,7 +234,6 @@ def conversation_charge_void(*, record_id: uuid.UUID | str, reason: str) -> Usag
     Call it only when no message of that conversation reached the customer. Not yet reported:
     it is never sent. Already reported: Stripe is told to cancel the meter event.
     """
-    from billing.jobs import cancel_usage_record
 
     with transaction.atomic():
         record = UsageRecord.objects.select_for_update().filter(pk=record_id).first()
@@ -248,7 +242,7 @@ def conversation_charge_void(*, record_id: uuid.UUID | str, reason: str) -> Usag
         record.voided_at = timezone.now()
         record.void_reason = reason[:200]
         if record.report_state == UsageRecord.ReportState.REPORTED:
-            cancel_usage_record.defer(record_id=str(record.pk))
+            _job(CANCEL_USAGE_RECORD).defer(record_id=str(record.pk))
         else:
             record.report_state = UsageRecord.ReportState.NOT_BILLED
         record.save(update_fields=["voided_at", "void_reason", "report_state"])
@@ -390,8 +384,6 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
     from procrastinate.contrib.django.models import ProcrastinateJob
     from procrastinate.exceptions import AlreadyEnqueued
 
-    from billing.jobs import report_usage_record
-
     records = UsageRecord.objects.filter(voided_at__isnull=True, free=False)
     if record_ids is not None:
         records = records.filter(pk__in=record_ids, report_state__in=["pending", "failed"])
@@ -399,7 +391,7 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
         if not stripe_gateway.is_configured():
             return 0  # ledger-only: the jobs are already waiting in the queue
         waiting = (
-            ProcrastinateJob.objects.filter(task_name="billing.report_usage_record", status__in=["todo", "doing"])
+            ProcrastinateJob.objects.filter(task_name=REPORT_USAGE_RECORD, status__in=["todo", "doing"])
             .annotate(record_id=KeyTextTransform("record_id", "args"))
             .filter(record_id=Cast(OuterRef("pk"), TextField()))
         )
@@ -412,7 +404,7 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
             UsageRecord.objects.filter(pk=record_id).update(report_state=UsageRecord.ReportState.PENDING)
             try:
                 with transaction.atomic():  # a refused defer must not spoil the outer transaction
-                    report_usage_record.configure(queueing_lock=f"usage:{record_id}").defer(record_id=str(record_id))
+                    _job(REPORT_USAGE_RECORD, queueing_lock=f"usage:{record_id}").defer(record_id=str(record_id))
             except AlreadyEnqueued:
                 continue
         queued += 1
@@ -711,8 +703,6 @@ def stripe_event_receive(*, event: dict[str, Any]) -> str:
     is retried by a job, so Stripe still gets its 2xx and does not redeliver forever."""
     from procrastinate.exceptions import AlreadyEnqueued
 
-    from billing.jobs import process_stripe_event
-
     row, _created = stripe_event_store(event=event)
     if row.processed_at is not None:
         return "duplicate"
@@ -722,7 +712,7 @@ def stripe_event_receive(*, event: dict[str, Any]) -> str:
         logger.exception("processing Stripe event %s failed; queued for retry", row.pk)
         # A savepoint: a refused defer (already queued) must not spoil a surrounding transaction.
         with contextlib.suppress(AlreadyEnqueued), transaction.atomic():
-            process_stripe_event.configure(queueing_lock=f"stripe-event:{row.pk}").defer(event_id=row.pk)
+            _job(PROCESS_STRIPE_EVENT, queueing_lock=f"stripe-event:{row.pk}").defer(event_id=row.pk)
         return "queued"
 
 

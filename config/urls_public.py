@@ -5,6 +5,7 @@ from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 
+from config import views as config_views
 from tenancy import views as tenancy_views
 
 admin.site.site_header = "Parley platform"
@@ -12,7 +13,7 @@ admin.site.site_title = "Parley admin"
 admin.site.index_title = "Platform administration"
 
 urlpatterns = [
-    path("", tenancy_views.landing, name="landing"),
+    path("", config_views.landing, name="landing"),
     path("home/", tenancy_views.home, name="home"),
     path("start/", tenancy_views.business_create_view, name="business_create"),
     path("", include("billing.urls_public")),

@@ -7,10 +7,10 @@ so the inbox looks lived-in.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import random
+from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import F
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -84,6 +84,22 @@ def _customers(world: DemoWorld) -> list[Customer]:
     return customers
 
 
+def _believable_times(last: datetime, kinds: list[str], *, seed: int) -> list[datetime]:
+    """Timestamps for a thread's messages, ending at `last`: two to nine minutes between
+    messages, a few seconds before an internal note."""
+    rng = random.Random(seed)
+    gaps = [
+        timedelta(seconds=rng.randrange(5, 40))
+        if kind == "note"
+        else timedelta(minutes=rng.randrange(2, 9), seconds=rng.randrange(60))
+        for kind in kinds[1:]
+    ]
+    times = [last]
+    for gap in reversed(gaps):
+        times.insert(0, times[0] - gap)
+    return times
+
+
 def _seed_business(business: Business, agents: list[User], customers: list[Customer], threads: list) -> None:
     with tenant_context(business):
         now = timezone.now()
@@ -107,17 +123,26 @@ def _seed_business(business: Business, agents: list[User], customers: list[Custo
                         client_msg_id=f"demo-{number}",
                         kind="note" if who == "n" else "text",
                     )
-            # Spread the threads over the last hours, oldest first.
-            shift = timedelta(hours=3 * (len(threads) - index))
+            # Spread the threads over the last hours, oldest first, and the messages of a thread
+            # over minutes, as people type: replies take a few minutes, notes follow at once.
             assert conversation_id is not None
             conversation = Conversation.objects.get(pk=conversation_id)
-            Message.objects.filter(conversation=conversation).update(created_at=F("created_at") - shift)
+            last = now - timedelta(hours=3 * (len(threads) - index))
+            sent = list(Message.objects.filter(conversation=conversation).order_by("pk"))
+            times = _believable_times(last, [m.kind for m in sent], seed=index)
+            for message, at in zip(sent, times, strict=True):
+                Message.objects.filter(pk=message.pk).update(
+                    created_at=at,
+                    delivered_at=at + timedelta(seconds=20) if message.delivered_at else None,
+                    read_at=at + timedelta(minutes=1) if message.read_at else None,
+                )
+            last_customer = max(
+                at for m, at in zip(sent, times, strict=True) if m.direction == Message.Direction.INBOUND
+            )
             Conversation.objects.filter(pk=conversation.pk).update(
-                last_message_at=now - shift, window_expires_at=now - shift + timedelta(hours=24)
+                last_message_at=times[-1], window_expires_at=last_customer + timedelta(hours=24)
             )
-            CustomerThread.objects.filter(customer=customer, business_id=business.pk).update(
-                last_activity_at=now - shift
-            )
+            CustomerThread.objects.filter(customer=customer, business_id=business.pk).update(last_activity_at=times[-1])
             if customer.display_name:
                 Contact.objects.filter(pk=conversation.contact_id).update(name=customer.display_name)
     connection.set_schema_to_public()  # type: ignore[attr-defined]

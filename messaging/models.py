@@ -34,7 +34,7 @@ class Contact(models.Model):
 
     @property
     def display_name(self) -> str:
-        return self.name or self.customer.display_name or self.customer.phone_number
+        return self.name or self.customer.display_name or self.customer.phone_display
 
 
 class Conversation(models.Model):

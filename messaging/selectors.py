@@ -4,7 +4,8 @@ business's conversation" cannot even be named: its id simply does not exist here
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Min, Q
@@ -147,6 +148,32 @@ def contacts_list(*, query: str = "", limit: int = 200) -> list[Contact]:
             | Q(customer__phone_number__icontains=query)
         )
     return list(qs[:limit])
+
+
+@dataclass(frozen=True)
+class InboxOverview:
+    open: int
+    waiting: int  # open or pending, with customer messages nobody has read yet
+    messages_today: int
+    contacts: int
+
+
+def inbox_overview(*, now: datetime | None = None) -> InboxOverview:
+    """The dashboard's figures for the business whose schema is entered. "Today" is the
+    business's local day (the active time zone)."""
+    midnight = timezone.localtime(now or timezone.now()).replace(hour=0, minute=0, second=0, microsecond=0)
+    conversations = Conversation.objects.aggregate(
+        open=Count("pk", filter=Q(status=Conversation.Status.OPEN)),
+        waiting=Count("pk", filter=Q(unread_count__gt=0) & ~Q(status=Conversation.Status.RESOLVED)),
+    )
+    return InboxOverview(
+        open=conversations["open"],
+        waiting=conversations["waiting"],
+        messages_today=Message.objects.filter(created_at__gte=midnight)
+        .exclude(direction=Message.Direction.INTERNAL)
+        .count(),
+        contacts=Contact.objects.count(),
+    )
 
 
 # --- realtime: what the inbox sockets replay (see messaging/README.md, "Resume") -----------------

@@ -87,6 +87,7 @@ def conversation_payload(conversation: Conversation) -> dict[str, Any]:
             "id": contact.pk,
             "name": contact.display_name,
             "phone": contact.customer.phone_number,
+            "phone_display": contact.customer.phone_display,
             "notes": contact.notes,
         },
         "status": conversation.status,

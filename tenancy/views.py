@@ -8,12 +8,9 @@ from django.shortcuts import redirect, render
 from tenancy.access import member_required
 from tenancy.forms import BusinessCreateForm
 from tenancy.notices import dashboard_notices
+from tenancy.sections import SECTIONS, section_figures
 from tenancy.selectors import businesses_for_user
 from tenancy.services import business_create
-
-
-def landing(request: HttpRequest) -> HttpResponse:
-    return render(request, "public/landing.html")
 
 
 @login_required
@@ -47,7 +44,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     membership = request.membership  # type: ignore[attr-defined]
     # Decisions about the badge are news for whoever runs the business, not for agents.
     notices = dashboard_notices(business=request.tenant) if membership.can_manage else []  # type: ignore[attr-defined]
-    return render(request, "dashboard/home.html", {"section": "home", "notices": notices})
+    sections = [s for s in SECTIONS if membership.can_manage or not s.manage_only]
+    cards = [(s, section_figures(s, business=request.tenant, user=request.user)) for s in sections]  # type: ignore[attr-defined]
+    return render(request, "dashboard/home.html", {"section": "home", "notices": notices, "cards": cards})
 
 
 def tenant_root(request: HttpRequest) -> HttpResponse:

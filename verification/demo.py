@@ -6,11 +6,13 @@ from __future__ import annotations
 import struct
 import zlib
 
+from allauth.mfa.models import Authenticator
+from allauth.mfa.totp.internal.auth import TOTP
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from accounts.models import Customer
+from accounts.models import Customer, User
 from customers.services import customer_contact_record
 from tenancy.demo import DemoWorld
 from tenancy.models import Business
@@ -48,6 +50,16 @@ def _profile(business: Business, *, rgb: tuple[int, int, int], phone: str, **fie
     return business
 
 
+# The airline owner's authenticator secret (base32), printed by `seed_demo`: a badge needs the
+# owner's two-factor authentication, so the approved airline's owner has it on, like a real one.
+DEMO_TOTP_SECRET = "PARLEYDEMOAURORAOWNER234"
+
+
+def _owner_totp(owner: User) -> None:
+    if not Authenticator.objects.filter(user=owner, type=Authenticator.Type.TOTP).exists():
+        TOTP.activate(owner, DEMO_TOTP_SECRET)
+
+
 def seed(world: DemoWorld) -> None:
     airline = _profile(
         world.airline,
@@ -77,6 +89,7 @@ def seed(world: DemoWorld) -> None:
         )
     airline.badge_status = Business.BadgeStatus.APPROVED
     airline.save(update_fields=["badge_status"])
+    _owner_totp(world.users["airline_owner"])
 
     bakery = _profile(
         world.bakery,
@@ -111,4 +124,9 @@ def seed(world: DemoWorld) -> None:
         world.lines.append(f"    {name:<18} {phone}")
     world.lines.append(
         f"Aurora Air has the green badge; Bäckerei Kraus a verified number only. Badge review: {public}/admin/"
+    )
+    owner = world.users["airline_owner"].email
+    world.lines.append(
+        f"{owner} has two-factor authentication on (the badge requires it): add the secret "
+        f"{DEMO_TOTP_SECRET} to an authenticator app, or run `oathtool --totp -b {DEMO_TOTP_SECRET}`."
     )

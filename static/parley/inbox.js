@@ -59,7 +59,8 @@ function renderCounts() {
 function matchesSearch(c) {
   if (!search) return true;
   const needle = search.toLowerCase();
-  return c.contact.name.toLowerCase().includes(needle) || c.contact.phone.includes(needle);
+  const digits = needle.replace(/[^\d+]/g, "");
+  return c.contact.name.toLowerCase().includes(needle) || (digits !== "" && c.contact.phone.includes(digits));
 }
 
 function renderList() {
@@ -137,12 +138,13 @@ function renderHeader() {
   windowLine.hidden = false;
   windowLine.className = `small ${open ? "muted" : "alert warning"}`;
   windowLine.textContent = open ? format(S.windowOpen, { time: timeLabel(c.window_expires_at) }) : S.windowClosed;
-  $("details").replaceChildren(
+  // replaceChildren, unlike el(), would write a null child as the text "null": leave it out.
+  $("details").replaceChildren(...[
     el("p", {}, el("strong", { text: c.contact.name })),
-    el("p", { class: "small" }, `${S.phone}: `, el("span", { text: c.contact.phone })),
+    el("p", { class: "small" }, `${S.phone}: `, el("span", { text: c.contact.phone_display || c.contact.phone })),
     el("p", { class: "small muted", text: c.assignee ? format(S.assignedTo, { name: c.assignee.name }) : S.unassignedLabel }),
     c.contact.notes ? el("p", { class: "small contact-notes", text: c.contact.notes }) : null,
-  );
+  ].filter(Boolean));
 }
 
 function renderMessage(m) {

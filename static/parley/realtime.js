@@ -119,15 +119,18 @@ export function keepFocusAfterLoad(thread) {
   (again || thread).focus();
 }
 
+// Times follow the page's language (<html lang>), not the browser's: a German page says 16:33.
+const PAGE_LOCALE = document.documentElement.lang || undefined;
+
 export function timeLabel(iso) {
   if (!iso) return "";
   const date = new Date(iso);
   const today = new Date();
   const sameDay = date.toDateString() === today.toDateString();
   return sameDay
-    ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-    : date.toLocaleDateString([], { day: "numeric", month: "short" }) + " " +
-      date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    ? date.toLocaleTimeString(PAGE_LOCALE, { hour: "2-digit", minute: "2-digit" })
+    : date.toLocaleDateString(PAGE_LOCALE, { day: "numeric", month: "short" }) + " " +
+      date.toLocaleTimeString(PAGE_LOCALE, { hour: "2-digit", minute: "2-digit" });
 }
 
 export function el(tag, attrs = {}, ...children) {

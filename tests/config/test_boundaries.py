@@ -49,3 +49,16 @@ def test_the_tenant_core_knows_no_feature_app() -> None:
         if name.split(".")[0] in features
     ]
     assert offenders == []
+
+
+def test_services_queue_their_jobs_by_name_not_by_import() -> None:
+    """Jobs call services; services defer jobs by task name, so the two never import each other."""
+    offenders = [
+        f"{app}.services imports {app}.jobs"
+        for app in APPS
+        if (ROOT / app / "services.py").exists()
+        and any(
+            name == f"{app}.jobs" or name.startswith(f"{app}.jobs.") for name in imports(ROOT / app / "services.py")
+        )
+    ]
+    assert offenders == []

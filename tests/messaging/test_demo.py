@@ -34,3 +34,17 @@ def test_demo_seed_fills_both_inboxes_and_is_idempotent(world: World) -> None:
         assert Conversation.objects.filter(contact__customer__in=demo.customers.values()).count() == 3
     seed(demo)
     assert counts() == first
+
+
+def test_demo_messages_of_a_thread_are_minutes_apart(world: World) -> None:
+    demo = DemoWorld(staff=world.staff, airline=world.business_a, bakery=world.business_b)
+    demo.users.update(airline_agent_1=world.agent_a, airline_owner=world.owner_a, bakery_agent=world.agent_b)
+    seed(demo)
+    with tenant_context(world.business_a):
+        for conversation in Conversation.objects.filter(contact__customer__in=demo.customers.values()):
+            times = list(conversation.messages.order_by("pk").values_list("created_at", "kind"))
+            assert [t for t, _kind in times] == sorted(t for t, _kind in times)
+            minutes = [t.replace(second=0, microsecond=0) for t, kind in times if kind != "note"]
+            if len(minutes) > 1:
+                assert len(set(minutes)) == len(minutes), minutes
+            assert conversation.last_message_at == times[-1][0]

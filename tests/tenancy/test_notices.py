@@ -33,3 +33,11 @@ def test_any_registered_provider_reaches_the_dashboard(world: World, monkeypatch
     assert '<a href="/team/">Team</a>' in owner_html
     agent_html = business_client(world.business_a, world.agent_a).get("/").content.decode()
     assert "News for alpha" not in agent_html
+
+
+def test_badge_notices_link_to_verification_in_the_managers_language(world: World) -> None:
+    from verification.models import BusinessNotice
+
+    BusinessNotice.objects.create(business=world.business_a, level="warning", title="Badge revoked", body="")
+    html = business_client(world.business_a, world.owner_a).get("/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert '<a href="/verification/">Verifizierung öffnen</a>' in html

@@ -1,9 +1,10 @@
 from django.core.management import call_command
 
-from accounts.models import Customer
+from accounts.models import Customer, User
 from tenancy.models import Business
 from tests.conftest import World
 from verification.models import BadgeApplication
+from verification.selectors import badge_requirements, user_has_totp
 
 
 def test_seed_demo_is_idempotent(world: World, settings: object) -> None:
@@ -16,3 +17,13 @@ def test_seed_demo_is_idempotent(world: World, settings: object) -> None:
     assert BadgeApplication.objects.filter(business=airline).count() == 1
     assert Customer.objects.filter(phone_number__in=["+4915111111111", "+4915222222222", "+436641234567"]).count() == 3
     assert Customer.objects.filter(verified_at__isnull=False, phone_number="+4915111111111").exists()
+
+
+def test_demo_airline_owner_has_the_two_factor_the_badge_requires(world: World) -> None:
+    call_command("seed_demo", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    airline = Business.objects.get(slug="aurora-air")
+    owner = User.objects.get(email="owner@aurora-air.example")
+    assert airline.badge_visible
+    assert user_has_totp(user=owner)
+    # Nothing the badge requires is left to do for the approved airline's owner.
+    assert all(check.done for check in badge_requirements(business=airline, user=owner))

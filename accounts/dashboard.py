@@ -1,0 +1,13 @@
+"""The team's figure on the dashboard Overview (see tenancy.sections)."""
+
+from __future__ import annotations
+
+from django.utils.translation import ngettext
+
+from accounts.models import Membership, User
+from tenancy.models import Business
+
+
+def team_figures(*, business: Business, user: User) -> list[str]:
+    seats = Membership.objects.filter(business_id=business.pk).count()
+    return [ngettext("%(n)s person with a seat", "%(n)s people with a seat", seats) % {"n": seats}]
