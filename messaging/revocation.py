@@ -31,6 +31,7 @@ from django.dispatch import receiver
 from django.utils.crypto import constant_time_compare
 
 from config.websocket import CloseCode
+from tenancy.signals import business_suspended
 
 logger = logging.getLogger("parley.messaging")
 
@@ -180,3 +181,8 @@ def _password_changed(sender: Any, request: Any, user: Any, **kwargs: Any) -> No
     # Sessions signed with the old password's hash no longer hold; the one that changed it was
     # re-signed by allauth (update_session_auth_hash) and stays.
     rights_revoke_user(user_id=user.pk)
+
+
+@receiver(business_suspended)
+def _business_suspended(sender: Any, business: Any, **kwargs: Any) -> None:
+    rights_revoke_business(business_id=business.pk, schema_name=business.schema_name)

@@ -5,7 +5,7 @@ frame runs on current rights (so a revocation whose signal was lost still holds)
 from __future__ import annotations
 
 import json
-import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -44,9 +44,7 @@ async def closed_with(ws: WebsocketCommunicator, timeout: float = 5) -> int:
             return int(output["code"])
 
 
-def temp_agent(world: World) -> tuple[User, Membership]:
-    user = User.objects.create_user(f"revoke-{uuid.uuid4().hex[:8]}@alpha.test", PASSWORD)
-    return user, Membership.objects.create(user=user, business=world.business_a, role="agent")
+TempAgent = Callable[[], tuple[User, Membership]]
 
 
 def customer_send(world: World, customer: Customer, body: str) -> None:
@@ -69,8 +67,10 @@ def signals_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     lose_signals(monkeypatch)
 
 
-async def test_a_removed_seat_closes_the_socket_at_once_and_cannot_resume(live_db: World) -> None:
-    user, membership = await adb(temp_agent)(live_db)
+async def test_a_removed_seat_closes_the_socket_at_once_and_cannot_resume(
+    live_db: World, temp_agent: TempAgent
+) -> None:
+    user, membership = await adb(temp_agent)()
     session = await adb(session_key)(user=user)
     start = await adb(last_event_id)(live_db.business_a)
     ws, ok, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=session)
@@ -85,8 +85,10 @@ async def test_a_removed_seat_closes_the_socket_at_once_and_cannot_resume(live_d
     assert (connected, code) == (False, CloseCode.FORBIDDEN)
 
 
-async def test_a_removed_seat_whose_signal_was_lost_cannot_resume(live_db: World, signals_lost: None) -> None:
-    user, membership = await adb(temp_agent)(live_db)
+async def test_a_removed_seat_whose_signal_was_lost_cannot_resume(
+    live_db: World, signals_lost: None, temp_agent: TempAgent
+) -> None:
+    user, membership = await adb(temp_agent)()
     ws, ok, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=user))
     assert ok
     await adb(customer_send)(live_db, await adb(make_customer)(), "internal history")
@@ -102,8 +104,8 @@ async def test_a_removed_seat_whose_signal_was_lost_cannot_resume(live_db: World
     assert [f for f in frames if f["id"] is not None or f["type"] == "resumed"] == []  # not one replayed event
 
 
-async def test_logout_closes_the_inbox_socket(live_db: World) -> None:
-    user, _membership = await adb(temp_agent)(live_db)
+async def test_logout_closes_the_inbox_socket(live_db: World, temp_agent: TempAgent) -> None:
+    user, _membership = await adb(temp_agent)()
     client: Client = await adb(host_client)(live_db.business_a.host, user)
     session = client.cookies[settings.SESSION_COOKIE_NAME].value
     other_session = await adb(session_key)(user=user)  # the same agent on another computer
@@ -119,8 +121,8 @@ async def test_logout_closes_the_inbox_socket(live_db: World) -> None:
     await other.disconnect()
 
 
-async def test_a_password_change_closes_the_other_sessions_sockets(live_db: World) -> None:
-    user, _membership = await adb(temp_agent)(live_db)
+async def test_a_password_change_closes_the_other_sessions_sockets(live_db: World, temp_agent: TempAgent) -> None:
+    user, _membership = await adb(temp_agent)()
     client: Client = await adb(host_client)(live_db.business_a.host, user)
     here = client.cookies[settings.SESSION_COOKIE_NAME].value
     elsewhere = await adb(session_key)(user=user)

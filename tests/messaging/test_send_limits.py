@@ -14,7 +14,6 @@ from django.core.management import call_command
 from django.test import override_settings
 from django_tenants.utils import tenant_context
 
-from accounts.models import Membership, User
 from messaging import send_limits
 from messaging.services import message_send_customer
 from tests.conftest import World
@@ -67,7 +66,7 @@ async def test_one_customer_cannot_flood_an_inbox_through_many_sockets(live_db: 
         await ws.disconnect()
 
 
-async def test_one_agent_cannot_flood_through_many_sockets(live_db: World) -> None:
+async def test_one_agent_cannot_flood_through_many_sockets(live_db: World, temp_agent: Any) -> None:
     customer = await adb(make_customer)()
 
     def open_conversation() -> int:
@@ -79,12 +78,7 @@ async def test_one_agent_cannot_flood_through_many_sockets(live_db: World) -> No
     conversation_id = await adb(open_conversation)()
 
     # Its own user, so other tests' sends do not share the bucket.
-    def temp_agent() -> User:
-        user = User.objects.create_user(f"flood-{uuid.uuid4().hex[:8]}@alpha.test", "pw-irrelevant-123")
-        Membership.objects.create(user=user, business=live_db.business_a, role="agent")
-        return user
-
-    agent = await adb(temp_agent)()
+    agent, _membership = await adb(temp_agent)()
     session = await adb(session_key)(user=agent)
     sockets = [(await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=session))[0] for _ in range(2)]
     accepted, refused, seconds = await _flood(
