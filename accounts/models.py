@@ -29,7 +29,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     """One identity for business owners, agents and platform staff. Logs in with an email."""
 
     email = models.EmailField(_("email address"), unique=True)
-    full_name = models.CharField(_("full name"), max_length=150, blank=True)
+    # The name customers see as the author of this person's replies (asked at sign-up and on
+    # the team invite, editable on the profile page).
+    full_name = models.CharField(
+        _("display name"), max_length=150, blank=True, help_text=_("Customers see this name on your replies.")
+    )
     is_staff = models.BooleanField(_("platform staff"), default=False, help_text=_("Can log in to the platform admin."))
     is_active = models.BooleanField(_("active"), default=True)  # type: ignore[assignment,misc]
     date_joined = models.DateTimeField(_("joined"), default=timezone.now)
@@ -52,7 +56,9 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.full_name or self.email
 
     def get_short_name(self) -> str:
-        return self.full_name.split(" ")[0] if self.full_name else self.email.split("@")[0]
+        """The name on messages, typing and presence: the display name as the person chose it.
+        Accounts from before display names were asked for fall back to the email's local part."""
+        return self.full_name or self.email.split("@")[0]
 
 
 class Membership(models.Model):
@@ -112,3 +118,21 @@ class Customer(models.Model):
         from verification.phone import phone_display
 
         return phone_display(self.phone_number)
+
+
+class MailboxMessage(models.Model):
+    """A mail the development backend (accounts.mailbox.MailboxBackend) "sent": read at /dev/mailbox/."""
+
+    to = models.TextField(_("to"))
+    subject = models.CharField(_("subject"), max_length=300)
+    body = models.TextField(_("text"))
+    html_body = models.TextField(_("HTML"), blank=True)
+    sent_at = models.DateTimeField(_("sent"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("development mail")
+        verbose_name_plural = _("development mailbox")
+        ordering = ["-sent_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.to}: {self.subject}"

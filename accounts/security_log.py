@@ -44,3 +44,13 @@ def _mfa_added(sender: Any, request: Any, user: Any, authenticator: Any, **kwarg
 @receiver(mfa_signals.authenticator_removed)
 def _mfa_removed(sender: Any, request: Any, user: Any, authenticator: Any, **kwargs: Any) -> None:
     audit_record(action="user.mfa_removed", actor=user, target=user.email, data={"type": authenticator.type})
+
+
+@receiver(account_signals.password_reset)
+def _reset_link_proves_the_address(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    # A password-reset (or seat-invitation) link only reaches the account's own address, so
+    # following it confirms that address; otherwise an invited agent who just set a password
+    # would be stopped at login by mandatory email verification.
+    from accounts.services import user_email_mark_verified
+
+    user_email_mark_verified(user=user)

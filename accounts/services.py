@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from allauth.account.models import EmailAddress
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
@@ -27,6 +28,8 @@ def seat_add(*, business: Business, actor: User, email: str, role: str, full_nam
         if created:
             user.set_unusable_password()
             user.save(update_fields=["password"])
+            # Confirmed when they follow the invitation's set-password link (accounts.security_log).
+            EmailAddress.objects.create(user=user, email=email, primary=True, verified=False)
         if Membership.objects.filter(user=user, business=business).exists():
             raise ValidationError({"email": _("%(email)s already has a seat here.") % {"email": email}})
         membership = Membership.objects.create(user=user, business=business, role=role)
@@ -34,6 +37,33 @@ def seat_add(*, business: Business, actor: User, email: str, role: str, full_nam
         if created:
             transaction.on_commit(lambda: _send_invitation(user=user, business=business))
     return membership
+
+
+def user_display_name_set(*, user: User, full_name: str, actor: User | None = None) -> User:
+    """Set the name customers see on this person's replies."""
+    full_name = " ".join(full_name.split())
+    if not full_name:
+        raise ValidationError({"full_name": _("Enter the name customers should see.")})
+    if len(full_name) > 150:
+        raise ValidationError({"full_name": _("Keep the name under 150 characters.")})
+    with transaction.atomic():
+        previous = user.full_name
+        user.full_name = full_name
+        user.save(update_fields=["full_name"])
+        audit_record(
+            action="user.display_name_set",
+            actor=actor or user,
+            target=user.email,
+            data={"from": previous, "to": full_name},
+        )
+    return user
+
+
+def user_email_mark_verified(*, user: User) -> None:
+    """Mark the account's own address confirmed (after a link sent to it was followed)."""
+    EmailAddress.objects.update_or_create(
+        user=user, email__iexact=user.email, defaults={"email": user.email, "verified": True, "primary": True}
+    )
 
 
 def seat_remove(*, membership: Membership, actor: User) -> None:

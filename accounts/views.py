@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from accounts.forms import SeatAddForm
-from accounts.models import Membership
-from accounts.services import seat_add, seat_remove
+from accounts.forms import ProfileForm, SeatAddForm
+from accounts.models import Membership, User
+from accounts.selectors import mailbox_recent
+from accounts.services import seat_add, seat_remove, user_display_name_set
 from tenancy.access import member_required
 
 
@@ -41,3 +44,37 @@ def seat_remove_view(request: HttpRequest, membership_id: int) -> HttpResponse:
     else:
         messages.success(request, _("The seat was removed."))
     return redirect("team")
+
+
+@login_required
+def profile(request: HttpRequest) -> HttpResponse:
+    """Each person's own settings: the display name customers see on their replies."""
+    user: User = request.user  # type: ignore[assignment]
+    form = ProfileForm(request.POST or None, initial={"full_name": user.full_name})
+    if request.method == "POST" and form.is_valid():
+        try:
+            user_display_name_set(user=user, full_name=form.cleaned_data["full_name"])
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, _("Your display name is saved."))
+            return redirect("account_profile")
+    return render(request, "accounts/profile.html", {"form": form})
+
+
+def dev_mailbox_open(request: HttpRequest) -> bool:
+    """The mailbox is a development tool: anyone while DEBUG is on, otherwise staff only."""
+    return settings.DEBUG or (request.user.is_authenticated and request.user.is_staff)
+
+
+def mailbox(request: HttpRequest) -> HttpResponse:
+    """Development mailbox: the mails the `MailboxBackend` stored, newest first, links clickable.
+    Everyone else gets a plain 404, as if the page did not exist (like /dev/outbox/)."""
+    if not dev_mailbox_open(request):
+        raise Http404
+    to = request.GET.get("to", "").replace("\x00", "").strip()[:254]
+    return render(
+        request,
+        "accounts/mailbox.html",
+        {"mails": mailbox_recent(to=to), "to": to, "backend": settings.EMAIL_BACKEND},
+    )

@@ -97,6 +97,16 @@ ROOT_URLCONF = "config.urls_tenant"
 # migration (see tenancy.provisioning).
 TENANT_BASE_SCHEMA = "tenant_template"
 TENANT_CREATION_FAKES_MIGRATIONS = True
+# `SET search_path` only when the schema changes, not before every query. Safe here because every
+# path sets the schema explicitly (middleware per request, `schema_context` per consumer call and
+# job), setting a tenant always re-issues it, and a rollback forgets the cached path.
+TENANT_LIMIT_SET_CALLS = True
+# Group commit of sends (messaging.group_commit): at most this many requests queued per business
+# and process, written at most this many per transaction; a send that would wait longer than
+# PARLEY_SEND_MAX_WAIT seconds is refused at once with `overloaded` and `retry_after`.
+PARLEY_SEND_QUEUE_LIMIT = int(os.environ.get("PARLEY_SEND_QUEUE_LIMIT", "2000"))
+PARLEY_SEND_BATCH_MAX = int(os.environ.get("PARLEY_SEND_BATCH_MAX", "256"))
+PARLEY_SEND_MAX_WAIT = float(os.environ.get("PARLEY_SEND_MAX_WAIT", "0.5"))
 
 MIDDLEWARE = [
     "tenancy.middleware.BusinessHostMiddleware",
@@ -124,6 +134,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tenancy.context_processors.parley",
+                "customers.context_processors.signed_in_customer",
             ],
         },
     },
@@ -185,22 +196,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "home"
-ACCOUNT_LOGIN_METHODS = {"email"}
-ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
-ACCOUNT_USER_MODEL_USERNAME_FIELD = None
-ACCOUNT_EMAIL_VERIFICATION = os.environ.get("PARLEY_EMAIL_VERIFICATION", "optional")
-ACCOUNT_UNIQUE_EMAIL = True
-ACCOUNT_LOGOUT_ON_GET = False
-ACCOUNT_ADAPTER = "accounts.adapter.ParleyAccountAdapter"
-ACCOUNT_SIGNUP_REDIRECT_URL = "business_create"
-ACCOUNT_DEFAULT_HTTP_PROTOCOL = PARLEY_SCHEME
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
-MFA_TOTP_ISSUER = "Parley"
-
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Parley <no-reply@parley.localhost>")
+# Logins, sign-up, email and two-factor (allauth) live in the "accounts" block at the end.
 
 # --- i18n ---------------------------------------------------------------------------------
 LANGUAGE_CODE = "en"
@@ -258,3 +254,37 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {"parley": {"level": "INFO"}},
 }
+
+
+# === accounts: allauth, admin login, email delivery ========================================
+# (kept together so changes to the sections above merge cleanly)
+LOGIN_URL = "account_login"
+# The adapter (accounts.adapter) picks the landing page for the host the user is on; this is
+# only the fallback for code that reads the setting directly.
+LOGIN_REDIRECT_URL = "/"
+ACCOUNT_ADAPTER = "accounts.adapter.ParleyAccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+# Adds the display name customers see on replies (accounts.forms).
+ACCOUNT_SIGNUP_FORM_CLASS = "accounts.forms.SignupDetailsForm"
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+# Sign-up must not reveal whether an address is registered: the form always answers "check
+# your mail", and the owner of an existing address gets a mail saying so. That only holds
+# when nobody can log in before confirming their address, hence mandatory verification.
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_EMAIL_CONFIRMATION_EXPIRE_DAYS = 3
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "Parley: "
+ACCOUNT_LOGOUT_ON_GET = False
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = PARLEY_SCHEME
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Parley"
+
+# Development stores mails for /dev/mailbox/ (accounts.mailbox); production sets EMAIL_BACKEND.
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "accounts.mailbox.MailboxBackend" if DEBUG else "django.core.mail.backends.console.EmailBackend",
+)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Parley <no-reply@parley.localhost>")

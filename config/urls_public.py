@@ -1,19 +1,25 @@
 """URLs on the platform's own host: parley.localhost."""
 
+from allauth.account.decorators import secure_admin_login
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import views as account_views
 from config import views as config_views
 from tenancy import views as tenancy_views
 
 admin.site.site_header = "Parley platform"
 admin.site.site_title = "Parley admin"
 admin.site.index_title = "Platform administration"
+# The admin's own login form would skip two-factor authentication and allauth's rate limits:
+# send it to allauth's login (which then asks for the TOTP code) and come back.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
 urlpatterns = [
     path("", config_views.landing, name="landing"),
+    path("favicon.ico", config_views.favicon),
     path("home/", tenancy_views.home, name="home"),
     path("start/", tenancy_views.business_create_view, name="business_create"),
     path("", include("billing.urls_public")),
@@ -21,6 +27,8 @@ urlpatterns = [
     path("", include("customers.urls")),
     path("", include("verification.urls_public")),
     path("admin/", admin.site.urls),
+    path("dev/mailbox/", account_views.mailbox, name="dev_mailbox"),
+    path("accounts/profile/", account_views.profile, name="account_profile"),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
 ] + static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -5,16 +5,19 @@ from django.conf.urls.static import static
 from django.urls import include, path
 
 from accounts import views as account_views
+from config import views as config_views
 from tenancy import views as tenancy_views
 
 urlpatterns = [
     path("", tenancy_views.tenant_root, name="dashboard"),
+    path("favicon.ico", config_views.favicon),
     path("team/", account_views.team, name="team"),
     path("team/<int:membership_id>/remove/", account_views.seat_remove_view, name="seat_remove"),
     path("", include("messaging.urls")),
     path("", include("verification.urls")),
     path("", include("billing.urls")),
     # allauth is mounted on every host so the MFA pages and logout work where the user is.
+    path("accounts/profile/", account_views.profile, name="account_profile"),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
 ] + static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

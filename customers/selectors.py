@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.http import Http404
@@ -11,6 +12,14 @@ from tenancy.models import PUBLIC_SCHEMA, Business
 
 def customer_has_blocked(*, customer_id: int, business_id: int) -> bool:
     return Block.objects.filter(customer_id=customer_id, business_id=business_id).exists()
+
+
+def customers_who_blocked(*, business_id: int, customer_ids: Iterable[int]) -> set[int]:
+    """Which of these customers blocked the business (one query for a whole group of sends)."""
+    ids = list(customer_ids)
+    if not ids:
+        return set()
+    return set(Block.objects.filter(business_id=business_id, customer_id__in=ids).values_list("customer_id", flat=True))
 
 
 def customer_has_muted_marketing(*, customer_id: int, business_id: int) -> bool:

@@ -41,8 +41,9 @@ from django.utils.translation import gettext as _
 from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services
+from messaging.errors import MessagingError, MessagingErrorCode
+from messaging.ids import conversation_pk
 from messaging.send_limits import send_take
-from messaging.services import MessagingError, conversation_pk
 from tenancy.asgi import host_from_scope
 from tenancy.db import db_threads, run_in_schema
 from tenancy.models import PUBLIC_SCHEMA
@@ -100,14 +101,11 @@ class SendGate:
 send_gate = SendGate()
 
 
-def _with_retry_after(error: MessagingError, retry_after: float) -> MessagingError:
-    error.retry_after = retry_after  # type: ignore[attr-defined]
-    return error
-
-
 def overloaded(retry_after: float) -> MessagingError:
-    return _with_retry_after(
-        MessagingError("overloaded", _("Too many messages are being sent right now. Retrying shortly.")), retry_after
+    return MessagingError(
+        MessagingErrorCode.OVERLOADED,
+        _("Too many messages are being sent right now. Retrying shortly."),
+        retry_after=retry_after,
     )
 
 
@@ -116,8 +114,11 @@ def _send_limited[T](*, service: Callable[..., T], schema_name: str, author_key:
     processes), then send."""
     verdict = send_take(schema_name=schema_name, author_key=author_key)
     if not verdict.allowed:
-        error = MessagingError("rate_limited", _("You are sending too fast. Please wait a moment."))
-        raise _with_retry_after(error, verdict.retry_after)
+        raise MessagingError(
+            MessagingErrorCode.RATE_LIMITED,
+            _("You are sending too fast. Please wait a moment."),
+            retry_after=verdict.retry_after,
+        )
     return service(**kwargs)
 
 
@@ -416,9 +417,8 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         client_msg_id = payload.get("client_msg_id")
         if client_msg_id and isinstance(client_msg_id, str):
             extra["client_msg_id"] = client_msg_id
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            extra["retry_after"] = retry_after
+        if error.retry_after is not None:  # overloaded, rate_limited: retry the same client_msg_id then
+            extra["retry_after"] = error.retry_after
         await self.send_error(error.code, error.message, **extra)
 
     async def on_ping(self, payload: dict[str, Any]) -> None:

@@ -59,6 +59,9 @@ class Conversation(models.Model):
     # The last event a customer may see, so a customer's client can tell a gap from events of
     # other conversations (event ids are per business, not per conversation).
     last_public_event_id = models.BigIntegerField(default=0)
+    # The last event of this conversation for any audience (agents' notes and list updates
+    # too): each event names its predecessor, so an agent's client can tell a gap per conversation.
+    last_event_id = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 

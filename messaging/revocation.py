@@ -20,7 +20,6 @@ from importlib import import_module
 from typing import Any
 
 from allauth.account import signals as account_signals
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
@@ -31,6 +30,7 @@ from django.dispatch import receiver
 from django.utils.crypto import constant_time_compare
 
 from config.websocket import CloseCode
+from messaging.events import run_from_sync
 from tenancy.signals import business_suspended
 
 logger = logging.getLogger("parley.messaging")
@@ -92,7 +92,7 @@ def _revoke(*, version_key: str, group: str, session_key: str | None, kind: str 
         if layer is None:
             return
         try:
-            async_to_sync(layer.group_send)(group, {"type": LAYER_RIGHTS_REVOKED, "session_key": session_key or ""})
+            run_from_sync(layer.group_send(group, {"type": LAYER_RIGHTS_REVOKED, "session_key": session_key or ""}))
         except Exception:  # the version bump still closes the socket at its next frame
             logger.exception("revocation signal to %s failed", group)
 

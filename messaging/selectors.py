@@ -12,8 +12,10 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from accounts.models import Customer, Membership, User
+from messaging.errors import not_found
+from messaging.ids import conversation_pk
 from messaging.models import AgentPresence, Contact, Conversation, Event, Message, StreamCounter
-from messaging.services import conversation_payload, conversation_pk, message_payload, not_found
+from messaging.payloads import conversation_payload, message_payload
 from tenancy.models import Business
 
 PAGE_SIZE = 30

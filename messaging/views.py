@@ -19,7 +19,8 @@ from config.websocket import client_close_codes
 from customers.selectors import customer_has_blocked
 from customers.session import customer_from_session
 from messaging import selectors, services
-from messaging.services import MessagingError
+from messaging.errors import MessagingError
+from messaging.payloads import conversation_payload
 from tenancy.access import member_required
 from tenancy.sections import render_empty_section
 
@@ -115,7 +116,7 @@ def inbox_messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
         return JsonResponse({"error": {"code": error.code, "message": error.message}}, status=404)
     page = selectors.messages_page(conversation=conversation, before=request.GET.get("before"), include_notes=True)
     # The header needs the conversation even when it is not in the loaded list (an old link).
-    page["conversation"] = services.conversation_payload(conversation)
+    page["conversation"] = conversation_payload(conversation)
     return JsonResponse(page)
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.functional import Promise
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
 
@@ -19,9 +19,6 @@ class Section:
     title: str | Promise
     manage_only: bool
     empty_text: str | Promise
-    # "app.module.function" giving the Overview card's live figures (keyword-only business
-    # and user, returning lines of text); without one the card shows empty_text.
-    figures: str = ""
 
 
 SECTIONS = [
@@ -31,7 +28,6 @@ SECTIONS = [
         _("Inbox"),
         False,
         _("Conversations with your customers, live, for every agent on your team."),
-        "messaging.dashboard.inbox_figures",
     ),
     Section(
         "contacts",
@@ -39,7 +35,6 @@ SECTIONS = [
         _("Contacts"),
         False,
         _("Everyone who has written to you becomes a contact, with notes your whole team can read."),
-        "messaging.dashboard.contacts_figures",
     ),
     Section(
         "templates",
@@ -54,7 +49,6 @@ SECTIONS = [
         _("Verification"),
         True,
         _("Verify your phone number and apply for the green badge so customers know it's really you."),
-        "verification.dashboard.verification_figures",
     ),
     Section(
         "billing",
@@ -62,7 +56,6 @@ SECTIONS = [
         _("Billing"),
         True,
         _("You pay per conversation: usage, invoices and your subscription."),
-        "billing.dashboard.billing_figures",
     ),
     Section(
         "team",
@@ -70,7 +63,6 @@ SECTIONS = [
         _("Team"),
         True,
         _("Give agents a seat so they can answer customers from the shared inbox."),
-        "accounts.dashboard.team_figures",
     ),
     Section(
         "api",
@@ -83,8 +75,21 @@ SECTIONS = [
 SECTIONS_BY_KEY = {section.key: section for section in SECTIONS}
 
 
+# The Overview card's live figures. The tenant core knows no app: each app registers a provider
+# for its section from its AppConfig.ready(); a card without one shows its empty_text.
+FiguresProvider = Callable[..., list[str]]  # (*, business, user) -> lines of text
+_figures: dict[str, FiguresProvider] = {}
+
+
+def register_figures(key: str, provider: FiguresProvider) -> None:
+    if key not in SECTIONS_BY_KEY:
+        raise ValueError(f"no dashboard section {key!r}")
+    _figures[key] = provider
+
+
 def section_figures(section: Section, *, business: Any, user: Any) -> list[str]:
-    return import_string(section.figures)(business=business, user=user) if section.figures else []
+    provider = _figures.get(section.key)
+    return provider(business=business, user=user) if provider else []
 
 
 def render_empty_section(request: HttpRequest, key: str) -> HttpResponse:

@@ -49,10 +49,14 @@ class World:
 
 
 def _user(email: str, *, staff: bool = False) -> User:
+    from allauth.account.models import EmailAddress
+
     user, created = User.objects.get_or_create(email=email, defaults={"is_staff": staff, "is_superuser": staff})
     if created:
         user.set_password(PASSWORD)
         user.save()
+    # Logging in needs a confirmed address (mandatory email verification).
+    EmailAddress.objects.get_or_create(user=user, email=email, defaults={"verified": True, "primary": True})
     return user
 
 
@@ -64,8 +68,25 @@ def _business(slug: str, owner: User) -> Business:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[World]:
+def django_db_setup(
+    request: Any,
+    django_test_environment: None,
+    django_db_blocker: Any,
+    django_db_keepdb: bool,
+    django_db_createdb: bool,
+    django_db_modify_db_settings: None,
+) -> Iterator[World]:
+    from django.test.utils import setup_databases
+
     with django_db_blocker.unblock():
+        # Always the test database. pytest-django's own fixture sets it up only when a collected
+        # test asks for `db`: a run of `live_db` tests alone would use DATABASE_URL's database.
+        setup_databases(
+            verbosity=request.config.option.verbose,
+            interactive=False,
+            aliases={"default"},
+            keepdb=django_db_keepdb and not django_db_createdb,
+        )
         call_command("parley_setup", verbosity=0)
         owner_a, agent_a = _user("owner@alpha.test"), _user("agent@alpha.test")
         owner_b, agent_b = _user("owner@beta.test"), _user("agent@beta.test")

@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from verification.forms import DecisionForm
 from verification.models import BadgeApplication, BusinessNotice, PhoneChallenge, SmsMessage
+from verification.phone import phone_display
 from verification.selectors import badge_requirements, profile_checklist
 from verification.services import badge_application_approve, badge_application_reject, badge_revoke
+
+# action -> (button title, service, whether a reason is required)
+DECISIONS: dict[str, tuple[Any, Callable[..., BadgeApplication], bool]] = {
+    "approve": (_("Approve"), badge_application_approve, False),
+    "reject": (_("Reject"), badge_application_reject, True),
+    "revoke": (_("Revoke"), badge_revoke, True),
+}
+# Which decisions the detail page offers for an application in each status.
+DECISIONS_BY_STATUS: dict[str, tuple[str, ...]] = {
+    BadgeApplication.Status.SUBMITTED: ("approve", "reject"),
+    BadgeApplication.Status.APPROVED: ("revoke",),
+}
 
 REVIEW_FIELDS = (
     "business",
@@ -65,15 +81,77 @@ class BadgeApplicationAdmin(admin.ModelAdmin[BadgeApplication]):
     def business_checks(self, obj: BadgeApplication) -> str:
         business = obj.business
         rows: list[tuple[object, str]] = [
-            (_("Display name"), business.display_name),
-            (_("Phone number"), business.phone_number or "—"),
+            (_("Display name"), business.display_name or "✗"),
+            (_("Phone number"), phone_display(business.phone_number) if business.phone_number else "—"),
         ]
-        rows += [(c.label, "✓" if c.done else "✗") for c in profile_checklist(business=business)]
+        # The display name is shown above, with its value; the rest of the profile as checks.
+        rows += [
+            (c.label, "✓" if c.done else "✗") for c in profile_checklist(business=business) if c.key != "display_name"
+        ]
         if obj.submitted_by:
+            # Staff read this, so the requirements are worded about the applicant, not "your account".
+            staff_labels = {
+                "owner": _("Applicant is an owner of the business (%(email)s)") % {"email": obj.submitted_by.email},
+                "totp": _("Applicant has two-factor authentication (authenticator app) on"),
+            }
             rows += [
-                (c.label, "✓" if c.done else "✗") for c in badge_requirements(business=business, user=obj.submitted_by)
+                (staff_labels[c.key], "✓" if c.done else "✗")
+                for c in badge_requirements(business=business, user=obj.submitted_by)
+                if c.key in staff_labels
             ]
         return format_html_join("", "{}: {}<br>", ((str(k), str(v)) for k, v in rows))
+
+    # The detail page is for reading the evidence and deciding: nothing on it is edited by hand,
+    # so it has no Save buttons, only the decisions that fit the application's status.
+    change_form_template = "verification/admin_badgeapplication_change.html"
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        application = self.get_object(request, object_id)
+        decisions = [
+            (action, DECISIONS[action][0])
+            for action in (DECISIONS_BY_STATUS.get(application.status, ()) if application else ())
+        ]
+        context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+            "show_delete": False,
+            "decisions": decisions,
+        }
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def get_urls(self) -> list[URLPattern]:
+        decide = path(
+            "<int:pk>/decide/<str:action>/",
+            self.admin_site.admin_view(self.decide_view),
+            name="verification_badgeapplication_decide",
+        )
+        return [decide, *super().get_urls()]
+
+    def decide_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
+        """One application's decision, from its detail page: asks for the reason, then decides."""
+        if action not in DECISIONS:
+            raise Http404
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        queryset = self.get_queryset(request).filter(pk=pk)
+        if not queryset.exists():
+            raise Http404
+        title, decide, reason_required = DECISIONS[action]
+        change_url = reverse("admin:verification_badgeapplication_change", args=[pk])
+        response = self._decision(
+            request,
+            queryset,
+            action=action,
+            title=str(title),
+            decide=decide,
+            reason_required=reason_required,
+            cancel_url=change_url,
+        )
+        return response or redirect(change_url)
 
     def _decision(
         self,
@@ -84,6 +162,7 @@ class BadgeApplicationAdmin(admin.ModelAdmin[BadgeApplication]):
         title: str,
         decide: Callable[..., BadgeApplication],
         reason_required: bool,
+        cancel_url: str = "",
     ) -> HttpResponse | None:
         if "confirm" in request.POST:
             form = DecisionForm(request.POST)
@@ -118,36 +197,27 @@ class BadgeApplicationAdmin(admin.ModelAdmin[BadgeApplication]):
                 "action_checkbox_name": ACTION_CHECKBOX_NAME,
                 "opts": self.model._meta,
                 "reason_required": reason_required,
+                "cancel_url": cancel_url or reverse("admin:verification_badgeapplication_changelist"),
             },
+        )
+
+    def _action(self, request: HttpRequest, queryset: QuerySet[BadgeApplication], action: str) -> HttpResponse | None:
+        title, decide, reason_required = DECISIONS[action]
+        return self._decision(
+            request, queryset, action=action, title=str(title), decide=decide, reason_required=reason_required
         )
 
     @admin.action(description=_("Approve selected applications"))
     def approve(self, request: HttpRequest, queryset: QuerySet[BadgeApplication]) -> HttpResponse | None:
-        return self._decision(
-            request,
-            queryset,
-            action="approve",
-            title=str(_("Approve")),
-            decide=badge_application_approve,
-            reason_required=False,
-        )
+        return self._action(request, queryset, "approve")
 
     @admin.action(description=_("Reject selected applications"))
     def reject(self, request: HttpRequest, queryset: QuerySet[BadgeApplication]) -> HttpResponse | None:
-        return self._decision(
-            request,
-            queryset,
-            action="reject",
-            title=str(_("Reject")),
-            decide=badge_application_reject,
-            reason_required=True,
-        )
+        return self._action(request, queryset, "reject")
 
     @admin.action(description=_("Revoke the badge of selected businesses"))
     def revoke(self, request: HttpRequest, queryset: QuerySet[BadgeApplication]) -> HttpResponse | None:
-        return self._decision(
-            request, queryset, action="revoke", title=str(_("Revoke")), decide=badge_revoke, reason_required=True
-        )
+        return self._action(request, queryset, "revoke")
 
 
 @admin.register(PhoneChallenge)

@@ -11,3 +11,8 @@ class VerificationConfig(AppConfig):
         from verification.notices import badge_notices
 
         notices.register(badge_notices)
+
+        from tenancy.sections import register_figures
+        from verification.dashboard import verification_figures
+
+        register_figures("verification", verification_figures)

@@ -12,6 +12,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Membership, User
+from accounts.selectors import user_email_verified
 from tenancy.models import Business
 from verification.models import BadgeApplication, BusinessNotice, PhoneChallenge, SmsMessage
 
@@ -53,6 +54,8 @@ def badge_requirements(*, business: Business, user: User) -> list[Check]:
         Check("phone", _("a verified phone number"), bool(business.phone_number and business.phone_verified_at)),
         Check("profile", _("a complete profile"), all(c.done for c in profile_checklist(business=business))),
         Check("owner", _("applied for by an owner of the business"), is_owner),
+        # Two-factor authentication can only be turned on once the account's email is confirmed.
+        Check("email", _("a confirmed email address on your account"), user_email_verified(user=user)),
         Check("totp", _("two-factor authentication (authenticator app) on your account"), user_has_totp(user=user)),
     ]
 

@@ -103,7 +103,7 @@ def business_profile_update(
     remove_logo: bool = False,
 ) -> Business:
     """Save the public profile. A new display name after approval hides the badge until staff
-    approve again: customers trust the name next to the seal."""
+    approve again: customers trust the name next to the badge."""
     display_name = display_name.strip()
     if not display_name:
         raise ValidationError({"display_name": _("Please enter the name customers will see.")})

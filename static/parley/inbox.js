@@ -230,8 +230,18 @@ function applyConversation(event) {
   return true;
 }
 
+// On a phone the inbox shows one pane at a time (messaging.css); on wider screens all three.
+function showPane(name, focus) {
+  $("inbox").dataset.pane = name;
+  if (focus) focus.focus();
+}
+$("pane-back").addEventListener("click", () => showPane("list", list.querySelector(".conv.active") || list));
+$("pane-details").addEventListener("click", () => showPane("details", $("details-h")));
+$("pane-details-back").addEventListener("click", () => showPane("thread", $("pane-details")));
+
 async function openConversation(id) {
   current = id;
+  showPane("thread");
   messages = new Map();
   hasMore = false;
   errorBox.hidden = true;

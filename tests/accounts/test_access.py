@@ -150,7 +150,7 @@ def test_owner_adds_and_removes_an_agent_seat(
 
 def test_duplicate_seat_gets_a_form_error(world: World) -> None:
     response = business_client(world.business_a, world.owner_a).post(
-        "/team/", {"email": world.agent_a.email, "role": "agent"}
+        "/team/", {"email": world.agent_a.email, "full_name": "Agent Alpha", "role": "agent"}
     )
     assert response.status_code == 200
     assert b"already has a seat" in response.content
@@ -178,12 +178,15 @@ def test_last_owner_cannot_be_removed(world: World) -> None:
 def test_signup_and_password_change_are_audited(world: World) -> None:
     client = public_client()
     response = client.post(
-        "/accounts/signup/", {"email": "fresh@example.com", "password1": PASSWORD, "password2": PASSWORD}
+        "/accounts/signup/",
+        {"email": "fresh@example.com", "full_name": "Fresh Owner", "password1": PASSWORD, "password2": PASSWORD},
     )
     assert response.status_code == 302
-    assert response["Location"] == "/start/"
+    assert response["Location"] == "/accounts/confirm-email/"  # mandatory email verification
     user = User.objects.get(email="fresh@example.com")
     assert AuditEvent.objects.filter(action="user.signed_up", actor=user).exists()
+
+    client.force_login(user)  # as after following the confirmation link (tests/accounts/test_enumeration.py)
 
     response = client.post(
         "/accounts/password/change/",

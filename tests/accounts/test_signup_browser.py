@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from accounts.models import Membership
+from accounts.models import Membership, User
 from tests.conftest import PASSWORD, LiveServer, World, unique
 
 
@@ -18,9 +18,16 @@ def test_signup_create_business_and_land_on_dashboard(
     page.goto(live_server_process.public_url("/"))
     page.get_by_role("link", name="Create your business").click()
     page.get_by_label("Email").fill(email)
-    page.get_by_label("Password:", exact=True).fill(PASSWORD)
-    page.get_by_label("Password (again):").fill(PASSWORD)
-    page.get_by_role("button", name="Sign Up").click()
+    page.get_by_label("Display name").fill("Kiosk Kim")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password (again)").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+
+    # Mandatory email verification: the confirmation mail is read in the development mailbox.
+    page.get_by_role("heading", name="Verify Your Email Address").wait_for()
+    page.goto(live_server_process.public_url(f"/dev/mailbox/?to={email}"))
+    page.locator(".mail").first.get_by_role("link", name="/accounts/confirm-email/").click()
+    page.get_by_role("button", name="Confirm").click()
 
     page.wait_for_url("**/start/")
     page.get_by_label("Business name").fill("Kiosk am Eck")
@@ -30,6 +37,7 @@ def test_signup_create_business_and_land_on_dashboard(
     page.wait_for_url(f"http://{slug}.parley.localhost:{live_server_process.port}/")
     assert page.get_by_role("heading", name="Welcome to Kiosk am Eck").is_visible()
     assert email in page.content()
+    assert User.objects.get(email=email).get_short_name() == "Kiosk Kim"
     # The dashboard shell lists every section for the owner.
     for section in ("Inbox", "Contacts", "Templates", "Verification", "Billing", "Team", "API"):
         assert page.get_by_role("navigation", name="Dashboard").get_by_role("link", name=section).is_visible()
@@ -43,7 +51,7 @@ def test_signup_form_shows_slug_errors_in_the_browser(
     page.goto(live_server_process.public_url("/accounts/login/"))
     page.get_by_label("Email").fill(live_db.owner_a.email)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name="Log in").click()
     page.goto(live_server_process.public_url("/start/"))
     page.get_by_label("Business name").fill("Admin Shop")
     page.get_by_label("Address").fill("admin")

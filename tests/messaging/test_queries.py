@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django_tenants.utils import tenant_context
+from django_tenants.utils import schema_context, tenant_context
 
 from directory.models import CustomerThread
 from messaging import selectors
-from messaging.models import Message
+from messaging.models import Conversation, Event, Message
 from messaging.services import (
     MessagingError,
     message_send_agent,
@@ -112,3 +112,49 @@ def test_list_pages_do_not_query_per_row(world: World, path: str) -> None:
     for _ in range(4):
         add_conversation()
     assert queries() == before
+
+
+# What one send costs as a consumer makes it: the business's schema entered fresh (one
+# `SET search_path`), no transaction around it; BEGIN and COMMIT not counted. Before the send
+# core (counted the same way, plus BEGIN/COMMIT): 36 statements for a customer send, 17 of them
+# `SET search_path`; 44 for an agent reply. The agent's budget includes billing's statements for
+# the reply that opens a billable conversation (its lock, lookup, monthly counter and record).
+CUSTOMER_SEND_BUDGET = 8
+AGENT_REPLY_BUDGET = 14
+
+
+def _statements(business: Any, send: Any) -> list[str]:
+    connection.set_schema_to_public()
+    with CaptureQueriesContext(connection) as captured, schema_context(business.schema_name):
+        send()
+    return [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+
+
+def test_a_send_is_a_few_statements(live_db: World) -> None:
+    business = live_db.business_a
+    customer = make_customer()
+    with schema_context(business.schema_name):
+        first = message_send_customer(business=business, customer=customer, body="hi", client_msg_id=unique("c"))
+    conversation_id = first.message.conversation_id
+
+    customer_sql = _statements(
+        business,
+        lambda: message_send_customer(business=business, customer=customer, body="again", client_msg_id=unique("c")),
+    )
+    agent_sql = _statements(
+        business,
+        lambda: message_send_agent(
+            business=business, user=live_db.agent_a, conversation_id=conversation_id, body="hello", client_msg_id="a"
+        ),
+    )
+    print(f"customer send: {len(customer_sql)} statements; agent reply: {len(agent_sql)} statements")
+    for statements, budget in ((customer_sql, CUSTOMER_SEND_BUDGET), (agent_sql, AGENT_REPLY_BUDGET)):
+        assert len(statements) <= budget, "\n".join(statements)
+        assert sum(s.startswith("SET search_path") for s in statements) == 1
+        # No per-message get_or_create, no refresh: the conversation is read once, under its lock.
+        assert sum('FROM "messaging_conversation"' in s for s in statements) == 1
+    with schema_context(business.schema_name):
+        conversation = Conversation.objects.get(pk=conversation_id)
+        assert conversation.unread_count == 0 and conversation.assignee_id == live_db.agent_a.pk
+        assert Message.objects.filter(conversation_id=conversation_id, direction="in", status="read").count() == 2
+        assert conversation.last_event_id == Event.objects.filter(conversation_id=conversation_id).latest("id").pk

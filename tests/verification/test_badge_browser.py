@@ -39,7 +39,7 @@ def log_in(page: Any, server: LiveServer, email: str) -> None:
     page.goto(server.public_url("/accounts/login/"))
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name="Log in").click()
     page.wait_for_load_state()
 
 

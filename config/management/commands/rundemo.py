@@ -1,4 +1,4 @@
-"""Serve Parley: the ASGI server and a Procrastinate worker together. Ctrl-C stops both."""
+"""Serve Parley: the ASGI server and a Procrastinate worker together. Ctrl-C or SIGTERM stops both."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from types import FrameType
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+# How long Daphne and the worker get to finish what they are doing before they are killed.
+SHUTDOWN_GRACE_SECONDS = 20
 
 
 class Command(BaseCommand):
@@ -22,29 +26,50 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, port: int, bind: str, **options: Any) -> None:
         env = dict(os.environ, PARLEY_PORT=str(port))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", bind, "-p", str(port), "config.asgi:application"], env=env
-        )
-        worker = subprocess.Popen([sys.executable, "manage.py", "procrastinate", "worker"], env=env)
-        children = [server, worker]
-        self.stdout.write(self.style.SUCCESS(f"Parley is running at {settings.PARLEY_PUBLIC_URL}/ — Ctrl-C stops it."))
+        # The children get their own session, so a Ctrl-C in the terminal (or a SIGTERM to the
+        # whole process group) reaches only this process, which then asks each child exactly
+        # once. A second signal would make the worker abort its shutdown with a traceback, and
+        # a child started with SIGINT ignored (a background shell) would never hear SIGINT at
+        # all; SIGTERM is the one signal both Daphne and Procrastinate finish gracefully on.
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", bind, "-p", str(port), "config.asgi:application"],
+                env=env,
+                start_new_session=True,
+            ),
+            subprocess.Popen([sys.executable, "manage.py", "procrastinate", "worker"], env=env, start_new_session=True),
+        ]
+        stop_requested = False
 
-        def stop(*_args: Any) -> None:
-            for child in children:
-                if child.poll() is None:
-                    child.send_signal(signal.SIGINT)
+        def request_stop(signum: int, _frame: FrameType | None) -> None:
+            nonlocal stop_requested
+            stop_requested = True
 
-        signal.signal(signal.SIGTERM, stop)
-        try:
-            while all(child.poll() is None for child in children):
-                time.sleep(0.5)
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        url = f"{settings.PARLEY_SCHEME}://{settings.PARLEY_DOMAIN}:{port}/"
+        self.stdout.write(self.style.SUCCESS(f"Parley is running at {url} — Ctrl-C stops it."))
+        self.stdout.flush()
+
+        while not stop_requested and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+        crashed = [child for child in children if child.poll() not in (None, 0)]
+        if not stop_requested:
             self.stderr.write("A process stopped; shutting down the other.")
-        except KeyboardInterrupt:
-            pass
-        finally:
-            stop()
-            for child in children:
-                try:
-                    child.wait(10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+        else:
+            self.stdout.write("Stopping Parley…")
+
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        for child in children:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.stderr.write(f"Process {child.pid} did not stop in time; killing it.")
+                child.kill()
+                child.wait()
+        if crashed or not stop_requested:
+            raise CommandError("Parley stopped because one of its processes exited.")
+        self.stdout.write("Parley stopped.")

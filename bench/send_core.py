@@ -1,0 +1,165 @@
+"""The send core: SQL statements per send, sends per second alone and from many threads.
+
+Run: DEBUG=0 .venv/bin/python bench/send_core.py [--threads 16] [--sends 50] [--serial 300]
+
+Uses a throwaway database (like bench/billing.py) and publishes through the configured channel
+layer (Redis when REDIS_URL is set), as the server does. Prints:
+- statements for one customer send and one agent reply (each as a consumer calls it: in the
+  business's schema, entered fresh, outside any transaction);
+- serial sends per second from one thread (customer sends, then agent replies);
+- concurrent customer sends: --threads threads, each its own customer and database connection,
+  --sends each, into one business; messages/s, the group-commit batch sizes, refusals, and a
+  check that the event ids are gap-free and every message was written once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from bench.throwaway_db import throwaway_database
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--sends", type=int, default=50, help="sends per thread in the concurrent run")
+    parser.add_argument("--serial", type=int, default=300, help="sends in each serial run")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
+    args = parser.parse_args()
+    with throwaway_database(keep=args.keep):
+        run(args.threads, args.sends, args.serial)
+
+
+def run(threads: int, sends: int, serial: int) -> None:
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+    from django_tenants.utils import schema_context
+
+    from accounts.models import Customer, User
+    from messaging import services
+    from messaging.models import Event, Message
+    from tenancy.services import business_create
+
+    print(f"DEBUG={settings.DEBUG} TENANT_LIMIT_SET_CALLS={getattr(settings, 'TENANT_LIMIT_SET_CALLS', False)}")
+    call_command("parley_setup", verbosity=0)
+    owner = User.objects.create_user("bench-owner@example.com", "x" * 12)
+    business = business_create(owner=owner, name="Bench Air", slug="bench-air")
+    schema = business.schema_name
+    customers = [
+        Customer.objects.create(
+            phone_number=f"+4915100{n:06d}", display_name=f"Bench {n}", country_code="DE", verified_at=timezone.now()
+        )
+        for n in range(threads + 1)
+    ]
+    solo = customers[-1]
+
+    def customer_send(customer: Customer, body: str, client_msg_id: str = "") -> Any:
+        with schema_context(schema):
+            return services.message_send_customer(
+                business=business, customer=customer, body=body, client_msg_id=client_msg_id
+            )
+
+    def agent_send(conversation_id: int, body: str, client_msg_id: str = "") -> Any:
+        with schema_context(schema):
+            return services.message_send_agent(
+                business=business, user=owner, conversation_id=conversation_id, body=body, client_msg_id=client_msg_id
+            )
+
+    # --- statements per send -----------------------------------------------------------------
+    first = customer_send(solo, "warm up", "w0")
+    conversation_id = first.message.conversation_id
+    agent_send(conversation_id, "warm up", "w1")
+    with CaptureQueriesContext(connection) as customer_sql:
+        customer_send(solo, "count me", "c1")
+    with CaptureQueriesContext(connection) as agent_sql:
+        agent_send(conversation_id, "count me", "a1")
+    for label, captured in (("customer send", customer_sql), ("agent reply", agent_sql)):
+        queries = captured.captured_queries
+        sets = sum(1 for q in queries if q["sql"].startswith("SET search_path"))
+        print(f"{label}: {len(queries)} SQL statements ({sets} SET search_path)")
+
+    # --- serial -------------------------------------------------------------------------------
+    start = time.perf_counter()
+    for n in range(serial):
+        customer_send(solo, f"serial {n}", f"s{n}")
+    customer_rate = serial / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for n in range(serial):
+        agent_send(conversation_id, f"reply {n}", f"r{n}")
+    agent_rate = serial / (time.perf_counter() - start)
+    print(
+        f"serial, one thread: {customer_rate:.0f} customer sends/s ({1000 / customer_rate:.2f} ms each), "
+        f"{agent_rate:.0f} agent replies/s ({1000 / agent_rate:.2f} ms each)"
+    )
+
+    # --- concurrent ---------------------------------------------------------------------------
+    with schema_context(schema):
+        before_id = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    try:
+        from messaging import group_commit
+    except ImportError:  # the code before the send core, for a before/after run
+        group_commit = None  # type: ignore[assignment]
+    gatherer = group_commit.gatherer if group_commit is not None else None
+    if gatherer is not None:
+        gatherer.stats_reset()
+    refused: list[float] = []
+    errors: list[str] = []
+    barrier = threading.Barrier(threads)
+
+    def worker(index: int) -> None:
+        try:
+            barrier.wait()
+            n = 0
+            while n < sends:
+                try:
+                    customer_send(customers[index], f"load {index}-{n}", f"l{n}")
+                    n += 1
+                except services.MessagingError as error:
+                    if error.code != "overloaded":
+                        raise
+                    refused.append(error.retry_after or 0.0)
+                    time.sleep(error.retry_after or 0.01)  # a client retries with the same id
+        except Exception as error:
+            errors.append(repr(error))
+        finally:
+            connection.close()
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    start = time.perf_counter()
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    total = threads * sends
+    print(f"concurrent: {threads} threads × {sends} customer sends: {total / elapsed:.0f} messages/s")
+    if gatherer is not None:
+        sizes = gatherer.stats_batches()
+        if sizes:
+            print(
+                f"  batches: {len(sizes)}, size mean {statistics.mean(sizes):.1f}, "
+                f"median {statistics.median(sizes):.0f}, max {max(sizes)}"
+            )
+    print(f"  refused (overloaded, retried): {len(refused)}; errors: {len(errors)} {errors[:3]}")
+    with schema_context(schema):
+        ids = list(Event.objects.filter(id__gt=before_id).order_by("id").values_list("id", flat=True))
+        written = Message.objects.filter(event_id__gt=before_id).count()
+    dense = ids == list(range(before_id + 1, before_id + 1 + len(ids)))
+    print(f"  messages written: {written} of {total}; event ids gap-free: {dense}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Directory writes: the customer's cross-business thread list (public schema).
+
+Messaging calls `customer_thread_touch` (one customer) or `customer_threads_touch` (a whole
+group commit) inside its send transaction; each is one upsert statement, so the thread row is
+locked until the send commits and two sends cannot lose each other's unread count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from directory.models import CustomerThread
+
+
+@dataclass(frozen=True)
+class ThreadTouch:
+    """Activity in one customer's thread: `unread_delta` more unread business messages (≥ 0)."""
+
+    customer_id: int
+    at: datetime
+    unread_delta: int = 0
+
+
+@dataclass(frozen=True)
+class ThreadState:
+    customer_id: int
+    business_id: int
+    unread: int
+    last_activity_at: datetime
+
+    def frame_data(self) -> dict[str, Any]:
+        """The `thread.updated` payload (never message text)."""
+        return {"business_id": self.business_id, "unread": self.unread, "last_activity_at": self.last_activity_at}
+
+
+def _upsert(business_id: int, rows: list[tuple[int, datetime, int]], *, set_unread: bool) -> dict[int, ThreadState]:
+    table = CustomerThread._meta.db_table
+    unread = "EXCLUDED.unread_count" if set_unread else "GREATEST(0, t.unread_count + EXCLUDED.unread_count)"
+    values = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
+    params: list[Any] = []
+    for customer_id, at, count in rows:
+        params += [customer_id, business_id, at, max(0, count)]
+    with connection.cursor() as cursor:
+        # `at` moves last activity forward only: reading passes the last message time, so
+        # opening a chat does not reorder the list.
+        cursor.execute(
+            f"INSERT INTO {table} AS t (customer_id, business_id, last_activity_at, unread_count) "
+            f"VALUES {values} ON CONFLICT (customer_id, business_id) DO UPDATE SET "
+            f"unread_count = {unread}, "
+            "last_activity_at = GREATEST(t.last_activity_at, EXCLUDED.last_activity_at) "
+            "RETURNING customer_id, unread_count, last_activity_at",
+            params,
+        )
+        found = cursor.fetchall()
+    return {row[0]: ThreadState(row[0], business_id, row[1], row[2]) for row in found}
+
+
+def customer_threads_touch(*, business_id: int, touches: Iterable[ThreadTouch]) -> dict[int, ThreadState]:
+    """Record activity in many customers' threads with one business, in one statement; returns
+    each customer's new state. Several touches of one customer add up."""
+    merged: dict[int, tuple[datetime, int]] = {}
+    for touch in touches:
+        at, delta = merged.get(touch.customer_id, (touch.at, 0))
+        merged[touch.customer_id] = (max(at, touch.at), delta + touch.unread_delta)
+    if not merged:
+        return {}
+    # Sorted, so two concurrent writers lock the rows in the same order (no deadlock).
+    rows = [(customer_id, at, delta) for customer_id, (at, delta) in sorted(merged.items())]
+    return _upsert(business_id, rows, set_unread=False)
+
+
+def customer_thread_touch(
+    *, business_id: int, customer_id: int, at: datetime, unread_delta: int = 0, unread: int | None = None
+) -> ThreadState:
+    """Upsert one customer's thread: add `unread_delta` to its unread count, or set it to
+    `unread` (a read receipt recounts)."""
+    if unread is None:
+        return customer_threads_touch(business_id=business_id, touches=[ThreadTouch(customer_id, at, unread_delta)])[
+            customer_id
+        ]
+    return _upsert(business_id, [(customer_id, at, unread)], set_unread=True)[customer_id]

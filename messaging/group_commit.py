@@ -1,0 +1,225 @@
+"""Group commit: concurrent sends into one business, gathered into one transaction.
+
+Services stay synchronous (consumers call them from a pool of worker threads). A thread that
+sends queues its checked request under its business's schema. If no thread is writing for that
+schema it becomes the leader: it takes what is queued (up to PARLEY_SEND_BATCH_MAX), writes it
+with `do_send_messages` in one transaction, hands every waiting caller its own outcome, and
+repeats until its own request is done; then it passes the lead to the next queued caller (so
+no caller keeps writing for others forever). Outcomes are handed out only after the commit and
+the publish, so a sender's ack always follows durable, published events.
+
+Bounded: a request that would find more than PARLEY_SEND_QUEUE_LIMIT requests ahead of it, or
+would wait longer than PARLEY_SEND_MAX_WAIT seconds (estimated from recent batches, or found
+out while still queued), is refused at once with `overloaded` and `retry_after` — never
+accepted and dropped: a refused request was never taken into a batch, so nothing of it exists.
+
+If a batch fails on a database error, its requests are retried one by one, so one bad request
+cannot fail the others and each caller gets its own outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connection
+from django.utils.translation import gettext as _
+from django_tenants.utils import schema_context
+
+from messaging.errors import MessagingError, MessagingErrorCode
+from messaging.sending import SendRequest, SendResult, do_send_messages
+from tenancy.models import Business
+
+logger = logging.getLogger("parley.messaging")
+
+Outcome = SendResult | BaseException
+
+
+def queue_limit() -> int:
+    return int(getattr(settings, "PARLEY_SEND_QUEUE_LIMIT", 2000))
+
+
+def batch_max() -> int:
+    return int(getattr(settings, "PARLEY_SEND_BATCH_MAX", 256))
+
+
+def max_wait() -> float:
+    return float(getattr(settings, "PARLEY_SEND_MAX_WAIT", 0.5))
+
+
+def overloaded(retry_after: float) -> MessagingError:
+    return MessagingError(
+        MessagingErrorCode.OVERLOADED,
+        _("Too many messages are being sent to this business right now. Please try again in a moment."),
+        retry_after=round(max(retry_after, 0.05), 3),
+    )
+
+
+@dataclass(eq=False)
+class _Waiter:
+    request: SendRequest
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome | None = None
+    lead: bool = False  # handed the lead by the previous leader
+
+    def result(self) -> SendResult:
+        outcome = self.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None
+        return outcome
+
+
+@dataclass
+class _Schema:
+    queue: deque[_Waiter] = field(default_factory=deque)
+    leading: bool = False
+    # Recent seconds per batch write (exponentially weighted): how long the queue takes to drain.
+    batch_seconds: float = 0.0
+
+
+def write_batch(business: Business, requests: Sequence[SendRequest]) -> list[Outcome]:
+    """One transaction for the batch; on a database error, one transaction per request, so each
+    caller gets its own outcome (a MessagingError is always per request already)."""
+    try:
+        return list(do_send_messages(business=business, requests=requests))
+    except Exception as error:
+        if len(requests) == 1:
+            return [error]
+        logger.warning("a batch of %d sends failed (%r); retrying them one by one", len(requests), error)
+    outcomes: list[Outcome] = []
+    for request in requests:
+        try:
+            outcomes += do_send_messages(business=business, requests=[request])
+        except Exception as error:
+            outcomes.append(error)
+    return outcomes
+
+
+class SendGatherer:
+    """The per-process gatherer: one queue and at most one writing thread per schema."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._schemas: dict[str, _Schema] = {}
+        self._batches: list[int] = []
+
+    def reset(self) -> None:
+        """Forget the measured batch costs (tests that stall a writer on purpose)."""
+        with self._lock:
+            for state in self._schemas.values():
+                state.batch_seconds = 0.0
+
+    def queued(self, schema_name: str) -> int:
+        with self._lock:
+            state = self._schemas.get(schema_name)
+            return len(state.queue) if state else 0
+
+    def writing(self, schema_name: str) -> bool:
+        with self._lock:
+            state = self._schemas.get(schema_name)
+            return bool(state and state.leading)
+
+    # Figures for bench/send_core.py.
+    def stats_reset(self) -> None:
+        with self._lock:
+            self._batches = []
+
+    def stats_batches(self) -> list[int]:
+        with self._lock:
+            return list(self._batches)
+
+    def send(self, *, business: Business, request: SendRequest) -> SendResult:
+        schema_name = business.schema_name
+        waiter = _Waiter(request)
+        cap, limit, wait_limit = batch_max(), queue_limit(), max_wait()
+        with self._lock:
+            state = self._schemas.setdefault(schema_name, _Schema())
+            ahead = len(state.queue)
+            # Full batches queued before this request's, plus the one being written, × their cost.
+            # With nobody queued the wait is at most the batch in flight: never refused by estimate.
+            estimate = (ahead // cap + 1) * state.batch_seconds if ahead else 0.0
+            if ahead >= limit or estimate > wait_limit:
+                raise overloaded(estimate or wait_limit)
+            state.queue.append(waiter)
+            lead = not state.leading
+            state.leading = True
+        if not lead:
+            lead = self._wait(schema_name, state, waiter, wait_limit)
+        if lead:
+            self._lead(business, state, waiter, cap)
+        return waiter.result()
+
+    def _wait(self, schema_name: str, state: _Schema, waiter: _Waiter, wait_limit: float) -> bool:
+        """Wait for the outcome (False) or for the lead (True); refuse if still queued too long."""
+        if waiter.done.wait(wait_limit):
+            return waiter.lead
+        with self._lock:
+            if waiter.lead:
+                return True
+            if waiter in state.queue:
+                # Never taken into a batch, so nothing of it is written: refusing loses nothing.
+                state.queue.remove(waiter)
+                raise overloaded(state.batch_seconds or wait_limit)
+        # Taken into a batch that is being written: its outcome comes with the commit.
+        waiter.done.wait()
+        return waiter.lead
+
+    def _lead(self, business: Business, state: _Schema, own: _Waiter, cap: int) -> None:
+        try:
+            while own.outcome is None:
+                with self._lock:
+                    batch = [state.queue.popleft() for _ in range(min(cap, len(state.queue)))]
+                    self._batches.append(len(batch))
+                if not batch:  # cannot happen: `own` is queued until a batch takes it
+                    break
+                started = time.monotonic()
+                outcomes = self._write(business, [w.request for w in batch])
+                elapsed = time.monotonic() - started
+                with self._lock:
+                    state.batch_seconds = (
+                        elapsed if not state.batch_seconds else 0.7 * state.batch_seconds + 0.3 * elapsed
+                    )
+                for waiter, outcome in zip(batch, outcomes, strict=True):
+                    waiter.outcome = outcome
+                    if waiter is not own:
+                        waiter.done.set()
+        finally:
+            with self._lock:
+                if own.outcome is None and own in state.queue:
+                    state.queue.remove(own)
+                if state.queue:
+                    successor = state.queue[0]
+                    successor.lead = True
+                    successor.done.set()
+                else:
+                    state.leading = False
+            if own.outcome is None:  # the leader itself failed (e.g. interrupted): say so
+                own.outcome = MessagingError(
+                    MessagingErrorCode.SERVER_ERROR, _("Something went wrong. Please try again.")
+                )
+
+    def _write(self, business: Business, requests: list[SendRequest]) -> list[Outcome]:
+        if getattr(connection, "schema_name", None) == business.schema_name:
+            return write_batch(business, requests)
+        with schema_context(business.schema_name):
+            return write_batch(business, requests)
+
+
+gatherer = SendGatherer()
+
+
+def send_message(*, business: Business, request: SendRequest) -> SendResult:
+    """Write one checked send: gathered with concurrent sends to the same business, or on its
+    own inside a caller's transaction (whose commit is the caller's, so it cannot be shared)."""
+    if connection.in_atomic_block or not getattr(settings, "PARLEY_SEND_GROUP_COMMIT", True):
+        outcome = do_send_messages(business=business, requests=[request])[0]
+        if isinstance(outcome, MessagingError):
+            raise outcome
+        return outcome
+    return gatherer.send(business=business, request=request)

@@ -1,0 +1,672 @@
+"""The one send core (Zulip's model): thin `check_*` entry points validate a send and build a
+`SendRequest`; one writer, `do_send_messages`, writes any number of them — for any number of
+conversations of one business — in one transaction.
+
+The writer's steps, each one statement for the whole group whatever its size:
+lock the conversations (creating missing ones) → dedupe by client_msg_id → per request, in
+order: refusals (block, 24-hour window, suspension, unpaid bills), then billing (one call per
+business message) → BusinessContact and CustomerThread upserts → event ids (the counter row,
+locked last) → INSERT messages → mark replied-to messages read → INSERT events → UPDATE the
+conversations → publish after commit.
+
+A refusal is that request's outcome (a `MessagingError`), never the group's: nothing of a
+refused request is written. A database error aborts the whole transaction and is raised; the
+group commit retries such a group one request at a time (messaging.group_commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q, Subquery
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Customer, Membership, User
+from billing.models import CATEGORIES
+from billing.services import business_may_initiate, conversation_charge_for_message
+from customers.models import Block
+from customers.selectors import customers_who_blocked
+from customers.services import customer_contacts_record
+from directory.services import ThreadState, ThreadTouch, customer_threads_touch
+from messaging import events
+from messaging.errors import MessagingError, MessagingErrorCode, not_found
+from messaging.ids import conversation_pk
+from messaging.models import SERVICE_WINDOW_HOURS, Contact, Conversation, Event, Message
+from messaging.payloads import conversation_payload, message_payload
+from tenancy.models import Business
+
+MAX_BODY = 4096
+MAX_CLIENT_MSG_ID = 64
+WINDOW = timedelta(hours=SERVICE_WINDOW_HOURS)
+
+CUSTOMER = "customer"
+AGENT = "agent"
+TEMPLATE = "template"
+
+
+@dataclass
+class SendResult:
+    message: Message
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """A validated send, ready for `do_send_messages`. Built only by the `check_*` functions."""
+
+    origin: str  # CUSTOMER, AGENT or TEMPLATE
+    author_key: str  # whose client_msg_id namespace: "customer:<id>", "user:<id>", "api:<key>"
+    author_kind: str
+    body: str
+    client_msg_id: str
+    kind: str = Message.Kind.TEXT
+    customer: Customer | None = None  # customer and template sends
+    user: User | None = None  # agent sends; a template's author, if a person
+    conversation_id: int | None = None  # agent sends
+    template_name: str = ""
+    category: str = ""
+
+
+# --- checks (no transaction, no lock: run before a request joins a group) ---------------------
+
+
+def _without_nul(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; left in, it would fail the whole transaction.
+    return text.replace("\x00", "")
+
+
+def clean_body(body: Any) -> str:
+    text = _without_nul(body).strip() if isinstance(body, str) else ""
+    if not text:
+        raise MessagingError(MessagingErrorCode.EMPTY, _("Write a message first."))
+    if len(text) > MAX_BODY:
+        raise MessagingError(
+            MessagingErrorCode.TOO_LONG, _("Messages can be at most %(max)d characters.") % {"max": MAX_BODY}
+        )
+    return text
+
+
+def clean_client_msg_id(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_CLIENT_MSG_ID or "\x00" in value:
+        raise MessagingError(MessagingErrorCode.INVALID, _("client_msg_id must be a string of at most 64 characters."))
+    return value
+
+
+def check_membership(*, business: Business, user: User) -> None:
+    if not Membership.objects.filter(business_id=business.pk, user_id=user.pk).exists():
+        raise not_found()
+
+
+def check_customer_send(*, customer: Customer, body: Any, client_msg_id: Any = "") -> SendRequest:
+    """A customer writes to the business: opens or extends the 24-hour service window."""
+    client_msg_id = clean_client_msg_id(client_msg_id)
+    return SendRequest(
+        origin=CUSTOMER,
+        author_key=f"customer:{customer.pk}",
+        author_kind=Message.Author.CUSTOMER,
+        body=clean_body(body),
+        client_msg_id=client_msg_id,
+        customer=customer,
+    )
+
+
+def check_agent_send(
+    *,
+    business: Business,
+    user: User,
+    conversation_id: Any,
+    body: Any,
+    client_msg_id: Any = "",
+    kind: str = Message.Kind.TEXT,
+) -> SendRequest:
+    """An agent replies (inside the service window) or leaves an internal note (never sent)."""
+    if kind not in (Message.Kind.TEXT, Message.Kind.NOTE):
+        raise MessagingError(MessagingErrorCode.INVALID, _("Unknown message kind."))
+    client_msg_id = clean_client_msg_id(client_msg_id)
+    check_membership(business=business, user=user)
+    pk = conversation_pk(conversation_id)
+    return SendRequest(
+        origin=AGENT,
+        author_key=f"user:{user.pk}",
+        author_kind=Message.Author.AGENT,
+        body=clean_body(body),
+        client_msg_id=client_msg_id,
+        kind=kind,
+        user=user,
+        conversation_id=pk,
+    )
+
+
+def check_template_send(
+    *,
+    customer: Customer,
+    template_name: str,
+    body: Any,
+    category: str,
+    author_key: str,
+    author_kind: str = Message.Author.API,
+    author_user: User | None = None,
+    client_msg_id: Any = "",
+) -> SendRequest:
+    """A business-initiated message (an approved template): allowed outside the service window,
+    refused (by the writer) for a blocked customer, a suspended business or unpaid bills."""
+    if category not in CATEGORIES:
+        raise ValueError(f"unknown conversation category {category!r}")
+    client_msg_id = clean_client_msg_id(client_msg_id)
+    return SendRequest(
+        origin=TEMPLATE,
+        author_key=author_key,
+        author_kind=author_kind,
+        body=clean_body(body),
+        client_msg_id=client_msg_id,
+        kind=Message.Kind.TEMPLATE,
+        customer=customer,
+        user=author_user,
+        template_name=template_name[:100],
+        category=category,
+    )
+
+
+# --- the writer --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Thread:
+    """One conversation while a group is written: its locked row, changed in memory, saved once."""
+
+    conversation: Conversation
+    # The latest inbound message: its id from the database, or a message of this group (whose
+    # id exists only after the INSERT).
+    last_inbound: int | Message | None
+    # Inbound messages not read yet (so an agent's reply has something to mark read).
+    inbound_unread: bool
+    changed: bool = False
+
+
+@dataclass
+class _Pending:
+    """An event of the group, numbered once every lock is held; its data is built after the
+    messages are inserted (a message's payload carries its id)."""
+
+    type: str
+    audience: str
+    thread: _Thread
+    data: Callable[[], dict[str, Any]]
+    customer_id: int | None = None  # whose /me/ list this event's send changes
+    message: Message | None = None
+
+
+@dataclass
+class _Group:
+    business: Business
+    now: datetime
+    threads: dict[int, _Thread] = field(default_factory=dict)
+    messages: list[Message] = field(default_factory=list)
+    pending: list[_Pending] = field(default_factory=list)
+    contacts: set[int] = field(default_factory=set)
+    touches: list[ThreadTouch] = field(default_factory=list)
+    # (conversation, last inbound message to mark read) for agents' replies.
+    marks: list[tuple[int, int | Message]] = field(default_factory=list)
+
+
+def _locked(queryset: Any, business_id: int) -> list[Conversation]:
+    inbound = Message.objects.filter(conversation_id=OuterRef("pk"), direction=Message.Direction.INBOUND)
+    return list(
+        queryset.select_for_update(of=("self",))
+        .select_related("contact__customer", "assignee")
+        .annotate(
+            last_inbound_id=Subquery(inbound.order_by("-id").values("id")[:1]),
+            inbound_unread=Exists(inbound.exclude(status__in=[Message.Status.READ, Message.Status.FAILED])),
+            # Read in the same round trip as the lock (Block lives in public, one row per pair).
+            customer_blocked=Exists(
+                Block.objects.filter(business_id=business_id, customer_id=OuterRef("contact__customer_id"))
+            ),
+        )
+        # One order for every writer: two groups never wait for each other's rows crosswise.
+        .order_by("pk")
+    )
+
+
+def _create_conversations(customer_ids: list[int], now: datetime) -> None:
+    """The first message of a customer: their contact and conversation, if another writer has
+    not just made them (ON CONFLICT: no per-message get_or_create round trips)."""
+    contact_table = Contact._meta.db_table
+    conversation_table = Conversation._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {contact_table} (customer_id, name, notes, created_at, updated_at) "
+            "SELECT id, '', '', %s, %s FROM unnest(%s::bigint[]) AS id ON CONFLICT (customer_id) DO NOTHING",
+            [now, now, customer_ids],
+        )
+        cursor.execute(
+            f"INSERT INTO {conversation_table} (contact_id, status, last_message_preview, unread_count, "
+            "last_public_event_id, last_event_id, created_at, updated_at) "
+            f"SELECT id, %s, '', 0, 0, 0, %s, %s FROM {contact_table} WHERE customer_id = ANY(%s::bigint[]) "
+            "ON CONFLICT (contact_id) DO NOTHING",
+            [Conversation.Status.OPEN, now, now, customer_ids],
+        )
+
+
+def _lock_conversations(
+    group: _Group, requests: Sequence[SendRequest], refusal: MessagingError | None
+) -> tuple[dict[int, _Thread], dict[int, _Thread], set[int]]:
+    """Lock every conversation the group writes to: by id (agents) and by customer (customers,
+    templates). Returns them by id and by customer, and the customers who blocked the business.
+    A customer without a conversation gets one unless every send of theirs will be refused (a
+    refused send writes nothing)."""
+    business_id = group.business.pk
+    ids = {r.conversation_id for r in requests if r.conversation_id is not None}
+    customers = {r.customer.pk for r in requests if r.customer is not None}
+    rows = _locked(Conversation.objects.filter(Q(pk__in=ids) | Q(contact__customer_id__in=customers)), business_id)
+    blocked = {c.contact.customer_id for c in rows if c.customer_blocked}  # type: ignore[attr-defined]
+    missing = customers - {c.contact.customer_id for c in rows}
+    if missing:
+        blocked |= customers_who_blocked(business_id=business_id, customer_ids=missing)
+        wanted = {
+            r.customer.pk
+            for r in requests
+            if r.customer is not None
+            and r.customer.pk in missing
+            and r.customer.pk not in blocked
+            and not (r.origin == TEMPLATE and refusal is not None)
+        }
+        if wanted:
+            _create_conversations(sorted(wanted), group.now)
+            rows += _locked(Conversation.objects.filter(contact__customer_id__in=wanted), business_id)
+    for conversation in rows:
+        group.threads[conversation.pk] = _Thread(
+            conversation,
+            last_inbound=conversation.last_inbound_id,  # type: ignore[attr-defined]
+            inbound_unread=conversation.inbound_unread,  # type: ignore[attr-defined]
+        )
+    by_customer = {t.conversation.contact.customer_id: t for t in group.threads.values()}
+    return group.threads, by_customer, blocked
+
+
+def _existing_messages(keys: list[tuple[int, str, str]]) -> dict[tuple[int, str, str], Message]:
+    if not keys:
+        return {}
+    match = Q()
+    for conversation_id, author_key, client_msg_id in keys:
+        match |= Q(conversation_id=conversation_id, author_key=author_key, client_msg_id=client_msg_id)
+    rows = Message.objects.select_related("author_user").filter(match)
+    return {(m.conversation_id, m.author_key, m.client_msg_id): m for m in rows}
+
+
+def _business_refusal(business: Business, *, initiating: bool) -> MessagingError | None:
+    """Why this business may not start conversations now, if it may not."""
+    if not initiating:
+        return None
+    # Read the status now: a websocket holds the Business it loaded when it connected.
+    status = Business.objects.filter(pk=business.pk).values_list("status", flat=True).first()
+    if status != Business.Status.ACTIVE:
+        return MessagingError(
+            MessagingErrorCode.SUSPENDED, _("Your business is suspended and cannot start conversations.")
+        )
+    if not business_may_initiate(business=business):
+        return MessagingError(
+            MessagingErrorCode.PAYMENT_REQUIRED,
+            _("Your payment is overdue, so your business cannot start conversations until it is settled."),
+        )
+    return None
+
+
+def _blocked_by_customer() -> MessagingError:
+    return MessagingError(
+        MessagingErrorCode.BLOCKED, _("You blocked this business. Unblock it on your Parley page to chat.")
+    )
+
+
+def _blocked_for_business() -> MessagingError:
+    return MessagingError(
+        MessagingErrorCode.BLOCKED, _("This customer has blocked your business. Messages to them are not sent.")
+    )
+
+
+def _window_closed() -> MessagingError:
+    return MessagingError(
+        MessagingErrorCode.WINDOW_CLOSED,
+        _(
+            "The customer's 24-hour service window is closed, so free-form replies are not allowed. "
+            "Send an approved template to start a new conversation."
+        ),
+    )
+
+
+def _new_message(request: SendRequest, thread: _Thread, direction: str) -> Message:
+    return Message(
+        conversation=thread.conversation,
+        direction=direction,
+        author_kind=request.author_kind,
+        author_user=request.user,
+        author_key=request.author_key,
+        kind=request.kind,
+        template_name=request.template_name,
+        body=request.body,
+        status=Message.Status.SENT,
+        client_msg_id=request.client_msg_id,
+    )
+
+
+def _add_message_events(group: _Group, thread: _Thread, message: Message, audience: str, customer_id: int) -> None:
+    contact_name = thread.conversation.contact.display_name
+    thread.changed = True  # its last_event_id moves
+    group.messages.append(message)
+    group.pending.append(
+        _Pending(
+            events.MESSAGE_CREATED,
+            audience,
+            thread,
+            lambda: {
+                "conversation_id": message.conversation_id,
+                "message": message_payload(message, contact_name=contact_name),
+            },
+            customer_id=customer_id,
+            message=message,
+        )
+    )
+    # The conversation as it is after this message (later messages of the group change it again).
+    snapshot = {"conversation": conversation_payload(thread.conversation)}
+    group.pending.append(
+        _Pending(events.CONVERSATION_UPDATED, Event.Audience.AGENTS, thread, lambda: snapshot, customer_id=customer_id)
+    )
+
+
+def _charge(group: _Group, thread: _Thread, category: str) -> None:
+    customer = thread.conversation.contact.customer
+    conversation_charge_for_message(
+        business=group.business,
+        conversation_id=thread.conversation.pk,
+        customer_id=customer.pk,
+        customer_phone=customer.phone_number,
+        category=category,
+        sent_at=group.now,
+    )
+
+
+def _customer_send(group: _Group, request: SendRequest, thread: _Thread) -> Message:
+    conversation = thread.conversation
+    message = _new_message(request, thread, Message.Direction.INBOUND)
+    conversation.window_expires_at = group.now + WINDOW
+    conversation.last_message_at = group.now
+    conversation.last_message_preview = request.body[:140]
+    conversation.unread_count += 1
+    if conversation.status == Conversation.Status.RESOLVED:
+        conversation.status = Conversation.Status.OPEN
+    thread.changed = True
+    thread.last_inbound = message
+    thread.inbound_unread = True
+    customer_id = conversation.contact.customer_id
+    group.contacts.add(customer_id)
+    group.touches.append(ThreadTouch(customer_id, group.now))
+    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id)
+    return message
+
+
+def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: set[int]) -> Message:
+    conversation = thread.conversation
+    customer_id = conversation.contact.customer_id
+    if request.kind == Message.Kind.NOTE:
+        message = _new_message(request, thread, Message.Direction.INTERNAL)
+        _add_message_events(group, thread, message, Event.Audience.AGENTS, customer_id)
+        return message
+    if customer_id in blocked:
+        raise _blocked_for_business()
+    if conversation.window_expires_at is None or conversation.window_expires_at <= group.now:
+        raise _window_closed()
+    _charge(group, thread, "service")
+    message = _new_message(request, thread, Message.Direction.OUTBOUND)
+    conversation.last_message_at = group.now
+    conversation.last_message_preview = request.body[:140]
+    # Replying is reading: the agent saw what they answer, and the customer's ticks say so.
+    conversation.unread_count = 0
+    if thread.inbound_unread and thread.last_inbound is not None:
+        up_to = thread.last_inbound
+        group.marks.append((conversation.pk, up_to))
+        group.pending.append(
+            _Pending(
+                events.MESSAGE_STATUS,
+                Event.Audience.EVERYONE,
+                thread,
+                lambda: {
+                    "conversation_id": conversation.pk,
+                    "direction": Message.Direction.INBOUND,
+                    "up_to": up_to.pk if isinstance(up_to, Message) else up_to,
+                    "status": Message.Status.READ,
+                },
+            )
+        )
+        thread.inbound_unread = False
+    if conversation.assignee_id is None:
+        conversation.assignee = request.user
+    if conversation.status == Conversation.Status.RESOLVED:
+        conversation.status = Conversation.Status.OPEN
+    thread.changed = True
+    group.contacts.add(customer_id)
+    group.touches.append(ThreadTouch(customer_id, group.now, unread_delta=1))
+    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id)
+    return message
+
+
+def _template_send(
+    group: _Group, request: SendRequest, thread: _Thread, blocked: set[int], refusal: MessagingError | None
+) -> Message:
+    conversation = thread.conversation
+    customer_id = conversation.contact.customer_id
+    if customer_id in blocked:
+        raise _blocked_for_business()
+    if refusal is not None:
+        raise refusal
+    _charge(group, thread, request.category)
+    message = _new_message(request, thread, Message.Direction.OUTBOUND)
+    conversation.last_message_at = group.now
+    conversation.last_message_preview = request.body[:140]
+    thread.changed = True
+    group.contacts.add(customer_id)
+    group.touches.append(ThreadTouch(customer_id, group.now, unread_delta=1))
+    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id)
+    return message
+
+
+def _mark_read(marks: list[tuple[int, int | Message]], now: datetime) -> None:
+    """Agents' replies read the customer's messages up to the last one before the reply."""
+    if not marks:
+        return
+    table = Message._meta.db_table
+    values = ", ".join(["(%s::bigint, %s::bigint)"] * len(marks))
+    params: list[Any] = [now, now]
+    for conversation_id, up_to in marks:
+        params += [conversation_id, up_to.pk if isinstance(up_to, Message) else up_to]
+    done = (Message.Status.READ, Message.Status.FAILED)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS m SET "
+            f"status = CASE WHEN m.status IN (%s, %s) THEN m.status ELSE %s END, "
+            f"read_at = CASE WHEN m.status IN (%s, %s) THEN m.read_at ELSE %s END, "
+            "delivered_at = COALESCE(m.delivered_at, %s) "
+            f"FROM (VALUES {values}) AS v(conversation_id, up_to) "
+            "WHERE m.conversation_id = v.conversation_id AND m.id <= v.up_to AND m.direction = %s "
+            "AND (m.status NOT IN (%s, %s) OR m.delivered_at IS NULL)",
+            [*done, Message.Status.READ, *done, *params, Message.Direction.INBOUND, *done],
+        )
+
+
+def _save_conversations(threads: list[_Thread], now: datetime) -> None:
+    """Every changed conversation of the group in one UPDATE (the rows are locked already)."""
+    if not threads:
+        return
+    table = Conversation._meta.db_table
+    row = "(%s::bigint, %s::timestamptz, %s::timestamptz, %s::varchar, %s::integer, %s::varchar, %s::bigint, %s::bigint, %s::bigint)"
+    params: list[Any] = []
+    for thread in threads:
+        c = thread.conversation
+        params += [
+            c.pk,
+            c.window_expires_at,
+            c.last_message_at,
+            c.last_message_preview,
+            c.unread_count,
+            c.status,
+            c.assignee_id,
+            c.last_public_event_id,
+            c.last_event_id,
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS c SET window_expires_at = v.window_expires_at, last_message_at = v.last_message_at, "
+            "last_message_preview = v.preview, unread_count = v.unread, status = v.status, assignee_id = v.assignee_id, "
+            "last_public_event_id = v.last_public, last_event_id = v.last_event, updated_at = %s "
+            f"FROM (VALUES {', '.join([row] * len(threads))}) AS v(id, window_expires_at, last_message_at, preview, "
+            "unread, status, assignee_id, last_public, last_event) WHERE c.id = v.id",
+            [now, *params],
+        )
+
+
+def do_send_messages(*, business: Business, requests: Sequence[SendRequest]) -> list[SendResult | MessagingError]:
+    """Write checked sends to one business in one transaction; one outcome per request, in
+    order. Must run in the business's schema. Database errors are raised (nothing is written)."""
+    with transaction.atomic():
+        return _write(business, requests)
+
+
+def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResult | MessagingError]:
+    group = _Group(business=business, now=timezone.now())
+    outcomes: list[SendResult | MessagingError | None] = [None] * len(requests)
+    refusal = _business_refusal(business, initiating=any(r.origin == TEMPLATE for r in requests))
+    by_id, by_customer, blocked = _lock_conversations(group, requests, refusal)
+
+    def thread_of(request: SendRequest) -> _Thread | None:
+        if request.conversation_id is not None:
+            return by_id.get(request.conversation_id)
+        assert request.customer is not None
+        return by_customer.get(request.customer.pk)
+
+    keys = []
+    for request in requests:
+        thread = thread_of(request)
+        if thread is not None and request.client_msg_id:
+            keys.append((thread.conversation.pk, request.author_key, request.client_msg_id))
+    existing = _existing_messages(keys)
+
+    for index, request in enumerate(requests):
+        thread = thread_of(request)
+        if thread is None:
+            if request.origin == AGENT:
+                outcomes[index] = not_found()
+            elif request.origin == CUSTOMER:
+                outcomes[index] = _blocked_by_customer()
+            else:
+                assert request.customer is not None
+                outcomes[index] = (
+                    _blocked_for_business() if request.customer.pk in blocked else (refusal or not_found())
+                )
+            continue
+        key = (thread.conversation.pk, request.author_key, request.client_msg_id)
+        if request.client_msg_id and key in existing:
+            outcomes[index] = SendResult(existing[key], duplicate=True)
+            continue
+        try:
+            if request.origin == CUSTOMER:
+                if request.customer.pk in blocked:  # type: ignore[union-attr]
+                    raise _blocked_by_customer()
+                message = _customer_send(group, request, thread)
+            elif request.origin == AGENT:
+                message = _agent_send(group, request, thread, blocked)
+            else:
+                message = _template_send(group, request, thread, blocked, refusal)
+        except MessagingError as error:
+            outcomes[index] = error
+            continue
+        outcomes[index] = SendResult(message, duplicate=False)
+        if request.client_msg_id:
+            existing[key] = message  # the same client_msg_id again in this group is a duplicate
+
+    if group.messages:
+        _flush(group)
+    return [o for o in outcomes if o is not None]
+
+
+_MESSAGE_COLUMNS = [
+    ("conversation_id", "bigint"),
+    ("direction", "varchar"),
+    ("author_kind", "varchar"),
+    ("author_user_id", "bigint"),
+    ("author_key", "varchar"),
+    ("kind", "varchar"),
+    ("body", "text"),
+    ("template_name", "varchar"),
+    ("status", "varchar"),
+    ("failure_reason", "varchar"),
+    ("client_msg_id", "varchar"),
+    ("created_at", "timestamptz"),
+]
+
+
+def _message_row(message: Message, now: datetime) -> list[Any]:
+    message.created_at = now  # the conversation's last_message_at, to the microsecond
+    return [getattr(message, name) for name, _type in _MESSAGE_COLUMNS]
+
+
+def _flush(group: _Group) -> None:
+    business = group.business
+    customer_contacts_record(business_id=business.pk, customer_ids=group.contacts, at=group.now)
+    states: dict[int, ThreadState] = customer_threads_touch(business_id=business.pk, touches=group.touches)
+    # Every other lock is held: now the counter row, which orders commits by event id, taken
+    # by the same statement that inserts the messages.
+    offsets = {id(p.message): offset for offset, p in enumerate(group.pending) if p.message is not None}
+    first, inserted = events.insert_with_event_ids(
+        count=len(group.pending),
+        table=Message._meta.db_table,
+        columns=_MESSAGE_COLUMNS,
+        rows=[(offsets[id(m)], _message_row(m, group.now)) for m in group.messages],
+    )
+    numbered: list[tuple[int, _Pending, int, int]] = []
+    for offset, pending in enumerate(group.pending):
+        event_id = first + offset
+        conversation = pending.thread.conversation
+        prev_public, prev_event = conversation.last_public_event_id, conversation.last_event_id
+        conversation.last_event_id = event_id
+        if pending.audience == Event.Audience.EVERYONE:
+            conversation.last_public_event_id = event_id
+        if pending.message is not None:
+            message = pending.message
+            message.event_id, message.pk = event_id, inserted[event_id]
+            message._state.adding, message._state.db = False, connection.alias
+        numbered.append((event_id, pending, prev_public, prev_event))
+    _mark_read(group.marks, group.now)
+    stored = [
+        events.StoredEvent(
+            event_id,
+            pending.type,
+            pending.thread.conversation.pk,
+            pending.audience,
+            events.event_frame(event_id=event_id, type=pending.type, data=pending.data()),
+            prev_public,
+            prev_event,
+            pending.thread.conversation.assignee_id,
+        )
+        for event_id, pending, prev_public, prev_event in numbered
+    ]
+    events.append_events(stored)
+    _save_conversations([t for t in group.threads.values() if t.changed], group.now)
+    # /me/ lists: each customer's thread as this group left it, tagged with its send's last event.
+    last_event_of: dict[int, int] = {}
+    for event_id, pending, _public, _event in numbered:
+        if pending.customer_id is not None:
+            last_event_of[pending.customer_id] = event_id
+    customer_updates = [
+        (
+            customer_id,
+            events.dumps({"id": last_event_of[customer_id], "type": events.THREAD_UPDATED, **state.frame_data()}),
+        )
+        for customer_id, state in states.items()
+        if customer_id in last_event_of
+    ]
+    events.publish_on_commit(schema_name=business.schema_name, events=stored, customer_updates=customer_updates)

@@ -1,0 +1,283 @@
+"""Group commit: concurrent sends into one business share a transaction, each keeps its own
+event id and outcome, and a saturated send path refuses at once instead of queueing or dropping.
+
+Every test runs real threads with their own PostgreSQL connections. To make a batch form on
+purpose, a helper holds the business's event counter (an EXCLUSIVE table lock, which blocks
+the writer's counter update and nothing else) while senders queue up behind the leader.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test import override_settings
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from accounts.models import Customer
+from messaging import services
+from messaging.errors import MessagingError
+from messaging.group_commit import gatherer, write_batch
+from messaging.models import Event, Message, StreamCounter
+from messaging.sending import SendResult, check_customer_send
+from tenancy.models import Business
+from tests.conftest import World, unique
+from tests.messaging.conftest import adb, make_customer, receive_until, session_key, ws_connect
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@contextmanager
+def counter_held(business: Business) -> Iterator[None]:
+    """Writers of this business block at their event-id allocation until the block ends."""
+    ready, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with schema_context(business.schema_name), transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {StreamCounter._meta.db_table} IN EXCLUSIVE MODE")
+                ready.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert ready.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+class Sender(threading.Thread):
+    """One customer send on its own thread and connection; keeps its outcome."""
+
+    def __init__(self, business: Business, customer: Customer, body: str, client_msg_id: str) -> None:
+        super().__init__()
+        self.business, self.customer, self.body, self.client_msg_id = business, customer, body, client_msg_id
+        self.outcome: SendResult | BaseException | None = None
+        self.seconds = 0.0
+        self.start()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        try:
+            with schema_context(self.business.schema_name):
+                self.outcome = services.message_send_customer(
+                    business=self.business, customer=self.customer, body=self.body, client_msg_id=self.client_msg_id
+                )
+        except BaseException as error:
+            self.outcome = error
+        finally:
+            self.seconds = time.monotonic() - started
+            connection.close()
+
+
+def queued(business: Business) -> int:
+    return gatherer.queued(business.schema_name)
+
+
+def leader_in_flight(business: Business) -> Sender:
+    """A send that is being written (and stalls at the held counter) with nobody queued."""
+    sender = Sender(business, make_customer(), "first", unique("lead"))
+    wait_for(lambda: gatherer.writing(business.schema_name) and queued(business) == 0)
+    return sender
+
+
+@pytest.fixture(autouse=True)
+def fresh_gatherer() -> Iterator[None]:
+    gatherer.reset()
+    yield
+    gatherer.reset()
+
+
+def written(business: Business, client_msg_ids: list[str]) -> list[Message]:
+    with schema_context(business.schema_name):
+        return list(Message.objects.filter(client_msg_id__in=client_msg_ids))
+
+
+def txids(business: Business, event_ids: list[int]) -> dict[int, int]:
+    """The transaction that wrote each event (PostgreSQL's xmin; events are never updated)."""
+    with schema_context(business.schema_name), connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, xmin::text::bigint FROM {Event._meta.db_table} WHERE id = ANY(%s)", [event_ids])
+        return dict(cursor.fetchall())
+
+
+@override_settings(PARLEY_SEND_MAX_WAIT=30)
+def test_queued_sends_share_one_transaction_and_keep_their_own_ids(live_db: World) -> None:
+    business = live_db.business_a
+    customers = [make_customer() for _ in range(8)]
+    twin = make_customer("Twin")
+    with counter_held(business):
+        leader = leader_in_flight(business)
+        senders = [Sender(business, c, f"m{i}", unique("m")) for i, c in enumerate(customers)]
+        # The same client_msg_id twice in one batch (a client's retry racing its first try).
+        twin_id = unique("twin")
+        twins = [Sender(business, twin, "twice", twin_id), Sender(business, twin, "twice", twin_id)]
+        wait_for(lambda: queued(business) == len(senders) + len(twins))
+    for sender in [leader, *senders, *twins]:
+        sender.join()
+        assert isinstance(sender.outcome, SendResult), sender.outcome
+
+    results = [s.outcome for s in senders if isinstance(s.outcome, SendResult)]
+    first, second = (s.outcome for s in twins if isinstance(s.outcome, SendResult))
+    assert sorted([first.duplicate, second.duplicate]) == [False, True]
+    assert first.message.pk == second.message.pk
+    assert len(written(business, [twin_id])) == 1
+
+    batch = [r.message.event_id for r in [*results, first if not first.duplicate else second]]
+    lead_event = leader.outcome.message.event_id  # type: ignore[union-attr]
+    # One transaction for the whole queued batch, another one (earlier) for the leader's own.
+    by_event = txids(business, [lead_event, *batch])
+    assert len({by_event[e] for e in batch}) == 1
+    assert by_event[lead_event] != by_event[batch[0]]
+    # Each message its own id; each message.created followed by its conversation.updated; dense.
+    assert len(set(batch)) == len(batch) and min(batch) > lead_event
+    with schema_context(business.schema_name):
+        ids = list(Event.objects.filter(id__gte=min(batch)).order_by("id").values_list("id", flat=True))
+    assert ids[: 2 * len(batch)] == list(range(min(batch), min(batch) + 2 * len(batch)))
+
+
+@override_settings(PARLEY_SEND_QUEUE_LIMIT=3, PARLEY_SEND_MAX_WAIT=30)
+def test_a_full_queue_refuses_at_once_and_writes_nothing_it_refused(live_db: World) -> None:
+    business = live_db.business_a
+    with counter_held(business):
+        leader = leader_in_flight(business)
+        accepted = []
+        for n in range(3):
+            accepted.append(Sender(business, make_customer(), "queued", unique("q")))
+            wait_for(lambda n=n: queued(business) == n + 1)
+        refused = [Sender(business, make_customer(), "one too many", unique("r")) for _ in range(3)]
+        for sender in refused:
+            sender.join(10)
+            assert not sender.is_alive()  # refused while the writer is still stalled: at once
+    for sender in [leader, *accepted]:
+        sender.join()
+        assert isinstance(sender.outcome, SendResult), sender.outcome
+    for sender in refused:
+        error = sender.outcome
+        assert isinstance(error, MessagingError) and error.code == "overloaded"
+        assert error.retry_after is not None and error.retry_after > 0
+    assert len(written(business, [s.client_msg_id for s in [leader, *accepted]])) == 4
+    assert written(business, [s.client_msg_id for s in refused]) == []
+
+
+@override_settings(PARLEY_SEND_MAX_WAIT=0.3)
+def test_a_send_that_waits_past_the_deadline_is_refused_not_written(live_db: World) -> None:
+    business = live_db.business_a
+    with counter_held(business):
+        leader = leader_in_flight(business)
+        late = Sender(business, make_customer(), "late", unique("late"))
+        late.join(10)
+        assert not late.is_alive()  # refused while the writer is still stalled
+    leader.join()
+    assert isinstance(leader.outcome, SendResult)
+    assert isinstance(late.outcome, MessagingError) and late.outcome.code == "overloaded"
+    assert late.outcome.retry_after is not None and late.outcome.retry_after > 0
+    assert written(business, [late.client_msg_id]) == []
+    # The client retries with the same client_msg_id once the path is free: written once.
+    with schema_context(business.schema_name):
+        retried = services.message_send_customer(
+            business=business, customer=late.customer, body="late", client_msg_id=late.client_msg_id
+        )
+    assert not retried.duplicate and len(written(business, [late.client_msg_id])) == 1
+
+
+def test_a_batch_that_fails_in_the_database_is_retried_one_request_at_a_time(live_db: World) -> None:
+    business = live_db.business_a
+    # A customer that does not exist: its contact row fails the foreign key at commit.
+    ghost = Customer(pk=10**12, phone_number="+49151000000", verified_at=timezone.now())
+    good, other = make_customer(), make_customer()
+    requests = [
+        check_customer_send(customer=good, body="fine", client_msg_id=unique("g")),
+        check_customer_send(customer=ghost, body="doomed"),
+        check_customer_send(customer=other, body="fine too", client_msg_id=unique("o")),
+    ]
+    with schema_context(business.schema_name):
+        outcomes = write_batch(business, requests)
+    first, failed, third = outcomes
+    assert isinstance(first, SendResult) and isinstance(third, SendResult)
+    assert isinstance(failed, IntegrityError)
+    assert len(written(business, [requests[0].client_msg_id, requests[2].client_msg_id])) == 2
+
+
+def test_sends_from_many_threads_stay_dense_and_ordered(live_db: World) -> None:
+    business = live_db.business_a
+    with schema_context(business.schema_name):
+        start = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    customers = [make_customer() for _ in range(12)]
+    gaps: list[Any] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        try:
+            with schema_context(business.schema_name):
+                while not stop.is_set():
+                    ids = list(Event.objects.filter(id__gt=start).order_by("id").values_list("id", flat=True))
+                    if ids != list(range(start + 1, start + 1 + len(ids))):
+                        gaps.append(ids)
+        finally:
+            connection.close()
+
+    def burst(customer: Customer) -> None:
+        try:
+            with schema_context(business.schema_name):
+                for n in range(4):
+                    services.message_send_customer(
+                        business=business, customer=customer, body=f"b{n}", client_msg_id=f"b{n}"
+                    )
+        finally:
+            connection.close()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    workers = [threading.Thread(target=burst, args=(c,)) for c in customers]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    watcher.join()
+    assert gaps == []
+    with schema_context(business.schema_name):
+        ids = list(Event.objects.filter(id__gt=start).order_by("id").values_list("id", flat=True))
+        assert ids == list(range(start + 1, start + 1 + 2 * 48))
+        # Per customer, messages got increasing event ids in the order the thread sent them.
+        for customer in customers:
+            bodies = list(
+                Message.objects.filter(author_key=f"customer:{customer.pk}")
+                .order_by("event_id")
+                .values_list("body", flat=True)
+            )
+            assert bodies == ["b0", "b1", "b2", "b3"]
+
+
+@override_settings(PARLEY_SEND_QUEUE_LIMIT=0)
+async def test_a_refused_send_reaches_the_client_with_retry_after(live_db: World) -> None:
+    """With no room in the queue every send is refused: the error frame names the send and says
+    when to try again, and nothing is written."""
+    customer = await adb(make_customer)()
+    chat_ws, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+    client_msg_id = unique("busy")
+    await chat_ws.send_json_to({"type": "send", "body": "hello?", "client_msg_id": client_msg_id})
+    error = await receive_until(chat_ws, "error")
+    assert error["code"] == "overloaded" and error["client_msg_id"] == client_msg_id
+    assert isinstance(error["retry_after"], float) and error["retry_after"] > 0
+    await chat_ws.disconnect()
+    assert await adb(written)(live_db.business_a, [client_msg_id]) == []
