@@ -474,7 +474,11 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
 
     def check_send_rate(self) -> None:
         if not self.sends.allow():
-            raise MessagingError("rate_limited", _("You are sending too fast. Please wait a moment."))
+            raise MessagingError(
+                MessagingErrorCode.RATE_LIMITED,
+                _("You are sending too fast. Please wait a moment."),
+                retry_after=round(1 / self.sends.rate, 1),
+            )
 
     async def accepted(self, result: services.SendResult) -> None:
         await self.send_json(

@@ -295,7 +295,14 @@ def run_from_sync(coroutine: Coroutine[Any, Any, None]) -> None:
             future.cancel()
             raise
         return
-    asyncio.run(coroutine)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)
+        return
+    # A loop runs in this very thread (synchronous code on top of asyncio): a thread of its own.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as runner:
+        runner.submit(asyncio.run, coroutine).result(timeout=PUBLISH_TIMEOUT_SECONDS)
 
 
 async def _publish(schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:

@@ -74,7 +74,7 @@ def _redis_take(backend: Any, key: str, rate: float, burst: int) -> Verdict:
     if _script is None:
         _script = client.register_script(_TOKEN_BUCKET)
     allowed, wait = _script(keys=[full_key], args=[rate, burst], client=client)
-    return Verdict(bool(int(allowed)), round(float(wait), 2))
+    return Verdict(bool(int(allowed)), 0.0 if int(allowed) else max(0.1, round(float(wait), 2)))
 
 
 def _window_take(cache: Any, key: str, rate: float, burst: int) -> Verdict:
@@ -89,4 +89,4 @@ def _window_take(cache: Any, key: str, rate: float, burst: int) -> Verdict:
         count = 1
     if count <= burst:
         return Verdict(True, 0.0)
-    return Verdict(False, round((slot + 1) * window - time.time(), 2))
+    return Verdict(False, max(0.1, round((slot + 1) * window - time.time(), 2)))

@@ -7,8 +7,9 @@ throughput tops out near one thread's worth. Here each call runs on one of
 `PARLEY_DB_THREADS` threads, enters its schema itself (the tenant is an argument, never
 what an earlier call left on the thread) and closes or returns its connection the way
 Channels does (`close_old_connections` before and after), so at most one connection per thread
-is open: the pool size bounds the process's database connections. With psycopg's connection
-pool configured, closing a connection returns it to the pool.
+is open: the pool size bounds the process's database connections. A thread that finds no more
+work waiting gives its connection back (with psycopg's connection pool configured, closing
+returns it to the pool), so an idle process holds none.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django_tenants.utils import schema_context
 
 _lock = threading.Lock()
@@ -46,6 +47,15 @@ def _run[T](schema_name: str, fn: Callable[..., T], kwargs: dict[str, Any]) -> T
             return fn(**kwargs)
     finally:
         close_old_connections()
+        if _idle():
+            # Nothing else waiting: give the connection back rather than hold one per thread
+            # (with psycopg's pool this returns it to the pool; without, it closes it).
+            connections.close_all()
+
+
+def _idle() -> bool:
+    pool = _executor
+    return pool is None or pool._work_queue.empty()
 
 
 async def run_in_schema[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
