@@ -8,7 +8,7 @@ PORT ?= 8000
 export PARLEY_PORT ?= $(PORT)
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: demo test lint typecheck pytest setup bench clean
+.PHONY: demo serve test lint typecheck pytest setup bench clean reliability
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON312) -m venv $(VENV)
@@ -22,6 +22,14 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) manage.py seed_demo
 	$(PY) manage.py rundemo --port $(PORT)
+
+# Production serving on this machine: DEBUG off, one ASGI process per core behind one port
+# (SO_REUSEPORT), the Redis channel layer, Procrastinate workers. Needs SECRET_KEY and REDIS_URL
+# (INSECURE_DEV_KEY=1 allows a throwaway random key for a local trial). See docs/deploy.md.
+PROCESSES ?= $(shell nproc 2>/dev/null || echo 1)
+WORKERS ?= 1
+serve: setup
+	$(PY) -m config.serve --port $(PORT) --processes $(PROCESSES) --workers $(WORKERS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -39,6 +47,15 @@ bench: setup
 	$(PY) bench/provision.py
 	$(PY) bench/billing.py
 	$(PY) bench/fanout.py
+	$(PY) bench/inbox_load.py --compare --customers 500 --agents 50 --rate 1000 --duration 60 --processes 2
+	$(PY) bench/idle_sockets.py --sockets 10000
+	$(PY) bench/tenants.py --count 1000
+
+# The reliability suite at full size (issue 10): prints check | tried | result, fails on any
+# failing or missing check. Long: minutes, plus the soak (SOAK_MINUTES, default 10).
+SOAK_MINUTES ?= 10
+reliability: $(VENV)/.installed
+	$(PY) reliability/run.py --soak-minutes $(SOAK_MINUTES) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

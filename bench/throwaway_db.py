@@ -3,7 +3,7 @@
     with throwaway_database(keep=args.keep):
         run(...)
 
-Sets Django up, creates `parley_bench_<random>` through the configured database, points the
+Sets Django up, creates `bench_<random>` through the configured database, points the
 default connection at it for the run and drops it afterwards (unless kept).
 """
 
@@ -22,7 +22,7 @@ def throwaway_database(*, keep: bool = False) -> Iterator[str]:
     django.setup()
     from django.db import connection, connections
 
-    name = f"parley_bench_{uuid.uuid4().hex[:6]}"
+    name = f"bench_{uuid.uuid4().hex[:8]}"
     configured = settings.DATABASES["default"]["NAME"]
     with connection.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')

@@ -313,14 +313,35 @@ def webhook_event_parse(*, payload: bytes, signature: str) -> dict[str, Any]:
         raise WebhookInvalid("STRIPE_WEBHOOK_SECRET is not set")
     try:
         stripe.Webhook.construct_event(payload, signature, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS)
+        data = json.loads(payload)
     except stripe.SignatureVerificationError as error:
         raise WebhookInvalid(str(error)) from error
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested deeper than the parser goes
         raise WebhookInvalid("the body is not a Stripe event") from error
-    data = json.loads(payload)
-    if not _is_event(data):
+    if not _is_event(data) or _holds_nul(data):
         raise WebhookInvalid("the body is not a Stripe event")
     return data
+
+
+# Stripe's timestamps are Unix seconds; anything outside years 1970..9999 cannot be stored.
+_LATEST_TIMESTAMP = 253_402_300_799
+
+
+def _holds_nul(data: Any) -> bool:
+    """PostgreSQL stores neither NUL in text nor \\u0000 in jsonb: such an event would fail at the
+    INSERT (a 500) instead of being refused. Walked without recursion; the parser bounds depth."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _is_event(data: Any) -> bool:
@@ -334,7 +355,10 @@ def _is_event(data: Any) -> bool:
         and 0 < len(event_id) <= 255
         and isinstance(kind, str)
         and 0 < len(kind) <= 100
-        and (created is None or (isinstance(created, int) and not isinstance(created, bool)))
+        and (
+            created is None
+            or (isinstance(created, int) and not isinstance(created, bool) and 0 <= created <= _LATEST_TIMESTAMP)
+        )
         and isinstance(body, dict)
         and isinstance(body.get("object"), dict)
     )

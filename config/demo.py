@@ -9,7 +9,9 @@ from __future__ import annotations
 from django.db import transaction
 
 from billing import demo as billing_demo
+from customers import demo as customers_demo
 from messaging import demo as messaging_demo
+from notifications import demo as notifications_demo
 from tenancy.demo import DemoWorld, seed_foundation
 from verification import demo as verification_demo
 
@@ -21,4 +23,6 @@ def demo_seed() -> DemoWorld:
         verification_demo.seed(world)
         messaging_demo.seed(world)
         billing_demo.seed(world)
+        notifications_demo.seed(world)
+        customers_demo.seed(world)  # after messaging: the privacy centre needs conversations
     return world

@@ -6,14 +6,16 @@ REDIS_URL, STRIPE_* and PARLEY_SMS_BACKEND.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import django_stubs_ext
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 from django.utils.translation import gettext_lazy as _
 
-from config.database import database_settings, embedded_database_url
+from config.database import database_settings, embedded_database_url, pool_options
 
 # Lets admin and other generic classes be subscripted at run time, as the type stubs expect.
 django_stubs_ext.monkeypatch()
@@ -21,26 +23,50 @@ django_stubs_ext.monkeypatch()
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=True)
+
+# The development key is public (it is in this file), so only DEBUG may fall back to it:
+# sessions, password-reset links and the one-time-code and SMS keys derived below would all be
+# forgeable by anyone who has read the source. Production refuses to start instead.
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-key-change-me-in-production-0123456789"
+MIN_SECRET_KEY_LENGTH = 50  # what `check --deploy` (security.W009) asks for
 
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-key-change-me-in-production-0123456789")
-# Keyed hashes of one-time codes use their own key, so rotating SECRET_KEY (sessions) does
-# not invalidate codes in flight and a leak of one does not reveal the other.
-OTP_HASH_KEY = os.environ.get("PARLEY_OTP_HASH_KEY", SECRET_KEY + ":otp")
+def production_secret(name: str, value: str) -> str:
+    """A key that must be real when DEBUG is off: set, not the public development key, long."""
+    if not value:
+        raise ImproperlyConfigured(
+            f"{name} is not set. With DEBUG=0 Parley refuses to start on the public development key: "
+            f"set {name} to a random string of at least {MIN_SECRET_KEY_LENGTH} characters, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(64))'"
+        )
+    if value == DEVELOPMENT_SECRET_KEY or value.startswith("django-insecure-") or len(value) < MIN_SECRET_KEY_LENGTH:
+        raise ImproperlyConfigured(
+            f"{name} is the public development key or shorter than {MIN_SECRET_KEY_LENGTH} characters; "
+            "production needs a random key of its own."
+        )
+    return value
 
-PARLEY_DOMAIN = os.environ.get("PARLEY_DOMAIN", "parley.localhost")
-PARLEY_PORT = os.environ.get("PARLEY_PORT", "8000")
-PARLEY_SCHEME = os.environ.get("PARLEY_SCHEME", "http")
+
+if DEBUG:
+    SECRET_KEY = env.str("SECRET_KEY", default="") or DEVELOPMENT_SECRET_KEY
+else:
+    SECRET_KEY = production_secret("SECRET_KEY", env.str("SECRET_KEY", default=""))
+# Keyed hashes of one-time codes (and the seal on queued SMS) use their own key, so rotating
+# SECRET_KEY (sessions) does not invalidate codes in flight and a leak of one does not reveal
+# the other. Derived from SECRET_KEY unless set, which is safe only because production's
+# SECRET_KEY is checked above.
+OTP_HASH_KEY = env.str("PARLEY_OTP_HASH_KEY", default="") or SECRET_KEY + ":otp"
+
+PARLEY_DOMAIN = env.str("PARLEY_DOMAIN", default="parley.localhost")
+PARLEY_PORT = env.str("PARLEY_PORT", default="8000")
+PARLEY_SCHEME = env.str("PARLEY_SCHEME", default="http")
 # Where a business's pages live: <slug>.<PARLEY_DOMAIN>. Used to build absolute URLs.
-PARLEY_PUBLIC_URL = os.environ.get(
+PARLEY_PUBLIC_URL = env.str(
     "PARLEY_PUBLIC_URL",
-    f"{PARLEY_SCHEME}://{PARLEY_DOMAIN}" + (f":{PARLEY_PORT}" if PARLEY_PORT not in {"80", "443", ""} else ""),
+    default=f"{PARLEY_SCHEME}://{PARLEY_DOMAIN}" + (f":{PARLEY_PORT}" if PARLEY_PORT not in {"80", "443", ""} else ""),
 )
 
 ALLOWED_HOSTS = [f".{PARLEY_DOMAIN}", PARLEY_DOMAIN, "localhost", "127.0.0.1", "testserver"]
@@ -53,9 +79,49 @@ CSRF_TRUSTED_ORIGINS = [
 # One login across the public site and every business subdomain.
 SESSION_COOKIE_DOMAIN = f".{PARLEY_DOMAIN}"
 CSRF_COOKIE_DOMAIN = f".{PARLEY_DOMAIN}"
-SESSION_COOKIE_SECURE = PARLEY_SCHEME == "https"
-CSRF_COOKIE_SECURE = PARLEY_SCHEME == "https"
 SESSION_COOKIE_SAMESITE = "Lax"
+
+# --- HTTPS -----------------------------------------------------------------------------------
+# Served over https (PARLEY_SCHEME=https) the secure switches default on; each can be turned
+# off by its own variable (e.g. while a TLS certificate is being set up).
+HTTPS = PARLEY_SCHEME == "https"
+SESSION_COOKIE_SECURE = env.bool("PARLEY_SECURE_COOKIES", default=HTTPS)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env.bool("PARLEY_SSL_REDIRECT", default=HTTPS)
+# Every business lives on a subdomain of PARLEY_DOMAIN, so HSTS covers them all.
+SECURE_HSTS_SECONDS = env.int("PARLEY_HSTS_SECONDS", default=31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("PARLEY_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("PARLEY_HSTS_PRELOAD", default=HTTPS)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients).
+if env.bool("PARLEY_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy on every response (Django's middleware). Scripts and styles come
+# from our own static files; the few inline <style> blocks carry the per-request nonce; no
+# inline script, no style attributes, no eval. PARLEY_CSP=report-only sends it as
+# Content-Security-Policy-Report-Only, PARLEY_CSP=off not at all.
+_PARLEY_HOSTS = [f"{PARLEY_SCHEME}://{PARLEY_DOMAIN}:*", f"{PARLEY_SCHEME}://*.{PARLEY_DOMAIN}:*"]
+PARLEY_CSP_POLICY = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    # Forms post to this host or, e.g. log out, to the public host; Checkout is a redirect.
+    "form-action": [CSP.SELF, *_PARLEY_HOSTS, "https://checkout.stripe.com", "https://billing.stripe.com"],
+}
+PARLEY_CSP = env.str("PARLEY_CSP", default="enforce")
+if PARLEY_CSP not in {"enforce", "report-only", "off"}:
+    raise ImproperlyConfigured("PARLEY_CSP must be one of enforce, report-only, off.")
+SECURE_CSP = PARLEY_CSP_POLICY if PARLEY_CSP == "enforce" else {}
+SECURE_CSP_REPORT_ONLY = PARLEY_CSP_POLICY if PARLEY_CSP == "report-only" else {}
 
 SHARED_APPS = [
     "django_tenants",
@@ -66,6 +132,7 @@ SHARED_APPS = [
     "customers",
     "directory",
     "billing",
+    "template_reviews",
     "config",  # composes the apps: seed_demo, rundemo
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -80,12 +147,14 @@ SHARED_APPS = [
     "allauth.mfa",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our own static files (no CDN)
     "procrastinate.contrib.django",
     "channels",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
     "messaging",
+    "notifications",
 ]
 INSTALLED_APPS = ["daphne"] + SHARED_APPS + [a for a in TENANT_APPS if a not in SHARED_APPS]
 
@@ -104,13 +173,14 @@ TENANT_LIMIT_SET_CALLS = True
 # Group commit of sends (messaging.group_commit): at most this many requests queued per business
 # and process, written at most this many per transaction; a send that would wait longer than
 # PARLEY_SEND_MAX_WAIT seconds is refused at once with `overloaded` and `retry_after`.
-PARLEY_SEND_QUEUE_LIMIT = int(os.environ.get("PARLEY_SEND_QUEUE_LIMIT", "2000"))
-PARLEY_SEND_BATCH_MAX = int(os.environ.get("PARLEY_SEND_BATCH_MAX", "256"))
-PARLEY_SEND_MAX_WAIT = float(os.environ.get("PARLEY_SEND_MAX_WAIT", "0.5"))
+PARLEY_SEND_QUEUE_LIMIT = env.int("PARLEY_SEND_QUEUE_LIMIT", default=2000)
+PARLEY_SEND_BATCH_MAX = env.int("PARLEY_SEND_BATCH_MAX", default=256)
+PARLEY_SEND_MAX_WAIT = env.float("PARLEY_SEND_MAX_WAIT", default=0.5)
 
 MIDDLEWARE = [
     "tenancy.middleware.BusinessHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -131,6 +201,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.csp",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tenancy.context_processors.parley",
@@ -146,13 +217,25 @@ ASGI_APPLICATION = "config.asgi.application"
 # --- database ---------------------------------------------------------------------------
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR as root
-    DATABASE_URL = os.environ.get("DATABASE_URL") or embedded_database_url()
-DATABASES = {"default": database_settings(DATABASE_URL)}
+    DATABASE_URL = env.str("DATABASE_URL", default="") or embedded_database_url()
+# Connections per process (Daphne, each worker): see config/database.py and the README's
+# "Database connections" for the sizing rule. PARLEY_DB_POOL=0 turns pooling off (one
+# connection per request and per sync_to_async call, closed afterwards).
+DATABASE_POOL = (
+    pool_options(
+        min_size=env.int("PARLEY_DB_POOL_MIN_SIZE", default=2),
+        max_size=env.int("PARLEY_DB_POOL_MAX_SIZE", default=10),
+        timeout=env.float("PARLEY_DB_POOL_TIMEOUT", default=20.0),
+    )
+    if env.bool("PARLEY_DB_POOL", default=True)
+    else None
+)
+DATABASES = {"default": database_settings(DATABASE_URL, pool=DATABASE_POOL)}
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- redis, cache, channels --------------------------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = env.str("REDIS_URL", default="")
 # Cache keys are never prefixed implicitly by the current schema: code that caches tenant data
 # puts the schema in the key itself (DESIGN: every path carries the tenant explicitly).
 if REDIS_URL:
@@ -166,7 +249,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             # A prefix per deployment (or per test run) keeps pub/sub channels apart on one Redis.
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("PARLEY_CHANNEL_PREFIX", "parley")},
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("PARLEY_CHANNEL_PREFIX", default="parley")},
         }
     }
 else:
@@ -212,7 +295,7 @@ STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / ".staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
-MEDIA_ROOT = Path(os.environ.get("PARLEY_MEDIA_ROOT", BASE_DIR / ".media"))
+MEDIA_ROOT = Path(env.str("PARLEY_MEDIA_ROOT", default=str(BASE_DIR / ".media")))
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 
@@ -224,27 +307,49 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Parley API",
-    "DESCRIPTION": "Send template notifications and read message statuses.",
+    "DESCRIPTION": (
+        "Send template notifications and read message statuses from your own systems. "
+        "Authenticate with `Authorization: Bearer <key>` (create keys on your dashboard's API page). "
+        "Every POST accepts an `Idempotency-Key` header: the same key gets the same answer for 24 hours. "
+        "Errors are `application/problem+json` with a stable `code`."
+    ),
     "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+
+# Outgoing webhooks may not call private or loopback addresses (SSRF) unless this allows it
+# (development and tests, whose receivers run on 127.0.0.1).
+PARLEY_WEBHOOKS_ALLOW_PRIVATE = env.bool("PARLEY_WEBHOOKS_ALLOW_PRIVATE", default=False)
 
 # --- background jobs ------------------------------------------------------------------------
 PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "jobs"
 
 # --- external systems -----------------------------------------------------------------------
-PARLEY_SMS_BACKEND = os.environ.get("PARLEY_SMS_BACKEND", "outbox")
-TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
-TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
-TWILIO_FROM_NUMBER = os.environ.get("TWILIO_FROM_NUMBER", "")
-TWILIO_API_BASE = os.environ.get("TWILIO_API_BASE", "https://api.twilio.com")
-STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
-STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
-STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")  # tests point the SDK at a local server
-STRIPE_TIMEOUT_SECONDS = float(os.environ.get("STRIPE_TIMEOUT_SECONDS", "20"))
-STRIPE_NETWORK_RETRIES = int(os.environ.get("STRIPE_NETWORK_RETRIES", "2"))  # the SDK's own quick retries
+PARLEY_SMS_BACKEND = env.str("PARLEY_SMS_BACKEND", default="outbox")
+# Countries (ISO 3166 alpha-2) whose mobile numbers may be texted a one-time code: the markets
+# Parley serves. Anything else is refused before a code is made (SMS pumping, issue 10).
+PARLEY_SMS_COUNTRIES = frozenset(
+    code.strip().upper()
+    for code in env.list(
+        "PARLEY_SMS_COUNTRIES",
+        default=["DE", "AT", "CH", "LI", "LU", "NL", "BE", "FR", "IT", "ES", "PL", "DK", "GB", "IE", "US", "CA"],
+    )
+)
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+TWILIO_API_BASE = env.str("TWILIO_API_BASE", default="https://api.twilio.com")
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # tests point the SDK at a local server
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=20)
+STRIPE_NETWORK_RETRIES = env.int("STRIPE_NETWORK_RETRIES", default=2)  # the SDK's own quick retries
 # Backoff of the jobs that report usage to Stripe: base * 2^attempt seconds, capped; they never give up.
-BILLING_RETRY_BASE_SECONDS = float(os.environ.get("BILLING_RETRY_BASE_SECONDS", "5"))
-BILLING_RETRY_MAX_SECONDS = float(os.environ.get("BILLING_RETRY_MAX_SECONDS", "3600"))
+BILLING_RETRY_BASE_SECONDS = env.float("BILLING_RETRY_BASE_SECONDS", default=5)
+BILLING_RETRY_MAX_SECONDS = env.float("BILLING_RETRY_MAX_SECONDS", default=3600)
 
 LOGGING = {
     "version": 1,
@@ -283,8 +388,8 @@ MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Parley"
 
 # Development stores mails for /dev/mailbox/ (accounts.mailbox); production sets EMAIL_BACKEND.
-EMAIL_BACKEND = os.environ.get(
+EMAIL_BACKEND = env.str(
     "EMAIL_BACKEND",
-    "accounts.mailbox.MailboxBackend" if DEBUG else "django.core.mail.backends.console.EmailBackend",
+    default="accounts.mailbox.MailboxBackend" if DEBUG else "django.core.mail.backends.console.EmailBackend",
 )
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Parley <no-reply@parley.localhost>")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Parley <no-reply@parley.localhost>")

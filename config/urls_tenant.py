@@ -14,8 +14,11 @@ urlpatterns = [
     path("team/", account_views.team, name="team"),
     path("team/<int:membership_id>/remove/", account_views.seat_remove_view, name="seat_remove"),
     path("", include("messaging.urls")),
+    path("", include("notifications.urls")),
+    path("api/v1/", include("messaging.api.urls")),
     path("", include("verification.urls")),
     path("", include("billing.urls")),
+    path("", include("customers.urls_tenant")),
     # allauth is mounted on every host so the MFA pages and logout work where the user is.
     path("accounts/profile/", account_views.profile, name="account_profile"),
     path("accounts/", include("allauth.urls")),

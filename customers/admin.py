@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import Count, Max, Q, QuerySet
 from django.http import HttpRequest
-from django.urls import reverse
+from django.shortcuts import redirect
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from customers.models import Block, BusinessContact, MarketingMute, Report, ReportedBusiness
+from customers.models import (
+    Block,
+    BusinessContact,
+    BusinessConversations,
+    ConsentRecord,
+    MarketingMute,
+    PrivacyRequest,
+    Report,
+    ReportedBusiness,
+)
+from customers.staff_access import staff_conversation_view, staff_conversations_view
 from tenancy.models import PUBLIC_SCHEMA
 
 
@@ -99,3 +112,83 @@ class BusinessContactAdmin(admin.ModelAdmin[BusinessContact]):
     list_display = ["business", "customer", "first_contact_at", "last_contact_at"]
     search_fields = ["business__slug", "customer__phone_number"]
     list_select_related = ["business", "customer"]
+
+
+@admin.register(ConsentRecord)
+class ConsentRecordAdmin(admin.ModelAdmin[ConsentRecord]):
+    list_display = ["created_at", "business", "customer", "category", "granted", "source"]
+    list_filter = ["category", "granted", "source"]
+    search_fields = ["business__slug", "customer__phone_number"]
+    list_select_related = ["business", "customer"]
+    readonly_fields = ["created_at", "business", "customer", "category", "granted", "source"]
+
+    # The ledger is the businesses' proof: nobody adds, edits or deletes rows by hand.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ConsentRecord | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ConsentRecord | None = None) -> bool:
+        return False
+
+
+@admin.register(PrivacyRequest)
+class PrivacyRequestAdmin(admin.ModelAdmin[PrivacyRequest]):
+    list_display = ["created_at", "kind", "requested_by", "business", "status", "progress", "finished_at"]
+    list_filter = ["kind", "status", "requested_by"]
+    readonly_fields = [f.name for f in PrivacyRequest._meta.fields] + ["schemas", "done_schemas"]
+
+    @admin.display(description=_("progress"))
+    def progress(self, obj: PrivacyRequest) -> str:
+        return f"{len(obj.done_schemas)}/{len(obj.schemas)}"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: PrivacyRequest | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: PrivacyRequest | None = None) -> bool:
+        return False
+
+
+@admin.register(BusinessConversations)
+class BusinessConversationsAdmin(admin.ModelAdmin[BusinessConversations]):
+    """Businesses with their retention policy; opening one lists its conversations, and that
+    look (like opening a conversation) is written to the audit log the owner sees."""
+
+    list_display = ["display_name", "slug", "retention", "status"]
+    search_fields = ["display_name", "slug"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BusinessConversations]:
+        return super().get_queryset(request).exclude(schema_name=PUBLIC_SCHEMA)
+
+    @admin.display(description=_("keeps resolved conversations"), ordering="conversation_retention_days")
+    def retention(self, obj: BusinessConversations) -> str:
+        return ngettext("%(n)d day", "%(n)d days", obj.conversation_retention_days) % {
+            "n": obj.conversation_retention_days
+        }
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<int:business_id>/conversations/", view(staff_conversations_view), name="privacy_staff_conversations"
+            ),
+            path(
+                "<int:business_id>/conversations/<int:conversation_id>/",
+                view(staff_conversation_view),
+                name="privacy_staff_conversation",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        return redirect("admin:privacy_staff_conversations", business_id=object_id)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: BusinessConversations | None = None) -> bool:
+        return False

@@ -2,11 +2,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import QuerySet
 from django.http import Http404
+from psycopg import sql
 
 from accounts.models import Customer
-from customers.models import Block, BusinessContact, MarketingMute
+from customers.models import Block, BusinessContact, ConsentRecord, MarketingMute, PrivacyRequest
+from directory.models import CustomerThread
 from tenancy.models import PUBLIC_SCHEMA, Business
 
 
@@ -67,3 +73,127 @@ def business_for_customer(*, business_id: int) -> Business:
     if business is None:
         raise Http404
     return business
+
+
+# --- consent ----------------------------------------------------------------------------------
+
+
+def consent_latest(*, customer_id: int, business_id: int, category: str) -> ConsentRecord | None:
+    return (
+        ConsentRecord.objects.filter(customer_id=customer_id, business_id=business_id, category=category)
+        .order_by("-id")
+        .first()
+    )
+
+
+def consent_allows_send(*, customer_id: int, business_id: int, category: str) -> bool:
+    """May this business send a message of `category` to this customer? The send path asks.
+
+    Marketing: not if the customer muted the business or their latest marketing choice in the
+    consent ledger is an opt-out. Utility: not after a utility opt-out. Other categories
+    (service replies, authentication codes) are not subject to consent.
+    """
+    if category == ConsentRecord.Category.MARKETING:
+        if customer_has_muted_marketing(customer_id=customer_id, business_id=business_id):
+            return False
+    elif category != ConsentRecord.Category.UTILITY:
+        return True
+    latest = consent_latest(customer_id=customer_id, business_id=business_id, category=category)
+    return latest is None or latest.granted
+
+
+def consent_ledger_for_business(*, business_id: int) -> QuerySet[ConsentRecord]:
+    """Every consent record one business holds, oldest first: its proof of consent."""
+    return ConsentRecord.objects.filter(business_id=business_id).select_related("customer").order_by("created_at", "id")
+
+
+# --- the privacy centre -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrivacyRow:
+    """What one business holds about the signed-in customer, from the public index only."""
+
+    business: Business
+    since: datetime | None
+    last_contact: datetime | None
+    messages: int
+    blocked: bool
+    muted: bool
+    marketing: ConsentRecord | None
+    utility: ConsentRecord | None
+
+
+def message_counts(*, customer_id: int, schema_names: list[str]) -> dict[str, int]:
+    """How many messages each business schema holds between it and this customer (internal
+    notes excluded): counts only, one query over all the schemas, no text leaves them."""
+    if not schema_names:
+        return {}
+    part = sql.SQL(
+        "SELECT {name}, count(m.id) FROM {schema}.messaging_message m "
+        "JOIN {schema}.messaging_conversation c ON c.id = m.conversation_id "
+        "JOIN {schema}.messaging_contact k ON k.id = c.contact_id "
+        "WHERE k.customer_id = %s AND m.direction <> 'internal'"
+    )
+    query = sql.SQL(" UNION ALL ").join(
+        part.format(name=sql.Literal(name), schema=sql.Identifier(name)) for name in schema_names
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(query, [customer_id] * len(schema_names))
+        return {name: int(count) for name, count in cursor.fetchall()}
+
+
+def customer_privacy_rows(*, customer: Customer) -> list[PrivacyRow]:
+    """Every business that holds data about this customer: those that were in touch (the public
+    index) plus any the customer blocked, muted or gave consent to. No business schema is read."""
+    contacts = {c.business_id: c for c in BusinessContact.objects.filter(customer=customer)}
+    threads = {t.business_id: t for t in CustomerThread.objects.filter(customer=customer)}
+    blocked = set(Block.objects.filter(customer=customer).values_list("business_id", flat=True))
+    muted = set(MarketingMute.objects.filter(customer=customer).values_list("business_id", flat=True))
+    latest: dict[tuple[int, str], ConsentRecord] = {}
+    for record in ConsentRecord.objects.filter(customer=customer).order_by("id"):
+        latest[(record.business_id, record.category)] = record
+    ids = set(contacts) | set(threads) | blocked | muted | {business_id for business_id, _ in latest}
+    businesses = Business.objects.exclude(schema_name=PUBLIC_SCHEMA).in_bulk(ids)
+    counts = message_counts(customer_id=customer.pk, schema_names=[b.schema_name for b in businesses.values()])
+    rows = []
+    for business_id, business in businesses.items():
+        contact = contacts.get(business_id)
+        thread = threads.get(business_id)
+        rows.append(
+            PrivacyRow(
+                business=business,
+                since=contact.first_contact_at if contact else None,
+                last_contact=contact.last_contact_at if contact else (thread.last_activity_at if thread else None),
+                messages=counts.get(business.schema_name, 0),
+                blocked=business_id in blocked,
+                muted=business_id in muted,
+                marketing=latest.get((business_id, ConsentRecord.Category.MARKETING)),
+                utility=latest.get((business_id, ConsentRecord.Category.UTILITY)),
+            )
+        )
+    rows.sort(key=lambda row: (row.last_contact is None, -(row.last_contact.timestamp() if row.last_contact else 0)))
+    return rows
+
+
+def privacy_requests_for_customer(*, customer: Customer) -> QuerySet[PrivacyRequest]:
+    return PrivacyRequest.objects.filter(customer=customer, requested_by=PrivacyRequest.Requester.CUSTOMER)
+
+
+def privacy_request_for_customer(*, customer: Customer, request_id: str) -> PrivacyRequest:
+    """One of this customer's own requests; any other id (or not an id at all) is a 404."""
+    try:
+        return PrivacyRequest.objects.get(
+            pk=request_id, customer=customer, requested_by=PrivacyRequest.Requester.CUSTOMER
+        )
+    except (PrivacyRequest.DoesNotExist, ValueError, ValidationError):
+        raise Http404 from None
+
+
+def privacy_request_for_business(*, business: Business, request_id: str) -> PrivacyRequest:
+    try:
+        return PrivacyRequest.objects.get(
+            pk=request_id, business=business, requested_by=PrivacyRequest.Requester.BUSINESS
+        )
+    except (PrivacyRequest.DoesNotExist, ValueError, ValidationError):
+        raise Http404 from None

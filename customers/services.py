@@ -8,6 +8,7 @@ customer's privacy page at /me/.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,10 +17,11 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from procrastinate.contrib.django import app as procrastinate_app
 
 from accounts.models import Customer
 from audit.services import audit_record
-from customers.models import Block, BusinessContact, MarketingMute, Report
+from customers.models import Block, BusinessContact, ConsentRecord, MarketingMute, Report
 from tenancy.models import Business
 from verification.models import PhoneChallenge
 from verification.otp import otp_check, otp_send
@@ -122,12 +124,73 @@ def customer_unblock(*, customer: Customer, business: Business) -> None:
     _choice_remove(Block, "customer.unblocked", customer, business)
 
 
-def customer_mute_marketing(*, customer: Customer, business: Business) -> None:
-    _choice_add(MarketingMute, "customer.marketing_muted", customer, business)
+def customer_mute_marketing(*, customer: Customer, business: Business, source: str = ConsentRecord.Source.ME) -> None:
+    """Mute a business's marketing; the consent ledger records the opt-out and where it came from."""
+    consent_record(
+        customer=customer, business=business, category=ConsentRecord.Category.MARKETING, granted=False, source=source
+    )
 
 
-def customer_unmute_marketing(*, customer: Customer, business: Business) -> None:
-    _choice_remove(MarketingMute, "customer.marketing_unmuted", customer, business)
+def customer_unmute_marketing(*, customer: Customer, business: Business, source: str = ConsentRecord.Source.ME) -> None:
+    consent_record(
+        customer=customer, business=business, category=ConsentRecord.Category.MARKETING, granted=True, source=source
+    )
+
+
+def consent_record(*, customer: Customer, business: Business, category: str, granted: bool, source: str) -> None:
+    """Append one opt-in or opt-out to the consent ledger (the business's proof of consent).
+
+    For marketing the customer's mute follows the ledger, so every existing check of the mute
+    (the /me/ page, the send path) agrees with it, and the mute's change is audited as before.
+    The ledger itself is append-only evidence, so it needs no audit entry of its own. A repeat
+    of the current choice adds no row.
+    """
+    if category not in ConsentRecord.Category.values:
+        raise ValidationError({"category": _("Unknown message category.")})
+    if source not in ConsentRecord.Source.values:
+        raise ValidationError({"source": _("Unknown consent source.")})
+    with transaction.atomic():
+        # One customer's choices are written one at a time, so "latest" is well defined.
+        Customer.objects.select_for_update().filter(pk=customer.pk).first()
+        latest = (
+            ConsentRecord.objects.filter(customer=customer, business=business, category=category)
+            .order_by("-id")
+            .values_list("granted", flat=True)
+            .first()
+        )
+        if latest != granted:
+            ConsentRecord.objects.create(
+                customer=customer, business=business, category=category, granted=granted, source=source
+            )
+        if category == ConsentRecord.Category.MARKETING:
+            if granted:
+                _choice_remove(MarketingMute, "customer.marketing_unmuted", customer, business)
+            else:
+                _choice_add(MarketingMute, "customer.marketing_muted", customer, business)
+
+
+# Replies that mean "no more marketing from this business" (English, Norwegian/Danish, German).
+STOP_KEYWORDS = frozenset({"STOP", "STOPP", "ABMELDEN"})
+STOP_CONFIRMATION_TASK = "privacy.stop_confirmation"
+
+
+def consent_handle_keyword(*, business: Business, customer: Customer, body: str) -> bool:
+    """Called by the customer send path with the text of each message the customer sent.
+
+    A reply of STOP, STOPP or ABMELDEN (any case, surrounding spaces and a final full stop or
+    exclamation mark ignored) mutes the business's marketing and queues a confirmation message
+    to the customer, both in one transaction. Returns whether it did.
+    """
+    word = body.strip().rstrip(".!").strip().upper()
+    if word not in STOP_KEYWORDS:
+        return False
+    with transaction.atomic():
+        customer_mute_marketing(customer=customer, business=business, source=ConsentRecord.Source.STOP)
+        # By task name (customers/jobs.py calls these services, so they do not import it back).
+        procrastinate_app.configure_task(STOP_CONFIRMATION_TASK, allow_unknown=False).defer(
+            schema_name=business.schema_name, customer_id=customer.pk, client_msg_id=f"stop:{uuid.uuid4().hex}"
+        )
+    return True
 
 
 def customer_report(*, customer: Customer, business: Business, reason: str, details: str, block: bool) -> Report:

@@ -40,4 +40,6 @@ def customer_from_session(session: Any) -> Customer | None:
     customer_id = customer_id_from_session(session)
     if customer_id is None:
         return None
-    return Customer.objects.filter(pk=customer_id).first()
+    # An account being deleted has its number replaced at once ("erased:<id>"): every session
+    # of it stops working from that moment, before the erasure jobs have run.
+    return Customer.objects.filter(pk=customer_id).exclude(phone_number__startswith="erased:").first()

@@ -22,6 +22,8 @@ class MessagingErrorCode(StrEnum):
     BLOCKED = "blocked"
     SUSPENDED = "suspended"
     PAYMENT_REQUIRED = "payment_required"
+    # privacy (issue 14): the customer opted out of this category (marketing muted, STOP, /me/).
+    OPTED_OUT = "opted_out"
     # The send path is saturated: nothing was written; retry after `retry_after` seconds.
     OVERLOADED = "overloaded"
     SERVER_ERROR = "server_error"

@@ -217,7 +217,7 @@ gatherer = SendGatherer()
 def send_message(*, business: Business, request: SendRequest) -> SendResult:
     """Write one checked send: gathered with concurrent sends to the same business, or on its
     own inside a caller's transaction (whose commit is the caller's, so it cannot be shared)."""
-    if connection.in_atomic_block or not getattr(settings, "PARLEY_SEND_GROUP_COMMIT", True):
+    if connection.in_atomic_block:
         outcome = do_send_messages(business=business, requests=[request])[0]
         if isinstance(outcome, MessagingError):
             raise outcome

@@ -19,6 +19,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer, Membership, User
+from customers.selectors import consent_allows_send
+from customers.services import consent_handle_keyword
 from directory.services import customer_thread_touch
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
@@ -142,7 +144,11 @@ def _announce_conversation(business: Business, conversation: Conversation) -> No
 def message_send_customer(*, business: Business, customer: Customer, body: Any, client_msg_id: Any = "") -> SendResult:
     """A customer writes to the business: opens or extends the 24-hour service window."""
     request = check_customer_send(customer=customer, body=body, client_msg_id=client_msg_id)
-    return send_message(business=business, request=request)
+    result = send_message(business=business, request=request)
+    # privacy (issue 14): a STOP / STOPP / ABMELDEN reply mutes marketing and queues a confirmation.
+    if not result.duplicate:
+        consent_handle_keyword(business=business, customer=customer, body=request.body)
+    return result
 
 
 def message_send_agent(
@@ -175,6 +181,9 @@ def message_send_template(
 ) -> SendResult:
     """A business-initiated message (an approved template, e.g. a flight change): allowed outside
     the service window, refused for a blocked customer, a suspended business or unpaid bills."""
+    # privacy (issue 14): the consent ledger (and the marketing mute) decide before anything is billed.
+    if not consent_allows_send(customer_id=customer.pk, business_id=business.pk, category=category):
+        raise MessagingError(MessagingErrorCode.OPTED_OUT, _("This customer has opted out of these messages."))
     request = check_template_send(
         customer=customer,
         template_name=template_name,

@@ -7,8 +7,6 @@ urlpatterns = [
     path("inbox/api/conversations/", views.inbox_conversations, name="inbox_conversations"),
     path("inbox/api/conversations/<int:conversation_id>/messages/", views.inbox_messages, name="inbox_messages"),
     path("contacts/", views.contacts, name="contacts"),
-    path("templates/", views.templates, name="templates"),
-    path("developers/", views.developers, name="developers"),
     path("chat/", views.chat, name="chat"),
     path("chat/messages/", views.chat_messages, name="chat_messages"),
 ]

@@ -144,16 +144,6 @@ def contacts(request: HttpRequest) -> HttpResponse:
     return render(request, "messaging/contacts.html", {"section": "contacts", "contacts": rows, "query": query})
 
 
-@member_required(manage=True)
-def templates(request: HttpRequest) -> HttpResponse:
-    return render_empty_section(request, "templates")
-
-
-@member_required(manage=True)
-def developers(request: HttpRequest) -> HttpResponse:
-    return render_empty_section(request, "api")
-
-
 def chat(request: HttpRequest) -> HttpResponse:
     """The business's public chat page for customers."""
     business: Any = request.tenant  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ class MembershipInline(admin.TabularInline[Membership, Business]):
 
 @admin.register(Business)
 class BusinessAdmin(admin.ModelAdmin[Business]):
-    list_display = ["display_name", "slug", "status", "created_at"]
+    list_display = ["display_name", "slug", "status", "conversation_retention_days", "created_at"]
     list_filter = ["status", "created_at"]
     search_fields = ["name", "display_name", "slug", "domains__domain"]
     readonly_fields = ["schema_name", "slug", "created_at", "updated_at"]

@@ -5,11 +5,14 @@ from pathlib import PurePath
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from django_tenants.models import DomainMixin, TenantMixin
 
 PUBLIC_SCHEMA = "public"
+DEFAULT_RETENTION_DAYS = 730  # two years
+MIN_RETENTION_DAYS = 30
 
 
 def business_logo_path(instance: Any, filename: str) -> str:
@@ -68,6 +71,14 @@ class Business(TenantMixin):
     # badge-application actions, which audit and notify.
     badge_status = models.CharField(
         _("badge"), max_length=16, choices=BadgeStatus.choices, default=BadgeStatus.NONE, editable=False
+    )
+
+    # Privacy (issue 14): resolved conversations older than this are deleted by a daily job.
+    conversation_retention_days = models.PositiveIntegerField(
+        _("keep resolved conversations (days)"),
+        default=DEFAULT_RETENTION_DAYS,
+        validators=[MinValueValidator(MIN_RETENTION_DAYS)],
+        help_text=_("How long a resolved conversation is kept before it is deleted. At least 30 days."),
     )
 
     # Provisioning creates the schema explicitly (cloned from a template), never on save().

@@ -41,7 +41,7 @@ SECTIONS = [
         "templates",
         _("Templates"),
         True,
-        _("Not available yet: approved message templates, to write to customers outside the 24-hour window."),
+        _("Approved message templates, to write to customers outside the 24-hour window."),
     ),
     Section(
         "verification",
@@ -65,11 +65,18 @@ SECTIONS = [
         _("Give agents a seat so they can answer customers from the shared inbox."),
     ),
     Section(
+        "privacy",
+        "privacy",
+        _("Privacy"),
+        True,
+        _("How long conversations are kept, your customers' consents, data exports and staff access."),
+    ),
+    Section(
         "api",
         "developers",
         _("API"),
         True,
-        _("Not available yet: an API to send notifications such as flight times from your own systems."),
+        _("An API to send notifications such as flight times from your own systems."),
     ),
 ]
 SECTIONS_BY_KEY = {section.key: section for section in SECTIONS}

@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from tenancy.models import Business
-from verification.phone import DEFAULT_REGION, REGION_CHOICES, normalise_phone
+from verification.phone import DEFAULT_REGION, REGION_CHOICES, normalise_phone, sms_destination_check
 
 LOGO_MAX_BYTES = 1024 * 1024
 # Raster formats only, recognised by their first 12 bytes: an SVG could carry script. WebP is
@@ -38,7 +38,7 @@ class PhoneForm(forms.Form):
         label=_("Phone number"),
         max_length=40,
         widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel", "inputmode": "tel"}),
-        help_text=_("For example 030 1234567 or +49 30 1234567."),
+        help_text=_("A mobile number, for example 0151 23456789 or +49 151 23456789."),
     )
 
     def clean(self) -> dict[str, Any]:
@@ -46,6 +46,8 @@ class PhoneForm(forms.Form):
         if "phone" in data:
             try:
                 data["e164"] = normalise_phone(data["phone"], data.get("region") or DEFAULT_REGION)
+                # Every use of this form texts a code to the number.
+                sms_destination_check(data["e164"])
             except ValidationError as error:
                 self.add_error("phone", error)
         return data

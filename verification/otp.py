@@ -26,7 +26,7 @@ from django.utils.translation import gettext_lazy as _
 
 from verification.jobs import seal, send_sms
 from verification.models import PhoneChallenge
-from verification.phone import phone_masked
+from verification.phone import phone_masked, sms_destination_check
 
 logger = logging.getLogger("parley.verification")
 
@@ -107,6 +107,8 @@ def otp_send(
     `message` is the SMS text with a `{code}` placeholder. Raises OtpRateLimited when the number
     or the address has had too many codes in the last hour.
     """
+    # The forms check this first, with a field error; here it guards every other caller.
+    sms_destination_check(phone_number)
     now = timezone.now()
     since = now - RATE_WINDOW
     ip_address = rate_limit_address(ip_address)

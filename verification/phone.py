@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import phonenumbers
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
+from phonenumbers import geocoder
 
 DEFAULT_REGION = "DE"  # the first market; the forms let people pick another country
 
@@ -57,6 +60,40 @@ def normalise_phone(raw: str, region: str | None = DEFAULT_REGION) -> str:
     if not phonenumbers.is_valid_number(number):
         raise ValidationError(_("This is not a valid phone number. Please check it."), code="invalid")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# Numbers a code may be texted to. Premium-rate, shared-cost, toll-free, personal, pager, UAN
+# and VoIP numbers are refused: texting them is how SMS pumping earns money for whoever rents
+# them (and a landline cannot read a text anyway). North American numbers cannot be told
+# apart, so "fixed line or mobile" is allowed.
+SMS_NUMBER_TYPES = frozenset({phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE})
+
+
+def sms_destination_check(e164: str) -> None:
+    """Raise a ValidationError unless a one-time code may be texted to this E.164 number: a
+    mobile number in a country of settings.PARLEY_SMS_COUNTRIES."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException as error:
+        raise ValidationError(_("That doesn't look like a phone number."), code="invalid") from error
+    region = phonenumbers.region_code_for_number(number) or ""
+    if region not in settings.PARLEY_SMS_COUNTRIES:
+        country = geocoder.country_name_for_number(number, (get_language() or "en")[:2]) or region or "?"
+        raise ValidationError(
+            _(
+                "We cannot send codes to numbers in %(country)s yet. Please use a mobile number from a country we serve."
+            ),
+            code="country_not_served",
+            params={"country": country},
+        )
+    if phonenumbers.number_type(number) not in SMS_NUMBER_TYPES:
+        raise ValidationError(
+            _(
+                "Codes can only be sent to mobile numbers. Toll-free, premium-rate, shared-cost and "
+                "landline numbers cannot receive them; please enter a mobile number."
+            ),
+            code="not_mobile",
+        )
 
 
 def phone_region(e164: str) -> str:

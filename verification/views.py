@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -179,12 +180,30 @@ def notice_dismiss_view(request: HttpRequest, notice_id: int) -> HttpResponse:
     return redirect("verification")
 
 
+# What the outbox can be filtered by: an E.164 number, as the SMS rows store it.
+OUTBOX_FILTER = re.compile(r"\+?[0-9]{1,19}")
+
+
 def outbox(request: HttpRequest) -> HttpResponse:
     """Development outbox: the texts the `outbox` SMS backend "sent". Staff only, or anyone
     while DEBUG is on; everyone else gets a plain 404, as if the page did not exist."""
     if not (settings.DEBUG or (request.user.is_authenticated and request.user.is_staff)):
         raise Http404
-    to = request.GET.get("to", "").strip()[:20]
+    to = request.GET.get("to", "").strip()
+    if to and not OUTBOX_FILTER.fullmatch(to):
+        # A filter that can never match a stored number (e.g. with a NUL, which PostgreSQL
+        # refuses outright) is the caller's mistake: say so instead of failing the query.
+        return render(
+            request,
+            "verification/outbox.html",
+            {
+                "sms_messages": [],
+                "to": "",
+                "to_error": _("Filter by a phone number in international format, e.g. +4915123456789."),
+                "backend": settings.PARLEY_SMS_BACKEND,
+            },
+            status=400,
+        )
     return render(
         request,
         "verification/outbox.html",

@@ -28,10 +28,10 @@ def test_page_is_for_owners_and_admins(world: World) -> None:
 
 def test_verify_business_number(world: World, fixed_code: str) -> None:
     client = business_client(world.business_a, world.owner_a)
-    response = client.post("/verification/phone/", {"region": "DE", "phone": "+49 (0)30 1234-567"})
+    response = client.post("/verification/phone/", {"region": "DE", "phone": "+49 (0)151 2345-6789"})
     assert response.status_code == 302
     page = client.get("/verification/").content.decode()
-    assert "Enter the code we sent to <strong>+49 30 1234567</strong>" in page
+    assert "Enter the code we sent to <strong>+49 1512 3456789</strong>" in page
 
     wrong = client.post("/verification/phone/confirm/", {"code": "000000"})
     assert wrong.status_code == 400
@@ -40,10 +40,10 @@ def test_verify_business_number(world: World, fixed_code: str) -> None:
     ok = client.post("/verification/phone/confirm/", {"code": fixed_code})
     assert ok.status_code == 302
     business = Business.objects.get(pk=world.business_a.pk)
-    assert business.phone_number == "+49301234567"
+    assert business.phone_number == "+4915123456789"
     assert business.phone_verified_at is not None
     page = client.get("/verification/").content.decode()
-    assert 'id="verified-number">+49 30 1234567<' in page
+    assert 'id="verified-number">+49 1512 3456789<' in page
     assert "Verified on" in page
     assert AuditEvent.objects.filter(business=business, action="business.phone_verified").exists()
 
@@ -88,11 +88,11 @@ def test_code_for_one_business_cannot_verify_another(world: World, fixed_code: s
 
 def test_changing_number_keeps_old_one_until_verified(world: World, fixed_code: str) -> None:
     client = business_client(world.business_a, world.owner_a)
-    client.post("/verification/phone/", {"region": "DE", "phone": "030 1234567"})
+    client.post("/verification/phone/", {"region": "DE", "phone": "0151 23456789"})
     client.post("/verification/phone/confirm/", {"code": fixed_code})
     new = fresh_mobile()
     client.post("/verification/phone/", {"region": "DE", "phone": new})
-    assert Business.objects.get(pk=world.business_a.pk).phone_number == "+49301234567"
+    assert Business.objects.get(pk=world.business_a.pk).phone_number == "+4915123456789"
     client.post("/verification/phone/confirm/", {"code": fixed_code})
     assert Business.objects.get(pk=world.business_a.pk).phone_number == new
 

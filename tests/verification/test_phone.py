@@ -49,9 +49,9 @@ def test_form_reports_error_on_the_phone_field() -> None:
     form = PhoneForm({"region": "DE", "phone": "not a number"})
     assert not form.is_valid()
     assert form.errors["phone"] == ["That doesn't look like a phone number."]
-    form = PhoneForm({"region": "DE", "phone": "+49 (0)30 1234-567"})
+    form = PhoneForm({"region": "DE", "phone": "+49 (0)151 2345-6789"})
     assert form.is_valid()
-    assert form.cleaned_data["e164"] == "+49301234567"
+    assert form.cleaned_data["e164"] == "+4915123456789"
 
 
 def test_unknown_region_is_a_form_error_not_a_500() -> None:

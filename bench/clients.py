@@ -1,0 +1,371 @@
+"""The load generator's clients: what static/parley/chat.js, inbox.js and realtime.js do on the
+wire, in one place, so the benchmark follows the protocol (messaging/README.md) as it changes.
+
+- `PageSocket` is realtime.js's ResumingSocket: resume after every (re)connect, drop frames with
+  an id already seen, reconnect with backoff (not after 4401/4403/4404), ping every 25 s.
+- `ChatPage` is chat.js: send with a fresh client_msg_id, typing at most every 2.5 s, an ack
+  (read, the tab is visible) whenever a business message arrives, and a refused send (`rate_limited`,
+  `overloaded`) goes again with the same client_msg_id after `retry_after` (default 3 s).
+- `InboxPage` is inbox.js: `view` the open conversation, read-ack inbound messages of the open
+  conversation, delivered-ack inbound messages of other conversations that reach it, typing
+  before a reply, replies with `conversation_id`.
+
+Every message body starts with the send time (`time.time()`), so any process on this machine
+can measure latency from any frame that carries the body or its preview.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+PING_EVERY = 25.0
+TYPING_EVERY = 2.5
+DEFAULT_RETRY_AFTER = 3.0  # realtime.js retries a rate-limited send after 3 s
+RETRYABLE = {"rate_limited", "overloaded"}
+FINAL_CLOSE = {4401, 4403, 4404}
+
+
+def stamp_body(seq: int, pad: int = 40) -> str:
+    return f"{time.time():.6f} bench message {seq} " + "x" * pad
+
+
+def stamp_of(text: str | None) -> float | None:
+    if not text:
+        return None
+    head = text.split(" ", 1)[0]
+    try:
+        return float(head)
+    except ValueError:
+        return None
+
+
+@dataclass
+class Stats:
+    """What one generator process saw; merged by the parent."""
+
+    frames: int = 0
+    sent: dict[str, float] = field(default_factory=dict)  # client_msg_id -> first send time
+    accepted: set[str] = field(default_factory=set)
+    refused_final: dict[str, str] = field(default_factory=dict)  # client_msg_id -> code
+    refusals: int = 0  # every retryable refusal frame (a send may be refused and retried)
+    refusal_codes: dict[str, int] = field(default_factory=dict)
+    refusal_latency: list[float] = field(default_factory=list)  # send -> refusal frame
+    accept_latency: list[float] = field(default_factory=list)  # send -> message.accepted
+    customer_to_agent: list[float] = field(default_factory=list)
+    agent_to_customer: list[float] = field(default_factory=list)
+    list_staleness: list[float] = field(default_factory=list)
+    received_by_customer: set[str] = field(default_factory=set)  # client_msg_ids seen on the customer's socket
+    received_by_viewer: set[str] = field(default_factory=set)  # customer messages seen by a viewing agent
+    errors: dict[str, int] = field(default_factory=dict)
+    reconnects: int = 0
+    acks_sent: int = 0
+
+    def count_error(self, code: str) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
+
+
+class PageSocket:
+    """realtime.js's ResumingSocket."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        host: str,
+        port: int,
+        cookie: str,
+        on_frame: Callable[[dict[str, Any]], None],
+        on_open: Callable[[], None],
+        stats: Stats,
+        last_event_id: int = 0,
+    ) -> None:
+        self.url, self.host, self.port, self.cookie = url, host, port, cookie
+        self.on_frame, self.on_open, self.stats = on_frame, on_open, stats
+        self.last = last_event_id
+        self.ws: ClientConnection | None = None
+        self.resumed = asyncio.Event()
+        self.closed_for_good = False
+        self.queue: list[dict[str, Any]] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.sending: set[asyncio.Future[None]] = set()
+
+    async def start(self) -> None:
+        await self._connect()
+        self.tasks.append(asyncio.create_task(self._pinger()))
+
+    async def _connect(self) -> None:
+        origin = f"http://{self.host}:{self.port}"
+        self.ws = await connect(
+            self.url,
+            host="127.0.0.1",
+            port=self.port,
+            origin=origin,  # type: ignore[arg-type]
+            additional_headers={"Cookie": self.cookie},
+            compression=None,
+            max_queue=None,
+            ping_interval=None,
+            open_timeout=60,
+        )
+        self.resumed.clear()
+        await self.ws.send(json.dumps({"type": "resume", "after": self.last}))
+        queued, self.queue = self.queue, []
+        for frame in queued:
+            await self.ws.send(json.dumps(frame))
+        self.tasks.append(asyncio.create_task(self._reader(self.ws)))
+        self.on_open()
+
+    async def _reader(self, ws: ClientConnection) -> None:
+        backoff = 0.5
+        try:
+            async for text in ws:
+                self.stats.frames += 1
+                try:
+                    frame = json.loads(text)
+                except ValueError:
+                    continue
+                if not isinstance(frame, dict):
+                    continue
+                if isinstance(frame.get("id"), int):
+                    if frame["id"] <= self.last:
+                        continue
+                    self.last = frame["id"]
+                if frame.get("type") == "resumed":
+                    self.resumed.set()
+                self.on_frame(frame)
+        except ConnectionClosed:
+            pass
+        code = ws.close_code
+        if self.closed_for_good or code in FINAL_CLOSE:
+            self.closed_for_good = True
+            return
+        # As the page does: reconnect with backoff and resume from the last id seen.
+        while not self.closed_for_good:
+            await asyncio.sleep(backoff)
+            try:
+                self.stats.reconnects += 1
+                await self._connect()
+                return
+            except (OSError, ConnectionClosed, TimeoutError):
+                backoff = min(backoff * 2, 10)
+
+    async def _pinger(self) -> None:
+        while not self.closed_for_good:
+            await asyncio.sleep(PING_EVERY)
+            self.send({"type": "ping"}, queue=False)
+
+    @property
+    def open(self) -> bool:
+        return self.ws is not None and self.ws.state.name == "OPEN"
+
+    def send(self, frame: dict[str, Any], *, queue: bool = True) -> None:
+        if self.open:
+            assert self.ws is not None
+            task = asyncio.ensure_future(self._send_text(self.ws, json.dumps(frame)))
+            self.sending.add(task)
+            task.add_done_callback(self.sending.discard)
+        elif queue:
+            self.queue.append(frame)
+
+    async def _send_text(self, ws: ClientConnection, text: str) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(text)
+
+    async def close(self) -> None:
+        self.closed_for_good = True
+        for task in self.tasks:
+            task.cancel()
+        if self.ws is not None:
+            with contextlib.suppress(TimeoutError, ConnectionClosed):
+                await asyncio.wait_for(self.ws.close(), 5)
+
+
+class _Page:
+    stats: Stats
+    socket: PageSocket
+    pending: dict[str, dict[str, Any]]
+
+    def send_message(self, frame: dict[str, Any]) -> None:
+        cmid = frame["client_msg_id"]
+        self.pending[cmid] = frame
+        self.stats.sent.setdefault(cmid, time.time())
+        self.socket.send(frame, queue=False)
+
+    def on_send_error(self, frame: dict[str, Any]) -> None:
+        """realtime.js onSendError: retryable refusals go again with the same client_msg_id."""
+        code = frame.get("code", "?")
+        cmid = str(frame.get("client_msg_id") or "")
+        pending = self.pending.get(cmid) if cmid else None
+        if pending is None:
+            self.stats.count_error(code)
+            return
+        if code in RETRYABLE:
+            self.stats.refusals += 1
+            self.stats.refusal_codes[code] = self.stats.refusal_codes.get(code, 0) + 1
+            self.stats.refusal_latency.append(time.time() - self.stats.sent[cmid])
+            retry_after = float(frame.get("retry_after") or DEFAULT_RETRY_AFTER)
+            asyncio.get_running_loop().call_later(retry_after, self._resend, cmid)
+            return
+        self.stats.count_error(code)
+        self.stats.refused_final[cmid] = code
+        self.pending.pop(cmid, None)
+
+    def _resend(self, cmid: str) -> None:
+        frame = self.pending.get(cmid)
+        if frame is not None:
+            self.socket.send(frame, queue=False)
+
+    def on_accepted(self, frame: dict[str, Any]) -> None:
+        cmid = frame.get("client_msg_id")
+        if cmid and self.pending.pop(cmid, None) is not None:
+            self.stats.accepted.add(cmid)
+            self.stats.accept_latency.append(time.time() - self.stats.sent[cmid])
+
+
+class ChatPage(_Page):
+    """chat.js: one customer's conversation with the business."""
+
+    def __init__(
+        self, *, url: str, host: str, port: int, cookie: str, stats: Stats, prefix: str, conversation_id: int
+    ) -> None:
+        self.stats = stats
+        self.conversation_id = conversation_id
+        self.prefix = prefix
+        self.pending = {}
+        self.seq = 0
+        self.last_typing = 0.0
+        self.theirs_max = 0  # the newest business message id seen
+        self.acked = 0
+        self.socket = PageSocket(
+            url=url, host=host, port=port, cookie=cookie, on_frame=self.on_frame, on_open=self.on_open, stats=stats
+        )
+
+    def on_open(self) -> None:
+        # Unconfirmed sends go again (same client_msg_id), then acknowledge what was seen.
+        for frame in list(self.pending.values()):
+            self.socket.send(frame)
+        self.acknowledge()
+
+    def acknowledge(self) -> None:
+        if self.theirs_max > self.acked:
+            self.acked = self.theirs_max
+            self.stats.acks_sent += 1
+            self.socket.send({"type": "ack", "up_to": self.theirs_max, "read": True}, queue=False)
+
+    def type_and_send(self) -> None:
+        now = time.time()
+        if now - self.last_typing > TYPING_EVERY:
+            self.last_typing = now
+            self.socket.send({"type": "typing"}, queue=False)
+        self.seq += 1
+        self.send_message({"type": "send", "body": stamp_body(self.seq), "client_msg_id": f"{self.prefix}-{self.seq}"})
+
+    def on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "message.created":
+            message = frame["message"]
+            if message.get("conversation_id", self.conversation_id) != self.conversation_id:
+                return  # a server that broadcasts (the tutorial chat): not this customer's
+            cmid = message.get("client_msg_id") or ""
+            self.stats.received_by_customer.add(cmid)
+            if message.get("direction") == "out":
+                sent = stamp_of(message.get("body"))
+                if sent is not None and cmid.startswith("a"):
+                    self.stats.agent_to_customer.append(time.time() - sent)
+                self.theirs_max = max(self.theirs_max, int(message.get("id") or 0))
+                self.acknowledge()
+        elif kind == "message.accepted":
+            self.on_accepted(frame)
+        elif kind == "error":
+            self.on_send_error(frame)
+
+
+class InboxPage(_Page):
+    """inbox.js: an agent with one conversation open."""
+
+    def __init__(
+        self, *, url: str, host: str, port: int, cookie: str, stats: Stats, prefix: str, view: int | None
+    ) -> None:
+        self.stats = stats
+        self.prefix = prefix
+        self.pending = {}
+        self.seq = 0
+        self.current = view
+        self.read_up_to = 0
+        self.socket = PageSocket(
+            url=url, host=host, port=port, cookie=cookie, on_frame=self.on_frame, on_open=self.on_open, stats=stats
+        )
+
+    def on_open(self) -> None:
+        if self.current is not None:
+            self.socket.send({"type": "view", "conversation_id": self.current})
+        for frame in list(self.pending.values()):
+            self.socket.send(frame)
+
+    def ack(self, conversation_id: int, up_to: int, *, read: bool) -> None:
+        self.stats.acks_sent += 1
+        self.socket.send({"type": "ack", "conversation_id": conversation_id, "up_to": up_to, "read": read}, queue=False)
+
+    def reply(self) -> None:
+        if self.current is None:
+            return
+        self.socket.send({"type": "typing", "conversation_id": self.current}, queue=False)
+        self.seq += 1
+        self.send_message(
+            {
+                "type": "send",
+                "conversation_id": self.current,
+                "kind": "text",
+                "body": stamp_body(self.seq),
+                "client_msg_id": f"{self.prefix}-{self.seq}",
+            }
+        )
+
+    def _list_update(self, conversation: dict[str, Any]) -> None:
+        sent = stamp_of(conversation.get("preview"))
+        if sent is not None:
+            self.stats.list_staleness.append(time.time() - sent)
+
+    def on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "message.created":
+            message = frame["message"]
+            conversation_id = message.get("conversation_id", frame.get("conversation_id"))
+            inbound = message.get("direction") == "in"
+            if conversation_id == self.current:
+                if inbound:
+                    cmid = message.get("client_msg_id") or ""
+                    self.stats.received_by_viewer.add(cmid)
+                    sent = stamp_of(message.get("body"))
+                    if sent is not None:
+                        self.stats.customer_to_agent.append(time.time() - sent)
+                    # markRead: the open conversation's inbound messages are read.
+                    if message["id"] > self.read_up_to:
+                        self.read_up_to = message["id"]
+                        self.ack(conversation_id, message["id"], read=True)
+            elif inbound and conversation_id is not None:
+                # Reached an agent's screen: the customer sees "delivered".
+                self.ack(conversation_id, message["id"], read=False)
+        elif kind == "conversation.updated":
+            self._list_update(frame["conversation"])
+        elif kind == "conversations.updated":  # a coalesced list update, if the server batches them
+            for conversation in frame.get("conversations", []):
+                self._list_update(conversation)
+        elif kind == "message.accepted":
+            self.on_accepted(frame)
+        elif kind == "error":
+            self.on_send_error(frame)
+
+
+def new_prefix(kind: str) -> str:
+    # "c…" for customers, "a…" for agents: the prefix says who wrote a message.
+    return f"{kind}{uuid.uuid4().hex[:10]}"

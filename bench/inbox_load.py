@@ -1,0 +1,815 @@
+"""The live inbox under load: customers and agents on real websockets against a real server.
+
+Run: .venv/bin/python bench/inbox_load.py --customers 500 --agents 50 --rate 1000 --duration 60
+     .venv/bin/python bench/inbox_load.py --compare          # Parley vs limit server vs tutorial chat
+     .venv/bin/python bench/inbox_load.py --url ws://127.0.0.1:8080 --database bench_x  # a running server
+
+Creates a throwaway database (`bench_<random>`) with one business, --customers verified
+customers (each with a conversation) and --agents agents, starts the production server
+(`python -m config.serve`: DEBUG=0, a SECRET_KEY, the Redis channel layer, --processes ASGI
+processes on one port) and connects every customer and agent over websockets, 127.0.0.1 with the
+business's Host and Origin, signed in through a session cookie. Clients behave as the pages do
+(bench/clients.py: resume, view, acks, typing, retries of refused sends).
+
+Customers send --rate messages/s in total on an even schedule (round robin, not bursts); each
+agent views one conversation and agents reply --reply-rate messages/s in total. After --duration
+seconds sending stops, clients wait up to --drain seconds for outstanding deliveries, and the
+run prints offered vs accepted vs persisted messages/s, deliveries/s, latency percentiles,
+refusals, what was lost, and the server's and the generator's CPU and memory. Loopback only;
+everything it starts it stops, and the database is dropped (unless --keep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+BUSINESS_SLUG = "benchco"
+TARGETS = ("parley", "limit", "tutorial")
+
+
+# --- the plan: who connects where, as what ----------------------------------------------------
+
+
+@dataclass
+class Client:
+    cookie: str  # the Cookie header (a Django session, or the bench servers' identity)
+    conversation_id: int  # customers: their conversation; agents: the one they view
+
+
+@dataclass
+class Plan:
+    host: str
+    port: int
+    customers: list[Client]
+    agents: list[Client]
+    rate: float
+    reply_rate: float
+    duration: float
+    drain: float
+    connect_rate: float
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- database set-up (Django, in the parent process only) --------------------------------------
+
+
+def create_database() -> str:
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Where benchmark databases are created and dropped (read once: set-up points DATABASE_URL at them).
+ADMIN_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def admin_url() -> str:
+    return ADMIN_URL
+
+
+def database_url(name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(admin_url())
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+def setup_business(
+    database: str, *, customers: int, agents: int, extra_businesses: int, migrate: bool = True
+) -> dict[str, Any]:
+    """Business, agents, customers with one conversation each, sessions. Returns the plan data."""
+    os.environ["DATABASE_URL"] = database_url(database)
+    import django
+
+    django.setup()
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.core.management import call_command
+    from django.db import connection
+    from django.utils import timezone
+    from django_tenants.utils import schema_context
+
+    from accounts.models import Customer, Membership, User
+    from customers.session import SESSION_KEY as CUSTOMER_SESSION_KEY
+    from messaging import services
+    from tenancy.services import business_create
+
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+
+    def session(**values: Any) -> str:
+        store = store_class()
+        for key, value in values.items():
+            store[key] = value
+        store.save()
+        return f"{settings.SESSION_COOKIE_NAME}={store.session_key}"
+
+    started = time.perf_counter()
+    if migrate:  # a database given with --database is already set up (and may hold 1,000 schemas)
+        call_command("parley_setup", verbosity=0)
+    owner = User.objects.create_user("bench-owner@example.com", "x" * 16)
+    extra_started = time.perf_counter()
+    for n in range(extra_businesses):
+        business_create(owner=owner, name=f"Other {n}", slug=f"other-{n}")
+    if extra_businesses:
+        print(f"set-up: {extra_businesses} other businesses in {time.perf_counter() - extra_started:.1f} s", flush=True)
+    business = business_create(owner=owner, name="Bench Co", slug=BUSINESS_SLUG)
+    agent_users = []
+    for n in range(agents):
+        user = User.objects.create_user(f"agent{n}@bench.test", "x" * 16)
+        Membership.objects.create(user=user, business=business, role="agent")
+        agent_users.append(user)
+    now = timezone.now()
+    people = Customer.objects.bulk_create(
+        Customer(phone_number=f"+4915{n:09d}", display_name=f"Kunde {n}", country_code="DE", verified_at=now)
+        for n in range(customers)
+    )
+    conversations = []
+    with schema_context(business.schema_name):
+        for n, customer in enumerate(people):
+            # An existing conversation with an open service window, as after a first message.
+            result = services.message_send_customer(
+                business=business, customer=customer, body=f"hello {n}", client_msg_id=f"warmup-{n}"
+            )
+            conversations.append(result.message.conversation_id)
+        if agent_users and conversations:
+            # Fails fast if agents cannot reply here (billing, window), before any load.
+            services.message_send_agent(
+                business=business,
+                user=agent_users[0],
+                conversation_id=conversations[0],
+                body="warm-up reply",
+                client_msg_id="warmup-agent",
+            )
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
+    customer_cookies = [session(**{CUSTOMER_SESSION_KEY: c.pk}) for c in people]
+    agent_cookies = [
+        session(
+            **{
+                SESSION_KEY: str(u.pk),
+                BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+                HASH_SESSION_KEY: u.get_session_auth_hash(),
+            }
+        )
+        for u in agent_users
+    ]
+    print(f"set-up: {customers} customers, {agents} agents in {time.perf_counter() - started:.1f} s", flush=True)
+    return {
+        "host": business.host if hasattr(business, "host") else f"{BUSINESS_SLUG}.{settings.PARLEY_DOMAIN}",
+        "schema": business.schema_name,
+        "conversations": conversations,
+        "customer_cookies": customer_cookies,
+        "agent_cookies": agent_cookies,
+    }
+
+
+def plan_for(target: str, data: dict[str, Any], port: int, args: argparse.Namespace) -> Plan:
+    conversations = data["conversations"]
+    if target == "parley":
+        customers = [Client(cookie, conv) for cookie, conv in zip(data["customer_cookies"], conversations, strict=True)]
+        agents = [
+            Client(cookie, conversations[n % len(conversations)]) for n, cookie in enumerate(data["agent_cookies"])
+        ]
+    else:
+        # The bench servers trust an identity cookie: they measure serving, not signing in.
+        customers = [Client(f"bench_id=customer.{conv}", conv) for conv in conversations]
+        agents = [
+            Client(f"bench_id=agent.{n}", conversations[n % len(conversations)])
+            for n in range(len(data["agent_cookies"]))
+        ]
+    return Plan(
+        host=data["host"],
+        port=port,
+        customers=customers,
+        agents=agents,
+        rate=args.rate,
+        reply_rate=args.reply_rate,
+        duration=args.duration,
+        drain=args.drain,
+        connect_rate=args.connect_rate,
+    )
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    target: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def pids(self) -> list[int]:
+        import psutil
+
+        try:
+            parent = psutil.Process(self.process.pid)
+            return [p.pid for p in parent.children(recursive=True)] or [parent.pid]
+        except psutil.NoSuchProcess:
+            return []
+
+
+def start_server(target: str, database: str, args: argparse.Namespace) -> Server:
+    port = free_port()
+    log = ROOT / "test-artifacts" / f"inbox-load-{target}-{port}.log"
+    log.parent.mkdir(exist_ok=True)
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url(database),
+        DEBUG="0",
+        SECRET_KEY=os.environ.get("SECRET_KEY") or uuid.uuid4().hex * 2,
+        PARLEY_CHANNEL_PREFIX=f"bench{uuid.uuid4().hex[:6]}",
+        PARLEY_PORT=str(port),
+    )
+    if not env.get("REDIS_URL"):
+        raise SystemExit("inbox_load needs REDIS_URL (the production channel layer)")
+    app = {
+        "parley": "config.asgi:application",
+        "limit": "bench.limit_server:app",
+        "tutorial": "bench.tutorial_chat.asgi:application",
+    }[target]
+    server = args.server if target != "limit" else "uvicorn"
+    command = [
+        sys.executable,
+        "-m",
+        "config.serve",
+        "--port",
+        str(port),
+        "--processes",
+        str(args.processes),
+        "--workers",
+        "0",
+        "--server",
+        server,
+        "--app",
+        app,
+        "--ws",
+        getattr(args, "ws", "websockets-sansio"),
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{target} server exited early; see {log}:\n{log.read_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    time.sleep(1.0)  # every process listening, not only the first
+    return Server(target, process, port, log)
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+class ResourceSampler(threading.Thread):
+    """Samples the server processes' RSS and CPU once a second while the load runs."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.processes = [psutil.Process(pid) for pid in pids]
+        self.stop = threading.Event()
+        self.peak_rss = 0
+        self.rss_samples: list[int] = []
+        self.cpu_start = self._cpu()
+        self.wall_start = time.monotonic()
+        self.cpu_seconds = 0.0
+        self.wall = 0.0
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for p in self.processes:
+            try:
+                times = p.cpu_times()
+                total += times.user + times.system
+            except Exception:
+                continue
+        return total
+
+    def _rss(self) -> int:
+        total = 0
+        for p in self.processes:
+            try:
+                total += p.memory_info().rss
+            except Exception:
+                continue
+        return total
+
+    def run(self) -> None:
+        while not self.stop.wait(1.0):
+            rss = self._rss()
+            self.rss_samples.append(rss)
+            self.peak_rss = max(self.peak_rss, rss)
+
+    def finish(self) -> None:
+        self.cpu_seconds = self._cpu() - self.cpu_start
+        self.wall = time.monotonic() - self.wall_start
+        self.stop.set()
+
+
+# --- the generator (one or more processes, no Django) ------------------------------------------
+
+
+def generator_main(plan: Plan, share: int, shares: int, barrier: Any, results: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    results.put(asyncio.run(_generate(plan, share, shares, barrier)))
+
+
+async def _generate(plan: Plan, share: int, shares: int, barrier: Any) -> dict[str, Any]:
+    from bench.clients import ChatPage, InboxPage, Stats, new_prefix
+
+    stats = Stats()
+    base = f"ws://{plan.host}:{plan.port}"
+    customers = [
+        ChatPage(
+            url=f"{base}/ws/chat/",
+            host=plan.host,
+            port=plan.port,
+            cookie=c.cookie,
+            stats=stats,
+            prefix=new_prefix("c"),
+            conversation_id=c.conversation_id,
+        )
+        for c in plan.customers[share::shares]
+    ]
+    agents = [
+        InboxPage(
+            url=f"{base}/ws/inbox/",
+            host=plan.host,
+            port=plan.port,
+            cookie=a.cookie,
+            stats=stats,
+            prefix=new_prefix("a"),
+            view=a.conversation_id,
+        )
+        for a in plan.agents[share::shares]
+    ]
+    connect_started = time.perf_counter()
+    connect_failures = 0
+    pause = shares / plan.connect_rate if plan.connect_rate else 0
+    for page in [*agents, *customers]:
+        try:
+            await page.socket.start()
+        except Exception as error:
+            connect_failures += 1
+            stats.count_error(f"connect:{type(error).__name__}")
+        if pause:
+            await asyncio.sleep(pause)
+
+    async def resumed(page: Any) -> None:
+        try:
+            await asyncio.wait_for(page.socket.resumed.wait(), 30)
+        except TimeoutError:
+            stats.count_error("resume_timeout")
+
+    await asyncio.gather(*(resumed(page) for page in [*agents, *customers]))
+    connect_seconds = time.perf_counter() - connect_started
+    await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
+
+    # The measured window starts here, at the same moment in every generator process.
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    frames0 = stats.frames
+    lag: list[float] = []
+
+    async def schedule(rate: float, pages: list[Any], act: str, phase: float) -> int:
+        """`rate` actions a second, evenly spaced, round robin over pages. Returns how many."""
+        if rate <= 0 or not pages:
+            return 0
+        interval = 1 / rate
+        start = time.perf_counter() + phase * interval
+        n = 0
+        while True:
+            due = start + n * interval
+            if due - wall0 >= plan.duration:
+                return n
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                lag.append(-delay)
+            getattr(pages[n % len(pages)], act)()
+            n += 1
+
+    phase = share / shares
+    offered, replies = await asyncio.gather(
+        schedule(plan.rate / shares, customers, "type_and_send", phase),
+        schedule(plan.reply_rate / shares, agents, "reply", phase),
+    )
+    load_wall = time.perf_counter() - wall0
+    load_cpu = time.process_time() - cpu0
+    load_frames = stats.frames - frames0
+
+    # Drain: wait until every send is answered and every message reached its customer.
+    drain_until = time.perf_counter() + plan.drain
+    pages: list[Any] = [*customers, *agents]
+    while time.perf_counter() < drain_until:
+        if not any(p.pending for p in pages):
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(min(1.0, plan.drain))
+    unanswered = sum(len(p.pending) for p in pages)
+    await asyncio.gather(*(p.socket.close() for p in pages), return_exceptions=True)
+    lag.sort()
+    return {
+        "share": share,
+        "offered": offered,
+        "replies": replies,
+        "load_wall": load_wall,
+        "load_cpu": load_cpu,
+        "load_frames": load_frames,
+        "connect_seconds": connect_seconds,
+        "connect_failures": connect_failures,
+        "schedule_lag_p99": lag[int(len(lag) * 0.99)] if lag else 0.0,
+        "late_sends": sum(1 for x in lag if x > 0.01),
+        "unanswered": unanswered,
+        "stats": stats.__dict__,
+    }
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    values = sorted(values)
+
+    def at(q: float) -> float:
+        return values[min(len(values) - 1, int(len(values) * q))] * 1000
+
+    return f"p50 {at(0.5):7.1f}  p95 {at(0.95):7.1f}  p99 {at(0.99):7.1f}  max {values[-1] * 1000:7.1f} ms  (n={len(values)})"
+
+
+def p99(values: list[float]) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * 0.99))]
+
+
+@dataclass
+class Result:
+    target: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    text: list[str] = field(default_factory=list)
+
+
+def persisted_ids(target: str, database: str, schema: str) -> set[str] | None:
+    import psycopg
+
+    table = {
+        "parley": f'"{schema}".messaging_message',
+        "limit": "limit_bench.message",
+        "tutorial": "tutorial_bench.message",
+    }[target]
+    with psycopg.connect(database_url(database)) as conn:
+        rows = conn.execute(f"SELECT client_msg_id FROM {table}").fetchall()
+    return {r[0] for r in rows}
+
+
+def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler, rows: set[str] | None) -> Result:
+    merged: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part["stats"].items():
+            if isinstance(value, dict):
+                acc = merged.setdefault(key, {})
+                for k, v in value.items():
+                    acc[k] = acc.get(k, 0) + v if isinstance(v, int) and not isinstance(acc.get(k, 0), float) else v
+            elif isinstance(value, (set, list)):
+                merged.setdefault(key, type(value)())
+                merged[key] = merged[key] | value if isinstance(value, set) else merged[key] + value
+            else:
+                merged[key] = merged.get(key, 0) + value
+    wall = max(p["load_wall"] for p in parts)
+    offered = sum(p["offered"] for p in parts)
+    replies = sum(p["replies"] for p in parts)
+    sent: dict[str, float] = merged["sent"]
+    accepted: set[str] = merged["accepted"]
+    customer_sent = {c for c in sent if c.startswith("c")}
+    agent_sent = {c for c in sent if c.startswith("a")}
+    ours = set(sent)
+    persisted = (rows & ours) if rows is not None else None
+    lost_accepted = len(accepted - rows) if rows is not None else None
+    # Every persisted message should reach the customer's page (their own or the agent's reply).
+    undelivered = len(persisted - merged["received_by_customer"]) if persisted is not None else None
+    gen_cpu = sum(p["load_cpu"] for p in parts)
+    result = Result(target)
+    f = result.figures
+    f.update(
+        offered=offered / wall,
+        accepted=len(accepted & customer_sent) / wall,
+        persisted=(len(persisted & customer_sent) / wall) if persisted is not None else None,
+        deliveries=sum(p["load_frames"] for p in parts) / wall,
+        c2a_p99=p99(merged["customer_to_agent"]),
+        a2c_p99=p99(merged["agent_to_customer"]),
+        stale_p99=p99(merged["list_staleness"]),
+        lost=lost_accepted,
+        undelivered=undelivered,
+        refusals=merged["refusals"],
+        server_cpu=sampler.cpu_seconds / sampler.wall if sampler.wall else 0.0,
+        server_rss=sampler.peak_rss,
+    )
+    out = result.text
+    out.append(f"== {target}: {wall:.1f} s of load, {len(parts)} generator process(es)")
+    out.append(
+        f"customer messages/s: offered {offered / wall:7.1f}   accepted {f['accepted']:7.1f}   "
+        f"persisted {f['persisted'] if f['persisted'] is None else format(f['persisted'], '7.1f')}"
+    )
+    out.append(
+        f"agent replies/s:     offered {replies / wall:7.1f}   accepted {len(accepted & agent_sent) / wall:7.1f}"
+    )
+    out.append(f"deliveries/s:        {f['deliveries']:9.1f} frames received by all clients")
+    out.append(f"customer → viewing agent: {percentiles(merged['customer_to_agent'])}")
+    out.append(f"agent → customer:         {percentiles(merged['agent_to_customer'])}")
+    out.append(f"list staleness:           {percentiles(merged['list_staleness'])}")
+    out.append(f"send → accepted:          {percentiles(merged['accept_latency'])}")
+    refused_final = merged["refused_final"]
+    out.append(
+        f"refusals: {merged['refusals']} retryable {merged['refusal_codes'] or ''} "
+        f"(send → refusal {percentiles(merged['refusal_latency'])}); final refusals {len(refused_final)}"
+    )
+    out.append(
+        f"lost: sent {len(sent)}  accepted {len(accepted)}  rows {len(persisted) if persisted is not None else 'n/a'}  "
+        f"accepted-but-not-persisted {lost_accepted}  persisted-but-not-received-by-customer {undelivered}  "
+        f"unanswered at end {sum(p['unanswered'] for p in parts)}"
+    )
+    if merged["errors"]:
+        out.append(f"other errors: {merged['errors']}")
+    out.append(
+        f"server: {sampler.cpu_seconds / max(sampler.wall, 1e-9) * 100:5.0f}% CPU (of one core)   "
+        f"RSS peak {sampler.peak_rss / 2**20:6.0f} MiB over {len(sampler.processes)} process(es)"
+    )
+    out.append(
+        f"generator: {gen_cpu / wall * 100:5.0f}% CPU (of one core, all generator processes)   "
+        f"schedule lag p99 {max(p['schedule_lag_p99'] for p in parts) * 1000:.1f} ms   "
+        f"reconnects {merged['reconnects']}   acks sent {merged['acks_sent']}   "
+        f"connect {max(p['connect_seconds'] for p in parts):.1f} s"
+    )
+    return result
+
+
+def run_target(target: str, data: dict[str, Any], database: str, args: argparse.Namespace) -> Result:
+    server = None
+    if args.url:
+        from urllib.parse import urlsplit
+
+        port = urlsplit(args.url).port or 80
+    else:
+        if target == "limit":
+            from bench import limit_server  # type: ignore[attr-defined,unused-ignore]
+
+            limit_server.prepare_database(database_url(database), data["conversations"])
+        if target == "tutorial":
+            from bench.tutorial_chat import consumers as tutorial
+
+            tutorial.prepare_database(database_url(database))
+        server = start_server(target, database, args)
+        port = server.port
+    plan = plan_for(target, data, port, args)
+    shares = args.generator_processes
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(shares + 1)
+    results = context.Queue()
+    workers = [
+        context.Process(target=generator_main, args=(plan, share, shares, barrier, results)) for share in range(shares)
+    ]
+    for worker in workers:
+        worker.start()
+    profiler = None
+    try:
+        barrier.wait(timeout=600)
+        sampler = ResourceSampler(server.pids() if server else [])
+        sampler.start()
+        if args.profile and server is not None:
+            profiler = start_profile(server, target, args)
+        time.sleep(plan.duration)
+        sampler.finish()
+        parts = [results.get(timeout=plan.drain + 120) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(10)
+            if worker.is_alive():
+                worker.kill()
+        if profiler is not None:
+            profiler.wait(120)
+        if server is not None:
+            stop_server(server)
+    rows = persisted_ids(target, database, data["schema"])
+    result = summarise(target, parts, sampler, rows)
+    if profiler is not None:
+        result.text.extend(top_frames(ROOT / "test-artifacts" / f"profile-{target}.txt"))
+    return result
+
+
+def start_profile(server: Server, target: str, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """py-spy on the first server process for the load window (needs ptrace: run as root)."""
+    out = ROOT / "test-artifacts" / f"profile-{target}.txt"
+    pid = server.pids()[0]
+    spy = str(Path(sys.executable).parent / "py-spy")
+    seconds = max(1, int(args.duration) - 1)
+    return subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def top_frames(path: Path, count: int = 15) -> list[str]:
+    """py-spy's collapsed stacks → the frames most samples were in (inclusive) and on top (self)."""
+    if not path.exists():
+        return [f"profile: {path} was not written (py-spy needs ptrace rights)"]
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        samples = int(n)
+        total += samples
+        frames = stack.split(";")
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
+    if not total:
+        return ["profile: no samples"]
+    out = [f"profile ({total} samples, {path}): top frames by share of samples, inclusive"]
+    skip = ("<module>", "run (", "_run_once", "run_forever", "run_until_complete", "main (")
+    ranked = sorted(((n, f) for f, n in inclusive.items() if not f.startswith(skip)), reverse=True)
+    out += [f"  {n / total * 100:5.1f}%  {f}" for n, f in ranked[:count]]
+    out.append("  … and on top of the stack (self):")
+    out += [
+        f"  {n / total * 100:5.1f}%  {f}" for n, f in sorted(((n, f) for f, n in own.items()), reverse=True)[:count]
+    ]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=500)
+    parser.add_argument("--agents", type=int, default=50)
+    parser.add_argument(
+        "--rate", type=float, default=100.0, help="customer messages per second, all customers together"
+    )
+    parser.add_argument("--reply-rate", type=float, default=None, help="agent replies per second (default: rate / 10)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    parser.add_argument("--drain", type=float, default=10.0, help="seconds to wait for outstanding answers afterwards")
+    parser.add_argument("--processes", type=int, default=1, help="server processes")
+    parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn", help="ASGI server for Parley")
+    parser.add_argument("--generator-processes", type=int, default=1)
+    parser.add_argument("--connect-rate", type=float, default=200.0, help="new websockets per second while connecting")
+    parser.add_argument("--compare", action="store_true", help="also run the limit server and the tutorial chat")
+    parser.add_argument("--targets", default="", help="comma-separated subset of parley,limit,tutorial")
+    parser.add_argument("--extra-businesses", type=int, default=0, help="provision this many other businesses first")
+    parser.add_argument("--profile", action="store_true", help="py-spy the first server process (test-artifacts/)")
+    parser.add_argument("--url", default="", help="target a running server (ws://127.0.0.1:PORT) instead")
+    parser.add_argument("--database", default="", help="with --url: the database the running server uses")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    args = parser.parse_args()
+    if args.reply_rate is None:
+        args.reply_rate = args.rate / 10
+    targets = [t for t in (args.targets.split(",") if args.targets else ["parley"]) if t]
+    if args.compare:
+        targets = list(TARGETS)
+    if any(t not in TARGETS for t in targets):
+        parser.error(f"targets are {', '.join(TARGETS)}")
+    if args.url and args.compare:
+        parser.error("--compare starts its own servers")
+    if args.url and not args.database:
+        parser.error("--url needs --database: a fresh database the running server uses")
+
+    # Sessions are signed: the set-up and the servers share one key (a fresh one per run).
+    os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
+    os.environ["DEBUG"] = "0"
+    database = args.database or create_database()
+    try:
+        data = setup_data(database, args)
+        print(
+            f"load: {args.customers} customers, {args.agents} agents, {args.rate:g} messages/s + "
+            f"{args.reply_rate:g} replies/s for {args.duration:g} s; {args.processes} server process(es) "
+            f"({args.server}); REDIS_URL={os.environ.get('REDIS_URL', '')}",
+            flush=True,
+        )
+        results = []
+        for target in targets:
+            result = run_target(target, data, database, args)
+            print("\n".join(result.text), flush=True)
+            results.append(result)
+        if len(results) > 1:
+            print_ratios(results)
+        print("figures: " + json.dumps({r.target: r.figures for r in results}, default=str), flush=True)
+    finally:
+        if not args.keep and not args.database:
+            drop_database(database)
+        elif args.keep:
+            print(f"kept the bench database {database}")
+
+
+def setup_data(database: str, args: argparse.Namespace) -> dict[str, Any]:
+    # Django set-up runs in a child process so the parent stays light (and forks nothing heavy).
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(
+        target=_setup_child,
+        args=(database, args.customers, args.agents, args.extra_businesses, not getattr(args, "database", ""), queue),
+    )
+    child.start()
+    data = queue.get(timeout=3600)
+    child.join()
+    if isinstance(data, str):
+        raise SystemExit(f"set-up failed:\n{data}")
+    return data
+
+
+def _setup_child(database: str, customers: int, agents: int, extra: int, migrate: bool, queue: Any) -> None:
+    import traceback
+
+    try:
+        queue.put(setup_business(database, customers=customers, agents=agents, extra_businesses=extra, migrate=migrate))
+    except Exception:
+        queue.put(traceback.format_exc())
+
+
+def print_ratios(results: list[Result]) -> None:
+    parley = next((r for r in results if r.target == "parley"), None)
+    if parley is None:
+        return
+    print("\n== Parley as a ratio of each (same run, same load)")
+    for other in results:
+        if other is parley:
+            continue
+        cells = []
+        for key, label in (
+            ("persisted", "persisted/s"),
+            ("accepted", "accepted/s"),
+            ("deliveries", "deliveries/s"),
+            ("c2a_p99", "p99 customer→agent"),
+            ("server_cpu", "server CPU"),
+            ("server_rss", "server RSS"),
+        ):
+            a, b = parley.figures.get(key), other.figures.get(key)
+            cells.append(f"{label} {a / b:.2f}×" if a is not None and b else f"{label} n/a")
+        print(f"vs {other.target:9}: " + "   ".join(cells))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.permissions import AllowAny
+
+from messaging.api import schema as _schema  # noqa: F401  (registers the key scheme)
+from messaging.api import views
+
+urlpatterns = [
+    path("messages", views.MessageSendView.as_view(), name="api_message_send"),
+    path("messages/batch", views.MessageBatchView.as_view(), name="api_message_batch"),
+    path("messages/<int:notification_id>", views.MessageDetailView.as_view(), name="api_message_detail"),
+    path("templates", views.TemplateListView.as_view(), name="api_templates"),
+    path("conversations", views.ConversationListView.as_view(), name="api_conversations"),
+    path(
+        "conversations/<int:conversation_id>/messages",
+        views.ConversationMessagesView.as_view(),
+        name="api_conversation_messages",
+    ),
+    path("events", views.EventListView.as_view(), name="api_events"),
+    # The schema and the docs are public: they describe the API, they hold no business data.
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[AllowAny]),
+        name="api_schema",
+    ),
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="api_schema", authentication_classes=[], permission_classes=[AllowAny]
+        ),
+        name="api_docs",
+    ),
+]

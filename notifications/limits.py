@@ -1,0 +1,191 @@
+"""Sending limits: a per-business throughput limit, the messaging tier (unique customers reached
+by business-initiated messages per rolling 24 hours) and the quality rating (how many of them
+blocked or reported the business over 7 days). Read-mostly: the checks raise NotificationError."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.core.cache import cache
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from customers.models import Block, Report
+from messaging.models import Message
+from notifications.errors import ErrorCode, NotificationError
+from template_reviews.selectors import sending_limits
+from tenancy.models import Business
+
+TIER_UNVERIFIED = 250
+TIER_VERIFIED = 2_000
+TIER_BADGE = 10_000
+TIER_WINDOW = timedelta(hours=24)
+QUALITY_WINDOW = timedelta(days=7)
+# Below this many recipients a few blocks say little about a business: the rating stays green.
+QUALITY_MIN_RECIPIENTS = 20
+QUALITY_YELLOW = 0.02  # more than 2% of recipients blocked or reported
+QUALITY_RED = 0.05
+
+QUALITY_LABELS = {"green": gettext_lazy("Green"), "yellow": gettext_lazy("Yellow"), "red": gettext_lazy("Red")}
+
+
+def throughput_take(*, business: Business, count: int = 1, now: float | None = None) -> int | None:
+    """Count `count` messages against this second's allowance; None if allowed, else the seconds
+    to wait. A fixed one-second window in the shared cache (Redis), keyed by the schema."""
+    per_second, _tier = sending_limits(business=business)
+    second = int(now if now is not None else time.time())
+    key = f"t.{business.schema_name}.sendrate.{second}"
+    # The key only matters during its second; it outlives it by a margin so a slow burst (or a
+    # frozen test clock) never sees its count vanish while the second is still current.
+    cache.add(key, 0, timeout=60)
+    try:
+        used = cache.incr(key, count)
+    except ValueError:  # expired between add and incr
+        cache.set(key, count, timeout=60)
+        used = count
+    if used > per_second:
+        return 1
+    return None
+
+
+def throughput_check(*, business: Business) -> None:
+    retry_after = throughput_take(business=business)
+    if retry_after is not None:
+        per_second, _tier = sending_limits(business=business)
+        raise NotificationError(
+            ErrorCode.RATE_LIMITED,
+            _("Your business may send %(n)d messages a second. Slow down and retry.") % {"n": per_second},
+            retry_after=retry_after,
+        )
+
+
+def tier_limit(*, business: Business) -> int:
+    _rate, override = sending_limits(business=business)
+    if override is not None:
+        return override
+    if business.badge_visible:
+        return TIER_BADGE
+    if business.phone_verified_at is not None:
+        return TIER_VERIFIED
+    return TIER_UNVERIFIED
+
+
+def _reached_since(since: object) -> Q:
+    return Q(kind=Message.Kind.TEMPLATE, direction=Message.Direction.OUTBOUND, created_at__gte=since)
+
+
+def customers_reached(*, since: object) -> set[int]:
+    return set(
+        Message.objects.filter(_reached_since(since))
+        .values_list("conversation__contact__customer_id", flat=True)
+        .distinct()
+    )
+
+
+def tier_check(*, business: Business, customer_id: int) -> None:
+    """A customer not yet reached in the last 24 hours counts against the tier."""
+    since = timezone.now() - TIER_WINDOW
+    reached = Message.objects.filter(_reached_since(since))
+    if reached.filter(conversation__contact__customer_id=customer_id).exists():
+        return
+    limit = tier_limit(business=business)
+    count = reached.values("conversation__contact__customer_id").distinct().count()
+    if count >= limit:
+        raise NotificationError(ErrorCode.TIER_LIMIT, _tier_message(limit), retry_after=3600)
+
+
+@dataclass
+class TierAllowance:
+    """The tier for a group of sends decided together: customers already reached are free,
+    each new one takes a place until the limit."""
+
+    limit: int
+    reached: set[int]
+
+    @classmethod
+    def now(cls, *, business: Business) -> TierAllowance:
+        return cls(tier_limit(business=business), customers_reached(since=timezone.now() - TIER_WINDOW))
+
+    def take(self, customer_id: int) -> bool:
+        if customer_id in self.reached:
+            return True
+        if len(self.reached) >= self.limit:
+            return False
+        self.reached.add(customer_id)
+        return True
+
+    def message(self) -> str:
+        return _tier_message(self.limit)
+
+
+def _tier_message(limit: int) -> str:
+    return _(
+        "Your tier allows business-initiated messages to %(n)d different customers per 24 hours. "
+        "Verify your number or earn the badge to reach more, or ask Parley support."
+    ) % {"n": limit}
+
+
+@dataclass(frozen=True)
+class Quality:
+    rating: str  # green, yellow, red
+    recipients: int
+    complaints: int
+
+    @property
+    def label(self) -> str:
+        return str(QUALITY_LABELS[self.rating])
+
+
+def quality_rating(*, business: Business) -> Quality:
+    """Share of the customers reached over 7 days who blocked or reported the business since."""
+    since = timezone.now() - QUALITY_WINDOW
+    reached = customers_reached(since=since)
+    if not reached:
+        return Quality("green", 0, 0)
+    blocked = set(
+        Block.objects.filter(business=business, customer_id__in=reached, created_at__gte=since).values_list(
+            "customer_id", flat=True
+        )
+    )
+    reported = set(
+        Report.objects.filter(business=business, customer_id__in=reached, created_at__gte=since).values_list(
+            "customer_id", flat=True
+        )
+    )
+    complaints = len(blocked | reported)
+    share = complaints / len(reached)
+    if len(reached) < QUALITY_MIN_RECIPIENTS:
+        rating = "green"
+    elif share > QUALITY_RED:
+        rating = "red"
+    elif share > QUALITY_YELLOW:
+        rating = "yellow"
+    else:
+        rating = "green"
+    return Quality(rating, len(reached), complaints)
+
+
+def quality_rating_cached(*, business: Business) -> Quality:
+    key = f"t.{business.schema_name}.quality"
+    cached = cache.get(key)
+    if isinstance(cached, tuple) and len(cached) == 3:
+        return Quality(*cached)
+    quality = quality_rating(business=business)
+    cache.set(key, (quality.rating, quality.recipients, quality.complaints), timeout=60)
+    return quality
+
+
+def marketing_check(*, business: Business) -> None:
+    """Red quality pauses marketing templates until complaints fall back."""
+    if quality_rating_cached(business=business).rating == "red":
+        raise NotificationError(
+            ErrorCode.TEMPLATE_PAUSED,
+            _(
+                "Marketing templates are paused: too many customers blocked or reported your business "
+                "in the last 7 days (quality rating red). Utility and authentication templates still go out."
+            ),
+        )

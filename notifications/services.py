@@ -1,0 +1,620 @@
+"""Notifications use cases, run in the business's schema (the caller's request or a job's
+`schema_context`): templates, API keys, and sending through the one messaging send core."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Customer, Membership, User
+from audit.services import audit_record
+from billing.models import UsageRecord
+from notifications import limits
+from notifications.errors import ErrorCode, NotificationError
+from notifications.models import MAX_BUTTONS, PLACEHOLDER, ApiKey, ApiRequest, Notification, Template
+from template_reviews.selectors import sending_limits
+from template_reviews.services import template_review_submit
+from tenancy.models import Business
+
+NAME_RE = re.compile(r"^[a-z0-9_]{1,60}$")
+LANGUAGE_RE = re.compile(r"^[a-z]{2}(_[A-Z]{2})?$")
+MAX_PARAMETER = 200
+CONTENT_FIELDS = ("category", "header", "body", "footer", "buttons")
+
+
+def _invalid(field: str, message: str) -> NotificationError:
+    return NotificationError(ErrorCode.INVALID, message, field=field)
+
+
+def _text(value: Any, *, field: str, max_length: int, required: bool = False) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise _invalid(field, _("Expected text."))
+    text = value.replace("\x00", "").strip()
+    if required and not text:
+        raise _invalid(field, _("This field is required."))
+    if len(text) > max_length:
+        raise _invalid(field, _("At most %(max)d characters.") % {"max": max_length})
+    return text
+
+
+@dataclass(frozen=True)
+class TemplateContent:
+    name: str
+    language: str
+    category: str
+    header: str
+    body: str
+    footer: str
+    buttons: list[str]
+
+
+def template_content_clean(
+    *, name: Any, language: Any, category: Any, body: Any, header: Any = "", footer: Any = "", buttons: Any = None
+) -> TemplateContent:
+    """Validate what a business wrote; every problem names its field."""
+    clean_name = _text(name, field="name", max_length=60, required=True).lower()
+    if not NAME_RE.match(clean_name):
+        raise _invalid("name", _("Use lowercase letters, digits and underscores, e.g. flight_change."))
+    clean_language = _text(language, field="language", max_length=8, required=True)
+    if not LANGUAGE_RE.match(clean_language):
+        raise _invalid("language", _("Use a language code such as en, de or en_GB."))
+    if category not in Template.Category.values:
+        raise _invalid("category", _("Choose utility, marketing or authentication."))
+    clean_header = _text(header, field="header", max_length=60)
+    clean_body = _text(body, field="body", max_length=1024, required=True)
+    clean_footer = _text(footer, field="footer", max_length=60)
+    if PLACEHOLDER.search(clean_footer):
+        raise _invalid("footer", _("The footer cannot contain placeholders."))
+    unclosed = re.sub(PLACEHOLDER, "", clean_header + clean_body)
+    if "{{" in unclosed or "}}" in unclosed:
+        raise _invalid("body", _("Write placeholders as {{name}}: lowercase letters, digits and underscores."))
+    if buttons is None:
+        buttons = []
+    if not isinstance(buttons, list) or not all(isinstance(b, str) for b in buttons):
+        raise _invalid("buttons", _("Buttons are a list of labels."))
+    clean_buttons = [b.replace("\x00", "").strip() for b in buttons if b and b.strip()]
+    if len(clean_buttons) > MAX_BUTTONS:
+        raise _invalid("buttons", _("At most %(max)d quick-reply buttons.") % {"max": MAX_BUTTONS})
+    if any(len(b) > 25 for b in clean_buttons):
+        raise _invalid("buttons", _("Button labels can be at most 25 characters."))
+    return TemplateContent(
+        clean_name, clean_language, str(category), clean_header, clean_body, clean_footer, clean_buttons
+    )
+
+
+def template_create(*, business: Business, actor: User | None, content: TemplateContent) -> Template:
+    """A new template, queued for staff review."""
+    try:
+        with transaction.atomic():
+            template = Template.objects.create(
+                name=content.name,
+                language=content.language,
+                category=content.category,
+                header=content.header,
+                body=content.body,
+                footer=content.footer,
+                buttons=content.buttons,
+            )
+            template_review_submit(business=business, template=template)
+            audit_record(action="template.create", actor=actor, business=business, target=str(template))
+    except IntegrityError:
+        raise NotificationError(
+            ErrorCode.DUPLICATE,
+            _("A template with this name and language exists already."),
+            field="name",
+        ) from None
+    return template
+
+
+def template_update(*, business: Business, actor: User | None, template_id: Any, content: TemplateContent) -> Template:
+    """Edit a template. Any change of what customers would read sends it back to review."""
+    with transaction.atomic():
+        template = Template.objects.select_for_update().filter(pk=_pk(template_id)).first()
+        if template is None:
+            raise NotificationError(ErrorCode.NOT_FOUND, _("This template does not exist."))
+        if (template.name, template.language) != (content.name, content.language):
+            raise _invalid("name", _("Name and language cannot change; create a new template instead."))
+        changed = [f for f in CONTENT_FIELDS if getattr(template, f) != getattr(content, f)]
+        if not changed:
+            return template
+        for field in changed:
+            setattr(template, field, getattr(content, field))
+        template.revision += 1
+        template.status = Template.Status.PENDING
+        template.rejection_reason = ""
+        template.save()
+        template_review_submit(business=business, template=template)
+        audit_record(
+            action="template.update", actor=actor, business=business, target=str(template), data={"changed": changed}
+        )
+    return template
+
+
+def template_status_changed(*, business: Business, template: Template) -> None:
+    """A staff decision reached the template (inside the deciding transaction, in the business's
+    schema). The dashboard reads decisions from the review rows; subscribed systems get a webhook."""
+    from notifications.webhooks import webhook_enqueue
+
+    webhook_enqueue(
+        business=business,
+        event_type="template.status",
+        data={
+            "template": {
+                "id": template.pk,
+                "name": template.name,
+                "language": template.language,
+                "status": template.status,
+                "reason": template.rejection_reason,
+            }
+        },
+    )
+
+
+def _pk(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+# --- API keys --------------------------------------------------------------------------------
+
+KEY_PREFIX = "prl_"
+
+
+def api_key_hash(secret: str) -> str:
+    # Keys are 256-bit random strings, so a plain SHA-256 is as strong as a slow hash here and
+    # cheap enough to check on every request.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    key: ApiKey
+    secret: str  # shown once, never stored
+
+
+def _require_owner(business: Business, actor: User) -> None:
+    if not Membership.objects.filter(business_id=business.pk, user_id=actor.pk, role=Membership.Role.OWNER).exists():
+        raise NotificationError(ErrorCode.FORBIDDEN, _("Only the business's owner can manage API keys."))
+
+
+def api_key_create(*, business: Business, actor: User, name: Any, scopes: Any) -> NewApiKey:
+    _require_owner(business, actor)
+    clean_name = _text(name, field="name", max_length=100, required=True)
+    if not isinstance(scopes, list | tuple) or not scopes or not set(scopes) <= set(ApiKey.Scope.values):
+        raise _invalid("scopes", _("Choose at least one scope: send, read."))
+    prefix = KEY_PREFIX + secrets.token_hex(4)
+    secret = f"{prefix}_{secrets.token_urlsafe(32)}"
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            name=clean_name,
+            prefix=prefix,
+            key_hash=api_key_hash(secret),
+            scopes=sorted(set(scopes)),
+            created_by=actor,
+        )
+        audit_record(
+            action="api_key.create", actor=actor, business=business, target=str(key), data={"scopes": key.scopes}
+        )
+    return NewApiKey(key, secret)
+
+
+def api_key_revoke(*, business: Business, actor: User, key_id: Any) -> ApiKey:
+    _require_owner(business, actor)
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().filter(pk=_pk(key_id)).first()
+        if key is None:
+            raise NotificationError(ErrorCode.NOT_FOUND, _("This API key does not exist."))
+        if key.revoked_at is None:
+            key.revoked_at = timezone.now()
+            key.save(update_fields=["revoked_at"])
+            audit_record(action="api_key.revoke", actor=actor, business=business, target=str(key))
+    return key
+
+
+def api_key_authenticate(*, secret: str) -> ApiKey | None:
+    """The active key of *this* schema's business with that secret, else None. Runs in the
+    request's tenant schema, so another business's key is simply not there."""
+    parts = secret.split("_", 2)  # prl_<hex>_<random, may itself contain "_">
+    if len(parts) != 3 or f"{parts[0]}_" != KEY_PREFIX or len(parts[1]) != 8:
+        return None
+    key = ApiKey.objects.filter(prefix=f"{parts[0]}_{parts[1]}", revoked_at__isnull=True).first()
+    if key is None or not secrets.compare_digest(key.key_hash, api_key_hash(secret)):
+        return None
+    return key
+
+
+def api_request_record(
+    *, key: ApiKey, method: str, path: str, status_code: int, error_code: str = "", ip_address: str | None = None
+) -> None:
+    """Every use of a key: the request log (audit trail) and the key's last use."""
+    now = timezone.now()
+    ApiRequest.objects.create(
+        api_key=key,
+        method=method[:8],
+        path=path[:200],
+        status_code=status_code,
+        error_code=error_code[:40],
+        ip_address=ip_address,
+    )
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """One recipient's message, as the API asked for it (validated by `send_request_clean`)."""
+
+    to: str
+    template: Template | None
+    parameters: dict[str, str]
+    text: str
+
+
+def _phone(value: Any) -> str:
+    from django.core.exceptions import ValidationError
+
+    from verification.phone import normalise_phone
+
+    if not isinstance(value, str) or not value.strip().startswith("+"):
+        raise NotificationError(
+            ErrorCode.INVALID_PHONE, _("Give the number in international format, e.g. +4915112345678."), field="to"
+        )
+    try:
+        return normalise_phone(value, region=None)
+    except ValidationError as error:
+        raise NotificationError(ErrorCode.INVALID_PHONE, " ".join(error.messages), field="to") from None
+
+
+def _approved_template(name: Any, language: Any) -> Template:
+    if not isinstance(name, str) or not name:
+        raise _invalid("template", _("Name the template to send."))
+    qs = Template.objects.filter(name=name)
+    if language:
+        qs = qs.filter(language=language)
+    matches = list(qs[:2])
+    if not matches:
+        raise NotificationError(ErrorCode.NOT_FOUND, _("There is no template with this name and language."))
+    if len(matches) > 1:
+        raise _invalid("language", _("This template exists in several languages; say which one."))
+    template = matches[0]
+    if template.status == Template.Status.PAUSED:
+        raise NotificationError(
+            ErrorCode.TEMPLATE_PAUSED,
+            _("Marketing templates are paused while your quality rating is red."),
+        )
+    if template.status != Template.Status.APPROVED:
+        raise NotificationError(
+            ErrorCode.TEMPLATE_NOT_APPROVED,
+            _("Only approved templates can be sent; this one is “%(status)s”.")
+            % {"status": template.get_status_display()},
+        )
+    return template
+
+
+def _parameters(template: Template, parameters: Any) -> dict[str, str]:
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, dict):
+        raise _invalid("parameters", _("Parameters are an object of name → text."))
+    wanted = template.placeholders
+    unknown = sorted(set(parameters) - set(wanted))
+    if unknown:
+        raise NotificationError(
+            ErrorCode.UNKNOWN_PARAMETER,
+            _("The template has no placeholder %(names)s.") % {"names": ", ".join(unknown)},
+            field="parameters",
+        )
+    missing = [name for name in wanted if name not in parameters]
+    if missing:
+        raise NotificationError(
+            ErrorCode.MISSING_PARAMETER,
+            _("Missing values for %(names)s.") % {"names": ", ".join(missing)},
+            field="parameters",
+        )
+    clean: dict[str, str] = {}
+    for name in wanted:
+        value = parameters[name]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            raise _invalid("parameters", _("The value of %(name)s must be non-empty text.") % {"name": name})
+        value = value.replace("\x00", "").strip()
+        if len(value) > MAX_PARAMETER:
+            raise _invalid("parameters", _("Values can be at most %(max)d characters.") % {"max": MAX_PARAMETER})
+        clean[name] = value
+    return clean
+
+
+def template_render(*, template: Template, parameters: dict[str, str]) -> str:
+    """The text the customer reads: header, body, footer and button labels, placeholders filled."""
+
+    def fill(text: str) -> str:
+        return PLACEHOLDER.sub(lambda m: parameters[m.group(1)], text)
+
+    parts = [fill(template.header)] if template.header else []
+    parts.append(fill(template.body))
+    if template.footer:
+        parts.append(template.footer)
+    if template.buttons:
+        parts.append(" · ".join(f"[{label}]" for label in template.buttons))
+    return "\n\n".join(parts)
+
+
+def send_request_clean(*, to: Any, template: Any = None, text: Any = None) -> SendRequest:
+    """Check one send as the API gave it: a phone number and either a template (name, language,
+    parameters) or free text. Raises NotificationError naming the problem."""
+    phone = _phone(to)
+    if template is not None and text not in (None, ""):
+        raise _invalid("template", _("Send either a template or text, not both."))
+    if template is not None:
+        if not isinstance(template, dict):
+            raise _invalid("template", _("template is an object: name, language, parameters."))
+        found = _approved_template(template.get("name"), template.get("language"))
+        return SendRequest(phone, found, _parameters(found, template.get("parameters")), "")
+    clean_text = _text(text, field="text", max_length=4096, required=True)
+    return SendRequest(phone, None, {}, clean_text)
+
+
+def _fail(notification: Notification, code: str, reason: str) -> Notification:
+    notification.status = Notification.Status.FAILED
+    notification.failure_code = code
+    notification.failure_reason = reason[:300]
+    notification.failed_at = timezone.now()
+    notification.save(update_fields=["status", "failure_code", "failure_reason", "failed_at"])
+    return notification
+
+
+def notification_deliver(*, business: Business, notification: Notification) -> Notification:
+    """Hand an accepted notification to the messaging send core, or fail it with the delivery
+    rule that stops it (never billed: a refused send writes no usage record). Limits of the
+    business (tier, paused marketing) raise NotificationError: the caller decides whether that
+    refuses the request (single send) or fails the notification (batch)."""
+    from customers.selectors import customer_has_muted_marketing
+    from messaging.models import Conversation
+    from messaging.services import MessagingError, message_send_template
+
+    customer = Customer.objects.filter(phone_number=notification.to, verified_at__isnull=False).first()
+    if customer is None:
+        return _fail(notification, "not_a_customer", _("This number does not belong to a Parley customer."))
+    if notification.category == Template.Category.MARKETING and customer_has_muted_marketing(
+        customer_id=customer.pk, business_id=business.pk
+    ):
+        return _fail(notification, "muted_marketing", _("The customer muted marketing messages from your business."))
+    if notification.category != "service":
+        limits.tier_check(business=business, customer_id=customer.pk)
+    if notification.category == Template.Category.MARKETING:
+        limits.marketing_check(business=business)
+    if notification.template_id is None:
+        # Free text is a service reply: only inside the customer's 24-hour window.
+        window = (
+            Conversation.objects.filter(contact__customer=customer).values_list("window_expires_at", flat=True).first()
+        )
+        if window is None or window <= timezone.now():
+            return _fail(
+                notification,
+                "window_closed",
+                _("The customer's 24-hour service window is closed: send an approved template."),
+            )
+    started = timezone.now()
+    body = notification.text
+    if notification.template is not None:
+        body = template_render(template=notification.template, parameters=notification.parameters)
+    try:
+        result = message_send_template(
+            business=business,
+            customer=customer,
+            template_name=notification.template_name,
+            body=body,
+            category=notification.category,
+            author_key=f"api:{notification.api_key_id or 0}",
+            client_msg_id=f"n{notification.pk}",
+        )
+    except MessagingError as error:
+        return _fail(notification, error.code, error.message)
+    record = (
+        UsageRecord.objects.filter(
+            business_id=business.pk, customer_id=customer.pk, created_at__gte=started, voided_at__isnull=True
+        )
+        .order_by("created_at")
+        .first()
+    )
+    notification.price = record.unit_price if record is not None and not record.free else Decimal(0)
+    notification.message = result.message
+    notification.status = Notification.Status.SENT
+    notification.sent_at = timezone.now()
+    notification.save(update_fields=["price", "message", "status", "sent_at"])
+    return notification
+
+
+def notification_send(*, business: Business, api_key: ApiKey | None, request: SendRequest) -> Notification:
+    """Send one message now (the API's single send): accepted, then sent or failed."""
+    limits.throughput_check(business=business)
+    with transaction.atomic():
+        notification = _accept(api_key, request)
+        return notification_deliver(business=business, notification=notification)
+
+
+def _accept(api_key: ApiKey | None, request: SendRequest, batch_id: Any = None) -> Notification:
+    template = request.template
+    return Notification.objects.create(
+        api_key=api_key,
+        to=request.to,
+        template=template,
+        template_name=template.name if template else "",
+        category=template.category if template else "service",
+        parameters=request.parameters,
+        text=request.text,
+        batch_id=batch_id,
+    )
+
+
+MAX_BATCH = 1000
+BATCH_CHUNK = 100
+DELIVER_JOB = "notifications.deliver"
+
+
+@dataclass(frozen=True)
+class BatchAccepted:
+    batch_id: uuid.UUID
+    notifications: list[Notification]
+
+
+def notifications_accept_batch(
+    *, business: Business, api_key: ApiKey | None, template: Any, language: Any, recipients: Any
+) -> BatchAccepted:
+    """Accept up to 1,000 recipients of one approved template at once; background jobs (which
+    carry the schema name) deliver them. Every recipient is checked first: one bad entry refuses
+    the batch with the index of each problem, so nothing is half-accepted."""
+    from procrastinate.contrib.django import app
+
+    if not isinstance(recipients, list) or not recipients:
+        raise _invalid("recipients", _("Give at least one recipient."))
+    if len(recipients) > MAX_BATCH:
+        raise NotificationError(
+            ErrorCode.BATCH_TOO_LARGE, _("At most %(max)d recipients per batch.") % {"max": MAX_BATCH}
+        )
+    found = _approved_template(template, language)
+    requests: list[SendRequest] = []
+    errors: dict[str, dict[str, str]] = {}
+    for index, recipient in enumerate(recipients):
+        try:
+            if not isinstance(recipient, dict):
+                raise _invalid("recipients", _("Each recipient is an object: to, parameters."))
+            requests.append(
+                SendRequest(_phone(recipient.get("to")), found, _parameters(found, recipient.get("parameters")), "")
+            )
+        except NotificationError as error:
+            errors[str(index)] = {"code": str(error.code), "message": error.message}
+    if errors:
+        raise NotificationError(ErrorCode.INVALID, _("Some recipients are not valid."), errors=errors)
+    batch_id = uuid.uuid4()
+    deliver = app.configure_task(DELIVER_JOB, allow_unknown=False)
+    with transaction.atomic():
+        created = Notification.objects.bulk_create(
+            [
+                Notification(
+                    api_key=api_key,
+                    to=r.to,
+                    template=found,
+                    template_name=found.name,
+                    category=found.category,
+                    parameters=r.parameters,
+                    batch_id=batch_id,
+                )
+                for r in requests
+            ]
+        )
+        ids = [n.pk for n in created]
+        # Same transaction as the rows: an accepted notification always has its delivery queued.
+        for start in range(0, len(ids), BATCH_CHUNK):
+            chunk: list[Any] = ids[start : start + BATCH_CHUNK]
+            deliver.defer(schema_name=business.schema_name, notification_ids=chunk)
+    return BatchAccepted(batch_id, created)
+
+
+def notifications_deliver_queued(*, business: Business, notification_ids: list[int]) -> int:
+    """The batch job's work (in the business's schema): the still-accepted notifications of the
+    chunk go through the delivery rules and limits, then the survivors are written by the send
+    core's writer in one transaction (`do_send_messages`); each refused one fails with its
+    reason. Paced to the business's throughput limit."""
+    done = 0
+    per_second, _override = sending_limits(business=business)
+    step = max(1, min(per_second, BATCH_CHUNK))
+    for start in range(0, len(notification_ids), step):
+        chunk = notification_ids[start : start + step]
+        while limits.throughput_take(business=business, count=len(chunk)) is not None:
+            time.sleep(max(0.01, 1 - (time.time() % 1)))  # the next second's allowance
+        done += _deliver_chunk(business, chunk)
+    return done
+
+
+def _deliver_chunk(business: Business, notification_ids: list[int]) -> int:
+    from customers.models import MarketingMute
+    from messaging.errors import MessagingError
+    from messaging.sending import SendResult, check_template_send, do_send_messages
+
+    with transaction.atomic():
+        pending = list(
+            Notification.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("template")
+            .filter(pk__in=notification_ids, status=Notification.Status.ACCEPTED)
+            .order_by("pk")
+        )
+        if not pending:
+            return 0  # delivered by an earlier attempt of this job
+        customers = {
+            c.phone_number: c
+            for c in Customer.objects.filter(phone_number__in={n.to for n in pending}, verified_at__isnull=False)
+        }
+        muted = set(
+            MarketingMute.objects.filter(
+                business_id=business.pk, customer_id__in=[c.pk for c in customers.values()]
+            ).values_list("customer_id", flat=True)
+        )
+        allowance = limits.TierAllowance.now(business=business)
+        quality = limits.quality_rating_cached(business=business).rating
+        ready: list[tuple[Notification, Any]] = []
+        for notification in pending:
+            customer = customers.get(notification.to)
+            marketing = notification.category == Template.Category.MARKETING
+            if customer is None:
+                _fail(notification, "not_a_customer", _("This number does not belong to a Parley customer."))
+            elif marketing and customer.pk in muted:
+                _fail(notification, "muted_marketing", _("The customer muted marketing messages from your business."))
+            elif marketing and quality == "red":
+                _fail(
+                    notification, ErrorCode.TEMPLATE_PAUSED, _("Marketing templates are paused (quality rating red).")
+                )
+            elif not allowance.take(customer.pk):
+                _fail(notification, ErrorCode.TIER_LIMIT, allowance.message())
+            else:
+                assert notification.template is not None
+                request = check_template_send(
+                    customer=customer,
+                    template_name=notification.template_name,
+                    body=template_render(template=notification.template, parameters=notification.parameters),
+                    category=notification.category,
+                    author_key=f"api:{notification.api_key_id or 0}",
+                    client_msg_id=f"n{notification.pk}",
+                )
+                ready.append((notification, request))
+        started = timezone.now()
+        outcomes = do_send_messages(business=business, requests=[r for _n, r in ready]) if ready else []
+        prices = dict(
+            UsageRecord.objects.filter(
+                business_id=business.pk,
+                customer_id__in=[r.customer.pk for _n, r in ready if r.customer is not None],
+                created_at__gte=started,
+                voided_at__isnull=True,
+                free=False,
+            ).values_list("customer_id", "unit_price")
+        )
+        now = timezone.now()
+        for (notification, request), outcome in zip(ready, outcomes, strict=True):
+            if isinstance(outcome, MessagingError):
+                _fail(notification, str(outcome.code), outcome.message)
+            elif isinstance(outcome, SendResult):
+                assert request.customer is not None
+                notification.message = outcome.message
+                notification.status = Notification.Status.SENT
+                notification.sent_at = now
+                # One conversation is charged once, to the first message that opened it.
+                notification.price = prices.pop(request.customer.pk, Decimal(0))
+                notification.save(update_fields=["message", "status", "sent_at", "price"])
+    return len(pending)

@@ -1,0 +1,321 @@
+"""Outgoing webhooks: endpoints per business, deliveries signed with HMAC-SHA256 over the
+timestamp and the body (`Parley-Signature: t=<unix seconds>,v1=<hex>`), retried with exponential
+backoff for up to 3 days by Procrastinate jobs that carry the schema name. An endpoint whose
+deliveries keep giving up is disabled and its owner told.
+
+Verifying a delivery (receiver side):
+
+    import hashlib, hmac, time
+
+    def verify(secret: str, header: str, body: bytes, tolerance: int = 300) -> bool:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        timestamp, signature = parts["t"], parts["v1"]
+        if abs(time.time() - int(timestamp)) > tolerance:
+            return False  # too old: a replay
+        expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, signature)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.core.mail import send_mail
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Membership, User
+from audit.services import audit_record
+from messaging.models import Event
+from notifications.errors import ErrorCode, NotificationError
+from notifications.models import WebhookCursor, WebhookDelivery, WebhookEndpoint
+from tenancy.models import Business
+
+logger = logging.getLogger("parley.notifications")
+
+SEND_JOB = "notifications.webhook_send"
+GIVE_UP_AFTER = timedelta(days=3)
+RETRY_BASE = timedelta(seconds=30)
+RETRY_CAP = timedelta(hours=6)
+TIMEOUT_SECONDS = 10
+DISABLE_AFTER_FAILURES = 3  # deliveries that gave up (3 days each) in a row
+DISPATCH_LIMIT = 1000
+
+# Stream events → webhook event types.
+STREAM_TYPES = {"message.status": "message.status", "conversation.updated": "conversation.updated"}
+
+
+def signature_header(*, secret: str, body: bytes, timestamp: int) -> str:
+    digest = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min, … doubling, at most 6 hours between attempts."""
+    return min(RETRY_CAP, RETRY_BASE * (2 ** max(0, attempts - 1)))
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+
+def _private_destination(host: str) -> bool:
+    """True if the host is or resolves to a loopback, private, link-local or reserved address."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False  # unresolvable: the delivery will fail and be retried
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if (
+            address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_reserved
+            or address.is_multicast
+            or address.is_unspecified
+        ):
+            return True
+    return False
+
+
+def destination_check(url: str) -> None:
+    """Refuse URLs that would make Parley call into its own network (SSRF), unless allowed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise NotificationError(ErrorCode.INVALID, _("Give an http or https URL."), field="url")
+    if not settings.PARLEY_WEBHOOKS_ALLOW_PRIVATE and _private_destination(parts.hostname):
+        raise NotificationError(
+            ErrorCode.INVALID,
+            _("Webhooks cannot go to private or loopback addresses."),
+            field="url",
+        )
+
+
+def _require_owner(business: Business, actor: User) -> None:
+    if not Membership.objects.filter(business_id=business.pk, user_id=actor.pk, role=Membership.Role.OWNER).exists():
+        raise NotificationError(ErrorCode.FORBIDDEN, _("Only the business's owner can manage webhooks."))
+
+
+def webhook_endpoint_create(*, business: Business, actor: User, url: Any, event_types: Any) -> WebhookEndpoint:
+    _require_owner(business, actor)
+    if not isinstance(url, str) or len(url) > 500:
+        raise NotificationError(ErrorCode.INVALID, _("Give an http or https URL."), field="url")
+    url = url.strip()
+    destination_check(url)
+    if (
+        not isinstance(event_types, list | tuple)
+        or not event_types
+        or not set(event_types) <= set(WebhookEndpoint.EventType.values)
+    ):
+        raise NotificationError(ErrorCode.INVALID, _("Choose at least one event type."), field="event_types")
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.create(
+            url=url, secret=f"whsec_{secrets.token_urlsafe(32)}", event_types=sorted(set(event_types))
+        )
+        audit_record(action="webhook.create", actor=actor, business=business, target=url)
+    return endpoint
+
+
+def webhook_endpoint_delete(*, business: Business, actor: User, endpoint_id: int) -> None:
+    _require_owner(business, actor)
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.filter(pk=endpoint_id).first()
+        if endpoint is None:
+            raise NotificationError(ErrorCode.NOT_FOUND, _("This webhook does not exist."))
+        audit_record(action="webhook.delete", actor=actor, business=business, target=endpoint.url)
+        endpoint.delete()
+
+
+# --- deliveries -----------------------------------------------------------------------------
+
+
+def _defer(business: Business, delivery: WebhookDelivery, at: datetime | None = None) -> None:
+    from procrastinate.contrib.django import app
+
+    task = app.configure_task(SEND_JOB, allow_unknown=False, **({"schedule_at": at} if at else {}))
+    task.defer(schema_name=business.schema_name, delivery_id=delivery.pk)
+
+
+def webhook_enqueue(*, business: Business, event_type: str, data: dict[str, Any], event_id: int | None = None) -> int:
+    """Queue one delivery per active endpoint that wants this event type (in the caller's
+    transaction, so an event that rolls back sends nothing)."""
+    endpoints = [e for e in WebhookEndpoint.objects.filter(is_active=True) if event_type in e.event_types]
+    now = timezone.now()
+    for endpoint in endpoints:
+        body = json.dumps(
+            {
+                "id": str(uuid.uuid4()),
+                "type": event_type,
+                "created_at": now,
+                "business": business.slug,
+                "event_id": event_id,
+                "data": data,
+            },
+            cls=DjangoJSONEncoder,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        delivery = WebhookDelivery.objects.create(endpoint=endpoint, event_type=event_type, body=body, created_at=now)
+        _defer(business, delivery)
+    return len(endpoints)
+
+
+def webhook_dispatch_stream(*, business: Business) -> int:
+    """Turn the business's new stream events into deliveries, in id order, exactly once (the
+    cursor row is locked and moved in the same transaction as the deliveries it creates)."""
+    if not WebhookEndpoint.objects.filter(is_active=True).exists():
+        return 0
+    queued = 0
+    with transaction.atomic():
+        cursor, _created = WebhookCursor.objects.select_for_update().get_or_create(pk=1)
+        rows = list(
+            Event.objects.filter(id__gt=cursor.last_event_id)
+            .order_by("id")
+            .values_list("id", "type", "frame")[:DISPATCH_LIMIT]
+        )
+        for event_id, type_, frame in rows:
+            data = json.loads(frame)
+            data.pop("id", None)
+            data.pop("type", None)
+            if type_ == "message.created":
+                message = data.get("message", {})
+                if message.get("direction") == "in":
+                    queued += webhook_enqueue(
+                        business=business, event_type="message.received", data=data, event_id=event_id
+                    )
+            elif type_ in STREAM_TYPES:
+                queued += webhook_enqueue(
+                    business=business, event_type=STREAM_TYPES[type_], data=data, event_id=event_id
+                )
+        if rows:
+            cursor.last_event_id = rows[-1][0]
+            cursor.save(update_fields=["last_event_id"])
+    return queued
+
+
+def webhook_delivery_attempt(*, business: Business, delivery_id: int) -> str:
+    """POST the delivery once; on failure schedule the next attempt or give up after 3 days."""
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .select_related("endpoint")
+            .filter(pk=delivery_id)
+            .first()
+        )
+        if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
+            return "skipped"
+        endpoint = delivery.endpoint
+        if not endpoint.is_active:
+            delivery.status = WebhookDelivery.Status.FAILED
+            delivery.last_error = "endpoint disabled"
+            delivery.save(update_fields=["status", "last_error"])
+            return "disabled"
+        now = timezone.now()
+        delivery.attempts += 1
+        body = delivery.body.encode()
+        error = ""
+        status_code: int | None = None
+        try:
+            destination_check(endpoint.url)
+            response = httpx.post(
+                endpoint.url,
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": "Parley-Webhooks/1",
+                    "Parley-Signature": signature_header(
+                        secret=endpoint.secret, body=body, timestamp=int(now.timestamp())
+                    ),
+                    "Parley-Delivery": str(delivery.pk),
+                },
+                timeout=TIMEOUT_SECONDS,
+                follow_redirects=False,
+            )
+            status_code = response.status_code
+            if not 200 <= status_code < 300:
+                error = f"HTTP {status_code}"
+        except NotificationError as refused:
+            error = refused.message
+        except httpx.HTTPError as failure:
+            error = f"{type(failure).__name__}: {failure}"[:300]
+        delivery.last_status_code = status_code
+        delivery.last_error = error[:300]
+        if not error:
+            delivery.status = WebhookDelivery.Status.DELIVERED
+            delivery.delivered_at = now
+            delivery.next_attempt_at = None
+            endpoint.consecutive_failures = 0
+            endpoint.save(update_fields=["consecutive_failures"])
+            outcome = "delivered"
+        else:
+            next_at = now + retry_delay(delivery.attempts)
+            if next_at - delivery.created_at > GIVE_UP_AFTER:
+                delivery.status = WebhookDelivery.Status.FAILED
+                delivery.next_attempt_at = None
+                _endpoint_failed(business, endpoint)
+                outcome = "failed"
+            else:
+                delivery.next_attempt_at = next_at
+                _defer(business, delivery, next_at)
+                outcome = "retry"
+        delivery.save()
+    return outcome
+
+
+def _endpoint_failed(business: Business, endpoint: WebhookEndpoint) -> None:
+    endpoint.consecutive_failures += 1
+    if endpoint.consecutive_failures < DISABLE_AFTER_FAILURES:
+        endpoint.save(update_fields=["consecutive_failures"])
+        return
+    endpoint.is_active = False
+    endpoint.disabled_reason = _("Disabled after %(n)d deliveries failed for 3 days each.") % {
+        "n": endpoint.consecutive_failures
+    }
+    endpoint.save(update_fields=["consecutive_failures", "is_active", "disabled_reason"])
+    audit_record(action="webhook.disabled", business=business, target=endpoint.url)
+    owners = list(
+        Membership.objects.filter(business_id=business.pk, role=Membership.Role.OWNER).values_list(
+            "user__email", flat=True
+        )
+    )
+    subject = _("Parley: your webhook %(url)s was disabled") % {"url": endpoint.url}
+    text = _(
+        "Deliveries to %(url)s kept failing, so Parley stopped sending to it. Fix the endpoint, "
+        "then add it again on your dashboard's API page (%(page)s)."
+    ) % {"url": endpoint.url, "page": business.absolute_url("/developers/")}
+
+    def tell_owners() -> None:
+        try:
+            send_mail(subject, text, None, owners)
+        except Exception:  # the dashboard notice still tells them
+            logger.exception("mailing the owners of %s failed", business.schema_name)
+
+    transaction.on_commit(tell_owners)
+
+
+def webhook_delivery_resend(*, business: Business, actor: User, delivery_id: int) -> WebhookDelivery:
+    """ "Send again" from the log: the same body, as a new delivery, now."""
+    _require_owner(business, actor)
+    with transaction.atomic():
+        old = WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
+        if old is None:
+            raise NotificationError(ErrorCode.NOT_FOUND, _("This delivery does not exist."))
+        delivery = WebhookDelivery.objects.create(
+            endpoint=old.endpoint, event_type=old.event_type, body=old.body, created_at=timezone.now()
+        )
+        _defer(business, delivery)
+    return delivery

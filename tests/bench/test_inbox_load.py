@@ -1,0 +1,48 @@
+"""Smoke runs of the benchmarks: they run end to end and print their figures. Never timed
+assertions (the figures go to the README); only that nothing accepted was lost."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def run_bench(*args: str, timeout: int = 300) -> str:
+    if not os.environ.get("REDIS_URL"):
+        pytest.fail("the benchmarks serve with the Redis channel layer: set REDIS_URL")
+    done = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_inbox_load_compare_runs_all_three_servers_and_loses_nothing() -> None:
+    out = run_bench(
+        "bench/inbox_load.py",
+        "--compare",
+        "--customers", "6",
+        "--agents", "2",
+        "--rate", "4",
+        "--reply-rate", "1",
+        "--duration", "3",
+        "--drain", "5",
+    )  # fmt: skip
+    for target in ("parley", "limit", "tutorial"):
+        section = out.split(f"== {target}:")[1].split("\n== ")[0]
+        assert re.search(r"customer messages/s: offered +\d", section), section
+        assert "customer → viewing agent: p50" in section, section
+        assert re.search(r"server: +\d+% CPU .* RSS peak +\d+ MiB", section), section
+        assert re.search(r"generator: +\d+% CPU", section), section
+        sent = int(re.search(r"lost: sent (\d+)", section).group(1))  # type: ignore[union-attr]
+        assert sent > 0, section
+        assert "accepted-but-not-persisted 0 " in section, section
+        assert "persisted-but-not-received-by-customer 0 " in section, section
+    assert "Parley as a ratio of each" in out

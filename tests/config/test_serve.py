@@ -1,0 +1,84 @@
+"""`make serve`'s supervisor (config/serve.py): production settings, N processes on one port,
+clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import psutil
+import pytest
+from django.conf import settings
+
+from tests import conftest
+from tests.conftest import ROOT, free_port
+
+
+def serve_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, DATABASE_URL=conftest.test_database_url())
+    env.pop("SECRET_KEY", None)
+    return {**env, **extra}
+
+
+def test_serve_refuses_to_start_without_a_secret_key() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "config.serve", "--port", str(free_port()), "--workers", "0"],
+        cwd=ROOT,
+        env=serve_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "SECRET_KEY is not set" in done.stderr
+
+
+def test_serve_runs_processes_on_one_port_and_stops_cleanly_on_sigterm(live_db: Any) -> None:
+    if not os.environ.get("REDIS_URL"):
+        pytest.fail("config.serve needs REDIS_URL (the shared channel layer)")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "config.serve", "--port", str(port), "--processes", "2", "--workers", "1"],
+        cwd=ROOT,
+        env=serve_env(SECRET_KEY="s" * 50),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        children: list[psutil.Process] = []
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": settings.PARLEY_DOMAIN})
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    status = response.status
+                break
+            except OSError as error:
+                status = getattr(error, "code", None)
+                if status is not None:
+                    break
+                time.sleep(0.3)
+        if status != 200:
+            process.kill()
+            pytest.fail(f"status {status}: {process.communicate()[0].decode()[-3000:]}")
+        children = psutil.Process(process.pid).children()
+        assert len(children) == 3  # two ASGI processes and one worker
+        # Both servers listen on the one port, each on its own SO_REUSEPORT socket.
+        listening = [
+            c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port and c.status == "LISTEN"
+        ]
+        assert {c.pid for c in listening} == {c.pid for c in children[:2]}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        time.sleep(0.5)
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,161 @@
+"""Limits (throughput, tiers, quality) and batch sends delivered by real Procrastinate jobs."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from django.core.cache import cache
+
+from accounts.models import User
+from customers.services import customer_block
+from notifications.models import Notification
+from template_reviews.models import SendingLimits
+from tenancy.services import business_create
+from tests.conftest import World, in_business, unique
+from tests.jobs import run_queued_jobs
+from tests.messaging.test_api import Api, api_for, assert_problem, make_customer, send_flight
+from tests.notifications.conftest import approved_template
+
+
+def frozen_second() -> datetime:
+    # A second no earlier run used, so the shared Redis has no count for it.
+    return datetime(2030, 1, 1, tzinfo=UTC) + timedelta(seconds=random.randrange(10**8))
+
+
+def test_the_81st_message_in_a_second_is_refused_with_retry_after(world: World) -> None:
+    api = api_for(world)
+    with time_machine.travel(frozen_second(), tick=False):
+        answers = [api.post("messages", {"to": "+4915100000000", "text": "hi"}) for _ in range(81)]
+    assert [a.status_code for a in answers[:80]] == [201] * 80
+    refused = assert_problem(answers[80], 429, "rate_limited")
+    assert answers[80]["Retry-After"] == "1"
+    assert "80" in refused["title"]
+
+
+def test_staff_raise_the_throughput_limit(world: World) -> None:
+    SendingLimits.objects.create(business=world.business_a, messages_per_second=2)
+    api = api_for(world)
+    with time_machine.travel(frozen_second(), tick=False):
+        codes = [api.post("messages", {"to": "+4915100000000", "text": "hi"}).status_code for _ in range(3)]
+    assert codes == [201, 201, 429]
+
+
+def test_tier_limits_unique_customers_per_24_hours(world: World) -> None:
+    SendingLimits.objects.create(business=world.business_a, tier_override=2)
+    with in_business(world.business_a):
+        approved_template(world.business_a, world.staff)
+    api = api_for(world)
+    first, second, third = make_customer(), make_customer(), make_customer()
+    assert send_flight(api, first.phone_number).json()["status"] == "sent"
+    assert send_flight(api, second.phone_number).json()["status"] == "sent"
+    body = assert_problem(send_flight(api, third.phone_number), 429, "tier_limit")
+    assert "2 different customers" in body["title"]
+    # Customers already reached today do not count again.
+    assert send_flight(api, first.phone_number).json()["status"] == "sent"
+
+
+def test_default_tiers_follow_verification(world: World) -> None:
+    from notifications.limits import tier_limit
+
+    business = world.business_b
+    assert tier_limit(business=business) == (2_000 if business.phone_verified_at else 250)
+    business.phone_verified_at = None
+    assert tier_limit(business=business) == 250
+
+
+def test_red_quality_pauses_marketing_but_not_utility(world: World) -> None:
+    with in_business(world.business_a):
+        approved_template(world.business_a, world.staff)
+        approved_template(
+            world.business_a, world.staff, name="sale", category="marketing", header="", body="Sale {{p}}"
+        )
+    api = api_for(world)
+    customers = [make_customer() for _ in range(20)]
+    for customer in customers:
+        assert send_flight(api, customer.phone_number).json()["status"] == "sent"
+    from notifications.limits import quality_rating
+
+    with in_business(world.business_a):
+        assert quality_rating(business=world.business_a).rating == "green"
+        customer_block(customer=customers[0], business=world.business_a)
+        assert quality_rating(business=world.business_a).rating == "yellow"  # 1 of 20 = 5%
+        customer_block(customer=customers[1], business=world.business_a)
+        assert quality_rating(business=world.business_a).rating == "red"  # 10%
+    cache.delete(f"t.{world.business_a.schema_name}.quality")
+    fresh = make_customer()
+    paused = api.post("messages", {"to": fresh.phone_number, "template": {"name": "sale", "parameters": {"p": "1"}}})
+    assert_problem(paused, 422, "template_paused")
+    assert send_flight(api, fresh.phone_number).json()["status"] == "sent"
+    page = world.business_a  # the dashboard shows the rating
+    from tests.conftest import business_client
+
+    html = business_client(page, world.owner_a).get("/templates/").content.decode()
+    assert "Red" in html
+
+
+def test_batch_is_refused_whole_when_an_entry_is_bad(world: World) -> None:
+    with in_business(world.business_a):
+        approved_template(world.business_a, world.staff)
+    api = api_for(world)
+    recipients: list[dict[str, Any]] = [
+        {"to": make_customer().phone_number, "parameters": {"flight": "1", "time": "2"}},
+        {"to": "nope", "parameters": {"flight": "1", "time": "2"}},
+        {"to": make_customer().phone_number, "parameters": {"flight": "1"}},
+    ]
+    body = assert_problem(
+        api.post("messages/batch", {"template": "flight_change", "recipients": recipients}), 400, "invalid"
+    )
+    assert body["errors"] == {
+        "1": {"code": "invalid_phone", "message": body["errors"]["1"]["message"]},
+        "2": {"code": "missing_parameter", "message": body["errors"]["2"]["message"]},
+    }
+    too_many = [{"to": "+4915100000000"}] * 1001
+    assert_problem(
+        api.post("messages/batch", {"template": "flight_change", "recipients": too_many}), 413, "batch_too_large"
+    )
+    with in_business(world.business_a):
+        assert not Notification.objects.exists()
+
+
+@pytest.fixture
+def fresh_business(live_db: World) -> Any:
+    owner = User.objects.create(email=f"{unique('owner')}@batch.test")
+    return business_create(owner=owner, name="Batch Air", slug=unique("batch")), owner
+
+
+def test_batch_is_accepted_at_once_and_delivered_by_jobs(live_db: World, fresh_business: Any) -> None:
+    business, owner = fresh_business
+    from notifications import services
+
+    with in_business(business):
+        approved_template(business, live_db.staff)
+        secret = services.api_key_create(business=business, actor=owner, name="batch", scopes=["send", "read"]).secret
+    from tests.conftest import business_client
+
+    api = Api(business_client(business), secret)
+    customers = [make_customer() for _ in range(3)]
+    customer_block(customer=customers[2], business=business)
+    stranger = "+4915100000001"
+    params = {"flight": "LH 1", "time": "09:00"}
+    recipients = [{"to": c.phone_number, "parameters": params} for c in customers] + [
+        {"to": stranger, "parameters": params}
+    ]
+    response = api.post("messages/batch", {"template": "flight_change", "recipients": recipients})
+    assert response.status_code == 202, response.content
+    accepted = response.json()
+    assert accepted["accepted"] == 4
+    ids = [m["id"] for m in accepted["messages"]]
+    assert [api.get(f"messages/{i}").json()["status"] for i in ids] == ["accepted"] * 4
+    run_queued_jobs(queues=["notifications"])
+    answers = [api.get(f"messages/{i}").json() for i in ids]
+    assert [a["status"] for a in answers] == ["sent", "sent", "failed", "failed"]
+    assert [a["failure"]["code"] for a in answers[2:]] == ["blocked", "not_a_customer"]
+    assert all(float(a["price"]["amount"]) > 0 for a in answers[:2])
+    # Running the jobs again sends nothing twice.
+    run_queued_jobs(queues=["notifications"])
+    with in_business(business):
+        assert Notification.objects.filter(batch_id=accepted["batch_id"], status="sent").count() == 2
