@@ -8,6 +8,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Membership, User
 from audit.services import audit_record
+from messaging.revocation import rights_revoke_user
 from tenancy.models import Business
 
 
@@ -83,6 +84,8 @@ def seat_remove(*, membership: Membership, actor: User) -> None:
             data={"role": membership.role},
         )
         membership.delete()
+        # Their open inbox sockets close after commit (and re-check on their next frame).
+        rights_revoke_user(user_id=membership.user_id)
 
 
 def _send_invitation(*, user: User, business: Business) -> None:

@@ -262,6 +262,12 @@ else:
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Websocket consumers: database threads per process (each holds at most one connection, taken
+# from the pool above, so keep it at or below PARLEY_DB_POOL_MAX_SIZE; see tenancy/db.py) and
+# sends waiting or running per process before new ones get "overloaded".
+PARLEY_DB_THREADS = env.int("PARLEY_DB_THREADS", default=8)
+PARLEY_WS_MAX_SENDS = env.int("PARLEY_WS_MAX_SENDS", default=PARLEY_DB_THREADS * 8)
+
 # --- auth ---------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [

@@ -21,7 +21,13 @@ def customer_login(session: Any, customer: Customer) -> None:
 
 
 def customer_logout(session: Any) -> None:
+    from messaging.revocation import rights_revoke_customer  # messaging imports this module
+
+    customer_id = customer_id_from_session(session)
     session.pop(SESSION_KEY, None)
+    if customer_id is not None:
+        # Open chat and /me/ sockets of this session close; others of the customer re-check.
+        rights_revoke_customer(customer_id=customer_id, session_key=getattr(session, "session_key", None))
 
 
 def customer_id_from_session(session: Any) -> int | None:

@@ -4,6 +4,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from config.websocket import client_close_codes
 from customers.session import customer_from_session
 from directory.selectors import DIRECTORY_PAGE, directory_businesses, threads_for_customer
 
@@ -13,7 +14,8 @@ def me_conversations(request: HttpRequest) -> HttpResponse:
     refreshed live by me.js when the customer's websocket says a thread changed)."""
     customer = customer_from_session(request.session)
     threads = threads_for_customer(customer=customer) if customer is not None else []
-    return render(request, "directory/me_conversations.html", {"threads": threads, "customer": customer})
+    context = {"threads": threads, "customer": customer, "me_config": {"close_codes": client_close_codes()}}
+    return render(request, "directory/me_conversations.html", context)
 
 
 def businesses(request: HttpRequest) -> HttpResponse:

@@ -6,6 +6,7 @@ class MessagingConfig(AppConfig):
     verbose_name = "Messaging"
 
     def ready(self) -> None:
+        from messaging import revocation  # noqa: F401  (connects the logout and suspension receivers)
         from messaging.dashboard import contacts_figures, inbox_figures
         from tenancy.sections import register_figures
 

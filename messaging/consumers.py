@@ -1,17 +1,29 @@
 """Websocket relays: authenticate, join the business's groups, forward frames, call services.
 
-Every database call goes through `_db`, which enters the schema (the business's, or public for
-/ws/me/) inside the worker thread and leaves it again, so no schema is ever left set on a shared
-thread and no query depends on what an earlier one left there.
+Database work goes through `_db`, which runs on the bounded thread pool of `tenancy.db` (never
+Channels' one thread per process) and enters the schema (the business's, or public for /ws/me/)
+inside the worker thread, so no schema is ever left set on a shared thread.
+
+Two paths per socket, so neither stalls the other:
+- layer → client (`inbox_batch`, `agents_frame`, `conv_frame`, signals) runs in the consumer's own dispatch loop,
+  without Channels' per-handler `aclose_old_connections` (those handlers need no database);
+- client → server frames are checked and parsed at once, then handled one at a time by the
+  socket's own worker task from a small bounded queue. A full queue, or a process whose send
+  path is saturated, refuses the frame at once (`overloaded` with `retry_after`).
+A send is accepted only when `message.accepted` comes back, after commit; a socket closed (or
+killed by the server) before that has accepted nothing: the client keeps the send pending and
+sends it again, with the same client_msg_id, after it reconnects.
 
 Ordering guarantee: a client first sends {"type": "resume", "after": <last id seen>} and gets the
 missed events from PostgreSQL; afterwards live frames are forwarded only in order. A live frame
 that would skip an event (the layer is at-most-once, and two commits can publish out of order)
-triggers a catch-up from PostgreSQL first; a frame already sent is dropped.
+triggers a catch-up from PostgreSQL first; a frame already sent is dropped. Catch-ups and
+forwarding share one lock per socket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -19,35 +31,95 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django_tenants.utils import schema_context
 
+from config.websocket import CloseCode
 from customers.session import customer_from_session
-from messaging import events, selectors, services
-from messaging.errors import MessagingError
+from messaging import events, revocation, selectors, services
+from messaging.errors import MessagingError, MessagingErrorCode
+from messaging.ids import conversation_pk
+from messaging.send_limits import send_take
 from tenancy.asgi import host_from_scope
+from tenancy.db import db_threads, run_in_schema
 from tenancy.models import PUBLIC_SCHEMA
 
 logger = logging.getLogger("parley.messaging")
 T = TypeVar("T")
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
+CLOSE_UNAUTHENTICATED = CloseCode.UNAUTHENTICATED
+CLOSE_FORBIDDEN = CloseCode.FORBIDDEN
+CLOSE_NOT_FOUND = CloseCode.NOT_FOUND
 # A send carries at most services.MAX_BODY characters; even fully \u-escaped that fits, with room
 # for the envelope. Daphne would otherwise hand over (and json.loads would parse) up to 1 MiB.
 MAX_FRAME_CHARS = 64 * 1024
+# Acks are gathered per socket for this long, then written once per conversation.
+ACK_DEBOUNCE_SECONDS = 0.25
+# A gap in an agent's list (a batch lost on the at-most-once layer) is read from the stream after this.
+LIST_HOLE_SECONDS = 1.0
+# Frames a socket may have waiting for its worker (more than a burst of sends); more are refused
+# (`overloaded`).
+FRAME_QUEUE = 32
 
 
-@database_sync_to_async
-def _db[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
-    with schema_context(schema_name):
-        return fn(**kwargs)
+async def _db[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    return await run_in_schema(schema_name, fn, **kwargs)
+
+
+class SendGate:
+    """The process's send path: at most `limit` sends waiting or running at once (a few per
+    database thread). Past that a send is refused at once with `retry_after`, the time the
+    sends ahead of it should take, rather than queued for seconds."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.seconds = 0.02  # moving average of one send's duration
+
+    @property
+    def limit(self) -> int:
+        return int(getattr(settings, "PARLEY_WS_MAX_SENDS", db_threads() * 8))
+
+    def retry_after(self) -> float:
+        wait = self.in_flight * self.seconds / max(1, db_threads())
+        return round(min(10.0, max(0.5, wait * 2)), 1)
+
+    def enter(self) -> bool:
+        if self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self, seconds: float) -> None:
+        self.in_flight -= 1
+        self.seconds = 0.9 * self.seconds + 0.1 * seconds
+
+
+send_gate = SendGate()
+
+
+def overloaded(retry_after: float) -> MessagingError:
+    return MessagingError(
+        MessagingErrorCode.OVERLOADED,
+        _("Too many messages are being sent right now. Retrying shortly."),
+        retry_after=retry_after,
+    )
+
+
+def _send_limited[T](*, service: Callable[..., T], schema_name: str, author_key: str, **kwargs: Any) -> T:
+    """On a database thread: take a token from the author's shared bucket (all their sockets, all
+    processes), then send."""
+    verdict = send_take(schema_name=schema_name, author_key=author_key)
+    if not verdict.allowed:
+        raise MessagingError(
+            MessagingErrorCode.RATE_LIMITED,
+            _("You are sending too fast. Please wait a moment."),
+            retry_after=verdict.retry_after,
+        )
+    return service(**kwargs)
 
 
 def origin_host(scope: dict[str, Any]) -> str | None:
@@ -68,6 +140,20 @@ def scope_language(scope: dict[str, Any]) -> str:
     return translation.get_language_from_request(request)
 
 
+def parse_frame(text_data: str | None) -> Any:
+    """The frame's JSON, or None for anything malformed: not JSON, nested deeper than the parser's
+    recursion limit (json raises RecursionError, not ValueError, for "[" * 50000), or strings with
+    lone surrogates ("\\ud800"), which no UTF-8 column can store and which would otherwise fail
+    deep inside a service."""
+    try:
+        payload = json.loads(text_data or "")
+        if "\\u" in (text_data or ""):
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return None
+    return payload
+
+
 class _RateLimit:
     """A small token bucket per connection, so one client cannot flood a business's stream."""
 
@@ -86,14 +172,80 @@ class _RateLimit:
         return False
 
 
-class StreamConsumer(AsyncWebsocketConsumer):
+def _rights_probe(
+    *, keys: list[str], seen: dict[str, Any] | None, check: Callable[..., CloseCode | None], **check_kwargs: Any
+) -> tuple[CloseCode | None, dict[str, Any]]:
+    """On a database thread: the rights versions, and the full check only when they moved since
+    `seen` (None: check now). One cache read per frame in the common case."""
+    versions = revocation.rights_versions(keys)
+    if seen is not None and versions == seen:
+        return None, versions
+    return check(**check_kwargs), versions
+
+
+class GroupsMixin:
+    """Group subscriptions tracked per socket and released whatever way the socket ends: a normal
+    close, a refused handshake, or the server cancelling the consumer ("took too long to shut
+    down"), so no Redis subscription outlives its socket."""
+
+    channel_layer: Any
+    channel_name: str
+
+    def _groups(self) -> set[str]:
+        if not hasattr(self, "_joined"):
+            self._joined: set[str] = set()
+        return self._joined
+
+    async def join(self, group: str) -> None:
+        self._groups().add(group)
+        await self.channel_layer.group_add(group, self.channel_name)
+
+    async def leave(self, group: str) -> None:
+        self._groups().discard(group)
+        await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def leave_all(self) -> None:
+        for group in list(self._groups()):
+            try:
+                await self.leave(group)
+            except Exception:  # one failed discard must not keep the others subscribed
+                logger.warning("could not leave group %s", group, exc_info=True)
+
+
+class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
     """What agents and customers share: origin check, envelope, resume and in-order delivery."""
 
     schema_name: str
     last: int | None
+    worker: asyncio.Task[None] | None = None
+    released = False
+    closing = False
+    rights_seen: dict[str, Any] | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.release()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without `aclose_old_connections` before every handler: layer
+        frames and signals never touch the database, and database calls close their own
+        connections on the pool (tenancy.db)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
+        # This loop serves sockets for the life of the process: list updates gather on it.
+        events.inbox_coalescer.attach(asyncio.get_running_loop())
         self.last = None
+        self.delivery = asyncio.Lock()
+        self.acks: dict[tuple[int, bool], int] = {}  # (conversation id, read) -> highest up_to
+        self.ack_task: asyncio.Task[None] | None = None
+        # (frame, when it entered the send gate or None)
+        self.frames_waiting: asyncio.Queue[tuple[dict[str, Any], float | None]] = asyncio.Queue(maxsize=FRAME_QUEUE)
         self.sends = _RateLimit(rate=2, burst=20)
         self.frames = _RateLimit(rate=20, burst=60)
         self.typing = _RateLimit(rate=0.5, burst=3)
@@ -113,11 +265,83 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         await self.accept()
         await self.joined()
+        # Client frames are dispatched only after connect returns, so none waits on this.
+        self.worker = asyncio.ensure_future(self.work())
 
     async def authenticate(self) -> bool:
         raise NotImplementedError
 
     async def joined(self) -> None:
+        pass
+
+    # --- rights: checked at connect, on every frame handled, and when a revocation arrives ---
+
+    @property
+    def session_key(self) -> str | None:
+        session = self.scope.get("session")
+        return getattr(session, "session_key", None)
+
+    def rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
+        """The cache keys of this socket's rights versions, and the full check with its arguments."""
+        raise NotImplementedError
+
+    async def rights_refusal(self, *, full: bool) -> CloseCode | None:
+        keys, check, kwargs = self.rights()
+        refusal, versions = await _db(
+            self.schema_name,
+            _rights_probe,
+            keys=keys,
+            seen=None if full else self.rights_seen,
+            check=check,
+            **kwargs,
+        )
+        if refusal is None:
+            self.rights_seen = versions
+        return refusal
+
+    async def rights_hold(self, *, full: bool = False) -> bool:
+        if self.closing:
+            return False
+        refusal = await self.rights_refusal(full=full)
+        if refusal is not None:
+            await self.end(refusal)
+            return False
+        return True
+
+    async def end(self, code: int) -> None:
+        """Close for good: nothing more is delivered or handled on this socket."""
+        if self.closing:
+            return
+        self.closing = True
+        await self.close(code)
+
+    async def rights_revoked(self, message: dict[str, Any]) -> None:
+        if message.get("session_key") and message["session_key"] == self.session_key:
+            await self.end(CLOSE_UNAUTHENTICATED)  # this very session ended (logout, sign-out)
+            return
+        await self.rights_hold(full=True)
+
+    async def disconnect(self, code: int) -> None:
+        await self.release()
+
+    async def release(self) -> None:
+        """Once per socket: stop the worker, leave every group, forget presence."""
+        if self.released:
+            return
+        self.released = True
+        for task in (self.worker, getattr(self, "ack_task", None), getattr(self, "hole_task", None)):
+            if task is not None:
+                task.cancel()
+        if self.worker is not None:
+            # Queued sends were never accepted: the client sends them again after reconnecting.
+            while not self.frames_waiting.empty():
+                _payload, gated = self.frames_waiting.get_nowait()
+                if gated is not None:
+                    send_gate.leave(0.0)
+        await self.leave_all()
+        await self.left()
+
+    async def left(self) -> None:
         pass
 
     async def send_json(self, payload: dict[str, Any]) -> None:
@@ -129,9 +353,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # No LocaleMiddleware here: messages (ours and the services') use the page's language.
         with translation.override(self.language):
-            await self.handle_frame(text_data)
+            await self.take_frame(text_data)
 
-    async def handle_frame(self, text_data: str | None) -> None:
+    async def take_frame(self, text_data: str | None) -> None:
+        """Check and parse at once; queue for the worker, or refuse at once."""
         # Limits first, so a flood of large or malformed frames costs no parsing.
         if not self.frames.allow():
             await self.send_error("rate_limited", _("Too many frames. Please slow down."))
@@ -139,13 +364,40 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if text_data is not None and len(text_data) > MAX_FRAME_CHARS:
             await self.send_error("bad_frame", _("This frame is too large."))
             return
-        try:
-            payload = json.loads(text_data or "")
-        except ValueError:
-            payload = None
+        payload = parse_frame(text_data)
         if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
             await self.send_error("bad_frame", _("Every frame must be a JSON object with a type."))
             return
+        is_send = payload["type"] == "send"
+        gated: float | None = None
+        try:
+            if self.frames_waiting.full():
+                raise overloaded(send_gate.retry_after())
+            if is_send:
+                self.check_send_rate()
+                if not send_gate.enter():
+                    raise overloaded(send_gate.retry_after())
+                gated = time.monotonic()
+        except MessagingError as error:
+            await self.refuse(payload, error)
+            return
+        self.frames_waiting.put_nowait((payload, gated))
+
+    async def work(self) -> None:
+        while True:
+            payload, gated = await self.frames_waiting.get()
+            try:
+                # Every frame runs on current rights: a revoked socket handles nothing more. The
+                # heartbeat re-checks fully, which also catches rights removed around the services
+                # (a seat deleted in the admin or a shell).
+                if await self.rights_hold(full=payload["type"] == "ping"):
+                    with translation.override(self.language):
+                        await self.handle_frame(payload)
+            finally:
+                if gated is not None:
+                    send_gate.leave(time.monotonic() - gated)
+
+    async def handle_frame(self, payload: dict[str, Any]) -> None:
         handler = getattr(self, "on_" + payload["type"].replace(".", "_"), None)
         if handler is None:
             await self.send_error("unknown_type", _("Unknown frame type."))
@@ -153,34 +405,44 @@ class StreamConsumer(AsyncWebsocketConsumer):
         try:
             await handler(payload)
         except MessagingError as error:
-            extra = {"client_msg_id": payload["client_msg_id"]} if payload.get("client_msg_id") else {}
-            if error.retry_after is not None:  # `overloaded`: retry the same client_msg_id after it
-                extra["retry_after"] = error.retry_after
-            await self.send_error(error.code, error.message, **extra)
+            await self.refuse(payload, error)
+        except asyncio.CancelledError:
+            raise
         except Exception:
             logger.exception("websocket frame %s failed", payload.get("type"))
             await self.send_error("server_error", _("Something went wrong. Please try again."))
+
+    async def refuse(self, payload: dict[str, Any], error: MessagingError) -> None:
+        extra: dict[str, Any] = {}
+        client_msg_id = payload.get("client_msg_id")
+        if client_msg_id and isinstance(client_msg_id, str):
+            extra["client_msg_id"] = client_msg_id
+        if error.retry_after is not None:  # overloaded, rate_limited: retry the same client_msg_id then
+            extra["retry_after"] = error.retry_after
+        await self.send_error(error.code, error.message, **extra)
 
     async def on_ping(self, payload: dict[str, Any]) -> None:
         await self.send_json({"id": None, "type": "pong"})
 
     async def on_resume(self, payload: dict[str, Any]) -> None:
         after = payload.get("after", 0)
-        if not isinstance(after, int) or after < 0:
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
             raise MessagingError("invalid", _("resume needs the last event id seen (a number)."))
-        self.last = after
-        if after < await _db(self.schema_name, selectors.first_retained_event_id) - 1:
-            # Events after `after` were pruned: the client reloads its state, then resumes.
-            self.last = await _db(self.schema_name, selectors.last_event_id)
-            await self.send_json({"id": None, "type": "resync"})
-            return
-        await self.catch_up()
-        await self.send_json({"id": None, "type": "resumed", "last": self.last})
+        async with self.delivery:
+            self.last = after
+            if after < await _db(self.schema_name, selectors.first_retained_event_id) - 1:
+                # Events after `after` were pruned: the client reloads its state, then resumes.
+                self.last = await _db(self.schema_name, selectors.last_event_id)
+                await self.send_json({"id": None, "type": "resync"})
+                return
+            await self.catch_up()
+            await self.send_json({"id": None, "type": "resumed", "last": self.last})
 
     async def fetch_after(self, after: int) -> list[tuple[int, str]]:
         raise NotImplementedError
 
     async def catch_up(self) -> None:
+        """Replay from PostgreSQL; the caller holds `self.delivery`."""
         if self.last is None:
             return
         rows = await self.fetch_after(self.last)
@@ -191,17 +453,20 @@ class StreamConsumer(AsyncWebsocketConsumer):
             # Too far behind to replay: the client reloads its state and resumes from there.
             await self.send_json({"id": None, "type": "resync"})
 
-    async def forward(self, message: dict[str, Any], *, gap: bool) -> None:
-        if self.last is None:
-            return  # not resumed yet: the resume will read this event from PostgreSQL
-        if message["id"] <= self.last:
-            return  # already sent (by a catch-up)
-        if gap:
-            await self.catch_up()
+    async def forward(self, message: dict[str, Any], *, gap: Callable[[int], bool]) -> None:
+        """Send a live frame in order. `gap(last)` says whether it would skip an event; the lock
+        is uncontended (free) except while a resume or catch-up replays."""
+        async with self.delivery:
+            if self.last is None or self.closing:
+                return  # not resumed yet: the resume will read this event from PostgreSQL
             if message["id"] <= self.last:
-                return
-        await self.send(text_data=message["text"])
-        self.last = message["id"]
+                return  # already sent (by a catch-up)
+            if gap(self.last):
+                await self.catch_up()
+                if message["id"] <= self.last:
+                    return
+            await self.send(text_data=message["text"])
+            self.last = message["id"]
 
     async def conv_signal(self, message: dict[str, Any]) -> None:
         if message.get("sender") != self.channel_name:
@@ -209,7 +474,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     def check_send_rate(self) -> None:
         if not self.sends.allow():
-            raise MessagingError("rate_limited", _("You are sending too fast. Please wait a moment."))
+            raise MessagingError(
+                MessagingErrorCode.RATE_LIMITED,
+                _("You are sending too fast. Please wait a moment."),
+                retry_after=round(1 / self.sends.rate, 1),
+            )
 
     async def accepted(self, result: services.SendResult) -> None:
         await self.send_json(
@@ -227,12 +496,48 @@ class StreamConsumer(AsyncWebsocketConsumer):
         """To the others in the conversation's group (never back to this socket)."""
         if not self.typing.allow():
             return
-        await events.send_signal(
-            events.conversation_group(self.schema_name, conversation_id),
-            events.LAYER_CONV_SIGNAL,
-            {"type": events.TYPING, "conversation_id": conversation_id, **who},
-            sender=self.channel_name,
-        )
+        for group in (
+            events.conversation_group(self.schema_name, conversation_id),  # the customer's sockets
+            events.agents_conversation_group(self.schema_name, conversation_id),  # agents viewing it
+        ):
+            await events.send_signal(
+                group,
+                events.LAYER_CONV_SIGNAL,
+                {"type": events.TYPING, "conversation_id": conversation_id, **who},
+                sender=self.channel_name,
+            )
+
+    # --- acks: batched per socket (the highest up_to per conversation, debounced) ---
+
+    async def queue_ack(self, conversation_id: int, payload: dict[str, Any]) -> None:
+        up_to = payload.get("up_to")
+        if not isinstance(up_to, int) or isinstance(up_to, bool):
+            raise MessagingError("invalid", _("Expected a number."))
+        key = (conversation_id, bool(payload.get("read")))
+        self.acks[key] = max(up_to, self.acks.get(key, up_to))
+        if self.ack_task is None or self.ack_task.done():
+            self.ack_task = asyncio.ensure_future(self.flush_acks())
+
+    async def flush_acks(self) -> None:
+        await asyncio.sleep(ACK_DEBOUNCE_SECONDS)
+        pending, self.acks = self.acks, {}
+        # Reads first: reading up to n is also delivery up to n, so a delivered ack at or below
+        # it has nothing left to do.
+        for (conversation_id, read), up_to in sorted(pending.items(), key=lambda item: not item[0][1]):
+            if self.closing:
+                return
+            if not read and pending.get((conversation_id, True), -1) >= up_to:
+                continue
+            try:
+                with translation.override(self.language):
+                    await self.store_ack(conversation_id, up_to, read)
+            except MessagingError as error:
+                await self.send_error(error.code, error.message)
+            except Exception:
+                logger.exception("websocket ack failed")
+
+    async def store_ack(self, conversation_id: int, up_to: int, read: bool) -> None:
+        raise NotImplementedError
 
 
 class InboxConsumer(StreamConsumer):
@@ -245,26 +550,35 @@ class InboxConsumer(StreamConsumer):
         if user is None or not user.is_authenticated:
             await self.close(CLOSE_UNAUTHENTICATED)
             return False
-        if not await _db(self.schema_name, selectors.is_member, business=self.business, user=user):
-            await self.close(CLOSE_FORBIDDEN)
-            return False
         self.user = user
+        # Joined before the check, so a revocation committed meanwhile still reaches this socket.
+        await self.join(revocation.user_group(user.pk))
+        await self.join(revocation.business_sockets_group(self.schema_name))
+        refusal = await self.rights_refusal(full=True)  # seat, session, business not suspended
+        if refusal is not None:
+            await self.close(refusal)
+            return False
         return True
 
+    def rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
+        keys = revocation.rights_keys(user_id=self.user.pk, business_id=self.business.pk)
+        kwargs = {"business_id": self.business.pk, "user_id": self.user.pk, "session_key": self.session_key}
+        return keys, revocation.agent_refusal, kwargs
+
     async def joined(self) -> None:
+        self.conv_last: int | None = None
+        self.held: list[dict[str, Any]] = []  # list batches waiting for an earlier one
+        self.covered: list[tuple[int, int]] = []  # id ranges received above the list's position
+        self.hole_task: asyncio.Task[None] | None = None
         self.inbox_group = events.inbox_group(self.schema_name)
-        await self.channel_layer.group_add(self.inbox_group, self.channel_name)
+        await self.join(self.inbox_group)
+        await self.join(events.user_inbox_group(self.schema_name, self.user.pk))
         await _db(self.schema_name, services.presence_enter, user=self.user, channel_name=self.channel_name)
         await self.broadcast_presence()
 
-    async def disconnect(self, code: int) -> None:
+    async def left(self) -> None:
         if not hasattr(self, "inbox_group"):
             return
-        await self.channel_layer.group_discard(self.inbox_group, self.channel_name)
-        if self.viewing is not None:
-            await self.channel_layer.group_discard(
-                events.conversation_group(self.schema_name, self.viewing), self.channel_name
-            )
         await _db(self.schema_name, services.presence_leave, channel_name=self.channel_name)
         await self.broadcast_presence()
 
@@ -272,58 +586,163 @@ class InboxConsumer(StreamConsumer):
         snapshot = await _db(self.schema_name, selectors.presence_snapshot)
         await events.send_signal(self.inbox_group, events.LAYER_INBOX_SIGNAL, {"type": events.PRESENCE, **snapshot})
 
-    async def fetch_after(self, after: int) -> list[tuple[int, str]]:
-        return await _db(self.schema_name, selectors.events_for_agents, after=after)
-
     async def as_agent(self, service: Callable[..., T], /, **kwargs: Any) -> T:
         """Run a service in this business's schema on behalf of this agent."""
         return await _db(self.schema_name, service, business=self.business, user=self.user, **kwargs)
 
-    # layer → client
-    async def inbox_frame(self, message: dict[str, Any]) -> None:
-        # Ids are dense per business, so anything but last+1 means a missed or late event.
-        await self.forward(message, gap=self.last is not None and message["id"] != self.last + 1)
+    # --- the list: resumed by state, live from coalesced batches, gaps filled from the stream ---
+    # `self.last` is the id up to which this socket's list is complete.
+
+    async def on_resume(self, payload: dict[str, Any]) -> None:
+        after = payload.get("after", 0)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise MessagingError("invalid", _("resume needs the last event id seen (a number)."))
+        async with self.delivery:
+            if after < await _db(self.schema_name, selectors.first_retained_event_id) - 1:
+                # Events after `after` were pruned: the client reloads its state, then resumes.
+                self.last = await _db(self.schema_name, selectors.last_event_id)
+                await self.send_json({"id": None, "type": "resync"})
+                return
+            head, rows = await _db(self.schema_name, selectors.conversation_states_since, after=after)
+            if rows:
+                await self.send(text_data=events.inbox_batch_message(ranges=[(after, head)], updates=rows)["text"])
+            await self.list_advanced(head)
+            await self.send_json({"id": None, "type": "resumed", "last": head})
+
+    async def inbox_batch(self, message: dict[str, Any]) -> None:
+        async with self.delivery:
+            if self.last is None or self.closing or message["last"] <= self.last:
+                return  # not resumed yet (the resume reads it), or already covered
+            self.held.append(message)
+            self.covered.extend((int(a), int(b)) for a, b in message["ranges"])
+            await self.list_advanced(self.last)
+
+    async def list_advanced(self, position: int) -> None:
+        """Move the list's position over every contiguous id received, and send the held batches
+        it now covers, oldest first. Caller holds `self.delivery`."""
+        self.covered.sort()
+        rest = []
+        for first, last in self.covered:
+            if first <= position + 1:
+                position = max(position, last)
+            else:
+                rest.append((first, last))
+        self.covered = [r for r in rest if r[1] > position]
+        self.last = position
+        ready = sorted((m for m in self.held if m["last"] <= position), key=lambda m: m["last"])
+        self.held = [m for m in self.held if m["last"] > position]
+        for message in ready:
+            await self.send(text_data=message["text"])
+        if self.held and (self.hole_task is None or self.hole_task.done()):
+            self.hole_task = asyncio.ensure_future(self.fill_list_hole())
+
+    async def fill_list_hole(self) -> None:
+        """A batch below the held ones did not come (lost, or its process failed to publish):
+        read the list states up to the newest held batch from the stream."""
+        await asyncio.sleep(LIST_HOLE_SECONDS)
+        async with self.delivery:
+            if not self.held or self.closing or self.last is None:
+                return
+            after, target = self.last, max(m["last"] for m in self.held)
+            rows = await _db(self.schema_name, selectors.conversation_states_between, after=after, up_to=target)
+            if rows:
+                await self.send(text_data=events.inbox_batch_message(ranges=[(after, target)], updates=rows)["text"])
+            self.held = []
+            await self.list_advanced(target)
+
+    # --- the open conversation: every event of it, chained by `prev` ---
+
+    async def agents_frame(self, message: dict[str, Any]) -> None:
+        if self.closing:
+            return
+        if message["conversation_id"] != self.viewing:
+            # The assignee's copy of a conversation not open here: a heads-up (and a delivered
+            # receipt); the list batches are what is complete.
+            if self.last is not None:
+                await self.send(text_data=message["text"])
+            return
+        async with self.delivery:
+            if self.conv_last is None or message["conversation_id"] != self.viewing:
+                return
+            if message["id"] <= self.conv_last:
+                return  # already sent (a catch-up, or the assignee's copy)
+            if message["prev"] > self.conv_last:
+                await self.conversation_catch_up()  # an earlier event of it went missing
+                if message["id"] <= self.conv_last:
+                    return
+            await self.send(text_data=message["text"])
+            self.conv_last = message["id"]
+
+    async def conversation_catch_up(self) -> None:
+        """Caller holds `self.delivery`."""
+        assert self.viewing is not None and self.conv_last is not None
+        while True:
+            rows = await _db(
+                self.schema_name, selectors.events_for_conversation, conversation_id=self.viewing, after=self.conv_last
+            )
+            for event_id, frame in rows:
+                await self.send(text_data=frame)
+                self.conv_last = event_id
+            if len(rows) < selectors.RESUME_LIMIT:
+                return
 
     async def conv_frame(self, message: dict[str, Any]) -> None:
-        pass  # agents get every event through the inbox group already
+        pass  # the customer's group; agents viewing a conversation get agents.frame
 
     async def inbox_signal(self, message: dict[str, Any]) -> None:
         await self.send(text_data=message["text"])
 
     # client → server
     async def on_ping(self, payload: dict[str, Any]) -> None:
-        # A seat removed while the inbox is open ends the stream at the next heartbeat.
-        if not await _db(self.schema_name, selectors.is_member, business=self.business, user=self.user):
-            await self.close(CLOSE_FORBIDDEN)
-            return
+        # Rights were re-checked before this frame (a removed seat whose signal was lost ends here).
         await _db(self.schema_name, services.presence_heartbeat, channel_name=self.channel_name)
         await super().on_ping(payload)
 
     async def on_view(self, payload: dict[str, Any]) -> None:
         conversation_id = payload.get("conversation_id")
+        after = payload.get("after")
+        if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
+            raise MessagingError("invalid", _("view takes the last event id seen of the conversation (a number)."))
         if conversation_id is not None:
             conversation = await _db(
                 self.schema_name, selectors.conversation_for_agent, conversation_id=conversation_id
             )
             conversation_id = conversation.pk
-        if self.viewing is not None:
-            await self.channel_layer.group_discard(
-                events.conversation_group(self.schema_name, self.viewing), self.channel_name
-            )
-        self.viewing = conversation_id
-        if conversation_id is not None:
-            await self.channel_layer.group_add(
-                events.conversation_group(self.schema_name, conversation_id), self.channel_name
-            )
+        async with self.delivery:
+            if self.viewing is not None:
+                await self.leave(events.agents_conversation_group(self.schema_name, self.viewing))
+            self.viewing, self.conv_last = conversation_id, None
+            if conversation_id is not None:
+                await self.join(events.agents_conversation_group(self.schema_name, conversation_id))
+                reload = after is None or after < await _db(self.schema_name, selectors.first_retained_event_id) - 1
+                if reload:
+                    # From now on; the client reads the thread's current page after this reply.
+                    self.conv_last = await _db(
+                        self.schema_name, selectors.conversation_last_event_id, conversation_id=conversation_id
+                    )
+                else:
+                    self.conv_last = after
+                    await self.conversation_catch_up()
+                await self.send_json(
+                    {
+                        "id": None,
+                        "type": "viewing",
+                        "conversation_id": conversation_id,
+                        "last": self.conv_last,
+                        "reload": reload,
+                    }
+                )
         await _db(
             self.schema_name, services.presence_view, channel_name=self.channel_name, conversation_id=conversation_id
         )
         await self.broadcast_presence()
 
     async def on_send(self, payload: dict[str, Any]) -> None:
-        self.check_send_rate()
         result = await self.as_agent(
-            services.message_send_agent,
+            _send_limited,
+            service=services.message_send_agent,
+            schema_name=self.schema_name,
+            author_key=f"user:{self.user.pk}",
             conversation_id=payload.get("conversation_id"),
             body=payload.get("body"),
             client_msg_id=payload.get("client_msg_id"),
@@ -337,12 +756,11 @@ class InboxConsumer(StreamConsumer):
             await self.send_typing(self.viewing, who="agent", name=self.user.get_short_name())
 
     async def on_ack(self, payload: dict[str, Any]) -> None:
-        await self.as_agent(
-            services.messages_mark_by_agent,
-            conversation_id=payload.get("conversation_id"),
-            up_to=payload.get("up_to"),
-            read=bool(payload.get("read")),
-        )
+        # Checked when written (batched): a conversation that does not exist gets not_found then.
+        await self.queue_ack(conversation_pk(payload.get("conversation_id")), payload)
+
+    async def store_ack(self, conversation_id: int, up_to: int, read: bool) -> None:
+        await self.as_agent(services.messages_mark_by_agent, conversation_id=conversation_id, up_to=up_to, read=read)
 
     async def on_assign(self, payload: dict[str, Any]) -> None:
         assignee = payload.get("assignee_id")
@@ -373,13 +791,24 @@ class ChatConsumer(StreamConsumer):
             await self.close(CLOSE_UNAUTHENTICATED)
             return False
         self.customer = customer
+        await self.join(revocation.customer_sockets_group(customer.pk))
+        await self.join(revocation.business_sockets_group(self.schema_name))
+        refusal = await self.rights_refusal(full=True)  # signed in, business not suspended
+        if refusal is not None:
+            await self.close(refusal)
+            return False
         return True
+
+    def rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
+        keys = revocation.rights_keys(customer_id=self.customer.pk, business_id=self.business.pk)
+        kwargs = {"business_id": self.business.pk, "customer_id": self.customer.pk, "session_key": self.session_key}
+        return keys, revocation.customer_refusal, kwargs
 
     async def joined(self) -> None:
         # Until the conversation exists (first message from this or another tab, or a template
         # from the business), listen on the customer's own group to learn when it appears.
         self.waiting_group: str | None = events.customer_group(self.customer.pk)
-        await self.channel_layer.group_add(self.waiting_group, self.channel_name)
+        await self.join(self.waiting_group)
         await self.find_conversation()
 
     async def find_conversation(self) -> None:
@@ -389,26 +818,17 @@ class ChatConsumer(StreamConsumer):
 
     async def join_conversation(self, conversation_id: int) -> None:
         self.conversation_id = conversation_id
-        await self.channel_layer.group_add(
-            events.conversation_group(self.schema_name, conversation_id), self.channel_name
-        )
+        await self.join(events.conversation_group(self.schema_name, conversation_id))
         if self.waiting_group is not None:
-            await self.channel_layer.group_discard(self.waiting_group, self.channel_name)
+            await self.leave(self.waiting_group)
             self.waiting_group = None
 
     async def me_frame(self, message: dict[str, Any]) -> None:
         if self.conversation_id is None and message.get("schema") == self.schema_name:
             await self.find_conversation()
             # Its first events were published before this socket joined: read them.
-            await self.catch_up()
-
-    async def disconnect(self, code: int) -> None:
-        if getattr(self, "waiting_group", None):
-            await self.channel_layer.group_discard(self.waiting_group, self.channel_name)
-        if self.conversation_id is not None:
-            await self.channel_layer.group_discard(
-                events.conversation_group(self.schema_name, self.conversation_id), self.channel_name
-            )
+            async with self.delivery:
+                await self.catch_up()
 
     async def as_customer(self, service: Callable[..., T], /, **kwargs: Any) -> T:
         """Run a service in this business's schema on behalf of this customer."""
@@ -423,12 +843,14 @@ class ChatConsumer(StreamConsumer):
 
     async def conv_frame(self, message: dict[str, Any]) -> None:
         # Customer-visible ids are sparse; each frame names the previous one it follows.
-        await self.forward(message, gap=self.last is not None and message["prev"] > self.last)
+        await self.forward(message, gap=lambda last: message["prev"] > last)
 
     async def on_send(self, payload: dict[str, Any]) -> None:
-        self.check_send_rate()
         result = await self.as_customer(
-            services.message_send_customer,
+            _send_limited,
+            service=services.message_send_customer,
+            schema_name=self.schema_name,
+            author_key=f"customer:{self.customer.pk}",
             body=payload.get("body"),
             client_msg_id=payload.get("client_msg_id"),
         )
@@ -436,7 +858,8 @@ class ChatConsumer(StreamConsumer):
             # The first message created the conversation after this socket connected; its
             # event was published before we joined, so read it from the stream.
             await self.join_conversation(result.message.conversation_id)
-            await self.catch_up()
+            async with self.delivery:
+                await self.catch_up()
         await self.accepted(result)
 
     async def on_typing(self, payload: dict[str, Any]) -> None:
@@ -444,15 +867,27 @@ class ChatConsumer(StreamConsumer):
             await self.send_typing(self.conversation_id, who="customer")
 
     async def on_ack(self, payload: dict[str, Any]) -> None:
-        await self.as_customer(
-            services.messages_mark_by_customer,
-            up_to=payload.get("up_to"),
-            read=bool(payload.get("read")),
-        )
+        await self.queue_ack(0, payload)  # the customer's one conversation
+
+    async def store_ack(self, conversation_id: int, up_to: int, read: bool) -> None:
+        await self.as_customer(services.messages_mark_by_customer, up_to=up_to, read=read)
 
 
-class MeConsumer(AsyncWebsocketConsumer):
+class MeConsumer(GroupsMixin, AsyncWebsocketConsumer):
     """The customer's /me/ page on the public host: their cross-business list changed."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.leave_all()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # As StreamConsumer.dispatch: no database work before handlers that need none.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         business = self.scope.get("business")
@@ -466,13 +901,28 @@ class MeConsumer(AsyncWebsocketConsumer):
         if customer is None:
             await self.close(CLOSE_UNAUTHENTICATED)
             return
-        self.group = events.customer_group(customer.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.customer = customer
+        await self.join(events.customer_group(customer.pk))
+        await self.join(revocation.customer_sockets_group(customer.pk))
         await self.accept()
 
+    async def rights_revoked(self, message: dict[str, Any]) -> None:
+        session = self.scope.get("session")
+        session_key = getattr(session, "session_key", None)
+        if not (message.get("session_key") and message["session_key"] == session_key):
+            refusal = await _db(
+                PUBLIC_SCHEMA,
+                revocation.customer_refusal,
+                business_id=None,
+                customer_id=self.customer.pk,
+                session_key=session_key,
+            )
+            if refusal is None:
+                return
+        await self.close(CLOSE_UNAUTHENTICATED)
+
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.leave_all()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self.send(text_data=events.dumps({"id": None, "type": "pong"}))

@@ -3,16 +3,30 @@ stream inside the transaction, published through the channel layer after commit.
 
 Each event is serialized to JSON once, stored as-is for resume, and sent through the layer as
 that same text; consumers forward it without parsing.
+
+Delivery policy (`_publish`; issue 9: every message to every agent does not scale):
+- every event of a conversation goes to the agents who have it open
+  (`t.<schema>.conv.<id>.agents`) and to its assignee (`t.<schema>.user.<id>`), each frame
+  naming the conversation's previous event (`prev`) so a viewer can tell a missed one;
+- customer-visible events go to the customer's sockets (`t.<schema>.conv.<id>`), chained by
+  the previous customer-visible event;
+- the inbox lists of all agents (`t.<schema>.inbox`) get `conversations.updated`: the latest
+  `conversation.updated` of each changed conversation, gathered per process for
+  `INBOX_FLUSH_SECONDS` and sent as one frame, with the id ranges it covers so a socket can tell
+  a batch that went missing (see consumers.InboxConsumer).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -112,8 +126,13 @@ EVENT_SHAPES: dict[str, type] = {
 }
 
 
+# What agents' lists get: the latest conversation.updated of each changed conversation (id null;
+# `last` is the event id up to which the list is complete; `events` the stored frames).
+CONVERSATIONS_UPDATED = "conversations.updated"
+
 # Layer message types: the consumer method that handles them.
-LAYER_INBOX_FRAME = "inbox.frame"
+LAYER_INBOX_BATCH = "inbox.batch"
+LAYER_AGENTS_FRAME = "agents.frame"
 LAYER_CONV_FRAME = "conv.frame"
 LAYER_CONV_SIGNAL = "conv.signal"
 LAYER_INBOX_SIGNAL = "inbox.signal"
@@ -126,6 +145,16 @@ def inbox_group(schema_name: str) -> str:
 
 def conversation_group(schema_name: str, conversation_id: int) -> str:
     return f"t.{schema_name}.conv.{int(conversation_id)}"
+
+
+def agents_conversation_group(schema_name: str, conversation_id: int) -> str:
+    """Agents who have the conversation open: every event of it, notes included."""
+    return f"t.{schema_name}.conv.{int(conversation_id)}.agents"
+
+
+def user_inbox_group(schema_name: str, user_id: int) -> str:
+    """One agent's sockets in one business: events of the conversations assigned to them."""
+    return f"t.{schema_name}.user.{int(user_id)}"
 
 
 def customer_group(customer_id: int) -> str:
@@ -241,41 +270,168 @@ def append_event(
 
 
 def publish_on_commit(*, schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
-    """After commit: agents get every event through the inbox group; the customer gets the
-    customer-visible ones through the conversation's group; /me/ pages get their list update."""
+    """After commit: conversation events to the agents viewing it and its assignee, customer-visible
+    ones to the customer, coalesced list updates to every agent, /me/ pages their list update."""
     if not events and not customer_updates:
         return
 
     def publish() -> None:
         try:
-            async_to_sync(_publish)(schema_name, events, customer_updates)
+            run_from_sync(_publish(schema_name, events, customer_updates))
         except Exception:  # the layer is at-most-once; clients catch up from the stream
             logger.exception("publishing %d events of %s failed", len(events), schema_name)
 
     transaction.on_commit(publish)
 
 
+# A publish waits at most this long for the server's event loop (it may be shutting down).
+PUBLISH_TIMEOUT_SECONDS = 10.0
+
+
+def run_from_sync(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a layer call (a publish) from synchronous code. On the server's event loop when the caller came from
+    it (a consumer's database thread, a view): list updates gather there, and the sender's
+    `message.accepted` follows its own `message.created`. With a timeout, unlike
+    `async_to_sync`, which waits forever for a loop that stopped meanwhile. Elsewhere (a job
+    worker, a shell) on a loop of its own."""
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is not None and loop.is_running():
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        try:
+            future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)
+        return
+    # A loop runs in this very thread (synchronous code on top of asyncio): a thread of its own.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as runner:
+        runner.submit(asyncio.run, coroutine).result(timeout=PUBLISH_TIMEOUT_SECONDS)
+
+
 async def _publish(schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    updates = {e.conversation_id: e for e in events if e.type == CONVERSATION_UPDATED and e.conversation_id}
     for event in events:
-        message = {
-            "id": event.id,
-            "prev": event.prev_public_id,
-            "prev_event": event.prev_event_id,
-            "assignee": event.assignee_id,
-            "text": event.frame,
-        }
-        await layer.group_send(inbox_group(schema_name), {"type": LAYER_INBOX_FRAME, **message})
-        if event.audience == Event.Audience.EVERYONE and event.conversation_id is not None:
+        if event.conversation_id is None:
+            continue
+        cid = event.conversation_id
+        message = {"id": event.id, "prev": event.prev_event_id, "conversation_id": cid, "text": event.frame}
+        await layer.group_send(agents_conversation_group(schema_name, cid), {"type": LAYER_AGENTS_FRAME, **message})
+        if event.assignee_id is not None:
             await layer.group_send(
-                conversation_group(schema_name, event.conversation_id), {"type": LAYER_CONV_FRAME, **message}
+                user_inbox_group(schema_name, event.assignee_id), {"type": LAYER_AGENTS_FRAME, **message}
             )
+        if event.audience == Event.Audience.EVERYONE:
+            await layer.group_send(
+                conversation_group(schema_name, cid),
+                {"type": LAYER_CONV_FRAME, "id": event.id, "prev": event.prev_public_id, "text": event.frame},
+            )
+    if events:
+        await inbox_coalescer.offer(schema_name, id_ranges([e.id for e in events]), list(updates.values()))
     for customer_id, text in customer_updates:
         await layer.group_send(
             customer_group(customer_id), {"type": LAYER_ME_FRAME, "text": text, "schema": schema_name}
         )
+
+
+# --- the inbox list: coalesced per process -------------------------------------------------
+
+INBOX_FLUSH_SECONDS = 0.25
+
+
+def id_ranges(ids: list[int]) -> list[tuple[int, int]]:
+    """The ids as contiguous (first, last) runs: what a list batch tells sockets it covers."""
+    runs: list[tuple[int, int]] = []
+    for event_id in sorted(ids):
+        if runs and event_id <= runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], max(runs[-1][1], event_id))
+        else:
+            runs.append((event_id, event_id))
+    return runs
+
+
+def inbox_batch_message(*, ranges: list[tuple[int, int]], updates: list[tuple[int, str]]) -> dict[str, Any]:
+    """One layer message for agents' lists. `updates`: (event id, stored conversation.updated text),
+    the latest per conversation. The client frame is built here once, from the stored texts."""
+    last = max(b for _a, b in ranges)
+    text = (
+        f'{{"id":null,"type":"{CONVERSATIONS_UPDATED}","last":{last},"events":['
+        + ",".join(t for _id, t in sorted(updates))
+        + "]}"
+    )
+    return {"type": LAYER_INBOX_BATCH, "ranges": [list(r) for r in ranges], "last": last, "text": text}
+
+
+@dataclass
+class _Pending:
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+    latest: dict[int, tuple[int, str]] = field(default_factory=dict)  # conversation -> (event id, text)
+
+
+class InboxCoalescer:
+    """Gathers list updates of one process for INBOX_FLUSH_SECONDS: each agent socket then gets
+    a few list frames a second, whatever the message rate. It runs on the server's event loop
+    (attached by the first consumer); code without one (a job worker, a shell) sends at once."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pending: dict[str, _Pending] = {}
+        self.scheduled = False
+        self.sending: set[asyncio.Task[None]] = set()
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From a consumer, on the server's loop (the only loop that touches `pending`)."""
+        if self.loop is not loop:
+            self.loop = loop
+            self.pending = {}
+            self.scheduled = False
+
+    async def offer(self, schema_name: str, ranges: list[tuple[int, int]], updates: list[StoredEvent]) -> None:
+        if asyncio.get_running_loop() is not self.loop:
+            layer = get_channel_layer()
+            if layer is not None:
+                message = inbox_batch_message(ranges=ranges, updates=[(u.id, u.frame) for u in updates])
+                await layer.group_send(inbox_group(schema_name), message)
+            return
+        batch = self.pending.setdefault(schema_name, _Pending())
+        batch.ranges.extend(ranges)
+        for update in updates:
+            assert update.conversation_id is not None
+            known = batch.latest.get(update.conversation_id)
+            if known is None or known[0] < update.id:
+                batch.latest[update.conversation_id] = (update.id, update.frame)
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_later(INBOX_FLUSH_SECONDS, self._flush)
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        pending, self.pending = self.pending, {}
+        if pending:
+            task = asyncio.ensure_future(self._send(pending))
+            self.sending.add(task)
+            task.add_done_callback(self.sending.discard)
+
+    async def _send(self, pending: dict[str, _Pending]) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        for schema_name, batch in pending.items():
+            try:
+                message = inbox_batch_message(ranges=batch.ranges, updates=list(batch.latest.values()))
+                await layer.group_send(inbox_group(schema_name), message)
+            except Exception:  # a lost batch is a gap the sockets fill from the stream
+                logger.exception("inbox list batch for %s failed", schema_name)
+
+
+inbox_coalescer = InboxCoalescer()
 
 
 async def send_signal(group: str, layer_type: str, frame: dict[str, Any], *, sender: str = "") -> None:

@@ -176,3 +176,42 @@ def inbox_overview(*, now: datetime | None = None) -> InboxOverview:
         .count(),
         contacts=Contact.objects.count(),
     )
+
+
+# --- realtime: what the inbox sockets replay (see messaging/README.md, "Resume") -----------------
+
+
+def conversation_states_between(*, after: int, up_to: int) -> list[tuple[int, str]]:
+    """The latest stored conversation.updated frame of each conversation with one in
+    (after, up_to], oldest first: an agent's list, brought up to `up_to` by state, not by replaying
+    every event."""
+    rows = list(
+        Event.objects.filter(type="conversation.updated", id__gt=after, id__lte=up_to)
+        .order_by("conversation_id", "-id")
+        .distinct("conversation_id")
+        .values_list("id", "frame")
+    )
+    rows.sort()
+    return rows
+
+
+def conversation_states_since(*, after: int) -> tuple[int, list[tuple[int, str]]]:
+    """The stream's head, and the list states changed after `after` up to it. The head is read
+    first: ids commit in order, so every event up to it is already visible."""
+    head = last_event_id()
+    return head, conversation_states_between(after=after, up_to=head)
+
+
+def events_for_conversation(*, conversation_id: int, after: int, limit: int = RESUME_LIMIT) -> list[tuple[int, str]]:
+    """Every event of one conversation after `after` (agents: notes included)."""
+    return list(
+        Event.objects.filter(conversation_id=conversation_id, id__gt=after)
+        .order_by("id")
+        .values_list("id", "frame")[:limit]
+    )
+
+
+def conversation_last_event_id(*, conversation_id: int) -> int:
+    """The newest event of the conversation (0: none kept)."""
+    newest = Event.objects.filter(conversation_id=conversation_id).order_by("-id").values_list("id", flat=True).first()
+    return int(newest or 0)

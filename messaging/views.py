@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
+from config.websocket import client_close_codes
 from customers.selectors import customer_has_blocked
 from customers.session import customer_from_session
 from messaging import selectors, services
@@ -89,6 +90,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "conversations": selectors.inbox_conversations(user=request.user, tab="all"),  # type: ignore[arg-type]
         "urls": {"conversations": "/inbox/api/conversations/", "messages": "/inbox/api/conversations/{id}/messages/"},
         "strings": _inbox_strings(),
+        "close_codes": client_close_codes(),
     }
     return render(request, "messaging/inbox.html", {"section": "inbox", "inbox_config": config})
 
@@ -163,6 +165,7 @@ def chat(request: HttpRequest) -> HttpResponse:
             "business_name": business.display_name,
             "urls": {"messages": "/chat/messages/"},
             "strings": _chat_strings(),
+            "close_codes": client_close_codes(),
         }
     return render(request, "messaging/chat.html", context)
 

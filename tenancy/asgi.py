@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django_tenants.utils import remove_www
 
-from tenancy.models import Business, Domain
+from config.websocket import CloseCode
+from tenancy.db import run_in_schema
+from tenancy.models import PUBLIC_SCHEMA, Business, Domain
 
 
-@database_sync_to_async
-def business_for_host(hostname: str) -> Business | None:
+def _business_for_host(hostname: str) -> Business | None:
     domain = Domain.objects.select_related("tenant").filter(domain=hostname).first()
     return domain.tenant if domain is not None else None
+
+
+async def business_for_host(hostname: str) -> Business | None:
+    # Domains live in public; on the pool, so a burst of connects does not queue on one thread.
+    return await run_in_schema(PUBLIC_SCHEMA, _business_for_host, hostname=hostname)
 
 
 def host_from_scope(scope: dict[str, Any]) -> str:
@@ -37,7 +42,7 @@ class BusinessHostASGIMiddleware:
         business = await business_for_host(host_from_scope(scope))
         if business is None:
             if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 4404})
+                await send({"type": "websocket.close", "code": CloseCode.NOT_FOUND})
                 return None
         scope = dict(scope, business=business)
         return await self.app(scope, receive, send)

@@ -11,6 +11,7 @@ from accounts.models import Membership, User
 from audit.services import audit_record
 from tenancy.models import PUBLIC_SCHEMA, Business, Domain
 from tenancy.provisioning import clone_template_into
+from tenancy.signals import business_suspended
 from tenancy.slugs import normalise_slug, schema_name_for, validate_slug
 
 logger = logging.getLogger("parley.tenancy")
@@ -50,6 +51,8 @@ def business_suspend(*, business: Business, actor: User | None, reason: str) -> 
         audit_record(
             action="business.suspended", actor=actor, business=business, target=business.slug, data={"reason": reason}
         )
+        # Apps act on it (messaging closes every open socket on the business's host after commit).
+        business_suspended.send(sender=Business, business=business)
     return business
 
 

@@ -1,6 +1,6 @@
 // The customer's chat page: history, composer, delivery ticks, typing indicator.
 import {
-  ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
+  AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
   timeLabel,
 } from "./realtime.js";
 
@@ -81,7 +81,7 @@ function acknowledge() {
   const upTo = Math.max(...theirs.map((m) => m.id));
   const read = document.visibilityState === "visible";
   const open = theirs.some((m) => m.status !== "read" && (read || m.status !== "delivered"));
-  if (open) socket.send({ type: "ack", up_to: upTo, read }, { queue: false });
+  if (open) acks.add({ type: "ack", up_to: upTo, read });
 }
 
 function showTyping(text) {
@@ -136,8 +136,11 @@ function sendFrame(m) {
   return { type: "send", body: m.body, client_msg_id: m.client_msg_id };
 }
 
+const acks = new AckBatcher((frame) => socket.send(frame, { queue: false }));
+
 const socket = new ResumingSocket("/ws/chat/", {
   lastEventId: config.last_event_id,
+  closeCodes: config.close_codes,
   onFrame,
   onOpen: () => {
     // Sends that were not confirmed are sent again; the same client_msg_id makes it harmless.

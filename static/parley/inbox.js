@@ -1,7 +1,7 @@
 // The agents' shared inbox: live list (tabs, status filter, unread), thread with history paged
 // backwards, composer, typing both ways, read receipts, presence.
 import {
-  ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
+  AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
   timeLabel,
 } from "./realtime.js";
 
@@ -20,11 +20,14 @@ const announcer = $("thread-announce");
 const tabs = [...document.querySelectorAll("[role=tab]")];
 
 const conversations = new Map(); // id -> payload
+const conversationEvent = new Map(); // id -> event id of the state shown (list updates can come twice)
 let tab = "all";
 let statusFilter = $("inbox-status").value;
 let search = "";
 let searchTimer = null;
 let current = null; // open conversation id
+let currentLast = null; // the last event id seen of the open conversation (it resumes from there)
+let viewed = null; // resolves when the server confirms the open conversation ("viewing")
 let messages = new Map(); // message id -> payload, for the open conversation
 const pending = new Map(); // client_msg_id -> payload
 let hasMore = false;
@@ -204,7 +207,27 @@ function markRead() {
   if (!inbound.length) return;
   const c = conversations.get(current);
   if (c && !c.unread && inbound.every((m) => m.status === "read")) return;
-  socket.send({ type: "ack", conversation_id: current, up_to: Math.max(...inbound.map((m) => m.id)), read: true }, { queue: false });
+  acks.add({ type: "ack", conversation_id: current, up_to: Math.max(...inbound.map((m) => m.id)), read: true });
+}
+
+// The server answers "view" with "viewing" once the conversation's live events flow to this
+// socket; a page read after that misses nothing (and what arrives twice is merged by id).
+// After a reconnect it names the last event seen of the conversation, and the server replays
+// what was missed (or answers `reload` when that is too far back).
+function view(id, after = null) {
+  return new Promise((resolve) => {
+    if (!viewed || viewed.id !== id) viewed = { id, waiters: [] };
+    viewed.waiters.push({ resolve, resuming: after !== null });
+    socket.send(after === null ? { type: "view", conversation_id: id } : { type: "view", conversation_id: id, after });
+  });
+}
+
+function applyConversation(event) {
+  const c = event.conversation;
+  if ((conversationEvent.get(c.id) || 0) > event.id) return false; // an older state
+  conversationEvent.set(c.id, event.id);
+  conversations.set(c.id, c);
+  return true;
 }
 
 // On a phone the inbox shows one pane at a time (messaging.css); on wider screens all three.
@@ -228,7 +251,9 @@ async function openConversation(id) {
   renderList();
   renderHeader();
   thread.replaceChildren(el("p", { class: "muted", text: "…" }));
-  socket.send({ type: "view", conversation_id: id });
+  currentLast = null;
+  await view(id);
+  if (current !== id) return;
   const page = await fetchPage(id);
   if (current !== id || !page) return;
   if (!conversations.has(id)) { conversations.set(id, page.conversation); renderList(); renderHeader(); }
@@ -252,13 +277,35 @@ async function refreshList() {
 
 function onFrame(frame) {
   switch (frame.type) {
+    case "conversations.updated": {
+      // The list: the latest state of each conversation that changed (a few of these a second).
+      const changed = frame.events.filter(applyConversation).map((e) => e.conversation.id);
+      if (!changed.length) break;
+      renderList();
+      if (changed.includes(current)) renderHeader();
+      break;
+    }
+    case "viewing":
+      if (viewed && viewed.id === frame.conversation_id) {
+        const waiter = viewed.waiters.shift();
+        if (!viewed.waiters.length) viewed = null;
+        currentLast = Math.max(currentLast || 0, frame.last);
+        if (waiter) {
+          waiter.resolve();
+          // A resume from too far back: read the thread's page again.
+          if (waiter.resuming && frame.reload) openConversation(frame.conversation_id);
+        }
+      }
+      break;
     case "conversation.updated":
-      conversations.set(frame.conversation.id, frame.conversation);
+      if (frame.conversation.id === current && typeof frame.id === "number") currentLast = Math.max(currentLast || 0, frame.id);
+      if (!applyConversation(frame)) break;
       renderList();
       if (frame.conversation.id === current) renderHeader();
       break;
     case "message.created": {
       const m = frame.message;
+      if (m.conversation_id === current) currentLast = Math.max(currentLast || 0, frame.id);
       if (m.conversation_id === current) {
         // Someone else's new message (not a replay, not this agent's own send) is spoken.
         if (!messages.has(m.id) && !pending.has(m.client_msg_id)) {
@@ -268,12 +315,13 @@ function onFrame(frame) {
         renderThread();
         if (m.direction === "in") { typingLine.textContent = ""; markRead(); }
       } else if (m.direction === "in") {
-        // Reached an agent's screen: the customer sees "delivered".
-        socket.send({ type: "ack", conversation_id: m.conversation_id, up_to: m.id, read: false }, { queue: false });
+        // Reached the assignee's screen: the customer sees "delivered" (batched with the others).
+        acks.add({ type: "ack", conversation_id: m.conversation_id, up_to: m.id, read: false });
       }
       break;
     }
     case "message.status":
+      if (frame.conversation_id === current) currentLast = Math.max(currentLast || 0, frame.id);
       if (frame.conversation_id === current) {
         messages.forEach((m) => {
           if (m.direction === frame.direction && m.id <= frame.up_to) m.status = betterStatus(m.status, frame.status);
@@ -308,11 +356,17 @@ function sendFrame(m) {
   return { type: "send", conversation_id: m.conversation_id, body: m.body, kind: m.kind, client_msg_id: m.client_msg_id };
 }
 
+const acks = new AckBatcher((frame) => socket.send(frame, { queue: false }));
+
 const socket = new ResumingSocket("/ws/inbox/", {
   lastEventId: config.last_event_id,
+  // The list resumes from the id its updates are complete up to (see messaging/README.md).
+  position: (frame) => (frame.type === "conversations.updated" || frame.type === "resumed" ? frame.last : undefined),
+  closeCodes: config.close_codes,
   onFrame,
   onOpen: () => {
-    if (current !== null) socket.send({ type: "view", conversation_id: current });
+    // The open conversation resumes from its own last event: what was missed is replayed.
+    if (current !== null) view(current, currentLast);
     pending.forEach((m) => {
       if (!m.failed) socket.send(sendFrame(m));
     });

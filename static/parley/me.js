@@ -1,26 +1,20 @@
 // /me/: the customer's conversations with every business, refreshed when one changes.
-// The list is state, not a stream, so after a reconnect it is simply fetched again.
-const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/me/`;
-let backoff = 500;
+// The list is state, not a stream: it has no event ids to resume from, so after a reconnect it
+// is simply fetched again. The reconnect loop is realtime.js's, like the inbox's and the chat's.
+import { ResumingSocket } from "./realtime.js";
+
+// The fragment (and this config with it) is swapped by htmx on every refresh; the module runs once.
+const config = JSON.parse(document.getElementById("me-config").textContent);
 
 function refresh() {
   const section = document.getElementById("me-conversations");
   if (section && window.htmx) window.htmx.trigger(section, "parley:refresh");
 }
 
-function connect(first) {
-  const ws = new WebSocket(url);
-  ws.addEventListener("open", () => { backoff = 500; if (!first) refresh(); });
-  ws.addEventListener("message", (event) => {
-    let frame;
-    try { frame = JSON.parse(event.data); } catch { return; }
-    if (frame.type === "thread.updated") refresh();
-  });
-  ws.addEventListener("close", (event) => {
-    if ([4401, 4403, 4404].includes(event.code)) return;
-    setTimeout(() => connect(false), backoff);
-    backoff = Math.min(backoff * 2, 10000);
-  });
-}
-
-connect(true);
+let opened = false;
+new ResumingSocket("/ws/me/", {
+  resume: false,
+  closeCodes: config.close_codes,
+  onOpen: () => { if (opened) refresh(); opened = true; },
+  onFrame: (frame) => { if (frame.type === "thread.updated") refresh(); },
+});

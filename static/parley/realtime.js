@@ -10,10 +10,20 @@ export function newClientMsgId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// Pages hand the close codes over in their config (declared once, in config/websocket.py). After
+// one of them (not signed in, not allowed, no such business) reconnecting cannot help.
+//
+// `position(frame)` says which resume point a frame moves to (undefined: none). By default a
+// durable frame's id, and frames at or below the point are dropped as already seen (the chat:
+// one stream). The inbox passes its own: its list resumes from the `last` of list updates, and
+// its open conversation from that conversation's own events.
 export class ResumingSocket {
-  constructor(path, { lastEventId = 0, onFrame, onOpen, onStatus }) {
+  constructor(path, { lastEventId = 0, resume = true, position = null, closeCodes = {}, onFrame, onOpen, onStatus }) {
     this.url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
     this.last = lastEventId;
+    this.resume = resume;
+    this.position = position;
+    this.finalCodes = new Set(Object.values(closeCodes));
     this.onFrame = onFrame;
     this.onOpen = onOpen || (() => {});
     this.onStatus = onStatus || (() => {});
@@ -28,7 +38,7 @@ export class ResumingSocket {
     this.ws = ws;
     ws.addEventListener("open", () => {
       this.backoff = 500;
-      ws.send(JSON.stringify({ type: "resume", after: this.last }));
+      if (this.resume) ws.send(JSON.stringify({ type: "resume", after: this.last }));
       this.onStatus(true);
       const queued = this.queue;
       this.queue = [];
@@ -38,7 +48,10 @@ export class ResumingSocket {
     ws.addEventListener("message", (event) => {
       let frame;
       try { frame = JSON.parse(event.data); } catch { return; }
-      if (typeof frame.id === "number") {
+      if (this.resume && this.position) {
+        const at = this.position(frame);
+        if (typeof at === "number" && at > this.last) this.last = at;
+      } else if (this.resume && typeof frame.id === "number") {
         if (frame.id <= this.last) return; // already seen (the page state or a replay)
         this.last = frame.id;
       }
@@ -47,7 +60,7 @@ export class ResumingSocket {
     });
     ws.addEventListener("close", (event) => {
       this.onStatus(false);
-      if ([4401, 4403, 4404].includes(event.code)) return; // not allowed: retrying will not help
+      if (this.finalCodes.has(event.code)) return; // not allowed: retrying will not help
       setTimeout(() => this.connect(), this.backoff);
       this.backoff = Math.min(this.backoff * 2, 10000);
     });
@@ -61,14 +74,17 @@ export class ResumingSocket {
   }
 }
 
-// An error frame about a send still pending. rate_limited is not final: the same message (same
-// client_msg_id, so repeating it is harmless) goes again shortly. Any other refusal marks it
-// failed. Returns "retrying", "failed" (the caller re-renders) or "other" (not about a send).
+// An error frame about a send still pending. rate_limited and overloaded are not final: the same
+// message (same client_msg_id, so repeating it is harmless) goes again after the server's
+// retry_after (seconds), or shortly. Any other refusal marks it failed. Returns "retrying",
+// "failed" (the caller re-renders) or "other" (not about a send).
 export function onSendError(frame, pending, resend) {
   const m = frame.client_msg_id ? pending.get(frame.client_msg_id) : undefined;
   if (!m) return "other";
-  if (frame.code === "rate_limited") {
-    setTimeout(() => resend(m), 3000);
+  if (frame.code === "rate_limited" || frame.code === "overloaded") {
+    const seconds = typeof frame.retry_after === "number" ? frame.retry_after : 3;
+    // A little jitter, so clients refused together do not all come back at the same moment.
+    setTimeout(() => { if (pending.get(m.client_msg_id) === m && !m.failed) resend(m); }, seconds * 1000 * (1 + Math.random() * 0.25));
     return "retrying";
   }
   m.failed = frame.message;
@@ -148,4 +164,36 @@ export function ticks(status, strings) {
     title: strings[status] || status,
     text: marks[status] || "",
   });
+}
+
+// Delivered/read receipts, batched: the highest message id per conversation and kind, sent once
+// after `delay` ms however many messages arrived meanwhile (one database write, not one per
+// message). A read receipt covers delivery up to the same id.
+export class AckBatcher {
+  constructor(send, delay = 500) {
+    this.sendFrame = send;
+    this.delay = delay;
+    this.pending = new Map(); // `${conversation}:${read}` -> frame
+    this.timer = null;
+  }
+
+  add(frame) {
+    const key = `${frame.conversation_id ?? ""}:${frame.read ? 1 : 0}`;
+    const known = this.pending.get(key);
+    if (!known || known.up_to < frame.up_to) this.pending.set(key, frame);
+    if (!this.timer) this.timer = setTimeout(() => this.flush(), this.delay);
+  }
+
+  flush() {
+    this.timer = null;
+    const frames = [...this.pending.values()];
+    this.pending.clear();
+    for (const frame of frames) {
+      if (!frame.read) {
+        const read = frames.find((f) => f.read && f.conversation_id === frame.conversation_id);
+        if (read && read.up_to >= frame.up_to) continue;
+      }
+      this.sendFrame(frame);
+    }
+  }
 }

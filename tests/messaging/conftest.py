@@ -7,6 +7,9 @@ Consumers run their database work in other threads, so websocket tests use commi
 from __future__ import annotations
 
 import random
+import threading
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,14 +18,16 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connections
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from accounts.models import Customer, User
+from accounts.models import Customer, Membership, User
 from config.routing import websocket_application
 from customers.session import SESSION_KEY as CUSTOMER_SESSION_KEY
 from messaging import selectors
 from tenancy.models import Business
+from tests.conftest import PASSWORD
 
 
 def make_customer(name: str = "") -> Customer:
@@ -106,3 +111,29 @@ adb = sync_to_async
 @pytest.fixture
 def customer(live_db: Any) -> Customer:
     return make_customer("Test Kunde")
+
+
+@pytest.fixture
+def temp_agent(live_db: Any) -> Iterator[Callable[[], tuple[User, Membership]]]:
+    """Agents with a seat in business A made for one test; their seats go afterwards (other
+    tests count the business's seats)."""
+    made: list[Membership] = []
+
+    def make() -> tuple[User, Membership]:
+        user = User.objects.create_user(f"temp-{uuid.uuid4().hex[:8]}@alpha.test", PASSWORD)
+        membership = Membership.objects.create(user=user, business=live_db.business_a, role="agent")
+        made.append(membership)
+        return user, membership
+
+    yield make
+
+    def remove() -> None:
+        # On a connection of its own: this thread's may be inside the test's rolled-back atomic block.
+        try:
+            Membership.objects.filter(pk__in=[m.pk for m in made]).delete()
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=remove)
+    worker.start()
+    worker.join()

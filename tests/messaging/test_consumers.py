@@ -6,6 +6,7 @@ import inspect
 import json
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -18,6 +19,7 @@ from messaging import consumers, events
 from messaging.jobs import prune_events
 from messaging.models import Conversation, Event, Message
 from messaging.services import message_send_customer
+from tenancy import db
 from tests.conftest import World
 from tests.messaging.conftest import (
     adb,
@@ -98,6 +100,17 @@ async def test_unknown_host_and_public_host_are_refused(live_db: World) -> None:
 # --- live delivery --------------------------------------------------------------------------
 
 
+async def listed(communicator: Any, conversation_id: int | None = None) -> dict[str, Any]:
+    """The next list update (a conversations.updated batch) naming the conversation; its latest state."""
+    while True:
+        frame = await receive_until(communicator, "conversations.updated")
+        assert frame["id"] is None and isinstance(frame["last"], int)
+        for event in reversed(frame["events"]):
+            assert event["type"] == "conversation.updated"
+            if conversation_id is None or event["conversation"]["id"] == conversation_id:
+                return event
+
+
 async def test_customer_message_reaches_agent_live_and_reply_reaches_customer(live_db: World) -> None:
     customer = await adb(make_customer)("Greta")
     start = await adb(last_event_id)(live_db.business_a)
@@ -118,30 +131,31 @@ async def test_customer_message_reaches_agent_live_and_reply_reaches_customer(li
     assert created["message"]["body"] == "Is my flight on time?"
     assert accepted["client_msg_id"] == "c-1" and accepted["duplicate"] is False
 
-    seen = await receive_until(agent_ws, "message.created")
-    assert seen["id"] == created["id"]
-    assert seen["message"]["client_msg_id"] == "c-1"
-    updated = await receive_until(agent_ws, "conversation.updated")
-    assert updated["id"] == seen["id"] + 1
-    assert updated["conversation"]["unread"] == 1
-    conversation_id = seen["message"]["conversation_id"]
+    # Every agent's list hears of it (not the message itself: it is not theirs to see yet).
+    update = await listed(agent_ws)
+    assert update["id"] == created["id"] + 1
+    assert update["conversation"]["unread"] == 1 and update["conversation"]["preview"] == "Is my flight on time?"
+    conversation_id = update["conversation"]["id"]
 
-    # The agent opens the conversation, sees the customer typing, replies.
+    # The agent opens the conversation, sees the customer typing and the next message, replies.
     await agent_ws.send_json_to({"type": "view", "conversation_id": conversation_id})
-    presence = await receive_until(agent_ws, "presence")
-    assert str(conversation_id) in presence["viewing"]
+    viewing = await receive_until(agent_ws, "viewing")
+    assert viewing["conversation_id"] == conversation_id and viewing["last"] == update["id"]
     await chat_ws.send_json_to({"type": "typing"})
     typing = await receive_until(agent_ws, "typing")
     assert typing["who"] == "customer" and typing["id"] is None
     await agent_ws.send_json_to({"type": "typing", "conversation_id": conversation_id})
     assert (await receive_until(chat_ws, "typing"))["who"] == "agent"
+    await chat_ws.send_json_to({"type": "send", "body": "Hello?", "client_msg_id": "c-2"})
+    seen = await receive_until(agent_ws, "message.created")
+    assert seen["message"]["body"] == "Hello?" and seen["message"]["client_msg_id"] == "c-2"
 
     # Reading in the inbox turns the customer's ticks to "read".
     await agent_ws.send_json_to(
         {"type": "ack", "conversation_id": conversation_id, "up_to": seen["message"]["id"], "read": True}
     )
     status = await receive_until(chat_ws, "message.status")
-    assert status["direction"] == "in" and status["status"] == "read"
+    assert status["direction"] == "in" and status["status"] == "read" and status["up_to"] == seen["message"]["id"]
 
     await agent_ws.send_json_to(
         {"type": "send", "conversation_id": conversation_id, "body": "Yes, on time.", "client_msg_id": "a-1"}
@@ -171,6 +185,53 @@ async def test_customer_message_reaches_agent_live_and_reply_reaches_customer(li
     await chat_ws.disconnect()
 
 
+async def test_a_message_goes_to_its_participants_not_to_every_agent(live_db: World) -> None:
+    """Issue 9 delivery policy: the viewing agent and the assignee get the message; another
+    agent's socket gets only the coalesced list update."""
+    customer = await adb(make_customer)()
+    first = await adb(send_as_customer)(live_db, customer, "first")
+    conversation_id = first.conversation_id
+    start = await adb(last_event_id)(live_db.business_a)
+    sessions = [await adb(session_key)(user=live_db.agent_a) for _ in range(3)]
+    viewer, bystander, other = [
+        (await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=s))[0] for s in sessions
+    ]
+    for ws in (viewer, bystander, other):
+        await resumed(ws, start)
+    await viewer.send_json_to({"type": "view", "conversation_id": conversation_id})
+    await receive_until(viewer, "viewing")
+    # Assigned to the owner: the owner's sockets get its messages without opening it.
+    owner_ws, _, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.owner_a)
+    )
+    await resumed(owner_ws, start)
+    await viewer.send_json_to({"type": "assign", "conversation_id": conversation_id, "assignee_id": live_db.owner_a.pk})
+    await listed(bystander, conversation_id)
+
+    for n in range(5):
+        await adb(send_as_customer)(live_db, customer, f"burst {n}")
+    bodies = []
+    while len(bodies) < 5:
+        frame = await receive_until(viewer, "message.created")
+        bodies.append(frame["message"]["body"])
+    assert bodies == [f"burst {n}" for n in range(5)]
+    owner_bodies = []
+    while len(owner_bodies) < 5:
+        owner_bodies.append((await receive_until(owner_ws, "message.created"))["message"]["body"])
+    assert owner_bodies == bodies
+    # The bystander: list updates only, coalesced (far fewer frames than events), ending on the
+    # latest state.
+    frames = await drain(bystander, timeout=0.6)
+    assert all(f["type"] != "message.created" for f in frames)
+    batches = [f for f in frames if f["type"] == "conversations.updated"]
+    assert 1 <= len(batches) < 5
+    latest = [e for f in batches for e in f["events"] if e["conversation"]["id"] == conversation_id][-1]
+    assert latest["conversation"]["preview"] == "burst 4"
+    assert all(f["type"] != "message.created" for f in await drain(other, timeout=0.1))
+    for ws in (viewer, bystander, other, owner_ws):
+        await ws.disconnect()
+
+
 async def test_me_socket_hears_about_replies(live_db: World) -> None:
     customer = await adb(make_customer)()
     message = await adb(send_as_customer)(live_db, customer, "Hallo")
@@ -195,14 +256,19 @@ async def test_me_socket_hears_about_replies(live_db: World) -> None:
 
 
 async def test_resume_after_disconnect_has_no_gap_and_no_duplicate(live_db: World) -> None:
+    """The list resumes by state (the latest state of each conversation changed since the id it
+    had); the open conversation resumes from its own events."""
     customer = await adb(make_customer)()
     agent_session = await adb(session_key)(user=live_db.agent_a)
     start = await adb(last_event_id)(live_db.business_a)
     agent_ws, _, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=agent_session)
     await resumed(agent_ws, start)
     await adb(send_as_customer)(live_db, customer, "one")
-    first = await receive_until(agent_ws, "message.created")
-    last_seen = (await receive_until(agent_ws, "conversation.updated"))["id"]
+    frame = await receive_until(agent_ws, "conversations.updated")
+    list_last = frame["last"]
+    conversation_id = frame["events"][-1]["conversation"]["id"]
+    await agent_ws.send_json_to({"type": "view", "conversation_id": conversation_id})
+    conv_last = (await receive_until(agent_ws, "viewing"))["last"]
     await agent_ws.disconnect()
 
     # While the agent is away.
@@ -210,17 +276,32 @@ async def test_resume_after_disconnect_has_no_gap_and_no_duplicate(live_db: Worl
         await adb(send_as_customer)(live_db, customer, body)
 
     agent_ws, _, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=agent_session)
-    replay = await resumed(agent_ws, last_seen)
+    await agent_ws.send_json_to({"type": "resume", "after": list_last})
+    state = await receive_until(agent_ws, "conversations.updated")
+    mine = [e for e in state["events"] if e["conversation"]["id"] == conversation_id]
+    assert len(mine) == 1  # one state per conversation, not one frame per event missed
+    assert mine[0]["conversation"]["preview"] == "four" and mine[0]["conversation"]["unread"] == 4
+    head = (await receive_until(agent_ws, "resumed"))["last"]
+    assert head == state["last"] >= mine[0]["id"]
+
+    # The open conversation: exactly what was missed, in order, nothing repeated.
+    await agent_ws.send_json_to({"type": "view", "conversation_id": conversation_id, "after": conv_last})
+    replay = []
+    while (frame := await agent_ws.receive_json_from(timeout=5))["type"] != "viewing":
+        if frame.get("id") is not None:
+            replay.append(frame)
+    assert [f["message"]["body"] for f in replay if f["type"] == "message.created"] == ["two", "three", "four"]
     ids = [f["id"] for f in replay]
-    assert ids == list(range(last_seen + 1, last_seen + 1 + len(ids)))  # dense, ordered, nothing repeated
-    bodies = [f["message"]["body"] for f in replay if f["type"] == "message.created"]
-    assert bodies == ["two", "three", "four"]
-    assert first["id"] not in ids
-    # Live frames continue right after the replay.
+    assert ids == sorted(set(ids)) and ids[0] > conv_last
+    assert frame["last"] == ids[-1]
+    # Live frames continue right after the replay, once each.
     await adb(send_as_customer)(live_db, customer, "five")
     live = await receive_until(agent_ws, "message.created")
-    assert live["id"] == ids[-1] + 1
-    assert all(f["id"] not in ids for f in await drain(agent_ws) if f.get("id"))
+    assert live["message"]["body"] == "five" and live["id"] > ids[-1]
+    later = []  # up to the list update that covers it (lists are coalesced: a moment later)
+    while not (later and later[-1]["type"] == "conversations.updated" and later[-1]["last"] >= live["id"]):
+        later.append(await agent_ws.receive_json_from(timeout=5))
+    assert all(f["id"] not in ids + [live["id"]] for f in later if f.get("id"))
     await agent_ws.disconnect()
 
 
@@ -239,23 +320,35 @@ async def test_customer_resume_sees_only_its_own_conversation(live_db: World) ->
 
 
 async def test_a_lost_live_frame_is_filled_from_the_stream(live_db: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The layer is at-most-once: when a publish is lost, the next frame reveals the gap and the
-    consumer reads the missing events from PostgreSQL before forwarding it."""
+    """The layer is at-most-once: when a publish is lost, the viewing agent's next frame names a
+    previous event it never got, and the consumer reads it from PostgreSQL first; the list sees
+    a hole in the ids its batches cover and fills it from the stream."""
     customer = await adb(make_customer)()
+    conversation_id = (await adb(send_as_customer)(live_db, customer, "opening")).conversation_id
     start = await adb(last_event_id)(live_db.business_a)
-    agent_ws, _, _ = await ws_connect(
-        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
-    )
-    await resumed(agent_ws, start)
+    session = await adb(session_key)(user=live_db.agent_a)
+    viewer, _, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=session)
+    lister, _, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=session)
+    await resumed(viewer, start)
+    await resumed(lister, start)
+    await viewer.send_json_to({"type": "view", "conversation_id": conversation_id})
+    await receive_until(viewer, "viewing")
     real = events.publish_on_commit
     monkeypatch.setattr(events, "publish_on_commit", lambda **kwargs: None)
     await adb(send_as_customer)(live_db, customer, "lost on the wire")
     monkeypatch.setattr(events, "publish_on_commit", real)
     await adb(send_as_customer)(live_db, customer, "arrives")
-    frames = await durable(agent_ws, 4)
+    frames = await durable(viewer, 4)
     assert [f["id"] for f in frames] == list(range(start + 1, start + 5))
     assert [f["message"]["body"] for f in frames if f["type"] == "message.created"] == ["lost on the wire", "arrives"]
-    await agent_ws.disconnect()
+
+    batches = []
+    while not batches or batches[-1]["last"] < start + 4:
+        batches.append(await receive_until(lister, "conversations.updated"))
+    assert [b["last"] for b in batches] == sorted(b["last"] for b in batches)
+    assert batches[-1]["events"][-1]["conversation"]["preview"] == "arrives"
+    await viewer.disconnect()
+    await lister.disconnect()
 
 
 # --- sends ----------------------------------------------------------------------------------
@@ -515,9 +608,10 @@ async def test_a_resume_from_before_the_retained_stream_asks_for_a_reload(live_d
     )
     await agent_ws.send_json_to({"type": "resume", "after": start - 1})
     assert (await receive_until(agent_ws, "resync"))["id"] is None
-    # A resume point inside the retained stream replays normally.
-    replay = await resumed(agent_ws, start)
-    assert [f["message"]["body"] for f in replay if f["type"] == "message.created"] == ["new"]
+    # A resume point inside the retained stream brings the list up to date normally.
+    await agent_ws.send_json_to({"type": "resume", "after": start})
+    state = await receive_until(agent_ws, "conversations.updated")
+    assert [e["conversation"]["preview"] for e in state["events"]] == ["new"]
     await agent_ws.disconnect()
 
 
@@ -564,10 +658,10 @@ async def test_a_resume_after_everything_was_pruned_asks_for_a_reload(live_db: W
 
 
 def test_consumers_reach_the_database_only_through_db() -> None:
-    """database_sync_to_async runs on a shared worker thread: a call that did not enter its
-    schema would query whatever schema the thread's last user left set. `_db` is the one
-    wrapper, and it enters the schema itself."""
+    """Database work runs on the pool's shared threads: a call that did not enter its schema
+    would query whatever schema the thread's last user left set. `_db` is the one wrapper, and
+    the pool enters the schema itself, inside the thread."""
     source = inspect.getsource(consumers)
-    assert source.count("database_sync_to_async") == 2  # the import and the decorator on _db
-    assert "@database_sync_to_async\ndef _db[" in source
-    assert "with schema_context(schema_name):" in inspect.getsource(consumers._db.func)  # type: ignore[attr-defined]
+    assert "database_sync_to_async" not in source and "sync_to_async" not in source
+    assert source.count("run_in_schema(") == 1  # inside _db
+    assert "with schema_context(schema_name):" in inspect.getsource(db._run)

@@ -68,15 +68,19 @@ def test_customer_and_agent_on_different_processes_talk_live(
             until(ws, "resumed")
 
         chat.send(json.dumps({"type": "send", "body": "Hello from process one", "client_msg_id": "x1"}))
-        seen = until(agent, "message.created")
-        assert seen["message"]["body"] == "Hello from process one"
-        conversation_id = seen["message"]["conversation_id"]
+        # The agent's list learns of it (a coalesced batch from process one)...
+        listed = until(agent, "conversations.updated")["events"][-1]["conversation"]
+        assert listed["preview"] == "Hello from process one" and listed["unread"] == 1
+        conversation_id = listed["id"]
 
+        # ...and with the conversation open, its messages arrive one by one.
         agent.send(json.dumps({"type": "view", "conversation_id": conversation_id}))
-        while str(conversation_id) not in until(agent, "presence")["viewing"]:
-            pass  # joined the conversation's group: typing can reach it now
+        until(agent, "viewing")
         chat.send(json.dumps({"type": "typing"}))
         assert until(agent, "typing")["who"] == "customer"
+        chat.send(json.dumps({"type": "send", "body": "Still there?", "client_msg_id": "x2"}))
+        seen = until(agent, "message.created")
+        assert seen["message"]["body"] == "Still there?"
 
         agent.send(
             json.dumps(

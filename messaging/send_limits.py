@@ -1,0 +1,92 @@
+"""How fast one author (a customer, an agent) may send into one business, whatever the number of
+sockets or server processes they use: one token bucket per (business, author) in the shared
+cache. On Redis it is one atomic Lua script (Redis's own clock, so processes on several machines
+agree); on the database cache (no REDIS_URL) a fixed window counted with add/incr.
+
+The key carries the schema (DESIGN: every cache key names its tenant)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
+
+# A burst of 20, then 2 a second: a person typing never notices; a script notices at once.
+SEND_RATE = 2.0
+SEND_BURST = 20
+
+_TOKEN_BUCKET = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = burst
+  at = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return {allowed, tostring(wait)}
+"""
+
+_script: Any = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    retry_after: float  # seconds until the next send would be allowed (0 when allowed)
+
+
+def _key(schema_name: str, author_key: str) -> str:
+    return f"parley:send-limit:{schema_name}:{author_key}"
+
+
+def send_take(*, schema_name: str, author_key: str, rate: float = SEND_RATE, burst: int = SEND_BURST) -> Verdict:
+    """Take one send from the author's bucket. Synchronous: call it on a database thread."""
+    key = _key(schema_name, author_key)
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        return _redis_take(backend, key, rate, burst)
+    return _window_take(backend, key, rate, burst)
+
+
+def _redis_take(backend: Any, key: str, rate: float, burst: int) -> Verdict:
+    global _script
+    full_key = backend.make_and_validate_key(key)
+    client = backend._cache.get_client(full_key, write=True)
+    if _script is None:
+        _script = client.register_script(_TOKEN_BUCKET)
+    allowed, wait = _script(keys=[full_key], args=[rate, burst], client=client)
+    return Verdict(bool(int(allowed)), 0.0 if int(allowed) else max(0.1, round(float(wait), 2)))
+
+
+def _window_take(cache: Any, key: str, rate: float, burst: int) -> Verdict:
+    window = max(1, math.ceil(burst / rate))
+    slot = int(time.time() // window)
+    bucket = f"{key}:{slot}"
+    cache.add(bucket, 0, timeout=window * 2)
+    try:
+        count = cache.incr(bucket)
+    except ValueError:  # expired between add and incr
+        cache.add(bucket, 1, timeout=window * 2)
+        count = 1
+    if count <= burst:
+        return Verdict(True, 0.0)
+    return Verdict(False, max(0.1, round((slot + 1) * window - time.time(), 2)))

@@ -1,0 +1,137 @@
+"""Issue 9 items 3 and 5, issue 10 defect 11: no single database thread per process, bounded
+work per socket and per process, refusals with retry_after instead of unbounded queues, and no
+channel-layer subscription outliving its socket."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.test import override_settings
+from django_tenants.utils import tenant_context
+
+from accounts.models import Customer
+from messaging import events, services
+from messaging.models import Message
+from tests.conftest import World
+from tests.messaging.conftest import adb, last_event_id, make_customer, receive_until, resumed, session_key, ws_connect
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    """Holds patched service calls inside their database thread until set (always set at the end,
+    so no pool thread stays blocked after the test)."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def customer_send(world: World, customer: Customer, body: str) -> Message:
+    with tenant_context(world.business_a):
+        return services.message_send_customer(business=world.business_a, customer=customer, body=body).message
+
+
+async def test_a_slow_handler_of_one_socket_never_stalls_delivery(
+    live_db: World, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_ack = services.messages_mark_by_agent
+
+    def slow_ack(**kwargs: Any) -> int:
+        gate.wait(10)
+        return real_ack(**kwargs)
+
+    monkeypatch.setattr(services, "messages_mark_by_agent", slow_ack)
+    customer = await adb(make_customer)()
+    first = await adb(customer_send)(live_db, customer, "before")
+    start = await adb(last_event_id)(live_db.business_a)
+    agent_session = await adb(session_key)(user=live_db.agent_a)
+    slow_ws, _, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=agent_session)
+    other_ws, _, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=agent_session)
+    for ws in (slow_ws, other_ws):
+        await resumed(ws, start)
+        await ws.send_json_to({"type": "view", "conversation_id": first.conversation_id})
+        await receive_until(ws, "viewing")
+    # One socket's ack is stuck in the database.
+    await slow_ws.send_json_to(
+        {"type": "ack", "conversation_id": first.conversation_id, "up_to": first.pk, "read": True}
+    )
+    await asyncio.sleep(0.2)
+    # Written outside the consumers' threads, so the test itself does not wait behind the ack.
+    await sync_to_async(customer_send, thread_sensitive=False)(live_db, customer, "live")
+    for ws in (other_ws, slow_ws):  # the other socket, and the stuck one's own live stream
+        frame = await receive_until(ws, "message.created")
+        assert frame["message"]["body"] == "live"
+    gate.set()
+    await slow_ws.disconnect()
+    await other_ws.disconnect()
+
+
+async def test_a_saturated_send_path_refuses_at_once_with_retry_after(
+    live_db: World, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_send = services.message_send_customer
+
+    def slow_send(**kwargs: Any) -> services.SendResult:
+        gate.wait(10)
+        return real_send(**kwargs)
+
+    monkeypatch.setattr(services, "message_send_customer", slow_send)
+    sockets = []
+    for _ in range(3):
+        customer = await adb(make_customer)()
+        ws, ok, _ = await ws_connect(
+            "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+        )
+        assert ok
+        sockets.append(ws)
+    with override_settings(PARLEY_WS_MAX_SENDS=2):
+        for n, ws in enumerate(sockets):
+            await ws.send_json_to({"type": "send", "body": f"hello {n}", "client_msg_id": f"bp-{n}"})
+        # The third is refused while the first two are still held in the database.
+        refused = await receive_until(sockets[2], "error")
+        assert not gate.is_set()
+        assert refused["code"] == "overloaded" and refused["client_msg_id"] == "bp-2"
+        assert isinstance(refused["retry_after"], int | float) and refused["retry_after"] > 0
+        gate.set()
+        for n in (0, 1):
+            assert (await receive_until(sockets[n], "message.accepted"))["client_msg_id"] == f"bp-{n}"
+        # The client retries the same message after retry_after; now there is room.
+        await sockets[2].send_json_to({"type": "send", "body": "hello 2", "client_msg_id": "bp-2"})
+        accepted = await receive_until(sockets[2], "message.accepted")
+        assert accepted["client_msg_id"] == "bp-2" and accepted["duplicate"] is False
+    for ws in sockets:
+        await ws.disconnect()
+
+
+def _subscribed_groups() -> set[str]:
+    layer: Any = get_channel_layer()
+    inner = layer._get_layer() if hasattr(layer, "_get_layer") else layer
+    return {name for name, channels in inner.groups.items() if channels}
+
+
+async def test_subscriptions_are_released_on_close_and_when_the_server_kills_the_consumer(live_db: World) -> None:
+    customer = await adb(make_customer)()
+    message = await adb(customer_send)(live_db, customer, "subscribe me")
+    group = events.agents_conversation_group(live_db.business_a.schema_name, message.conversation_id)
+    agent_session = await adb(session_key)(user=live_db.agent_a)
+    for ending in ("close", "killed"):
+        ws, _, _ = await ws_connect("/ws/inbox/", host=live_db.business_a.host, session=agent_session)
+        await ws.send_json_to({"type": "view", "conversation_id": message.conversation_id})
+        while str(message.conversation_id) not in (await receive_until(ws, "presence"))["viewing"]:
+            pass
+        assert any(name.endswith(group) for name in _subscribed_groups())
+        if ending == "close":
+            await ws.disconnect()
+        else:
+            # Daphne cancels a consumer that "took too long to shut down".
+            ws.future.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await ws.future
+        assert not any(name.endswith(group) for name in _subscribed_groups()), ending
