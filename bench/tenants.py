@@ -93,6 +93,7 @@ def main() -> None:
         default="--customers 100 --agents 10 --rate 20 --duration 20",
         help="inbox_load.py arguments for the latency comparison ('' skips it)",
     )
+    parser.add_argument("--no-migrate", action="store_true", help="skip the new-migration measurement")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
@@ -107,12 +108,13 @@ def main() -> None:
             f"p99 {timings[int(len(timings) * 0.99) - 1] * 1000:.0f} ms  total {sum(timings):.0f} s",
             flush=True,
         )
-        seconds = migrate_all(database, args.executor, args.migrate_processes)
-        print(
-            f"a new migration on all {args.count + 1} tenant schemas (+ template), "
-            f"executor={args.executor} ({args.migrate_processes} processes): {seconds:.0f} s",
-            flush=True,
-        )
+        if not args.no_migrate:
+            seconds = migrate_all(database, args.executor, args.migrate_processes)
+            print(
+                f"a new migration on all {args.count + 1} tenant schemas (+ template), "
+                f"executor={args.executor} ({args.migrate_processes} processes): {seconds:.0f} s",
+                flush=True,
+            )
         if args.load:
             load = args.load.split()
             many = inbox(database, load)

@@ -183,6 +183,10 @@ class PrivacyRequest(models.Model):
     created_at = models.DateTimeField(_("requested"), auto_now_add=True, db_index=True)
     progressed_at = models.DateTimeField(_("last progress"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # The number as it was when the request was made (an account deletion replaces it on the
+    # customer at once): the steps find API notifications and webhook payloads by it. Cleared
+    # when an erasure is done.
+    phone_number = models.CharField(max_length=20, blank=True)
     # The export's ZIP, relative to the private export folder (never under MEDIA_ROOT).
     file_name = models.CharField(max_length=200, blank=True)
 

@@ -41,6 +41,7 @@ from audit.services import audit_record
 from customers.models import Block, BusinessContact, ConsentRecord, MarketingMute, PrivacyRequest, Report
 from directory.models import CustomerThread
 from messaging.models import AgentPresence, Contact, Conversation, Event, Message
+from notifications.models import Notification, WebhookDelivery
 from tenancy.models import MIN_RETENTION_DAYS, PUBLIC_SCHEMA, Business
 from verification.models import PhoneChallenge
 
@@ -99,6 +100,13 @@ def _defer_once(task_name: str, lock: str, **kwargs: Any) -> None:
 
 
 def _create(**fields: Any) -> PrivacyRequest:
+    customer = fields.get("customer")
+    if customer is not None and "phone_number" not in fields:
+        fields["phone_number"] = customer.phone_number
+    elif "customer_id" in fields:
+        fields["phone_number"] = (
+            Customer.objects.filter(pk=fields["customer_id"]).values_list("phone_number", flat=True).first() or ""
+        )
     request = PrivacyRequest.objects.create(**fields)
     # Deferred in the same transaction as the row: a committed request always has its jobs.
     _queue(request)
@@ -170,7 +178,8 @@ def customer_account_delete(*, customer: Customer) -> PrivacyRequest:
             existing = PrivacyRequest.objects.filter(customer=customer, kind=PrivacyRequest.Kind.DELETE_ACCOUNT).first()
             if existing is not None:
                 return existing
-        PhoneChallenge.objects.filter(phone_number=customer.phone_number).delete()
+        phone_number = customer.phone_number
+        PhoneChallenge.objects.filter(phone_number=phone_number).delete()
         customer.phone_number = f"{ERASED_PREFIX}{customer.pk}"
         customer.display_name = ""
         customer.save(update_fields=["phone_number", "display_name"])
@@ -178,6 +187,7 @@ def customer_account_delete(*, customer: Customer) -> PrivacyRequest:
             kind=PrivacyRequest.Kind.DELETE_ACCOUNT,
             requested_by=PrivacyRequest.Requester.CUSTOMER,
             customer=customer,
+            phone_number=phone_number,
             schemas=_customer_schemas(customer.pk),
         )
         audit_record(
@@ -281,17 +291,26 @@ def _erase_schema(request: PrivacyRequest, schema_name: str) -> dict[str, int]:
     """Delete the customer's contact, conversation, messages and their stored events in one
     business's schema. Returns counts (for the audit record; no content)."""
     with schema_context(schema_name):
+        notifications = 0
+        if request.phone_number:
+            # API notifications name the number; webhook payloads carry it (contact) or the
+            # conversation (message.received): they hold the same personal data as the messages.
+            notifications, _rows = Notification.objects.filter(to=request.phone_number).delete()
+            WebhookDelivery.objects.filter(body__contains=request.phone_number).delete()
         contact = Contact.objects.filter(customer_id=_customer_id(request)).first()
         if contact is None:
-            return {"messages": 0}
+            return {"messages": 0, "notifications": notifications}
         conversation_ids = list(Conversation.objects.filter(contact=contact).values_list("pk", flat=True))
+        if conversation_ids:
+            ids = "|".join(str(pk) for pk in conversation_ids)
+            WebhookDelivery.objects.filter(body__regex=rf'"conversation_id":({ids})[,}}]').delete()
         # Stored event frames carry message text and the phone number: they go too.
         Event.objects.filter(conversation_id__in=conversation_ids).delete()
         AgentPresence.objects.filter(conversation_id__in=conversation_ids).update(conversation_id=None)
         messages, _rows = Message.objects.filter(conversation_id__in=conversation_ids).delete()
         Conversation.objects.filter(pk__in=conversation_ids).delete()
         contact.delete()
-    return {"messages": messages}
+    return {"messages": messages, "notifications": notifications}
 
 
 # Tests replace this to simulate a worker that dies after committing a schema.
@@ -358,7 +377,10 @@ def privacy_request_finish(*, request_id: Any) -> None:
                 _erase_schema(request, schema_name)
             for model in (CustomerThread, BusinessContact, Block, MarketingMute, ConsentRecord, Report):
                 model.objects.filter(customer_id=customer_id).delete()  # type: ignore[attr-defined]
-            PrivacyRequest.objects.filter(customer_id=customer_id).update(customer=None)
+            # Earlier exports of this customer go too (their ZIPs hold everything).
+            for earlier in PrivacyRequest.objects.filter(customer_id=customer_id).exclude(file_name=""):
+                (export_root() / earlier.file_name).unlink(missing_ok=True)
+            PrivacyRequest.objects.filter(customer_id=customer_id).update(customer=None, phone_number="", file_name="")
             request.customer_id = None
             # A raw delete: Django's cascade would look for contacts in the public schema, where
             # that table does not exist; every schema's contact is already gone (steps above).
@@ -368,9 +390,11 @@ def privacy_request_finish(*, request_id: Any) -> None:
                 target=f"privacy_request:{request.pk}",
                 data={"customer_id": customer_id, "businesses": len(request.schemas)},
             )
+        if request.kind != PrivacyRequest.Kind.EXPORT:
+            request.phone_number = ""
         request.status = PrivacyRequest.Status.DONE
         request.finished_at = request.progressed_at = timezone.now()
-        request.save(update_fields=["status", "finished_at", "progressed_at", "file_name", "customer"])
+        request.save(update_fields=["status", "finished_at", "progressed_at", "file_name", "customer", "phone_number"])
     logger.info("privacy request %s (%s) done", request.pk, request.kind)
 
 

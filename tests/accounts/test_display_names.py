@@ -65,3 +65,28 @@ def test_each_agent_edits_their_display_name_on_either_host(world: World) -> Non
 def test_profile_page_needs_a_login(world: World) -> None:
     response = public_client().get("/accounts/profile/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_invited_agent_sets_a_password_through_the_invitation_and_can_log_in(
+    world: World, mailoutbox: list, django_capture_on_commit_callbacks: Any
+) -> None:
+    from allauth.account.models import EmailAddress
+    from django.conf import settings
+    from django.test import Client
+
+    email = f"{unique('invited')}@alpha.test"
+    with django_capture_on_commit_callbacks(execute=True):
+        business_client(world.business_a, world.owner_a).post(
+            "/team/", {"email": email, "full_name": "Ida Invited", "role": "agent"}
+        )
+    assert not EmailAddress.objects.get(email=email).verified
+    link = next(word for word in mailoutbox[-1].body.split() if "/accounts/password/reset/key/" in word)
+    client = Client(HTTP_HOST=settings.PARLEY_DOMAIN)
+    form_url = client.get(link[link.index("/accounts/") :], follow=True).redirect_chain[-1][0]
+    new_password = PASSWORD + "-ida"
+    response = client.post(form_url, {"password1": new_password, "password2": new_password})
+    assert response.status_code == 302
+    # Following the link proved the address: mandatory verification does not stop the login.
+    assert EmailAddress.objects.get(email=email).verified
+    response = client.post("/accounts/login/", {"login": email, "password": new_password})
+    assert response.status_code == 302 and response["Location"] == "/home/"

@@ -69,4 +69,5 @@ def test_rundemo_stops_cleanly(world: World, how: str, signum: int) -> None:
     assert "Parley stopped." in text, (how, text)
     assert "did not stop in time" not in text, (how, text)  # both finished on their own
     assert f":{port}/" in text  # announces the port it really serves
+    assert f":{port}/dev/mailbox/" in text and f":{port}/dev/outbox/" in text
     assert _port_closed(port)

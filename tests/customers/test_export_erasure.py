@@ -25,6 +25,7 @@ from customers.services import customer_block, customer_mute_marketing
 from directory.models import CustomerThread
 from messaging.models import Contact, Conversation, Event, Message
 from messaging.services import message_send_template
+from notifications.models import Notification, WebhookDelivery, WebhookEndpoint
 from tests.conftest import World, business_client, in_business, unique
 from tests.customers.conftest import customer_client, make_customer, talk
 from tests.jobs import run_queued_jobs
@@ -162,6 +163,18 @@ def _customer_with_history(world: World) -> tuple[Customer, list[str]]:
             author_key="api:test",
         )
     texts.append(template)
+    with in_business(world.business_b):
+        # What the notifications API keeps: the request naming the number, and a webhook payload.
+        note = unique("api-text-")
+        Notification.objects.create(to=customer.phone_number, category="utility", text=note)
+        endpoint = WebhookEndpoint.objects.create(url="https://example.test/hook", secret="s", event_types=[])
+        WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            event_type="message.received",
+            body=json.dumps({"data": {"phone": customer.phone_number}}),
+            created_at=timezone.now(),
+        )
+    texts.append(note)
     customer_block(customer=customer, business=world.business_b)
     ConsentRecord.objects.create(
         customer=customer, business=world.business_a, category="marketing", granted=True, source="chat"
@@ -169,7 +182,9 @@ def _customer_with_history(world: World) -> tuple[Customer, list[str]]:
     return customer, texts
 
 
-def test_account_deletion_removes_every_trace_from_every_schema_and_keeps_billing(live_db: World) -> None:
+def test_account_deletion_removes_every_trace_from_every_schema_and_keeps_billing(
+    live_db: World, export_root: Any
+) -> None:
     customer, texts = _customer_with_history(live_db)
     phone = customer.phone_number
     assert _traces([phone]) and _traces(texts)  # the check finds them while they exist
@@ -177,6 +192,10 @@ def test_account_deletion_removes_every_trace_from_every_schema_and_keeps_billin
     assert billing_before[0] >= 2
 
     client = customer_client(customer)
+    assert client.post("/me/privacy/export/").status_code == 302  # an export made before: it goes too
+    run_privacy_jobs()
+    export = PrivacyRequest.objects.get(customer=customer, kind="export")
+    assert privacy.export_path(export) is not None
     assert client.get("/me/privacy/").status_code == 200
     assert client.post("/me/privacy/delete/").status_code == 302  # no confirmation: nothing happens
     assert client.get("/me/privacy/").status_code == 200
@@ -199,6 +218,7 @@ def test_account_deletion_removes_every_trace_from_every_schema_and_keeps_billin
     assert not CustomerThread.objects.filter(customer_id=customer.pk).exists()
     assert not Block.objects.filter(customer_id=customer.pk).exists()
     assert _billing(customer) == billing_before  # the ledger keeps its rows and amounts
+    assert not list(export_root.glob("*.zip"))
     done = AuditEvent.objects.get(action="privacy.account_deleted", data__customer_id=customer.pk)
     assert phone not in json.dumps(done.data)
     # The number can sign up afresh as a new, empty customer.
@@ -254,8 +274,8 @@ def test_erasure_survives_a_worker_dying_midway(live_db: World, monkeypatch: pyt
 
 def test_erasure_at_one_business_leaves_the_other(live_db: World) -> None:
     customer, texts = _customer_with_history(live_db)
-    a_texts = [t for t in texts if "bread-" not in t]
-    b_texts = [t for t in texts if "bread-" in t]
+    b_texts = [t for t in texts if "bread-" in t or "api-text-" in t]  # the API notification is at B
+    a_texts = [t for t in texts if t not in b_texts]
     client = customer_client(customer)
     response = client.post(f"/me/privacy/businesses/{live_db.business_a.pk}/erase/", {"confirm": "yes"})
     assert response.status_code == 302

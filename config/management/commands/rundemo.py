@@ -49,6 +49,10 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
         url = f"{settings.PARLEY_SCHEME}://{settings.PARLEY_DOMAIN}:{port}/"
         self.stdout.write(self.style.SUCCESS(f"Parley is running at {url} — Ctrl-C stops it."))
+        if settings.DEBUG:
+            # Nothing leaves the machine in development: codes and mails are read here.
+            self.stdout.write(f"  Texts (SMS outbox)  {url}dev/outbox/")
+            self.stdout.write(f"  Mails (mailbox)     {url}dev/mailbox/")
         self.stdout.flush()
 
         while not stop_requested and all(child.poll() is None for child in children):
