@@ -67,6 +67,75 @@ def _business(slug: str, owner: User) -> Business:
     return existing or business_create(owner=owner, name=f"{slug.title()} Ltd", slug=slug)
 
 
+TODAY_ENV = "PARLEY_TEST_TODAY"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--today",
+        default=os.environ.get(TODAY_ENV, ""),
+        metavar="YYYY-MM-DD",
+        help=(
+            "Run the whole session as if today were this date, at the real time of day "
+            f"(also ${TODAY_ENV}). The test process travels with time-machine; PostgreSQL's "
+            "now()/CURRENT_DATE and separate processes (live servers, browsers, subprocess "
+            "commands) keep the real clock, so tests that read dates there follow the real date. "
+            "Tests marked real_clock (they compare this process's clock with PostgreSQL's, e.g. a "
+            "job retry scheduled in Python and picked up by now() in SQL) run at the real date and "
+            "time instead; the report header lists them."
+        ),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Travel the test process to --today / $PARLEY_TEST_TODAY for the whole session, so
+    date-dependent tests can be proved on the 1st, the 15th and the last day of a month."""
+    raw = config.getoption("--today")
+    if not raw:
+        return
+    import datetime as dt
+
+    import time_machine
+
+    try:
+        day = dt.date.fromisoformat(raw)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--today / ${TODAY_ENV} must be YYYY-MM-DD, not {raw!r}") from exc
+    now = dt.datetime.now(dt.UTC)
+    traveller = time_machine.travel(dt.datetime.combine(day, now.timetz()), tick=True)
+    traveller.start()
+    config.add_cleanup(traveller.stop)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    raw = config.getoption("--today")
+    return f"today travelled to {raw} (PostgreSQL and subprocesses keep the real clock)" if raw else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--today"):
+        return
+    real = [item.nodeid for item in items if item.get_closest_marker("real_clock")]
+    if real:
+        config.issue_config_time_warning(
+            pytest.PytestWarning("--today: these tests run at the real date (real_clock): " + ", ".join(real)),
+            stacklevel=2,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _real_clock_when_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under --today, a real_clock test travels back to the real date and time for its run:
+    it compares this process's clock with PostgreSQL's now(), which cannot travel."""
+    if not (request.node.get_closest_marker("real_clock") and request.config.getoption("--today")):
+        yield
+        return
+    import time_machine
+
+    with time_machine.travel(time_machine.escape_hatch.datetime.datetime.now(tz=None).astimezone(), tick=True):
+        yield
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(
     request: Any,

@@ -91,6 +91,7 @@ def test_each_record_is_one_meter_event_for_its_customer(billing_live: World, fa
     )
 
 
+@pytest.mark.real_clock  # retries are scheduled in Python and picked up by PostgreSQL's now()
 def test_flaky_stripe_still_gets_every_record_exactly_once(billing_live: World, fake_stripe: FakeStripe) -> None:
     fake_stripe.failure_rate = 0.3
     fake_stripe.delay_seconds = 0.8
