@@ -49,7 +49,7 @@ def test_customer_and_agent_chat_live_with_read_ticks(
         assert row.locator(".unread-count").inner_text() == "1"
         agent_page.get_by_label("Search conversations").fill(name)
         # expect(), not wait_for_function: the CSP forbids the eval a string predicate needs.
-        expect(agent_page.locator("#conv-list .conv")).to_have_count(1)
+        expect(agent_page.locator("#conv-list .conv")).to_have_count(1, timeout=15000)
         row.click()
         agent_page.locator(".bubble.theirs", has_text="Can I change my seat on AU 412?").wait_for()
 
@@ -146,12 +146,12 @@ def test_inbox_keyboard_tabs_and_spoken_new_messages(
         agent_page.locator(".bubble.theirs", has_text="second, live").wait_for()
         row.locator(".conv-preview", has_text="second, live").wait_for()
         assert agent_page.evaluate("document.activeElement.dataset.conversation") == str(message.conversation_id)
-        expect(agent_page.locator("#thread-announce")).to_contain_text("second, live")
+        expect(agent_page.locator("#thread-announce")).to_contain_text("second, live", timeout=15000)
         assert agent_page.locator("#thread").get_attribute("aria-live") is None
 
         # The agent typing replaces the customer's verification line; only the typing text is live.
         agent_page.get_by_role("textbox", name="Message").fill("One moment")
-        expect(customer_page.locator("#chat-typing")).to_contain_text("typing")
+        expect(customer_page.locator("#chat-typing")).to_contain_text("typing", timeout=15000)
         assert customer_page.locator("#chat-verified").is_hidden()
         customer_page.locator("#chat-verified").wait_for(state="visible", timeout=8000)
         assert customer_page.locator("#chat-typing").inner_text() == ""
