@@ -150,6 +150,7 @@ def test_inbox_keyboard_tabs_and_spoken_new_messages(
         assert agent_page.locator("#thread").get_attribute("aria-live") is None
 
         # The agent typing replaces the customer's verification line; only the typing text is live.
+        # (Locator expectations, not wait_for_function: the page's CSP forbids evaluating strings.)
         agent_page.get_by_role("textbox", name="Message").fill("One moment")
         expect(customer_page.locator("#chat-typing")).to_contain_text("typing", timeout=15000)
         assert customer_page.locator("#chat-verified").is_hidden()
