@@ -41,6 +41,7 @@ from audit.services import audit_record
 from customers.models import Block, BusinessContact, ConsentRecord, MarketingMute, PrivacyRequest, Report
 from directory.models import CustomerThread
 from messaging.models import AgentPresence, Contact, Conversation, Event, Message
+from messaging.revocation import rights_revoke_customer
 from notifications.models import Notification, WebhookDelivery
 from tenancy.models import MIN_RETENTION_DAYS, PUBLIC_SCHEMA, Business
 from verification.models import PhoneChallenge
@@ -190,6 +191,8 @@ def customer_account_delete(*, customer: Customer) -> PrivacyRequest:
             phone_number=phone_number,
             schemas=_customer_schemas(customer.pk),
         )
+        # Open chat and /me/ sockets of every session of this customer close after commit.
+        rights_revoke_customer(customer_id=customer.pk)
         audit_record(
             action="privacy.account_deletion_requested",
             target=f"privacy_request:{request.pk}",

@@ -169,6 +169,36 @@ def consent_record(*, customer: Customer, business: Business, category: str, gra
                 _choice_add(MarketingMute, "customer.marketing_muted", customer, business)
 
 
+# Choices a customer made in Parley itself: only the customer can lift such an opt-out.
+CUSTOMER_SOURCES = frozenset({ConsentRecord.Source.CHAT, ConsentRecord.Source.STOP, ConsentRecord.Source.ME})
+
+
+def consent_record_by_business(*, customer: Customer, business: Business, category: str, granted: bool) -> bool:
+    """A business records a choice it collected itself (its website, a form at the counter)
+    through the API, as source "api". An opt-out always counts. An opt-in does not lift an
+    opt-out the customer made in Parley (chat page, STOP reply, privacy page): that choice is
+    the customer's to undo. Returns False when the opt-in was refused for that reason."""
+    with transaction.atomic():
+        Customer.objects.select_for_update().filter(pk=customer.pk).first()
+        if granted:
+            latest = (
+                ConsentRecord.objects.filter(customer=customer, business=business, category=category)
+                .order_by("-id")
+                .values_list("granted", "source")
+                .first()
+            )
+            muted_by_customer = category == ConsentRecord.Category.MARKETING and (
+                MarketingMute.objects.filter(customer=customer, business=business).exists()
+                and (latest is None or latest[1] in CUSTOMER_SOURCES)
+            )
+            if muted_by_customer or (latest is not None and not latest[0] and latest[1] in CUSTOMER_SOURCES):
+                return False
+        consent_record(
+            customer=customer, business=business, category=category, granted=granted, source=ConsentRecord.Source.API
+        )
+    return True
+
+
 # Replies that mean "no more marketing from this business" (English, Norwegian/Danish, German).
 STOP_KEYWORDS = frozenset({"STOP", "STOPP", "ABMELDEN"})
 STOP_CONFIRMATION_TASK = "privacy.stop_confirmation"

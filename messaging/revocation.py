@@ -157,9 +157,12 @@ def agent_refusal(*, business_id: int, user_id: int, session_key: str | None) ->
 def customer_refusal(*, business_id: int | None, customer_id: int, session_key: str | None) -> CloseCode | None:
     """None while the customer is still signed in (and the business, if any, active)."""
     from customers.session import SESSION_KEY as CUSTOMER_SESSION_KEY
+    from customers.session import customer_from_session
 
     data = _session_data("customer", session_key)
     if data is None or str(data.get(CUSTOMER_SESSION_KEY)) != str(customer_id):
+        return CloseCode.UNAUTHENTICATED
+    if customer_from_session(data) is None:  # the account was deleted
         return CloseCode.UNAUTHENTICATED
     if business_id is not None and not _business_active(business_id):
         return CloseCode.FORBIDDEN

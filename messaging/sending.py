@@ -30,7 +30,7 @@ from accounts.models import Customer, Membership, User
 from billing.models import CATEGORIES
 from billing.services import business_may_initiate, conversation_charge_for_message
 from customers.models import Block
-from customers.selectors import customers_who_blocked
+from customers.selectors import customers_opted_out, customers_who_blocked
 from customers.services import customer_contacts_record
 from directory.services import ThreadState, ThreadTouch, customer_threads_touch
 from messaging import events
@@ -463,7 +463,12 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
 
 
 def _template_send(
-    group: _Group, request: SendRequest, thread: _Thread, blocked: set[int], refusal: MessagingError | None
+    group: _Group,
+    request: SendRequest,
+    thread: _Thread,
+    blocked: set[int],
+    refusal: MessagingError | None,
+    opted_out: set[int],
 ) -> Message:
     conversation = thread.conversation
     customer_id = conversation.contact.customer_id
@@ -471,6 +476,9 @@ def _template_send(
         raise _blocked_for_business()
     if refusal is not None:
         raise refusal
+    if customer_id in opted_out:
+        # The consent ledger (and the marketing mute) decide before anything is billed.
+        raise MessagingError(MessagingErrorCode.OPTED_OUT, _("This customer has opted out of these messages."))
     _charge(group, thread, request.category)
     message = _new_message(request, thread, Message.Direction.OUTBOUND)
     conversation.last_message_at = group.now
@@ -536,6 +544,18 @@ def _save_conversations(threads: list[_Thread], now: datetime) -> None:
         )
 
 
+def _opted_out(business: Business, requests: Sequence[SendRequest]) -> dict[str, set[int]]:
+    """Per template category in this group, the customers who do not consent to it."""
+    by_category: dict[str, set[int]] = {}
+    for request in requests:
+        if request.origin == TEMPLATE and request.customer is not None:
+            by_category.setdefault(request.category, set()).add(request.customer.pk)
+    return {
+        category: customers_opted_out(business_id=business.pk, customer_ids=ids, category=category)
+        for category, ids in by_category.items()
+    }
+
+
 def do_send_messages(*, business: Business, requests: Sequence[SendRequest]) -> list[SendResult | MessagingError]:
     """Write checked sends to one business in one transaction; one outcome per request, in
     order. Must run in the business's schema. Database errors are raised (nothing is written)."""
@@ -561,6 +581,7 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
         if thread is not None and request.client_msg_id:
             keys.append((thread.conversation.pk, request.author_key, request.client_msg_id))
     existing = _existing_messages(keys)
+    opted_out = _opted_out(business, requests)
 
     for index, request in enumerate(requests):
         thread = thread_of(request)
@@ -587,7 +608,9 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
             elif request.origin == AGENT:
                 message = _agent_send(group, request, thread, blocked)
             else:
-                message = _template_send(group, request, thread, blocked, refusal)
+                message = _template_send(
+                    group, request, thread, blocked, refusal, opted_out.get(request.category, set())
+                )
         except MessagingError as error:
             outcomes[index] = error
             continue

@@ -19,7 +19,6 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer, Membership, User
-from customers.selectors import consent_allows_send
 from customers.services import consent_handle_keyword
 from directory.services import customer_thread_touch
 from messaging import events
@@ -181,9 +180,6 @@ def message_send_template(
 ) -> SendResult:
     """A business-initiated message (an approved template, e.g. a flight change): allowed outside
     the service window, refused for a blocked customer, a suspended business or unpaid bills."""
-    # privacy (issue 14): the consent ledger (and the marketing mute) decide before anything is billed.
-    if not consent_allows_send(customer_id=customer.pk, business_id=business.pk, category=category):
-        raise MessagingError(MessagingErrorCode.OPTED_OUT, _("This customer has opted out of these messages."))
     request = check_template_send(
         customer=customer,
         template_name=template_name,

@@ -26,6 +26,8 @@ class ErrorCode(StrEnum):
     SUSPENDED = "suspended"
     PAYMENT_REQUIRED = "payment_required"
     EVENTS_EXPIRED = "events_expired"
+    NOT_A_CUSTOMER = "not_a_customer"
+    CUSTOMER_OPTED_OUT = "customer_opted_out"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -47,6 +49,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.SUSPENDED: 403,
     ErrorCode.PAYMENT_REQUIRED: 402,
     ErrorCode.EVENTS_EXPIRED: 410,
+    ErrorCode.NOT_A_CUSTOMER: 404,
+    ErrorCode.CUSTOMER_OPTED_OUT: 409,
 }
 
 

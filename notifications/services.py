@@ -371,6 +371,24 @@ def send_request_clean(*, to: Any, template: Any = None, text: Any = None) -> Se
     return SendRequest(phone, None, {}, clean_text)
 
 
+def consent_record_from_api(*, business: Business, to: Any, category: str, granted: bool) -> Customer:
+    """Record a consent choice the business collected itself for a Parley customer's number."""
+    from customers.services import consent_record_by_business
+
+    phone = _phone(to)
+    customer = Customer.objects.filter(phone_number=phone, verified_at__isnull=False).first()
+    if customer is None:
+        raise NotificationError(
+            ErrorCode.NOT_A_CUSTOMER, _("This number does not belong to a Parley customer."), field="to"
+        )
+    if not consent_record_by_business(customer=customer, business=business, category=category, granted=granted):
+        raise NotificationError(
+            ErrorCode.CUSTOMER_OPTED_OUT,
+            _("The customer opted out in Parley themselves; only the customer can opt in again."),
+        )
+    return customer
+
+
 def _fail(notification: Notification, code: str, reason: str) -> Notification:
     notification.status = Notification.Status.FAILED
     notification.failure_code = code

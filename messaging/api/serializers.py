@@ -194,3 +194,17 @@ class ConversationPageOut(serializers.Serializer):
 class MessagePageOut(serializers.Serializer):
     messages = MessageOut(many=True)
     has_more = serializers.BooleanField()
+
+
+class ConsentIn(serializers.Serializer):
+    to = serializers.CharField(max_length=40, help_text="E.164, e.g. +4915112345678")
+    category = serializers.ChoiceField(choices=["marketing", "utility"])
+    granted = serializers.BooleanField(help_text="true: opted in; false: opted out")
+
+
+class ConsentOut(serializers.Serializer):
+    to = serializers.CharField()
+    category = serializers.CharField()
+    granted = serializers.BooleanField()
+    # The metaclass moves declared fields out of the class, so this does not shadow Field.source.
+    source = serializers.CharField()  # type: ignore[assignment]

@@ -10,6 +10,7 @@ urlpatterns = [
     path("messages/batch", views.MessageBatchView.as_view(), name="api_message_batch"),
     path("messages/<int:notification_id>", views.MessageDetailView.as_view(), name="api_message_detail"),
     path("templates", views.TemplateListView.as_view(), name="api_templates"),
+    path("consents", views.ConsentView.as_view(), name="api_consents"),
     path("conversations", views.ConversationListView.as_view(), name="api_conversations"),
     path(
         "conversations/<int:conversation_id>/messages",

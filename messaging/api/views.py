@@ -113,6 +113,30 @@ class MessageBatchView(IdempotentPost):
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
+class ConsentView(IdempotentPost):
+    """Record a consent choice your business collected itself (your website, a form at the
+    counter) for a Parley customer: it joins the consent ledger with source "api", and every
+    send respects it. An opt-in cannot lift an opt-out the customer made in Parley."""
+
+    required_scope = "send"
+
+    @extend_schema(
+        request=s.ConsentIn,
+        responses={201: s.ConsentOut},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = _input(s.ConsentIn, request.data)
+        customer = services.consent_record_from_api(
+            business=_business(request), to=data["to"], category=data["category"], granted=data["granted"]
+        )
+        body = {"to": customer.phone_number, "category": data["category"], "granted": data["granted"], "source": "api"}
+        return Response(s.ConsentOut(body).data, status=status.HTTP_201_CREATED)
+
+
 class MessageDetailView(ApiView):
     """A message sent through the API, with its status timeline."""
 

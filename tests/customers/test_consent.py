@@ -177,3 +177,37 @@ def test_chat_page_records_marketing_consent_with_its_source(world: World) -> No
     assert anonymous.post("/chat/consent/", {"granted": "0"}).status_code == 302
     assert anonymous.get("/chat/consent/").status_code == 405
     assert ConsentRecord.objects.filter(customer=customer).count() == 2
+
+
+def test_every_send_path_asks_the_consent_ledger_batch_writes_too(live_db: World) -> None:
+    """The consent rule lives in the send core, so the API's batch path (which calls the writer
+    directly) refuses an opted-out customer like a single send does — per customer, unbilled."""
+    from messaging.sending import check_template_send, do_send_messages
+
+    business = live_db.business_a
+    opted_out, willing = make_customer(), make_customer()
+    ConsentRecord.objects.create(customer=opted_out, business=business, category="utility", granted=False, source="api")
+    MarketingMute.objects.create(customer=opted_out, business=business)
+    before = _ledger(business.pk)
+    requests = [
+        check_template_send(
+            customer=customer,
+            template_name="parcel",
+            body=f"Your parcel arrives today ({category})",
+            category=category,
+            author_key="api:batch",
+        )
+        for customer in (opted_out, willing)
+        for category in ("utility", "marketing")
+    ]
+    with in_business(business):
+        outcomes = do_send_messages(business=business, requests=requests)
+    codes = [getattr(outcome, "code", "sent") for outcome in outcomes]
+    assert codes == ["opted_out", "opted_out", "sent", "sent"]
+    with in_business(business):
+        assert not Message.objects.filter(conversation__contact__customer=opted_out).exists()
+        assert Message.objects.filter(conversation__contact__customer=willing).count() == 2
+    # Only the willing customer's messages opened a billable conversation; the refused ones none.
+    assert not UsageRecord.objects.filter(business_id=business.pk, customer_id=opted_out.pk).exists()
+    assert UsageRecord.objects.filter(business_id=business.pk, customer_id=willing.pk).exists()
+    assert _ledger(business.pk)[0] > before[0]

@@ -48,6 +48,7 @@ def test_customer_and_agent_chat_live_with_read_ticks(
         row.wait_for()
         assert row.locator(".unread-count").inner_text() == "1"
         agent_page.get_by_label("Search conversations").fill(name)
+        # expect(), not wait_for_function: the CSP forbids the eval a string predicate needs.
         expect(agent_page.locator("#conv-list .conv")).to_have_count(1, timeout=15000)
         row.click()
         agent_page.locator(".bubble.theirs", has_text="Can I change my seat on AU 412?").wait_for()

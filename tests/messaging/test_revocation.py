@@ -209,3 +209,30 @@ async def test_suspension_closes_every_socket_of_the_business(live_db: World) ->
     )
     assert connected
     await again.disconnect()
+
+
+@pytest.mark.parametrize("lost", [False, True], ids=["signalled", "signal-lost"])
+async def test_deleting_the_account_closes_the_customers_open_chat(
+    live_db: World, lost: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: a customer who deletes their account can no longer write on a chat page that
+    was open before — whether the revocation signal arrives or the next frame finds out."""
+    from customers.privacy import customer_account_delete
+
+    if lost:
+        lose_signals(monkeypatch)
+    customer = await adb(make_customer)()
+    _client, session = await adb(_customer_client)(customer)
+    chat, ok, _ = await ws_connect("/ws/chat/", host=live_db.business_a.host, session=session)
+    assert ok
+    await adb(customer_account_delete)(customer=customer)
+    await chat.send_json_to({"type": "send", "body": "after deletion", "client_msg_id": "deleted"})
+    assert await closed_with(chat) == CloseCode.UNAUTHENTICATED
+
+    def sent() -> bool:
+        with tenant_context(live_db.business_a):
+            from messaging.models import Message
+
+            return Message.objects.filter(client_msg_id="deleted", author_key=f"customer:{customer.pk}").exists()
+
+    assert not await adb(sent)()

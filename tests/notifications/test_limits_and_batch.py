@@ -50,12 +50,14 @@ def test_tier_limits_unique_customers_per_24_hours(world: World) -> None:
         approved_template(world.business_a, world.staff)
     api = api_for(world)
     first, second, third = make_customer(), make_customer(), make_customer()
-    assert send_flight(api, first.phone_number).json()["status"] == "sent"
-    assert send_flight(api, second.phone_number).json()["status"] == "sent"
-    body = assert_problem(send_flight(api, third.phone_number), 429, "tier_limit")
-    assert "2 different customers" in body["title"]
-    # Customers already reached today do not count again.
-    assert send_flight(api, first.phone_number).json()["status"] == "sent"
+    # A second of its own: the throughput counter (shared Redis) must not be what refuses.
+    with time_machine.travel(frozen_second(), tick=False):
+        assert send_flight(api, first.phone_number).json()["status"] == "sent"
+        assert send_flight(api, second.phone_number).json()["status"] == "sent"
+        body = assert_problem(send_flight(api, third.phone_number), 429, "tier_limit")
+        assert "2 different customers" in body["title"]
+        # Customers already reached today do not count again.
+        assert send_flight(api, first.phone_number).json()["status"] == "sent"
 
 
 def test_default_tiers_follow_verification(world: World) -> None:
