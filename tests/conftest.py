@@ -80,8 +80,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             f"(also ${TODAY_ENV}). The test process travels with time-machine; PostgreSQL's "
             "now()/CURRENT_DATE and separate processes (live servers, browsers, subprocess "
             "commands) keep the real clock, so tests that read dates there follow the real date. "
-            "Tests marked real_clock (they compare this process's clock with PostgreSQL's, e.g. a "
-            "job retry scheduled in Python and picked up by now() in SQL) run at the real date and "
+            "Tests marked real_clock (they compare this process's clock with PostgreSQL's or another "
+            "process's, e.g. a job retry scheduled in Python and picked up by now() in SQL) run at the real date and "
             "time instead; the report header lists them."
         ),
     )
@@ -126,7 +126,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _real_clock_when_marked(request: pytest.FixtureRequest) -> Iterator[None]:
     """Under --today, a real_clock test travels back to the real date and time for its run:
-    it compares this process's clock with PostgreSQL's now(), which cannot travel."""
+    it compares this process's clock with PostgreSQL's now() or another process's, which cannot travel."""
     if not (request.node.get_closest_marker("real_clock") and request.config.getoption("--today")):
         yield
         return

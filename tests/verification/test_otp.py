@@ -245,6 +245,7 @@ def test_concurrent_wrong_checks_never_exceed_five(live_db: World, fixed_code: s
     assert check(number, fixed_code) is False  # the code is spent
 
 
+@pytest.mark.real_clock  # the other process stamps its sends with the real clock
 def test_send_limit_holds_across_processes(live_db: World) -> None:
     """Another process (a second server, say) sends 3; this one then gets only 2 more."""
     import subprocess
