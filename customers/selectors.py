@@ -164,7 +164,8 @@ def message_counts(*, customer_id: int, schema_names: list[str]) -> dict[str, in
 
 def customer_privacy_rows(*, customer: Customer) -> list[PrivacyRow]:
     """Every business that holds data about this customer: those that were in touch (the public
-    index) plus any the customer blocked, muted or gave consent to. No business schema is read."""
+    index) plus any the customer blocked, muted or gave consent to. No message text is read:
+    only message counts, one query across the schemas (message_counts)."""
     contacts = {c.business_id: c for c in BusinessContact.objects.filter(customer=customer)}
     threads = {t.business_id: t for t in CustomerThread.objects.filter(customer=customer)}
     blocked = set(Block.objects.filter(customer=customer).values_list("business_id", flat=True))

@@ -102,10 +102,6 @@ def messages_page(
     return {"messages": [message_payload(m, contact_name=name) for m in rows], "has_more": has_more}
 
 
-def events_for_agents(*, after: int, limit: int = RESUME_LIMIT) -> list[tuple[int, str]]:
-    return list(Event.objects.filter(id__gt=after).order_by("id").values_list("id", "frame")[:limit])
-
-
 def events_for_customer(*, conversation_id: int, after: int, limit: int = RESUME_LIMIT) -> list[tuple[int, str]]:
     return list(
         Event.objects.filter(conversation_id=conversation_id, audience=Event.Audience.EVERYONE, id__gt=after)

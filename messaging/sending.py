@@ -75,13 +75,13 @@ class SendRequest:
 # --- checks (no transaction, no lock: run before a request joins a group) ---------------------
 
 
-def _without_nul(text: str) -> str:
+def without_nul(text: str) -> str:
     # PostgreSQL text cannot hold NUL; left in, it would fail the whole transaction.
     return text.replace("\x00", "")
 
 
 def clean_body(body: Any) -> str:
-    text = _without_nul(body).strip() if isinstance(body, str) else ""
+    text = without_nul(body).strip() if isinstance(body, str) else ""
     if not text:
         raise MessagingError(MessagingErrorCode.EMPTY, _("Write a message first."))
     if len(text) > MAX_BODY:

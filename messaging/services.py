@@ -34,6 +34,7 @@ from messaging.sending import (
     check_customer_send,
     check_membership,
     check_template_send,
+    without_nul,
 )
 from tenancy.models import Business
 
@@ -58,11 +59,6 @@ def _locked_conversation(conversation_id: Any) -> Conversation:
     if conversation is None:
         raise not_found()
     return conversation
-
-
-def _without_nul(text: str) -> str:
-    # PostgreSQL text cannot hold NUL; left in, it would fail the whole transaction.
-    return text.replace("\x00", "")
 
 
 class _Stream:
@@ -331,8 +327,8 @@ def contact_update(*, business: Business, user: User, contact_id: Any, name: str
         )
         if contact is None:
             raise MessagingError("not_found", _("This contact does not exist."))
-        contact.name = _without_nul(name).strip()[:100]
-        contact.notes = _without_nul(notes).strip()[:4000]
+        contact.name = without_nul(name).strip()[:100]
+        contact.notes = without_nul(notes).strip()[:4000]
         contact.save(update_fields=["name", "notes", "updated_at"])
         conversation_id = Conversation.objects.filter(contact=contact).values_list("pk", flat=True).first()
         if conversation_id is not None:

@@ -6,15 +6,24 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
+from accounts.models import Membership, User
 from notifications.errors import ErrorCode, NotificationError
 from notifications.models import ApiKey, ApiRequest, Notification, Template, WebhookDelivery, WebhookEndpoint
+from tenancy.models import Business
 
 
-def _pk(value: Any) -> int:
+def pk_or_zero(value: Any) -> int:
+    """An id from a URL or a form: anything that is not a number names no row (0)."""
     try:
         return int(value)
     except (TypeError, ValueError, OverflowError):
         return 0
+
+
+def require_owner(business: Business, actor: User, refusal: str) -> None:
+    """Keys and webhooks are the owner's: anyone else gets `refusal` (translated by the caller)."""
+    if not Membership.objects.filter(business_id=business.pk, user_id=actor.pk, role=Membership.Role.OWNER).exists():
+        raise NotificationError(ErrorCode.FORBIDDEN, refusal)
 
 
 def templates_list() -> list[Template]:
@@ -22,7 +31,7 @@ def templates_list() -> list[Template]:
 
 
 def template_get(*, template_id: Any) -> Template:
-    template = Template.objects.filter(pk=_pk(template_id)).first()
+    template = Template.objects.filter(pk=pk_or_zero(template_id)).first()
     if template is None:
         raise NotificationError(ErrorCode.NOT_FOUND, _("This template does not exist."))
     return template
@@ -37,7 +46,7 @@ def api_requests_recent(*, limit: int = 50) -> list[ApiRequest]:
 
 
 def notification_get(*, notification_id: Any) -> Notification:
-    notification = Notification.objects.select_related("message").filter(pk=_pk(notification_id)).first()
+    notification = Notification.objects.select_related("message").filter(pk=pk_or_zero(notification_id)).first()
     if notification is None:
         raise NotificationError(ErrorCode.NOT_FOUND, _("This message does not exist."))
     return notification

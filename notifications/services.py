@@ -16,12 +16,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.models import Customer, Membership, User
+from accounts.models import Customer, User
 from audit.services import audit_record
 from billing.models import UsageRecord
 from notifications import limits
 from notifications.errors import ErrorCode, NotificationError
 from notifications.models import MAX_BUTTONS, PLACEHOLDER, ApiKey, ApiRequest, Notification, Template
+from notifications.selectors import pk_or_zero, require_owner
 from template_reviews.selectors import sending_limits
 from template_reviews.services import template_review_submit
 from tenancy.models import Business
@@ -121,7 +122,7 @@ def template_create(*, business: Business, actor: User | None, content: Template
 def template_update(*, business: Business, actor: User | None, template_id: Any, content: TemplateContent) -> Template:
     """Edit a template. Any change of what customers would read sends it back to review."""
     with transaction.atomic():
-        template = Template.objects.select_for_update().filter(pk=_pk(template_id)).first()
+        template = Template.objects.select_for_update().filter(pk=pk_or_zero(template_id)).first()
         if template is None:
             raise NotificationError(ErrorCode.NOT_FOUND, _("This template does not exist."))
         if (template.name, template.language) != (content.name, content.language):
@@ -162,13 +163,6 @@ def template_status_changed(*, business: Business, template: Template) -> None:
     )
 
 
-def _pk(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        return 0
-
-
 # --- API keys --------------------------------------------------------------------------------
 
 KEY_PREFIX = "prl_"
@@ -186,13 +180,8 @@ class NewApiKey:
     secret: str  # shown once, never stored
 
 
-def _require_owner(business: Business, actor: User) -> None:
-    if not Membership.objects.filter(business_id=business.pk, user_id=actor.pk, role=Membership.Role.OWNER).exists():
-        raise NotificationError(ErrorCode.FORBIDDEN, _("Only the business's owner can manage API keys."))
-
-
 def api_key_create(*, business: Business, actor: User, name: Any, scopes: Any) -> NewApiKey:
-    _require_owner(business, actor)
+    require_owner(business, actor, _("Only the business's owner can manage API keys."))
     clean_name = _text(name, field="name", max_length=100, required=True)
     if not isinstance(scopes, list | tuple) or not scopes or not set(scopes) <= set(ApiKey.Scope.values):
         raise _invalid("scopes", _("Choose at least one scope: send, read."))
@@ -213,9 +202,9 @@ def api_key_create(*, business: Business, actor: User, name: Any, scopes: Any) -
 
 
 def api_key_revoke(*, business: Business, actor: User, key_id: Any) -> ApiKey:
-    _require_owner(business, actor)
+    require_owner(business, actor, _("Only the business's owner can manage API keys."))
     with transaction.atomic():
-        key = ApiKey.objects.select_for_update().filter(pk=_pk(key_id)).first()
+        key = ApiKey.objects.select_for_update().filter(pk=pk_or_zero(key_id)).first()
         if key is None:
             raise NotificationError(ErrorCode.NOT_FOUND, _("This API key does not exist."))
         if key.revoked_at is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages as flash
@@ -187,23 +188,30 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
 @member_required(manage=True)
 def webhook_delete(request: HttpRequest, endpoint_id: int) -> HttpResponse:
     business: Any = request.tenant  # type: ignore[attr-defined]
-    try:
-        webhooks.webhook_endpoint_delete(business=business, actor=request.user, endpoint_id=endpoint_id)  # type: ignore[arg-type]
-    except NotificationError as error:
-        flash.error(request, error.message)
-    else:
-        flash.success(request, _("Webhook removed."))
-    return redirect("developers")
+    return _developers_action(
+        request,
+        lambda: webhooks.webhook_endpoint_delete(business=business, actor=request.user, endpoint_id=endpoint_id),  # type: ignore[arg-type]
+        _("Webhook removed."),
+    )
 
 
 @require_POST
 @member_required(manage=True)
 def webhook_resend(request: HttpRequest, delivery_id: int) -> HttpResponse:
     business: Any = request.tenant  # type: ignore[attr-defined]
+    return _developers_action(
+        request,
+        lambda: webhooks.webhook_delivery_resend(business=business, actor=request.user, delivery_id=delivery_id),  # type: ignore[arg-type]
+        _("Queued to be sent again."),
+    )
+
+
+def _developers_action(request: HttpRequest, action: Callable[[], object], done: str) -> HttpResponse:
+    """Run one API-page action: its refusal or `done` as a message, back to the page."""
     try:
-        webhooks.webhook_delivery_resend(business=business, actor=request.user, delivery_id=delivery_id)  # type: ignore[arg-type]
+        action()
     except NotificationError as error:
         flash.error(request, error.message)
     else:
-        flash.success(request, _("Queued to be sent again."))
+        flash.success(request, done)
     return redirect("developers")

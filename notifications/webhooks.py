@@ -43,6 +43,7 @@ from audit.services import audit_record
 from messaging.models import Event
 from notifications.errors import ErrorCode, NotificationError
 from notifications.models import WebhookCursor, WebhookDelivery, WebhookEndpoint
+from notifications.selectors import require_owner
 from tenancy.models import Business
 
 logger = logging.getLogger("parley.notifications")
@@ -105,13 +106,8 @@ def destination_check(url: str) -> None:
         )
 
 
-def _require_owner(business: Business, actor: User) -> None:
-    if not Membership.objects.filter(business_id=business.pk, user_id=actor.pk, role=Membership.Role.OWNER).exists():
-        raise NotificationError(ErrorCode.FORBIDDEN, _("Only the business's owner can manage webhooks."))
-
-
 def webhook_endpoint_create(*, business: Business, actor: User, url: Any, event_types: Any) -> WebhookEndpoint:
-    _require_owner(business, actor)
+    require_owner(business, actor, _("Only the business's owner can manage webhooks."))
     if not isinstance(url, str) or len(url) > 500:
         raise NotificationError(ErrorCode.INVALID, _("Give an http or https URL."), field="url")
     url = url.strip()
@@ -131,7 +127,7 @@ def webhook_endpoint_create(*, business: Business, actor: User, url: Any, event_
 
 
 def webhook_endpoint_delete(*, business: Business, actor: User, endpoint_id: int) -> None:
-    _require_owner(business, actor)
+    require_owner(business, actor, _("Only the business's owner can manage webhooks."))
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.filter(pk=endpoint_id).first()
         if endpoint is None:
@@ -150,10 +146,20 @@ def _defer(business: Business, delivery: WebhookDelivery, at: datetime | None = 
     task.defer(schema_name=business.schema_name, delivery_id=delivery.pk)
 
 
-def webhook_enqueue(*, business: Business, event_type: str, data: dict[str, Any], event_id: int | None = None) -> int:
+def webhook_enqueue(
+    *,
+    business: Business,
+    event_type: str,
+    data: dict[str, Any],
+    event_id: int | None = None,
+    active: list[WebhookEndpoint] | None = None,
+) -> int:
     """Queue one delivery per active endpoint that wants this event type (in the caller's
-    transaction, so an event that rolls back sends nothing)."""
-    endpoints = [e for e in WebhookEndpoint.objects.filter(is_active=True) if event_type in e.event_types]
+    transaction, so an event that rolls back sends nothing). `active`: the active endpoints,
+    when the caller enqueues many events and has read them once already."""
+    if active is None:
+        active = list(WebhookEndpoint.objects.filter(is_active=True))
+    endpoints = [e for e in active if event_type in e.event_types]
     now = timezone.now()
     for endpoint in endpoints:
         body = json.dumps(
@@ -177,7 +183,8 @@ def webhook_enqueue(*, business: Business, event_type: str, data: dict[str, Any]
 def webhook_dispatch_stream(*, business: Business) -> int:
     """Turn the business's new stream events into deliveries, in id order, exactly once (the
     cursor row is locked and moved in the same transaction as the deliveries it creates)."""
-    if not WebhookEndpoint.objects.filter(is_active=True).exists():
+    active = list(WebhookEndpoint.objects.filter(is_active=True))
+    if not active:
         return 0
     queued = 0
     with transaction.atomic():
@@ -195,11 +202,11 @@ def webhook_dispatch_stream(*, business: Business) -> int:
                 message = data.get("message", {})
                 if message.get("direction") == "in":
                     queued += webhook_enqueue(
-                        business=business, event_type="message.received", data=data, event_id=event_id
+                        business=business, event_type="message.received", data=data, event_id=event_id, active=active
                     )
             elif type_ in STREAM_TYPES:
                 queued += webhook_enqueue(
-                    business=business, event_type=STREAM_TYPES[type_], data=data, event_id=event_id
+                    business=business, event_type=STREAM_TYPES[type_], data=data, event_id=event_id, active=active
                 )
         if rows:
             cursor.last_event_id = rows[-1][0]
@@ -309,7 +316,7 @@ def _endpoint_failed(business: Business, endpoint: WebhookEndpoint) -> None:
 
 def webhook_delivery_resend(*, business: Business, actor: User, delivery_id: int) -> WebhookDelivery:
     """ "Send again" from the log: the same body, as a new delivery, now."""
-    _require_owner(business, actor)
+    require_owner(business, actor, _("Only the business's owner can manage webhooks."))
     with transaction.atomic():
         old = WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
         if old is None:
