@@ -59,7 +59,9 @@ function renderCounts() {
 function matchesSearch(c) {
   if (!search) return true;
   const needle = search.toLowerCase();
-  const digits = needle.replace(/[^\d+]/g, "");
+  // Only a number-like search matches phone numbers: "Kundin 0315" is a name, and its digits
+  // must not match every phone that contains "0315".
+  const digits = /^[\d\s+()\-./]+$/.test(needle) ? needle.replace(/[^\d+]/g, "") : "";
   return c.contact.name.toLowerCase().includes(needle) || (digits !== "" && c.contact.phone.includes(digits));
 }
 
