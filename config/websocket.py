@@ -4,6 +4,8 @@ retrying cannot fix (not signed in, not allowed, no such business) stops the rec
 
 from __future__ import annotations
 
+import random as _random
+from collections.abc import Callable
 from enum import IntEnum
 
 
@@ -16,3 +18,17 @@ class CloseCode(IntEnum):
 def client_close_codes() -> dict[str, int]:
     """For a page's json_script config: the codes after which a client must not reconnect."""
     return {code.name.lower(): int(code) for code in CloseCode}
+
+
+# How a client reconnects after a socket closes (not with a code above): exponential backoff with
+# full jitter, as static/parley/realtime.js's reconnectDelay. The Python clients (the reliability
+# checks, bench/clients.py) use this so they behave like the pages.
+RECONNECT_BASE_SECONDS = 0.5
+RECONNECT_CAP_SECONDS = 10.0
+
+
+def reconnect_delay(attempt: int, random: Callable[[], float] = _random.random) -> float:
+    """Seconds to wait before reconnect number `attempt` (0 for the first since a socket opened):
+    uniformly random up to min(cap, base * 2**attempt), so clients that lost their sockets together
+    (a server restart) spread their reconnects instead of returning all at once."""
+    return random() * min(RECONNECT_CAP_SECONDS, RECONNECT_BASE_SECONDS * 2 ** min(attempt, 30))
