@@ -216,6 +216,9 @@ class WebhookDelivery(models.Model):
     last_error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(db_index=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Set (and committed) just before an attempt's POST, cleared with its result: still set at
+    # the next attempt means a worker died mid-POST and the endpoint may have the delivery.
+    attempt_started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("webhook delivery")

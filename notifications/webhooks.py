@@ -55,6 +55,8 @@ RETRY_CAP = timedelta(hours=6)
 TIMEOUT_SECONDS = 10
 DISABLE_AFTER_FAILURES = 3  # deliveries that gave up (3 days each) in a row
 DISPATCH_LIMIT = 1000
+# Shown in the delivery log (stored, like the other errors: "HTTP 500").
+UNKNOWN_OUTCOME = "worker stopped during the attempt; not sent again (the endpoint may have it)"
 
 # Stream events → webhook event types.
 STREAM_TYPES = {"message.status": "message.status", "conversation.updated": "conversation.updated"}
@@ -215,7 +217,13 @@ def webhook_dispatch_stream(*, business: Business) -> int:
 
 
 def webhook_delivery_attempt(*, business: Business, delivery_id: int) -> str:
-    """POST the delivery once; on failure schedule the next attempt or give up after 3 days."""
+    """POST the delivery once; on failure schedule the next attempt or give up after 3 days.
+
+    The attempt is recorded (committed) before the POST and its result after it, with no lock
+    held while the endpoint answers. A job run again after its worker died mid-POST
+    (config.jobs.retry_stalled_jobs) finds the attempt still open: the endpoint may have the
+    delivery, so it is not sent again under the same Parley-Delivery id; it is marked as given
+    up with the reason, and the owner can resend it (a new delivery) from the API page."""
     with transaction.atomic():
         delivery = (
             WebhookDelivery.objects.select_for_update(of=("self",))
@@ -226,6 +234,14 @@ def webhook_delivery_attempt(*, business: Business, delivery_id: int) -> str:
         if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
             return "skipped"
         endpoint = delivery.endpoint
+        if delivery.attempt_started_at is not None:
+            delivery.status = WebhookDelivery.Status.FAILED
+            delivery.next_attempt_at = None
+            delivery.last_error = UNKNOWN_OUTCOME
+            delivery.attempt_started_at = None
+            delivery.save(update_fields=["status", "next_attempt_at", "last_error", "attempt_started_at"])
+            logger.warning("webhook delivery %s not sent again: an attempt stopped mid-POST", delivery.pk)
+            return "unknown"
         if not endpoint.is_active:
             delivery.status = WebhookDelivery.Status.FAILED
             delivery.last_error = "endpoint disabled"
@@ -233,32 +249,36 @@ def webhook_delivery_attempt(*, business: Business, delivery_id: int) -> str:
             return "disabled"
         now = timezone.now()
         delivery.attempts += 1
-        body = delivery.body.encode()
-        error = ""
-        status_code: int | None = None
-        try:
-            destination_check(endpoint.url)
-            response = httpx.post(
-                endpoint.url,
-                content=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "User-Agent": "Parley-Webhooks/1",
-                    "Parley-Signature": signature_header(
-                        secret=endpoint.secret, body=body, timestamp=int(now.timestamp())
-                    ),
-                    "Parley-Delivery": str(delivery.pk),
-                },
-                timeout=TIMEOUT_SECONDS,
-                follow_redirects=False,
-            )
-            status_code = response.status_code
-            if not 200 <= status_code < 300:
-                error = f"HTTP {status_code}"
-        except NotificationError as refused:
-            error = refused.message
-        except httpx.HTTPError as failure:
-            error = f"{type(failure).__name__}: {failure}"[:300]
+        delivery.attempt_started_at = now
+        delivery.save(update_fields=["attempts", "attempt_started_at"])
+    body = delivery.body.encode()
+    error = ""
+    status_code: int | None = None
+    try:
+        destination_check(endpoint.url)
+        response = httpx.post(
+            endpoint.url,
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "Parley-Webhooks/1",
+                "Parley-Signature": signature_header(secret=endpoint.secret, body=body, timestamp=int(now.timestamp())),
+                "Parley-Delivery": str(delivery.pk),
+            },
+            timeout=TIMEOUT_SECONDS,
+            follow_redirects=False,
+        )
+        status_code = response.status_code
+        if not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+    except NotificationError as refused:
+        error = refused.message
+    except httpx.HTTPError as failure:
+        error = f"{type(failure).__name__}: {failure}"[:300]
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        delivery.attempt_started_at = None
         delivery.last_status_code = status_code
         delivery.last_error = error[:300]
         if not error:
@@ -276,6 +296,7 @@ def webhook_delivery_attempt(*, business: Business, delivery_id: int) -> str:
                 _endpoint_failed(business, endpoint)
                 outcome = "failed"
             else:
+                delivery.status = WebhookDelivery.Status.PENDING
                 delivery.next_attempt_at = next_at
                 _defer(business, delivery, next_at)
                 outcome = "retry"

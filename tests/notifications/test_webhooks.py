@@ -229,3 +229,37 @@ def test_stream_events_become_webhooks_sent_by_jobs(
     assert len(receiver.received) == 2 and receiver.received[1]["json"] == hit["json"] and receiver.received[1]["valid"]
     with in_business(business):
         assert WebhookEndpoint.objects.get(pk=endpoint.pk).consecutive_failures == 0
+
+
+def test_an_attempt_cut_off_mid_post_is_not_sent_again(
+    world: World, receiver: Receiver, loopback_allowed: None
+) -> None:
+    """Issue 10 (worker crash): an attempt recorded as started but never finished (the worker
+    died during the POST) may have reached the endpoint; the retried job does not send the same
+    Parley-Delivery again, and says why in the delivery log."""
+    from django.utils import timezone
+
+    with in_business(world.business_a):
+        endpoint = webhooks.webhook_endpoint_create(
+            business=world.business_a, actor=world.owner_a, url=receiver.url, event_types=["template.status"]
+        )
+        delivery = WebhookDelivery.objects.create(
+            endpoint=endpoint, event_type="template.status", body="{}", created_at=timezone.now()
+        )
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(attempts=1, attempt_started_at=timezone.now())
+        assert webhooks.webhook_delivery_attempt(business=world.business_a, delivery_id=delivery.pk) == "unknown"
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.last_error, delivery.attempt_started_at) == (
+            "failed",
+            webhooks.UNKNOWN_OUTCOME,
+            None,
+        )
+        assert receiver.received == []
+        # A finished attempt leaves nothing open: the next one is a normal attempt.
+        again = WebhookDelivery.objects.create(
+            endpoint=endpoint, event_type="template.status", body="{}", created_at=timezone.now()
+        )
+        assert webhooks.webhook_delivery_attempt(business=world.business_a, delivery_id=again.pk) == "delivered"
+        again.refresh_from_db()
+        assert again.attempt_started_at is None
+    assert len(receiver.received) == 1
