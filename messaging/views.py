@@ -12,6 +12,7 @@ from typing import Any
 from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, serializers
 from rest_framework.renderers import JSONRenderer
@@ -19,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.websocket import client_close_codes
+from config.websocket import client_close_codes, socket_url
 from customers.selectors import customer_has_blocked
 from customers.session import customer_from_session
 from messaging import selectors, services
@@ -33,6 +34,8 @@ from messaging.serializers import (
 )
 from tenancy.access import IsMember, member_required
 from tenancy.sections import render_empty_section
+
+_STAND_IN = 10**18  # an id no conversation has, reversed into a URL template for the JS
 
 
 def _search_query(request: HttpRequest) -> str:
@@ -131,7 +134,12 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "me": {"id": request.user.pk, "name": request.user.get_short_name()},  # type: ignore[union-attr]
         "team": selectors.team_members(business=business),
         "conversations": selectors.inbox_conversations(user=request.user, tab="all"),  # type: ignore[arg-type]
-        "urls": {"conversations": "/inbox/api/conversations/", "messages": "/inbox/api/conversations/{id}/messages/"},
+        "urls": {
+            "conversations": reverse("inbox_conversations"),
+            # The JS puts the conversation's id where the stand-in number is reversed.
+            "messages": reverse("inbox_messages", args=[_STAND_IN]).replace(str(_STAND_IN), "{id}"),
+            "socket": socket_url("ws_inbox"),
+        },
         "strings": _inbox_strings(),
         "close_codes": client_close_codes(),
     }
@@ -199,7 +207,7 @@ def chat(request: HttpRequest) -> HttpResponse:
             "messages": page["messages"],
             "has_more": page["has_more"],
             "business_name": business.display_name,
-            "urls": {"messages": "/chat/messages/"},
+            "urls": {"messages": reverse("chat_messages"), "socket": socket_url("ws_chat")},
             "strings": _chat_strings(),
             "close_codes": client_close_codes(),
         }
