@@ -16,7 +16,7 @@ from django.test import override_settings
 from django_tenants.utils import tenant_context
 
 from accounts.models import Customer
-from messaging import events, services
+from messaging import events, group_commit, services
 from messaging.models import Message
 from tests.conftest import World
 from tests.messaging.conftest import adb, last_event_id, make_customer, receive_until, resumed, session_key, ws_connect
@@ -76,13 +76,14 @@ async def test_a_slow_handler_of_one_socket_never_stalls_delivery(
 async def test_a_saturated_send_path_refuses_at_once_with_retry_after(
     live_db: World, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_send = services.message_send_customer
+    # Websocket sends are written in groups on a database thread: hold the writer there.
+    real_write = group_commit.write_live_batch
 
-    def slow_send(**kwargs: Any) -> services.SendResult:
+    def slow_write(**kwargs: Any) -> list[Any]:
         gate.wait(10)
-        return real_send(**kwargs)
+        return real_write(**kwargs)
 
-    monkeypatch.setattr(services, "message_send_customer", slow_send)
+    monkeypatch.setattr(group_commit, "write_live_batch", slow_write)
     sockets = []
     for _ in range(3):
         customer = await adb(make_customer)()
