@@ -248,7 +248,10 @@ async def test_versions_read_on_the_loop_equal_those_read_at_admission() -> None
 
     if not revocation.reads_on_loop():
         pytest.skip("the versions are read on the loop only with the Redis cache")
+    from django.core.cache import cache
+
     keys = revocation.rights_keys(user_id=987_654, business_id=987_653)
+    await sync_to_async(cache.delete_many)(keys)
     await sync_to_async(revocation._bump)(keys[1])
     await sync_to_async(revocation._bump)(keys[1])
     at_admission = await sync_to_async(revocation.rights_versions)(keys)
