@@ -467,6 +467,10 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
             await self.refuse(payload, error)
         except asyncio.CancelledError:
             raise
+        except OSError:
+            # The client left while its frame was handled (uvicorn raises ClientDisconnected, an
+            # OSError, on a send to a closed socket): nobody to answer.
+            logger.debug("websocket frame %s: client gone", payload.get("type"))
         except Exception:
             logger.exception("websocket frame %s failed", payload.get("type"))
             await self.send_error("server_error", _("Something went wrong. Please try again."))
