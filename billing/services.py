@@ -3,9 +3,12 @@
 Contract used by messaging (it calls these on every business-to-customer send, inside the send's
 transaction):
 - `business_may_initiate(business=...)`: False once a failed payment's grace period has run out.
-- `conversation_charge_for_message(...)`: opens (or finds) the billable conversation for this
-  message and returns its usage record. The record and its Stripe report job are written in the
-  caller's transaction, so a send that rolls back (blocked, failed) bills nothing.
+- `charge_for_message(...)`: what this business message costs under the active rate card's
+  pricing model, as a `Charge`. Per conversation, it opens (or finds) the billable conversation
+  (`conversation_charge_for_message`); per message, a template message gets its own usage record
+  (service replies are free, and so are utility templates inside an open service window). The
+  record and its Stripe report job are written in the caller's transaction, so a send that
+  rolls back (blocked, failed) bills nothing.
 - `conversation_charge_void(...)`: for a message that fails after its transaction committed.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -38,6 +42,7 @@ from billing.models import (
     BillingAccount,
     Category,
     Invoice,
+    PricingModel,
     Rate,
     RateCard,
     StripeEvent,
@@ -139,13 +144,43 @@ def business_may_initiate(*, business: Business) -> bool:
     return ends is None or timezone.now() < ends
 
 
-def _lock_window(business_id: int, customer_id: int) -> None:
+def _lock_window(business_id: int, customer_id: int) -> str:
+    """Returns the active card's pricing model, read in the same round trip as the lock."""
     # Held until the caller's transaction ends, so a second send to the same customer waits for
     # the first to commit and then finds its conversation instead of opening another.
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"billing:{business_id}:{customer_id}"]
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)), "
+            f"(SELECT pricing_model FROM {RateCard._meta.db_table} WHERE is_active)",
+            [f"billing:{business_id}:{customer_id}"],
         )
+        row = cursor.fetchone()
+    return str(row[1]) if row and row[1] else PricingModel.CONVERSATION
+
+
+def active_pricing_model() -> str:
+    """Per conversation or per message: how the active rate card charges (the launch card's way,
+    per conversation, when none is active)."""
+    model = RateCard.objects.filter(is_active=True).values_list("pricing_model", flat=True).first()
+    return model or PricingModel.CONVERSATION
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What one business message costs. `record` is the usage record it belongs to (None: nothing
+    billable, e.g. a service reply under per-message pricing); `opened` says whether this message
+    opened that record, i.e. is the one that pays its price."""
+
+    record: UsageRecord | None
+    opened: bool
+
+    @property
+    def price(self) -> Decimal:
+        return self.record.amount if self.record is not None and self.opened else Decimal("0")
+
+    @property
+    def unit(self) -> str:
+        return self.record.unit if self.record is not None else UsageRecord.Unit.MESSAGE
 
 
 def _count_service_conversation(business_id: int, month: datetime, delta: int = 1) -> int:
@@ -164,6 +199,100 @@ def _count_service_conversation(business_id: int, month: datetime, delta: int = 
     return int(row[0]) if row else 0
 
 
+def charge_for_message(
+    *,
+    business: Business,
+    conversation_id: int,
+    customer_id: int,
+    customer_phone: str,
+    category: str,
+    sent_at: datetime,
+    service_window_open: bool = False,
+) -> Charge:
+    """Bill one business message under the active card's pricing model (see `Charge`).
+
+    `category` is "service" for a free-form reply inside the customer's service window, else the
+    template's category; `service_window_open` says whether the customer's 24-hour service
+    window is open as the message is sent (per-message pricing: utility templates are free then).
+    """
+    if category not in CATEGORIES:
+        raise ValueError(f"unknown conversation category {category!r}")
+    if timezone.is_naive(sent_at):
+        raise ValueError("sent_at must be timezone-aware")
+    with transaction.atomic(savepoint=False):
+        model = _lock_window(business.pk, customer_id)
+        if model == PricingModel.MESSAGE:
+            return _message_charge(
+                business=business,
+                conversation_id=conversation_id,
+                customer_id=customer_id,
+                customer_phone=customer_phone,
+                category=category,
+                sent_at=sent_at,
+                service_window_open=service_window_open,
+            )
+        return _conversation_charge(
+            business=business,
+            conversation_id=conversation_id,
+            customer_id=customer_id,
+            customer_phone=customer_phone,
+            category=category,
+            sent_at=sent_at,
+        )
+
+
+def _message_charge(
+    *,
+    business: Business,
+    conversation_id: int,
+    customer_id: int,
+    customer_phone: str,
+    category: str,
+    sent_at: datetime,
+    service_window_open: bool,
+) -> Charge:
+    """Per-message pricing: each template message is its own usage record, priced by category
+    and country. Service replies are free and not recorded (nothing to bill, nothing to report);
+    a utility template inside an open service window is recorded as free, so the ledger and the
+    billing page show it."""
+    if category == Category.SERVICE:
+        return Charge(None, opened=False)
+    free = category == Category.UTILITY and service_window_open
+    country = country_for_phone(customer_phone)
+    record = UsageRecord.objects.create(
+        id=uuid.uuid4(),
+        business_id=business.pk,
+        conversation_id=conversation_id,
+        customer_id=customer_id,
+        category=category,
+        unit=UsageRecord.Unit.MESSAGE,
+        country=country,
+        opened_at=sent_at,
+        # A message has no window; the smallest range keeps the row's invariant (ends after it opens).
+        window_ends_at=sent_at + timedelta(microseconds=1),
+        unit_price=_active_price(category, country),
+        free=free,
+        report_state=UsageRecord.ReportState.NOT_BILLED if free else UsageRecord.ReportState.PENDING,
+    )
+    if not free:
+        _job(REPORT_USAGE_RECORD, queueing_lock=f"usage:{record.id}").defer(record_id=str(record.id))
+    return Charge(record, opened=True)
+
+
+def usage_records_link_messages(*, links: list[tuple[str, int]]) -> None:
+    """Per-message records name their message once the send core has inserted it (the charge
+    comes first: a refused charge must stop the message). One statement for a whole group."""
+    if not links:
+        return
+    values = ", ".join(["(%s::uuid, %s::bigint)"] * len(links))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {UsageRecord._meta.db_table} AS u SET message_id = v.message_id "
+            f"FROM (VALUES {values}) AS v(id, message_id) WHERE u.id = v.id",
+            [value for link in links for value in link],
+        )
+
+
 def conversation_charge_for_message(
     *,
     business: Business,
@@ -173,7 +302,8 @@ def conversation_charge_for_message(
     category: str,
     sent_at: datetime,
 ) -> UsageRecord:
-    """Return the billable conversation this message belongs to, opening one if needed.
+    """Per-conversation pricing: return the billable conversation this message belongs to,
+    opening one if needed (whatever the active card's model: callers that bill by conversation).
 
     The first business message when no billable conversation with this customer is open opens a
     24-hour one of `category` (service for replies inside the customer's service window, else the
@@ -183,17 +313,39 @@ def conversation_charge_for_message(
         raise ValueError(f"unknown conversation category {category!r}")
     if timezone.is_naive(sent_at):
         raise ValueError("sent_at must be timezone-aware")
-
-    # No savepoint: any error here aborts the caller's send anyway, and a savepoint costs two
-    # round trips on every message.
     with transaction.atomic(savepoint=False):
         _lock_window(business.pk, customer_id)
+        record = _conversation_charge(
+            business=business,
+            conversation_id=conversation_id,
+            customer_id=customer_id,
+            customer_phone=customer_phone,
+            category=category,
+            sent_at=sent_at,
+        ).record
+    assert record is not None
+    return record
+
+
+def _conversation_charge(
+    *,
+    business: Business,
+    conversation_id: int,
+    customer_id: int,
+    customer_phone: str,
+    category: str,
+    sent_at: datetime,
+) -> Charge:
+    # No savepoint: any error here aborts the caller's send anyway, and a savepoint costs two
+    # round trips on every message. The caller holds the window lock.
+    with transaction.atomic(savepoint=False):
         # Overlap, not containment: a message stamped slightly before an open window (clock skew
         # between senders) joins it rather than opening an overlapping second one.
         existing = (
             UsageRecord.objects.filter(
                 business_id=business.pk,
                 customer_id=customer_id,
+                unit=UsageRecord.Unit.CONVERSATION,
                 voided_at__isnull=True,
                 opened_at__lt=sent_at + WINDOW,
                 window_ends_at__gt=sent_at,
@@ -202,7 +354,7 @@ def conversation_charge_for_message(
             .first()
         )
         if existing is not None:
-            return existing
+            return Charge(existing, opened=False)
 
         country = country_for_phone(customer_phone)
         free = False
@@ -225,7 +377,7 @@ def conversation_charge_for_message(
         if not free:
             # Same transaction as the row: a committed chargeable record always has its report queued.
             _job(REPORT_USAGE_RECORD, queueing_lock=f"usage:{record.id}").defer(record_id=str(record.id))
-    return record
+    return Charge(record, opened=True)
 
 
 def conversation_charge_void(*, record_id: uuid.UUID | str, reason: str) -> UsageRecord | None:

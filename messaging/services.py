@@ -31,6 +31,7 @@ from messaging.sending import (
     MAX_BODY,
     SendResult,
     check_agent_send,
+    check_business_text_send,
     check_customer_send,
     check_membership,
     check_template_send,
@@ -181,6 +182,29 @@ def message_send_template(
         template_name=template_name,
         body=body,
         category=category,
+        author_key=author_key,
+        author_kind=author_kind,
+        author_user=author_user,
+        client_msg_id=client_msg_id,
+    )
+    return send_message(business=business, request=request)
+
+
+def message_send_business_text(
+    *,
+    business: Business,
+    customer: Customer,
+    body: Any,
+    author_key: str,
+    author_kind: str = Message.Author.API,
+    author_user: User | None = None,
+    client_msg_id: Any = "",
+) -> SendResult:
+    """Free text from the business to a customer named by number (the API): a service reply,
+    only inside the customer's 24-hour window; stored as a text message."""
+    request = check_business_text_send(
+        customer=customer,
+        body=body,
         author_key=author_key,
         author_kind=author_kind,
         author_user=author_user,

@@ -140,6 +140,9 @@ class Notification(models.Model):
     )
     price = models.DecimalField(max_digits=8, decimal_places=4, default=0)
     currency = models.CharField(max_length=3, default="EUR")
+    # How the price was charged: "conversation" (this message opened a billable conversation, or
+    # joined one: price 0) or "message" (per-message pricing); "" when nothing was billed.
+    charged_per = models.CharField(max_length=16, blank=True)
     batch_id = models.UUIDField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
