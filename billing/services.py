@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -50,6 +51,7 @@ from billing.models import (
     UsageRecord,
     month_start,
 )
+from config.jobs import defer_atomic
 from tenancy.models import Business
 
 logger = logging.getLogger("parley.billing")
@@ -144,27 +146,6 @@ def business_may_initiate(*, business: Business) -> bool:
     return ends is None or timezone.now() < ends
 
 
-def _lock_window(business_id: int, customer_id: int) -> str:
-    """Returns the active card's pricing model, read in the same round trip as the lock."""
-    # Held until the caller's transaction ends, so a second send to the same customer waits for
-    # the first to commit and then finds its conversation instead of opening another.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)), "
-            f"(SELECT pricing_model FROM {RateCard._meta.db_table} WHERE is_active)",
-            [f"billing:{business_id}:{customer_id}"],
-        )
-        row = cursor.fetchone()
-    return str(row[1]) if row and row[1] else PricingModel.CONVERSATION
-
-
-def active_pricing_model() -> str:
-    """Per conversation or per message: how the active rate card charges (the launch card's way,
-    per conversation, when none is active)."""
-    model = RateCard.objects.filter(is_active=True).values_list("pricing_model", flat=True).first()
-    return model or PricingModel.CONVERSATION
-
-
 @dataclass(frozen=True)
 class Charge:
     """What one business message costs. `record` is the usage record it belongs to (None: nothing
@@ -199,6 +180,17 @@ def _count_service_conversation(business_id: int, month: datetime, delta: int = 
     return int(row[0]) if row else 0
 
 
+@dataclass(frozen=True)
+class ChargeRequest:
+    """One business message to bill (see `charges_for_messages`)."""
+
+    conversation_id: int
+    customer_id: int
+    customer_phone: str
+    category: str  # "service" for a free-form reply inside the window, else the template's
+    service_window_open: bool = False  # the customer's 24-hour window, as the message is sent
+
+
 def charge_for_message(
     *,
     business: Business,
@@ -209,74 +201,126 @@ def charge_for_message(
     sent_at: datetime,
     service_window_open: bool = False,
 ) -> Charge:
-    """Bill one business message under the active card's pricing model (see `Charge`).
+    """Bill one business message under the active card's pricing model (see `Charge`)."""
+    request = ChargeRequest(conversation_id, customer_id, customer_phone, category, service_window_open)
+    return charges_for_messages(business=business, requests=[request], sent_at=sent_at)[0]
 
-    `category` is "service" for a free-form reply inside the customer's service window, else the
-    template's category; `service_window_open` says whether the customer's 24-hour service
-    window is open as the message is sent (per-message pricing: utility templates are free then).
+
+def charges_for_messages(
+    *, business: Business, requests: Sequence[ChargeRequest], sent_at: datetime, model: str | None = None
+) -> list[Charge]:
+    """Bill business messages sent together (one send-core group) under the active card's
+    pricing model; one `Charge` per request, in order. A fixed number of statements whatever
+    the count: the window locks and the pricing model, the prices, the open conversations, one
+    INSERT of new records, the free-tier counter, one batch of report jobs.
+
+    Per conversation, a message opens a billable conversation unless one with its customer is
+    open (an earlier request of the same call counts). Per message, each template message is a
+    record of its own; service replies are free and not recorded; a utility template inside an
+    open service window is recorded as free, so the ledger and the billing page show it.
+    `model` overrides the active card's pricing model (callers that bill by conversation).
     """
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown conversation category {category!r}")
+    if any(r.category not in CATEGORIES for r in requests):
+        raise ValueError(f"unknown conversation category in {[r.category for r in requests]!r}")
     if timezone.is_naive(sent_at):
         raise ValueError("sent_at must be timezone-aware")
+    if not requests:
+        return []
+    # No savepoint: any error here aborts the caller's send anyway, and a savepoint costs two
+    # round trips on every group.
     with transaction.atomic(savepoint=False):
-        model = _lock_window(business.pk, customer_id)
-        if model == PricingModel.MESSAGE:
-            return _message_charge(
-                business=business,
-                conversation_id=conversation_id,
-                customer_id=customer_id,
-                customer_phone=customer_phone,
-                category=category,
-                sent_at=sent_at,
-                service_window_open=service_window_open,
-            )
-        return _conversation_charge(
-            business=business,
-            conversation_id=conversation_id,
-            customer_id=customer_id,
-            customer_phone=customer_phone,
-            category=category,
-            sent_at=sent_at,
+        countries = {r.customer_phone: country_for_phone(r.customer_phone) for r in requests}
+        active_model, prices = _lock_windows(
+            business.pk,
+            sorted({r.customer_id for r in requests}),
+            {(r.category, countries[r.customer_phone]) for r in requests},
         )
+        per_message = (model or active_model) == PricingModel.MESSAGE
+        open_records: dict[int, UsageRecord] = {}
+        if not per_message:
+            for record in UsageRecord.objects.filter(
+                business_id=business.pk,
+                customer_id__in={r.customer_id for r in requests},
+                unit=UsageRecord.Unit.CONVERSATION,
+                voided_at__isnull=True,
+                opened_at__lt=sent_at + WINDOW,
+                window_ends_at__gt=sent_at,
+            ).order_by("-opened_at"):
+                open_records[record.customer_id] = record  # the earliest open one wins
+        charges: list[Charge | None] = [None] * len(requests)
+        new: list[tuple[int, UsageRecord]] = []
+        for index, request in enumerate(requests):
+            if per_message and request.category == Category.SERVICE:
+                charges[index] = Charge(None, opened=False)
+                continue
+            if not per_message and request.customer_id in open_records:
+                charges[index] = Charge(open_records[request.customer_id], opened=False)
+                continue
+            record = UsageRecord(
+                id=uuid.uuid4(),
+                business_id=business.pk,
+                conversation_id=request.conversation_id,
+                customer_id=request.customer_id,
+                category=request.category,
+                unit=UsageRecord.Unit.MESSAGE if per_message else UsageRecord.Unit.CONVERSATION,
+                country=countries[request.customer_phone],
+                opened_at=sent_at,
+                # A message has no window; the smallest range keeps the row's invariant (it ends
+                # after it opens) and overlaps nothing of its own kind.
+                window_ends_at=sent_at + (timedelta(microseconds=1) if per_message else WINDOW),
+                free=per_message and request.category == Category.UTILITY and request.service_window_open,
+            )
+            new.append((index, record))
+            if not per_message:
+                open_records[request.customer_id] = record
+        if new:
+            _price_and_insert(business, [record for _index, record in new], sent_at, prices)
+        for index, record in new:
+            charges[index] = Charge(record, opened=True)
+    return [charge for charge in charges if charge is not None]
 
 
-def _message_charge(
-    *,
-    business: Business,
-    conversation_id: int,
-    customer_id: int,
-    customer_phone: str,
-    category: str,
-    sent_at: datetime,
-    service_window_open: bool,
-) -> Charge:
-    """Per-message pricing: each template message is its own usage record, priced by category
-    and country. Service replies are free and not recorded (nothing to bill, nothing to report);
-    a utility template inside an open service window is recorded as free, so the ledger and the
-    billing page show it."""
-    if category == Category.SERVICE:
-        return Charge(None, opened=False)
-    free = category == Category.UTILITY and service_window_open
-    country = country_for_phone(customer_phone)
-    record = UsageRecord.objects.create(
-        id=uuid.uuid4(),
-        business_id=business.pk,
-        conversation_id=conversation_id,
-        customer_id=customer_id,
-        category=category,
-        unit=UsageRecord.Unit.MESSAGE,
-        country=country,
-        opened_at=sent_at,
-        # A message has no window; the smallest range keeps the row's invariant (ends after it opens).
-        window_ends_at=sent_at + timedelta(microseconds=1),
-        unit_price=_active_price(category, country),
-        free=free,
-        report_state=UsageRecord.ReportState.NOT_BILLED if free else UsageRecord.ReportState.PENDING,
+def _price_and_insert(
+    business: Business, records: list[UsageRecord], sent_at: datetime, prices: dict[tuple[str, str], Decimal]
+) -> None:
+    services = [r for r in records if r.unit == UsageRecord.Unit.CONVERSATION and r.category == Category.SERVICE]
+    if services:
+        # The free tier: the first N service conversations of the month, counted in one update.
+        total = _count_service_conversation(business.pk, month_start(sent_at), len(services))
+        first_number = total - len(services) + 1
+        for offset, record in enumerate(services):
+            record.free = first_number + offset <= FREE_SERVICE_CONVERSATIONS_PER_MONTH
+    for record in records:
+        record.unit_price = prices[(record.category, record.country)]
+        record.report_state = UsageRecord.ReportState.NOT_BILLED if record.free else UsageRecord.ReportState.PENDING
+    UsageRecord.objects.bulk_create(records)
+    # Same transaction as the rows, whatever runs this (a request or a job): a committed
+    # chargeable record always has its report queued.
+    defer_atomic(
+        REPORT_USAGE_RECORD,
+        [({"record_id": str(r.id)}, f"usage:{r.id}") for r in records if not r.free],
     )
-    if not free:
-        _job(REPORT_USAGE_RECORD, queueing_lock=f"usage:{record.id}").defer(record_id=str(record.id))
-    return Charge(record, opened=True)
+
+
+def _lock_windows(
+    business_id: int, customer_ids: list[int], price_keys: set[tuple[str, str]]
+) -> tuple[str, dict[tuple[str, str], Decimal]]:
+    """Lock the customers' billing windows (in id order: two callers never wait crosswise) until
+    the transaction ends; read the active card's pricing model and its price for each (category,
+    country) in the same round trip (a send pays one statement for all three)."""
+    ordered = sorted(price_keys)
+    prices = [_active_price(category, country) for category, country in ordered]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT pricing_model FROM {RateCard._meta.db_table} WHERE is_active), "
+            "(SELECT count(*) FROM (SELECT c FROM unnest(%s::bigint[]) AS c ORDER BY c) AS ids, "
+            "LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(%s || ids.c::text, 0))) AS lock)"
+            + "".join(f", ({price.sql})" for price in prices),
+            [customer_ids, f"billing:{business_id}:", *(p for price in prices for p in price.params)],
+        )
+        row = cursor.fetchone()
+    model = str(row[0]) if row[0] else PricingModel.CONVERSATION
+    return model, {key: Decimal(row[2 + i]) for i, key in enumerate(ordered)}
 
 
 def usage_records_link_messages(*, links: list[tuple[str, int]]) -> None:
@@ -302,82 +346,21 @@ def conversation_charge_for_message(
     category: str,
     sent_at: datetime,
 ) -> UsageRecord:
-    """Per-conversation pricing: return the billable conversation this message belongs to,
-    opening one if needed (whatever the active card's model: callers that bill by conversation).
+    """Per-conversation pricing, whatever the active card's model: return the billable
+    conversation this message belongs to, opening one if needed.
 
     The first business message when no billable conversation with this customer is open opens a
     24-hour one of `category` (service for replies inside the customer's service window, else the
-    template's category); later messages inside those 24 hours belong to it.
+    template's category); later messages inside those 24 hours belong to it. Overlap, not
+    containment: a message stamped slightly before an open window (clock skew between senders)
+    joins it rather than opening an overlapping second one.
     """
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown conversation category {category!r}")
-    if timezone.is_naive(sent_at):
-        raise ValueError("sent_at must be timezone-aware")
-    with transaction.atomic(savepoint=False):
-        _lock_window(business.pk, customer_id)
-        record = _conversation_charge(
-            business=business,
-            conversation_id=conversation_id,
-            customer_id=customer_id,
-            customer_phone=customer_phone,
-            category=category,
-            sent_at=sent_at,
-        ).record
-    assert record is not None
-    return record
-
-
-def _conversation_charge(
-    *,
-    business: Business,
-    conversation_id: int,
-    customer_id: int,
-    customer_phone: str,
-    category: str,
-    sent_at: datetime,
-) -> Charge:
-    # No savepoint: any error here aborts the caller's send anyway, and a savepoint costs two
-    # round trips on every message. The caller holds the window lock.
-    with transaction.atomic(savepoint=False):
-        # Overlap, not containment: a message stamped slightly before an open window (clock skew
-        # between senders) joins it rather than opening an overlapping second one.
-        existing = (
-            UsageRecord.objects.filter(
-                business_id=business.pk,
-                customer_id=customer_id,
-                unit=UsageRecord.Unit.CONVERSATION,
-                voided_at__isnull=True,
-                opened_at__lt=sent_at + WINDOW,
-                window_ends_at__gt=sent_at,
-            )
-            .order_by("opened_at")
-            .first()
-        )
-        if existing is not None:
-            return Charge(existing, opened=False)
-
-        country = country_for_phone(customer_phone)
-        free = False
-        if category == Category.SERVICE:
-            number = _count_service_conversation(business.pk, month_start(sent_at))
-            free = number <= FREE_SERVICE_CONVERSATIONS_PER_MONTH
-        record = UsageRecord.objects.create(
-            id=uuid.uuid4(),
-            business_id=business.pk,
-            conversation_id=conversation_id,
-            customer_id=customer_id,
-            category=category,
-            country=country,
-            opened_at=sent_at,
-            window_ends_at=sent_at + WINDOW,
-            unit_price=_active_price(category, country),
-            free=free,
-            report_state=UsageRecord.ReportState.NOT_BILLED if free else UsageRecord.ReportState.PENDING,
-        )
-        if not free:
-            # Same transaction as the row: a committed chargeable record always has its report queued.
-            _job(REPORT_USAGE_RECORD, queueing_lock=f"usage:{record.id}").defer(record_id=str(record.id))
-    return Charge(record, opened=True)
+    request = ChargeRequest(conversation_id, customer_id, customer_phone, category)
+    [charge] = charges_for_messages(
+        business=business, requests=[request], sent_at=sent_at, model=PricingModel.CONVERSATION
+    )
+    assert charge.record is not None
+    return charge.record
 
 
 def conversation_charge_void(*, record_id: uuid.UUID | str, reason: str) -> UsageRecord | None:
@@ -813,7 +796,11 @@ def rate_card_save(*, card: RateCard, actor: Any) -> RateCard:
             action="billing.rate_card_saved",
             actor=actor,
             target=card.name,
-            data={"active": card.is_active, **{f"default_{c}": str(card.default_for(c)) for c in CATEGORIES}},
+            data={
+                "active": card.is_active,
+                "pricing_model": card.pricing_model,
+                **{f"default_{c}": str(card.default_for(c)) for c in CATEGORIES},
+            },
         )
     return card
 

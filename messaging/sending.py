@@ -4,10 +4,11 @@ conversations of one business — in one transaction.
 
 The writer's steps, each one statement for the whole group whatever its size:
 lock the conversations (creating missing ones) → dedupe by client_msg_id → per request, in
-order: refusals (block, 24-hour window, suspension, unpaid bills), then billing (one call per
-business message) → BusinessContact and CustomerThread upserts → event ids (the counter row,
-locked last) → INSERT messages → mark replied-to messages read → INSERT events → UPDATE the
-conversations → publish after commit.
+order: refusals (block, 24-hour window, suspension, unpaid bills) → billing, one call for every
+business message of the group (`billing.charges_for_messages`: a fixed handful of statements) →
+BusinessContact and CustomerThread upserts → event ids (the counter row, locked last) → INSERT
+messages → link per-message usage records to them → mark replied-to messages read → INSERT
+events → UPDATE the conversations → publish after commit.
 
 A refusal is that request's outcome (a `MessagingError`), never the group's: nothing of a
 refused request is written. A database error aborts the whole transaction and is raised; the
@@ -28,7 +29,13 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer, Membership, User
 from billing.models import CATEGORIES
-from billing.services import Charge, business_may_initiate, charge_for_message, usage_records_link_messages
+from billing.services import (
+    Charge,
+    ChargeRequest,
+    business_may_initiate,
+    charges_for_messages,
+    usage_records_link_messages,
+)
 from customers.models import Block
 from customers.selectors import customers_opted_out, customers_who_blocked
 from customers.services import customer_contacts_record
@@ -247,7 +254,9 @@ class _Group:
     touches: list[ThreadTouch] = field(default_factory=list)
     # (conversation, last inbound message to mark read) for agents' replies.
     marks: list[tuple[int, int | Message]] = field(default_factory=list)
-    # What each business message of the group was billed, by id(message).
+    # The group's business messages to bill (all at once, after the refusals), and then what
+    # each was billed, by id(message).
+    to_charge: list[tuple[Message, ChargeRequest]] = field(default_factory=list)
     charges: dict[int, Charge] = field(default_factory=dict)
 
 
@@ -427,16 +436,21 @@ def _window_open(conversation: Conversation, now: datetime) -> bool:
     return conversation.window_expires_at is not None and conversation.window_expires_at > now
 
 
-def _charge(group: _Group, thread: _Thread, category: str) -> Charge:
+def _charge(group: _Group, thread: _Thread, category: str, message: Message) -> None:
+    """Bill this message with the group's others (billing.charges_for_messages, in _flush)."""
     customer = thread.conversation.contact.customer
-    return charge_for_message(
-        business=group.business,
-        conversation_id=thread.conversation.pk,
-        customer_id=customer.pk,
-        customer_phone=customer.phone_number,
-        category=category,
-        sent_at=group.now,
-        service_window_open=_window_open(thread.conversation, group.now),
+    group.to_charge.append(
+        (
+            message,
+            ChargeRequest(
+                conversation_id=thread.conversation.pk,
+                customer_id=customer.pk,
+                customer_phone=customer.phone_number,
+                category=category,
+                # As this message finds it (a customer message earlier in the group opens it).
+                service_window_open=_window_open(thread.conversation, group.now),
+            ),
+        )
     )
 
 
@@ -470,9 +484,8 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
         raise _blocked_for_business()
     if not _window_open(conversation, group.now):
         raise _window_closed()
-    charge = _charge(group, thread, "service")
     message = _new_message(request, thread, Message.Direction.OUTBOUND)
-    group.charges[id(message)] = charge
+    _charge(group, thread, "service", message)
     conversation.last_message_at = group.now
     conversation.last_message_preview = request.body[:140]
     # Replying is reading: the agent saw what they answer, and the customer's ticks say so. (A
@@ -524,9 +537,8 @@ def _template_send(
     if customer_id in opted_out:
         # The consent ledger (and the marketing mute) decide before anything is billed.
         raise MessagingError(MessagingErrorCode.OPTED_OUT, _("This customer has opted out of these messages."))
-    charge = _charge(group, thread, request.category)
     message = _new_message(request, thread, Message.Direction.OUTBOUND)
-    group.charges[id(message)] = charge
+    _charge(group, thread, request.category, message)
     conversation.last_message_at = group.now
     conversation.last_message_preview = request.body[:140]
     thread.changed = True
@@ -663,12 +675,15 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
         except MessagingError as error:
             outcomes[index] = error
             continue
-        outcomes[index] = SendResult(message, duplicate=False, charge=group.charges.get(id(message)))
+        outcomes[index] = SendResult(message, duplicate=False)
         if request.client_msg_id:
             existing[key] = message  # the same client_msg_id again in this group is a duplicate
 
     if group.messages:
         _flush(group)
+        for outcome in outcomes:
+            if isinstance(outcome, SendResult) and not outcome.duplicate:
+                outcome.charge = group.charges.get(id(outcome.message))
     return [o for o in outcomes if o is not None]
 
 
@@ -695,6 +710,12 @@ def _message_row(message: Message, now: datetime) -> list[Any]:
 
 def _flush(group: _Group) -> None:
     business = group.business
+    if group.to_charge:
+        charges = charges_for_messages(
+            business=business, requests=[request for _m, request in group.to_charge], sent_at=group.now
+        )
+        for (charged, _request), outcome in zip(group.to_charge, charges, strict=True):
+            group.charges[id(charged)] = outcome
     customer_contacts_record(business_id=business.pk, customer_ids=group.contacts, at=group.now)
     states: dict[int, ThreadState] = customer_threads_touch(business_id=business.pk, touches=group.touches)
     # Every other lock is held: now the counter row, which orders commits by event id, taken
