@@ -160,6 +160,11 @@ async def measure(port: int, host: str, secret: str, customers: list[Any], sessi
     for _ in sessions:
         await asyncio.wait_for(ready.acquire(), 30)
     recipients = [{"to": c.phone_number, "parameters": {"flight": "AU 412", "time": "10:40"}} for c in customers]
+    # A worker is always running in production: it starts on the first batch while later ones
+    # are still being posted.
+    stop = threading.Event()
+    thread = threading.Thread(target=worker, args=(stop,), daemon=True)
+    thread.start()
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}/api/v1/",
         headers={"Host": host, "Authorization": f"Bearer {secret}"},
@@ -175,9 +180,6 @@ async def measure(port: int, host: str, secret: str, customers: list[Any], sessi
             accepted += response.json()["accepted"]
         posted = time.perf_counter() - start
     print(f"accepted:     {accepted} recipients in {posted:.2f} s → {accepted / posted:,.0f} accepted/s")
-    stop = threading.Event()
-    thread = threading.Thread(target=worker, args=(stop,), daemon=True)
-    thread.start()
     try:
         await asyncio.wait_for(done.wait(), 300)
     finally:
