@@ -219,6 +219,10 @@ class WebhookDelivery(models.Model):
     last_error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(db_index=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # An attempt in flight: claimed (committed) before the HTTP request, so no lock or transaction
+    # spans the network; another attempt finds it claimed and leaves it. A lease, not a flag: a
+    # worker that dies mid-request frees it when it runs out.
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("webhook delivery")
