@@ -1,4 +1,15 @@
-"""Platform jobs: recovering jobs whose worker died.
+"""Platform jobs: deferring jobs in the caller's transaction, and recovering jobs whose worker died.
+
+## Deferring
+
+`app.configure_task(...).defer()` goes through the app's current connector. In a web request that
+is Django's connection, so the job commits (or rolls back) with the writes that need it. Inside a
+running job it is not: a worker swaps in its own connection pool, so a job deferred there commits
+at once, on its own — before the writes it is about (a report job could run, find no row and stop)
+or without them (the writes rolled back). Code that runs in both places defers through here: always
+Django's connection of this thread, in its transaction, and many jobs in one statement.
+
+## Recovering stalled jobs
 
 A Procrastinate worker marks a job `doing` when it takes it. If the worker process is killed
 (kill -9, OOM, a lost machine) the job stays `doing` for ever: nothing else would run it again.
@@ -18,10 +29,14 @@ sends record the attempt before making it and never repeat one whose outcome is 
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from procrastinate import JobContext
 from procrastinate.contrib.django import app
+from procrastinate.contrib.django.django_connector import DjangoConnector
 from procrastinate.manager import JobManager
 
 logger = logging.getLogger("parley.jobs")
@@ -52,3 +67,20 @@ async def retry_stalled_jobs_now(
 async def retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
     """Every minute: jobs left `doing` by a worker that stopped sending heartbeats run again."""
     return len(await retry_stalled_jobs_now(manager=context.app.job_manager))
+
+
+@functools.cache
+def _manager() -> JobManager:
+    return JobManager(connector=DjangoConnector())
+
+
+def defer_atomic(name: str, jobs: Sequence[tuple[dict[str, Any], str | None]], **options: Any) -> None:
+    """Defer one job of task `name` per (keyword arguments, queueing lock) in the current
+    transaction of Django's connection, in one statement. `options` as for `configure_task`
+    (queue, schedule_at, …). An unknown task name raises instead of queueing a job nobody runs."""
+    if not jobs:
+        return
+    template = app.configure_task(name, allow_unknown=False, **options).job
+    _manager().batch_defer_jobs(
+        [template.evolve(task_kwargs=dict(kwargs), queueing_lock=lock) for kwargs, lock in jobs]
+    )
