@@ -40,6 +40,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Membership, User
 from audit.services import audit_record
+from config.jobs import defer_job
 from messaging.models import Event
 from notifications.errors import ErrorCode, NotificationError
 from notifications.models import WebhookCursor, WebhookDelivery, WebhookEndpoint
@@ -140,10 +141,7 @@ def webhook_endpoint_delete(*, business: Business, actor: User, endpoint_id: int
 
 
 def _defer(business: Business, delivery: WebhookDelivery, at: datetime | None = None) -> None:
-    from procrastinate.contrib.django import app
-
-    task = app.configure_task(SEND_JOB, allow_unknown=False, **({"schedule_at": at} if at else {}))
-    task.defer(schema_name=business.schema_name, delivery_id=delivery.pk)
+    defer_job(SEND_JOB, schedule_at=at, schema_name=business.schema_name, delivery_id=delivery.pk)
 
 
 def webhook_enqueue(
