@@ -145,20 +145,12 @@ class BadgeApplicationAdmin(DecisionAdminMixin, admin.ModelAdmin[BadgeApplicatio
         queryset = self.get_queryset(request).filter(pk=pk)
         if not queryset.exists():
             raise Http404
-        title, decide, reason_required = DECISIONS[action]
         change_url = reverse("admin:verification_badgeapplication_change", args=[pk])
-        response = self.decision(
-            request,
-            queryset,
-            action=action,
-            title=str(title),
-            decide=decide,
-            reason_required=reason_required,
-            cancel_url=change_url,
-        )
-        return response or redirect(change_url)
+        return self._action(request, queryset, action, cancel_url=change_url) or redirect(change_url)
 
-    def _action(self, request: HttpRequest, queryset: QuerySet[BadgeApplication], action: str) -> HttpResponse | None:
+    def _action(
+        self, request: HttpRequest, queryset: QuerySet[BadgeApplication], action: str, *, cancel_url: str = ""
+    ) -> HttpResponse | None:
         title, decide, reason_required = DECISIONS[action]
         return self.decision(
             request,
@@ -167,7 +159,7 @@ class BadgeApplicationAdmin(DecisionAdminMixin, admin.ModelAdmin[BadgeApplicatio
             title=str(title),
             decide=decide,
             reason_required=reason_required,
-            cancel_url=reverse("admin:verification_badgeapplication_changelist"),
+            cancel_url=cancel_url or reverse("admin:verification_badgeapplication_changelist"),
         )
 
     @admin.action(description=_("Approve selected applications"))
