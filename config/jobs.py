@@ -32,11 +32,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from django.db import IntegrityError, transaction
 from procrastinate import JobContext
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django.django_connector import DjangoConnector
+from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.manager import JobManager
 
 logger = logging.getLogger("parley.jobs")
@@ -69,9 +72,48 @@ async def retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
     return len(await retry_stalled_jobs_now(manager=context.app.job_manager))
 
 
+# --- deferring by name ----------------------------------------------------------------------------
+# An app's jobs module calls its services, so the services queue those jobs by name instead of
+# importing the module back; the periodic fan-out jobs use it too. Both helpers insert through
+# Django's connection of this thread, also inside a running job (whose app connector is the
+# worker's own pool), so a job exists exactly when the caller's writes commit.
+
+
 @functools.cache
 def _manager() -> JobManager:
     return JobManager(connector=DjangoConnector())
+
+
+def defer_job(
+    task_name: str,
+    /,
+    *,
+    queueing_lock: str | None = None,
+    schedule_at: datetime | None = None,
+    skip_if_queued: bool = False,
+    **job_kwargs: Any,
+) -> bool:
+    """Queue the registered task `task_name` (its queue and retry policy) with `job_kwargs`; a
+    misspelt name raises instead of queueing a job nobody runs.
+
+    `queueing_lock`: at most one such job waits at a time. A second one raises AlreadyEnqueued,
+    unless `skip_if_queued`: then the waiting job is enough, this returns False, and the insert
+    ran in a savepoint, so the caller's transaction goes on. (Without it no savepoint is taken:
+    the send path defers inside its hot transaction.) Returns whether a job was queued.
+    """
+    options: dict[str, Any] = {"queueing_lock": queueing_lock, "schedule_at": schedule_at}
+    task = app.configure_task(task_name, allow_unknown=False, **{k: v for k, v in options.items() if v is not None})
+    job = task.job.evolve(task_kwargs=job_kwargs)
+    if not skip_if_queued:
+        _manager().defer_job(job)
+        return True
+    try:
+        with transaction.atomic():
+            _manager().defer_job(job)
+    # Through Django's connection the lock's unique violation can surface as Django's error.
+    except (AlreadyEnqueued, IntegrityError):
+        return False
+    return True
 
 
 def defer_atomic(name: str, jobs: Sequence[tuple[dict[str, Any], str | None]], **options: Any) -> None:
