@@ -47,6 +47,7 @@ WINDOW = timedelta(hours=SERVICE_WINDOW_HOURS)
 CUSTOMER = "customer"
 AGENT = "agent"
 TEMPLATE = "template"
+SYSTEM = "system"  # automatic replies of the business (the away message)
 
 
 @dataclass
@@ -59,7 +60,7 @@ class SendResult:
 class SendRequest:
     """A validated send, ready for `do_send_messages`. Built only by the `check_*` functions."""
 
-    origin: str  # CUSTOMER, AGENT or TEMPLATE
+    origin: str  # CUSTOMER, AGENT, TEMPLATE or SYSTEM
     author_key: str  # whose client_msg_id namespace: "customer:<id>", "user:<id>", "api:<key>"
     author_kind: str
     body: str
@@ -70,6 +71,10 @@ class SendRequest:
     conversation_id: int | None = None  # agent sends
     template_name: str = ""
     category: str = ""
+    # Collision guard (agent replies): whether the agent confirmed replying into a conversation
+    # another agent holds, and whether only the assignee may reply (assignment settings).
+    takeover: bool = False
+    assignee_only: bool = False
 
 
 # --- checks (no transaction, no lock: run before a request joins a group) ---------------------
@@ -125,12 +130,19 @@ def check_agent_send(
     body: Any,
     client_msg_id: Any = "",
     kind: str = Message.Kind.TEXT,
+    takeover: bool = False,
 ) -> SendRequest:
     """An agent replies (inside the service window) or leaves an internal note (never sent)."""
+    from assignment.selectors import assignment_settings_cached  # assignment builds on messaging
+
     if kind not in (Message.Kind.TEXT, Message.Kind.NOTE):
         raise MessagingError(MessagingErrorCode.INVALID, _("Unknown message kind."))
     client_msg_id = clean_client_msg_id(client_msg_id)
-    check_membership(business=business, user=user)
+    role = Membership.objects.filter(business_id=business.pk, user_id=user.pk).values_list("role", flat=True).first()
+    if role is None:
+        raise not_found()
+    # Owners and admins may always take over (with confirmation); agents only if the business allows it.
+    assignee_only = role == Membership.Role.AGENT and assignment_settings_cached().only_assignee_replies
     pk = conversation_pk(conversation_id)
     return SendRequest(
         origin=AGENT,
@@ -141,6 +153,21 @@ def check_agent_send(
         kind=kind,
         user=user,
         conversation_id=pk,
+        takeover=takeover is True,
+        assignee_only=assignee_only,
+    )
+
+
+def check_system_send(*, conversation_id: Any, body: Any, client_msg_id: Any = "") -> SendRequest:
+    """An automatic reply of the business inside the service window (the away message): sent and
+    billed like an agent's reply, but it answers nobody: the customer still waits for a person."""
+    return SendRequest(
+        origin=SYSTEM,
+        author_key="system",
+        author_kind=Message.Author.SYSTEM,
+        body=clean_body(body),
+        client_msg_id=clean_client_msg_id(client_msg_id),
+        conversation_id=conversation_pk(conversation_id),
     )
 
 
@@ -405,8 +432,7 @@ def _customer_send(group: _Group, request: SendRequest, thread: _Thread) -> Mess
     conversation.last_message_at = group.now
     conversation.last_message_preview = request.body[:140]
     conversation.unread_count += 1
-    if conversation.status == Conversation.Status.RESOLVED:
-        conversation.status = Conversation.Status.OPEN
+    _customer_wakes(conversation, group.now)
     thread.changed = True
     thread.last_inbound = message
     thread.inbound_unread = True
@@ -417,6 +443,44 @@ def _customer_send(group: _Group, request: SendRequest, thread: _Thread) -> Mess
     return message
 
 
+def _customer_wakes(conversation: Conversation, now: datetime) -> None:
+    """A customer's message reopens a resolved, pending or snoozed conversation, starts their
+    wait, and puts an open, unassigned conversation in the queue (assignment serves it after
+    commit) unless it is there already. In memory: saved with the group's one UPDATE."""
+    was_queued = (
+        conversation.status == Conversation.Status.OPEN
+        and conversation.assignee_id is None
+        and conversation.queued_at is not None
+    )
+    if conversation.status != Conversation.Status.OPEN:
+        conversation.status = Conversation.Status.OPEN
+        conversation.snoozed_until = None
+    if conversation.waiting_since is None:
+        conversation.waiting_since = now
+    if conversation.assignee_id is None and not was_queued:
+        conversation.queued_at = now
+
+
+def _held_by_other(request: SendRequest, conversation: Conversation) -> MessagingError | None:
+    """The collision guard: a reply into a conversation another agent holds is refused unless
+    the agent confirmed it (a soft lock), or always when only the assignee may reply."""
+    assignee = conversation.assignee
+    if assignee is None or request.user is None or assignee.pk == request.user.pk:
+        return None
+    name = assignee.get_short_name()
+    if request.assignee_only:
+        return MessagingError(
+            MessagingErrorCode.ASSIGNEE_ONLY,
+            _("Only %(name)s, who is assigned to this conversation, may reply.") % {"name": name},
+        )
+    if not request.takeover:
+        return MessagingError(
+            MessagingErrorCode.HELD_BY_OTHER,
+            _("%(name)s is handling this conversation. Send your reply anyway?") % {"name": name},
+        )
+    return None
+
+
 def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: set[int]) -> Message:
     conversation = thread.conversation
     customer_id = conversation.contact.customer_id
@@ -424,6 +488,9 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
         message = _new_message(request, thread, Message.Direction.INTERNAL)
         _add_message_events(group, thread, message, Event.Audience.AGENTS, customer_id)
         return message
+    held = _held_by_other(request, conversation)
+    if held is not None:
+        raise held
     if customer_id in blocked:
         raise _blocked_for_business()
     if conversation.window_expires_at is None or conversation.window_expires_at <= group.now:
@@ -451,10 +518,30 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
             )
         )
         thread.inbound_unread = False
-    if conversation.assignee_id is None:
+    conversation.waiting_since = None  # answered
+    if conversation.assignee_id is None and request.user is not None:
         conversation.assignee = request.user
+        conversation.assigned_at = group.now
     if conversation.status == Conversation.Status.RESOLVED:
         conversation.status = Conversation.Status.OPEN
+    thread.changed = True
+    group.contacts.add(customer_id)
+    group.touches.append(ThreadTouch(customer_id, group.now, unread_delta=1))
+    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id)
+    return message
+
+
+def _system_send(group: _Group, request: SendRequest, thread: _Thread, blocked: set[int]) -> Message:
+    conversation = thread.conversation
+    customer_id = conversation.contact.customer_id
+    if customer_id in blocked:
+        raise _blocked_for_business()
+    if conversation.window_expires_at is None or conversation.window_expires_at <= group.now:
+        raise _window_closed()
+    _charge(group, thread, "service")
+    message = _new_message(request, thread, Message.Direction.OUTBOUND)
+    conversation.last_message_at = group.now
+    conversation.last_message_preview = request.body[:140]
     thread.changed = True
     group.contacts.add(customer_id)
     group.touches.append(ThreadTouch(customer_id, group.now, unread_delta=1))
@@ -518,7 +605,10 @@ def _save_conversations(threads: list[_Thread], now: datetime) -> None:
     if not threads:
         return
     table = Conversation._meta.db_table
-    row = "(%s::bigint, %s::timestamptz, %s::timestamptz, %s::varchar, %s::integer, %s::varchar, %s::bigint, %s::bigint, %s::bigint)"
+    row = (
+        "(%s::bigint, %s::timestamptz, %s::timestamptz, %s::varchar, %s::integer, %s::varchar, %s::bigint, "
+        "%s::bigint, %s::bigint, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz)"
+    )
     params: list[Any] = []
     for thread in threads:
         c = thread.conversation
@@ -532,14 +622,20 @@ def _save_conversations(threads: list[_Thread], now: datetime) -> None:
             c.assignee_id,
             c.last_public_event_id,
             c.last_event_id,
+            c.snoozed_until,
+            c.waiting_since,
+            c.queued_at,
+            c.assigned_at,
         ]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} AS c SET window_expires_at = v.window_expires_at, last_message_at = v.last_message_at, "
             "last_message_preview = v.preview, unread_count = v.unread, status = v.status, assignee_id = v.assignee_id, "
-            "last_public_event_id = v.last_public, last_event_id = v.last_event, updated_at = %s "
+            "last_public_event_id = v.last_public, last_event_id = v.last_event, snoozed_until = v.snoozed_until, "
+            "waiting_since = v.waiting_since, queued_at = v.queued_at, assigned_at = v.assigned_at, updated_at = %s "
             f"FROM (VALUES {', '.join([row] * len(threads))}) AS v(id, window_expires_at, last_message_at, preview, "
-            "unread, status, assignee_id, last_public, last_event) WHERE c.id = v.id",
+            "unread, status, assignee_id, last_public, last_event, snoozed_until, waiting_since, queued_at, "
+            "assigned_at) WHERE c.id = v.id",
             [now, *params],
         )
 
@@ -586,7 +682,7 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
     for index, request in enumerate(requests):
         thread = thread_of(request)
         if thread is None:
-            if request.origin == AGENT:
+            if request.origin in (AGENT, SYSTEM):
                 outcomes[index] = not_found()
             elif request.origin == CUSTOMER:
                 outcomes[index] = _blocked_by_customer()
@@ -607,6 +703,8 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
                 message = _customer_send(group, request, thread)
             elif request.origin == AGENT:
                 message = _agent_send(group, request, thread, blocked)
+            elif request.origin == SYSTEM:
+                message = _system_send(group, request, thread, blocked)
             else:
                 message = _template_send(
                     group, request, thread, blocked, refusal, opted_out.get(request.category, set())
