@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
+from assignment.selectors import customer_queue_state
 from config.websocket import client_close_codes
 from customers.selectors import customer_has_blocked
 from customers.session import customer_from_session
@@ -76,6 +77,16 @@ def _chat_strings() -> dict[str, str]:
     return {
         **_thread_strings(),
         "empty": _("Say hello: your messages go straight to the business's team."),
+        # issue 12: the place in line (ordinals by Intl.PluralRules' category).
+        "queuePlace": _("You are %(place)s in line."),
+        "ordinal_one": _("%(n)sst"),
+        "ordinal_two": _("%(n)snd"),
+        "ordinal_few": _("%(n)srd"),
+        "ordinal_other": _("%(n)sth"),
+        "queueEstimate": _("Estimated wait: about %(minutes)s min."),
+        "queueNoEstimate": _("An agent will be with you as soon as one is free."),
+        "closedUntil": _("We are closed right now and will reply from %(time)s."),
+        "closed": _("We are closed right now and will reply as soon as we are back."),
     }
 
 
@@ -158,12 +169,14 @@ def chat(request: HttpRequest) -> HttpResponse:
             else {"messages": [], "has_more": False}
         )
         context["blocked"] = customer_has_blocked(customer_id=customer.pk, business_id=business.pk)
+        context["queue"] = customer_queue_state(conversation=conversation)
         context["chat_config"] = {
             "last_event_id": last_event_id,
             "messages": page["messages"],
             "has_more": page["has_more"],
             "business_name": business.display_name,
-            "urls": {"messages": "/chat/messages/"},
+            "urls": {"messages": "/chat/messages/", "queue": "/chat/queue/"},
+            "queue": context["queue"],
             "strings": _chat_strings(),
             "close_codes": client_close_codes(),
         }
