@@ -1,7 +1,9 @@
 """The inbox's JSON endpoints for the agents' browser (DRF, session login; the public API with
 keys lives in messaging/api/). One view per operation, input validated by a serializer.
 
-- GET /inbox/api/list/   a keyset page of the conversation list, with the tab counts;
+- GET /inbox/api/list/   a keyset page of the conversation list, with the tab counts
+  (?tab=mine|unassigned|queue|all &status=open,pending &assignee=<id>|none &labels=1,2
+  &since=&until=<ISO time> &q= &sort=recent|waiting|queue &cursor=<next> &limit=);
 - GET /inbox/api/counts/ the tab counts and each agent's status, open and unread counts."""
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class ListQuery(serializers.Serializer[Any]):
     tab = serializers.ChoiceField(choices=["mine", "unassigned", "queue", "all"], default="all")
     status = serializers.CharField(required=False, allow_blank=True, default="")
     assignee = serializers.CharField(required=False, allow_blank=True, default="")
-    label = serializers.CharField(required=False, allow_blank=True, default="", max_length=400)
+    labels = serializers.CharField(required=False, allow_blank=True, default="", max_length=400)
     since = serializers.DateTimeField(required=False, default=None)
     until = serializers.DateTimeField(required=False, default=None)
     q = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
@@ -52,7 +54,7 @@ class ListQuery(serializers.Serializer[Any]):
             raise serializers.ValidationError(_("Unknown status: %(status)s") % {"status": ", ".join(unknown)})
         return statuses
 
-    def validate_label(self, value: str) -> tuple[int, ...]:
+    def validate_labels(self, value: str) -> tuple[int, ...]:
         # Label ids, comma-separated: passed through to the labels app's registered list filter.
         try:
             return tuple(int(part) for part in value.split(",") if part.strip())
@@ -77,7 +79,7 @@ class ListQuery(serializers.Serializer[Any]):
             statuses=data["status"],
             assignee_id=assignee if isinstance(assignee, int) else None,
             unassigned=assignee == "none",
-            label_ids=tuple(data["label"]),
+            label_ids=tuple(data["labels"]),
             since=data["since"],
             until=data["until"],
             query=data["q"],
