@@ -240,6 +240,25 @@ def messages_page(
     return {"messages": [message_payload(m, contact_name=name) for m in rows], "has_more": has_more}
 
 
+def conversation_activity(*, conversation_id: int, after: int, before_message: Any = None) -> list[dict[str, Any]]:
+    """The conversation.activity events of a thread page's stretch: after event `after`, and
+    before the message `before_message` (the oldest one the client had; None: up to now). As
+    their frames; kept as long as the stream keeps events."""
+    qs = Event.objects.filter(conversation_id=conversation_id, type="conversation.activity", id__gt=after)
+    if before_message not in (None, ""):
+        bound = None
+        with contextlib.suppress(TypeError, ValueError):
+            bound = (
+                Message.objects.filter(conversation_id=conversation_id, pk=int(before_message))
+                .values_list("event_id", flat=True)
+                .first()
+            )
+        if bound is None:
+            return []
+        qs = qs.filter(id__lt=bound)
+    return [json.loads(frame) for frame in qs.order_by("id").values_list("frame", flat=True)[:200]]
+
+
 def events_for_customer(*, conversation_id: int, after: int, limit: int = RESUME_LIMIT) -> list[tuple[int, str]]:
     return list(
         Event.objects.filter(conversation_id=conversation_id, audience=Event.Audience.EVERYONE, id__gt=after)

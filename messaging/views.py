@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from assignment.selectors import customer_queue_state
+from assignment.selectors import agent_status_of, customer_queue_state, team_availability
 from config.websocket import client_close_codes
 from customers.selectors import customer_has_blocked
 from customers.session import customer_from_session
@@ -68,8 +68,36 @@ def _inbox_strings() -> dict[str, str]:
         "phone": _("Phone"),
         "status_open": _("Open"),
         "status_pending": _("Pending"),
+        "status_snoozed": _("Snoozed"),
         "status_resolved": _("Resolved"),
         "unread": _("%(count)s unread"),
+        # issue 12: assignment, lifecycle, the team
+        "queued": _("In queue"),
+        "snooze": _("Snooze…"),
+        "snooze1h": _("For an hour"),
+        "snoozeTomorrow": _("Until tomorrow 09:00"),
+        "snoozeNextWeek": _("Until next Monday 09:00"),
+        "snoozeUntilReply": _("Until the customer writes"),
+        "snoozedUntil": _("Snoozed until %(time)s"),
+        "transferNote": _("Note for the new assignee (optional)"),
+        "heldBy": _("%(name)s is handling this conversation."),
+        "parley": _("Parley"),
+        "actAssigned": _("%(who)s assigned this to %(assignee)s"),
+        "actAutoAssigned": _("Assigned to %(assignee)s automatically"),
+        "actTransferred": _("%(who)s transferred this to %(assignee)s"),
+        "actUnassigned": _("%(who)s unassigned this"),
+        "actBackToQueue": _("Back in the queue"),
+        "actReturned": _("Back in the queue: no reply in time"),
+        "actStatus": _("%(who)s set the status to %(status)s"),
+        "actSnoozed": _("%(who)s snoozed this until the customer writes"),
+        "actSnoozedUntil": _("%(who)s snoozed this until %(time)s"),
+        "actWoken": _("The snooze ended"),
+        "teamSummary": _("Team: %(online)s of %(total)s online"),
+        "teamLoad": _("%(open)s open · %(unread)s unread"),
+        "agent_online": _("Online"),
+        "agent_away": _("Away"),
+        "agent_offline": _("Offline"),
+        "loadingMore": _("Loading more…"),
     }
 
 
@@ -94,12 +122,22 @@ def _chat_strings() -> dict[str, str]:
 def inbox(request: HttpRequest) -> HttpResponse:
     business: Any = request.tenant  # type: ignore[attr-defined]
     last_event_id = selectors.last_event_id()
+    user: Any = request.user
+    # The first page of the default view (open conversations, newest first); more pages as the agent scrolls.
+    first_page = selectors.conversation_page(user=user, filters=selectors.ConversationFilters(statuses=("open",)))
     config = {
         "last_event_id": last_event_id,
-        "me": {"id": request.user.pk, "name": request.user.get_short_name()},  # type: ignore[union-attr]
+        "me": {"id": user.pk, "name": user.get_short_name(), "status": agent_status_of(user_id=user.pk)},
         "team": selectors.team_members(business=business),
-        "conversations": selectors.inbox_conversations(user=request.user, tab="all"),  # type: ignore[arg-type]
-        "urls": {"conversations": "/inbox/api/conversations/", "messages": "/inbox/api/conversations/{id}/messages/"},
+        "availability": team_availability(business=business),
+        "conversations": first_page["conversations"],
+        "next": first_page["next"],
+        "counts": selectors.inbox_counts(user=user),
+        "urls": {
+            "conversations": "/inbox/api/list/",
+            "counts": "/inbox/api/counts/",
+            "messages": "/inbox/api/conversations/{id}/messages/",
+        },
         "strings": _inbox_strings(),
         "close_codes": client_close_codes(),
     }
@@ -128,6 +166,12 @@ def inbox_messages(request: HttpRequest, conversation_id: int) -> HttpResponse:
     page = selectors.messages_page(conversation=conversation, before=request.GET.get("before"), include_notes=True)
     # The header needs the conversation even when it is not in the loaded list (an old link).
     page["conversation"] = conversation_payload(conversation)
+    # What happened to it (assigned, snoozed…) within this page's stretch of the thread.
+    page["activity"] = selectors.conversation_activity(
+        conversation_id=conversation.pk,
+        after=page["messages"][0]["event_id"] if page["messages"] and page["has_more"] else 0,
+        before_message=request.GET.get("before"),
+    )
     return JsonResponse(page)
 
 
