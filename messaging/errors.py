@@ -31,6 +31,9 @@ class MessagingErrorCode(StrEnum):
     HELD_BY_OTHER = "held_by_other"
     ASSIGNEE_ONLY = "assignee_only"
     SERVER_ERROR = "server_error"
+    # The pages' JSON reads only (a websocket closes with 4401/4403 instead, config/websocket.py).
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
 
 
 class MessagingError(Exception):

@@ -27,6 +27,7 @@ RESUME_LIMIT = 1000
 PRESENCE_TTL = timedelta(seconds=75)
 
 TABS = ("mine", "unassigned", "all")
+LIST_TABS = (*TABS, "queue")
 LIST_PAGE_SIZE = 40
 LIST_PAGE_MAX = 100
 
@@ -140,7 +141,7 @@ def _number_like(query: str) -> str:
 
 
 def conversations_filtered(*, user: User, filters: ConversationFilters) -> QuerySet[Conversation]:
-    qs = Conversation.objects.filter(_tab_filter(filters.tab if filters.tab in (*TABS, "queue") else "all", user))
+    qs = Conversation.objects.filter(_tab_filter(filters.tab if filters.tab in LIST_TABS else "all", user))
     statuses = [s for s in filters.statuses if s in Conversation.Status.values]
     if statuses:
         qs = qs.filter(status__in=statuses)
@@ -192,24 +193,6 @@ def conversation_page(
     }
 
 
-def inbox_conversations(
-    *, user: User, tab: str = "all", status: str = "", query: str = "", limit: int = 100
-) -> list[dict[str, Any]]:
-    qs = Conversation.objects.select_related("contact__customer", "assignee").filter(
-        _tab_filter(tab if tab in TABS else "all", user)
-    )
-    if status in Conversation.Status.values:
-        qs = qs.filter(status=status)
-    if query:
-        qs = qs.filter(
-            Q(contact__name__icontains=query)
-            | Q(contact__customer__display_name__icontains=query)
-            | Q(contact__customer__phone_number__icontains=query)
-        )
-    qs = qs.exclude(last_message_at__isnull=True).order_by("-last_message_at", "-id")
-    return [conversation_payload(c) for c in qs[:limit]]
-
-
 def inbox_counts(*, user: User) -> dict[str, int]:
     """This agent's counts: conversations with unread customer messages per tab (open and
     pending work; snoozed and resolved wait), and how many wait in the queue. One query."""
@@ -257,6 +240,28 @@ def conversation_activity(*, conversation_id: int, after: int, before_message: A
             return []
         qs = qs.filter(id__lt=bound)
     return [json.loads(frame) for frame in qs.order_by("id").values_list("frame", flat=True)[:200]]
+
+
+def inbox_thread_page(*, conversation_id: Any, before: int | None = None) -> dict[str, Any]:
+    """An agent's page of a conversation (notes included), with the conversation itself: the
+    header needs it even when it is not in the loaded list (an old link)."""
+    conversation = conversation_for_agent(conversation_id=conversation_id)
+    page = messages_page(conversation=conversation, before=before, include_notes=True)
+    activity = conversation_activity(
+        conversation_id=conversation.pk,
+        after=page["messages"][0]["event_id"] if page["messages"] and page["has_more"] else 0,
+        before_message=before,
+    )
+    return {**page, "conversation": conversation_payload(conversation), "activity": activity}
+
+
+def chat_history_page(*, customer: Customer, before: int | None = None) -> dict[str, Any]:
+    """The customer's page of their conversation with this business (no notes); empty before
+    their first message."""
+    conversation = conversation_for_customer(customer=customer)
+    if conversation is None:
+        return {"messages": [], "has_more": False}
+    return messages_page(conversation=conversation, before=before, include_notes=False)
 
 
 def events_for_customer(*, conversation_id: int, after: int, limit: int = RESUME_LIMIT) -> list[tuple[int, str]]:

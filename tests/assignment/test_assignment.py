@@ -423,8 +423,8 @@ def test_one_business_never_touches_anothers_queue_or_agents(team: Team, custome
 
     stranger = business_client(team.business, other.owner)
     assert stranger.get("/inbox/settings/").status_code == 403
-    assert stranger.get("/inbox/api/list/").status_code == 403
-    mine_list = business_client(team.business, team.agents[0]).get("/inbox/api/list/").json()
+    assert stranger.get("/inbox/api/conversations/").status_code == 403
+    mine_list = business_client(team.business, team.agents[0]).get("/inbox/api/conversations/").json()
     assert [c["id"] for c in mine_list["conversations"]] == [mine.pk]
 
 
