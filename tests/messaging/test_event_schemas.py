@@ -44,6 +44,8 @@ def _check(value: Any, shape: Any, path: str) -> list[str]:
         return [] if ok else [f"{path}: expected an integer, got {value!r}"]
     if shape is str:
         return [] if isinstance(value, str) else [f"{path}: expected a string, got {value!r}"]
+    if shape is bool:
+        return [] if isinstance(value, bool) else [f"{path}: expected true or false, got {value!r}"]
     raise AssertionError(f"no check for {shape}")
 
 
