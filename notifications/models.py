@@ -140,6 +140,9 @@ class Notification(models.Model):
     )
     price = models.DecimalField(max_digits=8, decimal_places=4, default=0)
     currency = models.CharField(max_length=3, default="EUR")
+    # How the price was charged: "conversation" (this message opened a billable conversation, or
+    # joined one: price 0) or "message" (per-message pricing); "" when nothing was billed.
+    charged_per = models.CharField(max_length=16, blank=True)
     batch_id = models.UUIDField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -216,9 +219,11 @@ class WebhookDelivery(models.Model):
     last_error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(db_index=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
-    # Set (and committed) just before an attempt's POST, cleared with its result: still set at
-    # the next attempt means a worker died mid-POST and the endpoint may have the delivery.
-    attempt_started_at = models.DateTimeField(null=True, blank=True)
+    # An attempt in flight: claimed (committed) before the HTTP request, so no lock or transaction
+    # spans the network; another attempt finds it claimed and leaves it. Cleared with the result: a
+    # lease found run out (its worker died mid-request) means the endpoint may have the delivery,
+    # and it is not sent again (webhooks._claim).
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("webhook delivery")
