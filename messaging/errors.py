@@ -27,6 +27,9 @@ class MessagingErrorCode(StrEnum):
     # The send path is saturated: nothing was written; retry after `retry_after` seconds.
     OVERLOADED = "overloaded"
     SERVER_ERROR = "server_error"
+    # rich messages (issue 13): not the sender's message; past the 15-minute window.
+    FORBIDDEN = "forbidden"
+    TOO_LATE = "too_late"
 
 
 class MessagingError(Exception):

@@ -39,6 +39,10 @@ logger = logging.getLogger("parley.messaging")
 MESSAGE_CREATED = "message.created"
 MESSAGE_STATUS = "message.status"
 CONVERSATION_UPDATED = "conversation.updated"
+# Rich messages (issue 13).
+MESSAGE_EDITED = "message.edited"
+MESSAGE_DELETED = "message.deleted"
+REACTION_SET = "reaction.set"
 # Ephemeral frames (never stored, id null).
 TYPING = "typing"
 PRESENCE = "presence"
@@ -72,6 +76,46 @@ class ConversationShape(TypedDict):
     window_expires_at: str | None
 
 
+class AttachmentShape(TypedDict):
+    id: int
+    kind: Literal["image", "document", "audio"]
+    name: str
+    size: int
+    content_type: str
+    width: int | None
+    height: int | None
+    url: str | None  # opens through the access check, which redirects to a short-lived signed URL
+    thumbnail_url: str | None
+    removed: Literal["", "expired", "deleted"]
+
+
+class QuoteShape(TypedDict):
+    id: int
+    author_kind: Literal["customer", "agent", "system", "api"]
+    author_name: str
+    body: str
+    attachment_kind: Literal["", "image", "document", "audio"]
+    deleted: bool
+
+
+class ReactionShape(TypedDict):
+    by: str  # "customer:<id>" or "user:<id>"
+    name: str
+    emoji: str
+
+
+class InteractiveOptionShape(TypedDict, total=False):
+    id: str
+    title: str
+    description: str
+
+
+class InteractiveShape(TypedDict, total=False):
+    type: Literal["buttons", "list"]
+    options: list[InteractiveOptionShape]
+    button: str
+
+
 class MessageShape(TypedDict):
     id: int
     conversation_id: int
@@ -84,6 +128,13 @@ class MessageShape(TypedDict):
     status: Literal["queued", "sent", "delivered", "read", "failed"]
     client_msg_id: str
     created_at: str
+    reply_to: QuoteShape | None
+    attachments: list[AttachmentShape]
+    reactions: list[ReactionShape]
+    interactive: InteractiveShape | None
+    choice_id: str
+    edited_at: str | None
+    deleted_at: str | None
 
 
 class MessageCreatedEvent(TypedDict):
@@ -100,6 +151,36 @@ class MessageStatusEvent(TypedDict):
     direction: Literal["in", "out"]
     up_to: int
     status: Literal["delivered", "read"]
+
+
+class MessageEditedEvent(TypedDict):
+    """The sender changed the text (within 15 minutes): the message as it is now."""
+
+    id: int
+    type: Literal["message.edited"]
+    conversation_id: int
+    message: MessageShape
+
+
+class MessageDeletedEvent(TypedDict):
+    """The sender deleted it (within 15 minutes): its text and file are gone."""
+
+    id: int
+    type: Literal["message.deleted"]
+    conversation_id: int
+    message: MessageShape
+
+
+class ReactionSetEvent(TypedDict):
+    """Someone set or removed (emoji "") their one reaction; `reactions` is the message's full set."""
+
+    id: int
+    type: Literal["reaction.set"]
+    conversation_id: int
+    message_id: int
+    by: str
+    emoji: str
+    reactions: list[ReactionShape]
 
 
 class ConversationUpdatedEvent(TypedDict):
@@ -121,6 +202,9 @@ class ThreadUpdatedEvent(TypedDict):
 EVENT_SHAPES: dict[str, type] = {
     MESSAGE_CREATED: MessageCreatedEvent,
     MESSAGE_STATUS: MessageStatusEvent,
+    MESSAGE_EDITED: MessageEditedEvent,
+    MESSAGE_DELETED: MessageDeletedEvent,
+    REACTION_SET: ReactionSetEvent,
     CONVERSATION_UPDATED: ConversationUpdatedEvent,
     THREAD_UPDATED: ThreadUpdatedEvent,
 }

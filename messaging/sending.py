@@ -17,7 +17,7 @@ group commit retries such a group one request at a time (messaging.group_commit)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,8 +25,10 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from psycopg.types.json import Jsonb
 
 from accounts.models import Customer, Membership, User
+from attachments.models import Attachment
 from billing.models import CATEGORIES
 from billing.services import business_may_initiate, conversation_charge_for_message
 from customers.models import Block
@@ -38,6 +40,7 @@ from messaging.errors import MessagingError, MessagingErrorCode, not_found
 from messaging.ids import conversation_pk
 from messaging.models import SERVICE_WINDOW_HOURS, Contact, Conversation, Event, Message
 from messaging.payloads import conversation_payload, message_payload
+from messaging.rich import RichParts, preview, resolve
 from tenancy.models import Business
 
 MAX_BODY = 4096
@@ -70,6 +73,7 @@ class SendRequest:
     conversation_id: int | None = None  # agent sends
     template_name: str = ""
     category: str = ""
+    rich: RichParts | None = None  # a quote, a file, buttons or a tap (messaging.rich)
 
 
 # --- checks (no transaction, no lock: run before a request joins a group) ---------------------
@@ -80,8 +84,10 @@ def without_nul(text: str) -> str:
     return text.replace("\x00", "")
 
 
-def clean_body(body: Any) -> str:
+def clean_body(body: Any, *, optional: bool = False) -> str:
     text = without_nul(body).strip() if isinstance(body, str) else ""
+    if not text and optional:
+        return ""
     if not text:
         raise MessagingError(MessagingErrorCode.EMPTY, _("Write a message first."))
     if len(text) > MAX_BODY:
@@ -104,16 +110,19 @@ def check_membership(*, business: Business, user: User) -> None:
         raise not_found()
 
 
-def check_customer_send(*, customer: Customer, body: Any, client_msg_id: Any = "") -> SendRequest:
+def check_customer_send(
+    *, customer: Customer, body: Any, client_msg_id: Any = "", rich: RichParts | None = None
+) -> SendRequest:
     """A customer writes to the business: opens or extends the 24-hour service window."""
     client_msg_id = clean_client_msg_id(client_msg_id)
     return SendRequest(
         origin=CUSTOMER,
         author_key=f"customer:{customer.pk}",
         author_kind=Message.Author.CUSTOMER,
-        body=clean_body(body),
+        body=clean_body(body, optional=rich is not None and rich.body_optional),
         client_msg_id=client_msg_id,
         customer=customer,
+        rich=rich,
     )
 
 
@@ -125,8 +134,11 @@ def check_agent_send(
     body: Any,
     client_msg_id: Any = "",
     kind: str = Message.Kind.TEXT,
+    rich: RichParts | None = None,
 ) -> SendRequest:
     """An agent replies (inside the service window) or leaves an internal note (never sent)."""
+    if rich is not None and rich.choice_message_id is not None:
+        raise MessagingError(MessagingErrorCode.INVALID, _("Only the customer can choose an option."))
     if kind not in (Message.Kind.TEXT, Message.Kind.NOTE):
         raise MessagingError(MessagingErrorCode.INVALID, _("Unknown message kind."))
     client_msg_id = clean_client_msg_id(client_msg_id)
@@ -136,11 +148,12 @@ def check_agent_send(
         origin=AGENT,
         author_key=f"user:{user.pk}",
         author_kind=Message.Author.AGENT,
-        body=clean_body(body),
+        body=clean_body(body, optional=rich is not None and rich.body_optional),
         client_msg_id=client_msg_id,
         kind=kind,
         user=user,
         conversation_id=pk,
+        rich=rich,
     )
 
 
@@ -154,6 +167,7 @@ def check_template_send(
     author_kind: str = Message.Author.API,
     author_user: User | None = None,
     client_msg_id: Any = "",
+    rich: RichParts | None = None,
 ) -> SendRequest:
     """A business-initiated message (an approved template): allowed outside the service window,
     refused (by the writer) for a blocked customer, a suspended business or unpaid bills."""
@@ -164,13 +178,14 @@ def check_template_send(
         origin=TEMPLATE,
         author_key=author_key,
         author_kind=author_kind,
-        body=clean_body(body),
+        body=clean_body(body, optional=rich is not None and rich.body_optional),
         client_msg_id=client_msg_id,
         kind=Message.Kind.TEMPLATE,
         customer=customer,
         user=author_user,
         template_name=template_name[:100],
         category=category,
+        rich=rich,
     )
 
 
@@ -214,6 +229,8 @@ class _Group:
     touches: list[ThreadTouch] = field(default_factory=list)
     # (conversation, last inbound message to mark read) for agents' replies.
     marks: list[tuple[int, int | Message]] = field(default_factory=list)
+    # (attachment id, the message that carries it): linked once the messages have ids.
+    attachments: list[tuple[int, Message]] = field(default_factory=list)
 
 
 def _locked(queryset: Any, business_id: int) -> list[Conversation]:
@@ -348,6 +365,7 @@ def _window_closed() -> MessagingError:
 
 
 def _new_message(request: SendRequest, thread: _Thread, direction: str) -> Message:
+    rich = request.rich
     return Message(
         conversation=thread.conversation,
         direction=direction,
@@ -359,11 +377,19 @@ def _new_message(request: SendRequest, thread: _Thread, direction: str) -> Messa
         body=request.body,
         status=Message.Status.SENT,
         client_msg_id=request.client_msg_id,
+        reply_to=rich.reply_to if rich else None,
+        interactive=rich.interactive if rich else None,
+        choice_id=rich.choice_id if rich else "",
     )
 
 
-def _add_message_events(group: _Group, thread: _Thread, message: Message, audience: str, customer_id: int) -> None:
+def _add_message_events(
+    group: _Group, thread: _Thread, message: Message, audience: str, customer_id: int, rich: RichParts | None = None
+) -> None:
     contact_name = thread.conversation.contact.display_name
+    attachments = rich.attachments if rich else []
+    if attachments:
+        group.attachments.extend((a.pk, message) for a in attachments)
     thread.changed = True  # its last_event_id moves
     group.messages.append(message)
     group.pending.append(
@@ -373,7 +399,7 @@ def _add_message_events(group: _Group, thread: _Thread, message: Message, audien
             thread,
             lambda: {
                 "conversation_id": message.conversation_id,
-                "message": message_payload(message, contact_name=contact_name),
+                "message": message_payload(message, contact_name=contact_name, attachments=attachments, reactions=[]),
             },
             customer_id=customer_id,
             message=message,
@@ -403,7 +429,7 @@ def _customer_send(group: _Group, request: SendRequest, thread: _Thread) -> Mess
     message = _new_message(request, thread, Message.Direction.INBOUND)
     conversation.window_expires_at = group.now + WINDOW
     conversation.last_message_at = group.now
-    conversation.last_message_preview = request.body[:140]
+    conversation.last_message_preview = preview(request.body, request.rich)
     conversation.unread_count += 1
     if conversation.status == Conversation.Status.RESOLVED:
         conversation.status = Conversation.Status.OPEN
@@ -413,7 +439,7 @@ def _customer_send(group: _Group, request: SendRequest, thread: _Thread) -> Mess
     customer_id = conversation.contact.customer_id
     group.contacts.add(customer_id)
     group.touches.append(ThreadTouch(customer_id, group.now))
-    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id)
+    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id, request.rich)
     return message
 
 
@@ -422,7 +448,7 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
     customer_id = conversation.contact.customer_id
     if request.kind == Message.Kind.NOTE:
         message = _new_message(request, thread, Message.Direction.INTERNAL)
-        _add_message_events(group, thread, message, Event.Audience.AGENTS, customer_id)
+        _add_message_events(group, thread, message, Event.Audience.AGENTS, customer_id, request.rich)
         return message
     if customer_id in blocked:
         raise _blocked_for_business()
@@ -431,7 +457,7 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
     _charge(group, thread, "service")
     message = _new_message(request, thread, Message.Direction.OUTBOUND)
     conversation.last_message_at = group.now
-    conversation.last_message_preview = request.body[:140]
+    conversation.last_message_preview = preview(request.body, request.rich)
     # Replying is reading: the agent saw what they answer, and the customer's ticks say so.
     conversation.unread_count = 0
     if thread.inbound_unread and thread.last_inbound is not None:
@@ -458,7 +484,7 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
     thread.changed = True
     group.contacts.add(customer_id)
     group.touches.append(ThreadTouch(customer_id, group.now, unread_delta=1))
-    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id)
+    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id, request.rich)
     return message
 
 
@@ -482,11 +508,11 @@ def _template_send(
     _charge(group, thread, request.category)
     message = _new_message(request, thread, Message.Direction.OUTBOUND)
     conversation.last_message_at = group.now
-    conversation.last_message_preview = request.body[:140]
+    conversation.last_message_preview = preview(request.body, request.rich)
     thread.changed = True
     group.contacts.add(customer_id)
     group.touches.append(ThreadTouch(customer_id, group.now, unread_delta=1))
-    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id)
+    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id, request.rich)
     return message
 
 
@@ -601,6 +627,15 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
             outcomes[index] = SendResult(existing[key], duplicate=True)
             continue
         try:
+            if request.rich is not None:
+                rich, body = resolve(
+                    parts=request.rich,
+                    conversation=thread.conversation,
+                    author_key=request.author_key,
+                    origin=request.origin,
+                    body=request.body,
+                )
+                request = replace(request, rich=rich, body=body)
             if request.origin == CUSTOMER:
                 if request.customer.pk in blocked:  # type: ignore[union-attr]
                     raise _blocked_by_customer()
@@ -636,12 +671,30 @@ _MESSAGE_COLUMNS = [
     ("failure_reason", "varchar"),
     ("client_msg_id", "varchar"),
     ("created_at", "timestamptz"),
+    ("reply_to_id", "bigint"),
+    ("interactive", "jsonb"),
+    ("choice_id", "varchar"),
 ]
 
 
 def _message_row(message: Message, now: datetime) -> list[Any]:
     message.created_at = now  # the conversation's last_message_at, to the microsecond
-    return [getattr(message, name) for name, _type in _MESSAGE_COLUMNS]
+    row = [getattr(message, name) for name, _type in _MESSAGE_COLUMNS]
+    row[-2] = Jsonb(message.interactive) if message.interactive is not None else None
+    return row
+
+
+def _link_attachments(links: list[tuple[int, Message]]) -> None:
+    """Uploaded files now belong to their messages (and so to the conversation's customer)."""
+    table = Attachment._meta.db_table
+    values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint)"] * len(links))
+    params = [v for pk, m in links for v in (pk, m.pk, m.conversation_id)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS a SET message_id = v.message_id, conversation_id = v.conversation_id "
+            f"FROM (VALUES {values}) AS v(id, message_id, conversation_id) WHERE a.id = v.id",
+            params,
+        )
 
 
 def _flush(group: _Group) -> None:
@@ -671,6 +724,8 @@ def _flush(group: _Group) -> None:
             message._state.adding, message._state.db = False, connection.alias
         numbered.append((event_id, pending, prev_public, prev_event))
     _mark_read(group.marks, group.now)
+    if group.attachments:
+        _link_attachments(group.attachments)
     stored = [
         events.StoredEvent(
             event_id,

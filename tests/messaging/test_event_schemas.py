@@ -32,12 +32,20 @@ def _check(value: Any, shape: Any, path: str) -> list[str]:
         if not isinstance(value, dict):
             return [f"{path}: expected an object, got {value!r}"]
         hints = get_type_hints(shape)
-        problems = [f"{path}.{key}: missing" for key in hints if key not in value]
+        required = shape.__required_keys__  # a total=False shape's keys may be left out
+        problems = [f"{path}.{key}: missing" for key in hints if key not in value and key in required]
         problems += [f"{path}.{key}: not declared" for key in value if key not in hints]
         for key, hint in hints.items():
             if key in value:
                 problems += _check(value[key], hint, f"{path}.{key}")
         return problems
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{path}: expected a list, got {value!r}"]
+        (item,) = get_args(shape)
+        return [problem for index, v in enumerate(value) for problem in _check(v, item, f"{path}[{index}]")]
+    if shape is bool:
+        return [] if isinstance(value, bool) else [f"{path}: expected true or false, got {value!r}"]
     if shape is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
         return [] if ok else [f"{path}: expected an integer, got {value!r}"]
