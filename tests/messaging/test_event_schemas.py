@@ -11,10 +11,13 @@ import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django_tenants.utils import tenant_context
 
+from attachments.services import attachment_upload
 from messaging import events, services
 from messaging.models import Event
+from tests.attachments.files import png
 from tests.conftest import World
 from tests.messaging.conftest import make_customer
 
@@ -101,6 +104,31 @@ def test_every_frame_the_services_emit_has_its_declared_shape(world: World, monk
         second = services.message_send_customer(business=business, customer=customer, body="ok").message
         services.messages_mark_by_agent(**common, up_to=second.pk, read=False)
         services.messages_mark_by_agent(**common, up_to=second.pk, read=True)
+        # Rich messages (issue 13): a photo, a quoted reply with buttons, a tap, a reaction, an
+        # edit and a delete.
+        photo_file, _created = attachment_upload(
+            business=business,
+            uploader_key=f"customer:{customer.pk}",
+            file=SimpleUploadedFile("p.png", png()),
+        )
+        photo = services.message_send_customer(
+            business=business, customer=customer, body="", attachment_id=photo_file.pk
+        ).message
+        asked = services.message_send_agent(
+            **common,
+            body="Rebook?",
+            reply_to=photo.pk,
+            interactive={"type": "buttons", "options": [{"id": "rebook", "title": "Rebook"}]},
+        ).message
+        services.message_send_agent(
+            **common, body="Seats", interactive={"type": "list", "options": [{"title": "12A", "description": "Window"}]}
+        )
+        services.message_send_customer(
+            business=business, customer=customer, body="", choice={"message_id": asked.pk, "option_id": "rebook"}
+        )
+        services.reaction_set(business=business, message_id=photo.pk, emoji="👍", user=agent)
+        services.message_edit(business=business, message_id=asked.pk, body="Rebook now?", user=agent)
+        services.message_delete(business=business, message_id=photo.pk, customer=customer)
         services.conversation_assign(**common, assignee_id=None)
         services.conversation_set_status(**common, status="resolved")
         services.contact_update(
@@ -112,7 +140,14 @@ def test_every_frame_the_services_emit_has_its_declared_shape(world: World, monk
     # Published frames are the stored ones, byte for byte, and every stored one was published.
     assert frames == [e.frame for e in stored]
     seen = {check_frame(frame)["type"] for frame in frames}
-    assert seen == {events.MESSAGE_CREATED, events.MESSAGE_STATUS, events.CONVERSATION_UPDATED}
+    assert seen == {
+        events.MESSAGE_CREATED,
+        events.MESSAGE_STATUS,
+        events.CONVERSATION_UPDATED,
+        events.MESSAGE_EDITED,
+        events.MESSAGE_DELETED,
+        events.REACTION_SET,
+    }
     updates = [text for _batch, customer_updates in published for _cid, text in customer_updates]
     assert updates
     for text in updates:
