@@ -27,8 +27,11 @@ class MessagingErrorCode(StrEnum):
     # The send path is saturated: nothing was written; retry after `retry_after` seconds.
     OVERLOADED = "overloaded"
     SERVER_ERROR = "server_error"
-    # rich messages (issue 13): not the sender's message; past the 15-minute window.
+    # The pages' JSON reads only (a websocket closes with 4401/4403 instead, config/websocket.py);
+    # forbidden also refuses an edit or delete of someone else's message (issue 13).
+    UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
+    # rich messages (issue 13): past the 15-minute edit/delete window.
     TOO_LATE = "too_late"
 
 

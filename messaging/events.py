@@ -104,16 +104,16 @@ class ReactionShape(TypedDict):
     emoji: str
 
 
-class InteractiveOptionShape(TypedDict, total=False):
-    id: str
+class InteractiveOptionShape(TypedDict):
+    id: str  # what the customer's tap comes back with (choice_id)
     title: str
-    description: str
+    description: str  # lists only; "" otherwise
 
 
-class InteractiveShape(TypedDict, total=False):
+class InteractiveShape(TypedDict):
     type: Literal["buttons", "list"]
     options: list[InteractiveOptionShape]
-    button: str
+    button: str  # the label that opens a list; "" for buttons
 
 
 class MessageShape(TypedDict):
@@ -123,6 +123,7 @@ class MessageShape(TypedDict):
     direction: Literal["in", "out", "internal"]
     author_kind: Literal["customer", "agent", "system", "api"]
     author_name: str
+    author_id: int | None  # the agent who wrote it; null for customers, templates, the API
     kind: Literal["text", "note", "template"]
     body: str
     status: Literal["queued", "sent", "delivered", "read", "failed"]

@@ -59,6 +59,8 @@ def message_payload(
         "direction": message.direction,
         "author_kind": message.author_kind,
         "author_name": author_name,
+        # Which agent wrote it (their edit and delete buttons); null for other authors.
+        "author_id": message.author_user_id if message.author_kind == Message.Author.AGENT else None,
         "kind": message.kind,
         "body": "" if deleted else message.body,
         "status": message.status,

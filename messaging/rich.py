@@ -85,16 +85,17 @@ def clean_interactive(value: Any) -> dict[str, Any] | None:
         if not isinstance(option_id, str) or len(option_id) > MAX_OPTION_ID or option_id in seen:
             raise _invalid(_("Each option needs its own id of at most 64 characters."))
         seen.add(option_id)
-        row = {"id": option_id, "title": title}
         description = option.get("description")
-        if kind == "list" and isinstance(description, str) and description.strip():
-            row["description"] = description.strip()[:MAX_ROW_DESCRIPTION]
-        cleaned.append(row)
-    result: dict[str, Any] = {"type": kind, "options": cleaned}
+        description = (
+            description.strip()[:MAX_ROW_DESCRIPTION] if kind == "list" and isinstance(description, str) else ""
+        )
+        cleaned.append({"id": option_id, "title": title, "description": description})
+    button = value.get("button")
+    # A list opens from a button with this label; quick-reply buttons need none.
+    label = ""
     if kind == "list":
-        button = value.get("button")
-        result["button"] = _option_text(button, limit=MAX_BUTTON_TITLE, what=_("button")) if button else _("Choose")
-    return result
+        label = _option_text(button, limit=MAX_BUTTON_TITLE, what=_("button")) if button else _("Choose")
+    return {"type": kind, "options": cleaned, "button": label}
 
 
 def _optional_id(value: Any) -> int | None:

@@ -195,7 +195,10 @@ def test_interactive_shapes_are_checked(world: World) -> None:
         assert listed.interactive == {
             "type": "list",
             "button": "Seats",
-            "options": [{"id": "opt1", "title": "12A"}, {"id": "opt2", "title": "12B"}],
+            "options": [
+                {"id": "opt1", "title": "12A", "description": ""},
+                {"id": "opt2", "title": "12B", "description": ""},
+            ],
         }
         # Only the customer taps.
         parts = check_rich(choice={"message_id": listed.pk, "option_id": "opt1"})
