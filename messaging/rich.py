@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 MAX_BUTTONS = 3
 MAX_LIST_OPTIONS = 10
-MAX_BUTTON_TITLE = 20  # WhatsApp's limits
+MAX_BUTTON_TITLE = 25  # templates' button labels (notifications.models.Template)
 MAX_ROW_TITLE = 24
 MAX_ROW_DESCRIPTION = 72
 MAX_OPTION_ID = 64
