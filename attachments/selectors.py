@@ -9,7 +9,7 @@ from typing import Any
 from django.utils.translation import gettext as _
 
 from attachments.errors import AttachmentError, AttachmentErrorCode
-from attachments.models import Attachment
+from attachments.models import DEFAULT_RETENTION_DAYS, Attachment, RetentionPolicy
 
 
 def _not_found() -> AttachmentError:
@@ -66,3 +66,9 @@ def attachment_payload(attachment: Attachment) -> dict[str, Any]:
         ),
         "removed": attachment.removed_reason if removed else "",
     }
+
+
+def retention_days() -> int:
+    """How long this business keeps attachments' files (days; a year unless changed)."""
+    policy = RetentionPolicy.objects.filter(pk=1).first()
+    return policy.attachment_days if policy else DEFAULT_RETENTION_DAYS

@@ -18,6 +18,7 @@ from accounts.models import Membership, User
 from attachments import content
 from attachments.errors import AttachmentError, AttachmentErrorCode
 from attachments.models import Attachment, RetentionPolicy
+from attachments.selectors import retention_days
 from attachments.storage import new_path, remove, store
 from tenancy.models import Business
 
@@ -114,11 +115,6 @@ def attachment_remove_file(*, attachment: Attachment, reason: str) -> None:
     paths = (attachment.path, attachment.thumbnail_path)
     # After commit: a rolled-back removal must still find its file.
     transaction.on_commit(lambda: remove(*paths))
-
-
-def retention_days() -> int:
-    policy = RetentionPolicy.objects.filter(pk=1).first()
-    return policy.attachment_days if policy else RetentionPolicy._meta.get_field("attachment_days").default
 
 
 def retention_set(*, business: Business, user: User, days: Any) -> RetentionPolicy:

@@ -12,5 +12,6 @@ urlpatterns = [
         {"variant": "thumbnail"},
         name="attachment_thumbnail",
     ),
+    path("attachments/retention/", views.retention, name="attachment_retention"),
     path("attachments/f/<str:token>/", views.attachment_signed, name="attachment_signed"),
 ]

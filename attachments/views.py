@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages as flash
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
+from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -133,3 +135,16 @@ def attachment_signed(request: HttpRequest, token: str) -> HttpResponseBase:
     response["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@require_POST
+@member_required(manage=True)
+def retention(request: HttpRequest) -> HttpResponse:
+    """The privacy page's attachment-retention form (owners and admins)."""
+    try:
+        services.retention_set(business=request.tenant, user=request.user, days=request.POST.get("days"))  # type: ignore[attr-defined, arg-type]
+    except AttachmentError as error:
+        flash.error(request, error.message)
+    else:
+        flash.success(request, _("Retention saved."))
+    return redirect("privacy")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from attachments import demo as attachments_demo
 from billing import demo as billing_demo
 from customers import demo as customers_demo
 from messaging import demo as messaging_demo
@@ -24,5 +25,6 @@ def demo_seed() -> DemoWorld:
         messaging_demo.seed(world)
         billing_demo.seed(world)
         notifications_demo.seed(world)
+        attachments_demo.seed(world)  # after messaging: rich messages join its conversations
         customers_demo.seed(world)  # after messaging: the privacy centre needs conversations
     return world

@@ -64,6 +64,7 @@ def _rich_strings() -> dict[str, str]:
     """Attachments, quotes, reactions, buttons, edits and deletes (static/parley/rich.js)."""
     return {
         "attach": _("Attach a file"),
+        "file": _("File"),
         "uploading": _("Uploading %(name)s…"),
         "uploadFailed": _("The upload failed."),
         "retry": _("Retry"),

@@ -43,7 +43,7 @@ export class RichComposer {
     this.bar = el("div", { class: "composer-extras", "aria-live": "polite" });
     this.picker = el("input", { type: "file", class: "sr-only", id: `${form.id}-file`, accept: "image/jpeg,image/png,image/webp,application/pdf,audio/*", tabindex: "-1" });
     this.picker.addEventListener("change", () => { if (this.picker.files[0]) this.attach(this.picker.files[0]); this.picker.value = ""; });
-    this.button = el("button", { type: "button", class: "button secondary small attach-button", "aria-label": strings.attach, title: strings.attach, text: "📎", onclick: () => this.picker.click() });
+    this.button = el("button", { type: "button", class: "button secondary small attach-button", "aria-label": strings.attach, title: strings.attach, text: `+ ${strings.file}`, onclick: () => this.picker.click() });
     form.prepend(this.bar);
     form.append(this.picker);
     const row = form.querySelector(".composer-row");
@@ -179,10 +179,11 @@ export class RichComposer {
 
 let openPicker = null; // the message whose emoji picker is open (survives re-renders)
 
-function quoteNode(q, S, onJump) {
+function quoteNode(q, S, ctx) {
   const text = q.deleted ? S.deleted : q.body || kindLabel(q.attachment_kind, S);
-  return el("button", { type: "button", class: "bubble-quote", title: S.jumpToOriginal, "aria-label": `${S.jumpToOriginal}: ${text}`, onclick: () => onJump(q.id) },
-    el("strong", { class: "small", text: q.author_name || "" }),
+  const name = q.author_kind === ctx.selfKind ? S.you : q.author_name || "";
+  return el("button", { type: "button", class: "bubble-quote", title: S.jumpToOriginal, "aria-label": `${S.jumpToOriginal}: ${text}`, onclick: () => ctx.onJump(q.id) },
+    el("strong", { class: "small", text: name }),
     el("span", { class: "small quote-text", text }));
 }
 
@@ -234,16 +235,16 @@ function reactionsNode(m, me, S, onReact) {
   }, emoji, g.names.length > 1 ? el("span", { class: "small", text: ` ${g.names.length}` }) : null)));
 }
 
-// ctx: { S, me (reaction key), mine (bool: this viewer sent it), canChoose, chosen, onReply,
+// ctx: { S, me (reaction key), selfKind ("customer" on the chat page: quotes of them say "You"), mine (bool: this viewer sent it), canChoose, chosen, onReply,
 // onReact, onEdit, onDelete, onChoose, onJump, rerender }
 export function richParts(m, ctx) {
   const { S } = ctx;
   const parts = { quote: null, media: [], interactive: null, footer: [] };
-  if (m.reply_to && !m.choice_id) parts.quote = quoteNode(m.reply_to, S, ctx.onJump);
+  if (m.reply_to && !m.choice_id) parts.quote = quoteNode(m.reply_to, S, ctx);
   if (m.deleted_at) return parts;
   parts.media = (m.attachments || []).map((a) => attachmentNode(a, S));
   if (m.interactive) parts.interactive = interactiveNode(m, S, ctx.canChoose, ctx.onChoose, ctx.chosen);
-  if (m.choice_id && m.reply_to) parts.quote = quoteNode(m.reply_to, S, ctx.onJump);
+  if (m.choice_id && m.reply_to) parts.quote = quoteNode(m.reply_to, S, ctx);
   if (m.reactions?.length) parts.footer.push(reactionsNode(m, ctx.me, S, ctx.onReact));
   if (!m.id) return parts; // still sending
   const actions = el("div", { class: "bubble-actions" });

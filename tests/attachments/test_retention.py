@@ -83,3 +83,26 @@ def test_the_daily_job_removes_expired_files_and_leaves_a_placeholder(live_db: W
             RetentionPolicy.objects.filter(pk=1).delete()
         with tenant_context(live_db.business_b):
             Attachment.objects.filter(pk=b_file.pk).delete()
+
+
+def test_owners_set_it_on_the_privacy_page(world: World) -> None:
+    from tests.conftest import business_client
+
+    owner = business_client(world.business_a, world.owner_a)
+    page = owner.get("/privacy/").content.decode()
+    assert 'action="/attachments/retention/"' in page and 'value="365"' in page
+    assert owner.post("/attachments/retention/", {"days": "90"}).status_code == 302
+    assert 'value="90"' in owner.get("/privacy/").content.decode()
+    assert (
+        business_client(world.business_a, world.agent_a).post("/attachments/retention/", {"days": "1"}).status_code
+        == 403
+    )
+    assert (
+        business_client(world.business_a, world.owner_b).post("/attachments/retention/", {"days": "1"}).status_code
+        == 403
+    )
+    with tenant_context(world.business_a):
+        assert retention_days() == 90
+    owner.post("/attachments/retention/", {"days": "0"})
+    with tenant_context(world.business_a):
+        assert retention_days() == 90  # refused with a message, nothing changed
