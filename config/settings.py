@@ -157,6 +157,7 @@ TENANT_APPS = [
     "messaging",
     "notifications",
     "attachments",
+    "assignment",
 ]
 INSTALLED_APPS = ["daphne"] + SHARED_APPS + [a for a in TENANT_APPS if a not in SHARED_APPS]
 

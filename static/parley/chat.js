@@ -4,6 +4,7 @@ import {
   timeLabel,
 } from "./realtime.js";
 import { RichComposer, applyRichFrame, bodyNodes, choices, editedMark, jumpTo, richParts } from "./rich.js";
+import { QueueLine } from "./chat_queue.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const S = config.strings;
@@ -15,6 +16,7 @@ const typingLine = document.getElementById("chat-typing");
 const verifiedLine = document.getElementById("chat-verified");
 const connStatus = document.getElementById("conn-status");
 const announcer = document.getElementById("thread-announce");
+const queueLine = new QueueLine(document.getElementById("chat-queue"), config);
 
 const messages = new Map(); // message id -> payload
 const pending = new Map(); // client_msg_id -> payload (not yet accepted)
@@ -133,12 +135,15 @@ function onFrame(frame) {
     case "message.accepted": {
       const p = pending.get(frame.client_msg_id);
       if (p) { p.accepted = true; }
+      queueLine.refresh();
       break;
     }
     case "message.edited":
     case "message.deleted":
     case "reaction.set":
       if (applyRichFrame(frame, messages)) render();
+    case "queue":
+      queueLine.update(frame);
       break;
     case "typing":
       if (frame.who === "agent") {

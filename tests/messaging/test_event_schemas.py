@@ -14,6 +14,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django_tenants.utils import tenant_context
 
+from assignment import services as assignment_services
 from attachments.services import attachment_upload
 from messaging import events, services
 from messaging.models import Event
@@ -54,6 +55,8 @@ def _check(value: Any, shape: Any, path: str) -> list[str]:
         return [] if ok else [f"{path}: expected an integer, got {value!r}"]
     if shape is str:
         return [] if isinstance(value, str) else [f"{path}: expected a string, got {value!r}"]
+    if shape is bool:
+        return [] if isinstance(value, bool) else [f"{path}: expected true or false, got {value!r}"]
     raise AssertionError(f"no check for {shape}")
 
 
@@ -130,6 +133,9 @@ def test_every_frame_the_services_emit_has_its_declared_shape(world: World, monk
         services.message_edit(business=business, message_id=asked.pk, body="Rebook now?", user=agent)
         services.message_delete(business=business, message_id=photo.pk, customer=customer)
         services.conversation_assign(**common, assignee_id=None)
+        # issue 12: assignment and lifecycle changes are narrated (conversation.activity).
+        services.conversation_assign(**common, assignee_id=agent.pk, note="")
+        assignment_services.conversation_snooze(**common, until=None)
         services.conversation_set_status(**common, status="resolved")
         services.contact_update(
             business=business, user=agent, contact_id=first.message.conversation.contact_id, name="N", notes=""
@@ -147,6 +153,7 @@ def test_every_frame_the_services_emit_has_its_declared_shape(world: World, monk
         events.MESSAGE_EDITED,
         events.MESSAGE_DELETED,
         events.REACTION_SET,
+        events.CONVERSATION_ACTIVITY,
     }
     updates = [text for _batch, customer_updates in published for _cid, text in customer_updates]
     assert updates

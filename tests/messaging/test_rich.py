@@ -182,7 +182,7 @@ def test_interactive_shapes_are_checked(world: World) -> None:
         for bad in (
             {"type": "buttons", "options": ["a", "b", "c", "d"]},  # more than three buttons
             {"type": "list", "options": [f"o{n}" for n in range(11)]},  # more than ten rows
-            {"type": "buttons", "options": [{"title": "x" * 21}]},  # title too long
+            {"type": "buttons", "options": [{"title": "x" * 26}]},  # title too long
             {"type": "buttons", "options": [{"id": "a", "title": "A"}, {"id": "a", "title": "B"}]},  # ids repeat
             {"type": "carousel", "options": ["a"]},
         ):
