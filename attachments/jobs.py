@@ -8,6 +8,7 @@ from django_tenants.utils import schema_context
 from procrastinate.contrib.django import app
 
 from attachments.services import attachments_expire
+from config.jobs import defer_job
 from tenancy.models import PUBLIC_SCHEMA, Business
 
 logger = logging.getLogger("parley.attachments")
@@ -26,4 +27,9 @@ def expire_attachments(schema_name: str) -> int:
 @app.task(name="attachments.expire_all", queue="attachments")
 def expire_all_attachments(timestamp: int) -> None:
     for schema_name in Business.objects.exclude(schema_name=PUBLIC_SCHEMA).values_list("schema_name", flat=True):
-        expire_attachments.configure(queueing_lock=f"attachments-expire:{schema_name}").defer(schema_name=schema_name)
+        defer_job(
+            expire_attachments.name,
+            queueing_lock=f"attachments-expire:{schema_name}",
+            skip_if_queued=True,
+            schema_name=schema_name,
+        )

@@ -93,6 +93,9 @@ def _rich_strings() -> dict[str, str]:
         "open": _("Open %(name)s"),
         "chose": _("Chose: %(title)s"),
         "reactedWith": _("%(names)s reacted with %(emoji)s"),
+        "addButtons": _("Buttons"),
+        "quickReplies": _("Quick-reply buttons the customer can tap"),
+        "buttonLabel": _("Button %(n)s"),
     }
 
 

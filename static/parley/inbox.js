@@ -4,7 +4,7 @@ import {
   AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
   timeLabel,
 } from "./realtime.js";
-import { RichComposer, applyRichFrame, bodyNodes, choices, editedMark, jumpTo, richParts } from "./rich.js";
+import { ButtonsEditor, RichComposer, applyRichFrame, bodyNodes, choices, editedMark, jumpTo, richParts } from "./rich.js";
 import { PagedList } from "./inbox_list.js";
 import { activityLine, confirmTakeover, renderTeam, snoozeControl, statusControl } from "./inbox_assignment.js";
 
@@ -455,6 +455,7 @@ const socket = new ResumingSocket(config.urls.socket, {
 const composer = new RichComposer({
   form, input, uploadUrl: config.urls.upload, strings: S, fields: () => ({ conversation_id: current }), dropTarget: thread.parentElement,
 });
+const buttons = new ButtonsEditor({ form, strings: S });
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -470,10 +471,14 @@ form.addEventListener("submit", (event) => {
   if (composer.uploading || (!body && !extras.attachment_id)) return;
   errorBox.hidden = true;
   const kind = noteBox.checked ? "note" : "text";
+  const interactive = kind === "text" ? buttons.value() : undefined;
+  if (interactive) extras.interactive = interactive;
   const m = { client_msg_id: newClientMsgId(), conversation_id: current, body, kind, direction: kind === "note" ? "internal" : "out", author_name: config.me.name, author_id: config.me.id, created_at: new Date().toISOString(), extras, ...composer.preview() };
+  if (interactive) m.interactive = interactive;
   pending.set(m.client_msg_id, m);
   input.value = "";
   composer.clear();
+  buttons.clear();
   renderThread();
   thread.scrollTop = thread.scrollHeight;
   socket.send(sendFrame(m), { queue: false });

@@ -317,3 +317,40 @@ export function jumpTo(thread, id) {
   node.focus({ preventScroll: true });
   setTimeout(() => node.classList.remove("jumped"), 1600);
 }
+
+// --- agents: quick-reply buttons on a reply (inbox) -----------------------------------------
+
+// A "Buttons" toggle in the composer: up to three labels sent as quick-reply buttons the
+// customer taps (their tap comes back as a message linked to the choice).
+export class ButtonsEditor {
+  constructor({ form, strings }) {
+    this.S = strings;
+    this.open = false;
+    this.inputs = [1, 2, 3].map((n) => el("input", { type: "text", maxlength: "25", class: "button-label", "aria-label": format(strings.buttonLabel, { n }), placeholder: format(strings.buttonLabel, { n }) }));
+    this.box = el("fieldset", { class: "buttons-editor", hidden: true }, el("legend", { class: "small", text: strings.quickReplies }), ...this.inputs);
+    this.toggle = el("button", { type: "button", class: "button secondary small", "aria-expanded": "false", text: strings.addButtons, onclick: () => this.setOpen(!this.open) });
+    form.querySelector(".composer-extras")?.after(this.box);
+    const row = form.querySelector(".composer-row");
+    (row || form).querySelector(".attach-button")?.after(this.toggle);
+  }
+
+  setOpen(open) {
+    this.open = open;
+    this.box.hidden = !open;
+    this.toggle.setAttribute("aria-expanded", String(open));
+    if (open) this.inputs[0].focus();
+  }
+
+  // The frame's `interactive`, or undefined when no label is filled in.
+  value() {
+    if (!this.open) return undefined;
+    const labels = this.inputs.map((i) => i.value.trim()).filter(Boolean);
+    if (!labels.length) return undefined;
+    return { type: "buttons", options: labels.map((title, index) => ({ id: `b${index + 1}`, title })) };
+  }
+
+  clear() {
+    this.inputs.forEach((i) => { i.value = ""; });
+    this.setOpen(false);
+  }
+}

@@ -120,3 +120,37 @@ def test_photo_reply_with_pdf_and_reaction_live_and_after_reload(
     finally:
         customer_context.close()
         agent_context.close()
+
+
+@pytest.mark.browser
+def test_agent_sends_buttons_and_the_customer_taps_one(
+    live_db: World, live_server_process: LiveServer, browser: Any
+) -> None:
+    customer = make_customer(unique("Tipp "))
+    with tenant_context(live_db.business_a):
+        first = message_send_customer(business=live_db.business_a, customer=customer, body="My flight was cancelled.")
+    customer_context, customer_page = signed_in_page(browser, session_key(customer=customer))
+    agent_context, agent_page = signed_in_page(browser, session_key(user=live_db.agent_a))
+    try:
+        agent_page.goto(
+            live_server_process.business_url(live_db.business_a, f"/inbox/#c{first.message.conversation_id}")
+        )
+        agent_page.locator(".bubble.theirs", has_text="cancelled").wait_for()
+        customer_page.goto(live_server_process.business_url(live_db.business_a, "/chat/"))
+        agent_page.get_by_role("button", name="Buttons").click()
+        agent_page.get_by_label("Button 1", exact=True).fill("Rebook")
+        agent_page.get_by_label("Button 2", exact=True).fill("Refund")
+        agent_page.get_by_role("textbox", name="Message").fill("What would you like to do?")
+        agent_page.get_by_role("button", name="Send").click()
+        asked = customer_page.locator(".bubble.theirs", has_text="What would you like to do?")
+        asked.get_by_role("button", name="Refund").click()
+        # The tap is a message of the customer's, linked to the question; the agent sees it live.
+        expect(agent_page.locator(".bubble.theirs", has_text="Refund").locator(".bubble-quote")).to_contain_text(
+            "What would you like"
+        )
+        expect(asked.get_by_role("button", name="Rebook")).to_be_disabled()  # one answer per question
+        agent_page.reload()
+        expect(agent_page.locator(".bubble.mine", has_text="What would you like").locator(".choice")).to_have_count(2)
+    finally:
+        customer_context.close()
+        agent_context.close()
