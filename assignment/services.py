@@ -473,20 +473,41 @@ def assignment_settings_update(*, business: Business, user: User, values: dict[s
 # --- a customer wrote (called by messaging after the send committed) --------------------------
 
 
-def after_customer_message(*, business: Business, conversation: Conversation, sent_at: datetime) -> None:
-    """Outside business hours the customer gets the away message once per closed period; a
-    conversation that just entered the queue is served (and the customers in line told)."""
-    settings = selectors.assignment_settings_cached()
-    if settings.hours_enabled and settings.away_message.strip():
-        since = hours.closed_since(settings, sent_at)
-        if since is not None and (conversation.away_sent_at is None or conversation.away_sent_at < since):
-            _send_away(business=business, conversation=conversation, since=since, body=settings.away_message)
-    just_queued = (
+def _just_queued(conversation: Conversation, sent_at: datetime) -> bool:
+    return (
         conversation.status == Conversation.Status.OPEN
         and conversation.assignee_id is None
         and conversation.queued_at == sent_at
     )
-    if just_queued:
+
+
+def _away_due(settings: AssignmentSettings, conversation: Conversation, sent_at: datetime) -> datetime | None:
+    """The start of the closed period if the away message is due for this message."""
+    if not (settings.hours_enabled and settings.away_message.strip()):
+        return None
+    since = hours.closed_since(settings, sent_at)
+    if since is not None and (conversation.away_sent_at is None or conversation.away_sent_at < since):
+        return since
+    return None
+
+
+def after_customer_message_needed(*, schema_name: str, conversation: Conversation, sent_at: datetime) -> bool:
+    """Whether `after_customer_message` has anything to do, decided without the database (the
+    websocket path asks on the event loop; most messages go into conversations already held)."""
+    if _just_queued(conversation, sent_at):
+        return True
+    settings = selectors.assignment_settings_peek(schema_name)
+    return settings is None or _away_due(settings, conversation, sent_at) is not None
+
+
+def after_customer_message(*, business: Business, conversation: Conversation, sent_at: datetime) -> None:
+    """Outside business hours the customer gets the away message once per closed period; a
+    conversation that just entered the queue is served (and the customers in line told)."""
+    settings = selectors.assignment_settings_cached()
+    since = _away_due(settings, conversation, sent_at)
+    if since is not None:
+        _send_away(business=business, conversation=conversation, since=since, body=settings.away_message)
+    if _just_queued(conversation, sent_at):
         assigned = queue_drain(business=business) if settings.auto_assign else []
         if not assigned:
             publish_queue(business=business, assigned=[])

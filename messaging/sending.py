@@ -71,10 +71,13 @@ class SendRequest:
     conversation_id: int | None = None  # agent sends
     template_name: str = ""
     category: str = ""
-    # Collision guard (agent replies): whether the agent confirmed replying into a conversation
-    # another agent holds, and whether only the assignee may reply (assignment settings).
+    # Agent sends from a websocket: the writer checks the seat, one query for the whole group,
+    # instead of a database round trip per send before it joins the group.
+    member_unchecked: bool = False
+    # Collision guard (agent replies): the agent confirmed replying into a conversation another
+    # agent holds; and their role when the check read it ("": the writer reads it with the seat).
     takeover: bool = False
-    assignee_only: bool = False
+    agent_role: str = ""
 
 
 # --- checks (no transaction, no lock: run before a request joins a group) ---------------------
@@ -131,18 +134,21 @@ def check_agent_send(
     client_msg_id: Any = "",
     kind: str = Message.Kind.TEXT,
     takeover: bool = False,
+    defer_membership: bool = False,
 ) -> SendRequest:
-    """An agent replies (inside the service window) or leaves an internal note (never sent)."""
-    from assignment.selectors import assignment_settings_cached  # assignment builds on messaging
-
+    """An agent replies (inside the service window) or leaves an internal note (never sent).
+    `takeover`: confirmed, into a conversation another agent holds (the collision guard).
+    `defer_membership`: no query here (a websocket's event loop); the writer checks the seat."""
     if kind not in (Message.Kind.TEXT, Message.Kind.NOTE):
         raise MessagingError(MessagingErrorCode.INVALID, _("Unknown message kind."))
     client_msg_id = clean_client_msg_id(client_msg_id)
-    role = Membership.objects.filter(business_id=business.pk, user_id=user.pk).values_list("role", flat=True).first()
-    if role is None:
-        raise not_found()
-    # Owners and admins may always take over (with confirmation); agents only if the business allows it.
-    assignee_only = role == Membership.Role.AGENT and assignment_settings_cached().only_assignee_replies
+    role = ""
+    if not defer_membership:
+        # The seat check reads the role too: the collision guard's "only the assignee" needs it.
+        seat = Membership.objects.filter(business_id=business.pk, user_id=user.pk).values_list("role", flat=True)
+        role = seat.first() or ""
+        if not role:
+            raise not_found()
     pk = conversation_pk(conversation_id)
     return SendRequest(
         origin=AGENT,
@@ -153,8 +159,9 @@ def check_agent_send(
         kind=kind,
         user=user,
         conversation_id=pk,
+        member_unchecked=defer_membership,
         takeover=takeover is True,
-        assignee_only=assignee_only,
+        agent_role=role,
     )
 
 
@@ -461,14 +468,17 @@ def _customer_wakes(conversation: Conversation, now: datetime) -> None:
         conversation.queued_at = now
 
 
-def _held_by_other(request: SendRequest, conversation: Conversation) -> MessagingError | None:
+def _held_by_other(request: SendRequest, conversation: Conversation, role: str) -> MessagingError | None:
     """The collision guard: a reply into a conversation another agent holds is refused unless
-    the agent confirmed it (a soft lock), or always when only the assignee may reply."""
+    the agent confirmed it (a soft lock), or always when only the assignee may reply (for agents;
+    owners and admins may take over). The settings come from a per-process cache (no query)."""
+    from assignment.selectors import assignment_settings_cached  # assignment builds on messaging
+
     assignee = conversation.assignee
     if assignee is None or request.user is None or assignee.pk == request.user.pk:
         return None
     name = assignee.get_short_name()
-    if request.assignee_only:
+    if role == Membership.Role.AGENT and assignment_settings_cached().only_assignee_replies:
         return MessagingError(
             MessagingErrorCode.ASSIGNEE_ONLY,
             _("Only %(name)s, who is assigned to this conversation, may reply.") % {"name": name},
@@ -481,14 +491,14 @@ def _held_by_other(request: SendRequest, conversation: Conversation) -> Messagin
     return None
 
 
-def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: set[int]) -> Message:
+def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: set[int], role: str) -> Message:
     conversation = thread.conversation
     customer_id = conversation.contact.customer_id
     if request.kind == Message.Kind.NOTE:
         message = _new_message(request, thread, Message.Direction.INTERNAL)
         _add_message_events(group, thread, message, Event.Audience.AGENTS, customer_id)
         return message
-    held = _held_by_other(request, conversation)
+    held = _held_by_other(request, conversation, role)
     if held is not None:
         raise held
     if customer_id in blocked:
@@ -662,8 +672,21 @@ def do_send_messages(*, business: Business, requests: Sequence[SendRequest]) -> 
 def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResult | MessagingError]:
     group = _Group(business=business, now=timezone.now())
     outcomes: list[SendResult | MessagingError | None] = [None] * len(requests)
-    refusal = _business_refusal(business, initiating=any(r.origin == TEMPLATE for r in requests))
-    by_id, by_customer, blocked = _lock_conversations(group, requests, refusal)
+    unchecked = {r.user.pk for r in requests if r.member_unchecked and r.user is not None}
+    roles: dict[int, str] = {}
+    if unchecked:
+        roles = dict(
+            Membership.objects.filter(business_id=business.pk, user_id__in=unchecked).values_list("user_id", "role")
+        )
+        members = set(roles)
+        for index, request in enumerate(requests):
+            if request.member_unchecked and (request.user is None or request.user.pk not in members):
+                outcomes[index] = not_found()  # no seat (any more): as for a conversation not theirs
+    active = [r for index, r in enumerate(requests) if outcomes[index] is None]
+    if not active:
+        return [o for o in outcomes if o is not None]
+    refusal = _business_refusal(business, initiating=any(r.origin == TEMPLATE for r in active))
+    by_id, by_customer, blocked = _lock_conversations(group, active, refusal)
 
     def thread_of(request: SendRequest) -> _Thread | None:
         if request.conversation_id is not None:
@@ -672,14 +695,16 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
         return by_customer.get(request.customer.pk)
 
     keys = []
-    for request in requests:
+    for request in active:
         thread = thread_of(request)
         if thread is not None and request.client_msg_id:
             keys.append((thread.conversation.pk, request.author_key, request.client_msg_id))
     existing = _existing_messages(keys)
-    opted_out = _opted_out(business, requests)
+    opted_out = _opted_out(business, active)
 
     for index, request in enumerate(requests):
+        if outcomes[index] is not None:
+            continue
         thread = thread_of(request)
         if thread is None:
             if request.origin in (AGENT, SYSTEM):
@@ -702,7 +727,8 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
                     raise _blocked_by_customer()
                 message = _customer_send(group, request, thread)
             elif request.origin == AGENT:
-                message = _agent_send(group, request, thread, blocked)
+                role = request.agent_role or (roles.get(request.user.pk, "") if request.user else "")
+                message = _agent_send(group, request, thread, blocked, role)
             elif request.origin == SYSTEM:
                 message = _system_send(group, request, thread, blocked)
             else:
@@ -758,11 +784,7 @@ def _flush(group: _Group) -> None:
     numbered: list[tuple[int, _Pending, int, int]] = []
     for offset, pending in enumerate(group.pending):
         event_id = first + offset
-        conversation = pending.thread.conversation
-        prev_public, prev_event = conversation.last_public_event_id, conversation.last_event_id
-        conversation.last_event_id = event_id
-        if pending.audience == Event.Audience.EVERYONE:
-            conversation.last_public_event_id = event_id
+        prev_public, prev_event = events.chain_event(pending.thread.conversation, event_id, pending.audience)
         if pending.message is not None:
             message = pending.message
             message.event_id, message.pk = event_id, inserted[event_id]

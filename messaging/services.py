@@ -10,6 +10,8 @@ unpaid bills) and billing are decided there, per message.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,11 +21,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
-from customers.services import consent_handle_keyword
+from assignment import services as assignment_services
+from assignment.services import after_customer_message, after_customer_message_needed
+from customers.services import consent_handle_keyword, is_stop_keyword
 from directory.services import customer_thread_touch
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
-from messaging.group_commit import send_message
+from messaging.group_commit import send_message, send_message_live
 from messaging.ids import client_int, conversation_pk
 from messaging.models import AgentPresence, Contact, Conversation, Event, Message
 from messaging.payloads import conversation_payload
@@ -36,7 +40,10 @@ from messaging.sending import (
     check_template_send,
     without_nul,
 )
+from tenancy.db import run_in_schema
 from tenancy.models import Business
+
+logger = logging.getLogger("parley.messaging")
 
 # Consumers and views import these from here.
 __all__ = ["MAX_BODY", "MessagingError", "MessagingErrorCode", "SendResult"]
@@ -82,10 +89,7 @@ class _Stream:
         for offset, (type, audience, build) in enumerate(self.pending):
             event_id = first + offset
             data = build(event_id)
-            prev_public, prev_event = conversation.last_public_event_id, conversation.last_event_id
-            conversation.last_event_id = event_id
-            if audience == Event.Audience.EVERYONE:
-                conversation.last_public_event_id = event_id
+            prev_public, prev_event = events.chain_event(conversation, event_id, audience)
             stored.append(
                 events.append_event(
                     event_id=event_id,
@@ -138,8 +142,6 @@ def _announce_conversation(business: Business, conversation: Conversation) -> No
 
 def message_send_customer(*, business: Business, customer: Customer, body: Any, client_msg_id: Any = "") -> SendResult:
     """A customer writes to the business: opens or extends the 24-hour service window."""
-    from assignment.services import after_customer_message
-
     request = check_customer_send(customer=customer, body=body, client_msg_id=client_msg_id)
     result = send_message(business=business, request=request)
     # privacy (issue 14): a STOP / STOPP / ABMELDEN reply mutes marketing and queues a confirmation.
@@ -201,6 +203,76 @@ def message_send_template(
         client_msg_id=client_msg_id,
     )
     return send_message(business=business, request=request)
+
+
+# --- sending from a websocket (on the server's event loop) ---------------------------------------
+# The same checks and writer as above; the send waits for its group on the event loop instead
+# of holding a database thread, and the author's send limit is taken with the group.
+
+
+async def message_send_customer_live(
+    *, business: Business, customer: Customer, body: Any, client_msg_id: Any = ""
+) -> SendResult:
+    """`message_send_customer` for the customer's chat socket."""
+    request = check_customer_send(customer=customer, body=body, client_msg_id=client_msg_id)
+    result = await send_message_live(business=business, request=request, limit_key=request.author_key)
+    if not result.duplicate and is_stop_keyword(request.body):
+        await run_in_schema(
+            business.schema_name, consent_handle_keyword, business=business, customer=customer, body=request.body
+        )
+    # issue 12: the away message and serving a newly queued conversation, on a database thread
+    # only when there is something to do (decided from memory and the settings cache), and not
+    # waited for: the sender's ack does not wait for the queue (its page hears of it live).
+    if result.duplicate:  # a duplicate's message was read back without its conversation
+        return result
+    conversation, sent_at = result.message.conversation, result.message.created_at
+    if after_customer_message_needed(schema_name=business.schema_name, conversation=conversation, sent_at=sent_at):
+        task = asyncio.ensure_future(
+            run_in_schema(
+                business.schema_name,
+                after_customer_message,
+                business=business,
+                conversation=conversation,
+                sent_at=sent_at,
+            )
+        )
+        _background.add(task)
+        task.add_done_callback(_background_done)
+    return result
+
+
+_background: set[asyncio.Future[None]] = set()
+
+
+def _background_done(task: asyncio.Future[None]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # The periodic sweep serves the queue again within a minute.
+        logger.error("after a customer's message: %r", task.exception())
+
+
+async def message_send_agent_live(
+    *,
+    business: Business,
+    user: User,
+    conversation_id: Any,
+    body: Any,
+    client_msg_id: Any = "",
+    kind: str = Message.Kind.TEXT,
+    takeover: bool = False,
+) -> SendResult:
+    """`message_send_agent` for an agent's inbox socket (the seat is checked by the writer)."""
+    request = check_agent_send(
+        business=business,
+        user=user,
+        conversation_id=conversation_id,
+        body=body,
+        client_msg_id=client_msg_id,
+        kind=kind,
+        takeover=takeover,
+        defer_membership=True,
+    )
+    return await send_message_live(business=business, request=request, limit_key=request.author_key)
 
 
 # --- receipts -------------------------------------------------------------------------------
@@ -302,16 +374,16 @@ def conversation_assign(
     *, business: Business, user: User, conversation_id: Any, assignee_id: Any, note: Any = ""
 ) -> Conversation:
     """Claim, assign, transfer or unassign: assignment's rules (the queue, capacity, events)."""
-    from assignment.services import conversation_assign as assign
-
-    return assign(business=business, user=user, conversation_id=conversation_id, assignee_id=assignee_id, note=note)
+    return assignment_services.conversation_assign(
+        business=business, user=user, conversation_id=conversation_id, assignee_id=assignee_id, note=note
+    )
 
 
 def conversation_set_status(*, business: Business, user: User, conversation_id: Any, status: Any) -> Conversation:
     """Open, pending or resolved: assignment's lifecycle rules (snooze: assignment.services)."""
-    from assignment.services import conversation_set_status as set_status
-
-    return set_status(business=business, user=user, conversation_id=conversation_id, status=status)
+    return assignment_services.conversation_set_status(
+        business=business, user=user, conversation_id=conversation_id, status=status
+    )
 
 
 def contact_update(*, business: Business, user: User, contact_id: Any, name: str, notes: str) -> Contact:
