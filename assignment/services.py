@@ -32,6 +32,7 @@ from assignment import hours, selectors
 from assignment.errors import assignment_error
 from assignment.events import publish_agent_status, publish_queue
 from assignment.models import AgentStatus, AssignmentSettings
+from config.jobs import defer_job
 from messaging.announce import Change, conversations_announce
 from messaging.errors import MessagingError, not_found
 from messaging.group_commit import send_message
@@ -254,8 +255,6 @@ def conversation_set_status(*, business: Business, user: User, conversation_id: 
 def conversation_snooze(*, business: Business, user: User, conversation_id: Any, until: Any) -> Conversation:
     """Snooze until a time (a job wakes it then) or, with `until` None, until the customer writes
     (the send core wakes it). Either way a customer's message wakes it early."""
-    from assignment.jobs import wake
-
     _seat(business, user)
     if until is not None:
         if isinstance(until, str):
@@ -282,7 +281,9 @@ def conversation_snooze(*, business: Business, user: User, conversation_id: Any,
         conversations_announce(business=business, changes=[Change(conversation, "snoozed", user)])
         if until is not None:
             # Deferred with the snooze: committed together, or neither.
-            wake.configure(schedule_at=until).defer(schema_name=business.schema_name, conversation_id=conversation.pk)
+            defer_job(
+                "assignment.wake", schedule_at=until, schema_name=business.schema_name, conversation_id=conversation.pk
+            )
         publish_queue(business=business, assigned=[])
         _after_commit_drain(business)  # a snoozed conversation does not count against capacity
     return conversation
