@@ -4,10 +4,11 @@ conversations of one business — in one transaction.
 
 The writer's steps, each one statement for the whole group whatever its size:
 lock the conversations (creating missing ones) → dedupe by client_msg_id → per request, in
-order: refusals (block, 24-hour window, suspension, unpaid bills), then billing (one call per
-business message) → BusinessContact and CustomerThread upserts → event ids (the counter row,
-locked last) → INSERT messages → mark replied-to messages read → INSERT events → UPDATE the
-conversations → publish after commit.
+order: refusals (block, 24-hour window, suspension, unpaid bills) → billing, one call for every
+business message of the group (`billing.charges_for_messages`: a fixed handful of statements) →
+BusinessContact and CustomerThread upserts → event ids (the counter row, locked last) → INSERT
+messages → link per-message usage records to them → mark replied-to messages read → INSERT
+events → UPDATE the conversations → publish after commit.
 
 A refusal is that request's outcome (a `MessagingError`), never the group's: nothing of a
 refused request is written. A database error aborts the whole transaction and is raised; the
@@ -28,7 +29,13 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer, Membership, User
 from billing.models import CATEGORIES
-from billing.services import business_may_initiate, conversation_charge_for_message
+from billing.services import (
+    Charge,
+    ChargeRequest,
+    business_may_initiate,
+    charges_for_messages,
+    usage_records_link_messages,
+)
 from customers.models import Block
 from customers.selectors import customers_opted_out, customers_who_blocked
 from customers.services import customer_contacts_record
@@ -53,6 +60,9 @@ TEMPLATE = "template"
 class SendResult:
     message: Message
     duplicate: bool
+    # What this message was billed (business messages; None for customer messages, notes and
+    # duplicates): its usage record and whether this message pays it.
+    charge: Charge | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,11 @@ class SendRequest:
     # Agent sends from a websocket: the writer checks the seat, one query for the whole group,
     # instead of a database round trip per send before it joins the group.
     member_unchecked: bool = False
+
+    @property
+    def business_text(self) -> bool:
+        """Free text from the business to a customer named by number (the API), not by conversation."""
+        return self.origin == AGENT and self.conversation_id is None
 
 
 # --- checks (no transaction, no lock: run before a request joins a group) ---------------------
@@ -151,6 +166,31 @@ def check_agent_send(
     )
 
 
+def check_business_text_send(
+    *,
+    customer: Customer,
+    body: Any,
+    author_key: str,
+    author_kind: str = Message.Author.API,
+    author_user: User | None = None,
+    client_msg_id: Any = "",
+) -> SendRequest:
+    """Free text from the business to a customer named by number (the API's `text` send): a
+    service reply, so only inside the customer's 24-hour window (refused by the writer with
+    `window_closed` otherwise, and when the customer never wrote). Stored as kind text."""
+    client_msg_id = clean_client_msg_id(client_msg_id)
+    return SendRequest(
+        origin=AGENT,
+        author_key=author_key,
+        author_kind=author_kind,
+        body=clean_body(body),
+        client_msg_id=client_msg_id,
+        kind=Message.Kind.TEXT,
+        customer=customer,
+        user=author_user,
+    )
+
+
 def check_template_send(
     *,
     customer: Customer,
@@ -221,6 +261,10 @@ class _Group:
     touches: list[ThreadTouch] = field(default_factory=list)
     # (conversation, last inbound message to mark read) for agents' replies.
     marks: list[tuple[int, int | Message]] = field(default_factory=list)
+    # The group's business messages to bill (all at once, after the refusals), and then what
+    # each was billed, by id(message).
+    to_charge: list[tuple[Message, ChargeRequest]] = field(default_factory=list)
+    charges: dict[int, Charge] = field(default_factory=dict)
 
 
 def _locked(queryset: Any, business_id: int) -> list[Conversation]:
@@ -283,6 +327,8 @@ def _lock_conversations(
             and r.customer.pk in missing
             and r.customer.pk not in blocked
             and not (r.origin == TEMPLATE and refusal is not None)
+            # Free text needs an open window, which a customer without a conversation never has.
+            and not r.business_text
         }
         if wanted:
             _create_conversations(sorted(wanted), group.now)
@@ -393,15 +439,25 @@ def _add_message_events(group: _Group, thread: _Thread, message: Message, audien
     )
 
 
-def _charge(group: _Group, thread: _Thread, category: str) -> None:
+def _window_open(conversation: Conversation, now: datetime) -> bool:
+    return conversation.window_expires_at is not None and conversation.window_expires_at > now
+
+
+def _charge(group: _Group, thread: _Thread, category: str, message: Message) -> None:
+    """Bill this message with the group's others (billing.charges_for_messages, in _flush)."""
     customer = thread.conversation.contact.customer
-    conversation_charge_for_message(
-        business=group.business,
-        conversation_id=thread.conversation.pk,
-        customer_id=customer.pk,
-        customer_phone=customer.phone_number,
-        category=category,
-        sent_at=group.now,
+    group.to_charge.append(
+        (
+            message,
+            ChargeRequest(
+                conversation_id=thread.conversation.pk,
+                customer_id=customer.pk,
+                customer_phone=customer.phone_number,
+                category=category,
+                # As this message finds it (a customer message earlier in the group opens it).
+                service_window_open=_window_open(thread.conversation, group.now),
+            ),
+        )
     )
 
 
@@ -433,15 +489,17 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
         return message
     if customer_id in blocked:
         raise _blocked_for_business()
-    if conversation.window_expires_at is None or conversation.window_expires_at <= group.now:
+    if not _window_open(conversation, group.now):
         raise _window_closed()
-    _charge(group, thread, "service")
     message = _new_message(request, thread, Message.Direction.OUTBOUND)
+    _charge(group, thread, "service", message)
     conversation.last_message_at = group.now
     conversation.last_message_preview = request.body[:140]
-    # Replying is reading: the agent saw what they answer, and the customer's ticks say so.
-    conversation.unread_count = 0
-    if thread.inbound_unread and thread.last_inbound is not None:
+    # Replying is reading: the agent saw what they answer, and the customer's ticks say so. (A
+    # system's free text through the API is no person reading: the inbox keeps it unread.)
+    if request.user is not None:
+        conversation.unread_count = 0
+    if request.user is not None and thread.inbound_unread and thread.last_inbound is not None:
         up_to = thread.last_inbound
         group.marks.append((conversation.pk, up_to))
         group.pending.append(
@@ -486,8 +544,8 @@ def _template_send(
     if customer_id in opted_out:
         # The consent ledger (and the marketing mute) decide before anything is billed.
         raise MessagingError(MessagingErrorCode.OPTED_OUT, _("This customer has opted out of these messages."))
-    _charge(group, thread, request.category)
     message = _new_message(request, thread, Message.Direction.OUTBOUND)
+    _charge(group, thread, request.category, message)
     conversation.last_message_at = group.now
     conversation.last_message_preview = request.body[:140]
     thread.changed = True
@@ -606,7 +664,10 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
             continue
         thread = thread_of(request)
         if thread is None:
-            if request.origin == AGENT:
+            if request.business_text:
+                assert request.customer is not None
+                outcomes[index] = _blocked_for_business() if request.customer.pk in blocked else _window_closed()
+            elif request.origin == AGENT:
                 outcomes[index] = not_found()
             elif request.origin == CUSTOMER:
                 outcomes[index] = _blocked_by_customer()
@@ -640,6 +701,9 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
 
     if group.messages:
         _flush(group)
+        for outcome in outcomes:
+            if isinstance(outcome, SendResult) and not outcome.duplicate:
+                outcome.charge = group.charges.get(id(outcome.message))
     return [o for o in outcomes if o is not None]
 
 
@@ -666,6 +730,12 @@ def _message_row(message: Message, now: datetime) -> list[Any]:
 
 def _flush(group: _Group) -> None:
     business = group.business
+    if group.to_charge:
+        charges = charges_for_messages(
+            business=business, requests=[request for _m, request in group.to_charge], sent_at=group.now
+        )
+        for (charged, _request), outcome in zip(group.to_charge, charges, strict=True):
+            group.charges[id(charged)] = outcome
     customer_contacts_record(business_id=business.pk, customer_ids=group.contacts, at=group.now)
     states: dict[int, ThreadState] = customer_threads_touch(business_id=business.pk, touches=group.touches)
     # Every other lock is held: now the counter row, which orders commits by event id, taken
@@ -687,6 +757,16 @@ def _flush(group: _Group) -> None:
             message._state.adding, message._state.db = False, connection.alias
         numbered.append((event_id, pending, prev_public, prev_event))
     _mark_read(group.marks, group.now)
+    usage_records_link_messages(
+        links=[
+            (str(charge.record.pk), message.pk)
+            for message in group.messages
+            if (charge := group.charges.get(id(message))) is not None
+            and charge.record is not None
+            and charge.opened
+            and charge.record.unit == "message"
+        ]
+    )
     stored = [
         events.StoredEvent(
             event_id,

@@ -31,6 +31,7 @@ from messaging.sending import (
     MAX_BODY,
     SendResult,
     check_agent_send,
+    check_business_text_send,
     check_customer_send,
     check_membership,
     check_template_send,
@@ -225,6 +226,29 @@ async def message_send_agent_live(
         defer_membership=True,
     )
     return await send_message_live(business=business, request=request, limit_key=request.author_key)
+
+
+def message_send_business_text(
+    *,
+    business: Business,
+    customer: Customer,
+    body: Any,
+    author_key: str,
+    author_kind: str = Message.Author.API,
+    author_user: User | None = None,
+    client_msg_id: Any = "",
+) -> SendResult:
+    """Free text from the business to a customer named by number (the API): a service reply,
+    only inside the customer's 24-hour window; stored as a text message."""
+    request = check_business_text_send(
+        customer=customer,
+        body=body,
+        author_key=author_key,
+        author_kind=author_kind,
+        author_user=author_user,
+        client_msg_id=client_msg_id,
+    )
+    return send_message(business=business, request=request)
 
 
 # --- receipts -------------------------------------------------------------------------------

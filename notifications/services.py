@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import time
@@ -19,7 +20,6 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
 from audit.services import audit_record
-from billing.models import UsageRecord
 from config.jobs import defer_job
 from notifications import limits
 from notifications.errors import ErrorCode, NotificationError
@@ -413,6 +413,46 @@ def consent_record_from_api(*, business: Business, to: Any, category: str, grant
     return customer
 
 
+def _failed(notification: Notification, code: str, reason: str) -> None:
+    """Mark a notification failed in memory (the caller saves it)."""
+    notification.status = Notification.Status.FAILED
+    notification.failure_code = code
+    notification.failure_reason = reason[:300]
+    notification.failed_at = timezone.now()
+
+
+_OUTCOME_COLUMNS = [
+    ("status", "varchar"),
+    ("failure_code", "varchar"),
+    ("failure_reason", "varchar"),
+    ("failed_at", "timestamptz"),
+    ("message_id", "bigint"),
+    ("sent_at", "timestamptz"),
+    ("price", "numeric"),
+    ("charged_per", "varchar"),
+]
+
+
+def _save_outcomes(notifications: list[Notification]) -> None:
+    """Write the delivery outcome of many notifications with one UPDATE (a save per row would
+    cost a round trip each, most of a batch job's time)."""
+    if not notifications:
+        return
+    row = "(%s::bigint, " + ", ".join(f"%s::{kind}" for _name, kind in _OUTCOME_COLUMNS) + ")"
+    params: list[Any] = []
+    for notification in notifications:
+        params.append(notification.pk)
+        params += [getattr(notification, name) for name, _kind in _OUTCOME_COLUMNS]
+    names = [name for name, _kind in _OUTCOME_COLUMNS]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Notification._meta.db_table} AS n SET "
+            + ", ".join(f"{name} = v.{name}" for name in names)
+            + f" FROM (VALUES {', '.join([row] * len(notifications))}) AS v(id, {', '.join(names)}) WHERE n.id = v.id",
+            params,
+        )
+
+
 def _fail(notification: Notification, code: str, reason: str) -> Notification:
     notification.status = Notification.Status.FAILED
     notification.failure_code = code
@@ -428,8 +468,7 @@ def notification_deliver(*, business: Business, notification: Notification) -> N
     business (tier, paused marketing) raise NotificationError: the caller decides whether that
     refuses the request (single send) or fails the notification (batch)."""
     from customers.selectors import customer_has_muted_marketing
-    from messaging.models import Conversation
-    from messaging.services import MessagingError, message_send_template
+    from messaging.services import MessagingError, message_send_business_text, message_send_template
 
     customer = Customer.objects.filter(phone_number=notification.to, verified_at__isnull=False).first()
     if customer is None:
@@ -442,46 +481,42 @@ def notification_deliver(*, business: Business, notification: Notification) -> N
         limits.tier_check(business=business, customer_id=customer.pk)
     if notification.category == Template.Category.MARKETING:
         limits.marketing_check(business=business)
-    if notification.template_id is None:
-        # Free text is a service reply: only inside the customer's 24-hour window.
-        window = (
-            Conversation.objects.filter(contact__customer=customer).values_list("window_expires_at", flat=True).first()
-        )
-        if window is None or window <= timezone.now():
-            return _fail(
-                notification,
-                "window_closed",
-                _("The customer's 24-hour service window is closed: send an approved template."),
-            )
-    started = timezone.now()
-    body = notification.text
-    if notification.template is not None:
-        body = template_render(template=notification.template, parameters=notification.parameters)
     try:
-        result = message_send_template(
-            business=business,
-            customer=customer,
-            template_name=notification.template_name,
-            body=body,
-            category=notification.category,
-            author_key=f"api:{notification.api_key_id or 0}",
-            client_msg_id=f"n{notification.pk}",
-        )
+        if notification.template is None:
+            # Free text is a service reply: the writer refuses it outside the 24-hour window.
+            result = message_send_business_text(
+                business=business,
+                customer=customer,
+                body=notification.text,
+                author_key=f"api:{notification.api_key_id or 0}",
+                client_msg_id=f"n{notification.pk}",
+            )
+        else:
+            result = message_send_template(
+                business=business,
+                customer=customer,
+                template_name=notification.template_name,
+                body=template_render(template=notification.template, parameters=notification.parameters),
+                category=notification.category,
+                author_key=f"api:{notification.api_key_id or 0}",
+                client_msg_id=f"n{notification.pk}",
+            )
     except MessagingError as error:
         return _fail(notification, error.code, error.message)
-    record = (
-        UsageRecord.objects.filter(
-            business_id=business.pk, customer_id=customer.pk, created_at__gte=started, voided_at__isnull=True
-        )
-        .order_by("created_at")
-        .first()
-    )
-    notification.price = record.unit_price if record is not None and not record.free else Decimal(0)
+    _priced(notification, result)
     notification.message = result.message
     notification.status = Notification.Status.SENT
     notification.sent_at = timezone.now()
-    notification.save(update_fields=["price", "message", "status", "sent_at"])
+    notification.save(update_fields=["price", "charged_per", "message", "status", "sent_at"])
     return notification
+
+
+def _priced(notification: Notification, result: Any) -> None:
+    """The price this message was charged, from the send core's outcome (a conversation is paid
+    by the message that opened it; per message, each template message pays its own)."""
+    charge = result.charge
+    notification.price = charge.price if charge is not None else Decimal(0)
+    notification.charged_per = charge.record.unit if charge is not None and charge.record is not None else ""
 
 
 def notification_send(*, business: Business, api_key: ApiKey | None, request: SendRequest) -> Notification:
@@ -507,7 +542,9 @@ def _accept(api_key: ApiKey | None, request: SendRequest, batch_id: Any = None) 
 
 
 MAX_BATCH = 1000
-BATCH_CHUNK = 100
+# Notifications per delivery job (and per send-core transaction): bigger spreads each group's
+# fixed cost thinner, smaller lets the first customers see theirs sooner (bench/notify.py).
+BATCH_CHUNK = int(os.environ.get("PARLEY_NOTIFY_CHUNK", "100"))
 DELIVER_JOB = "notifications.deliver"
 
 
@@ -614,15 +651,15 @@ def _deliver_chunk(business: Business, notification_ids: list[int]) -> int:
             customer = customers.get(notification.to)
             marketing = notification.category == Template.Category.MARKETING
             if customer is None:
-                _fail(notification, "not_a_customer", _("This number does not belong to a Parley customer."))
+                _failed(notification, "not_a_customer", _("This number does not belong to a Parley customer."))
             elif marketing and customer.pk in muted:
-                _fail(notification, "muted_marketing", _("The customer muted marketing messages from your business."))
+                _failed(notification, "muted_marketing", _("The customer muted marketing messages from your business."))
             elif marketing and quality == "red":
-                _fail(
+                _failed(
                     notification, ErrorCode.TEMPLATE_PAUSED, _("Marketing templates are paused (quality rating red).")
                 )
             elif not allowance.take(customer.pk):
-                _fail(notification, ErrorCode.TIER_LIMIT, allowance.message())
+                _failed(notification, ErrorCode.TIER_LIMIT, allowance.message())
             else:
                 assert notification.template is not None
                 request = check_template_send(
@@ -634,27 +671,16 @@ def _deliver_chunk(business: Business, notification_ids: list[int]) -> int:
                     client_msg_id=f"n{notification.pk}",
                 )
                 ready.append((notification, request))
-        started = timezone.now()
         outcomes = do_send_messages(business=business, requests=[r for _n, r in ready]) if ready else []
-        prices = dict(
-            UsageRecord.objects.filter(
-                business_id=business.pk,
-                customer_id__in=[r.customer.pk for _n, r in ready if r.customer is not None],
-                created_at__gte=started,
-                voided_at__isnull=True,
-                free=False,
-            ).values_list("customer_id", "unit_price")
-        )
         now = timezone.now()
-        for (notification, request), outcome in zip(ready, outcomes, strict=True):
+        for (notification, _request), outcome in zip(ready, outcomes, strict=True):
             if isinstance(outcome, MessagingError):
-                _fail(notification, str(outcome.code), outcome.message)
+                _failed(notification, str(outcome.code), outcome.message)
             elif isinstance(outcome, SendResult):
-                assert request.customer is not None
                 notification.message = outcome.message
                 notification.status = Notification.Status.SENT
                 notification.sent_at = now
-                # One conversation is charged once, to the first message that opened it.
-                notification.price = prices.pop(request.customer.pk, Decimal(0))
-                notification.save(update_fields=["message", "status", "sent_at", "price"])
+                _priced(notification, outcome)
+        # Every outcome of the chunk in one statement.
+        _save_outcomes(pending)
     return len(pending)
