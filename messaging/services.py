@@ -84,6 +84,8 @@ class _Stream:
     def commit(self) -> None:
         if not self.pending:
             return
+        # The counter row stays locked from here until commit: after it, one round trip
+        # (every event and the conversation's chain pointers together).
         first = events.allocate_event_ids(len(self.pending))
         stored: list[events.StoredEvent] = []
         conversation = self.conversation
@@ -92,19 +94,26 @@ class _Stream:
             data = build(event_id)
             prev_public, prev_event = events.chain_event(conversation, event_id, audience)
             stored.append(
-                events.append_event(
-                    event_id=event_id,
-                    type=type,
-                    conversation_id=conversation.pk,
-                    audience=audience,
-                    data=data,
-                    prev_public_id=prev_public,
-                    prev_event_id=prev_event,
-                    assignee_id=conversation.assignee_id,
+                events.StoredEvent(
+                    event_id,
+                    type,
+                    conversation.pk,
+                    audience,
+                    events.event_frame(event_id=event_id, type=type, data=data),
+                    prev_public,
+                    prev_event,
+                    conversation.assignee_id,
                 )
             )
-        Conversation.objects.filter(pk=conversation.pk).update(
-            last_public_event_id=conversation.last_public_event_id, last_event_id=conversation.last_event_id
+        events.execute_together(
+            [
+                (
+                    f"UPDATE {Conversation._meta.db_table} SET last_public_event_id = %s, last_event_id = %s "
+                    "WHERE id = %s",
+                    [conversation.last_public_event_id, conversation.last_event_id, conversation.pk],
+                ),
+                events.append_events_statement(stored),
+            ]
         )
         customer_frames = [
             (cid, events.dumps({"id": stored[-1].id, "type": events.THREAD_UPDATED, **data}))
