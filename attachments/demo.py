@@ -77,7 +77,7 @@ def suitcase_photo() -> bytes:
 
 
 def _thread(customer_id: int) -> Conversation | None:
-    return Conversation.objects.filter(contact__customer_id=customer_id).first()
+    return Conversation.objects.select_related("assignee").filter(contact__customer_id=customer_id).first()
 
 
 def seed(world: DemoWorld) -> None:
@@ -99,6 +99,8 @@ def seed(world: DemoWorld) -> None:
         # Sophie (flight AU 412): the agent quotes her question and sends her boarding pass.
         conversation = _thread(sophie.pk)
         if conversation is not None:
+            # Whoever holds the conversation answers (the collision guard asks anyone else).
+            replier = conversation.assignee or agent
             question = Message.objects.filter(conversation=conversation, body__startswith="Thanks. Will I").first()
             pdf = boarding_pass_pdf(
                 passenger=sophie.display_name or "Passenger",
@@ -110,14 +112,14 @@ def seed(world: DemoWorld) -> None:
             )
             boarding, _created = attachment_upload(
                 business=airline,
-                uploader_key=f"user:{agent.pk}",
+                uploader_key=f"user:{replier.pk}",
                 file=SimpleUploadedFile("boarding-pass-AU412.pdf", pdf),
                 upload_key=MARKER,
                 conversation_id=conversation.pk,
             )
             reply = message_send_agent(
                 business=airline,
-                user=agent,
+                user=replier,
                 conversation_id=conversation.pk,
                 body="Here is your updated boarding pass for the new time.",
                 reply_to=question.pk if question else None,
@@ -128,6 +130,7 @@ def seed(world: DemoWorld) -> None:
         # Lukas (lost bag AU 207): he sends a photo of the damaged suitcase; the agent quotes it.
         conversation = _thread(lukas.pk)
         if conversation is not None:
+            replier = conversation.assignee or agent
             photo, _created = attachment_upload(
                 business=airline,
                 uploader_key=f"customer:{lukas.pk}",
@@ -143,14 +146,14 @@ def seed(world: DemoWorld) -> None:
             ).message
             answer = message_send_agent(
                 business=airline,
-                user=agent,
+                user=replier,
                 conversation_id=conversation.pk,
                 body="I'm sorry about that. I've opened damage report AU-DR-5521; we'll cover the repair.",
                 reply_to=sent.pk,
                 client_msg_id="demo-rich-3",
             ).message
             reaction_set(business=airline, message_id=answer.pk, emoji="👍", customer=lukas)
-            reaction_set(business=airline, message_id=sent.pk, emoji="😢", user=agent)
+            reaction_set(business=airline, message_id=sent.pk, emoji="😢", user=replier)
         # Noah: a cancelled flight, with Rebook / Refund / Talk to us; he taps Rebook.
         asked = message_send_template(
             business=airline,
