@@ -155,6 +155,8 @@ TENANT_APPS = [
     "django.contrib.contenttypes",
     "messaging",
     "notifications",
+    "collab",
+    "insights",
 ]
 INSTALLED_APPS = ["daphne"] + SHARED_APPS + [a for a in TENANT_APPS if a not in SHARED_APPS]
 

@@ -10,6 +10,7 @@ unpaid bills) and billing are decided there, per message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -159,7 +160,22 @@ def message_send_agent(
     request = check_agent_send(
         business=business, user=user, conversation_id=conversation_id, body=body, client_msg_id=client_msg_id, kind=kind
     )
-    return send_message(business=business, request=request)
+    result = send_message(business=business, request=request)
+    if request.kind == Message.Kind.NOTE and not result.duplicate:
+        for listener in _note_listeners:
+            listener(business=business, author=user, message=result.message)
+    return result
+
+
+# Apps that act on a committed internal note (collab: @mentions notify the agents named)
+# register here from their AppConfig.ready(): messaging knows none of them.
+NoteListener = Callable[..., Any]  # (*, business, author, message) -> Any
+_note_listeners: list[NoteListener] = []
+
+
+def on_note_created(listener: NoteListener) -> None:
+    if listener not in _note_listeners:
+        _note_listeners.append(listener)
 
 
 def message_send_template(

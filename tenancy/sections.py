@@ -30,6 +30,13 @@ SECTIONS = [
         _("Conversations with your customers, live, for every agent on your team."),
     ),
     Section(
+        "reports",
+        "reports",
+        _("Reports"),
+        False,
+        _("How fast your team answers and resolves, per day, per agent and per label."),
+    ),
+    Section(
         "contacts",
         "contacts",
         _("Contacts"),
