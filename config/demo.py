@@ -9,7 +9,9 @@ from __future__ import annotations
 from django.db import transaction
 
 from billing import demo as billing_demo
+from collab import demo as collab_demo
 from customers import demo as customers_demo
+from insights import demo as insights_demo
 from messaging import demo as messaging_demo
 from notifications import demo as notifications_demo
 from tenancy.demo import DemoWorld, seed_foundation
@@ -22,6 +24,8 @@ def demo_seed() -> DemoWorld:
         world = seed_foundation()
         verification_demo.seed(world)
         messaging_demo.seed(world)
+        collab_demo.seed(world)  # the airline's busy inbox, after messaging's hand-written threads
+        insights_demo.seed(world)  # ratings of the conversations collab loaded
         billing_demo.seed(world)
         notifications_demo.seed(world)
         customers_demo.seed(world)  # after messaging: the privacy centre needs conversations

@@ -12,6 +12,10 @@ CREATE FUNCTION insights_cycle_on_messages() RETURNS trigger LANGUAGE plpgsql AS
 DECLARE
     r record;
 BEGIN
+    -- A bulk load of history (collab.bulk) sets this for its transaction and rebuilds cycles after.
+    IF current_setting('parley.bulk_load', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     FOR r IN
         SELECT conversation_id, direction, author_user_id, created_at FROM new_rows
         WHERE direction = 'in' OR (direction = 'out' AND author_kind = 'agent')
@@ -39,6 +43,9 @@ REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION insights_c
 
 CREATE FUNCTION insights_cycle_on_resolve() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF current_setting('parley.bulk_load', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     -- The services stamp updated_at with the application's clock; a bare UPDATE falls back to now().
     EXECUTE format(
         'UPDATE %I.insights_cycle SET resolved_at = GREATEST($2, started_at), resolver_id = $3 '

@@ -95,6 +95,7 @@ function renderList() {
     }));
   }
   renderCounts();
+  document.dispatchEvent(new CustomEvent("parley:list-rendered", { detail: { list } }));
 }
 
 function nameOf(id) {
@@ -147,6 +148,7 @@ function renderHeader() {
     el("p", { class: "small muted", text: c.assignee ? format(S.assignedTo, { name: c.assignee.name }) : S.unassignedLabel }),
     c.contact.notes ? el("p", { class: "small contact-notes", text: c.contact.notes }) : null,
   ].filter(Boolean));
+  document.dispatchEvent(new CustomEvent("parley:conversation-shown", { detail: c }));
 }
 
 function renderMessage(m) {
@@ -278,6 +280,8 @@ async function refreshList() {
 }
 
 function onFrame(frame) {
+  // Other modules (collab.js: mentions, labels) follow the socket's frames.
+  document.dispatchEvent(new CustomEvent("parley:inbox-frame", { detail: frame }));
   switch (frame.type) {
     case "conversations.updated": {
       // The list: the latest state of each conversation that changed (a few of these a second).
@@ -423,6 +427,9 @@ $("inbox-search").addEventListener("input", (event) => {
 });
 $("inbox-status").addEventListener("change", (event) => { statusFilter = event.target.value; renderList(); refreshList(); });
 document.addEventListener("visibilitychange", markRead);
+
+// Other modules open a conversation (a notification, a search result).
+document.addEventListener("parley:open-conversation", (event) => openConversation(event.detail.id));
 
 renderList();
 const hash = /^#c(\d+)$/.exec(location.hash);
