@@ -1,10 +1,19 @@
-"""Websocket close codes, declared once: the consumers and the tenant middleware close with
-them, and the pages hand them to the JS clients (`client_close_codes`) so a refusal that
-retrying cannot fix (not signed in, not allowed, no such business) stops the reconnect loop."""
+"""What the pages tell their websocket clients, declared once.
+
+Close codes: the consumers and the tenant middleware close with them, and the pages hand them to
+the JS clients (`client_close_codes`) so a refusal that retrying cannot fix (not signed in, not
+allowed, no such business) stops the reconnect loop. Paths: the routes are named in
+messaging/routing.py and reversed here (`socket_url`), so no client writes one down."""
 
 from __future__ import annotations
 
 from enum import IntEnum
+
+from django.urls import reverse
+
+# config/routing.py; imported by name when a path is reversed (it imports the consumers, which
+# import this module).
+WEBSOCKET_URLCONF = "config.routing"
 
 
 class CloseCode(IntEnum):
@@ -16,3 +25,8 @@ class CloseCode(IntEnum):
 def client_close_codes() -> dict[str, int]:
     """For a page's json_script config: the codes after which a client must not reconnect."""
     return {code.name.lower(): int(code) for code in CloseCode}
+
+
+def socket_url(name: str) -> str:
+    """The path of a named websocket route (messaging/routing.py), for a page's config."""
+    return reverse(name, urlconf=WEBSOCKET_URLCONF)

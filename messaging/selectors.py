@@ -102,6 +102,23 @@ def messages_page(
     return {"messages": [message_payload(m, contact_name=name) for m in rows], "has_more": has_more}
 
 
+def inbox_thread_page(*, conversation_id: Any, before: int | None = None) -> dict[str, Any]:
+    """An agent's page of a conversation (notes included), with the conversation itself: the
+    header needs it even when it is not in the loaded list (an old link)."""
+    conversation = conversation_for_agent(conversation_id=conversation_id)
+    page = messages_page(conversation=conversation, before=before, include_notes=True)
+    return {**page, "conversation": conversation_payload(conversation)}
+
+
+def chat_history_page(*, customer: Customer, before: int | None = None) -> dict[str, Any]:
+    """The customer's page of their conversation with this business (no notes); empty before
+    their first message."""
+    conversation = conversation_for_customer(customer=customer)
+    if conversation is None:
+        return {"messages": [], "has_more": False}
+    return messages_page(conversation=conversation, before=before, include_notes=False)
+
+
 def events_for_customer(*, conversation_id: int, after: int, limit: int = RESUME_LIMIT) -> list[tuple[int, str]]:
     return list(
         Event.objects.filter(conversation_id=conversation_id, audience=Event.Audience.EVERYONE, id__gt=after)
