@@ -39,6 +39,7 @@ def invalid(serializer: serializers.Serializer) -> Response:  # type: ignore[typ
 
 class CollabView(APIView):
     permission_classes = [IsMember]
+    schema = None  # the inbox's own JSON, not part of the public API's schema (/api/v1/schema/)
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, CollabError):

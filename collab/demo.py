@@ -340,7 +340,7 @@ def seed_busy_inbox(*, business: Business, agents: list[User], owner: User, coun
                     if direction == "in"
                     else f"user:{author.pk if author else 0}"
                 )
-                status = Message.Status.READ if direction != "internal" else Message.Status.SENT
+                message_status = Message.Status.READ if direction != "internal" else Message.Status.SENT
                 rows.append(
                     (
                         conversation.pk,
@@ -351,7 +351,7 @@ def seed_busy_inbox(*, business: Business, agents: list[User], owner: User, coun
                         kind,
                         body,
                         "",
-                        status,
+                        message_status,
                         "",
                         "",
                         event_id,
@@ -405,7 +405,7 @@ def seed_busy_inbox(*, business: Business, agents: list[User], owner: User, coun
             CustomerThread(
                 customer_id=conversation.contact.customer_id,
                 business_id=business.pk,
-                last_activity_at=conversation.last_message_at,
+                last_activity_at=conversation.last_message_at or now,
             )
             for conversation in conversations
         ],

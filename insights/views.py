@@ -104,6 +104,7 @@ class CsatView(APIView):
     Signed-in customers only (the customer session), for their own conversation in this business."""
 
     authentication_classes: list[Any] = []  # the customer session, not a staff login
+    schema = None  # the chat page's own JSON, not part of the public API
     permission_classes = [AllowAny]
 
     class Input(serializers.Serializer):  # type: ignore[type-arg]

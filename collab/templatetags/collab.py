@@ -19,7 +19,7 @@ def collab_config(context: dict[str, Any]) -> SafeString:
             "urls": {
                 "setup": reverse("collab_setup_api"),
                 "labels": reverse("collab_conversation_labels"),
-                "macro": "/inbox/api/macros/{id}/apply/",
+                "macro": reverse("collab_macro_apply", args=[0]).replace("/0/", "/{id}/"),
                 "notifications": reverse("collab_notifications"),
                 "search": reverse("collab_search"),
                 "sla": reverse("insights_sla"),
