@@ -10,6 +10,7 @@ from tenancy import views as tenancy_views
 
 urlpatterns = [
     path("", tenancy_views.tenant_root, name="dashboard"),
+    path("overview/live/", tenancy_views.dashboard_live, name="dashboard_live"),
     path("favicon.ico", config_views.favicon),
     path("team/", account_views.team, name="team"),
     path("team/<int:membership_id>/remove/", account_views.seat_remove_view, name="seat_remove"),

@@ -1,5 +1,5 @@
-"""The Overview's live figures (see tenancy.sections): open, waiting, median first response
-today, this month's cost."""
+"""The Overview (see tenancy.sections): the live strip (open, waiting, median first response
+today, this month's cost) and the Reports card (the last seven days)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from accounts.models import User
 from tenancy.models import Business
 
 
-def reports_figures(*, business: Business, user: User) -> list[str]:
-    from insights.selectors import overview_lines
+def live_strip(*, business: Business, user: User) -> list[tuple[str, str]]:
+    from insights.selectors import live_pairs
 
-    return overview_lines(business=business)
+    return live_pairs(business=business)
+
+
+def reports_figures(*, business: Business, user: User) -> list[str]:
+    from insights.selectors import reports_card_lines
+
+    return reports_card_lines(business=business)

@@ -97,15 +97,36 @@ def live_figures(*, business: Business) -> LiveFigures:
     )
 
 
-def overview_lines(*, business: Business) -> list[str]:
+def live_pairs(*, business: Business) -> list[tuple[str, str]]:
+    """The Overview's live strip: (label, value) of open, waiting, median first response today
+    and this month's cost."""
     figures = live_figures(business=business)
     return [
-        ngettext("%(n)s open conversation", "%(n)s open conversations", figures.open) % {"n": intcomma(figures.open)},
-        ngettext("%(n)s waiting for a reply", "%(n)s waiting for a reply", figures.waiting)
-        % {"n": intcomma(figures.waiting)},
-        _("Median first response today: %(t)s") % {"t": duration_text(figures.median_first_response_today)},
-        _("This month so far: €%(cost)s") % {"cost": floatformat(figures.month_cost, 2)},
+        (_("Open conversations"), intcomma(figures.open)),
+        (_("Waiting for a reply"), intcomma(figures.waiting)),
+        (_("Median first response today"), duration_text(figures.median_first_response_today)),
+        (_("This month's cost so far"), "€" + floatformat(figures.month_cost, 2)),
     ]
+
+
+def reports_card_lines(*, business: Business) -> list[str]:
+    """The Reports card: the last seven days at a glance."""
+    today = timezone.localdate()
+    week = report(business=business, start=today - timedelta(days=6), end=today)
+    lines = [
+        _("Last 7 days: %(new)s new, %(resolved)s resolved")
+        % {"new": intcomma(week.new), "resolved": intcomma(week.resolved)},
+        _("Median first response: %(t)s") % {"t": duration_text(week.median_first_response)},
+    ]
+    if week.csat_count:
+        lines.append(_("Rating: %(avg)s / 5") % {"avg": floatformat(week.csat_average, 1)})
+    breached = sla_breached_count()
+    if breached:
+        lines.append(
+            ngettext("%(n)s conversation past its SLA", "%(n)s conversations past their SLA", breached)
+            % {"n": intcomma(breached)}
+        )
+    return lines
 
 
 # --- the Reports page -----------------------------------------------------------------------

@@ -209,17 +209,29 @@ def test_csat_survey_after_resolve(world: World) -> None:
 
 def test_overview_shows_live_figures(world: World) -> None:
     with in_business(world.business_a):
+        before = dict(selectors.live_pairs(business=world.business_a))
         conversation = customer_writes(world.business_a, "Hi")
         with at(timezone.now() + timedelta(minutes=3)):
             agent_writes(world.business_a, world.agent_a, conversation, "Hello")
         customer_writes(world.business_a, "Unread")
-        lines = selectors.overview_lines(business=world.business_a)
-    assert lines[0].endswith("open conversations")
-    assert "waiting for a reply" in lines[1]
-    assert lines[2] == "Median first response today: 3 min" or lines[2].startswith("Median first response today")
-    assert lines[3].startswith("This month so far: €")
-    page = business_client(world.business_a, world.agent_a).get("/")
-    assert b"Median first response today" in page.content
+        figures = selectors.live_figures(business=world.business_a)
+        pairs = dict(selectors.live_pairs(business=world.business_a))
+    assert figures.open == int(before["Open conversations"].replace(",", "")) + 2
+    assert figures.waiting == int(before["Waiting for a reply"].replace(",", "")) + 1
+    assert figures.median_first_response_today is not None
+    assert pairs["This month's cost so far"].startswith("€")
+    assert list(pairs) == [
+        "Open conversations",
+        "Waiting for a reply",
+        "Median first response today",
+        "This month's cost so far",
+    ]
+    client = business_client(world.business_a, world.agent_a)
+    page = client.get("/").content.decode()
+    assert "Median first response today" in page and 'hx-get="/overview/live/"' in page
+    strip = client.get("/overview/live/")
+    assert strip.status_code == 200 and b"live-strip" in strip.content
+    assert business_client(world.business_b, world.agent_a).get("/overview/live/").status_code == 403
 
 
 def test_reports_are_per_business(world: World) -> None:
