@@ -64,7 +64,8 @@ class CycleTriggerOff:
             cursor.execute("SELECT set_config('parley.bulk_load', 'on', true)")
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            return  # the transaction is failing: the setting goes with it
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('parley.bulk_load', 'off', true)")
-            if exc[0] is None:
-                cursor.execute(REBUILD_SQL)
+            cursor.execute(REBUILD_SQL)
