@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from django.utils import timezone
 
 from collab import services
@@ -52,7 +53,9 @@ def test_notes_names_and_phone_numbers_match(world: World) -> None:
         assert _ids(uid, query=f"+{phone[1:4]} {phone[4:]}") == [conversation.pk]
 
 
-def test_filters_status_label_assignee_and_dates(world: World) -> None:
+@pytest.mark.parametrize("probe", [5000, 1], ids=["rare-words-plan", "common-words-plan"])
+def test_filters_status_label_assignee_and_dates(world: World, probe: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("collab.search.PROBE", probe)  # 1: every query takes the walking plan
     now = timezone.now()
     with in_business(world.business_a):
         label = services.label_create(business=world.business_a, user=world.owner_a, name="Refund", colour="red")
