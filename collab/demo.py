@@ -312,6 +312,9 @@ def seed_busy_inbox(*, business: Business, agents: list[User], owner: User, coun
             last_at + timedelta(minutes=rng.randrange(5, 8 * 60)) if status == Conversation.Status.RESOLVED else None
         )
         unread = 0 if replied and lines[-1][0] != "in" else sum(1 for line in lines if line[0] == "in")
+        # Lifecycle columns (assignment): who waits since when, who queued, when it was taken.
+        answered_after = [line[2] for line in lines if line[0] == "out"]
+        waiting = [line[2] for line in lines if line[0] == "in" and not any(a > line[2] for a in answered_after)]
         conversations.append(
             Conversation(
                 contact=contact,
@@ -321,6 +324,11 @@ def seed_busy_inbox(*, business: Business, agents: list[User], owner: User, coun
                 last_message_at=last_at,
                 last_message_preview=lines[-1][1][:140] if lines[-1][0] != "internal" else lines[0][1][:140],
                 unread_count=unread if status != Conversation.Status.RESOLVED else 0,
+                waiting_since=min(waiting) if waiting and status != Conversation.Status.RESOLVED else None,
+                queued_at=started,
+                assigned_at=(answered_after[0] if answered_after else started + timedelta(minutes=2))
+                if assignee
+                else None,
             )
         )
         scripts.append((lines, label, resolved_at, name))

@@ -73,7 +73,7 @@ class CannedReply(models.Model):
 
 
 class Macro(models.Model):
-    """One click, several actions, in this order: labels, the canned reply, assignment, status.
+    """One click, several actions, in this order: the canned reply, labels, assignment, status.
     `actions` = {"labels": [label ids], "canned_reply": id | null, "assign": "me" | user id |
     "nobody" | null (leave), "status": "open" | "pending" | "resolved" | null (leave)}."""
 

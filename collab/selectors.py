@@ -7,12 +7,14 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 
 from accounts.models import Membership, User
 from collab.errors import CollabError, CollabErrorCode
 from collab.events import LabelShape, NotificationShape
 from collab.models import AgentNotification, CannedReply, ConversationLabel, Label, Macro
+from messaging.models import Conversation
 from tenancy.models import Business
 
 NOTIFICATIONS_PAGE = 30
@@ -138,3 +140,11 @@ def parse_id(value: Any) -> int:
 
 def _not_found_text() -> str:
     return _("This item does not exist.")
+
+
+def conversations_with_labels(qs: QuerySet[Conversation], filters: Any) -> QuerySet[Conversation]:
+    """The inbox list's label filter (registered with messaging.selectors from CollabConfig.ready):
+    conversations carrying any of `filters.label_ids`."""
+    if not filters.label_ids:
+        return qs
+    return qs.filter(pk__in=ConversationLabel.objects.filter(label_id__in=filters.label_ids).values("conversation_id"))

@@ -235,9 +235,9 @@ class MacroOutcome:
 
 
 def macro_apply(*, business: Business, user: User, macro_id: Any, conversation_id: Any) -> MacroOutcome:
-    """Apply a macro to a conversation in one click: its labels, its canned reply (sent through
-    the send core), the assignment, then the status (a reply before resolving). Every action is
-    checked before the first runs, so a refused reply (window closed, blocked) changes nothing."""
+    """Apply a macro to a conversation in one click: its canned reply (sent through the send
+    core), its labels, the assignment, then the status (a reply before resolving). The reply goes
+    first and is checked before that (window closed, blocked), so a refused reply changes nothing."""
     _membership(business, user)
     macro = selectors.macro_get(macro_id=macro_id)
     conversation = _conversation(conversation_id)
@@ -270,15 +270,17 @@ def macro_apply(*, business: Business, user: User, macro_id: Any, conversation_i
             if customer_has_blocked(customer_id=conversation.contact.customer_id, business_id=business.pk):
                 raise CollabError(CollabErrorCode.REFUSED, _("This customer blocked your business: nothing was done."))
         outcome = MacroOutcome(conversation=conversation)
-        if labels:
-            conversation_labels_add(business=business, user=user, conversation_id=conversation.pk, label_ids=labels)
-            outcome.done.append("labels")
+        # The reply first: the send core may still refuse it (another agent holds the
+        # conversation, the business is suspended), and then nothing else has happened either.
         if body:
             result = messaging_services.message_send_agent(
                 business=business, user=user, conversation_id=conversation.pk, body=body, client_msg_id=client_msg_id
             )
             outcome.reply = result.message
             outcome.done.append("reply")
+        if labels:
+            conversation_labels_add(business=business, user=user, conversation_id=conversation.pk, label_ids=labels)
+            outcome.done.append("labels")
         if assign is not None:
             assignee = {"me": user.pk, "nobody": None}.get(assign, assign)
             messaging_services.conversation_assign(

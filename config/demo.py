@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from assignment import demo as assignment_demo
 from billing import demo as billing_demo
 from collab import demo as collab_demo
 from customers import demo as customers_demo
@@ -26,6 +27,7 @@ def demo_seed() -> DemoWorld:
         messaging_demo.seed(world)
         collab_demo.seed(world)  # the airline's busy inbox, after messaging's hand-written threads
         insights_demo.seed(world)  # ratings of the conversations collab loaded
+        assignment_demo.seed(world)  # after messaging: its queue joins the airline's conversations
         billing_demo.seed(world)
         notifications_demo.seed(world)
         customers_demo.seed(world)  # after messaging: the privacy centre needs conversations

@@ -7,6 +7,8 @@ messaging/routing.py and reversed here (`socket_url`), so no client writes one d
 
 from __future__ import annotations
 
+import random as _random
+from collections.abc import Callable
 from enum import IntEnum
 
 from django.urls import reverse
@@ -30,3 +32,17 @@ def client_close_codes() -> dict[str, int]:
 def socket_url(name: str) -> str:
     """The path of a named websocket route (messaging/routing.py), for a page's config."""
     return reverse(name, urlconf=WEBSOCKET_URLCONF)
+
+
+# How a client reconnects after a socket closes (not with a code above): exponential backoff with
+# full jitter, as static/parley/realtime.js's reconnectDelay. The Python clients (the reliability
+# checks, bench/clients.py) use this so they behave like the pages.
+RECONNECT_BASE_SECONDS = 0.5
+RECONNECT_CAP_SECONDS = 10.0
+
+
+def reconnect_delay(attempt: int, random: Callable[[], float] = _random.random) -> float:
+    """Seconds to wait before reconnect number `attempt` (0 for the first since a socket opened):
+    uniformly random up to min(cap, base * 2**attempt), so clients that lost their sockets together
+    (a server restart) spread their reconnects instead of returning all at once."""
+    return random() * min(RECONNECT_CAP_SECONDS, RECONNECT_BASE_SECONDS * 2 ** min(attempt, 30))

@@ -17,10 +17,10 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from procrastinate.contrib.django import app as procrastinate_app
 
 from accounts.models import Customer
 from audit.services import audit_record
+from config.jobs import defer_job
 from customers.models import Block, BusinessContact, ConsentRecord, MarketingMute, Report
 from tenancy.models import Business
 from verification.models import PhoneChallenge
@@ -204,6 +204,12 @@ STOP_KEYWORDS = frozenset({"STOP", "STOPP", "ABMELDEN"})
 STOP_CONFIRMATION_TASK = "privacy.stop_confirmation"
 
 
+def is_stop_keyword(body: str) -> bool:
+    """Whether a customer's message is a STOP reply (no database: the websocket send path asks
+    before it spends a database round trip on `consent_handle_keyword`)."""
+    return body.strip().rstrip(".!").strip().upper() in STOP_KEYWORDS
+
+
 def consent_handle_keyword(*, business: Business, customer: Customer, body: str) -> bool:
     """Called by the customer send path with the text of each message the customer sent.
 
@@ -211,14 +217,15 @@ def consent_handle_keyword(*, business: Business, customer: Customer, body: str)
     exclamation mark ignored) mutes the business's marketing and queues a confirmation message
     to the customer, both in one transaction. Returns whether it did.
     """
-    word = body.strip().rstrip(".!").strip().upper()
-    if word not in STOP_KEYWORDS:
+    if not is_stop_keyword(body):
         return False
     with transaction.atomic():
         customer_mute_marketing(customer=customer, business=business, source=ConsentRecord.Source.STOP)
-        # By task name (customers/jobs.py calls these services, so they do not import it back).
-        procrastinate_app.configure_task(STOP_CONFIRMATION_TASK, allow_unknown=False).defer(
-            schema_name=business.schema_name, customer_id=customer.pk, client_msg_id=f"stop:{uuid.uuid4().hex}"
+        defer_job(
+            STOP_CONFIRMATION_TASK,
+            schema_name=business.schema_name,
+            customer_id=customer.pk,
+            client_msg_id=f"stop:{uuid.uuid4().hex}",
         )
     return True
 

@@ -99,7 +99,7 @@ def test_a_macro_labels_replies_assigns_and_resolves_in_one_click(world: World) 
         outcome = services.macro_apply(
             business=world.business_a, user=world.agent_a, macro_id=macro.pk, conversation_id=conversation.pk
         )
-        assert outcome.done == ["labels", "reply", "assign", "status"]
+        assert outcome.done == ["reply", "labels", "assign", "status"]
         conversation.refresh_from_db()
         assert conversation.status == "resolved" and conversation.assignee_id == world.agent_a.pk
         sent = Message.objects.filter(conversation=conversation, direction="out").get()

@@ -46,7 +46,7 @@ def test_cycles_follow_messages_and_resolutions(world: World) -> None:
         with at(_t(10, 9, 7)):
             agent_writes(world.business_a, world.agent_a, conversation, "Yes, how can I help?")
         with at(_t(10, 9, 9)):
-            agent_writes(world.business_a, world.owner_a, conversation, "Second reply")
+            agent_writes(world.business_a, world.agent_a, conversation, "Second reply")
         with at(_t(10, 10)):
             conversation_assign(
                 business=world.business_a,
@@ -59,7 +59,7 @@ def test_cycles_follow_messages_and_resolutions(world: World) -> None:
             customer_writes(world.business_a, "One more question", customer=customer)
         first, second = Cycle.objects.filter(conversation=conversation).order_by("started_at")
         assert first.started_at == _t(10, 9) and first.first_response_at == _t(10, 9, 7)
-        assert first.first_responder_id == world.agent_a.pk  # the note did not count, the later reply neither
+        assert first.first_responder_id == world.agent_a.pk  # the note did not count, the second reply neither
         assert first.resolved_at == _t(10, 10) and first.resolver_id == world.agent_a.pk
         assert second.started_at == _t(11, 8) and second.first_response_at is None and second.resolved_at is None
 
