@@ -51,7 +51,7 @@ from billing.models import (
     UsageRecord,
     month_start,
 )
-from config.jobs import defer_atomic
+from config.deferring import defer_atomic
 from tenancy.models import Business
 
 logger = logging.getLogger("parley.billing")

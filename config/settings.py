@@ -247,7 +247,7 @@ if REDIS_URL:
     }
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "config.layers.PipelinedPubSubChannelLayer",
             # A prefix per deployment (or per test run) keeps pub/sub channels apart on one Redis.
             "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("PARLEY_CHANNEL_PREFIX", default="parley")},
         }

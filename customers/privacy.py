@@ -14,12 +14,14 @@ the audit log records that an erasure happened with ids and counts only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -462,11 +464,46 @@ def _export_zip(request: PrivacyRequest) -> str:
     return name
 
 
+def _finished_export(request: PrivacyRequest) -> bool:
+    return request.status == PrivacyRequest.Status.DONE and bool(request.file_name)
+
+
 def export_path(request: PrivacyRequest) -> Path | None:
-    if request.status != PrivacyRequest.Status.DONE or not request.file_name:
+    if not _finished_export(request):
         return None
     path = export_root() / request.file_name
     return path if path.exists() else None
+
+
+def download_owner(subject: Customer | Business) -> str:
+    """Who a download link is made for: the customer (/me/privacy/) or the business (/privacy/)."""
+    return f"customer:{subject.pk}" if isinstance(subject, Customer) else f"business:{subject.pk}"
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """A privacy request as its page shows it: a download token while its export file is there."""
+
+    req: PrivacyRequest
+    download_token: str
+
+
+def request_rows(requests: Iterable[PrivacyRequest], *, owner: Customer | Business) -> list[RequestRow]:
+    """The rows of a privacy page. The export folder is listed once for all of them, not looked up
+    once per row (and not at all when no export is finished)."""
+    requests = list(requests)
+    files: set[str] = set()
+    if any(_finished_export(r) for r in requests):
+        with contextlib.suppress(FileNotFoundError):  # no export made yet on this machine
+            files = {entry.name for entry in os.scandir(export_root()) if entry.is_file()}
+    token_owner = download_owner(owner)
+    return [
+        RequestRow(
+            req=r,
+            download_token=download_token(r, owner=token_owner) if _finished_export(r) and r.file_name in files else "",
+        )
+        for r in requests
+    ]
 
 
 def download_token(request: PrivacyRequest, *, owner: str) -> str:

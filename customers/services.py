@@ -204,6 +204,12 @@ STOP_KEYWORDS = frozenset({"STOP", "STOPP", "ABMELDEN"})
 STOP_CONFIRMATION_TASK = "privacy.stop_confirmation"
 
 
+def is_stop_keyword(body: str) -> bool:
+    """Whether a customer's message is a STOP reply (no database: the websocket send path asks
+    before it spends a database round trip on `consent_handle_keyword`)."""
+    return body.strip().rstrip(".!").strip().upper() in STOP_KEYWORDS
+
+
 def consent_handle_keyword(*, business: Business, customer: Customer, body: str) -> bool:
     """Called by the customer send path with the text of each message the customer sent.
 
@@ -211,8 +217,7 @@ def consent_handle_keyword(*, business: Business, customer: Customer, body: str)
     exclamation mark ignored) mutes the business's marketing and queues a confirmation message
     to the customer, both in one transaction. Returns whether it did.
     """
-    word = body.strip().rstrip(".!").strip().upper()
-    if word not in STOP_KEYWORDS:
+    if not is_stop_keyword(body):
         return False
     with transaction.atomic():
         customer_mute_marketing(customer=customer, business=business, source=ConsentRecord.Source.STOP)

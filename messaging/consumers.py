@@ -43,7 +43,6 @@ from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services
 from messaging.errors import MessagingError, MessagingErrorCode
 from messaging.ids import conversation_pk
-from messaging.send_limits import send_take
 from tenancy.asgi import host_from_scope
 from tenancy.db import db_threads, run_in_schema
 from tenancy.models import PUBLIC_SCHEMA
@@ -109,19 +108,6 @@ def overloaded(retry_after: float) -> MessagingError:
     )
 
 
-def _send_limited[T](*, service: Callable[..., T], schema_name: str, author_key: str, **kwargs: Any) -> T:
-    """On a database thread: take a token from the author's shared bucket (all their sockets, all
-    processes), then send."""
-    verdict = send_take(schema_name=schema_name, author_key=author_key)
-    if not verdict.allowed:
-        raise MessagingError(
-            MessagingErrorCode.RATE_LIMITED,
-            _("You are sending too fast. Please wait a moment."),
-            retry_after=verdict.retry_after,
-        )
-    return service(**kwargs)
-
-
 def origin_host(scope: dict[str, Any]) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"origin":
@@ -154,6 +140,27 @@ def parse_frame(text_data: str | None) -> Any:
     return payload
 
 
+def _chat_admission(
+    *, business_id: int, session_key: str | None
+) -> tuple[Any, CloseCode | None, dict[str, Any], int | None]:
+    """On a database thread: revocation.customer_admission and the customer's conversation."""
+    customer, refusal, versions = revocation.customer_admission(business_id=business_id, session_key=session_key)
+    if refusal is not None:
+        return None, refusal, versions, None
+    conversation = selectors.conversation_for_customer(customer=customer)
+    return customer, None, versions, conversation.pk if conversation is not None else None
+
+
+def _customer_resume(*, conversation_id: int | None, after: int) -> tuple[int | None, list[tuple[int, str]]]:
+    """On a database thread, one call per resume: (the stream's head if events after `after` were
+    pruned, else None; the customer's events after `after`)."""
+    if after < selectors.first_retained_event_id() - 1:
+        return selectors.last_event_id(), []
+    if conversation_id is None:
+        return None, []
+    return None, selectors.events_for_customer(conversation_id=conversation_id, after=after)
+
+
 class _RateLimit:
     """A small token bucket per connection, so one client cannot flood a business's stream."""
 
@@ -181,6 +188,22 @@ def _rights_probe(
     if seen is not None and versions == seen:
         return None, versions
     return check(**check_kwargs), versions
+
+
+def _view_position(*, conversation_id: int, after: int | None) -> tuple[bool, int]:
+    """On a database thread, one trip for an agent's `view`: the conversation must be theirs to
+    see (not_found otherwise); then whether the client must reload (no `after`, or it was
+    pruned) and the event the live frames follow (the newest, or `after` to catch up from)."""
+    selectors.conversation_for_agent(conversation_id=conversation_id)
+    if after is not None and after >= selectors.first_retained_event_id() - 1:
+        return False, after
+    return True, selectors.conversation_last_event_id(conversation_id=conversation_id)
+
+
+def _presence_view(*, channel_name: str, conversation_id: int | None) -> dict[str, Any]:
+    """On a database thread: record what this socket views and read everyone's presence."""
+    services.presence_view(channel_name=channel_name, conversation_id=conversation_id)
+    return selectors.presence_snapshot()
 
 
 class GroupsMixin:
@@ -286,15 +309,24 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         raise NotImplementedError
 
     async def rights_refusal(self, *, full: bool) -> CloseCode | None:
+        """None while this socket's rights hold. The versions are read on the event loop (one
+        MGET per process for every socket asking at once); only when they moved since the last
+        check (or `full`) does the check itself go to a database thread."""
         keys, check, kwargs = self.rights()
-        refusal, versions = await _db(
-            self.schema_name,
-            _rights_probe,
-            keys=keys,
-            seen=None if full else self.rights_seen,
-            check=check,
-            **kwargs,
-        )
+        if not revocation.reads_on_loop():
+            refusal, versions = await _db(
+                self.schema_name,
+                _rights_probe,
+                keys=keys,
+                seen=None if full else self.rights_seen,
+                check=check,
+                **kwargs,
+            )
+        else:
+            versions = await revocation.rights_versions_live(keys)
+            if not full and self.rights_seen is not None and versions == self.rights_seen:
+                return None
+            refusal = await _db(self.schema_name, check, **kwargs)
         if refusal is None:
             self.rights_seen = versions
         return refusal
@@ -390,7 +422,19 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
                 # Every frame runs on current rights: a revoked socket handles nothing more. The
                 # heartbeat re-checks fully, which also catches rights removed around the services
                 # (a seat deleted in the admin or a shell).
-                if await self.rights_hold(full=payload["type"] == "ping"):
+                try:
+                    holds = await self.rights_hold(full=payload["type"] == "ping")
+                except Exception:  # the rights store is unreachable: answer, and keep serving
+                    logger.exception("websocket rights check failed")
+                    with translation.override(self.language):
+                        await self.refuse(
+                            payload,
+                            MessagingError(
+                                MessagingErrorCode.SERVER_ERROR, _("Something went wrong. Please try again.")
+                            ),
+                        )
+                    continue
+                if holds:
                     with translation.override(self.language):
                         await self.handle_frame(payload)
             finally:
@@ -429,14 +473,19 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
             raise MessagingError("invalid", _("resume needs the last event id seen (a number)."))
         async with self.delivery:
-            self.last = after
-            if after < await _db(self.schema_name, selectors.first_retained_event_id) - 1:
+            pruned_head, rows = await self.resume_read(after)
+            if pruned_head is not None:
                 # Events after `after` were pruned: the client reloads its state, then resumes.
-                self.last = await _db(self.schema_name, selectors.last_event_id)
+                self.last = pruned_head
                 await self.send_json({"id": None, "type": "resync"})
                 return
-            await self.catch_up()
+            self.last = after
+            await self.replay(rows)
             await self.send_json({"id": None, "type": "resumed", "last": self.last})
+
+    async def resume_read(self, after: int) -> tuple[int | None, list[tuple[int, str]]]:
+        """(the stream's head if events after `after` were pruned, else None; the events to replay)."""
+        raise NotImplementedError
 
     async def fetch_after(self, after: int) -> list[tuple[int, str]]:
         raise NotImplementedError
@@ -445,7 +494,10 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         """Replay from PostgreSQL; the caller holds `self.delivery`."""
         if self.last is None:
             return
-        rows = await self.fetch_after(self.last)
+        await self.replay(await self.fetch_after(self.last))
+
+    async def replay(self, rows: list[tuple[int, str]]) -> None:
+        """Send stored frames in order; the caller holds `self.delivery`."""
         for event_id, frame in rows:
             await self.send(text_data=frame)
             self.last = event_id
@@ -546,18 +598,19 @@ class InboxConsumer(StreamConsumer):
     viewing: int | None = None
 
     async def authenticate(self) -> bool:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(CLOSE_UNAUTHENTICATED)
-            return False
-        self.user = user
-        # Joined before the check, so a revocation committed meanwhile still reaches this socket.
-        await self.join(revocation.user_group(user.pk))
-        await self.join(revocation.business_sockets_group(self.schema_name))
-        refusal = await self.rights_refusal(full=True)  # seat, session, business not suspended
+        # One database call: who the session's user is, their seat, the business not suspended.
+        user, refusal, versions = await _db(
+            self.schema_name, revocation.agent_admission, business_id=self.business.pk, session_key=self.session_key
+        )
         if refusal is not None:
             await self.close(refusal)
             return False
+        self.user = user
+        self.rights_seen = versions
+        # Joined after the check; the first frame handled (the resume: nothing is forwarded
+        # before it) re-reads the versions, so a revocation committed meanwhile still counts.
+        await self.join(revocation.user_group(user.pk))
+        await self.join(revocation.business_sockets_group(self.schema_name))
         return True
 
     def rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
@@ -704,24 +757,27 @@ class InboxConsumer(StreamConsumer):
         if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
             raise MessagingError("invalid", _("view takes the last event id seen of the conversation (a number)."))
         if conversation_id is not None:
-            conversation = await _db(
-                self.schema_name, selectors.conversation_for_agent, conversation_id=conversation_id
-            )
-            conversation_id = conversation.pk
+            conversation_id = conversation_pk(conversation_id)
         async with self.delivery:
             if self.viewing is not None:
                 await self.leave(events.agents_conversation_group(self.schema_name, self.viewing))
+            # conv_last None: live frames of it wait for this lock, then see where to start.
             self.viewing, self.conv_last = conversation_id, None
             if conversation_id is not None:
-                await self.join(events.agents_conversation_group(self.schema_name, conversation_id))
-                reload = after is None or after < await _db(self.schema_name, selectors.first_retained_event_id) - 1
-                if reload:
-                    # From now on; the client reads the thread's current page after this reply.
-                    self.conv_last = await _db(
-                        self.schema_name, selectors.conversation_last_event_id, conversation_id=conversation_id
+                # Joined before the read, so no event falls between the position and the live
+                # frames; left again if the check fails.
+                group = events.agents_conversation_group(self.schema_name, conversation_id)
+                await self.join(group)
+                try:
+                    reload, last = await _db(
+                        self.schema_name, _view_position, conversation_id=conversation_id, after=after
                     )
-                else:
-                    self.conv_last = after
+                except BaseException:
+                    self.viewing = None
+                    await self.leave(group)
+                    raise
+                self.conv_last = last
+                if not reload:
                     await self.conversation_catch_up()
                 await self.send_json(
                     {
@@ -732,17 +788,16 @@ class InboxConsumer(StreamConsumer):
                         "reload": reload,
                     }
                 )
-        await _db(
-            self.schema_name, services.presence_view, channel_name=self.channel_name, conversation_id=conversation_id
+        snapshot = await _db(
+            self.schema_name, _presence_view, channel_name=self.channel_name, conversation_id=conversation_id
         )
-        await self.broadcast_presence()
+        await events.send_signal(self.inbox_group, events.LAYER_INBOX_SIGNAL, {"type": events.PRESENCE, **snapshot})
 
     async def on_send(self, payload: dict[str, Any]) -> None:
-        result = await self.as_agent(
-            _send_limited,
-            service=services.message_send_agent,
-            schema_name=self.schema_name,
-            author_key=f"user:{self.user.pk}",
+        # On the event loop until the group it joins is written: no database thread per send.
+        result = await services.message_send_agent_live(
+            business=self.business,
+            user=self.user,
             conversation_id=payload.get("conversation_id"),
             body=payload.get("body"),
             client_msg_id=payload.get("client_msg_id"),
@@ -784,19 +839,24 @@ class ChatConsumer(StreamConsumer):
     """A signed-in customer on a business's chat page: their one conversation with it."""
 
     conversation_id: int | None = None
+    admitted_conversation_id: int | None = None
 
     async def authenticate(self) -> bool:
-        customer = await _db(self.schema_name, customer_from_session, session=self.scope.get("session"))
-        if customer is None:
-            await self.close(CLOSE_UNAUTHENTICATED)
-            return False
-        self.customer = customer
-        await self.join(revocation.customer_sockets_group(customer.pk))
-        await self.join(revocation.business_sockets_group(self.schema_name))
-        refusal = await self.rights_refusal(full=True)  # signed in, business not suspended
+        # One database call at connect (a server restart brings every customer back at once):
+        # the customer, their rights, and their conversation with this business.
+        customer, refusal, versions, conversation_id = await _db(
+            self.schema_name, _chat_admission, business_id=self.business.pk, session_key=self.session_key
+        )
         if refusal is not None:
             await self.close(refusal)
             return False
+        self.customer = customer
+        self.rights_seen = versions
+        self.admitted_conversation_id = conversation_id
+        # Joined after the check; the first frame handled (the resume: nothing is forwarded
+        # before it) re-reads the versions, so a revocation committed meanwhile still counts.
+        await self.join(revocation.customer_sockets_group(customer.pk))
+        await self.join(revocation.business_sockets_group(self.schema_name))
         return True
 
     def rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
@@ -809,7 +869,8 @@ class ChatConsumer(StreamConsumer):
         # from the business), listen on the customer's own group to learn when it appears.
         self.waiting_group: str | None = events.customer_group(self.customer.pk)
         await self.join(self.waiting_group)
-        await self.find_conversation()
+        if self.admitted_conversation_id is not None:
+            await self.join_conversation(self.admitted_conversation_id)
 
     async def find_conversation(self) -> None:
         conversation = await _db(self.schema_name, selectors.conversation_for_customer, customer=self.customer)
@@ -834,6 +895,9 @@ class ChatConsumer(StreamConsumer):
         """Run a service in this business's schema on behalf of this customer."""
         return await _db(self.schema_name, service, business=self.business, customer=self.customer, **kwargs)
 
+    async def resume_read(self, after: int) -> tuple[int | None, list[tuple[int, str]]]:
+        return await _db(self.schema_name, _customer_resume, conversation_id=self.conversation_id, after=after)
+
     async def fetch_after(self, after: int) -> list[tuple[int, str]]:
         if self.conversation_id is None:
             return []
@@ -846,11 +910,10 @@ class ChatConsumer(StreamConsumer):
         await self.forward(message, gap=lambda last: message["prev"] > last)
 
     async def on_send(self, payload: dict[str, Any]) -> None:
-        result = await self.as_customer(
-            _send_limited,
-            service=services.message_send_customer,
-            schema_name=self.schema_name,
-            author_key=f"customer:{self.customer.pk}",
+        # On the event loop until the group it joins is written: no database thread per send.
+        result = await services.message_send_customer_live(
+            business=self.business,
+            customer=self.customer,
             body=payload.get("body"),
             client_msg_id=payload.get("client_msg_id"),
         )

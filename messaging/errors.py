@@ -27,6 +27,9 @@ class MessagingErrorCode(StrEnum):
     # The send path is saturated: nothing was written; retry after `retry_after` seconds.
     OVERLOADED = "overloaded"
     SERVER_ERROR = "server_error"
+    # The pages' JSON reads only (a websocket closes with 4401/4403 instead, config/websocket.py).
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
 
 
 class MessagingError(Exception):

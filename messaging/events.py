@@ -4,7 +4,7 @@ stream inside the transaction, published through the channel layer after commit.
 Each event is serialized to JSON once, stored as-is for resume, and sent through the layer as
 that same text; consumers forward it without parsing.
 
-Delivery policy (`_publish`; issue 9: every message to every agent does not scale):
+Delivery policy (`_publish_now`; issue 9: every message to every agent does not scale):
 - every event of a conversation goes to the agents who have it open
   (`t.<schema>.conv.<id>.agents`) and to its assignee (`t.<schema>.user.<id>`), each frame
   naming the conversation's previous event (`prev`) so a viewer can tell a missed one;
@@ -32,7 +32,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from messaging.models import Event, StreamCounter
+from messaging.models import Conversation, Event, StreamCounter
 
 logger = logging.getLogger("parley.messaging")
 
@@ -182,6 +182,18 @@ class StoredEvent:
     assignee_id: int | None = None
 
 
+def chain_event(conversation: Conversation, event_id: int, audience: str) -> tuple[int, int]:
+    """Number the conversation's next event: returns the previous customer-visible event and the
+    previous event of any audience (what the stored event names, so a socket can tell a gap),
+    and moves the conversation's pointers to `event_id` (its caller saves them in the same
+    transaction). Every writer of events chains them here."""
+    prev_public, prev_event = conversation.last_public_event_id, conversation.last_event_id
+    conversation.last_event_id = event_id
+    if audience == Event.Audience.EVERYONE:
+        conversation.last_public_event_id = event_id
+    return prev_public, prev_event
+
+
 def allocate_event_ids(count: int) -> int:
     """Reserve `count` consecutive ids and return the first. Must run inside the caller's
     transaction; the counter row stays locked until it commits, which is what keeps ids in
@@ -271,13 +283,18 @@ def append_event(
 
 def publish_on_commit(*, schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
     """After commit: conversation events to the agents viewing it and its assignee, customer-visible
-    ones to the customer, coalesced list updates to every agent, /me/ pages their list update."""
+    ones to the customer, coalesced list updates to every agent, /me/ pages their list update.
+
+    From a consumer's database thread the publish is queued on the server's event loop and the
+    thread goes on at once (a writer that waited for Redis held up every send behind it); the
+    loop publishes in the order commits queued (see `publish_soon`), and a consumer answers
+    `message.accepted` only after `published()`."""
     if not events and not customer_updates:
         return
 
     def publish() -> None:
         try:
-            run_from_sync(_publish(schema_name, events, customer_updates))
+            publish_soon(schema_name, events, customer_updates)
         except Exception:  # the layer is at-most-once; clients catch up from the stream
             logger.exception("publishing %d events of %s failed", len(events), schema_name)
 
@@ -288,14 +305,38 @@ def publish_on_commit(*, schema_name: str, events: list[StoredEvent], customer_u
 PUBLISH_TIMEOUT_SECONDS = 10.0
 
 
-def run_from_sync(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run a layer call (a publish) from synchronous code. On the server's event loop when the caller came from
-    it (a consumer's database thread, a view): list updates gather there, and the sender's
-    `message.accepted` follows its own `message.created`. With a timeout, unlike
-    `async_to_sync`, which waits forever for a loop that stopped meanwhile. Elsewhere (a job
-    worker, a shell) on a loop of its own."""
+def server_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop this thread's work came from (a consumer's database thread), if any."""
     loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
     if loop is not None and loop.is_running():
+        return loop  # type: ignore[no-any-return]
+    return None
+
+
+def publish_soon(schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
+    """Publish now-committed events. On the server's loop without waiting for it (callbacks run
+    in the order they were queued, and `_publish_now` hands every message to the layer before
+    the next callback runs, so commits queued in order are published in order); elsewhere (a job
+    worker, a shell) at once, waiting."""
+    loop = server_loop()
+    if loop is not None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not loop:
+            loop.call_soon_threadsafe(_publish_logged, schema_name, events, customer_updates)
+            return
+    run_from_sync(_publish(schema_name, events, customer_updates))
+
+
+def run_from_sync(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a layer call from synchronous code. On the server's event loop when the caller came
+    from it (a consumer's database thread, a view), with a timeout, unlike `async_to_sync`,
+    which waits forever for a loop that stopped meanwhile. Elsewhere (a job worker, a shell) on
+    a loop of its own."""
+    loop = server_loop()
+    if loop is not None:
         future = asyncio.run_coroutine_threadsafe(coroutine, loop)
         try:
             future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
@@ -313,32 +354,103 @@ def run_from_sync(coroutine: Coroutine[Any, Any, None]) -> None:
         runner.submit(asyncio.run, coroutine).result(timeout=PUBLISH_TIMEOUT_SECONDS)
 
 
-async def _publish(schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
+def layer_send_nowait(layer: Any, group: str, message: dict[str, Any]) -> asyncio.Future[None]:
+    """Hand a message to the layer now, in call order, without waiting for it to be published.
+    The pipelined Redis layer (config.layers) queues it synchronously; another layer gets a task
+    (tasks start in the order they were made)."""
+    inner = layer._get_layer() if hasattr(layer, "_get_layer") else layer
+    nowait = getattr(inner, "group_send_nowait", None)
+    if nowait is not None:
+        return nowait(group, message)  # type: ignore[no-any-return]
+    return asyncio.ensure_future(layer.group_send(group, message))
+
+
+# The publish most recently handed to the layer on this loop: messages go out in order, so once it
+# is done every earlier one is too.
+_last_publish: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None
+
+
+async def published() -> None:
+    """Wait until every publish queued on this loop so far went out (a sender's ack follows its
+    own events). Never raises: a failed publish is a gap clients fill from the stream."""
+    last = _last_publish
+    if last is not None and last[0] is asyncio.get_running_loop() and not last[1].done():
+        await asyncio.wait([last[1]], timeout=PUBLISH_TIMEOUT_SECONDS)
+
+
+def _publish_now(
+    schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]
+) -> asyncio.Future[Any] | None:
+    """On the loop: every message of these events handed to the layer, in order, before returning."""
     layer = get_channel_layer()
     if layer is None:
-        return
+        return None
+    sends: list[asyncio.Future[None]] = []
     updates = {e.conversation_id: e for e in events if e.type == CONVERSATION_UPDATED and e.conversation_id}
     for event in events:
         if event.conversation_id is None:
             continue
         cid = event.conversation_id
         message = {"id": event.id, "prev": event.prev_event_id, "conversation_id": cid, "text": event.frame}
-        await layer.group_send(agents_conversation_group(schema_name, cid), {"type": LAYER_AGENTS_FRAME, **message})
+        sends.append(
+            layer_send_nowait(
+                layer, agents_conversation_group(schema_name, cid), {"type": LAYER_AGENTS_FRAME, **message}
+            )
+        )
         if event.assignee_id is not None:
-            await layer.group_send(
-                user_inbox_group(schema_name, event.assignee_id), {"type": LAYER_AGENTS_FRAME, **message}
+            sends.append(
+                layer_send_nowait(
+                    layer, user_inbox_group(schema_name, event.assignee_id), {"type": LAYER_AGENTS_FRAME, **message}
+                )
             )
         if event.audience == Event.Audience.EVERYONE:
-            await layer.group_send(
-                conversation_group(schema_name, cid),
-                {"type": LAYER_CONV_FRAME, "id": event.id, "prev": event.prev_public_id, "text": event.frame},
+            sends.append(
+                layer_send_nowait(
+                    layer,
+                    conversation_group(schema_name, cid),
+                    {"type": LAYER_CONV_FRAME, "id": event.id, "prev": event.prev_public_id, "text": event.frame},
+                )
             )
     if events:
-        await inbox_coalescer.offer(schema_name, id_ranges([e.id for e in events]), list(updates.values()))
-    for customer_id, text in customer_updates:
-        await layer.group_send(
-            customer_group(customer_id), {"type": LAYER_ME_FRAME, "text": text, "schema": schema_name}
+        offered = inbox_coalescer.offer_nowait(
+            schema_name, id_ranges([e.id for e in events]), list(updates.values()), layer
         )
+        if offered is not None:
+            sends.append(offered)
+    for customer_id, text in customer_updates:
+        sends.append(
+            layer_send_nowait(
+                layer, customer_group(customer_id), {"type": LAYER_ME_FRAME, "text": text, "schema": schema_name}
+            )
+        )
+    if not sends:
+        return None
+    done = asyncio.gather(*sends, return_exceptions=True)
+    done.add_done_callback(_log_failures)
+    global _last_publish
+    _last_publish = (asyncio.get_running_loop(), done)
+    return done
+
+
+def _publish_logged(schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
+    try:
+        _publish_now(schema_name, events, customer_updates)
+    except Exception:  # the layer is at-most-once; clients catch up from the stream
+        logger.exception("publishing %d events of %s failed", len(events), schema_name)
+
+
+def _log_failures(done: asyncio.Future[list[Any]]) -> None:
+    if done.cancelled():
+        return
+    errors = [r for r in done.result() if isinstance(r, BaseException)]
+    if errors:  # the layer is at-most-once; clients catch up from the stream
+        logger.error("publishing %d messages failed: %r", len(errors), errors[0])
+
+
+async def _publish(schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
+    done = _publish_now(schema_name, events, customer_updates)
+    if done is not None:
+        await done
 
 
 # --- the inbox list: coalesced per process -------------------------------------------------
@@ -393,13 +505,14 @@ class InboxCoalescer:
             self.pending = {}
             self.scheduled = False
 
-    async def offer(self, schema_name: str, ranges: list[tuple[int, int]], updates: list[StoredEvent]) -> None:
+    def offer_nowait(
+        self, schema_name: str, ranges: list[tuple[int, int]], updates: list[StoredEvent], layer: Any
+    ) -> asyncio.Future[None] | None:
+        """Gather for the next flush on the server's loop; elsewhere (a job worker's own loop) hand
+        the batch to the layer at once (the returned future)."""
         if asyncio.get_running_loop() is not self.loop:
-            layer = get_channel_layer()
-            if layer is not None:
-                message = inbox_batch_message(ranges=ranges, updates=[(u.id, u.frame) for u in updates])
-                await layer.group_send(inbox_group(schema_name), message)
-            return
+            message = inbox_batch_message(ranges=ranges, updates=[(u.id, u.frame) for u in updates])
+            return layer_send_nowait(layer, inbox_group(schema_name), message)
         batch = self.pending.setdefault(schema_name, _Pending())
         batch.ranges.extend(ranges)
         for update in updates:
@@ -410,6 +523,7 @@ class InboxCoalescer:
         if not self.scheduled:
             self.scheduled = True
             asyncio.get_running_loop().call_later(INBOX_FLUSH_SECONDS, self._flush)
+        return None
 
     def _flush(self) -> None:
         self.scheduled = False

@@ -5,8 +5,16 @@ sends queues its checked request under its business's schema. If no thread is wr
 schema it becomes the leader: it takes what is queued (up to PARLEY_SEND_BATCH_MAX), writes it
 with `do_send_messages` in one transaction, hands every waiting caller its own outcome, and
 repeats until its own request is done; then it passes the lead to the next queued caller (so
-no caller keeps writing for others forever). Outcomes are handed out only after the commit and
-the publish, so a sender's ack always follows durable, published events.
+no caller keeps writing for others forever). Outcomes are handed out only after the commit (the
+publish is queued by then; see events.publish_soon), so a sender's ack always follows durable
+events.
+
+Websocket sends use `LiveGatherer` instead: the same queue and bounds, kept on the server's event
+loop, so a waiting send holds no database thread (with threads as waiters, a pool of 8 gathered
+at most 8 sends and every other socket's database work queued behind them). One task per schema
+takes what is queued and writes it with one trip to a database thread per batch (author rate
+limits, one Redis round trip for the batch, then `do_send_messages`), and answers each sender
+once the batch's events are handed to the channel layer.
 
 Bounded: a request that would find more than PARLEY_SEND_QUEUE_LIMIT requests ahead of it, or
 would wait longer than PARLEY_SEND_MAX_WAIT seconds (estimated from recent batches, or found
@@ -19,6 +27,7 @@ cannot fail the others and each caller gets its own outcome.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -31,8 +40,11 @@ from django.db import connection
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
 
+from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode
+from messaging.send_limits import rate_limited, send_take_many
 from messaging.sending import SendRequest, SendResult, do_send_messages
+from tenancy.db import run_in_schema
 from tenancy.models import Business
 
 logger = logging.getLogger("parley.messaging")
@@ -223,3 +235,146 @@ def send_message(*, business: Business, request: SendRequest) -> SendResult:
             raise outcome
         return outcome
     return gatherer.send(business=business, request=request)
+
+
+# --- websocket sends: gathered on the event loop -------------------------------------------------
+
+
+def server_error() -> MessagingError:
+    return MessagingError(MessagingErrorCode.SERVER_ERROR, _("Something went wrong. Please try again."))
+
+
+def write_live_batch(
+    *, business: Business, requests: Sequence[SendRequest], limit_keys: Sequence[str]
+) -> list[Outcome]:
+    """On a database thread, in the business's schema: take each author's send token (one Redis
+    round trip for the batch; an empty key is not limited), then write the allowed sends."""
+    outcomes: list[Outcome | None] = [None] * len(requests)
+    limited = [index for index, key in enumerate(limit_keys) if key]
+    if limited:
+        try:
+            verdicts = send_take_many(schema_name=business.schema_name, author_keys=[limit_keys[i] for i in limited])
+        except Exception:  # Redis unreachable: refuse (nothing written), the client retries
+            logger.exception("send limits unavailable")
+            return [server_error() for _request in requests]
+        for index, verdict in zip(limited, verdicts, strict=True):
+            if not verdict.allowed:
+                outcomes[index] = rate_limited(verdict.retry_after)
+    allowed = [index for index, outcome in enumerate(outcomes) if outcome is None]
+    if allowed:
+        for index, outcome in zip(allowed, write_batch(business, [requests[i] for i in allowed]), strict=True):
+            outcomes[index] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+@dataclass(eq=False)
+class _Queued:
+    request: SendRequest
+    limit_key: str
+    future: asyncio.Future[SendResult]
+    taken: bool = False  # in a batch being written: its outcome comes with the commit
+
+
+@dataclass
+class _LiveSchema:
+    queue: deque[_Queued] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+    batch_seconds: float = 0.0
+
+
+class LiveGatherer:
+    """Per event loop: websocket sends queued per schema, written by one task per schema."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._schemas: dict[str, _LiveSchema] = {}
+        self._batches: list[int] = []
+
+    def _state(self, schema_name: str) -> _LiveSchema:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new server loop (tests run one per test)
+            self._loop, self._schemas = loop, {}
+        return self._schemas.setdefault(schema_name, _LiveSchema())
+
+    def queued(self, schema_name: str) -> int:
+        state = self._schemas.get(schema_name)
+        return len(state.queue) if state else 0
+
+    async def send(self, *, business: Business, request: SendRequest, limit_key: str = "") -> SendResult:
+        """Queue the send and wait for its outcome; refused at once (`overloaded`) when the queue
+        is full or would take longer than PARLEY_SEND_MAX_WAIT, and refused when still queued
+        (never written) after that long."""
+        state = self._state(business.schema_name)
+        cap, limit, wait_limit = batch_max(), queue_limit(), max_wait()
+        ahead = len(state.queue)
+        estimate = (ahead // cap + 1) * state.batch_seconds if ahead else 0.0
+        if ahead >= limit or estimate > wait_limit:
+            raise overloaded(estimate or wait_limit)
+        item = _Queued(request, limit_key, asyncio.get_running_loop().create_future())
+        state.queue.append(item)
+        if state.task is None or state.task.done():
+            state.task = asyncio.ensure_future(self._drain(business, state))
+        try:
+            await asyncio.wait([item.future], timeout=wait_limit)
+            if not item.future.done() and not item.taken:
+                state.queue.remove(item)  # never taken into a batch: nothing of it is written
+                raise overloaded(state.batch_seconds or wait_limit)
+            return await asyncio.shield(item.future)
+        except asyncio.CancelledError:
+            if not item.taken and item in state.queue:
+                state.queue.remove(item)  # the socket went away before its send was written
+            raise
+
+    async def _drain(self, business: Business, state: _LiveSchema) -> None:
+        cap = batch_max()
+        while state.queue:
+            batch = [state.queue.popleft() for _ in range(min(cap, len(state.queue)))]
+            self._batches.append(len(batch))
+            for item in batch:
+                item.taken = True
+            started = time.monotonic()
+            outcomes: list[Outcome]
+            try:
+                outcomes = await run_in_schema(
+                    business.schema_name,
+                    write_live_batch,
+                    business=business,
+                    requests=[item.request for item in batch],
+                    limit_keys=[item.limit_key for item in batch],
+                )
+            except Exception as error:
+                logger.exception("a batch of %d websocket sends failed", len(batch))
+                outcomes = [error] * len(batch)
+            except asyncio.CancelledError:
+                # The loop is shutting down; the thread may still commit the batch: a retry of
+                # any of these sends gets `duplicate: true` or writes it.
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(server_error())
+                raise
+            elapsed = time.monotonic() - started
+            state.batch_seconds = elapsed if not state.batch_seconds else 0.7 * state.batch_seconds + 0.3 * elapsed
+            await events.published()  # the batch's events are out before its senders' acks
+            for item, outcome in zip(batch, outcomes, strict=True):
+                if item.future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    item.future.set_exception(outcome)
+                else:
+                    item.future.set_result(outcome)
+
+    # Figures for bench/send_core.py.
+    def stats_reset(self) -> None:
+        self._batches = []
+
+    def stats_batches(self) -> list[int]:
+        return list(self._batches)
+
+
+live_gatherer = LiveGatherer()
+
+
+async def send_message_live(*, business: Business, request: SendRequest, limit_key: str = "") -> SendResult:
+    """A websocket's send (on the server's event loop): gathered with the process's concurrent
+    websocket sends to the same business. `limit_key`: the author's shared send bucket."""
+    return await live_gatherer.send(business=business, request=request, limit_key=limit_key)

@@ -5,9 +5,11 @@ suspended. Two mechanisms, so neither a lost signal nor a stale socket keeps acc
   (`u.<user id>`, `c.<customer id>`, `t.<schema>.sockets`); each socket re-checks its rights on
   the spot and closes (4401 session ended, 4403 no longer allowed);
 - a rights version per user, customer and business in the shared cache, bumped by the same
-  revocation; a socket compares it on every frame it handles (one cache read) and re-checks
-  fully when it moved, so a signal lost on the at-most-once layer costs at most until the next
-  frame (the pages ping every 25 s).
+  revocation; a socket compares it on every frame it handles and re-checks fully when it moved,
+  so a signal lost on the at-most-once layer costs at most until the next frame (the pages ping
+  every 25 s). The reads are gathered per process on the event loop (`RightsVersionReader`: one
+  MGET for every socket that asked since the previous one started, so each frame still reads a
+  version at least as new as itself), never a database thread's round trip per frame.
 
 A logged-out session is marked revoked in the cache before anyone re-checks: Django sends
 `user_logged_out` before it flushes the session.
@@ -15,6 +17,7 @@ A logged-out session is marked revoked in the cache before anyone re-checks: Dja
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from importlib import import_module
 from typing import Any
@@ -24,7 +27,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.signals import user_logged_out
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 from django.dispatch import receiver
 from django.utils.crypto import constant_time_compare
@@ -72,6 +76,63 @@ def rights_keys(*, user_id: int | None = None, customer_id: int | None = None, b
 def rights_versions(keys: list[str]) -> dict[str, Any]:
     """The current versions (missing keys: never revoked). Synchronous: a database thread."""
     return cache.get_many(keys)
+
+
+class RightsVersionReader:
+    """Rights versions for the sockets of one process, read on its event loop: requests that
+    arrive while a read is in flight are answered together by the next one (one MGET), which
+    starts after they arrived, so no frame runs on a version older than itself."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.client: Any = None
+        self.waiting: list[tuple[list[str], asyncio.Future[dict[str, Any]]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def read(self, keys: list[str]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:  # a new loop (tests run one per test): a client of its own
+            self.loop, self.client, self.waiting, self.task = loop, None, [], None
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self.waiting.append((keys, future))
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        from redis import asyncio as aioredis
+
+        backend: Any = caches["default"]
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            names = sorted({key for keys, _future in batch for key in keys})
+            try:
+                if self.client is None:
+                    self.client = aioredis.from_url(settings.REDIS_URL)
+                values = await self.client.mget([backend.make_and_validate_key(name) for name in names])
+            except Exception as error:
+                for _keys, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            found = {name: value for name, value in zip(names, values, strict=True) if value is not None}
+            for keys, future in batch:
+                if not future.done():
+                    future.set_result({key: found[key] for key in keys if key in found})
+
+
+_reader = RightsVersionReader()
+
+
+def reads_on_loop() -> bool:
+    """Whether versions can be read on the event loop (the Redis cache); else on a database
+    thread with `rights_versions` (the database cache of a set-up without Redis)."""
+    return isinstance(caches["default"], RedisCache)
+
+
+async def rights_versions_live(keys: list[str]) -> dict[str, Any]:
+    """The current versions, read on the event loop (see `RightsVersionReader`)."""
+    return await _reader.read(keys)
 
 
 def _bump(key: str) -> None:
@@ -138,35 +199,75 @@ def _business_active(business_id: int) -> bool:
 
 def agent_refusal(*, business_id: int, user_id: int, session_key: str | None) -> CloseCode | None:
     """None while the agent may use the business's inbox; else the close code."""
+    return _agent_check(business_id=business_id, user_id=user_id, session_key=session_key)[1]
+
+
+def _agent_check(*, business_id: int, user_id: int, session_key: str | None) -> tuple[Any, CloseCode | None]:
     from accounts.models import Membership, User
 
     data = _session_data("user", session_key)
     if data is None or str(data.get(SESSION_KEY)) != str(user_id):
-        return CloseCode.UNAUTHENTICATED
+        return None, CloseCode.UNAUTHENTICATED
     user = User.objects.filter(pk=user_id, is_active=True).first()
     session_hash = data.get(HASH_SESSION_KEY)
     if user is None or not session_hash or not constant_time_compare(session_hash, user.get_session_auth_hash()):
-        return CloseCode.UNAUTHENTICATED  # logged out, or the password changed in another session
+        return None, CloseCode.UNAUTHENTICATED  # logged out, or the password changed in another session
     if not _business_active(business_id):
-        return CloseCode.FORBIDDEN
+        return None, CloseCode.FORBIDDEN
     if not Membership.objects.filter(business_id=business_id, user_id=user_id).exists():
-        return CloseCode.FORBIDDEN
-    return None
+        return None, CloseCode.FORBIDDEN
+    return user, None
 
 
 def customer_refusal(*, business_id: int | None, customer_id: int, session_key: str | None) -> CloseCode | None:
     """None while the customer is still signed in (and the business, if any, active)."""
+    return _customer_check(business_id=business_id, customer_id=customer_id, session_key=session_key)[1]
+
+
+def _customer_check(
+    *, business_id: int | None, customer_id: int, session_key: str | None
+) -> tuple[Any, CloseCode | None]:
     from customers.session import SESSION_KEY as CUSTOMER_SESSION_KEY
     from customers.session import customer_from_session
 
     data = _session_data("customer", session_key)
     if data is None or str(data.get(CUSTOMER_SESSION_KEY)) != str(customer_id):
-        return CloseCode.UNAUTHENTICATED
-    if customer_from_session(data) is None:  # the account was deleted
-        return CloseCode.UNAUTHENTICATED
+        return None, CloseCode.UNAUTHENTICATED
+    customer = customer_from_session(data)
+    if customer is None:  # the account was deleted
+        return None, CloseCode.UNAUTHENTICATED
     if business_id is not None and not _business_active(business_id):
-        return CloseCode.FORBIDDEN
-    return None
+        return None, CloseCode.FORBIDDEN
+    return customer, None
+
+
+def agent_admission(*, business_id: int, session_key: str | None) -> tuple[Any, CloseCode | None, dict[str, Any]]:
+    """At connect, in one database-thread call: the session's user, whether they may use the
+    business's inbox (None, or the close code) and the rights versions read *before* the check.
+    The socket remembers those versions; its first frame (the resume, before anything is
+    forwarded) re-reads them after it joined its revocation groups, so a revocation in between
+    is never missed."""
+    data = _session_data("user", session_key)
+    user_id = data.get(SESSION_KEY) if data else None
+    if user_id is None or not str(user_id).isdigit():
+        return None, CloseCode.UNAUTHENTICATED, {}
+    # Versions first: a revocation after this read bumps them, and the socket notices.
+    versions = rights_versions(rights_keys(user_id=int(user_id), business_id=business_id))
+    user, refusal = _agent_check(business_id=business_id, user_id=int(user_id), session_key=session_key)
+    return user, refusal, versions
+
+
+def customer_admission(*, business_id: int, session_key: str | None) -> tuple[Any, CloseCode | None, dict[str, Any]]:
+    """As agent_admission, for a customer's chat socket: (customer, refusal, versions)."""
+    from customers.session import customer_id_from_session
+
+    data = _session_data("customer", session_key)
+    customer_id = customer_id_from_session(data) if data else None
+    if customer_id is None:
+        return None, CloseCode.UNAUTHENTICATED, {}
+    versions = rights_versions(rights_keys(customer_id=customer_id, business_id=business_id))
+    customer, refusal = _customer_check(business_id=business_id, customer_id=customer_id, session_key=session_key)
+    return customer, refusal, versions
 
 
 @receiver(user_logged_out)

@@ -102,6 +102,53 @@ def messages_page(
     return {"messages": [message_payload(m, contact_name=name) for m in rows], "has_more": has_more}
 
 
+def inbox_thread_page(*, conversation_id: Any, before: int | None = None) -> dict[str, Any]:
+    """An agent's page of a conversation (notes included), with the conversation itself: the
+    header needs it even when it is not in the loaded list (an old link)."""
+    conversation = conversation_for_agent(conversation_id=conversation_id)
+    page = messages_page(conversation=conversation, before=before, include_notes=True)
+    return {**page, "conversation": conversation_payload(conversation)}
+
+
+def chat_history_page(*, customer: Customer, before: int | None = None) -> dict[str, Any]:
+    """The customer's page of their conversation with this business (no notes); empty before
+    their first message."""
+    conversation = conversation_for_customer(customer=customer)
+    if conversation is None:
+        return {"messages": [], "has_more": False}
+    return messages_page(conversation=conversation, before=before, include_notes=False)
+
+
+# --- the REST API (messaging.api): keyset pages, newest first -------------------------------------
+
+
+def _newest_first_page(qs: Any, *, before: int, limit: int) -> tuple[list[Any], bool]:
+    """Up to `limit` rows with ids below `before` (0: from the newest), and whether more exist."""
+    if before:
+        qs = qs.filter(id__lt=before)
+    rows = list(qs.order_by("-id")[: limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+def conversations_newest_first(*, before: int = 0, limit: int) -> tuple[list[Conversation], bool]:
+    return _newest_first_page(Conversation.objects.select_related("contact__customer"), before=before, limit=limit)
+
+
+def conversation_messages_newest_first(
+    *, conversation_id: int, before: int = 0, limit: int
+) -> tuple[list[Message], bool] | None:
+    """A conversation's messages without internal notes; None: no such conversation."""
+    if not Conversation.objects.filter(pk=conversation_id).exists():
+        return None
+    qs = Message.objects.filter(conversation_id=conversation_id).exclude(kind=Message.Kind.NOTE)
+    return _newest_first_page(qs, before=before, limit=limit)
+
+
+def events_after(*, after: int, limit: int) -> list[tuple[int, str, str]]:
+    """Stored events after `after`, in id order: (id, type, frame)."""
+    return list(Event.objects.filter(id__gt=after).order_by("id").values_list("id", "type", "frame")[:limit])
+
+
 def events_for_customer(*, conversation_id: int, after: int, limit: int = RESUME_LIMIT) -> list[tuple[int, str]]:
     return list(
         Event.objects.filter(conversation_id=conversation_id, audience=Event.Audience.EVERYONE, id__gt=after)

@@ -80,6 +80,9 @@ class SendRequest:
     conversation_id: int | None = None  # agent sends
     template_name: str = ""
     category: str = ""
+    # Agent sends from a websocket: the writer checks the seat, one query for the whole group,
+    # instead of a database round trip per send before it joins the group.
+    member_unchecked: bool = False
 
     @property
     def business_text(self) -> bool:
@@ -140,12 +143,15 @@ def check_agent_send(
     body: Any,
     client_msg_id: Any = "",
     kind: str = Message.Kind.TEXT,
+    defer_membership: bool = False,
 ) -> SendRequest:
-    """An agent replies (inside the service window) or leaves an internal note (never sent)."""
+    """An agent replies (inside the service window) or leaves an internal note (never sent).
+    `defer_membership`: no query here (a websocket's event loop); the writer checks the seat."""
     if kind not in (Message.Kind.TEXT, Message.Kind.NOTE):
         raise MessagingError(MessagingErrorCode.INVALID, _("Unknown message kind."))
     client_msg_id = clean_client_msg_id(client_msg_id)
-    check_membership(business=business, user=user)
+    if not defer_membership:
+        check_membership(business=business, user=user)
     pk = conversation_pk(conversation_id)
     return SendRequest(
         origin=AGENT,
@@ -156,6 +162,7 @@ def check_agent_send(
         kind=kind,
         user=user,
         conversation_id=pk,
+        member_unchecked=defer_membership,
     )
 
 
@@ -624,8 +631,19 @@ def do_send_messages(*, business: Business, requests: Sequence[SendRequest]) -> 
 def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResult | MessagingError]:
     group = _Group(business=business, now=timezone.now())
     outcomes: list[SendResult | MessagingError | None] = [None] * len(requests)
-    refusal = _business_refusal(business, initiating=any(r.origin == TEMPLATE for r in requests))
-    by_id, by_customer, blocked = _lock_conversations(group, requests, refusal)
+    unchecked = {r.user.pk for r in requests if r.member_unchecked and r.user is not None}
+    if unchecked:
+        members = set(
+            Membership.objects.filter(business_id=business.pk, user_id__in=unchecked).values_list("user_id", flat=True)
+        )
+        for index, request in enumerate(requests):
+            if request.member_unchecked and (request.user is None or request.user.pk not in members):
+                outcomes[index] = not_found()  # no seat (any more): as for a conversation not theirs
+    active = [r for index, r in enumerate(requests) if outcomes[index] is None]
+    if not active:
+        return [o for o in outcomes if o is not None]
+    refusal = _business_refusal(business, initiating=any(r.origin == TEMPLATE for r in active))
+    by_id, by_customer, blocked = _lock_conversations(group, active, refusal)
 
     def thread_of(request: SendRequest) -> _Thread | None:
         if request.conversation_id is not None:
@@ -634,14 +652,16 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
         return by_customer.get(request.customer.pk)
 
     keys = []
-    for request in requests:
+    for request in active:
         thread = thread_of(request)
         if thread is not None and request.client_msg_id:
             keys.append((thread.conversation.pk, request.author_key, request.client_msg_id))
     existing = _existing_messages(keys)
-    opted_out = _opted_out(business, requests)
+    opted_out = _opted_out(business, active)
 
     for index, request in enumerate(requests):
+        if outcomes[index] is not None:
+            continue
         thread = thread_of(request)
         if thread is None:
             if request.business_text:
@@ -730,11 +750,7 @@ def _flush(group: _Group) -> None:
     numbered: list[tuple[int, _Pending, int, int]] = []
     for offset, pending in enumerate(group.pending):
         event_id = first + offset
-        conversation = pending.thread.conversation
-        prev_public, prev_event = conversation.last_public_event_id, conversation.last_event_id
-        conversation.last_event_id = event_id
-        if pending.audience == Event.Audience.EVERYONE:
-            conversation.last_public_event_id = event_id
+        prev_public, prev_event = events.chain_event(pending.thread.conversation, event_id, pending.audience)
         if pending.message is not None:
             message = pending.message
             message.event_id, message.pk = event_id, inserted[event_id]

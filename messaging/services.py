@@ -19,11 +19,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer, Membership, User
-from customers.services import consent_handle_keyword
+from customers.services import consent_handle_keyword, is_stop_keyword
 from directory.services import customer_thread_touch
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
-from messaging.group_commit import send_message
+from messaging.group_commit import send_message, send_message_live
 from messaging.ids import client_int, conversation_pk
 from messaging.models import AgentPresence, Contact, Conversation, Event, Message
 from messaging.payloads import conversation_payload
@@ -37,6 +37,7 @@ from messaging.sending import (
     check_template_send,
     without_nul,
 )
+from tenancy.db import run_in_schema
 from tenancy.models import Business
 
 # Consumers and views import these from here.
@@ -83,10 +84,7 @@ class _Stream:
         for offset, (type, audience, build) in enumerate(self.pending):
             event_id = first + offset
             data = build(event_id)
-            prev_public, prev_event = conversation.last_public_event_id, conversation.last_event_id
-            conversation.last_event_id = event_id
-            if audience == Event.Audience.EVERYONE:
-                conversation.last_public_event_id = event_id
+            prev_public, prev_event = events.chain_event(conversation, event_id, audience)
             stored.append(
                 events.append_event(
                     event_id=event_id,
@@ -211,6 +209,46 @@ def message_send_business_text(
         client_msg_id=client_msg_id,
     )
     return send_message(business=business, request=request)
+
+
+# --- sending from a websocket (on the server's event loop) ---------------------------------------
+# The same checks and writer as above; the send waits for its group on the event loop instead
+# of holding a database thread, and the author's send limit is taken with the group.
+
+
+async def message_send_customer_live(
+    *, business: Business, customer: Customer, body: Any, client_msg_id: Any = ""
+) -> SendResult:
+    """`message_send_customer` for the customer's chat socket."""
+    request = check_customer_send(customer=customer, body=body, client_msg_id=client_msg_id)
+    result = await send_message_live(business=business, request=request, limit_key=request.author_key)
+    if not result.duplicate and is_stop_keyword(request.body):
+        await run_in_schema(
+            business.schema_name, consent_handle_keyword, business=business, customer=customer, body=request.body
+        )
+    return result
+
+
+async def message_send_agent_live(
+    *,
+    business: Business,
+    user: User,
+    conversation_id: Any,
+    body: Any,
+    client_msg_id: Any = "",
+    kind: str = Message.Kind.TEXT,
+) -> SendResult:
+    """`message_send_agent` for an agent's inbox socket (the seat is checked by the writer)."""
+    request = check_agent_send(
+        business=business,
+        user=user,
+        conversation_id=conversation_id,
+        body=body,
+        client_msg_id=client_msg_id,
+        kind=kind,
+        defer_membership=True,
+    )
+    return await send_message_live(business=business, request=request, limit_key=request.author_key)
 
 
 # --- receipts -------------------------------------------------------------------------------

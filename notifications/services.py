@@ -10,6 +10,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +22,15 @@ from accounts.models import Customer, User
 from audit.services import audit_record
 from notifications import limits
 from notifications.errors import ErrorCode, NotificationError
-from notifications.models import MAX_BUTTONS, PLACEHOLDER, ApiKey, ApiRequest, Notification, Template
+from notifications.models import (
+    MAX_BUTTONS,
+    PLACEHOLDER,
+    ApiKey,
+    ApiRequest,
+    IdempotentAnswer,
+    Notification,
+    Template,
+)
 from notifications.selectors import pk_or_zero, require_owner
 from template_reviews.selectors import sending_limits
 from template_reviews.services import template_review_submit
@@ -240,6 +249,31 @@ def api_request_record(
         ip_address=ip_address,
     )
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+
+
+# --- Idempotency-Key (messaging.api.base.IdempotentPost) -----------------------------------------
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+def idempotent_answer_claim(*, api_key: ApiKey, key: str) -> IdempotentAnswer | None:
+    """The answer stored under this key, if one is still fresh. Call inside the transaction that
+    does the work: it holds the key's lock until commit, so concurrent retries with one key wait
+    for the first to finish (and then get its answer)."""
+    schema = getattr(connection, "schema_name", "")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{schema}:idem:{api_key.pk}:{key}"])
+    stored = IdempotentAnswer.objects.filter(api_key=api_key, key=key).first()
+    if stored is not None and stored.created_at < timezone.now() - IDEMPOTENCY_TTL:
+        stored.delete()  # expired: the key may be used afresh
+        return None
+    return stored
+
+
+def idempotent_answer_store(*, api_key: ApiKey, key: str, request_hash: str, status_code: int, body: Any) -> None:
+    IdempotentAnswer.objects.create(
+        api_key=api_key, key=key, request_hash=request_hash, status_code=status_code, body=body
+    )
 
 
 # --- sending ---------------------------------------------------------------------------------

@@ -138,7 +138,7 @@ function sendFrame(m) {
 
 const acks = new AckBatcher((frame) => socket.send(frame, { queue: false }));
 
-const socket = new ResumingSocket("/ws/chat/", {
+const socket = new ResumingSocket(config.urls.socket, {
   lastEventId: config.last_event_id,
   closeCodes: config.close_codes,
   onFrame,

@@ -360,7 +360,7 @@ function sendFrame(m) {
 
 const acks = new AckBatcher((frame) => socket.send(frame, { queue: false }));
 
-const socket = new ResumingSocket("/ws/inbox/", {
+const socket = new ResumingSocket(config.urls.socket, {
   lastEventId: config.last_event_id,
   // The list resumes from the id its updates are complete up to (see messaging/README.md).
   position: (frame) => (frame.type === "conversations.updated" || frame.type === "resumed" ? frame.last : undefined),

@@ -1,0 +1,111 @@
+"""The Redis pub/sub channel layer, with publishes pipelined.
+
+channels_redis's `RedisPubSubChannelLayer` publishes one message per round trip, under the same
+per-process lock as every subscribe and unsubscribe: at a few thousand publishes a second (each
+send fans out to several groups, plus typing, presence and list batches) every `group_send` of
+the process queues behind the others, and a socket's `view` (a subscribe) waits behind all of
+them. Measured under the inbox load (issue 9) this lock was where the live frames' seconds of
+latency came from.
+
+Here publishes go through their own connection, never the subscriber's lock: each is queued at
+once (in call order) and whatever queued while the previous round trip was in flight goes out as
+one pipeline (`PUBLISH` × n, one round trip, in order). `group_send` still returns only once its
+message is published (or raises if Redis failed), so callers keep the layer's contract; messages
+published from one task keep their order, and so do messages queued without awaiting in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
+from channels_redis.utils import _close_redis, _wrap_close, create_pool
+from redis import asyncio as aioredis
+
+# Publishes per pipeline at most (a larger backlog goes out in several, still in order).
+PIPELINE_MAX = 1000
+
+
+class _Publisher:
+    """One shard's publishing connection and its queue."""
+
+    def __init__(self, host: dict[str, Any]) -> None:
+        self.host = host
+        self.redis: aioredis.Redis | None = None
+        self.pending: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def publish(self, channel: str, data: bytes) -> asyncio.Future[None]:
+        """Queue now (so call order is publish order); the future resolves once it is sent."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((channel, data, future))
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._run())
+        return future
+
+    async def _run(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending[:PIPELINE_MAX], self.pending[PIPELINE_MAX:]
+            try:
+                if self.redis is None:
+                    self.redis = aioredis.Redis(connection_pool=create_pool(self.host))
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for channel, data, _future in batch:
+                        pipe.publish(channel, data)
+                    await pipe.execute()
+            except Exception as error:
+                for _channel, _data, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for _channel, _data, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def close(self) -> None:
+        if self.task is not None and not self.task.done():
+            await asyncio.wait([self.task], timeout=5)
+        if self.redis is not None:
+            await _close_redis(self.redis)
+            self.redis = None
+
+
+class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
+    def __init__(self, hosts: Any = None, **kwargs: Any) -> None:
+        super().__init__(hosts, **kwargs)
+        self._publishers = [_Publisher(shard.host) for shard in self._shards]
+
+    def _publisher(self, name: str) -> _Publisher:
+        return self._publishers[self._shards.index(self._get_shard(name))]
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        await self._publisher(channel).publish(channel, self.channel_layer.serialize(message))
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        await self.group_send_nowait(group, message)
+
+    def group_send_nowait(self, group: str, message: dict[str, Any]) -> asyncio.Future[None]:
+        """Queue now, in call order; the future resolves once it is published (messaging.events
+        hands a commit's messages over without awaiting between them)."""
+        channel = self._get_group_channel_name(group)
+        return self._publisher(channel).publish(channel, self.channel_layer.serialize(message))
+
+    async def flush(self) -> None:
+        for publisher in self._publishers:
+            await publisher.close()
+        await super().flush()
+
+
+class PipelinedPubSubChannelLayer(RedisPubSubChannelLayer):
+    """`RedisPubSubChannelLayer` with pipelined publishes (see the module docstring)."""
+
+    def _get_layer(self) -> PipelinedPubSubLoopLayer:
+        loop = asyncio.get_running_loop()
+        try:
+            layer = self._layers[loop]
+        except KeyError:
+            layer = PipelinedPubSubLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+        return layer  # type: ignore[no-any-return]
