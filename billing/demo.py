@@ -20,8 +20,9 @@ from billing.models import (
     RateCard,
     UsageRecord,
 )
+from billing.prices import price_for
 from billing.selectors import period_end
-from billing.services import WINDOW, active_rate_card, month_start, price_for, usage_counter_rebuild
+from billing.services import WINDOW, active_rate_card, month_start, usage_counter_rebuild
 from tenancy.demo import DemoWorld
 from tenancy.models import Business
 

@@ -394,6 +394,72 @@ def send_request_clean(*, to: Any, template: Any = None, text: Any = None) -> Se
     return SendRequest(phone, None, {}, clean_text)
 
 
+@dataclass(frozen=True)
+class InboxTemplateSent:
+    message: Any  # messaging.models.Message
+    price: Decimal
+    per: str
+
+
+def template_send_from_inbox(
+    *, business: Business, user: User, conversation_id: Any, template_id: Any, parameters: Any, client_msg_id: Any = ""
+) -> InboxTemplateSent:
+    """An agent sends an approved template from the inbox (the conversation's 24-hour window has
+    closed, so free text would be refused): the same rules as the API — placeholders filled,
+    marketing mutes, tiers and quality — and the send core's check_template_send and writer."""
+    from customers.selectors import customer_has_muted_marketing
+    from messaging.sending import check_membership
+    from messaging.services import MessagingError, message_send_template
+    from notifications.selectors import inbox_conversation
+
+    check_membership(business=business, user=user)
+    conversation = inbox_conversation(conversation_id=conversation_id)
+    customer = conversation.contact.customer
+    template = Template.objects.filter(pk=pk_or_zero(template_id)).first()
+    if template is None:
+        raise NotificationError(ErrorCode.NOT_FOUND, _("There is no template with this name and language."))
+    template = _approved_template(template.name, template.language)
+    values = _parameters(template, parameters)
+    if template.category == Template.Category.MARKETING:
+        if customer_has_muted_marketing(customer_id=customer.pk, business_id=business.pk):
+            raise NotificationError(
+                ErrorCode.CUSTOMER_OPTED_OUT, _("The customer muted marketing messages from your business.")
+            )
+        limits.marketing_check(business=business)
+    limits.tier_check(business=business, customer_id=customer.pk)
+    try:
+        result = message_send_template(
+            business=business,
+            customer=customer,
+            template_name=template.name,
+            body=template_render(template=template, parameters=values),
+            category=template.category,
+            author_key=f"user:{user.pk}",
+            author_kind="agent",
+            author_user=user,
+            client_msg_id=client_msg_id,
+        )
+    except MessagingError as error:
+        raise NotificationError(_inbox_error_code(str(error.code)), error.message) from None
+    charge = result.charge
+    return InboxTemplateSent(
+        result.message,
+        charge.price if charge is not None else Decimal(0),
+        charge.unit if charge is not None and charge.record is not None else "",
+    )
+
+
+def _inbox_error_code(code: str) -> ErrorCode:
+    """The send core's refusals, as this app's error codes (the inbox shows the message)."""
+    known = {
+        "opted_out": ErrorCode.CUSTOMER_OPTED_OUT,
+        "not_found": ErrorCode.NOT_FOUND,
+        "suspended": ErrorCode.SUSPENDED,
+        "payment_required": ErrorCode.PAYMENT_REQUIRED,
+    }
+    return known.get(code, ErrorCode.FORBIDDEN)  # blocked and anything else: not allowed
+
+
 def consent_record_from_api(*, business: Business, to: Any, category: str, granted: bool) -> Customer:
     """Record a consent choice the business collected itself for a Parley customer's number."""
     from customers.services import consent_record_by_business
