@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -616,7 +617,13 @@ DELIVER_JOB = "notifications.deliver"
 @dataclass(frozen=True)
 class BatchAccepted:
     batch_id: uuid.UUID
-    notifications: list[Notification]
+    notifications: list[AcceptedRecipient]
+
+
+@dataclass(frozen=True)
+class AcceptedRecipient:
+    pk: int  # the notification's id: GET messages/<id>
+    to: str
 
 
 def notifications_accept_batch(
@@ -650,26 +657,42 @@ def notifications_accept_batch(
     batch_id = uuid.uuid4()
     deliver = app.configure_task(DELIVER_JOB, allow_unknown=False)
     with transaction.atomic():
-        created = Notification.objects.bulk_create(
-            [
-                Notification(
-                    api_key=api_key,
-                    to=r.to,
-                    template=found,
-                    template_name=found.name,
-                    category=found.category,
-                    parameters=r.parameters,
-                    batch_id=batch_id,
-                )
-                for r in requests
-            ]
-        )
-        ids = [n.pk for n in created]
+        ids = _insert_accepted(api_key, found, requests, batch_id)
         # Same transaction as the rows: an accepted notification always has its delivery queued.
         for start in range(0, len(ids), BATCH_CHUNK):
             chunk: list[Any] = ids[start : start + BATCH_CHUNK]
             deliver.defer(schema_name=business.schema_name, notification_ids=chunk)
-    return BatchAccepted(batch_id, created)
+    return BatchAccepted(batch_id, [AcceptedRecipient(pk, r.to) for pk, r in zip(ids, requests, strict=True)])
+
+
+def _insert_accepted(
+    api_key: ApiKey | None, template: Template, requests: list[SendRequest], batch_id: Any
+) -> list[int]:
+    """Up to 1,000 accepted notifications in one INSERT over arrays (what bulk_create would do,
+    without building and preparing 1,000 model instances field by field: most of a batch's
+    accept time). Ids come back in the order of `requests`."""
+    table = Notification._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO {table} (api_key_id, "to", template_id, template_name, category, parameters, text, '
+            "status, failure_code, failure_reason, price, currency, charged_per, batch_id, created_at) "
+            "SELECT %s, r.phone, %s, %s, %s, r.parameters, '', %s, '', '', 0, 'EUR', '', %s, %s "
+            "FROM unnest(%s::varchar[], %s::jsonb[]) WITH ORDINALITY AS r(phone, parameters, n) ORDER BY r.n "
+            "RETURNING id",
+            [
+                api_key.pk if api_key is not None else None,
+                template.pk,
+                template.name,
+                template.category,
+                Notification.Status.ACCEPTED,
+                batch_id,
+                timezone.now(),
+                [r.to for r in requests],
+                [json.dumps(r.parameters) for r in requests],
+            ],
+        )
+        # Rows are inserted in ORDER BY order and take their ids from the sequence in that order.
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 def notifications_deliver_queued(*, business: Business, notification_ids: list[int]) -> int:
