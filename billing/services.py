@@ -14,7 +14,6 @@ transaction):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -28,8 +27,6 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from procrastinate.contrib.django import app as procrastinate_app
-from procrastinate.jobs import JobDeferrer
 
 from accounts.models import Membership
 from audit.services import audit_record
@@ -48,7 +45,7 @@ from billing.models import (
     month_start,
 )
 from billing.prices import active_price_sql, country_for_phone
-from config.deferring import defer_atomic
+from config.jobs import defer_atomic, defer_job
 from tenancy.models import Business
 
 logger = logging.getLogger("parley.billing")
@@ -62,12 +59,6 @@ GRACE_PERIOD = timedelta(days=7)
 REPORT_USAGE_RECORD = "billing.report_usage_record"
 CANCEL_USAGE_RECORD = "billing.cancel_usage_record"
 PROCESS_STRIPE_EVENT = "billing.process_stripe_event"
-
-
-def _job(name: str, **options: Any) -> JobDeferrer:
-    """The registered task of that name (its queue and retry policy) ready to defer in the
-    caller's transaction; a misspelt name raises instead of queueing a job nobody runs."""
-    return procrastinate_app.configure_task(name, allow_unknown=False, **options)
 
 
 class BillingError(Exception):
@@ -336,7 +327,7 @@ def conversation_charge_void(*, record_id: uuid.UUID | str, reason: str) -> Usag
         record.voided_at = timezone.now()
         record.void_reason = reason[:200]
         if record.report_state == UsageRecord.ReportState.REPORTED:
-            _job(CANCEL_USAGE_RECORD).defer(record_id=str(record.pk))
+            defer_job(CANCEL_USAGE_RECORD, record_id=str(record.pk))
         else:
             record.report_state = UsageRecord.ReportState.NOT_BILLED
         record.save(update_fields=["voided_at", "void_reason", "report_state"])
@@ -476,7 +467,6 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
     from django.db.models.fields.json import KeyTextTransform
     from django.db.models.functions import Cast
     from procrastinate.contrib.django.models import ProcrastinateJob
-    from procrastinate.exceptions import AlreadyEnqueued
 
     records = UsageRecord.objects.filter(voided_at__isnull=True, free=False)
     if record_ids is not None:
@@ -496,10 +486,8 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
     for record_id in records.values_list("pk", flat=True).iterator():
         with transaction.atomic():
             UsageRecord.objects.filter(pk=record_id).update(report_state=UsageRecord.ReportState.PENDING)
-            try:
-                with transaction.atomic():  # a refused defer must not spoil the outer transaction
-                    _job(REPORT_USAGE_RECORD, queueing_lock=f"usage:{record_id}").defer(record_id=str(record_id))
-            except AlreadyEnqueued:
+            lock = f"usage:{record_id}"
+            if not defer_job(REPORT_USAGE_RECORD, queueing_lock=lock, skip_if_queued=True, record_id=str(record_id)):
                 continue
         queued += 1
     return queued
@@ -799,8 +787,6 @@ _HANDLERS = {
 def stripe_event_receive(*, event: dict[str, Any]) -> str:
     """A verified webhook event: store it, then apply it once. If applying fails the stored event
     is retried by a job, so Stripe still gets its 2xx and does not redeliver forever."""
-    from procrastinate.exceptions import AlreadyEnqueued
-
     row, _created = stripe_event_store(event=event)
     if row.processed_at is not None:
         return "duplicate"
@@ -808,9 +794,8 @@ def stripe_event_receive(*, event: dict[str, Any]) -> str:
         return "processed" if stripe_event_process(event_id=row.pk) else "duplicate"
     except Exception:
         logger.exception("processing Stripe event %s failed; queued for retry", row.pk)
-        # A savepoint: a refused defer (already queued) must not spoil a surrounding transaction.
-        with contextlib.suppress(AlreadyEnqueued), transaction.atomic():
-            _job(PROCESS_STRIPE_EVENT, queueing_lock=f"stripe-event:{row.pk}").defer(event_id=row.pk)
+        lock = f"stripe-event:{row.pk}"
+        defer_job(PROCESS_STRIPE_EVENT, queueing_lock=lock, skip_if_queued=True, event_id=row.pk)
         return "queued"
 
 

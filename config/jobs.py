@@ -1,4 +1,15 @@
-"""Platform jobs: recovering jobs whose worker died.
+"""Platform jobs: deferring jobs in the caller's transaction, and recovering jobs whose worker died.
+
+## Deferring
+
+`app.configure_task(...).defer()` goes through the app's current connector. In a web request that
+is Django's connection, so the job commits (or rolls back) with the writes that need it. Inside a
+running job it is not: a worker swaps in its own connection pool, so a job deferred there commits
+at once, on its own — before the writes it is about (a report job could run, find no row and stop)
+or without them (the writes rolled back). Code that runs in both places defers through here: always
+Django's connection of this thread, in its transaction, and many jobs in one statement.
+
+## Recovering stalled jobs
 
 A Procrastinate worker marks a job `doing` when it takes it. If the worker process is killed
 (kill -9, OOM, a lost machine) the job stays `doing` for ever: nothing else would run it again.
@@ -18,10 +29,17 @@ sends record the attempt before making it and never repeat one whose outcome is 
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
+from django.db import IntegrityError, transaction
 from procrastinate import JobContext
 from procrastinate.contrib.django import app
+from procrastinate.contrib.django.django_connector import DjangoConnector
+from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.manager import JobManager
 
 logger = logging.getLogger("parley.jobs")
@@ -52,3 +70,59 @@ async def retry_stalled_jobs_now(
 async def retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
     """Every minute: jobs left `doing` by a worker that stopped sending heartbeats run again."""
     return len(await retry_stalled_jobs_now(manager=context.app.job_manager))
+
+
+# --- deferring by name ----------------------------------------------------------------------------
+# An app's jobs module calls its services, so the services queue those jobs by name instead of
+# importing the module back; the periodic fan-out jobs use it too. Both helpers insert through
+# Django's connection of this thread, also inside a running job (whose app connector is the
+# worker's own pool), so a job exists exactly when the caller's writes commit.
+
+
+@functools.cache
+def _manager() -> JobManager:
+    return JobManager(connector=DjangoConnector())
+
+
+def defer_job(
+    task_name: str,
+    /,
+    *,
+    queueing_lock: str | None = None,
+    schedule_at: datetime | None = None,
+    skip_if_queued: bool = False,
+    **job_kwargs: Any,
+) -> bool:
+    """Queue the registered task `task_name` (its queue and retry policy) with `job_kwargs`; a
+    misspelt name raises instead of queueing a job nobody runs.
+
+    `queueing_lock`: at most one such job waits at a time. A second one raises AlreadyEnqueued,
+    unless `skip_if_queued`: then the waiting job is enough, this returns False, and the insert
+    ran in a savepoint, so the caller's transaction goes on. (Without it no savepoint is taken:
+    the send path defers inside its hot transaction.) Returns whether a job was queued.
+    """
+    options: dict[str, Any] = {"queueing_lock": queueing_lock, "schedule_at": schedule_at}
+    task = app.configure_task(task_name, allow_unknown=False, **{k: v for k, v in options.items() if v is not None})
+    job = task.job.evolve(task_kwargs=job_kwargs)
+    if not skip_if_queued:
+        _manager().defer_job(job)
+        return True
+    try:
+        with transaction.atomic():
+            _manager().defer_job(job)
+    # Through Django's connection the lock's unique violation can surface as Django's error.
+    except (AlreadyEnqueued, IntegrityError):
+        return False
+    return True
+
+
+def defer_atomic(name: str, jobs: Sequence[tuple[dict[str, Any], str | None]], **options: Any) -> None:
+    """Defer one job of task `name` per (keyword arguments, queueing lock) in the current
+    transaction of Django's connection, in one statement. `options` as for `configure_task`
+    (queue, schedule_at, …). An unknown task name raises instead of queueing a job nobody runs."""
+    if not jobs:
+        return
+    template = app.configure_task(name, allow_unknown=False, **options).job
+    _manager().batch_defer_jobs(
+        [template.evolve(task_kwargs=dict(kwargs), queueing_lock=lock) for kwargs, lock in jobs]
+    )

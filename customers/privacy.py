@@ -30,16 +30,15 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
-from procrastinate.contrib.django import app as procrastinate_app
-from procrastinate.exceptions import AlreadyEnqueued
 
 from accounts.models import Customer, User
 from audit.services import audit_record
+from config.jobs import defer_job
 from customers.models import Block, BusinessContact, ConsentRecord, MarketingMute, PrivacyRequest, Report
 from directory.models import CustomerThread
 from messaging.models import AgentPresence, Contact, Conversation, Event, Message
@@ -85,21 +84,13 @@ def _customer_schemas(customer_id: int) -> list[str]:
 def _queue(request: PrivacyRequest) -> None:
     missing = [s for s in request.schemas if s not in request.done_schemas]
     for schema_name in missing:
-        _defer_once(
-            STEP_TASK, f"privacy:{request.pk}:{schema_name}", request_id=str(request.pk), schema_name=schema_name
+        lock = f"privacy:{request.pk}:{schema_name}"
+        defer_job(
+            STEP_TASK, queueing_lock=lock, skip_if_queued=True, request_id=str(request.pk), schema_name=schema_name
         )
     if not missing:
-        _defer_once(FINISH_TASK, f"privacy:{request.pk}:finish", request_id=str(request.pk))
-
-
-def _defer_once(task_name: str, lock: str, **kwargs: Any) -> None:
-    """Queue a job unless the same one is still waiting (its queueing lock says so). By task
-    name: customers/jobs.py calls this module, so this module does not import it back."""
-    try:
-        with transaction.atomic():  # a savepoint: a refused insert must not spoil the caller's transaction
-            procrastinate_app.configure_task(task_name, allow_unknown=False, queueing_lock=lock).defer(**kwargs)
-    except (AlreadyEnqueued, IntegrityError):
-        pass
+        lock = f"privacy:{request.pk}:finish"
+        defer_job(FINISH_TASK, queueing_lock=lock, skip_if_queued=True, request_id=str(request.pk))
 
 
 def _create(**fields: Any) -> PrivacyRequest:

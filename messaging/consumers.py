@@ -38,6 +38,7 @@ from django.http import HttpRequest
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from assignment import services as assignment_services
 from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services
@@ -628,12 +629,16 @@ class InboxConsumer(StreamConsumer):
         await self.join(events.user_inbox_group(self.schema_name, self.user.pk))
         await _db(self.schema_name, services.presence_enter, user=self.user, channel_name=self.channel_name)
         await self.broadcast_presence()
+        # issue 12: an agent away only because every inbox tab had closed is online again.
+        await self.as_agent(assignment_services.agent_connected)
 
     async def left(self) -> None:
         if not hasattr(self, "inbox_group"):
             return
         await _db(self.schema_name, services.presence_leave, channel_name=self.channel_name)
         await self.broadcast_presence()
+        # The last inbox tab closed: an online agent becomes away (and receives no conversations).
+        await self.as_agent(assignment_services.agent_disconnected)
 
     async def broadcast_presence(self) -> None:
         snapshot = await _db(self.schema_name, selectors.presence_snapshot)
@@ -802,6 +807,7 @@ class InboxConsumer(StreamConsumer):
             body=payload.get("body"),
             client_msg_id=payload.get("client_msg_id"),
             kind=payload.get("kind") or "text",
+            takeover=payload.get("takeover") is True,
         )
         await self.accepted(result)
 
@@ -825,6 +831,7 @@ class InboxConsumer(StreamConsumer):
             services.conversation_assign,
             conversation_id=payload.get("conversation_id"),
             assignee_id=assignee,
+            note=payload.get("note") or "",
         )
 
     async def on_status(self, payload: dict[str, Any]) -> None:
@@ -833,6 +840,17 @@ class InboxConsumer(StreamConsumer):
             conversation_id=payload.get("conversation_id"),
             status=payload.get("status"),
         )
+
+    async def on_snooze(self, payload: dict[str, Any]) -> None:
+        # `until`: an ISO 8601 time, or null for "until the customer writes".
+        await self.as_agent(
+            assignment_services.conversation_snooze,
+            conversation_id=payload.get("conversation_id"),
+            until=payload.get("until"),
+        )
+
+    async def on_agent_status(self, payload: dict[str, Any]) -> None:
+        await self.as_agent(assignment_services.agent_status_set, status=payload.get("status"))
 
 
 class ChatConsumer(StreamConsumer):

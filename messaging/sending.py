@@ -54,6 +54,7 @@ WINDOW = timedelta(hours=SERVICE_WINDOW_HOURS)
 CUSTOMER = "customer"
 AGENT = "agent"
 TEMPLATE = "template"
+SYSTEM = "system"  # automatic replies of the business (the away message)
 
 
 @dataclass
@@ -69,7 +70,7 @@ class SendResult:
 class SendRequest:
     """A validated send, ready for `do_send_messages`. Built only by the `check_*` functions."""
 
-    origin: str  # CUSTOMER, AGENT or TEMPLATE
+    origin: str  # CUSTOMER, AGENT, TEMPLATE or SYSTEM
     author_key: str  # whose client_msg_id namespace: "customer:<id>", "user:<id>", "api:<key>"
     author_kind: str
     body: str
@@ -83,6 +84,9 @@ class SendRequest:
     # Agent sends from a websocket: the writer checks the seat, one query for the whole group,
     # instead of a database round trip per send before it joins the group.
     member_unchecked: bool = False
+    # Collision guard (agent replies): whether the agent confirmed replying into a conversation
+    # another agent holds (the writer knows whether only the assignee may reply).
+    takeover: bool = False
 
     @property
     def business_text(self) -> bool:
@@ -144,6 +148,7 @@ def check_agent_send(
     client_msg_id: Any = "",
     kind: str = Message.Kind.TEXT,
     defer_membership: bool = False,
+    takeover: bool = False,
 ) -> SendRequest:
     """An agent replies (inside the service window) or leaves an internal note (never sent).
     `defer_membership`: no query here (a websocket's event loop); the writer checks the seat."""
@@ -163,6 +168,7 @@ def check_agent_send(
         user=user,
         conversation_id=pk,
         member_unchecked=defer_membership,
+        takeover=takeover is True,
     )
 
 
@@ -188,6 +194,19 @@ def check_business_text_send(
         kind=Message.Kind.TEXT,
         customer=customer,
         user=author_user,
+    )
+
+
+def check_system_send(*, conversation_id: Any, body: Any, client_msg_id: Any = "") -> SendRequest:
+    """An automatic reply of the business inside the service window (the away message): sent and
+    billed like an agent's reply, but it answers nobody: the customer still waits for a person."""
+    return SendRequest(
+        origin=SYSTEM,
+        author_key="system",
+        author_kind=Message.Author.SYSTEM,
+        body=clean_body(body),
+        client_msg_id=clean_client_msg_id(client_msg_id),
+        conversation_id=conversation_pk(conversation_id),
     )
 
 
@@ -265,6 +284,8 @@ class _Group:
     # each was billed, by id(message).
     to_charge: list[tuple[Message, ChargeRequest]] = field(default_factory=list)
     charges: dict[int, Charge] = field(default_factory=dict)
+    # Agents (user ids) who may reply only into conversations assigned to them.
+    assignee_only_users: set[int] = field(default_factory=set)
 
 
 def _locked(queryset: Any, business_id: int) -> list[Conversation]:
@@ -468,8 +489,7 @@ def _customer_send(group: _Group, request: SendRequest, thread: _Thread) -> Mess
     conversation.last_message_at = group.now
     conversation.last_message_preview = request.body[:140]
     conversation.unread_count += 1
-    if conversation.status == Conversation.Status.RESOLVED:
-        conversation.status = Conversation.Status.OPEN
+    _customer_wakes(conversation, group.now)
     thread.changed = True
     thread.last_inbound = message
     thread.inbound_unread = True
@@ -480,6 +500,50 @@ def _customer_send(group: _Group, request: SendRequest, thread: _Thread) -> Mess
     return message
 
 
+def _customer_wakes(conversation: Conversation, now: datetime) -> None:
+    """A customer's message reopens a resolved, pending or snoozed conversation, starts their
+    wait, and puts an open, unassigned conversation in the queue (assignment serves it after
+    commit) unless it is there already. In memory: saved with the group's one UPDATE."""
+    was_queued = (
+        conversation.status == Conversation.Status.OPEN
+        and conversation.assignee_id is None
+        and conversation.queued_at is not None
+    )
+    if conversation.status != Conversation.Status.OPEN:
+        conversation.status = Conversation.Status.OPEN
+        conversation.snoozed_until = None
+    if conversation.waiting_since is None:
+        conversation.waiting_since = now
+    if conversation.assignee_id is None and not was_queued:
+        conversation.queued_at = now
+
+
+def _only_assignee_replies() -> bool:
+    from assignment.selectors import assignment_settings_cached  # assignment builds on messaging
+
+    return assignment_settings_cached().only_assignee_replies
+
+
+def _held_by_other(group: _Group, request: SendRequest, conversation: Conversation) -> MessagingError | None:
+    """The collision guard: a reply into a conversation another agent holds is refused unless
+    the agent confirmed it (a soft lock), or always when only the assignee may reply."""
+    assignee = conversation.assignee
+    if assignee is None or request.user is None or assignee.pk == request.user.pk:
+        return None
+    name = assignee.get_short_name()
+    if request.user.pk in group.assignee_only_users:
+        return MessagingError(
+            MessagingErrorCode.ASSIGNEE_ONLY,
+            _("Only %(name)s, who is assigned to this conversation, may reply.") % {"name": name},
+        )
+    if not request.takeover:
+        return MessagingError(
+            MessagingErrorCode.HELD_BY_OTHER,
+            _("%(name)s is handling this conversation. Send your reply anyway?") % {"name": name},
+        )
+    return None
+
+
 def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: set[int]) -> Message:
     conversation = thread.conversation
     customer_id = conversation.contact.customer_id
@@ -487,6 +551,9 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
         message = _new_message(request, thread, Message.Direction.INTERNAL)
         _add_message_events(group, thread, message, Event.Audience.AGENTS, customer_id)
         return message
+    held = _held_by_other(group, request, conversation)
+    if held is not None:
+        raise held
     if customer_id in blocked:
         raise _blocked_for_business()
     if not _window_open(conversation, group.now):
@@ -516,10 +583,30 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
             )
         )
         thread.inbound_unread = False
-    if conversation.assignee_id is None:
+    conversation.waiting_since = None  # answered
+    if conversation.assignee_id is None and request.user is not None:
         conversation.assignee = request.user
+        conversation.assigned_at = group.now
     if conversation.status == Conversation.Status.RESOLVED:
         conversation.status = Conversation.Status.OPEN
+    thread.changed = True
+    group.contacts.add(customer_id)
+    group.touches.append(ThreadTouch(customer_id, group.now, unread_delta=1))
+    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id)
+    return message
+
+
+def _system_send(group: _Group, request: SendRequest, thread: _Thread, blocked: set[int]) -> Message:
+    conversation = thread.conversation
+    customer_id = conversation.contact.customer_id
+    if customer_id in blocked:
+        raise _blocked_for_business()
+    if not _window_open(conversation, group.now):
+        raise _window_closed()
+    message = _new_message(request, thread, Message.Direction.OUTBOUND)
+    _charge(group, thread, "service", message)
+    conversation.last_message_at = group.now
+    conversation.last_message_preview = request.body[:140]
     thread.changed = True
     group.contacts.add(customer_id)
     group.touches.append(ThreadTouch(customer_id, group.now, unread_delta=1))
@@ -583,7 +670,10 @@ def _save_conversations(threads: list[_Thread], now: datetime) -> None:
     if not threads:
         return
     table = Conversation._meta.db_table
-    row = "(%s::bigint, %s::timestamptz, %s::timestamptz, %s::varchar, %s::integer, %s::varchar, %s::bigint, %s::bigint, %s::bigint)"
+    row = (
+        "(%s::bigint, %s::timestamptz, %s::timestamptz, %s::varchar, %s::integer, %s::varchar, %s::bigint, "
+        "%s::bigint, %s::bigint, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz)"
+    )
     params: list[Any] = []
     for thread in threads:
         c = thread.conversation
@@ -597,14 +687,20 @@ def _save_conversations(threads: list[_Thread], now: datetime) -> None:
             c.assignee_id,
             c.last_public_event_id,
             c.last_event_id,
+            c.snoozed_until,
+            c.waiting_since,
+            c.queued_at,
+            c.assigned_at,
         ]
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} AS c SET window_expires_at = v.window_expires_at, last_message_at = v.last_message_at, "
             "last_message_preview = v.preview, unread_count = v.unread, status = v.status, assignee_id = v.assignee_id, "
-            "last_public_event_id = v.last_public, last_event_id = v.last_event, updated_at = %s "
+            "last_public_event_id = v.last_public, last_event_id = v.last_event, snoozed_until = v.snoozed_until, "
+            "waiting_since = v.waiting_since, queued_at = v.queued_at, assigned_at = v.assigned_at, updated_at = %s "
             f"FROM (VALUES {', '.join([row] * len(threads))}) AS v(id, window_expires_at, last_message_at, preview, "
-            "unread, status, assignee_id, last_public, last_event) WHERE c.id = v.id",
+            "unread, status, assignee_id, last_public, last_event, snoozed_until, waiting_since, queued_at, "
+            "assigned_at) WHERE c.id = v.id",
             [now, *params],
         )
 
@@ -631,13 +727,19 @@ def do_send_messages(*, business: Business, requests: Sequence[SendRequest]) -> 
 def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResult | MessagingError]:
     group = _Group(business=business, now=timezone.now())
     outcomes: list[SendResult | MessagingError | None] = [None] * len(requests)
-    unchecked = {r.user.pk for r in requests if r.member_unchecked and r.user is not None}
-    if unchecked:
-        members = set(
-            Membership.objects.filter(business_id=business.pk, user_id__in=unchecked).values_list("user_id", flat=True)
+    # Seats: checked here, one query for the group, for sends whose check left it to the writer;
+    # and roles, when only the assignee may reply (owners and admins may still take over).
+    assignee_only = any(r.origin == AGENT and r.user is not None for r in requests) and _only_assignee_replies()
+    asking = {r.user.pk for r in requests if r.user is not None and (r.member_unchecked or assignee_only)}
+    if asking:
+        roles = dict(
+            Membership.objects.filter(business_id=business.pk, user_id__in=asking).values_list("user_id", "role")
         )
+        group.assignee_only_users = {
+            pk for pk, role in roles.items() if assignee_only and role == Membership.Role.AGENT
+        }
         for index, request in enumerate(requests):
-            if request.member_unchecked and (request.user is None or request.user.pk not in members):
+            if request.member_unchecked and (request.user is None or request.user.pk not in roles):
                 outcomes[index] = not_found()  # no seat (any more): as for a conversation not theirs
     active = [r for index, r in enumerate(requests) if outcomes[index] is None]
     if not active:
@@ -667,7 +769,7 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
             if request.business_text:
                 assert request.customer is not None
                 outcomes[index] = _blocked_for_business() if request.customer.pk in blocked else _window_closed()
-            elif request.origin == AGENT:
+            elif request.origin in (AGENT, SYSTEM):
                 outcomes[index] = not_found()
             elif request.origin == CUSTOMER:
                 outcomes[index] = _blocked_by_customer()
@@ -688,6 +790,8 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
                 message = _customer_send(group, request, thread)
             elif request.origin == AGENT:
                 message = _agent_send(group, request, thread, blocked)
+            elif request.origin == SYSTEM:
+                message = _system_send(group, request, thread, blocked)
             else:
                 message = _template_send(
                     group, request, thread, blocked, refusal, opted_out.get(request.category, set())

@@ -15,11 +15,12 @@ from functools import cache
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from messaging.events import ConversationShape, MessageShape
+from messaging.events import ConversationActivityEvent, ConversationShape, MessageShape
 from messaging.models import Conversation
-from messaging.selectors import TABS
+from messaging.selectors import LIST_PAGE_MAX, LIST_PAGE_SIZE, LIST_TABS, SORTS, ConversationFilters
 
 SEARCH_MAX = 100
 _ENCODER = DjangoJSONEncoder()
@@ -67,22 +68,39 @@ def shape_serializer(shape: type) -> type[serializers.Serializer]:
 
 ConversationOut = shape_serializer(ConversationShape)
 MessageOut = shape_serializer(MessageShape)
+ActivityOut = shape_serializer(ConversationActivityEvent)
 
 
 # --- output: the pages -------------------------------------------------------------------------
 
 
 class InboxCountsOut(serializers.Serializer):
-    """Conversations with unread customer messages, per tab."""
+    """Conversations with unread customer messages, per tab; `queue`: how many wait in it."""
 
     mine = serializers.IntegerField()
     unassigned = serializers.IntegerField()
     all = serializers.IntegerField()
+    queue = serializers.IntegerField()
 
 
 class InboxListOut(serializers.Serializer):
     conversations = ConversationOut(many=True)
+    next = serializers.CharField(allow_null=True)  # the cursor of the next page; null: the end
+    sort = serializers.ChoiceField(choices=list(SORTS))
     counts = InboxCountsOut()
+
+
+class AgentLoadOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=["online", "away", "offline"])
+    open = serializers.IntegerField()
+    unread = serializers.IntegerField()
+
+
+class InboxTeamOut(serializers.Serializer):
+    counts = InboxCountsOut()
+    team = AgentLoadOut(many=True)
 
 
 class MessagePageOut(serializers.Serializer):
@@ -95,6 +113,8 @@ class MessagePageOut(serializers.Serializer):
 class InboxThreadOut(MessagePageOut):
     # The header needs the conversation even when it is not in the loaded list (an old link).
     conversation = ConversationOut()
+    # What happened to it (assigned, snoozed…) within the page's stretch of the thread.
+    activity = ActivityOut(many=True)
 
 
 # --- input: query parameters -------------------------------------------------------------------
@@ -107,9 +127,54 @@ class SearchField(serializers.CharField):
 
 
 class InboxListQuery(serializers.Serializer):
-    tab = serializers.ChoiceField(choices=TABS, default="all")
-    status = serializers.ChoiceField(choices=Conversation.Status.values, allow_blank=True, default="")
+    """?tab=mine|unassigned|queue|all &status=open,pending &assignee=<id>|none &labels=1,2
+    &since=&until=<ISO time> &q= &sort=recent|waiting|queue &cursor=<next> &limit=. Extend with a
+    field here and one in selectors.ConversationFilters (labels: the labels app's registered filter)."""
+
+    tab = serializers.ChoiceField(choices=LIST_TABS, default="all")
+    status = serializers.CharField(allow_blank=True, default="", max_length=100)
+    assignee = serializers.CharField(allow_blank=True, default="", max_length=20)
+    labels = serializers.CharField(allow_blank=True, default="", max_length=400)
+    since = serializers.DateTimeField(required=False, default=None)
+    until = serializers.DateTimeField(required=False, default=None)
     q = SearchField(max_length=SEARCH_MAX, allow_blank=True, default="")
+    sort = serializers.ChoiceField(choices=list(SORTS), default="recent")
+    cursor = serializers.CharField(allow_blank=True, default="", max_length=400)
+    limit = serializers.IntegerField(min_value=1, max_value=LIST_PAGE_MAX, default=LIST_PAGE_SIZE)
+
+    def validate_status(self, value: str) -> tuple[str, ...]:
+        statuses = tuple(s for s in value.split(",") if s)
+        unknown = [s for s in statuses if s not in Conversation.Status.values]
+        if unknown:
+            raise serializers.ValidationError(_("Unknown status: %(status)s") % {"status": ", ".join(unknown)})
+        return statuses
+
+    def validate_assignee(self, value: str) -> int | str | None:
+        if value in ("", "none"):
+            return value or None
+        if not value.isdigit():
+            raise serializers.ValidationError(_("Give an agent's id, or none."))
+        return int(value)
+
+    def validate_labels(self, value: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise serializers.ValidationError(_("Give label ids as numbers separated by commas.")) from None
+
+    def filters(self) -> ConversationFilters:
+        data = self.validated_data
+        assignee = data["assignee"]
+        return ConversationFilters(
+            tab=data["tab"],
+            statuses=data["status"],
+            assignee_id=assignee if isinstance(assignee, int) else None,
+            unassigned=assignee == "none",
+            label_ids=data["labels"],
+            since=data["since"],
+            until=data["until"],
+            query=data["q"].strip(),
+        )
 
 
 class HistoryQuery(serializers.Serializer):

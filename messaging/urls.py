@@ -10,6 +10,7 @@ urlpatterns = [
         views.InboxMessagesView.as_view(),
         name="inbox_messages",
     ),
+    path("inbox/api/counts/", views.InboxCountsView.as_view(), name="inbox_counts"),
     path("contacts/", views.contacts, name="contacts"),
     path("chat/", views.chat, name="chat"),
     path("chat/messages/", views.ChatMessagesView.as_view(), name="chat_messages"),

@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from assignment.selectors import agent_status_of, customer_queue_state, team_availability
 from config.websocket import client_close_codes, socket_url
 from customers.selectors import customer_has_blocked
 from customers.session import customer_from_session
@@ -29,6 +30,7 @@ from messaging.serializers import (
     HistoryQuery,
     InboxListOut,
     InboxListQuery,
+    InboxTeamOut,
     InboxThreadOut,
     MessagePageOut,
 )
@@ -80,8 +82,36 @@ def _inbox_strings() -> dict[str, str]:
         "phone": _("Phone"),
         "status_open": _("Open"),
         "status_pending": _("Pending"),
+        "status_snoozed": _("Snoozed"),
         "status_resolved": _("Resolved"),
         "unread": _("%(count)s unread"),
+        # issue 12: assignment, lifecycle, the team
+        "queued": _("In queue"),
+        "snooze": _("Snooze…"),
+        "snooze1h": _("For an hour"),
+        "snoozeTomorrow": _("Until tomorrow 09:00"),
+        "snoozeNextWeek": _("Until next Monday 09:00"),
+        "snoozeUntilReply": _("Until the customer writes"),
+        "snoozedUntil": _("Snoozed until %(time)s"),
+        "transferNote": _("Note for the new assignee (optional)"),
+        "heldBy": _("%(name)s is handling this conversation."),
+        "parley": _("Parley"),
+        "actAssigned": _("%(who)s assigned this to %(assignee)s"),
+        "actAutoAssigned": _("Assigned to %(assignee)s automatically"),
+        "actTransferred": _("%(who)s transferred this to %(assignee)s"),
+        "actUnassigned": _("%(who)s unassigned this"),
+        "actBackToQueue": _("Back in the queue"),
+        "actReturned": _("Back in the queue: no reply in time"),
+        "actStatus": _("%(who)s set the status to %(status)s"),
+        "actSnoozed": _("%(who)s snoozed this until the customer writes"),
+        "actSnoozedUntil": _("%(who)s snoozed this until %(time)s"),
+        "actWoken": _("The snooze ended"),
+        "teamSummary": _("Team: %(online)s of %(total)s online"),
+        "teamLoad": _("%(open)s open · %(unread)s unread"),
+        "agent_online": _("Online"),
+        "agent_away": _("Away"),
+        "agent_offline": _("Offline"),
+        "loadingMore": _("Loading more…"),
     }
 
 
@@ -89,6 +119,16 @@ def _chat_strings() -> dict[str, str]:
     return {
         **_thread_strings(),
         "empty": _("Say hello: your messages go straight to the business's team."),
+        # issue 12: the place in line (ordinals by Intl.PluralRules' category).
+        "queuePlace": _("You are %(place)s in line."),
+        "ordinal_one": _("%(n)sst"),
+        "ordinal_two": _("%(n)snd"),
+        "ordinal_few": _("%(n)srd"),
+        "ordinal_other": _("%(n)sth"),
+        "queueEstimate": _("Estimated wait: about %(minutes)s min."),
+        "queueNoEstimate": _("An agent will be with you as soon as one is free."),
+        "closedUntil": _("We are closed right now and will reply from %(time)s."),
+        "closed": _("We are closed right now and will reply as soon as we are back."),
     }
 
 
@@ -129,13 +169,20 @@ def _query(serializer_class: type[serializers.Serializer], request: Request) -> 
 def inbox(request: HttpRequest) -> HttpResponse:
     business: Any = request.tenant  # type: ignore[attr-defined]
     last_event_id = selectors.last_event_id()
+    user: Any = request.user
+    # The first page of the default view (open conversations, newest first); more pages as the agent scrolls.
+    first_page = selectors.conversation_page(user=user, filters=selectors.ConversationFilters(statuses=("open",)))
     config = {
         "last_event_id": last_event_id,
-        "me": {"id": request.user.pk, "name": request.user.get_short_name()},  # type: ignore[union-attr]
+        "me": {"id": user.pk, "name": user.get_short_name(), "status": agent_status_of(user_id=user.pk)},
         "team": selectors.team_members(business=business),
-        "conversations": selectors.inbox_conversations(user=request.user, tab="all"),  # type: ignore[arg-type]
+        "availability": team_availability(business=business),
+        "conversations": first_page["conversations"],
+        "next": first_page["next"],
+        "counts": selectors.inbox_counts(user=user),
         "urls": {
             "conversations": reverse("inbox_conversations"),
+            "counts": reverse("inbox_counts"),
             # The JS puts the conversation's id where the stand-in number is reversed.
             "messages": reverse("inbox_messages", args=[_STAND_IN]).replace(str(_STAND_IN), "{id}"),
             "socket": socket_url("ws_inbox"),
@@ -147,15 +194,35 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 
 class InboxConversationsView(PageJsonView):
-    """The inbox list for a tab, status and search, with the unread counts per tab."""
+    """A keyset page of the inbox list (issue 12: no cap, infinite scroll) for a tab, statuses,
+    assignee, labels, dates, search and sort, with this agent's counts per tab. `next` is the
+    cursor of the following page (null at the end)."""
 
     permission_classes = [IsMember]
 
     def get(self, request: Request) -> Response:
-        query = _query(InboxListQuery, request)
+        query = InboxListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
         user: Any = request.user
-        rows = selectors.inbox_conversations(user=user, tab=query["tab"], status=query["status"], query=query["q"])
-        return Response(InboxListOut({"conversations": rows, "counts": selectors.inbox_counts(user=user)}).data)
+        try:
+            page = selectors.conversation_page(
+                user=user, filters=query.filters(), sort=data["sort"], cursor=data["cursor"], limit=data["limit"]
+            )
+        except selectors.BadCursor:
+            raise exceptions.ValidationError({"cursor": [_("This page link is not valid any more.")]}) from None
+        return Response(InboxListOut({**page, "counts": selectors.inbox_counts(user=user)}).data)
+
+
+class InboxCountsView(PageJsonView):
+    """This agent's counts per tab, and each agent's status, open and unread conversations."""
+
+    permission_classes = [IsMember]
+
+    def get(self, request: Request) -> Response:
+        business: Any = request.tenant  # type: ignore[attr-defined]
+        counts = selectors.inbox_counts(user=request.user)  # type: ignore[arg-type]
+        return Response(InboxTeamOut({"counts": counts, "team": team_availability(business=business)}).data)
 
 
 class InboxMessagesView(PageJsonView):
@@ -202,12 +269,19 @@ def chat(request: HttpRequest) -> HttpResponse:
         last_event_id = selectors.last_event_id()
         page = MessagePageOut(selectors.chat_history_page(customer=customer)).data
         context["blocked"] = customer_has_blocked(customer_id=customer.pk, business_id=business.pk)
+        # issue 12: the customer's place in line and estimated wait, or closed outside business hours.
+        context["queue"] = customer_queue_state(conversation=selectors.conversation_for_customer(customer=customer))
         context["chat_config"] = {
             "last_event_id": last_event_id,
             "messages": page["messages"],
             "has_more": page["has_more"],
             "business_name": business.display_name,
-            "urls": {"messages": reverse("chat_messages"), "socket": socket_url("ws_chat")},
+            "urls": {
+                "messages": reverse("chat_messages"),
+                "queue": reverse("chat_queue"),
+                "socket": socket_url("ws_chat"),
+            },
+            "queue": context["queue"],
             "strings": _chat_strings(),
             "close_codes": client_close_codes(),
         }

@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
 from audit.services import audit_record
+from config.jobs import defer_job
 from notifications import limits
 from notifications.errors import ErrorCode, NotificationError
 from notifications.models import (
@@ -632,7 +633,6 @@ def notifications_accept_batch(
     """Accept up to 1,000 recipients of one approved template at once; background jobs (which
     carry the schema name) deliver them. Every recipient is checked first: one bad entry refuses
     the batch with the index of each problem, so nothing is half-accepted."""
-    from procrastinate.contrib.django import app
 
     if not isinstance(recipients, list) or not recipients:
         raise _invalid("recipients", _("Give at least one recipient."))
@@ -655,13 +655,12 @@ def notifications_accept_batch(
     if errors:
         raise NotificationError(ErrorCode.INVALID, _("Some recipients are not valid."), errors=errors)
     batch_id = uuid.uuid4()
-    deliver = app.configure_task(DELIVER_JOB, allow_unknown=False)
     with transaction.atomic():
         ids = _insert_accepted(api_key, found, requests, batch_id)
         # Same transaction as the rows: an accepted notification always has its delivery queued.
         for start in range(0, len(ids), BATCH_CHUNK):
             chunk: list[Any] = ids[start : start + BATCH_CHUNK]
-            deliver.defer(schema_name=business.schema_name, notification_ids=chunk)
+            defer_job(DELIVER_JOB, schema_name=business.schema_name, notification_ids=chunk)
     return BatchAccepted(batch_id, [AcceptedRecipient(pk, r.to) for pk, r in zip(ids, requests, strict=True)])
 
 

@@ -41,7 +41,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Membership, User
 from audit.services import audit_record
-from config.deferring import defer_atomic
+from config.jobs import defer_atomic
 from messaging.events import ConversationShape, MessageShape
 from messaging.models import Event
 from notifications.errors import ErrorCode, NotificationError

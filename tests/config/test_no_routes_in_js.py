@@ -94,6 +94,7 @@ def test_pages_hand_their_urls_to_the_js(world: World) -> None:
     inbox = _config(business_client(world.business_a, world.agent_a).get("/inbox/").content.decode(), "inbox-config")
     assert inbox["urls"] == {
         "conversations": "/inbox/api/conversations/",
+        "counts": "/inbox/api/counts/",
         "messages": "/inbox/api/conversations/{id}/messages/",
         "socket": "/ws/inbox/",
     }
@@ -105,7 +106,7 @@ def test_pages_hand_their_urls_to_the_js(world: World) -> None:
         session[CUSTOMER_SESSION_KEY] = customer.pk
         session.save()
     chat = _config(chat_client.get("/chat/").content.decode(), "chat-config")
-    assert chat["urls"] == {"messages": "/chat/messages/", "socket": "/ws/chat/"}
+    assert chat["urls"] == {"messages": "/chat/messages/", "queue": "/chat/queue/", "socket": "/ws/chat/"}
     me = _config(me_client.get("/me/conversations/").content.decode(), "me-config")
     assert me["urls"] == {"socket": "/ws/me/"}
     # Every socket path is one the websocket router serves.

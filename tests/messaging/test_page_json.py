@@ -46,11 +46,16 @@ def test_pages_carry_the_websocket_frames_shapes_to_the_letter(world: World) -> 
     assert listed.status_code == 200 and listed["Content-Type"] == "application/json"
     body = listed.json()
     assert body["conversations"] == [frame_conversation]
-    assert set(body["counts"]) == {"mine", "unassigned", "all"}
+    assert set(body["counts"]) == {"mine", "unassigned", "all", "queue"}
     assert all(isinstance(n, int) for n in body["counts"].values())
 
     thread = agent.get(f"/inbox/api/conversations/{message.conversation_id}/messages/").json()
-    assert thread == {"messages": [frame_message], "has_more": False, "conversation": frame_conversation}
+    assert thread == {
+        "messages": [frame_message],
+        "has_more": False,
+        "conversation": frame_conversation,
+        "activity": [],
+    }
     assert not _check(thread["messages"][0], events.MessageShape, "message")
     assert not _check(thread["conversation"], events.ConversationShape, "conversation")
 
