@@ -8,10 +8,12 @@ with an approved template, an API key and `--recipients` verified customers (lim
 the bench measures the machinery, not the policy), opens `--connected` customers' chat sockets,
 then POSTs batches of 1,000 recipients. Prints:
 - accepted/s: recipients accepted per second of POST time (validation + one INSERT per batch +
-  queued jobs; nothing is delivered yet);
+  queued jobs), and the server's CPU-seconds for them (a figure the machine's load distorts far
+  less); a worker delivers meanwhile unless `--accept-only`;
 - delivery: a Procrastinate worker (in this process) works the queue through the send core;
   for each connected customer, seconds from the first POST until its socket got the
-  `message.created` frame (p50/p99), and overall delivered/s.
+  `message.created` frame (p50/p99), delivered/s from the first accepted to the last sent, and
+  this process's CPU-seconds for it.
 """
 
 from __future__ import annotations
