@@ -787,6 +787,7 @@ _HANDLERS = {
 def stripe_event_receive(*, event: dict[str, Any]) -> str:
     """A verified webhook event: store it, then apply it once. If applying fails the stored event
     is retried by a job, so Stripe still gets its 2xx and does not redeliver forever."""
+
     row, _created = stripe_event_store(event=event)
     if row.processed_at is not None:
         return "duplicate"

@@ -642,33 +642,32 @@ def _template_send(
     return message
 
 
-def _mark_read(marks: list[tuple[int, int | Message]], now: datetime) -> None:
+def _mark_read(marks: list[tuple[int, int | Message]], now: datetime) -> events.Statement | None:
     """Agents' replies read the customer's messages up to the last one before the reply."""
     if not marks:
-        return
+        return None
     table = Message._meta.db_table
     values = ", ".join(["(%s::bigint, %s::bigint)"] * len(marks))
     params: list[Any] = [now, now]
     for conversation_id, up_to in marks:
         params += [conversation_id, up_to.pk if isinstance(up_to, Message) else up_to]
     done = (Message.Status.READ, Message.Status.FAILED)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS m SET "
-            f"status = CASE WHEN m.status IN (%s, %s) THEN m.status ELSE %s END, "
-            f"read_at = CASE WHEN m.status IN (%s, %s) THEN m.read_at ELSE %s END, "
-            "delivered_at = COALESCE(m.delivered_at, %s) "
-            f"FROM (VALUES {values}) AS v(conversation_id, up_to) "
-            "WHERE m.conversation_id = v.conversation_id AND m.id <= v.up_to AND m.direction = %s "
-            "AND (m.status NOT IN (%s, %s) OR m.delivered_at IS NULL)",
-            [*done, Message.Status.READ, *done, *params, Message.Direction.INBOUND, *done],
-        )
+    return (
+        f"UPDATE {table} AS m SET "
+        f"status = CASE WHEN m.status IN (%s, %s) THEN m.status ELSE %s END, "
+        f"read_at = CASE WHEN m.status IN (%s, %s) THEN m.read_at ELSE %s END, "
+        "delivered_at = COALESCE(m.delivered_at, %s) "
+        f"FROM (VALUES {values}) AS v(conversation_id, up_to) "
+        "WHERE m.conversation_id = v.conversation_id AND m.id <= v.up_to AND m.direction = %s "
+        "AND (m.status NOT IN (%s, %s) OR m.delivered_at IS NULL)",
+        [*done, Message.Status.READ, *done, *params, Message.Direction.INBOUND, *done],
+    )
 
 
-def _save_conversations(threads: list[_Thread], now: datetime) -> None:
+def _save_conversations(threads: list[_Thread], now: datetime) -> events.Statement | None:
     """Every changed conversation of the group in one UPDATE (the rows are locked already)."""
     if not threads:
-        return
+        return None
     table = Conversation._meta.db_table
     row = (
         "(%s::bigint, %s::timestamptz, %s::timestamptz, %s::varchar, %s::integer, %s::varchar, %s::bigint, "
@@ -692,17 +691,16 @@ def _save_conversations(threads: list[_Thread], now: datetime) -> None:
             c.queued_at,
             c.assigned_at,
         ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS c SET window_expires_at = v.window_expires_at, last_message_at = v.last_message_at, "
-            "last_message_preview = v.preview, unread_count = v.unread, status = v.status, assignee_id = v.assignee_id, "
-            "last_public_event_id = v.last_public, last_event_id = v.last_event, snoozed_until = v.snoozed_until, "
-            "waiting_since = v.waiting_since, queued_at = v.queued_at, assigned_at = v.assigned_at, updated_at = %s "
-            f"FROM (VALUES {', '.join([row] * len(threads))}) AS v(id, window_expires_at, last_message_at, preview, "
-            "unread, status, assignee_id, last_public, last_event, snoozed_until, waiting_since, queued_at, "
-            "assigned_at) WHERE c.id = v.id",
-            [now, *params],
-        )
+    return (
+        f"UPDATE {table} AS c SET window_expires_at = v.window_expires_at, last_message_at = v.last_message_at, "
+        "last_message_preview = v.preview, unread_count = v.unread, status = v.status, assignee_id = v.assignee_id, "
+        "last_public_event_id = v.last_public, last_event_id = v.last_event, snoozed_until = v.snoozed_until, "
+        "waiting_since = v.waiting_since, queued_at = v.queued_at, assigned_at = v.assigned_at, updated_at = %s "
+        f"FROM (VALUES {', '.join([row] * len(threads))}) AS v(id, window_expires_at, last_message_at, preview, "
+        "unread, status, assignee_id, last_public, last_event, snoozed_until, waiting_since, queued_at, "
+        "assigned_at) WHERE c.id = v.id",
+        [now, *params],
+    )
 
 
 def _opted_out(business: Business, requests: Sequence[SendRequest]) -> dict[str, set[int]]:
@@ -860,7 +858,6 @@ def _flush(group: _Group) -> None:
             message.event_id, message.pk = event_id, inserted[event_id]
             message._state.adding, message._state.db = False, connection.alias
         numbered.append((event_id, pending, prev_public, prev_event))
-    _mark_read(group.marks, group.now)
     usage_records_link_messages(
         links=[
             (str(charge.record.pk), message.pk)
@@ -884,8 +881,15 @@ def _flush(group: _Group) -> None:
         )
         for event_id, pending, prev_public, prev_event in numbered
     ]
-    events.append_events(stored)
-    _save_conversations([t for t in group.threads.values() if t.changed], group.now)
+    # The counter row is locked from the INSERT above until commit: what is left goes in one
+    # round trip (events, conversations, replied-to messages read).
+    events.execute_together(
+        [
+            _mark_read(group.marks, group.now),
+            _save_conversations([t for t in group.threads.values() if t.changed], group.now),
+            events.append_events_statement(stored),
+        ]
+    )
     # /me/ lists: each customer's thread as this group left it, tagged with its send's last event.
     last_event_of: dict[int, int] = {}
     for event_id, pending, _public, _event in numbered:

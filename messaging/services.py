@@ -10,6 +10,8 @@ unpaid bills) and billing are decided there, per message.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +21,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
+from assignment import services as assignment_services
+from assignment.services import after_customer_message, after_customer_message_needed
 from customers.services import consent_handle_keyword, is_stop_keyword
 from directory.services import customer_thread_touch
 from messaging import events
@@ -39,6 +43,8 @@ from messaging.sending import (
 )
 from tenancy.db import run_in_schema
 from tenancy.models import Business
+
+logger = logging.getLogger("parley.messaging")
 
 # Consumers and views import these from here.
 __all__ = ["MAX_BODY", "MessagingError", "MessagingErrorCode", "SendResult"]
@@ -78,6 +84,8 @@ class _Stream:
     def commit(self) -> None:
         if not self.pending:
             return
+        # The counter row stays locked from here until commit: after it, one round trip
+        # (every event and the conversation's chain pointers together).
         first = events.allocate_event_ids(len(self.pending))
         stored: list[events.StoredEvent] = []
         conversation = self.conversation
@@ -86,19 +94,26 @@ class _Stream:
             data = build(event_id)
             prev_public, prev_event = events.chain_event(conversation, event_id, audience)
             stored.append(
-                events.append_event(
-                    event_id=event_id,
-                    type=type,
-                    conversation_id=conversation.pk,
-                    audience=audience,
-                    data=data,
-                    prev_public_id=prev_public,
-                    prev_event_id=prev_event,
-                    assignee_id=conversation.assignee_id,
+                events.StoredEvent(
+                    event_id,
+                    type,
+                    conversation.pk,
+                    audience,
+                    events.event_frame(event_id=event_id, type=type, data=data),
+                    prev_public,
+                    prev_event,
+                    conversation.assignee_id,
                 )
             )
-        Conversation.objects.filter(pk=conversation.pk).update(
-            last_public_event_id=conversation.last_public_event_id, last_event_id=conversation.last_event_id
+        events.execute_together(
+            [
+                (
+                    f"UPDATE {Conversation._meta.db_table} SET last_public_event_id = %s, last_event_id = %s "
+                    "WHERE id = %s",
+                    [conversation.last_public_event_id, conversation.last_event_id, conversation.pk],
+                ),
+                events.append_events_statement(stored),
+            ]
         )
         customer_frames = [
             (cid, events.dumps({"id": stored[-1].id, "type": events.THREAD_UPDATED, **data}))
@@ -137,8 +152,6 @@ def _announce_conversation(business: Business, conversation: Conversation) -> No
 
 def message_send_customer(*, business: Business, customer: Customer, body: Any, client_msg_id: Any = "") -> SendResult:
     """A customer writes to the business: opens or extends the 24-hour service window."""
-    from assignment.services import after_customer_message
-
     request = check_customer_send(customer=customer, body=body, client_msg_id=client_msg_id)
     result = send_message(business=business, request=request)
     # privacy (issue 14): a STOP / STOPP / ABMELDEN reply mutes marketing and queues a confirmation.
@@ -217,7 +230,35 @@ async def message_send_customer_live(
         await run_in_schema(
             business.schema_name, consent_handle_keyword, business=business, customer=customer, body=request.body
         )
+    # issue 12: the away message and serving a newly queued conversation, on a database thread
+    # only when there is something to do (decided from memory and the settings cache), and not
+    # waited for: the sender's ack does not wait for the queue (its page hears of it live).
+    if result.duplicate:  # a duplicate's message was read back without its conversation
+        return result
+    conversation, sent_at = result.message.conversation, result.message.created_at
+    if after_customer_message_needed(schema_name=business.schema_name, conversation=conversation, sent_at=sent_at):
+        task = asyncio.ensure_future(
+            run_in_schema(
+                business.schema_name,
+                after_customer_message,
+                business=business,
+                conversation=conversation,
+                sent_at=sent_at,
+            )
+        )
+        _background.add(task)
+        task.add_done_callback(_background_done)
     return result
+
+
+_background: set[asyncio.Future[None]] = set()
+
+
+def _background_done(task: asyncio.Future[None]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # The periodic sweep serves the queue again within a minute.
+        logger.error("after a customer's message: %r", task.exception())
 
 
 async def message_send_agent_live(
@@ -366,16 +407,16 @@ def conversation_assign(
     *, business: Business, user: User, conversation_id: Any, assignee_id: Any, note: Any = ""
 ) -> Conversation:
     """Claim, assign, transfer or unassign: assignment's rules (the queue, capacity, events)."""
-    from assignment.services import conversation_assign as assign
-
-    return assign(business=business, user=user, conversation_id=conversation_id, assignee_id=assignee_id, note=note)
+    return assignment_services.conversation_assign(
+        business=business, user=user, conversation_id=conversation_id, assignee_id=assignee_id, note=note
+    )
 
 
 def conversation_set_status(*, business: Business, user: User, conversation_id: Any, status: Any) -> Conversation:
     """Open, pending or resolved: assignment's lifecycle rules (snooze: assignment.services)."""
-    from assignment.services import conversation_set_status as set_status
-
-    return set_status(business=business, user=user, conversation_id=conversation_id, status=status)
+    return assignment_services.conversation_set_status(
+        business=business, user=user, conversation_id=conversation_id, status=status
+    )
 
 
 def contact_update(*, business: Business, user: User, contact_id: Any, name: str, notes: str) -> Contact:
