@@ -174,6 +174,7 @@ function renderHeader() {
   windowLine.hidden = false;
   windowLine.className = `small ${open ? "muted" : "alert warning"}`;
   windowLine.textContent = open ? format(S.windowOpen, { time: timeLabel(c.window_expires_at) }) : S.windowClosed;
+  document.dispatchEvent(new CustomEvent("parley:conversation", { detail: { id: c.id, windowOpen: Boolean(open) } }));
   // replaceChildren, unlike el(), would write a null child as the text "null": leave it out.
   $("details").replaceChildren(...[
     el("p", {}, el("strong", { text: c.contact.name })),
