@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
@@ -289,6 +290,10 @@ class SendRequest:
     template: Template | None
     parameters: dict[str, str]
     text: str
+    # Rich messages (issue 13), single sends only: a file uploaded with POST /api/v1/media, and
+    # quick-reply buttons or a list (messaging.rich shapes).
+    media_id: int | None = None
+    interactive: dict[str, Any] | None = None
 
 
 def _phone(value: Any) -> str:
@@ -366,8 +371,21 @@ def _parameters(template: Template, parameters: Any) -> dict[str, str]:
     return clean
 
 
-def template_render(*, template: Template, parameters: dict[str, str]) -> str:
-    """The text the customer reads: header, body, footer and button labels, placeholders filled."""
+def template_interactive(template: Template) -> dict[str, Any] | None:
+    """A template's buttons as quick-reply buttons the customer taps; the tap's choice id is the
+    label's slug (stable for webhook consumers)."""
+    if not template.buttons:
+        return None
+    options = [
+        {"id": slugify(label)[:64] or f"button-{index}", "title": label}
+        for index, label in enumerate(template.buttons, start=1)
+    ]
+    return {"type": "buttons", "options": options}
+
+
+def template_render(*, template: Template, parameters: dict[str, str], buttons_as_text: bool = True) -> str:
+    """The text the customer reads: header, body, footer and button labels, placeholders filled.
+    Sent messages carry the buttons as real buttons instead (`buttons_as_text=False`)."""
 
     def fill(text: str) -> str:
         return PLACEHOLDER.sub(lambda m: parameters[m.group(1)], text)
@@ -376,24 +394,40 @@ def template_render(*, template: Template, parameters: dict[str, str]) -> str:
     parts.append(fill(template.body))
     if template.footer:
         parts.append(template.footer)
-    if template.buttons:
+    if template.buttons and buttons_as_text:
         parts.append(" · ".join(f"[{label}]" for label in template.buttons))
     return "\n\n".join(parts)
 
 
-def send_request_clean(*, to: Any, template: Any = None, text: Any = None) -> SendRequest:
+def _rich_clean(media_id: Any, interactive: Any) -> tuple[int | None, dict[str, Any] | None]:
+    from messaging.errors import MessagingError
+    from messaging.rich import clean_interactive
+
+    if media_id not in (None, "") and (not isinstance(media_id, int) or isinstance(media_id, bool) or media_id < 1):
+        raise _invalid("media_id", _("media_id is the id POST /api/v1/media answered with."))
+    try:
+        return media_id or None, clean_interactive(interactive)
+    except MessagingError as error:
+        raise _invalid("interactive", error.message) from None
+
+
+def send_request_clean(
+    *, to: Any, template: Any = None, text: Any = None, media_id: Any = None, interactive: Any = None
+) -> SendRequest:
     """Check one send as the API gave it: a phone number and either a template (name, language,
-    parameters) or free text. Raises NotificationError naming the problem."""
+    parameters) or free text; optionally a file (`media_id`) and buttons or a list. Raises
+    NotificationError naming the problem."""
     phone = _phone(to)
+    media, buttons = _rich_clean(media_id, interactive)
     if template is not None and text not in (None, ""):
         raise _invalid("template", _("Send either a template or text, not both."))
     if template is not None:
         if not isinstance(template, dict):
             raise _invalid("template", _("template is an object: name, language, parameters."))
         found = _approved_template(template.get("name"), template.get("language"))
-        return SendRequest(phone, found, _parameters(found, template.get("parameters")), "")
-    clean_text = _text(text, field="text", max_length=4096, required=True)
-    return SendRequest(phone, None, {}, clean_text)
+        return SendRequest(phone, found, _parameters(found, template.get("parameters")), "", media, buttons)
+    clean_text = _text(text, field="text", max_length=4096, required=media is None)
+    return SendRequest(phone, None, {}, clean_text, media, buttons)
 
 
 @dataclass(frozen=True)
@@ -529,7 +563,13 @@ def _fail(notification: Notification, code: str, reason: str) -> Notification:
     return notification
 
 
-def notification_deliver(*, business: Business, notification: Notification) -> Notification:
+def notification_deliver(
+    *,
+    business: Business,
+    notification: Notification,
+    media_id: int | None = None,
+    interactive: dict[str, Any] | None = None,
+) -> Notification:
     """Hand an accepted notification to the messaging send core, or fail it with the delivery
     rule that stops it (never billed: a refused send writes no usage record). Limits of the
     business (tier, paused marketing) raise NotificationError: the caller decides whether that
@@ -557,16 +597,23 @@ def notification_deliver(*, business: Business, notification: Notification) -> N
                 body=notification.text,
                 author_key=f"api:{notification.api_key_id or 0}",
                 client_msg_id=f"n{notification.pk}",
+                attachment_id=media_id,
+                interactive=interactive,
             )
         else:
+            # The template's buttons travel as real buttons (rich messages, issue 13).
             result = message_send_template(
                 business=business,
                 customer=customer,
                 template_name=notification.template_name,
-                body=template_render(template=notification.template, parameters=notification.parameters),
+                body=template_render(
+                    template=notification.template, parameters=notification.parameters, buttons_as_text=False
+                ),
                 category=notification.category,
                 author_key=f"api:{notification.api_key_id or 0}",
                 client_msg_id=f"n{notification.pk}",
+                attachment_id=media_id,
+                interactive=interactive or template_interactive(notification.template),
             )
     except MessagingError as error:
         return _fail(notification, error.code, error.message)
@@ -591,7 +638,9 @@ def notification_send(*, business: Business, api_key: ApiKey | None, request: Se
     limits.throughput_check(business=business)
     with transaction.atomic():
         notification = _accept(api_key, request)
-        return notification_deliver(business=business, notification=notification)
+        return notification_deliver(
+            business=business, notification=notification, media_id=request.media_id, interactive=request.interactive
+        )
 
 
 def _accept(api_key: ApiKey | None, request: SendRequest, batch_id: Any = None) -> Notification:
