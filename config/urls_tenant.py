@@ -15,6 +15,7 @@ urlpatterns = [
     path("team/", account_views.team, name="team"),
     path("team/<int:membership_id>/remove/", account_views.seat_remove_view, name="seat_remove"),
     path("", include("messaging.urls")),
+    path("", include("attachments.urls")),
     path("", include("assignment.urls")),
     path("", include("collab.urls")),
     path("", include("insights.urls")),

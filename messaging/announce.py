@@ -76,7 +76,7 @@ def conversations_announce(*, business: Business, changes: Sequence[Change]) -> 
             )
         )
         conversation.last_event_id = event_id
-    events.append_events(stored)
+    events.execute_together([events.append_events_statement(stored)])
     touched = {c.conversation.pk: c.conversation for c in changes}
     Conversation.objects.bulk_update(list(touched.values()), ["last_event_id"])
     events.publish_on_commit(schema_name=business.schema_name, events=stored, customer_updates=[])
