@@ -158,6 +158,8 @@ TENANT_APPS = [
     "notifications",
     "attachments",
     "assignment",
+    "collab",
+    "insights",
 ]
 INSTALLED_APPS = ["daphne"] + SHARED_APPS + [a for a in TENANT_APPS if a not in SHARED_APPS]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -206,7 +207,21 @@ def message_send_agent(
         rich=rich,
         takeover=takeover,
     )
-    return send_message(business=business, request=request)
+    result = send_message(business=business, request=request)
+    if request.kind == Message.Kind.NOTE and not result.duplicate:
+        _notify_note(business=business, author=user, message=result.message)
+    return result
+
+
+# Apps that act on a committed internal note (collab: @mentions notify the agents named)
+# register here from their AppConfig.ready(): messaging knows none of them.
+NoteListener = Callable[..., Any]  # (*, business, author, message) -> Any
+_note_listeners: list[NoteListener] = []
+
+
+def on_note_created(listener: NoteListener) -> None:
+    if listener not in _note_listeners:
+        _note_listeners.append(listener)
 
 
 def message_send_template(
@@ -321,7 +336,15 @@ async def message_send_agent_live(
         rich=rich,
         takeover=takeover,
     )
-    return await send_message_live(business=business, request=request, limit_key=request.author_key)
+    result = await send_message_live(business=business, request=request, limit_key=request.author_key)
+    if request.kind == Message.Kind.NOTE and not result.duplicate and _note_listeners:
+        await run_in_schema(business.schema_name, _notify_note, business=business, author=user, message=result.message)
+    return result
+
+
+def _notify_note(*, business: Business, author: User, message: Message) -> None:
+    for listener in _note_listeners:
+        listener(business=business, author=author, message=message)
 
 
 def message_send_business_text(

@@ -121,6 +121,7 @@ function renderList() {
   // Infinite scroll: the next page loads when this row comes into view.
   paged.watch(list.querySelector(".conv-more"), list);
   renderCounts();
+  document.dispatchEvent(new CustomEvent("parley:list-rendered", { detail: { list } }));
 }
 
 function nameOf(id) {
@@ -175,6 +176,7 @@ function renderHeader() {
   windowLine.hidden = false;
   windowLine.className = `small ${open ? "muted" : "alert warning"}`;
   windowLine.textContent = open ? format(S.windowOpen, { time: timeLabel(c.window_expires_at) }) : S.windowClosed;
+  document.dispatchEvent(new CustomEvent("parley:conversation", { detail: { id: c.id, windowOpen: Boolean(open) } }));
   // replaceChildren, unlike el(), would write a null child as the text "null": leave it out.
   $("details").replaceChildren(...[
     el("p", {}, el("strong", { text: c.contact.name })),
@@ -182,6 +184,7 @@ function renderHeader() {
     el("p", { class: "small muted", text: c.assignee ? format(S.assignedTo, { name: c.assignee.name }) : S.unassignedLabel }),
     c.contact.notes ? el("p", { class: "small contact-notes", text: c.contact.notes }) : null,
   ].filter(Boolean));
+  document.dispatchEvent(new CustomEvent("parley:conversation-shown", { detail: c }));
 }
 
 function renderMessage(m, chosen) {
@@ -333,6 +336,8 @@ async function refreshList() {
 }
 
 function onFrame(frame) {
+  // Other modules (collab.js: mentions, labels) follow the socket's frames.
+  document.dispatchEvent(new CustomEvent("parley:inbox-frame", { detail: frame }));
   switch (frame.type) {
     case "conversations.updated": {
       // The list: the latest state of each conversation that changed (a few of these a second).
@@ -522,6 +527,9 @@ thread.addEventListener("scroll", () => { if (hasMore && thread.scrollTop < 60) 
 const setMyStatus = statusControl($("my-status"), { status: config.me.status, send: (frame) => socket.send(frame) });
 renderTeam($("inbox-team"), availability, S, config.me.id);
 document.addEventListener("visibilitychange", markRead);
+
+// Other modules open a conversation (a notification, a search result).
+document.addEventListener("parley:open-conversation", (event) => openConversation(event.detail.id));
 
 renderList();
 const hash = /^#c(\d+)$/.exec(location.hash);
