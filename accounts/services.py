@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from accounts.models import Membership, User
+from accounts.signals import seat_removed
 from audit.services import audit_record
 from messaging.revocation import rights_revoke_user
 from tenancy.models import Business
@@ -86,6 +87,8 @@ def seat_remove(*, membership: Membership, actor: User) -> None:
         membership.delete()
         # Their open inbox sockets close after commit (and re-check on their next frame).
         rights_revoke_user(user_id=membership.user_id)
+        # Their conversations go back to the queue (assignment), in this same transaction.
+        seat_removed.send(sender=Membership, business=business, user_id=membership.user_id)
 
 
 def _send_invitation(*, user: User, business: Business) -> None:

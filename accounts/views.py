@@ -5,13 +5,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.forms import ProfileForm, SeatAddForm
-from accounts.models import Membership, User
-from accounts.selectors import mailbox_recent
+from accounts.models import User
+from accounts.selectors import mailbox_recent, seat_of_business, seats_of_business
 from accounts.services import seat_add, seat_remove, user_display_name_set
 from tenancy.access import member_required
 
@@ -28,7 +28,7 @@ def team(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("%(email)s now has a seat.") % {"email": form.cleaned_data["email"]})
             return redirect("team")
-    seats = Membership.objects.filter(business=business).select_related("user").order_by("role", "user__email")
+    seats = seats_of_business(business=business)
     return render(request, "accounts/team.html", {"section": "team", "form": form, "seats": seats})
 
 
@@ -36,7 +36,7 @@ def team(request: HttpRequest) -> HttpResponse:
 @member_required(manage=True)
 def seat_remove_view(request: HttpRequest, membership_id: int) -> HttpResponse:
     business = request.tenant  # type: ignore[attr-defined]
-    membership = get_object_or_404(Membership, pk=membership_id, business=business)
+    membership = seat_of_business(business=business, membership_id=membership_id)
     try:
         seat_remove(membership=membership, actor=request.user)  # type: ignore[arg-type]
     except ValidationError as error:

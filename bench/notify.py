@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -32,6 +33,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Measured as production runs: DEBUG off (no query log, no debug toolbar work), which needs a real
+# key; this process (the worker) and the server share it so the sessions made here are valid there.
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
 
 from bench.throwaway_db import throwaway_database  # noqa: E402  (after the path setup)
 
@@ -155,6 +160,11 @@ async def measure(port: int, host: str, secret: str, customers: list[Any], sessi
     for _ in sessions:
         await asyncio.wait_for(ready.acquire(), 30)
     recipients = [{"to": c.phone_number, "parameters": {"flight": "AU 412", "time": "10:40"}} for c in customers]
+    # A worker is always running in production: it starts on the first batch while later ones
+    # are still being posted.
+    stop = threading.Event()
+    thread = threading.Thread(target=worker, args=(stop,), daemon=True)
+    thread.start()
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}/api/v1/",
         headers={"Host": host, "Authorization": f"Bearer {secret}"},
@@ -170,9 +180,6 @@ async def measure(port: int, host: str, secret: str, customers: list[Any], sessi
             accepted += response.json()["accepted"]
         posted = time.perf_counter() - start
     print(f"accepted:     {accepted} recipients in {posted:.2f} s → {accepted / posted:,.0f} accepted/s")
-    stop = threading.Event()
-    thread = threading.Thread(target=worker, args=(stop,), daemon=True)
-    thread.start()
     try:
         await asyncio.wait_for(done.wait(), 300)
     finally:

@@ -27,12 +27,21 @@ def throwaway_database(*, keep: bool = False) -> Iterator[str]:
     with connection.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
     connection.close()
+    # A connection pool (DEBUG off) keeps the database it was opened on: close it, or every later
+    # connection of the run would still go to the configured database instead of the throwaway one.
+    close_pool = getattr(connection, "close_pool", None)
+    if close_pool is not None:
+        close_pool()
     settings.DATABASES["default"]["NAME"] = name
+    connection.settings_dict["NAME"] = name
     try:
         yield name
     finally:
         connections.close_all()
+        if close_pool is not None:
+            close_pool()
         settings.DATABASES["default"]["NAME"] = configured
+        connection.settings_dict["NAME"] = configured
         if keep:
             print(f"kept the bench database {name}")
         else:

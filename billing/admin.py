@@ -39,6 +39,7 @@ class RateCardAdmin(admin.ModelAdmin[RateCard]):
     list_display = [
         "name",
         "is_active",
+        "pricing_model",
         "default_service",
         "default_utility",
         "default_marketing",
@@ -65,8 +66,18 @@ class RateCardAdmin(admin.ModelAdmin[RateCard]):
 class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
     """The usage ledger across every business. Read-only: the ledger is written by services."""
 
-    list_display = ["opened_at", "business", "category", "country", "unit_price", "free", "voided_at", "report_state"]
-    list_filter = ["category", "report_state", "free", "country", "business"]
+    list_display = [
+        "opened_at",
+        "business",
+        "category",
+        "unit",
+        "country",
+        "unit_price",
+        "free",
+        "voided_at",
+        "report_state",
+    ]
+    list_filter = ["category", "unit", "report_state", "free", "country", "business"]
     search_fields = ["id", "business__slug", "business__display_name"]
     date_hierarchy = "opened_at"
     list_select_related = ["business"]

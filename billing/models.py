@@ -48,11 +48,28 @@ def month_start(moment: datetime) -> datetime:
     return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
+class PricingModel(models.TextChoices):
+    """How a rate card charges (staff choose per card). Per conversation: WhatsApp's 2023 model,
+    the first business message in 24 hours opens a billable conversation. Per message: its July
+    2025 model, each delivered template message is billed by category and country; service
+    replies are free, and so are utility templates inside an open customer service window."""
+
+    CONVERSATION = "conversation", _("Per conversation (24-hour window)")
+    MESSAGE = "message", _("Per delivered template message")
+
+
 class RateCard(models.Model):
     """A price list. Exactly one is active; editing it changes prices for new conversations only
     (each usage record keeps the unit price it was opened with)."""
 
     name = models.CharField(_("name"), max_length=100)
+    pricing_model = models.CharField(
+        _("pricing model"),
+        max_length=16,
+        choices=PricingModel.choices,
+        default=PricingModel.CONVERSATION,
+        help_text=_("Per conversation: one charge per 24-hour window. Per message: one charge per template message."),
+    )
     currency = models.CharField(_("currency"), max_length=3, default="EUR", editable=False)
     is_active = models.BooleanField(_("active"), default=False)
     default_service = models.DecimalField(_("default service price"), max_digits=8, decimal_places=4)
@@ -96,7 +113,7 @@ class Rate(models.Model):
     rate_card = models.ForeignKey(RateCard, on_delete=models.CASCADE, related_name="rates")
     category = models.CharField(_("category"), max_length=16, choices=Category.choices)
     country = models.CharField(_("country"), max_length=2, help_text=_("ISO 3166 alpha-2, e.g. DE"))
-    price = models.DecimalField(_("price per conversation (EUR)"), max_digits=8, decimal_places=4)
+    price = models.DecimalField(_("price (EUR)"), max_digits=8, decimal_places=4)
 
     class Meta:
         verbose_name = _("rate")
@@ -117,7 +134,12 @@ class TsTzRange(Func):
 
 
 class UsageRecord(models.Model):
-    """One billable conversation: the ledger row. Its id is the Stripe meter event identifier."""
+    """One charge: a billable conversation (per-conversation pricing) or one template message
+    (per-message pricing). Its id is the Stripe meter event identifier."""
+
+    class Unit(models.TextChoices):
+        CONVERSATION = "conversation", _("Conversation")
+        MESSAGE = "message", _("Message")
 
     class ReportState(models.TextChoices):
         PENDING = "pending", _("Queued for Stripe")
@@ -132,6 +154,9 @@ class UsageRecord(models.Model):
     conversation_id = models.BigIntegerField(_("conversation"))
     customer_id = models.BigIntegerField(_("customer"))
     category = models.CharField(_("category"), max_length=16, choices=Category.choices)
+    unit = models.CharField(_("charged per"), max_length=16, choices=Unit.choices, default=Unit.CONVERSATION)
+    # Per-message rows: the message it charges (in the business's schema; a plain id, as above).
+    message_id = models.BigIntegerField(_("message"), null=True, blank=True)
     country = models.CharField(_("country"), max_length=2, blank=True)
     opened_at = models.DateTimeField(_("opened"))
     window_ends_at = models.DateTimeField(_("window ends"))
@@ -163,15 +188,16 @@ class UsageRecord(models.Model):
         ]
         constraints = [
             # The database itself refuses two live billable conversations of one business with one
-            # customer at the same time, whatever code path or race tries it.
+            # customer at the same time, whatever code path or race tries it. (Per-message rows are
+            # one per message, so they may overlap anything.)
             ExclusionConstraint(
-                name="billing_usage_no_overlapping_windows",
+                name="billing_usage_no_overlapping_conversations",
                 expressions=[
                     ("business", RangeOperators.EQUAL),
                     ("customer_id", RangeOperators.EQUAL),
                     (TsTzRange("opened_at", "window_ends_at"), RangeOperators.OVERLAPS),
                 ],
-                condition=Q(voided_at__isnull=True),
+                condition=Q(voided_at__isnull=True, unit="conversation"),
             ),
             models.CheckConstraint(condition=Q(window_ends_at__gt=models.F("opened_at")), name="billing_window_order"),
         ]

@@ -20,6 +20,7 @@ from billing.models import (
     BillingAccount,
     Category,
     Invoice,
+    PricingModel,
     Rate,
     RateCard,
     UsageRecord,
@@ -164,6 +165,18 @@ def payment_state(*, business: Business) -> PaymentState:
         in_grace_period=bool(ends and now < ends),
         blocked=bool(ends and now >= ends),
     )
+
+
+def recent_charges(*, business: Business, limit: int = 10) -> list[UsageRecord]:
+    """The business's latest ledger rows (conversations opened, template messages charged), so an
+    owner sees what the last sends cost without downloading the ledger."""
+    return list(UsageRecord.objects.filter(business_id=business.pk).order_by("-opened_at", "-pk")[:limit])
+
+
+def pricing_model() -> str:
+    """How the active rate card charges: per conversation or per template message."""
+    model = RateCard.objects.filter(is_active=True).values_list("pricing_model", flat=True).first()
+    return model or PricingModel.CONVERSATION
 
 
 def invoices_for(*, business: Business, limit: int = 24) -> list[Invoice]:

@@ -3,17 +3,21 @@
 Contract used by messaging (it calls these on every business-to-customer send, inside the send's
 transaction):
 - `business_may_initiate(business=...)`: False once a failed payment's grace period has run out.
-- `conversation_charge_for_message(...)`: opens (or finds) the billable conversation for this
-  message and returns its usage record. The record and its Stripe report job are written in the
-  caller's transaction, so a send that rolls back (blocked, failed) bills nothing.
+- `charge_for_message(...)`: what this business message costs under the active rate card's
+  pricing model, as a `Charge`. Per conversation, it opens (or finds) the billable conversation
+  (`conversation_charge_for_message`); per message, a template message gets its own usage record
+  (service replies are free, and so are utility templates inside an open service window). The
+  record and its Stripe report job are written in the caller's transaction, so a send that
+  rolls back (blocked, failed) bills nothing.
 - `conversation_charge_void(...)`: for a message that fails after its transaction committed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,8 +29,6 @@ from django.db.models import DecimalField, F
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from procrastinate.contrib.django import app as procrastinate_app
-from procrastinate.jobs import JobDeferrer
 
 from accounts.models import Membership
 from audit.services import audit_record
@@ -38,6 +40,7 @@ from billing.models import (
     BillingAccount,
     Category,
     Invoice,
+    PricingModel,
     Rate,
     RateCard,
     StripeEvent,
@@ -45,6 +48,7 @@ from billing.models import (
     UsageRecord,
     month_start,
 )
+from config.jobs import defer_atomic, defer_job
 from tenancy.models import Business
 
 logger = logging.getLogger("parley.billing")
@@ -58,12 +62,6 @@ GRACE_PERIOD = timedelta(days=7)
 REPORT_USAGE_RECORD = "billing.report_usage_record"
 CANCEL_USAGE_RECORD = "billing.cancel_usage_record"
 PROCESS_STRIPE_EVENT = "billing.process_stripe_event"
-
-
-def _job(name: str, **options: Any) -> JobDeferrer:
-    """The registered task of that name (its queue and retry policy) ready to defer in the
-    caller's transaction; a misspelt name raises instead of queueing a job nobody runs."""
-    return procrastinate_app.configure_task(name, allow_unknown=False, **options)
 
 
 class BillingError(Exception):
@@ -139,13 +137,22 @@ def business_may_initiate(*, business: Business) -> bool:
     return ends is None or timezone.now() < ends
 
 
-def _lock_window(business_id: int, customer_id: int) -> None:
-    # Held until the caller's transaction ends, so a second send to the same customer waits for
-    # the first to commit and then finds its conversation instead of opening another.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"billing:{business_id}:{customer_id}"]
-        )
+@dataclass(frozen=True)
+class Charge:
+    """What one business message costs. `record` is the usage record it belongs to (None: nothing
+    billable, e.g. a service reply under per-message pricing); `opened` says whether this message
+    opened that record, i.e. is the one that pays its price."""
+
+    record: UsageRecord | None
+    opened: bool
+
+    @property
+    def price(self) -> Decimal:
+        return self.record.amount if self.record is not None and self.opened else Decimal("0")
+
+    @property
+    def unit(self) -> str:
+        return self.record.unit if self.record is not None else UsageRecord.Unit.MESSAGE
 
 
 def _count_service_conversation(business_id: int, month: datetime, delta: int = 1) -> int:
@@ -164,6 +171,163 @@ def _count_service_conversation(business_id: int, month: datetime, delta: int = 
     return int(row[0]) if row else 0
 
 
+@dataclass(frozen=True)
+class ChargeRequest:
+    """One business message to bill (see `charges_for_messages`)."""
+
+    conversation_id: int
+    customer_id: int
+    customer_phone: str
+    category: str  # "service" for a free-form reply inside the window, else the template's
+    service_window_open: bool = False  # the customer's 24-hour window, as the message is sent
+
+
+def charge_for_message(
+    *,
+    business: Business,
+    conversation_id: int,
+    customer_id: int,
+    customer_phone: str,
+    category: str,
+    sent_at: datetime,
+    service_window_open: bool = False,
+) -> Charge:
+    """Bill one business message under the active card's pricing model (see `Charge`)."""
+    request = ChargeRequest(conversation_id, customer_id, customer_phone, category, service_window_open)
+    return charges_for_messages(business=business, requests=[request], sent_at=sent_at)[0]
+
+
+def charges_for_messages(
+    *, business: Business, requests: Sequence[ChargeRequest], sent_at: datetime, model: str | None = None
+) -> list[Charge]:
+    """Bill business messages sent together (one send-core group) under the active card's
+    pricing model; one `Charge` per request, in order. A fixed number of statements whatever
+    the count: the window locks and the pricing model, the prices, the open conversations, one
+    INSERT of new records, the free-tier counter, one batch of report jobs.
+
+    Per conversation, a message opens a billable conversation unless one with its customer is
+    open (an earlier request of the same call counts). Per message, each template message is a
+    record of its own; service replies are free and not recorded; a utility template inside an
+    open service window is recorded as free, so the ledger and the billing page show it.
+    `model` overrides the active card's pricing model (callers that bill by conversation).
+    """
+    if any(r.category not in CATEGORIES for r in requests):
+        raise ValueError(f"unknown conversation category in {[r.category for r in requests]!r}")
+    if timezone.is_naive(sent_at):
+        raise ValueError("sent_at must be timezone-aware")
+    if not requests:
+        return []
+    # No savepoint: any error here aborts the caller's send anyway, and a savepoint costs two
+    # round trips on every group.
+    with transaction.atomic(savepoint=False):
+        countries = {r.customer_phone: country_for_phone(r.customer_phone) for r in requests}
+        active_model, prices = _lock_windows(
+            business.pk,
+            sorted({r.customer_id for r in requests}),
+            {(r.category, countries[r.customer_phone]) for r in requests},
+        )
+        per_message = (model or active_model) == PricingModel.MESSAGE
+        open_records: dict[int, UsageRecord] = {}
+        if not per_message:
+            for record in UsageRecord.objects.filter(
+                business_id=business.pk,
+                customer_id__in={r.customer_id for r in requests},
+                unit=UsageRecord.Unit.CONVERSATION,
+                voided_at__isnull=True,
+                opened_at__lt=sent_at + WINDOW,
+                window_ends_at__gt=sent_at,
+            ).order_by("-opened_at"):
+                open_records[record.customer_id] = record  # the earliest open one wins
+        charges: list[Charge | None] = [None] * len(requests)
+        new: list[tuple[int, UsageRecord]] = []
+        for index, request in enumerate(requests):
+            if per_message and request.category == Category.SERVICE:
+                charges[index] = Charge(None, opened=False)
+                continue
+            if not per_message and request.customer_id in open_records:
+                charges[index] = Charge(open_records[request.customer_id], opened=False)
+                continue
+            record = UsageRecord(
+                id=uuid.uuid4(),
+                business_id=business.pk,
+                conversation_id=request.conversation_id,
+                customer_id=request.customer_id,
+                category=request.category,
+                unit=UsageRecord.Unit.MESSAGE if per_message else UsageRecord.Unit.CONVERSATION,
+                country=countries[request.customer_phone],
+                opened_at=sent_at,
+                # A message has no window; the smallest range keeps the row's invariant (it ends
+                # after it opens) and overlaps nothing of its own kind.
+                window_ends_at=sent_at + (timedelta(microseconds=1) if per_message else WINDOW),
+                free=per_message and request.category == Category.UTILITY and request.service_window_open,
+            )
+            new.append((index, record))
+            if not per_message:
+                open_records[request.customer_id] = record
+        if new:
+            _price_and_insert(business, [record for _index, record in new], sent_at, prices)
+        for index, record in new:
+            charges[index] = Charge(record, opened=True)
+    return [charge for charge in charges if charge is not None]
+
+
+def _price_and_insert(
+    business: Business, records: list[UsageRecord], sent_at: datetime, prices: dict[tuple[str, str], Decimal]
+) -> None:
+    services = [r for r in records if r.unit == UsageRecord.Unit.CONVERSATION and r.category == Category.SERVICE]
+    if services:
+        # The free tier: the first N service conversations of the month, counted in one update.
+        total = _count_service_conversation(business.pk, month_start(sent_at), len(services))
+        first_number = total - len(services) + 1
+        for offset, record in enumerate(services):
+            record.free = first_number + offset <= FREE_SERVICE_CONVERSATIONS_PER_MONTH
+    for record in records:
+        record.unit_price = prices[(record.category, record.country)]
+        record.report_state = UsageRecord.ReportState.NOT_BILLED if record.free else UsageRecord.ReportState.PENDING
+    UsageRecord.objects.bulk_create(records)
+    # Same transaction as the rows, whatever runs this (a request or a job): a committed
+    # chargeable record always has its report queued.
+    defer_atomic(
+        REPORT_USAGE_RECORD,
+        [({"record_id": str(r.id)}, f"usage:{r.id}") for r in records if not r.free],
+    )
+
+
+def _lock_windows(
+    business_id: int, customer_ids: list[int], price_keys: set[tuple[str, str]]
+) -> tuple[str, dict[tuple[str, str], Decimal]]:
+    """Lock the customers' billing windows (in id order: two callers never wait crosswise) until
+    the transaction ends; read the active card's pricing model and its price for each (category,
+    country) in the same round trip (a send pays one statement for all three)."""
+    ordered = sorted(price_keys)
+    prices = [_active_price(category, country) for category, country in ordered]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT pricing_model FROM {RateCard._meta.db_table} WHERE is_active), "
+            "(SELECT count(*) FROM (SELECT c FROM unnest(%s::bigint[]) AS c ORDER BY c) AS ids, "
+            "LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(%s || ids.c::text, 0))) AS lock)"
+            + "".join(f", ({price.sql})" for price in prices),
+            [customer_ids, f"billing:{business_id}:", *(p for price in prices for p in price.params)],
+        )
+        row = cursor.fetchone()
+    model = str(row[0]) if row[0] else PricingModel.CONVERSATION
+    return model, {key: Decimal(row[2 + i]) for i, key in enumerate(ordered)}
+
+
+def usage_records_link_messages(*, links: list[tuple[str, int]]) -> None:
+    """Per-message records name their message once the send core has inserted it (the charge
+    comes first: a refused charge must stop the message). One statement for a whole group."""
+    if not links:
+        return
+    values = ", ".join(["(%s::uuid, %s::bigint)"] * len(links))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {UsageRecord._meta.db_table} AS u SET message_id = v.message_id "
+            f"FROM (VALUES {values}) AS v(id, message_id) WHERE u.id = v.id",
+            [value for link in links for value in link],
+        )
+
+
 def conversation_charge_for_message(
     *,
     business: Business,
@@ -173,59 +337,21 @@ def conversation_charge_for_message(
     category: str,
     sent_at: datetime,
 ) -> UsageRecord:
-    """Return the billable conversation this message belongs to, opening one if needed.
+    """Per-conversation pricing, whatever the active card's model: return the billable
+    conversation this message belongs to, opening one if needed.
 
     The first business message when no billable conversation with this customer is open opens a
     24-hour one of `category` (service for replies inside the customer's service window, else the
-    template's category); later messages inside those 24 hours belong to it.
+    template's category); later messages inside those 24 hours belong to it. Overlap, not
+    containment: a message stamped slightly before an open window (clock skew between senders)
+    joins it rather than opening an overlapping second one.
     """
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown conversation category {category!r}")
-    if timezone.is_naive(sent_at):
-        raise ValueError("sent_at must be timezone-aware")
-
-    # No savepoint: any error here aborts the caller's send anyway, and a savepoint costs two
-    # round trips on every message.
-    with transaction.atomic(savepoint=False):
-        _lock_window(business.pk, customer_id)
-        # Overlap, not containment: a message stamped slightly before an open window (clock skew
-        # between senders) joins it rather than opening an overlapping second one.
-        existing = (
-            UsageRecord.objects.filter(
-                business_id=business.pk,
-                customer_id=customer_id,
-                voided_at__isnull=True,
-                opened_at__lt=sent_at + WINDOW,
-                window_ends_at__gt=sent_at,
-            )
-            .order_by("opened_at")
-            .first()
-        )
-        if existing is not None:
-            return existing
-
-        country = country_for_phone(customer_phone)
-        free = False
-        if category == Category.SERVICE:
-            number = _count_service_conversation(business.pk, month_start(sent_at))
-            free = number <= FREE_SERVICE_CONVERSATIONS_PER_MONTH
-        record = UsageRecord.objects.create(
-            id=uuid.uuid4(),
-            business_id=business.pk,
-            conversation_id=conversation_id,
-            customer_id=customer_id,
-            category=category,
-            country=country,
-            opened_at=sent_at,
-            window_ends_at=sent_at + WINDOW,
-            unit_price=_active_price(category, country),
-            free=free,
-            report_state=UsageRecord.ReportState.NOT_BILLED if free else UsageRecord.ReportState.PENDING,
-        )
-        if not free:
-            # Same transaction as the row: a committed chargeable record always has its report queued.
-            _job(REPORT_USAGE_RECORD, queueing_lock=f"usage:{record.id}").defer(record_id=str(record.id))
-    return record
+    request = ChargeRequest(conversation_id, customer_id, customer_phone, category)
+    [charge] = charges_for_messages(
+        business=business, requests=[request], sent_at=sent_at, model=PricingModel.CONVERSATION
+    )
+    assert charge.record is not None
+    return charge.record
 
 
 def conversation_charge_void(*, record_id: uuid.UUID | str, reason: str) -> UsageRecord | None:
@@ -242,7 +368,7 @@ def conversation_charge_void(*, record_id: uuid.UUID | str, reason: str) -> Usag
         record.voided_at = timezone.now()
         record.void_reason = reason[:200]
         if record.report_state == UsageRecord.ReportState.REPORTED:
-            _job(CANCEL_USAGE_RECORD).defer(record_id=str(record.pk))
+            defer_job(CANCEL_USAGE_RECORD, record_id=str(record.pk))
         else:
             record.report_state = UsageRecord.ReportState.NOT_BILLED
         record.save(update_fields=["voided_at", "void_reason", "report_state"])
@@ -382,7 +508,6 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
     from django.db.models.fields.json import KeyTextTransform
     from django.db.models.functions import Cast
     from procrastinate.contrib.django.models import ProcrastinateJob
-    from procrastinate.exceptions import AlreadyEnqueued
 
     records = UsageRecord.objects.filter(voided_at__isnull=True, free=False)
     if record_ids is not None:
@@ -402,10 +527,8 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
     for record_id in records.values_list("pk", flat=True).iterator():
         with transaction.atomic():
             UsageRecord.objects.filter(pk=record_id).update(report_state=UsageRecord.ReportState.PENDING)
-            try:
-                with transaction.atomic():  # a refused defer must not spoil the outer transaction
-                    _job(REPORT_USAGE_RECORD, queueing_lock=f"usage:{record_id}").defer(record_id=str(record_id))
-            except AlreadyEnqueued:
+            lock = f"usage:{record_id}"
+            if not defer_job(REPORT_USAGE_RECORD, queueing_lock=lock, skip_if_queued=True, record_id=str(record_id)):
                 continue
         queued += 1
     return queued
@@ -661,7 +784,11 @@ def rate_card_save(*, card: RateCard, actor: Any) -> RateCard:
             action="billing.rate_card_saved",
             actor=actor,
             target=card.name,
-            data={"active": card.is_active, **{f"default_{c}": str(card.default_for(c)) for c in CATEGORIES}},
+            data={
+                "active": card.is_active,
+                "pricing_model": card.pricing_model,
+                **{f"default_{c}": str(card.default_for(c)) for c in CATEGORIES},
+            },
         )
     return card
 
@@ -701,8 +828,6 @@ _HANDLERS = {
 def stripe_event_receive(*, event: dict[str, Any]) -> str:
     """A verified webhook event: store it, then apply it once. If applying fails the stored event
     is retried by a job, so Stripe still gets its 2xx and does not redeliver forever."""
-    from procrastinate.exceptions import AlreadyEnqueued
-
     row, _created = stripe_event_store(event=event)
     if row.processed_at is not None:
         return "duplicate"
@@ -710,9 +835,8 @@ def stripe_event_receive(*, event: dict[str, Any]) -> str:
         return "processed" if stripe_event_process(event_id=row.pk) else "duplicate"
     except Exception:
         logger.exception("processing Stripe event %s failed; queued for retry", row.pk)
-        # A savepoint: a refused defer (already queued) must not spoil a surrounding transaction.
-        with contextlib.suppress(AlreadyEnqueued), transaction.atomic():
-            _job(PROCESS_STRIPE_EVENT, queueing_lock=f"stripe-event:{row.pk}").defer(event_id=row.pk)
+        lock = f"stripe-event:{row.pk}"
+        defer_job(PROCESS_STRIPE_EVENT, queueing_lock=lock, skip_if_queued=True, event_id=row.pk)
         return "queued"
 
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
@@ -19,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import selectors, services, stripe_gateway
-from billing.models import Category, UsageRecord
+from billing.models import Category, PricingModel, UsageRecord
 from billing.services import CATEGORIES
 from tenancy.access import member_required
 
@@ -31,6 +32,14 @@ STARTED_BY = {
     Category.UTILITY: gettext_lazy("Your business (e.g. delivery confirmation)"),
     Category.MARKETING: gettext_lazy("Your business (offers)"),
     Category.AUTHENTICATION: gettext_lazy("Your business (one-time codes)"),
+}
+
+# The same, under per-message pricing: what each template message is, and what is free.
+STARTED_BY_PER_MESSAGE = {
+    Category.SERVICE: gettext_lazy("Your replies within the customer's 24-hour window: free"),
+    Category.UTILITY: gettext_lazy("Updates such as a delivery confirmation: free inside an open 24-hour window"),
+    Category.MARKETING: gettext_lazy("Offers and news"),
+    Category.AUTHENTICATION: gettext_lazy("One-time codes"),
 }
 
 # Green is reserved for verification; these four stay apart for colour-blind readers too.
@@ -100,6 +109,7 @@ def billing(request: HttpRequest) -> HttpResponse:
         return render(request, "billing/bad_request.html", {"section": "billing", "reason": str(error)}, status=400)
     business: Any = request.tenant  # type: ignore[attr-defined]
     summary = selectors.usage_summary(business=business, start=start)
+    model = selectors.pricing_model()
     next_start = selectors.period_end(start)
     legend = [(str(label), CATEGORY_COLOURS[value]) for value, label in Category.choices]
     return render(
@@ -118,6 +128,10 @@ def billing(request: HttpRequest) -> HttpResponse:
             "next_period": f"{next_start:%Y-%m}" if next_start <= selectors.period_parse(None) else "",
             "free_tier": services.FREE_SERVICE_CONVERSATIONS_PER_MONTH,
             "checkout_result": request.GET.get("checkout", ""),
+            "per_message": model == PricingModel.MESSAGE,
+            "recent": selectors.recent_charges(business=business),
+            # The pricing page lives on the public host.
+            "pricing_url": f"{settings.PARLEY_PUBLIC_URL}/pricing/",
         },
     )
 
@@ -215,15 +229,22 @@ def portal(request: HttpRequest) -> HttpResponse:
 def pricing(request: HttpRequest) -> HttpResponse:
     card, defaults, rows = selectors.public_rate_card()
     labels = dict(Category.choices)
+    per_message = card.pricing_model == PricingModel.MESSAGE
+    started_by = STARTED_BY_PER_MESSAGE if per_message else STARTED_BY
     return render(
         request,
         "billing/pricing.html",
         {
             "card": card,
+            "per_message": per_message,
             "categories": [
-                (labels[c], STARTED_BY[Category(c)], price) for c, price in zip(CATEGORIES, defaults, strict=True)
+                (labels[c], started_by[Category(c)], None if per_message and c == Category.SERVICE else price)
+                for c, price in zip(CATEGORIES, defaults, strict=True)
             ],
-            "rows": [(row.country, [row.prices[c] for c in CATEGORIES]) for row in rows],
+            "rows": [
+                (row.country, [None if per_message and c == Category.SERVICE else row.prices[c] for c in CATEGORIES])
+                for row in rows
+            ],
             "free_tier": services.FREE_SERVICE_CONVERSATIONS_PER_MONTH,
         },
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from assignment import demo as assignment_demo
 from billing import demo as billing_demo
 from customers import demo as customers_demo
 from messaging import demo as messaging_demo
@@ -22,6 +23,7 @@ def demo_seed() -> DemoWorld:
         world = seed_foundation()
         verification_demo.seed(world)
         messaging_demo.seed(world)
+        assignment_demo.seed(world)  # after messaging: its queue joins the airline's conversations
         billing_demo.seed(world)
         notifications_demo.seed(world)
         customers_demo.seed(world)  # after messaging: the privacy centre needs conversations

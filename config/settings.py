@@ -155,6 +155,7 @@ TENANT_APPS = [
     "django.contrib.contenttypes",
     "messaging",
     "notifications",
+    "assignment",
 ]
 INSTALLED_APPS = ["daphne"] + SHARED_APPS + [a for a in TENANT_APPS if a not in SHARED_APPS]
 

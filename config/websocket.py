@@ -1,10 +1,21 @@
-"""Websocket close codes, declared once: the consumers and the tenant middleware close with
-them, and the pages hand them to the JS clients (`client_close_codes`) so a refusal that
-retrying cannot fix (not signed in, not allowed, no such business) stops the reconnect loop."""
+"""What the pages tell their websocket clients, declared once.
+
+Close codes: the consumers and the tenant middleware close with them, and the pages hand them to
+the JS clients (`client_close_codes`) so a refusal that retrying cannot fix (not signed in, not
+allowed, no such business) stops the reconnect loop. Paths: the routes are named in
+messaging/routing.py and reversed here (`socket_url`), so no client writes one down."""
 
 from __future__ import annotations
 
+import random as _random
+from collections.abc import Callable
 from enum import IntEnum
+
+from django.urls import reverse
+
+# config/routing.py; imported by name when a path is reversed (it imports the consumers, which
+# import this module).
+WEBSOCKET_URLCONF = "config.routing"
 
 
 class CloseCode(IntEnum):
@@ -16,3 +27,22 @@ class CloseCode(IntEnum):
 def client_close_codes() -> dict[str, int]:
     """For a page's json_script config: the codes after which a client must not reconnect."""
     return {code.name.lower(): int(code) for code in CloseCode}
+
+
+def socket_url(name: str) -> str:
+    """The path of a named websocket route (messaging/routing.py), for a page's config."""
+    return reverse(name, urlconf=WEBSOCKET_URLCONF)
+
+
+# How a client reconnects after a socket closes (not with a code above): exponential backoff with
+# full jitter, as static/parley/realtime.js's reconnectDelay. The Python clients (the reliability
+# checks, bench/clients.py) use this so they behave like the pages.
+RECONNECT_BASE_SECONDS = 0.5
+RECONNECT_CAP_SECONDS = 10.0
+
+
+def reconnect_delay(attempt: int, random: Callable[[], float] = _random.random) -> float:
+    """Seconds to wait before reconnect number `attempt` (0 for the first since a socket opened):
+    uniformly random up to min(cap, base * 2**attempt), so clients that lost their sockets together
+    (a server restart) spread their reconnects instead of returning all at once."""
+    return random() * min(RECONNECT_CAP_SECONDS, RECONNECT_BASE_SECONDS * 2 ** min(attempt, 30))

@@ -15,10 +15,14 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
-from audit.models import AuditEvent
+from audit.selectors import audit_events_for_business
 from customers import privacy
-from customers.models import ConsentRecord, PrivacyRequest
-from customers.selectors import consent_ledger_for_business, privacy_request_for_business
+from customers.models import ConsentRecord
+from customers.selectors import (
+    consent_ledger_for_business,
+    privacy_request_for_business,
+    privacy_requests_for_business,
+)
 from customers.services import consent_record
 from customers.session import customer_from_session
 from customers.staff_access import STAFF_ACCESS_ACTION
@@ -35,15 +39,6 @@ class RetentionForm(forms.Form):
     )
 
 
-def _owner(business: Any) -> str:
-    return f"business:{business.pk}"
-
-
-def _request_context(request: PrivacyRequest, business: Any) -> dict[str, object]:
-    ready = privacy.export_path(request) is not None
-    return {"req": request, "download_token": privacy.download_token(request, owner=_owner(business)) if ready else ""}
-
-
 @member_required(manage=True)
 def privacy_page(request: HttpRequest) -> HttpResponse:
     business: Any = request.tenant  # type: ignore[attr-defined]
@@ -55,20 +50,14 @@ def privacy_page(request: HttpRequest) -> HttpResponse:
             privacy.business_retention_set(business=business, user=request.user, days=form.cleaned_data["days"])  # type: ignore[arg-type]
             messages.success(request, _("Retention period saved."))
             return redirect("privacy")
-    exports = PrivacyRequest.objects.filter(business=business, requested_by=PrivacyRequest.Requester.BUSINESS)[:20]
-    staff_views = (
-        AuditEvent.objects.filter(business=business, action=STAFF_ACCESS_ACTION)
-        .select_related("actor")
-        .order_by("-created_at")[:50]
-    )
     return render(
         request,
         "customers/business_privacy.html",
         {
             "section": "privacy",
             "form": form,
-            "exports": [_request_context(r, business) for r in exports],
-            "staff_views": staff_views,
+            "exports": privacy.request_rows(privacy_requests_for_business(business=business)[:20], owner=business),
+            "staff_views": audit_events_for_business(business=business, action=STAFF_ACCESS_ACTION)[:50],
             "consent_count": consent_ledger_for_business(business_id=business.pk).count(),
         },
         status=400 if form.errors else 200,
@@ -115,14 +104,14 @@ def contact_export(request: HttpRequest, contact_id: int) -> HttpResponse:
 def privacy_request(request: HttpRequest, request_id: str) -> HttpResponse:
     business: Any = request.tenant  # type: ignore[attr-defined]
     found = privacy_request_for_business(business=business, request_id=request_id)
-    return render(request, "customers/privacy_request.html", {"r": _request_context(found, business)})
+    return render(request, "customers/privacy_request.html", {"r": privacy.request_rows([found], owner=business)[0]})
 
 
 @require_GET
 @member_required(manage=True)
 def privacy_download(request: HttpRequest, token: str) -> HttpResponse:
     business: Any = request.tenant  # type: ignore[attr-defined]
-    request_id = privacy.download_token_check(token, owner=_owner(business))
+    request_id = privacy.download_token_check(token, owner=privacy.download_owner(business))
     if request_id is None:
         messages.error(request, _("This download link has expired. Open the privacy page for a fresh one."))
         return redirect("privacy")

@@ -9,6 +9,7 @@ from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
 from procrastinate.contrib.django import app
 
+from config.jobs import defer_job
 from customers import privacy
 from tenancy.models import PUBLIC_SCHEMA, Business
 
@@ -44,7 +45,9 @@ def retention_apply(schema_name: str) -> int:
 def retention_apply_all(timestamp: int) -> None:
     """Daily: every business's retention policy, one job per business; old export files go too."""
     for schema_name in Business.objects.exclude(schema_name=PUBLIC_SCHEMA).values_list("schema_name", flat=True):
-        retention_apply.configure(queueing_lock=f"retention:{schema_name}").defer(schema_name=schema_name)
+        # A business whose retention still waits keeps it; the others (and the prune) go on.
+        lock = f"retention:{schema_name}"
+        defer_job(retention_apply.name, queueing_lock=lock, skip_if_queued=True, schema_name=schema_name)
     privacy.exports_prune()
 
 

@@ -14,12 +14,14 @@ the audit log records that an erasure happened with ids and counts only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,16 +30,15 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
-from procrastinate.contrib.django import app as procrastinate_app
-from procrastinate.exceptions import AlreadyEnqueued
 
 from accounts.models import Customer, User
 from audit.services import audit_record
+from config.jobs import defer_job
 from customers.models import Block, BusinessContact, ConsentRecord, MarketingMute, PrivacyRequest, Report
 from directory.models import CustomerThread
 from messaging.models import AgentPresence, Contact, Conversation, Event, Message
@@ -83,21 +84,13 @@ def _customer_schemas(customer_id: int) -> list[str]:
 def _queue(request: PrivacyRequest) -> None:
     missing = [s for s in request.schemas if s not in request.done_schemas]
     for schema_name in missing:
-        _defer_once(
-            STEP_TASK, f"privacy:{request.pk}:{schema_name}", request_id=str(request.pk), schema_name=schema_name
+        lock = f"privacy:{request.pk}:{schema_name}"
+        defer_job(
+            STEP_TASK, queueing_lock=lock, skip_if_queued=True, request_id=str(request.pk), schema_name=schema_name
         )
     if not missing:
-        _defer_once(FINISH_TASK, f"privacy:{request.pk}:finish", request_id=str(request.pk))
-
-
-def _defer_once(task_name: str, lock: str, **kwargs: Any) -> None:
-    """Queue a job unless the same one is still waiting (its queueing lock says so). By task
-    name: customers/jobs.py calls this module, so this module does not import it back."""
-    try:
-        with transaction.atomic():  # a savepoint: a refused insert must not spoil the caller's transaction
-            procrastinate_app.configure_task(task_name, allow_unknown=False, queueing_lock=lock).defer(**kwargs)
-    except (AlreadyEnqueued, IntegrityError):
-        pass
+        lock = f"privacy:{request.pk}:finish"
+        defer_job(FINISH_TASK, queueing_lock=lock, skip_if_queued=True, request_id=str(request.pk))
 
 
 def _create(**fields: Any) -> PrivacyRequest:
@@ -462,11 +455,46 @@ def _export_zip(request: PrivacyRequest) -> str:
     return name
 
 
+def _finished_export(request: PrivacyRequest) -> bool:
+    return request.status == PrivacyRequest.Status.DONE and bool(request.file_name)
+
+
 def export_path(request: PrivacyRequest) -> Path | None:
-    if request.status != PrivacyRequest.Status.DONE or not request.file_name:
+    if not _finished_export(request):
         return None
     path = export_root() / request.file_name
     return path if path.exists() else None
+
+
+def download_owner(subject: Customer | Business) -> str:
+    """Who a download link is made for: the customer (/me/privacy/) or the business (/privacy/)."""
+    return f"customer:{subject.pk}" if isinstance(subject, Customer) else f"business:{subject.pk}"
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """A privacy request as its page shows it: a download token while its export file is there."""
+
+    req: PrivacyRequest
+    download_token: str
+
+
+def request_rows(requests: Iterable[PrivacyRequest], *, owner: Customer | Business) -> list[RequestRow]:
+    """The rows of a privacy page. The export folder is listed once for all of them, not looked up
+    once per row (and not at all when no export is finished)."""
+    requests = list(requests)
+    files: set[str] = set()
+    if any(_finished_export(r) for r in requests):
+        with contextlib.suppress(FileNotFoundError):  # no export made yet on this machine
+            files = {entry.name for entry in os.scandir(export_root()) if entry.is_file()}
+    token_owner = download_owner(owner)
+    return [
+        RequestRow(
+            req=r,
+            download_token=download_token(r, owner=token_owner) if _finished_export(r) and r.file_name in files else "",
+        )
+        for r in requests
+    ]
 
 
 def download_token(request: PrivacyRequest, *, owner: str) -> str:

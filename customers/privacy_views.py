@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Customer
 from customers import privacy
-from customers.models import ConsentRecord, PrivacyRequest
+from customers.models import ConsentRecord
 from customers.selectors import (
     business_for_customer,
     customer_privacy_rows,
@@ -24,23 +24,11 @@ from customers.views import customer_required
 from verification.phone import phone_display
 
 
-def _owner(customer: Customer) -> str:
-    return f"customer:{customer.pk}"
-
-
-def _request_context(request: PrivacyRequest, customer: Customer) -> dict[str, object]:
-    ready = privacy.export_path(request) is not None
-    return {
-        "req": request,
-        "download_token": privacy.download_token(request, owner=_owner(customer)) if ready else "",
-    }
-
-
 @require_GET
 @customer_required
 def me_privacy(request: HttpRequest) -> HttpResponse:
     customer: Customer = request.customer  # type: ignore[attr-defined]
-    requests = list(privacy_requests_for_customer(customer=customer)[:10])
+    requests = privacy_requests_for_customer(customer=customer)[:10]
     return render(
         request,
         "customers/privacy.html",
@@ -48,7 +36,7 @@ def me_privacy(request: HttpRequest) -> HttpResponse:
             "customer": customer,
             "phone": phone_display(customer.phone_number),
             "rows": customer_privacy_rows(customer=customer),
-            "requests": [_request_context(r, customer) for r in requests],
+            "requests": privacy.request_rows(requests, owner=customer),
         },
     )
 
@@ -90,7 +78,7 @@ def me_privacy_request(request: HttpRequest, request_id: str) -> HttpResponse:
     """One request's progress: the htmx fragment the page polls until it is done."""
     customer: Customer = request.customer  # type: ignore[attr-defined]
     found = privacy_request_for_customer(customer=customer, request_id=request_id)
-    return render(request, "customers/privacy_request.html", {"r": _request_context(found, customer)})
+    return render(request, "customers/privacy_request.html", {"r": privacy.request_rows([found], owner=customer)[0]})
 
 
 @require_GET
@@ -98,7 +86,7 @@ def me_privacy_request(request: HttpRequest, request_id: str) -> HttpResponse:
 def me_privacy_download(request: HttpRequest, token: str) -> HttpResponse:
     """The export ZIP, for the customer the signed link was made for, while it is fresh."""
     customer: Customer = request.customer  # type: ignore[attr-defined]
-    request_id = privacy.download_token_check(token, owner=_owner(customer))
+    request_id = privacy.download_token_check(token, owner=privacy.download_owner(customer))
     if request_id is None:
         messages.error(request, _("This download link has expired. Open the privacy page for a fresh one."))
         return redirect("me_privacy")

@@ -210,6 +210,11 @@ def privacy_request_for_customer(*, customer: Customer, request_id: str) -> Priv
         raise Http404 from None
 
 
+def privacy_requests_for_business(*, business: Business) -> QuerySet[PrivacyRequest]:
+    """The exports this business asked for (its /privacy/ page), newest first."""
+    return PrivacyRequest.objects.filter(business=business, requested_by=PrivacyRequest.Requester.BUSINESS)
+
+
 def privacy_request_for_business(*, business: Business, request_id: str) -> PrivacyRequest:
     try:
         return PrivacyRequest.objects.get(

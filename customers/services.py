@@ -17,10 +17,10 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from procrastinate.contrib.django import app as procrastinate_app
 
 from accounts.models import Customer
 from audit.services import audit_record
+from config.jobs import defer_job
 from customers.models import Block, BusinessContact, ConsentRecord, MarketingMute, Report
 from tenancy.models import Business
 from verification.models import PhoneChallenge
@@ -221,9 +221,11 @@ def consent_handle_keyword(*, business: Business, customer: Customer, body: str)
         return False
     with transaction.atomic():
         customer_mute_marketing(customer=customer, business=business, source=ConsentRecord.Source.STOP)
-        # By task name (customers/jobs.py calls these services, so they do not import it back).
-        procrastinate_app.configure_task(STOP_CONFIRMATION_TASK, allow_unknown=False).defer(
-            schema_name=business.schema_name, customer_id=customer.pk, client_msg_id=f"stop:{uuid.uuid4().hex}"
+        defer_job(
+            STOP_CONFIRMATION_TASK,
+            schema_name=business.schema_name,
+            customer_id=customer.pk,
+            client_msg_id=f"stop:{uuid.uuid4().hex}",
         )
     return True
 

@@ -4,7 +4,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from config.websocket import client_close_codes
+from config.websocket import client_close_codes, socket_url
 from customers.session import customer_from_session
 from directory.selectors import DIRECTORY_PAGE, directory_businesses, threads_for_customer
 
@@ -14,7 +14,8 @@ def me_conversations(request: HttpRequest) -> HttpResponse:
     refreshed live by me.js when the customer's websocket says a thread changed)."""
     customer = customer_from_session(request.session)
     threads = threads_for_customer(customer=customer) if customer is not None else []
-    context = {"threads": threads, "customer": customer, "me_config": {"close_codes": client_close_codes()}}
+    me_config = {"close_codes": client_close_codes(), "urls": {"socket": socket_url("ws_me")}}
+    context = {"threads": threads, "customer": customer, "me_config": me_config}
     return render(request, "directory/me_conversations.html", context)
 
 

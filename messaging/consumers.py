@@ -38,6 +38,7 @@ from django.http import HttpRequest
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from assignment import services as assignment_services
 from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services
@@ -138,6 +139,27 @@ def parse_frame(text_data: str | None) -> Any:
     except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         return None
     return payload
+
+
+def _chat_admission(
+    *, business_id: int, session_key: str | None
+) -> tuple[Any, CloseCode | None, dict[str, Any], int | None]:
+    """On a database thread: revocation.customer_admission and the customer's conversation."""
+    customer, refusal, versions = revocation.customer_admission(business_id=business_id, session_key=session_key)
+    if refusal is not None:
+        return None, refusal, versions, None
+    conversation = selectors.conversation_for_customer(customer=customer)
+    return customer, None, versions, conversation.pk if conversation is not None else None
+
+
+def _customer_resume(*, conversation_id: int | None, after: int) -> tuple[int | None, list[tuple[int, str]]]:
+    """On a database thread, one call per resume: (the stream's head if events after `after` were
+    pruned, else None; the customer's events after `after`)."""
+    if after < selectors.first_retained_event_id() - 1:
+        return selectors.last_event_id(), []
+    if conversation_id is None:
+        return None, []
+    return None, selectors.events_for_customer(conversation_id=conversation_id, after=after)
 
 
 class _RateLimit:
@@ -452,14 +474,19 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
             raise MessagingError("invalid", _("resume needs the last event id seen (a number)."))
         async with self.delivery:
-            self.last = after
-            if after < await _db(self.schema_name, selectors.first_retained_event_id) - 1:
+            pruned_head, rows = await self.resume_read(after)
+            if pruned_head is not None:
                 # Events after `after` were pruned: the client reloads its state, then resumes.
-                self.last = await _db(self.schema_name, selectors.last_event_id)
+                self.last = pruned_head
                 await self.send_json({"id": None, "type": "resync"})
                 return
-            await self.catch_up()
+            self.last = after
+            await self.replay(rows)
             await self.send_json({"id": None, "type": "resumed", "last": self.last})
+
+    async def resume_read(self, after: int) -> tuple[int | None, list[tuple[int, str]]]:
+        """(the stream's head if events after `after` were pruned, else None; the events to replay)."""
+        raise NotImplementedError
 
     async def fetch_after(self, after: int) -> list[tuple[int, str]]:
         raise NotImplementedError
@@ -468,7 +495,10 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         """Replay from PostgreSQL; the caller holds `self.delivery`."""
         if self.last is None:
             return
-        rows = await self.fetch_after(self.last)
+        await self.replay(await self.fetch_after(self.last))
+
+    async def replay(self, rows: list[tuple[int, str]]) -> None:
+        """Send stored frames in order; the caller holds `self.delivery`."""
         for event_id, frame in rows:
             await self.send(text_data=frame)
             self.last = event_id
@@ -569,18 +599,19 @@ class InboxConsumer(StreamConsumer):
     viewing: int | None = None
 
     async def authenticate(self) -> bool:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(CLOSE_UNAUTHENTICATED)
-            return False
-        self.user = user
-        # Joined before the check, so a revocation committed meanwhile still reaches this socket.
-        await self.join(revocation.user_group(user.pk))
-        await self.join(revocation.business_sockets_group(self.schema_name))
-        refusal = await self.rights_refusal(full=True)  # seat, session, business not suspended
+        # One database call: who the session's user is, their seat, the business not suspended.
+        user, refusal, versions = await _db(
+            self.schema_name, revocation.agent_admission, business_id=self.business.pk, session_key=self.session_key
+        )
         if refusal is not None:
             await self.close(refusal)
             return False
+        self.user = user
+        self.rights_seen = versions
+        # Joined after the check; the first frame handled (the resume: nothing is forwarded
+        # before it) re-reads the versions, so a revocation committed meanwhile still counts.
+        await self.join(revocation.user_group(user.pk))
+        await self.join(revocation.business_sockets_group(self.schema_name))
         return True
 
     def rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
@@ -598,12 +629,16 @@ class InboxConsumer(StreamConsumer):
         await self.join(events.user_inbox_group(self.schema_name, self.user.pk))
         await _db(self.schema_name, services.presence_enter, user=self.user, channel_name=self.channel_name)
         await self.broadcast_presence()
+        # issue 12: an agent away only because every inbox tab had closed is online again.
+        await self.as_agent(assignment_services.agent_connected)
 
     async def left(self) -> None:
         if not hasattr(self, "inbox_group"):
             return
         await _db(self.schema_name, services.presence_leave, channel_name=self.channel_name)
         await self.broadcast_presence()
+        # The last inbox tab closed: an online agent becomes away (and receives no conversations).
+        await self.as_agent(assignment_services.agent_disconnected)
 
     async def broadcast_presence(self) -> None:
         snapshot = await _db(self.schema_name, selectors.presence_snapshot)
@@ -772,6 +807,7 @@ class InboxConsumer(StreamConsumer):
             body=payload.get("body"),
             client_msg_id=payload.get("client_msg_id"),
             kind=payload.get("kind") or "text",
+            takeover=payload.get("takeover") is True,
         )
         await self.accepted(result)
 
@@ -795,6 +831,7 @@ class InboxConsumer(StreamConsumer):
             services.conversation_assign,
             conversation_id=payload.get("conversation_id"),
             assignee_id=assignee,
+            note=payload.get("note") or "",
         )
 
     async def on_status(self, payload: dict[str, Any]) -> None:
@@ -804,24 +841,40 @@ class InboxConsumer(StreamConsumer):
             status=payload.get("status"),
         )
 
+    async def on_snooze(self, payload: dict[str, Any]) -> None:
+        # `until`: an ISO 8601 time, or null for "until the customer writes".
+        await self.as_agent(
+            assignment_services.conversation_snooze,
+            conversation_id=payload.get("conversation_id"),
+            until=payload.get("until"),
+        )
+
+    async def on_agent_status(self, payload: dict[str, Any]) -> None:
+        await self.as_agent(assignment_services.agent_status_set, status=payload.get("status"))
+
 
 class ChatConsumer(StreamConsumer):
     """A signed-in customer on a business's chat page: their one conversation with it."""
 
     conversation_id: int | None = None
+    admitted_conversation_id: int | None = None
 
     async def authenticate(self) -> bool:
-        customer = await _db(self.schema_name, customer_from_session, session=self.scope.get("session"))
-        if customer is None:
-            await self.close(CLOSE_UNAUTHENTICATED)
-            return False
-        self.customer = customer
-        await self.join(revocation.customer_sockets_group(customer.pk))
-        await self.join(revocation.business_sockets_group(self.schema_name))
-        refusal = await self.rights_refusal(full=True)  # signed in, business not suspended
+        # One database call at connect (a server restart brings every customer back at once):
+        # the customer, their rights, and their conversation with this business.
+        customer, refusal, versions, conversation_id = await _db(
+            self.schema_name, _chat_admission, business_id=self.business.pk, session_key=self.session_key
+        )
         if refusal is not None:
             await self.close(refusal)
             return False
+        self.customer = customer
+        self.rights_seen = versions
+        self.admitted_conversation_id = conversation_id
+        # Joined after the check; the first frame handled (the resume: nothing is forwarded
+        # before it) re-reads the versions, so a revocation committed meanwhile still counts.
+        await self.join(revocation.customer_sockets_group(customer.pk))
+        await self.join(revocation.business_sockets_group(self.schema_name))
         return True
 
     def rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
@@ -834,7 +887,8 @@ class ChatConsumer(StreamConsumer):
         # from the business), listen on the customer's own group to learn when it appears.
         self.waiting_group: str | None = events.customer_group(self.customer.pk)
         await self.join(self.waiting_group)
-        await self.find_conversation()
+        if self.admitted_conversation_id is not None:
+            await self.join_conversation(self.admitted_conversation_id)
 
     async def find_conversation(self) -> None:
         conversation = await _db(self.schema_name, selectors.conversation_for_customer, customer=self.customer)
@@ -858,6 +912,9 @@ class ChatConsumer(StreamConsumer):
     async def as_customer(self, service: Callable[..., T], /, **kwargs: Any) -> T:
         """Run a service in this business's schema on behalf of this customer."""
         return await _db(self.schema_name, service, business=self.business, customer=self.customer, **kwargs)
+
+    async def resume_read(self, after: int) -> tuple[int | None, list[tuple[int, str]]]:
+        return await _db(self.schema_name, _customer_resume, conversation_id=self.conversation_id, after=after)
 
     async def fetch_after(self, after: int) -> list[tuple[int, str]]:
         if self.conversation_id is None:

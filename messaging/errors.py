@@ -26,7 +26,14 @@ class MessagingErrorCode(StrEnum):
     OPTED_OUT = "opted_out"
     # The send path is saturated: nothing was written; retry after `retry_after` seconds.
     OVERLOADED = "overloaded"
+    # Collision guard (issue 12): another agent holds the conversation; resend with takeover to
+    # confirm, or (only the assignee may reply) not at all.
+    HELD_BY_OTHER = "held_by_other"
+    ASSIGNEE_ONLY = "assignee_only"
     SERVER_ERROR = "server_error"
+    # The pages' JSON reads only (a websocket closes with 4401/4403 instead, config/websocket.py).
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
 
 
 class MessagingError(Exception):

@@ -39,6 +39,8 @@ logger = logging.getLogger("parley.messaging")
 MESSAGE_CREATED = "message.created"
 MESSAGE_STATUS = "message.status"
 CONVERSATION_UPDATED = "conversation.updated"
+# Assignment and lifecycle, narrated in the thread (issue 12; written by messaging.announce).
+CONVERSATION_ACTIVITY = "conversation.activity"
 # Ephemeral frames (never stored, id null).
 TYPING = "typing"
 PRESENCE = "presence"
@@ -64,12 +66,16 @@ class AssigneeShape(TypedDict):
 class ConversationShape(TypedDict):
     id: int
     contact: ContactShape
-    status: Literal["open", "pending", "resolved"]
+    status: Literal["open", "pending", "snoozed", "resolved"]
     assignee: AssigneeShape | None
     unread: int
     last_message_at: str | None
     preview: str
     window_expires_at: str | None
+    snoozed_until: str | None
+    waiting_since: str | None
+    queued_at: str | None
+    assigned_at: str | None
 
 
 class MessageShape(TypedDict):
@@ -108,6 +114,26 @@ class ConversationUpdatedEvent(TypedDict):
     conversation: ConversationShape
 
 
+class PersonShape(TypedDict):
+    id: int
+    name: str
+
+
+class ConversationActivityEvent(TypedDict):
+    """What happened to a conversation, for its thread: who did it (null: Parley itself)."""
+
+    id: int
+    type: Literal["conversation.activity"]
+    conversation_id: int
+    action: Literal["assigned", "auto_assigned", "unassigned", "transferred", "returned", "status", "snoozed", "woken"]
+    actor: PersonShape | None
+    assignee: PersonShape | None
+    status: Literal["open", "pending", "snoozed", "resolved"]
+    snoozed_until: str | None
+    note: str
+    at: str
+
+
 class ThreadUpdatedEvent(TypedDict):
     """To /ws/me/: the id of the business event that changed the thread; never message text."""
 
@@ -122,6 +148,7 @@ EVENT_SHAPES: dict[str, type] = {
     MESSAGE_CREATED: MessageCreatedEvent,
     MESSAGE_STATUS: MessageStatusEvent,
     CONVERSATION_UPDATED: ConversationUpdatedEvent,
+    CONVERSATION_ACTIVITY: ConversationActivityEvent,
     THREAD_UPDATED: ThreadUpdatedEvent,
 }
 

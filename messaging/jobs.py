@@ -9,6 +9,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 from procrastinate.contrib.django import app
 
+from config.jobs import defer_job
 from messaging.models import AgentPresence, Event
 from tenancy.models import PUBLIC_SCHEMA, Business
 
@@ -35,4 +36,5 @@ def prune_events(schema_name: str) -> int:
 @app.task(name="messaging.prune_all_events", queue="messaging")
 def prune_all_events(timestamp: int) -> None:
     for schema_name in Business.objects.exclude(schema_name=PUBLIC_SCHEMA).values_list("schema_name", flat=True):
-        prune_events.configure(queueing_lock=f"prune:{schema_name}").defer(schema_name=schema_name)
+        # A business whose prune still waits keeps it; the others are queued all the same.
+        defer_job(prune_events.name, queueing_lock=f"prune:{schema_name}", skip_if_queued=True, schema_name=schema_name)

@@ -43,6 +43,8 @@ class Conversation(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", _("Open")
         PENDING = "pending", _("Pending")
+        # Until `snoozed_until`, or (None) until the customer writes; either wakes it (assignment.jobs).
+        SNOOZED = "snoozed", _("Snoozed")
         RESOLVED = "resolved", _("Resolved")
 
     contact = models.OneToOneField(Contact, on_delete=models.CASCADE, related_name="conversation")
@@ -62,6 +64,19 @@ class Conversation(models.Model):
     # The last event of this conversation for any audience (agents' notes and list updates
     # too): each event names its predecessor, so an agent's client can tell a gap per conversation.
     last_event_id = models.BigIntegerField(default=0)
+    # Lifecycle and assignment (issue 12; rules in assignment/). All nullable: the send core
+    # creates conversations with a raw INSERT that names only the columns it needs.
+    snoozed_until = models.DateTimeField(_("snoozed until"), null=True, blank=True)
+    # The customer's oldest message no agent has answered yet ("waiting longest" sorts by it).
+    waiting_since = models.DateTimeField(_("waiting since"), null=True, blank=True)
+    # When it last entered the queue (unassigned and open): the queue is served oldest first.
+    # Kept after assignment, so assigned_at - queued_at is how long it waited.
+    queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
+    assigned_at = models.DateTimeField(_("assigned"), null=True, blank=True)
+    # The agent it was taken back from (auto-return): not given straight back to them.
+    returned_from_id = models.BigIntegerField(null=True, blank=True)
+    # The away message went out at this time (once per closed period of the business hours).
+    away_sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -69,7 +84,18 @@ class Conversation(models.Model):
         verbose_name = _("conversation")
         verbose_name_plural = _("conversations")
         ordering = ["-last_message_at", "-id"]
-        indexes = [models.Index(fields=["status", "-last_message_at"], name="conv_status_recent")]
+        indexes = [
+            models.Index(fields=["status", "-last_message_at"], name="conv_status_recent"),
+            # The list's keyset pages: newest first, and the customers waiting longest first.
+            models.Index(fields=["-last_message_at", "-id"], name="conv_recent_id"),
+            models.Index(fields=["waiting_since", "id"], name="conv_waiting", condition=Q(waiting_since__isnull=False)),
+            # The queue: open, unassigned, oldest first.
+            models.Index(
+                fields=["queued_at", "id"],
+                name="conv_queue",
+                condition=Q(status="open", assignee__isnull=True, queued_at__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.contact}"

@@ -48,4 +48,8 @@ def conversation_payload(conversation: Conversation) -> dict[str, Any]:
         "last_message_at": conversation.last_message_at,
         "preview": conversation.last_message_preview,
         "window_expires_at": conversation.window_expires_at,
+        "snoozed_until": conversation.snoozed_until,
+        "waiting_since": conversation.waiting_since,
+        "queued_at": conversation.queued_at,
+        "assigned_at": conversation.assigned_at,
     }

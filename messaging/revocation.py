@@ -210,35 +210,75 @@ def _business_active(business_id: int) -> bool:
 
 def agent_refusal(*, business_id: int, user_id: int, session_key: str | None) -> CloseCode | None:
     """None while the agent may use the business's inbox; else the close code."""
+    return _agent_check(business_id=business_id, user_id=user_id, session_key=session_key)[1]
+
+
+def _agent_check(*, business_id: int, user_id: int, session_key: str | None) -> tuple[Any, CloseCode | None]:
     from accounts.models import Membership, User
 
     data = _session_data("user", session_key)
     if data is None or str(data.get(SESSION_KEY)) != str(user_id):
-        return CloseCode.UNAUTHENTICATED
+        return None, CloseCode.UNAUTHENTICATED
     user = User.objects.filter(pk=user_id, is_active=True).first()
     session_hash = data.get(HASH_SESSION_KEY)
     if user is None or not session_hash or not constant_time_compare(session_hash, user.get_session_auth_hash()):
-        return CloseCode.UNAUTHENTICATED  # logged out, or the password changed in another session
+        return None, CloseCode.UNAUTHENTICATED  # logged out, or the password changed in another session
     if not _business_active(business_id):
-        return CloseCode.FORBIDDEN
+        return None, CloseCode.FORBIDDEN
     if not Membership.objects.filter(business_id=business_id, user_id=user_id).exists():
-        return CloseCode.FORBIDDEN
-    return None
+        return None, CloseCode.FORBIDDEN
+    return user, None
 
 
 def customer_refusal(*, business_id: int | None, customer_id: int, session_key: str | None) -> CloseCode | None:
     """None while the customer is still signed in (and the business, if any, active)."""
+    return _customer_check(business_id=business_id, customer_id=customer_id, session_key=session_key)[1]
+
+
+def _customer_check(
+    *, business_id: int | None, customer_id: int, session_key: str | None
+) -> tuple[Any, CloseCode | None]:
     from customers.session import SESSION_KEY as CUSTOMER_SESSION_KEY
     from customers.session import customer_from_session
 
     data = _session_data("customer", session_key)
     if data is None or str(data.get(CUSTOMER_SESSION_KEY)) != str(customer_id):
-        return CloseCode.UNAUTHENTICATED
-    if customer_from_session(data) is None:  # the account was deleted
-        return CloseCode.UNAUTHENTICATED
+        return None, CloseCode.UNAUTHENTICATED
+    customer = customer_from_session(data)
+    if customer is None:  # the account was deleted
+        return None, CloseCode.UNAUTHENTICATED
     if business_id is not None and not _business_active(business_id):
-        return CloseCode.FORBIDDEN
-    return None
+        return None, CloseCode.FORBIDDEN
+    return customer, None
+
+
+def agent_admission(*, business_id: int, session_key: str | None) -> tuple[Any, CloseCode | None, dict[str, Any]]:
+    """At connect, in one database-thread call: the session's user, whether they may use the
+    business's inbox (None, or the close code) and the rights versions read *before* the check.
+    The socket remembers those versions; its first frame (the resume, before anything is
+    forwarded) re-reads them after it joined its revocation groups, so a revocation in between
+    is never missed."""
+    data = _session_data("user", session_key)
+    user_id = data.get(SESSION_KEY) if data else None
+    if user_id is None or not str(user_id).isdigit():
+        return None, CloseCode.UNAUTHENTICATED, {}
+    # Versions first: a revocation after this read bumps them, and the socket notices.
+    versions = rights_versions(rights_keys(user_id=int(user_id), business_id=business_id))
+    user, refusal = _agent_check(business_id=business_id, user_id=int(user_id), session_key=session_key)
+    return user, refusal, versions
+
+
+def customer_admission(*, business_id: int, session_key: str | None) -> tuple[Any, CloseCode | None, dict[str, Any]]:
+    """As agent_admission, for a customer's chat socket: (customer, refusal, versions)."""
+    from customers.session import customer_id_from_session
+
+    data = _session_data("customer", session_key)
+    customer_id = customer_id_from_session(data) if data else None
+    if customer_id is None:
+        return None, CloseCode.UNAUTHENTICATED, {}
+    versions = rights_versions(rights_keys(customer_id=customer_id, business_id=business_id))
+    customer, refusal = _customer_check(business_id=business_id, customer_id=customer_id, session_key=session_key)
+    return customer, refusal, versions
 
 
 @receiver(user_logged_out)

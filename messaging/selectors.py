@@ -3,12 +3,16 @@ business's conversation" cannot even be named: its id simply does not exist here
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
-from dataclasses import dataclass
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Customer, Membership, User
@@ -23,6 +27,9 @@ RESUME_LIMIT = 1000
 PRESENCE_TTL = timedelta(seconds=75)
 
 TABS = ("mine", "unassigned", "all")
+LIST_TABS = (*TABS, "queue")
+LIST_PAGE_SIZE = 40
+LIST_PAGE_MAX = 100
 
 
 def last_event_id() -> int:
@@ -57,31 +64,145 @@ def _tab_filter(tab: str, user: User) -> Q:
         return Q(assignee_id=user.pk)
     if tab == "unassigned":
         return Q(assignee__isnull=True)
+    if tab == "queue":
+        return _in_queue()
     return Q()
 
 
-def inbox_conversations(
-    *, user: User, tab: str = "all", status: str = "", query: str = "", limit: int = 100
-) -> list[dict[str, Any]]:
-    qs = Conversation.objects.select_related("contact__customer", "assignee").filter(
-        _tab_filter(tab if tab in TABS else "all", user)
-    )
-    if status in Conversation.Status.values:
-        qs = qs.filter(status=status)
-    if query:
-        qs = qs.filter(
-            Q(contact__name__icontains=query)
-            | Q(contact__customer__display_name__icontains=query)
-            | Q(contact__customer__phone_number__icontains=query)
-        )
-    qs = qs.exclude(last_message_at__isnull=True).order_by("-last_message_at", "-id")
-    return [conversation_payload(c) for c in qs[:limit]]
+def _in_queue() -> Q:
+    # Open and unassigned, waiting for an agent (assignment serves it oldest first).
+    return Q(status=Conversation.Status.OPEN, assignee__isnull=True, queued_at__isnull=False)
+
+
+# --- the inbox list: keyset pages ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConversationFilters:
+    """What the list shows. Extend by adding a field and, for another app's data (labels), a
+    registered filter (`register_conversation_filter`): the selector knows no other app."""
+
+    tab: str = "all"  # mine, unassigned, queue, all
+    statuses: tuple[str, ...] = ()  # any of Conversation.Status; empty: every status
+    assignee_id: int | None = None
+    unassigned: bool = False
+    label_ids: tuple[int, ...] = ()  # applied by the labels app's registered filter
+    since: datetime | None = None  # last message at or after
+    until: datetime | None = None  # last message before
+    query: str = ""  # contact name, or a phone number when number-like
+    extra: dict[str, Any] = field(default_factory=dict)  # more parameters for registered filters
+
+
+ConversationFilter = Callable[[QuerySet[Conversation], ConversationFilters], QuerySet[Conversation]]
+_registered_filters: list[ConversationFilter] = []
+
+
+def register_conversation_filter(fn: ConversationFilter) -> ConversationFilter:
+    """Another app narrows the list by its own data (e.g. labels by `filters.label_ids`)."""
+    if fn not in _registered_filters:
+        _registered_filters.append(fn)
+    return fn
+
+
+# Sort name -> (ordering fields, which way the keyset moves on). "waiting": customers who wait
+# for an answer, longest first; "queue": the order auto-assignment serves them.
+SORTS: dict[str, tuple[str, str]] = {
+    "recent": ("last_message_at", "desc"),
+    "waiting": ("waiting_since", "asc"),
+    "queue": ("queued_at", "asc"),
+}
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(sort: str, value: datetime, pk: int) -> str:
+    raw = json.dumps([sort, value.isoformat(), pk], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        name, value, pk = json.loads(raw)
+        if name != sort or not isinstance(pk, int):
+            raise BadCursor(cursor)
+        return datetime.fromisoformat(value), pk
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as error:
+        raise BadCursor(cursor) from error
+
+
+def _number_like(query: str) -> str:
+    # Only a number-like search matches phone numbers (a name with digits must not match any phone).
+    if query and all(ch.isdigit() or ch in " +()-./" for ch in query):
+        return "".join(ch for ch in query if ch.isdigit() or ch == "+")
+    return ""
+
+
+def conversations_filtered(*, user: User, filters: ConversationFilters) -> QuerySet[Conversation]:
+    qs = Conversation.objects.filter(_tab_filter(filters.tab if filters.tab in LIST_TABS else "all", user))
+    statuses = [s for s in filters.statuses if s in Conversation.Status.values]
+    if statuses:
+        qs = qs.filter(status__in=statuses)
+    if filters.assignee_id is not None:
+        qs = qs.filter(assignee_id=filters.assignee_id)
+    if filters.unassigned:
+        qs = qs.filter(assignee__isnull=True)
+    if filters.since is not None:
+        qs = qs.filter(last_message_at__gte=filters.since)
+    if filters.until is not None:
+        qs = qs.filter(last_message_at__lt=filters.until)
+    if filters.query:
+        match = Q(contact__name__icontains=filters.query) | Q(contact__customer__display_name__icontains=filters.query)
+        digits = _number_like(filters.query)
+        if digits:
+            match |= Q(contact__customer__phone_number__contains=digits)
+        qs = qs.filter(match)
+    for narrow in _registered_filters:
+        qs = narrow(qs, filters)
+    return qs
+
+
+def conversation_page(
+    *, user: User, filters: ConversationFilters, sort: str = "recent", cursor: str = "", limit: int = LIST_PAGE_SIZE
+) -> dict[str, Any]:
+    """One keyset page of the inbox list: `conversations` and `next` (the cursor of the page after,
+    None at the end). Keyset, not offset: a deep page costs what the first does, and conversations
+    that move while an agent scrolls are neither skipped nor shown twice within a sort key."""
+    if sort not in SORTS:
+        sort = "recent"
+    if filters.tab == "queue":
+        sort = "queue"
+    column, direction = SORTS[sort]
+    limit = max(1, min(int(limit), LIST_PAGE_MAX))
+    qs = conversations_filtered(user=user, filters=filters).filter(**{f"{column}__isnull": False})
+    if cursor:
+        value, pk = decode_cursor(cursor, sort)
+        op = "lt" if direction == "desc" else "gt"
+        qs = qs.filter(Q(**{f"{column}__{op}": value}) | Q(**{column: value, f"pk__{op}": pk}))
+    order = [f"-{column}", "-pk"] if direction == "desc" else [column, "pk"]
+    rows = list(qs.select_related("contact__customer", "assignee").order_by(*order)[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if rows else None
+    return {
+        "conversations": [conversation_payload(c) for c in rows],
+        "next": encode_cursor(sort, getattr(last, column), last.pk) if more and last is not None else None,
+        "sort": sort,
+    }
 
 
 def inbox_counts(*, user: User) -> dict[str, int]:
-    """Conversations with unread customer messages, per tab (open work only)."""
-    unread = Conversation.objects.filter(unread_count__gt=0).exclude(status=Conversation.Status.RESOLVED)
-    return unread.aggregate(**{tab: Count("pk", filter=_tab_filter(tab, user)) for tab in TABS})
+    """This agent's counts: conversations with unread customer messages per tab (open and
+    pending work; snoozed and resolved wait), and how many wait in the queue. One query."""
+    active = Q(status__in=[Conversation.Status.OPEN, Conversation.Status.PENDING])
+    unread = Q(unread_count__gt=0) & active
+    counts = Conversation.objects.aggregate(
+        **{tab: Count("pk", filter=unread & _tab_filter(tab, user)) for tab in TABS},
+        queue=Count("pk", filter=_in_queue()),
+    )
+    return {key: int(value) for key, value in counts.items()}
 
 
 def messages_page(
@@ -100,6 +221,77 @@ def messages_page(
     rows.reverse()
     name = conversation.contact.display_name
     return {"messages": [message_payload(m, contact_name=name) for m in rows], "has_more": has_more}
+
+
+def conversation_activity(*, conversation_id: int, after: int, before_message: Any = None) -> list[dict[str, Any]]:
+    """The conversation.activity events of a thread page's stretch: after event `after`, and
+    before the message `before_message` (the oldest one the client had; None: up to now). As
+    their frames; kept as long as the stream keeps events."""
+    qs = Event.objects.filter(conversation_id=conversation_id, type="conversation.activity", id__gt=after)
+    if before_message not in (None, ""):
+        bound = None
+        with contextlib.suppress(TypeError, ValueError):
+            bound = (
+                Message.objects.filter(conversation_id=conversation_id, pk=int(before_message))
+                .values_list("event_id", flat=True)
+                .first()
+            )
+        if bound is None:
+            return []
+        qs = qs.filter(id__lt=bound)
+    return [json.loads(frame) for frame in qs.order_by("id").values_list("frame", flat=True)[:200]]
+
+
+def inbox_thread_page(*, conversation_id: Any, before: int | None = None) -> dict[str, Any]:
+    """An agent's page of a conversation (notes included), with the conversation itself: the
+    header needs it even when it is not in the loaded list (an old link)."""
+    conversation = conversation_for_agent(conversation_id=conversation_id)
+    page = messages_page(conversation=conversation, before=before, include_notes=True)
+    activity = conversation_activity(
+        conversation_id=conversation.pk,
+        after=page["messages"][0]["event_id"] if page["messages"] and page["has_more"] else 0,
+        before_message=before,
+    )
+    return {**page, "conversation": conversation_payload(conversation), "activity": activity}
+
+
+def chat_history_page(*, customer: Customer, before: int | None = None) -> dict[str, Any]:
+    """The customer's page of their conversation with this business (no notes); empty before
+    their first message."""
+    conversation = conversation_for_customer(customer=customer)
+    if conversation is None:
+        return {"messages": [], "has_more": False}
+    return messages_page(conversation=conversation, before=before, include_notes=False)
+
+
+# --- the REST API (messaging.api): keyset pages, newest first -------------------------------------
+
+
+def _newest_first_page(qs: Any, *, before: int, limit: int) -> tuple[list[Any], bool]:
+    """Up to `limit` rows with ids below `before` (0: from the newest), and whether more exist."""
+    if before:
+        qs = qs.filter(id__lt=before)
+    rows = list(qs.order_by("-id")[: limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+def conversations_newest_first(*, before: int = 0, limit: int) -> tuple[list[Conversation], bool]:
+    return _newest_first_page(Conversation.objects.select_related("contact__customer"), before=before, limit=limit)
+
+
+def conversation_messages_newest_first(
+    *, conversation_id: int, before: int = 0, limit: int
+) -> tuple[list[Message], bool] | None:
+    """A conversation's messages without internal notes; None: no such conversation."""
+    if not Conversation.objects.filter(pk=conversation_id).exists():
+        return None
+    qs = Message.objects.filter(conversation_id=conversation_id).exclude(kind=Message.Kind.NOTE)
+    return _newest_first_page(qs, before=before, limit=limit)
+
+
+def events_after(*, after: int, limit: int) -> list[tuple[int, str, str]]:
+    """Stored events after `after`, in id order: (id, type, frame)."""
+    return list(Event.objects.filter(id__gt=after).order_by("id").values_list("id", "type", "frame")[:limit])
 
 
 def events_for_customer(*, conversation_id: int, after: int, limit: int = RESUME_LIMIT) -> list[tuple[int, str]]:

@@ -4,10 +4,11 @@ conversations of one business — in one transaction.
 
 The writer's steps, each one statement for the whole group whatever its size:
 lock the conversations (creating missing ones) → dedupe by client_msg_id → per request, in
-order: refusals (block, 24-hour window, suspension, unpaid bills), then billing (one call per
-business message) → BusinessContact and CustomerThread upserts → event ids (the counter row,
-locked last) → INSERT messages → mark replied-to messages read → INSERT events → UPDATE the
-conversations → publish after commit.
+order: refusals (block, 24-hour window, suspension, unpaid bills) → billing, one call for every
+business message of the group (`billing.charges_for_messages`: a fixed handful of statements) →
+BusinessContact and CustomerThread upserts → event ids (the counter row, locked last) → INSERT
+messages → link per-message usage records to them → mark replied-to messages read → INSERT
+events → UPDATE the conversations → publish after commit.
 
 A refusal is that request's outcome (a `MessagingError`), never the group's: nothing of a
 refused request is written. A database error aborts the whole transaction and is raised; the
@@ -28,7 +29,13 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer, Membership, User
 from billing.models import CATEGORIES
-from billing.services import business_may_initiate, conversation_charge_for_message
+from billing.services import (
+    Charge,
+    ChargeRequest,
+    business_may_initiate,
+    charges_for_messages,
+    usage_records_link_messages,
+)
 from customers.models import Block
 from customers.selectors import customers_opted_out, customers_who_blocked
 from customers.services import customer_contacts_record
@@ -47,19 +54,23 @@ WINDOW = timedelta(hours=SERVICE_WINDOW_HOURS)
 CUSTOMER = "customer"
 AGENT = "agent"
 TEMPLATE = "template"
+SYSTEM = "system"  # automatic replies of the business (the away message)
 
 
 @dataclass
 class SendResult:
     message: Message
     duplicate: bool
+    # What this message was billed (business messages; None for customer messages, notes and
+    # duplicates): its usage record and whether this message pays it.
+    charge: Charge | None = None
 
 
 @dataclass(frozen=True)
 class SendRequest:
     """A validated send, ready for `do_send_messages`. Built only by the `check_*` functions."""
 
-    origin: str  # CUSTOMER, AGENT or TEMPLATE
+    origin: str  # CUSTOMER, AGENT, TEMPLATE or SYSTEM
     author_key: str  # whose client_msg_id namespace: "customer:<id>", "user:<id>", "api:<key>"
     author_kind: str
     body: str
@@ -73,6 +84,14 @@ class SendRequest:
     # Agent sends from a websocket: the writer checks the seat, one query for the whole group,
     # instead of a database round trip per send before it joins the group.
     member_unchecked: bool = False
+    # Collision guard (agent replies): whether the agent confirmed replying into a conversation
+    # another agent holds (the writer knows whether only the assignee may reply).
+    takeover: bool = False
+
+    @property
+    def business_text(self) -> bool:
+        """Free text from the business to a customer named by number (the API), not by conversation."""
+        return self.origin == AGENT and self.conversation_id is None
 
 
 # --- checks (no transaction, no lock: run before a request joins a group) ---------------------
@@ -129,6 +148,7 @@ def check_agent_send(
     client_msg_id: Any = "",
     kind: str = Message.Kind.TEXT,
     defer_membership: bool = False,
+    takeover: bool = False,
 ) -> SendRequest:
     """An agent replies (inside the service window) or leaves an internal note (never sent).
     `defer_membership`: no query here (a websocket's event loop); the writer checks the seat."""
@@ -148,6 +168,45 @@ def check_agent_send(
         user=user,
         conversation_id=pk,
         member_unchecked=defer_membership,
+        takeover=takeover is True,
+    )
+
+
+def check_business_text_send(
+    *,
+    customer: Customer,
+    body: Any,
+    author_key: str,
+    author_kind: str = Message.Author.API,
+    author_user: User | None = None,
+    client_msg_id: Any = "",
+) -> SendRequest:
+    """Free text from the business to a customer named by number (the API's `text` send): a
+    service reply, so only inside the customer's 24-hour window (refused by the writer with
+    `window_closed` otherwise, and when the customer never wrote). Stored as kind text."""
+    client_msg_id = clean_client_msg_id(client_msg_id)
+    return SendRequest(
+        origin=AGENT,
+        author_key=author_key,
+        author_kind=author_kind,
+        body=clean_body(body),
+        client_msg_id=client_msg_id,
+        kind=Message.Kind.TEXT,
+        customer=customer,
+        user=author_user,
+    )
+
+
+def check_system_send(*, conversation_id: Any, body: Any, client_msg_id: Any = "") -> SendRequest:
+    """An automatic reply of the business inside the service window (the away message): sent and
+    billed like an agent's reply, but it answers nobody: the customer still waits for a person."""
+    return SendRequest(
+        origin=SYSTEM,
+        author_key="system",
+        author_kind=Message.Author.SYSTEM,
+        body=clean_body(body),
+        client_msg_id=clean_client_msg_id(client_msg_id),
+        conversation_id=conversation_pk(conversation_id),
     )
 
 
@@ -221,6 +280,12 @@ class _Group:
     touches: list[ThreadTouch] = field(default_factory=list)
     # (conversation, last inbound message to mark read) for agents' replies.
     marks: list[tuple[int, int | Message]] = field(default_factory=list)
+    # The group's business messages to bill (all at once, after the refusals), and then what
+    # each was billed, by id(message).
+    to_charge: list[tuple[Message, ChargeRequest]] = field(default_factory=list)
+    charges: dict[int, Charge] = field(default_factory=dict)
+    # Agents (user ids) who may reply only into conversations assigned to them.
+    assignee_only_users: set[int] = field(default_factory=set)
 
 
 def _locked(queryset: Any, business_id: int) -> list[Conversation]:
@@ -283,6 +348,8 @@ def _lock_conversations(
             and r.customer.pk in missing
             and r.customer.pk not in blocked
             and not (r.origin == TEMPLATE and refusal is not None)
+            # Free text needs an open window, which a customer without a conversation never has.
+            and not r.business_text
         }
         if wanted:
             _create_conversations(sorted(wanted), group.now)
@@ -393,15 +460,25 @@ def _add_message_events(group: _Group, thread: _Thread, message: Message, audien
     )
 
 
-def _charge(group: _Group, thread: _Thread, category: str) -> None:
+def _window_open(conversation: Conversation, now: datetime) -> bool:
+    return conversation.window_expires_at is not None and conversation.window_expires_at > now
+
+
+def _charge(group: _Group, thread: _Thread, category: str, message: Message) -> None:
+    """Bill this message with the group's others (billing.charges_for_messages, in _flush)."""
     customer = thread.conversation.contact.customer
-    conversation_charge_for_message(
-        business=group.business,
-        conversation_id=thread.conversation.pk,
-        customer_id=customer.pk,
-        customer_phone=customer.phone_number,
-        category=category,
-        sent_at=group.now,
+    group.to_charge.append(
+        (
+            message,
+            ChargeRequest(
+                conversation_id=thread.conversation.pk,
+                customer_id=customer.pk,
+                customer_phone=customer.phone_number,
+                category=category,
+                # As this message finds it (a customer message earlier in the group opens it).
+                service_window_open=_window_open(thread.conversation, group.now),
+            ),
+        )
     )
 
 
@@ -412,8 +489,7 @@ def _customer_send(group: _Group, request: SendRequest, thread: _Thread) -> Mess
     conversation.last_message_at = group.now
     conversation.last_message_preview = request.body[:140]
     conversation.unread_count += 1
-    if conversation.status == Conversation.Status.RESOLVED:
-        conversation.status = Conversation.Status.OPEN
+    _customer_wakes(conversation, group.now)
     thread.changed = True
     thread.last_inbound = message
     thread.inbound_unread = True
@@ -424,6 +500,50 @@ def _customer_send(group: _Group, request: SendRequest, thread: _Thread) -> Mess
     return message
 
 
+def _customer_wakes(conversation: Conversation, now: datetime) -> None:
+    """A customer's message reopens a resolved, pending or snoozed conversation, starts their
+    wait, and puts an open, unassigned conversation in the queue (assignment serves it after
+    commit) unless it is there already. In memory: saved with the group's one UPDATE."""
+    was_queued = (
+        conversation.status == Conversation.Status.OPEN
+        and conversation.assignee_id is None
+        and conversation.queued_at is not None
+    )
+    if conversation.status != Conversation.Status.OPEN:
+        conversation.status = Conversation.Status.OPEN
+        conversation.snoozed_until = None
+    if conversation.waiting_since is None:
+        conversation.waiting_since = now
+    if conversation.assignee_id is None and not was_queued:
+        conversation.queued_at = now
+
+
+def _only_assignee_replies() -> bool:
+    from assignment.selectors import assignment_settings_cached  # assignment builds on messaging
+
+    return assignment_settings_cached().only_assignee_replies
+
+
+def _held_by_other(group: _Group, request: SendRequest, conversation: Conversation) -> MessagingError | None:
+    """The collision guard: a reply into a conversation another agent holds is refused unless
+    the agent confirmed it (a soft lock), or always when only the assignee may reply."""
+    assignee = conversation.assignee
+    if assignee is None or request.user is None or assignee.pk == request.user.pk:
+        return None
+    name = assignee.get_short_name()
+    if request.user.pk in group.assignee_only_users:
+        return MessagingError(
+            MessagingErrorCode.ASSIGNEE_ONLY,
+            _("Only %(name)s, who is assigned to this conversation, may reply.") % {"name": name},
+        )
+    if not request.takeover:
+        return MessagingError(
+            MessagingErrorCode.HELD_BY_OTHER,
+            _("%(name)s is handling this conversation. Send your reply anyway?") % {"name": name},
+        )
+    return None
+
+
 def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: set[int]) -> Message:
     conversation = thread.conversation
     customer_id = conversation.contact.customer_id
@@ -431,17 +551,22 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
         message = _new_message(request, thread, Message.Direction.INTERNAL)
         _add_message_events(group, thread, message, Event.Audience.AGENTS, customer_id)
         return message
+    held = _held_by_other(group, request, conversation)
+    if held is not None:
+        raise held
     if customer_id in blocked:
         raise _blocked_for_business()
-    if conversation.window_expires_at is None or conversation.window_expires_at <= group.now:
+    if not _window_open(conversation, group.now):
         raise _window_closed()
-    _charge(group, thread, "service")
     message = _new_message(request, thread, Message.Direction.OUTBOUND)
+    _charge(group, thread, "service", message)
     conversation.last_message_at = group.now
     conversation.last_message_preview = request.body[:140]
-    # Replying is reading: the agent saw what they answer, and the customer's ticks say so.
-    conversation.unread_count = 0
-    if thread.inbound_unread and thread.last_inbound is not None:
+    # Replying is reading: the agent saw what they answer, and the customer's ticks say so. (A
+    # system's free text through the API is no person reading: the inbox keeps it unread.)
+    if request.user is not None:
+        conversation.unread_count = 0
+    if request.user is not None and thread.inbound_unread and thread.last_inbound is not None:
         up_to = thread.last_inbound
         group.marks.append((conversation.pk, up_to))
         group.pending.append(
@@ -458,10 +583,30 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
             )
         )
         thread.inbound_unread = False
-    if conversation.assignee_id is None:
+    conversation.waiting_since = None  # answered
+    if conversation.assignee_id is None and request.user is not None:
         conversation.assignee = request.user
+        conversation.assigned_at = group.now
     if conversation.status == Conversation.Status.RESOLVED:
         conversation.status = Conversation.Status.OPEN
+    thread.changed = True
+    group.contacts.add(customer_id)
+    group.touches.append(ThreadTouch(customer_id, group.now, unread_delta=1))
+    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id)
+    return message
+
+
+def _system_send(group: _Group, request: SendRequest, thread: _Thread, blocked: set[int]) -> Message:
+    conversation = thread.conversation
+    customer_id = conversation.contact.customer_id
+    if customer_id in blocked:
+        raise _blocked_for_business()
+    if not _window_open(conversation, group.now):
+        raise _window_closed()
+    message = _new_message(request, thread, Message.Direction.OUTBOUND)
+    _charge(group, thread, "service", message)
+    conversation.last_message_at = group.now
+    conversation.last_message_preview = request.body[:140]
     thread.changed = True
     group.contacts.add(customer_id)
     group.touches.append(ThreadTouch(customer_id, group.now, unread_delta=1))
@@ -486,8 +631,8 @@ def _template_send(
     if customer_id in opted_out:
         # The consent ledger (and the marketing mute) decide before anything is billed.
         raise MessagingError(MessagingErrorCode.OPTED_OUT, _("This customer has opted out of these messages."))
-    _charge(group, thread, request.category)
     message = _new_message(request, thread, Message.Direction.OUTBOUND)
+    _charge(group, thread, request.category, message)
     conversation.last_message_at = group.now
     conversation.last_message_preview = request.body[:140]
     thread.changed = True
@@ -524,7 +669,10 @@ def _save_conversations(threads: list[_Thread], now: datetime) -> events.Stateme
     if not threads:
         return None
     table = Conversation._meta.db_table
-    row = "(%s::bigint, %s::timestamptz, %s::timestamptz, %s::varchar, %s::integer, %s::varchar, %s::bigint, %s::bigint, %s::bigint)"
+    row = (
+        "(%s::bigint, %s::timestamptz, %s::timestamptz, %s::varchar, %s::integer, %s::varchar, %s::bigint, "
+        "%s::bigint, %s::bigint, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz)"
+    )
     params: list[Any] = []
     for thread in threads:
         c = thread.conversation
@@ -538,13 +686,19 @@ def _save_conversations(threads: list[_Thread], now: datetime) -> events.Stateme
             c.assignee_id,
             c.last_public_event_id,
             c.last_event_id,
+            c.snoozed_until,
+            c.waiting_since,
+            c.queued_at,
+            c.assigned_at,
         ]
     return (
         f"UPDATE {table} AS c SET window_expires_at = v.window_expires_at, last_message_at = v.last_message_at, "
         "last_message_preview = v.preview, unread_count = v.unread, status = v.status, assignee_id = v.assignee_id, "
-        "last_public_event_id = v.last_public, last_event_id = v.last_event, updated_at = %s "
+        "last_public_event_id = v.last_public, last_event_id = v.last_event, snoozed_until = v.snoozed_until, "
+        "waiting_since = v.waiting_since, queued_at = v.queued_at, assigned_at = v.assigned_at, updated_at = %s "
         f"FROM (VALUES {', '.join([row] * len(threads))}) AS v(id, window_expires_at, last_message_at, preview, "
-        "unread, status, assignee_id, last_public, last_event) WHERE c.id = v.id",
+        "unread, status, assignee_id, last_public, last_event, snoozed_until, waiting_since, queued_at, "
+        "assigned_at) WHERE c.id = v.id",
         [now, *params],
     )
 
@@ -571,13 +725,19 @@ def do_send_messages(*, business: Business, requests: Sequence[SendRequest]) -> 
 def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResult | MessagingError]:
     group = _Group(business=business, now=timezone.now())
     outcomes: list[SendResult | MessagingError | None] = [None] * len(requests)
-    unchecked = {r.user.pk for r in requests if r.member_unchecked and r.user is not None}
-    if unchecked:
-        members = set(
-            Membership.objects.filter(business_id=business.pk, user_id__in=unchecked).values_list("user_id", flat=True)
+    # Seats: checked here, one query for the group, for sends whose check left it to the writer;
+    # and roles, when only the assignee may reply (owners and admins may still take over).
+    assignee_only = any(r.origin == AGENT and r.user is not None for r in requests) and _only_assignee_replies()
+    asking = {r.user.pk for r in requests if r.user is not None and (r.member_unchecked or assignee_only)}
+    if asking:
+        roles = dict(
+            Membership.objects.filter(business_id=business.pk, user_id__in=asking).values_list("user_id", "role")
         )
+        group.assignee_only_users = {
+            pk for pk, role in roles.items() if assignee_only and role == Membership.Role.AGENT
+        }
         for index, request in enumerate(requests):
-            if request.member_unchecked and (request.user is None or request.user.pk not in members):
+            if request.member_unchecked and (request.user is None or request.user.pk not in roles):
                 outcomes[index] = not_found()  # no seat (any more): as for a conversation not theirs
     active = [r for index, r in enumerate(requests) if outcomes[index] is None]
     if not active:
@@ -604,7 +764,10 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
             continue
         thread = thread_of(request)
         if thread is None:
-            if request.origin == AGENT:
+            if request.business_text:
+                assert request.customer is not None
+                outcomes[index] = _blocked_for_business() if request.customer.pk in blocked else _window_closed()
+            elif request.origin in (AGENT, SYSTEM):
                 outcomes[index] = not_found()
             elif request.origin == CUSTOMER:
                 outcomes[index] = _blocked_by_customer()
@@ -625,6 +788,8 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
                 message = _customer_send(group, request, thread)
             elif request.origin == AGENT:
                 message = _agent_send(group, request, thread, blocked)
+            elif request.origin == SYSTEM:
+                message = _system_send(group, request, thread, blocked)
             else:
                 message = _template_send(
                     group, request, thread, blocked, refusal, opted_out.get(request.category, set())
@@ -638,6 +803,9 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
 
     if group.messages:
         _flush(group)
+        for outcome in outcomes:
+            if isinstance(outcome, SendResult) and not outcome.duplicate:
+                outcome.charge = group.charges.get(id(outcome.message))
     return [o for o in outcomes if o is not None]
 
 
@@ -664,6 +832,12 @@ def _message_row(message: Message, now: datetime) -> list[Any]:
 
 def _flush(group: _Group) -> None:
     business = group.business
+    if group.to_charge:
+        charges = charges_for_messages(
+            business=business, requests=[request for _m, request in group.to_charge], sent_at=group.now
+        )
+        for (charged, _request), outcome in zip(group.to_charge, charges, strict=True):
+            group.charges[id(charged)] = outcome
     customer_contacts_record(business_id=business.pk, customer_ids=group.contacts, at=group.now)
     states: dict[int, ThreadState] = customer_threads_touch(business_id=business.pk, touches=group.touches)
     # Every other lock is held: now the counter row, which orders commits by event id, taken
@@ -684,6 +858,16 @@ def _flush(group: _Group) -> None:
             message.event_id, message.pk = event_id, inserted[event_id]
             message._state.adding, message._state.db = False, connection.alias
         numbered.append((event_id, pending, prev_public, prev_event))
+    usage_records_link_messages(
+        links=[
+            (str(charge.record.pk), message.pk)
+            for message in group.messages
+            if (charge := group.charges.get(id(message))) is not None
+            and charge.record is not None
+            and charge.opened
+            and charge.record.unit == "message"
+        ]
+    )
     stored = [
         events.StoredEvent(
             event_id,

@@ -18,7 +18,7 @@ from django.db.models import Exists
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.models import Customer, Membership, User
+from accounts.models import Customer, User
 from customers.services import consent_handle_keyword, is_stop_keyword
 from directory.services import customer_thread_touch
 from messaging import events
@@ -31,6 +31,7 @@ from messaging.sending import (
     MAX_BODY,
     SendResult,
     check_agent_send,
+    check_business_text_send,
     check_customer_send,
     check_membership,
     check_template_send,
@@ -145,11 +146,17 @@ def _announce_conversation(business: Business, conversation: Conversation) -> No
 
 def message_send_customer(*, business: Business, customer: Customer, body: Any, client_msg_id: Any = "") -> SendResult:
     """A customer writes to the business: opens or extends the 24-hour service window."""
+    from assignment.services import after_customer_message
+
     request = check_customer_send(customer=customer, body=body, client_msg_id=client_msg_id)
     result = send_message(business=business, request=request)
     # privacy (issue 14): a STOP / STOPP / ABMELDEN reply mutes marketing and queues a confirmation.
     if not result.duplicate:
         consent_handle_keyword(business=business, customer=customer, body=request.body)
+        # issue 12: the away message outside business hours; a newly queued conversation is served.
+        after_customer_message(
+            business=business, conversation=result.message.conversation, sent_at=result.message.created_at
+        )
     return result
 
 
@@ -161,10 +168,18 @@ def message_send_agent(
     body: Any,
     client_msg_id: Any = "",
     kind: str = Message.Kind.TEXT,
+    takeover: bool = False,
 ) -> SendResult:
-    """An agent replies (inside the service window) or leaves an internal note (never sent)."""
+    """An agent replies (inside the service window) or leaves an internal note (never sent).
+    `takeover`: the agent confirmed replying into a conversation another agent holds."""
     request = check_agent_send(
-        business=business, user=user, conversation_id=conversation_id, body=body, client_msg_id=client_msg_id, kind=kind
+        business=business,
+        user=user,
+        conversation_id=conversation_id,
+        body=body,
+        client_msg_id=client_msg_id,
+        kind=kind,
+        takeover=takeover,
     )
     return send_message(business=business, request=request)
 
@@ -222,6 +237,7 @@ async def message_send_agent_live(
     body: Any,
     client_msg_id: Any = "",
     kind: str = Message.Kind.TEXT,
+    takeover: bool = False,
 ) -> SendResult:
     """`message_send_agent` for an agent's inbox socket (the seat is checked by the writer)."""
     request = check_agent_send(
@@ -232,8 +248,32 @@ async def message_send_agent_live(
         client_msg_id=client_msg_id,
         kind=kind,
         defer_membership=True,
+        takeover=takeover,
     )
     return await send_message_live(business=business, request=request, limit_key=request.author_key)
+
+
+def message_send_business_text(
+    *,
+    business: Business,
+    customer: Customer,
+    body: Any,
+    author_key: str,
+    author_kind: str = Message.Author.API,
+    author_user: User | None = None,
+    client_msg_id: Any = "",
+) -> SendResult:
+    """Free text from the business to a customer named by number (the API): a service reply,
+    only inside the customer's 24-hour window; stored as a text message."""
+    request = check_business_text_send(
+        customer=customer,
+        body=body,
+        author_key=author_key,
+        author_kind=author_kind,
+        author_user=author_user,
+        client_msg_id=client_msg_id,
+    )
+    return send_message(business=business, request=request)
 
 
 # --- receipts -------------------------------------------------------------------------------
@@ -331,39 +371,20 @@ def messages_mark_by_agent(*, business: Business, user: User, conversation_id: A
 # --- conversation handling --------------------------------------------------------------------
 
 
-def conversation_assign(*, business: Business, user: User, conversation_id: Any, assignee_id: Any) -> Conversation:
-    """Claim (assignee = oneself), hand over to another member, or unassign (None)."""
-    _membership(business, user)
-    assignee: User | None = None
-    if assignee_id not in (None, ""):
-        membership = (
-            Membership.objects.select_related("user")
-            .filter(business_id=business.pk, user_id=client_int(assignee_id))
-            .first()
-        )
-        if membership is None:
-            raise MessagingError("invalid", _("Only members of this business can be assigned."))
-        assignee = membership.user
-    with transaction.atomic():
-        conversation = _locked_conversation(conversation_id)
-        if conversation.assignee_id != (assignee.pk if assignee else None):
-            conversation.assignee = assignee
-            conversation.save(update_fields=["assignee", "updated_at"])
-            _announce_conversation(business, conversation)
-    return conversation
+def conversation_assign(
+    *, business: Business, user: User, conversation_id: Any, assignee_id: Any, note: Any = ""
+) -> Conversation:
+    """Claim, assign, transfer or unassign: assignment's rules (the queue, capacity, events)."""
+    from assignment.services import conversation_assign as assign
+
+    return assign(business=business, user=user, conversation_id=conversation_id, assignee_id=assignee_id, note=note)
 
 
 def conversation_set_status(*, business: Business, user: User, conversation_id: Any, status: Any) -> Conversation:
-    _membership(business, user)
-    if status not in Conversation.Status.values:
-        raise MessagingError("invalid", _("Unknown conversation status."))
-    with transaction.atomic():
-        conversation = _locked_conversation(conversation_id)
-        if conversation.status != status:
-            conversation.status = status
-            conversation.save(update_fields=["status", "updated_at"])
-            _announce_conversation(business, conversation)
-    return conversation
+    """Open, pending or resolved: assignment's lifecycle rules (snooze: assignment.services)."""
+    from assignment.services import conversation_set_status as set_status
+
+    return set_status(business=business, user=user, conversation_id=conversation_id, status=status)
 
 
 def contact_update(*, business: Business, user: User, contact_id: Any, name: str, notes: str) -> Contact:

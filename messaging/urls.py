@@ -4,9 +4,14 @@ from messaging import views
 
 urlpatterns = [
     path("inbox/", views.inbox, name="inbox"),
-    path("inbox/api/conversations/", views.inbox_conversations, name="inbox_conversations"),
-    path("inbox/api/conversations/<int:conversation_id>/messages/", views.inbox_messages, name="inbox_messages"),
+    path("inbox/api/conversations/", views.InboxConversationsView.as_view(), name="inbox_conversations"),
+    path(
+        "inbox/api/conversations/<int:conversation_id>/messages/",
+        views.InboxMessagesView.as_view(),
+        name="inbox_messages",
+    ),
+    path("inbox/api/counts/", views.InboxCountsView.as_view(), name="inbox_counts"),
     path("contacts/", views.contacts, name="contacts"),
     path("chat/", views.chat, name="chat"),
-    path("chat/messages/", views.chat_messages, name="chat_messages"),
+    path("chat/messages/", views.ChatMessagesView.as_view(), name="chat_messages"),
 ]

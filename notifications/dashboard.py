@@ -5,19 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from notifications.models import ApiKey, ApiRequest, Template
+from notifications.selectors import active_api_key_count, api_request_count, template_counts
 
 
 def templates_figures(*, business: Any, user: Any) -> list[str]:
-    counts = Template.objects.aggregate(
-        approved=Count("pk", filter=Q(status=Template.Status.APPROVED)),
-        pending=Count("pk", filter=Q(status=Template.Status.PENDING)),
-    )
+    counts = template_counts()
     if not counts["approved"] and not counts["pending"]:
         return []
     return [
@@ -27,11 +23,11 @@ def templates_figures(*, business: Any, user: Any) -> list[str]:
 
 
 def api_figures(*, business: Any, user: Any) -> list[str]:
-    keys = ApiKey.objects.filter(revoked_at__isnull=True).count()
+    keys = active_api_key_count()
     if not keys:
         return []
     since = timezone.now() - timedelta(hours=24)
-    calls = ApiRequest.objects.filter(created_at__gte=since).count()
+    calls = api_request_count(since=since)
     return [
         ngettext("%(n)d active key", "%(n)d active keys", keys) % {"n": keys},
         _("%(n)d requests in the last 24 hours") % {"n": calls},

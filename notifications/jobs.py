@@ -7,6 +7,7 @@ import logging
 from django_tenants.utils import schema_context
 from procrastinate.contrib.django import app
 
+from config.jobs import defer_job
 from notifications import services, webhooks
 from tenancy.models import PUBLIC_SCHEMA, Business
 
@@ -41,4 +42,6 @@ def webhook_dispatch(schema_name: str) -> int:
 def webhook_dispatch_all(timestamp: int) -> None:
     """Every minute: each business's new stream events become webhook deliveries."""
     for schema_name in Business.objects.exclude(schema_name=PUBLIC_SCHEMA).values_list("schema_name", flat=True):
-        webhook_dispatch.configure(queueing_lock=f"webhook_dispatch:{schema_name}").defer(schema_name=schema_name)
+        # A business whose dispatch still waits keeps it; the others are queued all the same.
+        lock = f"webhook_dispatch:{schema_name}"
+        defer_job(webhook_dispatch.name, queueing_lock=lock, skip_if_queued=True, schema_name=schema_name)

@@ -140,6 +140,9 @@ class Notification(models.Model):
     )
     price = models.DecimalField(max_digits=8, decimal_places=4, default=0)
     currency = models.CharField(max_length=3, default="EUR")
+    # How the price was charged: "conversation" (this message opened a billable conversation, or
+    # joined one: price 0) or "message" (per-message pricing); "" when nothing was billed.
+    charged_per = models.CharField(max_length=16, blank=True)
     batch_id = models.UUIDField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -216,6 +219,10 @@ class WebhookDelivery(models.Model):
     last_error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(db_index=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # An attempt in flight: claimed (committed) before the HTTP request, so no lock or transaction
+    # spans the network; another attempt finds it claimed and leaves it. A lease, not a flag: a
+    # worker that dies mid-request frees it when it runs out.
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("webhook delivery")

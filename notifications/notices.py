@@ -7,14 +7,14 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_tenants.utils import schema_context
 
-from notifications.models import WebhookEndpoint
+from notifications.selectors import webhook_endpoints_disabled
 from tenancy.models import Business
 from tenancy.notices import DashboardNotice
 
 
 def webhook_notices(business: Business) -> list[DashboardNotice]:
     with schema_context(business.schema_name):
-        disabled = list(WebhookEndpoint.objects.filter(is_active=False).values_list("url", "disabled_reason")[:3])
+        disabled = webhook_endpoints_disabled(limit=3)
     return [
         DashboardNotice(
             title=_("Webhook %(url)s was disabled") % {"url": url},

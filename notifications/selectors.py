@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from django.db.models import Count, Q
 from django.utils.translation import gettext as _
 
 from accounts.models import Membership, User
@@ -58,3 +60,27 @@ def webhook_endpoints_list() -> list[WebhookEndpoint]:
 
 def webhook_deliveries_recent(*, limit: int = 30) -> list[WebhookDelivery]:
     return list(WebhookDelivery.objects.select_related("endpoint").order_by("-created_at", "-id")[:limit])
+
+
+# --- the dashboard (notifications.dashboard, notifications.notices) -------------------------------
+
+
+def template_counts() -> dict[str, int]:
+    """Approved templates and templates in staff review."""
+    return Template.objects.aggregate(
+        approved=Count("pk", filter=Q(status=Template.Status.APPROVED)),
+        pending=Count("pk", filter=Q(status=Template.Status.PENDING)),
+    )
+
+
+def active_api_key_count() -> int:
+    return ApiKey.objects.filter(revoked_at__isnull=True).count()
+
+
+def api_request_count(*, since: datetime) -> int:
+    return ApiRequest.objects.filter(created_at__gte=since).count()
+
+
+def webhook_endpoints_disabled(*, limit: int) -> list[tuple[str, str]]:
+    """Endpoints Parley switched off: (url, reason)."""
+    return list(WebhookEndpoint.objects.filter(is_active=False).values_list("url", "disabled_reason")[:limit])

@@ -4,24 +4,34 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
 from audit.services import audit_record
-from billing.models import UsageRecord
+from config.jobs import defer_job
 from notifications import limits
 from notifications.errors import ErrorCode, NotificationError
-from notifications.models import MAX_BUTTONS, PLACEHOLDER, ApiKey, ApiRequest, Notification, Template
+from notifications.models import (
+    MAX_BUTTONS,
+    PLACEHOLDER,
+    ApiKey,
+    ApiRequest,
+    IdempotentAnswer,
+    Notification,
+    Template,
+)
 from notifications.selectors import pk_or_zero, require_owner
 from template_reviews.selectors import sending_limits
 from template_reviews.services import template_review_submit
@@ -242,6 +252,31 @@ def api_request_record(
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
 
 
+# --- Idempotency-Key (messaging.api.base.IdempotentPost) -----------------------------------------
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+def idempotent_answer_claim(*, api_key: ApiKey, key: str) -> IdempotentAnswer | None:
+    """The answer stored under this key, if one is still fresh. Call inside the transaction that
+    does the work: it holds the key's lock until commit, so concurrent retries with one key wait
+    for the first to finish (and then get its answer)."""
+    schema = getattr(connection, "schema_name", "")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"{schema}:idem:{api_key.pk}:{key}"])
+    stored = IdempotentAnswer.objects.filter(api_key=api_key, key=key).first()
+    if stored is not None and stored.created_at < timezone.now() - IDEMPOTENCY_TTL:
+        stored.delete()  # expired: the key may be used afresh
+        return None
+    return stored
+
+
+def idempotent_answer_store(*, api_key: ApiKey, key: str, request_hash: str, status_code: int, body: Any) -> None:
+    IdempotentAnswer.objects.create(
+        api_key=api_key, key=key, request_hash=request_hash, status_code=status_code, body=body
+    )
+
+
 # --- sending ---------------------------------------------------------------------------------
 
 
@@ -378,6 +413,46 @@ def consent_record_from_api(*, business: Business, to: Any, category: str, grant
     return customer
 
 
+def _failed(notification: Notification, code: str, reason: str) -> None:
+    """Mark a notification failed in memory (the caller saves it)."""
+    notification.status = Notification.Status.FAILED
+    notification.failure_code = code
+    notification.failure_reason = reason[:300]
+    notification.failed_at = timezone.now()
+
+
+_OUTCOME_COLUMNS = [
+    ("status", "varchar"),
+    ("failure_code", "varchar"),
+    ("failure_reason", "varchar"),
+    ("failed_at", "timestamptz"),
+    ("message_id", "bigint"),
+    ("sent_at", "timestamptz"),
+    ("price", "numeric"),
+    ("charged_per", "varchar"),
+]
+
+
+def _save_outcomes(notifications: list[Notification]) -> None:
+    """Write the delivery outcome of many notifications with one UPDATE (a save per row would
+    cost a round trip each, most of a batch job's time)."""
+    if not notifications:
+        return
+    row = "(%s::bigint, " + ", ".join(f"%s::{kind}" for _name, kind in _OUTCOME_COLUMNS) + ")"
+    params: list[Any] = []
+    for notification in notifications:
+        params.append(notification.pk)
+        params += [getattr(notification, name) for name, _kind in _OUTCOME_COLUMNS]
+    names = [name for name, _kind in _OUTCOME_COLUMNS]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Notification._meta.db_table} AS n SET "
+            + ", ".join(f"{name} = v.{name}" for name in names)
+            + f" FROM (VALUES {', '.join([row] * len(notifications))}) AS v(id, {', '.join(names)}) WHERE n.id = v.id",
+            params,
+        )
+
+
 def _fail(notification: Notification, code: str, reason: str) -> Notification:
     notification.status = Notification.Status.FAILED
     notification.failure_code = code
@@ -393,8 +468,7 @@ def notification_deliver(*, business: Business, notification: Notification) -> N
     business (tier, paused marketing) raise NotificationError: the caller decides whether that
     refuses the request (single send) or fails the notification (batch)."""
     from customers.selectors import customer_has_muted_marketing
-    from messaging.models import Conversation
-    from messaging.services import MessagingError, message_send_template
+    from messaging.services import MessagingError, message_send_business_text, message_send_template
 
     customer = Customer.objects.filter(phone_number=notification.to, verified_at__isnull=False).first()
     if customer is None:
@@ -407,46 +481,42 @@ def notification_deliver(*, business: Business, notification: Notification) -> N
         limits.tier_check(business=business, customer_id=customer.pk)
     if notification.category == Template.Category.MARKETING:
         limits.marketing_check(business=business)
-    if notification.template_id is None:
-        # Free text is a service reply: only inside the customer's 24-hour window.
-        window = (
-            Conversation.objects.filter(contact__customer=customer).values_list("window_expires_at", flat=True).first()
-        )
-        if window is None or window <= timezone.now():
-            return _fail(
-                notification,
-                "window_closed",
-                _("The customer's 24-hour service window is closed: send an approved template."),
-            )
-    started = timezone.now()
-    body = notification.text
-    if notification.template is not None:
-        body = template_render(template=notification.template, parameters=notification.parameters)
     try:
-        result = message_send_template(
-            business=business,
-            customer=customer,
-            template_name=notification.template_name,
-            body=body,
-            category=notification.category,
-            author_key=f"api:{notification.api_key_id or 0}",
-            client_msg_id=f"n{notification.pk}",
-        )
+        if notification.template is None:
+            # Free text is a service reply: the writer refuses it outside the 24-hour window.
+            result = message_send_business_text(
+                business=business,
+                customer=customer,
+                body=notification.text,
+                author_key=f"api:{notification.api_key_id or 0}",
+                client_msg_id=f"n{notification.pk}",
+            )
+        else:
+            result = message_send_template(
+                business=business,
+                customer=customer,
+                template_name=notification.template_name,
+                body=template_render(template=notification.template, parameters=notification.parameters),
+                category=notification.category,
+                author_key=f"api:{notification.api_key_id or 0}",
+                client_msg_id=f"n{notification.pk}",
+            )
     except MessagingError as error:
         return _fail(notification, error.code, error.message)
-    record = (
-        UsageRecord.objects.filter(
-            business_id=business.pk, customer_id=customer.pk, created_at__gte=started, voided_at__isnull=True
-        )
-        .order_by("created_at")
-        .first()
-    )
-    notification.price = record.unit_price if record is not None and not record.free else Decimal(0)
+    _priced(notification, result)
     notification.message = result.message
     notification.status = Notification.Status.SENT
     notification.sent_at = timezone.now()
-    notification.save(update_fields=["price", "message", "status", "sent_at"])
+    notification.save(update_fields=["price", "charged_per", "message", "status", "sent_at"])
     return notification
+
+
+def _priced(notification: Notification, result: Any) -> None:
+    """The price this message was charged, from the send core's outcome (a conversation is paid
+    by the message that opened it; per message, each template message pays its own)."""
+    charge = result.charge
+    notification.price = charge.price if charge is not None else Decimal(0)
+    notification.charged_per = charge.record.unit if charge is not None and charge.record is not None else ""
 
 
 def notification_send(*, business: Business, api_key: ApiKey | None, request: SendRequest) -> Notification:
@@ -472,7 +542,9 @@ def _accept(api_key: ApiKey | None, request: SendRequest, batch_id: Any = None) 
 
 
 MAX_BATCH = 1000
-BATCH_CHUNK = 100
+# Notifications per delivery job (and per send-core transaction): bigger spreads each group's
+# fixed cost thinner, smaller lets the first customers see theirs sooner (bench/notify.py).
+BATCH_CHUNK = int(os.environ.get("PARLEY_NOTIFY_CHUNK", "100"))
 DELIVER_JOB = "notifications.deliver"
 
 
@@ -488,7 +560,6 @@ def notifications_accept_batch(
     """Accept up to 1,000 recipients of one approved template at once; background jobs (which
     carry the schema name) deliver them. Every recipient is checked first: one bad entry refuses
     the batch with the index of each problem, so nothing is half-accepted."""
-    from procrastinate.contrib.django import app
 
     if not isinstance(recipients, list) or not recipients:
         raise _invalid("recipients", _("Give at least one recipient."))
@@ -511,7 +582,6 @@ def notifications_accept_batch(
     if errors:
         raise NotificationError(ErrorCode.INVALID, _("Some recipients are not valid."), errors=errors)
     batch_id = uuid.uuid4()
-    deliver = app.configure_task(DELIVER_JOB, allow_unknown=False)
     with transaction.atomic():
         created = Notification.objects.bulk_create(
             [
@@ -531,7 +601,7 @@ def notifications_accept_batch(
         # Same transaction as the rows: an accepted notification always has its delivery queued.
         for start in range(0, len(ids), BATCH_CHUNK):
             chunk: list[Any] = ids[start : start + BATCH_CHUNK]
-            deliver.defer(schema_name=business.schema_name, notification_ids=chunk)
+            defer_job(DELIVER_JOB, schema_name=business.schema_name, notification_ids=chunk)
     return BatchAccepted(batch_id, created)
 
 
@@ -581,15 +651,15 @@ def _deliver_chunk(business: Business, notification_ids: list[int]) -> int:
             customer = customers.get(notification.to)
             marketing = notification.category == Template.Category.MARKETING
             if customer is None:
-                _fail(notification, "not_a_customer", _("This number does not belong to a Parley customer."))
+                _failed(notification, "not_a_customer", _("This number does not belong to a Parley customer."))
             elif marketing and customer.pk in muted:
-                _fail(notification, "muted_marketing", _("The customer muted marketing messages from your business."))
+                _failed(notification, "muted_marketing", _("The customer muted marketing messages from your business."))
             elif marketing and quality == "red":
-                _fail(
+                _failed(
                     notification, ErrorCode.TEMPLATE_PAUSED, _("Marketing templates are paused (quality rating red).")
                 )
             elif not allowance.take(customer.pk):
-                _fail(notification, ErrorCode.TIER_LIMIT, allowance.message())
+                _failed(notification, ErrorCode.TIER_LIMIT, allowance.message())
             else:
                 assert notification.template is not None
                 request = check_template_send(
@@ -601,27 +671,16 @@ def _deliver_chunk(business: Business, notification_ids: list[int]) -> int:
                     client_msg_id=f"n{notification.pk}",
                 )
                 ready.append((notification, request))
-        started = timezone.now()
         outcomes = do_send_messages(business=business, requests=[r for _n, r in ready]) if ready else []
-        prices = dict(
-            UsageRecord.objects.filter(
-                business_id=business.pk,
-                customer_id__in=[r.customer.pk for _n, r in ready if r.customer is not None],
-                created_at__gte=started,
-                voided_at__isnull=True,
-                free=False,
-            ).values_list("customer_id", "unit_price")
-        )
         now = timezone.now()
-        for (notification, request), outcome in zip(ready, outcomes, strict=True):
+        for (notification, _request), outcome in zip(ready, outcomes, strict=True):
             if isinstance(outcome, MessagingError):
-                _fail(notification, str(outcome.code), outcome.message)
+                _failed(notification, str(outcome.code), outcome.message)
             elif isinstance(outcome, SendResult):
-                assert request.customer is not None
                 notification.message = outcome.message
                 notification.status = Notification.Status.SENT
                 notification.sent_at = now
-                # One conversation is charged once, to the first message that opened it.
-                notification.price = prices.pop(request.customer.pk, Decimal(0))
-                notification.save(update_fields=["message", "status", "sent_at", "price"])
+                _priced(notification, outcome)
+        # Every outcome of the chunk in one statement.
+        _save_outcomes(pending)
     return len(pending)

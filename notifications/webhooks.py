@@ -26,8 +26,9 @@ import logging
 import secrets
 import socket
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 import httpx
@@ -40,6 +41,8 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Membership, User
 from audit.services import audit_record
+from config.jobs import defer_atomic
+from messaging.events import ConversationShape, MessageShape
 from messaging.models import Event
 from notifications.errors import ErrorCode, NotificationError
 from notifications.models import WebhookCursor, WebhookDelivery, WebhookEndpoint
@@ -58,6 +61,74 @@ DISPATCH_LIMIT = 1000
 
 # Stream events → webhook event types.
 STREAM_TYPES = {"message.status": "message.status", "conversation.updated": "conversation.updated"}
+
+
+# --- declared shapes of the webhook bodies (tests/notifications/test_webhook_shapes.py checks
+# every body the services queue against them; the README documents them). `data` is the stream
+# event without its id and type (the body's `event_id` is that id), or the template decision.
+
+
+class MessageReceivedData(TypedDict):
+    conversation_id: int
+    message: MessageShape
+
+
+class MessageStatusData(TypedDict):
+    conversation_id: int
+    direction: Literal["in", "out"]
+    up_to: int
+    status: Literal["delivered", "read"]
+
+
+class ConversationUpdatedData(TypedDict):
+    conversation: ConversationShape
+
+
+class TemplateDecisionShape(TypedDict):
+    id: int
+    name: str
+    language: str
+    status: Literal["pending", "approved", "rejected", "paused"]
+    reason: str
+
+
+class TemplateStatusData(TypedDict):
+    template: TemplateDecisionShape
+
+
+class _Body(TypedDict):
+    id: str  # this delivery's own id (a UUID): receivers dedupe on it
+    created_at: str
+    business: str  # the business's slug
+    event_id: int | None  # the stream event it came from; null for template decisions
+
+
+class MessageReceivedBody(_Body):
+    type: Literal["message.received"]
+    data: MessageReceivedData
+
+
+class MessageStatusBody(_Body):
+    type: Literal["message.status"]
+    data: MessageStatusData
+
+
+class ConversationUpdatedBody(_Body):
+    type: Literal["conversation.updated"]
+    data: ConversationUpdatedData
+
+
+class TemplateStatusBody(_Body):
+    type: Literal["template.status"]
+    data: TemplateStatusData
+
+
+WEBHOOK_SHAPES: dict[str, type] = {
+    "message.received": MessageReceivedBody,
+    "message.status": MessageStatusBody,
+    "conversation.updated": ConversationUpdatedBody,
+    "template.status": TemplateStatusBody,
+}
 
 
 def signature_header(*, secret: str, body: bytes, timestamp: int) -> str:
@@ -140,10 +211,13 @@ def webhook_endpoint_delete(*, business: Business, actor: User, endpoint_id: int
 
 
 def _defer(business: Business, delivery: WebhookDelivery, at: datetime | None = None) -> None:
-    from procrastinate.contrib.django import app
-
-    task = app.configure_task(SEND_JOB, allow_unknown=False, **({"schedule_at": at} if at else {}))
-    task.defer(schema_name=business.schema_name, delivery_id=delivery.pk)
+    # In the caller's transaction, also inside a job (the stream dispatcher, a retry): a delivery
+    # that rolls back sends nothing, and a committed one always has its job.
+    defer_atomic(
+        SEND_JOB,
+        [({"schema_name": business.schema_name, "delivery_id": delivery.pk}, None)],
+        **({"schedule_at": at} if at else {}),
+    )
 
 
 def webhook_enqueue(
@@ -215,7 +289,34 @@ def webhook_dispatch_stream(*, business: Business) -> int:
 
 
 def webhook_delivery_attempt(*, business: Business, delivery_id: int) -> str:
-    """POST the delivery once; on failure schedule the next attempt or give up after 3 days."""
+    """POST the delivery once; on failure schedule the next attempt or give up after 3 days.
+
+    Three short steps, none of them spanning the network: claim the delivery (a committed
+    lease), POST it with no transaction open, record the outcome. A slow receiver holds a
+    worker, never a lock or a database transaction that other deliveries would wait for.
+    """
+    claim = _claim(business, delivery_id)
+    if isinstance(claim, str):
+        return claim
+    status_code, error = _post(claim)
+    return _record(business, claim, status_code=status_code, error=error)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    delivery_id: int
+    attempt: int
+    url: str
+    secret: str
+    body: bytes
+    at: datetime
+
+
+CLAIM_MARGIN = timedelta(seconds=30)
+
+
+def _claim(business: Business, delivery_id: int) -> _Claim | str:
+    now = timezone.now()
     with transaction.atomic():
         delivery = (
             WebhookDelivery.objects.select_for_update(of=("self",))
@@ -225,51 +326,71 @@ def webhook_delivery_attempt(*, business: Business, delivery_id: int) -> str:
         )
         if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
             return "skipped"
+        if delivery.claimed_until is not None and delivery.claimed_until > now:
+            return "in flight"  # another attempt is sending it right now
         endpoint = delivery.endpoint
         if not endpoint.is_active:
             delivery.status = WebhookDelivery.Status.FAILED
             delivery.last_error = "endpoint disabled"
             delivery.save(update_fields=["status", "last_error"])
             return "disabled"
-        now = timezone.now()
         delivery.attempts += 1
-        body = delivery.body.encode()
-        error = ""
-        status_code: int | None = None
-        try:
-            destination_check(endpoint.url)
-            response = httpx.post(
-                endpoint.url,
-                content=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "User-Agent": "Parley-Webhooks/1",
-                    "Parley-Signature": signature_header(
-                        secret=endpoint.secret, body=body, timestamp=int(now.timestamp())
-                    ),
-                    "Parley-Delivery": str(delivery.pk),
-                },
-                timeout=TIMEOUT_SECONDS,
-                follow_redirects=False,
-            )
-            status_code = response.status_code
-            if not 200 <= status_code < 300:
-                error = f"HTTP {status_code}"
-        except NotificationError as refused:
-            error = refused.message
-        except httpx.HTTPError as failure:
-            error = f"{type(failure).__name__}: {failure}"[:300]
+        delivery.claimed_until = now + timedelta(seconds=TIMEOUT_SECONDS) + CLAIM_MARGIN
+        delivery.save(update_fields=["attempts", "claimed_until"])
+    return _Claim(delivery.pk, delivery.attempts, endpoint.url, endpoint.secret, delivery.body.encode(), now)
+
+
+def _post(claim: _Claim) -> tuple[int | None, str]:
+    """The HTTP request, outside any transaction of ours. Returns (status code, error)."""
+    try:
+        destination_check(claim.url)
+        response = httpx.post(
+            claim.url,
+            content=claim.body,
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "Parley-Webhooks/1",
+                "Parley-Signature": signature_header(
+                    secret=claim.secret, body=claim.body, timestamp=int(claim.at.timestamp())
+                ),
+                "Parley-Delivery": str(claim.delivery_id),
+            },
+            timeout=TIMEOUT_SECONDS,
+            follow_redirects=False,
+        )
+    except NotificationError as refused:
+        return None, refused.message
+    except httpx.HTTPError as failure:
+        return None, f"{type(failure).__name__}: {failure}"[:300]
+    if not 200 <= response.status_code < 300:
+        return response.status_code, f"HTTP {response.status_code}"
+    return response.status_code, ""
+
+
+def _record(business: Business, claim: _Claim, *, status_code: int | None, error: str) -> str:
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .select_related("endpoint")
+            .filter(pk=claim.delivery_id)
+            .first()
+        )
+        if delivery is None or delivery.status != WebhookDelivery.Status.PENDING or delivery.attempts != claim.attempt:
+            return "superseded"  # deleted, or the lease ran out and a later attempt took over
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
+        delivery.claimed_until = None
         delivery.last_status_code = status_code
         delivery.last_error = error[:300]
         if not error:
             delivery.status = WebhookDelivery.Status.DELIVERED
-            delivery.delivered_at = now
+            delivery.delivered_at = claim.at
             delivery.next_attempt_at = None
-            endpoint.consecutive_failures = 0
-            endpoint.save(update_fields=["consecutive_failures"])
+            if endpoint.consecutive_failures:
+                endpoint.consecutive_failures = 0
+                endpoint.save(update_fields=["consecutive_failures"])
             outcome = "delivered"
         else:
-            next_at = now + retry_delay(delivery.attempts)
+            next_at = claim.at + retry_delay(delivery.attempts)
             if next_at - delivery.created_at > GIVE_UP_AFTER:
                 delivery.status = WebhookDelivery.Status.FAILED
                 delivery.next_attempt_at = None

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from django import forms
-from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.core.exceptions import ValidationError
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from template_reviews.models import SendingLimits, TemplateReview
 from template_reviews.services import template_review_approve, template_review_reject
-
-
-class ReasonForm(forms.Form):
-    reason = forms.CharField(
-        label=_("Reason (sent to the business)"),
-        required=False,
-        max_length=500,
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
-    )
-
+from tenancy.admin_decisions import DecisionAdminMixin
 
 REVIEW_FIELDS = (
     "business",
@@ -43,7 +29,12 @@ REVIEW_FIELDS = (
 
 
 @admin.register(TemplateReview)
-class TemplateReviewAdmin(admin.ModelAdmin[TemplateReview]):
+class TemplateReviewAdmin(DecisionAdminMixin, admin.ModelAdmin[TemplateReview]):
+    decision_template = "template_reviews/admin_decision.html"
+    decision_target = "review"
+    decision_done = _("%(n)d template(s): %(what)s.")
+    decision_reason_max_length = TemplateReview._meta.get_field("reason").max_length
+
     list_display = ["name", "language", "category", "business", "revision", "status", "submitted_at", "reviewed_by"]
     list_filter = ["status", "category", "submitted_at"]
     search_fields = ["name", "business__display_name", "business__slug", "body"]
@@ -71,72 +62,28 @@ class TemplateReviewAdmin(admin.ModelAdmin[TemplateReview]):
             parts.append(format_html_join("", "<div>[ {} ]</div>", ((b,) for b in obj.buttons)))
         return format_html('<div style="max-width:40em">{}</div>', format_html_join("", "{}", ((p,) for p in parts)))
 
-    def _decision(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet[TemplateReview],
-        *,
-        action: str,
-        title: str,
-        decide: Callable[..., TemplateReview],
-        reason_required: bool,
-    ) -> HttpResponse | None:
-        if "confirm" in request.POST:
-            form = ReasonForm(request.POST)
-            if form.is_valid() and (form.cleaned_data["reason"].strip() or not reason_required):
-                done, failed = 0, []
-                for review in queryset:
-                    try:
-                        decide(review=review, reviewer=request.user, reason=form.cleaned_data["reason"])
-                        done += 1
-                    except ValidationError as error:
-                        failed.append(f"{review}: {' '.join(error.messages)}")
-                if done:
-                    self.message_user(
-                        request, _("%(n)d template(s): %(what)s.") % {"n": done, "what": title}, messages.SUCCESS
-                    )
-                for line in failed:
-                    self.message_user(request, line, messages.ERROR)
-                return None
-            if form.is_valid():
-                form.add_error("reason", _("Please give a reason; the business will read it."))
-        else:
-            form = ReasonForm()
-        return TemplateResponse(
-            request,
-            "template_reviews/admin_decision.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": title,
-                "reviews": queryset,
-                "form": form,
-                "action": action,
-                "action_checkbox_name": ACTION_CHECKBOX_NAME,
-                "opts": self.model._meta,
-                "reason_required": reason_required,
-            },
-        )
-
     @admin.action(description=_("Approve selected templates"))
     def approve(self, request: HttpRequest, queryset: QuerySet[TemplateReview]) -> HttpResponse | None:
-        return self._decision(
+        return self.decision(
             request,
             queryset,
             action="approve",
             title=str(_("Approve")),
             decide=template_review_approve,
             reason_required=False,
+            cancel_url=reverse("admin:template_reviews_templatereview_changelist"),
         )
 
     @admin.action(description=_("Reject selected templates"))
     def reject(self, request: HttpRequest, queryset: QuerySet[TemplateReview]) -> HttpResponse | None:
-        return self._decision(
+        return self.decision(
             request,
             queryset,
             action="reject",
             title=str(_("Reject")),
             decide=template_review_reject,
             reason_required=True,
+            cancel_url=reverse("admin:template_reviews_templatereview_changelist"),
         )
 
 

@@ -11,6 +11,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
 
 View = Callable[..., HttpResponse]
 
@@ -52,3 +55,13 @@ def member_required(*, manage: bool = False) -> Callable[[View], View]:
         return wrapper
 
     return decorator
+
+
+class IsMember(BasePermission):
+    """member_required for DRF views: a seat in this business (anonymous callers get 401 from
+    the view's authentication, members of other businesses this refusal)."""
+
+    message = gettext_lazy("You don't have a seat in this business.")
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(request.user and request.user.is_authenticated and getattr(request, "membership", None))

@@ -37,6 +37,13 @@ SECTIONS = [
         _("Everyone who has written to you becomes a contact, with notes your whole team can read."),
     ),
     Section(
+        "assignment",
+        "assignment_settings",
+        _("Assignment"),
+        True,
+        _("Who answers which conversation: auto-assignment, capacity, business hours and the away message."),
+    ),
+    Section(
         "templates",
         "templates",
         _("Templates"),

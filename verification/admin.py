@@ -5,18 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from verification.forms import DecisionForm
+from tenancy.admin_decisions import DecisionAdminMixin
 from verification.models import BadgeApplication, BusinessNotice, PhoneChallenge, SmsMessage
 from verification.phone import phone_display
 from verification.selectors import badge_requirements, profile_checklist
@@ -54,7 +52,14 @@ REVIEW_FIELDS = (
 
 
 @admin.register(BadgeApplication)
-class BadgeApplicationAdmin(admin.ModelAdmin[BadgeApplication]):
+class BadgeApplicationAdmin(DecisionAdminMixin, admin.ModelAdmin[BadgeApplication]):
+    decision_template = "verification/admin_decision.html"
+    decision_target = "application"
+    decision_done = _("%(n)d application(s): %(what)s.")
+
+    def decision_label(self, obj: BadgeApplication) -> str:
+        return str(obj.business)
+
     list_display = ["business", "status", "submitted_at", "returned_at", "reviewed_by", "reviewed_at"]
     list_filter = ["status", "submitted_at", "reviewed_at"]
     search_fields = ["business__display_name", "business__slug", "registration_number"]
@@ -140,71 +145,21 @@ class BadgeApplicationAdmin(admin.ModelAdmin[BadgeApplication]):
         queryset = self.get_queryset(request).filter(pk=pk)
         if not queryset.exists():
             raise Http404
-        title, decide, reason_required = DECISIONS[action]
         change_url = reverse("admin:verification_badgeapplication_change", args=[pk])
-        response = self._decision(
+        return self._action(request, queryset, action, cancel_url=change_url) or redirect(change_url)
+
+    def _action(
+        self, request: HttpRequest, queryset: QuerySet[BadgeApplication], action: str, *, cancel_url: str = ""
+    ) -> HttpResponse | None:
+        title, decide, reason_required = DECISIONS[action]
+        return self.decision(
             request,
             queryset,
             action=action,
             title=str(title),
             decide=decide,
             reason_required=reason_required,
-            cancel_url=change_url,
-        )
-        return response or redirect(change_url)
-
-    def _decision(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet[BadgeApplication],
-        *,
-        action: str,
-        title: str,
-        decide: Callable[..., BadgeApplication],
-        reason_required: bool,
-        cancel_url: str = "",
-    ) -> HttpResponse | None:
-        if "confirm" in request.POST:
-            form = DecisionForm(request.POST)
-            if form.is_valid() and (form.cleaned_data["reason"].strip() or not reason_required):
-                done, failed = 0, []
-                for application in queryset:
-                    try:
-                        decide(application=application, reviewer=request.user, reason=form.cleaned_data["reason"])
-                        done += 1
-                    except ValidationError as error:
-                        failed.append(f"{application.business}: {' '.join(error.messages)}")
-                if done:
-                    self.message_user(
-                        request, _("%(n)d application(s): %(what)s.") % {"n": done, "what": title}, messages.SUCCESS
-                    )
-                for line in failed:
-                    self.message_user(request, line, messages.ERROR)
-                return None
-            if form.is_valid():
-                form.add_error("reason", _("Please give a reason; the business will read it."))
-        else:
-            form = DecisionForm()
-        return TemplateResponse(
-            request,
-            "verification/admin_decision.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": title,
-                "applications": queryset,
-                "form": form,
-                "action": action,
-                "action_checkbox_name": ACTION_CHECKBOX_NAME,
-                "opts": self.model._meta,
-                "reason_required": reason_required,
-                "cancel_url": cancel_url or reverse("admin:verification_badgeapplication_changelist"),
-            },
-        )
-
-    def _action(self, request: HttpRequest, queryset: QuerySet[BadgeApplication], action: str) -> HttpResponse | None:
-        title, decide, reason_required = DECISIONS[action]
-        return self._decision(
-            request, queryset, action=action, title=str(title), decide=decide, reason_required=reason_required
+            cancel_url=cancel_url or reverse("admin:verification_badgeapplication_changelist"),
         )
 
     @admin.action(description=_("Approve selected applications"))

@@ -140,16 +140,6 @@ class BadgeApplicationForm(forms.Form):
         return "\n".join(cleaned)
 
 
-class DecisionForm(forms.Form):
-    """The reason staff give with an admin decision."""
-
-    reason = forms.CharField(
-        label=_("Reason (sent to the business)"),
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
-    )
-
-
 # Shared by every page that asks for a number and a code (the business's verification page, the
 # customer's sign-in at /me/), so no views module imports another.
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
 from typing import Any
 
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import transaction
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.request import Request
@@ -18,10 +16,8 @@ from rest_framework.views import APIView
 
 from messaging.api.authentication import ApiClient, ApiKeyAuthentication, HasScope
 from notifications.errors import ErrorCode, NotificationError
-from notifications.models import IdempotentAnswer
-from notifications.services import api_request_record
+from notifications.services import api_request_record, idempotent_answer_claim, idempotent_answer_store
 
-IDEMPOTENCY_TTL = timedelta(hours=24)
 PROBLEM = "application/problem+json"
 
 DRF_CODES = {
@@ -103,17 +99,7 @@ class IdempotentPost(ApiView):
         client: Any = request.user
         request_hash = _request_hash(request)
         with transaction.atomic():
-            schema = getattr(connection, "schema_name", "")
-            with connection.cursor() as cursor:
-                # Concurrent retries with one key wait here for the first to finish.
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                    [f"{schema}:idem:{client.key.pk}:{idempotency_key}"],
-                )
-            stored = IdempotentAnswer.objects.filter(api_key=client.key, key=idempotency_key).first()
-            if stored is not None and stored.created_at < timezone.now() - IDEMPOTENCY_TTL:
-                stored.delete()
-                stored = None
+            stored = idempotent_answer_claim(api_key=client.key, key=idempotency_key)
             if stored is not None:
                 if stored.request_hash != request_hash:
                     raise NotificationError(
@@ -131,7 +117,7 @@ class IdempotentPost(ApiView):
                 response = self.handle_exception(exc)
             # Server errors and "slow down" are worth retrying with the same key, so not kept.
             if response.status_code < 500 and response.status_code != 429:
-                IdempotentAnswer.objects.create(
+                idempotent_answer_store(
                     api_key=client.key,
                     key=idempotency_key,
                     request_hash=request_hash,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from notifications.models import Notification, Template
@@ -57,6 +59,11 @@ class TemplateIn(serializers.Serializer):
 class PriceOut(serializers.Serializer):
     amount = serializers.DecimalField(max_digits=8, decimal_places=4)
     currency = serializers.CharField()
+    per = serializers.ChoiceField(
+        choices=["conversation", "message", ""],
+        help_text="How it was charged: the conversation this message opened (later messages of it "
+        'cost 0), one template message (per-message pricing), or "" when nothing was billed.',
+    )
 
 
 class NotificationOut(serializers.Serializer):
@@ -79,8 +86,11 @@ class NotificationOut(serializers.Serializer):
             return None
         return {"code": obj.failure_code, "reason": obj.failure_reason}
 
+    @extend_schema_field(PriceOut)
     def get_price(self, obj: Notification) -> dict[str, str]:
-        return {"amount": str(obj.price), "currency": obj.currency}
+        # Always four places, as the rate card states prices (a freshly computed 0 has none).
+        amount = Decimal(obj.price).quantize(Decimal("0.0001"))
+        return {"amount": str(amount), "currency": obj.currency, "per": obj.charged_per}
 
     def get_conversation_id(self, obj: Notification) -> int | None:
         return obj.message.conversation_id if obj.message is not None else None

@@ -14,8 +14,13 @@ from rest_framework.response import Response
 
 from messaging.api import serializers as s
 from messaging.api.base import ApiView, IdempotentPost
-from messaging.models import Conversation, Event, Message
-from messaging.selectors import first_retained_event_id, last_event_id
+from messaging.selectors import (
+    conversation_messages_newest_first,
+    conversations_newest_first,
+    events_after,
+    first_retained_event_id,
+    last_event_id,
+)
 from notifications import selectors, services
 from notifications.errors import ErrorCode, NotificationError
 
@@ -177,11 +182,7 @@ class ConversationListView(ApiView):
     )
     def get(self, request: Request) -> Response:
         limit = _int_param(request, "limit", 50, maximum=PAGE_LIMIT)
-        qs = Conversation.objects.select_related("contact__customer").order_by("-id")
-        before = _int_param(request, "before", 0)
-        if before:
-            qs = qs.filter(id__lt=before)
-        rows = list(qs[: limit + 1])
+        rows, has_more = conversations_newest_first(before=_int_param(request, "before", 0), limit=limit)
         items = [
             {
                 "id": c.pk,
@@ -194,9 +195,9 @@ class ConversationListView(ApiView):
                 "last_message_at": c.last_message_at,
                 "window_expires_at": c.window_expires_at,
             }
-            for c in rows[:limit]
+            for c in rows
         ]
-        return Response({"conversations": s.ConversationOut(items, many=True).data, "has_more": len(rows) > limit})
+        return Response({"conversations": s.ConversationOut(items, many=True).data, "has_more": has_more})
 
 
 class ConversationMessagesView(ApiView):
@@ -206,15 +207,14 @@ class ConversationMessagesView(ApiView):
         parameters=[OpenApiParameter("before", int), OpenApiParameter("limit", int)], responses={200: s.MessagePageOut}
     )
     def get(self, request: Request, conversation_id: int) -> Response:
-        if not Conversation.objects.filter(pk=conversation_id).exists():
-            raise NotificationError(ErrorCode.NOT_FOUND, _("This conversation does not exist."))
         limit = _int_param(request, "limit", 50, maximum=PAGE_LIMIT)
-        qs = Message.objects.filter(conversation_id=conversation_id).exclude(kind=Message.Kind.NOTE).order_by("-id")
-        before = _int_param(request, "before", 0)
-        if before:
-            qs = qs.filter(id__lt=before)
-        rows = list(qs[: limit + 1])
-        return Response({"messages": s.MessageOut(rows[:limit], many=True).data, "has_more": len(rows) > limit})
+        page = conversation_messages_newest_first(
+            conversation_id=conversation_id, before=_int_param(request, "before", 0), limit=limit
+        )
+        if page is None:
+            raise NotificationError(ErrorCode.NOT_FOUND, _("This conversation does not exist."))
+        rows, has_more = page
+        return Response({"messages": s.MessageOut(rows, many=True).data, "has_more": has_more})
 
 
 class EventListView(ApiView):
@@ -232,7 +232,7 @@ class EventListView(ApiView):
             raise NotificationError(
                 ErrorCode.EVENTS_EXPIRED, _("Events before this point are no longer kept (30 days).")
             )
-        rows = list(Event.objects.filter(id__gt=after).order_by("id").values_list("id", "type", "frame")[: limit + 1])
+        rows = events_after(after=after, limit=limit + 1)
         events = []
         for event_id, type_, frame in rows[:limit]:
             data = json.loads(frame)

@@ -3,6 +3,7 @@ import {
   AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
   timeLabel,
 } from "./realtime.js";
+import { QueueLine } from "./chat_queue.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
 const S = config.strings;
@@ -14,6 +15,7 @@ const typingLine = document.getElementById("chat-typing");
 const verifiedLine = document.getElementById("chat-verified");
 const connStatus = document.getElementById("conn-status");
 const announcer = document.getElementById("thread-announce");
+const queueLine = new QueueLine(document.getElementById("chat-queue"), config);
 
 const messages = new Map(); // message id -> payload
 const pending = new Map(); // client_msg_id -> payload (not yet accepted)
@@ -112,8 +114,12 @@ function onFrame(frame) {
     case "message.accepted": {
       const p = pending.get(frame.client_msg_id);
       if (p) { p.accepted = true; }
+      queueLine.refresh();
       break;
     }
+    case "queue":
+      queueLine.update(frame);
+      break;
     case "typing":
       if (frame.who === "agent") {
         showTyping(format(S.typing, { name: frame.name || config.business_name }));
@@ -138,7 +144,7 @@ function sendFrame(m) {
 
 const acks = new AckBatcher((frame) => socket.send(frame, { queue: false }));
 
-const socket = new ResumingSocket("/ws/chat/", {
+const socket = new ResumingSocket(config.urls.socket, {
   lastEventId: config.last_event_id,
   closeCodes: config.close_codes,
   onFrame,

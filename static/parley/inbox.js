@@ -4,6 +4,8 @@ import {
   AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
   timeLabel,
 } from "./realtime.js";
+import { PagedList } from "./inbox_list.js";
+import { activityLine, confirmTakeover, renderTeam, snoozeControl, statusControl } from "./inbox_assignment.js";
 
 const config = JSON.parse(document.getElementById("inbox-config").textContent);
 const S = config.strings;
@@ -31,21 +33,40 @@ let viewed = null; // resolves when the server confirms the open conversation ("
 let messages = new Map(); // message id -> payload, for the open conversation
 const pending = new Map(); // client_msg_id -> payload
 let hasMore = false;
+let activities = new Map(); // event id -> conversation.activity of the open conversation
+let loadingEarlier = false;
+let counts = config.counts; // from the server: the list holds only the pages loaded so far
+let availability = config.availability;
 let presence = { online: [], viewing: {} };
 let typingTimer = null;
 let lastTypingSent = 0;
 
 config.conversations.forEach((c) => conversations.set(c.id, c));
+const paged = new PagedList({
+  url: config.urls.conversations,
+  countsUrl: config.urls.counts,
+  conversations,
+  onLoaded: () => renderList(),
+  onCounts: (data) => {
+    if (data.counts) counts = data.counts;
+    if (data.team) { availability = data.team; renderTeam($("inbox-team"), availability, S, config.me.id); }
+    renderCounts();
+  },
+});
+paged.query.status = statusFilter;
+paged.next = config.next;
+if (config.next && config.conversations.length) paged.boundary = config.conversations[config.conversations.length - 1].last_message_at;
 
 function matchesTab(c, which) {
   if (which === "mine") return c.assignee && c.assignee.id === config.me.id;
   if (which === "unassigned") return !c.assignee;
+  if (which === "queue") return !c.assignee && c.status === "open" && Boolean(c.queued_at);
   return true;
 }
 
 function renderCounts() {
-  for (const which of ["mine", "unassigned", "all"]) {
-    const n = [...conversations.values()].filter((c) => matchesTab(c, which) && c.unread > 0 && c.status !== "resolved").length;
+  for (const which of ["mine", "unassigned", "queue", "all"]) {
+    const n = counts[which] || 0;
     const node = document.querySelector(`[data-count="${which}"]`);
     node.textContent = n ? String(n) : "";
     node.setAttribute("aria-label", n ? format(S.unread, { count: n }) : "");
@@ -67,10 +88,12 @@ function matchesSearch(c) {
 
 function renderList() {
   const rows = [...conversations.values()]
-    .filter((c) => matchesTab(c, tab) && (!statusFilter || c.status === statusFilter) && matchesSearch(c))
-    .sort((a, b) => (b.last_message_at || "").localeCompare(a.last_message_at || "") || b.id - a.id);
+    .filter((c) => matchesTab(c, tab) && (!statusFilter || c.status === statusFilter) && matchesSearch(c) && paged.loaded(c))
+    .sort((a, b) => paged.compare(a, b));
   if (!rows.length) {
-    list.replaceChildren(el("li", { class: "muted small conv-empty", text: S.noConversations }));
+    list.replaceChildren(paged.next
+      ? el("li", { class: "muted small conv-more", text: S.loadingMore })
+      : el("li", { class: "muted small conv-empty", text: S.noConversations }));
   } else {
     replaceKeepingFocus(list, ...rows.map((c) => {
       const viewers = (presence.viewing[String(c.id)] || []).filter((id) => id !== config.me.id);
@@ -92,8 +115,10 @@ function renderList() {
             c.assignee ? el("span", { class: "muted", text: c.assignee.name }) : null,
             viewers.length ? el("span", { class: "viewers", title: viewerNames, "aria-label": viewerNames, text: "👁 " + viewers.length }) : null,
             c.unread ? el("span", { class: "unread-count", "aria-label": format(S.unread, { count: c.unread }), text: String(c.unread) }) : null)));
-    }));
+    }), ...(paged.next ? [el("li", { class: "muted small conv-more", text: S.loadingMore })] : []));
   }
+  // Infinite scroll: the next page loads when this row comes into view.
+  paged.watch(list.querySelector(".conv-more"), list);
   renderCounts();
 }
 
@@ -132,7 +157,16 @@ function renderHeader() {
     el("option", { value: "", text: S.unassignedLabel }),
     ...config.team.map((m) => el("option", { value: m.id, text: m.name, selected: c.assignee && c.assignee.id === m.id })),
   );
-  select.onchange = () => socket.send({ type: "assign", conversation_id: c.id, assignee_id: select.value || null });
+  select.onchange = () => {
+    // A transfer may carry a note for the new assignee (kept as an internal note).
+    const note = $("assign-note");
+    socket.send({ type: "assign", conversation_id: c.id, assignee_id: select.value || null, note: note.value });
+    note.value = "";
+  };
+  snoozeControl($("snooze-select"), S, (frame) => socket.send(frame), c.id);
+  const held = c.assignee && c.assignee.id !== config.me.id;
+  $("thread-held").hidden = !held;
+  $("thread-held").textContent = held ? format(S.heldBy, { name: c.assignee.name }) : "";
   const resolve = $("btn-resolve");
   resolve.textContent = c.status === "resolved" ? S.reopen : S.resolve;
   resolve.onclick = () => socket.send({ type: "status", conversation_id: c.id, status: c.status === "resolved" ? "open" : "resolved" });
@@ -171,7 +205,10 @@ function renderMessage(m) {
 function renderThread() {
   const nodes = [];
   if (hasMore) nodes.push(el("button", { type: "button", class: "linklike load-earlier", text: S.loadEarlier, onclick: loadEarlier }));
-  [...messages.values()].sort((a, b) => a.id - b.id).forEach((m) => nodes.push(renderMessage(m)));
+  // Messages and what happened to the conversation, in stream order.
+  const items = [...messages.values()].map((m) => [m.event_id || 0, m.id, renderMessage(m)]);
+  activities.forEach((a) => items.push([a.id, 0, activityLine(a, S)]));
+  items.sort((a, b) => a[0] - b[0] || a[1] - b[1]).forEach(([, , node]) => nodes.push(node));
   pending.forEach((m) => { if (m.conversation_id === current) nodes.push(renderMessage(m)); });
   const atBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80;
   replaceKeepingFocus(thread, ...nodes);
@@ -193,9 +230,12 @@ async function fetchPage(id, before) {
 }
 
 async function loadEarlier() {
-  const page = await fetchPage(current, Math.min(...messages.keys()));
+  if (loadingEarlier || !messages.size) return;
+  loadingEarlier = true;
+  const page = await fetchPage(current, Math.min(...messages.keys())).finally(() => { loadingEarlier = false; });
   if (!page) return;
   page.messages.forEach(upsertMessage);
+  (page.activity || []).forEach((a) => activities.set(a.id, a));
   hasMore = page.has_more;
   const height = thread.scrollHeight;
   renderThread();
@@ -245,6 +285,7 @@ async function openConversation(id) {
   current = id;
   showPane("thread");
   messages = new Map();
+  activities = new Map();
   hasMore = false;
   errorBox.hidden = true;
   typingLine.textContent = "";
@@ -260,6 +301,7 @@ async function openConversation(id) {
   if (current !== id || !page) return;
   if (!conversations.has(id)) { conversations.set(id, page.conversation); renderList(); renderHeader(); }
   page.messages.forEach(upsertMessage);
+  (page.activity || []).forEach((a) => activities.set(a.id, a));
   hasMore = page.has_more;
   renderThread();
   thread.scrollTop = thread.scrollHeight;
@@ -269,12 +311,7 @@ async function openConversation(id) {
 }
 
 async function refreshList() {
-  const params = new URLSearchParams({ tab, status: statusFilter, q: search });
-  const response = await fetch(`${config.urls.conversations}?${params}`, { credentials: "same-origin" });
-  if (!response.ok) return;
-  const data = await response.json();
-  data.conversations.forEach((c) => conversations.set(c.id, c));
-  renderList();
+  await paged.reset({ tab, status: statusFilter, q: search, sort: $("inbox-sort").value });
 }
 
 function onFrame(frame) {
@@ -283,6 +320,7 @@ function onFrame(frame) {
       // The list: the latest state of each conversation that changed (a few of these a second).
       const changed = frame.events.filter(applyConversation).map((e) => e.conversation.id);
       if (!changed.length) break;
+      paged.countsChanged();
       renderList();
       if (changed.includes(current)) renderHeader();
       break;
@@ -331,6 +369,17 @@ function onFrame(frame) {
         renderThread();
       }
       break;
+    case "conversation.activity":
+      if (frame.conversation_id === current) {
+        currentLast = Math.max(currentLast || 0, frame.id);
+        activities.set(frame.id, frame);
+        renderThread();
+      }
+      break;
+    case "agent.status":
+      if (frame.user_id === config.me.id) setMyStatus(frame.status);
+      paged.countsChanged();
+      break;
     case "presence":
       presence = frame;
       renderPresence();
@@ -344,6 +393,7 @@ function onFrame(frame) {
       }
       break;
     case "error": {
+      if (confirmTakeover(frame, pending, (m) => socket.send(sendFrame(m), { queue: false }))) break;
       const outcome = onSendError(frame, pending, (m) => socket.send(sendFrame(m), { queue: false }));
       if (outcome === "retrying") break;
       errorBox.textContent = frame.message;
@@ -355,12 +405,12 @@ function onFrame(frame) {
 }
 
 function sendFrame(m) {
-  return { type: "send", conversation_id: m.conversation_id, body: m.body, kind: m.kind, client_msg_id: m.client_msg_id };
+  return { type: "send", conversation_id: m.conversation_id, body: m.body, kind: m.kind, client_msg_id: m.client_msg_id, takeover: Boolean(m.takeover) };
 }
 
 const acks = new AckBatcher((frame) => socket.send(frame, { queue: false }));
 
-const socket = new ResumingSocket("/ws/inbox/", {
+const socket = new ResumingSocket(config.urls.socket, {
   lastEventId: config.last_event_id,
   // The list resumes from the id its updates are complete up to (see messaging/README.md).
   position: (frame) => (frame.type === "conversations.updated" || frame.type === "resumed" ? frame.last : undefined),
@@ -422,6 +472,11 @@ $("inbox-search").addEventListener("input", (event) => {
   searchTimer = setTimeout(refreshList, 300);
 });
 $("inbox-status").addEventListener("change", (event) => { statusFilter = event.target.value; renderList(); refreshList(); });
+$("inbox-sort").addEventListener("change", () => { renderList(); refreshList(); });
+// History loads backwards in pages as the agent scrolls up.
+thread.addEventListener("scroll", () => { if (hasMore && thread.scrollTop < 60) loadEarlier(); });
+const setMyStatus = statusControl($("my-status"), { status: config.me.status, send: (frame) => socket.send(frame) });
+renderTeam($("inbox-team"), availability, S, config.me.id);
 document.addEventListener("visibilitychange", markRead);
 
 renderList();

@@ -12,7 +12,7 @@ function refresh() {
 }
 
 let opened = false;
-new ResumingSocket("/ws/me/", {
+new ResumingSocket(config.urls.socket, {
   resume: false,
   closeCodes: config.close_codes,
   onOpen: () => { if (opened) refresh(); opened = true; },

@@ -10,6 +10,18 @@ export function newClientMsgId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// Reconnecting: exponential backoff with full jitter (a random wait between 0 and 0.5 s, 1 s,
+// 2 s, ... up to 10 s). When a server restarts, every page loses its socket at the same moment;
+// without jitter they would all come back in the same instant, again and again, and time out in
+// the handshake queue together. config/websocket.py's reconnect_delay is the same rule for the
+// Python clients (tests, bench).
+export const RECONNECT_BASE_MS = 500;
+export const RECONNECT_CAP_MS = 10000;
+
+export function reconnectDelay(attempt, random = Math.random) {
+  return random() * Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** attempt);
+}
+
 // Pages hand the close codes over in their config (declared once, in config/websocket.py). After
 // one of them (not signed in, not allowed, no such business) reconnecting cannot help.
 //
@@ -27,7 +39,7 @@ export class ResumingSocket {
     this.onFrame = onFrame;
     this.onOpen = onOpen || (() => {});
     this.onStatus = onStatus || (() => {});
-    this.backoff = 500;
+    this.attempt = 0; // reconnects since the last socket opened
     this.queue = [];
     this.connect();
     setInterval(() => this.send({ type: "ping" }, { queue: false }), 25000);
@@ -37,7 +49,7 @@ export class ResumingSocket {
     const ws = new WebSocket(this.url);
     this.ws = ws;
     ws.addEventListener("open", () => {
-      this.backoff = 500;
+      this.attempt = 0;
       if (this.resume) ws.send(JSON.stringify({ type: "resume", after: this.last }));
       this.onStatus(true);
       const queued = this.queue;
@@ -61,8 +73,7 @@ export class ResumingSocket {
     ws.addEventListener("close", (event) => {
       this.onStatus(false);
       if (this.finalCodes.has(event.code)) return; // not allowed: retrying will not help
-      setTimeout(() => this.connect(), this.backoff);
-      this.backoff = Math.min(this.backoff * 2, 10000);
+      setTimeout(() => this.connect(), reconnectDelay(this.attempt++));
     });
   }
 

@@ -37,6 +37,8 @@ def test_activating_a_rate_card_in_admin_retires_the_old_one(world: World) -> No
     data = {
         "name": "Summer 2026",
         "is_active": "on",
+        # Staff choose how the card charges: WhatsApp's 2025 model, per template message.
+        "pricing_model": "message",
         "default_service": "0.0310",
         "default_utility": "0.0410",
         "default_marketing": "0.0710",
@@ -62,6 +64,7 @@ def test_activating_a_rate_card_in_admin_retires_the_old_one(world: World) -> No
     new.refresh_from_db()
     old.refresh_from_db()
     assert new.is_active and not old.is_active
+    assert new.pricing_model == "message"
     assert Rate.objects.get(rate_card=new).country == "DE"
 
 

@@ -55,7 +55,7 @@ def test_owner_reads_usage_and_downloads_the_ledger(
     chart = page.get_by_role("img", name="Conversations per day")
     assert chart.is_visible()
     assert _bars(page)
-    assert page.get_by_role("row", name="Utility").is_visible()
+    assert page.get_by_role("table", name="By category").get_by_role("row", name="Utility").is_visible()
 
     # Last month, by name: a full month of bars.
     page.goto(live_server_process.business_url(world.business_a, f"/billing/?period={last_month}"))

@@ -62,3 +62,32 @@ def test_services_queue_their_jobs_by_name_not_by_import() -> None:
         )
     ]
     assert offenders == []
+
+
+def test_pages_api_and_dashboard_read_through_selectors() -> None:
+    """Views, API views, dashboard figures and notices ask selectors (reads) and services (writes):
+    none of them builds a query of its own."""
+    apps = [*APPS, "notifications", "template_reviews", "config"]
+    patterns = ("views.py", "*_views.py", "api/*.py", "dashboard.py", "notices.py")
+    offenders = []
+    for app in apps:
+        for path in {p for pattern in patterns for p in (ROOT / app).glob(pattern)}:
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Attribute) and node.attr in {"objects", "cursor", "raw"}:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} uses .{node.attr}")
+                elif isinstance(node, ast.Name) and node.id in {"get_object_or_404", "get_list_or_404"}:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} uses {node.id}")
+    assert sorted(offenders) == []
+
+
+def test_jobs_are_deferred_by_name_one_way() -> None:
+    """config.jobs.defer_job is the only place that configures a task for deferring."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for app in [*APPS, "notifications", "template_reviews", "config"]
+        for path in app_modules(app)
+        if path != ROOT / "config" / "jobs.py"
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Attribute) and node.attr in {"configure_task", "configure"}
+    ]
+    assert offenders == []

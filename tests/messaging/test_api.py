@@ -85,6 +85,7 @@ def test_send_an_approved_template_with_its_price(world: World, api: Api, flight
     assert body["template"] == "flight_change" and body["category"] == "utility"
     record = UsageRecord.objects.get(business=world.business_a, customer_id=customer.pk)
     assert Decimal(body["price"]["amount"]) == record.unit_price > 0
+    assert body["price"]["per"] == "conversation"
     with in_business(world.business_a):
         message = Message.objects.get(pk=body["message_id"])
         assert message.kind == Message.Kind.TEMPLATE and message.author_kind == Message.Author.API
@@ -186,8 +187,38 @@ def test_free_text_only_inside_the_service_window(world: World, api: Api) -> Non
         message_send_customer(business=world.business_a, customer=customer, body="Where is my parcel?")
     opened = api.post("messages", {"to": customer.phone_number, "text": "On its way!"}).json()
     assert opened["status"] == "sent" and opened["category"] == "service"
+    # Stored as what it is: free text from the API, not a template; the reply opened a service
+    # conversation (the first 1,000 a month are free) and left the customer's message unread
+    # for the agents (a system answered, no person read it).
+    assert opened["template"] == "" and opened["price"] == {
+        "amount": "0.0000",
+        "currency": "EUR",
+        "per": "conversation",
+    }
+    with in_business(world.business_a):
+        message = Message.objects.get(pk=opened["message_id"])
+        assert message.kind == Message.Kind.TEXT and message.template_name == ""
+        assert message.author_kind == Message.Author.API and message.direction == Message.Direction.OUTBOUND
+        assert message.body == "On its way!"
+        inbound = Message.objects.get(conversation_id=message.conversation_id, direction="in")
+        assert inbound.status != Message.Status.READ
+        assert message.conversation.unread_count == 1
+    [record] = UsageRecord.objects.filter(business=world.business_a, customer_id=customer.pk)
+    assert record.category == "service" and record.unit == "conversation"
     both = api.post("messages", {"to": customer.phone_number, "text": "x", "template": {"name": "a"}})
     assert_problem(both, 400, "invalid")
+
+
+def test_free_text_to_a_customer_who_never_wrote_creates_nothing(world: World, api: Api) -> None:
+    customer = make_customer()
+    closed = api.post("messages", {"to": customer.phone_number, "text": "Hello"}).json()
+    assert closed["status"] == "failed" and closed["failure"]["code"] == "window_closed"
+    with in_business(world.business_a):
+        assert not Message.objects.filter(conversation__contact__customer=customer).exists()
+        from messaging.models import Conversation
+
+        assert not Conversation.objects.filter(contact__customer=customer).exists()
+    assert not UsageRecord.objects.filter(business=world.business_a, customer_id=customer.pk).exists()
 
 
 def test_idempotency_key_gives_the_same_answer_once(world: World, api: Api, flight: Template) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import pytest
 from django_tenants.utils import tenant_context
 
+from assignment import services as assignment_services
 from messaging import events, services
 from messaging.models import Event
 from tests.conftest import World
@@ -43,6 +44,8 @@ def _check(value: Any, shape: Any, path: str) -> list[str]:
         return [] if ok else [f"{path}: expected an integer, got {value!r}"]
     if shape is str:
         return [] if isinstance(value, str) else [f"{path}: expected a string, got {value!r}"]
+    if shape is bool:
+        return [] if isinstance(value, bool) else [f"{path}: expected true or false, got {value!r}"]
     raise AssertionError(f"no check for {shape}")
 
 
@@ -94,6 +97,9 @@ def test_every_frame_the_services_emit_has_its_declared_shape(world: World, monk
         services.messages_mark_by_agent(**common, up_to=second.pk, read=False)
         services.messages_mark_by_agent(**common, up_to=second.pk, read=True)
         services.conversation_assign(**common, assignee_id=None)
+        # issue 12: assignment and lifecycle changes are narrated (conversation.activity).
+        services.conversation_assign(**common, assignee_id=agent.pk, note="")
+        assignment_services.conversation_snooze(**common, until=None)
         services.conversation_set_status(**common, status="resolved")
         services.contact_update(
             business=business, user=agent, contact_id=first.message.conversation.contact_id, name="N", notes=""
@@ -104,7 +110,12 @@ def test_every_frame_the_services_emit_has_its_declared_shape(world: World, monk
     # Published frames are the stored ones, byte for byte, and every stored one was published.
     assert frames == [e.frame for e in stored]
     seen = {check_frame(frame)["type"] for frame in frames}
-    assert seen == {events.MESSAGE_CREATED, events.MESSAGE_STATUS, events.CONVERSATION_UPDATED}
+    assert seen == {
+        events.MESSAGE_CREATED,
+        events.MESSAGE_STATUS,
+        events.CONVERSATION_UPDATED,
+        events.CONVERSATION_ACTIVITY,
+    }
     updates = [text for _batch, customer_updates in published for _cid, text in customer_updates]
     assert updates
     for text in updates:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.core import mail
+from django.db import transaction
 
 from accounts.models import User
 from messaging.services import message_send_customer
@@ -50,10 +51,7 @@ class Receiver:
         return hmac.compare_digest(expected, parts["v1"])
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
+def _handler_for(state: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -70,7 +68,13 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    return Handler
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(state))
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -229,3 +233,96 @@ def test_stream_events_become_webhooks_sent_by_jobs(
     assert len(receiver.received) == 2 and receiver.received[1]["json"] == hit["json"] and receiver.received[1]["valid"]
     with in_business(business):
         assert WebhookEndpoint.objects.get(pk=endpoint.pk).consecutive_failures == 0
+
+
+def test_a_slow_receiver_holds_no_lock_or_transaction_while_it_answers(
+    fresh_business: Any, loopback_allowed: None
+) -> None:
+    """The attempt claims the delivery, commits, POSTs with no transaction open, then records:
+    while one receiver sits on its request, other deliveries go out, and the slow delivery's row
+    and its endpoint's row are free."""
+    from django.db import connection, connections
+
+    business, owner = fresh_business
+    answer = threading.Event()
+    arrived = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.set()
+            answer.wait(30)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    slow_server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=slow_server.serve_forever, daemon=True).start()
+    fast = Receiver()
+    fast_server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(fast))
+    fast.port = fast_server.server_address[1]
+    threading.Thread(target=fast_server.serve_forever, daemon=True).start()
+    try:
+        with in_business(business):
+            slow_endpoint = webhooks.webhook_endpoint_create(
+                business=business,
+                actor=owner,
+                url=f"http://127.0.0.1:{slow_server.server_address[1]}/slow",
+                event_types=["template.status"],
+            )
+            fast_endpoint = webhooks.webhook_endpoint_create(
+                business=business, actor=owner, url=fast.url, event_types=["template.status"]
+            )
+            fast.secret = fast_endpoint.secret
+            webhooks.webhook_enqueue(business=business, event_type="template.status", data={"n": 1})
+            slow_delivery = WebhookDelivery.objects.get(endpoint=slow_endpoint)
+            fast_delivery = WebhookDelivery.objects.get(endpoint=fast_endpoint)
+
+        outcomes: dict[str, str] = {}
+
+        def attempt_slow() -> None:
+            try:
+                with in_business(business):
+                    outcomes["slow"] = webhooks.webhook_delivery_attempt(
+                        business=business, delivery_id=slow_delivery.pk
+                    )
+            finally:
+                connections.close_all()
+
+        worker = threading.Thread(target=attempt_slow)
+        worker.start()
+        assert arrived.wait(10), "the slow receiver never got its request"
+        with in_business(business):
+            # No transaction of the slow attempt is open while its request is in flight …
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid()"
+                )
+                assert cursor.fetchone()[0] == 0
+            # … nor a lock on its delivery or endpoint: both rows can be locked at once.
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT id FROM {WebhookDelivery._meta.db_table} WHERE id = %s FOR UPDATE NOWAIT",
+                    [slow_delivery.pk],
+                )
+                cursor.execute(
+                    f"SELECT id FROM {WebhookEndpoint._meta.db_table} WHERE id = %s FOR UPDATE NOWAIT",
+                    [slow_endpoint.pk],
+                )
+            # Another delivery goes out meanwhile; a second attempt at the slow one leaves it alone.
+            assert webhooks.webhook_delivery_attempt(business=business, delivery_id=fast_delivery.pk) == "delivered"
+            assert webhooks.webhook_delivery_attempt(business=business, delivery_id=slow_delivery.pk) == "in flight"
+        assert worker.is_alive() and [hit["valid"] for hit in fast.received] == [True]
+        answer.set()
+        worker.join(20)
+        assert outcomes["slow"] == "delivered"
+        with in_business(business):
+            slow_delivery.refresh_from_db()
+            assert (slow_delivery.status, slow_delivery.attempts, slow_delivery.claimed_until) == ("delivered", 1, None)
+    finally:
+        answer.set()
+        slow_server.shutdown()
+        fast_server.shutdown()

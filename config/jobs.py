@@ -1,0 +1,128 @@
+"""Platform jobs: deferring jobs in the caller's transaction, and recovering jobs whose worker died.
+
+## Deferring
+
+`app.configure_task(...).defer()` goes through the app's current connector. In a web request that
+is Django's connection, so the job commits (or rolls back) with the writes that need it. Inside a
+running job it is not: a worker swaps in its own connection pool, so a job deferred there commits
+at once, on its own — before the writes it is about (a report job could run, find no row and stop)
+or without them (the writes rolled back). Code that runs in both places defers through here: always
+Django's connection of this thread, in its transaction, and many jobs in one statement.
+
+## Recovering stalled jobs
+
+A Procrastinate worker marks a job `doing` when it takes it. If the worker process is killed
+(kill -9, OOM, a lost machine) the job stays `doing` for ever: nothing else would run it again.
+Workers write a heartbeat every `update_heartbeat_interval` seconds (10 by default) into
+`procrastinate_workers`; this periodic job, run by whichever worker's periodic deferrer gets
+to it first each minute, asks Procrastinate for the `doing` jobs whose worker has sent no
+heartbeat for STALLED_AFTER_SECONDS and puts them back to `todo` (`retry_job`), so another
+worker runs them. A job that is only slow keeps its worker's heartbeat fresh and is never
+touched.
+
+A job that is retried this way may have done part of its work before the crash. Jobs that
+talk to the outside world are written for that: billing reports carry the usage record id as
+Stripe's meter-event identifier (Stripe refuses a second event with it), and SMS and webhook
+sends record the attempt before making it and never repeat one whose outcome is unknown
+(verification.jobs.send_sms, notifications.webhooks.webhook_delivery_attempt).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from procrastinate import JobContext
+from procrastinate.contrib.django import app
+from procrastinate.contrib.django.django_connector import DjangoConnector
+from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.manager import JobManager
+
+logger = logging.getLogger("parley.jobs")
+
+# Three missed heartbeats (Procrastinate's default interval is 10 s, and its own worker pruning
+# uses 30 s too): long enough that a busy but live worker is never taken for dead.
+STALLED_AFTER_SECONDS = 30.0
+RECOVER_STALLED_JOB = "config.retry_stalled_jobs"
+
+
+async def retry_stalled_jobs_now(
+    *, manager: JobManager | None = None, seconds_since_heartbeat: float = STALLED_AFTER_SECONDS
+) -> list[int]:
+    """Put every job of a dead worker back to `todo`; returns their ids."""
+    manager = manager or app.job_manager
+    stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat)
+    retried = []
+    for job in stalled:
+        await manager.retry_job(job)
+        assert job.id is not None
+        retried.append(job.id)
+        logger.warning("job %s (%s) of a dead worker is retried", job.id, job.task_name)
+    return retried
+
+
+@app.periodic(cron="* * * * *")
+@app.task(name=RECOVER_STALLED_JOB, queue="maintenance", queueing_lock=RECOVER_STALLED_JOB, pass_context=True)
+async def retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
+    """Every minute: jobs left `doing` by a worker that stopped sending heartbeats run again."""
+    return len(await retry_stalled_jobs_now(manager=context.app.job_manager))
+
+
+# --- deferring by name ----------------------------------------------------------------------------
+# An app's jobs module calls its services, so the services queue those jobs by name instead of
+# importing the module back; the periodic fan-out jobs use it too. Both helpers insert through
+# Django's connection of this thread, also inside a running job (whose app connector is the
+# worker's own pool), so a job exists exactly when the caller's writes commit.
+
+
+@functools.cache
+def _manager() -> JobManager:
+    return JobManager(connector=DjangoConnector())
+
+
+def defer_job(
+    task_name: str,
+    /,
+    *,
+    queueing_lock: str | None = None,
+    schedule_at: datetime | None = None,
+    skip_if_queued: bool = False,
+    **job_kwargs: Any,
+) -> bool:
+    """Queue the registered task `task_name` (its queue and retry policy) with `job_kwargs`; a
+    misspelt name raises instead of queueing a job nobody runs.
+
+    `queueing_lock`: at most one such job waits at a time. A second one raises AlreadyEnqueued,
+    unless `skip_if_queued`: then the waiting job is enough, this returns False, and the insert
+    ran in a savepoint, so the caller's transaction goes on. (Without it no savepoint is taken:
+    the send path defers inside its hot transaction.) Returns whether a job was queued.
+    """
+    options: dict[str, Any] = {"queueing_lock": queueing_lock, "schedule_at": schedule_at}
+    task = app.configure_task(task_name, allow_unknown=False, **{k: v for k, v in options.items() if v is not None})
+    job = task.job.evolve(task_kwargs=job_kwargs)
+    if not skip_if_queued:
+        _manager().defer_job(job)
+        return True
+    try:
+        with transaction.atomic():
+            _manager().defer_job(job)
+    # Through Django's connection the lock's unique violation can surface as Django's error.
+    except (AlreadyEnqueued, IntegrityError):
+        return False
+    return True
+
+
+def defer_atomic(name: str, jobs: Sequence[tuple[dict[str, Any], str | None]], **options: Any) -> None:
+    """Defer one job of task `name` per (keyword arguments, queueing lock) in the current
+    transaction of Django's connection, in one statement. `options` as for `configure_task`
+    (queue, schedule_at, …). An unknown task name raises instead of queueing a job nobody runs."""
+    if not jobs:
+        return
+    template = app.configure_task(name, allow_unknown=False, **options).job
+    _manager().batch_defer_jobs(
+        [template.evolve(task_kwargs=dict(kwargs), queueing_lock=lock) for kwargs, lock in jobs]
+    )

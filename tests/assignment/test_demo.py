@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from django_tenants.utils import tenant_context
+
+from assignment import selectors
+from assignment.demo import QUEUED, seed
+from assignment.models import AgentStatus, AssignmentSettings
+from messaging.models import Conversation
+from tenancy.demo import DemoWorld
+from tests.conftest import World
+
+
+def test_demo_gives_the_airline_auto_assignment_statuses_and_a_queue(world: World) -> None:
+    demo = DemoWorld(staff=world.staff, airline=world.business_a, bakery=world.business_b)
+    demo.users.update(airline_agent_1=world.agent_a, airline_owner=world.owner_a)
+    seed(demo)
+    with tenant_context(world.business_a):
+        settings = AssignmentSettings.objects.get(pk=1)
+        assert settings.mode == "balanced" and settings.hours_enabled and settings.away_message
+        # Jonas is away only because his inbox is closed: opening it brings him online.
+        assert AgentStatus.objects.get(user=world.agent_a).auto_away
+        queued = Conversation.objects.filter(contact__customer__phone_number__in=[q[0] for q in QUEUED])
+        assert queued.count() == 3
+        positions = sorted(selectors.queue_position(conversation=c) or 0 for c in queued)
+        assert positions[0] >= 1 and len(set(positions)) == 3
+    seed(demo)  # idempotent
+    with tenant_context(world.business_a):
+        assert Conversation.objects.filter(contact__customer__phone_number__in=[q[0] for q in QUEUED]).count() == 3
+    with tenant_context(world.business_b):
+        assert AssignmentSettings.objects.get(pk=1).mode == "off"
