@@ -271,6 +271,9 @@ else:
 # from the pool above, so keep it at or below PARLEY_DB_POOL_MAX_SIZE; see tenancy/db.py) and
 # sends waiting or running per process before new ones get "overloaded".
 PARLEY_DB_THREADS = env.int("PARLEY_DB_THREADS", default=8)
+# The GIL switch interval of a server process once its database threads start (tenancy/db.py:
+# a thread whose query returned waits at most this long for the event loop to let it in).
+PARLEY_GIL_SWITCH_INTERVAL = env.float("PARLEY_GIL_SWITCH_INTERVAL", default=0.0005)
 PARLEY_WS_MAX_SENDS = env.int("PARLEY_WS_MAX_SENDS", default=PARLEY_DB_THREADS * 8)
 
 # --- auth ---------------------------------------------------------------------------------

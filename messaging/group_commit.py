@@ -281,6 +281,7 @@ class _LiveSchema:
     queue: deque[_Queued] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None
     batch_seconds: float = 0.0
+    writing_since: float | None = None  # when the batch being written started
 
 
 class LiveGatherer:
@@ -309,7 +310,13 @@ class LiveGatherer:
         state = self._state(business.schema_name)
         cap, limit, wait_limit = batch_max(), queue_limit(), max_wait()
         ahead = len(state.queue)
-        estimate = (ahead // cap + 1) * state.batch_seconds if ahead else 0.0
+        # What is left of the batch being written, the full batches queued ahead, then its own:
+        # refused now (within the event loop's turn) rather than after waiting `wait_limit`.
+        estimate = 0.0
+        if state.writing_since is not None or ahead:
+            estimate = (ahead // cap + 1) * state.batch_seconds
+            if state.writing_since is not None:
+                estimate += max(0.0, state.batch_seconds - (time.monotonic() - state.writing_since))
         if ahead >= limit or estimate > wait_limit:
             raise overloaded(estimate or wait_limit)
         item = _Queued(request, limit_key, asyncio.get_running_loop().create_future())
@@ -334,7 +341,7 @@ class LiveGatherer:
             self._batches.append(len(batch))
             for item in batch:
                 item.taken = True
-            started = time.monotonic()
+            started = state.writing_since = time.monotonic()
             outcomes: list[Outcome]
             try:
                 outcomes = await run_in_schema(
@@ -354,6 +361,8 @@ class LiveGatherer:
                     if not item.future.done():
                         item.future.set_exception(server_error())
                 raise
+            finally:
+                state.writing_since = None
             elapsed = time.monotonic() - started
             state.batch_seconds = elapsed if not state.batch_seconds else 0.7 * state.batch_seconds + 0.3 * elapsed
             # The batch's events were handed to the layer before the trip returned: its senders

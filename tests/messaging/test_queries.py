@@ -119,8 +119,8 @@ def test_list_pages_do_not_query_per_row(world: World, path: str) -> None:
 # core (counted the same way, plus BEGIN/COMMIT): 36 statements for a customer send, 17 of them
 # `SET search_path`; 44 for an agent reply. The agent's budget includes billing's statements for
 # the reply that opens a billable conversation (its lock, lookup, monthly counter and record).
-CUSTOMER_SEND_BUDGET = 8
-AGENT_REPLY_BUDGET = 14
+CUSTOMER_SEND_BUDGET = 7
+AGENT_REPLY_BUDGET = 12
 
 
 def _statements(business: Any, send: Any) -> list[str]:
