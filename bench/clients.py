@@ -2,7 +2,7 @@
 wire, in one place, so the benchmark follows the protocol (messaging/README.md) as it changes.
 
 - `PageSocket` is realtime.js's ResumingSocket: resume after every (re)connect, drop frames with
-  an id already seen, reconnect with backoff (not after 4401/4403/4404), ping every 25 s.
+  an id already seen, reconnect with backoff and full jitter (not after 4401/4403/4404), ping every 25 s.
 - `ChatPage` is chat.js: send with a fresh client_msg_id, typing at most every 2.5 s, an ack
   (read, the tab is visible) whenever a business message arrives, and a refused send (`rate_limited`,
   `overloaded`) goes again with the same client_msg_id after `retry_after` (default 3 s).
@@ -27,6 +27,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from config.websocket import reconnect_delay
 
 PING_EVERY = 25.0
 TYPING_EVERY = 2.5
@@ -127,7 +129,7 @@ class PageSocket:
         self.on_open()
 
     async def _reader(self, ws: ClientConnection) -> None:
-        backoff = 0.5
+        attempt = 0
         try:
             async for text in ws:
                 self.stats.frames += 1
@@ -150,15 +152,15 @@ class PageSocket:
         if self.closed_for_good or code in FINAL_CLOSE:
             self.closed_for_good = True
             return
-        # As the page does: reconnect with backoff and resume from the last id seen.
+        # As the page does: reconnect with backoff and full jitter, resume from the last id seen.
         while not self.closed_for_good:
-            await asyncio.sleep(backoff)
+            await asyncio.sleep(reconnect_delay(attempt))
             try:
                 self.stats.reconnects += 1
                 await self._connect()
                 return
             except (OSError, ConnectionClosed, TimeoutError):
-                backoff = min(backoff * 2, 10)
+                attempt += 1
 
     async def _pinger(self) -> None:
         while not self.closed_for_good:

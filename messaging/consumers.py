@@ -61,6 +61,12 @@ MAX_FRAME_CHARS = 64 * 1024
 ACK_DEBOUNCE_SECONDS = 0.25
 # A gap in an agent's list (a batch lost on the at-most-once layer) is read from the stream after this.
 LIST_HOLE_SECONDS = 1.0
+# Revocations through the services reach a socket at once (signal) or at its next frame (rights
+# version); a change made around them (a seat deleted in the admin, a shell) is caught by the
+# full re-check a heartbeat makes: on every ping of an agent's inbox (few sockets, and seats are
+# what the admin removes), at most this often on a customer's chat (thousands of sockets: on every
+# ping, 2,000 of them cost 80 checks a second, the soak check found).
+CUSTOMER_RIGHTS_RECHECK_SECONDS = 300.0
 # Frames a socket may have waiting for its worker (more than a burst of sends); more are refused
 # (`overloaded`).
 FRAME_QUEUE = 32
@@ -245,6 +251,8 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
     released = False
     closing = False
     rights_seen: dict[str, Any] | None = None
+    rights_checked_at = 0.0  # time.monotonic() of the last full check that passed
+    rights_recheck_seconds = 0.0  # a heartbeat's full re-check at most this often
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
@@ -314,6 +322,7 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         MGET per process for every socket asking at once); only when they moved since the last
         check (or `full`) does the check itself go to a database thread."""
         keys, check, kwargs = self.rights()
+        previous = self.rights_seen
         if not revocation.reads_on_loop():
             refusal, versions = await _db(
                 self.schema_name,
@@ -329,6 +338,8 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
                 return None
             refusal = await _db(self.schema_name, check, **kwargs)
         if refusal is None:
+            if full or previous is None or versions != previous:  # the check itself ran
+                self.rights_checked_at = time.monotonic()
             self.rights_seen = versions
         return refusal
 
@@ -420,11 +431,15 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         while True:
             payload, gated = await self.frames_waiting.get()
             try:
-                # Every frame runs on current rights: a revoked socket handles nothing more. The
-                # heartbeat re-checks fully, which also catches rights removed around the services
-                # (a seat deleted in the admin or a shell).
+                # Every frame runs on current rights: a revoked socket handles nothing more. A
+                # heartbeat re-checks fully (every `rights_recheck_seconds`), which also catches
+                # rights removed around the services (a seat deleted in the admin or a shell).
+                full = (
+                    payload["type"] == "ping"
+                    and time.monotonic() - self.rights_checked_at >= self.rights_recheck_seconds
+                )
                 try:
-                    holds = await self.rights_hold(full=payload["type"] == "ping")
+                    holds = await self.rights_hold(full=full)
                 except Exception:  # the rights store is unreachable: answer, and keep serving
                     logger.exception("websocket rights check failed")
                     with translation.override(self.language):
@@ -453,6 +468,10 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
             await self.refuse(payload, error)
         except asyncio.CancelledError:
             raise
+        except OSError:
+            # The client left while its frame was handled (uvicorn raises ClientDisconnected, an
+            # OSError, on a send to a closed socket): nobody to answer.
+            logger.debug("websocket frame %s: client gone", payload.get("type"))
         except Exception:
             logger.exception("websocket frame %s failed", payload.get("type"))
             await self.send_error("server_error", _("Something went wrong. Please try again."))
@@ -608,6 +627,7 @@ class InboxConsumer(StreamConsumer):
             return False
         self.user = user
         self.rights_seen = versions
+        self.rights_checked_at = time.monotonic()
         # Joined after the check; the first frame handled (the resume: nothing is forwarded
         # before it) re-reads the versions, so a revocation committed meanwhile still counts.
         await self.join(revocation.user_group(user.pk))
@@ -871,6 +891,7 @@ class ChatConsumer(StreamConsumer):
 
     conversation_id: int | None = None
     admitted_conversation_id: int | None = None
+    rights_recheck_seconds = CUSTOMER_RIGHTS_RECHECK_SECONDS
 
     async def authenticate(self) -> bool:
         # One database call at connect (a server restart brings every customer back at once):
@@ -883,6 +904,7 @@ class ChatConsumer(StreamConsumer):
             return False
         self.customer = customer
         self.rights_seen = versions
+        self.rights_checked_at = time.monotonic()
         self.admitted_conversation_id = conversation_id
         # Joined after the check; the first frame handled (the resume: nothing is forwarded
         # before it) re-reads the versions, so a revocation committed meanwhile still counts.

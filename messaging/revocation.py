@@ -126,7 +126,10 @@ class RightsVersionReader:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            found = {name: value for name, value in zip(names, values, strict=True) if value is not None}
+            # Decoded as the cache decodes them, so versions read here and with `rights_versions`
+            # (a socket's admission, on a database thread) compare equal.
+            loads = backend._cache._serializer.loads
+            found = {name: loads(value) for name, value in zip(names, values, strict=True) if value is not None}
             for keys, future in batch:
                 if not future.done():
                     future.set_result({key: found[key] for key in keys if key in found})

@@ -220,8 +220,9 @@ class WebhookDelivery(models.Model):
     created_at = models.DateTimeField(db_index=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     # An attempt in flight: claimed (committed) before the HTTP request, so no lock or transaction
-    # spans the network; another attempt finds it claimed and leaves it. A lease, not a flag: a
-    # worker that dies mid-request frees it when it runs out.
+    # spans the network; another attempt finds it claimed and leaves it. Cleared with the result: a
+    # lease found run out (its worker died mid-request) means the endpoint may have the delivery,
+    # and it is not sent again (webhooks._claim).
     claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -58,6 +58,8 @@ RETRY_CAP = timedelta(hours=6)
 TIMEOUT_SECONDS = 10
 DISABLE_AFTER_FAILURES = 3  # deliveries that gave up (3 days each) in a row
 DISPATCH_LIMIT = 1000
+# Shown in the delivery log (stored, like the other errors: "HTTP 500").
+UNKNOWN_OUTCOME = "worker stopped during the attempt; not sent again (the endpoint may have it)"
 
 # Stream events → webhook event types.
 STREAM_TYPES = {"message.status": "message.status", "conversation.updated": "conversation.updated"}
@@ -327,7 +329,21 @@ def _claim(business: Business, delivery_id: int) -> _Claim | str:
         if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
             return "skipped"
         if delivery.claimed_until is not None and delivery.claimed_until > now:
-            return "in flight"  # another attempt is sending it right now
+            # Another attempt is sending it right now, or its worker died and the lease has not
+            # run out yet (a job retried after a crash): look again when it has.
+            _defer(business, delivery, delivery.claimed_until + timedelta(seconds=1))
+            return "in flight"
+        if delivery.claimed_until is not None:
+            # The lease ran out unrecorded: the attempt's worker died mid-POST (its job was
+            # retried by config.jobs.retry_stalled_jobs) and the endpoint may have it. Not sent
+            # again under the same Parley-Delivery id; the log says why, the owner can resend.
+            delivery.status = WebhookDelivery.Status.FAILED
+            delivery.next_attempt_at = None
+            delivery.last_error = UNKNOWN_OUTCOME
+            delivery.claimed_until = None
+            delivery.save(update_fields=["status", "next_attempt_at", "last_error", "claimed_until"])
+            logger.warning("webhook delivery %s not sent again: an attempt stopped mid-POST", delivery.pk)
+            return "unknown"
         endpoint = delivery.endpoint
         if not endpoint.is_active:
             delivery.status = WebhookDelivery.Status.FAILED

@@ -59,6 +59,33 @@ class SmsMessage(models.Model):
         return f"{self.to}: {self.body[:40]}"
 
 
+class SmsDispatch(models.Model):
+    """One text the job queue was asked to send, by its reference (e.g. `otp:<challenge id>`):
+    recorded before the provider is called, so a job retried after its worker died mid-call
+    never sends the same text twice (verification.sms.sms_dispatch_begin)."""
+
+    class Status(models.TextChoices):
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        RETRY = "retry", _("Not sent yet (provider busy)")
+        FAILED = "failed", _("Refused by the provider")
+        UNKNOWN = "unknown", _("Outcome unknown (not sent again)")
+
+    reference = models.CharField(_("reference"), max_length=64, unique=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.SENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    provider_id = models.CharField(_("provider id"), max_length=64, blank=True)
+    started_at = models.DateTimeField(_("started"))
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("SMS dispatch")
+        verbose_name_plural = _("SMS dispatches")
+
+    def __str__(self) -> str:
+        return f"{self.reference}: {self.status}"
+
+
 class BadgeApplication(models.Model):
     """One application for the green badge. A business has many over time (a rejected one stays
     as history); `Business.badge_status` mirrors the newest."""

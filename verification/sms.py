@@ -102,3 +102,50 @@ def get_backend() -> SmsBackend:
 
 def send_sms_now(*, to: str, body: str) -> str:
     return get_backend().send(to=to, body=body)
+
+
+# --- sending each text at most once ---------------------------------------------------------
+# A job can be run again after its worker died (config.jobs.retry_stalled_jobs). SMS providers
+# take no idempotency key, so the attempt is recorded (committed) before the provider is called:
+# a retry that finds an attempt still marked `sending` cannot know whether the text went out,
+# and does not send it again. A lost code costs the customer a tap on "send a new code"; a
+# doubled one costs money and looks like SMS pumping.
+
+
+def sms_dispatch_begin(*, reference: str) -> bool:
+    """True when this attempt may call the provider (recorded as `sending`); False when the text
+    was sent, refused for good, or an earlier attempt's outcome is unknown."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from verification.models import SmsDispatch
+
+    with transaction.atomic():
+        dispatch, created = SmsDispatch.objects.select_for_update().get_or_create(
+            reference=reference, defaults={"started_at": timezone.now(), "attempts": 1}
+        )
+        if created:
+            return True
+        if dispatch.status == SmsDispatch.Status.SENDING:
+            dispatch.status = SmsDispatch.Status.UNKNOWN
+            dispatch.finished_at = timezone.now()
+            dispatch.save(update_fields=["status", "finished_at"])
+            logger.warning("SMS %s not sent again: an earlier attempt stopped mid-call (outcome unknown)", reference)
+            return False
+        if dispatch.status != SmsDispatch.Status.RETRY:
+            return False
+        dispatch.status = SmsDispatch.Status.SENDING
+        dispatch.attempts += 1
+        dispatch.started_at = timezone.now()
+        dispatch.save(update_fields=["status", "attempts", "started_at"])
+        return True
+
+
+def sms_dispatch_end(*, reference: str, status: str, provider_id: str = "") -> None:
+    from django.utils import timezone
+
+    from verification.models import SmsDispatch
+
+    SmsDispatch.objects.filter(reference=reference).update(
+        status=status, provider_id=provider_id[:64], finished_at=timezone.now()
+    )

@@ -236,3 +236,24 @@ async def test_deleting_the_account_closes_the_customers_open_chat(
             return Message.objects.filter(client_msg_id="deleted", author_key=f"customer:{customer.pk}").exists()
 
     assert not await adb(sent)()
+
+
+async def test_versions_read_on_the_loop_equal_those_read_at_admission() -> None:
+    """A socket's admission reads the rights versions on a database thread (the cache) and its
+    frames read them on the event loop (one MGET): the same versions must compare equal, or every
+    socket's first frame would pay for a full re-check."""
+    from asgiref.sync import sync_to_async
+
+    from messaging import revocation
+
+    if not revocation.reads_on_loop():
+        pytest.skip("the versions are read on the loop only with the Redis cache")
+    from django.core.cache import cache
+
+    keys = revocation.rights_keys(user_id=987_654, business_id=987_653)
+    await sync_to_async(cache.delete_many)(keys)
+    await sync_to_async(revocation._bump)(keys[1])
+    await sync_to_async(revocation._bump)(keys[1])
+    at_admission = await sync_to_async(revocation.rights_versions)(keys)
+    assert at_admission == {keys[1]: 2}
+    assert await revocation.rights_versions_live(keys) == at_admission

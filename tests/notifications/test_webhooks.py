@@ -326,3 +326,40 @@ def test_a_slow_receiver_holds_no_lock_or_transaction_while_it_answers(
         answer.set()
         slow_server.shutdown()
         fast_server.shutdown()
+
+
+def test_an_attempt_cut_off_mid_post_is_not_sent_again(
+    world: World, receiver: Receiver, loopback_allowed: None
+) -> None:
+    """Issue 10 (worker crash): an attempt whose claim ran out without a recorded result (the
+    worker died during the POST) may have reached the endpoint; the retried job does not send the same
+    Parley-Delivery again, and says why in the delivery log."""
+    from django.utils import timezone
+
+    with in_business(world.business_a):
+        endpoint = webhooks.webhook_endpoint_create(
+            business=world.business_a, actor=world.owner_a, url=receiver.url, event_types=["template.status"]
+        )
+        delivery = WebhookDelivery.objects.create(
+            endpoint=endpoint, event_type="template.status", body="{}", created_at=timezone.now()
+        )
+        # Claimed by an attempt whose lease ran out unrecorded: its worker died mid-POST.
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            attempts=1, claimed_until=timezone.now() - timedelta(seconds=1)
+        )
+        assert webhooks.webhook_delivery_attempt(business=world.business_a, delivery_id=delivery.pk) == "unknown"
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.last_error, delivery.claimed_until) == (
+            "failed",
+            webhooks.UNKNOWN_OUTCOME,
+            None,
+        )
+        assert receiver.received == []
+        # A finished attempt leaves nothing open: the next one is a normal attempt.
+        again = WebhookDelivery.objects.create(
+            endpoint=endpoint, event_type="template.status", body="{}", created_at=timezone.now()
+        )
+        assert webhooks.webhook_delivery_attempt(business=world.business_a, delivery_id=again.pk) == "delivered"
+        again.refresh_from_db()
+        assert again.claimed_until is None
+    assert len(receiver.received) == 1

@@ -215,15 +215,23 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(live_db: World) -> None:
     for thread in threads:
         thread.start()
     began = time.monotonic()
-    # A few agents with a conversation open each, following every event of it.
+    # A few agents with a conversation open each, following every event of it: once the first
+    # messages made the conversations (on a loaded machine that can take longer than VIEW_AT).
     time.sleep(VIEW_AT)
-    with tenant_context(business):
-        opened = list(Conversation.objects.filter(contact__customer__in=people[:VIEWERS]).values_list("pk", flat=True))
+    opened: list[int] = []
+    waited_until = time.monotonic() + 30
+    while len(opened) < VIEWERS and time.monotonic() < waited_until:
+        with tenant_context(business):
+            opened = list(
+                Conversation.objects.filter(contact__customer__in=people[:VIEWERS]).values_list("pk", flat=True)
+            )
+        if len(opened) < VIEWERS:
+            time.sleep(0.5)
     viewers = [ConversationViewer(port, business.host, agent_session, pk) for pk in opened]
     viewer_threads = [threading.Thread(target=v.run, daemon=True) for v in viewers]
     for thread in viewer_threads:
         thread.start()
-    time.sleep(max(0.0, KILL_AT - (time.monotonic() - began)))
+    time.sleep(max(1.0, KILL_AT - (time.monotonic() - began)))
     os.kill(server.process.pid, signal.SIGKILL)
     server.process.wait(10)
     killed = time.monotonic()

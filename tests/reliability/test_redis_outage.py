@@ -3,7 +3,7 @@
 Daphne uses a PRIVATE redis-server (its own port; the shared one is never stopped) for the
 channel layer and cache. A customer sends a message every 0.2 s over /ws/chat/ (resending an
 unanswered one with the same client_msg_id after a reconnect, as the JS client does); an agent
-follows /ws/inbox/, reconnecting and resuming from its last id when needed. Redis is stopped
+has the conversation open on /ws/inbox/, reconnecting and resuming its view when needed. Redis is stopped
 for 10 s mid-run, then started again. Passing means: every send was either accepted (and is in
 PostgreSQL) or refused with an error frame; nothing accepted was dropped; nothing was stored
 twice; and after Redis returns the agent, resuming, has every stored message with no gap.
@@ -22,7 +22,9 @@ from django.conf import settings
 from django_tenants.utils import tenant_context
 from websockets.sync.client import ClientConnection, connect
 
+from config.websocket import reconnect_delay
 from messaging.models import Message
+from messaging.services import message_send_customer
 from reliability.report import record
 from tests.conftest import World, free_port, start_server, stop_server, unique
 from tests.reliability.private import private_redis
@@ -57,24 +59,40 @@ def resume(ws: ClientConnection, after: int) -> list[dict[str, Any]]:
 
 
 class Agent:
-    def __init__(self, port: int, host: str, session: str, after: int) -> None:
+    """An agent with the customer's conversation open (inbox.js `view`): every event of it, live;
+    after a reconnect the view resumes from the last event seen."""
+
+    def __init__(self, port: int, host: str, session: str, after: int, conversation_id: int) -> None:
         self.port, self.host, self.session, self.last = port, host, session, after
+        self.conversation_id = conversation_id
         self.created: list[str] = []  # client_msg_ids of message.created, in arrival order
         self.reconnects = 0
         self.stop = threading.Event()
 
     def _take(self, frame: dict[str, Any]) -> None:
-        if frame.get("id") is not None:
-            self.last = max(self.last, frame["id"])
+        if frame.get("conversation_id") != self.conversation_id or not isinstance(frame.get("id"), int):
+            return
+        if frame["id"] <= self.last:
+            return  # already seen (the page drops it too)
+        self.last = frame["id"]
         if frame.get("type") == "message.created":
             self.created.append(frame["message"].get("client_msg_id", ""))
 
+    def _view(self, ws: ClientConnection) -> None:
+        ws.send(json.dumps({"type": "view", "conversation_id": self.conversation_id, "after": self.last}))
+        while True:
+            frame = json.loads(ws.recv(timeout=15))
+            self._take(frame)
+            if frame.get("type") == "viewing":
+                return
+
     def run(self) -> None:
+        attempt = 0
         while not self.stop.is_set():
             try:
                 with open_socket(self.port, self.host, "/ws/inbox/", self.session) as ws:
-                    for frame in resume(ws, self.last):
-                        self._take(frame)
+                    self._view(ws)
+                    attempt = 0
                     while not self.stop.is_set():
                         try:
                             self._take(json.loads(ws.recv(timeout=0.5)))
@@ -82,12 +100,12 @@ class Agent:
                             continue
             except Exception:
                 self.reconnects += 1
-                time.sleep(0.5)
+                time.sleep(reconnect_delay(attempt))
+                attempt += 1
 
     def catch_up(self) -> None:
         with open_socket(self.port, self.host, "/ws/inbox/", self.session) as ws:
-            for frame in resume(ws, self.last):
-                self._take(frame)
+            self._view(ws)
 
 
 def test_redis_outage_loses_nothing_and_clients_resume_with_no_gap(live_db: World) -> None:
@@ -96,13 +114,17 @@ def test_redis_outage_loses_nothing_and_clients_resume_with_no_gap(live_db: Worl
     business = live_db.business_a
     customer = make_customer(unique("Redis Outage "))
     start = last_event_id(business)
+    with tenant_context(business):  # the conversation the agent has open
+        conversation_id = message_send_customer(
+            business=business, customer=customer, body="hello"
+        ).message.conversation_id
     with private_redis() as redis:
         server = start_server(
             free_port(),
             name="redis-outage",
             extra_env={"REDIS_URL": redis.url, "PARLEY_CHANNEL_PREFIX": unique("sec_outage")},
         )
-        agent = Agent(server.port, business.host, session_key(user=live_db.agent_a), start)
+        agent = Agent(server.port, business.host, session_key(user=live_db.agent_a), start, conversation_id)
         agent_thread = threading.Thread(target=agent.run, daemon=True)
         agent_thread.start()
         accepted: dict[str, int] = {}
@@ -185,7 +207,7 @@ def test_redis_outage_loses_nothing_and_clients_resume_with_no_gap(live_db: Worl
     record(
         check="3. Redis outage",
         tried=f"private Redis stopped {DOWN_SECONDS} s of {RUN_SECONDS} s; customer sent {n} messages "
-        f"(one every 0.2 s), agent following with resume",
+        f"(one every 0.2 s), an agent with the conversation open, resuming its view after reconnects",
         result=f"{len(accepted)} accepted, {len(refused)} refused with an error frame ({len(refused_but_stored)} of them stored anyway), {len(unanswered)} resent "
         f"after reconnect; {len(stored_set)} in PostgreSQL; {len(dropped)} accepted-but-lost, {duplicated} "
         f"duplicated; agent missed {len(agent_missing)} after resume ({agent.reconnects} reconnects)"

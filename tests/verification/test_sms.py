@@ -184,3 +184,27 @@ def test_expired_job_sends_nothing(world: World, caplog: pytest.LogCaptureFixtur
     send_sms(to="+4915100000009", sealed_body="not-a-token", reference="otp:1")
     assert not SmsMessage.objects.filter(to="+4915100000009").exists()
     assert "dropped" in caplog.text
+
+
+def test_a_text_is_sent_at_most_once_per_reference(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 10 (worker crash): the job records the attempt before calling the provider. Run
+    again (a retried job) it sends nothing more; after a provider's temporary refusal it sends
+    again; an attempt still open (the worker died mid-call) is never repeated."""
+    from verification.jobs import seal, send_sms
+    from verification.models import SmsDispatch
+    from verification.sms import sms_dispatch_begin
+
+    send_sms(to="+4915100000021", sealed_body=seal("Parley: 1"), reference="once:1")
+    send_sms(to="+4915100000021", sealed_body=seal("Parley: 1"), reference="once:1")
+    assert SmsMessage.objects.filter(to="+4915100000021").count() == 1
+    assert SmsDispatch.objects.get(reference="once:1").status == "sent"
+    # The worker died after this began: the outcome is unknown, and it is not sent again.
+    assert sms_dispatch_begin(reference="once:2")
+    send_sms(to="+4915100000022", sealed_body=seal("Parley: 2"), reference="once:2")
+    assert not SmsMessage.objects.filter(to="+4915100000022").exists()
+    assert SmsDispatch.objects.get(reference="once:2").status == "unknown"
+    assert "outcome unknown" in caplog.text
+    # Known not sent (the provider was busy): the retry sends it.
+    SmsDispatch.objects.filter(reference="once:2").update(status="retry")
+    send_sms(to="+4915100000022", sealed_body=seal("Parley: 2"), reference="once:2")
+    assert SmsMessage.objects.filter(to="+4915100000022").count() == 1
