@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from assignment import demo as assignment_demo
+from attachments import demo as attachments_demo
 from billing import demo as billing_demo
 from customers import demo as customers_demo
 from messaging import demo as messaging_demo
@@ -26,5 +27,6 @@ def demo_seed() -> DemoWorld:
         assignment_demo.seed(world)  # after messaging: its queue joins the airline's conversations
         billing_demo.seed(world)
         notifications_demo.seed(world)
+        attachments_demo.seed(world)  # after messaging: rich messages join its conversations
         customers_demo.seed(world)  # after messaging: the privacy centre needs conversations
     return world

@@ -14,6 +14,7 @@ urlpatterns = [
     path("team/", account_views.team, name="team"),
     path("team/<int:membership_id>/remove/", account_views.seat_remove_view, name="seat_remove"),
     path("", include("messaging.urls")),
+    path("", include("attachments.urls")),
     path("", include("assignment.urls")),
     path("", include("notifications.urls")),
     path("api/v1/", include("messaging.api.urls")),

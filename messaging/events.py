@@ -39,6 +39,10 @@ logger = logging.getLogger("parley.messaging")
 MESSAGE_CREATED = "message.created"
 MESSAGE_STATUS = "message.status"
 CONVERSATION_UPDATED = "conversation.updated"
+# Rich messages (issue 13).
+MESSAGE_EDITED = "message.edited"
+MESSAGE_DELETED = "message.deleted"
+REACTION_SET = "reaction.set"
 # Assignment and lifecycle, narrated in the thread (issue 12; written by messaging.announce).
 CONVERSATION_ACTIVITY = "conversation.activity"
 # Ephemeral frames (never stored, id null).
@@ -78,6 +82,46 @@ class ConversationShape(TypedDict):
     assigned_at: str | None
 
 
+class AttachmentShape(TypedDict):
+    id: int
+    kind: Literal["image", "document", "audio"]
+    name: str
+    size: int
+    content_type: str
+    width: int | None
+    height: int | None
+    url: str | None  # opens through the access check, which redirects to a short-lived signed URL
+    thumbnail_url: str | None
+    removed: Literal["", "expired", "deleted"]
+
+
+class QuoteShape(TypedDict):
+    id: int
+    author_kind: Literal["customer", "agent", "system", "api"]
+    author_name: str
+    body: str
+    attachment_kind: Literal["", "image", "document", "audio"]
+    deleted: bool
+
+
+class ReactionShape(TypedDict):
+    by: str  # "customer:<id>" or "user:<id>"
+    name: str
+    emoji: str
+
+
+class InteractiveOptionShape(TypedDict):
+    id: str  # what the customer's tap comes back with (choice_id)
+    title: str
+    description: str  # lists only; "" otherwise
+
+
+class InteractiveShape(TypedDict):
+    type: Literal["buttons", "list"]
+    options: list[InteractiveOptionShape]
+    button: str  # the label that opens a list; "" for buttons
+
+
 class MessageShape(TypedDict):
     id: int
     conversation_id: int
@@ -85,11 +129,19 @@ class MessageShape(TypedDict):
     direction: Literal["in", "out", "internal"]
     author_kind: Literal["customer", "agent", "system", "api"]
     author_name: str
+    author_id: int | None  # the agent who wrote it; null for customers, templates, the API
     kind: Literal["text", "note", "template"]
     body: str
     status: Literal["queued", "sent", "delivered", "read", "failed"]
     client_msg_id: str
     created_at: str
+    reply_to: QuoteShape | None
+    attachments: list[AttachmentShape]
+    reactions: list[ReactionShape]
+    interactive: InteractiveShape | None
+    choice_id: str
+    edited_at: str | None
+    deleted_at: str | None
 
 
 class MessageCreatedEvent(TypedDict):
@@ -106,6 +158,36 @@ class MessageStatusEvent(TypedDict):
     direction: Literal["in", "out"]
     up_to: int
     status: Literal["delivered", "read"]
+
+
+class MessageEditedEvent(TypedDict):
+    """The sender changed the text (within 15 minutes): the message as it is now."""
+
+    id: int
+    type: Literal["message.edited"]
+    conversation_id: int
+    message: MessageShape
+
+
+class MessageDeletedEvent(TypedDict):
+    """The sender deleted it (within 15 minutes): its text and file are gone."""
+
+    id: int
+    type: Literal["message.deleted"]
+    conversation_id: int
+    message: MessageShape
+
+
+class ReactionSetEvent(TypedDict):
+    """Someone set or removed (emoji "") their one reaction; `reactions` is the message's full set."""
+
+    id: int
+    type: Literal["reaction.set"]
+    conversation_id: int
+    message_id: int
+    by: str
+    emoji: str
+    reactions: list[ReactionShape]
 
 
 class ConversationUpdatedEvent(TypedDict):
@@ -147,6 +229,9 @@ class ThreadUpdatedEvent(TypedDict):
 EVENT_SHAPES: dict[str, type] = {
     MESSAGE_CREATED: MessageCreatedEvent,
     MESSAGE_STATUS: MessageStatusEvent,
+    MESSAGE_EDITED: MessageEditedEvent,
+    MESSAGE_DELETED: MessageDeletedEvent,
+    REACTION_SET: ReactionSetEvent,
     CONVERSATION_UPDATED: ConversationUpdatedEvent,
     CONVERSATION_ACTIVITY: ConversationActivityEvent,
     THREAD_UPDATED: ThreadUpdatedEvent,
