@@ -6,14 +6,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
 from django_tenants.utils import schema_context
 from procrastinate.contrib.django import app
-from procrastinate.exceptions import AlreadyEnqueued
 
+from config.jobs import defer_job
 from tenancy.models import PUBLIC_SCHEMA, Business
 
 logger = logging.getLogger("parley.assignment")
@@ -57,6 +56,10 @@ def sweep(schema_name: str) -> dict[str, Any]:
 @app.task(name="assignment.sweep_all", queue="assignment")
 def sweep_all(timestamp: int) -> None:
     for schema_name in Business.objects.exclude(schema_name=PUBLIC_SCHEMA).values_list("schema_name", flat=True):
-        # AlreadyEnqueued: the last minute's sweep has not run yet, and one is enough.
-        with contextlib.suppress(AlreadyEnqueued):
-            sweep.configure(queueing_lock=f"assignment-sweep:{schema_name}").defer(schema_name=schema_name)
+        # A sweep still waiting from the last minute is enough.
+        defer_job(
+            "assignment.sweep",
+            queueing_lock=f"assignment-sweep:{schema_name}",
+            skip_if_queued=True,
+            schema_name=schema_name,
+        )

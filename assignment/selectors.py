@@ -49,6 +49,13 @@ def assignment_settings_cached() -> AssignmentSettings:
     return value
 
 
+def assignment_settings_peek(schema_name: str) -> AssignmentSettings | None:
+    """The cached settings if fresh, without touching the database (None: read them first)."""
+    with _cache_lock:
+        hit = _cache.get(schema_name)
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
 def forget_cached_settings(schema_name: str) -> None:
     with _cache_lock:
         _cache.pop(schema_name, None)

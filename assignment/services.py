@@ -32,6 +32,7 @@ from assignment import hours, selectors
 from assignment.errors import assignment_error
 from assignment.events import publish_agent_status, publish_queue
 from assignment.models import AgentStatus, AssignmentSettings
+from config.jobs import defer_job
 from messaging.announce import Change, conversations_announce
 from messaging.errors import MessagingError, not_found
 from messaging.group_commit import send_message
@@ -254,8 +255,6 @@ def conversation_set_status(*, business: Business, user: User, conversation_id: 
 def conversation_snooze(*, business: Business, user: User, conversation_id: Any, until: Any) -> Conversation:
     """Snooze until a time (a job wakes it then) or, with `until` None, until the customer writes
     (the send core wakes it). Either way a customer's message wakes it early."""
-    from assignment.jobs import wake
-
     _seat(business, user)
     if until is not None:
         if isinstance(until, str):
@@ -282,7 +281,9 @@ def conversation_snooze(*, business: Business, user: User, conversation_id: Any,
         conversations_announce(business=business, changes=[Change(conversation, "snoozed", user)])
         if until is not None:
             # Deferred with the snooze: committed together, or neither.
-            wake.configure(schedule_at=until).defer(schema_name=business.schema_name, conversation_id=conversation.pk)
+            defer_job(
+                "assignment.wake", schedule_at=until, schema_name=business.schema_name, conversation_id=conversation.pk
+            )
         publish_queue(business=business, assigned=[])
         _after_commit_drain(business)  # a snoozed conversation does not count against capacity
     return conversation
@@ -473,20 +474,41 @@ def assignment_settings_update(*, business: Business, user: User, values: dict[s
 # --- a customer wrote (called by messaging after the send committed) --------------------------
 
 
-def after_customer_message(*, business: Business, conversation: Conversation, sent_at: datetime) -> None:
-    """Outside business hours the customer gets the away message once per closed period; a
-    conversation that just entered the queue is served (and the customers in line told)."""
-    settings = selectors.assignment_settings_cached()
-    if settings.hours_enabled and settings.away_message.strip():
-        since = hours.closed_since(settings, sent_at)
-        if since is not None and (conversation.away_sent_at is None or conversation.away_sent_at < since):
-            _send_away(business=business, conversation=conversation, since=since, body=settings.away_message)
-    just_queued = (
+def _just_queued(conversation: Conversation, sent_at: datetime) -> bool:
+    return (
         conversation.status == Conversation.Status.OPEN
         and conversation.assignee_id is None
         and conversation.queued_at == sent_at
     )
-    if just_queued:
+
+
+def _away_due(settings: AssignmentSettings, conversation: Conversation, sent_at: datetime) -> datetime | None:
+    """The start of the closed period if the away message is due for this message."""
+    if not (settings.hours_enabled and settings.away_message.strip()):
+        return None
+    since = hours.closed_since(settings, sent_at)
+    if since is not None and (conversation.away_sent_at is None or conversation.away_sent_at < since):
+        return since
+    return None
+
+
+def after_customer_message_needed(*, schema_name: str, conversation: Conversation, sent_at: datetime) -> bool:
+    """Whether `after_customer_message` has anything to do, decided without the database (the
+    websocket path asks on the event loop; most messages go into conversations already held)."""
+    if _just_queued(conversation, sent_at):
+        return True
+    settings = selectors.assignment_settings_peek(schema_name)
+    return settings is None or _away_due(settings, conversation, sent_at) is not None
+
+
+def after_customer_message(*, business: Business, conversation: Conversation, sent_at: datetime) -> None:
+    """Outside business hours the customer gets the away message once per closed period; a
+    conversation that just entered the queue is served (and the customers in line told)."""
+    settings = selectors.assignment_settings_cached()
+    since = _away_due(settings, conversation, sent_at)
+    if since is not None:
+        _send_away(business=business, conversation=conversation, since=since, body=settings.away_message)
+    if _just_queued(conversation, sent_at):
         assigned = queue_drain(business=business) if settings.auto_assign else []
         if not assigned:
             publish_queue(business=business, assigned=[])

@@ -61,7 +61,9 @@ class Stats:
     refused_final: dict[str, str] = field(default_factory=dict)  # client_msg_id -> code
     refusals: int = 0  # every retryable refusal frame (a send may be refused and retried)
     refusal_codes: dict[str, int] = field(default_factory=dict)
-    refusal_latency: list[float] = field(default_factory=list)  # send -> refusal frame
+    refusal_latency: list[float] = field(default_factory=list)  # first send -> refusal frame
+    # this attempt (the first send or a retry) -> its refusal: how fast the server says no
+    refusal_answer: list[float] = field(default_factory=list)
     accept_latency: list[float] = field(default_factory=list)  # send -> message.accepted
     customer_to_agent: list[float] = field(default_factory=list)
     agent_to_customer: list[float] = field(default_factory=list)
@@ -195,11 +197,13 @@ class _Page:
     stats: Stats
     socket: PageSocket
     pending: dict[str, dict[str, Any]]
+    attempts: dict[str, float]  # client_msg_id -> when it was last sent
 
     def send_message(self, frame: dict[str, Any]) -> None:
         cmid = frame["client_msg_id"]
         self.pending[cmid] = frame
         self.stats.sent.setdefault(cmid, time.time())
+        self.attempts[cmid] = time.time()
         self.socket.send(frame, queue=False)
 
     def on_send_error(self, frame: dict[str, Any]) -> None:
@@ -214,6 +218,7 @@ class _Page:
             self.stats.refusals += 1
             self.stats.refusal_codes[code] = self.stats.refusal_codes.get(code, 0) + 1
             self.stats.refusal_latency.append(time.time() - self.stats.sent[cmid])
+            self.stats.refusal_answer.append(time.time() - self.attempts.get(cmid, self.stats.sent[cmid]))
             retry_after = float(frame.get("retry_after") or DEFAULT_RETRY_AFTER)
             asyncio.get_running_loop().call_later(retry_after, self._resend, cmid)
             return
@@ -224,6 +229,7 @@ class _Page:
     def _resend(self, cmid: str) -> None:
         frame = self.pending.get(cmid)
         if frame is not None:
+            self.attempts[cmid] = time.time()
             self.socket.send(frame, queue=False)
 
     def on_accepted(self, frame: dict[str, Any]) -> None:
@@ -243,6 +249,7 @@ class ChatPage(_Page):
         self.conversation_id = conversation_id
         self.prefix = prefix
         self.pending = {}
+        self.attempts = {}
         self.seq = 0
         self.last_typing = 0.0
         self.theirs_max = 0  # the newest business message id seen
@@ -300,6 +307,7 @@ class InboxPage(_Page):
         self.stats = stats
         self.prefix = prefix
         self.pending = {}
+        self.attempts = {}
         self.seq = 0
         self.current = view
         self.read_up_to = 0

@@ -553,6 +553,7 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
         lost=lost_accepted,
         undelivered=undelivered,
         refusals=merged["refusals"],
+        refusal_answer_p99=p99(merged["refusal_answer"]),
         server_cpu=sampler.cpu_seconds / sampler.wall if sampler.wall else 0.0,
         server_rss=sampler.peak_rss,
     )
@@ -573,8 +574,9 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
     refused_final = merged["refused_final"]
     out.append(
         f"refusals: {merged['refusals']} retryable {merged['refusal_codes'] or ''} "
-        f"(send → refusal {percentiles(merged['refusal_latency'])}); final refusals {len(refused_final)}"
+        f"(first send → refusal {percentiles(merged['refusal_latency'])}); final refusals {len(refused_final)}"
     )
+    out.append(f"this attempt → its refusal:   {percentiles(merged['refusal_answer'])}")
     out.append(
         f"lost: sent {len(sent)}  accepted {len(accepted)}  rows {len(persisted) if persisted is not None else 'n/a'}  "
         f"accepted-but-not-persisted {lost_accepted}  persisted-but-not-received-by-customer {undelivered}  "

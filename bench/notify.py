@@ -8,10 +8,12 @@ with an approved template, an API key and `--recipients` verified customers (lim
 the bench measures the machinery, not the policy), opens `--connected` customers' chat sockets,
 then POSTs batches of 1,000 recipients. Prints:
 - accepted/s: recipients accepted per second of POST time (validation + one INSERT per batch +
-  queued jobs; nothing is delivered yet);
+  queued jobs), and the server's CPU-seconds for them (a figure the machine's load distorts far
+  less); a worker delivers meanwhile unless `--accept-only`;
 - delivery: a Procrastinate worker (in this process) works the queue through the send core;
   for each connected customer, seconds from the first POST until its socket got the
-  `message.created` frame (p50/p99), and overall delivered/s.
+  `message.created` frame (p50/p99), delivered/s from the first accepted to the last sent, and
+  this process's CPU-seconds for it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
 from bench.throwaway_db import throwaway_database  # noqa: E402  (after the path setup)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (Linux /proc): a figure the machine's load does not
+    distort the way wall-clock rates are."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,9 +69,14 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=2000)
     parser.add_argument("--connected", type=int, default=50)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--accept-only",
+        action="store_true",
+        help="no worker while the batches are posted: accepted/s of the endpoint alone (then delivery)",
+    )
     args = parser.parse_args()
     with throwaway_database(keep=args.keep):
-        run(args.recipients, min(args.connected, args.recipients))
+        run(args.recipients, min(args.connected, args.recipients), accept_only=args.accept_only)
 
 
 def setup(recipients: int) -> tuple[Any, str, list[Any]]:
@@ -128,7 +142,17 @@ def worker(stop: threading.Event) -> None:
         connections.close_all()
 
 
-async def measure(port: int, host: str, secret: str, customers: list[Any], sessions: list[str], after: int) -> None:
+async def measure(
+    port: int,
+    host: str,
+    secret: str,
+    customers: list[Any],
+    sessions: list[str],
+    after: int,
+    *,
+    accept_only: bool,
+    server_pid: int,
+) -> None:
     import httpx
     import websockets
     from django.conf import settings
@@ -164,13 +188,15 @@ async def measure(port: int, host: str, secret: str, customers: list[Any], sessi
     # are still being posted.
     stop = threading.Event()
     thread = threading.Thread(target=worker, args=(stop,), daemon=True)
-    thread.start()
+    if not accept_only:
+        thread.start()
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}/api/v1/",
         headers={"Host": host, "Authorization": f"Bearer {secret}"},
         timeout=120,
     ) as client:
         start = time.perf_counter()
+        server_cpu = cpu_seconds(server_pid)
         accepted = 0
         for offset in range(0, len(recipients), 1000):
             response = await client.post(
@@ -179,13 +205,23 @@ async def measure(port: int, host: str, secret: str, customers: list[Any], sessi
             response.raise_for_status()
             accepted += response.json()["accepted"]
         posted = time.perf_counter() - start
-    print(f"accepted:     {accepted} recipients in {posted:.2f} s → {accepted / posted:,.0f} accepted/s")
+        server_cpu = cpu_seconds(server_pid) - server_cpu
+    mode = "no worker running" if accept_only else "a worker delivering meanwhile"
+    print(f"accepted:     {accepted} recipients in {posted:.2f} s → {accepted / posted:,.0f} accepted/s ({mode})")
+    print(
+        f"accept CPU:   the server used {server_cpu:.2f} CPU-s for them → {accepted / max(server_cpu, 0.01):,.0f} "
+        "accepted per CPU-second of one process"
+    )
+    worker_cpu = time.process_time()
+    if accept_only:
+        thread.start()
     try:
         await asyncio.wait_for(done.wait(), 300)
     finally:
         stop.set()
         for task in tasks:
             task.cancel()
+    worker_cpu = time.process_time() - worker_cpu
     latencies = sorted(t - start for t in seen.values())
     last = latencies[-1]
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
@@ -194,9 +230,13 @@ async def measure(port: int, host: str, secret: str, customers: list[Any], sessi
         f"p99 {p99:.2f} s after the first POST (last {last:.2f} s)"
     )
     thread.join(60)
+    print(
+        f"deliver CPU:  this process (the worker and the {len(sessions)} sockets' clients) used "
+        f"{worker_cpu:.2f} CPU-s → {len(customers) / max(worker_cpu, 0.01):,.0f} notifications per CPU-second"
+    )
 
 
-def run(recipients: int, connected: int) -> None:
+def run(recipients: int, connected: int, *, accept_only: bool = False) -> None:
     from django.conf import settings
     from django_tenants.utils import tenant_context
 
@@ -245,15 +285,32 @@ def run(recipients: int, connected: int) -> None:
                     break
             except OSError:
                 time.sleep(0.1)
-        started = time.perf_counter()
         with tenant_context(business):
             after = last_event_id()
-        asyncio.run(measure(port, business.host, secret, customers, sessions, after))
-        with tenant_context(business):
-            sent = Notification.objects.filter(status="sent").count()
-        print(
-            f"delivered:    {sent} sent so far ({sent / (time.perf_counter() - started):,.0f}/s incl. setup of sockets)"
+        asyncio.run(
+            measure(
+                port,
+                business.host,
+                secret,
+                customers,
+                sessions,
+                after,
+                accept_only=accept_only,
+                server_pid=server.pid,
+            )
         )
+        from django.db.models import Count, Max, Min
+
+        with tenant_context(business):
+            figures = Notification.objects.filter(status="sent").aggregate(
+                n=Count("pk"), first=Min("created_at"), last=Max("sent_at")
+            )
+        if figures["n"]:
+            span = (figures["last"] - figures["first"]).total_seconds()
+            print(
+                f"delivered:    {figures['n']} sent in {span:.2f} s from the first accepted to the last sent "
+                f"→ {figures['n'] / span:,.0f} delivered/s"
+            )
     finally:
         server.terminate()
         server.wait(10)

@@ -90,6 +90,9 @@ def run(threads: int, sends: int, serial: int) -> None:
         queries = captured.captured_queries
         sets = sum(1 for q in queries if q["sql"].startswith("SET search_path"))
         print(f"{label}: {len(queries)} SQL statements ({sets} SET search_path)")
+        if os.environ.get("RICH13_DUMP"):
+            for q in queries:
+                print("   ", q["sql"][:150])
 
     # --- serial -------------------------------------------------------------------------------
     start = time.perf_counter()

@@ -16,12 +16,14 @@ from billing.models import (
     FREE_SERVICE_CONVERSATIONS_PER_MONTH,
     BillingAccount,
     Invoice,
+    PricingModel,
     Rate,
     RateCard,
     UsageRecord,
 )
+from billing.prices import price_for
 from billing.selectors import period_end
-from billing.services import WINDOW, active_rate_card, month_start, price_for, usage_counter_rebuild
+from billing.services import WINDOW, active_rate_card, month_start, usage_counter_rebuild
 from tenancy.demo import DemoWorld
 from tenancy.models import Business
 
@@ -56,6 +58,33 @@ def seed_rate_card() -> RateCard:
             Rate.objects.get_or_create(
                 rate_card=card, category=category, country=country, defaults={"price": Decimal(price)}
             )
+    return card
+
+
+# The same prices as a per-message card (WhatsApp's July 2025 model), ready for staff to activate
+# in the admin ("Make the selected rate card active") to show the other pricing model.
+PER_MESSAGE_CARD = "Parley per message 2026"
+
+
+def seed_per_message_card() -> RateCard:
+    """An inactive per-message card beside the active per-conversation one (never activated
+    here: the demo's ledger and pages stay per conversation unless staff switch)."""
+    active = active_rate_card()
+    card, created = RateCard.objects.get_or_create(
+        name=PER_MESSAGE_CARD,
+        defaults={
+            "is_active": False,
+            "pricing_model": PricingModel.MESSAGE,
+            **{f"default_{c}": active.default_for(c) for c in CATEGORIES},
+        },
+    )
+    if created:
+        Rate.objects.bulk_create(
+            Rate(rate_card=card, category=category, country=country, price=Decimal(price))
+            for country, prices in RATES.items()
+            for category, price in zip(CATEGORIES, prices, strict=True)
+            if category != "service"  # free under per-message pricing
+        )
     return card
 
 
@@ -154,6 +183,7 @@ def _airline_subscription(business: Business) -> None:
 def seed(world: DemoWorld) -> None:
     with transaction.atomic():
         seed_rate_card()
+        seed_per_message_card()
         airline = _usage(world.airline, per_day=40, mix=(60, 30, 5, 5), countries=["DE", "AT", "CH", "US", "GB"])
         bakery = _usage(world.bakery, per_day=4, mix=(85, 10, 5, 0), countries=["DE", "DE", "AT"])
         _airline_subscription(world.airline)
@@ -169,4 +199,8 @@ def seed(world: DemoWorld) -> None:
         f"Billing: {world.airline.absolute_url('/billing/')} ({airline_month} conversations this month), "
         f"{world.bakery.absolute_url('/billing/')} ({bakery_month}); last month is filled in too"
         f" ({airline + bakery} new demo conversations)"
+    )
+    world.lines.append(
+        f"Rate cards: per conversation (active) and “{PER_MESSAGE_CARD}” (per template message): "
+        "activate it in the admin under Billing → Rate cards to see /pricing/ and /billing/ switch"
     )

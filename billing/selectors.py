@@ -26,6 +26,7 @@ from billing.models import (
     UsageRecord,
     month_start,
 )
+from billing.prices import country_for_phone, price_for
 from tenancy.models import Business
 
 
@@ -177,6 +178,41 @@ def pricing_model() -> str:
     """How the active rate card charges: per conversation or per template message."""
     model = RateCard.objects.filter(is_active=True).values_list("pricing_model", flat=True).first()
     return model or PricingModel.CONVERSATION
+
+
+@dataclass(frozen=True)
+class PriceQuote:
+    """What sending one business message now would cost (shown before an agent sends)."""
+
+    amount: Decimal
+    per: str  # "conversation" or "message"
+    opens: bool  # under per-conversation pricing: this message would open a billable conversation
+
+
+def price_quote(
+    *, business: Business, customer_id: int, customer_phone: str, category: str, service_window_open: bool
+) -> PriceQuote:
+    """The price `billing.services.charges_for_messages` would charge for this message now,
+    under the active card's model: per conversation, nothing if a billable conversation with the
+    customer is open, else the category's price for their country; per message, the price unless
+    it is free (service replies, utility templates inside an open service window)."""
+    model = pricing_model()
+    if model == PricingModel.MESSAGE:
+        if category == Category.SERVICE or (category == Category.UTILITY and service_window_open):
+            return PriceQuote(Decimal("0"), model, opens=False)
+        return PriceQuote(price_for(category=category, country=country_for_phone(customer_phone)), model, opens=False)
+    now = timezone.now()
+    open_now = UsageRecord.objects.filter(
+        business_id=business.pk,
+        customer_id=customer_id,
+        unit=UsageRecord.Unit.CONVERSATION,
+        voided_at__isnull=True,
+        opened_at__lte=now,
+        window_ends_at__gt=now,
+    ).exists()
+    if open_now:
+        return PriceQuote(Decimal("0"), model, opens=False)
+    return PriceQuote(price_for(category=category, country=country_for_phone(customer_phone)), model, opens=True)
 
 
 def invoices_for(*, business: Business, limit: int = 24) -> list[Invoice]:

@@ -22,11 +22,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import phonenumbers
 from django.core.mail import mail_admins
 from django.db import connection, transaction
-from django.db.models import DecimalField, F
-from django.db.models.expressions import RawSQL
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -36,18 +34,17 @@ from billing import stripe_gateway
 from billing.models import (
     CATEGORIES,
     FREE_SERVICE_CONVERSATIONS_PER_MONTH,
-    LAUNCH_PRICES,
     BillingAccount,
     Category,
     Invoice,
     PricingModel,
-    Rate,
     RateCard,
     StripeEvent,
     UsageCounter,
     UsageRecord,
     month_start,
 )
+from billing.prices import active_price_sql, country_for_phone
 from config.jobs import defer_atomic, defer_job
 from tenancy.models import Business
 
@@ -83,49 +80,11 @@ def _tell_staff(subject: str, body: str) -> None:
 # --- prices ----------------------------------------------------------------------------------
 
 
-def country_for_phone(phone: str) -> str:
-    """ISO country of an E.164 number, or "" when it cannot be told (the default rate applies)."""
-    try:
-        number = phonenumbers.parse(phone, None)
-    except phonenumbers.NumberParseException:
-        return ""
-    region = phonenumbers.region_code_for_number(number)
-    return region if region and region != "001" else ""
-
-
 def active_rate_card() -> RateCard:
     card = RateCard.objects.filter(is_active=True).first()
     if card is None:
         card, _created = RateCard.objects.get_or_create(is_active=True, defaults=RateCard.launch_fields())
     return card
-
-
-def _active_price(category: str, country: str) -> RawSQL:
-    """The active card's price as SQL: the country's rate, else the card's default; the launch price
-    if no card is active. Given as a field value, the ledger INSERT reads the price in the same round
-    trip (Django returns the computed value into the instance). Raw SQL because it is compiled on
-    every send, where the ORM's nested subqueries cost more than the round trip they save."""
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown conversation category {category!r}")
-    sql = f"""
-        COALESCE(
-            (SELECT COALESCE(
-                (SELECT r.price FROM {Rate._meta.db_table} r
-                  WHERE r.rate_card_id = c.id AND r.category = %s AND r.country = %s),
-                c.default_{category})
-             FROM {RateCard._meta.db_table} c WHERE c.is_active),
-            %s)
-    """
-    # Safe: the category is checked against CATEGORIES above, every value is a parameter.
-    return RawSQL(sql, [category, country, LAUNCH_PRICES[category]], output_field=DecimalField())  # noqa: S611
-
-
-def price_for(*, category: str, country: str) -> Decimal:
-    """What a conversation of this category with a customer in this country costs now."""
-    price = _active_price(category, country)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {price.sql}", price.params)
-        return Decimal(cursor.fetchone()[0])
 
 
 # --- the messaging contract -----------------------------------------------------------------------
@@ -300,7 +259,7 @@ def _lock_windows(
     the transaction ends; read the active card's pricing model and its price for each (category,
     country) in the same round trip (a send pays one statement for all three)."""
     ordered = sorted(price_keys)
-    prices = [_active_price(category, country) for category, country in ordered]
+    prices = [active_price_sql(category, country) for category, country in ordered]
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT (SELECT pricing_model FROM {RateCard._meta.db_table} WHERE is_active), "
@@ -828,6 +787,7 @@ _HANDLERS = {
 def stripe_event_receive(*, event: dict[str, Any]) -> str:
     """A verified webhook event: store it, then apply it once. If applying fails the stored event
     is retried by a job, so Stripe still gets its 2xx and does not redeliver forever."""
+
     row, _created = stripe_event_store(event=event)
     if row.processed_at is not None:
         return "duplicate"

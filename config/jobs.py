@@ -9,6 +9,10 @@ at once, on its own — before the writes it is about (a report job could run, f
 or without them (the writes rolled back). Code that runs in both places defers through here: always
 Django's connection of this thread, in its transaction, and many jobs in one statement.
 
+It is also the one way an app queues a job by its task name (`defer_job`, `defer_atomic` for
+many): an app's jobs module calls its services, so the services never import it back, and a
+misspelt name raises instead of queueing a job nobody runs.
+
 ## Recovering stalled jobs
 
 A Procrastinate worker marks a job `doing` when it takes it. If the worker process is killed
@@ -72,48 +76,9 @@ async def retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
     return len(await retry_stalled_jobs_now(manager=context.app.job_manager))
 
 
-# --- deferring by name ----------------------------------------------------------------------------
-# An app's jobs module calls its services, so the services queue those jobs by name instead of
-# importing the module back; the periodic fan-out jobs use it too. Both helpers insert through
-# Django's connection of this thread, also inside a running job (whose app connector is the
-# worker's own pool), so a job exists exactly when the caller's writes commit.
-
-
 @functools.cache
 def _manager() -> JobManager:
     return JobManager(connector=DjangoConnector())
-
-
-def defer_job(
-    task_name: str,
-    /,
-    *,
-    queueing_lock: str | None = None,
-    schedule_at: datetime | None = None,
-    skip_if_queued: bool = False,
-    **job_kwargs: Any,
-) -> bool:
-    """Queue the registered task `task_name` (its queue and retry policy) with `job_kwargs`; a
-    misspelt name raises instead of queueing a job nobody runs.
-
-    `queueing_lock`: at most one such job waits at a time. A second one raises AlreadyEnqueued,
-    unless `skip_if_queued`: then the waiting job is enough, this returns False, and the insert
-    ran in a savepoint, so the caller's transaction goes on. (Without it no savepoint is taken:
-    the send path defers inside its hot transaction.) Returns whether a job was queued.
-    """
-    options: dict[str, Any] = {"queueing_lock": queueing_lock, "schedule_at": schedule_at}
-    task = app.configure_task(task_name, allow_unknown=False, **{k: v for k, v in options.items() if v is not None})
-    job = task.job.evolve(task_kwargs=job_kwargs)
-    if not skip_if_queued:
-        _manager().defer_job(job)
-        return True
-    try:
-        with transaction.atomic():
-            _manager().defer_job(job)
-    # Through Django's connection the lock's unique violation can surface as Django's error.
-    except (AlreadyEnqueued, IntegrityError):
-        return False
-    return True
 
 
 def defer_atomic(name: str, jobs: Sequence[tuple[dict[str, Any], str | None]], **options: Any) -> None:
@@ -126,3 +91,33 @@ def defer_atomic(name: str, jobs: Sequence[tuple[dict[str, Any], str | None]], *
     _manager().batch_defer_jobs(
         [template.evolve(task_kwargs=dict(kwargs), queueing_lock=lock) for kwargs, lock in jobs]
     )
+
+
+def defer_job(
+    task_name: str,
+    /,
+    *,
+    queueing_lock: str | None = None,
+    schedule_at: datetime | None = None,
+    skip_if_queued: bool = False,
+    **job_kwargs: Any,
+) -> bool:
+    """Defer one job of task `task_name` with `job_kwargs`, as `defer_atomic` does.
+
+    `queueing_lock`: at most one such job waits at a time. A second one raises AlreadyEnqueued,
+    unless `skip_if_queued`: then the waiting job is enough, this returns False, and the insert
+    ran in a savepoint, so the caller's transaction goes on (a periodic fan-out over every
+    business does not stop at one whose job still waits). Without it no savepoint is taken: the
+    send path defers inside its hot transaction. Returns whether a job was queued.
+    """
+    options = {"schedule_at": schedule_at} if schedule_at is not None else {}
+    if not skip_if_queued:
+        defer_atomic(task_name, [(job_kwargs, queueing_lock)], **options)
+        return True
+    try:
+        with transaction.atomic():
+            defer_atomic(task_name, [(job_kwargs, queueing_lock)], **options)
+    # Through Django's connection the lock's unique violation can surface as Django's error.
+    except (AlreadyEnqueued, IntegrityError):
+        return False
+    return True

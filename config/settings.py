@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import django_stubs_ext
 import environ
@@ -155,7 +156,10 @@ TENANT_APPS = [
     "django.contrib.contenttypes",
     "messaging",
     "notifications",
+    "attachments",
     "assignment",
+    "collab",
+    "insights",
 ]
 INSTALLED_APPS = ["daphne"] + SHARED_APPS + [a for a in TENANT_APPS if a not in SHARED_APPS]
 
@@ -267,6 +271,9 @@ else:
 # from the pool above, so keep it at or below PARLEY_DB_POOL_MAX_SIZE; see tenancy/db.py) and
 # sends waiting or running per process before new ones get "overloaded".
 PARLEY_DB_THREADS = env.int("PARLEY_DB_THREADS", default=8)
+# The GIL switch interval of a server process once its database threads start (tenancy/db.py:
+# a thread whose query returned waits at most this long for the event loop to let it in).
+PARLEY_GIL_SWITCH_INTERVAL = env.float("PARLEY_GIL_SWITCH_INTERVAL", default=0.0005)
 PARLEY_WS_MAX_SENDS = env.int("PARLEY_WS_MAX_SENDS", default=PARLEY_DB_THREADS * 8)
 
 # --- auth ---------------------------------------------------------------------------------
@@ -298,6 +305,46 @@ STATIC_ROOT = BASE_DIR / ".staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env.str("PARLEY_MEDIA_ROOT", default=str(BASE_DIR / ".media")))
+
+# --- attachments (attachments/storage.py) ---------------------------------------------------
+# Private files: never under MEDIA_ROOT (served as /media/ in development), only through
+# short-lived signed URLs. A local folder by default; an S3-compatible bucket (django-storages)
+# when PARLEY_S3_BUCKET is set.
+PARLEY_ATTACHMENTS_ROOT = Path(env.str("PARLEY_ATTACHMENTS_ROOT", default=str(BASE_DIR / ".media-private")))
+PARLEY_S3_BUCKET = env.str("PARLEY_S3_BUCKET", default="")
+if PARLEY_S3_BUCKET:
+    _ATTACHMENTS_STORAGE: dict[str, Any] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": PARLEY_S3_BUCKET,
+            "endpoint_url": env.str("PARLEY_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("PARLEY_S3_REGION", default="") or None,
+            "access_key": env.str("PARLEY_S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("PARLEY_S3_SECRET_ACCESS_KEY", default="") or None,
+            "location": env.str("PARLEY_S3_PREFIX", default="attachments"),
+            "default_acl": "private",
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
+else:
+    _ATTACHMENTS_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(PARLEY_ATTACHMENTS_ROOT), "base_url": None},
+    }
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "attachments": _ATTACHMENTS_STORAGE,
+}
+# Per kind, in bytes (WhatsApp's limits are 5 MB images, 16 MB audio, 100 MB documents).
+PARLEY_ATTACHMENT_LIMITS = {
+    "image": env.int("PARLEY_ATTACHMENT_IMAGE_MB", default=16) * 1024 * 1024,
+    "audio": env.int("PARLEY_ATTACHMENT_AUDIO_MB", default=16) * 1024 * 1024,
+    "document": env.int("PARLEY_ATTACHMENT_DOCUMENT_MB", default=16) * 1024 * 1024,
+}
+# How long a signed file URL works (seconds): the page asks again each time it shows the file.
+PARLEY_ATTACHMENT_URL_SECONDS = env.int("PARLEY_ATTACHMENT_URL_SECONDS", default=300)
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 

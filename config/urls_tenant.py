@@ -10,11 +10,15 @@ from tenancy import views as tenancy_views
 
 urlpatterns = [
     path("", tenancy_views.tenant_root, name="dashboard"),
+    path("overview/live/", tenancy_views.dashboard_live, name="dashboard_live"),
     path("favicon.ico", config_views.favicon),
     path("team/", account_views.team, name="team"),
     path("team/<int:membership_id>/remove/", account_views.seat_remove_view, name="seat_remove"),
     path("", include("messaging.urls")),
+    path("", include("attachments.urls")),
     path("", include("assignment.urls")),
+    path("", include("collab.urls")),
+    path("", include("insights.urls")),
     path("", include("notifications.urls")),
     path("api/v1/", include("messaging.api.urls")),
     path("", include("verification.urls")),

@@ -63,21 +63,33 @@ def conversations_announce(*, business: Business, changes: Sequence[Change]) -> 
         event_id = first + offset
         if type == events.CONVERSATION_UPDATED:
             data = {"conversation": conversation_payload(conversation)}
+        frame = events.event_frame(event_id=event_id, type=type, data=data)
+        prev_public, prev_event = events.chain_event(conversation, event_id, Event.Audience.AGENTS)
         stored.append(
             events.StoredEvent(
                 event_id,
                 type,
                 conversation.pk,
                 Event.Audience.AGENTS,
-                events.event_frame(event_id=event_id, type=type, data=data),
-                conversation.last_public_event_id,
-                conversation.last_event_id,
+                frame,
+                prev_public,
+                prev_event,
                 conversation.assignee_id,
             )
         )
-        conversation.last_event_id = event_id
-    events.append_events(stored)
     touched = {c.conversation.pk: c.conversation for c in changes}
-    Conversation.objects.bulk_update(list(touched.values()), ["last_event_id"])
+    # The stream counter's row is locked until commit: the events and the conversations' chain
+    # pointers in one round trip.
+    values = ", ".join(["(%s::bigint, %s::bigint)"] * len(touched))
+    events.execute_together(
+        [
+            events.append_events_statement(stored),
+            (
+                f"UPDATE {Conversation._meta.db_table} AS c SET last_event_id = v.last_event "
+                f"FROM (VALUES {values}) AS v(id, last_event) WHERE c.id = v.id",
+                [value for c in touched.values() for value in (c.pk, c.last_event_id)],
+            ),
+        ]
+    )
     events.publish_on_commit(schema_name=business.schema_name, events=stored, customer_updates=[])
     return stored

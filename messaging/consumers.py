@@ -827,9 +827,22 @@ class InboxConsumer(StreamConsumer):
             body=payload.get("body"),
             client_msg_id=payload.get("client_msg_id"),
             kind=payload.get("kind") or "text",
+            reply_to=payload.get("reply_to"),
+            attachment_id=payload.get("attachment_id"),
+            interactive=payload.get("interactive"),
             takeover=payload.get("takeover") is True,
         )
         await self.accepted(result)
+
+    # Rich messages (issue 13): the services check the sender, the window and the rights.
+    async def on_edit(self, payload: dict[str, Any]) -> None:
+        await self.as_agent(services.message_edit, message_id=payload.get("message_id"), body=payload.get("body"))
+
+    async def on_delete(self, payload: dict[str, Any]) -> None:
+        await self.as_agent(services.message_delete, message_id=payload.get("message_id"))
+
+    async def on_react(self, payload: dict[str, Any]) -> None:
+        await self.as_agent(services.reaction_set, message_id=payload.get("message_id"), emoji=payload.get("emoji"))
 
     async def on_typing(self, payload: dict[str, Any]) -> None:
         # Only for the conversation this agent has open, whose group they joined after a check.
@@ -956,6 +969,9 @@ class ChatConsumer(StreamConsumer):
             customer=self.customer,
             body=payload.get("body"),
             client_msg_id=payload.get("client_msg_id"),
+            reply_to=payload.get("reply_to"),
+            attachment_id=payload.get("attachment_id"),
+            choice=payload.get("choice"),
         )
         if self.conversation_id is None:
             # The first message created the conversation after this socket connected; its
@@ -964,6 +980,15 @@ class ChatConsumer(StreamConsumer):
             async with self.delivery:
                 await self.catch_up()
         await self.accepted(result)
+
+    async def on_edit(self, payload: dict[str, Any]) -> None:
+        await self.as_customer(services.message_edit, message_id=payload.get("message_id"), body=payload.get("body"))
+
+    async def on_delete(self, payload: dict[str, Any]) -> None:
+        await self.as_customer(services.message_delete, message_id=payload.get("message_id"))
+
+    async def on_react(self, payload: dict[str, Any]) -> None:
+        await self.as_customer(services.reaction_set, message_id=payload.get("message_id"), emoji=payload.get("emoji"))
 
     async def on_typing(self, payload: dict[str, Any]) -> None:
         if self.conversation_id is not None:

@@ -31,9 +31,12 @@ class MessagingErrorCode(StrEnum):
     HELD_BY_OTHER = "held_by_other"
     ASSIGNEE_ONLY = "assignee_only"
     SERVER_ERROR = "server_error"
-    # The pages' JSON reads only (a websocket closes with 4401/4403 instead, config/websocket.py).
+    # The pages' JSON reads only (a websocket closes with 4401/4403 instead, config/websocket.py);
+    # forbidden also refuses an edit or delete of someone else's message (issue 13).
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
+    # rich messages (issue 13): past the 15-minute edit/delete window.
+    TOO_LATE = "too_late"
 
 
 class MessagingError(Exception):

@@ -39,6 +39,10 @@ logger = logging.getLogger("parley.messaging")
 MESSAGE_CREATED = "message.created"
 MESSAGE_STATUS = "message.status"
 CONVERSATION_UPDATED = "conversation.updated"
+# Rich messages (issue 13).
+MESSAGE_EDITED = "message.edited"
+MESSAGE_DELETED = "message.deleted"
+REACTION_SET = "reaction.set"
 # Assignment and lifecycle, narrated in the thread (issue 12; written by messaging.announce).
 CONVERSATION_ACTIVITY = "conversation.activity"
 # Ephemeral frames (never stored, id null).
@@ -78,6 +82,46 @@ class ConversationShape(TypedDict):
     assigned_at: str | None
 
 
+class AttachmentShape(TypedDict):
+    id: int
+    kind: Literal["image", "document", "audio"]
+    name: str
+    size: int
+    content_type: str
+    width: int | None
+    height: int | None
+    url: str | None  # opens through the access check, which redirects to a short-lived signed URL
+    thumbnail_url: str | None
+    removed: Literal["", "expired", "deleted"]
+
+
+class QuoteShape(TypedDict):
+    id: int
+    author_kind: Literal["customer", "agent", "system", "api"]
+    author_name: str
+    body: str
+    attachment_kind: Literal["", "image", "document", "audio"]
+    deleted: bool
+
+
+class ReactionShape(TypedDict):
+    by: str  # "customer:<id>" or "user:<id>"
+    name: str
+    emoji: str
+
+
+class InteractiveOptionShape(TypedDict):
+    id: str  # what the customer's tap comes back with (choice_id)
+    title: str
+    description: str  # lists only; "" otherwise
+
+
+class InteractiveShape(TypedDict):
+    type: Literal["buttons", "list"]
+    options: list[InteractiveOptionShape]
+    button: str  # the label that opens a list; "" for buttons
+
+
 class MessageShape(TypedDict):
     id: int
     conversation_id: int
@@ -85,11 +129,19 @@ class MessageShape(TypedDict):
     direction: Literal["in", "out", "internal"]
     author_kind: Literal["customer", "agent", "system", "api"]
     author_name: str
+    author_id: int | None  # the agent who wrote it; null for customers, templates, the API
     kind: Literal["text", "note", "template"]
     body: str
     status: Literal["queued", "sent", "delivered", "read", "failed"]
     client_msg_id: str
     created_at: str
+    reply_to: QuoteShape | None
+    attachments: list[AttachmentShape]
+    reactions: list[ReactionShape]
+    interactive: InteractiveShape | None
+    choice_id: str
+    edited_at: str | None
+    deleted_at: str | None
 
 
 class MessageCreatedEvent(TypedDict):
@@ -106,6 +158,36 @@ class MessageStatusEvent(TypedDict):
     direction: Literal["in", "out"]
     up_to: int
     status: Literal["delivered", "read"]
+
+
+class MessageEditedEvent(TypedDict):
+    """The sender changed the text (within 15 minutes): the message as it is now."""
+
+    id: int
+    type: Literal["message.edited"]
+    conversation_id: int
+    message: MessageShape
+
+
+class MessageDeletedEvent(TypedDict):
+    """The sender deleted it (within 15 minutes): its text and file are gone."""
+
+    id: int
+    type: Literal["message.deleted"]
+    conversation_id: int
+    message: MessageShape
+
+
+class ReactionSetEvent(TypedDict):
+    """Someone set or removed (emoji "") their one reaction; `reactions` is the message's full set."""
+
+    id: int
+    type: Literal["reaction.set"]
+    conversation_id: int
+    message_id: int
+    by: str
+    emoji: str
+    reactions: list[ReactionShape]
 
 
 class ConversationUpdatedEvent(TypedDict):
@@ -147,6 +229,9 @@ class ThreadUpdatedEvent(TypedDict):
 EVENT_SHAPES: dict[str, type] = {
     MESSAGE_CREATED: MessageCreatedEvent,
     MESSAGE_STATUS: MessageStatusEvent,
+    MESSAGE_EDITED: MessageEditedEvent,
+    MESSAGE_DELETED: MessageDeletedEvent,
+    REACTION_SET: ReactionSetEvent,
     CONVERSATION_UPDATED: ConversationUpdatedEvent,
     CONVERSATION_ACTIVITY: ConversationActivityEvent,
     THREAD_UPDATED: ThreadUpdatedEvent,
@@ -273,39 +358,38 @@ def event_frame(*, event_id: int, type: str, data: dict[str, Any]) -> str:
     return dumps({"id": event_id, "type": type, **data})
 
 
-def append_events(events: list[StoredEvent]) -> None:
-    """Store events (already numbered by `allocate_event_ids`) in one INSERT (raw: compiling
-    bulk_create costs more than the round trip on the send path)."""
+Statement = tuple[str, list[Any]]
+
+
+def append_events_statement(events: list[StoredEvent]) -> Statement | None:
+    """The one INSERT that stores events already numbered by `allocate_event_ids` (raw:
+    compiling bulk_create costs more than the round trip on the send path)."""
     if not events:
-        return
+        return None
     now = timezone.now()
     params: list[Any] = []
     for e in events:
         params += [e.id, e.type, e.conversation_id, e.audience, e.frame, now]
     values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(events))
+    return (
+        f"INSERT INTO {Event._meta.db_table} (id, type, conversation_id, audience, frame, created_at) VALUES {values}",
+        params,
+    )
+
+
+def execute_together(statements: list[Statement | None]) -> None:
+    """Run data-modifying statements as one (`WITH s0 AS (…), s1 AS (…) <last>`): one round trip.
+    What a writer does after it took the stream counter's row lock holds that lock — and with
+    it every other writer of the business — until commit, so each round trip there counts.
+    The statements must touch different rows (they see one snapshot, not each other's changes)."""
+    parts = [statement for statement in statements if statement is not None]
+    if not parts:
+        return
+    *first, (last_sql, last_params) = parts
+    sql = ", ".join(f"s{n} AS ({part_sql})" for n, (part_sql, _params) in enumerate(first))
+    params = [value for _sql, part_params in first for value in part_params] + last_params
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {Event._meta.db_table} (id, type, conversation_id, audience, frame, created_at) "
-            f"VALUES {values}",
-            params,
-        )
-
-
-def append_event(
-    *,
-    event_id: int,
-    type: str,
-    conversation_id: int | None,
-    audience: str,
-    data: dict[str, Any],
-    prev_public_id: int = 0,
-    prev_event_id: int = 0,
-    assignee_id: int | None = None,
-) -> StoredEvent:
-    frame = event_frame(event_id=event_id, type=type, data=data)
-    event = StoredEvent(event_id, type, conversation_id, audience, frame, prev_public_id, prev_event_id, assignee_id)
-    append_events([event])
-    return event
+        cursor.execute(f"WITH {sql} {last_sql}" if first else last_sql, params)
 
 
 def publish_on_commit(*, schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
@@ -395,6 +479,15 @@ def layer_send_nowait(layer: Any, group: str, message: dict[str, Any]) -> asynci
 # The publish most recently handed to the layer on this loop: messages go out in order, so once it
 # is done every earlier one is too.
 _last_publish: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None
+
+
+def publishing() -> asyncio.Future[Any] | None:
+    """The publish most recently handed to the layer on this loop (None: nothing pending): once
+    it is done, so is every publish queued before it."""
+    last = _last_publish
+    if last is not None and last[0] is asyncio.get_running_loop() and not last[1].done():
+        return last[1]
+    return None
 
 
 async def published() -> None:
@@ -580,4 +673,12 @@ async def send_signal(group: str, layer_type: str, frame: dict[str, Any], *, sen
     layer = get_channel_layer()
     if layer is None:
         return
-    await layer.group_send(group, {"type": layer_type, "text": dumps({"id": None, **frame}), "sender": sender})
+    # Handed over without waiting for Redis: a socket's next frame (the send after its typing)
+    # must not queue behind the publish.
+    sent = layer_send_nowait(layer, group, {"type": layer_type, "text": dumps({"id": None, **frame}), "sender": sender})
+    sent.add_done_callback(_signal_done)
+
+
+def _signal_done(sent: asyncio.Future[None]) -> None:
+    if not sent.cancelled() and sent.exception() is not None:
+        logger.warning("an ephemeral frame was not published: %r", sent.exception())

@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -280,6 +281,7 @@ class _LiveSchema:
     queue: deque[_Queued] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None
     batch_seconds: float = 0.0
+    writing_since: float | None = None  # when the batch being written started
 
 
 class LiveGatherer:
@@ -289,6 +291,7 @@ class LiveGatherer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._schemas: dict[str, _LiveSchema] = {}
         self._batches: list[int] = []
+        self._answering: set[asyncio.Future[None]] = set()
 
     def _state(self, schema_name: str) -> _LiveSchema:
         loop = asyncio.get_running_loop()
@@ -307,7 +310,13 @@ class LiveGatherer:
         state = self._state(business.schema_name)
         cap, limit, wait_limit = batch_max(), queue_limit(), max_wait()
         ahead = len(state.queue)
-        estimate = (ahead // cap + 1) * state.batch_seconds if ahead else 0.0
+        # What is left of the batch being written, the full batches queued ahead, then its own:
+        # refused now (within the event loop's turn) rather than after waiting `wait_limit`.
+        estimate = 0.0
+        if state.writing_since is not None or ahead:
+            estimate = (ahead // cap + 1) * state.batch_seconds
+            if state.writing_since is not None:
+                estimate += max(0.0, state.batch_seconds - (time.monotonic() - state.writing_since))
         if ahead >= limit or estimate > wait_limit:
             raise overloaded(estimate or wait_limit)
         item = _Queued(request, limit_key, asyncio.get_running_loop().create_future())
@@ -332,7 +341,7 @@ class LiveGatherer:
             self._batches.append(len(batch))
             for item in batch:
                 item.taken = True
-            started = time.monotonic()
+            started = state.writing_since = time.monotonic()
             outcomes: list[Outcome]
             try:
                 outcomes = await run_in_schema(
@@ -352,16 +361,15 @@ class LiveGatherer:
                     if not item.future.done():
                         item.future.set_exception(server_error())
                 raise
+            finally:
+                state.writing_since = None
             elapsed = time.monotonic() - started
             state.batch_seconds = elapsed if not state.batch_seconds else 0.7 * state.batch_seconds + 0.3 * elapsed
-            await events.published()  # the batch's events are out before its senders' acks
-            for item, outcome in zip(batch, outcomes, strict=True):
-                if item.future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    item.future.set_exception(outcome)
-                else:
-                    item.future.set_result(outcome)
+            # The batch's events were handed to the layer before the trip returned: its senders
+            # are answered once they are out, while the next batch is already being written.
+            answer = asyncio.ensure_future(_answer(batch, outcomes, events.publishing()))
+            self._answering.add(answer)
+            answer.add_done_callback(self._answering.discard)
 
     # Figures for bench/send_core.py.
     def stats_reset(self) -> None:
@@ -369,6 +377,20 @@ class LiveGatherer:
 
     def stats_batches(self) -> list[int]:
         return list(self._batches)
+
+
+async def _answer(batch: list[_Queued], outcomes: list[Outcome], published: asyncio.Future[Any] | None) -> None:
+    """Each sender's outcome, after its events are published (a sender's `message.accepted`
+    follows its `message.created`); a failed publish delays nobody (clients catch up)."""
+    if published is not None and not published.done():
+        await asyncio.wait([published], timeout=events.PUBLISH_TIMEOUT_SECONDS)
+    for item, outcome in zip(batch, outcomes, strict=True):
+        if item.future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            item.future.set_exception(outcome)
+        else:
+            item.future.set_result(outcome)
 
 
 live_gatherer = LiveGatherer()

@@ -143,6 +143,14 @@ class Message(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
+    # Rich messages (issue 13): the message this one quotes; for a customer's tap on a button or
+    # list option, the interactive message it answers and the option's id.
+    reply_to = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # {"type": "buttons"|"list", "options": [{"id": ..., "title": ...}], "button": ...} or null.
+    interactive = models.JSONField(null=True, blank=True)
+    choice_id = models.CharField(max_length=64, blank=True, db_default="")
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("message")
@@ -159,6 +167,26 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_direction_display()}: {self.body[:40]}"
+
+
+class Reaction(models.Model):
+    """One emoji per person per message (WhatsApp's rule): setting another replaces it."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    # "customer:<id>" or "user:<id>".
+    reactor_key = models.CharField(max_length=64)
+    reactor_name = models.CharField(max_length=150, blank=True)
+    emoji = models.CharField(max_length=16)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("reaction")
+        verbose_name_plural = _("reactions")
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["message", "reactor_key"], name="reaction_one_per_person")]
+
+    def __str__(self) -> str:
+        return f"{self.reactor_key} {self.emoji}"
 
 
 class StreamCounter(models.Model):

@@ -88,6 +88,17 @@ class RightsVersionReader:
         self.client: Any = None
         self.waiting: list[tuple[list[str], asyncio.Future[dict[str, Any]]]] = []
         self.task: asyncio.Task[None] | None = None
+        self.full_keys: dict[str, str] = {}
+
+    def _full_key(self, backend: Any, name: str) -> str:
+        # Made once per key: the cache's key function (prefix, version, validation) is costly
+        # at a few thousand frames a second.
+        full = self.full_keys.get(name)
+        if full is None:
+            if len(self.full_keys) > 100_000:
+                self.full_keys.clear()
+            full = self.full_keys[name] = backend.make_and_validate_key(name)
+        return full
 
     async def read(self, keys: list[str]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -109,7 +120,7 @@ class RightsVersionReader:
             try:
                 if self.client is None:
                     self.client = aioredis.from_url(settings.REDIS_URL)
-                values = await self.client.mget([backend.make_and_validate_key(name) for name in names])
+                values = await self.client.mget([self._full_key(backend, name) for name in names])
             except Exception as error:
                 for _keys, future in batch:
                     if not future.done():

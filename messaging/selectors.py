@@ -209,7 +209,11 @@ def messages_page(
     *, conversation: Conversation, before: Any = None, include_notes: bool, limit: int = PAGE_SIZE
 ) -> dict[str, Any]:
     """A page of messages older than `before` (a message id), oldest first, for scrolling back."""
-    qs = Message.objects.select_related("author_user").filter(conversation=conversation)
+    qs = (
+        Message.objects.select_related("author_user", "reply_to__author_user")
+        .prefetch_related("attachments", "reactions", "reply_to__attachments")
+        .filter(conversation=conversation)
+    )
     if not include_notes:
         qs = qs.exclude(kind=Message.Kind.NOTE)
     if before not in (None, ""):

@@ -18,7 +18,7 @@ group commit retries such a group one request at a time (messaging.group_commit)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,8 +26,10 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from psycopg.types.json import Jsonb
 
 from accounts.models import Customer, Membership, User
+from attachments.models import Attachment
 from billing.models import CATEGORIES
 from billing.services import (
     Charge,
@@ -45,6 +47,7 @@ from messaging.errors import MessagingError, MessagingErrorCode, not_found
 from messaging.ids import conversation_pk
 from messaging.models import SERVICE_WINDOW_HOURS, Contact, Conversation, Event, Message
 from messaging.payloads import conversation_payload, message_payload
+from messaging.rich import RichParts, preview, resolve
 from tenancy.models import Business
 
 MAX_BODY = 4096
@@ -87,6 +90,7 @@ class SendRequest:
     # Collision guard (agent replies): whether the agent confirmed replying into a conversation
     # another agent holds (the writer knows whether only the assignee may reply).
     takeover: bool = False
+    rich: RichParts | None = None  # a quote, a file, buttons or a tap (messaging.rich)
 
     @property
     def business_text(self) -> bool:
@@ -102,8 +106,10 @@ def without_nul(text: str) -> str:
     return text.replace("\x00", "")
 
 
-def clean_body(body: Any) -> str:
+def clean_body(body: Any, *, optional: bool = False) -> str:
     text = without_nul(body).strip() if isinstance(body, str) else ""
+    if not text and optional:
+        return ""
     if not text:
         raise MessagingError(MessagingErrorCode.EMPTY, _("Write a message first."))
     if len(text) > MAX_BODY:
@@ -126,16 +132,19 @@ def check_membership(*, business: Business, user: User) -> None:
         raise not_found()
 
 
-def check_customer_send(*, customer: Customer, body: Any, client_msg_id: Any = "") -> SendRequest:
+def check_customer_send(
+    *, customer: Customer, body: Any, client_msg_id: Any = "", rich: RichParts | None = None
+) -> SendRequest:
     """A customer writes to the business: opens or extends the 24-hour service window."""
     client_msg_id = clean_client_msg_id(client_msg_id)
     return SendRequest(
         origin=CUSTOMER,
         author_key=f"customer:{customer.pk}",
         author_kind=Message.Author.CUSTOMER,
-        body=clean_body(body),
+        body=clean_body(body, optional=rich is not None and rich.body_optional),
         client_msg_id=client_msg_id,
         customer=customer,
+        rich=rich,
     )
 
 
@@ -148,10 +157,13 @@ def check_agent_send(
     client_msg_id: Any = "",
     kind: str = Message.Kind.TEXT,
     defer_membership: bool = False,
+    rich: RichParts | None = None,
     takeover: bool = False,
 ) -> SendRequest:
     """An agent replies (inside the service window) or leaves an internal note (never sent).
     `defer_membership`: no query here (a websocket's event loop); the writer checks the seat."""
+    if rich is not None and rich.choice_message_id is not None:
+        raise MessagingError(MessagingErrorCode.INVALID, _("Only the customer can choose an option."))
     if kind not in (Message.Kind.TEXT, Message.Kind.NOTE):
         raise MessagingError(MessagingErrorCode.INVALID, _("Unknown message kind."))
     client_msg_id = clean_client_msg_id(client_msg_id)
@@ -162,12 +174,13 @@ def check_agent_send(
         origin=AGENT,
         author_key=f"user:{user.pk}",
         author_kind=Message.Author.AGENT,
-        body=clean_body(body),
+        body=clean_body(body, optional=rich is not None and rich.body_optional),
         client_msg_id=client_msg_id,
         kind=kind,
         user=user,
         conversation_id=pk,
         member_unchecked=defer_membership,
+        rich=rich,
         takeover=takeover is True,
     )
 
@@ -180,6 +193,7 @@ def check_business_text_send(
     author_kind: str = Message.Author.API,
     author_user: User | None = None,
     client_msg_id: Any = "",
+    rich: RichParts | None = None,
 ) -> SendRequest:
     """Free text from the business to a customer named by number (the API's `text` send): a
     service reply, so only inside the customer's 24-hour window (refused by the writer with
@@ -189,11 +203,12 @@ def check_business_text_send(
         origin=AGENT,
         author_key=author_key,
         author_kind=author_kind,
-        body=clean_body(body),
+        body=clean_body(body, optional=rich is not None and rich.body_optional),
         client_msg_id=client_msg_id,
         kind=Message.Kind.TEXT,
         customer=customer,
         user=author_user,
+        rich=rich,
     )
 
 
@@ -220,6 +235,7 @@ def check_template_send(
     author_kind: str = Message.Author.API,
     author_user: User | None = None,
     client_msg_id: Any = "",
+    rich: RichParts | None = None,
 ) -> SendRequest:
     """A business-initiated message (an approved template): allowed outside the service window,
     refused (by the writer) for a blocked customer, a suspended business or unpaid bills."""
@@ -230,13 +246,14 @@ def check_template_send(
         origin=TEMPLATE,
         author_key=author_key,
         author_kind=author_kind,
-        body=clean_body(body),
+        body=clean_body(body, optional=rich is not None and rich.body_optional),
         client_msg_id=client_msg_id,
         kind=Message.Kind.TEMPLATE,
         customer=customer,
         user=author_user,
         template_name=template_name[:100],
         category=category,
+        rich=rich,
     )
 
 
@@ -280,6 +297,8 @@ class _Group:
     touches: list[ThreadTouch] = field(default_factory=list)
     # (conversation, last inbound message to mark read) for agents' replies.
     marks: list[tuple[int, int | Message]] = field(default_factory=list)
+    # (attachment id, the message that carries it): linked once the messages have ids.
+    attachments: list[tuple[int, Message]] = field(default_factory=list)
     # The group's business messages to bill (all at once, after the refusals), and then what
     # each was billed, by id(message).
     to_charge: list[tuple[Message, ChargeRequest]] = field(default_factory=list)
@@ -422,6 +441,7 @@ def _window_closed() -> MessagingError:
 
 
 def _new_message(request: SendRequest, thread: _Thread, direction: str) -> Message:
+    rich = request.rich
     return Message(
         conversation=thread.conversation,
         direction=direction,
@@ -433,11 +453,19 @@ def _new_message(request: SendRequest, thread: _Thread, direction: str) -> Messa
         body=request.body,
         status=Message.Status.SENT,
         client_msg_id=request.client_msg_id,
+        reply_to=rich.reply_to if rich else None,
+        interactive=rich.interactive if rich else None,
+        choice_id=rich.choice_id if rich else "",
     )
 
 
-def _add_message_events(group: _Group, thread: _Thread, message: Message, audience: str, customer_id: int) -> None:
+def _add_message_events(
+    group: _Group, thread: _Thread, message: Message, audience: str, customer_id: int, rich: RichParts | None = None
+) -> None:
     contact_name = thread.conversation.contact.display_name
+    attachments = rich.attachments if rich else []
+    if attachments:
+        group.attachments.extend((a.pk, message) for a in attachments)
     thread.changed = True  # its last_event_id moves
     group.messages.append(message)
     group.pending.append(
@@ -447,7 +475,7 @@ def _add_message_events(group: _Group, thread: _Thread, message: Message, audien
             thread,
             lambda: {
                 "conversation_id": message.conversation_id,
-                "message": message_payload(message, contact_name=contact_name),
+                "message": message_payload(message, contact_name=contact_name, attachments=attachments, reactions=[]),
             },
             customer_id=customer_id,
             message=message,
@@ -487,7 +515,7 @@ def _customer_send(group: _Group, request: SendRequest, thread: _Thread) -> Mess
     message = _new_message(request, thread, Message.Direction.INBOUND)
     conversation.window_expires_at = group.now + WINDOW
     conversation.last_message_at = group.now
-    conversation.last_message_preview = request.body[:140]
+    conversation.last_message_preview = preview(request.body, request.rich)
     conversation.unread_count += 1
     _customer_wakes(conversation, group.now)
     thread.changed = True
@@ -496,7 +524,7 @@ def _customer_send(group: _Group, request: SendRequest, thread: _Thread) -> Mess
     customer_id = conversation.contact.customer_id
     group.contacts.add(customer_id)
     group.touches.append(ThreadTouch(customer_id, group.now))
-    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id)
+    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id, request.rich)
     return message
 
 
@@ -549,7 +577,7 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
     customer_id = conversation.contact.customer_id
     if request.kind == Message.Kind.NOTE:
         message = _new_message(request, thread, Message.Direction.INTERNAL)
-        _add_message_events(group, thread, message, Event.Audience.AGENTS, customer_id)
+        _add_message_events(group, thread, message, Event.Audience.AGENTS, customer_id, request.rich)
         return message
     held = _held_by_other(group, request, conversation)
     if held is not None:
@@ -561,7 +589,7 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
     message = _new_message(request, thread, Message.Direction.OUTBOUND)
     _charge(group, thread, "service", message)
     conversation.last_message_at = group.now
-    conversation.last_message_preview = request.body[:140]
+    conversation.last_message_preview = preview(request.body, request.rich)
     # Replying is reading: the agent saw what they answer, and the customer's ticks say so. (A
     # system's free text through the API is no person reading: the inbox keeps it unread.)
     if request.user is not None:
@@ -592,7 +620,7 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
     thread.changed = True
     group.contacts.add(customer_id)
     group.touches.append(ThreadTouch(customer_id, group.now, unread_delta=1))
-    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id)
+    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id, request.rich)
     return message
 
 
@@ -634,41 +662,40 @@ def _template_send(
     message = _new_message(request, thread, Message.Direction.OUTBOUND)
     _charge(group, thread, request.category, message)
     conversation.last_message_at = group.now
-    conversation.last_message_preview = request.body[:140]
+    conversation.last_message_preview = preview(request.body, request.rich)
     thread.changed = True
     group.contacts.add(customer_id)
     group.touches.append(ThreadTouch(customer_id, group.now, unread_delta=1))
-    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id)
+    _add_message_events(group, thread, message, Event.Audience.EVERYONE, customer_id, request.rich)
     return message
 
 
-def _mark_read(marks: list[tuple[int, int | Message]], now: datetime) -> None:
+def _mark_read(marks: list[tuple[int, int | Message]], now: datetime) -> events.Statement | None:
     """Agents' replies read the customer's messages up to the last one before the reply."""
     if not marks:
-        return
+        return None
     table = Message._meta.db_table
     values = ", ".join(["(%s::bigint, %s::bigint)"] * len(marks))
     params: list[Any] = [now, now]
     for conversation_id, up_to in marks:
         params += [conversation_id, up_to.pk if isinstance(up_to, Message) else up_to]
     done = (Message.Status.READ, Message.Status.FAILED)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS m SET "
-            f"status = CASE WHEN m.status IN (%s, %s) THEN m.status ELSE %s END, "
-            f"read_at = CASE WHEN m.status IN (%s, %s) THEN m.read_at ELSE %s END, "
-            "delivered_at = COALESCE(m.delivered_at, %s) "
-            f"FROM (VALUES {values}) AS v(conversation_id, up_to) "
-            "WHERE m.conversation_id = v.conversation_id AND m.id <= v.up_to AND m.direction = %s "
-            "AND (m.status NOT IN (%s, %s) OR m.delivered_at IS NULL)",
-            [*done, Message.Status.READ, *done, *params, Message.Direction.INBOUND, *done],
-        )
+    return (
+        f"UPDATE {table} AS m SET "
+        f"status = CASE WHEN m.status IN (%s, %s) THEN m.status ELSE %s END, "
+        f"read_at = CASE WHEN m.status IN (%s, %s) THEN m.read_at ELSE %s END, "
+        "delivered_at = COALESCE(m.delivered_at, %s) "
+        f"FROM (VALUES {values}) AS v(conversation_id, up_to) "
+        "WHERE m.conversation_id = v.conversation_id AND m.id <= v.up_to AND m.direction = %s "
+        "AND (m.status NOT IN (%s, %s) OR m.delivered_at IS NULL)",
+        [*done, Message.Status.READ, *done, *params, Message.Direction.INBOUND, *done],
+    )
 
 
-def _save_conversations(threads: list[_Thread], now: datetime) -> None:
+def _save_conversations(threads: list[_Thread], now: datetime) -> events.Statement | None:
     """Every changed conversation of the group in one UPDATE (the rows are locked already)."""
     if not threads:
-        return
+        return None
     table = Conversation._meta.db_table
     row = (
         "(%s::bigint, %s::timestamptz, %s::timestamptz, %s::varchar, %s::integer, %s::varchar, %s::bigint, "
@@ -692,17 +719,16 @@ def _save_conversations(threads: list[_Thread], now: datetime) -> None:
             c.queued_at,
             c.assigned_at,
         ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS c SET window_expires_at = v.window_expires_at, last_message_at = v.last_message_at, "
-            "last_message_preview = v.preview, unread_count = v.unread, status = v.status, assignee_id = v.assignee_id, "
-            "last_public_event_id = v.last_public, last_event_id = v.last_event, snoozed_until = v.snoozed_until, "
-            "waiting_since = v.waiting_since, queued_at = v.queued_at, assigned_at = v.assigned_at, updated_at = %s "
-            f"FROM (VALUES {', '.join([row] * len(threads))}) AS v(id, window_expires_at, last_message_at, preview, "
-            "unread, status, assignee_id, last_public, last_event, snoozed_until, waiting_since, queued_at, "
-            "assigned_at) WHERE c.id = v.id",
-            [now, *params],
-        )
+    return (
+        f"UPDATE {table} AS c SET window_expires_at = v.window_expires_at, last_message_at = v.last_message_at, "
+        "last_message_preview = v.preview, unread_count = v.unread, status = v.status, assignee_id = v.assignee_id, "
+        "last_public_event_id = v.last_public, last_event_id = v.last_event, snoozed_until = v.snoozed_until, "
+        "waiting_since = v.waiting_since, queued_at = v.queued_at, assigned_at = v.assigned_at, updated_at = %s "
+        f"FROM (VALUES {', '.join([row] * len(threads))}) AS v(id, window_expires_at, last_message_at, preview, "
+        "unread, status, assignee_id, last_public, last_event, snoozed_until, waiting_since, queued_at, "
+        "assigned_at) WHERE c.id = v.id",
+        [now, *params],
+    )
 
 
 def _opted_out(business: Business, requests: Sequence[SendRequest]) -> dict[str, set[int]]:
@@ -784,6 +810,15 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
             outcomes[index] = SendResult(existing[key], duplicate=True)
             continue
         try:
+            if request.rich is not None:
+                rich, body = resolve(
+                    parts=request.rich,
+                    conversation=thread.conversation,
+                    author_key=request.author_key,
+                    origin=request.origin,
+                    body=request.body,
+                )
+                request = replace(request, rich=rich, body=body)
             if request.origin == CUSTOMER:
                 if request.customer.pk in blocked:  # type: ignore[union-attr]
                     raise _blocked_by_customer()
@@ -824,12 +859,31 @@ _MESSAGE_COLUMNS = [
     ("failure_reason", "varchar"),
     ("client_msg_id", "varchar"),
     ("created_at", "timestamptz"),
+    ("reply_to_id", "bigint"),
+    ("interactive", "jsonb"),
+    ("choice_id", "varchar"),
 ]
 
 
 def _message_row(message: Message, now: datetime) -> list[Any]:
     message.created_at = now  # the conversation's last_message_at, to the microsecond
-    return [getattr(message, name) for name, _type in _MESSAGE_COLUMNS]
+    row = [getattr(message, name) for name, _type in _MESSAGE_COLUMNS]
+    row[-2] = Jsonb(message.interactive) if message.interactive is not None else None
+    return row
+
+
+def _link_attachments(links: list[tuple[int, Message]]) -> events.Statement | None:
+    """Uploaded files now belong to their messages (and so to the conversation's customer)."""
+    if not links:
+        return None
+    table = Attachment._meta.db_table
+    values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint)"] * len(links))
+    params = [v for pk, m in links for v in (pk, m.pk, m.conversation_id)]
+    return (
+        f"UPDATE {table} AS a SET message_id = v.message_id, conversation_id = v.conversation_id "
+        f"FROM (VALUES {values}) AS v(id, message_id, conversation_id) WHERE a.id = v.id",
+        params,
+    )
 
 
 def _flush(group: _Group) -> None:
@@ -860,7 +914,6 @@ def _flush(group: _Group) -> None:
             message.event_id, message.pk = event_id, inserted[event_id]
             message._state.adding, message._state.db = False, connection.alias
         numbered.append((event_id, pending, prev_public, prev_event))
-    _mark_read(group.marks, group.now)
     usage_records_link_messages(
         links=[
             (str(charge.record.pk), message.pk)
@@ -884,8 +937,16 @@ def _flush(group: _Group) -> None:
         )
         for event_id, pending, prev_public, prev_event in numbered
     ]
-    events.append_events(stored)
-    _save_conversations([t for t in group.threads.values() if t.changed], group.now)
+    # The counter row is locked from the INSERT above until commit: what is left goes in one
+    # round trip (events, conversations, replied-to messages read).
+    events.execute_together(
+        [
+            _mark_read(group.marks, group.now),
+            _save_conversations([t for t in group.threads.values() if t.changed], group.now),
+            _link_attachments(group.attachments),
+            events.append_events_statement(stored),
+        ]
+    )
     # /me/ lists: each customer's thread as this group left it, tagged with its send's last event.
     last_event_of: dict[int, int] = {}
     for event_id, pending, _public, _event in numbered:

@@ -10,6 +10,10 @@ unpaid bills) and billing are decided there, per message.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import unicodedata
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,14 +23,18 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
+from assignment import services as assignment_services
+from assignment.services import after_customer_message, after_customer_message_needed
+from attachments.services import attachment_remove_file
 from customers.services import consent_handle_keyword, is_stop_keyword
 from directory.services import customer_thread_touch
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
 from messaging.group_commit import send_message, send_message_live
 from messaging.ids import client_int, conversation_pk
-from messaging.models import AgentPresence, Contact, Conversation, Event, Message
-from messaging.payloads import conversation_payload
+from messaging.models import AgentPresence, Contact, Conversation, Event, Message, Reaction
+from messaging.payloads import conversation_payload, message_payload, reactions_payload
+from messaging.rich import check_rich
 from messaging.sending import (
     MAX_BODY,
     SendResult,
@@ -35,10 +43,13 @@ from messaging.sending import (
     check_customer_send,
     check_membership,
     check_template_send,
+    clean_body,
     without_nul,
 )
 from tenancy.db import run_in_schema
 from tenancy.models import Business
+
+logger = logging.getLogger("parley.messaging")
 
 # Consumers and views import these from here.
 __all__ = ["MAX_BODY", "MessagingError", "MessagingErrorCode", "SendResult"]
@@ -78,6 +89,8 @@ class _Stream:
     def commit(self) -> None:
         if not self.pending:
             return
+        # The counter row stays locked from here until commit: after it, one round trip
+        # (every event and the conversation's chain pointers together).
         first = events.allocate_event_ids(len(self.pending))
         stored: list[events.StoredEvent] = []
         conversation = self.conversation
@@ -86,19 +99,26 @@ class _Stream:
             data = build(event_id)
             prev_public, prev_event = events.chain_event(conversation, event_id, audience)
             stored.append(
-                events.append_event(
-                    event_id=event_id,
-                    type=type,
-                    conversation_id=conversation.pk,
-                    audience=audience,
-                    data=data,
-                    prev_public_id=prev_public,
-                    prev_event_id=prev_event,
-                    assignee_id=conversation.assignee_id,
+                events.StoredEvent(
+                    event_id,
+                    type,
+                    conversation.pk,
+                    audience,
+                    events.event_frame(event_id=event_id, type=type, data=data),
+                    prev_public,
+                    prev_event,
+                    conversation.assignee_id,
                 )
             )
-        Conversation.objects.filter(pk=conversation.pk).update(
-            last_public_event_id=conversation.last_public_event_id, last_event_id=conversation.last_event_id
+        events.execute_together(
+            [
+                (
+                    f"UPDATE {Conversation._meta.db_table} SET last_public_event_id = %s, last_event_id = %s "
+                    "WHERE id = %s",
+                    [conversation.last_public_event_id, conversation.last_event_id, conversation.pk],
+                ),
+                events.append_events_statement(stored),
+            ]
         )
         customer_frames = [
             (cid, events.dumps({"id": stored[-1].id, "type": events.THREAD_UPDATED, **data}))
@@ -135,11 +155,20 @@ def _announce_conversation(business: Business, conversation: Conversation) -> No
 # --- sending (thin entry points of the send core: messaging.sending) --------------------------
 
 
-def message_send_customer(*, business: Business, customer: Customer, body: Any, client_msg_id: Any = "") -> SendResult:
-    """A customer writes to the business: opens or extends the 24-hour service window."""
-    from assignment.services import after_customer_message
-
-    request = check_customer_send(customer=customer, body=body, client_msg_id=client_msg_id)
+def message_send_customer(
+    *,
+    business: Business,
+    customer: Customer,
+    body: Any,
+    client_msg_id: Any = "",
+    reply_to: Any = None,
+    attachment_id: Any = None,
+    choice: Any = None,
+) -> SendResult:
+    """A customer writes to the business: opens or extends the 24-hour service window. It may
+    quote a message, carry an uploaded file, or answer an interactive message (`choice`)."""
+    rich = check_rich(reply_to=reply_to, attachment_id=attachment_id, choice=choice)
+    request = check_customer_send(customer=customer, body=body, client_msg_id=client_msg_id, rich=rich)
     result = send_message(business=business, request=request)
     # privacy (issue 14): a STOP / STOPP / ABMELDEN reply mutes marketing and queues a confirmation.
     if not result.duplicate:
@@ -159,10 +188,15 @@ def message_send_agent(
     body: Any,
     client_msg_id: Any = "",
     kind: str = Message.Kind.TEXT,
+    reply_to: Any = None,
+    attachment_id: Any = None,
+    interactive: Any = None,
     takeover: bool = False,
 ) -> SendResult:
-    """An agent replies (inside the service window) or leaves an internal note (never sent).
+    """An agent replies (inside the service window) or leaves an internal note (never sent),
+    optionally quoting a message, with a file, or with quick-reply buttons or a list.
     `takeover`: the agent confirmed replying into a conversation another agent holds."""
+    rich = check_rich(reply_to=reply_to, attachment_id=attachment_id, interactive=interactive)
     request = check_agent_send(
         business=business,
         user=user,
@@ -170,9 +204,24 @@ def message_send_agent(
         body=body,
         client_msg_id=client_msg_id,
         kind=kind,
+        rich=rich,
         takeover=takeover,
     )
-    return send_message(business=business, request=request)
+    result = send_message(business=business, request=request)
+    if request.kind == Message.Kind.NOTE and not result.duplicate:
+        _notify_note(business=business, author=user, message=result.message)
+    return result
+
+
+# Apps that act on a committed internal note (collab: @mentions notify the agents named)
+# register here from their AppConfig.ready(): messaging knows none of them.
+NoteListener = Callable[..., Any]  # (*, business, author, message) -> Any
+_note_listeners: list[NoteListener] = []
+
+
+def on_note_created(listener: NoteListener) -> None:
+    if listener not in _note_listeners:
+        _note_listeners.append(listener)
 
 
 def message_send_template(
@@ -186,9 +235,13 @@ def message_send_template(
     author_kind: str = Message.Author.API,
     author_user: User | None = None,
     client_msg_id: Any = "",
+    interactive: Any = None,
+    attachment_id: Any = None,
 ) -> SendResult:
     """A business-initiated message (an approved template, e.g. a flight change): allowed outside
-    the service window, refused for a blocked customer, a suspended business or unpaid bills."""
+    the service window, refused for a blocked customer, a suspended business or unpaid bills.
+    It may carry buttons or a list (`interactive`) and a file uploaded by the same author."""
+    rich = check_rich(interactive=interactive, attachment_id=attachment_id)
     request = check_template_send(
         customer=customer,
         template_name=template_name,
@@ -198,6 +251,7 @@ def message_send_template(
         author_kind=author_kind,
         author_user=author_user,
         client_msg_id=client_msg_id,
+        rich=rich,
     )
     return send_message(business=business, request=request)
 
@@ -208,16 +262,52 @@ def message_send_template(
 
 
 async def message_send_customer_live(
-    *, business: Business, customer: Customer, body: Any, client_msg_id: Any = ""
+    *,
+    business: Business,
+    customer: Customer,
+    body: Any,
+    client_msg_id: Any = "",
+    reply_to: Any = None,
+    attachment_id: Any = None,
+    choice: Any = None,
 ) -> SendResult:
     """`message_send_customer` for the customer's chat socket."""
-    request = check_customer_send(customer=customer, body=body, client_msg_id=client_msg_id)
+    rich = check_rich(reply_to=reply_to, attachment_id=attachment_id, choice=choice)
+    request = check_customer_send(customer=customer, body=body, client_msg_id=client_msg_id, rich=rich)
     result = await send_message_live(business=business, request=request, limit_key=request.author_key)
     if not result.duplicate and is_stop_keyword(request.body):
         await run_in_schema(
             business.schema_name, consent_handle_keyword, business=business, customer=customer, body=request.body
         )
+    # issue 12: the away message and serving a newly queued conversation, on a database thread
+    # only when there is something to do (decided from memory and the settings cache), and not
+    # waited for: the sender's ack does not wait for the queue (its page hears of it live).
+    if result.duplicate:  # a duplicate's message was read back without its conversation
+        return result
+    conversation, sent_at = result.message.conversation, result.message.created_at
+    if after_customer_message_needed(schema_name=business.schema_name, conversation=conversation, sent_at=sent_at):
+        task = asyncio.ensure_future(
+            run_in_schema(
+                business.schema_name,
+                after_customer_message,
+                business=business,
+                conversation=conversation,
+                sent_at=sent_at,
+            )
+        )
+        _background.add(task)
+        task.add_done_callback(_background_done)
     return result
+
+
+_background: set[asyncio.Future[None]] = set()
+
+
+def _background_done(task: asyncio.Future[None]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # The periodic sweep serves the queue again within a minute.
+        logger.error("after a customer's message: %r", task.exception())
 
 
 async def message_send_agent_live(
@@ -228,9 +318,13 @@ async def message_send_agent_live(
     body: Any,
     client_msg_id: Any = "",
     kind: str = Message.Kind.TEXT,
+    reply_to: Any = None,
+    attachment_id: Any = None,
+    interactive: Any = None,
     takeover: bool = False,
 ) -> SendResult:
     """`message_send_agent` for an agent's inbox socket (the seat is checked by the writer)."""
+    rich = check_rich(reply_to=reply_to, attachment_id=attachment_id, interactive=interactive)
     request = check_agent_send(
         business=business,
         user=user,
@@ -239,9 +333,18 @@ async def message_send_agent_live(
         client_msg_id=client_msg_id,
         kind=kind,
         defer_membership=True,
+        rich=rich,
         takeover=takeover,
     )
-    return await send_message_live(business=business, request=request, limit_key=request.author_key)
+    result = await send_message_live(business=business, request=request, limit_key=request.author_key)
+    if request.kind == Message.Kind.NOTE and not result.duplicate and _note_listeners:
+        await run_in_schema(business.schema_name, _notify_note, business=business, author=user, message=result.message)
+    return result
+
+
+def _notify_note(*, business: Business, author: User, message: Message) -> None:
+    for listener in _note_listeners:
+        listener(business=business, author=author, message=message)
 
 
 def message_send_business_text(
@@ -253,9 +356,13 @@ def message_send_business_text(
     author_kind: str = Message.Author.API,
     author_user: User | None = None,
     client_msg_id: Any = "",
+    attachment_id: Any = None,
+    interactive: Any = None,
 ) -> SendResult:
     """Free text from the business to a customer named by number (the API): a service reply,
-    only inside the customer's 24-hour window; stored as a text message."""
+    only inside the customer's 24-hour window; stored as a text message. It may carry a file
+    uploaded with the same key and buttons or a list."""
+    rich = check_rich(attachment_id=attachment_id, interactive=interactive)
     request = check_business_text_send(
         customer=customer,
         body=body,
@@ -263,6 +370,7 @@ def message_send_business_text(
         author_kind=author_kind,
         author_user=author_user,
         client_msg_id=client_msg_id,
+        rich=rich,
     )
     return send_message(business=business, request=request)
 
@@ -366,16 +474,16 @@ def conversation_assign(
     *, business: Business, user: User, conversation_id: Any, assignee_id: Any, note: Any = ""
 ) -> Conversation:
     """Claim, assign, transfer or unassign: assignment's rules (the queue, capacity, events)."""
-    from assignment.services import conversation_assign as assign
-
-    return assign(business=business, user=user, conversation_id=conversation_id, assignee_id=assignee_id, note=note)
+    return assignment_services.conversation_assign(
+        business=business, user=user, conversation_id=conversation_id, assignee_id=assignee_id, note=note
+    )
 
 
 def conversation_set_status(*, business: Business, user: User, conversation_id: Any, status: Any) -> Conversation:
     """Open, pending or resolved: assignment's lifecycle rules (snooze: assignment.services)."""
-    from assignment.services import conversation_set_status as set_status
-
-    return set_status(business=business, user=user, conversation_id=conversation_id, status=status)
+    return assignment_services.conversation_set_status(
+        business=business, user=user, conversation_id=conversation_id, status=status
+    )
 
 
 def contact_update(*, business: Business, user: User, contact_id: Any, name: str, notes: str) -> Contact:
@@ -419,3 +527,152 @@ def presence_heartbeat(*, channel_name: str) -> None:
 
 def presence_leave(*, channel_name: str) -> None:
     AgentPresence.objects.filter(channel_name=channel_name).delete()
+
+
+# --- rich messages: edits, deletes, reactions (issue 13) -------------------------------------
+
+EDIT_WINDOW = timedelta(minutes=15)
+MAX_EMOJI = 16
+
+
+def _actor_key(*, business: Business, user: User | None, customer: Customer | None) -> str:
+    if user is not None:
+        _membership(business, user)
+        return f"user:{user.pk}"
+    assert customer is not None
+    return f"customer:{customer.pk}"
+
+
+def _message_not_found() -> MessagingError:
+    return MessagingError(MessagingErrorCode.NOT_FOUND, _("This message does not exist."))
+
+
+def _visible_message(*, message_id: Any, user: User | None, customer: Customer | None) -> Message:
+    """The message, locked with its conversation, if the actor may see it: any message of the
+    business for a member, the customer's own conversation's (never a note) for a customer."""
+    row = Message.objects.filter(pk=client_int(message_id)).values_list("conversation_id", flat=True).first()
+    if row is None:
+        raise _message_not_found()
+    conversation = _locked_conversation(row)
+    message = (
+        Message.objects.select_for_update(of=("self",))
+        .select_related("author_user", "reply_to__author_user")
+        .filter(pk=client_int(message_id), conversation=conversation)
+        .first()
+    )
+    if message is None:
+        raise _message_not_found()
+    if customer is not None and (
+        conversation.contact.customer_id != customer.pk or message.direction == Message.Direction.INTERNAL
+    ):
+        raise _message_not_found()
+    message.conversation = conversation
+    return message
+
+
+def _audience(message: Message) -> str:
+    return Event.Audience.AGENTS if message.direction == Message.Direction.INTERNAL else Event.Audience.EVERYONE
+
+
+def _own_recent_message(*, key: str, message: Message, verb: str) -> None:
+    if message.author_key != key:
+        raise MessagingError(
+            MessagingErrorCode.FORBIDDEN, _("Only the sender can %(verb)s a message.") % {"verb": verb}
+        )
+    if message.deleted_at is not None:
+        raise MessagingError(MessagingErrorCode.INVALID, _("This message was deleted."))
+    if timezone.now() - message.created_at > EDIT_WINDOW:
+        raise MessagingError(
+            MessagingErrorCode.TOO_LATE, _("Messages can be changed or deleted for 15 minutes after sending.")
+        )
+
+
+def _message_changed(stream: _Stream, type: str, message: Message) -> None:
+    name = stream.conversation.contact.display_name
+    payload = message_payload(message, contact_name=name)
+    stream.add(type, _audience(message), lambda _id: {"conversation_id": message.conversation_id, "message": payload})
+
+
+def message_edit(
+    *, business: Business, message_id: Any, body: Any, user: User | None = None, customer: Customer | None = None
+) -> Message:
+    """The sender changes their text within 15 minutes; both sides see it marked edited."""
+    key = _actor_key(business=business, user=user, customer=customer)
+    with transaction.atomic():
+        message = _visible_message(message_id=message_id, user=user, customer=customer)
+        _own_recent_message(key=key, message=message, verb=_("edit"))
+        if message.kind == Message.Kind.TEMPLATE or message.choice_id:
+            raise MessagingError(MessagingErrorCode.INVALID, _("This message cannot be edited."))
+        has_file = message.attachments.exists()
+        message.body = clean_body(body, optional=has_file)
+        message.edited_at = timezone.now()
+        message.save(update_fields=["body", "edited_at"])
+        stream = _Stream(business, message.conversation)
+        _message_changed(stream, events.MESSAGE_EDITED, message)
+        stream.commit()
+    return message
+
+
+def message_delete(
+    *, business: Business, message_id: Any, user: User | None = None, customer: Customer | None = None
+) -> Message:
+    """The sender deletes a message within 15 minutes: its text goes, its file leaves storage,
+    both sides see "deleted"."""
+    key = _actor_key(business=business, user=user, customer=customer)
+    with transaction.atomic():
+        message = _visible_message(message_id=message_id, user=user, customer=customer)
+        _own_recent_message(key=key, message=message, verb=_("delete"))
+        for attachment in message.attachments.all():
+            attachment_remove_file(attachment=attachment, reason="deleted")
+        message.body = ""
+        message.deleted_at = timezone.now()
+        message.save(update_fields=["body", "deleted_at"])
+        stream = _Stream(business, message.conversation)
+        _message_changed(stream, events.MESSAGE_DELETED, message)
+        stream.commit()
+    return message
+
+
+def clean_emoji(value: Any) -> str:
+    """One emoji (a few code points with joiners and skin tones), or "" to remove."""
+    if value in (None, ""):
+        return ""
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_EMOJI
+        or any(ord(ch) < 0x2000 or unicodedata.category(ch) in ("Zs", "Cc", "Cs") for ch in value)
+    ):
+        raise MessagingError(MessagingErrorCode.INVALID, _("A reaction is one emoji."))
+    return value
+
+
+def reaction_set(
+    *, business: Business, message_id: Any, emoji: Any, user: User | None = None, customer: Customer | None = None
+) -> list[Reaction]:
+    """Set (or with "" remove) the actor's one reaction to a message; both sides see it live."""
+    key = _actor_key(business=business, user=user, customer=customer)
+    emoji = clean_emoji(emoji)
+    with transaction.atomic():
+        message = _visible_message(message_id=message_id, user=user, customer=customer)
+        if message.deleted_at is not None:
+            raise MessagingError(MessagingErrorCode.INVALID, _("This message was deleted."))
+        conversation = message.conversation
+        if emoji:
+            name = user.get_short_name() if user is not None else conversation.contact.display_name
+            Reaction.objects.update_or_create(
+                message=message, reactor_key=key, defaults={"emoji": emoji, "reactor_name": name[:150]}
+            )
+        else:
+            Reaction.objects.filter(message=message, reactor_key=key).delete()
+        reactions = list(Reaction.objects.filter(message=message).order_by("id"))
+        stream = _Stream(business, conversation)
+        data = {
+            "conversation_id": conversation.pk,
+            "message_id": message.pk,
+            "by": key,
+            "emoji": emoji,
+            "reactions": reactions_payload(reactions),
+        }
+        stream.add(events.REACTION_SET, _audience(message), lambda _id: data)
+        stream.commit()
+    return reactions

@@ -58,6 +58,44 @@ def _thread_strings() -> dict[str, str]:
         "reconnecting": _("Connection lost. Reconnecting…"),
         "you": _("You"),
         "newMessage": _("New message from %(name)s: %(body)s"),
+        **_rich_strings(),
+    }
+
+
+def _rich_strings() -> dict[str, str]:
+    """Attachments, quotes, reactions, buttons, edits and deletes (static/parley/rich.js)."""
+    return {
+        "attach": _("Attach a file"),
+        "file": _("File"),
+        "uploading": _("Uploading %(name)s…"),
+        "uploadFailed": _("The upload failed."),
+        "retry": _("Retry"),
+        "removeFile": _("Remove the file"),
+        "dropHere": _("Drop the file to attach it"),
+        "reply": _("Reply"),
+        "replyingTo": _("Replying to %(name)s"),
+        "cancelReply": _("Cancel the reply"),
+        "jumpToOriginal": _("Show the original message"),
+        "react": _("React"),
+        "removeReaction": _("Remove your reaction"),
+        "edit": _("Edit"),
+        "delete": _("Delete"),
+        "confirmDelete": _("Delete this message for everyone?"),
+        "save": _("Save"),
+        "cancel": _("Cancel"),
+        "edited": _("edited"),
+        "deleted": _("This message was deleted."),
+        "fileExpired": _("File expired"),
+        "fileDeleted": _("File deleted"),
+        "photo": _("Photo"),
+        "document": _("Document"),
+        "audio": _("Audio"),
+        "open": _("Open %(name)s"),
+        "chose": _("Chose: %(title)s"),
+        "reactedWith": _("%(names)s reacted with %(emoji)s"),
+        "addButtons": _("Buttons"),
+        "quickReplies": _("Quick-reply buttons the customer can tap"),
+        "buttonLabel": _("Button %(n)s"),
     }
 
 
@@ -186,6 +224,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
             # The JS puts the conversation's id where the stand-in number is reversed.
             "messages": reverse("inbox_messages", args=[_STAND_IN]).replace(str(_STAND_IN), "{id}"),
             "socket": socket_url("ws_inbox"),
+            "upload": reverse("inbox_attachment_upload"),
         },
         "strings": _inbox_strings(),
         "close_codes": client_close_codes(),
@@ -280,7 +319,9 @@ def chat(request: HttpRequest) -> HttpResponse:
                 "messages": reverse("chat_messages"),
                 "queue": reverse("chat_queue"),
                 "socket": socket_url("ws_chat"),
+                "upload": reverse("chat_attachment_upload"),
             },
+            "me": f"customer:{customer.pk}",  # whose reactions are "mine" (static/parley/rich.js)
             "queue": context["queue"],
             "strings": _chat_strings(),
             "close_codes": client_close_codes(),

@@ -62,6 +62,61 @@ def webhook_deliveries_recent(*, limit: int = 30) -> list[WebhookDelivery]:
     return list(WebhookDelivery.objects.select_related("endpoint").order_by("-created_at", "-id")[:limit])
 
 
+# --- the inbox's template picker (a conversation whose 24-hour window has closed) -----------------
+
+
+def inbox_conversation(*, conversation_id: Any) -> Any:
+    """The conversation an agent picks a template for, with its customer (this business's schema)."""
+    from messaging.models import Conversation
+
+    conversation = (
+        Conversation.objects.select_related("contact__customer").filter(pk=pk_or_zero(conversation_id)).first()
+    )
+    if conversation is None:
+        raise NotificationError(ErrorCode.NOT_FOUND, _("This conversation does not exist."))
+    return conversation
+
+
+def inbox_template_choices(*, business: Business, conversation_id: Any) -> list[dict[str, Any]]:
+    """The approved templates an agent may send in this conversation, each with its placeholders
+    and what sending it now would cost this customer (billing's quote under the active model)."""
+    from django.utils import timezone
+
+    from billing.selectors import price_quote
+
+    conversation = inbox_conversation(conversation_id=conversation_id)
+    customer = conversation.contact.customer
+    window_open = bool(conversation.window_expires_at and conversation.window_expires_at > timezone.now())
+    quotes: dict[str, Any] = {}
+    choices = []
+    for template in Template.objects.filter(status=Template.Status.APPROVED).order_by("name", "language"):
+        if template.category not in quotes:
+            quotes[template.category] = price_quote(
+                business=business,
+                customer_id=customer.pk,
+                customer_phone=customer.phone_number,
+                category=template.category,
+                service_window_open=window_open,
+            )
+        quote = quotes[template.category]
+        choices.append(
+            {
+                "id": template.pk,
+                "name": template.name,
+                "language": template.language,
+                "category": template.category,
+                "category_label": str(template.get_category_display()),
+                "header": template.header,
+                "body": template.body,
+                "footer": template.footer,
+                "buttons": list(template.buttons),
+                "placeholders": template.placeholders,
+                "price": {"amount": f"{quote.amount:.4f}", "currency": "EUR", "per": quote.per, "opens": quote.opens},
+            }
+        )
+    return choices
+
+
 # --- the dashboard (notifications.dashboard, notifications.notices) -------------------------------
 
 

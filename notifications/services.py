@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -16,6 +17,7 @@ from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
@@ -288,6 +290,10 @@ class SendRequest:
     template: Template | None
     parameters: dict[str, str]
     text: str
+    # Rich messages (issue 13), single sends only: a file uploaded with POST /api/v1/media, and
+    # quick-reply buttons or a list (messaging.rich shapes).
+    media_id: int | None = None
+    interactive: dict[str, Any] | None = None
 
 
 def _phone(value: Any) -> str:
@@ -365,8 +371,21 @@ def _parameters(template: Template, parameters: Any) -> dict[str, str]:
     return clean
 
 
-def template_render(*, template: Template, parameters: dict[str, str]) -> str:
-    """The text the customer reads: header, body, footer and button labels, placeholders filled."""
+def template_interactive(template: Template) -> dict[str, Any] | None:
+    """A template's buttons as quick-reply buttons the customer taps; the tap's choice id is the
+    label's slug (stable for webhook consumers)."""
+    if not template.buttons:
+        return None
+    options = [
+        {"id": slugify(label)[:64] or f"button-{index}", "title": label}
+        for index, label in enumerate(template.buttons, start=1)
+    ]
+    return {"type": "buttons", "options": options}
+
+
+def template_render(*, template: Template, parameters: dict[str, str], buttons_as_text: bool = True) -> str:
+    """The text the customer reads: header, body, footer and button labels, placeholders filled.
+    Sent messages carry the buttons as real buttons instead (`buttons_as_text=False`)."""
 
     def fill(text: str) -> str:
         return PLACEHOLDER.sub(lambda m: parameters[m.group(1)], text)
@@ -375,24 +394,106 @@ def template_render(*, template: Template, parameters: dict[str, str]) -> str:
     parts.append(fill(template.body))
     if template.footer:
         parts.append(template.footer)
-    if template.buttons:
+    if template.buttons and buttons_as_text:
         parts.append(" · ".join(f"[{label}]" for label in template.buttons))
     return "\n\n".join(parts)
 
 
-def send_request_clean(*, to: Any, template: Any = None, text: Any = None) -> SendRequest:
+def _rich_clean(media_id: Any, interactive: Any) -> tuple[int | None, dict[str, Any] | None]:
+    from messaging.errors import MessagingError
+    from messaging.rich import clean_interactive
+
+    if media_id not in (None, "") and (not isinstance(media_id, int) or isinstance(media_id, bool) or media_id < 1):
+        raise _invalid("media_id", _("media_id is the id POST /api/v1/media answered with."))
+    try:
+        return media_id or None, clean_interactive(interactive)
+    except MessagingError as error:
+        raise _invalid("interactive", error.message) from None
+
+
+def send_request_clean(
+    *, to: Any, template: Any = None, text: Any = None, media_id: Any = None, interactive: Any = None
+) -> SendRequest:
     """Check one send as the API gave it: a phone number and either a template (name, language,
-    parameters) or free text. Raises NotificationError naming the problem."""
+    parameters) or free text; optionally a file (`media_id`) and buttons or a list. Raises
+    NotificationError naming the problem."""
     phone = _phone(to)
+    media, buttons = _rich_clean(media_id, interactive)
     if template is not None and text not in (None, ""):
         raise _invalid("template", _("Send either a template or text, not both."))
     if template is not None:
         if not isinstance(template, dict):
             raise _invalid("template", _("template is an object: name, language, parameters."))
         found = _approved_template(template.get("name"), template.get("language"))
-        return SendRequest(phone, found, _parameters(found, template.get("parameters")), "")
-    clean_text = _text(text, field="text", max_length=4096, required=True)
-    return SendRequest(phone, None, {}, clean_text)
+        return SendRequest(phone, found, _parameters(found, template.get("parameters")), "", media, buttons)
+    clean_text = _text(text, field="text", max_length=4096, required=media is None)
+    return SendRequest(phone, None, {}, clean_text, media, buttons)
+
+
+@dataclass(frozen=True)
+class InboxTemplateSent:
+    message: Any  # messaging.models.Message
+    price: Decimal
+    per: str
+
+
+def template_send_from_inbox(
+    *, business: Business, user: User, conversation_id: Any, template_id: Any, parameters: Any, client_msg_id: Any = ""
+) -> InboxTemplateSent:
+    """An agent sends an approved template from the inbox (the conversation's 24-hour window has
+    closed, so free text would be refused): the same rules as the API — placeholders filled,
+    marketing mutes, tiers and quality — and the send core's check_template_send and writer."""
+    from customers.selectors import customer_has_muted_marketing
+    from messaging.sending import check_membership
+    from messaging.services import MessagingError, message_send_template
+    from notifications.selectors import inbox_conversation
+
+    check_membership(business=business, user=user)
+    conversation = inbox_conversation(conversation_id=conversation_id)
+    customer = conversation.contact.customer
+    template = Template.objects.filter(pk=pk_or_zero(template_id)).first()
+    if template is None:
+        raise NotificationError(ErrorCode.NOT_FOUND, _("There is no template with this name and language."))
+    template = _approved_template(template.name, template.language)
+    values = _parameters(template, parameters)
+    if template.category == Template.Category.MARKETING:
+        if customer_has_muted_marketing(customer_id=customer.pk, business_id=business.pk):
+            raise NotificationError(
+                ErrorCode.CUSTOMER_OPTED_OUT, _("The customer muted marketing messages from your business.")
+            )
+        limits.marketing_check(business=business)
+    limits.tier_check(business=business, customer_id=customer.pk)
+    try:
+        result = message_send_template(
+            business=business,
+            customer=customer,
+            template_name=template.name,
+            body=template_render(template=template, parameters=values),
+            category=template.category,
+            author_key=f"user:{user.pk}",
+            author_kind="agent",
+            author_user=user,
+            client_msg_id=client_msg_id,
+        )
+    except MessagingError as error:
+        raise NotificationError(_inbox_error_code(str(error.code)), error.message) from None
+    charge = result.charge
+    return InboxTemplateSent(
+        result.message,
+        charge.price if charge is not None else Decimal(0),
+        charge.unit if charge is not None and charge.record is not None else "",
+    )
+
+
+def _inbox_error_code(code: str) -> ErrorCode:
+    """The send core's refusals, as this app's error codes (the inbox shows the message)."""
+    known = {
+        "opted_out": ErrorCode.CUSTOMER_OPTED_OUT,
+        "not_found": ErrorCode.NOT_FOUND,
+        "suspended": ErrorCode.SUSPENDED,
+        "payment_required": ErrorCode.PAYMENT_REQUIRED,
+    }
+    return known.get(code, ErrorCode.FORBIDDEN)  # blocked and anything else: not allowed
 
 
 def consent_record_from_api(*, business: Business, to: Any, category: str, granted: bool) -> Customer:
@@ -462,7 +563,13 @@ def _fail(notification: Notification, code: str, reason: str) -> Notification:
     return notification
 
 
-def notification_deliver(*, business: Business, notification: Notification) -> Notification:
+def notification_deliver(
+    *,
+    business: Business,
+    notification: Notification,
+    media_id: int | None = None,
+    interactive: dict[str, Any] | None = None,
+) -> Notification:
     """Hand an accepted notification to the messaging send core, or fail it with the delivery
     rule that stops it (never billed: a refused send writes no usage record). Limits of the
     business (tier, paused marketing) raise NotificationError: the caller decides whether that
@@ -490,16 +597,23 @@ def notification_deliver(*, business: Business, notification: Notification) -> N
                 body=notification.text,
                 author_key=f"api:{notification.api_key_id or 0}",
                 client_msg_id=f"n{notification.pk}",
+                attachment_id=media_id,
+                interactive=interactive,
             )
         else:
+            # The template's buttons travel as real buttons (rich messages, issue 13).
             result = message_send_template(
                 business=business,
                 customer=customer,
                 template_name=notification.template_name,
-                body=template_render(template=notification.template, parameters=notification.parameters),
+                body=template_render(
+                    template=notification.template, parameters=notification.parameters, buttons_as_text=False
+                ),
                 category=notification.category,
                 author_key=f"api:{notification.api_key_id or 0}",
                 client_msg_id=f"n{notification.pk}",
+                attachment_id=media_id,
+                interactive=interactive or template_interactive(notification.template),
             )
     except MessagingError as error:
         return _fail(notification, error.code, error.message)
@@ -524,7 +638,9 @@ def notification_send(*, business: Business, api_key: ApiKey | None, request: Se
     limits.throughput_check(business=business)
     with transaction.atomic():
         notification = _accept(api_key, request)
-        return notification_deliver(business=business, notification=notification)
+        return notification_deliver(
+            business=business, notification=notification, media_id=request.media_id, interactive=request.interactive
+        )
 
 
 def _accept(api_key: ApiKey | None, request: SendRequest, batch_id: Any = None) -> Notification:
@@ -551,7 +667,13 @@ DELIVER_JOB = "notifications.deliver"
 @dataclass(frozen=True)
 class BatchAccepted:
     batch_id: uuid.UUID
-    notifications: list[Notification]
+    notifications: list[AcceptedRecipient]
+
+
+@dataclass(frozen=True)
+class AcceptedRecipient:
+    pk: int  # the notification's id: GET messages/<id>
+    to: str
 
 
 def notifications_accept_batch(
@@ -583,26 +705,42 @@ def notifications_accept_batch(
         raise NotificationError(ErrorCode.INVALID, _("Some recipients are not valid."), errors=errors)
     batch_id = uuid.uuid4()
     with transaction.atomic():
-        created = Notification.objects.bulk_create(
-            [
-                Notification(
-                    api_key=api_key,
-                    to=r.to,
-                    template=found,
-                    template_name=found.name,
-                    category=found.category,
-                    parameters=r.parameters,
-                    batch_id=batch_id,
-                )
-                for r in requests
-            ]
-        )
-        ids = [n.pk for n in created]
+        ids = _insert_accepted(api_key, found, requests, batch_id)
         # Same transaction as the rows: an accepted notification always has its delivery queued.
         for start in range(0, len(ids), BATCH_CHUNK):
             chunk: list[Any] = ids[start : start + BATCH_CHUNK]
             defer_job(DELIVER_JOB, schema_name=business.schema_name, notification_ids=chunk)
-    return BatchAccepted(batch_id, created)
+    return BatchAccepted(batch_id, [AcceptedRecipient(pk, r.to) for pk, r in zip(ids, requests, strict=True)])
+
+
+def _insert_accepted(
+    api_key: ApiKey | None, template: Template, requests: list[SendRequest], batch_id: Any
+) -> list[int]:
+    """Up to 1,000 accepted notifications in one INSERT over arrays (what bulk_create would do,
+    without building and preparing 1,000 model instances field by field: most of a batch's
+    accept time). Ids come back in the order of `requests`."""
+    table = Notification._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO {table} (api_key_id, "to", template_id, template_name, category, parameters, text, '
+            "status, failure_code, failure_reason, price, currency, charged_per, batch_id, created_at) "
+            "SELECT %s, r.phone, %s, %s, %s, r.parameters, '', %s, '', '', 0, 'EUR', '', %s, %s "
+            "FROM unnest(%s::varchar[], %s::jsonb[]) WITH ORDINALITY AS r(phone, parameters, n) ORDER BY r.n "
+            "RETURNING id",
+            [
+                api_key.pk if api_key is not None else None,
+                template.pk,
+                template.name,
+                template.category,
+                Notification.Status.ACCEPTED,
+                batch_id,
+                timezone.now(),
+                [r.to for r in requests],
+                [json.dumps(r.parameters) for r in requests],
+            ],
+        )
+        # Rows are inserted in ORDER BY order and take their ids from the sequence in that order.
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 def notifications_deliver_queued(*, business: Business, notification_ids: list[int]) -> int:

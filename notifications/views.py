@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages as flash
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from notifications import limits, selectors, services, webhooks
 from notifications.errors import ErrorCode, NotificationError
@@ -215,3 +216,52 @@ def _developers_action(request: HttpRequest, action: Callable[[], object], done:
     else:
         flash.success(request, done)
     return redirect("developers")
+
+
+# --- the inbox's template picker (static/parley/template_picker.js) ---------------------------------
+
+
+def _picker_error(error: NotificationError) -> JsonResponse:
+    return JsonResponse({"error": {"code": str(error.code), "message": error.message}}, status=error.http_status)
+
+
+@require_GET
+@member_required()
+def inbox_templates(request: HttpRequest) -> HttpResponse:
+    """The approved templates for a conversation (`?conversation=<id>`), with their placeholders
+    and the price of sending each now."""
+    business: Any = request.tenant  # type: ignore[attr-defined]
+    try:
+        choices = selectors.inbox_template_choices(business=business, conversation_id=request.GET.get("conversation"))
+    except NotificationError as error:
+        return _picker_error(error)
+    return JsonResponse({"templates": choices})
+
+
+@require_POST
+@member_required()
+def inbox_template_send(request: HttpRequest) -> HttpResponse:
+    """Send one: JSON {conversation_id, template_id, parameters, client_msg_id}. The message
+    reaches the thread live like any other; the answer says what it cost."""
+    business: Any = request.tenant  # type: ignore[attr-defined]
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return _picker_error(NotificationError(ErrorCode.INVALID, _("Send a JSON object.")))
+    try:
+        sent = services.template_send_from_inbox(
+            business=business,
+            user=request.user,  # type: ignore[arg-type]
+            conversation_id=data.get("conversation_id"),
+            template_id=data.get("template_id"),
+            parameters=data.get("parameters"),
+            client_msg_id=data.get("client_msg_id") or "",
+        )
+    except NotificationError as error:
+        return _picker_error(error)
+    return JsonResponse(
+        {"message_id": sent.message.pk, "price": {"amount": f"{sent.price:.4f}", "currency": "EUR", "per": sent.per}},
+        status=201,
+    )

@@ -14,6 +14,7 @@ returns it to the pool), so an idle process holds none.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,11 @@ def executor() -> ThreadPoolExecutor:
     global _executor
     with _lock:
         if _executor is None:
+            # A database thread whose query returned waits for the GIL while the event loop
+            # holds it, up to the switch interval (5 ms by default) per round trip: a send's
+            # dozen statements then cost ~60 ms of waiting on a busy process. A shorter
+            # interval lets a thread back in sooner after each one.
+            sys.setswitchinterval(float(getattr(settings, "PARLEY_GIL_SWITCH_INTERVAL", 0.0005)))
             _executor = ThreadPoolExecutor(max_workers=db_threads(), thread_name_prefix="parley-db")
         return _executor
 

@@ -4,7 +4,8 @@ Replaying every tenant migration costs about a second per business and grows wit
 project; copying table definitions from `TENANT_BASE_SCHEMA` costs a few milliseconds. The
 copy function is installed by the migration `tenancy.0002_clone_function` and kept small on
 purpose: tables (columns, defaults, identity, checks, indexes), then foreign keys, then the
-template's rows (migration history, content types), then identity sequences moved past them.
+template's rows (migration history, content types), then the schema's functions and triggers
+(insights keeps its service cycles with triggers), then identity sequences moved past them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ DECLARE
     idx record;
     fk record;
     col record;
+    fn record;
+    trg record;
+    cols text;
 BEGIN
     EXECUTE format('CREATE SCHEMA %I', dest);
     FOR tbl IN
@@ -35,8 +39,13 @@ BEGIN
             'CREATE TABLE %I.%I (LIKE %I.%I INCLUDING DEFAULTS INCLUDING IDENTITY '
             'INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS)',
             dest, tbl.relname, source, tbl.relname);
-        EXECUTE format('INSERT INTO %I.%I OVERRIDING SYSTEM VALUE SELECT * FROM %I.%I',
-                       dest, tbl.relname, source, tbl.relname);
+        -- Generated columns (a search vector) take no values: copy every other column.
+        SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = source AND c.relname = tbl.relname AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attgenerated = '';
+        EXECUTE format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %I.%I',
+                       dest, tbl.relname, cols, cols, source, tbl.relname);
     END LOOP;
     -- Primary keys, unique and exclusion constraints, keeping their names.
     FOR idx IN
@@ -90,6 +99,25 @@ BEGIN
                        fk.target_table)
             )
         );
+    END LOOP;
+    -- Functions of the schema (the insights triggers' bodies), then triggers, re-pointed at
+    -- the new schema; after the rows are copied, so no trigger fires on the copy.
+    FOR fn IN
+        SELECT p.oid, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = source AND p.prokind = 'f'
+    LOOP
+        EXECUTE regexp_replace(
+            pg_get_functiondef(fn.oid),
+            'FUNCTION ' || quote_ident(source) || '\.',
+            'FUNCTION ' || quote_ident(dest) || '.'
+        );
+    END LOOP;
+    FOR trg IN
+        SELECT pg_get_triggerdef(t.oid) AS def FROM pg_trigger t
+        JOIN pg_class cl ON cl.oid = t.tgrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
+        WHERE n.nspname = source AND NOT t.tgisinternal
+    LOOP
+        EXECUTE replace(trg.def, ' ' || quote_ident(source) || '.', ' ' || quote_ident(dest) || '.');
     END LOOP;
     -- Identity columns got fresh sequences; move them past the copied rows.
     FOR col IN

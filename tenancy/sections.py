@@ -30,6 +30,13 @@ SECTIONS = [
         _("Conversations with your customers, live, for every agent on your team."),
     ),
     Section(
+        "reports",
+        "reports",
+        _("Reports"),
+        False,
+        _("How fast your team answers and resolves, per day, per agent and per label."),
+    ),
+    Section(
         "contacts",
         "contacts",
         _("Contacts"),
@@ -109,3 +116,18 @@ def section_figures(section: Section, *, business: Any, user: Any) -> list[str]:
 def render_empty_section(request: HttpRequest, key: str) -> HttpResponse:
     section = SECTIONS_BY_KEY[key]
     return render(request, "dashboard/empty_section.html", {"section": key, "section_info": section})
+
+
+# The Overview's live strip: a few headline numbers above the cards (insights: open, waiting,
+# median first response today, this month's cost), refreshed in place by the page.
+LiveProvider = Callable[..., list[tuple[str, str]]]  # (*, business, user) -> (label, value) pairs
+_live: list[LiveProvider] = []
+
+
+def register_live_figures(provider: LiveProvider) -> None:
+    if provider not in _live:
+        _live.append(provider)
+
+
+def live_figures(*, business: Any, user: Any) -> list[tuple[str, str]]:
+    return [pair for provider in _live for pair in provider(business=business, user=user)]

@@ -168,6 +168,19 @@ def django_db_setup(
     yield World(business_a, business_b, owner_a, agent_a, owner_b, agent_b, staff)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_files_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Attachments go to a folder of this test session, in this process and in the servers it
+    starts (they inherit the environment), never into the checkout's .media-private/."""
+    from django.test.utils import override_settings
+
+    root = tmp_path_factory.mktemp("attachments")
+    os.environ["PARLEY_ATTACHMENTS_ROOT"] = str(root)
+    storage = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}}
+    with override_settings(STORAGES={**settings.STORAGES, "attachments": storage}):
+        yield root
+
+
 @pytest.fixture(autouse=True)
 def _public_schema_between_tests() -> Iterator[None]:
     """A request through the test client leaves the connection in that business's schema

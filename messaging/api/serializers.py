@@ -23,11 +23,34 @@ class MessageSendIn(serializers.Serializer):
     to = serializers.CharField(max_length=40, help_text="E.164, e.g. +4915112345678")
     template = TemplateRefIn(required=False)
     text = serializers.CharField(max_length=4096, required=False, help_text="Free text: only inside the 24-hour window")
+    media_id = serializers.IntegerField(
+        min_value=1, required=False, help_text="A file uploaded with POST /api/v1/media (image, PDF or audio)"
+    )
+    interactive = serializers.JSONField(
+        required=False,
+        help_text=(
+            'Quick-reply buttons or a list: {"type": "buttons", "options": [{"id": "rebook", "title": "Rebook"}]} '
+            '(up to 3 buttons) or {"type": "list", "button": "Choose", "options": [...]} (up to 10). '
+            "The customer's tap comes back as message.received with choice_id."
+        ),
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if ("template" in attrs) == bool(attrs.get("text")):
+        if "template" in attrs and attrs.get("text"):
             raise serializers.ValidationError("Send either a template or text.")
+        if "template" not in attrs and not attrs.get("text") and not attrs.get("media_id"):
+            raise serializers.ValidationError("Send a template, text or a file.")
         return attrs
+
+
+class MediaOut(serializers.Serializer):
+    """An uploaded file: send it with `media_id` within a day, or it is removed."""
+
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["image", "document", "audio"])
+    name = serializers.CharField()
+    size = serializers.IntegerField()
+    content_type = serializers.CharField()
 
 
 class BatchRecipientIn(serializers.Serializer):

@@ -8,6 +8,7 @@ from messaging.api import views
 urlpatterns = [
     path("messages", views.MessageSendView.as_view(), name="api_message_send"),
     path("messages/batch", views.MessageBatchView.as_view(), name="api_message_batch"),
+    path("media", views.MediaUploadView.as_view(), name="api_media_upload"),
     path("messages/<int:notification_id>", views.MessageDetailView.as_view(), name="api_message_detail"),
     path("templates", views.TemplateListView.as_view(), name="api_templates"),
     path("consents", views.ConsentView.as_view(), name="api_consents"),

@@ -9,11 +9,14 @@ from typing import Any
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from attachments.errors import AttachmentError
+from attachments.services import attachment_upload
 from messaging.api import serializers as s
-from messaging.api.base import ApiView, IdempotentPost
+from messaging.api.base import ApiView, IdempotentPost, problem
 from messaging.selectors import (
     conversation_messages_newest_first,
     conversations_newest_first,
@@ -70,7 +73,11 @@ class MessageSendView(IdempotentPost):
         data = _input(s.MessageSendIn, request.data)
         template = data.get("template")
         send = services.send_request_clean(
-            to=data["to"], template=dict(template) if template else None, text=data.get("text")
+            to=data["to"],
+            template=dict(template) if template else None,
+            text=data.get("text"),
+            media_id=data.get("media_id"),
+            interactive=data.get("interactive"),
         )
         notification = services.notification_send(
             business=_business(request),
@@ -78,6 +85,34 @@ class MessageSendView(IdempotentPost):
             request=send,
         )
         return Response(s.NotificationOut(notification).data, status=status.HTTP_201_CREATED)
+
+
+class MediaUploadView(ApiView):
+    """Upload a file (multipart field `file`): a JPEG, PNG or WebP photo, a PDF or audio, checked
+    by its content. Send it with `media_id`. The same Idempotency-Key returns the first upload."""
+
+    required_scope = "send"
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+        },
+        responses={201: s.MediaOut, 200: s.MediaOut},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+    )
+    def post(self, request: Request) -> Response:
+        key = request.user.key  # type: ignore[union-attr]
+        try:
+            attachment, created = attachment_upload(
+                business=_business(request),
+                uploader_key=f"api:{key.pk}",
+                file=request.FILES.get("file"),
+                upload_key=request.headers.get("Idempotency-Key", ""),
+            )
+        except AttachmentError as error:
+            return problem(str(error.code), error.message, error.http_status)
+        return Response(s.MediaOut(attachment).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class MessageBatchView(IdempotentPost):

@@ -3,6 +3,7 @@ import {
   AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
   timeLabel,
 } from "./realtime.js";
+import { RichComposer, applyRichFrame, bodyNodes, choices, editedMark, jumpTo, richParts } from "./rich.js";
 import { QueueLine } from "./chat_queue.js";
 
 const config = JSON.parse(document.getElementById("chat-config").textContent);
@@ -23,23 +24,42 @@ let hasMore = config.has_more;
 let typingTimer = null;
 let lastTypingSent = 0;
 
-function renderMessage(m) {
+function authorOf(m) {
+  return m.direction === "in" ? S.you : m.author_name || config.business_name;
+}
+
+function renderMessage(m, chosen) {
   const mine = m.direction === "in";
   const key = m.id ? `m${m.id}` : `p${m.client_msg_id}`;
   const status = m.id ? m.status : m.failed ? "failed" : "sending";
+  const rich = richParts(m, {
+    S, me: config.me, selfKind: "customer", fallbackName: config.business_name, mine, canChoose: !mine && !chosen.has(m.id), chosen: chosen.get(m.id),
+    onReply: (x) => composer.setReply(x, authorOf(x)),
+    onReact: (x, emoji) => socket.send({ type: "react", message_id: x.id, emoji }, { queue: false }),
+    onEdit: (x) => composer.setEdit(x),
+    onDelete: (x) => socket.send({ type: "delete", message_id: x.id }, { queue: false }),
+    onChoose: (x, option) => sendMessage(option.title, { choice: { message_id: x.id, option_id: option.id } }),
+    onJump: (id) => jumpTo(thread, id),
+    rerender: render,
+  });
   const node = el(
     "div",
     { class: `bubble ${mine ? "mine" : "theirs"}${m.kind === "template" ? " template" : ""}`, id: key, dataset: { id: m.id || "" } },
-    el("p", { class: "bubble-body", text: m.body }),
+    rich.quote,
+    ...rich.media,
+    ...bodyNodes(m, S),
+    rich.interactive,
     el(
       "p",
       { class: "bubble-meta" },
-      el("span", { text: mine ? S.you : m.author_name || config.business_name }),
+      el("span", { text: authorOf(m) }),
       " · ",
       el("time", { datetime: m.created_at || "", text: timeLabel(m.created_at || new Date().toISOString()) }),
+      editedMark(m, S),
       mine ? " " : null,
       mine ? ticks(status, S) : null,
     ),
+    ...rich.footer,
   );
   if (m.failed) node.append(el("p", { class: "bubble-error small", text: m.failed }));
   return node;
@@ -50,8 +70,9 @@ function render() {
   const nodes = [];
   if (hasMore) nodes.push(el("button", { type: "button", class: "linklike load-earlier", text: S.loadEarlier, onclick: loadEarlier }));
   if (!ordered.length && !pending.size) nodes.push(el("p", { class: "muted thread-empty", text: S.empty }));
-  ordered.forEach((m) => nodes.push(renderMessage(m)));
-  pending.forEach((m) => nodes.push(renderMessage(m)));
+  const chosen = choices(messages);
+  ordered.forEach((m) => nodes.push(renderMessage(m, chosen)));
+  pending.forEach((m) => nodes.push(renderMessage(m, chosen)));
   const atBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80;
   replaceKeepingFocus(thread, ...nodes);
   if (atBottom) thread.scrollTop = thread.scrollHeight;
@@ -117,6 +138,10 @@ function onFrame(frame) {
       queueLine.refresh();
       break;
     }
+    case "message.edited":
+    case "message.deleted":
+    case "reaction.set":
+      if (applyRichFrame(frame, messages)) render();
     case "queue":
       queueLine.update(frame);
       break;
@@ -139,7 +164,7 @@ function onFrame(frame) {
 }
 
 function sendFrame(m) {
-  return { type: "send", body: m.body, client_msg_id: m.client_msg_id };
+  return { type: "send", body: m.body, client_msg_id: m.client_msg_id, ...m.extras };
 }
 
 const acks = new AckBatcher((frame) => socket.send(frame, { queue: false }));
@@ -156,17 +181,31 @@ const socket = new ResumingSocket(config.urls.socket, {
   onStatus: (up) => { connStatus.hidden = up; connStatus.textContent = up ? "" : S.reconnecting; },
 });
 
-form.addEventListener("submit", (event) => {
-  event.preventDefault();
-  const body = input.value.trim();
-  if (!body) return;
+function sendMessage(body, extras = {}, shown = {}) {
   errorBox.hidden = true;
-  const m = { client_msg_id: newClientMsgId(), body, direction: "in", created_at: new Date().toISOString() };
+  const m = { client_msg_id: newClientMsgId(), body, direction: "in", created_at: new Date().toISOString(), extras, ...shown };
   pending.set(m.client_msg_id, m);
-  input.value = "";
   render();
   thread.scrollTop = thread.scrollHeight;
   socket.send(sendFrame(m), { queue: false });
+}
+
+const composer = new RichComposer({ form, input, uploadUrl: config.urls.upload, strings: S, dropTarget: form.parentElement });
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const body = input.value.trim();
+  if (composer.editing) {
+    if (body) socket.send({ type: "edit", message_id: composer.editing.id, body }, { queue: false });
+    input.value = "";
+    composer.clear();
+    return;
+  }
+  const extras = composer.extras();
+  if (composer.uploading || (!body && !extras.attachment_id)) return;
+  sendMessage(body, extras, composer.preview());
+  input.value = "";
+  composer.clear();
 });
 
 input.addEventListener("keydown", (event) => {

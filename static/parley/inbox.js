@@ -4,6 +4,7 @@ import {
   AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
   timeLabel,
 } from "./realtime.js";
+import { ButtonsEditor, RichComposer, applyRichFrame, bodyNodes, choices, editedMark, jumpTo, richParts } from "./rich.js";
 import { PagedList } from "./inbox_list.js";
 import { activityLine, confirmTakeover, renderTeam, snoozeControl, statusControl } from "./inbox_assignment.js";
 
@@ -120,6 +121,7 @@ function renderList() {
   // Infinite scroll: the next page loads when this row comes into view.
   paged.watch(list.querySelector(".conv-more"), list);
   renderCounts();
+  document.dispatchEvent(new CustomEvent("parley:list-rendered", { detail: { list } }));
 }
 
 function nameOf(id) {
@@ -174,6 +176,7 @@ function renderHeader() {
   windowLine.hidden = false;
   windowLine.className = `small ${open ? "muted" : "alert warning"}`;
   windowLine.textContent = open ? format(S.windowOpen, { time: timeLabel(c.window_expires_at) }) : S.windowClosed;
+  document.dispatchEvent(new CustomEvent("parley:conversation", { detail: { id: c.id, windowOpen: Boolean(open) } }));
   // replaceChildren, unlike el(), would write a null child as the text "null": leave it out.
   $("details").replaceChildren(...[
     el("p", {}, el("strong", { text: c.contact.name })),
@@ -181,23 +184,39 @@ function renderHeader() {
     el("p", { class: "small muted", text: c.assignee ? format(S.assignedTo, { name: c.assignee.name }) : S.unassignedLabel }),
     c.contact.notes ? el("p", { class: "small contact-notes", text: c.contact.notes }) : null,
   ].filter(Boolean));
+  document.dispatchEvent(new CustomEvent("parley:conversation-shown", { detail: c }));
 }
 
-function renderMessage(m) {
+function renderMessage(m, chosen) {
   const outgoing = m.direction !== "in";
   const status = m.id ? m.status : m.failed ? "failed" : "sending";
+  const rich = richParts(m, {
+    S, me: `user:${config.me.id}`, mine: m.author_id === config.me.id, canChoose: false, chosen: chosen.get(m.id),
+    onReply: (x) => composer.setReply(x, x.author_name || (x.direction === "in" ? S.customer : S.you)),
+    onReact: (x, emoji) => socket.send({ type: "react", message_id: x.id, emoji }, { queue: false }),
+    onEdit: (x) => composer.setEdit(x),
+    onDelete: (x) => socket.send({ type: "delete", message_id: x.id }, { queue: false }),
+    onChoose: () => {},
+    onJump: (id) => jumpTo(thread, id),
+    rerender: renderThread,
+  });
   const node = el("div", {
     class: `bubble ${outgoing ? "mine" : "theirs"}${m.kind === "note" ? " note" : ""}${m.kind === "template" ? " template" : ""}`,
     id: m.id ? `m${m.id}` : `p${m.client_msg_id}`,
     dataset: { id: m.id || "" },
   },
     m.kind === "note" ? el("p", { class: "bubble-kind small", text: S.note }) : null,
-    el("p", { class: "bubble-body", text: m.body }),
+    rich.quote,
+    ...rich.media,
+    ...bodyNodes(m, S),
+    rich.interactive,
     el("p", { class: "bubble-meta" },
       el("span", { text: m.author_name || (outgoing ? S.you : S.customer) }), " · ",
       el("time", { datetime: m.created_at || "", text: timeLabel(m.created_at || new Date().toISOString()) }),
+      editedMark(m, S),
       outgoing && m.kind !== "note" ? " " : null,
-      outgoing && m.kind !== "note" ? ticks(status, S) : null));
+      outgoing && m.kind !== "note" ? ticks(status, S) : null),
+    ...rich.footer);
   if (m.failed) node.append(el("p", { class: "bubble-error small", text: m.failed }));
   return node;
 }
@@ -205,11 +224,12 @@ function renderMessage(m) {
 function renderThread() {
   const nodes = [];
   if (hasMore) nodes.push(el("button", { type: "button", class: "linklike load-earlier", text: S.loadEarlier, onclick: loadEarlier }));
+  const chosen = choices(messages);
   // Messages and what happened to the conversation, in stream order.
-  const items = [...messages.values()].map((m) => [m.event_id || 0, m.id, renderMessage(m)]);
+  const items = [...messages.values()].map((m) => [m.event_id || 0, m.id, renderMessage(m, chosen)]);
   activities.forEach((a) => items.push([a.id, 0, activityLine(a, S)]));
   items.sort((a, b) => a[0] - b[0] || a[1] - b[1]).forEach(([, , node]) => nodes.push(node));
-  pending.forEach((m) => { if (m.conversation_id === current) nodes.push(renderMessage(m)); });
+  pending.forEach((m) => { if (m.conversation_id === current) nodes.push(renderMessage(m, chosen)); });
   const atBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80;
   replaceKeepingFocus(thread, ...nodes);
   if (atBottom) thread.scrollTop = thread.scrollHeight;
@@ -290,6 +310,7 @@ async function openConversation(id) {
   errorBox.hidden = true;
   typingLine.textContent = "";
   form.hidden = false;
+  composer.clear(); // a file or quote belongs to the conversation it was chosen in
   history.replaceState(null, "", `#c${id}`);
   renderList();
   renderHeader();
@@ -315,6 +336,8 @@ async function refreshList() {
 }
 
 function onFrame(frame) {
+  // Other modules (collab.js: mentions, labels) follow the socket's frames.
+  document.dispatchEvent(new CustomEvent("parley:inbox-frame", { detail: frame }));
   switch (frame.type) {
     case "conversations.updated": {
       // The list: the latest state of each conversation that changed (a few of these a second).
@@ -369,6 +392,14 @@ function onFrame(frame) {
         renderThread();
       }
       break;
+    case "message.edited":
+    case "message.deleted":
+    case "reaction.set":
+      if (frame.conversation_id === current) {
+        currentLast = Math.max(currentLast || 0, frame.id);
+        if (applyRichFrame(frame, messages)) renderThread();
+      }
+      break;
     case "conversation.activity":
       if (frame.conversation_id === current) {
         currentLast = Math.max(currentLast || 0, frame.id);
@@ -405,7 +436,7 @@ function onFrame(frame) {
 }
 
 function sendFrame(m) {
-  return { type: "send", conversation_id: m.conversation_id, body: m.body, kind: m.kind, client_msg_id: m.client_msg_id, takeover: Boolean(m.takeover) };
+  return { type: "send", conversation_id: m.conversation_id, body: m.body, kind: m.kind, client_msg_id: m.client_msg_id, takeover: Boolean(m.takeover), ...m.extras };
 }
 
 const acks = new AckBatcher((frame) => socket.send(frame, { queue: false }));
@@ -426,15 +457,33 @@ const socket = new ResumingSocket(config.urls.socket, {
   onStatus: (up) => { $("conn-status").hidden = up; $("conn-status").textContent = up ? "" : S.reconnecting; },
 });
 
+const composer = new RichComposer({
+  form, input, uploadUrl: config.urls.upload, strings: S, fields: () => ({ conversation_id: current }), dropTarget: thread.parentElement,
+});
+const buttons = new ButtonsEditor({ form, strings: S });
+
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const body = input.value.trim();
-  if (!body || current === null) return;
+  if (current === null) return;
+  if (composer.editing) {
+    if (body) socket.send({ type: "edit", message_id: composer.editing.id, body }, { queue: false });
+    input.value = "";
+    composer.clear();
+    return;
+  }
+  const extras = composer.extras();
+  if (composer.uploading || (!body && !extras.attachment_id)) return;
   errorBox.hidden = true;
   const kind = noteBox.checked ? "note" : "text";
-  const m = { client_msg_id: newClientMsgId(), conversation_id: current, body, kind, direction: kind === "note" ? "internal" : "out", author_name: config.me.name, created_at: new Date().toISOString() };
+  const interactive = kind === "text" ? buttons.value() : undefined;
+  if (interactive) extras.interactive = interactive;
+  const m = { client_msg_id: newClientMsgId(), conversation_id: current, body, kind, direction: kind === "note" ? "internal" : "out", author_name: config.me.name, author_id: config.me.id, created_at: new Date().toISOString(), extras, ...composer.preview() };
+  if (interactive) m.interactive = interactive;
   pending.set(m.client_msg_id, m);
   input.value = "";
+  composer.clear();
+  buttons.clear();
   renderThread();
   thread.scrollTop = thread.scrollHeight;
   socket.send(sendFrame(m), { queue: false });
@@ -478,6 +527,9 @@ thread.addEventListener("scroll", () => { if (hasMore && thread.scrollTop < 60) 
 const setMyStatus = statusControl($("my-status"), { status: config.me.status, send: (frame) => socket.send(frame) });
 renderTeam($("inbox-team"), availability, S, config.me.id);
 document.addEventListener("visibilitychange", markRead);
+
+// Other modules open a conversation (a notification, a search result).
+document.addEventListener("parley:open-conversation", (event) => openConversation(event.detail.id));
 
 renderList();
 const hash = /^#c(\d+)$/.exec(location.hash);

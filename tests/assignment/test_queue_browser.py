@@ -136,13 +136,24 @@ def test_done_when_two_agents_capacity_one_three_customers(scene: Scene) -> None
 
 
 def mention_step(scene: Scene) -> None:
-    """HOOK for lane collab12 (item 5, @mentions): the first agent writes an internal note
-    mentioning the second in the first customer's conversation; it must reach the second agent
-    live (their notification list) without a reload. Fill this in and drop the skip mark below."""
-    raise NotImplementedError
+    """The first agent writes an internal note mentioning the second by name in the first
+    customer's conversation; it reaches the second agent live: their bell counts it and lists
+    it, without a reload. (The "@" suggestions are driven in tests/collab/test_browser.py.)"""
+    first_page, second_page = scene.agent_pages
+    handle = scene.team.agents[1].get_short_name()
+    # A new load (a hash change alone does not reopen the page's conversation).
+    first_page.goto(scene.server.business_url(scene.team.business, f"/inbox/#c{scene.conversations[0]}"))
+    first_page.reload()
+    expect(first_page.locator("#thread")).to_contain_text("customer 1")
+    first_page.locator("#composer-note").check()
+    box = first_page.locator("#composer-body")
+    box.fill(f"Kannst du übernehmen, @{handle}?")
+    box.press("Enter")
+    expect(second_page.locator("#bell-count")).to_have_text("1")
+    second_page.locator("#bell").click()
+    expect(second_page.locator("#bell-pop")).to_contain_text(scene.team.agents[0].get_short_name())
 
 
 @pytest.mark.browser
-@pytest.mark.skip(reason="@mentions are lane collab12's (issue 12 item 5): complete mention_step, then drop this mark")
 def test_done_when_a_mention_reaches_the_other_agent_live(scene: Scene) -> None:
     mention_step(scene)

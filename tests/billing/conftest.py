@@ -8,8 +8,7 @@ import pytest
 from django.db import connection
 
 from billing import stripe_gateway
-from billing.models import BillingAccount, Invoice, RateCard, StripeEvent, UsageCounter, UsageRecord
-from billing.services import LAUNCH_PRICES
+from billing.models import LAUNCH_PRICES, BillingAccount, Invoice, RateCard, StripeEvent, UsageCounter, UsageRecord
 from tests.billing.fake_stripe import FakeStripe, running
 from tests.conftest import World
 

@@ -6,7 +6,7 @@ import pytest
 import time_machine
 from django.contrib.humanize.templatetags.humanize import intcomma
 
-from billing import demo
+from billing import demo, services
 from billing.models import Rate, RateCard, UsageRecord
 from billing.selectors import period_end
 from tenancy.demo import DemoWorld
@@ -29,6 +29,12 @@ def test_demo_seed_is_idempotent_and_shows_on_the_pages(world: World) -> None:
     assert "CH" in public_client().get("/pricing/").content.decode()
     assert business_client(world.business_a, world.owner_a).get("/billing/").status_code == 200
     assert any("/billing/" in line for line in demo_world.lines)
+    # Beside it, a per-message card staff can switch to; activated, the pages follow.
+    per_message = RateCard.objects.get(name=demo.PER_MESSAGE_CARD)
+    assert not per_message.is_active and per_message.pricing_model == "message"
+    assert not Rate.objects.filter(rate_card=per_message, category="service").exists()
+    services.rate_card_activate(card=per_message, actor=world.staff)
+    assert "You pay per delivered template message" in public_client().get("/pricing/").content.decode()
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,15 @@ from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from billing import services
-from billing.models import FREE_SERVICE_CONVERSATIONS_PER_MONTH, Rate, RateCard, UsageCounter, UsageRecord
+from billing.models import (
+    FREE_SERVICE_CONVERSATIONS_PER_MONTH,
+    LAUNCH_PRICES,
+    Rate,
+    RateCard,
+    UsageCounter,
+    UsageRecord,
+)
+from billing.prices import price_for
 from billing.services import conversation_charge_for_message
 from tests.billing.conftest import active_card, wipe_billing
 from tests.conftest import Concurrently, World
@@ -305,5 +313,5 @@ def test_without_an_active_card_the_launch_prices_apply(world: World) -> None:
     RateCard.objects.update(is_active=False)
     record = charge(world, customer=customer_id(), category="marketing")
     record.refresh_from_db()
-    assert record.unit_price == services.LAUNCH_PRICES["marketing"] == Decimal("0.0700")
-    assert services.price_for(category="marketing", country="DE") == Decimal("0.0700")
+    assert record.unit_price == LAUNCH_PRICES["marketing"] == Decimal("0.0700")
+    assert price_for(category="marketing", country="DE") == Decimal("0.0700")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-APPS = ["accounts", "audit", "tenancy", "verification", "customers", "directory", "messaging", "billing"]
+APPS = ["accounts", "audit", "tenancy", "verification", "customers", "directory", "messaging", "billing", "attachments"]
 ROOT = Path(settings.BASE_DIR)
 
 

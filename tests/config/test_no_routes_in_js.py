@@ -97,6 +97,7 @@ def test_pages_hand_their_urls_to_the_js(world: World) -> None:
         "counts": "/inbox/api/counts/",
         "messages": "/inbox/api/conversations/{id}/messages/",
         "socket": "/ws/inbox/",
+        "upload": "/inbox/api/attachments/",
     }
     customer = make_customer()
     chat_client = business_client(world.business_a)
@@ -106,7 +107,12 @@ def test_pages_hand_their_urls_to_the_js(world: World) -> None:
         session[CUSTOMER_SESSION_KEY] = customer.pk
         session.save()
     chat = _config(chat_client.get("/chat/").content.decode(), "chat-config")
-    assert chat["urls"] == {"messages": "/chat/messages/", "queue": "/chat/queue/", "socket": "/ws/chat/"}
+    assert chat["urls"] == {
+        "messages": "/chat/messages/",
+        "queue": "/chat/queue/",
+        "socket": "/ws/chat/",
+        "upload": "/chat/attachments/",
+    }
     me = _config(me_client.get("/me/conversations/").content.decode(), "me-config")
     assert me["urls"] == {"socket": "/ws/me/"}
     # Every socket path is one the websocket router serves.

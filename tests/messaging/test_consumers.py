@@ -622,7 +622,11 @@ async def test_floods_are_refused(live_db: World) -> None:
     )
     for n in range(25):
         await chat_ws.send_json_to({"type": "send", "body": f"spam {n}", "client_msg_id": f"s{n}"})
-    frames = [await chat_ws.receive_json_from(timeout=5) for _ in range(25)]
+    frames: list[dict[str, Any]] = []
+    while len(frames) < 25:
+        frame = await chat_ws.receive_json_from(timeout=5)
+        if frame["type"] != "queue":  # the place in line (issue 12): ephemeral, beside the answers
+            frames.append(frame)
     accepted = [f for f in frames if f["type"] == "message.accepted"]
     refused = [f for f in frames if f["type"] == "error"]
     assert 20 <= len(accepted) < 25

@@ -11,11 +11,14 @@ import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django_tenants.utils import tenant_context
 
 from assignment import services as assignment_services
+from attachments.services import attachment_upload
 from messaging import events, services
 from messaging.models import Event
+from tests.attachments.files import png
 from tests.conftest import World
 from tests.messaging.conftest import make_customer
 
@@ -33,12 +36,20 @@ def _check(value: Any, shape: Any, path: str) -> list[str]:
         if not isinstance(value, dict):
             return [f"{path}: expected an object, got {value!r}"]
         hints = get_type_hints(shape)
-        problems = [f"{path}.{key}: missing" for key in hints if key not in value]
+        required = shape.__required_keys__  # a total=False shape's keys may be left out
+        problems = [f"{path}.{key}: missing" for key in hints if key not in value and key in required]
         problems += [f"{path}.{key}: not declared" for key in value if key not in hints]
         for key, hint in hints.items():
             if key in value:
                 problems += _check(value[key], hint, f"{path}.{key}")
         return problems
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{path}: expected a list, got {value!r}"]
+        (item,) = get_args(shape)
+        return [problem for index, v in enumerate(value) for problem in _check(v, item, f"{path}[{index}]")]
+    if shape is bool:
+        return [] if isinstance(value, bool) else [f"{path}: expected true or false, got {value!r}"]
     if shape is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
         return [] if ok else [f"{path}: expected an integer, got {value!r}"]
@@ -96,6 +107,31 @@ def test_every_frame_the_services_emit_has_its_declared_shape(world: World, monk
         second = services.message_send_customer(business=business, customer=customer, body="ok").message
         services.messages_mark_by_agent(**common, up_to=second.pk, read=False)
         services.messages_mark_by_agent(**common, up_to=second.pk, read=True)
+        # Rich messages (issue 13): a photo, a quoted reply with buttons, a tap, a reaction, an
+        # edit and a delete.
+        photo_file, _created = attachment_upload(
+            business=business,
+            uploader_key=f"customer:{customer.pk}",
+            file=SimpleUploadedFile("p.png", png()),
+        )
+        photo = services.message_send_customer(
+            business=business, customer=customer, body="", attachment_id=photo_file.pk
+        ).message
+        asked = services.message_send_agent(
+            **common,
+            body="Rebook?",
+            reply_to=photo.pk,
+            interactive={"type": "buttons", "options": [{"id": "rebook", "title": "Rebook"}]},
+        ).message
+        services.message_send_agent(
+            **common, body="Seats", interactive={"type": "list", "options": [{"title": "12A", "description": "Window"}]}
+        )
+        services.message_send_customer(
+            business=business, customer=customer, body="", choice={"message_id": asked.pk, "option_id": "rebook"}
+        )
+        services.reaction_set(business=business, message_id=photo.pk, emoji="👍", user=agent)
+        services.message_edit(business=business, message_id=asked.pk, body="Rebook now?", user=agent)
+        services.message_delete(business=business, message_id=photo.pk, customer=customer)
         services.conversation_assign(**common, assignee_id=None)
         # issue 12: assignment and lifecycle changes are narrated (conversation.activity).
         services.conversation_assign(**common, assignee_id=agent.pk, note="")
@@ -114,6 +150,9 @@ def test_every_frame_the_services_emit_has_its_declared_shape(world: World, monk
         events.MESSAGE_CREATED,
         events.MESSAGE_STATUS,
         events.CONVERSATION_UPDATED,
+        events.MESSAGE_EDITED,
+        events.MESSAGE_DELETED,
+        events.REACTION_SET,
         events.CONVERSATION_ACTIVITY,
     }
     updates = [text for _batch, customer_updates in published for _cid, text in customer_updates]

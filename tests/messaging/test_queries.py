@@ -119,8 +119,8 @@ def test_list_pages_do_not_query_per_row(world: World, path: str) -> None:
 # core (counted the same way, plus BEGIN/COMMIT): 36 statements for a customer send, 17 of them
 # `SET search_path`; 44 for an agent reply. The agent's budget includes billing's statements for
 # the reply that opens a billable conversation (its lock, lookup, monthly counter and record).
-CUSTOMER_SEND_BUDGET = 8
-AGENT_REPLY_BUDGET = 14
+CUSTOMER_SEND_BUDGET = 7
+AGENT_REPLY_BUDGET = 12
 
 
 def _statements(business: Any, send: Any) -> list[str]:
@@ -130,7 +130,10 @@ def _statements(business: Any, send: Any) -> list[str]:
     return [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
 
 
-def test_a_send_is_a_few_statements(live_db: World) -> None:
+def test_a_send_is_a_few_statements(live_db: World, settings: Any) -> None:
+    # The assignment settings are read once per TTL per process (an amortised statement); on a
+    # slow run the first send's copy could expire before the measured one, so hold it.
+    settings.PARLEY_ASSIGNMENT_SETTINGS_TTL = 3600
     business = live_db.business_a
     customer = make_customer()
     with schema_context(business.schema_name):

@@ -154,6 +154,8 @@ def test_batch_is_accepted_at_once_and_delivered_by_jobs(live_db: World, fresh_b
     assert [api.get(f"messages/{i}").json()["status"] for i in ids] == ["accepted"] * 4
     run_queued_jobs(queues=["notifications"])
     answers = [api.get(f"messages/{i}").json() for i in ids]
+    # Each id is its recipient's, in the order they were posted.
+    assert [a["to"] for a in answers] == [m["to"] for m in accepted["messages"]] == [r["to"] for r in recipients]
     assert [a["status"] for a in answers] == ["sent", "sent", "failed", "failed"]
     assert [a["failure"]["code"] for a in answers[2:]] == ["blocked", "not_a_customer"]
     assert all(float(a["price"]["amount"]) > 0 for a in answers[:2])

@@ -1,0 +1,19 @@
+"""The Overview (see tenancy.sections): the live strip (open, waiting, median first response
+today, this month's cost) and the Reports card (the last seven days)."""
+
+from __future__ import annotations
+
+from accounts.models import User
+from tenancy.models import Business
+
+
+def live_strip(*, business: Business, user: User) -> list[tuple[str, str]]:
+    from insights.selectors import live_pairs
+
+    return live_pairs(business=business)
+
+
+def reports_figures(*, business: Business, user: User) -> list[str]:
+    from insights.selectors import reports_card_lines
+
+    return reports_card_lines(business=business)
