@@ -180,7 +180,12 @@ def conversation_page(
     if cursor:
         value, pk = decode_cursor(cursor, sort)
         op = "lt" if direction == "desc" else "gt"
-        qs = qs.filter(Q(**{f"{column}__{op}": value}) | Q(**{column: value, f"pk__{op}": pk}))
+        # `column <= value` (or >=) is redundant with the OR below but is what PostgreSQL can use
+        # as an index condition: without it a deep page walked the index from the top, filtering
+        # every row it passed (about 17,000 at 100,000 conversations).
+        qs = qs.filter(**{f"{column}__{op}e": value}).filter(
+            Q(**{f"{column}__{op}": value}) | Q(**{column: value, f"pk__{op}": pk})
+        )
     order = [f"-{column}", "-pk"] if direction == "desc" else [column, "pk"]
     rows = list(qs.select_related("contact__customer", "assignee").order_by(*order)[: limit + 1])
     more = len(rows) > limit

@@ -252,6 +252,9 @@ async function fetchPage(id, before) {
 async function loadEarlier() {
   if (loadingEarlier || !messages.size) return;
   loadingEarlier = true;
+  // Scrolling up loads too: keep focus in the thread only when it was there (the button was
+  // pressed), never take it from the composer while the agent is typing.
+  const focusWasInThread = thread.contains(document.activeElement);
   const page = await fetchPage(current, Math.min(...messages.keys())).finally(() => { loadingEarlier = false; });
   if (!page) return;
   page.messages.forEach(upsertMessage);
@@ -260,7 +263,7 @@ async function loadEarlier() {
   const height = thread.scrollHeight;
   renderThread();
   thread.scrollTop = thread.scrollHeight - height;
-  keepFocusAfterLoad(thread);
+  if (focusWasInThread) keepFocusAfterLoad(thread);
 }
 
 function markRead() {

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from accounts.models import User
 from collab import selectors, services
 from collab.errors import CollabError
 from collab.models import AgentNotification, CannedReply, ConversationLabel, Label
@@ -148,8 +149,11 @@ def test_macro_actions_are_validated(world: World) -> None:
 
 
 def test_a_note_mentioning_an_agent_notifies_only_them(world: World, django_capture_on_commit_callbacks: Any) -> None:
-    world.agent_a.full_name = "Mia Schulz"
-    world.agent_a.save(update_fields=["full_name"])
+    # A copy of the row: the session's World objects are shared by every test, and a name set on
+    # them would outlive this test's rolled-back transaction.
+    mia = User.objects.get(pk=world.agent_a.pk)
+    mia.full_name = "Mia Schulz"
+    mia.save(update_fields=["full_name"])
     with in_business(world.business_a):
         conversation = customer_writes(world.business_a, "Can I change my seat?", name="Lukas Meier")
         note = agent_writes(
