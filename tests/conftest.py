@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -190,16 +190,27 @@ def _public_schema_between_tests() -> Iterator[None]:
     connection.set_schema_to_public()
 
 
+_WORLD_USERS = ("owner_a", "agent_a", "owner_b", "agent_b", "staff")
+
+
+def _as_stored(world: World) -> World:
+    """The session's world with its users as the database holds them now: a test that renames a
+    user (in memory, or in a transaction rolled back after it) must not hand that name to the
+    tests after it."""
+    stored = User.objects.in_bulk([getattr(world, name).pk for name in _WORLD_USERS])
+    return replace(world, **{name: stored[getattr(world, name).pk] for name in _WORLD_USERS})
+
+
 @pytest.fixture
 def world(django_db_setup: World, db: None) -> World:
-    return django_db_setup
+    return _as_stored(django_db_setup)
 
 
 @pytest.fixture
 def live_db(django_db_setup: World, django_db_blocker: Any) -> Iterator[World]:
     """Committed database access, for tests whose writes other threads or processes must see."""
     with django_db_blocker.unblock():
-        yield django_db_setup
+        yield _as_stored(django_db_setup)
         connection.set_schema_to_public()
 
 
