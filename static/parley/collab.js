@@ -267,7 +267,7 @@ function choose(index) {
   input.focus();
 }
 
-input.addEventListener("input", () => {
+function offerSuggestions() {
   const before = input.value.slice(0, input.selectionStart);
   const canned = /(^|\s)\/([\w-]*)$/.exec(before);
   const mention = /(^|\s)@([\p{L}\p{N}._-]*)$/u.exec(before);
@@ -291,7 +291,8 @@ input.addEventListener("input", () => {
   }
   active = 0;
   renderSuggest();
-});
+}
+input.addEventListener("input", offerSuggestions);
 
 // Capture phase on the form: runs before inbox.js's Enter-to-send on the textarea.
 composer.addEventListener("keydown", (event) => {
@@ -309,7 +310,11 @@ composer.addEventListener("keydown", (event) => {
   event.preventDefault();
   event.stopPropagation();
 }, true);
-input.addEventListener("blur", () => setTimeout(closeSuggest, 150));
+// Close on leaving the composer (after a click on an option had its turn), not when focus came
+// back meanwhile; on returning, offer again what the text before the caret asks for (a live
+// update that moved focus for a moment must not lose the agent's suggestions).
+input.addEventListener("blur", () => setTimeout(() => { if (document.activeElement !== input) closeSuggest(); }, 150));
+input.addEventListener("focus", () => { if (suggest.hidden) offerSuggestions(); });
 
 // --- search with filters --------------------------------------------------------------------------
 
