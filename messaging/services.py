@@ -37,6 +37,7 @@ from messaging.payloads import conversation_payload, message_payload, reactions_
 from messaging.rich import check_rich
 from messaging.sending import (
     MAX_BODY,
+    SendRequest,
     SendResult,
     check_agent_send,
     check_business_text_send,
@@ -180,6 +181,35 @@ def message_send_customer(
     return result
 
 
+def _agent_request(
+    *,
+    business: Business,
+    user: User,
+    conversation_id: Any,
+    body: Any,
+    client_msg_id: Any,
+    kind: str,
+    reply_to: Any,
+    attachment_id: Any,
+    interactive: Any,
+    takeover: bool,
+    defer_membership: bool = False,
+) -> SendRequest:
+    """The checks of an agent's send, for both entry points (request/response and websocket)."""
+    rich = check_rich(reply_to=reply_to, attachment_id=attachment_id, interactive=interactive)
+    return check_agent_send(
+        business=business,
+        user=user,
+        conversation_id=conversation_id,
+        body=body,
+        client_msg_id=client_msg_id,
+        kind=kind,
+        defer_membership=defer_membership,
+        rich=rich,
+        takeover=takeover,
+    )
+
+
 def message_send_agent(
     *,
     business: Business,
@@ -196,15 +226,16 @@ def message_send_agent(
     """An agent replies (inside the service window) or leaves an internal note (never sent),
     optionally quoting a message, with a file, or with quick-reply buttons or a list.
     `takeover`: the agent confirmed replying into a conversation another agent holds."""
-    rich = check_rich(reply_to=reply_to, attachment_id=attachment_id, interactive=interactive)
-    request = check_agent_send(
+    request = _agent_request(
         business=business,
         user=user,
         conversation_id=conversation_id,
         body=body,
         client_msg_id=client_msg_id,
         kind=kind,
-        rich=rich,
+        reply_to=reply_to,
+        attachment_id=attachment_id,
+        interactive=interactive,
         takeover=takeover,
     )
     result = send_message(business=business, request=request)
@@ -324,17 +355,18 @@ async def message_send_agent_live(
     takeover: bool = False,
 ) -> SendResult:
     """`message_send_agent` for an agent's inbox socket (the seat is checked by the writer)."""
-    rich = check_rich(reply_to=reply_to, attachment_id=attachment_id, interactive=interactive)
-    request = check_agent_send(
+    request = _agent_request(
         business=business,
         user=user,
         conversation_id=conversation_id,
         body=body,
         client_msg_id=client_msg_id,
         kind=kind,
-        defer_membership=True,
-        rich=rich,
+        reply_to=reply_to,
+        attachment_id=attachment_id,
+        interactive=interactive,
         takeover=takeover,
+        defer_membership=True,
     )
     result = await send_message_live(business=business, request=request, limit_key=request.author_key)
     if request.kind == Message.Kind.NOTE and not result.duplicate and _note_listeners:
