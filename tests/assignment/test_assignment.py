@@ -146,6 +146,9 @@ def test_the_chat_page_shows_the_place_in_line(team: Team, customers: Customers)
     assert client.get("/chat/queue/").json()["position"] == 1
 
 
+# The wake-up job is scheduled at the snooze's end by Python's clock and picked up by
+# Procrastinate when PostgreSQL's now() reaches it: the two clocks must agree.
+@pytest.mark.real_clock
 def test_snooze_until_a_time_is_woken_by_its_job(team: Team, customers: Customers) -> None:
     agent = team.agents[0]
     conversation = team.write(customers(1)[0])
