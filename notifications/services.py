@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer, User
 from audit.services import audit_record
 from config.jobs import defer_job
+from config.sql import rows_source
 from notifications import limits
 from notifications.errors import ErrorCode, NotificationError
 from notifications.models import (
@@ -536,21 +537,17 @@ _OUTCOME_COLUMNS = [
 
 def _save_outcomes(notifications: list[Notification]) -> None:
     """Write the delivery outcome of many notifications with one UPDATE (a save per row would
-    cost a round trip each, most of a batch job's time)."""
+    cost a round trip each, most of a batch job's time), bound per column (config.sql)."""
     if not notifications:
         return
-    row = "(%s::bigint, " + ", ".join(f"%s::{kind}" for _name, kind in _OUTCOME_COLUMNS) + ")"
-    params: list[Any] = []
-    for notification in notifications:
-        params.append(notification.pk)
-        params += [getattr(notification, name) for name, _kind in _OUTCOME_COLUMNS]
-    names = [name for name, _kind in _OUTCOME_COLUMNS]
+    source, params = rows_source(
+        [("id", "bigint"), *_OUTCOME_COLUMNS],
+        [[n.pk, *(getattr(n, name) for name, _kind in _OUTCOME_COLUMNS)] for n in notifications],
+    )
+    assignments = ", ".join(f"{name} = v.{name}" for name, _kind in _OUTCOME_COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Notification._meta.db_table} AS n SET "
-            + ", ".join(f"{name} = v.{name}" for name in names)
-            + f" FROM (VALUES {', '.join([row] * len(notifications))}) AS v(id, {', '.join(names)}) WHERE n.id = v.id",
-            params,
+            f"UPDATE {Notification._meta.db_table} AS n SET {assignments} FROM {source} WHERE n.id = v.id", params
         )
 
 
