@@ -774,13 +774,19 @@ def _deliver_chunk(business: Business, notification_ids: list[int]) -> int:
             c.phone_number: c
             for c in Customer.objects.filter(phone_number__in={n.to for n in pending}, verified_at__isnull=False)
         }
-        muted = set(
-            MarketingMute.objects.filter(
-                business_id=business.pk, customer_id__in=[c.pk for c in customers.values()]
-            ).values_list("customer_id", flat=True)
+        # Mutes and the quality rating only stop marketing: not read for a chunk without any.
+        marketing_chunk = any(n.category == Template.Category.MARKETING for n in pending)
+        muted = (
+            set(
+                MarketingMute.objects.filter(
+                    business_id=business.pk, customer_id__in=[c.pk for c in customers.values()]
+                ).values_list("customer_id", flat=True)
+            )
+            if marketing_chunk
+            else set()
         )
-        allowance = limits.TierAllowance.now(business=business)
-        quality = limits.quality_rating_cached(business=business).rating
+        allowance = limits.TierAllowance.now(business=business, customer_ids=[c.pk for c in customers.values()])
+        quality = limits.quality_rating_cached(business=business).rating if marketing_chunk else "green"
         ready: list[tuple[Notification, Any]] = []
         for notification in pending:
             customer = customers.get(notification.to)
