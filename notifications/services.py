@@ -338,12 +338,14 @@ def _approved_template(name: Any, language: Any) -> Template:
     return template
 
 
-def _parameters(template: Template, parameters: Any) -> dict[str, str]:
+def _parameters(template: Template, parameters: Any, wanted: list[str] | None = None) -> dict[str, str]:
+    """`wanted`: the template's placeholders, when the caller read them once for many recipients."""
     if parameters is None:
         parameters = {}
     if not isinstance(parameters, dict):
         raise _invalid("parameters", _("Parameters are an object of name → text."))
-    wanted = template.placeholders
+    if wanted is None:
+        wanted = template.placeholders
     unknown = sorted(set(parameters) - set(wanted))
     if unknown:
         raise NotificationError(
@@ -687,14 +689,22 @@ def notifications_accept_batch(
             ErrorCode.BATCH_TOO_LARGE, _("At most %(max)d recipients per batch.") % {"max": MAX_BATCH}
         )
     found = _approved_template(template, language)
+    wanted = found.placeholders
+    known = _known_numbers(recipients)
     requests: list[SendRequest] = []
     errors: dict[str, dict[str, str]] = {}
     for index, recipient in enumerate(recipients):
         try:
             if not isinstance(recipient, dict):
                 raise _invalid("recipients", _("Each recipient is an object: to, parameters."))
+            to = recipient.get("to")
             requests.append(
-                SendRequest(_phone(recipient.get("to")), found, _parameters(found, recipient.get("parameters")), "")
+                SendRequest(
+                    to if to in known else _phone(to),
+                    found,
+                    _parameters(found, recipient.get("parameters"), wanted),
+                    "",
+                )
             )
         except NotificationError as error:
             errors[str(index)] = {"code": str(error.code), "message": error.message}
@@ -708,6 +718,27 @@ def notifications_accept_batch(
             chunk: list[Any] = ids[start : start + BATCH_CHUNK]
             defer_job(DELIVER_JOB, schema_name=business.schema_name, notification_ids=chunk)
     return BatchAccepted(batch_id, [AcceptedRecipient(pk, r.to) for pk, r in zip(ids, requests, strict=True)])
+
+
+# What `normalise_phone` returns: "+", a country code, at most 15 digits in all.
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def _known_numbers(recipients: list[Any]) -> set[str]:
+    """Recipients' numbers written exactly as a verified Parley customer's, in one query: stored
+    numbers went through `normalise_phone` when they were verified, so these need not be parsed
+    again (phonenumbers takes ~60 µs a number, a third of a batch's accept time). Any other
+    number is parsed and checked as before."""
+    candidates = {
+        r["to"] for r in recipients if isinstance(r, dict) and isinstance(r.get("to"), str) and E164.fullmatch(r["to"])
+    }
+    if not candidates:
+        return set()
+    return set(
+        Customer.objects.filter(phone_number__in=candidates, verified_at__isnull=False).values_list(
+            "phone_number", flat=True
+        )
+    )
 
 
 def _insert_accepted(

@@ -123,6 +123,37 @@ def test_batch_is_refused_whole_when_an_entry_is_bad(world: World) -> None:
         assert not Notification.objects.exists()
 
 
+def test_batch_entries_of_the_wrong_shape_are_named_by_index(world: World) -> None:
+    """Recipients are checked by the service, not a nested serializer: every shape error still
+    refuses the whole batch and names its entry."""
+    with in_business(world.business_a):
+        approved_template(world.business_a, world.staff)
+    api = api_for(world)
+    good = {"to": make_customer().phone_number, "parameters": {"flight": "1", "time": "2"}}
+    recipients: list[Any] = [
+        good,
+        "+4915100000000",  # not an object
+        {"to": 4915100000000, "parameters": {"flight": "1", "time": "2"}},  # not text
+        {"to": "+49" + "1" * 40, "parameters": {"flight": "1", "time": "2"}},  # too long
+        {"to": good["to"], "parameters": ["1", "2"]},  # parameters not an object
+        {"to": good["to"], "parameters": {"flight": "1", "time": "2", "gate": "B"}},  # unknown name
+    ]
+    body = assert_problem(
+        api.post("messages/batch", {"template": "flight_change", "recipients": recipients}), 400, "invalid"
+    )
+    assert {index: error["code"] for index, error in body["errors"].items()} == {
+        "1": "invalid",
+        "2": "invalid_phone",
+        "3": "invalid_phone",
+        "4": "invalid",
+        "5": "unknown_parameter",
+    }
+    assert_problem(api.post("messages/batch", {"template": "flight_change", "recipients": "all"}), 400, "invalid")
+    assert_problem(api.post("messages/batch", {"recipients": [good]}), 400, "invalid")
+    with in_business(world.business_a):
+        assert not Notification.objects.exists()
+
+
 @pytest.fixture
 def fresh_business(live_db: World) -> Any:
     owner = User.objects.create(email=f"{unique('owner')}@batch.test")
