@@ -41,7 +41,8 @@ from messaging import services
 from messaging.models import Message
 from reliability.report import long_run, record
 from tenancy.models import Business
-from tests.conftest import ROOT, World, free_port, test_database_url
+from tests.conftest import ROOT, World, free_port
+from tests.conftest import test_database_url as server_database_url  # not collected as a test
 from tests.reliability.private import wait_for_port
 from tests.reliability.test_isolation_probe import session_key
 
@@ -61,7 +62,7 @@ def start_uvicorn(port: int, secret_key: str) -> subprocess.Popen[bytes]:
     """As production runs it: DEBUG off (no query log growing in memory), its own SECRET_KEY."""
     log_dir = ROOT / "test-artifacts"
     log_dir.mkdir(exist_ok=True)
-    env = dict(os.environ, DATABASE_URL=test_database_url(), PARLEY_PORT=str(port), DEBUG="0", SECRET_KEY=secret_key)
+    env = dict(os.environ, DATABASE_URL=server_database_url(), PARLEY_PORT=str(port), DEBUG="0", SECRET_KEY=secret_key)
     process = subprocess.Popen(
         [
             sys.executable,
