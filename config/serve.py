@@ -50,7 +50,9 @@ def listening_socket(bind: str, port: int) -> socket.socket:
     return sock
 
 
-def server_command(server: str, fd: int, app: str = ASGI_APP, ws: str = "websockets-sansio") -> list[str]:
+def server_command(
+    server: str, fd: int, app: str = ASGI_APP, ws: str = "websockets-sansio", *, ws_deflate: bool = False
+) -> list[str]:
     if server == "daphne":
         # Daphne's --fd takes an already-listening socket.
         return [sys.executable, "-m", "daphne", "--fd", str(fd), "--proxy-headers", app]
@@ -71,6 +73,8 @@ def server_command(server: str, fd: int, app: str = ASGI_APP, ws: str = "websock
         "--proxy-headers",
         "--timeout-graceful-shutdown",
         "10",
+        "--ws-per-message-deflate",
+        "true" if ws_deflate else "false",
     ]
 
 
@@ -142,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ws", default="websockets-sansio", help="uvicorn's websocket protocol: websockets-sansio, websockets, wsproto"
     )
+    parser.add_argument(
+        "--ws-deflate",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("PARLEY_WS_DEFLATE", "0") not in ("", "0"),
+        help="permessage-deflate on websockets (uvicorn; default off: ~50 KiB per socket for small JSON frames)",
+    )
+    parser.add_argument("--malloc", choices=["tuned", "default"], default="tuned", help="see docs/deploy.md")
     parser.add_argument("--app", default=ASGI_APP, help="ASGI application (the benchmarks serve their own apps)")
     parser.add_argument("--grace", type=float, default=15.0, help="seconds children get to stop before being killed")
     parser.add_argument(
@@ -164,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sockets = [listening_socket(args.bind, args.port) for _ in range(args.processes)]
     for sock in sockets:
-        supervisor.start(server_command(args.server, sock.fileno(), args.app, args.ws), env, pass_fds=(sock.fileno(),))
+        supervisor.start(
+            server_command(args.server, sock.fileno(), args.app, args.ws, ws_deflate=args.ws_deflate),
+            env,
+            pass_fds=(sock.fileno(),),
+        )
     for sock in sockets:
         sock.close()  # the servers hold their copies
     for _ in range(args.workers):

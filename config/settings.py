@@ -6,6 +6,7 @@ REDIS_URL, STRIPE_* and PARLEY_SMS_BACKEND.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,13 @@ TENANT_CREATION_FAKES_MIGRATIONS = True
 # path sets the schema explicitly (middleware per request, `schema_context` per consumer call and
 # job), setting a tenant always re-issues it, and a rollback forgets the cached path.
 TENANT_LIMIT_SET_CALLS = True
+# Tenant migrations (`migrate_schemas --tenant`, parley_setup): tenancy.migration_executor builds
+# Django's migration loader and states once per process instead of once per schema, and spreads
+# the schemas over this many processes; after PARLEY_MIGRATION_MAX_FAILURES failed schemas it
+# starts no more (the others continue until then; every failure is listed, the exit is non-zero).
+GET_EXECUTOR_FUNCTION = "tenancy.migration_executor.executor_for"
+TENANT_MULTIPROCESSING_MAX_PROCESSES = env.int("PARLEY_MIGRATION_PROCESSES", default=os.cpu_count() or 2)
+PARLEY_MIGRATION_MAX_FAILURES = env.int("PARLEY_MIGRATION_MAX_FAILURES", default=10)
 # Group commit of sends (messaging.group_commit): at most this many requests queued per business
 # and process, written at most this many per transaction; a send that would wait longer than
 # PARLEY_SEND_MAX_WAIT seconds is refused at once with `overloaded` and `retry_after`.
