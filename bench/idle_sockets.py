@@ -10,12 +10,11 @@ offer permessage-deflate as browsers do (--no-client-deflate: not). Prints the p
 before, with all sockets open, and --settle seconds after they all closed, the connect rate, and
 round trips/s (ping → pong, --pingers sockets in a loop while all are open).
 
-Variants (--servers, comma-separated):
-  before      uvicorn as `config.serve` ran it up to 2026-12-02: permessage-deflate on, glibc's
-              default arenas, no trimming after closes
-  uvicorn     `config.serve`'s defaults now
-  daphne      Daphne 4 (no memory settings of ours)
-  uvicorn:<ws-protocol>  `config.serve`'s defaults with another uvicorn websocket protocol
+Variants (--servers, comma-separated): `uvicorn` and `daphne` run `config.serve`'s defaults;
+modifiers after `+` change them: `deflate` (permessage-deflate on), `malloc=glibc|jemalloc|default`
+(config.serve --malloc), `NAME=value` (an environment variable of the server), e.g.
+`uvicorn+malloc=jemalloc+PYTHONMALLOC=malloc`. `before` is uvicorn as config.serve ran it up to
+2026-12-02 (deflate on, glibc untouched, no collect-and-trim after closes).
 
 --trace serves bench/traced_asgi.py instead and prints the tracemalloc diff (open − before: the
 allocation sites of the sockets' memory, per socket) and live objects per socket by type.
@@ -41,17 +40,32 @@ sys.path.insert(0, str(ROOT))
 
 from bench.inbox_load import Server, create_database, database_url, drop_database, free_port, setup_data  # noqa: E402
 
+PRESETS = {
+    # config.serve up to 2026-12-02: permessage-deflate on, glibc untouched, no collect-and-trim.
+    "before": "uvicorn+deflate+malloc=default+PARLEY_MEMORY_TRIM_AFTER_CLOSES=0",
+}
+
 
 def variant_command(name: str) -> tuple[list[str], dict[str, str]]:
-    """config.serve arguments and environment for a variant."""
-    server, _, ws = name.partition(":")
-    if server == "before":
-        return ["--server", "uvicorn", "--ws", "websockets-sansio", "--ws-deflate", "--malloc", "default"], {}
-    if server == "daphne":
-        return ["--server", "daphne"], {}
-    if server == "uvicorn":
-        return ["--server", "uvicorn", *(["--ws", ws] if ws else [])], {}
-    raise SystemExit(f"unknown variant {name!r}")
+    """config.serve arguments and environment for a variant:
+    <daphne|uvicorn[:ws-protocol]>[+deflate][+malloc=glibc|jemalloc|default][+ENV_NAME=value]…"""
+    base, *modifiers = PRESETS.get(name, name).split("+")
+    server, _, ws = base.partition(":")
+    if server not in ("daphne", "uvicorn"):
+        raise SystemExit(f"unknown variant {name!r}")
+    arguments = ["--server", server, *(["--ws", ws] if ws else [])]
+    env: dict[str, str] = {}
+    for modifier in modifiers:
+        key, _, value = modifier.partition("=")
+        if key == "deflate":
+            arguments.append("--ws-deflate")
+        elif key == "malloc":
+            arguments += ["--malloc", value]
+        elif key.isupper() and value:
+            env[key] = value
+        else:
+            raise SystemExit(f"unknown modifier {modifier!r} in {name!r}")
+    return arguments, env
 
 
 def start(name: str, database: str, app: str, env_extra: dict[str, str]) -> Server:

@@ -283,6 +283,11 @@ PARLEY_DB_THREADS = env.int("PARLEY_DB_THREADS", default=8)
 # a thread whose query returned waits at most this long for the event loop to let it in).
 PARLEY_GIL_SWITCH_INTERVAL = env.float("PARLEY_GIL_SWITCH_INTERVAL", default=0.0005)
 PARLEY_WS_MAX_SENDS = env.int("PARLEY_WS_MAX_SENDS", default=PARLEY_DB_THREADS * 8)
+# After this many websockets ended (and at most every PARLEY_MEMORY_TRIM_INTERVAL seconds) a
+# server process collects garbage and trims malloc, so their memory goes back to the OS
+# (config/memory.py; 0: never).
+PARLEY_MEMORY_TRIM_AFTER_CLOSES = env.int("PARLEY_MEMORY_TRIM_AFTER_CLOSES", default=200)
+PARLEY_MEMORY_TRIM_INTERVAL = env.float("PARLEY_MEMORY_TRIM_INTERVAL", default=10.0)
 
 # --- auth ---------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
