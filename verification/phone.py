@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -104,8 +106,10 @@ def phone_region(e164: str) -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=20_000)
 def phone_display(e164: str) -> str:
-    """A normalised number as people read it: "+49 30 1234567"."""
+    """A normalised number as people read it: "+49 30 1234567". Cached: the inbox list and search
+    format one per row, and phonenumbers' formatting was a tenth of a list page's time."""
     try:
         return phonenumbers.format_number(phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
     except phonenumbers.NumberParseException:
