@@ -55,10 +55,6 @@ def _local_midnight(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def _tz() -> str:
-    return timezone.get_current_timezone_name()
-
-
 # --- the Overview's live figures ------------------------------------------------------------
 
 
@@ -185,17 +181,16 @@ REPORT_WORK_MEM = "32MB"
 def report(*, business: Business, start: date, end: date) -> Report:
     """Cycles of the local days start..end (inclusive): per day, overall, per agent, per label.
 
-    Four passes over the cycles, each an index-only range scan (covering indexes, insights.0003)
-    grouped by GROUPING SETS, so a day's figures and the range's come out of one sort: cycles
-    started in the range (per day, p50/p90 first response, unanswered), resolved in it (per day,
-    per agent, median resolution), first answered in it (per agent), started in it per label.
-    The backlog before the range is one count of the cycles still open at its start."""
+    Index-only range scans (covering indexes, insights.0003), each cycle read once per figure
+    family: per day (one range per local day: started, median first response, resolved), started
+    in total (p50 and p90 from one sort, never answered), resolved per agent and in total
+    (GROUPING SETS), first answered per agent, started per label. The backlog before the range
+    is one count of the cycles still open at its start."""
     if end < start:
         start, end = end, start
     start = max(start, end - timedelta(days=MAX_REPORT_DAYS - 1))
     since, until = _local_midnight(start), _local_midnight(end + timedelta(days=1))
     table = Cycle._meta.db_table
-    tz = _tz()
     days = {start + timedelta(days=i): DayRow(start + timedelta(days=i)) for i in range((end - start).days + 1)}
     members = {
         m.user_id: m.user.get_short_name()
@@ -204,44 +199,44 @@ def report(*, business: Business, start: date, end: date) -> Report:
     agents = {uid: GroupRow(uid, name) for uid, name in members.items()}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
-        # Started in the range: per local day (count, median first response) and in total (p50,
-        # p90, never answered). The total is the grouping set's row without a day.
+        # Per local day: started (count, median first response) and resolved. Each day is an index
+        # range between two local midnights (computed here, so daylight-saving days have 23 or 25
+        # hours): no time-zone arithmetic per row, no sort to group by day.
+        bounds = [_local_midnight(day) for day in days] + [until]
         cursor.execute(
-            "SELECT day, count(*), count(*) - count(seconds), "
-            "percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY seconds) FROM ("
-            f"SELECT (started_at AT TIME ZONE %s)::date AS day, {FIRST_RESPONSE_SECONDS} AS seconds "
-            f"FROM {table} WHERE started_at >= %s AND started_at < %s"
-            ") started GROUP BY GROUPING SETS ((day), ())",
-            [tz, since, until],
+            "SELECT b.n, s.count, s.median, r.count "
+            "FROM unnest(%s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS b(low, high, n) "
+            f"CROSS JOIN LATERAL (SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY {FIRST_RESPONSE_SECONDS}) "
+            f"AS median FROM {table} WHERE started_at >= b.low AND started_at < b.high) s "
+            f"CROSS JOIN LATERAL (SELECT count(*) FROM {table} WHERE resolved_at >= b.low AND resolved_at < b.high) r",
+            [bounds[:-1], bounds[1:]],
         )
-        median_fr = p90_fr = None
-        unanswered = 0
-        for day, count, never_answered, percentiles in cursor.fetchall():
-            if day is None:
-                median_fr, p90_fr = percentiles or (None, None)
-                unanswered = never_answered
-            elif day in days:
-                days[day].new = count
-                days[day].median_first_response = _f(percentiles[0]) if percentiles else None
-        # Resolved in the range: per local day, per resolver (count, median) and the total median.
+        ordered = list(days.values())
+        for n, started, median, resolved in cursor.fetchall():
+            row = ordered[n - 1]
+            row.new, row.median_first_response, row.resolved = started, _f(median), resolved
+        # Started in the range, in total: p50 and p90 first response (one sort), never answered.
         cursor.execute(
-            "SELECT GROUPING(day, resolver_id), day, resolver_id, count(*), "
-            "percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM ("
-            f"SELECT (resolved_at AT TIME ZONE %s)::date AS day, resolver_id, {RESOLUTION_SECONDS} AS seconds "
-            f"FROM {table} WHERE resolved_at >= %s AND resolved_at < %s"
-            ") resolved GROUP BY GROUPING SETS ((day), (resolver_id), ())",
-            [tz, since, until],
+            f"SELECT count(*) - count(seconds), percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY seconds) "
+            f"FROM (SELECT {FIRST_RESPONSE_SECONDS} AS seconds FROM {table} "
+            "WHERE started_at >= %s AND started_at < %s) started",
+            [since, until],
+        )
+        unanswered, percentiles = cursor.fetchone()  # type: ignore[misc]
+        median_fr, p90_fr = percentiles or (None, None)
+        # Resolved in the range: per resolver (count, median) and the total median, one pass.
+        cursor.execute(
+            f"SELECT GROUPING(resolver_id), resolver_id, count(*), percentile_cont(0.5) WITHIN GROUP "
+            f"(ORDER BY {RESOLUTION_SECONDS}) FROM {table} WHERE resolved_at >= %s AND resolved_at < %s "
+            "GROUP BY GROUPING SETS ((resolver_id), ())",
+            [since, until],
         )
         median_resolution = None
-        for grouping, day, resolver_id, count, median in cursor.fetchall():
-            if grouping == 0b01:  # by day
-                if day in days:
-                    days[day].resolved = count
-            elif grouping == 0b10:  # by resolver
-                if resolver_id in agents:
-                    agents[resolver_id].resolved, agents[resolver_id].median_resolution = count, _f(median)
-            else:
+        for total, resolver_id, count, median in cursor.fetchall():
+            if total:
                 median_resolution = median
+            elif resolver_id in agents:
+                agents[resolver_id].resolved, agents[resolver_id].median_resolution = count, _f(median)
         # First answered in the range, per agent.
         cursor.execute(
             f"SELECT first_responder_id, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY {FIRST_RESPONSE_SECONDS}) "
