@@ -12,8 +12,8 @@ then times, each `--runs` times with varying parameters, and prints p50/p99 in m
 - a conversation page (`inbox_thread_page`: the newest 30 messages and the conversation),
 - a search (`collab.search.search_conversations`: full text over 1M messages, a common word, a
   rarer one, a phrase with a label filter, a name prefix),
-- the Reports page (`GET /reports/` through Django's test client, 30 days: every figure, table
-  and chart rendered).
+- the Reports page (`GET /reports/` through Django's test client, 30 and 90 days: every figure,
+  table and chart rendered; DEBUG off).
 
 The seed takes minutes (~380 s on the 2-core development machine), so `--keep` keeps the
 database and prints its name, and `--reuse NAME` times against that database again without
