@@ -43,7 +43,7 @@ from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
-from messaging.group_commit import ack_gatherer, server_error
+from messaging.group_commit import ack_gatherer, live_gatherer, server_error
 from messaging.ids import conversation_pk
 from messaging.receipts import Mark
 from tenancy.asgi import host_from_scope
@@ -421,6 +421,10 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
                 raise overloaded(send_gate.retry_after())
             if is_send:
                 self.check_send_rate()
+                # The business's send queue in this process: refused now if it would wait too long.
+                refused = live_gatherer.refusal(self.schema_name)
+                if refused is not None:
+                    raise refused
                 if not send_gate.enter():
                     raise overloaded(send_gate.retry_after())
                 gated = time.monotonic()

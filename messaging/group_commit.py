@@ -304,22 +304,33 @@ class LiveGatherer:
         state = self._schemas.get(schema_name)
         return len(state.queue) if state else 0
 
-    async def send(self, *, business: Business, request: SendRequest, limit_key: str = "") -> SendResult:
-        """Queue the send and wait for its outcome; refused at once (`overloaded`) when the queue
-        is full or would take longer than PARLEY_SEND_MAX_WAIT, and refused when still queued
-        (never written) after that long."""
-        state = self._state(business.schema_name)
+    def refusal(self, schema_name: str) -> MessagingError | None:
+        """`overloaded` if a send to this business queued now would wait longer than
+        PARLEY_SEND_MAX_WAIT (or find the queue full); None otherwise. Consumers ask when a send
+        frame arrives, so an excess send is refused within the event loop's turn, before it
+        waits for its socket's worker, its rights check or its validation."""
+        state = self._state(schema_name)
         cap, limit, wait_limit = batch_max(), queue_limit(), max_wait()
         ahead = len(state.queue)
-        # What is left of the batch being written, the full batches queued ahead, then its own:
-        # refused now (within the event loop's turn) rather than after waiting `wait_limit`.
+        # What is left of the batch being written, the full batches queued ahead, then its own.
         estimate = 0.0
         if state.writing_since is not None or ahead:
             estimate = (ahead // cap + 1) * state.batch_seconds
             if state.writing_since is not None:
                 estimate += max(0.0, state.batch_seconds - (time.monotonic() - state.writing_since))
         if ahead >= limit or estimate > wait_limit:
-            raise overloaded(estimate or wait_limit)
+            return overloaded(estimate or wait_limit)
+        return None
+
+    async def send(self, *, business: Business, request: SendRequest, limit_key: str = "") -> SendResult:
+        """Queue the send and wait for its outcome; refused at once (`overloaded`) when the queue
+        is full or would take longer than PARLEY_SEND_MAX_WAIT, and refused when still queued
+        (never written) after that long."""
+        state = self._state(business.schema_name)
+        wait_limit = max_wait()
+        refused = self.refusal(business.schema_name)
+        if refused is not None:
+            raise refused
         item = _Queued(request, limit_key, asyncio.get_running_loop().create_future())
         state.queue.append(item)
         if state.task is None or state.task.done():
