@@ -14,6 +14,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from config.memory import ReturnMemoryAfterCloses  # noqa: E402
 from config.routing import websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})
+application = ProtocolTypeRouter(
+    # After a burst of closed sockets their memory goes back to the OS (config/memory.py).
+    {"http": django_asgi_app, "websocket": ReturnMemoryAfterCloses(websocket_application)}
+)

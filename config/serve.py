@@ -50,7 +50,9 @@ def listening_socket(bind: str, port: int) -> socket.socket:
     return sock
 
 
-def server_command(server: str, fd: int, app: str = ASGI_APP, ws: str = "websockets-sansio") -> list[str]:
+def server_command(
+    server: str, fd: int, app: str = ASGI_APP, ws: str = "websockets-sansio", *, ws_deflate: bool = False
+) -> list[str]:
     if server == "daphne":
         # Daphne's --fd takes an already-listening socket.
         return [sys.executable, "-m", "daphne", "--fd", str(fd), "--proxy-headers", app]
@@ -71,7 +73,31 @@ def server_command(server: str, fd: int, app: str = ASGI_APP, ws: str = "websock
         "--proxy-headers",
         "--timeout-graceful-shutdown",
         "10",
+        "--ws-per-message-deflate",
+        "true" if ws_deflate else "false",
     ]
+
+
+MALLOC_CHOICES = ("glibc", "jemalloc", "default")
+JEMALLOC_PATHS = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2")
+
+
+def malloc_env(choice: str, env: dict[str, str]) -> dict[str, str]:
+    """The servers' allocator settings (docs/deploy.md has the figures). glibc: two malloc
+    arenas instead of eight per core (the database threads would each get one and keep their
+    freed memory apart); config/memory.py trims after sockets close. jemalloc: preloaded, its
+    background thread returns freed pages after a second. Settings already in the environment
+    win."""
+    env = dict(env)
+    if choice == "glibc":
+        env.setdefault("MALLOC_ARENA_MAX", "2")
+    elif choice == "jemalloc":
+        library = next((path for path in JEMALLOC_PATHS if Path(path).exists()), None)
+        if library is None:
+            raise SystemExit("--malloc jemalloc: libjemalloc.so.2 is not installed (apt-get install libjemalloc2)")
+        env["LD_PRELOAD"] = " ".join(filter(None, [env.get("LD_PRELOAD", ""), library]))
+        env.setdefault("MALLOC_CONF", "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0")
+    return env
 
 
 def production_env(*, insecure_dev_key: bool) -> dict[str, str]:
@@ -142,6 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ws", default="websockets-sansio", help="uvicorn's websocket protocol: websockets-sansio, websockets, wsproto"
     )
+    parser.add_argument(
+        "--ws-deflate",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("PARLEY_WS_DEFLATE", "0") not in ("", "0"),
+        help="permessage-deflate on websockets (uvicorn; default off: ~50 KiB per socket for small JSON frames)",
+    )
+    parser.add_argument(
+        "--malloc",
+        choices=MALLOC_CHOICES,
+        default=os.environ.get("PARLEY_MALLOC", "glibc"),
+        help="the servers' allocator: glibc with 2 arenas (default), jemalloc (if installed), or default "
+        "(glibc untouched); see docs/deploy.md",
+    )
     parser.add_argument("--app", default=ASGI_APP, help="ASGI application (the benchmarks serve their own apps)")
     parser.add_argument("--grace", type=float, default=15.0, help="seconds children get to stop before being killed")
     parser.add_argument(
@@ -154,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = production_env(insecure_dev_key=args.insecure_dev_key)
     env["PARLEY_PORT"] = env.get("PARLEY_PORT", str(args.port))
+    server_env = malloc_env(args.malloc, env)
     supervisor = Supervisor()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -164,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sockets = [listening_socket(args.bind, args.port) for _ in range(args.processes)]
     for sock in sockets:
-        supervisor.start(server_command(args.server, sock.fileno(), args.app, args.ws), env, pass_fds=(sock.fileno(),))
+        supervisor.start(
+            server_command(args.server, sock.fileno(), args.app, args.ws, ws_deflate=args.ws_deflate),
+            server_env,
+            pass_fds=(sock.fileno(),),
+        )
     for sock in sockets:
         sock.close()  # the servers hold their copies
     for _ in range(args.workers):

@@ -6,6 +6,7 @@ REDIS_URL, STRIPE_* and PARLEY_SMS_BACKEND.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,13 @@ TENANT_CREATION_FAKES_MIGRATIONS = True
 # path sets the schema explicitly (middleware per request, `schema_context` per consumer call and
 # job), setting a tenant always re-issues it, and a rollback forgets the cached path.
 TENANT_LIMIT_SET_CALLS = True
+# Tenant migrations (`migrate_schemas --tenant`, parley_setup): tenancy.migration_executor builds
+# Django's migration loader and states once per process instead of once per schema, and spreads
+# the schemas over this many processes; after PARLEY_MIGRATION_MAX_FAILURES failed schemas it
+# starts no more (the others continue until then; every failure is listed, the exit is non-zero).
+GET_EXECUTOR_FUNCTION = "tenancy.migration_executor.executor_for"
+TENANT_MULTIPROCESSING_MAX_PROCESSES = env.int("PARLEY_MIGRATION_PROCESSES", default=os.cpu_count() or 2)
+PARLEY_MIGRATION_MAX_FAILURES = env.int("PARLEY_MIGRATION_MAX_FAILURES", default=10)
 # Group commit of sends (messaging.group_commit): at most this many requests queued per business
 # and process, written at most this many per transaction; a send that would wait longer than
 # PARLEY_SEND_MAX_WAIT seconds is refused at once with `overloaded` and `retry_after`.
@@ -275,6 +283,11 @@ PARLEY_DB_THREADS = env.int("PARLEY_DB_THREADS", default=8)
 # a thread whose query returned waits at most this long for the event loop to let it in).
 PARLEY_GIL_SWITCH_INTERVAL = env.float("PARLEY_GIL_SWITCH_INTERVAL", default=0.0005)
 PARLEY_WS_MAX_SENDS = env.int("PARLEY_WS_MAX_SENDS", default=PARLEY_DB_THREADS * 8)
+# After this many websockets ended (and at most every PARLEY_MEMORY_TRIM_INTERVAL seconds) a
+# server process collects garbage and trims malloc, so their memory goes back to the OS
+# (config/memory.py; 0: never).
+PARLEY_MEMORY_TRIM_AFTER_CLOSES = env.int("PARLEY_MEMORY_TRIM_AFTER_CLOSES", default=200)
+PARLEY_MEMORY_TRIM_INTERVAL = env.float("PARLEY_MEMORY_TRIM_INTERVAL", default=10.0)
 
 # --- auth ---------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"

@@ -139,13 +139,13 @@ class MessageBatchView(IdempotentPost):
             raise NotificationError(
                 ErrorCode.BATCH_TOO_LARGE, _("At most %(max)d recipients per batch.") % {"max": services.MAX_BATCH}
             )
-        clean = _input(s.BatchSendIn, data)
+        clean = _input(s.BatchHeadIn, data)
         accepted = services.notifications_accept_batch(
             business=_business(request),
             api_key=request.user.key,  # type: ignore[union-attr]
             template=clean["template"],
             language=clean.get("language"),
-            recipients=[dict(r) for r in clean["recipients"]],
+            recipients=recipients,  # each checked there (shape, number, parameters), errors by index
         )
         body = {
             "batch_id": str(accepted.batch_id),

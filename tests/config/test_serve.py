@@ -74,6 +74,8 @@ def test_serve_runs_processes_on_one_port_and_stops_cleanly_on_sigterm(live_db: 
             c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port and c.status == "LISTEN"
         ]
         assert {c.pid for c in listening} == {c.pid for c in children[:2]}
+        # The servers run with two malloc arenas (--malloc glibc, the default), the worker as is.
+        assert [c.environ().get("MALLOC_ARENA_MAX") for c in children] == ["2", "2", None]
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
         time.sleep(0.5)
@@ -82,3 +84,21 @@ def test_serve_runs_processes_on_one_port_and_stops_cleanly_on_sigterm(live_db: 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_server_command_turns_websocket_compression_off_unless_asked() -> None:
+    from config.serve import server_command
+
+    assert server_command("uvicorn", 3)[-2:] == ["--ws-per-message-deflate", "false"]
+    assert server_command("uvicorn", 3, ws_deflate=True)[-2:] == ["--ws-per-message-deflate", "true"]
+
+
+def test_malloc_choices_set_the_servers_environment() -> None:
+    from config.serve import JEMALLOC_PATHS, malloc_env
+
+    assert malloc_env("glibc", {})["MALLOC_ARENA_MAX"] == "2"
+    assert malloc_env("glibc", {"MALLOC_ARENA_MAX": "4"})["MALLOC_ARENA_MAX"] == "4"  # the operator's wins
+    assert malloc_env("default", {}) == {}
+    if any(os.path.exists(path) for path in JEMALLOC_PATHS):
+        env = malloc_env("jemalloc", {})
+        assert "libjemalloc.so.2" in env["LD_PRELOAD"] and "background_thread:true" in env["MALLOC_CONF"]

@@ -1,0 +1,138 @@
+"""tenancy.migration_executor: `migrate_schemas --tenant` with the loader built once per process.
+
+A real tenant migration (collab.0003_contact_unnamed, a partial index) is unapplied in some
+business schemas with Django's own executor; then `migrate_schemas --tenant` (the fast executor,
+Parley's default) must apply it again in exactly those schemas, DDL and django_migrations rows,
+and report a schema where it fails without stopping the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection as default_connection
+from django.db.migrations.executor import MigrationExecutor
+from django.test.utils import override_settings
+
+from tenancy.migration_executor import FastTenantExecutor, executor_for
+from tenancy.models import Business
+from tenancy.services import business_create
+from tests.conftest import World
+
+connection: Any = default_connection
+MIGRATION = ("collab", "0003_contact_unnamed")
+BEFORE = ("collab", "0002_search_index")
+
+
+def unapply(schema: str) -> None:
+    connection.set_schema(schema)
+    MigrationExecutor(connection).migrate([BEFORE])
+    connection.set_schema_to_public()
+
+
+def recorded(schema: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT count(*) FROM "{schema}".django_migrations WHERE app = %s AND name = %s', list(MIGRATION)
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def index_exists(schema: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = 'contact_unnamed'", [schema]
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def rows(schema: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT count(*) FROM "{schema}".django_migrations')
+        return int(cursor.fetchone()[0])
+
+
+def test_it_is_the_default_executor_and_others_stay_reachable() -> None:
+    assert executor_for(None) is FastTenantExecutor
+    assert executor_for("parley") is FastTenantExecutor
+    assert executor_for("standard").codename == "standard"
+
+
+def test_applies_a_missing_migration_in_exactly_the_schemas_that_lack_it(world: World) -> None:
+    businesses = [business_create(owner=world.owner_a, name=f"Mig {n}", slug=f"mig-{n}") for n in range(4)]
+    lacking, complete = businesses[:3], businesses[3]
+    full = rows(complete.schema_name)
+    for business in lacking:
+        unapply(business.schema_name)
+        assert not recorded(business.schema_name) and not index_exists(business.schema_name)
+        assert rows(business.schema_name) == full - 1
+
+    call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+
+    for business in Business.objects.exclude(schema_name="public"):
+        assert recorded(business.schema_name), business.schema_name
+        assert index_exists(business.schema_name), business.schema_name
+        assert rows(business.schema_name) == full, business.schema_name
+    # Content types (post_migrate) exist in each schema, as `migrate` leaves them.
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT count(*) FROM "{lacking[0].schema_name}".django_content_type')
+        assert cursor.fetchone()[0] > 0
+
+
+def test_a_failing_schema_is_reported_and_the_others_are_migrated(world: World) -> None:
+    businesses = [business_create(owner=world.owner_a, name=f"Fail {n}", slug=f"fail-{n}") for n in range(3)]
+    for business in businesses:
+        unapply(business.schema_name)
+    broken = businesses[1].schema_name
+    with connection.cursor() as cursor:  # the migration's index name is taken in this one
+        cursor.execute(f'CREATE TABLE "{broken}".contact_unnamed (id int)')
+
+    with pytest.raises(CommandError) as failure:
+        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+
+    message = str(failure.value)
+    assert "failed in 1 of" in message and f"{broken}:" in message and "already exists" in message
+    assert not recorded(broken) and not index_exists(broken)  # rolled back, still at 0002
+    for business in (businesses[0], businesses[2]):
+        assert recorded(business.schema_name) and index_exists(business.schema_name)
+
+
+@override_settings(PARLEY_MIGRATION_MAX_FAILURES=1)
+def test_stops_starting_schemas_after_the_failure_limit(world: World) -> None:
+    businesses = [business_create(owner=world.owner_a, name=f"Stop {n}", slug=f"stop-{n}") for n in range(2)]
+    for business in businesses:
+        unapply(business.schema_name)
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE TABLE "{business.schema_name}".contact_unnamed (id int)')
+
+    with pytest.raises(CommandError) as failure:
+        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+
+    # Whichever broken schema came first failed; nothing was started after it.
+    message = str(failure.value)
+    assert "failed in 1 of" in message and "not started" in message
+    assert sum(f"{b.schema_name}:" in message for b in businesses) == 1
+    assert not any(recorded(b.schema_name) for b in businesses)
+
+
+@pytest.fixture
+def committed_businesses(live_db: World) -> Iterator[list[Business]]:
+    created = [business_create(owner=live_db.owner_a, name=f"Fork {n}", slug=f"fork-{n}") for n in range(3)]
+    yield created
+    connection.set_schema_to_public()
+    for business in created:
+        business.delete(force_drop=True)
+
+
+@override_settings(PARLEY_MIGRATION_FORK_FROM=1, TENANT_MULTIPROCESSING_MAX_PROCESSES=2)
+def test_worker_processes_migrate_their_share_of_schemas(committed_businesses: list[Business]) -> None:
+    for business in committed_businesses[:2]:
+        unapply(business.schema_name)
+
+    call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+
+    for business in committed_businesses:
+        assert recorded(business.schema_name) and index_exists(business.schema_name)
