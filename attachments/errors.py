@@ -12,13 +12,15 @@ class AttachmentErrorCode(StrEnum):
     INVALID = "invalid"
     NOT_FOUND = "not_found"  # missing and not-yours look alike
     EXPIRED = "expired"
+    RATE_LIMITED = "rate_limited"
 
 
 class AttachmentError(Exception):
-    def __init__(self, code: AttachmentErrorCode, message: str) -> None:
+    def __init__(self, code: AttachmentErrorCode, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, for RATE_LIMITED
 
     @property
     def http_status(self) -> int:
@@ -27,4 +29,5 @@ class AttachmentError(Exception):
             AttachmentErrorCode.UNSUPPORTED_TYPE: 415,
             AttachmentErrorCode.NOT_FOUND: 404,
             AttachmentErrorCode.EXPIRED: 410,
+            AttachmentErrorCode.RATE_LIMITED: 429,
         }.get(self.code, 400)

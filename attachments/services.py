@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,12 +21,18 @@ from attachments.errors import AttachmentError, AttachmentErrorCode
 from attachments.models import Attachment, RetentionPolicy
 from attachments.selectors import retention_days
 from attachments.storage import new_path, remove, store
+from messaging.send_limits import send_take
 from tenancy.models import Business
 
 logger = logging.getLogger("parley.attachments")
 
 MAX_UPLOAD_KEY = 64
 MAX_RETENTION_DAYS = 3650
+# Uploads per uploader (a customer, an agent, an API key) in one business, across processes: a
+# burst of 10, then one every 6 s. Each upload is stored and images are re-encoded, so a script
+# looping on the upload URL would otherwise fill the business's storage and hold a server thread.
+UPLOAD_BURST = 10
+UPLOAD_RATE = 10 / 60
 
 
 def clean_upload_key(value: Any) -> str:
@@ -40,6 +47,25 @@ def _existing(uploader_key: str, upload_key: str) -> Attachment | None:
     if not upload_key:
         return None
     return Attachment.objects.filter(uploader_key=uploader_key, upload_key=upload_key).first()
+
+
+def _take_upload(business: Business, uploader_key: str) -> None:
+    """One upload from the uploader's bucket, or a refusal saying when to try again. A retry of an
+    upload already stored (same upload key) takes nothing: it is answered before this."""
+    verdict = send_take(
+        schema_name=business.schema_name,
+        author_key=uploader_key,
+        rate=UPLOAD_RATE,
+        burst=UPLOAD_BURST,
+        action="upload",
+    )
+    if not verdict.allowed:
+        raise AttachmentError(
+            AttachmentErrorCode.RATE_LIMITED,
+            _("You are uploading too fast. Please wait %(seconds)s seconds.")
+            % {"seconds": max(1, math.ceil(verdict.retry_after))},
+            retry_after=verdict.retry_after,
+        )
 
 
 def attachment_upload(
@@ -58,6 +84,7 @@ def attachment_upload(
         return existing, False
     if file is None:
         raise AttachmentError(AttachmentErrorCode.EMPTY, _("Choose a file to send."))
+    _take_upload(business, uploader_key)
     biggest = max(content.size_limit(kind) for kind in Attachment.Kind.values)
     if file.size is not None and file.size > biggest:
         # Refused before reading: the largest allowed file of any kind is smaller.

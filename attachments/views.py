@@ -5,6 +5,7 @@ the bytes from storage. Both answer "not found" for another business's or custom
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.contrib import messages as flash
@@ -31,7 +32,14 @@ def _error(error: AttachmentError | MessagingError, status: int | None = None) -
     code = str(error.code)
     if status is None:
         status = error.http_status if isinstance(error, AttachmentError) else 404
-    return JsonResponse({"error": {"code": code, "message": error.message}}, status=status)
+    body: dict[str, Any] = {"code": code, "message": error.message}
+    retry_after = error.retry_after if isinstance(error, AttachmentError) else None
+    if retry_after is not None:
+        body["retry_after"] = retry_after
+    response = JsonResponse({"error": body}, status=status)
+    if retry_after is not None:
+        response["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
 
 
 def _uploaded(business: Any, uploader_key: str, request: HttpRequest, conversation_id: int | None) -> JsonResponse:

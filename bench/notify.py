@@ -2,6 +2,7 @@
 connected customers see the message.
 
 Run: REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/notify.py --recipients 2000 --connected 50
+     [--workers 2] [--worker-thread] [--accept-only] [--profile DIR]
 
 Uses a throwaway database. Starts one Daphne process (the real ASGI app), creates a business
 with an approved template, an API key and `--recipients` verified customers (limits raised so
@@ -10,10 +11,14 @@ then POSTs batches of 1,000 recipients. Prints:
 - accepted/s: recipients accepted per second of POST time (validation + one INSERT per batch +
   queued jobs), and the server's CPU-seconds for them (a figure the machine's load distorts far
   less); a worker delivers meanwhile unless `--accept-only`;
-- delivery: a Procrastinate worker (in this process) works the queue through the send core;
-  for each connected customer, seconds from the first POST until its socket got the
-  `message.created` frame (p50/p99), delivered/s from the first accepted to the last sent, and
-  this process's CPU-seconds for it.
+- delivery: `--workers` Procrastinate worker processes (`manage.py procrastinate worker`, as
+  `make serve` runs them; started and registered before the first POST) work the queue through
+  the send core; for each connected customer, seconds from the first POST until its socket got
+  the `message.created` frame (p50/p99), delivered/s from the first accepted to the last sent,
+  and the workers' CPU-seconds for it. `--worker-thread`: one worker in this process instead
+  (how this bench measured before 2026-12-02; its CPU figure then includes the sockets' clients).
+- `--profile DIR`: py-spy of the server while the batches are posted (DIR/accept-server.txt)
+  and of each worker while it delivers (DIR/deliver-worker-N.txt), raw format.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -74,9 +80,18 @@ def main() -> None:
         action="store_true",
         help="no worker while the batches are posted: accepted/s of the endpoint alone (then delivery)",
     )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes delivering")
+    parser.add_argument("--worker-thread", action="store_true", help="one worker thread in this process instead")
+    parser.add_argument("--profile", type=Path, default=None, help="write py-spy profiles into this directory")
     args = parser.parse_args()
     with throwaway_database(keep=args.keep):
-        run(args.recipients, min(args.connected, args.recipients), accept_only=args.accept_only)
+        run(
+            args.recipients,
+            min(args.connected, args.recipients),
+            accept_only=args.accept_only,
+            workers=0 if args.worker_thread else max(1, args.workers),
+            profile=args.profile,
+        )
 
 
 def setup(recipients: int) -> tuple[Any, str, list[Any]]:
@@ -142,6 +157,117 @@ def worker(stop: threading.Event) -> None:
         connections.close_all()
 
 
+class Spy:
+    """py-spy recording one process until stopped (nothing without a profile directory)."""
+
+    def __init__(self, directory: Path | None, name: str, pid: int) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        if directory is None:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        spy = Path(sys.executable).with_name("py-spy")
+        self.process = subprocess.Popen(
+            [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--nonblocking"]
+            + ["--output", str(directory / f"{name}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            self.process.wait(30)
+
+
+class Workers:
+    """The delivering workers: `count` `manage.py procrastinate worker` processes on the
+    notifications queue, or (count 0) one worker thread in this process."""
+
+    def __init__(self, count: int, env: dict[str, str], schema_name: str) -> None:
+        self.count = count
+        self.schema_name = schema_name
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.started_cpu = 0.0
+        self.env = env
+        self.thread: threading.Thread | None = None
+
+    def launch(self) -> None:
+        """Start the processes and wait until each registered (before anything is posted)."""
+        from django.db import connection
+
+        for n in range(self.count):
+            log = (ROOT / "test-artifacts" / f"notify-worker-{os.getpid()}-{n}.log").open("wb")
+            self.processes.append(
+                subprocess.Popen(
+                    [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "notifications"]
+                    + ["--name", f"bench-{n}"],
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        deadline = time.monotonic() + 60
+        while self.processes and time.monotonic() < deadline:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM procrastinate_workers")
+                (registered,) = cursor.fetchone() or (0,)
+            if registered >= self.count:
+                break
+            time.sleep(0.2)
+        else:
+            if self.processes:
+                raise SystemExit("the workers did not start within 60 s (see test-artifacts/notify-worker-*.log)")
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes] if self.count else [os.getpid()]
+
+    def start(self, thread: threading.Thread) -> None:
+        """Workers deliver from now on (the processes wait for jobs already: CPU counts from here)."""
+        if self.count:
+            self.started_cpu = sum(cpu_seconds(p.pid) for p in self.processes)
+        else:
+            self.started_cpu = time.process_time()
+            self.thread = thread
+            thread.start()
+
+    def cpu(self) -> float:
+        if self.count:
+            return sum(cpu_seconds(p.pid) for p in self.processes) - self.started_cpu
+        return time.process_time() - self.started_cpu
+
+    async def drained(self) -> None:
+        """Until no notification is left accepted (the connected customers are only some)."""
+        from asgiref.sync import sync_to_async
+
+        from notifications.models import Notification
+
+        @sync_to_async
+        def left() -> int:
+            from django_tenants.utils import schema_context
+
+            with schema_context(self.schema_name):
+                return Notification.objects.filter(status="accepted").count()
+
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and await left():
+            await asyncio.sleep(0.1)
+
+    def describe(self, sockets: int) -> str:
+        if self.count:
+            return f"{self.count} worker process(es)"
+        return f"this process (the worker thread and the {sockets} sockets' clients)"
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGINT)
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 async def measure(
     port: int,
     host: str,
@@ -152,6 +278,8 @@ async def measure(
     *,
     accept_only: bool,
     server_pid: int,
+    workers: Workers,
+    profile: Path | None,
 ) -> None:
     import httpx
     import websockets
@@ -189,7 +317,8 @@ async def measure(
     stop = threading.Event()
     thread = threading.Thread(target=worker, args=(stop,), daemon=True)
     if not accept_only:
-        thread.start()
+        workers.start(thread)
+    spy = Spy(profile, "accept-server", server_pid)
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}/api/v1/",
         headers={"Host": host, "Authorization": f"Bearer {secret}"},
@@ -206,22 +335,26 @@ async def measure(
             accepted += response.json()["accepted"]
         posted = time.perf_counter() - start
         server_cpu = cpu_seconds(server_pid) - server_cpu
+    spy.stop()
     mode = "no worker running" if accept_only else "a worker delivering meanwhile"
     print(f"accepted:     {accepted} recipients in {posted:.2f} s → {accepted / posted:,.0f} accepted/s ({mode})")
     print(
         f"accept CPU:   the server used {server_cpu:.2f} CPU-s for them → {accepted / max(server_cpu, 0.01):,.0f} "
         "accepted per CPU-second of one process"
     )
-    worker_cpu = time.process_time()
     if accept_only:
-        thread.start()
+        workers.start(thread)
+    spies = [Spy(profile, f"deliver-worker-{n}", pid) for n, pid in enumerate(workers.pids())]
     try:
         await asyncio.wait_for(done.wait(), 300)
+        await workers.drained()
     finally:
         stop.set()
         for task in tasks:
             task.cancel()
-    worker_cpu = time.process_time() - worker_cpu
+        for one in spies:
+            one.stop()
+    worker_cpu = workers.cpu()
     latencies = sorted(t - start for t in seen.values())
     last = latencies[-1]
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
@@ -229,14 +362,17 @@ async def measure(
         f"connected:    {len(latencies)} customers saw it: p50 {statistics.median(latencies):.2f} s, "
         f"p99 {p99:.2f} s after the first POST (last {last:.2f} s)"
     )
-    thread.join(60)
+    if thread.is_alive():
+        thread.join(60)
     print(
-        f"deliver CPU:  this process (the worker and the {len(sessions)} sockets' clients) used "
-        f"{worker_cpu:.2f} CPU-s → {len(customers) / max(worker_cpu, 0.01):,.0f} notifications per CPU-second"
+        f"deliver CPU:  {workers.describe(len(sessions))} used {worker_cpu:.2f} CPU-s → "
+        f"{len(customers) / max(worker_cpu, 0.01):,.0f} notifications per CPU-second"
     )
 
 
-def run(recipients: int, connected: int, *, accept_only: bool = False) -> None:
+def run(
+    recipients: int, connected: int, *, accept_only: bool = False, workers: int = 1, profile: Path | None = None
+) -> None:
     from django.conf import settings
     from django_tenants.utils import tenant_context
 
@@ -277,7 +413,9 @@ def run(recipients: int, connected: int, *, accept_only: bool = False) -> None:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    delivering = Workers(workers, env, business.schema_name)
     try:
+        delivering.launch()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -297,6 +435,8 @@ def run(recipients: int, connected: int, *, accept_only: bool = False) -> None:
                 after,
                 accept_only=accept_only,
                 server_pid=server.pid,
+                workers=delivering,
+                profile=profile,
             )
         )
         from django.db.models import Count, Max, Min
@@ -312,6 +452,7 @@ def run(recipients: int, connected: int, *, accept_only: bool = False) -> None:
                 f"→ {figures['n'] / span:,.0f} delivered/s"
             )
     finally:
+        delivering.stop()
         server.terminate()
         server.wait(10)
 

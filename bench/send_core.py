@@ -1,6 +1,7 @@
 """The send core: SQL statements per send, sends per second alone and from many threads.
 
 Run: DEBUG=0 .venv/bin/python bench/send_core.py [--threads 16] [--sends 50] [--serial 300]
+     [--groups 10] [--group-size 100] [--only-groups]
 
 Uses a throwaway database (like bench/billing.py) and publishes through the configured channel
 layer (Redis when REDIS_URL is set), as the server does. Prints:
@@ -9,7 +10,11 @@ layer (Redis when REDIS_URL is set), as the server does. Prints:
 - serial sends per second from one thread (customer sends, then agent replies);
 - concurrent customer sends: --threads threads, each its own customer and database connection,
   --sends each, into one business; messages/s, the group-commit batch sizes, refusals, and a
-  check that the event ids are gap-free and every message was written once.
+  check that the event ids are gap-free and every message was written once;
+- the writer alone (`do_send_messages`), in groups of --group-size: template sends to customers
+  without a conversation yet (a notifications delivery job's shape) and customer sends into
+  existing conversations (a group commit's shape); CPU-milliseconds per group and per message
+  (this process's CPU: the figure the machine's load distorts least), wall-clock, statements.
 """
 
 from __future__ import annotations
@@ -34,10 +39,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--sends", type=int, default=50, help="sends per thread in the concurrent run")
     parser.add_argument("--serial", type=int, default=300, help="sends in each serial run")
+    parser.add_argument("--groups", type=int, default=10, help="groups per shape in the writer run")
+    parser.add_argument("--group-size", type=int, default=100, help="sends per group in the writer run")
+    parser.add_argument("--only-groups", action="store_true", help="only the writer run")
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
     args = parser.parse_args()
     with throwaway_database(keep=args.keep):
-        run(args.threads, args.sends, args.serial)
+        if not args.only_groups:
+            run(args.threads, args.sends, args.serial)
+        writer_groups(args.groups, args.group_size)
 
 
 def run(threads: int, sends: int, serial: int) -> None:
@@ -162,6 +172,78 @@ def run(threads: int, sends: int, serial: int) -> None:
         written = Message.objects.filter(event_id__gt=before_id).count()
     dense = ids == list(range(before_id + 1, before_id + 1 + len(ids)))
     print(f"  messages written: {written} of {total}; event ids gap-free: {dense}")
+
+
+def writer_groups(groups: int, size: int) -> None:
+    """The writer alone: `groups` transactions of `size` sends each, per shape."""
+    from django.core.management import call_command
+    from django.db import connection, reset_queries
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+    from django_tenants.utils import schema_context
+
+    from accounts.models import Customer, User
+    from messaging.sending import check_customer_send, check_template_send, do_send_messages
+    from tenancy.models import Business
+    from tenancy.services import business_create
+
+    call_command("parley_setup", verbosity=0)  # idempotent: the serial run may have done it
+    owner = User.objects.filter(email="bench-groups@example.com").first() or User.objects.create_user(
+        "bench-groups@example.com", "x" * 12
+    )
+    business = Business.objects.filter(slug="bench-groups").first() or business_create(
+        owner=owner, name="Bench Groups", slug="bench-groups"
+    )
+    now = timezone.now()
+    customers = Customer.objects.bulk_create(
+        [
+            Customer(phone_number=f"+4917{n:09d}", display_name=f"Gruppe {n}", country_code="DE", verified_at=now)
+            for n in range(groups * size)
+        ]
+    )
+
+    def measure(label: str, build: Any) -> None:
+        cpu: list[float] = []
+        wall: list[float] = []
+        statements: list[int] = []
+        with schema_context(business.schema_name):
+            for g in range(groups):
+                requests = build(customers[g * size : (g + 1) * size], g)
+                reset_queries()
+                with CaptureQueriesContext(connection) as captured:
+                    started_cpu, started = time.process_time(), time.perf_counter()
+                    outcomes = do_send_messages(business=business, requests=requests)
+                    cpu.append(time.process_time() - started_cpu)
+                    wall.append(time.perf_counter() - started)
+                statements.append(len(captured.captured_queries))
+                failed = [o for o in outcomes if isinstance(o, Exception)]
+                assert not failed, failed[:3]
+        # The first group warms caches (rate card, assignment settings): the median is the figure.
+        per_group = statistics.median(cpu)
+        print(
+            f"writer, {label}: {groups} groups of {size}: CPU {per_group * 1000:.1f} ms per group "
+            f"({per_group / size * 1e6:.0f} µs per message, {size / per_group:,.0f} messages per CPU-second), "
+            f"wall {statistics.median(wall) * 1000:.1f} ms, {statistics.median(statements):.0f} statements"
+        )
+
+    measure(
+        "template sends, new conversations (a delivery job)",
+        lambda chunk, g: [
+            check_template_send(
+                customer=c,
+                template_name="flight_change",
+                body=f"Flight AU {g} now at 10:40.",
+                category="utility",
+                author_key="api:1",
+                client_msg_id=f"n{c.pk}",
+            )
+            for c in chunk
+        ],
+    )
+    measure(
+        "customer sends, existing conversations (a group commit)",
+        lambda chunk, g: [check_customer_send(customer=c, body=f"Danke {g}", client_msg_id=f"c{c.pk}") for c in chunk],
+    )
 
 
 if __name__ == "__main__":

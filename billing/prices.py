@@ -4,6 +4,7 @@ only; used by services (to charge) and selectors (to quote)."""
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 
 import phonenumbers
 from django.db import connection
@@ -13,6 +14,7 @@ from django.db.models.expressions import RawSQL
 from billing.models import CATEGORIES, LAUNCH_PRICES, Rate, RateCard
 
 
+@lru_cache(maxsize=65536)  # pure; a send group parses every recipient's number otherwise
 def country_for_phone(phone: str) -> str:
     """ISO country of an E.164 number, or "" when it cannot be told (the default rate applies)."""
     try:

@@ -11,7 +11,6 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -21,6 +20,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer
 from audit.services import audit_record
 from config.jobs import defer_job
+from config.sql import rows_source
 from customers.models import Block, BusinessContact, ConsentRecord, MarketingMute, Report
 from tenancy.models import Business
 from verification.models import PhoneChallenge
@@ -79,14 +79,15 @@ def customer_contacts_record(*, business_id: int, customer_ids: Iterable[int], a
     if not ids:
         return
     table = BusinessContact._meta.db_table
-    values = ", ".join(["(%s, %s, %s, %s)"] * len(ids))
-    params: list[Any] = []
-    for customer_id in ids:
-        params += [customer_id, business_id, at, at]
+    # One parameter per column, not per value (config.sql): this runs in every send group.
+    source, params = rows_source(
+        [("customer_id", "bigint"), ("business_id", "bigint"), ("at", "timestamptz")],
+        [(customer_id, business_id, at) for customer_id in ids],
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} AS c (customer_id, business_id, first_contact_at, last_contact_at) "
-            f"VALUES {values} ON CONFLICT (customer_id, business_id) DO UPDATE "
+            f"SELECT v.customer_id, v.business_id, v.at, v.at FROM {source} ON CONFLICT (customer_id, business_id) DO UPDATE "
             "SET last_contact_at = GREATEST(c.last_contact_at, EXCLUDED.last_contact_at) "
             "WHERE c.last_contact_at < EXCLUDED.last_contact_at",
             params,

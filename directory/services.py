@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import connection
 
+from config.sql import rows_source
 from directory.models import CustomerThread
 
 
@@ -41,16 +42,18 @@ class ThreadState:
 def _upsert(business_id: int, rows: list[tuple[int, datetime, int]], *, set_unread: bool) -> dict[int, ThreadState]:
     table = CustomerThread._meta.db_table
     unread = "EXCLUDED.unread_count" if set_unread else "GREATEST(0, t.unread_count + EXCLUDED.unread_count)"
-    values = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
-    params: list[Any] = []
-    for customer_id, at, count in rows:
-        params += [customer_id, business_id, at, max(0, count)]
+    # One parameter per column, not per value (config.sql): this runs in every send group.
+    source, params = rows_source(
+        [("customer_id", "bigint"), ("business_id", "bigint"), ("at", "timestamptz"), ("unread", "integer")],
+        [(customer_id, business_id, at, max(0, count)) for customer_id, at, count in rows],
+    )
     with connection.cursor() as cursor:
         # `at` moves last activity forward only: reading passes the last message time, so
         # opening a chat does not reorder the list.
         cursor.execute(
             f"INSERT INTO {table} AS t (customer_id, business_id, last_activity_at, unread_count) "
-            f"VALUES {values} ON CONFLICT (customer_id, business_id) DO UPDATE SET "
+            f"SELECT v.customer_id, v.business_id, v.at, v.unread FROM {source} "
+            "ON CONFLICT (customer_id, business_id) DO UPDATE SET "
             f"unread_count = {unread}, "
             "last_activity_at = GREATEST(t.last_activity_at, EXCLUDED.last_activity_at) "
             "RETURNING customer_id, unread_count, last_activity_at",

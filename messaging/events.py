@@ -22,6 +22,8 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import os
+import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
@@ -32,6 +34,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from config.sql import rows_source
 from messaging.models import Conversation, Event, StreamCounter
 
 logger = logging.getLogger("parley.messaging")
@@ -330,23 +333,23 @@ def insert_with_event_ids(
     message and its `message.created` event), in one statement: one round trip less per group.
 
     `columns` are (name, SQL type) pairs; each row is (offset into the reserved ids, values).
-    The ids go into the table's `event_id` column. Returns the first id and {event_id: row id}."""
+    The ids go into the table's `event_id` column. Returns the first id and {event_id: row id}.
+    The rows are bound as one array per column (config.sql), not a parameter per value."""
     assert connection.in_atomic_block, "event ids are allocated inside the writing transaction"
     counter = StreamCounter._meta.db_table
     names = ", ".join(name for name, _type in columns)
-    row_sql = "(%s::integer, " + ", ".join(f"%s::{sql_type}" for _name, sql_type in columns) + ")"
-    params: list[Any] = [count, count]  # the counter's increment, then the first id's arithmetic
-    for offset, values in rows:
-        params += [offset, *values]
+    source, source_params = rows_source(
+        [("event_offset", "integer"), *columns], [[offset, *values] for offset, values in rows]
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH counter AS (INSERT INTO {counter} (id, last_id) VALUES (1, %s) "
             f"ON CONFLICT (id) DO UPDATE SET last_id = {counter}.last_id + EXCLUDED.last_id RETURNING last_id) "
             f"INSERT INTO {table} ({names}, event_id) "
             f"SELECT {', '.join('v.' + name for name, _type in columns)}, counter.last_id - %s + 1 + v.event_offset "
-            f"FROM counter, (VALUES {', '.join([row_sql] * len(rows))}) AS v(event_offset, {names}) "
+            f"FROM counter, {source} "
             "RETURNING id, event_id",
-            params,
+            [count, count, *source_params],
         )
         inserted = {int(event_id): int(pk) for pk, event_id in cursor.fetchall()}
     first = min(inserted) - min(offset for offset, _values in rows)
@@ -367,14 +370,24 @@ def append_events_statement(events: list[StoredEvent]) -> Statement | None:
     if not events:
         return None
     now = timezone.now()
-    params: list[Any] = []
-    for e in events:
-        params += [e.id, e.type, e.conversation_id, e.audience, e.frame, now]
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(events))
+    source, params = rows_source(
+        _EVENT_COLUMNS, [(e.id, e.type, e.conversation_id, e.audience, e.frame, now) for e in events]
+    )
     return (
-        f"INSERT INTO {Event._meta.db_table} (id, type, conversation_id, audience, frame, created_at) VALUES {values}",
+        f"INSERT INTO {Event._meta.db_table} (id, type, conversation_id, audience, frame, created_at) "
+        f"SELECT v.id, v.type, v.conversation_id, v.audience, v.frame, v.created_at FROM {source}",
         params,
     )
+
+
+_EVENT_COLUMNS = [
+    ("id", "bigint"),
+    ("type", "varchar"),
+    ("conversation_id", "bigint"),
+    ("audience", "varchar"),
+    ("frame", "text"),
+    ("created_at", "timestamptz"),
+]
 
 
 def execute_together(statements: list[Statement | None]) -> None:
@@ -445,8 +458,8 @@ def run_from_sync(coroutine: Coroutine[Any, Any, None]) -> None:
     """Run a layer call from synchronous code. On the server's event loop when the caller came
     from it (a consumer's database thread, a view), with a timeout, unlike `async_to_sync`,
     which waits forever for a loop that stopped meanwhile. Elsewhere (a job worker, a shell) on
-    a loop of its own."""
-    loop = server_loop()
+    the process's own long-lived loop (`_process_loop`), with the same timeout."""
+    loop = server_loop() or _process_loop()
     if loop is not None:
         future = asyncio.run_coroutine_threadsafe(coroutine, loop)
         try:
@@ -455,14 +468,36 @@ def run_from_sync(coroutine: Coroutine[Any, Any, None]) -> None:
             future.cancel()
             raise
         return
+    # The in-memory layer: a loop of its own, in this thread unless one runs here already.
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         asyncio.run(coroutine)
         return
-    # A loop runs in this very thread (synchronous code on top of asyncio): a thread of its own.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as runner:
         runner.submit(asyncio.run, coroutine).result(timeout=PUBLISH_TIMEOUT_SECONDS)
+
+
+_own_loop: tuple[int, asyncio.AbstractEventLoop] | None = None
+_own_loop_lock = threading.Lock()
+
+
+def _process_loop() -> asyncio.AbstractEventLoop | None:
+    """An event loop of this process's own, on a daemon thread, for layer calls from code that
+    has no server loop (a job worker, a shell). The Redis layer keeps its connections per loop:
+    on a loop made for each publish (`asyncio.run`) every publish connected to Redis anew, the
+    largest part of a notifications delivery job's publishing. None for a layer that is not
+    bound to loops (the in-memory one, whose queues must stay on their own thread)."""
+    global _own_loop
+    if not hasattr(get_channel_layer(), "_get_layer"):
+        return None
+    with _own_loop_lock:
+        pid = os.getpid()
+        if _own_loop is None or _own_loop[0] != pid or _own_loop[1].is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="parley-layer-loop", daemon=True).start()
+            _own_loop = (pid, loop)  # per process: a forked child does not inherit the thread
+        return _own_loop[1]
 
 
 def layer_send_nowait(layer: Any, group: str, message: dict[str, Any]) -> asyncio.Future[None]:

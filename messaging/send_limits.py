@@ -63,13 +63,16 @@ def rate_limited(retry_after: float) -> MessagingError:
     )
 
 
-def _key(schema_name: str, author_key: str) -> str:
-    return f"parley:send-limit:{schema_name}:{author_key}"
+def _key(schema_name: str, author_key: str, action: str = "send") -> str:
+    return f"parley:{action}-limit:{schema_name}:{author_key}"
 
 
-def send_take(*, schema_name: str, author_key: str, rate: float = SEND_RATE, burst: int = SEND_BURST) -> Verdict:
-    """Take one send from the author's bucket. Synchronous: call it on a database thread."""
-    key = _key(schema_name, author_key)
+def send_take(
+    *, schema_name: str, author_key: str, rate: float = SEND_RATE, burst: int = SEND_BURST, action: str = "send"
+) -> Verdict:
+    """Take one send from the author's bucket. Synchronous: call it on a database thread.
+    `action` names another bucket of the same author (attachment uploads have their own)."""
+    key = _key(schema_name, author_key, action)
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         return _redis_take(backend, key, rate, burst)

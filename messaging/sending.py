@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from psycopg.types.json import Jsonb
@@ -38,6 +37,7 @@ from billing.services import (
     charges_for_messages,
     usage_records_link_messages,
 )
+from config.sql import rows_source
 from customers.models import Block
 from customers.selectors import customers_opted_out, customers_who_blocked
 from customers.services import customer_contacts_record
@@ -307,41 +307,110 @@ class _Group:
     assignee_only_users: set[int] = field(default_factory=set)
 
 
-def _locked(queryset: Any, business_id: int) -> list[Conversation]:
-    inbound = Message.objects.filter(conversation_id=OuterRef("pk"), direction=Message.Direction.INBOUND)
-    return list(
-        queryset.select_for_update(of=("self",))
-        .select_related("contact__customer", "assignee")
-        .annotate(
-            last_inbound_id=Subquery(inbound.order_by("-id").values("id")[:1]),
-            inbound_unread=Exists(inbound.exclude(status__in=[Message.Status.READ, Message.Status.FAILED])),
-            # Read in the same round trip as the lock (Block lives in public, one row per pair).
-            customer_blocked=Exists(
-                Block.objects.filter(business_id=business_id, customer_id=OuterRef("contact__customer_id"))
-            ),
-        )
-        # One order for every writer: two groups never wait for each other's rows crosswise.
-        .order_by("pk")
+def _columns(model: Any, alias: str) -> tuple[list[str], str]:
+    """A model's concrete fields (attnames, in the order `from_db` takes them) and their SQL."""
+    fields = model._meta.concrete_fields
+    return [f.attname for f in fields], ", ".join(f'{alias}."{f.column}"' for f in fields)
+
+
+def _lock_sql() -> tuple[str, list[list[str]]]:
+    """The lock query (built once): the conversations with their contact, customer and assignee,
+    each conversation's latest inbound message and whether any is unread, and whether its
+    customer blocked the business; rows locked in id order (one order for every writer: two
+    groups never wait for each other's rows crosswise). Values only: no queryset to compile and
+    no select_related machinery per row."""
+    models = (Conversation, Contact, Customer, User)
+    parts = [_columns(model, alias) for model, alias in zip(models, ("c", "ct", "cu", "u"), strict=True)]
+    quote = connection.ops.quote_name
+    message = quote(Message._meta.db_table)
+    inbound = f"FROM {message} m WHERE m.conversation_id = c.id AND m.direction = %s"
+    sql = (
+        f"SELECT {', '.join(columns for _names, columns in parts)}, "
+        f"(SELECT m.id {inbound} ORDER BY m.id DESC LIMIT 1), "
+        f"EXISTS(SELECT 1 {inbound} AND m.status NOT IN (%s, %s)), "
+        f"EXISTS(SELECT 1 FROM {quote(Block._meta.db_table)} b WHERE b.business_id = %s AND b.customer_id = ct.customer_id) "
+        f"FROM {quote(Conversation._meta.db_table)} c "
+        f"JOIN {quote(Contact._meta.db_table)} ct ON ct.id = c.contact_id "
+        f"JOIN {quote(Customer._meta.db_table)} cu ON cu.id = ct.customer_id "
+        f"LEFT JOIN {quote(User._meta.db_table)} u ON u.id = c.assignee_id "
+        "WHERE c.id = ANY(%s::bigint[]) OR ct.customer_id = ANY(%s::bigint[]) "
+        "ORDER BY c.id FOR UPDATE OF c"
     )
+    return sql, [names for names, _columns in parts]
+
+
+_LOCK_SQL: tuple[str, list[list[str]]] | None = None
+
+
+@dataclass
+class _Locked:
+    conversation: Conversation
+    last_inbound_id: int | None
+    inbound_unread: bool
+    customer_blocked: bool
+
+
+def _locked(business_id: int, *, ids: Sequence[int] = (), customer_ids: Sequence[int] = ()) -> list[_Locked]:
+    global _LOCK_SQL
+    if _LOCK_SQL is None:
+        _LOCK_SQL = _lock_sql()
+    sql, names = _LOCK_SQL
+    inbound = Message.Direction.INBOUND
+    params: list[Any] = [
+        inbound,
+        inbound,
+        Message.Status.READ,
+        Message.Status.FAILED,
+        business_id,
+        list(ids),
+        list(customer_ids),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    alias = connection.alias
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    for model_names in names:
+        bounds.append((start, start + len(model_names)))
+        start += len(model_names)
+    (c0, c1), (t0, t1), (u0, u1), (a0, a1) = bounds
+    locked = []
+    contact_field, customer_field = Conversation._meta.get_field("contact"), Contact._meta.get_field("customer")
+    assignee_field = Conversation._meta.get_field("assignee")
+    assignee_id = a0 + names[3].index("id")  # NULL: no assignee (the LEFT JOIN found no user)
+    for row in rows:
+        conversation = Conversation.from_db(alias, names[0], row[c0:c1])
+        contact = Contact.from_db(alias, names[1], row[t0:t1])
+        # The related objects cached as select_related would (the descriptors' setters check
+        # and route each assignment: a sizeable share of a group's time for nothing here).
+        customer_field.set_cached_value(contact, Customer.from_db(alias, names[2], row[u0:u1]))
+        contact_field.set_cached_value(conversation, contact)
+        contact_field.remote_field.set_cached_value(contact, conversation)
+        assignee = User.from_db(alias, names[3], row[a0:a1]) if row[assignee_id] is not None else None
+        assignee_field.set_cached_value(conversation, assignee)
+        locked.append(_Locked(conversation, row[start], row[start + 1], row[start + 2]))
+    return locked
 
 
 def _create_conversations(customer_ids: list[int], now: datetime) -> None:
     """The first message of a customer: their contact and conversation, if another writer has
-    not just made them (ON CONFLICT: no per-message get_or_create round trips)."""
+    not just made them (ON CONFLICT: no per-message get_or_create round trips). One statement:
+    the contacts inserted here come back from their CTE (the statement's snapshot does not show
+    them), contacts that existed without a conversation from the table."""
     contact_table = Contact._meta.db_table
     conversation_table = Conversation._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {contact_table} (customer_id, name, notes, created_at, updated_at) "
-            "SELECT id, '', '', %s, %s FROM unnest(%s::bigint[]) AS id ON CONFLICT (customer_id) DO NOTHING",
-            [now, now, customer_ids],
-        )
-        cursor.execute(
+            f"WITH new_contact AS (INSERT INTO {contact_table} (customer_id, name, notes, created_at, updated_at) "
+            "SELECT id, '', '', %s, %s FROM unnest(%s::bigint[]) AS id ON CONFLICT (customer_id) DO NOTHING "
+            "RETURNING id) "
             f"INSERT INTO {conversation_table} (contact_id, status, last_message_preview, unread_count, "
             "last_public_event_id, last_event_id, created_at, updated_at) "
-            f"SELECT id, %s, '', 0, 0, 0, %s, %s FROM {contact_table} WHERE customer_id = ANY(%s::bigint[]) "
-            "ON CONFLICT (contact_id) DO NOTHING",
-            [Conversation.Status.OPEN, now, now, customer_ids],
+            "SELECT id, %s, '', 0, 0, 0, %s, %s FROM "
+            f"(SELECT id FROM new_contact UNION SELECT id FROM {contact_table} WHERE customer_id = ANY(%s::bigint[])) "
+            "AS contact ON CONFLICT (contact_id) DO NOTHING",
+            [now, now, customer_ids, Conversation.Status.OPEN, now, now, customer_ids],
         )
 
 
@@ -353,11 +422,11 @@ def _lock_conversations(
     A customer without a conversation gets one unless every send of theirs will be refused (a
     refused send writes nothing)."""
     business_id = group.business.pk
-    ids = {r.conversation_id for r in requests if r.conversation_id is not None}
+    ids = sorted({r.conversation_id for r in requests if r.conversation_id is not None})
     customers = {r.customer.pk for r in requests if r.customer is not None}
-    rows = _locked(Conversation.objects.filter(Q(pk__in=ids) | Q(contact__customer_id__in=customers)), business_id)
-    blocked = {c.contact.customer_id for c in rows if c.customer_blocked}  # type: ignore[attr-defined]
-    missing = customers - {c.contact.customer_id for c in rows}
+    rows = _locked(business_id, ids=ids, customer_ids=sorted(customers))
+    blocked = {row.conversation.contact.customer_id for row in rows if row.customer_blocked}
+    missing = customers - {row.conversation.contact.customer_id for row in rows}
     if missing:
         blocked |= customers_who_blocked(business_id=business_id, customer_ids=missing)
         wanted = {
@@ -372,12 +441,10 @@ def _lock_conversations(
         }
         if wanted:
             _create_conversations(sorted(wanted), group.now)
-            rows += _locked(Conversation.objects.filter(contact__customer_id__in=wanted), business_id)
-    for conversation in rows:
-        group.threads[conversation.pk] = _Thread(
-            conversation,
-            last_inbound=conversation.last_inbound_id,  # type: ignore[attr-defined]
-            inbound_unread=conversation.inbound_unread,  # type: ignore[attr-defined]
+            rows += _locked(business_id, customer_ids=sorted(wanted))
+    for row in rows:
+        group.threads[row.conversation.pk] = _Thread(
+            row.conversation, last_inbound=row.last_inbound_id, inbound_unread=row.inbound_unread
         )
     by_customer = {t.conversation.contact.customer_id: t for t in group.threads.values()}
     return group.threads, by_customer, blocked
@@ -385,19 +452,26 @@ def _lock_conversations(
 
 def _existing_messages(keys: list[tuple[int, str, str]]) -> dict[tuple[int, str, str], Message]:
     """Messages already sent under these (conversation, author, client_msg_id) keys. Raw SQL: the
-    ORM spends more time compiling an OR of many keys than the database spends answering."""
+    ORM spends more time compiling an OR of many keys than the database spends answering (and
+    a raw queryset more than that, for the usual answer: none)."""
     if not keys:
         return {}
     table = Message._meta.db_table
-    values = ", ".join(["(%s::bigint, %s::varchar, %s::varchar)"] * len(keys))
-    rows = Message.objects.raw(
-        f"SELECT m.* FROM {table} m JOIN (VALUES {values}) AS v(conversation_id, author_key, client_msg_id) "
-        "ON m.conversation_id = v.conversation_id AND m.author_key = v.author_key "
-        # Spelled out so the partial unique index (client_msg_id <> '') serves the lookup.
-        "AND m.client_msg_id = v.client_msg_id AND m.client_msg_id <> ''",
-        [value for key in keys for value in key],
+    source, params = rows_source(
+        [("conversation_id", "bigint"), ("author_key", "varchar"), ("client_msg_id", "varchar")], keys
     )
-    return {(m.conversation_id, m.author_key, m.client_msg_id): m for m in rows}
+    names, columns = _columns(Message, "m")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {table} m JOIN {source} "
+            "ON m.conversation_id = v.conversation_id AND m.author_key = v.author_key "
+            # Spelled out so the partial unique index (client_msg_id <> '') serves the lookup.
+            "AND m.client_msg_id = v.client_msg_id AND m.client_msg_id <> ''",
+            params,
+        )
+        rows = cursor.fetchall()
+    found = [Message.from_db(connection.alias, names, row) for row in rows]
+    return {(m.conversation_id, m.author_key, m.client_msg_id): m for m in found}
 
 
 def _business_refusal(business: Business, *, initiating: bool) -> MessagingError | None:
@@ -440,23 +514,37 @@ def _window_closed() -> MessagingError:
     )
 
 
+_MESSAGE_FIELDS = [f.attname for f in Message._meta.concrete_fields]
+
+
 def _new_message(request: SendRequest, thread: _Thread, direction: str) -> Message:
     rich = request.rich
-    return Message(
-        conversation=thread.conversation,
-        direction=direction,
-        author_kind=request.author_kind,
-        author_user=request.user,
-        author_key=request.author_key,
-        kind=request.kind,
-        template_name=request.template_name,
-        body=request.body,
-        status=Message.Status.SENT,
-        client_msg_id=request.client_msg_id,
-        reply_to=rich.reply_to if rich else None,
-        interactive=rich.interactive if rich else None,
-        choice_id=rich.choice_id if rich else "",
-    )
+    reply_to = rich.reply_to if rich else None
+    values = {
+        "conversation_id": thread.conversation.pk,
+        "direction": direction,
+        "author_kind": request.author_kind,
+        "author_user_id": request.user.pk if request.user is not None else None,
+        "author_key": request.author_key,
+        "kind": request.kind,
+        "body": request.body,
+        "template_name": request.template_name,
+        "status": Message.Status.SENT,
+        "failure_reason": "",
+        "client_msg_id": request.client_msg_id,
+        "reply_to_id": reply_to.pk if reply_to is not None else None,
+        "interactive": rich.interactive if rich else None,
+        "choice_id": rich.choice_id if rich else "",
+    }
+    # Positional, as Django builds rows it reads: its keyword path resolves every field by name
+    # and every relation through its descriptor, most of a group's model time in the profile.
+    fields: list[Any] = [values.get(name) for name in _MESSAGE_FIELDS]
+    message = Message(*fields)  # type: ignore[misc]  # the plugin cannot type positional fields
+    # The related objects the payloads and callers read, without a query.
+    Message.conversation.field.set_cached_value(message, thread.conversation)
+    Message.author_user.field.set_cached_value(message, request.user)
+    Message.reply_to.field.set_cached_value(message, reply_to)
+    return message
 
 
 def _add_message_events(
@@ -675,21 +763,38 @@ def _mark_read(marks: list[tuple[int, int | Message]], now: datetime) -> events.
     if not marks:
         return None
     table = Message._meta.db_table
-    values = ", ".join(["(%s::bigint, %s::bigint)"] * len(marks))
-    params: list[Any] = [now, now]
-    for conversation_id, up_to in marks:
-        params += [conversation_id, up_to.pk if isinstance(up_to, Message) else up_to]
+    source, params = rows_source(
+        [("conversation_id", "bigint"), ("up_to", "bigint")],
+        [(conversation_id, up_to.pk if isinstance(up_to, Message) else up_to) for conversation_id, up_to in marks],
+    )
     done = (Message.Status.READ, Message.Status.FAILED)
     return (
         f"UPDATE {table} AS m SET "
         f"status = CASE WHEN m.status IN (%s, %s) THEN m.status ELSE %s END, "
         f"read_at = CASE WHEN m.status IN (%s, %s) THEN m.read_at ELSE %s END, "
         "delivered_at = COALESCE(m.delivered_at, %s) "
-        f"FROM (VALUES {values}) AS v(conversation_id, up_to) "
+        f"FROM {source} "
         "WHERE m.conversation_id = v.conversation_id AND m.id <= v.up_to AND m.direction = %s "
         "AND (m.status NOT IN (%s, %s) OR m.delivered_at IS NULL)",
-        [*done, Message.Status.READ, *done, *params, Message.Direction.INBOUND, *done],
+        [*done, Message.Status.READ, *done, now, now, *params, Message.Direction.INBOUND, *done],
     )
+
+
+_CONVERSATION_COLUMNS = [
+    ("id", "bigint"),
+    ("window_expires_at", "timestamptz"),
+    ("last_message_at", "timestamptz"),
+    ("last_message_preview", "varchar"),
+    ("unread_count", "integer"),
+    ("status", "varchar"),
+    ("assignee_id", "bigint"),
+    ("last_public_event_id", "bigint"),
+    ("last_event_id", "bigint"),
+    ("snoozed_until", "timestamptz"),
+    ("waiting_since", "timestamptz"),
+    ("queued_at", "timestamptz"),
+    ("assigned_at", "timestamptz"),
+]
 
 
 def _save_conversations(threads: list[_Thread], now: datetime) -> events.Statement | None:
@@ -697,38 +802,29 @@ def _save_conversations(threads: list[_Thread], now: datetime) -> events.Stateme
     if not threads:
         return None
     table = Conversation._meta.db_table
-    row = (
-        "(%s::bigint, %s::timestamptz, %s::timestamptz, %s::varchar, %s::integer, %s::varchar, %s::bigint, "
-        "%s::bigint, %s::bigint, %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::timestamptz)"
+    source, params = rows_source(
+        _CONVERSATION_COLUMNS,
+        [
+            (
+                c.pk,
+                c.window_expires_at,
+                c.last_message_at,
+                c.last_message_preview,
+                c.unread_count,
+                c.status,
+                c.assignee_id,
+                c.last_public_event_id,
+                c.last_event_id,
+                c.snoozed_until,
+                c.waiting_since,
+                c.queued_at,
+                c.assigned_at,
+            )
+            for c in (thread.conversation for thread in threads)
+        ],
     )
-    params: list[Any] = []
-    for thread in threads:
-        c = thread.conversation
-        params += [
-            c.pk,
-            c.window_expires_at,
-            c.last_message_at,
-            c.last_message_preview,
-            c.unread_count,
-            c.status,
-            c.assignee_id,
-            c.last_public_event_id,
-            c.last_event_id,
-            c.snoozed_until,
-            c.waiting_since,
-            c.queued_at,
-            c.assigned_at,
-        ]
-    return (
-        f"UPDATE {table} AS c SET window_expires_at = v.window_expires_at, last_message_at = v.last_message_at, "
-        "last_message_preview = v.preview, unread_count = v.unread, status = v.status, assignee_id = v.assignee_id, "
-        "last_public_event_id = v.last_public, last_event_id = v.last_event, snoozed_until = v.snoozed_until, "
-        "waiting_since = v.waiting_since, queued_at = v.queued_at, assigned_at = v.assigned_at, updated_at = %s "
-        f"FROM (VALUES {', '.join([row] * len(threads))}) AS v(id, window_expires_at, last_message_at, preview, "
-        "unread, status, assignee_id, last_public, last_event, snoozed_until, waiting_since, queued_at, "
-        "assigned_at) WHERE c.id = v.id",
-        [now, *params],
-    )
+    assignments = ", ".join(f"{name} = v.{name}" for name, _type in _CONVERSATION_COLUMNS[1:])
+    return (f"UPDATE {table} AS c SET {assignments}, updated_at = %s FROM {source} WHERE c.id = v.id", [now, *params])
 
 
 def _opted_out(business: Business, requests: Sequence[SendRequest]) -> dict[str, set[int]]:
@@ -877,11 +973,13 @@ def _link_attachments(links: list[tuple[int, Message]]) -> events.Statement | No
     if not links:
         return None
     table = Attachment._meta.db_table
-    values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint)"] * len(links))
-    params = [v for pk, m in links for v in (pk, m.pk, m.conversation_id)]
+    source, params = rows_source(
+        [("id", "bigint"), ("message_id", "bigint"), ("conversation_id", "bigint")],
+        [(pk, m.pk, m.conversation_id) for pk, m in links],
+    )
     return (
         f"UPDATE {table} AS a SET message_id = v.message_id, conversation_id = v.conversation_id "
-        f"FROM (VALUES {values}) AS v(id, message_id, conversation_id) WHERE a.id = v.id",
+        f"FROM {source} WHERE a.id = v.id",
         params,
     )
 

@@ -5,11 +5,13 @@ blocked or reported the business over 7 days). Read-mostly: the checks raise Not
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.contrib.postgres.aggregates import ArrayAgg
 from django.core.cache import cache
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -104,18 +106,37 @@ class TierAllowance:
     each new one takes a place until the limit."""
 
     limit: int
-    reached: set[int]
+    reached: set[int]  # of the customers asked about (all of them, when none were named)
+    count: int  # customers reached in the window, all told
 
     @classmethod
-    def now(cls, *, business: Business) -> TierAllowance:
-        return cls(tier_limit(business=business), customers_reached(since=timezone.now() - TIER_WINDOW))
+    def now(cls, *, business: Business, customer_ids: Collection[int] | None = None) -> TierAllowance:
+        """Read once per group. Naming the group's customers reads which of them were reached
+        and how many were in all (one aggregate), instead of every reached customer's id: a
+        business near a high tier would otherwise load tens of thousands of ids per job."""
+        limit = tier_limit(business=business)
+        since = timezone.now() - TIER_WINDOW
+        if customer_ids is None:
+            reached = customers_reached(since=since)
+            return cls(limit, reached, len(reached))
+        aggregate = Message.objects.filter(_reached_since(since)).aggregate(
+            count=Count("conversation__contact__customer_id", distinct=True),
+            among=ArrayAgg(
+                "conversation__contact__customer_id",
+                distinct=True,
+                filter=Q(conversation__contact__customer_id__in=list(customer_ids)),
+                default=[],
+            ),
+        )
+        return cls(limit, set(aggregate["among"]), aggregate["count"])
 
     def take(self, customer_id: int) -> bool:
         if customer_id in self.reached:
             return True
-        if len(self.reached) >= self.limit:
+        if self.count >= self.limit:
             return False
         self.reached.add(customer_id)
+        self.count += 1
         return True
 
     def message(self) -> str:

@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer, User
 from audit.services import audit_record
 from config.jobs import defer_job
+from config.sql import rows_source
 from notifications import limits
 from notifications.errors import ErrorCode, NotificationError
 from notifications.models import (
@@ -337,12 +338,14 @@ def _approved_template(name: Any, language: Any) -> Template:
     return template
 
 
-def _parameters(template: Template, parameters: Any) -> dict[str, str]:
+def _parameters(template: Template, parameters: Any, wanted: list[str] | None = None) -> dict[str, str]:
+    """`wanted`: the template's placeholders, when the caller read them once for many recipients."""
     if parameters is None:
         parameters = {}
     if not isinstance(parameters, dict):
         raise _invalid("parameters", _("Parameters are an object of name → text."))
-    wanted = template.placeholders
+    if wanted is None:
+        wanted = template.placeholders
     unknown = sorted(set(parameters) - set(wanted))
     if unknown:
         raise NotificationError(
@@ -536,21 +539,17 @@ _OUTCOME_COLUMNS = [
 
 def _save_outcomes(notifications: list[Notification]) -> None:
     """Write the delivery outcome of many notifications with one UPDATE (a save per row would
-    cost a round trip each, most of a batch job's time)."""
+    cost a round trip each, most of a batch job's time), bound per column (config.sql)."""
     if not notifications:
         return
-    row = "(%s::bigint, " + ", ".join(f"%s::{kind}" for _name, kind in _OUTCOME_COLUMNS) + ")"
-    params: list[Any] = []
-    for notification in notifications:
-        params.append(notification.pk)
-        params += [getattr(notification, name) for name, _kind in _OUTCOME_COLUMNS]
-    names = [name for name, _kind in _OUTCOME_COLUMNS]
+    source, params = rows_source(
+        [("id", "bigint"), *_OUTCOME_COLUMNS],
+        [[n.pk, *(getattr(n, name) for name, _kind in _OUTCOME_COLUMNS)] for n in notifications],
+    )
+    assignments = ", ".join(f"{name} = v.{name}" for name, _kind in _OUTCOME_COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Notification._meta.db_table} AS n SET "
-            + ", ".join(f"{name} = v.{name}" for name in names)
-            + f" FROM (VALUES {', '.join([row] * len(notifications))}) AS v(id, {', '.join(names)}) WHERE n.id = v.id",
-            params,
+            f"UPDATE {Notification._meta.db_table} AS n SET {assignments} FROM {source} WHERE n.id = v.id", params
         )
 
 
@@ -690,14 +689,22 @@ def notifications_accept_batch(
             ErrorCode.BATCH_TOO_LARGE, _("At most %(max)d recipients per batch.") % {"max": MAX_BATCH}
         )
     found = _approved_template(template, language)
+    wanted = found.placeholders
+    known = _known_numbers(recipients)
     requests: list[SendRequest] = []
     errors: dict[str, dict[str, str]] = {}
     for index, recipient in enumerate(recipients):
         try:
             if not isinstance(recipient, dict):
                 raise _invalid("recipients", _("Each recipient is an object: to, parameters."))
+            to = recipient.get("to")
             requests.append(
-                SendRequest(_phone(recipient.get("to")), found, _parameters(found, recipient.get("parameters")), "")
+                SendRequest(
+                    to if to in known else _phone(to),
+                    found,
+                    _parameters(found, recipient.get("parameters"), wanted),
+                    "",
+                )
             )
         except NotificationError as error:
             errors[str(index)] = {"code": str(error.code), "message": error.message}
@@ -711,6 +718,27 @@ def notifications_accept_batch(
             chunk: list[Any] = ids[start : start + BATCH_CHUNK]
             defer_job(DELIVER_JOB, schema_name=business.schema_name, notification_ids=chunk)
     return BatchAccepted(batch_id, [AcceptedRecipient(pk, r.to) for pk, r in zip(ids, requests, strict=True)])
+
+
+# What `normalise_phone` returns: "+", a country code, at most 15 digits in all.
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def _known_numbers(recipients: list[Any]) -> set[str]:
+    """Recipients' numbers written exactly as a verified Parley customer's, in one query: stored
+    numbers went through `normalise_phone` when they were verified, so these need not be parsed
+    again (phonenumbers takes ~60 µs a number, a third of a batch's accept time). Any other
+    number is parsed and checked as before."""
+    candidates = {
+        r["to"] for r in recipients if isinstance(r, dict) and isinstance(r.get("to"), str) and E164.fullmatch(r["to"])
+    }
+    if not candidates:
+        return set()
+    return set(
+        Customer.objects.filter(phone_number__in=candidates, verified_at__isnull=False).values_list(
+            "phone_number", flat=True
+        )
+    )
 
 
 def _insert_accepted(
@@ -777,13 +805,19 @@ def _deliver_chunk(business: Business, notification_ids: list[int]) -> int:
             c.phone_number: c
             for c in Customer.objects.filter(phone_number__in={n.to for n in pending}, verified_at__isnull=False)
         }
-        muted = set(
-            MarketingMute.objects.filter(
-                business_id=business.pk, customer_id__in=[c.pk for c in customers.values()]
-            ).values_list("customer_id", flat=True)
+        # Mutes and the quality rating only stop marketing: not read for a chunk without any.
+        marketing_chunk = any(n.category == Template.Category.MARKETING for n in pending)
+        muted = (
+            set(
+                MarketingMute.objects.filter(
+                    business_id=business.pk, customer_id__in=[c.pk for c in customers.values()]
+                ).values_list("customer_id", flat=True)
+            )
+            if marketing_chunk
+            else set()
         )
-        allowance = limits.TierAllowance.now(business=business)
-        quality = limits.quality_rating_cached(business=business).rating
+        allowance = limits.TierAllowance.now(business=business, customer_ids=[c.pk for c in customers.values()])
+        quality = limits.quality_rating_cached(business=business).rating if marketing_chunk else "green"
         ready: list[tuple[Notification, Any]] = []
         for notification in pending:
             customer = customers.get(notification.to)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -104,6 +106,7 @@ def phone_region(e164: str) -> str:
         return ""
 
 
+@lru_cache(maxsize=65536)  # pure, and parsing is the costliest part of an event's payload
 def phone_display(e164: str) -> str:
     """A normalised number as people read it: "+49 30 1234567"."""
     try:

@@ -58,9 +58,17 @@ class BatchRecipientIn(serializers.Serializer):
     parameters = serializers.DictField(child=serializers.JSONField(), required=False)
 
 
-class BatchSendIn(serializers.Serializer):
+class BatchHeadIn(serializers.Serializer):
+    """A batch's own fields. Its recipients are checked by the service, each error with the
+    recipient's index: a nested serializer cost ~100 µs a recipient, half of a batch's accept."""
+
     template = serializers.CharField(max_length=60)
     language = serializers.CharField(max_length=8, required=False, allow_blank=True)
+
+
+class BatchSendIn(BatchHeadIn):
+    """The whole request, as the API schema documents it."""
+
     recipients = BatchRecipientIn(many=True, allow_empty=False, max_length=1000)  # type: ignore[call-arg]
 
 

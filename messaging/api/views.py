@@ -4,6 +4,7 @@ of the input, call a service or selector, and shape the output; rules live in th
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django.utils.translation import gettext as _
@@ -111,7 +112,8 @@ class MediaUploadView(ApiView):
                 upload_key=request.headers.get("Idempotency-Key", ""),
             )
         except AttachmentError as error:
-            return problem(str(error.code), error.message, error.http_status)
+            retry_after = None if error.retry_after is None else max(1, math.ceil(error.retry_after))
+            return problem(str(error.code), error.message, error.http_status, retry_after=retry_after)
         return Response(s.MediaOut(attachment).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -137,13 +139,13 @@ class MessageBatchView(IdempotentPost):
             raise NotificationError(
                 ErrorCode.BATCH_TOO_LARGE, _("At most %(max)d recipients per batch.") % {"max": services.MAX_BATCH}
             )
-        clean = _input(s.BatchSendIn, data)
+        clean = _input(s.BatchHeadIn, data)
         accepted = services.notifications_accept_batch(
             business=_business(request),
             api_key=request.user.key,  # type: ignore[union-attr]
             template=clean["template"],
             language=clean.get("language"),
-            recipients=[dict(r) for r in clean["recipients"]],
+            recipients=recipients,  # each checked there (shape, number, parameters), errors by index
         )
         body = {
             "batch_id": str(accepted.batch_id),

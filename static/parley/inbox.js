@@ -412,6 +412,9 @@ function onFrame(frame) {
       break;
     case "agent.status":
       if (frame.user_id === config.me.id) setMyStatus(frame.status);
+      // Show the change at once; the counts refresh (debounced) brings the team's loads.
+      availability = availability.map((m) => (m.id === frame.user_id ? { ...m, status: frame.status } : m));
+      renderTeam($("inbox-team"), availability, S, config.me.id);
       paged.countsChanged();
       break;
     case "presence":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import uuid
 
 import pytest
 from django.core.files.storage import storages
@@ -21,11 +22,16 @@ from tests.attachments.files import HTML, OGG, PDF, jpeg_with_location, png
 from tests.conftest import World
 
 
-def upload(world: World, name: str, data: bytes, **kwargs: object) -> Attachment:
+def fresh_uploader() -> str:
+    # Uploads are limited per uploader (test_upload_limit.py): each test uploads as someone new.
+    return f"customer:{uuid.uuid4().int % 10**12}"
+
+
+def upload(world: World, name: str, data: bytes, uploader_key: str = "", **kwargs: object) -> Attachment:
     with tenant_context(world.business_a):
         attachment, _created = attachment_upload(
             business=world.business_a,
-            uploader_key="customer:1",
+            uploader_key=uploader_key or fresh_uploader(),
             file=SimpleUploadedFile(name, data, content_type="application/octet-stream"),
             **kwargs,  # type: ignore[arg-type]
         )
@@ -111,9 +117,10 @@ def test_a_decompression_bomb_is_refused() -> None:
 
 
 def test_a_retried_upload_with_the_same_key_is_the_same_attachment(world: World) -> None:
-    first = upload(world, "a.png", png(), upload_key="retry-1")
-    again = upload(world, "a.png", png(), upload_key="retry-1")
-    other = upload(world, "a.png", png(), upload_key="retry-2")
+    uploader = fresh_uploader()
+    first = upload(world, "a.png", png(), uploader, upload_key="retry-1")
+    again = upload(world, "a.png", png(), uploader, upload_key="retry-1")
+    other = upload(world, "a.png", png(), uploader, upload_key="retry-2")
     assert first.pk == again.pk != other.pk
     with tenant_context(world.business_a):
-        assert Attachment.objects.filter(uploader_key="customer:1", upload_key="retry-1").count() == 1
+        assert Attachment.objects.filter(uploader_key=uploader, upload_key="retry-1").count() == 1

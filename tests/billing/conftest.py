@@ -13,14 +13,14 @@ from tests.billing.fake_stripe import FakeStripe, running
 from tests.conftest import World
 
 
-def wipe_billing(world: World) -> None:
-    """Committed billing rows of the session's businesses, and queued billing jobs: gone, so a
-    live test sees only what it made."""
-    businesses = [world.business_a.pk, world.business_b.pk]
-    UsageRecord.objects.filter(business_id__in=businesses).delete()
-    UsageCounter.objects.filter(business_id__in=businesses).delete()
-    Invoice.objects.filter(account__business_id__in=businesses).delete()
-    BillingAccount.objects.filter(business_id__in=businesses).delete()
+def wipe_billing() -> None:
+    """Committed billing rows and queued billing jobs: gone, so a live test sees only what it
+    made. Every business's, not only the session's two: live tests elsewhere (notifications)
+    commit businesses of their own with usage, and the reconciliation reads the whole platform."""
+    UsageRecord.objects.all().delete()
+    UsageCounter.objects.all().delete()
+    Invoice.objects.all().delete()
+    BillingAccount.objects.all().delete()
     StripeEvent.objects.filter(id__startswith="evt_test_").delete()
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM procrastinate_jobs WHERE queue_name = 'billing' AND status IN ('todo', 'doing')")
@@ -38,9 +38,9 @@ def active_card(name: str, **prices: str) -> RateCard:
 
 @pytest.fixture
 def billing_live(live_db: World) -> Iterator[World]:
-    wipe_billing(live_db)
+    wipe_billing()
     yield live_db
-    wipe_billing(live_db)
+    wipe_billing()
 
 
 @pytest.fixture

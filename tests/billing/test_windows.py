@@ -244,7 +244,7 @@ def test_concurrent_sends_open_one_conversation(billing_live: World, concurrentl
     concurrently(8, send)
     assert len(set(results)) == 1
     assert UsageRecord.objects.filter(customer_id=customer).count() == 1
-    wipe_billing(world)
+    wipe_billing()
 
 
 def test_business_may_initiate_until_the_grace_period_ends(world: World) -> None:
@@ -280,7 +280,7 @@ def test_the_free_tier_boundary_holds_under_concurrent_sends(billing_live: World
     assert records.count() == 18
     assert records.filter(free=True).count() == 5
     assert jobs_for_all(records.filter(free=False)) == 13
-    wipe_billing(world)
+    wipe_billing()
 
 
 def jobs_for_all(records: Any) -> int:

@@ -1,5 +1,6 @@
 """Every page a person sees fits a 390 px phone: nothing is wider than the screen, in English
-and in German (German words are longer), and the inbox shows one pane at a time."""
+and in German (German words are longer), legend swatches stay swatch-sized, and the inbox shows
+one pane at a time."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from django.conf import settings
 from django_tenants.utils import tenant_context
 
-from messaging.services import message_send_customer
+from messaging.services import message_send_agent, message_send_customer
 from tests.conftest import LiveServer, World
 from tests.messaging.conftest import make_customer, session_key
 
@@ -34,6 +35,7 @@ BUSINESS_OWNER = [
     "/developers/",
     "/verification/",
     "/billing/",
+    "/reports/",
     "/team/",
     "/accounts/2fa/",
 ]
@@ -53,6 +55,13 @@ def _overflow(page: Any, url: str) -> str | None:
     response = page.goto(url)
     assert response is not None and response.status < 400, f"{url}: HTTP {response and response.status}"
     page.wait_for_load_state("networkidle")
+    # A chart legend's colour swatch is an inline SVG: a page style that sizes every chart SVG
+    # to the full width once blew the billing legend's swatches up to squares of 300 px.
+    swollen = page.evaluate(
+        "() => [...document.querySelectorAll('.swatch')].filter(e => e.getBoundingClientRect().width > 24).length"
+    )
+    if swollen:
+        return f"{url}: {swollen} legend swatches are wider than 24px"
     width = page.evaluate("document.documentElement.scrollWidth")
     if width <= PHONE["width"]:
         return None
@@ -73,6 +82,10 @@ def conversation(live_db: World) -> Iterator[int]:
             customer=customer,
             body="A long message without spaces: https://aurora-air.example/booking/ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
         ).message.conversation_id
+        # The reply opens a billed service conversation, so the billing page draws its chart.
+        message_send_agent(
+            business=live_db.business_a, user=live_db.agent_a, conversation_id=conversation_id, body="On it."
+        )
     yield conversation_id
 
 

@@ -123,6 +123,37 @@ def test_batch_is_refused_whole_when_an_entry_is_bad(world: World) -> None:
         assert not Notification.objects.exists()
 
 
+def test_batch_entries_of_the_wrong_shape_are_named_by_index(world: World) -> None:
+    """Recipients are checked by the service, not a nested serializer: every shape error still
+    refuses the whole batch and names its entry."""
+    with in_business(world.business_a):
+        approved_template(world.business_a, world.staff)
+    api = api_for(world)
+    good = {"to": make_customer().phone_number, "parameters": {"flight": "1", "time": "2"}}
+    recipients: list[Any] = [
+        good,
+        "+4915100000000",  # not an object
+        {"to": 4915100000000, "parameters": {"flight": "1", "time": "2"}},  # not text
+        {"to": "+49" + "1" * 40, "parameters": {"flight": "1", "time": "2"}},  # too long
+        {"to": good["to"], "parameters": ["1", "2"]},  # parameters not an object
+        {"to": good["to"], "parameters": {"flight": "1", "time": "2", "gate": "B"}},  # unknown name
+    ]
+    body = assert_problem(
+        api.post("messages/batch", {"template": "flight_change", "recipients": recipients}), 400, "invalid"
+    )
+    assert {index: error["code"] for index, error in body["errors"].items()} == {
+        "1": "invalid",
+        "2": "invalid_phone",
+        "3": "invalid_phone",
+        "4": "invalid",
+        "5": "unknown_parameter",
+    }
+    assert_problem(api.post("messages/batch", {"template": "flight_change", "recipients": "all"}), 400, "invalid")
+    assert_problem(api.post("messages/batch", {"recipients": [good]}), 400, "invalid")
+    with in_business(world.business_a):
+        assert not Notification.objects.exists()
+
+
 @pytest.fixture
 def fresh_business(live_db: World) -> Any:
     owner = User.objects.create(email=f"{unique('owner')}@batch.test")
@@ -163,3 +194,36 @@ def test_batch_is_accepted_at_once_and_delivered_by_jobs(live_db: World, fresh_b
     run_queued_jobs(queues=["notifications"])
     with in_business(business):
         assert Notification.objects.filter(batch_id=accepted["batch_id"], status="sent").count() == 2
+
+
+def test_a_batch_job_keeps_to_the_tier(live_db: World, fresh_business: Any) -> None:
+    """The delivery job decides the tier for its whole chunk at once: customers reached in the
+    last 24 hours are free, each new one takes a place until the limit, the rest fail."""
+    business, owner = fresh_business
+    SendingLimits.objects.create(business=business, tier_override=3)
+    from notifications import services
+
+    with in_business(business):
+        approved_template(business, live_db.staff)
+        secret = services.api_key_create(business=business, actor=owner, name="tier", scopes=["send", "read"]).secret
+    from tests.conftest import business_client
+
+    api = Api(business_client(business), secret)
+    reached = [make_customer(), make_customer()]
+    with time_machine.travel(frozen_second(), tick=False):
+        for customer in reached:
+            assert send_flight(api, customer.phone_number).json()["status"] == "sent"
+    new = [make_customer() for _ in range(3)]
+    params = {"flight": "LH 1", "time": "09:00"}
+    # Already reached customers are free wherever they stand in the chunk.
+    order = [new[0], reached[0], new[1], new[2], reached[1]]
+    response = api.post(
+        "messages/batch",
+        {"template": "flight_change", "recipients": [{"to": c.phone_number, "parameters": params} for c in order]},
+    )
+    assert response.status_code == 202, response.content
+    ids = [m["id"] for m in response.json()["messages"]]
+    run_queued_jobs(queues=["notifications"])
+    answers = [api.get(f"messages/{i}").json() for i in ids]
+    assert [a["status"] for a in answers] == ["sent", "sent", "failed", "failed", "sent"]
+    assert [a["failure"]["code"] for a in answers if a["status"] == "failed"] == ["tier_limit", "tier_limit"]

@@ -44,7 +44,8 @@ from notifications import webhooks
 from notifications.models import WebhookDelivery, WebhookEndpoint
 from reliability.report import record
 from tests.billing.fake_stripe import FakeStripe, running
-from tests.conftest import ROOT, World, test_database_url, unique
+from tests.conftest import ROOT, World, unique
+from tests.conftest import test_database_url as server_database_url  # not collected as a test
 from verification.jobs import seal, send_sms
 from verification.models import SmsDispatch
 
@@ -216,7 +217,7 @@ def test_worker_killed_mid_job_retries_and_sends_nothing_twice(live_db: World) -
                     webhooks._defer(business, delivery)
         env = dict(
             os.environ,
-            DATABASE_URL=test_database_url(),
+            DATABASE_URL=server_database_url(),
             STRIPE_SECRET_KEY="sk_test_fake",
             STRIPE_API_BASE=stripe.url,
             STRIPE_NETWORK_RETRIES="0",

@@ -1,0 +1,91 @@
+"""Many rows as one SQL row source bound through a few parameters.
+
+The hot writers (the send core, billing's charges, notification outcomes) write a group of rows
+per statement. Spelled as `VALUES (%s, %s, …), (…)` a group of 100 messages is ~1,500
+parameters, and Django's psycopg cursor binds client-side: psycopg adapts and quotes each one in
+Python, about a third of a notifications delivery job's time in the profile. Here each column is
+one parameter instead: a JSON array of the column's values, unnested in step with the others
+(`ROWS FROM (json_array_elements_text(%s::json), …)`); or, when every row holds the same value
+(a group's timestamp, its status, its author), a single scalar. A one-row group is scalars only.
+
+Why JSON text and not `%s::bigint[]` / `%s::text[]` parameters: psycopg dumps a list element by
+element in Python (client-side or server-side binding alike), while `json.dumps` encodes the
+whole column in C. Measured with psycopg 3.3 on this machine: 200 event frames of ~600 bytes
+cost 5.7 ms as a text[] parameter and 0.9 ms as JSON; 200 ids 0.24 ms and 0.10 ms.
+
+    source, params = rows_source([("id", "bigint"), ("body", "text")], [(1, "a"), (2, "b")])
+    cursor.execute(f"UPDATE t SET body = v.body FROM {source} WHERE t.id = v.id", params)
+
+Rows come out in the order given (ordered by their position, not left to the plan): upserts
+that lock rows rely on it to lock in one order everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+Column = tuple[str, str]  # (name, SQL type)
+
+
+def _uniform(values: Sequence[Any]) -> bool:
+    first = values[0]
+    kind = type(first)
+    # Same type as well as equal: 1 == True == Decimal(1) must not merge into one scalar.
+    return all(value is first or (type(value) is kind and value == first) for value in values)
+
+
+def _json_default(value: Any) -> Any:
+    """Values JSON has no type for, as the text PostgreSQL's input functions read back exactly
+    (full microseconds: DjangoJSONEncoder would cut timestamps to milliseconds)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, Jsonb):
+        return value.obj  # nested: its element's text is the document's JSON
+    raise TypeError(f"cannot bind {type(value).__name__} in a row source")
+
+
+def _json_column(values: Sequence[Any]) -> str:
+    return json.dumps(values, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def rows_source(columns: Sequence[Column], rows: Sequence[Sequence[Any]], alias: str = "v") -> tuple[str, list[Any]]:
+    """`(SELECT … ) AS alias` with the columns by name and of their SQL types, and its
+    parameters (in the order they appear in the SQL). `rows` must not be empty; each row holds
+    one value per column, in the order of `columns`. Text values must not contain NUL (which
+    PostgreSQL text cannot hold in any binding)."""
+    if not rows:
+        raise ValueError("rows_source needs at least one row")
+    by_column = list(zip(*rows, strict=True)) if len(rows) > 1 else [(value,) for value in rows[0]]
+    if len(by_column) != len(columns):
+        raise ValueError(f"{len(columns)} columns but rows of {len(by_column)} values")
+    select: list[str] = []
+    scalars: list[Any] = []
+    arrays: list[tuple[str, str]] = []
+    encoded: list[Any] = []
+    for (name, sql_type), values in zip(columns, by_column, strict=True):
+        if _uniform(values):
+            select.append(f"%s::{sql_type} AS {name}")
+            scalars.append(values[0])
+        else:
+            select.append(f"u.{name}::{sql_type} AS {name}")
+            arrays.append((name, sql_type))
+            encoded.append(_json_column(values))
+    if arrays:
+        source = (
+            "ROWS FROM ("
+            + ", ".join("json_array_elements_text(%s::json)" for _column in arrays)
+            + f") WITH ORDINALITY AS u({', '.join(name for name, _type in arrays)}, ordinal_)"
+        )
+    else:
+        source = "generate_series(1, %s) AS u(ordinal_)"
+        encoded = [len(rows)]
+    return f"(SELECT {', '.join(select)} FROM {source} ORDER BY u.ordinal_) AS {alias}", [*scalars, *encoded]

@@ -1,0 +1,102 @@
+"""config.sql.rows_source: many rows bound as a few parameters read back exactly as given."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+from psycopg.types.json import Jsonb
+
+from config.sql import rows_source
+
+COLUMNS = [
+    ("id", "bigint"),
+    ("body", "text"),
+    ("at", "timestamptz"),
+    ("price", "numeric"),
+    ("key", "uuid"),
+    ("doc", "jsonb"),
+    ("flag", "boolean"),
+    ("n", "integer"),
+]
+
+
+def read_back(rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], str]:
+    source, params = rows_source(COLUMNS, rows)
+    names = ", ".join(f"v.{name}" for name, _type in COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {names} FROM {source}", params)
+        # Django reads jsonb back as its text (its JSONField parses it): parse it here.
+        return [
+            (*row[:5], json.loads(row[5]) if row[5] is not None else None, *row[6:]) for row in cursor.fetchall()
+        ], source
+
+
+@pytest.mark.django_db
+def test_values_of_every_type_come_back_exactly_and_in_order() -> None:
+    at = datetime(2026, 12, 2, 4, 0, 0, 123456, tzinfo=UTC)
+    rows = [
+        (
+            10 - n,  # descending: the order is the rows', not the ids'
+            ["plain", "quote ' and \" and \\ and {braces}, commas", "Grüße 👋\nzweite Zeile", "NULL", ""][n],
+            at + timedelta(microseconds=n),
+            Decimal("0.0550") * n,
+            uuid.UUID(int=n),
+            Jsonb({"buttons": [{"id": "a", "title": "Ja ✓"}], "n": n}) if n % 2 else None,
+            n % 2 == 0,
+            None if n == 3 else n,
+        )
+        for n in range(5)
+    ]
+    back, source = read_back(rows)
+    assert "ROWS FROM" in source
+    expected = [
+        (
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5].obj if row[5] is not None else None,
+            row[6],
+            row[7],
+        )
+        for row in rows
+    ]
+    assert back == expected
+
+
+@pytest.mark.django_db
+def test_columns_with_one_value_for_every_row_are_bound_once() -> None:
+    at = datetime(2026, 12, 2, 4, 0, 0, 1, tzinfo=UTC)
+    rows = [(n, "same", at, Decimal("1"), uuid.UUID(int=7), None, True, 1) for n in range(3)]
+    back, source = read_back(rows)
+    assert back == [(n, "same", at, Decimal("1"), uuid.UUID(int=7), None, True, 1) for n in range(3)]
+    # Only the ids vary: one JSON array; everything else is a scalar parameter.
+    assert source.count("json_array_elements_text") == 1
+    _source, params = rows_source(COLUMNS, rows)
+    assert len(params) == len(COLUMNS)
+
+
+@pytest.mark.django_db
+def test_one_row_is_scalars_only_and_equal_values_of_other_types_stay_apart() -> None:
+    back, source = read_back([(1, "x", None, None, None, None, None, None)])
+    assert back == [(1, "x", None, None, None, None, None, None)]
+    assert "json_array_elements_text" not in source
+    # 1, True and Decimal(1) are equal in Python but not one value: not merged into one scalar.
+    source, params = rows_source([("value", "text")], [(1,), (True,), (Decimal(1),)])
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT v.value FROM {source}", params)
+        assert [row[0] for row in cursor.fetchall()] == ["1", "true", "1"]
+
+
+def test_no_rows_is_a_programming_error() -> None:
+    with pytest.raises(ValueError):
+        rows_source(COLUMNS, [])
+    with pytest.raises(ValueError):
+        rows_source(COLUMNS, [(1, 2)])
