@@ -1,6 +1,6 @@
 """Parley's ASGI application with a memory probe, for `bench/idle_sockets.py --trace`.
 
-Serve it instead of `config.asgi:application`: tracemalloc starts before Django is imported,
+Serve it instead of `config.asgi:application`: tracemalloc starts once Django is imported,
 and when $PARLEY_MEMORY_PROBE_DIR/<pid>-<n>.request appears the process writes
 <pid>-<n>.pickle there: a tracemalloc snapshot plus a count of live objects by type (after a
 full collection). A file, not a signal: the servers' event loops own signal handling. The bench diffs two
@@ -20,9 +20,11 @@ import time
 import tracemalloc
 from pathlib import Path
 
-tracemalloc.start(int(os.environ.get("PARLEY_MEMORY_PROBE_FRAMES", "12")))
+from config.asgi import application
 
-from config.asgi import application  # noqa: E402
+# Started after the import: only what serving allocates is traced, so snapshots stay small and
+# quick (tracing Django's import made each dump take minutes).
+tracemalloc.start(int(os.environ.get("PARLEY_MEMORY_PROBE_FRAMES", "8")))
 
 __all__ = ["application"]
 
