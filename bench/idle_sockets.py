@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import tempfile
@@ -130,21 +129,20 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Probe:
-    """Asks a bench/traced_asgi.py server for memory dumps (SIGUSR1) and reads them back."""
+    """Asks a bench/traced_asgi.py server for memory dumps and reads them back."""
 
     def __init__(self, pid: int, directory: Path) -> None:
         self.pid, self.directory, self.taken = pid, directory, 0
 
     async def dump(self) -> dict[str, Any]:
         path = self.directory / f"{self.pid}-{self.taken}.pickle"
+        path.with_suffix(".request").touch()
         self.taken += 1
-        os.kill(self.pid, signal.SIGUSR1)
-        for _ in range(1200):
+        for _ in range(2400):
             await asyncio.sleep(0.25)
             if path.exists():
-                await asyncio.sleep(1.0)  # written in one go, but give it time to finish
                 with path.open("rb") as f:
-                    return pickle.load(f)
+                    return pickle.load(f)  # our own server's dump
         raise SystemExit(f"no memory dump from {self.pid}")
 
 
