@@ -179,10 +179,12 @@ async def measure(
     gate = asyncio.Semaphore(args.connect_concurrency)
     sockets: list[Any] = []
     failures = 0
+    reasons: dict[str, int] = {}
 
     async def open_one(n: int) -> None:
         nonlocal failures
         async with gate:
+            ws = None
             try:
                 ws = await connect(
                     f"ws://{host}:{port}/ws/chat/",
@@ -194,12 +196,20 @@ async def measure(
                     ping_interval=None,
                     open_timeout=120,
                 )
-                await ws.send('{"type": "resume", "after": 0}')
-                while '"resumed"' not in str(await ws.recv()):
-                    pass
+                async with asyncio.timeout(args.resume_timeout):
+                    await ws.send('{"type": "resume", "after": 0}')
+                    while True:
+                        frame = str(await ws.recv())
+                        if '"resumed"' in frame:
+                            break
+                        if '"error"' in frame:  # e.g. overloaded during the connect storm
+                            raise RuntimeError(frame)
                 sockets.append(ws)
-            except Exception:
+            except Exception as error:
                 failures += 1
+                reasons[type(error).__name__] = reasons.get(type(error).__name__, 0) + 1
+                if ws is not None:
+                    await ws.close()
 
     dumps: list[dict[str, Any]] = []
     if probe is not None:
@@ -234,13 +244,14 @@ async def measure(
     peak_rss = rss(pid)
 
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    await asyncio.sleep(args.settle)
+    await asyncio.sleep(args.settle_after_close)
     after = rss(pid)
     if probe is not None:
         dumps.append(await probe.dump())
     return {
         "open": len(sockets),
         "failures": failures,
+        "reasons": reasons,
         "connect_per_s": len(sockets) / connect_seconds,
         "connect_cpu": connect_cpu,
         "ping_cpu": ping_cpu,
@@ -262,6 +273,10 @@ def main() -> None:
     parser.add_argument("--pingers", type=int, default=100)
     parser.add_argument("--ping-seconds", type=float, default=5.0)
     parser.add_argument("--settle", type=float, default=5.0)
+    parser.add_argument(
+        "--settle-after-close", type=float, default=15.0, help="seconds from the last close to the 'after' RSS"
+    )
+    parser.add_argument("--resume-timeout", type=float, default=60.0, help="per socket: connect to resumed")
     parser.add_argument("--client-deflate", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--trace", action="store_true", help="tracemalloc diff of the sockets (slow)")
     parser.add_argument("--top", type=int, default=25)
@@ -296,7 +311,7 @@ def main() -> None:
                 stop(server)
             mib = 2**20
             print(
-                f"{name:26} open {r['open']:6d} (failed {r['failures']})  connect {r['connect_per_s']:5.0f}/s "
+                f"{name:26} open {r['open']:6d} (failed {r['failures']} {r['reasons'] or ''})  connect {r['connect_per_s']:5.0f}/s "
                 f"({r['connect_cpu']:.1f} CPU-s)  RSS before {r['rss_before'] / mib:4.0f} MiB  "
                 f"open {r['rss_open'] / mib:4.0f} MiB  peak {r['rss_peak'] / mib:4.0f} MiB  "
                 f"after close {r['rss_after'] / mib:4.0f} MiB  "
