@@ -43,6 +43,7 @@ from django_tenants.utils import schema_context
 
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode
+from messaging.receipts import Mark, marks_write
 from messaging.send_limits import rate_limited, send_take_many
 from messaging.sending import SendRequest, SendResult, do_send_messages
 from tenancy.db import run_in_schema
@@ -303,22 +304,33 @@ class LiveGatherer:
         state = self._schemas.get(schema_name)
         return len(state.queue) if state else 0
 
-    async def send(self, *, business: Business, request: SendRequest, limit_key: str = "") -> SendResult:
-        """Queue the send and wait for its outcome; refused at once (`overloaded`) when the queue
-        is full or would take longer than PARLEY_SEND_MAX_WAIT, and refused when still queued
-        (never written) after that long."""
-        state = self._state(business.schema_name)
+    def refusal(self, schema_name: str) -> MessagingError | None:
+        """`overloaded` if a send to this business queued now would wait longer than
+        PARLEY_SEND_MAX_WAIT (or find the queue full); None otherwise. Consumers ask when a send
+        frame arrives, so an excess send is refused within the event loop's turn, before it
+        waits for its socket's worker, its rights check or its validation."""
+        state = self._state(schema_name)
         cap, limit, wait_limit = batch_max(), queue_limit(), max_wait()
         ahead = len(state.queue)
-        # What is left of the batch being written, the full batches queued ahead, then its own:
-        # refused now (within the event loop's turn) rather than after waiting `wait_limit`.
+        # What is left of the batch being written, the full batches queued ahead, then its own.
         estimate = 0.0
         if state.writing_since is not None or ahead:
             estimate = (ahead // cap + 1) * state.batch_seconds
             if state.writing_since is not None:
                 estimate += max(0.0, state.batch_seconds - (time.monotonic() - state.writing_since))
         if ahead >= limit or estimate > wait_limit:
-            raise overloaded(estimate or wait_limit)
+            return overloaded(estimate or wait_limit)
+        return None
+
+    async def send(self, *, business: Business, request: SendRequest, limit_key: str = "") -> SendResult:
+        """Queue the send and wait for its outcome; refused at once (`overloaded`) when the queue
+        is full or would take longer than PARLEY_SEND_MAX_WAIT, and refused when still queued
+        (never written) after that long."""
+        state = self._state(business.schema_name)
+        wait_limit = max_wait()
+        refused = self.refusal(business.schema_name)
+        if refused is not None:
+            raise refused
         item = _Queued(request, limit_key, asyncio.get_running_loop().create_future())
         state.queue.append(item)
         if state.task is None or state.task.done():
@@ -394,6 +406,96 @@ async def _answer(batch: list[_Queued], outcomes: list[Outcome], published: asyn
 
 
 live_gatherer = LiveGatherer()
+
+
+# --- acks: every socket's, gathered per business and written in one trip -------------------------
+
+# An ack waits this long for others to join its group: receipts are not latency-critical (a tick
+# on the other side), and ~20 groups a second cost less than one trip per socket's ack.
+ACK_GATHER_SECONDS = 0.05
+ACK_BATCH_MAX = 500
+
+
+@dataclass(eq=False)
+class _QueuedAck:
+    mark: Mark
+    future: asyncio.Future[int | MessagingError]
+
+
+@dataclass
+class _AckSchema:
+    queue: list[_QueuedAck] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+def write_marks(*, business: Business, marks: Sequence[Mark]) -> list[int | MessagingError]:
+    """On a database thread: the group in one transaction; if that fails on a database error,
+    ack by ack, so one bad ack cannot fail the others."""
+    try:
+        return marks_write(business=business, marks=marks)
+    except Exception as error:
+        if len(marks) == 1:
+            raise
+        logger.warning("a group of %d acks failed (%r); writing them one by one", len(marks), error)
+    outcomes: list[int | MessagingError] = []
+    for mark in marks:
+        try:
+            outcomes += marks_write(business=business, marks=[mark])
+        except Exception:
+            logger.exception("an ack failed")
+            outcomes.append(server_error())
+    return outcomes
+
+
+class AckGatherer:
+    """Per event loop: the acks of every socket of the process, queued per business and written
+    by one task per business, one database trip per group (messaging.receipts). A socket's
+    own acks are already merged per conversation (consumers.StreamConsumer.queue_ack)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._schemas: dict[str, _AckSchema] = {}
+        self._batches: list[int] = []
+
+    async def mark(self, *, business: Business, marks: Sequence[Mark]) -> list[int | MessagingError]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new server loop (tests run one per test)
+            self._loop, self._schemas = loop, {}
+        state = self._schemas.setdefault(business.schema_name, _AckSchema())
+        items = [_QueuedAck(mark, loop.create_future()) for mark in marks]
+        state.queue += items
+        if state.task is None or state.task.done():
+            state.task = asyncio.ensure_future(self._drain(business, state))
+        # Shielded: a socket that goes away does not take its acks (or others') with it.
+        return list(await asyncio.shield(asyncio.gather(*(item.future for item in items))))
+
+    async def _drain(self, business: Business, state: _AckSchema) -> None:
+        await asyncio.sleep(ACK_GATHER_SECONDS)
+        while state.queue:
+            batch, state.queue = state.queue[:ACK_BATCH_MAX], state.queue[ACK_BATCH_MAX:]
+            self._batches.append(len(batch))
+            outcomes: list[int | MessagingError]
+            try:
+                outcomes = await run_in_schema(
+                    business.schema_name, write_marks, business=business, marks=[item.mark for item in batch]
+                )
+            except Exception:
+                logger.exception("a group of %d acks failed", len(batch))
+                outcomes = [server_error()] * len(batch)
+            except asyncio.CancelledError:
+                for item in batch + state.queue:
+                    if not item.future.done():
+                        item.future.set_result(server_error())
+                raise
+            for item, outcome in zip(batch, outcomes, strict=True):
+                if not item.future.done():
+                    item.future.set_result(outcome)
+
+    def stats_batches(self) -> list[int]:
+        return list(self._batches)
+
+
+ack_gatherer = AckGatherer()
 
 
 async def send_message_live(*, business: Business, request: SendRequest, limit_key: str = "") -> SendResult:

@@ -18,9 +18,11 @@ class Cycle:
 
 
 def test_a_burst_of_closes_gives_one_pass_that_frees_cycles_and_trims() -> None:
+    """Awaits the passes themselves rather than sleeping a guessed time, so a loaded machine
+    (a slow executor thread for the trim) cannot make it flaky."""
     trims: list[int] = []
 
-    async def scenario() -> tuple[int, bool]:
+    async def scenario() -> tuple[int, bool, float]:
         returner = MemoryReturner(after_closes=3, interval=0.3, delay=0.05, trim=lambda: trims.append(1))
         garbage = Cycle()
         alive = weakref.ref(garbage)
@@ -29,21 +31,25 @@ def test_a_burst_of_closes_gives_one_pass_that_frees_cycles_and_trims() -> None:
         try:
             for _ in range(10):  # a burst: far more than after_closes, one pass
                 returner.socket_ended()
-            await asyncio.sleep(0.2)
+            first = returner.pending
+            assert first is not None
+            await first
             freed = alive() is None
-            passes_after_burst = returner.passes
-            for _ in range(3):  # the next burst waits for the interval
+            assert returner.passes == 1
+            first_pass_at = returner.last_pass
+            for _ in range(3):  # the next burst: one more pass, no sooner than the interval
                 returner.socket_ended()
-            await asyncio.sleep(0.1)
-            assert returner.passes == passes_after_burst
-            await asyncio.sleep(0.4)
-            return returner.passes, freed
+            second = returner.pending
+            assert second is not None and second is not first
+            await second
+            return returner.passes, freed, returner.last_pass - first_pass_at
         finally:
             gc.enable()
 
-    passes, freed = asyncio.run(scenario())
+    passes, freed, gap = asyncio.run(scenario())
     assert freed
     assert passes == 2 and len(trims) == 2
+    assert gap >= 0.3
 
 
 def test_off_when_configured_so() -> None:

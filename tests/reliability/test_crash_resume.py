@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.reliability_long]
 CUSTOMERS = 200
 RUN_SECONDS = 14.0
 KILL_AT = 5.0
+SEND_AFTER_RESTART = 8.0  # customers go on sending this long after the restarted server listens
 SEND_EVERY = 2.0
 SETTLE_SECONDS = 90.0
 VIEW_AT = 3.0  # agents open conversations once the first messages made them
@@ -46,6 +47,7 @@ class Customer:
     def __init__(self, index: int, port: int, host: str, session: str, tag: str) -> None:
         self.index, self.port, self.host, self.session, self.tag = index, port, host, session, tag
         self.sent: list[str] = []
+        self.sent_at: list[float] = []  # when each of `sent` was first sent
         self.accepted: set[str] = set()
         self.refusals: list[str] = []
         self.reconnects = 0
@@ -72,6 +74,7 @@ class Customer:
                 n += 1
                 self.pending = f"{self.tag}-{self.index}-{n}"
                 self.sent.append(self.pending)
+                self.sent_at.append(time.monotonic())
                 next_send = time.monotonic() + SEND_EVERY
             try:
                 if ws is None:
@@ -237,16 +240,19 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(live_db: World) -> None:
     killed = time.monotonic()
     killed_at = killed - began
     server = start_server(port, extra_env=env, name="crash-2")
-    restarted_in = time.monotonic() - killed
-    time.sleep(max(0.0, RUN_SECONDS - (time.monotonic() - began)))
+    restarted = time.monotonic()
+    restarted_in = restarted - killed
+    # Customers go on sending after the restart (new messages, not only the resent ones).
+    time.sleep(max(SEND_AFTER_RESTART, RUN_SECONDS - (time.monotonic() - began)))
+    sending_after = time.monotonic() - restarted
     stop_sending.set()
     deadline = time.monotonic() + SETTLE_SECONDS
     for thread in threads:
         thread.join(max(0.1, deadline - time.monotonic()))
     give_up.set()
     time.sleep(3)
-    for follower in (agent, *viewers):
-        follower.stop.set()
+    for stop in (agent.stop, *(viewer.stop for viewer in viewers)):
+        stop.set()
     for thread in (agent_thread, *viewer_threads):
         thread.join(10)
     stop_server(server)
@@ -262,6 +268,7 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(live_db: World) -> None:
     for client_msg_id, conversation_id, body in rows:
         by_conversation.setdefault(conversation_id, []).append((client_msg_id, body))
     sent = {m for c in customers for m in c.sent}
+    sent_after_restart = sum(1 for c in customers for at in c.sent_at if at > restarted)
     accepted = {m for c in customers for m in c.accepted}
     unresolved = sorted(c.pending for c in customers if c.pending)
     stored_set = set(stored)
@@ -299,13 +306,15 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(live_db: World) -> None:
         and not (viewed_missing or viewed_duplicated or viewed_out_of_order or reloads)
         and bool(accepted)
         and len(viewers) > 0
+        and sent_after_restart > 0
     )
     record(
         check="2. Crash and resume",
         tried=f"{count} customers sending every {SEND_EVERY:.0f} s, an agent following the inbox list and "
         f"{len(viewers)} agents each with a conversation open; kill -9 of Daphne at {killed_at:.1f} s, restarted on "
-        f"the same port ({restarted_in:.1f} s); clients reconnect (backoff with full jitter), resume, resend unanswered messages",
-        result=f"{len(sent)} sent, {len(accepted)} accepted, {len(stored_set)} in PostgreSQL; lost {len(lost)}, "
+        f"the same port ({restarted_in:.1f} s), sending went on {sending_after:.0f} s after it; clients reconnect "
+        "(backoff with full jitter), resume, resend unanswered messages",
+        result=f"{len(sent)} sent ({sent_after_restart} after the restart), {len(accepted)} accepted, {len(stored_set)} in PostgreSQL; lost {len(lost)}, "
         f"duplicated {duplicated_in_db}, unresolved {len(unresolved)}; agent's list wrong for {len(list_wrong)} of "
         f"{len(by_conversation)} conversations; open conversations: {viewed_messages} messages, missed {viewed_missing}, "
         f"duplicated {viewed_duplicated}; {len(back_at)} customers back {percentile(back_at, 0.5):.1f} s (median) / "
@@ -316,6 +325,7 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(live_db: World) -> None:
     )
     assert accepted, sorted({e for c in customers for e in c.errors})[:5]
     assert viewers, "no conversation existed to open"
+    assert sent_after_restart, "nothing was sent after the restart"
     assert not lost, f"accepted but not in PostgreSQL: {lost[:10]}"
     assert not duplicated_in_db
     assert not unresolved, f"still unanswered after {SETTLE_SECONDS} s: {unresolved[:10]}"
