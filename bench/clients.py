@@ -73,6 +73,9 @@ class Stats:
     errors: dict[str, int] = field(default_factory=dict)
     reconnects: int = 0
     acks_sent: int = 0
+    # Messages stamped before this (an earlier run on the same database, replayed on resume) are
+    # not this run's latency.
+    since: float = 0.0
 
     def count_error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
@@ -288,7 +291,7 @@ class ChatPage(_Page):
             self.stats.received_by_customer.add(cmid)
             if message.get("direction") == "out":
                 sent = stamp_of(message.get("body"))
-                if sent is not None and cmid.startswith("a"):
+                if sent is not None and sent >= self.stats.since and cmid.startswith("a"):
                     self.stats.agent_to_customer.append(time.time() - sent)
                 self.theirs_max = max(self.theirs_max, int(message.get("id") or 0))
                 self.acknowledge()
@@ -342,7 +345,7 @@ class InboxPage(_Page):
 
     def _list_update(self, conversation: dict[str, Any]) -> None:
         sent = stamp_of(conversation.get("preview"))
-        if sent is not None:
+        if sent is not None and sent >= self.stats.since:
             self.stats.list_staleness.append(time.time() - sent)
 
     def on_frame(self, frame: dict[str, Any]) -> None:
@@ -356,7 +359,7 @@ class InboxPage(_Page):
                     cmid = message.get("client_msg_id") or ""
                     self.stats.received_by_viewer.add(cmid)
                     sent = stamp_of(message.get("body"))
-                    if sent is not None:
+                    if sent is not None and sent >= self.stats.since:
                         self.stats.customer_to_agent.append(time.time() - sent)
                     # markRead: the open conversation's inbound messages are read.
                     if message["id"] > self.read_up_to:

@@ -365,7 +365,7 @@ def generator_main(plan: Plan, share: int, shares: int, barrier: Any, results: A
 async def _generate(plan: Plan, share: int, shares: int, barrier: Any) -> dict[str, Any]:
     from bench.clients import ChatPage, InboxPage, Stats, new_prefix
 
-    stats = Stats()
+    stats = Stats(since=time.time())
     base = f"ws://{plan.host}:{plan.port}"
     customers = [
         ChatPage(
