@@ -1,6 +1,11 @@
-"""Demo assignment: the airline assigns automatically (balanced, capacity 4, business hours in
-Berlin) and has customers waiting in its queue; Jonas comes online when he opens the inbox, Mia
-chose "away". The bakery assigns by hand and answers with an away message outside its hours.
+"""Demo assignment: the airline assigns automatically (balanced, business hours in Berlin) and has
+customers waiting in its queue; Jonas comes online when he opens the inbox, Mia chose "away".
+The bakery assigns by hand and answers with an away message outside its hours.
+
+The capacity fits the busy inbox collab.demo loaded before (runs after it): at least
+DEMO_CAPACITY, and always a seat above the busiest agent's open conversations, so nobody is
+over capacity and the first agent who opens the inbox takes a few from the queue while the rest
+keep waiting — a queue with places in line, not one that drains or never moves.
 
 Idempotent: settings and statuses are set again; a queued customer who already wrote is left alone."""
 
@@ -9,10 +14,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import connection
+from django.db.models import Count, Max
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from accounts.models import Customer
+from assignment import selectors
 from assignment.models import AgentStatus, AssignmentSettings
 from messaging.models import Contact, Conversation, Message
 from messaging.services import message_send_customer
@@ -24,6 +31,8 @@ QUEUED = [
     ("+41791234103", "Lea Frei", "CH", "I need to change my name on the ticket, there is a typo.", 15),
 ]
 
+DEMO_CAPACITY = 6
+
 AIRLINE_HOURS = {**{str(d): ["08:00", "20:00"] for d in range(5)}, "5": ["09:00", "14:00"], "6": None}
 BAKERY_HOURS = {**{str(d): ["07:00", "18:00"] for d in range(6)}, "6": None}
 
@@ -32,13 +41,14 @@ def seed(world: DemoWorld) -> None:
     airline, bakery = world.airline, world.bakery
     with tenant_context(airline):
         _queue(airline)
+        capacity = _capacity()
         # Written directly, not through the services: the demo must not serve its own queue now;
         # the first agent who opens the inbox does (agent_connected → online → the queue drains).
         AssignmentSettings.objects.update_or_create(
             pk=1,
             defaults={
                 "mode": AssignmentSettings.Mode.BALANCED,
-                "capacity": 4,
+                "capacity": capacity,
                 "auto_return_minutes": 30,
                 "only_assignee_replies": False,
                 "hours_enabled": True,
@@ -60,6 +70,7 @@ def seed(world: DemoWorld) -> None:
                 AgentStatus.objects.update_or_create(
                     user=world.users[key], defaults={"status": status, "auto_away": auto_away}
                 )
+        waiting = selectors.queue_length()
     with tenant_context(bakery):
         AssignmentSettings.objects.update_or_create(
             pk=1,
@@ -73,9 +84,20 @@ def seed(world: DemoWorld) -> None:
         )
     connection.set_schema_to_public()  # type: ignore[attr-defined]
     world.lines.append(
-        "Assignment: the airline assigns automatically (balanced, 4 per agent); 3+ customers wait in its queue "
-        "until an agent opens the inbox. Settings: Dashboard → Assignment."
+        f"Assignment: the airline assigns automatically (balanced, up to {capacity} open per agent); "
+        f"{waiting} customers wait in its queue until an agent opens the inbox. Settings: Dashboard → Assignment."
     )
+
+
+def _capacity() -> int:
+    """DEMO_CAPACITY, or one more than the busiest agent holds (nobody starts over capacity)."""
+    busiest = (
+        Conversation.objects.filter(assignee__isnull=False, status__in=selectors.LOAD_STATUSES)
+        .values("assignee_id")
+        .annotate(n=Count("pk"))
+        .aggregate(most=Max("n"))["most"]
+    )
+    return max(DEMO_CAPACITY, (busiest or 0) + 1)
 
 
 def _queue(business: object) -> None:

@@ -367,7 +367,12 @@ class InboxPage(_Page):
                 self.ack(conversation_id, message["id"], read=False)
         elif kind == "conversation.updated":
             self._list_update(frame["conversation"])
-        elif kind == "conversations.updated":  # a coalesced list update, if the server batches them
+        elif kind == "conversations.updated":  # a coalesced list update
+            # Parley's carries the stored conversation.updated events (inbox.js reads `events`);
+            # the limit server's the conversations themselves.
+            for event in frame.get("events", []):
+                if isinstance(event, dict) and isinstance(event.get("conversation"), dict):
+                    self._list_update(event["conversation"])
             for conversation in frame.get("conversations", []):
                 self._list_update(conversation)
         elif kind == "message.accepted":

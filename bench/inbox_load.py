@@ -556,6 +556,7 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
         refusal_answer_p99=p99(merged["refusal_answer"]),
         server_cpu=sampler.cpu_seconds / sampler.wall if sampler.wall else 0.0,
         server_rss=sampler.peak_rss,
+        unanswered=sum(p["unanswered"] for p in parts),
     )
     out = result.text
     out.append(f"== {target}: {wall:.1f} s of load, {len(parts)} generator process(es)")
@@ -646,13 +647,13 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
     rows = persisted_ids(target, database, data["schema"])
     result = summarise(target, parts, sampler, rows)
     if profiler is not None:
-        result.text.extend(top_frames(ROOT / "test-artifacts" / f"profile-{target}.txt"))
+        result.text.extend(top_frames(ROOT / "test-artifacts" / f"profile-{target}-{args.rate:g}.txt"))
     return result
 
 
 def start_profile(server: Server, target: str, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     """py-spy on the first server process for the load window (needs ptrace: run as root)."""
-    out = ROOT / "test-artifacts" / f"profile-{target}.txt"
+    out = ROOT / "test-artifacts" / f"profile-{target}-{args.rate:g}.txt"
     pid = server.pids()[0]
     spy = str(Path(sys.executable).parent / "py-spy")
     seconds = max(1, int(args.duration) - 1)
@@ -726,9 +727,16 @@ def main() -> None:
     parser.add_argument("--url", default="", help="target a running server (ws://127.0.0.1:PORT) instead")
     parser.add_argument("--database", default="", help="with --url: the database the running server uses")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument(
+        "--rates",
+        default="",
+        help="comma-separated customer rates to run one after the other on the same set-up (each target "
+        "restarted per rate); ends with a table and each target's highest rate at p99 ≤ --p99-goal",
+    )
+    parser.add_argument("--p99-goal", type=float, default=100.0, help="ms, customer → viewing agent (with --rates)")
     args = parser.parse_args()
-    if args.reply_rate is None:
-        args.reply_rate = args.rate / 10
+    rates = [float(r) for r in args.rates.split(",") if r.strip()] if args.rates else [args.rate]
+    fixed_reply_rate = args.reply_rate
     targets = [t for t in (args.targets.split(",") if args.targets else ["parley"]) if t]
     if args.compare:
         targets = list(TARGETS)
@@ -745,20 +753,29 @@ def main() -> None:
     database = args.database or create_database()
     try:
         data = setup_data(database, args)
-        print(
-            f"load: {args.customers} customers, {args.agents} agents, {args.rate:g} messages/s + "
-            f"{args.reply_rate:g} replies/s for {args.duration:g} s; {args.processes} server process(es) "
-            f"({args.server}); REDIS_URL={os.environ.get('REDIS_URL', '')}",
-            flush=True,
-        )
-        results = []
-        for target in targets:
-            result = run_target(target, data, database, args)
-            print("\n".join(result.text), flush=True)
-            results.append(result)
-        if len(results) > 1:
-            print_ratios(results)
-        print("figures: " + json.dumps({r.target: r.figures for r in results}, default=str), flush=True)
+        every: list[Result] = []
+        for rate in rates:
+            args.rate = rate
+            args.reply_rate = fixed_reply_rate if fixed_reply_rate is not None else rate / 10
+            print(
+                f"load: {args.customers} customers, {args.agents} agents, {args.rate:g} messages/s + "
+                f"{args.reply_rate:g} replies/s for {args.duration:g} s; {args.processes} server process(es) "
+                f"({args.server}); REDIS_URL={os.environ.get('REDIS_URL', '')}; load average "
+                + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+                flush=True,
+            )
+            results = []
+            for target in targets:
+                result = run_target(target, data, database, args)
+                result.figures["rate"] = rate
+                print("\n".join(result.text), flush=True)
+                results.append(result)
+            if len(results) > 1:
+                print_ratios(results)
+            print("figures: " + json.dumps({r.target: r.figures for r in results}, default=str), flush=True)
+            every += results
+        if len(rates) > 1:
+            print_rate_table(every, args.p99_goal / 1000)
     finally:
         if not args.keep and not args.database:
             drop_database(database)
@@ -789,6 +806,39 @@ def _setup_child(database: str, customers: int, agents: int, extra: int, migrate
         queue.put(setup_business(database, customers=customers, agents=agents, extra_businesses=extra, migrate=migrate))
     except Exception:
         queue.put(traceback.format_exc())
+
+
+def print_rate_table(results: list[Result], goal: float) -> None:
+    """One line per rate and target, then each target's highest rate whose p99 customer → viewing
+    agent met `goal` (seconds) with nothing lost, and Parley's as a ratio of the others'."""
+    print(f"\n== by rate (p99 goal {goal * 1000:g} ms)")
+    print(
+        f"{'target':8} {'offered':>8} {'persisted':>9} {'c→a p99':>9} {'stale p99':>9} {'refused':>8} "
+        f"{'no p99':>7} {'lost':>5} {'undeliv':>7} {'unansw':>6} {'CPU':>5} {'CPU ms/msg':>10} {'RSS MiB':>8}"
+    )
+
+    def ms(value: float | None) -> str:
+        return "n/a" if value is None else f"{value * 1000:.0f}"
+
+    best: dict[str, float] = {}
+    for r in results:
+        f = r.figures
+        cpu_per = f["server_cpu"] / f["persisted"] * 1000 if f.get("persisted") else None
+        print(
+            f"{r.target:8} {f['offered']:8.1f} {f['persisted'] or 0:9.1f} {ms(f['c2a_p99']):>9} "
+            f"{ms(f['stale_p99']):>9} {f['refusals']:8d} {ms(f['refusal_answer_p99']):>7} {f['lost'] or 0:5d} "
+            f"{f['undelivered'] or 0:7d} {f['unanswered']:6d} {f['server_cpu'] * 100:4.0f}% "
+            f"{'n/a' if cpu_per is None else format(cpu_per, '.2f'):>10} {f['server_rss'] / 2**20:8.0f}"
+        )
+        met = f["c2a_p99"] is not None and f["c2a_p99"] <= goal and not f["lost"] and not f["unanswered"]
+        if met and f["persisted"]:
+            best[r.target] = max(best.get(r.target, 0.0), f["persisted"])
+    for target in dict.fromkeys(r.target for r in results):
+        print(f"{target}: highest persisted msgs/s at p99 ≤ {goal * 1000:g} ms: {best.get(target, 0.0):.1f}")
+    if "parley" in best:
+        for target, rate in best.items():
+            if target != "parley" and rate:
+                print(f"parley vs {target} at the p99 goal: {best['parley'] / rate:.2f}×")
 
 
 def print_ratios(results: list[Result]) -> None:

@@ -1,7 +1,7 @@
 """The inbox's reads at scale: one business with 100,000 conversations and 1,000,000 messages.
 
 Run: .venv/bin/python bench/inbox_queries.py [--conversations 100000] [--messages 1000000]
-     [--runs 200] [--explain] [--keep]
+     [--runs 200] [--explain] [--keep | --reuse bench_xxxxxxxx]
 
 Seeds a throwaway database (bench/throwaway_db.py) with COPY — customers, contacts,
 conversations over 60 days (statuses, 20 agents, labels) and messages in English and German —
@@ -12,8 +12,12 @@ then times, each `--runs` times with varying parameters, and prints p50/p99 in m
 - a conversation page (`inbox_thread_page`: the newest 30 messages and the conversation),
 - a search (`collab.search.search_conversations`: full text over 1M messages, a common word, a
   rarer one, a phrase with a label filter, a name prefix),
-- the Reports page (`GET /reports/` through Django's test client, 30 days: every figure, table
-  and chart rendered).
+- the Reports page (`GET /reports/` through Django's test client, 30 and 90 days: every figure,
+  table and chart rendered; DEBUG off).
+
+The seed takes minutes (~380 s on the 2-core development machine), so `--keep` keeps the
+database and prints its name, and `--reuse NAME` times against that database again without
+seeding (it brings its schemas up to date first, so a new migration is applied to it).
 
 Goals (issue 12): list p99 ≤ 50 ms, search p99 ≤ 200 ms, reports ≤ 500 ms. `--explain` prints
 EXPLAIN (ANALYZE, BUFFERS) of each query once.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import secrets
 import statistics
 import sys
 import time
@@ -34,6 +39,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Measured as production runs: DEBUG off (no query log, cached templates), which needs a real key.
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
 
 from bench.throwaway_db import throwaway_database
 
@@ -108,8 +116,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
+    parser.add_argument(
+        "--only",
+        default="list,conversation,search,reports",
+        help="comma-separated subset of list, conversation, search, reports (default: all)",
+    )
+    parser.add_argument("--reuse", metavar="NAME", help="time against a database kept by --keep, without seeding")
     args = parser.parse_args()
-    with throwaway_database(keep=args.keep):
+    with throwaway_database(keep=args.keep, reuse=args.reuse):
         run(args)
 
 
@@ -336,20 +350,32 @@ def run(args: argparse.Namespace) -> None:
     from tenancy.services import business_create
 
     connection: Any = default_connection  # django-tenants' wrapper (schemas), psycopg's version
+    only = set(args.only.split(","))
     call_command("parley_setup", verbosity=0)
-    owner = User.objects.create_user("bench-owner@example.com", "x" * 12, full_name="Bench Owner")
-    business = business_create(owner=owner, name="Bench Air", slug="bench-air")
-    agents = []
-    for n in range(AGENTS):
-        agent = User.objects.create_user(f"agent{n}@bench.example", "x" * 12, full_name=f"Agent {n}")
-        Membership.objects.create(user=agent, business=business, role="agent")
-        agents.append(agent)
-    print(f"seeding {args.conversations:,} conversations and {args.messages:,} messages in one business")
-    with tenant_context(business):
-        seed(business, agents, args.conversations, args.messages)
-    connection.set_schema_to_public()
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE")
+    if args.reuse:
+        from tenancy.models import Business
+
+        owner = User.objects.get(email="bench-owner@example.com")
+        business = Business.objects.get(slug="bench-air")
+        agents = [User.objects.get(email=f"agent{n}@bench.example") for n in range(AGENTS)]
+        with tenant_context(business):
+            counted = Conversation.objects.count()
+        print(f"reusing {args.reuse}: {counted:,} conversations in one business")
+        args.conversations = counted
+    else:
+        owner = User.objects.create_user("bench-owner@example.com", "x" * 12, full_name="Bench Owner")
+        business = business_create(owner=owner, name="Bench Air", slug="bench-air")
+        agents = []
+        for n in range(AGENTS):
+            agent = User.objects.create_user(f"agent{n}@bench.example", "x" * 12, full_name=f"Agent {n}")
+            Membership.objects.create(user=agent, business=business, role="agent")
+            agents.append(agent)
+        print(f"seeding {args.conversations:,} conversations and {args.messages:,} messages in one business")
+        with tenant_context(business):
+            seed(business, agents, args.conversations, args.messages)
+        connection.set_schema_to_public()
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
     rng = random.Random(7)
     user = agents[0]
     print(f"\n{args.runs} runs each (PostgreSQL {connection.pg_version // 10000}, one connection, warm cache):")
@@ -390,8 +416,9 @@ def run(args: argparse.Namespace) -> None:
 
             source = "keyset query (bench copy of the list)"
         print(f"  list: {source}")
-        timed("inbox list, first page (open, 50)", args.runs, list_first, 50)
-        timed("inbox list, deep page (3,000-20,000 down)", args.runs, list_deep, 50)
+        if "list" in only:
+            timed("inbox list, first page (open, 50)", args.runs, list_first, 50)
+            timed("inbox list, deep page (3,000-20,000 down)", args.runs, list_deep, 50)
         thread = getattr(messaging_selectors, "inbox_thread_page", None)
         max_id = args.conversations
 
@@ -402,18 +429,22 @@ def run(args: argparse.Namespace) -> None:
             c = messaging_selectors.conversation_for_agent(conversation_id=cid)
             return messaging_selectors.messages_page(conversation=c, include_notes=True)
 
-        timed("conversation page (newest 30 messages)", args.runs, conversation, 50)
+        if "conversation" in only:
+            timed("conversation page (newest 30 messages)", args.runs, conversation, 50)
         queries = ["Koffer", "refund", "vegetarian meal", "Verspätung Anschluss", "Sevilla", "Hannah", "0AU123456"]
 
         def search(query: str, **extra: Any) -> Callable[[int], Any]:
             return lambda n: search_conversations(user_id=user.pk, filters=SearchFilters(query=query, **extra))
 
-        for query in queries:
-            timed(f"search {query!r}", args.runs, search(query), 200)
-        label_id = 1
-        timed("search 'bag' + label + open", args.runs, search("bag", label_id=label_id, status="open"), 200)
-        today = timezone.localdate()
-        timed("search 'Flug' in the last 7 days", args.runs, search("Flug", date_from=today - timedelta(days=6)), 200)
+        if "search" in only:
+            for query in queries:
+                timed(f"search {query!r}", args.runs, search(query), 200)
+            label_id = 1
+            timed("search 'bag' + label + open", args.runs, search("bag", label_id=label_id, status="open"), 200)
+            today = timezone.localdate()
+            timed(
+                "search 'Flug' in the last 7 days", args.runs, search("Flug", date_from=today - timedelta(days=6)), 200
+            )
 
     client = Client(HTTP_HOST=business.host)
     client.force_login(owner)
@@ -423,14 +454,16 @@ def run(args: argparse.Namespace) -> None:
         assert response.status_code == 200, response.status_code
         connection.set_schema_to_public()
 
-    timed("reports page, 30 days (HTTP, rendered)", max(20, args.runs // 5), reports, 500)
+    if "reports" in only:
+        timed("reports page, 30 days (HTTP, rendered)", max(20, args.runs // 5), reports, 500)
 
     def reports90(n: int) -> Any:
         response = client.get("/reports/?days=90")
         assert response.status_code == 200
         connection.set_schema_to_public()
 
-    timed("reports page, 90 days (HTTP, rendered)", max(20, args.runs // 5), reports90, 500)
+    if "reports" in only:
+        timed("reports page, 90 days (HTTP, rendered)", max(20, args.runs // 5), reports90, 500)
 
     if args.explain:
         with tenant_context(business):

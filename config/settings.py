@@ -162,7 +162,12 @@ TENANT_APPS = [
     "collab",
     "insights",
 ]
-INSTALLED_APPS = ["daphne"] + SHARED_APPS + [a for a in TENANT_APPS if a not in SHARED_APPS]
+# Daphne's app only makes `runserver` serve websockets (development); loading it costs ~44 MiB per
+# server process (Twisted, autobahn), which production (uvicorn, DEBUG off) does not need.
+DAPHNE_RUNSERVER = env.bool("PARLEY_DAPHNE_RUNSERVER", default=DEBUG)
+INSTALLED_APPS = (
+    (["daphne"] if DAPHNE_RUNSERVER else []) + SHARED_APPS + [a for a in TENANT_APPS if a not in SHARED_APPS]
+)
 
 TENANT_MODEL = "tenancy.Business"
 TENANT_DOMAIN_MODEL = "tenancy.Domain"
@@ -189,6 +194,8 @@ PARLEY_MIGRATION_MAX_FAILURES = env.int("PARLEY_MIGRATION_MAX_FAILURES", default
 PARLEY_SEND_QUEUE_LIMIT = env.int("PARLEY_SEND_QUEUE_LIMIT", default=2000)
 PARLEY_SEND_BATCH_MAX = env.int("PARLEY_SEND_BATCH_MAX", default=256)
 PARLEY_SEND_MAX_WAIT = env.float("PARLEY_SEND_MAX_WAIT", default=0.5)
+# Websocket sends: groups written at once per business and process (messaging.group_commit).
+PARLEY_SEND_WRITERS = env.int("PARLEY_SEND_WRITERS", default=2)
 
 MIDDLEWARE = [
     "tenancy.middleware.BusinessHostMiddleware",
@@ -254,7 +261,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.cache.SharedPoolRedisCache",  # one connection pool per process
             "LOCATION": REDIS_URL,
         }
     }

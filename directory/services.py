@@ -77,6 +77,16 @@ def customer_threads_touch(*, business_id: int, touches: Iterable[ThreadTouch]) 
     return _upsert(business_id, rows, set_unread=False)
 
 
+def customer_threads_set_unread(
+    *, business_id: int, rows: Iterable[tuple[int, datetime, int]]
+) -> dict[int, ThreadState]:
+    """Read receipts of many customers, one statement: (customer, last activity, unread count)."""
+    merged = {customer_id: (customer_id, at, unread) for customer_id, at, unread in rows}
+    if not merged:
+        return {}
+    return _upsert(business_id, [merged[c] for c in sorted(merged)], set_unread=True)
+
+
 def customer_thread_touch(
     *, business_id: int, customer_id: int, at: datetime, unread_delta: int = 0, unread: int | None = None
 ) -> ThreadState:

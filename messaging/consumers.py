@@ -42,8 +42,10 @@ from assignment import services as assignment_services
 from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services
-from messaging.errors import MessagingError, MessagingErrorCode
+from messaging.errors import MessagingError, MessagingErrorCode, not_found
+from messaging.group_commit import ack_gatherer, live_gatherer, server_error
 from messaging.ids import conversation_pk
+from messaging.receipts import Mark
 from tenancy.asgi import host_from_scope
 from tenancy.db import db_threads, run_in_schema
 from tenancy.models import PUBLIC_SCHEMA
@@ -419,6 +421,10 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
                 raise overloaded(send_gate.retry_after())
             if is_send:
                 self.check_send_rate()
+                # The business's send queue in this process: refused now if it would wait too long.
+                refused = live_gatherer.refusal(self.schema_name)
+                if refused is not None:
+                    raise refused
                 if not send_gate.enter():
                     raise overloaded(send_gate.retry_after())
                 gated = time.monotonic()
@@ -593,22 +599,28 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
     async def flush_acks(self) -> None:
         await asyncio.sleep(ACK_DEBOUNCE_SECONDS)
         pending, self.acks = self.acks, {}
-        # Reads first: reading up to n is also delivery up to n, so a delivered ack at or below
-        # it has nothing left to do.
-        for (conversation_id, read), up_to in sorted(pending.items(), key=lambda item: not item[0][1]):
-            if self.closing:
-                return
-            if not read and pending.get((conversation_id, True), -1) >= up_to:
-                continue
-            try:
+        if self.closing:
+            return
+        # Reading up to n is also delivery up to n: a delivered ack at or below it is left out.
+        marks = [
+            self.ack_mark(conversation_id, up_to, read)
+            for (conversation_id, read), up_to in pending.items()
+            if read or pending.get((conversation_id, True), -1) < up_to
+        ]
+        try:
+            # With every other socket's acks of the business: one database trip per group.
+            outcomes = await ack_gatherer.mark(business=self.business, marks=marks)
+        except Exception:
+            logger.exception("websocket acks failed")
+            return
+        for outcome in outcomes:
+            if isinstance(outcome, MessagingError) and not self.closing:
+                # Written with other sockets' acks: worded again in this socket's language.
                 with translation.override(self.language):
-                    await self.store_ack(conversation_id, up_to, read)
-            except MessagingError as error:
+                    error = not_found() if outcome.code == MessagingErrorCode.NOT_FOUND else server_error()
                 await self.send_error(error.code, error.message)
-            except Exception:
-                logger.exception("websocket ack failed")
 
-    async def store_ack(self, conversation_id: int, up_to: int, read: bool) -> None:
+    def ack_mark(self, conversation_id: int, up_to: int, read: bool) -> Mark:
         raise NotImplementedError
 
 
@@ -716,8 +728,18 @@ class InboxConsumer(StreamConsumer):
 
     async def fill_list_hole(self) -> None:
         """A batch below the held ones did not come (lost, or its process failed to publish):
-        read the list states up to the newest held batch from the stream."""
-        await asyncio.sleep(LIST_HOLE_SECONDS)
+        read the list states up to the newest held batch from the stream. Only when the list's
+        position made no progress for LIST_HOLE_SECONDS: with several server processes each
+        flushing on its own timer, a batch is routinely held until the other process's batch
+        below it arrives (within a flush interval), and something is nearly always held — a
+        read every second per agent socket cost more database time than the acks (issue 9)."""
+        while True:
+            stuck_at = self.last
+            await asyncio.sleep(LIST_HOLE_SECONDS)
+            if not self.held or self.closing or self.last is None:
+                return
+            if self.last == stuck_at:
+                break
         async with self.delivery:
             if not self.held or self.closing or self.last is None:
                 return
@@ -853,8 +875,8 @@ class InboxConsumer(StreamConsumer):
         # Checked when written (batched): a conversation that does not exist gets not_found then.
         await self.queue_ack(conversation_pk(payload.get("conversation_id")), payload)
 
-    async def store_ack(self, conversation_id: int, up_to: int, read: bool) -> None:
-        await self.as_agent(services.messages_mark_by_agent, conversation_id=conversation_id, up_to=up_to, read=read)
+    def ack_mark(self, conversation_id: int, up_to: int, read: bool) -> Mark:
+        return Mark(up_to=up_to, read=read, user=self.user, conversation_id=conversation_id)
 
     async def on_assign(self, payload: dict[str, Any]) -> None:
         assignee = payload.get("assignee_id")
@@ -997,8 +1019,8 @@ class ChatConsumer(StreamConsumer):
     async def on_ack(self, payload: dict[str, Any]) -> None:
         await self.queue_ack(0, payload)  # the customer's one conversation
 
-    async def store_ack(self, conversation_id: int, up_to: int, read: bool) -> None:
-        await self.as_customer(services.messages_mark_by_customer, up_to=up_to, read=read)
+    def ack_mark(self, conversation_id: int, up_to: int, read: bool) -> Mark:
+        return Mark(up_to=up_to, read=read, customer=self.customer)
 
 
 class MeConsumer(GroupsMixin, AsyncWebsocketConsumer):

@@ -43,6 +43,7 @@ from django_tenants.utils import schema_context
 
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode
+from messaging.receipts import Mark, marks_write
 from messaging.send_limits import rate_limited, send_take_many
 from messaging.sending import SendRequest, SendResult, do_send_messages
 from tenancy.db import run_in_schema
@@ -276,16 +277,24 @@ class _Queued:
     taken: bool = False  # in a batch being written: its outcome comes with the commit
 
 
+def live_writers() -> int:
+    return max(1, int(getattr(settings, "PARLEY_SEND_WRITERS", 2)))
+
+
 @dataclass
 class _LiveSchema:
     queue: deque[_Queued] = field(default_factory=deque)
-    task: asyncio.Task[None] | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
     batch_seconds: float = 0.0
-    writing_since: float | None = None  # when the batch being written started
+    # When each batch being written started (one per writing task).
+    writing: dict[asyncio.Task[None], float] = field(default_factory=dict)
 
 
 class LiveGatherer:
-    """Per event loop: websocket sends queued per schema, written by one task per schema."""
+    """Per event loop: websocket sends queued per schema, written by up to PARLEY_SEND_WRITERS
+    tasks per schema (default 2). With one, a send arriving while a group is written waited for
+    all of it before its own group started; with two, the next group's locks and reads overlap
+    the previous one's tail, and both still take the stream counter in commit order."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -303,26 +312,43 @@ class LiveGatherer:
         state = self._schemas.get(schema_name)
         return len(state.queue) if state else 0
 
+    def refusal(self, schema_name: str) -> MessagingError | None:
+        """`overloaded` if a send to this business queued now would wait longer than
+        PARLEY_SEND_MAX_WAIT (or find the queue full); None otherwise. Consumers ask when a send
+        frame arrives, so an excess send is refused within the event loop's turn, before it
+        waits for its socket's worker, its rights check or its validation."""
+        state = self._state(schema_name)
+        cap, limit, wait_limit = batch_max(), queue_limit(), max_wait()
+        ahead = len(state.queue)
+        # A writer free and nobody queued: written at once. Otherwise what is left of the batch
+        # that finishes first, the full batches queued ahead, then its own.
+        estimate = 0.0
+        if ahead or len(state.writing) >= live_writers():
+            estimate = (ahead // cap + 1) * state.batch_seconds
+            if state.writing:
+                now = time.monotonic()
+                estimate += min(max(0.0, state.batch_seconds - (now - since)) for since in state.writing.values())
+        if ahead >= limit or estimate > wait_limit:
+            return overloaded(estimate or wait_limit)
+        return None
+
     async def send(self, *, business: Business, request: SendRequest, limit_key: str = "") -> SendResult:
         """Queue the send and wait for its outcome; refused at once (`overloaded`) when the queue
         is full or would take longer than PARLEY_SEND_MAX_WAIT, and refused when still queued
         (never written) after that long."""
         state = self._state(business.schema_name)
-        cap, limit, wait_limit = batch_max(), queue_limit(), max_wait()
-        ahead = len(state.queue)
-        # What is left of the batch being written, the full batches queued ahead, then its own:
-        # refused now (within the event loop's turn) rather than after waiting `wait_limit`.
-        estimate = 0.0
-        if state.writing_since is not None or ahead:
-            estimate = (ahead // cap + 1) * state.batch_seconds
-            if state.writing_since is not None:
-                estimate += max(0.0, state.batch_seconds - (time.monotonic() - state.writing_since))
-        if ahead >= limit or estimate > wait_limit:
-            raise overloaded(estimate or wait_limit)
+        wait_limit = max_wait()
+        refused = self.refusal(business.schema_name)
+        if refused is not None:
+            raise refused
         item = _Queued(request, limit_key, asyncio.get_running_loop().create_future())
         state.queue.append(item)
-        if state.task is None or state.task.done():
-            state.task = asyncio.ensure_future(self._drain(business, state))
+        # A task that found the queue empty is done at once (no await between its check and its
+        # end), so a send queued after it is never left without a writer.
+        if sum(not task.done() for task in state.tasks) < live_writers():
+            task = asyncio.ensure_future(self._drain(business, state))
+            state.tasks.add(task)
+            task.add_done_callback(state.tasks.discard)
         try:
             await asyncio.wait([item.future], timeout=wait_limit)
             if not item.future.done() and not item.taken:
@@ -336,12 +362,14 @@ class LiveGatherer:
 
     async def _drain(self, business: Business, state: _LiveSchema) -> None:
         cap = batch_max()
+        me = asyncio.current_task()
+        assert me is not None
         while state.queue:
             batch = [state.queue.popleft() for _ in range(min(cap, len(state.queue)))]
             self._batches.append(len(batch))
             for item in batch:
                 item.taken = True
-            started = state.writing_since = time.monotonic()
+            started = state.writing[me] = time.monotonic()
             outcomes: list[Outcome]
             try:
                 outcomes = await run_in_schema(
@@ -362,7 +390,7 @@ class LiveGatherer:
                         item.future.set_exception(server_error())
                 raise
             finally:
-                state.writing_since = None
+                state.writing.pop(me, None)
             elapsed = time.monotonic() - started
             state.batch_seconds = elapsed if not state.batch_seconds else 0.7 * state.batch_seconds + 0.3 * elapsed
             # The batch's events were handed to the layer before the trip returned: its senders
@@ -394,6 +422,96 @@ async def _answer(batch: list[_Queued], outcomes: list[Outcome], published: asyn
 
 
 live_gatherer = LiveGatherer()
+
+
+# --- acks: every socket's, gathered per business and written in one trip -------------------------
+
+# An ack waits this long for others to join its group: receipts are not latency-critical (a tick
+# on the other side), and ~20 groups a second cost less than one trip per socket's ack.
+ACK_GATHER_SECONDS = 0.05
+ACK_BATCH_MAX = 500
+
+
+@dataclass(eq=False)
+class _QueuedAck:
+    mark: Mark
+    future: asyncio.Future[int | MessagingError]
+
+
+@dataclass
+class _AckSchema:
+    queue: list[_QueuedAck] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+def write_marks(*, business: Business, marks: Sequence[Mark]) -> list[int | MessagingError]:
+    """On a database thread: the group in one transaction; if that fails on a database error,
+    ack by ack, so one bad ack cannot fail the others."""
+    try:
+        return marks_write(business=business, marks=marks)
+    except Exception as error:
+        if len(marks) == 1:
+            raise
+        logger.warning("a group of %d acks failed (%r); writing them one by one", len(marks), error)
+    outcomes: list[int | MessagingError] = []
+    for mark in marks:
+        try:
+            outcomes += marks_write(business=business, marks=[mark])
+        except Exception:
+            logger.exception("an ack failed")
+            outcomes.append(server_error())
+    return outcomes
+
+
+class AckGatherer:
+    """Per event loop: the acks of every socket of the process, queued per business and written
+    by one task per business, one database trip per group (messaging.receipts). A socket's
+    own acks are already merged per conversation (consumers.StreamConsumer.queue_ack)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._schemas: dict[str, _AckSchema] = {}
+        self._batches: list[int] = []
+
+    async def mark(self, *, business: Business, marks: Sequence[Mark]) -> list[int | MessagingError]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new server loop (tests run one per test)
+            self._loop, self._schemas = loop, {}
+        state = self._schemas.setdefault(business.schema_name, _AckSchema())
+        items = [_QueuedAck(mark, loop.create_future()) for mark in marks]
+        state.queue += items
+        if state.task is None or state.task.done():
+            state.task = asyncio.ensure_future(self._drain(business, state))
+        # Shielded: a socket that goes away does not take its acks (or others') with it.
+        return list(await asyncio.shield(asyncio.gather(*(item.future for item in items))))
+
+    async def _drain(self, business: Business, state: _AckSchema) -> None:
+        await asyncio.sleep(ACK_GATHER_SECONDS)
+        while state.queue:
+            batch, state.queue = state.queue[:ACK_BATCH_MAX], state.queue[ACK_BATCH_MAX:]
+            self._batches.append(len(batch))
+            outcomes: list[int | MessagingError]
+            try:
+                outcomes = await run_in_schema(
+                    business.schema_name, write_marks, business=business, marks=[item.mark for item in batch]
+                )
+            except Exception:
+                logger.exception("a group of %d acks failed", len(batch))
+                outcomes = [server_error()] * len(batch)
+            except asyncio.CancelledError:
+                for item in batch + state.queue:
+                    if not item.future.done():
+                        item.future.set_result(server_error())
+                raise
+            for item, outcome in zip(batch, outcomes, strict=True):
+                if not item.future.done():
+                    item.future.set_result(outcome)
+
+    def stats_batches(self) -> list[int]:
+        return list(self._batches)
+
+
+ack_gatherer = AckGatherer()
 
 
 async def send_message_live(*, business: Business, request: SendRequest, limit_key: str = "") -> SendResult:

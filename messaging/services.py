@@ -14,11 +14,10 @@ import asyncio
 import logging
 import unicodedata
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -27,13 +26,13 @@ from assignment import services as assignment_services
 from assignment.services import after_customer_message, after_customer_message_needed
 from attachments.services import attachment_remove_file
 from customers.services import consent_handle_keyword, is_stop_keyword
-from directory.services import customer_thread_touch
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
 from messaging.group_commit import send_message, send_message_live
 from messaging.ids import client_int, conversation_pk
 from messaging.models import AgentPresence, Contact, Conversation, Event, Message, Reaction
 from messaging.payloads import conversation_payload, message_payload, reactions_payload
+from messaging.receipts import Mark, marks_write
 from messaging.rich import check_rich
 from messaging.sending import (
     MAX_BODY,
@@ -126,15 +125,6 @@ class _Stream:
             for cid, data in self.customer_updates
         ]
         events.publish_on_commit(schema_name=self.business.schema_name, events=stored, customer_updates=customer_frames)
-
-
-def _thread_touch(
-    *, business: Business, customer_id: int, at: datetime, unread_delta: int = 0, unread: int | None = None
-) -> dict[str, Any]:
-    state = customer_thread_touch(
-        business_id=business.pk, customer_id=customer_id, at=at, unread_delta=unread_delta, unread=unread
-    )
-    return state.frame_data()
 
 
 def _conversation_updated(stream: _Stream) -> None:
@@ -410,93 +400,28 @@ def message_send_business_text(
 # --- receipts -------------------------------------------------------------------------------
 
 
-def _mark(stream: _Stream, *, direction: str, up_to: int, read: bool) -> int:
-    now = timezone.now()
-    conversation = stream.conversation
-    base = Message.objects.filter(conversation=conversation, direction=direction, id__lte=up_to)
-    changed = 0
-    if read:
-        changed = base.exclude(status__in=[Message.Status.READ, Message.Status.FAILED]).update(
-            status=Message.Status.READ, read_at=now
-        )
-        base.filter(delivered_at__isnull=True).update(delivered_at=now)
-    else:
-        changed = base.filter(status__in=[Message.Status.QUEUED, Message.Status.SENT]).update(
-            status=Message.Status.DELIVERED, delivered_at=now
-        )
-    if changed:
-        status = Message.Status.READ if read else Message.Status.DELIVERED
-        stream.add(
-            events.MESSAGE_STATUS,
-            Event.Audience.EVERYONE,
-            lambda _id: {
-                "conversation_id": conversation.pk,
-                "direction": direction,
-                "up_to": up_to,
-                "status": status,
-            },
-        )
-    return changed
-
-
 def messages_mark_by_customer(*, business: Business, customer: Customer, up_to: Any, read: bool) -> int:
     """The customer's client received (and, if `read`, showed) business messages up to `up_to`."""
-    up_to = client_int(up_to)
-    with transaction.atomic():
-        conversation_id = Conversation.objects.filter(contact__customer=customer).values_list("pk", flat=True).first()
-        if conversation_id is None:
-            return 0
-        conversation = _locked_conversation(conversation_id)
-        stream = _Stream(business, conversation)
-        changed = _mark(stream, direction=Message.Direction.OUTBOUND, up_to=up_to, read=read)
-        if changed and read:
-            unread = Message.objects.filter(
-                conversation=conversation, direction=Message.Direction.OUTBOUND, read_at__isnull=True
-            ).count()
-            thread = _thread_touch(
-                business=business,
-                customer_id=customer.pk,
-                at=conversation.last_message_at or timezone.now(),
-                unread=unread,
-            )
-            stream.customer_updates.append((customer.pk, thread))
-        stream.commit()
-    return changed
+    return _one_mark(business, Mark(up_to=client_int(up_to), read=bool(read), customer=customer))
 
 
 def messages_mark_by_agent(*, business: Business, user: User, conversation_id: Any, up_to: Any, read: bool) -> int:
-    """An agent's inbox received (and, if `read`, showed) customer messages up to `up_to`."""
-    up_to = client_int(up_to)
-    _membership(business, user)
-    if not read:
-        # Every open inbox acks each customer message as delivered, and only the first ack
-        # changes anything: the others learn that without queueing for the conversation's lock.
-        pk = conversation_pk(conversation_id)
-        undelivered = Message.objects.filter(
-            conversation_id=pk,
-            direction=Message.Direction.INBOUND,
-            id__lte=up_to,
-            status__in=[Message.Status.QUEUED, Message.Status.SENT],
-        )
-        found = Conversation.objects.filter(pk=pk).values_list(Exists(undelivered), flat=True).first()
-        if found is None:
-            raise not_found()
-        if not found:
-            return 0
-    with transaction.atomic():
-        conversation = _locked_conversation(conversation_id)
-        stream = _Stream(business, conversation)
-        changed = _mark(stream, direction=Message.Direction.INBOUND, up_to=up_to, read=read)
-        if read:
-            unread = Message.objects.filter(
-                conversation=conversation, direction=Message.Direction.INBOUND, read_at__isnull=True
-            ).count()
-            if unread != conversation.unread_count:
-                conversation.unread_count = unread
-                conversation.save(update_fields=["unread_count", "updated_at"])
-                _conversation_updated(stream)
-        stream.commit()
-    return changed
+    """An agent's inbox received (and, if `read`, showed) customer messages up to `up_to`. An
+    ack that changes nothing (every other open inbox acking the same message) takes no lock."""
+    mark = Mark(up_to=client_int(up_to), read=bool(read), user=user, conversation_id=conversation_pk(conversation_id))
+    return _one_mark(business, mark)
+
+
+def _one_mark(business: Business, mark: Mark) -> int:
+    outcome = marks_write(business=business, marks=[mark])[0]
+    if isinstance(outcome, MessagingError):
+        raise outcome
+    return outcome
+
+
+def messages_mark_many(*, business: Business, marks: list[Mark]) -> list[int | MessagingError]:
+    """Acks of many sockets in one transaction (a consumer's batch; see messaging.receipts)."""
+    return marks_write(business=business, marks=marks)
 
 
 # --- conversation handling --------------------------------------------------------------------

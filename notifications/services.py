@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Customer, User
 from audit.services import audit_record
-from config.jobs import defer_job
+from config.jobs import defer_atomic
 from config.sql import rows_source
 from notifications import limits
 from notifications.errors import ErrorCode, NotificationError
@@ -714,9 +714,14 @@ def notifications_accept_batch(
     with transaction.atomic():
         ids = _insert_accepted(api_key, found, requests, batch_id)
         # Same transaction as the rows: an accepted notification always has its delivery queued.
-        for start in range(0, len(ids), BATCH_CHUNK):
-            chunk: list[Any] = ids[start : start + BATCH_CHUNK]
-            defer_job(DELIVER_JOB, schema_name=business.schema_name, notification_ids=chunk)
+        # Every chunk's job in one statement.
+        defer_atomic(
+            DELIVER_JOB,
+            [
+                ({"schema_name": business.schema_name, "notification_ids": ids[start : start + BATCH_CHUNK]}, None)
+                for start in range(0, len(ids), BATCH_CHUNK)
+            ],
+        )
     return BatchAccepted(batch_id, [AcceptedRecipient(pk, r.to) for pk, r in zip(ids, requests, strict=True)])
 
 

@@ -9,7 +9,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
-from phonenumbers import geocoder
 
 DEFAULT_REGION = "DE"  # the first market; the forms let people pick another country
 
@@ -80,6 +79,10 @@ def sms_destination_check(e164: str) -> None:
         raise ValidationError(_("That doesn't look like a phone number."), code="invalid") from error
     region = phonenumbers.region_code_for_number(number) or ""
     if region not in settings.PARLEY_SMS_COUNTRIES:
+        # Imported here: the geocoder's data costs ~100 MiB of memory per process (measured under
+        # issue 9's load bench), for this one refusal message.
+        from phonenumbers import geocoder
+
         country = geocoder.country_name_for_number(number, (get_language() or "en")[:2]) or region or "?"
         raise ValidationError(
             _(

@@ -1,6 +1,8 @@
 // The chat page's satisfaction survey (insights): asks once the business resolved the
-// conversation, if it wants ratings. No polling: it checks on load, when the page becomes
-// visible again and shortly after the thread changes (a resolve usually follows a reply).
+// conversation, if it wants ratings. The customer's socket carries no event for a resolve, so
+// it checks on load, when the page becomes visible again, and after each new reply from the
+// business (a resolve usually follows one) a few times with growing pauses — not on every
+// redraw of the thread (ticks, reactions and acks redraw it too), and never as a steady poll.
 const box = document.getElementById("csat");
 if (box) {
   const url = box.dataset.url;
@@ -12,9 +14,14 @@ if (box) {
   let score = null;
   let done = false;
   let timer = null;
+  let lastCheck = 0;
+  let replies = 0;
+  // After a reply: 2 s, 15 s, 1 min and 3 min later, then nothing until the next one.
+  const AFTER_REPLY = [2000, 15000, 60000, 180000];
 
   async function check() {
     if (done) return;
+    lastCheck = Date.now();
     const response = await fetch(url, { credentials: "same-origin" });
     if (!response.ok) return;
     const data = await response.json();
@@ -49,9 +56,26 @@ if (box) {
     }
   });
 
-  const soon = () => { clearTimeout(timer); timer = setTimeout(check, 1500); };
+  function afterReply(step = 0) {
+    clearTimeout(timer);
+    if (done || step >= AFTER_REPLY.length) return;
+    timer = setTimeout(async () => {
+      await check();
+      if (cycle === null) afterReply(step + 1); // asked already: no need to look again
+    }, AFTER_REPLY[step]);
+  }
+
   const thread = document.getElementById("thread");
-  if (thread) new MutationObserver(soon).observe(thread, { childList: true });
-  document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") check(); });
+  if (thread) {
+    replies = thread.querySelectorAll(".bubble.theirs").length;
+    new MutationObserver(() => {
+      const count = thread.querySelectorAll(".bubble.theirs").length;
+      if (count > replies) afterReply();
+      replies = count;
+    }).observe(thread, { childList: true });
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && Date.now() - lastCheck > 10000) check();
+  });
   check();
 }

@@ -41,13 +41,13 @@ def customer_send(world: World, customer: Customer, body: str) -> Message:
 async def test_a_slow_handler_of_one_socket_never_stalls_delivery(
     live_db: World, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_ack = services.messages_mark_by_agent
+    real_ack = group_commit.write_marks
 
-    def slow_ack(**kwargs: Any) -> int:
+    def slow_ack(**kwargs: Any) -> list[Any]:
         gate.wait(10)
         return real_ack(**kwargs)
 
-    monkeypatch.setattr(services, "messages_mark_by_agent", slow_ack)
+    monkeypatch.setattr(group_commit, "write_marks", slow_ack)
     customer = await adb(make_customer)()
     first = await adb(customer_send)(live_db, customer, "before")
     start = await adb(last_event_id)(live_db.business_a)

@@ -1,0 +1,48 @@
+"""The Redis cache with one connection pool per process, not one per cache instance.
+
+Django keeps a cache instance per async context (`caches` is an asgiref `Local`), and its
+`RedisCacheClient` keeps connection pools per instance. Under ASGI every websocket consumer
+runs in a context of its own, so every socket that touched the cache (the session's revocation
+check at connect, the send limits) opened a Redis connection of its own and kept it as long as
+the socket lived: 10,000 idle sockets held ~10,000 Redis connections, until Redis refused new
+clients ("max number of clients reached") for every process and test on the machine.
+redis-py's pools are thread-safe and reset themselves after a fork, so one per server URL and
+process serves every context; connections are then bounded by how many threads use the cache
+at the same moment, not by how many sockets are open.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from django.utils.functional import cached_property
+
+_pools: dict[tuple[str, str], Any] = {}
+_pools_lock = threading.Lock()
+
+
+class SharedPoolRedisCacheClient(RedisCacheClient):
+    def __init__(self, servers: list[str], **options: Any) -> None:
+        super().__init__(servers, **options)
+        # Caches configured alike share pools; another OPTIONS (say a client name) gets its own.
+        self._pool_key = repr(sorted(options.items()))
+
+    def _get_connection_pool(self, write: bool) -> Any:
+        client: Any = self  # Django's private attributes, which the stubs leave out
+        key = (client._servers[client._get_connection_pool_index(write)], self._pool_key)
+        pool = _pools.get(key)
+        if pool is None:
+            with _pools_lock:
+                pool = _pools.get(key)
+                if pool is None:
+                    pool = _pools[key] = client._pool_class.from_url(key[0], **client._pool_options)
+        return pool
+
+
+class SharedPoolRedisCache(RedisCache):
+    @cached_property
+    def _cache(self) -> SharedPoolRedisCacheClient:
+        backend: Any = self
+        return SharedPoolRedisCacheClient(backend._servers, **backend._options)

@@ -1,0 +1,54 @@
+"""The chat page's satisfaction survey in a browser: it appears shortly after the business
+replies and resolves (the customer's socket carries no resolve event, so the page looks again a
+few times after each reply), and redraws of the thread (ticks, acks) do not make it ask again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django_tenants.utils import schema_context
+from playwright.sync_api import expect
+
+from insights.models import InsightSettings
+from messaging.services import conversation_set_status
+from tests.collab.helpers import agent_writes, customer_writes
+from tests.conftest import LiveServer, World
+from tests.messaging.conftest import make_customer, session_key
+from tests.messaging.test_browser import signed_in_page
+
+
+@pytest.mark.browser
+def test_survey_appears_after_reply_and_resolve_without_polling(
+    live_db: World, live_server_process: LiveServer, browser: Any
+) -> None:
+    business = live_db.business_a
+    customer = make_customer("Clara Weber")
+    with schema_context(business.schema_name):
+        InsightSettings.objects.update_or_create(pk=1, defaults={"csat_enabled": True})
+        conversation = customer_writes(business, "Can I bring my bike?", customer=customer)
+    connection.set_schema_to_public()
+    context, page = signed_in_page(browser, session_key(customer=customer))
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/chat/csat/" in request.url else None)
+    try:
+        page.goto(live_server_process.business_url(business, "/chat/"))
+        expect(page.get_by_text("Can I bring my bike?")).to_be_visible()
+        page.wait_for_timeout(2500)  # the page settles: resume, read ticks, acks redraw the thread
+        assert len(asked) == 1, asked  # only the check on load
+        survey = page.locator("#csat")
+        expect(survey).to_be_hidden()
+        with schema_context(business.schema_name):
+            agent_writes(business, live_db.agent_a, conversation, "Yes, as special baggage.")
+            conversation_set_status(
+                business=business, user=live_db.agent_a, conversation_id=conversation.pk, status="resolved"
+            )
+        connection.set_schema_to_public()
+        expect(page.get_by_text("Yes, as special baggage.")).to_be_visible()
+        expect(survey).to_be_visible(timeout=8000)  # the look two seconds after the reply
+        page.wait_for_timeout(3000)
+        # Load, one look after the reply; the shown survey stops the later looks.
+        assert len(asked) == 2, asked
+    finally:
+        context.close()
