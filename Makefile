@@ -50,6 +50,8 @@ bench: setup
 	$(PY) bench/inbox_load.py --compare --customers 500 --agents 50 --rate 1000 --duration 60 --processes 2
 	$(PY) bench/idle_sockets.py --sockets 10000
 	$(PY) bench/tenants.py --count 1000
+	$(PY) bench/send_core.py
+	$(PY) bench/notify.py --recipients 2000 --connected 50 --workers 2
 
 # The reliability suite at full size (issue 10): prints check | tried | result, fails on any
 # failing or missing check. Long: minutes, plus the soak (SOAK_MINUTES, default 10).

@@ -1,6 +1,6 @@
 """The send core: SQL statements per send, sends per second alone and from many threads.
 
-Run: DEBUG=0 .venv/bin/python bench/send_core.py [--threads 16] [--sends 50] [--serial 300]
+Run: .venv/bin/python bench/send_core.py [--threads 16] [--sends 50] [--serial 300]
      [--groups 10] [--group-size 100] [--only-groups]
 
 Uses a throwaway database (like bench/billing.py) and publishes through the configured channel
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import statistics
 import sys
 import threading
@@ -30,6 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Measured as production runs: DEBUG off (no query log), which needs a real key.
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
 
 from bench.throwaway_db import throwaway_database
 

@@ -31,7 +31,7 @@ def customer_who_wrote_yesterday(business: Any) -> Customer:
     """A Parley customer whose 24-hour window with the business has closed: only a template
     reaches them now."""
     customer = Customer.objects.create(
-        phone_number=fresh_mobile(), display_name=unique("Reisende "), country_code="DE", verified_at=timezone.now()
+        phone_number=fresh_mobile(), display_name=unique("Fluggast "), country_code="DE", verified_at=timezone.now()
     )
     with time_machine.travel(timezone.now() - timedelta(hours=30)), tenant_context(business):
         message_send_customer(business=business, customer=customer, body="Is my flight on time?")
