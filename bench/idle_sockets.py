@@ -179,10 +179,12 @@ async def measure(
     gate = asyncio.Semaphore(args.connect_concurrency)
     sockets: list[Any] = []
     failures = 0
+    reasons: dict[str, int] = {}
 
     async def open_one(n: int) -> None:
         nonlocal failures
         async with gate:
+            ws = None
             try:
                 ws = await connect(
                     f"ws://{host}:{port}/ws/chat/",
@@ -194,12 +196,20 @@ async def measure(
                     ping_interval=None,
                     open_timeout=120,
                 )
-                await ws.send('{"type": "resume", "after": 0}')
-                while '"resumed"' not in str(await ws.recv()):
-                    pass
+                async with asyncio.timeout(args.resume_timeout):
+                    await ws.send('{"type": "resume", "after": 0}')
+                    while True:
+                        frame = str(await ws.recv())
+                        if '"resumed"' in frame:
+                            break
+                        if '"error"' in frame:  # e.g. overloaded during the connect storm
+                            raise RuntimeError(frame)
                 sockets.append(ws)
-            except Exception:
+            except Exception as error:
                 failures += 1
+                reasons[type(error).__name__] = reasons.get(type(error).__name__, 0) + 1
+                if ws is not None:
+                    await ws.close()
 
     dumps: list[dict[str, Any]] = []
     if probe is not None:
@@ -219,13 +229,27 @@ async def measure(
     count = 0
     stop_at = time.perf_counter() + args.ping_seconds
 
+    refused = 0
+
     async def pinger(ws: Any) -> None:
-        nonlocal count
+        # A ping past the socket's frame rate limit is answered with an error frame, not a pong:
+        # counted and waited out, so no pinger waits forever.
+        nonlocal count, refused
         while time.perf_counter() < stop_at:
             await ws.send('{"type": "ping"}')
-            while '"pong"' not in str(await ws.recv()):
-                pass
-            count += 1
+            try:
+                async with asyncio.timeout(10):
+                    while True:
+                        frame = str(await ws.recv())
+                        if '"pong"' in frame:
+                            count += 1
+                            break
+                        if '"error"' in frame:
+                            refused += 1
+                            await asyncio.sleep(1.0)
+                            break
+            except TimeoutError:
+                refused += 1
 
     cpu1 = cpu_seconds(pid)
     await asyncio.gather(*(pinger(ws) for ws in sockets[: args.pingers]))
@@ -234,13 +258,14 @@ async def measure(
     peak_rss = rss(pid)
 
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    await asyncio.sleep(args.settle)
+    await asyncio.sleep(args.settle_after_close)
     after = rss(pid)
     if probe is not None:
         dumps.append(await probe.dump())
     return {
         "open": len(sockets),
         "failures": failures,
+        "reasons": reasons,
         "connect_per_s": len(sockets) / connect_seconds,
         "connect_cpu": connect_cpu,
         "ping_cpu": ping_cpu,
@@ -249,6 +274,7 @@ async def measure(
         "rss_peak": peak_rss,
         "rss_after": after,
         "round_trips": round_trips,
+        "pings_refused": refused,
         "dumps": dumps,
     }
 
@@ -262,6 +288,10 @@ def main() -> None:
     parser.add_argument("--pingers", type=int, default=100)
     parser.add_argument("--ping-seconds", type=float, default=5.0)
     parser.add_argument("--settle", type=float, default=5.0)
+    parser.add_argument(
+        "--settle-after-close", type=float, default=15.0, help="seconds from the last close to the 'after' RSS"
+    )
+    parser.add_argument("--resume-timeout", type=float, default=60.0, help="per socket: connect to resumed")
     parser.add_argument("--client-deflate", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--trace", action="store_true", help="tracemalloc diff of the sockets (slow)")
     parser.add_argument("--top", type=int, default=25)
@@ -296,12 +326,12 @@ def main() -> None:
                 stop(server)
             mib = 2**20
             print(
-                f"{name:26} open {r['open']:6d} (failed {r['failures']})  connect {r['connect_per_s']:5.0f}/s "
+                f"{name:26} open {r['open']:6d} (failed {r['failures']} {r['reasons'] or ''})  connect {r['connect_per_s']:5.0f}/s "
                 f"({r['connect_cpu']:.1f} CPU-s)  RSS before {r['rss_before'] / mib:4.0f} MiB  "
                 f"open {r['rss_open'] / mib:4.0f} MiB  peak {r['rss_peak'] / mib:4.0f} MiB  "
                 f"after close {r['rss_after'] / mib:4.0f} MiB  "
                 f"per socket {(r['rss_open'] - r['rss_before']) / max(r['open'], 1) / 1024:5.1f} KiB  "
-                f"ping round trips {r['round_trips']:5.0f}/s ({r['ping_cpu']:.1f} CPU-s)",
+                f"ping round trips {r['round_trips']:5.0f}/s ({r['ping_cpu']:.1f} CPU-s, {r['pings_refused']} refused)",
                 flush=True,
             )
             if args.trace and len(r["dumps"]) == 3:

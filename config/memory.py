@@ -54,11 +54,18 @@ class MemoryReturner:
     """Counts ended sockets and runs a throttled collect-and-trim pass after a burst of them."""
 
     def __init__(
-        self, *, after_closes: int, interval: float, delay: float = 2.0, trim: Callable[[], None] | None = None
+        self,
+        *,
+        after_closes: int,
+        interval: float,
+        delay: float = 1.0,
+        max_wait: float = 10.0,
+        trim: Callable[[], None] | None = None,
     ) -> None:
         self.after_closes = after_closes
         self.interval = interval
-        self.delay = delay  # let the rest of a burst finish closing first
+        self.delay = delay
+        self.max_wait = max_wait
         self.trim = trim
         self.closed = 0
         self.last_pass = 0.0
@@ -73,8 +80,14 @@ class MemoryReturner:
             self.pending = asyncio.ensure_future(self._pass())
 
     async def _pass(self) -> None:
-        wait = max(self.delay, self.last_pass + self.interval - time.monotonic())
-        await asyncio.sleep(wait)
+        # Wait for the burst to end (no close for `delay` seconds, at most `max_wait`), and for
+        # `interval` since the previous pass: one pass per burst, however long it lasts.
+        first = time.monotonic()
+        while True:
+            seen = self.closed
+            await asyncio.sleep(max(self.delay, self.last_pass + self.interval - time.monotonic()))
+            if self.closed == seen or time.monotonic() - first >= self.max_wait:
+                break
         self.closed = 0
         self.last_pass = time.monotonic()
         started = time.perf_counter()

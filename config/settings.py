@@ -194,6 +194,8 @@ PARLEY_MIGRATION_MAX_FAILURES = env.int("PARLEY_MIGRATION_MAX_FAILURES", default
 PARLEY_SEND_QUEUE_LIMIT = env.int("PARLEY_SEND_QUEUE_LIMIT", default=2000)
 PARLEY_SEND_BATCH_MAX = env.int("PARLEY_SEND_BATCH_MAX", default=256)
 PARLEY_SEND_MAX_WAIT = env.float("PARLEY_SEND_MAX_WAIT", default=0.5)
+# Websocket sends: groups written at once per business and process (messaging.group_commit).
+PARLEY_SEND_WRITERS = env.int("PARLEY_SEND_WRITERS", default=2)
 
 MIDDLEWARE = [
     "tenancy.middleware.BusinessHostMiddleware",

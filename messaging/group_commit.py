@@ -277,16 +277,24 @@ class _Queued:
     taken: bool = False  # in a batch being written: its outcome comes with the commit
 
 
+def live_writers() -> int:
+    return max(1, int(getattr(settings, "PARLEY_SEND_WRITERS", 2)))
+
+
 @dataclass
 class _LiveSchema:
     queue: deque[_Queued] = field(default_factory=deque)
-    task: asyncio.Task[None] | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
     batch_seconds: float = 0.0
-    writing_since: float | None = None  # when the batch being written started
+    # When each batch being written started (one per writing task).
+    writing: dict[asyncio.Task[None], float] = field(default_factory=dict)
 
 
 class LiveGatherer:
-    """Per event loop: websocket sends queued per schema, written by one task per schema."""
+    """Per event loop: websocket sends queued per schema, written by up to PARLEY_SEND_WRITERS
+    tasks per schema (default 2). With one, a send arriving while a group is written waited for
+    all of it before its own group started; with two, the next group's locks and reads overlap
+    the previous one's tail, and both still take the stream counter in commit order."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -312,12 +320,14 @@ class LiveGatherer:
         state = self._state(schema_name)
         cap, limit, wait_limit = batch_max(), queue_limit(), max_wait()
         ahead = len(state.queue)
-        # What is left of the batch being written, the full batches queued ahead, then its own.
+        # A writer free and nobody queued: written at once. Otherwise what is left of the batch
+        # that finishes first, the full batches queued ahead, then its own.
         estimate = 0.0
-        if state.writing_since is not None or ahead:
+        if ahead or len(state.writing) >= live_writers():
             estimate = (ahead // cap + 1) * state.batch_seconds
-            if state.writing_since is not None:
-                estimate += max(0.0, state.batch_seconds - (time.monotonic() - state.writing_since))
+            if state.writing:
+                now = time.monotonic()
+                estimate += min(max(0.0, state.batch_seconds - (now - since)) for since in state.writing.values())
         if ahead >= limit or estimate > wait_limit:
             return overloaded(estimate or wait_limit)
         return None
@@ -333,8 +343,12 @@ class LiveGatherer:
             raise refused
         item = _Queued(request, limit_key, asyncio.get_running_loop().create_future())
         state.queue.append(item)
-        if state.task is None or state.task.done():
-            state.task = asyncio.ensure_future(self._drain(business, state))
+        # A task that found the queue empty is done at once (no await between its check and its
+        # end), so a send queued after it is never left without a writer.
+        if sum(not task.done() for task in state.tasks) < live_writers():
+            task = asyncio.ensure_future(self._drain(business, state))
+            state.tasks.add(task)
+            task.add_done_callback(state.tasks.discard)
         try:
             await asyncio.wait([item.future], timeout=wait_limit)
             if not item.future.done() and not item.taken:
@@ -348,12 +362,14 @@ class LiveGatherer:
 
     async def _drain(self, business: Business, state: _LiveSchema) -> None:
         cap = batch_max()
+        me = asyncio.current_task()
+        assert me is not None
         while state.queue:
             batch = [state.queue.popleft() for _ in range(min(cap, len(state.queue)))]
             self._batches.append(len(batch))
             for item in batch:
                 item.taken = True
-            started = state.writing_since = time.monotonic()
+            started = state.writing[me] = time.monotonic()
             outcomes: list[Outcome]
             try:
                 outcomes = await run_in_schema(
@@ -374,7 +390,7 @@ class LiveGatherer:
                         item.future.set_exception(server_error())
                 raise
             finally:
-                state.writing_since = None
+                state.writing.pop(me, None)
             elapsed = time.monotonic() - started
             state.batch_seconds = elapsed if not state.batch_seconds else 0.7 * state.batch_seconds + 0.3 * elapsed
             # The batch's events were handed to the layer before the trip returned: its senders
