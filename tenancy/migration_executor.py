@@ -45,6 +45,7 @@ from django.conf import settings
 from django.core.management import BaseCommand, CommandError
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db import connections
+from django.db.migrations import loader as loader_module
 from django.db.migrations.executor import MigrationExecutor as DjangoMigrationExecutor
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ModelState, ProjectState
@@ -74,6 +75,23 @@ def executor_for(codename: str | None = None) -> type[MigrationExecutor]:
     if codename == FastTenantExecutor.codename:
         return FastTenantExecutor
     return tenants_get_executor(codename)  # type: ignore[no-any-return]
+
+
+class SchemaRecorder(MigrationRecorder):
+    """Django's recorder, with `has_table` one index lookup for the current schema. Django's asks
+    the introspection for every visible table (`pg_table_is_visible` over all of pg_class): with
+    1,000 business schemas that scan of ~150,000 relations was most of each schema's time, twice
+    per schema. Like django-tenants' introspection, only the schema itself counts."""
+
+    def has_table(self) -> bool:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p'))",
+                [self.connection.schema_name, self.Migration._meta.db_table],  # type: ignore[attr-defined]
+            )
+            row = cursor.fetchone()
+        return bool(row and row[0])
 
 
 @dataclass
@@ -112,6 +130,7 @@ class SchemaMigrator:
                     import_module(".management", app_config.name)
             self.connection.prepare_database()
             executor = DjangoMigrationExecutor(self.connection)
+            executor.recorder = SchemaRecorder(self.connection)
             conflicts = executor.loader.detect_conflicts()
             if conflicts:
                 names = "; ".join(f"{', '.join(n)} in {app}" for app, n in conflicts.items())
@@ -123,6 +142,9 @@ class SchemaMigrator:
     def migrate(self, schema_name: str, *, label: str) -> SchemaResult:
         result = SchemaResult(schema_name)
         started = time.perf_counter()
+        # The loader's consistency check makes a recorder of its own: the fast one, meanwhile.
+        loader_recorder = loader_module.MigrationRecorder  # type: ignore[attr-defined]
+        loader_module.MigrationRecorder = SchemaRecorder  # type: ignore[misc,attr-defined]
         try:
             schema_pre_migration.send(run_migrations, schema_name=schema_name)
             self._migrate(schema_name, result, label)
@@ -135,6 +157,7 @@ class SchemaMigrator:
             if not self.connection.in_atomic_block:
                 self.connection.close()
         finally:
+            loader_module.MigrationRecorder = loader_recorder  # type: ignore[misc,attr-defined]
             result.seconds = time.perf_counter() - started
             self.connection.set_schema_to_public()
         return result
@@ -144,7 +167,7 @@ class SchemaMigrator:
         # As django-tenants does: the schema's own django_migrations table first (without public
         # on the path, or public's table would be found), then the schema with public.
         connection.set_schema(schema_name, include_public=False)
-        MigrationRecorder(connection).ensure_schema()
+        SchemaRecorder(connection).ensure_schema()
         connection.set_schema(schema_name)
         executor = self.prepare()
         loader = executor.loader

@@ -34,7 +34,7 @@ def test_survey_appears_after_reply_and_resolve_without_polling(
     page.on("request", lambda request: asked.append(request.url) if "/chat/csat/" in request.url else None)
     try:
         page.goto(live_server_process.business_url(business, "/chat/"))
-        expect(page.get_by_text("Can I bring my bike?")).to_be_visible()
+        expect(page.locator(".bubble-body", has_text="Can I bring my bike?")).to_be_visible()
         page.wait_for_timeout(2500)  # the page settles: resume, read ticks, acks redraw the thread
         assert len(asked) == 1, asked  # only the check on load
         survey = page.locator("#csat")
@@ -45,7 +45,7 @@ def test_survey_appears_after_reply_and_resolve_without_polling(
                 business=business, user=live_db.agent_a, conversation_id=conversation.pk, status="resolved"
             )
         connection.set_schema_to_public()
-        expect(page.get_by_text("Yes, as special baggage.")).to_be_visible()
+        expect(page.locator(".bubble-body", has_text="Yes, as special baggage.")).to_be_visible()
         expect(survey).to_be_visible(timeout=8000)  # the look two seconds after the reply
         page.wait_for_timeout(3000)
         # Load, one look after the reply; the shown survey stops the later looks.

@@ -38,7 +38,7 @@ def test_customer_and_agent_chat_live_with_read_ticks(
         assert customer_page.get_by_role("heading", name=live_db.business_a.display_name).is_visible()
 
         customer_page.get_by_role("textbox", name="Message").fill("Can I change my seat on AU 412?")
-        customer_page.get_by_role("button", name="Send").click()
+        customer_page.get_by_role("button", name="Send", exact=True).click()
         mine = customer_page.locator(".bubble.mine", has_text="Can I change my seat on AU 412?")
         # Accepted by the server (the agent's open inbox may already have marked it delivered).
         mine.locator(".ticks[data-status=sent], .ticks[data-status=delivered]").wait_for()
@@ -57,7 +57,7 @@ def test_customer_and_agent_chat_live_with_read_ticks(
         mine.locator(".ticks[data-status=read]").wait_for()
 
         agent_page.get_by_role("textbox", name="Message").fill("Yes, seat 3C is free. Shall I book it?")
-        agent_page.get_by_role("button", name="Send").click()
+        agent_page.get_by_role("button", name="Send", exact=True).click()
         customer_page.locator(".bubble.theirs", has_text="Shall I book it?").wait_for()
         # The customer's page shows it, so the agent sees it was read.
         agent_page.locator(".bubble.mine", has_text="Shall I book it?").locator(".ticks[data-status=read]").wait_for()

@@ -64,7 +64,7 @@ def test_photo_reply_with_pdf_and_reaction_live_and_after_reload(
             "Network.emulateNetworkConditions",
             {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
         )
-        customer_page.get_by_role("button", name="Send").click()
+        customer_page.get_by_role("button", name="Send", exact=True).click()
         own_photo = customer_page.locator(".bubble.mine img.bubble-image")
         expect(own_photo).to_be_visible()
 
@@ -85,7 +85,7 @@ def test_photo_reply_with_pdf_and_reaction_live_and_after_reload(
         )
         expect(agent_page.locator(".upload-chip")).to_have_attribute("data-state", "done")
         agent_page.get_by_role("textbox", name="Message").fill("Sorry! Here is your new boarding pass.")
-        agent_page.get_by_role("button", name="Send").click()
+        agent_page.get_by_role("button", name="Send", exact=True).click()
 
         reply = customer_page.locator(".bubble.theirs", has_text="new boarding pass")
         expect(reply.locator(".bubble-quote")).to_contain_text("Photo")
@@ -141,7 +141,7 @@ def test_agent_sends_buttons_and_the_customer_taps_one(
         agent_page.get_by_label("Button 1", exact=True).fill("Rebook")
         agent_page.get_by_label("Button 2", exact=True).fill("Refund")
         agent_page.get_by_role("textbox", name="Message").fill("What would you like to do?")
-        agent_page.get_by_role("button", name="Send").click()
+        agent_page.get_by_role("button", name="Send", exact=True).click()
         asked = customer_page.locator(".bubble.theirs", has_text="What would you like to do?")
         asked.get_by_role("button", name="Refund").click()
         # The tap is a message of the customer's, linked to the question; the agent sees it live.
