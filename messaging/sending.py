@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from psycopg.types.json import Jsonb
 
@@ -91,6 +91,9 @@ class SendRequest:
     # another agent holds (the writer knows whether only the assignee may reply).
     takeover: bool = False
     rich: RichParts | None = None  # a quote, a file, buttons or a tap (messaging.rich)
+    # The sender's language, taken when the request is checked (a socket checks under its page's
+    # language): a group holds several senders' sends, and each refusal is worded for its own.
+    language: str | None = field(default_factory=translation.get_language)
 
     @property
     def business_text(self) -> bool:
@@ -839,6 +842,57 @@ def _opted_out(business: Business, requests: Sequence[SendRequest]) -> dict[str,
     }
 
 
+def _send_one(
+    group: _Group,
+    request: SendRequest,
+    thread: _Thread | None,
+    existing: dict[tuple[int, str, str], Message],
+    blocked: set[int],
+    refusal: MessagingError | None,
+    opted_out: dict[str, set[int]],
+) -> SendResult | MessagingError:
+    """One request of a locked group: its refusal, its duplicate, or its message (queued for
+    the group's flush). `existing` learns what this request sent, for the requests after it."""
+    if thread is None:
+        if request.business_text:
+            assert request.customer is not None
+            return _blocked_for_business() if request.customer.pk in blocked else _window_closed()
+        if request.origin in (AGENT, SYSTEM):
+            return not_found()
+        if request.origin == CUSTOMER:
+            return _blocked_by_customer()
+        assert request.customer is not None
+        return _blocked_for_business() if request.customer.pk in blocked else (refusal or not_found())
+    key = (thread.conversation.pk, request.author_key, request.client_msg_id)
+    if request.client_msg_id and key in existing:
+        return SendResult(existing[key], duplicate=True)
+    try:
+        if request.rich is not None:
+            rich, body = resolve(
+                parts=request.rich,
+                conversation=thread.conversation,
+                author_key=request.author_key,
+                origin=request.origin,
+                body=request.body,
+            )
+            request = replace(request, rich=rich, body=body)
+        if request.origin == CUSTOMER:
+            if request.customer.pk in blocked:  # type: ignore[union-attr]
+                raise _blocked_by_customer()
+            message = _customer_send(group, request, thread)
+        elif request.origin == AGENT:
+            message = _agent_send(group, request, thread, blocked)
+        elif request.origin == SYSTEM:
+            message = _system_send(group, request, thread, blocked)
+        else:
+            message = _template_send(group, request, thread, blocked, refusal, opted_out.get(request.category, set()))
+    except MessagingError as error:
+        return error
+    if request.client_msg_id:
+        existing[key] = message  # the same client_msg_id again in this group is a duplicate
+    return SendResult(message, duplicate=False)
+
+
 def do_send_messages(*, business: Business, requests: Sequence[SendRequest]) -> list[SendResult | MessagingError]:
     """Write checked sends to one business in one transaction; one outcome per request, in
     order. Must run in the business's schema. Database errors are raised (nothing is written)."""
@@ -862,7 +916,8 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
         }
         for index, request in enumerate(requests):
             if request.member_unchecked and (request.user is None or request.user.pk not in roles):
-                outcomes[index] = not_found()  # no seat (any more): as for a conversation not theirs
+                with translation.override(request.language):
+                    outcomes[index] = not_found()  # no seat (any more): as for a conversation not theirs
     active = [r for index, r in enumerate(requests) if outcomes[index] is None]
     if not active:
         return [o for o in outcomes if o is not None]
@@ -886,53 +941,8 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
     for index, request in enumerate(requests):
         if outcomes[index] is not None:
             continue
-        thread = thread_of(request)
-        if thread is None:
-            if request.business_text:
-                assert request.customer is not None
-                outcomes[index] = _blocked_for_business() if request.customer.pk in blocked else _window_closed()
-            elif request.origin in (AGENT, SYSTEM):
-                outcomes[index] = not_found()
-            elif request.origin == CUSTOMER:
-                outcomes[index] = _blocked_by_customer()
-            else:
-                assert request.customer is not None
-                outcomes[index] = (
-                    _blocked_for_business() if request.customer.pk in blocked else (refusal or not_found())
-                )
-            continue
-        key = (thread.conversation.pk, request.author_key, request.client_msg_id)
-        if request.client_msg_id and key in existing:
-            outcomes[index] = SendResult(existing[key], duplicate=True)
-            continue
-        try:
-            if request.rich is not None:
-                rich, body = resolve(
-                    parts=request.rich,
-                    conversation=thread.conversation,
-                    author_key=request.author_key,
-                    origin=request.origin,
-                    body=request.body,
-                )
-                request = replace(request, rich=rich, body=body)
-            if request.origin == CUSTOMER:
-                if request.customer.pk in blocked:  # type: ignore[union-attr]
-                    raise _blocked_by_customer()
-                message = _customer_send(group, request, thread)
-            elif request.origin == AGENT:
-                message = _agent_send(group, request, thread, blocked)
-            elif request.origin == SYSTEM:
-                message = _system_send(group, request, thread, blocked)
-            else:
-                message = _template_send(
-                    group, request, thread, blocked, refusal, opted_out.get(request.category, set())
-                )
-        except MessagingError as error:
-            outcomes[index] = error
-            continue
-        outcomes[index] = SendResult(message, duplicate=False)
-        if request.client_msg_id:
-            existing[key] = message  # the same client_msg_id again in this group is a duplicate
+        with translation.override(request.language):
+            outcomes[index] = _send_one(group, request, thread_of(request), existing, blocked, refusal, opted_out)
 
     if group.messages:
         _flush(group)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import translation
 from django_tenants.utils import tenant_context
 
 from billing.models import UsageRecord
@@ -108,3 +109,22 @@ def test_checks_refuse_before_anything_is_queued(world: World) -> None:
     assert member.value.code == "not_found"
     with pytest.raises(ValueError):
         check_template_send(customer=customer, template_name="t", body="b", category="nope", author_key="a")
+
+
+def test_each_refusal_in_a_group_is_worded_in_its_senders_language(world: World) -> None:
+    """A group holds several sockets' sends; the writer runs in the first sender's context,
+    and each refusal must still be in the language of the page that sent it."""
+    business = world.business_a
+    german, english = make_customer("Greta"), make_customer("Emma")
+    for customer in (german, english):
+        Block.objects.create(customer=customer, business=business)
+    with translation.override("de"):
+        from_german = check_customer_send(customer=german, body="Hallo")
+    with translation.override("en"):
+        from_english = check_customer_send(customer=english, body="Hello")
+    with tenant_context(business), translation.override("de"):  # the group's leader: German
+        refused_de, refused_en = do_send_messages(business=business, requests=[from_german, from_english])
+    assert isinstance(refused_de, MessagingError) and isinstance(refused_en, MessagingError)
+    assert refused_de.code == refused_en.code == "blocked"
+    assert refused_de.message.startswith("Sie haben dieses Unternehmen blockiert.")
+    assert refused_en.message == "You blocked this business. Unblock it on your Parley page to chat."
