@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Customer, Membership, User
+from config.sql import rows_source
 from directory.services import customer_threads_set_unread
 from messaging import events
 from messaging.errors import MessagingError, not_found
@@ -125,17 +126,17 @@ def _keys(
     return outcomes, refs, keys
 
 
+_KEY_COLUMNS = [
+    ("conversation_id", "bigint"),
+    ("direction", "varchar"),
+    ("read_up_to", "bigint"),
+    ("delivered_up_to", "bigint"),
+]
+
+
 def _unnest(keys: list[_Key]) -> tuple[str, list[Any]]:
-    return (
-        "unnest(%s::bigint[], %s::varchar[], %s::bigint[], %s::bigint[]) "
-        "AS v(conversation_id, direction, read_up_to, delivered_up_to)",
-        [
-            [k.conversation_id for k in keys],
-            [k.direction for k in keys],
-            [k.read_up_to for k in keys],
-            [k.delivered_up_to for k in keys],
-        ],
-    )
+    """The keys as a row source `v`, bound one parameter per column (the send core's way)."""
+    return rows_source(_KEY_COLUMNS, [(k.conversation_id, k.direction, k.read_up_to, k.delivered_up_to) for k in keys])
 
 
 # A message an ack changes: read up to read_up_to (not read or failed yet, or not delivered), or
