@@ -272,8 +272,6 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
-        # This loop serves sockets for the life of the process: list updates gather on it.
-        events.inbox_coalescer.attach(asyncio.get_running_loop())
         self.last = None
         self.delivery = asyncio.Lock()
         self.acks: dict[tuple[int, bool], int] = {}  # (conversation id, read) -> highest up_to
@@ -628,6 +626,7 @@ class InboxConsumer(StreamConsumer):
     """An agent's shared inbox: every event of the business, typing and presence."""
 
     viewing: int | None = None
+    watching_lists = False  # this socket counts in events.inbox_lists
 
     async def authenticate(self) -> bool:
         # One database call: who the session's user is, their seat, the business not suspended.
@@ -658,6 +657,9 @@ class InboxConsumer(StreamConsumer):
         self.hole_task: asyncio.Task[None] | None = None
         self.inbox_group = events.inbox_group(self.schema_name)
         await self.join(self.inbox_group)
+        # This process now receives the business's list updates (before the resume reads them).
+        await events.inbox_lists.watch(self.schema_name)
+        self.watching_lists = True
         await self.join(events.user_inbox_group(self.schema_name, self.user.pk))
         await _db(self.schema_name, services.presence_enter, user=self.user, channel_name=self.channel_name)
         await self.broadcast_presence()
@@ -665,6 +667,9 @@ class InboxConsumer(StreamConsumer):
         await self.as_agent(assignment_services.agent_connected)
 
     async def left(self) -> None:
+        if getattr(self, "watching_lists", False):
+            self.watching_lists = False
+            await events.inbox_lists.unwatch(self.schema_name)
         if not hasattr(self, "inbox_group"):
             return
         await _db(self.schema_name, services.presence_leave, channel_name=self.channel_name)

@@ -11,9 +11,10 @@ Delivery policy (`_publish_now`; issue 9: every message to every agent does not 
 - customer-visible events go to the customer's sockets (`t.<schema>.conv.<id>`), chained by
   the previous customer-visible event;
 - the inbox lists of all agents (`t.<schema>.inbox`) get `conversations.updated`: the latest
-  `conversation.updated` of each changed conversation, gathered per process for
-  `INBOX_FLUSH_SECONDS` and sent as one frame, with the id ranges it covers so a socket can tell
-  a batch that went missing (see consumers.InboxConsumer).
+  `conversation.updated` of each changed conversation, every process's commits gathered by each
+  receiving process for `INBOX_FLUSH_SECONDS` (`InboxLists`) and sent to its own sockets as one
+  frame, with the id ranges it covers so a socket can tell a batch that went missing (see
+  consumers.InboxConsumer).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
@@ -247,6 +249,8 @@ CONVERSATIONS_UPDATED = "conversations.updated"
 
 # Layer message types: the consumer method that handles them.
 LAYER_INBOX_BATCH = "inbox.batch"
+# Every commit's list updates, to each process's `InboxLists` (never to a socket).
+LAYER_INBOX_UPDATES = "inbox.updates"
 LAYER_AGENTS_FRAME = "agents.frame"
 LAYER_CONV_FRAME = "conv.frame"
 LAYER_CONV_SIGNAL = "conv.signal"
@@ -567,11 +571,9 @@ def _publish_now(
                 )
             )
     if events:
-        offered = inbox_coalescer.offer_nowait(
-            schema_name, id_ranges([e.id for e in events]), list(updates.values()), layer
-        )
-        if offered is not None:
-            sends.append(offered)
+        # Once per commit, whatever the number of agents: each process's `InboxLists` batches it.
+        message = inbox_updates_message(schema_name, id_ranges([e.id for e in events]), list(updates.values()))
+        sends.append(layer_send_nowait(layer, inbox_updates_group(schema_name), message))
     for customer_id, text in customer_updates:
         sends.append(
             layer_send_nowait(
@@ -608,9 +610,25 @@ async def _publish(schema_name: str, events: list[StoredEvent], customer_updates
         await done
 
 
-# --- the inbox list: coalesced per process -------------------------------------------------
+# --- the inbox list: every process's updates, coalesced per receiving process ---------------
+# Each commit publishes its list updates once, to `inbox_updates_group` (one message per commit,
+# not per agent). Every server process with agent sockets of the business receives them once
+# (`InboxLists`, one subscription per business and process), merges what every process
+# committed for INBOX_FLUSH_SECONDS and hands one `conversations.updated` batch to its own
+# sockets, without Redis. With per-process batches sent to every agent (before), each agent got
+# each process's batches, on unaligned timers: a batch was routinely held by the socket until the
+# other process's batch below it came, up to a whole flush interval later (issue 9: list
+# staleness p99 ~800 ms with two processes).
 
 INBOX_FLUSH_SECONDS = 0.25
+# A flush whose ids skip some (another process's commit still on its way through Redis) waits
+# this long at most for them: sent complete, the sockets need not hold it for a flush interval.
+INBOX_GAP_WAIT_SECONDS = 0.1
+
+
+def inbox_updates_group(schema_name: str) -> str:
+    """Every commit's list updates, for the server processes (`InboxLists`), not for sockets."""
+    return f"t.{schema_name}.inbox.updates"
 
 
 def id_ranges(ids: list[int]) -> list[tuple[int, int]]:
@@ -622,6 +640,17 @@ def id_ranges(ids: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((event_id, event_id))
     return runs
+
+
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or adjacent (first, last) runs joined, in order."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def inbox_batch_message(*, ranges: list[tuple[int, int]], updates: list[tuple[int, str]]) -> dict[str, Any]:
@@ -636,71 +665,178 @@ def inbox_batch_message(*, ranges: list[tuple[int, int]], updates: list[tuple[in
     return {"type": LAYER_INBOX_BATCH, "ranges": [list(r) for r in ranges], "last": last, "text": text}
 
 
+def inbox_updates_message(
+    schema_name: str, ranges: list[tuple[int, int]], updates: list[StoredEvent]
+) -> dict[str, Any]:
+    """One commit's list updates for `inbox_updates_group`: the ids it covers, and per changed
+    conversation (conversation id, event id, stored conversation.updated text)."""
+    return {
+        "type": LAYER_INBOX_UPDATES,
+        "schema": schema_name,
+        "ranges": [list(r) for r in ranges],
+        "updates": [[u.conversation_id, u.id, u.frame] for u in updates],
+    }
+
+
 @dataclass
 class _Pending:
     ranges: list[tuple[int, int]] = field(default_factory=list)
     latest: dict[int, tuple[int, str]] = field(default_factory=dict)  # conversation -> (event id, text)
+    gap_since: float | None = None  # when a flush first found ids missing below some of these
 
 
-class InboxCoalescer:
-    """Gathers list updates of one process for INBOX_FLUSH_SECONDS: each agent socket then gets
-    a few list frames a second, whatever the message rate. It runs on the server's event loop
-    (attached by the first consumer); code without one (a job worker, a shell) sends at once."""
+class InboxLists:
+    """One process's receiver of every process's list updates, per business watched by a local
+    agent socket: merged for INBOX_FLUSH_SECONDS, then one batch to the process's sockets in the
+    business's inbox group (`group_send_local`: serialized once, no Redis). Each agent socket so
+    gets one stream of at most a few list frames a second, whatever the number of processes.
+
+    A flush that would skip ids (a commit of another process not yet received) waits for them up
+    to INBOX_GAP_WAIT_SECONDS, and goes out as soon as they come; after that it goes out anyway
+    and the sockets treat the hole as before (held, then read from the stream). Runs on the
+    server's event loop; state is per loop (tests run one loop each)."""
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.channel: str | None = None
+        self.receiver: asyncio.Task[None] | None = None
+        self.setup: asyncio.Lock | None = None
+        self.watchers: dict[str, int] = {}
         self.pending: dict[str, _Pending] = {}
+        self.position: dict[str, int] = {}  # per business: the id up to which batches were complete
         self.scheduled = False
         self.sending: set[asyncio.Task[None]] = set()
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """From a consumer, on the server's loop (the only loop that touches `pending`)."""
+    def _on_this_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         if self.loop is not loop:
             self.loop = loop
-            self.pending = {}
-            self.scheduled = False
+            self._reset()
 
-    def offer_nowait(
-        self, schema_name: str, ranges: list[tuple[int, int]], updates: list[StoredEvent], layer: Any
-    ) -> asyncio.Future[None] | None:
-        """Gather for the next flush on the server's loop; elsewhere (a job worker's own loop) hand
-        the batch to the layer at once (the returned future)."""
-        if asyncio.get_running_loop() is not self.loop:
-            message = inbox_batch_message(ranges=ranges, updates=[(u.id, u.frame) for u in updates])
-            return layer_send_nowait(layer, inbox_group(schema_name), message)
-        batch = self.pending.setdefault(schema_name, _Pending())
-        batch.ranges.extend(ranges)
-        for update in updates:
-            assert update.conversation_id is not None
-            known = batch.latest.get(update.conversation_id)
-            if known is None or known[0] < update.id:
-                batch.latest[update.conversation_id] = (update.id, update.frame)
-        if not self.scheduled:
-            self.scheduled = True
-            asyncio.get_running_loop().call_later(INBOX_FLUSH_SECONDS, self._flush)
-        return None
-
-    def _flush(self) -> None:
-        self.scheduled = False
-        pending, self.pending = self.pending, {}
-        if pending:
-            task = asyncio.ensure_future(self._send(pending))
-            self.sending.add(task)
-            task.add_done_callback(self.sending.discard)
-
-    async def _send(self, pending: dict[str, _Pending]) -> None:
+    async def watch(self, schema_name: str) -> None:
+        """A local agent socket of this business joined its inbox group: receive the business's
+        updates (subscribed before this returns, so the socket's resume, read afterwards, leaves
+        no hole)."""
+        self._on_this_loop()
         layer = get_channel_layer()
         if layer is None:
             return
-        for schema_name, batch in pending.items():
+        if self.setup is None:
+            self.setup = asyncio.Lock()
+        self.watchers[schema_name] = self.watchers.get(schema_name, 0) + 1
+        try:
+            async with self.setup:
+                if self.channel is None:
+                    channel = await layer.new_channel(prefix="inbox-lists.")
+                    self.channel = channel
+                    self.receiver = asyncio.ensure_future(self._receive(layer, channel))
+                if self.watchers.get(schema_name):
+                    await layer.group_add(inbox_updates_group(schema_name), self.channel)
+        except BaseException:
+            await self.unwatch(schema_name)
+            raise
+
+    async def unwatch(self, schema_name: str) -> None:
+        if self.loop is not asyncio.get_running_loop() or not self.watchers.get(schema_name):
+            return
+        self.watchers[schema_name] -= 1
+        if self.watchers[schema_name]:
+            return
+        del self.watchers[schema_name]
+        self.pending.pop(schema_name, None)
+        self.position.pop(schema_name, None)
+        layer = get_channel_layer()
+        if layer is None or self.channel is None or self.setup is None:
+            return
+        async with self.setup:
+            if not self.watchers.get(schema_name):
+                await layer.group_discard(inbox_updates_group(schema_name), self.channel)
+
+    async def _receive(self, layer: Any, channel: str) -> None:
+        while True:
+            message = await layer.receive(channel)
             try:
-                message = inbox_batch_message(ranges=batch.ranges, updates=list(batch.latest.values()))
-                await layer.group_send(inbox_group(schema_name), message)
-            except Exception:  # a lost batch is a gap the sockets fill from the stream
-                logger.exception("inbox list batch for %s failed", schema_name)
+                self.offer(
+                    message["schema"],
+                    [(int(a), int(b)) for a, b in message["ranges"]],
+                    [(int(c), int(e), str(t)) for c, e, t in message["updates"]],
+                )
+            except Exception:  # one bad message must not end the process's lists
+                logger.exception("inbox list updates could not be read")
+
+    def offer(self, schema_name: str, ranges: list[tuple[int, int]], updates: list[tuple[int, int, str]]) -> None:
+        """One commit's updates (from any process), gathered for the next flush."""
+        if not self.watchers.get(schema_name):
+            return  # no socket of this business here (any more)
+        batch = self.pending.setdefault(schema_name, _Pending())
+        batch.ranges = merge_ranges(batch.ranges + ranges)
+        for conversation_id, event_id, text in updates:
+            known = batch.latest.get(conversation_id)
+            if known is None or known[0] < event_id:
+                batch.latest[conversation_id] = (event_id, text)
+        if batch.gap_since is not None and self._complete(schema_name, batch):
+            self._send(schema_name)  # the ids a flush waited for came
+        elif not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_later(INBOX_FLUSH_SECONDS, self._flush)
+
+    def _complete(self, schema_name: str, batch: _Pending) -> bool:
+        """No id missing between what was sent and what is gathered."""
+        position = self.position.get(schema_name)
+        if position is None:
+            return True  # the first batch since this process watches the business
+        for first, last in batch.ranges:
+            if first > position + 1:
+                return False
+            position = max(position, last)
+        return True
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        now = time.monotonic()
+        for schema_name in list(self.pending):
+            batch = self.pending[schema_name]
+            if self._complete(schema_name, batch):
+                self._send(schema_name)
+            elif batch.gap_since is None:
+                batch.gap_since = now
+                asyncio.get_running_loop().call_later(INBOX_GAP_WAIT_SECONDS, self._gap_expired, schema_name, batch)
+            # else: its gap timer sends it
+
+    def _gap_expired(self, schema_name: str, batch: _Pending) -> None:
+        if self.pending.get(schema_name) is batch:
+            self._send(schema_name)
+
+    def _send(self, schema_name: str) -> None:
+        batch = self.pending.pop(schema_name)
+        position = self.position.get(schema_name)
+        self.position[schema_name] = max(batch.ranges[-1][1], position or 0)
+        message = inbox_batch_message(ranges=batch.ranges, updates=list(batch.latest.values()))
+        task = asyncio.ensure_future(_send_local(inbox_group(schema_name), message))
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
 
 
-inbox_coalescer = InboxCoalescer()
+async def _send_local(group: str, message: dict[str, Any]) -> None:
+    """To this process's members of the group only (each process has its own `InboxLists`)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    inner = layer._get_layer() if hasattr(layer, "_get_layer") else layer
+    try:
+        local = getattr(inner, "group_send_local", None)
+        if local is not None:
+            local(group, message)
+        else:  # the in-memory layer: one process, every member is local
+            await layer.group_send(group, message)
+    except Exception:  # a lost batch is a gap the sockets fill from the stream
+        logger.exception("inbox list batch for %s failed", group)
+
+
+inbox_lists = InboxLists()
 
 
 async def send_signal(group: str, layer_type: str, frame: dict[str, Any], *, sender: str = "") -> None:
