@@ -704,7 +704,8 @@ class InboxLists:
         self.channel: str | None = None
         self.receiver: asyncio.Task[None] | None = None
         self.setup: asyncio.Lock | None = None
-        self.watchers: dict[str, int] = {}
+        self.watchers: dict[str, int] = {}  # local agent sockets per business
+        self.subscribed: set[str] = set()  # businesses whose updates reach `channel`
         self.pending: dict[str, _Pending] = {}
         self.position: dict[str, int] = {}  # per business: the id up to which batches were complete
         self.scheduled = False
@@ -727,14 +728,17 @@ class InboxLists:
         if self.setup is None:
             self.setup = asyncio.Lock()
         self.watchers[schema_name] = self.watchers.get(schema_name, 0) + 1
+        if schema_name in self.subscribed:
+            return  # the usual case: another socket of the business is here already
         try:
             async with self.setup:
                 if self.channel is None:
                     channel = await layer.new_channel(prefix="inbox-lists.")
                     self.channel = channel
                     self.receiver = asyncio.ensure_future(self._receive(layer, channel))
-                if self.watchers.get(schema_name):
+                if self.watchers.get(schema_name) and schema_name not in self.subscribed:
                     await layer.group_add(inbox_updates_group(schema_name), self.channel)
+                    self.subscribed.add(schema_name)
         except BaseException:
             await self.unwatch(schema_name)
             raise
@@ -746,6 +750,7 @@ class InboxLists:
         if self.watchers[schema_name]:
             return
         del self.watchers[schema_name]
+        self.subscribed.discard(schema_name)
         self.pending.pop(schema_name, None)
         self.position.pop(schema_name, None)
         layer = get_channel_layer()
