@@ -251,6 +251,7 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
     last: int | None
     worker: asyncio.Task[None] | None = None
     released = False
+    relayed = False  # counted in events.relay
     closing = False
     rights_seen: dict[str, Any] | None = None
     rights_checked_at = 0.0  # time.monotonic() of the last full check that passed
@@ -295,6 +296,9 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         self.schema_name = business.schema_name
         if not await self.authenticate():
             return
+        # This process now receives the business's commits (before the resume reads the stream).
+        await events.relay.watch(self.schema_name)
+        self.relayed = True
         await self.accept()
         await self.joined()
         # Client frames are dispatched only after connect returns, so none waits on this.
@@ -383,6 +387,9 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
                 if gated is not None:
                     send_gate.leave(0.0)
         await self.leave_all()
+        if self.relayed:
+            self.relayed = False
+            await events.relay.unwatch(self.schema_name)
         await self.left()
 
     async def left(self) -> None:
@@ -626,7 +633,6 @@ class InboxConsumer(StreamConsumer):
     """An agent's shared inbox: every event of the business, typing and presence."""
 
     viewing: int | None = None
-    watching_lists = False  # this socket counts in events.inbox_lists
 
     async def authenticate(self) -> bool:
         # One database call: who the session's user is, their seat, the business not suspended.
@@ -657,9 +663,6 @@ class InboxConsumer(StreamConsumer):
         self.hole_task: asyncio.Task[None] | None = None
         self.inbox_group = events.inbox_group(self.schema_name)
         await self.join(self.inbox_group)
-        # This process now receives the business's list updates (before the resume reads them).
-        await events.inbox_lists.watch(self.schema_name)
-        self.watching_lists = True
         await self.join(events.user_inbox_group(self.schema_name, self.user.pk))
         await _db(self.schema_name, services.presence_enter, user=self.user, channel_name=self.channel_name)
         await self.broadcast_presence()
@@ -667,9 +670,6 @@ class InboxConsumer(StreamConsumer):
         await self.as_agent(assignment_services.agent_connected)
 
     async def left(self) -> None:
-        if getattr(self, "watching_lists", False):
-            self.watching_lists = False
-            await events.inbox_lists.unwatch(self.schema_name)
         if not hasattr(self, "inbox_group"):
             return
         await _db(self.schema_name, services.presence_leave, channel_name=self.channel_name)

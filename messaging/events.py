@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
@@ -249,8 +249,8 @@ CONVERSATIONS_UPDATED = "conversations.updated"
 
 # Layer message types: the consumer method that handles them.
 LAYER_INBOX_BATCH = "inbox.batch"
-# Every commit's list updates, to each process's `InboxLists` (never to a socket).
-LAYER_INBOX_UPDATES = "inbox.updates"
+# Every commit's events, to each process's `Relay` (never to a socket).
+LAYER_COMMIT = "commit"
 LAYER_AGENTS_FRAME = "agents.frame"
 LAYER_CONV_FRAME = "conv.frame"
 LAYER_CONV_SIGNAL = "conv.signal"
@@ -545,35 +545,10 @@ def _publish_now(
     if layer is None:
         return None
     sends: list[asyncio.Future[None]] = []
-    updates = {e.conversation_id: e for e in events if e.type == CONVERSATION_UPDATED and e.conversation_id}
-    for event in events:
-        if event.conversation_id is None:
-            continue
-        cid = event.conversation_id
-        message = {"id": event.id, "prev": event.prev_event_id, "conversation_id": cid, "text": event.frame}
-        sends.append(
-            layer_send_nowait(
-                layer, agents_conversation_group(schema_name, cid), {"type": LAYER_AGENTS_FRAME, **message}
-            )
-        )
-        if event.assignee_id is not None:
-            sends.append(
-                layer_send_nowait(
-                    layer, user_inbox_group(schema_name, event.assignee_id), {"type": LAYER_AGENTS_FRAME, **message}
-                )
-            )
-        if event.audience == Event.Audience.EVERYONE:
-            sends.append(
-                layer_send_nowait(
-                    layer,
-                    conversation_group(schema_name, cid),
-                    {"type": LAYER_CONV_FRAME, "id": event.id, "prev": event.prev_public_id, "text": event.frame},
-                )
-            )
     if events:
-        # Once per commit, whatever the number of agents: each process's `InboxLists` batches it.
-        message = inbox_updates_message(schema_name, id_ranges([e.id for e in events]), list(updates.values()))
-        sends.append(layer_send_nowait(layer, inbox_updates_group(schema_name), message))
+        # One message per commit, whatever the number of events and sockets: every server process
+        # with sockets of the business hands each event to its own sockets (`Relay`).
+        sends.append(layer_send_nowait(layer, commits_group(schema_name), commit_message(schema_name, events)))
     for customer_id, text in customer_updates:
         sends.append(
             layer_send_nowait(
@@ -610,15 +585,17 @@ async def _publish(schema_name: str, events: list[StoredEvent], customer_updates
         await done
 
 
-# --- the inbox list: every process's updates, coalesced per receiving process ---------------
-# Each commit publishes its list updates once, to `inbox_updates_group` (one message per commit,
-# not per agent). Every server process with agent sockets of the business receives them once
-# (`InboxLists`, one subscription per business and process), merges what every process
-# committed for INBOX_FLUSH_SECONDS and hands one `conversations.updated` batch to its own
-# sockets, without Redis. With per-process batches sent to every agent (before), each agent got
-# each process's batches, on unaligned timers: a batch was routinely held by the socket until the
-# other process's batch below it came, up to a whole flush interval later (issue 9: list
-# staleness p99 ~800 ms with two processes).
+# --- the relay: one message per commit, delivered by every process to its own sockets ----------
+# Each commit publishes its events once, to `commits_group` (not one message per event and group:
+# that was five or so Redis publishes per message, each received and decoded by every process).
+# Every server process with sockets of the business receives it once (`Relay`, one subscription
+# per business and process) and hands each event to its own members of the groups the delivery
+# policy names (`group_send_local`, no Redis): the agents viewing the conversation, its
+# assignee, the customer. Agents' lists: the process merges what every process committed for
+# INBOX_FLUSH_SECONDS and hands one `conversations.updated` batch to its own agent sockets.
+# Before, each process sent every agent its own batches on its own timer: with two processes a
+# batch was routinely held by the socket until the other process's batch below it came, up to a
+# whole flush interval later (issue 9: list staleness p99 ~800 ms).
 
 INBOX_FLUSH_SECONDS = 0.25
 # A flush whose ids skip some (another process's commit still on its way through Redis) waits
@@ -626,9 +603,9 @@ INBOX_FLUSH_SECONDS = 0.25
 INBOX_GAP_WAIT_SECONDS = 0.1
 
 
-def inbox_updates_group(schema_name: str) -> str:
-    """Every commit's list updates, for the server processes (`InboxLists`), not for sockets."""
-    return f"t.{schema_name}.inbox.updates"
+def commits_group(schema_name: str) -> str:
+    """Every commit's events, for the server processes (`Relay`), never for a socket."""
+    return f"t.{schema_name}.commits"
 
 
 def id_ranges(ids: list[int]) -> list[tuple[int, int]]:
@@ -665,16 +642,29 @@ def inbox_batch_message(*, ranges: list[tuple[int, int]], updates: list[tuple[in
     return {"type": LAYER_INBOX_BATCH, "ranges": [list(r) for r in ranges], "last": last, "text": text}
 
 
-def inbox_updates_message(
-    schema_name: str, ranges: list[tuple[int, int]], updates: list[StoredEvent]
-) -> dict[str, Any]:
-    """One commit's list updates for `inbox_updates_group`: the ids it covers, and per changed
-    conversation (conversation id, event id, stored conversation.updated text)."""
+def commit_message(schema_name: str, events: list[StoredEvent]) -> dict[str, Any]:
+    """One commit for `commits_group`: the ids it covers (agents' lists tell a missing commit by
+    them) and, per event of a conversation, what its delivery needs:
+    [id, type, conversation id, customer-visible, previous event, previous customer-visible
+    event, assignee id, stored frame]."""
     return {
-        "type": LAYER_INBOX_UPDATES,
+        "type": LAYER_COMMIT,
         "schema": schema_name,
-        "ranges": [list(r) for r in ranges],
-        "updates": [[u.conversation_id, u.id, u.frame] for u in updates],
+        "ranges": [list(r) for r in id_ranges([e.id for e in events])],
+        "events": [
+            [
+                e.id,
+                e.type,
+                e.conversation_id,
+                e.audience == Event.Audience.EVERYONE,
+                e.prev_event_id,
+                e.prev_public_id,
+                e.assignee_id,
+                e.frame,
+            ]
+            for e in events
+            if e.conversation_id is not None
+        ],
     }
 
 
@@ -685,16 +675,18 @@ class _Pending:
     gap_since: float | None = None  # when a flush first found ids missing below some of these
 
 
-class InboxLists:
-    """One process's receiver of every process's list updates, per business watched by a local
-    agent socket: merged for INBOX_FLUSH_SECONDS, then one batch to the process's sockets in the
-    business's inbox group (`group_send_local`: serialized once, no Redis). Each agent socket so
-    gets one stream of at most a few list frames a second, whatever the number of processes.
+class Relay:
+    """One process's receiver of every process's commits, per business with a socket here: each
+    event to this process's members of its groups at once, in commit order (`_deliver`); list
+    updates merged for INBOX_FLUSH_SECONDS, then one batch to the process's agent sockets in the
+    business's inbox group. Local sends are serialized once per group and never go through Redis
+    (`group_send_local`). Each agent socket so gets one stream of at most a few list frames a
+    second, whatever the number of processes.
 
-    A flush that would skip ids (a commit of another process not yet received) waits for them up
-    to INBOX_GAP_WAIT_SECONDS, and goes out as soon as they come; after that it goes out anyway
-    and the sockets treat the hole as before (held, then read from the stream). Runs on the
-    server's event loop; state is per loop (tests run one loop each)."""
+    A list flush that would skip ids (a commit of another process not yet received) waits for
+    them up to INBOX_GAP_WAIT_SECONDS, and goes out as soon as they come; after that it goes out
+    anyway and the sockets treat the hole as before (held, then read from the stream). Runs on
+    the server's event loop; state is per loop (tests run one loop each)."""
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -704,8 +696,8 @@ class InboxLists:
         self.channel: str | None = None
         self.receiver: asyncio.Task[None] | None = None
         self.setup: asyncio.Lock | None = None
-        self.watchers: dict[str, int] = {}  # local agent sockets per business
-        self.subscribed: set[str] = set()  # businesses whose updates reach `channel`
+        self.watchers: dict[str, int] = {}  # local sockets per business
+        self.subscribed: set[str] = set()  # businesses whose commits reach `channel`
         self.pending: dict[str, _Pending] = {}
         self.position: dict[str, int] = {}  # per business: the id up to which batches were complete
         self.scheduled = False
@@ -718,9 +710,8 @@ class InboxLists:
             self._reset()
 
     async def watch(self, schema_name: str) -> None:
-        """A local agent socket of this business joined its inbox group: receive the business's
-        updates (subscribed before this returns, so the socket's resume, read afterwards, leaves
-        no hole)."""
+        """A socket of this business is here: receive the business's commits (subscribed before
+        this returns, so the socket's resume, read afterwards, leaves no hole)."""
         self._on_this_loop()
         layer = get_channel_layer()
         if layer is None:
@@ -733,11 +724,11 @@ class InboxLists:
         try:
             async with self.setup:
                 if self.channel is None:
-                    channel = await layer.new_channel(prefix="inbox-lists.")
+                    channel = await layer.new_channel(prefix="relay.")
                     self.channel = channel
                     self.receiver = asyncio.ensure_future(self._receive(layer, channel))
                 if self.watchers.get(schema_name) and schema_name not in self.subscribed:
-                    await layer.group_add(inbox_updates_group(schema_name), self.channel)
+                    await layer.group_add(commits_group(schema_name), self.channel)
                     self.subscribed.add(schema_name)
         except BaseException:
             await self.unwatch(schema_name)
@@ -758,19 +749,41 @@ class InboxLists:
             return
         async with self.setup:
             if not self.watchers.get(schema_name):
-                await layer.group_discard(inbox_updates_group(schema_name), self.channel)
+                await layer.group_discard(commits_group(schema_name), self.channel)
 
     async def _receive(self, layer: Any, channel: str) -> None:
         while True:
             message = await layer.receive(channel)
             try:
-                self.offer(
-                    message["schema"],
-                    [(int(a), int(b)) for a, b in message["ranges"]],
-                    [(int(c), int(e), str(t)) for c, e, t in message["updates"]],
+                await self._deliver(layer, message)
+            except Exception:  # one bad message must not end the process's deliveries
+                logger.exception("a commit could not be relayed")
+
+    async def _deliver(self, layer: Any, message: dict[str, Any]) -> None:
+        """One commit's events to this process's sockets, in order (`events.__doc__` says who)."""
+        schema_name = message["schema"]
+        if not self.watchers.get(schema_name):
+            return  # no socket of this business here (any more)
+        send = _local_sender(layer)
+        updates: list[tuple[int, int, str]] = []
+        for event_id, type_, cid, everyone, prev_event, prev_public, assignee_id, frame in message["events"]:
+            agents = {"type": LAYER_AGENTS_FRAME, "id": event_id, "prev": prev_event, "conversation_id": cid}
+            agents["text"] = frame
+            for sent in (
+                send(agents_conversation_group(schema_name, cid), agents),
+                send(user_inbox_group(schema_name, assignee_id), agents) if assignee_id is not None else None,
+                send(
+                    conversation_group(schema_name, cid),
+                    {"type": LAYER_CONV_FRAME, "id": event_id, "prev": prev_public, "text": frame},
                 )
-            except Exception:  # one bad message must not end the process's lists
-                logger.exception("inbox list updates could not be read")
+                if everyone
+                else None,
+            ):
+                if sent is not None:
+                    await sent  # the in-memory layer only
+            if type_ == CONVERSATION_UPDATED:
+                updates.append((cid, event_id, frame))
+        self.offer(schema_name, [(int(a), int(b)) for a, b in message["ranges"]], updates)
 
     def offer(self, schema_name: str, ranges: list[tuple[int, int]], updates: list[tuple[int, int, str]]) -> None:
         """One commit's updates (from any process), gathered for the next flush."""
@@ -825,23 +838,28 @@ class InboxLists:
         task.add_done_callback(self.sending.discard)
 
 
+def _local_sender(layer: Any) -> Callable[[str, dict[str, Any]], Awaitable[None] | None]:
+    """Send to this process's members of a group: the Redis layer's `group_send_local` (no Redis,
+    returns None); the in-memory layer's `group_send` (one process: every member is local)."""
+    inner = layer._get_layer() if hasattr(layer, "_get_layer") else layer
+    local = getattr(inner, "group_send_local", None)
+    return local if local is not None else layer.group_send  # type: ignore[no-any-return]
+
+
 async def _send_local(group: str, message: dict[str, Any]) -> None:
-    """To this process's members of the group only (each process has its own `InboxLists`)."""
+    """To this process's members of the group only (each process has its own `Relay`)."""
     layer = get_channel_layer()
     if layer is None:
         return
-    inner = layer._get_layer() if hasattr(layer, "_get_layer") else layer
     try:
-        local = getattr(inner, "group_send_local", None)
-        if local is not None:
-            local(group, message)
-        else:  # the in-memory layer: one process, every member is local
-            await layer.group_send(group, message)
+        sent = _local_sender(layer)(group, message)
+        if sent is not None:
+            await sent
     except Exception:  # a lost batch is a gap the sockets fill from the stream
         logger.exception("inbox list batch for %s failed", group)
 
 
-inbox_lists = InboxLists()
+relay = Relay()
 
 
 async def send_signal(group: str, layer_type: str, frame: dict[str, Any], *, sender: str = "") -> None:

@@ -368,9 +368,10 @@ def list_state(event_id: int, conversation_id: int, preview: str) -> events.Stor
 
 
 async def publish_list_updates(schema_name: str, ids: list[int], states: list[events.StoredEvent]) -> None:
-    """One commit's list updates as any server process publishes them (through the layer)."""
-    message = events.inbox_updates_message(schema_name, events.id_ranges(ids), states)
-    await get_channel_layer().group_send(events.inbox_updates_group(schema_name), message)
+    """A commit of events `ids` (these list states among them) as any server process publishes it."""
+    message = events.commit_message(schema_name, states)
+    message["ranges"] = [list(r) for r in events.id_ranges(ids)]
+    await get_channel_layer().group_send(events.commits_group(schema_name), message)
 
 
 async def test_every_process_commits_reach_an_agent_as_one_list_stream(
