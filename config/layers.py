@@ -91,6 +91,18 @@ class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
         channel = self._get_group_channel_name(group)
         return self._publisher(channel).publish(channel, self.channel_layer.serialize(message))
 
+    def group_send_local(self, group: str, message: dict[str, Any]) -> None:
+        """To this process's members of the group only, without Redis: serialized once, queued
+        for each (messaging.events.InboxLists batches every process's list updates per process)."""
+        members = self.groups.get(self._get_group_channel_name(group))
+        if not members:
+            return
+        data = self.channel_layer.serialize(message)
+        for channel in members:
+            queue = self.channels.get(channel)
+            if queue is not None:
+                queue.put_nowait(data)
+
     async def flush(self) -> None:
         for publisher in self._publishers:
             await publisher.close()
