@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from psycopg.types.json import Jsonb
 
 Column = tuple[str, str]  # (name, SQL type)
@@ -89,3 +91,23 @@ def rows_source(columns: Sequence[Column], rows: Sequence[Sequence[Any]], alias:
         source = "generate_series(1, %s) AS u(ordinal_)"
         encoded = [len(rows)]
     return f"(SELECT {', '.join(select)} FROM {source} ORDER BY u.ordinal_) AS {alias}", [*scalars, *encoded]
+
+
+@contextmanager
+def pipelined() -> Iterator[None]:
+    """Inside a transaction: send each statement without waiting for the previous one's answer
+    (psycopg 3's pipeline mode); the client waits only where a result is read (a fetch) and at
+    the end. A writer's statements whose results it never reads (`SET search_path`, upserts
+    without RETURNING, the final one) then share a round trip with the next statement that is
+    read: on a busy process every round trip also costs a wait for the GIL after the answer.
+
+    A failing statement aborts the rest of the pipeline and is raised at the next read or at
+    the end, so this is only for work that is all-or-nothing anyway (one transaction, rolled
+    back on any database error). Code inside must not read `cursor.rowcount` of a statement it
+    did not fetch (it is known only once that statement's answer arrives)."""
+    raw = connection.connection
+    if not connection.in_atomic_block or raw is None or raw.pgconn.pipeline_status:  # nested: already pipelined
+        yield
+        return
+    with connection.wrap_database_errors, raw.pipeline():
+        yield

@@ -37,7 +37,7 @@ from billing.services import (
     charges_for_messages,
     usage_records_link_messages,
 )
-from config.sql import rows_source
+from config.sql import pipelined, rows_source
 from customers.models import Block
 from customers.selectors import customers_opted_out, customers_who_blocked
 from customers.services import customer_contacts_record
@@ -895,8 +895,10 @@ def _send_one(
 
 def do_send_messages(*, business: Business, requests: Sequence[SendRequest]) -> list[SendResult | MessagingError]:
     """Write checked sends to one business in one transaction; one outcome per request, in
-    order. Must run in the business's schema. Database errors are raised (nothing is written)."""
-    with transaction.atomic():
+    order. Must run in the business's schema. Database errors are raised (nothing is written).
+    Pipelined (config.sql.pipelined): the statements whose answers the writer never reads go
+    out with the next one it reads, a third fewer round trips for a customer's send group."""
+    with transaction.atomic(), pipelined():
         return _write(business, requests)
 
 
