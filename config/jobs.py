@@ -46,6 +46,8 @@ from procrastinate.contrib.django.django_connector import DjangoConnector
 from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.manager import JobManager
 
+from config.sql import unpipelined
+
 logger = logging.getLogger("parley.jobs")
 
 # Three missed heartbeats (Procrastinate's default interval is 10 s, and its own worker pruning
@@ -88,9 +90,11 @@ def defer_atomic(name: str, jobs: Sequence[tuple[dict[str, Any], str | None]], *
     if not jobs:
         return
     template = app.configure_task(name, allow_unknown=False, **options).job
-    _manager().batch_defer_jobs(
-        [template.evolve(task_kwargs=dict(kwargs), queueing_lock=lock) for kwargs, lock in jobs]
-    )
+    # procrastinate reads a cursor's description before fetching: not in a pipeline.
+    with unpipelined():
+        _manager().batch_defer_jobs(
+            [template.evolve(task_kwargs=dict(kwargs), queueing_lock=lock) for kwargs, lock in jobs]
+        )
 
 
 def defer_job(

@@ -175,8 +175,8 @@ def test_a_send_is_a_few_statements(live_db: World, settings: Any) -> None:
 # costs a wait for the GIL after the answer (issue 9), so this is the budget that matters more
 # than the statement count. Before pipelining (config.sql.pipelined): 9 for a customer send, 14
 # for an agent reply (a websocket's: its seat checked in the group).
-CUSTOMER_SEND_ROUND_TRIPS = 7
-AGENT_REPLY_ROUND_TRIPS = 11
+CUSTOMER_SEND_ROUND_TRIPS = 6
+AGENT_REPLY_ROUND_TRIPS = 10
 
 
 @contextlib.contextmanager
