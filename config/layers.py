@@ -155,6 +155,26 @@ class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
         channel = self._get_group_channel_name(group)
         return self._publisher(channel).publish(channel, self.channel_layer.serialize(message))
 
+    def group_send_local(self, group: str, message: dict[str, Any]) -> None:
+        """To this process's members of the group only, without Redis (messaging.events.Relay
+        hands every process's commits to its own sockets): an attached socket gets the message
+        itself (shared, as from `_Shard._receive_message`: handlers must not mutate it), an
+        ordinary consumer's queue the message serialized once."""
+        members = self.groups.get(self._get_group_channel_name(group))
+        if not members:
+            return
+        data: bytes | None = None
+        for channel in tuple(members):
+            target = self.channels.get(channel)
+            if target is None:
+                continue
+            if isinstance(target, LocalChannel):
+                target.deliver(message)
+            else:
+                if data is None:
+                    data = self.channel_layer.serialize(message)
+                target.put_nowait(data)
+
     async def flush(self) -> None:
         for publisher in self._publishers:
             await publisher.close()

@@ -262,6 +262,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
     frames_waiting: deque[tuple[dict[str, Any], float | None]] | None = None
     serving = False  # accepted and joined: frames are handled
     released = False
+    relayed = False  # counted in events.relay
     closing = False
     rights_seen: dict[str, Any] | None = None
     rights_checked_at = 0.0  # time.monotonic() of the last full check that passed
@@ -280,8 +281,6 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
-        # This loop serves sockets for the life of the process: list updates gather on it.
-        events.inbox_coalescer.attach(asyncio.get_running_loop())
         self.last = None
         self.delivery = asyncio.Lock()
         self.acks: dict[tuple[int, bool], int] = {}  # (conversation id, read) -> highest up_to
@@ -303,6 +302,9 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         self.schema_name = business.schema_name
         if not await self.authenticate():
             return
+        # This process now receives the business's commits (before the resume reads the stream).
+        await events.relay.watch(self.schema_name)
+        self.relayed = True
         await self.accept()
         await self.joined()
         # Client frames are dispatched only after connect returns, so none waits on this.
@@ -390,6 +392,9 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             if gated is not None:
                 send_gate.leave(0.0)
         await self.leave_all()
+        if self.relayed:
+            self.relayed = False
+            await events.relay.unwatch(self.schema_name)
         await self.left()
 
     async def left(self) -> None:
