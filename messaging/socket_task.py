@@ -72,6 +72,11 @@ class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
             self.stop_layer_dispatch()
             await self.ended()
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # As in Channels' loop, no layer message is dispatched once the client is gone.
+        self.stop_layer_dispatch()
+        await super().websocket_disconnect(message)
+
     async def ended(self) -> None:
         """Whatever way the socket ended (a close, a refused handshake, the server cancelling
         the consumer): the subclass's clean-up. Here, not in an override of `__call__`, so a
@@ -104,7 +109,10 @@ class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
                 except Exception:
                     logger.exception("layer message %s failed; closing the socket", message.get("type"))
                     self._layer_inbox = None
-                    await self.close(CLOSE_INTERNAL_ERROR)
+                    try:
+                        await self.close(CLOSE_INTERNAL_ERROR)
+                    except Exception:  # already closing or gone: the socket's task ends it
+                        logger.debug("could not close after a failed layer message", exc_info=True)
                     return
             self._layer_inbox = None  # an idle socket keeps no deque
         finally:
