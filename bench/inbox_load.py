@@ -278,7 +278,7 @@ def start_server(target: str, database: str, args: argparse.Namespace) -> Server
         "--app",
         app,
         "--ws",
-        getattr(args, "ws", "websockets-sansio"),
+        getattr(args, "ws", "lean"),
     ]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
