@@ -280,12 +280,15 @@ async def measure(
     server_pid: int,
     workers: Workers,
     profile: Path | None,
-) -> None:
+) -> tuple[float, dict[int, float]]:
+    """Post the batches and wait for the connected customers; returns the first POST's wall-clock
+    time and, per connected customer (index into `sessions`), when its socket got the message."""
     import httpx
     import websockets
     from django.conf import settings
 
     seen: dict[int, float] = {}
+    seen_wall: dict[int, float] = {}  # the same moments as time.time(), to compare with the database's
     done = asyncio.Event()
 
     async def listen(index: int, session: str) -> None:
@@ -303,6 +306,7 @@ async def measure(
                 frame = json.loads(raw)
                 if frame.get("type") == "message.created" and frame["message"]["direction"] == "out":
                     seen[index] = time.perf_counter()
+                    seen_wall[index] = time.time()
                     if len(seen) == len(sessions):
                         done.set()
                     return
@@ -325,6 +329,7 @@ async def measure(
         timeout=120,
     ) as client:
         start = time.perf_counter()
+        start_wall = time.time()
         server_cpu = cpu_seconds(server_pid)
         accepted = 0
         for offset in range(0, len(recipients), 1000):
@@ -367,6 +372,48 @@ async def measure(
     print(
         f"deliver CPU:  {workers.describe(len(sessions))} used {worker_cpu:.2f} CPU-s → "
         f"{len(customers) / max(worker_cpu, 0.01):,.0f} notifications per CPU-second"
+    )
+    return start_wall, seen_wall
+
+
+def stages(business: Any, online: list[Any], start_wall: float, seen_wall: dict[int, float]) -> None:
+    """Where a connected customer's wait went, from the database's clocks (one machine): the first
+    POST → its notification accepted → its delivery job started → its chunk written (sent_at, just
+    before the job's commit) → its socket got the frame."""
+    from django.db import connection
+    from django_tenants.utils import tenant_context
+
+    from notifications.models import Notification
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT j.args, e.at FROM procrastinate_jobs j JOIN procrastinate_events e ON e.job_id = j.id "
+            "WHERE j.task_name = 'notifications.deliver' AND e.type = 'started'"
+        )
+        started = {n: at.timestamp() for args, at in cursor.fetchall() for n in args["notification_ids"]}
+    with tenant_context(business):
+        rows = {
+            to: (pk, created.timestamp(), sent.timestamp())
+            for pk, to, created, sent in Notification.objects.filter(
+                to__in=[c.phone_number for c in online], status="sent"
+            ).values_list("pk", "to", "created_at", "sent_at")
+            if sent is not None
+        }
+    parts: dict[str, list[float]] = {"POST→accepted": [], "accepted→job start": [], "job start→written": []}
+    parts["written→socket"] = []
+    for index, wall in seen_wall.items():
+        pk, created, sent = rows[online[index].phone_number]
+        job = started.get(pk, created)
+        for name, value in zip(parts, (created - start_wall, job - created, sent - job, wall - sent), strict=True):
+            parts[name].append(value)
+
+    def p(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+    print(
+        "stages:       connected customers, p50 / p99 s: "
+        + "; ".join(f"{name} {p(v, 0.5):.2f} / {p(v, 0.99):.2f}" for name, v in parts.items())
     )
 
 
@@ -425,7 +472,7 @@ def run(
                 time.sleep(0.1)
         with tenant_context(business):
             after = last_event_id()
-        asyncio.run(
+        start_wall, seen_wall = asyncio.run(
             measure(
                 port,
                 business.host,
@@ -451,6 +498,7 @@ def run(
                 f"delivered:    {figures['n']} sent in {span:.2f} s from the first accepted to the last sent "
                 f"→ {figures['n'] / span:,.0f} delivered/s"
             )
+        stages(business, online, start_wall, seen_wall)
     finally:
         delivering.stop()
         server.terminate()

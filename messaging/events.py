@@ -14,6 +14,10 @@ Delivery policy (`_publish_now`; issue 9: every message to every agent does not 
   `conversation.updated` of each changed conversation, gathered per process for
   `INBOX_FLUSH_SECONDS` and sent as one frame, with the id ranges it covers so a socket can tell
   a batch that went missing (see consumers.InboxConsumer).
+Each of these goes out only to groups some process subscribes to when it is published
+(`heard_only`, config.layers): a notifications job writes to a hundred customers at a time, few
+of whom have a page open, and publishing to nobody was a quarter of its time. A socket subscribes
+before it reads its backlog, so an event it was not sent live is one its resume reads.
 """
 
 from __future__ import annotations
@@ -500,13 +504,19 @@ def _process_loop() -> asyncio.AbstractEventLoop | None:
         return _own_loop[1]
 
 
-def layer_send_nowait(layer: Any, group: str, message: dict[str, Any]) -> asyncio.Future[None]:
+def layer_send_nowait(
+    layer: Any, group: str, message: dict[str, Any], *, heard_only: bool = False
+) -> asyncio.Future[None]:
     """Hand a message to the layer now, in call order, without waiting for it to be published.
     The pipelined Redis layer (config.layers) queues it synchronously; another layer gets a task
-    (tasks start in the order they were made)."""
+    (tasks start in the order they were made). `heard_only`: the pipelined layer drops it if no
+    process subscribes to the group when it would go out (only for stored events, which a socket
+    that subscribes later reads on resume); other layers publish it all the same."""
     inner = layer._get_layer() if hasattr(layer, "_get_layer") else layer
     nowait = getattr(inner, "group_send_nowait", None)
     if nowait is not None:
+        if heard_only:
+            return nowait(group, message, heard_only=True)  # type: ignore[no-any-return]
         return nowait(group, message)  # type: ignore[no-any-return]
     return asyncio.ensure_future(layer.group_send(group, message))
 
@@ -549,13 +559,19 @@ def _publish_now(
         message = {"id": event.id, "prev": event.prev_event_id, "conversation_id": cid, "text": event.frame}
         sends.append(
             layer_send_nowait(
-                layer, agents_conversation_group(schema_name, cid), {"type": LAYER_AGENTS_FRAME, **message}
+                layer,
+                agents_conversation_group(schema_name, cid),
+                {"type": LAYER_AGENTS_FRAME, **message},
+                heard_only=True,
             )
         )
         if event.assignee_id is not None:
             sends.append(
                 layer_send_nowait(
-                    layer, user_inbox_group(schema_name, event.assignee_id), {"type": LAYER_AGENTS_FRAME, **message}
+                    layer,
+                    user_inbox_group(schema_name, event.assignee_id),
+                    {"type": LAYER_AGENTS_FRAME, **message},
+                    heard_only=True,
                 )
             )
         if event.audience == Event.Audience.EVERYONE:
@@ -564,6 +580,7 @@ def _publish_now(
                     layer,
                     conversation_group(schema_name, cid),
                     {"type": LAYER_CONV_FRAME, "id": event.id, "prev": event.prev_public_id, "text": event.frame},
+                    heard_only=True,
                 )
             )
     if events:
@@ -575,7 +592,10 @@ def _publish_now(
     for customer_id, text in customer_updates:
         sends.append(
             layer_send_nowait(
-                layer, customer_group(customer_id), {"type": LAYER_ME_FRAME, "text": text, "schema": schema_name}
+                layer,
+                customer_group(customer_id),
+                {"type": LAYER_ME_FRAME, "text": text, "schema": schema_name},
+                heard_only=True,
             )
         )
     if not sends:
@@ -667,7 +687,7 @@ class InboxCoalescer:
         the batch to the layer at once (the returned future)."""
         if asyncio.get_running_loop() is not self.loop:
             message = inbox_batch_message(ranges=ranges, updates=[(u.id, u.frame) for u in updates])
-            return layer_send_nowait(layer, inbox_group(schema_name), message)
+            return layer_send_nowait(layer, inbox_group(schema_name), message, heard_only=True)
         batch = self.pending.setdefault(schema_name, _Pending())
         batch.ranges.extend(ranges)
         for update in updates:
