@@ -104,6 +104,7 @@ def setup(recipients: int) -> tuple[Any, str, list[Any]]:
     from template_reviews.models import SendingLimits, TemplateReview
     from template_reviews.services import template_review_approve
     from tenancy.services import business_create
+    from verification.phone import phone_display
 
     call_command("parley_setup", verbosity=0)
     owner = User.objects.create_user("bench-owner@example.com", "x" * 12)
@@ -113,7 +114,14 @@ def setup(recipients: int) -> tuple[Any, str, list[Any]]:
     now = timezone.now()
     customers = Customer.objects.bulk_create(
         [
-            Customer(phone_number=f"+49151{i:08d}", display_name=f"Kunde {i}", country_code="DE", verified_at=now)
+            # As signing in stores them (customers.services.customer_sign_in_confirm).
+            Customer(
+                phone_number=f"+49151{i:08d}",
+                phone_formatted=phone_display(f"+49151{i:08d}"),
+                display_name=f"Kunde {i}",
+                country_code="DE",
+                verified_at=now,
+            )
             for i in range(recipients)
         ]
     )
@@ -390,7 +398,8 @@ def stages(business: Any, online: list[Any], start_wall: float, seen_wall: dict[
             "SELECT j.args, e.at FROM procrastinate_jobs j JOIN procrastinate_events e ON e.job_id = j.id "
             "WHERE j.task_name = 'notifications.deliver' AND e.type = 'started'"
         )
-        started = {n: at.timestamp() for args, at in cursor.fetchall() for n in args["notification_ids"]}
+        # Django's connection hands jsonb back as text.
+        started = {n: at.timestamp() for args, at in cursor.fetchall() for n in json.loads(args)["notification_ids"]}
     with tenant_context(business):
         rows = {
             to: (pk, created.timestamp(), sent.timestamp())
