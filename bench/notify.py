@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -54,6 +55,27 @@ def cpu_seconds(pid: int) -> float:
     distort the way wall-clock rates are."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds the whole machine spent busy (all cores, every process: /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu_seconds() -> float:
+    """CPU used so far by the PostgreSQL backends connected to this (the bench's) database."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        pids = [pid for (pid,) in cursor.fetchall()]
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):  # a backend that ended meanwhile
+            total += cpu_seconds(pid)
+    return total
 
 
 def free_port() -> int:
@@ -336,6 +358,11 @@ async def measure(
         headers={"Host": host, "Authorization": f"Bearer {secret}"},
         timeout=120,
     ) as client:
+        from asgiref.sync import sync_to_async
+
+        database_before = await sync_to_async(database_cpu_seconds)()
+        machine_before = machine_busy_seconds()
+        server_before = cpu_seconds(server_pid)
         start = time.perf_counter()
         start_wall = time.time()
         server_cpu = cpu_seconds(server_pid)
@@ -368,6 +395,10 @@ async def measure(
         for one in spies:
             one.stop()
     worker_cpu = workers.cpu()
+    wall = time.perf_counter() - start
+    machine = machine_busy_seconds() - machine_before
+    server_all = cpu_seconds(server_pid) - server_before
+    database = await sync_to_async(database_cpu_seconds)() - database_before
     latencies = sorted(t - start for t in seen.values())
     last = latencies[-1]
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
@@ -380,6 +411,12 @@ async def measure(
     print(
         f"deliver CPU:  {workers.describe(len(sessions))} used {worker_cpu:.2f} CPU-s → "
         f"{len(customers) / max(worker_cpu, 0.01):,.0f} notifications per CPU-second"
+    )
+    # The machine is shared (other lanes' tests and benches): what the run itself used beside it.
+    print(
+        f"machine:      first POST → all delivered, {wall:.2f} s: {machine:.2f} of {wall * (os.cpu_count() or 1):.2f} "
+        f"CPU-s busy — server {server_all:.2f}, workers {worker_cpu:.2f}, PostgreSQL (this database) "
+        f"{database:.2f}, the rest (sockets' client, Redis, other processes) {machine - server_all - worker_cpu - database:.2f}"
     )
     return start_wall, seen_wall
 
