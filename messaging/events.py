@@ -17,9 +17,9 @@ Delivery policy (`_publish_now`; issue 9: every message to every agent does not 
   consumers.InboxConsumer).
 A commit's message and the customers' /me/ updates go out only to groups some process subscribes
 to when they are published (`heard_only`, config.layers): a notifications job writes to a hundred
-customers at a time, few of whom have a page open, and publishing to nobody was a quarter of its
-time. A socket's process subscribes before the socket reads its backlog, so an event it was not
-sent live is one its resume reads.
+customers at a time, few of whom have a page open, and its publishes to nobody (msgpack, redis-py)
+were a sizeable share of its time. A socket's process subscribes before the socket reads its
+backlog, so an event it was not sent live is one its resume reads.
 """
 
 from __future__ import annotations
