@@ -966,6 +966,14 @@ class ChatConsumer(StreamConsumer):
         if self.admitted_conversation_id is not None:
             await self.join_conversation(self.admitted_conversation_id)
 
+    async def on_resume(self, payload: dict[str, Any]) -> None:
+        if self.conversation_id is None:
+            # Admission found no conversation, but one may have been written since (a template
+            # from a delivery job) and announced before this socket's subscription reached Redis.
+            # Looked up again now, and joined before the resume reads its events.
+            await self.find_conversation()
+        await super().on_resume(payload)
+
     async def find_conversation(self) -> None:
         conversation = await _db(self.schema_name, selectors.conversation_for_customer, customer=self.customer)
         if conversation is not None:
