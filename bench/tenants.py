@@ -31,6 +31,7 @@ In a throwaway database (`bench_<random>`):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -58,7 +59,8 @@ def ms(values: list[float]) -> str:
     )
 
 
-def provision(count: int) -> list[float]:
+def provision(count: int, *, reuse: bool = False) -> list[float]:
+    """Provision businesses until `count` exist (all of them, or the rest on a reused database)."""
     import django
 
     django.setup()
@@ -66,6 +68,7 @@ def provision(count: int) -> list[float]:
     from django.core.management import call_command
 
     from accounts.models import User
+    from tenancy.models import Business
     from tenancy.services import business_create
     from tenancy.spares import spares_discard_all
 
@@ -75,14 +78,19 @@ def provision(count: int) -> list[float]:
     # The pool off: every business below is a copy of the template (what sign-up costs without it).
     settings.PARLEY_SPARE_SCHEMAS = 0
     spares_discard_all()
-    owner = User.objects.create_user("tenants-owner@example.com", "x" * 16)
-    timings = []
-    for n in range(count):
+    if reuse:
+        owner = User.objects.get(email="tenants-owner@example.com")
+    else:
+        owner = User.objects.create_user("tenants-owner@example.com", "x" * 16)
+        copy_probe()  # with no business yet
+    first = Business.objects.filter(slug__startswith="tenant-").count()
+    timings: list[float] = []
+    for n in range(first, count):
         t0 = time.perf_counter()
         business_create(owner=owner, name=f"Tenant {n}", slug=f"tenant-{n}")
         timings.append(time.perf_counter() - t0)
-        if (n + 1) % 200 == 0:
-            print(f"  {n + 1} provisioned; the last 200: {ms(timings[-200:])}", flush=True)
+        if (n + 1) % 100 == 0:
+            print(f"  {n + 1} provisioned; the last 100: {ms(timings[-100:])}", flush=True)
     return timings
 
 
@@ -100,6 +108,7 @@ def pool_vs_copy(rounds: int) -> None:
     settings.PARLEY_SPARE_SCHEMAS = 0  # no refill job queued: the refill is done here, untimed
     owner = User.objects.get(email="tenants-owner@example.com")
     present = Business.objects.exclude(schema_name="public").count()
+    run = uuid.uuid4().hex[:4]
     spare_times: list[float] = []
     copy_times: list[float] = []
     refill_times: list[float] = []
@@ -112,7 +121,7 @@ def pool_vs_copy(rounds: int) -> None:
                 with connection.cursor() as cursor:  # the pool empty: forget the spare for a moment
                     cursor.execute("UPDATE tenancy_spareschema SET migrations = 'hidden'")
             t0 = time.perf_counter()
-            business = business_create(owner=owner, name=f"Signup {kind} {n}", slug=f"signup-{kind}-{n}")
+            business = business_create(owner=owner, name=f"Signup {kind} {n}", slug=f"signup-{run}-{kind}-{n}")
             (spare_times if kind == "spare" else copy_times).append(time.perf_counter() - t0)
             if kind == "copy":
                 with connection.cursor() as cursor:
@@ -130,35 +139,64 @@ def _template_fingerprint() -> str:
     return migrations_fingerprint("tenant_template")
 
 
-def foreign_key_probe() -> None:
-    """What the copy costs with and without its foreign keys into public, and what the
-    referential triggers those keys add to accounts_user cost elsewhere."""
+PHASES = ("tables and rows", "primary and unique keys", "indexes", "foreign keys", "functions", "triggers", "sequences")
+
+
+def copy_probe() -> None:
+    """Where the copy's time goes now (per phase), what it costs without its foreign keys into
+    public, and what the referential triggers those keys add to accounts_user cost elsewhere.
+    Each copy runs 3 times in a transaction that is rolled back."""
     import psycopg
     from django.db import connection
 
     from tenancy.provisioning import CLONE_FUNCTION_SQL
 
-    variant = CLONE_FUNCTION_SQL.replace("public.parley_clone_schema", "public.bench_clone_without_public_fks").replace(
+    without_fks = CLONE_FUNCTION_SQL.replace(
+        "public.parley_clone_schema", "public.bench_clone_without_public_fks"
+    ).replace(
         "WHERE n.nspname = source AND con.contype = 'f'",
         "WHERE n.nspname = source AND con.contype = 'f' AND tn.nspname = source",
     )
-    assert variant != CLONE_FUNCTION_SQL
+    assert without_fks != CLONE_FUNCTION_SQL
+    # The same function with a notice (the clock) before each of its loops and at its end.
+    lines = []
+    for line in CLONE_FUNCTION_SQL.replace("public.parley_clone_schema", "public.bench_clone_phased").split("\n"):
+        if line.startswith(("    FOR ", "END;")):
+            lines.append("    RAISE NOTICE '%', clock_timestamp();")
+        lines.append(line)
+    phased = "\n".join(lines)
+    url = database_url(connection.settings_dict["NAME"])
     full: list[float] = []
     without: list[float] = []
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.accounts_user'::regclass")
-        triggers = cursor.fetchone()[0]
-        cursor.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.accounts_customer'::regclass")
-        customer_triggers = cursor.fetchone()[0]
+    phases: list[list[float]] = [[] for _ in PHASES]
+    notices: list[str] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        triggers = conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.accounts_user'::regclass"
+        ).fetchone()[0]  # type: ignore[index]
+        customer_triggers = conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.accounts_customer'::regclass"
+        ).fetchone()[0]  # type: ignore[index]
         for _n in range(3):
-            for function, into in (("parley_clone_schema", full), ("bench_clone_without_public_fks", without)):
-                cursor.execute("BEGIN")
-                cursor.execute(variant)
+            for function, into in (
+                ("parley_clone_schema", full),
+                ("bench_clone_without_public_fks", without),
+                ("bench_clone_phased", None),
+            ):
+                conn.execute("BEGIN")
+                conn.execute(without_fks)
+                conn.execute(phased)
+                notices.clear()
                 t0 = time.perf_counter()
-                cursor.execute(f"SELECT public.{function}('tenant_template', 'bench_fk_probe')")
-                into.append(time.perf_counter() - t0)
-                cursor.execute("ROLLBACK")
-    url = database_url(connection.settings_dict["NAME"])
+                conn.execute(f"SELECT public.{function}('tenant_template', 'bench_copy_probe')")
+                if into is not None:
+                    into.append(time.perf_counter() - t0)
+                else:
+                    stamps = [conn.execute("SELECT %s::timestamptz", [n]).fetchone()[0] for n in notices]  # type: ignore[index]
+                    for index, (a, b) in enumerate(itertools.pairwise(stamps)):
+                        phases[index].append((b - a).total_seconds())
+                conn.execute("ROLLBACK")
     first, update = [], []
     for _n in range(5):
         with psycopg.connect(url, autocommit=True) as fresh:
@@ -168,10 +206,16 @@ def foreign_key_probe() -> None:
             t0 = time.perf_counter()
             fresh.execute("UPDATE accounts_user SET last_login = now() WHERE email = 'tenants-owner@example.com'")
             update.append(time.perf_counter() - t0)
+    split = ", ".join(
+        f"{label} {statistics.median(values) * 1000:.0f}"
+        for label, values in zip(PHASES, phases, strict=True)
+        if values
+    )
     print(
-        f"the copy with its foreign keys into public: {ms(full)}; without them: {ms(without)}\n"
+        f"the copy: {ms(full)}; without its foreign keys into public: {ms(without)}\n"
+        f"  per phase (ms, median of 3): {split}\n"
         f"  referential triggers on accounts_user {triggers}, on accounts_customer {customer_triggers}; "
-        f"a new connection's first read of accounts_user {ms(first)}; then UPDATE of one user {ms(update)}",
+        f"a new connection's first read of accounts_user {ms(first)}; UPDATE of one user {ms(update)}",
         flush=True,
     )
 
@@ -243,7 +287,9 @@ def main() -> None:
     parser.add_argument("--signups", type=int, default=30, help="sign-up rounds with the pool vs without (0 skips)")
     parser.add_argument("--inbox-runs", type=int, default=2, help="inbox_load runs on each database, alternating")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--reuse", default="", help="a database kept by --keep: skip provisioning, measure on it")
+    parser.add_argument(
+        "--reuse", default="", help="a database kept by --keep: provision only up to --count, measure on it (kept)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
     os.environ["DEBUG"] = "0"
@@ -252,19 +298,16 @@ def main() -> None:
     os.environ["DATABASE_URL"] = database_url(database)
     keep = args.keep or bool(args.reuse)
     try:
-        if not args.reuse:
-            timings = provision(args.count)
+        timings = provision(args.count, reuse=bool(args.reuse))
+        if timings:
             print(
-                f"provisioning {args.count} businesses (copies, pool off): {ms(timings)}  total {sum(timings):.0f} s",
+                f"provisioning up to {args.count} businesses (copies, pool off): {ms(timings)}  "
+                f"total {sum(timings):.0f} s",
                 flush=True,
             )
-        else:
-            import django
-
-            django.setup()
         if args.signups:
             pool_vs_copy(args.signups)
-            foreign_key_probe()
+            copy_probe()
         if not args.no_migrate:
             executors = args.executors.split(",")
             if len(executors) > 2:
