@@ -23,8 +23,8 @@ In a throwaway database (`bench_<random>`):
    their django_migrations. With a second executor in --executors, a second new migration
    (bench/tenant_probe/step2_migrations: a column and an index) is applied by it, on the same schemas;
 4. runs bench/inbox_load.py with the same small load against that database (1,000 other
-   businesses present) and against a fresh one (only the bench business), alternating --inbox-runs
-   times, and prints the latencies side by side (send: customer → agent, agent → customer,
+   businesses present) and against fresh ones (only the bench business), --inbox-runs times each
+   (one business, then the 1,000, then one business again), and prints the latencies side by side (send: customer → agent, agent → customer,
    send → accepted; list: how stale the agents' inbox list is behind a new message).
 """
 
@@ -257,15 +257,18 @@ def recorded_schemas(migration: str) -> tuple[int, int]:
     return found, len(schemas)
 
 
-def inbox(database: str | None, load: list[str]) -> dict[str, float]:
-    """One inbox_load run: against `database` (already set up) or a fresh one."""
+def inbox(database: str | None, load: list[str]) -> list[dict[str, float]]:
+    """One inbox_load run (each of its --rates one measurement): against `database` (already set
+    up; it can take the bench business only once) or a fresh one."""
     command = [sys.executable, "bench/inbox_load.py", *load]
     if database:
         command += ["--database", database]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
-    figures_line = next(line for line in done.stdout.splitlines() if line.startswith("figures: "))
-    figures: dict[str, float] = json.loads(figures_line.removeprefix("figures: "))["parley"]
-    return figures
+    return [
+        json.loads(line.removeprefix("figures: "))["parley"]
+        for line in done.stdout.splitlines()
+        if line.startswith("figures: ")
+    ]
 
 
 def main() -> None:
@@ -327,12 +330,16 @@ def main() -> None:
 
             present = Business.objects.exclude(schema_name="public").count()
             load = args.load.split()
+            rate = load[load.index("--rate") + 1] if "--rate" in load else "20"
+            # The database with the businesses takes the bench business once: its runs are one
+            # inbox_load with the rate repeated, bracketed by fresh one-business runs.
             runs: dict[str, list[dict[str, float]]] = {"many": [], "one": []}
-            for n in range(args.inbox_runs):
-                for which in ("many", "one") if n % 2 == 0 else ("one", "many"):
-                    runs[which].append(inbox(database if which == "many" else None, load))
+            runs["one"] += inbox(None, load)
+            runs["many"] += inbox(database, [*load, "--rates", ",".join([rate] * args.inbox_runs)])
+            if args.inbox_runs > 1:
+                runs["one"] += inbox(None, [*load, "--rates", ",".join([rate] * (args.inbox_runs - 1))])
             print(
-                f"inbox latency ({args.load}; {args.inbox_runs} run(s) each, alternating), "
+                f"inbox latency ({args.load}; {args.inbox_runs} run(s) each: one business, {present}, one business), "
                 f"{present} other businesses present vs none (median of the runs' figures):"
             )
             for key, label in (
