@@ -67,7 +67,10 @@ class Stats:
     accept_latency: list[float] = field(default_factory=list)  # send -> message.accepted
     customer_to_agent: list[float] = field(default_factory=list)
     agent_to_customer: list[float] = field(default_factory=list)
-    list_staleness: list[float] = field(default_factory=list)
+    list_staleness: list[float] = field(default_factory=list)  # every list copy naming a message
+    # the first time each agent's list shows a message (a later copy of the same preview, e.g.
+    # after a read receipt changed the unread count, is not the message's staleness)
+    list_first_staleness: list[float] = field(default_factory=list)
     received_by_customer: set[str] = field(default_factory=set)  # client_msg_ids seen on the customer's socket
     received_by_viewer: set[str] = field(default_factory=set)  # customer messages seen by a viewing agent
     errors: dict[str, int] = field(default_factory=dict)
@@ -314,6 +317,7 @@ class InboxPage(_Page):
         self.seq = 0
         self.current = view
         self.read_up_to = 0
+        self.list_shown: dict[Any, float] = {}  # conversation id -> newest preview stamp counted
         self.socket = PageSocket(
             url=url, host=host, port=port, cookie=cookie, on_frame=self.on_frame, on_open=self.on_open, stats=stats
         )
@@ -346,7 +350,12 @@ class InboxPage(_Page):
     def _list_update(self, conversation: dict[str, Any]) -> None:
         sent = stamp_of(conversation.get("preview"))
         if sent is not None and sent >= self.stats.since:
-            self.stats.list_staleness.append(time.time() - sent)
+            now = time.time()
+            self.stats.list_staleness.append(now - sent)
+            conversation_id = conversation.get("id")
+            if sent > self.list_shown.get(conversation_id, 0.0):
+                self.list_shown[conversation_id] = sent
+                self.stats.list_first_staleness.append(now - sent)
 
     def on_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")

@@ -555,7 +555,8 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
         c2a_p99=p99(merged["customer_to_agent"]),
         accept_p99=p99(merged["accept_latency"]),
         a2c_p99=p99(merged["agent_to_customer"]),
-        stale_p99=p99(merged["list_staleness"]),
+        stale_p99=p99(merged["list_first_staleness"]),
+        stale_every_p99=p99(merged["list_staleness"]),
         lost=lost_accepted,
         undelivered=undelivered,
         refusals=merged["refusals"],
@@ -576,7 +577,8 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
     out.append(f"deliveries/s:        {f['deliveries']:9.1f} frames received by all clients")
     out.append(f"customer → viewing agent: {percentiles(merged['customer_to_agent'])}")
     out.append(f"agent → customer:         {percentiles(merged['agent_to_customer'])}")
-    out.append(f"list staleness:           {percentiles(merged['list_staleness'])}")
+    out.append(f"list staleness (first):   {percentiles(merged['list_first_staleness'])}")
+    out.append(f"list staleness (every):   {percentiles(merged['list_staleness'])}")
     out.append(f"send → accepted:          {percentiles(merged['accept_latency'])}")
     refused_final = merged["refused_final"]
     out.append(
@@ -819,7 +821,7 @@ def print_rate_table(results: list[Result], goal: float) -> None:
     agent met `goal` (seconds) with nothing lost, and Parley's as a ratio of the others'."""
     print(f"\n== by rate (p99 goal {goal * 1000:g} ms)")
     print(
-        f"{'target':8} {'offered':>8} {'persisted':>9} {'c→a p99':>9} {'stale p99':>9} {'refused':>8} "
+        f"{'target':8} {'offered':>8} {'persisted':>9} {'c→a p99':>9} {'stale p99':>9} {'(every)':>8} {'refused':>8} "
         f"{'no p99':>7} {'lost':>5} {'undeliv':>7} {'unansw':>6} {'CPU':>5} {'CPU ms/msg':>10} {'RSS MiB':>8}"
     )
 
@@ -832,7 +834,7 @@ def print_rate_table(results: list[Result], goal: float) -> None:
         cpu_per = f["server_cpu"] / f["persisted"] * 1000 if f.get("persisted") else None
         print(
             f"{r.target:8} {f['offered']:8.1f} {f['persisted'] or 0:9.1f} {ms(f['c2a_p99']):>9} "
-            f"{ms(f['stale_p99']):>9} {f['refusals']:8d} {ms(f['refusal_answer_p99']):>7} {f['lost'] or 0:5d} "
+            f"{ms(f['stale_p99']):>9} {ms(f['stale_every_p99']):>8} {f['refusals']:8d} {ms(f['refusal_answer_p99']):>7} {f['lost'] or 0:5d} "
             f"{f['undelivered'] or 0:7d} {f['unanswered']:6d} {f['server_cpu'] * 100:4.0f}% "
             f"{'n/a' if cpu_per is None else format(cpu_per, '.2f'):>10} {f['server_rss'] / 2**20:8.0f}"
         )

@@ -12,14 +12,25 @@ once (in call order) and whatever queued while the previous round trip was in fl
 one pipeline (`PUBLISH` × n, one round trip, in order). `group_send` still returns only once its
 message is published (or raises if Redis failed), so callers keep the layer's contract; messages
 published from one task keep their order, and so do messages queued without awaiting in between.
+
+Sockets of this process are attached, not subscribed (`attach_local`, used by
+messaging.consumers): Channels gives every consumer a channel of its own — a Redis SUBSCRIBE, an
+`asyncio.Queue` and a task blocked on it, for the life of the socket — although Parley's sockets
+are reached through groups only. An attached socket has none of these: it is a callback in the
+process's table, and a group message that arrives on the process's one subscription to the group
+is decoded once and handed to the callback of every local socket in it (the process-level
+fan-out registry is `groups`: group channel -> channel names, as in channels_redis). Nothing is
+sent to an attached socket's own channel name (it is still unique, for presence rows).
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Callable
 from typing import Any
 
-from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _close_redis, _wrap_close, create_pool
 from redis import asyncio as aioredis
 
@@ -71,10 +82,63 @@ class _Publisher:
             self.redis = None
 
 
+class LocalChannel:
+    """An attached socket in the layer's channel table: its delivery callback instead of a queue."""
+
+    __slots__ = ("deliver",)
+
+    def __init__(self, deliver: Callable[[dict[str, Any]], None]) -> None:
+        self.deliver = deliver
+
+
+class _Shard(RedisSingleShardConnection):
+    def _receive_message(self, message: Any) -> None:
+        """channels_redis's, except that attached sockets get the message decoded (once per
+        Redis message, whatever the number of local sockets in the group: they must not mutate
+        it) through their callback; channels of ordinary consumers still get the raw bytes
+        queued."""
+        if message is None:
+            return
+        name, data = message["channel"], message["data"]
+        if isinstance(name, bytes):
+            name = name.decode()
+        layer: Any = self.channel_layer
+        if name in layer.channels:
+            targets: Any = (name,)
+        elif name in layer.groups:
+            targets = tuple(layer.groups[name])  # a callback may not change the set, but be safe
+        else:
+            return
+        decoded: dict[str, Any] | None = None
+        for channel_name in targets:
+            target = layer.channels.get(channel_name)
+            if target is None:
+                continue
+            if isinstance(target, LocalChannel):
+                if decoded is None:
+                    decoded = layer.channel_layer.deserialize(data)
+                target.deliver(decoded)
+            else:
+                target.put_nowait(data)
+
+
 class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
     def __init__(self, hosts: Any = None, **kwargs: Any) -> None:
         super().__init__(hosts, **kwargs)
+        inherited: list[Any] = self._shards  # type: ignore[has-type]
+        self._shards: list[Any] = [_Shard(shard.host, self) for shard in inherited]
         self._publishers = [_Publisher(shard.host) for shard in self._shards]
+
+    def attach_local(self, deliver: Callable[[dict[str, Any]], None], prefix: str = "specific.") -> str:
+        """A channel name for a socket of this process whose group messages go to `deliver`
+        (called on the event loop, synchronously, in arrival order). No Redis subscription."""
+        channel = f"{self.prefix}{prefix}{uuid.uuid4().hex}"
+        self.channels[channel] = LocalChannel(deliver)
+        return channel
+
+    def detach_local(self, channel: str) -> None:
+        """After the socket left its groups (`group_discard`): nothing is delivered to it anymore."""
+        self.channels.pop(channel, None)
 
     def _publisher(self, name: str) -> _Publisher:
         return self._publishers[self._shards.index(self._get_shard(name))]
@@ -90,6 +154,26 @@ class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
         hands a commit's messages over without awaiting between them)."""
         channel = self._get_group_channel_name(group)
         return self._publisher(channel).publish(channel, self.channel_layer.serialize(message))
+
+    def group_send_local(self, group: str, message: dict[str, Any]) -> None:
+        """To this process's members of the group only, without Redis (messaging.events.Relay
+        hands every process's commits to its own sockets): an attached socket gets the message
+        itself (shared, as from `_Shard._receive_message`: handlers must not mutate it), an
+        ordinary consumer's queue the message serialized once."""
+        members = self.groups.get(self._get_group_channel_name(group))
+        if not members:
+            return
+        data: bytes | None = None
+        for channel in tuple(members):
+            target = self.channels.get(channel)
+            if target is None:
+                continue
+            if isinstance(target, LocalChannel):
+                target.deliver(message)
+            else:
+                if data is None:
+                    data = self.channel_layer.serialize(message)
+                target.put_nowait(data)
 
     async def flush(self) -> None:
         for publisher in self._publishers:

@@ -5,11 +5,14 @@ Channels' one thread per process) and enters the schema (the business's, or publ
 inside the worker thread, so no schema is ever left set on a shared thread.
 
 Two paths per socket, so neither stalls the other:
-- layer → client (`inbox_batch`, `agents_frame`, `conv_frame`, signals) runs in the consumer's own dispatch loop,
-  without Channels' per-handler `aclose_old_connections` (those handlers need no database);
-- client → server frames are checked and parsed at once, then handled one at a time by the
-  socket's own worker task from a small bounded queue. A full queue, or a process whose send
-  path is saturated, refuses the frame at once (`overloaded` with `retry_after`).
+- layer → client (`inbox_batch`, `agents_frame`, `conv_frame`, signals) is dispatched by the
+  layer's fan-out (messaging.socket_task: one task per idle socket, a drain task only while
+  layer messages wait), without Channels' per-handler `aclose_old_connections` (those handlers
+  need no database);
+- client → server frames are checked and parsed at once by the socket's own task, then handled
+  one at a time by a worker task from a small bounded deque; the worker exists only while frames
+  wait (an idle socket has none). A full deque, or a process whose send path is saturated,
+  refuses the frame at once (`overloaded` with `retry_after`).
 A send is accepted only when `message.accepted` comes back, after commit; a socket closed (or
 killed by the server) before that has accepted nothing: the client keeps the send pending and
 sends it again, with the same client_msg_id, after it reconnects.
@@ -27,12 +30,12 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from channels.consumer import get_handler_name
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import translation
@@ -46,6 +49,7 @@ from messaging.errors import MessagingError, MessagingErrorCode, not_found
 from messaging.group_commit import ack_gatherer, live_gatherer, server_error
 from messaging.ids import conversation_pk
 from messaging.receipts import Mark
+from messaging.socket_task import OneTaskWebsocketConsumer
 from tenancy.asgi import host_from_scope
 from tenancy.db import db_threads, run_in_schema
 from tenancy.models import PUBLIC_SCHEMA
@@ -173,6 +177,8 @@ def _customer_resume(*, conversation_id: int | None, after: int) -> tuple[int | 
 class _RateLimit:
     """A small token bucket per connection, so one client cannot flood a business's stream."""
 
+    __slots__ = ("at", "burst", "rate", "tokens")
+
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.burst = rate, burst
         self.tokens = float(burst)
@@ -244,13 +250,15 @@ class GroupsMixin:
                 logger.warning("could not leave group %s", group, exc_info=True)
 
 
-class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
+class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
     """What agents and customers share: origin check, envelope, resume and in-order delivery."""
 
     schema_name: str
     last: int | None
-    worker: asyncio.Task[None] | None = None
+    worker: asyncio.Task[None] | None = None  # only while frames wait
+    serving = False  # accepted and joined: frames are handled
     released = False
+    relayed = False  # counted in events.relay
     closing = False
     rights_seen: dict[str, Any] | None = None
     rights_checked_at = 0.0  # time.monotonic() of the last full check that passed
@@ -272,14 +280,13 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
-        # This loop serves sockets for the life of the process: list updates gather on it.
-        events.inbox_coalescer.attach(asyncio.get_running_loop())
         self.last = None
         self.delivery = asyncio.Lock()
         self.acks: dict[tuple[int, bool], int] = {}  # (conversation id, read) -> highest up_to
         self.ack_task: asyncio.Task[None] | None = None
-        # (frame, when it entered the send gate or None)
-        self.frames_waiting: asyncio.Queue[tuple[dict[str, Any], float | None]] = asyncio.Queue(maxsize=FRAME_QUEUE)
+        # (frame, when it entered the send gate or None); a deque, not an asyncio.Queue (3 KiB
+        # per idle socket): only the socket's own task appends, only the worker pops.
+        self.frames_waiting: deque[tuple[dict[str, Any], float | None]] = deque()
         self.sends = _RateLimit(rate=2, burst=20)
         self.frames = _RateLimit(rate=20, burst=60)
         self.typing = _RateLimit(rate=0.5, burst=3)
@@ -297,10 +304,13 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         self.schema_name = business.schema_name
         if not await self.authenticate():
             return
+        # This process now receives the business's commits (before the resume reads the stream).
+        await events.relay.watch(self.schema_name)
+        self.relayed = True
         await self.accept()
         await self.joined()
         # Client frames are dispatched only after connect returns, so none waits on this.
-        self.worker = asyncio.ensure_future(self.work())
+        self.serving = True
 
     async def authenticate(self) -> bool:
         raise NotImplementedError
@@ -378,13 +388,15 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         for task in (self.worker, getattr(self, "ack_task", None), getattr(self, "hole_task", None)):
             if task is not None:
                 task.cancel()
-        if self.worker is not None:
-            # Queued sends were never accepted: the client sends them again after reconnecting.
-            while not self.frames_waiting.empty():
-                _payload, gated = self.frames_waiting.get_nowait()
-                if gated is not None:
-                    send_gate.leave(0.0)
+        # Queued sends were never accepted: the client sends them again after reconnecting.
+        while getattr(self, "frames_waiting", None):
+            _payload, gated = self.frames_waiting.popleft()
+            if gated is not None:
+                send_gate.leave(0.0)
         await self.leave_all()
+        if self.relayed:
+            self.relayed = False
+            await events.relay.unwatch(self.schema_name)
         await self.left()
 
     async def left(self) -> None:
@@ -417,7 +429,7 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         is_send = payload["type"] == "send"
         gated: float | None = None
         try:
-            if self.frames_waiting.full():
+            if len(self.frames_waiting) >= FRAME_QUEUE:
                 raise overloaded(send_gate.retry_after())
             if is_send:
                 self.check_send_rate()
@@ -431,37 +443,43 @@ class StreamConsumer(GroupsMixin, AsyncWebsocketConsumer):
         except MessagingError as error:
             await self.refuse(payload, error)
             return
-        self.frames_waiting.put_nowait((payload, gated))
+        self.frames_waiting.append((payload, gated))
+        if self.worker is None and self.serving and not self.released:
+            self.worker = asyncio.ensure_future(self.work())
 
     async def work(self) -> None:
-        while True:
-            payload, gated = await self.frames_waiting.get()
+        """Handle the waiting frames in order; ends when none is left (the next frame starts it again)."""
+        try:
+            while self.frames_waiting:
+                payload, gated = self.frames_waiting.popleft()
+                await self.work_one(payload, gated)
+        finally:
+            self.worker = None
+
+    async def work_one(self, payload: dict[str, Any], gated: float | None) -> None:
+        try:
+            # Every frame runs on current rights: a revoked socket handles nothing more. A
+            # heartbeat re-checks fully (every `rights_recheck_seconds`), which also catches
+            # rights removed around the services (a seat deleted in the admin or a shell).
+            full = (
+                payload["type"] == "ping" and time.monotonic() - self.rights_checked_at >= self.rights_recheck_seconds
+            )
             try:
-                # Every frame runs on current rights: a revoked socket handles nothing more. A
-                # heartbeat re-checks fully (every `rights_recheck_seconds`), which also catches
-                # rights removed around the services (a seat deleted in the admin or a shell).
-                full = (
-                    payload["type"] == "ping"
-                    and time.monotonic() - self.rights_checked_at >= self.rights_recheck_seconds
-                )
-                try:
-                    holds = await self.rights_hold(full=full)
-                except Exception:  # the rights store is unreachable: answer, and keep serving
-                    logger.exception("websocket rights check failed")
-                    with translation.override(self.language):
-                        await self.refuse(
-                            payload,
-                            MessagingError(
-                                MessagingErrorCode.SERVER_ERROR, _("Something went wrong. Please try again.")
-                            ),
-                        )
-                    continue
-                if holds:
-                    with translation.override(self.language):
-                        await self.handle_frame(payload)
-            finally:
-                if gated is not None:
-                    send_gate.leave(time.monotonic() - gated)
+                holds = await self.rights_hold(full=full)
+            except Exception:  # the rights store is unreachable: answer, and keep serving
+                logger.exception("websocket rights check failed")
+                with translation.override(self.language):
+                    await self.refuse(
+                        payload,
+                        MessagingError(MessagingErrorCode.SERVER_ERROR, _("Something went wrong. Please try again.")),
+                    )
+                return
+            if holds:
+                with translation.override(self.language):
+                    await self.handle_frame(payload)
+        finally:
+            if gated is not None:
+                send_gate.leave(time.monotonic() - gated)
 
     async def handle_frame(self, payload: dict[str, Any]) -> None:
         handler = getattr(self, "on_" + payload["type"].replace(".", "_"), None)
@@ -1023,7 +1041,7 @@ class ChatConsumer(StreamConsumer):
         return Mark(up_to=up_to, read=read, customer=self.customer)
 
 
-class MeConsumer(GroupsMixin, AsyncWebsocketConsumer):
+class MeConsumer(GroupsMixin, OneTaskWebsocketConsumer):
     """The customer's /me/ page on the public host: their cross-business list changed."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -11,9 +11,10 @@ Delivery policy (`_publish_now`; issue 9: every message to every agent does not 
 - customer-visible events go to the customer's sockets (`t.<schema>.conv.<id>`), chained by
   the previous customer-visible event;
 - the inbox lists of all agents (`t.<schema>.inbox`) get `conversations.updated`: the latest
-  `conversation.updated` of each changed conversation, gathered per process for
-  `INBOX_FLUSH_SECONDS` and sent as one frame, with the id ranges it covers so a socket can tell
-  a batch that went missing (see consumers.InboxConsumer).
+  `conversation.updated` of each changed conversation, every process's commits gathered by each
+  receiving process for `INBOX_FLUSH_SECONDS` (`InboxLists`) and sent to its own sockets as one
+  frame, with the id ranges it covers so a socket can tell a batch that went missing (see
+  consumers.InboxConsumer).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
@@ -247,6 +249,8 @@ CONVERSATIONS_UPDATED = "conversations.updated"
 
 # Layer message types: the consumer method that handles them.
 LAYER_INBOX_BATCH = "inbox.batch"
+# Every commit's events, to each process's `Relay` (never to a socket).
+LAYER_COMMIT = "commit"
 LAYER_AGENTS_FRAME = "agents.frame"
 LAYER_CONV_FRAME = "conv.frame"
 LAYER_CONV_SIGNAL = "conv.signal"
@@ -541,37 +545,10 @@ def _publish_now(
     if layer is None:
         return None
     sends: list[asyncio.Future[None]] = []
-    updates = {e.conversation_id: e for e in events if e.type == CONVERSATION_UPDATED and e.conversation_id}
-    for event in events:
-        if event.conversation_id is None:
-            continue
-        cid = event.conversation_id
-        message = {"id": event.id, "prev": event.prev_event_id, "conversation_id": cid, "text": event.frame}
-        sends.append(
-            layer_send_nowait(
-                layer, agents_conversation_group(schema_name, cid), {"type": LAYER_AGENTS_FRAME, **message}
-            )
-        )
-        if event.assignee_id is not None:
-            sends.append(
-                layer_send_nowait(
-                    layer, user_inbox_group(schema_name, event.assignee_id), {"type": LAYER_AGENTS_FRAME, **message}
-                )
-            )
-        if event.audience == Event.Audience.EVERYONE:
-            sends.append(
-                layer_send_nowait(
-                    layer,
-                    conversation_group(schema_name, cid),
-                    {"type": LAYER_CONV_FRAME, "id": event.id, "prev": event.prev_public_id, "text": event.frame},
-                )
-            )
     if events:
-        offered = inbox_coalescer.offer_nowait(
-            schema_name, id_ranges([e.id for e in events]), list(updates.values()), layer
-        )
-        if offered is not None:
-            sends.append(offered)
+        # One message per commit, whatever the number of events and sockets: every server process
+        # with sockets of the business hands each event to its own sockets (`Relay`).
+        sends.append(layer_send_nowait(layer, commits_group(schema_name), commit_message(schema_name, events)))
     for customer_id, text in customer_updates:
         sends.append(
             layer_send_nowait(
@@ -608,9 +585,27 @@ async def _publish(schema_name: str, events: list[StoredEvent], customer_updates
         await done
 
 
-# --- the inbox list: coalesced per process -------------------------------------------------
+# --- the relay: one message per commit, delivered by every process to its own sockets ----------
+# Each commit publishes its events once, to `commits_group` (not one message per event and group:
+# that was five or so Redis publishes per message, each received and decoded by every process).
+# Every server process with sockets of the business receives it once (`Relay`, one subscription
+# per business and process) and hands each event to its own members of the groups the delivery
+# policy names (`group_send_local`, no Redis): the agents viewing the conversation, its
+# assignee, the customer. Agents' lists: the process merges what every process committed for
+# INBOX_FLUSH_SECONDS and hands one `conversations.updated` batch to its own agent sockets.
+# Before, each process sent every agent its own batches on its own timer: with two processes a
+# batch was routinely held by the socket until the other process's batch below it came, up to a
+# whole flush interval later (issue 9: list staleness p99 ~800 ms).
 
 INBOX_FLUSH_SECONDS = 0.25
+# A flush whose ids skip some (another process's commit still on its way through Redis) waits
+# this long at most for them: sent complete, the sockets need not hold it for a flush interval.
+INBOX_GAP_WAIT_SECONDS = 0.1
+
+
+def commits_group(schema_name: str) -> str:
+    """Every commit's events, for the server processes (`Relay`), never for a socket."""
+    return f"t.{schema_name}.commits"
 
 
 def id_ranges(ids: list[int]) -> list[tuple[int, int]]:
@@ -622,6 +617,17 @@ def id_ranges(ids: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((event_id, event_id))
     return runs
+
+
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or adjacent (first, last) runs joined, in order."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def inbox_batch_message(*, ranges: list[tuple[int, int]], updates: list[tuple[int, str]]) -> dict[str, Any]:
@@ -636,71 +642,224 @@ def inbox_batch_message(*, ranges: list[tuple[int, int]], updates: list[tuple[in
     return {"type": LAYER_INBOX_BATCH, "ranges": [list(r) for r in ranges], "last": last, "text": text}
 
 
+def commit_message(schema_name: str, events: list[StoredEvent]) -> dict[str, Any]:
+    """One commit for `commits_group`: the ids it covers (agents' lists tell a missing commit by
+    them) and, per event of a conversation, what its delivery needs:
+    [id, type, conversation id, customer-visible, previous event, previous customer-visible
+    event, assignee id, stored frame]."""
+    return {
+        "type": LAYER_COMMIT,
+        "schema": schema_name,
+        "ranges": [list(r) for r in id_ranges([e.id for e in events])],
+        "events": [
+            [
+                e.id,
+                e.type,
+                e.conversation_id,
+                e.audience == Event.Audience.EVERYONE,
+                e.prev_event_id,
+                e.prev_public_id,
+                e.assignee_id,
+                e.frame,
+            ]
+            for e in events
+            if e.conversation_id is not None
+        ],
+    }
+
+
 @dataclass
 class _Pending:
     ranges: list[tuple[int, int]] = field(default_factory=list)
     latest: dict[int, tuple[int, str]] = field(default_factory=dict)  # conversation -> (event id, text)
+    gap_since: float | None = None  # when a flush first found ids missing below some of these
 
 
-class InboxCoalescer:
-    """Gathers list updates of one process for INBOX_FLUSH_SECONDS: each agent socket then gets
-    a few list frames a second, whatever the message rate. It runs on the server's event loop
-    (attached by the first consumer); code without one (a job worker, a shell) sends at once."""
+class Relay:
+    """One process's receiver of every process's commits, per business with a socket here: each
+    event to this process's members of its groups at once, in commit order (`_deliver`); list
+    updates merged for INBOX_FLUSH_SECONDS, then one batch to the process's agent sockets in the
+    business's inbox group. Local sends are serialized once per group and never go through Redis
+    (`group_send_local`). Each agent socket so gets one stream of at most a few list frames a
+    second, whatever the number of processes.
+
+    A list flush that would skip ids (a commit of another process not yet received) waits for
+    them up to INBOX_GAP_WAIT_SECONDS, and goes out as soon as they come; after that it goes out
+    anyway and the sockets treat the hole as before (held, then read from the stream). Runs on
+    the server's event loop; state is per loop (tests run one loop each)."""
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.channel: str | None = None
+        self.receiver: asyncio.Task[None] | None = None
+        self.setup: asyncio.Lock | None = None
+        self.watchers: dict[str, int] = {}  # local sockets per business
+        self.subscribed: set[str] = set()  # businesses whose commits reach `channel`
         self.pending: dict[str, _Pending] = {}
+        self.position: dict[str, int] = {}  # per business: the id up to which batches were complete
         self.scheduled = False
         self.sending: set[asyncio.Task[None]] = set()
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """From a consumer, on the server's loop (the only loop that touches `pending`)."""
+    def _on_this_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         if self.loop is not loop:
             self.loop = loop
-            self.pending = {}
-            self.scheduled = False
+            self._reset()
 
-    def offer_nowait(
-        self, schema_name: str, ranges: list[tuple[int, int]], updates: list[StoredEvent], layer: Any
-    ) -> asyncio.Future[None] | None:
-        """Gather for the next flush on the server's loop; elsewhere (a job worker's own loop) hand
-        the batch to the layer at once (the returned future)."""
-        if asyncio.get_running_loop() is not self.loop:
-            message = inbox_batch_message(ranges=ranges, updates=[(u.id, u.frame) for u in updates])
-            return layer_send_nowait(layer, inbox_group(schema_name), message)
-        batch = self.pending.setdefault(schema_name, _Pending())
-        batch.ranges.extend(ranges)
-        for update in updates:
-            assert update.conversation_id is not None
-            known = batch.latest.get(update.conversation_id)
-            if known is None or known[0] < update.id:
-                batch.latest[update.conversation_id] = (update.id, update.frame)
-        if not self.scheduled:
-            self.scheduled = True
-            asyncio.get_running_loop().call_later(INBOX_FLUSH_SECONDS, self._flush)
-        return None
-
-    def _flush(self) -> None:
-        self.scheduled = False
-        pending, self.pending = self.pending, {}
-        if pending:
-            task = asyncio.ensure_future(self._send(pending))
-            self.sending.add(task)
-            task.add_done_callback(self.sending.discard)
-
-    async def _send(self, pending: dict[str, _Pending]) -> None:
+    async def watch(self, schema_name: str) -> None:
+        """A socket of this business is here: receive the business's commits (subscribed before
+        this returns, so the socket's resume, read afterwards, leaves no hole)."""
+        self._on_this_loop()
         layer = get_channel_layer()
         if layer is None:
             return
-        for schema_name, batch in pending.items():
+        if self.setup is None:
+            self.setup = asyncio.Lock()
+        self.watchers[schema_name] = self.watchers.get(schema_name, 0) + 1
+        if schema_name in self.subscribed:
+            return  # the usual case: another socket of the business is here already
+        try:
+            async with self.setup:
+                if self.channel is None:
+                    channel = await layer.new_channel(prefix="relay.")
+                    self.channel = channel
+                    self.receiver = asyncio.ensure_future(self._receive(layer, channel))
+                if self.watchers.get(schema_name) and schema_name not in self.subscribed:
+                    await layer.group_add(commits_group(schema_name), self.channel)
+                    self.subscribed.add(schema_name)
+        except BaseException:
+            await self.unwatch(schema_name)
+            raise
+
+    async def unwatch(self, schema_name: str) -> None:
+        if self.loop is not asyncio.get_running_loop() or not self.watchers.get(schema_name):
+            return
+        self.watchers[schema_name] -= 1
+        if self.watchers[schema_name]:
+            return
+        del self.watchers[schema_name]
+        self.subscribed.discard(schema_name)
+        self.pending.pop(schema_name, None)
+        self.position.pop(schema_name, None)
+        layer = get_channel_layer()
+        if layer is None or self.channel is None or self.setup is None:
+            return
+        async with self.setup:
+            if not self.watchers.get(schema_name):
+                await layer.group_discard(commits_group(schema_name), self.channel)
+
+    async def _receive(self, layer: Any, channel: str) -> None:
+        while True:
+            message = await layer.receive(channel)
             try:
-                message = inbox_batch_message(ranges=batch.ranges, updates=list(batch.latest.values()))
-                await layer.group_send(inbox_group(schema_name), message)
-            except Exception:  # a lost batch is a gap the sockets fill from the stream
-                logger.exception("inbox list batch for %s failed", schema_name)
+                await self._deliver(layer, message)
+            except Exception:  # one bad message must not end the process's deliveries
+                logger.exception("a commit could not be relayed")
+
+    async def _deliver(self, layer: Any, message: dict[str, Any]) -> None:
+        """One commit's events to this process's sockets, in order (`events.__doc__` says who)."""
+        schema_name = message["schema"]
+        if not self.watchers.get(schema_name):
+            return  # no socket of this business here (any more)
+        send = _local_sender(layer)
+        updates: list[tuple[int, int, str]] = []
+        for event_id, type_, cid, everyone, prev_event, prev_public, assignee_id, frame in message["events"]:
+            agents = {"type": LAYER_AGENTS_FRAME, "id": event_id, "prev": prev_event, "conversation_id": cid}
+            agents["text"] = frame
+            for sent in (
+                send(agents_conversation_group(schema_name, cid), agents),
+                send(user_inbox_group(schema_name, assignee_id), agents) if assignee_id is not None else None,
+                send(
+                    conversation_group(schema_name, cid),
+                    {"type": LAYER_CONV_FRAME, "id": event_id, "prev": prev_public, "text": frame},
+                )
+                if everyone
+                else None,
+            ):
+                if sent is not None:
+                    await sent  # the in-memory layer only
+            if type_ == CONVERSATION_UPDATED:
+                updates.append((cid, event_id, frame))
+        self.offer(schema_name, [(int(a), int(b)) for a, b in message["ranges"]], updates)
+
+    def offer(self, schema_name: str, ranges: list[tuple[int, int]], updates: list[tuple[int, int, str]]) -> None:
+        """One commit's updates (from any process), gathered for the next flush."""
+        if not self.watchers.get(schema_name):
+            return  # no socket of this business here (any more)
+        batch = self.pending.setdefault(schema_name, _Pending())
+        batch.ranges = merge_ranges(batch.ranges + ranges)
+        for conversation_id, event_id, text in updates:
+            known = batch.latest.get(conversation_id)
+            if known is None or known[0] < event_id:
+                batch.latest[conversation_id] = (event_id, text)
+        if batch.gap_since is not None and self._complete(schema_name, batch):
+            self._send(schema_name)  # the ids a flush waited for came
+        elif not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_later(INBOX_FLUSH_SECONDS, self._flush)
+
+    def _complete(self, schema_name: str, batch: _Pending) -> bool:
+        """No id missing between what was sent and what is gathered."""
+        position = self.position.get(schema_name)
+        if position is None:
+            return True  # the first batch since this process watches the business
+        for first, last in batch.ranges:
+            if first > position + 1:
+                return False
+            position = max(position, last)
+        return True
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        now = time.monotonic()
+        for schema_name in list(self.pending):
+            batch = self.pending[schema_name]
+            if self._complete(schema_name, batch):
+                self._send(schema_name)
+            elif batch.gap_since is None:
+                batch.gap_since = now
+                asyncio.get_running_loop().call_later(INBOX_GAP_WAIT_SECONDS, self._gap_expired, schema_name, batch)
+            # else: its gap timer sends it
+
+    def _gap_expired(self, schema_name: str, batch: _Pending) -> None:
+        if self.pending.get(schema_name) is batch:
+            self._send(schema_name)
+
+    def _send(self, schema_name: str) -> None:
+        batch = self.pending.pop(schema_name)
+        position = self.position.get(schema_name)
+        self.position[schema_name] = max(batch.ranges[-1][1], position or 0)
+        message = inbox_batch_message(ranges=batch.ranges, updates=list(batch.latest.values()))
+        task = asyncio.ensure_future(_send_local(inbox_group(schema_name), message))
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
 
 
-inbox_coalescer = InboxCoalescer()
+def _local_sender(layer: Any) -> Callable[[str, dict[str, Any]], Awaitable[None] | None]:
+    """Send to this process's members of a group: the Redis layer's `group_send_local` (no Redis,
+    returns None); the in-memory layer's `group_send` (one process: every member is local)."""
+    inner = layer._get_layer() if hasattr(layer, "_get_layer") else layer
+    local = getattr(inner, "group_send_local", None)
+    return local if local is not None else layer.group_send  # type: ignore[no-any-return]
+
+
+async def _send_local(group: str, message: dict[str, Any]) -> None:
+    """To this process's members of the group only (each process has its own `Relay`)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        sent = _local_sender(layer)(group, message)
+        if sent is not None:
+            await sent
+    except Exception:  # a lost batch is a gap the sockets fill from the stream
+        logger.exception("inbox list batch for %s failed", group)
+
+
+relay = Relay()
 
 
 async def send_signal(group: str, layer_type: str, frame: dict[str, Any], *, sender: str = "") -> None:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from channels.layers import get_channel_layer
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -349,6 +350,65 @@ async def test_a_lost_live_frame_is_filled_from_the_stream(live_db: World, monke
     assert batches[-1]["events"][-1]["conversation"]["preview"] == "arrives"
     await viewer.disconnect()
     await lister.disconnect()
+
+
+def list_state(event_id: int, conversation_id: int, preview: str) -> events.StoredEvent:
+    """A stored conversation.updated as a commit publishes it (the list forwards its text as is)."""
+    frame = events.dumps(
+        {"id": event_id, "type": "conversation.updated", "conversation": {"id": conversation_id, "preview": preview}}
+    )
+    return events.StoredEvent(
+        id=event_id,
+        type=events.CONVERSATION_UPDATED,
+        conversation_id=conversation_id,
+        audience=Event.Audience.AGENTS,
+        frame=frame,
+        prev_public_id=0,
+    )
+
+
+async def publish_list_updates(schema_name: str, ids: list[int], states: list[events.StoredEvent]) -> None:
+    """A commit of events `ids` (these list states among them) as any server process publishes it."""
+    message = events.commit_message(schema_name, states)
+    message["ranges"] = [list(r) for r in events.id_ranges(ids)]
+    await get_channel_layer().group_send(events.commits_group(schema_name), message)
+
+
+async def test_every_process_commits_reach_an_agent_as_one_list_stream(
+    live_db: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9: with several server processes, each agent socket gets one stream of list batches
+    gathered by its own process from every process's commits, not each process's batches; a batch
+    whose ids skip a commit still on its way waits for it (here as long as it takes) and then goes
+    out complete, at once."""
+    monkeypatch.setattr(events, "INBOX_GAP_WAIT_SECONDS", 30.0)
+    schema = live_db.business_a.schema_name
+    start = await adb(last_event_id)(live_db.business_a)
+    agent_ws, _, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    await resumed(agent_ws, start)
+    # Two processes' commits in one flush interval: one list frame with both.
+    await publish_list_updates(schema, [start + 1, start + 2], [list_state(start + 2, 9001, "from process one")])
+    await publish_list_updates(schema, [start + 3, start + 4], [list_state(start + 4, 9002, "from process two")])
+    batch = await receive_until(agent_ws, "conversations.updated")
+    assert batch["last"] == start + 4
+    assert [e["conversation"]["preview"] for e in batch["events"]] == ["from process one", "from process two"]
+    # Process two's next commit arrives before process one's earlier one: nothing goes out with
+    # ids missing; when the missing commit comes, one complete frame with the latest states.
+    await publish_list_updates(
+        schema, [start + 7, start + 8], [list_state(start + 8, 9002, "two, later"), list_state(start + 7, 9001, "x")]
+    )
+    assert await drain(agent_ws, timeout=0.6) == []
+    await publish_list_updates(schema, [start + 5, start + 6], [list_state(start + 6, 9001, "one, earlier")])
+    batch = await receive_until(agent_ws, "conversations.updated")
+    assert batch["last"] == start + 8
+    assert sorted((e["conversation"]["id"], e["conversation"]["preview"]) for e in batch["events"]) == [
+        (9001, "x"),  # event start + 7 is the conversation's latest, whatever arrived last
+        (9002, "two, later"),
+    ]
+    assert await drain(agent_ws, timeout=0.4) == []
+    await agent_ws.disconnect()
 
 
 # --- sends ----------------------------------------------------------------------------------

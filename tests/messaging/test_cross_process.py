@@ -115,3 +115,43 @@ def test_customer_and_agent_on_different_processes_talk_live(
         bodies = [f["message"]["body"] for f in replay if f["type"] == "message.created"]
         assert bodies == ["away 0", "away 1", "away 2"]
         assert [f["id"] for f in replay] == sorted({f["id"] for f in replay})
+
+
+def test_an_agent_gets_one_list_stream_from_every_process(
+    live_db: World, two_servers: tuple[LiveServer, LiveServer]
+) -> None:
+    """Issue 9: the agent's process gathers the list updates of both processes' commits into one
+    stream of batches (each batch naming conversations written on either process), in order,
+    nothing lost; before, each process sent the agent its own batches on its own timer."""
+    first, second = two_servers
+    here, there = make_customer("List Here"), make_customer("List There")
+    host = live_db.business_a.host
+    start = last_event_id(live_db.business_a)
+
+    with (
+        open_socket(second, host, "/ws/inbox/", session_key(user=live_db.agent_a)) as agent,
+        open_socket(first, host, "/ws/chat/", session_key(customer=there)) as on_first,
+        open_socket(second, host, "/ws/chat/", session_key(customer=here)) as on_second,
+    ):
+        for ws in (agent, on_first, on_second):
+            ws.send(json.dumps({"type": "resume", "after": start}))
+            until(ws, "resumed")
+        lasts: list[int] = []
+        together = False
+        for attempt in range(3):  # a pair of sends may straddle a flush now and then
+            bodies = {f"first {attempt}", f"second {attempt}"}
+            on_first.send(json.dumps({"type": "send", "body": f"first {attempt}", "client_msg_id": f"f{attempt}"}))
+            on_second.send(json.dumps({"type": "send", "body": f"second {attempt}", "client_msg_id": f"s{attempt}"}))
+            until(on_first, "message.accepted")
+            until(on_second, "message.accepted")
+            listed: set[str] = set()
+            while not bodies <= listed:
+                batch = until(agent, "conversations.updated")
+                lasts.append(batch["last"])
+                previews = {e["conversation"]["preview"] for e in batch["events"]}
+                together = together or bodies <= previews
+                listed |= previews
+            if together:
+                break
+        assert together, "no list batch carried both processes' commits"
+        assert lasts == sorted(set(lasts))

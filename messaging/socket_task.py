@@ -1,0 +1,115 @@
+"""One task per idle websocket: the socket's own ASGI task reads the client; layer messages are
+dispatched by a task that exists only while some are waiting.
+
+Channels runs every consumer as `await_many_dispatch([receive, channel_receive])`: two tasks
+besides the socket's own (one blocked on the server's queue, one on the channel layer's
+per-channel `asyncio.Queue`, itself fed by a Redis subscription per socket), re-created after
+every message, plus an `asyncio.wait` per message. Idle, a socket held three tasks, two queues
+and a Redis channel for nothing (issue 9: 10,000 idle sockets on one process).
+
+Here, with the Redis layer (config.layers), a consumer is *attached* to the process's layer: the
+group messages the process receives on its one subscription per group are handed to the
+consumer's `deliver` callback, which appends them to a deque made on demand and starts a drain
+task if none runs; the task dispatches them one by one, in arrival order, and ends when the
+deque is empty. The socket's own task loops on `receive()` and dispatches client messages itself.
+Layer messages wait until `connect` returned (as before: Channels dispatched nothing in between).
+
+Differences from Channels' loop, on purpose:
+- a layer handler and a client message's handler may interleave at an `await` (they did not,
+  but a slow layer handler, e.g. a catch-up from PostgreSQL, no longer delays reading the client);
+  the consumers keep their ordering with their own delivery lock, and client frames are only
+  queued by the socket's task (messaging.consumers);
+- a layer handler that fails closes the socket with 1011 (the server's answer to an app that
+  raised, as before), logged; one whose client is gone (OSError on send) just stops.
+
+Any other layer (the in-memory one of development without Redis) runs Channels' loop unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger("parley.messaging")
+
+CLOSE_INTERNAL_ERROR = 1011
+
+
+class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
+    _layer_inbox: deque[dict[str, Any]] | None = None
+    _layer_drain: asyncio.Task[None] | None = None
+    _layer_ready = False
+    _attached = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        layer = get_channel_layer(self.channel_layer_alias)
+        attach = getattr(layer, "attach_local", None) if layer is not None else None
+        if attach is None:
+            await super().__call__(scope, receive, send)
+            return
+        self.scope = scope
+        self.channel_layer = layer
+        self.base_send = send
+        self.channel_name = attach(self.deliver)
+        self._attached = True
+        try:
+            while True:
+                await self.dispatch(await receive())
+                if not self._layer_ready:
+                    # The first message is websocket.connect: layer messages wait until it was handled.
+                    self._layer_ready = True
+                    self._start_drain()
+        except StopConsumer:
+            pass
+        finally:
+            self.stop_layer_dispatch()
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Called by the layer, on the loop, for each group message (shared between the local
+        sockets of the group: never mutated)."""
+        if self._layer_inbox is None:
+            self._layer_inbox = deque()
+        self._layer_inbox.append(message)
+        self._start_drain()
+
+    def _start_drain(self) -> None:
+        if self._layer_ready and self._layer_inbox and self._layer_drain is None and self._attached:
+            self._layer_drain = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._layer_inbox:
+                message = self._layer_inbox.popleft()
+                try:
+                    await self.dispatch(message)
+                except OSError:
+                    # The client left (uvicorn raises ClientDisconnected, an OSError, on a send to a
+                    # closed socket): the socket's task is told by the server and ends it.
+                    logger.debug("layer message %s: client gone", message.get("type"))
+                    self._layer_inbox = None
+                    return
+                except Exception:
+                    logger.exception("layer message %s failed; closing the socket", message.get("type"))
+                    self._layer_inbox = None
+                    await self.close(CLOSE_INTERNAL_ERROR)
+                    return
+            self._layer_inbox = None  # an idle socket keeps no deque
+        finally:
+            self._layer_drain = None
+
+    def stop_layer_dispatch(self) -> None:
+        """The socket ended: drop what waits, stop the drain, take the callback out of the layer.
+        Its groups must have been left before (group_discard needs nothing of the channel)."""
+        self._layer_inbox = None
+        if self._layer_drain is not None:
+            self._layer_drain.cancel()
+            self._layer_drain = None
+        if self._attached:
+            self._attached = False
+            self.channel_layer.detach_local(self.channel_name)
