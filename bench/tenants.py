@@ -144,7 +144,7 @@ PHASES = ("tables and rows", "primary and unique keys", "indexes", "foreign keys
 
 def copy_probe() -> None:
     """Where the copy's time goes now (per phase), what it costs without its foreign keys into
-    public, and what the referential triggers those keys add to accounts_user cost elsewhere.
+    public and with the copy function before tenancy 0007 (bench/clone_schema_before.sql), and what the referential triggers those keys add to accounts_user cost elsewhere.
     Each copy runs 3 times in a transaction that is rolled back."""
     import psycopg
     from django.db import connection
@@ -166,8 +166,10 @@ def copy_probe() -> None:
         lines.append(line)
     phased = "\n".join(lines)
     url = database_url(connection.settings_dict["NAME"])
+    before_sql = (ROOT / "bench" / "clone_schema_before.sql").read_text()
     full: list[float] = []
     without: list[float] = []
+    before: list[float] = []
     phases: list[list[float]] = [[] for _ in PHASES]
     notices: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
@@ -182,9 +184,11 @@ def copy_probe() -> None:
             for function, into in (
                 ("parley_clone_schema", full),
                 ("bench_clone_without_public_fks", without),
+                ("bench_clone_before", before),
                 ("bench_clone_phased", None),
             ):
                 conn.execute("BEGIN")
+                conn.execute(before_sql)
                 conn.execute(without_fks)
                 conn.execute(phased)
                 notices.clear()
@@ -212,7 +216,8 @@ def copy_probe() -> None:
         if values
     )
     print(
-        f"the copy: {ms(full)}; without its foreign keys into public: {ms(without)}\n"
+        f"the copy: {ms(full)}; without its foreign keys into public: {ms(without)}; "
+        f"the copy function before tenancy 0007: {ms(before)}\n"
         f"  per phase (ms, median of 3): {split}\n"
         f"  referential triggers on accounts_user {triggers}, on accounts_customer {customer_triggers}; "
         f"a new connection's first read of accounts_user {ms(first)}; UPDATE of one user {ms(update)}",
