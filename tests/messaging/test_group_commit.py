@@ -23,7 +23,7 @@ from django_tenants.utils import schema_context
 from accounts.models import Customer
 from messaging import services
 from messaging.errors import MessagingError
-from messaging.group_commit import gatherer, write_batch
+from messaging.group_commit import LiveGatherer, gatherer, write_batch
 from messaging.models import Event, Message, StreamCounter
 from messaging.sending import SendResult, check_customer_send
 from tenancy.models import Business
@@ -281,3 +281,24 @@ async def test_a_refused_send_reaches_the_client_with_retry_after(live_db: World
     assert isinstance(error["retry_after"], float) and error["retry_after"] > 0
     await chat_ws.disconnect()
     assert await adb(written)(live_db.business_a, [client_msg_id]) == []
+
+
+async def test_busy_slow_writers_still_fill_their_next_batch() -> None:
+    """Admission counts the wait before a send's batch starts, not the batch's own time: when a
+    starved process's batches take longer than PARLEY_SEND_MAX_WAIT, sends still queue for the
+    next batch (up to one batch ahead), rather than all being refused while the writers are busy,
+    which left batches of one or two and collapsed throughput (issue 9). The queue beyond that
+    is refused at once."""
+    gatherer_ = LiveGatherer()
+    state = gatherer_._state("b_admission")
+    with override_settings(PARLEY_SEND_MAX_WAIT=0.5, PARLEY_SEND_BATCH_MAX=4, PARLEY_SEND_WRITERS=2):
+        state.batch_seconds = 0.8  # slower than the wait limit
+        now = time.monotonic()
+        state.writing = {object(): now - 0.5, object(): now - 0.6}  # type: ignore[dict-item]
+        assert gatherer_.refusal("b_admission") is None  # its batch starts in ~0.2 s
+        state.queue.extend(object() for _ in range(3))  # type: ignore[misc]
+        assert gatherer_.refusal("b_admission") is None  # still within the next batch
+        state.queue.append(object())  # type: ignore[arg-type]
+        refused = gatherer_.refusal("b_admission")  # a full batch ahead: starts in ~1 s
+        assert refused is not None and refused.code == "overloaded"
+        assert refused.retry_after is not None and refused.retry_after > 0.5
