@@ -12,7 +12,8 @@ round trips/s (ping → pong, --pingers sockets in a loop while all are open).
 
 Variants (--servers, comma-separated): `uvicorn` and `daphne` run `config.serve`'s defaults;
 modifiers after `+` change them: `deflate` (permessage-deflate on), `malloc=glibc|jemalloc|default`
-(config.serve --malloc), `NAME=value` (an environment variable of the server), e.g.
+(config.serve --malloc), `NAME=value` (an environment variable of the server), `root=DIR` (serve
+the Parley checkout in DIR, e.g. an older commit's `git archive`, to compare code in one run), e.g.
 `uvicorn+malloc=jemalloc+PYTHONMALLOC=malloc`. `before` is uvicorn as config.serve ran it up to
 2026-12-02 (deflate on, glibc untouched, no collect-and-trim after closes).
 
@@ -45,35 +46,38 @@ PRESETS = {
 }
 
 
-def variant_command(name: str) -> tuple[list[str], dict[str, str]]:
-    """config.serve arguments and environment for a variant:
-    <daphne|uvicorn[:ws-protocol]>[+deflate][+malloc=glibc|jemalloc|default][+ENV_NAME=value]…"""
+def variant_command(name: str) -> tuple[list[str], dict[str, str], Path]:
+    """config.serve arguments, environment and checkout for a variant:
+    <daphne|uvicorn[:ws-protocol]>[+deflate][+malloc=glibc|jemalloc|default][+root=DIR][+ENV_NAME=value]…"""
     base, *modifiers = PRESETS.get(name, name).split("+")
     server, _, ws = base.partition(":")
     if server not in ("daphne", "uvicorn"):
         raise SystemExit(f"unknown variant {name!r}")
     arguments = ["--server", server, *(["--ws", ws] if ws else [])]
     env: dict[str, str] = {}
+    root = ROOT
     for modifier in modifiers:
         key, _, value = modifier.partition("=")
         if key == "deflate":
             arguments.append("--ws-deflate")
         elif key == "malloc":
             arguments += ["--malloc", value]
+        elif key == "root" and value:
+            root = Path(value).resolve()
         elif key.isupper() and value:
             env[key] = value
         else:
             raise SystemExit(f"unknown modifier {modifier!r} in {name!r}")
-    return arguments, env
+    return arguments, env, root
 
 
 def start(name: str, database: str, app: str, env_extra: dict[str, str]) -> Server:
     import socket
 
     port = free_port()
-    log = ROOT / "test-artifacts" / f"idle-sockets-{name.replace(':', '-')}-{port}.log"
+    log = ROOT / "test-artifacts" / f"idle-sockets-{name.replace(':', '-').replace('/', '_')}-{port}.log"
     log.parent.mkdir(exist_ok=True)
-    arguments, variant_env = variant_command(name)
+    arguments, variant_env, root = variant_command(name)
     env = dict(
         os.environ,
         DATABASE_URL=database_url(database),
@@ -88,7 +92,7 @@ def start(name: str, database: str, app: str, env_extra: dict[str, str]) -> Serv
         raise SystemExit("idle_sockets needs REDIS_URL (the production channel layer)")
     command = [sys.executable, "-m", "config.serve", "--port", str(port), "--processes", "1", "--workers", "0"]
     command += ["--app", app, *arguments]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     # The listening socket is the supervisor's, open before the server has loaded the app: wait
     # for an HTTP answer instead.
     deadline = time.monotonic() + 180

@@ -278,7 +278,7 @@ def start_server(target: str, database: str, args: argparse.Namespace) -> Server
         "--app",
         app,
         "--ws",
-        getattr(args, "ws", "websockets-sansio"),
+        getattr(args, "ws", "lean"),
     ]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
@@ -487,6 +487,10 @@ def percentiles(values: list[float]) -> str:
     return f"p50 {at(0.5):7.1f}  p95 {at(0.95):7.1f}  p99 {at(0.99):7.1f}  max {values[-1] * 1000:7.1f} ms  (n={len(values)})"
 
 
+def p50(values: list[float]) -> float | None:
+    return sorted(values)[len(values) // 2] if values else None
+
+
 def p99(values: list[float]) -> float | None:
     if not values:
         return None
@@ -547,7 +551,9 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
         accepted=len(accepted & customer_sent) / wall,
         persisted=(len(persisted & customer_sent) / wall) if persisted is not None else None,
         deliveries=sum(p["load_frames"] for p in parts) / wall,
+        c2a_p50=p50(merged["customer_to_agent"]),
         c2a_p99=p99(merged["customer_to_agent"]),
+        accept_p99=p99(merged["accept_latency"]),
         a2c_p99=p99(merged["agent_to_customer"]),
         stale_p99=p99(merged["list_first_staleness"]),
         stale_every_p99=p99(merged["list_staleness"]),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -54,6 +55,27 @@ def cpu_seconds(pid: int) -> float:
     distort the way wall-clock rates are."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds the whole machine spent busy (all cores, every process: /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu_seconds() -> float:
+    """CPU used so far by the PostgreSQL backends connected to this (the bench's) database."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        pids = [pid for (pid,) in cursor.fetchall()]
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):  # a backend that ended meanwhile
+            total += cpu_seconds(pid)
+    return total
 
 
 def free_port() -> int:
@@ -104,6 +126,7 @@ def setup(recipients: int) -> tuple[Any, str, list[Any]]:
     from template_reviews.models import SendingLimits, TemplateReview
     from template_reviews.services import template_review_approve
     from tenancy.services import business_create
+    from verification.phone import phone_display
 
     call_command("parley_setup", verbosity=0)
     owner = User.objects.create_user("bench-owner@example.com", "x" * 12)
@@ -113,7 +136,14 @@ def setup(recipients: int) -> tuple[Any, str, list[Any]]:
     now = timezone.now()
     customers = Customer.objects.bulk_create(
         [
-            Customer(phone_number=f"+49151{i:08d}", display_name=f"Kunde {i}", country_code="DE", verified_at=now)
+            # As signing in stores them (customers.services.customer_sign_in_confirm).
+            Customer(
+                phone_number=f"+49151{i:08d}",
+                phone_formatted=phone_display(f"+49151{i:08d}"),
+                display_name=f"Kunde {i}",
+                country_code="DE",
+                verified_at=now,
+            )
             for i in range(recipients)
         ]
     )
@@ -280,12 +310,15 @@ async def measure(
     server_pid: int,
     workers: Workers,
     profile: Path | None,
-) -> None:
+) -> tuple[float, dict[int, float]]:
+    """Post the batches and wait for the connected customers; returns the first POST's wall-clock
+    time and, per connected customer (index into `sessions`), when its socket got the message."""
     import httpx
     import websockets
     from django.conf import settings
 
     seen: dict[int, float] = {}
+    seen_wall: dict[int, float] = {}  # the same moments as time.time(), to compare with the database's
     done = asyncio.Event()
 
     async def listen(index: int, session: str) -> None:
@@ -303,6 +336,7 @@ async def measure(
                 frame = json.loads(raw)
                 if frame.get("type") == "message.created" and frame["message"]["direction"] == "out":
                     seen[index] = time.perf_counter()
+                    seen_wall[index] = time.time()
                     if len(seen) == len(sessions):
                         done.set()
                     return
@@ -324,7 +358,13 @@ async def measure(
         headers={"Host": host, "Authorization": f"Bearer {secret}"},
         timeout=120,
     ) as client:
+        from asgiref.sync import sync_to_async
+
+        database_before = await sync_to_async(database_cpu_seconds)()
+        machine_before = machine_busy_seconds()
+        server_before = cpu_seconds(server_pid)
         start = time.perf_counter()
+        start_wall = time.time()
         server_cpu = cpu_seconds(server_pid)
         accepted = 0
         for offset in range(0, len(recipients), 1000):
@@ -355,6 +395,10 @@ async def measure(
         for one in spies:
             one.stop()
     worker_cpu = workers.cpu()
+    wall = time.perf_counter() - start
+    machine = machine_busy_seconds() - machine_before
+    server_all = cpu_seconds(server_pid) - server_before
+    database = await sync_to_async(database_cpu_seconds)() - database_before
     latencies = sorted(t - start for t in seen.values())
     last = latencies[-1]
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
@@ -367,6 +411,55 @@ async def measure(
     print(
         f"deliver CPU:  {workers.describe(len(sessions))} used {worker_cpu:.2f} CPU-s → "
         f"{len(customers) / max(worker_cpu, 0.01):,.0f} notifications per CPU-second"
+    )
+    # The machine is shared (other lanes' tests and benches): what the run itself used beside it.
+    print(
+        f"machine:      first POST → all delivered, {wall:.2f} s: {machine:.2f} of {wall * (os.cpu_count() or 1):.2f} "
+        f"CPU-s busy — server {server_all:.2f}, workers {worker_cpu:.2f}, PostgreSQL (this database) "
+        f"{database:.2f}, the rest (sockets' client, Redis, other processes) {machine - server_all - worker_cpu - database:.2f}"
+    )
+    return start_wall, seen_wall
+
+
+def stages(business: Any, online: list[Any], start_wall: float, seen_wall: dict[int, float]) -> None:
+    """Where a connected customer's wait went, from the database's clocks (one machine): the first
+    POST → its notification accepted → its delivery job started → its chunk written (sent_at, just
+    before the job's commit) → its socket got the frame."""
+    from django.db import connection
+    from django_tenants.utils import tenant_context
+
+    from notifications.models import Notification
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT j.args, e.at FROM procrastinate_jobs j JOIN procrastinate_events e ON e.job_id = j.id "
+            "WHERE j.task_name = 'notifications.deliver' AND e.type = 'started'"
+        )
+        # Django's connection hands jsonb back as text.
+        started = {n: at.timestamp() for args, at in cursor.fetchall() for n in json.loads(args)["notification_ids"]}
+    with tenant_context(business):
+        rows = {
+            to: (pk, created.timestamp(), sent.timestamp())
+            for pk, to, created, sent in Notification.objects.filter(
+                to__in=[c.phone_number for c in online], status="sent"
+            ).values_list("pk", "to", "created_at", "sent_at")
+            if sent is not None
+        }
+    parts: dict[str, list[float]] = {"POST→accepted": [], "accepted→job start": [], "job start→written": []}
+    parts["written→socket"] = []
+    for index, wall in seen_wall.items():
+        pk, created, sent = rows[online[index].phone_number]
+        job = started.get(pk, created)
+        for name, value in zip(parts, (created - start_wall, job - created, sent - job, wall - sent), strict=True):
+            parts[name].append(value)
+
+    def p(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+    print(
+        "stages:       connected customers, p50 / p99 s: "
+        + "; ".join(f"{name} {p(v, 0.5):.2f} / {p(v, 0.99):.2f}" for name, v in parts.items())
     )
 
 
@@ -425,7 +518,7 @@ def run(
                 time.sleep(0.1)
         with tenant_context(business):
             after = last_event_id()
-        asyncio.run(
+        start_wall, seen_wall = asyncio.run(
             measure(
                 port,
                 business.host,
@@ -451,6 +544,7 @@ def run(
                 f"delivered:    {figures['n']} sent in {span:.2f} s from the first accepted to the last sent "
                 f"→ {figures['n'] / span:,.0f} delivered/s"
             )
+        stages(business, online, start_wall, seen_wall)
     finally:
         delivering.stop()
         server.terminate()

@@ -2,7 +2,9 @@
 
 Run: make bench   (or: .venv/bin/python bench/provision.py --count 200)
 Creates businesses named bench-<run>-<n> in a throwaway database and prints seconds per
-business (mean, p50, p99) and what replaying migrations would cost instead, for comparison.
+business (mean, p50, p99) with the spare pool off (each a copy of the template), then 10 sign-ups
+that each take a spare schema made ready before (tenancy.spares), and what replaying migrations
+would cost instead, for comparison.
 """
 
 from __future__ import annotations
@@ -32,15 +34,19 @@ def main() -> None:
 
 
 def run(count: int) -> None:
+    from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
 
     from accounts.models import User
     from tenancy.services import business_create
+    from tenancy.spares import spares_discard_all, spares_refill
 
     started = time.perf_counter()
     call_command("parley_setup", verbosity=0)
     print(f"database set-up (shared migrations + template): {time.perf_counter() - started:.2f} s")
+    settings.PARLEY_SPARE_SCHEMAS = 0  # copies: what sign-up costs without a spare (no refill job queued)
+    spares_discard_all()
 
     owner = User.objects.create_user("bench-owner@example.com", "x" * 12)
     run_id = uuid.uuid4().hex[:4]
@@ -55,6 +61,15 @@ def run(count: int) -> None:
         f"seconds per business: mean {statistics.mean(timings):.4f}  p50 {timings[len(timings) // 2]:.4f}  "
         f"p99 {timings[int(len(timings) * 0.99) - 1]:.4f}  total {sum(timings):.2f}"
     )
+
+    spare_timings = []
+    for n in range(10):
+        spares_refill(size=1)  # the refill job's work, untimed
+        t0 = time.perf_counter()
+        business_create(owner=owner, name=f"Spare {n}", slug=f"bench-{run_id}-spare-{n}")
+        spare_timings.append(time.perf_counter() - t0)
+    spare_timings.sort()
+    print(f"seconds per business taking a spare schema: p50 {spare_timings[5]:.4f}  max {spare_timings[-1]:.4f}")
 
     # For comparison: what django-tenants' default (replay every tenant migration) costs.
     t0 = time.perf_counter()

@@ -1,26 +1,39 @@
-"""1,000 businesses: provisioning, a new migration on all of them, and the inbox with them present.
+"""1,000 businesses: provisioning (spare schemas vs the copy), a new migration on all of them, and
+the inbox with them present.
 
 Run: .venv/bin/python bench/tenants.py --count 1000        (make bench)
+     .venv/bin/python bench/tenants.py --count 1000 --no-migrate --load '' --keep   # provisioning only
+     .venv/bin/python bench/tenants.py --reuse bench_xxxxxxxx --no-migrate          # the inbox on a kept one
      .venv/bin/python bench/tenants.py --count 100 --executors parley,multiprocessing --load ''
                                                           # both executors on the same schemas
 
 In a throwaway database (`bench_<random>`):
-1. provisions --count businesses one after another (tenancy.services.business_create: a copy of
-   the template schema, the domain, the owner's seat) and prints the median and p99;
-2. applies a new tenant migration (bench.tenant_probe: a table with an index) to every business
+1. provisions --count businesses one after another with the spare pool off (every one a copy of
+   the template: tenancy.services.business_create, the domain, the owner's seat) and prints the
+   median and p99, overall and per 200;
+2. with --count present, --signups rounds of two sign-ups each, one taking a spare schema (the
+   pool refilled with one spare before, untimed: that is the refill job's work) and one with the
+   pool empty (the copy), in alternating order, and prints both medians and p99s and what a
+   spare's copy cost; then what the copy costs with and without its foreign keys into `public`
+   (each 3 times, rolled back) and what a new connection's first read of accounts_user and an
+   UPDATE of a user cost, with the referential triggers the copies added there;
+3. applies a new tenant migration (bench.tenant_probe: a table with an index) to every business
    schema with `migrate_schemas --tenant --executor=<executor>` and prints the wall time, the
    CPU seconds of the command and its children, and how many schemas recorded the migration in
    their django_migrations. With a second executor in --executors, a second new migration
    (bench/tenant_probe/step2_migrations: a column and an index) is applied by it, on the same schemas;
-3. runs bench/inbox_load.py with the same small load against that database (1,000 other
-   businesses present) and against a fresh one (only the bench business), and prints the
-   latencies side by side.
+4. runs bench/inbox_load.py with the same small load against that database (1,000 other
+   businesses present) and against fresh ones (only the bench business), --inbox-runs times each
+   (one business, then the 1,000, then one business again), and prints the latencies side by side (send: customer → agent, agent → customer,
+   send → accepted; list: how stale the agents' inbox list is behind a new message).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -38,27 +51,178 @@ from bench.inbox_load import create_database, database_url, drop_database  # noq
 PROBE_MIGRATIONS = ("0001_initial", "0002_probe_note")
 
 
-def provision(count: int) -> list[float]:
+def ms(values: list[float]) -> str:
+    values = sorted(values)
+    return (
+        f"median {statistics.median(values) * 1000:.0f} ms  p99 {values[math.ceil(len(values) * 0.99) - 1] * 1000:.0f} ms"
+        f"  (n={len(values)})"
+    )
+
+
+def provision(count: int, *, reuse: bool = False) -> list[float]:
+    """Provision businesses until `count` exist (all of them, or the rest on a reused database)."""
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
 
     from accounts.models import User
+    from tenancy.models import Business
     from tenancy.services import business_create
+    from tenancy.spares import spares_discard_all
 
     started = time.perf_counter()
     call_command("parley_setup", verbosity=0)
     print(f"database set-up (shared migrations + template): {time.perf_counter() - started:.1f} s", flush=True)
-    owner = User.objects.create_user("tenants-owner@example.com", "x" * 16)
-    timings = []
-    for n in range(count):
+    # The pool off: every business below is a copy of the template (what sign-up costs without it).
+    settings.PARLEY_SPARE_SCHEMAS = 0
+    spares_discard_all()
+    if reuse:
+        owner = User.objects.get(email="tenants-owner@example.com")
+    else:
+        owner = User.objects.create_user("tenants-owner@example.com", "x" * 16)
+        copy_probe()  # with no business yet
+    first = Business.objects.filter(slug__startswith="tenant-").count()
+    timings: list[float] = []
+    for n in range(first, count):
         t0 = time.perf_counter()
         business_create(owner=owner, name=f"Tenant {n}", slug=f"tenant-{n}")
         timings.append(time.perf_counter() - t0)
-        if n and n % 200 == 0:
-            print(f"  {n} provisioned, median so far {statistics.median(timings) * 1000:.0f} ms", flush=True)
+        if (n + 1) % 100 == 0:
+            print(f"  {n + 1} provisioned; the last 100: {ms(timings[-100:])}", flush=True)
     return timings
+
+
+def pool_vs_copy(rounds: int) -> None:
+    """Sign-ups with the pool (a spare renamed) and without (the copy), alternating, at the
+    number of businesses present now."""
+    from django.conf import settings
+    from django.db import connection
+
+    from accounts.models import User
+    from tenancy.models import Business
+    from tenancy.services import business_create
+    from tenancy.spares import spares_refill
+
+    settings.PARLEY_SPARE_SCHEMAS = 0  # no refill job queued: the refill is done here, untimed
+    owner = User.objects.get(email="tenants-owner@example.com")
+    present = Business.objects.exclude(schema_name="public").count()
+    run = uuid.uuid4().hex[:4]
+    spare_times: list[float] = []
+    copy_times: list[float] = []
+    refill_times: list[float] = []
+    for n in range(rounds):
+        t0 = time.perf_counter()
+        spares_refill(size=1)
+        refill_times.append(time.perf_counter() - t0)
+        for kind in ("spare", "copy") if n % 2 == 0 else ("copy", "spare"):
+            if kind == "copy":
+                with connection.cursor() as cursor:  # the pool empty: forget the spare for a moment
+                    cursor.execute("UPDATE tenancy_spareschema SET migrations = 'hidden'")
+            t0 = time.perf_counter()
+            business = business_create(owner=owner, name=f"Signup {kind} {n}", slug=f"signup-{run}-{kind}-{n}")
+            (spare_times if kind == "spare" else copy_times).append(time.perf_counter() - t0)
+            if kind == "copy":
+                with connection.cursor() as cursor:
+                    cursor.execute("UPDATE tenancy_spareschema SET migrations = %s", [_template_fingerprint()])
+            assert business.schema_name
+    print(f"sign-up with {present} businesses present, {rounds} of each, alternating:", flush=True)
+    print(f"  with the pool (a spare renamed): {ms(spare_times)}", flush=True)
+    print(f"  without (the template copied):   {ms(copy_times)}", flush=True)
+    print(f"  the refill job's copy of a spare: {ms(refill_times)}", flush=True)
+
+
+def _template_fingerprint() -> str:
+    from tenancy.spares import migrations_fingerprint
+
+    return migrations_fingerprint("tenant_template")
+
+
+PHASES = ("tables and rows", "primary and unique keys", "indexes", "foreign keys", "functions", "triggers", "sequences")
+
+
+def copy_probe() -> None:
+    """Where the copy's time goes now (per phase), what it costs without its foreign keys into
+    public and with the copy function before tenancy 0007 (bench/clone_schema_before.sql), and what the referential triggers those keys add to accounts_user cost elsewhere.
+    Each copy runs 3 times in a transaction that is rolled back."""
+    import psycopg
+    from django.db import connection
+
+    from tenancy.provisioning import CLONE_FUNCTION_SQL
+
+    without_fks = CLONE_FUNCTION_SQL.replace(
+        "public.parley_clone_schema", "public.bench_clone_without_public_fks"
+    ).replace(
+        "WHERE n.nspname = source AND con.contype = 'f'",
+        "WHERE n.nspname = source AND con.contype = 'f' AND tn.nspname = source",
+    )
+    assert without_fks != CLONE_FUNCTION_SQL
+    # The same function with a notice (the clock) before each of its loops and at its end.
+    lines = []
+    for line in CLONE_FUNCTION_SQL.replace("public.parley_clone_schema", "public.bench_clone_phased").split("\n"):
+        if line.startswith(("    FOR ", "END;")):
+            lines.append("    RAISE NOTICE '%', clock_timestamp();")
+        lines.append(line)
+    phased = "\n".join(lines)
+    url = database_url(connection.settings_dict["NAME"])
+    before_sql = (ROOT / "bench" / "clone_schema_before.sql").read_text()
+    full: list[float] = []
+    without: list[float] = []
+    before: list[float] = []
+    phases: list[list[float]] = [[] for _ in PHASES]
+    notices: list[str] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        triggers = conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.accounts_user'::regclass"
+        ).fetchone()[0]  # type: ignore[index]
+        customer_triggers = conn.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.accounts_customer'::regclass"
+        ).fetchone()[0]  # type: ignore[index]
+        for _n in range(3):
+            for function, into in (
+                ("parley_clone_schema", full),
+                ("bench_clone_without_public_fks", without),
+                ("bench_clone_before", before),
+                ("bench_clone_phased", None),
+            ):
+                conn.execute("BEGIN")
+                conn.execute(before_sql)
+                conn.execute(without_fks)
+                conn.execute(phased)
+                notices.clear()
+                t0 = time.perf_counter()
+                conn.execute(f"SELECT public.{function}('tenant_template', 'bench_copy_probe')")
+                if into is not None:
+                    into.append(time.perf_counter() - t0)
+                else:
+                    stamps = [conn.execute("SELECT %s::timestamptz", [n]).fetchone()[0] for n in notices]  # type: ignore[index]
+                    for index, (a, b) in enumerate(itertools.pairwise(stamps)):
+                        phases[index].append((b - a).total_seconds())
+                conn.execute("ROLLBACK")
+    first, update = [], []
+    for _n in range(5):
+        with psycopg.connect(url, autocommit=True) as fresh:
+            t0 = time.perf_counter()
+            fresh.execute("SELECT id FROM accounts_user LIMIT 1").fetchall()
+            first.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            fresh.execute("UPDATE accounts_user SET last_login = now() WHERE email = 'tenants-owner@example.com'")
+            update.append(time.perf_counter() - t0)
+    split = ", ".join(
+        f"{label} {statistics.median(values) * 1000:.0f}"
+        for label, values in zip(PHASES, phases, strict=True)
+        if values
+    )
+    print(
+        f"the copy: {ms(full)}; without its foreign keys into public: {ms(without)}; "
+        f"the copy function before tenancy 0007: {ms(before)}\n"
+        f"  per phase (ms, median of 3): {split}\n"
+        f"  referential triggers on accounts_user {triggers}, on accounts_customer {customer_triggers}; "
+        f"a new connection's first read of accounts_user {ms(first)}; UPDATE of one user {ms(update)}",
+        flush=True,
+    )
 
 
 def migrate_all(database: str, executor: str, processes: int, step: int) -> tuple[float, float]:
@@ -98,14 +262,18 @@ def recorded_schemas(migration: str) -> tuple[int, int]:
     return found, len(schemas)
 
 
-def inbox(database: str | None, load: list[str]) -> dict[str, float]:
+def inbox(database: str | None, load: list[str]) -> list[dict[str, float]]:
+    """One inbox_load run (each of its --rates one measurement): against `database` (already set
+    up; it can take the bench business only once) or a fresh one."""
     command = [sys.executable, "bench/inbox_load.py", *load]
     if database:
         command += ["--database", database]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
-    figures_line = next(line for line in done.stdout.splitlines() if line.startswith("figures: "))
-    figures: dict[str, float] = json.loads(figures_line.removeprefix("figures: "))["parley"]
-    return figures
+    return [
+        json.loads(line.removeprefix("figures: "))["parley"]
+        for line in done.stdout.splitlines()
+        if line.startswith("figures: ")
+    ]
 
 
 def main() -> None:
@@ -124,20 +292,30 @@ def main() -> None:
         help="inbox_load.py arguments for the latency comparison ('' skips it)",
     )
     parser.add_argument("--no-migrate", action="store_true", help="skip the new-migration measurement")
+    parser.add_argument("--signups", type=int, default=30, help="sign-up rounds with the pool vs without (0 skips)")
+    parser.add_argument("--inbox-runs", type=int, default=2, help="inbox_load runs on each database, alternating")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--reuse", default="", help="a database kept by --keep: provision only up to --count, measure on it (kept)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
     os.environ["DEBUG"] = "0"
 
-    database = create_database()
+    database = args.reuse or create_database()
     os.environ["DATABASE_URL"] = database_url(database)
+    keep = args.keep or bool(args.reuse)
     try:
-        timings = sorted(provision(args.count))
-        print(
-            f"provisioning {args.count} businesses: median {statistics.median(timings) * 1000:.0f} ms  "
-            f"p99 {timings[int(len(timings) * 0.99) - 1] * 1000:.0f} ms  total {sum(timings):.0f} s",
-            flush=True,
-        )
+        timings = provision(args.count, reuse=bool(args.reuse))
+        if timings:
+            print(
+                f"provisioning up to {args.count} businesses (copies, pool off): {ms(timings)}  "
+                f"total {sum(timings):.0f} s",
+                flush=True,
+            )
+        if args.signups:
+            pool_vs_copy(args.signups)
+            copy_probe()
         if not args.no_migrate:
             executors = args.executors.split(",")
             if len(executors) > 2:
@@ -153,16 +331,37 @@ def main() -> None:
                     flush=True,
                 )
         if args.load:
+            from tenancy.models import Business
+
+            present = Business.objects.exclude(schema_name="public").count()
             load = args.load.split()
-            many = inbox(database, load)
-            one = inbox(None, load)
-            print(f"inbox latency ({args.load}), {args.count} other businesses present vs none:")
-            for key, label in (("c2a_p99", "p99 customer → viewing agent"), ("a2c_p99", "p99 agent → customer")):
-                a, b = many.get(key), one.get(key)
+            rate = load[load.index("--rate") + 1] if "--rate" in load else "20"
+            # The database with the businesses takes the bench business once: its runs are one
+            # inbox_load with the rate repeated, bracketed by fresh one-business runs.
+            runs: dict[str, list[dict[str, float]]] = {"many": [], "one": []}
+            runs["one"] += inbox(None, load)
+            runs["many"] += inbox(database, [*load, "--rates", ",".join([rate] * args.inbox_runs)])
+            if args.inbox_runs > 1:
+                runs["one"] += inbox(None, [*load, "--rates", ",".join([rate] * (args.inbox_runs - 1))])
+            print(
+                f"inbox latency ({args.load}; {args.inbox_runs} run(s) each: one business, {present}, one business), "
+                f"{present} other businesses present vs none (median of the runs' figures):"
+            )
+            for key, label in (
+                ("c2a_p50", "send: p50 customer → viewing agent"),
+                ("c2a_p99", "send: p99 customer → viewing agent"),
+                ("a2c_p99", "send: p99 agent → customer"),
+                ("accept_p99", "send: p99 send → accepted"),
+                ("stale_p99", "list: p99 inbox list behind a new message"),
+            ):
+                many_values = [r[key] for r in runs["many"] if r.get(key) is not None]
+                one_values = [r[key] for r in runs["one"] if r.get(key) is not None]
+                a = statistics.median(many_values) if many_values else None
+                b = statistics.median(one_values) if one_values else None
                 ratio = f"{a / b:.2f}×" if a and b else "n/a"
-                print(f"  {label}: {a * 1000 if a else 0:.0f} ms vs {b * 1000 if b else 0:.0f} ms ({ratio})")
+                print(f"  {label}: {a * 1000 if a else 0:.1f} ms vs {b * 1000 if b else 0:.1f} ms ({ratio})")
     finally:
-        if args.keep:
+        if keep:
             print(f"kept the bench database {database}")
         else:
             drop_database(database)

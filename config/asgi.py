@@ -1,6 +1,6 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
-Websocket routes are resolved after `tenancy.asgi.BusinessHostASGIMiddleware` has found the
+Websocket routes are resolved after `config.routing.WebsocketScope` has found the
 business from the Host header, so every consumer knows its tenant before authentication.
 """
 

@@ -13,6 +13,17 @@ one pipeline (`PUBLISH` × n, one round trip, in order). `group_send` still retu
 message is published (or raises if Redis failed), so callers keep the layer's contract; messages
 published from one task keep their order, and so do messages queued without awaiting in between.
 
+A message may be queued `heard_only` (`group_send_nowait`): published only if some process
+subscribes to its group when its pipeline goes out. Before such a pipeline one `PUBSUB NUMSUB`
+round trip asks Redis for the subscribers of all its groups, and the messages of groups nobody
+listens to are dropped before they are serialized. For stored events (messaging.events: a
+commit's message to the processes with sockets of its business, the customers' /me/ updates)
+that is what publishing them would have done — nobody would have received them — while their
+cost (msgpack, redis-py's packing and parsing) is never paid: a notifications delivery job writes
+to 100 customers at a time, of whom few have a page open. A socket whose subscription comes
+after the question misses the message exactly as it would have missed a publish made before its
+subscription reached Redis: its resume, read after it subscribed, replays it.
+
 Sockets of this process are attached, not subscribed (`attach_local`, used by
 messaging.consumers): Channels gives every consumer a channel of its own — a Redis SUBSCRIBE, an
 `asyncio.Queue` and a task blocked on it, for the life of the socket — although Parley's sockets
@@ -44,16 +55,26 @@ class _Publisher:
     def __init__(self, host: dict[str, Any]) -> None:
         self.host = host
         self.redis: aioredis.Redis | None = None
-        self.pending: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        # (channel, serialized message, or the message and its serializer for a heard-only one,
+        # future resolved once it is sent or dropped)
+        self.pending: list[tuple[str, bytes | tuple[dict[str, Any], Any], asyncio.Future[None]]] = []
         self.task: asyncio.Task[None] | None = None
 
-    def publish(self, channel: str, data: bytes) -> asyncio.Future[None]:
-        """Queue now (so call order is publish order); the future resolves once it is sent."""
+    def publish(self, channel: str, data: bytes | tuple[dict[str, Any], Any]) -> asyncio.Future[None]:
+        """Queue now (so call order is publish order); the future resolves once it is sent.
+        `data` is the serialized message, or (message, serialize) to publish only if some process
+        subscribes to `channel` (serialized only then)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pending.append((channel, data, future))
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._run())
         return future
+
+    async def _heard(self, channels: set[str]) -> set[str]:
+        """The channels some client subscribes to now: one PUBSUB NUMSUB for all of them."""
+        assert self.redis is not None
+        counts = await self.redis.pubsub_numsub(*channels)
+        return {name.decode() if isinstance(name, bytes) else name for name, count in counts if count}
 
     async def _run(self) -> None:
         while self.pending:
@@ -61,10 +82,21 @@ class _Publisher:
             try:
                 if self.redis is None:
                     self.redis = aioredis.Redis(connection_pool=create_pool(self.host))
+                asked = {channel for channel, data, _future in batch if not isinstance(data, bytes)}
+                heard = await self._heard(asked) if asked else set()
+                published = 0
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for channel, data, _future in batch:
-                        pipe.publish(channel, data)
-                    await pipe.execute()
+                        if isinstance(data, bytes):
+                            pipe.publish(channel, data)
+                        elif channel in heard:
+                            message, serialize = data
+                            pipe.publish(channel, serialize(message))
+                        else:
+                            continue
+                        published += 1
+                    if published:
+                        await pipe.execute()
             except Exception as error:
                 for _channel, _data, future in batch:
                     if not future.done():
@@ -149,10 +181,15 @@ class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         await self.group_send_nowait(group, message)
 
-    def group_send_nowait(self, group: str, message: dict[str, Any]) -> asyncio.Future[None]:
+    def group_send_nowait(
+        self, group: str, message: dict[str, Any], *, heard_only: bool = False
+    ) -> asyncio.Future[None]:
         """Queue now, in call order; the future resolves once it is published (messaging.events
-        hands a commit's messages over without awaiting between them)."""
+        hands a commit's messages over without awaiting between them). `heard_only`: dropped
+        instead if no process subscribes to the group when it would go out (module docstring)."""
         channel = self._get_group_channel_name(group)
+        if heard_only:
+            return self._publisher(channel).publish(channel, (message, self.channel_layer.serialize))
         return self._publisher(channel).publish(channel, self.channel_layer.serialize(message))
 
     def group_send_local(self, group: str, message: dict[str, Any]) -> None:

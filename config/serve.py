@@ -37,6 +37,8 @@ from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 ASGI_APP = "config.asgi:application"
+# uvicorn's sans-I/O websocket protocol holding less per idle socket (config/ws_protocol.py).
+WS_PROTOCOLS = {"lean": "config.ws_protocol:LeanWebSocketsProtocol"}
 
 
 def listening_socket(bind: str, port: int) -> socket.socket:
@@ -51,7 +53,7 @@ def listening_socket(bind: str, port: int) -> socket.socket:
 
 
 def server_command(
-    server: str, fd: int, app: str = ASGI_APP, ws: str = "websockets-sansio", *, ws_deflate: bool = False
+    server: str, fd: int, app: str = ASGI_APP, ws: str = "lean", *, ws_deflate: bool = False
 ) -> list[str]:
     if server == "daphne":
         # Daphne's --fd takes an already-listening socket.
@@ -64,7 +66,7 @@ def server_command(
         "--fd",
         str(fd),
         "--ws",
-        ws,
+        WS_PROTOCOLS.get(ws, ws),  # uvicorn takes its own names or a class's import path
         "--lifespan",
         "off",
         "--no-access-log",
@@ -166,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="Procrastinate worker processes")
     parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn")
     parser.add_argument(
-        "--ws", default="websockets-sansio", help="uvicorn's websocket protocol: websockets-sansio, websockets, wsproto"
+        "--ws",
+        default="lean",
+        help="uvicorn's websocket protocol: lean (default: websockets-sansio holding less per socket, "
+        "config/ws_protocol.py), websockets-sansio, websockets, wsproto",
     )
     parser.add_argument(
         "--ws-deflate",

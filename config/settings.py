@@ -181,6 +181,9 @@ TENANT_CREATION_FAKES_MIGRATIONS = True
 # path sets the schema explicitly (middleware per request, `schema_context` per consumer call and
 # job), setting a tenant always re-issues it, and a rollback forgets the cached path.
 TENANT_LIMIT_SET_CALLS = True
+# Sign-up renames one of this many spare schemas, copied from the template ahead of time
+# (tenancy.spares), instead of copying the template while the owner waits; 0 turns it off.
+PARLEY_SPARE_SCHEMAS = env.int("PARLEY_SPARE_SCHEMAS", default=3)
 # Tenant migrations (`migrate_schemas --tenant`, parley_setup): tenancy.migration_executor builds
 # Django's migration loader and states once per process instead of once per schema, and spreads
 # the schemas over this many processes; after PARLEY_MIGRATION_MAX_FAILURES failed schemas it

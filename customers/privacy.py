@@ -175,8 +175,9 @@ def customer_account_delete(*, customer: Customer) -> PrivacyRequest:
         phone_number = customer.phone_number
         PhoneChallenge.objects.filter(phone_number=phone_number).delete()
         customer.phone_number = f"{ERASED_PREFIX}{customer.pk}"
+        customer.phone_formatted = ""  # the number as read goes with the number
         customer.display_name = ""
-        customer.save(update_fields=["phone_number", "display_name"])
+        customer.save(update_fields=["phone_number", "phone_formatted", "display_name"])
         request = _create(
             kind=PrivacyRequest.Kind.DELETE_ACCOUNT,
             requested_by=PrivacyRequest.Requester.CUSTOMER,

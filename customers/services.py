@@ -25,7 +25,7 @@ from customers.models import Block, BusinessContact, ConsentRecord, MarketingMut
 from tenancy.models import Business
 from verification.models import PhoneChallenge
 from verification.otp import otp_check, otp_send
-from verification.phone import phone_region
+from verification.phone import phone_display, phone_region
 
 logger = logging.getLogger("parley.customers")
 
@@ -51,12 +51,18 @@ def customer_sign_in_confirm(*, phone_number: str, code: str) -> Customer | None
         now = timezone.now()
         customer, created = Customer.objects.select_for_update().get_or_create(
             phone_number=phone_number,
-            defaults={"country_code": phone_region(phone_number), "verified_at": now, "last_seen_at": now},
+            defaults={
+                "country_code": phone_region(phone_number),
+                "phone_formatted": phone_display(phone_number),
+                "verified_at": now,
+                "last_seen_at": now,
+            },
         )
         if not created:
             customer.verified_at = now
             customer.last_seen_at = now
-            customer.save(update_fields=["verified_at", "last_seen_at"])
+            customer.phone_formatted = phone_display(phone_number)
+            customer.save(update_fields=["verified_at", "last_seen_at", "phone_formatted"])
     logger.info("customer %s signed in%s", customer.pk, " (new)" if created else "")
     return customer
 

@@ -256,6 +256,10 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
     schema_name: str
     last: int | None
     worker: asyncio.Task[None] | None = None  # only while frames wait
+    # (frame, when it entered the send gate or None), only while some wait: a deque, not an
+    # asyncio.Queue (3 KiB per socket), made on demand (an empty deque is 0.7 KiB); only the
+    # socket's own task appends, only the worker pops.
+    frames_waiting: deque[tuple[dict[str, Any], float | None]] | None = None
     serving = False  # accepted and joined: frames are handled
     released = False
     relayed = False  # counted in events.relay
@@ -264,11 +268,8 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
     rights_checked_at = 0.0  # time.monotonic() of the last full check that passed
     rights_recheck_seconds = 0.0  # a heartbeat's full re-check at most this often
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self.release()
+    async def ended(self) -> None:
+        await self.release()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without `aclose_old_connections` before every handler: layer
@@ -284,9 +285,6 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         self.delivery = asyncio.Lock()
         self.acks: dict[tuple[int, bool], int] = {}  # (conversation id, read) -> highest up_to
         self.ack_task: asyncio.Task[None] | None = None
-        # (frame, when it entered the send gate or None); a deque, not an asyncio.Queue (3 KiB
-        # per idle socket): only the socket's own task appends, only the worker pops.
-        self.frames_waiting: deque[tuple[dict[str, Any], float | None]] = deque()
         self.sends = _RateLimit(rate=2, burst=20)
         self.frames = _RateLimit(rate=20, burst=60)
         self.typing = _RateLimit(rate=0.5, burst=3)
@@ -389,8 +387,8 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             if task is not None:
                 task.cancel()
         # Queued sends were never accepted: the client sends them again after reconnecting.
-        while getattr(self, "frames_waiting", None):
-            _payload, gated = self.frames_waiting.popleft()
+        waiting, self.frames_waiting = self.frames_waiting or (), None
+        for _payload, gated in waiting:
             if gated is not None:
                 send_gate.leave(0.0)
         await self.leave_all()
@@ -429,7 +427,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         is_send = payload["type"] == "send"
         gated: float | None = None
         try:
-            if len(self.frames_waiting) >= FRAME_QUEUE:
+            if self.frames_waiting is not None and len(self.frames_waiting) >= FRAME_QUEUE:
                 raise overloaded(send_gate.retry_after())
             if is_send:
                 self.check_send_rate()
@@ -443,6 +441,8 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         except MessagingError as error:
             await self.refuse(payload, error)
             return
+        if self.frames_waiting is None:
+            self.frames_waiting = deque()
         self.frames_waiting.append((payload, gated))
         if self.worker is None and self.serving and not self.released:
             self.worker = asyncio.ensure_future(self.work())
@@ -453,6 +453,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             while self.frames_waiting:
                 payload, gated = self.frames_waiting.popleft()
                 await self.work_one(payload, gated)
+            self.frames_waiting = None
         finally:
             self.worker = None
 
@@ -965,6 +966,14 @@ class ChatConsumer(StreamConsumer):
         if self.admitted_conversation_id is not None:
             await self.join_conversation(self.admitted_conversation_id)
 
+    async def on_resume(self, payload: dict[str, Any]) -> None:
+        if self.conversation_id is None:
+            # Admission found no conversation, but one may have been written since (a template
+            # from a delivery job) and announced before this socket's subscription reached Redis.
+            # Looked up again now, and joined before the resume reads its events.
+            await self.find_conversation()
+        await super().on_resume(payload)
+
     async def find_conversation(self) -> None:
         conversation = await _db(self.schema_name, selectors.conversation_for_customer, customer=self.customer)
         if conversation is not None:
@@ -1044,11 +1053,8 @@ class ChatConsumer(StreamConsumer):
 class MeConsumer(GroupsMixin, OneTaskWebsocketConsumer):
     """The customer's /me/ page on the public host: their cross-business list changed."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self.leave_all()
+    async def ended(self) -> None:
+        await self.leave_all()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # As StreamConsumer.dispatch: no database work before handlers that need none.

@@ -15,6 +15,11 @@ Delivery policy (`_publish_now`; issue 9: every message to every agent does not 
   receiving process for `INBOX_FLUSH_SECONDS` (`InboxLists`) and sent to its own sockets as one
   frame, with the id ranges it covers so a socket can tell a batch that went missing (see
   consumers.InboxConsumer).
+A commit's message and the customers' /me/ updates go out only to groups some process subscribes
+to when they are published (`heard_only`, config.layers): a notifications job writes to a hundred
+customers at a time, few of whom have a page open, and its publishes to nobody (msgpack, redis-py)
+were a sizeable share of its time. A socket's process subscribes before the socket reads its
+backlog, so an event it was not sent live is one its resume reads.
 """
 
 from __future__ import annotations
@@ -504,13 +509,19 @@ def _process_loop() -> asyncio.AbstractEventLoop | None:
         return _own_loop[1]
 
 
-def layer_send_nowait(layer: Any, group: str, message: dict[str, Any]) -> asyncio.Future[None]:
+def layer_send_nowait(
+    layer: Any, group: str, message: dict[str, Any], *, heard_only: bool = False
+) -> asyncio.Future[None]:
     """Hand a message to the layer now, in call order, without waiting for it to be published.
     The pipelined Redis layer (config.layers) queues it synchronously; another layer gets a task
-    (tasks start in the order they were made)."""
+    (tasks start in the order they were made). `heard_only`: the pipelined layer drops it if no
+    process subscribes to the group when it would go out (only for stored events, which a socket
+    that subscribes later reads on resume); other layers publish it all the same."""
     inner = layer._get_layer() if hasattr(layer, "_get_layer") else layer
     nowait = getattr(inner, "group_send_nowait", None)
     if nowait is not None:
+        if heard_only:
+            return nowait(group, message, heard_only=True)  # type: ignore[no-any-return]
         return nowait(group, message)  # type: ignore[no-any-return]
     return asyncio.ensure_future(layer.group_send(group, message))
 
@@ -548,11 +559,16 @@ def _publish_now(
     if events:
         # One message per commit, whatever the number of events and sockets: every server process
         # with sockets of the business hands each event to its own sockets (`Relay`).
-        sends.append(layer_send_nowait(layer, commits_group(schema_name), commit_message(schema_name, events)))
+        sends.append(
+            layer_send_nowait(layer, commits_group(schema_name), commit_message(schema_name, events), heard_only=True)
+        )
     for customer_id, text in customer_updates:
         sends.append(
             layer_send_nowait(
-                layer, customer_group(customer_id), {"type": LAYER_ME_FRAME, "text": text, "schema": schema_name}
+                layer,
+                customer_group(customer_id),
+                {"type": LAYER_ME_FRAME, "text": text, "schema": schema_name},
+                heard_only=True,
             )
         )
     if not sends:

@@ -48,27 +48,39 @@ class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
     _attached = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        layer = get_channel_layer(self.channel_layer_alias)
-        attach = getattr(layer, "attach_local", None) if layer is not None else None
-        if attach is None:
-            await super().__call__(scope, receive, send)
-            return
-        self.scope = scope
-        self.channel_layer = layer
-        self.base_send = send
-        self.channel_name = attach(self.deliver)
-        self._attached = True
         try:
-            while True:
-                await self.dispatch(await receive())
-                if not self._layer_ready:
-                    # The first message is websocket.connect: layer messages wait until it was handled.
-                    self._layer_ready = True
-                    self._start_drain()
-        except StopConsumer:
-            pass
+            layer = get_channel_layer(self.channel_layer_alias)
+            attach = getattr(layer, "attach_local", None) if layer is not None else None
+            if attach is None:
+                await super().__call__(scope, receive, send)
+                return
+            self.scope = scope
+            self.channel_layer = layer
+            self.base_send = send
+            self.channel_name = attach(self.deliver)
+            self._attached = True
+            try:
+                while True:
+                    await self.dispatch(await receive())
+                    if not self._layer_ready:
+                        # The first message is websocket.connect: layer messages wait until it was handled.
+                        self._layer_ready = True
+                        self._start_drain()
+            except StopConsumer:
+                pass
         finally:
             self.stop_layer_dispatch()
+            await self.ended()
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # As in Channels' loop, no layer message is dispatched once the client is gone.
+        self.stop_layer_dispatch()
+        await super().websocket_disconnect(message)
+
+    async def ended(self) -> None:
+        """Whatever way the socket ended (a close, a refused handshake, the server cancelling
+        the consumer): the subclass's clean-up. Here, not in an override of `__call__`, so a
+        socket's task keeps one coroutine less for its whole life."""
 
     def deliver(self, message: dict[str, Any]) -> None:
         """Called by the layer, on the loop, for each group message (shared between the local
@@ -97,15 +109,18 @@ class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
                 except Exception:
                     logger.exception("layer message %s failed; closing the socket", message.get("type"))
                     self._layer_inbox = None
-                    await self.close(CLOSE_INTERNAL_ERROR)
+                    try:
+                        await self.close(CLOSE_INTERNAL_ERROR)
+                    except Exception:  # already closing or gone: the socket's task ends it
+                        logger.debug("could not close after a failed layer message", exc_info=True)
                     return
             self._layer_inbox = None  # an idle socket keeps no deque
         finally:
             self._layer_drain = None
 
     def stop_layer_dispatch(self) -> None:
-        """The socket ended: drop what waits, stop the drain, take the callback out of the layer.
-        Its groups must have been left before (group_discard needs nothing of the channel)."""
+        """The socket ended: drop what waits, stop the drain, take the callback out of the layer
+        (its groups may be left before or after: group_discard needs nothing of the channel)."""
         self._layer_inbox = None
         if self._layer_drain is not None:
             self._layer_drain.cancel()

@@ -35,10 +35,17 @@ QUALITY_RED = 0.05
 QUALITY_LABELS = {"green": gettext_lazy("Green"), "yellow": gettext_lazy("Yellow"), "red": gettext_lazy("Red")}
 
 
-def throughput_take(*, business: Business, count: int = 1, now: float | None = None) -> int | None:
+# (messages per second, tier override or None): template_reviews.selectors.sending_limits, which a
+# delivery job reads once and hands to each check instead of a query per check.
+Limits = tuple[int, int | None]
+
+
+def throughput_take(
+    *, business: Business, count: int = 1, now: float | None = None, limits: Limits | None = None
+) -> int | None:
     """Count `count` messages against this second's allowance; None if allowed, else the seconds
     to wait. A fixed one-second window in the shared cache (Redis), keyed by the schema."""
-    per_second, _tier = sending_limits(business=business)
+    per_second, _tier = limits or sending_limits(business=business)
     second = int(now if now is not None else time.time())
     key = f"t.{business.schema_name}.sendrate.{second}"
     # The key only matters during its second; it outlives it by a margin so a slow burst (or a
@@ -65,8 +72,8 @@ def throughput_check(*, business: Business) -> None:
         )
 
 
-def tier_limit(*, business: Business) -> int:
-    _rate, override = sending_limits(business=business)
+def tier_limit(*, business: Business, limits: Limits | None = None) -> int:
+    _rate, override = limits or sending_limits(business=business)
     if override is not None:
         return override
     if business.badge_visible:
@@ -110,11 +117,13 @@ class TierAllowance:
     count: int  # customers reached in the window, all told
 
     @classmethod
-    def now(cls, *, business: Business, customer_ids: Collection[int] | None = None) -> TierAllowance:
+    def now(
+        cls, *, business: Business, customer_ids: Collection[int] | None = None, limits: Limits | None = None
+    ) -> TierAllowance:
         """Read once per group. Naming the group's customers reads which of them were reached
         and how many were in all (one aggregate), instead of every reached customer's id: a
         business near a high tier would otherwise load tens of thousands of ids per job."""
-        limit = tier_limit(business=business)
+        limit = tier_limit(business=business, limits=limits)
         since = timezone.now() - TIER_WINDOW
         if customer_ids is None:
             reached = customers_reached(since=since)

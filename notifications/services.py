@@ -782,17 +782,18 @@ def notifications_deliver_queued(*, business: Business, notification_ids: list[i
     core's writer in one transaction (`do_send_messages`); each refused one fails with its
     reason. Paced to the business's throughput limit."""
     done = 0
-    per_second, _override = sending_limits(business=business)
-    step = max(1, min(per_second, BATCH_CHUNK))
+    # Read once per job, for the pacing, the throughput and the tier checks of every chunk.
+    configured = sending_limits(business=business)
+    step = max(1, min(configured[0], BATCH_CHUNK))
     for start in range(0, len(notification_ids), step):
         chunk = notification_ids[start : start + step]
-        while limits.throughput_take(business=business, count=len(chunk)) is not None:
+        while limits.throughput_take(business=business, count=len(chunk), limits=configured) is not None:
             time.sleep(max(0.01, 1 - (time.time() % 1)))  # the next second's allowance
-        done += _deliver_chunk(business, chunk)
+        done += _deliver_chunk(business, chunk, configured)
     return done
 
 
-def _deliver_chunk(business: Business, notification_ids: list[int]) -> int:
+def _deliver_chunk(business: Business, notification_ids: list[int], configured: limits.Limits) -> int:
     from customers.models import MarketingMute
     from messaging.errors import MessagingError
     from messaging.sending import SendResult, check_template_send, do_send_messages
@@ -800,12 +801,16 @@ def _deliver_chunk(business: Business, notification_ids: list[int]) -> int:
     with transaction.atomic():
         pending = list(
             Notification.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("template")
             .filter(pk__in=notification_ids, status=Notification.Status.ACCEPTED)
             .order_by("pk")
         )
         if not pending:
             return 0  # delivered by an earlier attempt of this job
+        # A batch's chunk shares one template: read once, not joined and built per row.
+        templates = Template.objects.in_bulk({n.template_id for n in pending if n.template_id is not None})
+        template_field = Notification._meta.get_field("template")
+        for notification in pending:
+            template_field.set_cached_value(notification, templates.get(notification.template_id))
         customers = {
             c.phone_number: c
             for c in Customer.objects.filter(phone_number__in={n.to for n in pending}, verified_at__isnull=False)
@@ -821,7 +826,9 @@ def _deliver_chunk(business: Business, notification_ids: list[int]) -> int:
             if marketing_chunk
             else set()
         )
-        allowance = limits.TierAllowance.now(business=business, customer_ids=[c.pk for c in customers.values()])
+        allowance = limits.TierAllowance.now(
+            business=business, customer_ids=[c.pk for c in customers.values()], limits=configured
+        )
         quality = limits.quality_rating_cached(business=business).rating if marketing_chunk else "green"
         ready: list[tuple[Notification, Any]] = []
         for notification in pending:

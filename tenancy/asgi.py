@@ -1,4 +1,5 @@
-"""Find the business for a websocket from its Host header, before authentication."""
+"""Find the business for a websocket from its Host header, before authentication (used by
+config.routing.WebsocketScope)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from typing import Any
 
 from django_tenants.utils import remove_www
 
-from config.websocket import CloseCode
 from tenancy.db import run_in_schema
 from tenancy.models import PUBLIC_SCHEMA, Business, Domain
 
@@ -26,23 +26,3 @@ def host_from_scope(scope: dict[str, Any]) -> str:
         if name == b"host":
             return remove_www(value.decode("latin-1").split(":")[0].lower())
     return ""
-
-
-class BusinessHostASGIMiddleware:
-    """Puts the business (or None for the public host) into `scope["business"]`.
-
-    An unknown host is refused before any consumer runs. The schema is *not* set on the
-    connection here: consumers enter the tenant context inside each database function.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        business = await business_for_host(host_from_scope(scope))
-        if business is None:
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": CloseCode.NOT_FOUND})
-                return None
-        scope = dict(scope, business=business)
-        return await self.app(scope, receive, send)

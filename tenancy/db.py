@@ -10,10 +10,17 @@ Channels does (`close_old_connections` before and after), so at most one connect
 is open: the pool size bounds the process's database connections. A thread that finds no more
 work waiting gives its connection back (with psycopg's connection pool configured, closing
 returns it to the pool), so an idle process holds none.
+
+The call sees the caller's context (an active translation), but what it sets there stays on the
+thread: asgiref's `sync_to_async` copies a thread's context changes back into the caller's, and
+a websocket's context lives as long as its socket — every socket kept the per-context objects its
+calls made (Django's cache instance of that context, asgiref's storage copies: ~1.5 KiB per
+idle socket, issue 9). Nothing of Parley reads a context variable set on a database thread.
 """
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 from collections.abc import Callable
@@ -46,6 +53,11 @@ def executor() -> ThreadPoolExecutor:
         return _executor
 
 
+def _isolated[T](schema_name: str, fn: Callable[..., T], kwargs: dict[str, Any]) -> T:
+    # In a copy of the context asgiref runs us in, so nothing is copied back to the caller's.
+    return contextvars.copy_context().run(_run, schema_name, fn, kwargs)
+
+
 def _run[T](schema_name: str, fn: Callable[..., T], kwargs: dict[str, Any]) -> T:
     close_old_connections()
     try:
@@ -67,4 +79,4 @@ def _idle() -> bool:
 async def run_in_schema[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
     """`fn(**kwargs)` inside `schema_name`, on the pool. The caller's context (e.g. an active
     translation) goes with it."""
-    return await sync_to_async(_run, thread_sensitive=False, executor=executor())(schema_name, fn, kwargs)
+    return await sync_to_async(_isolated, thread_sensitive=False, executor=executor())(schema_name, fn, kwargs)

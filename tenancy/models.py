@@ -124,3 +124,25 @@ class Domain(DomainMixin):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class SpareSchema(models.Model):
+    """A business schema copied from the template ahead of time, waiting for a sign-up.
+
+    Sign-up takes one (tenancy.spares) and renames it to the new business's schema, instead of
+    copying the template while the owner waits. A spare has no Business and no Domain, so no host
+    reaches it and nothing that walks the businesses (migrations, jobs, admin) sees it. Its
+    `migrations` fingerprint is that of its django_migrations rows when it was copied: a spare
+    whose fingerprint differs from the template's is behind (a migration ran since) and is never
+    handed out, only dropped and replaced."""
+
+    schema_name = models.CharField(max_length=63, unique=True)
+    migrations = models.CharField(max_length=32)  # md5 of its applied migrations
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("spare schema")
+        verbose_name_plural = _("spare schemas")
+
+    def __str__(self) -> str:
+        return self.schema_name

@@ -6,11 +6,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django_tenants.models import TenantMixin
+from django_tenants.signals import post_schema_sync
 
 from accounts.models import Membership, User
 from audit.services import audit_record
+from config.jobs import defer_job
+from tenancy import spares
 from tenancy.models import PUBLIC_SCHEMA, Business, Domain
-from tenancy.provisioning import clone_template_into
 from tenancy.signals import business_suspended
 from tenancy.slugs import normalise_slug, schema_name_for, validate_slug
 
@@ -18,8 +21,9 @@ logger = logging.getLogger("parley.tenancy")
 
 
 def business_create(*, owner: User, name: str, slug: str, display_name: str = "") -> Business:
-    """Provision a business: its row, its schema (a copy of the template), its domain and the
-    owner's seat -- all in one transaction, so a failure leaves nothing half-made."""
+    """Provision a business: its row, its schema (a spare renamed, or a copy of the template when
+    none is ready: tenancy.spares), its domain and the owner's seat -- all in one transaction, so
+    a failure leaves nothing half-made (and gives a taken spare back)."""
     slug = normalise_slug(slug)
     validate_slug(slug)
     name = name.strip()
@@ -35,11 +39,19 @@ def business_create(*, owner: User, name: str, slug: str, display_name: str = ""
             name=name,
             display_name=(display_name or name).strip()[:100],
         )
-        clone_template_into(business.schema_name)
+        source = spares.schema_provision(schema_name=business.schema_name)
         Domain.objects.create(domain=business.host, tenant=business, is_primary=True)
         Membership.objects.create(user=owner, business=business, role=Membership.Role.OWNER)
-        audit_record(action="business.created", actor=owner, business=business, target=business.slug)
-    logger.info("provisioned business %s (schema %s)", business.slug, business.schema_name)
+        audit_record(
+            action="business.created", actor=owner, business=business, target=business.slug, data={"schema": source}
+        )
+        # What django-tenants sends once a tenant's schema exists and is migrated (it would send
+        # it itself with auto_create_schema, which provisioning replaces).
+        post_schema_sync.send(sender=TenantMixin, tenant=business.serializable_fields())
+        if spares.pool_size():
+            # Replace the spare (or make the first ones) after commit; one waiting job is enough.
+            defer_job(spares.REFILL_TASK, queueing_lock=spares.REFILL_TASK, skip_if_queued=True)
+    logger.info("provisioned business %s (schema %s, %s)", business.slug, business.schema_name, source)
     return business
 
 

@@ -8,7 +8,7 @@ from procrastinate.contrib.django import app
 from procrastinate.contrib.django.models import ProcrastinateJob
 from procrastinate.exceptions import AlreadyEnqueued, TaskNotFound
 
-from config.jobs import defer_job
+from config.jobs import defer_atomic, defer_job
 from notifications.jobs import webhook_dispatch, webhook_dispatch_all
 from tenancy.models import Business
 from tests.conftest import World
@@ -43,6 +43,15 @@ def test_defer_job_queues_the_registered_task_in_the_callers_transaction(world: 
     assert job.queue_name == "tests" and job.args == {"value": "later"} and job.scheduled_at == at
     with pytest.raises(TaskNotFound):
         defer_job("tests.recrod", value="typo")
+
+
+def test_defer_atomic_queues_many_jobs_in_one_statement_in_order(world: World) -> None:
+    lock = f"tests:{uuid.uuid4().hex}"
+    defer_atomic("tests.record", [({"value": f"v{n}", "n": n}, lock if n == 2 else None) for n in range(5)])
+    jobs = list(ProcrastinateJob.objects.filter(task_name="tests.record").order_by("-id")[:5])[::-1]
+    assert [j.args for j in jobs] == [{"value": f"v{n}", "n": n} for n in range(5)]
+    assert [j.queueing_lock for j in jobs] == [None, None, lock, None, None]
+    assert {(j.queue_name, j.status, j.priority, j.lock) for j in jobs} == {("tests", "todo", 0, None)}
 
 
 def test_a_waiting_job_under_the_same_lock_is_kept(world: World) -> None:

@@ -42,6 +42,8 @@ def test_sign_in_creates_customer_and_session(world: World, fixed_code: str) -> 
     assert response.status_code == 302 and response["Location"] == "/me/"
     customer = Customer.objects.get(phone_number=number)
     assert customer.verified_at is not None and customer.country_code == "DE"
+    # Stored as read once, for every message event that names the number.
+    assert customer.phone_formatted == customer.phone_display == phone_display(number)
     assert client.session[SESSION_KEY] == customer.pk
     page = client.get("/me/").content.decode()
     assert "Your messages and privacy" in page

@@ -29,6 +29,7 @@ from notifications.models import Notification, WebhookDelivery, WebhookEndpoint
 from tests.conftest import World, business_client, in_business, unique
 from tests.customers.conftest import customer_client, make_customer, talk
 from tests.jobs import run_queued_jobs
+from verification.phone import phone_display
 
 
 def run_privacy_jobs() -> None:
@@ -187,6 +188,8 @@ def test_account_deletion_removes_every_trace_from_every_schema_and_keeps_billin
 ) -> None:
     customer, texts = _customer_with_history(live_db)
     phone = customer.phone_number
+    customer.phone_formatted = phone_display(phone)  # as signing in stores it
+    customer.save(update_fields=["phone_formatted"])
     assert _traces([phone]) and _traces(texts)  # the check finds them while they exist
     billing_before = _billing(customer)
     assert billing_before[0] >= 2
@@ -205,12 +208,14 @@ def test_account_deletion_removes_every_trace_from_every_schema_and_keeps_billin
     assert client.get("/me/privacy/").status_code == 302
     assert customer_client(customer).get("/me/privacy/").status_code == 302
     request = PrivacyRequest.objects.get(kind="delete_account", customer=customer)
+    # The number is free at once, in both its forms (the jobs then erase the row).
+    assert Customer.objects.filter(pk=customer.pk, phone_formatted="").exists()
 
     run_privacy_jobs()
     request.refresh_from_db()
     assert request.status == "done" and request.customer_id is None
     assert not Customer.objects.filter(pk=customer.pk).exists()
-    assert _traces([phone]) == []
+    assert _traces([phone, customer.phone_formatted]) == []
     assert _traces(texts) == []
     for business in (live_db.business_a, live_db.business_b):
         with in_business(business):

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand
 
 from config.demo import demo_seed
 from tenancy.demo import DEMO_PASSWORD
+from tenancy.spares import spares_refill
 
 
 class Command(BaseCommand):
@@ -21,6 +22,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         world = demo_seed()
+        # The demo's businesses took spare schemas: put new ones in their place now, so the
+        # first sign-up in the demo is quick even before the worker runs the refill job.
+        spares_refill()
 
         public = settings.PARLEY_PUBLIC_URL
         out = self.stdout.write

@@ -1,0 +1,99 @@
+"""The pipelined Redis channel layer: heard-only messages go out only to groups someone subscribes
+to, and keep their place in the publishing order (config.layers)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis import asyncio as aioredis
+
+from config.layers import PipelinedPubSubChannelLayer
+from tests.conftest import unique
+
+pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="the Redis layer needs REDIS_URL")
+
+
+@pytest.fixture
+async def layer() -> AsyncIterator[PipelinedPubSubChannelLayer]:
+    layer = PipelinedPubSubChannelLayer(hosts=[os.environ["REDIS_URL"]], prefix=unique("layertest"))
+    yield layer
+    await layer.flush()
+
+
+@pytest.fixture
+async def published(layer: PipelinedPubSubChannelLayer) -> AsyncIterator[list[tuple[str, Any]]]:
+    """Every message the layer publishes (a pattern subscription, which PUBSUB NUMSUB does not
+    count, so watching does not make a group heard)."""
+    seen: list[tuple[str, Any]] = []
+    redis = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+    pubsub = redis.pubsub()
+    prefix = layer._get_layer()._get_group_channel_name("")
+    await pubsub.psubscribe(prefix + "*")
+
+    async def watch() -> None:
+        async for raw in pubsub.listen():
+            if raw["type"] == "pmessage":
+                channel = raw["channel"].decode()[len(prefix) :]
+                seen.append((channel, layer.deserialize(raw["data"])))
+
+    task = asyncio.ensure_future(watch())
+    await asyncio.sleep(0.05)
+    yield seen
+    task.cancel()
+    await pubsub.aclose()
+    await redis.aclose()
+
+
+async def settle(seen: list[tuple[str, Any]], count: int) -> None:
+    for _ in range(100):
+        if len(seen) >= count:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # and nothing more arrives
+
+
+async def test_heard_only_messages_reach_only_groups_with_subscribers_in_order(
+    layer: PipelinedPubSubChannelLayer, published: list[tuple[str, Any]]
+) -> None:
+    channel = await layer.new_channel()
+    await layer.group_add("listened", channel)
+    inner = layer._get_layer()
+    sends = [
+        inner.group_send_nowait("listened", {"type": "x", "n": 1}, heard_only=True),
+        inner.group_send_nowait("nobody", {"type": "x", "n": 2}, heard_only=True),
+        inner.group_send_nowait("nobody", {"type": "x", "n": 3}),  # not heard-only: published all the same
+        inner.group_send_nowait("listened", {"type": "x", "n": 4}, heard_only=True),
+        inner.group_send_nowait("listened", {"type": "x", "n": 5}),
+    ]
+    # Every future resolves, the dropped ones too (nothing to wait for, nothing failed).
+    assert await asyncio.gather(*sends) == [None] * 5
+    await settle(published, 4)
+    assert [(group, m["n"]) for group, m in published] == [
+        ("listened", 1),
+        ("nobody", 3),
+        ("listened", 4),
+        ("listened", 5),
+    ]
+    received = [await asyncio.wait_for(layer.receive(channel), 2) for _ in range(3)]
+    assert [m["n"] for m in received] == [1, 4, 5]
+
+
+async def test_a_group_is_heard_from_the_moment_someone_subscribes(
+    layer: PipelinedPubSubChannelLayer, published: list[tuple[str, Any]]
+) -> None:
+    inner = layer._get_layer()
+    await inner.group_send_nowait("later", {"type": "x", "n": 1}, heard_only=True)
+    channel = await layer.new_channel()
+    await layer.group_add("later", channel)
+    await inner.group_send_nowait("later", {"type": "x", "n": 2}, heard_only=True)
+    assert (await asyncio.wait_for(layer.receive(channel), 2))["n"] == 2
+    # The last subscriber left: nobody hears the group again.
+    await layer.group_discard("later", channel)
+    await asyncio.sleep(0.05)
+    await inner.group_send_nowait("later", {"type": "x", "n": 3}, heard_only=True)
+    await settle(published, 1)
+    assert [m["n"] for _group, m in published] == [2]
