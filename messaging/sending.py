@@ -433,16 +433,17 @@ def _lock_conversations(
     requests: Sequence[SendRequest],
     refusal: MessagingError | None,
     behind: Callable[[], None] | None = None,
-) -> tuple[dict[int, _Thread], dict[int, _Thread], set[int], bool]:
+    behind_created: Callable[[set[int]], None] | None = None,
+) -> tuple[dict[int, _Thread], dict[int, _Thread], set[int]]:
     """Lock every conversation the group writes to: by id (agents) and by customer (customers,
-    templates). Returns them by id and by customer, the customers who blocked the business, and
-    whether conversations were created. A customer without a conversation gets one unless every
-    send of theirs will be refused (a refused send writes nothing). `behind`: see `_locked`."""
+    templates). Returns them by id and by customer, and the customers who blocked the business.
+    A customer without a conversation gets one unless every send of theirs will be refused (a
+    refused send writes nothing). `behind`: see `_locked`; `behind_created`: the same behind
+    the lock of the conversations made here, given their customers."""
     business_id = group.business.pk
     ids = sorted({r.conversation_id for r in requests if r.conversation_id is not None})
     customers = {r.customer.pk for r in requests if r.customer is not None}
     rows = _locked(business_id, ids=ids, customer_ids=sorted(customers), behind=behind)
-    created = False
     blocked = {row.conversation.contact.customer_id for row in rows if row.customer_blocked}
     missing = customers - {row.conversation.contact.customer_id for row in rows}
     if missing:
@@ -459,14 +460,17 @@ def _lock_conversations(
         }
         if wanted:
             _create_conversations(sorted(wanted), group.now)
-            rows += _locked(business_id, customer_ids=sorted(wanted))
-            created = True
+            rows += _locked(
+                business_id,
+                customer_ids=sorted(wanted),
+                behind=(lambda: behind_created(wanted)) if behind_created is not None else None,
+            )
     for row in rows:
         group.threads[row.conversation.pk] = _Thread(
             row.conversation, last_inbound=row.last_inbound_id, inbound_unread=row.inbound_unread
         )
     by_customer = {t.conversation.contact.customer_id: t for t in group.threads.values()}
-    return group.threads, by_customer, blocked, created
+    return group.threads, by_customer, blocked
 
 
 # A dedupe key: (conversation id, customer id, author_key, client_msg_id), the conversation named
@@ -966,21 +970,29 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
         return [o for o in outcomes if o is not None]
     refusal = _business_refusal(business, initiating=any(r.origin == TEMPLATE for r in active))
     keys = [key for key in map(_dedupe_key, active) if key is not None]
-    with connection.cursor() as lookup:
+    created_keys: list[DedupeKey] = []
+
+    def look_again(customer_ids: set[int]) -> None:
+        # Conversations made here just now: another writer may have made one first and sent
+        # under one of these keys before this group's second lock: looked up behind that lock.
+        created_keys.extend(key for key in keys if key[1] in customer_ids)
+        if created_keys:
+            _existing_send(again, created_keys)
+
+    with connection.cursor() as lookup, connection.cursor() as again:
         # The dedupe lookup goes out behind the lock statement (one round trip for both); the
         # server runs it once the conversations are locked, so it sees every message committed
         # under those locks, as when it was sent after the lock's answer.
-        by_id, by_customer, blocked, created = _lock_conversations(
-            group, active, refusal, behind=(lambda: _existing_send(lookup, keys)) if keys else None
+        by_id, by_customer, blocked = _lock_conversations(
+            group,
+            active,
+            refusal,
+            behind=(lambda: _existing_send(lookup, keys)) if keys else None,
+            behind_created=look_again if keys else None,
         )
         existing = _existing_read(lookup) if keys else {}
-    if created and keys:
-        # Conversations made here just now: another writer may have made one first and sent
-        # under one of these keys before this group's second lock; look again (a customer's
-        # first messages only).
-        with connection.cursor() as lookup:
-            _existing_send(lookup, keys)
-            existing = _existing_read(lookup)
+        if created_keys:
+            existing.update(_existing_read(again))
 
     def thread_of(request: SendRequest) -> _Thread | None:
         if request.conversation_id is not None:
