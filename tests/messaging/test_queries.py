@@ -176,7 +176,7 @@ def test_a_send_is_a_few_statements(live_db: World, settings: Any) -> None:
 # than the statement count. Before pipelining (config.sql.pipelined): 9 for a customer send, 14
 # for an agent reply (a websocket's: its seat checked in the group).
 CUSTOMER_SEND_ROUND_TRIPS = 6
-AGENT_REPLY_ROUND_TRIPS = 10
+AGENT_REPLY_ROUND_TRIPS = 9
 
 
 @contextlib.contextmanager
