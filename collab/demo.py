@@ -25,6 +25,8 @@ from tenancy.models import Business
 
 BUSY_CONVERSATIONS = 320
 DAYS = 28
+# Recent unanswered conversations nobody has taken yet: what the shared queue shows.
+QUEUE = 8
 MARKER_PHONE = "+4915190000000"  # the first bulk-loaded customer: its presence means "loaded"
 
 LABELS = [
@@ -256,7 +258,7 @@ def seed_busy_inbox(*, business: Business, agents: list[User], owner: User, coun
     taken = set(
         Contact.objects.filter(customer__phone_number__in=phones).values_list("customer__phone_number", flat=True)
     )
-    plan = []  # (customer, name, started)
+    plan: list[tuple[Customer, str, datetime, int]] = []  # (customer, name, started, index)
     for index, (phone, name) in enumerate(zip(phones, names, strict=True)):
         if phone in taken:
             continue
@@ -268,18 +270,23 @@ def seed_busy_inbox(*, business: Business, agents: list[User], owner: User, coun
             started = now - timedelta(minutes=rng.randrange(3, 120))
         if day.weekday() >= 5 and rng.random() < 0.4:
             started -= timedelta(days=2)
+        if len(plan) < QUEUE:
+            # The queue is there whatever the hour the demo is loaded at: left to the dice, how
+            # many of today's conversations still waited depended on the time of day (3 at 09:00).
+            started = now - timedelta(minutes=rng.randrange(2, 30))
         plan.append((customers[phone], name, started, index))
     contacts = Contact.objects.bulk_create([Contact(customer=c, name=n) for c, n, _s, _i in plan])
     loaded = Loaded()
     conversations: list[Conversation] = []
     scripts = []
-    for contact, (_customer, name, started, index) in zip(contacts, plan, strict=True):
+    for position, (contact, (_customer, name, started, index)) in enumerate(zip(contacts, plan, strict=True)):
         label, openers, answers, follow_ups = TOPICS[index % len(TOPICS)] if rng.random() < 0.85 else rng.choice(TOPICS)
         pick = rng.randrange(len(openers))
         age = now - started
         lines: list[tuple[str, str, datetime, User | None]] = [("in", openers[pick], started, None)]
         responder = rng.choice(agents)
-        answered = age > timedelta(minutes=40) or rng.random() < 0.5
+        queued = position < QUEUE
+        answered = not queued and (age > timedelta(minutes=40) or rng.random() < 0.5)
         at = started
         if answered:
             at = started + _reply_gap(rng)
@@ -292,7 +299,7 @@ def seed_busy_inbox(*, business: Business, agents: list[User], owner: User, coun
                         at += timedelta(minutes=rng.randrange(1, 25))
                         if at < now:
                             lines.append(("out", "You're welcome! Anything else, just write here.", at, responder))
-        if rng.random() < 0.25:
+        if not queued and rng.random() < 0.25:
             mentioned = rng.choice([a for a in agents + [owner] if a != responder])
             note = rng.choice(NOTES).format(name=mentioned.get_short_name())
             lines.insert(1, ("internal", note, started + timedelta(seconds=rng.randrange(20, 300)), responder))
@@ -307,7 +314,7 @@ def seed_busy_inbox(*, business: Business, agents: list[User], owner: User, coun
         else:
             status = Conversation.Status.OPEN
         # The queue: recent unanswered conversations nobody has picked up yet.
-        assignee = responder if replied or rng.random() < 0.4 else None
+        assignee = responder if replied or (not queued and rng.random() < 0.4) else None
         resolved_at = (
             last_at + timedelta(minutes=rng.randrange(5, 8 * 60)) if status == Conversation.Status.RESOLVED else None
         )
