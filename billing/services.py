@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -181,15 +181,22 @@ def charges_for_messages(
     # round trips on every group.
     with transaction.atomic(savepoint=False):
         countries = {r.customer_phone: country_for_phone(r.customer_phone) for r in requests}
-        active_model, prices = _lock_windows(
-            business.pk,
-            sorted({r.customer_id for r in requests}),
-            {(r.category, countries[r.customer_phone]) for r in requests},
-        )
+        customer_ids = sorted({r.customer_id for r in requests})
+        with connection.cursor() as lookup:
+            # The open conversations are looked up behind the window locks (in a pipeline,
+            # config.sql.pipelined, one round trip for both; the server reads them once the
+            # locks are held), whatever the card's model, which only the lock's answer tells.
+            active_model, prices = _lock_windows(
+                business.pk,
+                customer_ids,
+                {(r.category, countries[r.customer_phone]) for r in requests},
+                behind=lambda: _open_conversations_send(lookup, business.pk, customer_ids, sent_at),
+            )
+            found = _open_conversations_read(lookup)
         per_message = (model or active_model) == PricingModel.MESSAGE
         open_records: dict[int, UsageRecord] = {}
         if not per_message:
-            for record in _open_conversations(business.pk, sorted({r.customer_id for r in requests}), sent_at):
+            for record in found:
                 open_records[record.customer_id] = record  # the earliest open one wins
         charges: list[Charge | None] = [None] * len(requests)
         new: list[tuple[int, UsageRecord]] = []
@@ -237,19 +244,21 @@ def _new_record(**values: Any) -> UsageRecord:
     return UsageRecord(*fields)  # type: ignore[misc]  # the plugin cannot type positional fields
 
 
-def _open_conversations(business_id: int, customer_ids: list[int], sent_at: datetime) -> list[UsageRecord]:
-    """The billable conversations open at `sent_at` for these customers, latest first. Raw SQL:
-    compiling the queryset cost more than the query on every send group, which mostly finds none."""
+def _open_conversations_send(cursor: Any, business_id: int, customer_ids: list[int], sent_at: datetime) -> None:
+    """Send the lookup of the billable conversations open at `sent_at` for these customers,
+    latest first (read with `_open_conversations_read`). Raw SQL: compiling the queryset cost
+    more than the query on every send group, which mostly finds none."""
     table = connection.ops.quote_name(UsageRecord._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {', '.join(connection.ops.quote_name(name) for name in _RECORD_FIELDS)} FROM {table} "
-            "WHERE business_id = %s AND customer_id = ANY(%s::bigint[]) AND unit = %s AND voided_at IS NULL "
-            "AND opened_at < %s AND window_ends_at > %s ORDER BY opened_at DESC",
-            [business_id, customer_ids, UsageRecord.Unit.CONVERSATION, sent_at + WINDOW, sent_at],
-        )
-        rows = cursor.fetchall()
-    return [UsageRecord.from_db(connection.alias, _RECORD_FIELDS, row) for row in rows]
+    cursor.execute(
+        f"SELECT {', '.join(connection.ops.quote_name(name) for name in _RECORD_FIELDS)} FROM {table} "
+        "WHERE business_id = %s AND customer_id = ANY(%s::bigint[]) AND unit = %s AND voided_at IS NULL "
+        "AND opened_at < %s AND window_ends_at > %s ORDER BY opened_at DESC",
+        [business_id, customer_ids, UsageRecord.Unit.CONVERSATION, sent_at + WINDOW, sent_at],
+    )
+
+
+def _open_conversations_read(cursor: Any) -> list[UsageRecord]:
+    return [UsageRecord.from_db(connection.alias, _RECORD_FIELDS, row) for row in cursor.fetchall()]
 
 
 def _price_and_insert(
@@ -314,7 +323,10 @@ _RECORD_COLUMNS = [
 
 
 def _lock_windows(
-    business_id: int, customer_ids: list[int], price_keys: set[tuple[str, str]]
+    business_id: int,
+    customer_ids: list[int],
+    price_keys: set[tuple[str, str]],
+    behind: Callable[[], None] | None = None,
 ) -> tuple[str, dict[tuple[str, str], Decimal]]:
     """Lock the customers' billing windows (in id order: two callers never wait crosswise) until
     the transaction ends; read the active card's pricing model and its price for each (category,
@@ -329,6 +341,8 @@ def _lock_windows(
             + "".join(f", ({price.sql})" for price in prices),
             [customer_ids, f"billing:{business_id}:", *(p for price in prices for p in price.params)],
         )
+        if behind is not None:  # a statement sent before this one's answer is read
+            behind()
         row = cursor.fetchone()
     model = str(row[0]) if row[0] else PricingModel.CONVERSATION
     return model, {key: Decimal(row[2 + i]) for i, key in enumerate(ordered)}

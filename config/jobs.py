@@ -46,6 +46,8 @@ from procrastinate.contrib.django import app
 from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.manager import JobManager
 
+from config.sql import unpipelined
+
 logger = logging.getLogger("parley.jobs")
 
 # Three missed heartbeats (Procrastinate's default interval is 10 s, and its own worker pruning
@@ -138,7 +140,9 @@ def defer_job(
         defer_atomic(task_name, [(job_kwargs, queueing_lock)], **options)
         return True
     try:
-        with transaction.atomic():
+        # Out of a pipeline (config.sql.pipelined): the lock's violation must be raised in here,
+        # not at the pipeline's next read.
+        with unpipelined(), transaction.atomic():
             defer_atomic(task_name, [(job_kwargs, queueing_lock)], **options)
     # Through Django's connection the lock's unique violation can surface as Django's error.
     except (AlreadyEnqueued, IntegrityError):

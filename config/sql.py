@@ -23,12 +23,15 @@ that lock rows rely on it to lock in one order everywhere.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from psycopg.types.json import Jsonb
 
 Column = tuple[str, str]  # (name, SQL type)
@@ -89,3 +92,71 @@ def rows_source(columns: Sequence[Column], rows: Sequence[Sequence[Any]], alias:
         source = "generate_series(1, %s) AS u(ordinal_)"
         encoded = [len(rows)]
     return f"(SELECT {', '.join(select)} FROM {source} ORDER BY u.ordinal_) AS {alias}", [*scalars, *encoded]
+
+
+class _Pipeline:
+    """The pipeline `pipelined` holds on this thread's connection, stopped and started again
+    around code that cannot run in one (`unpipelined`)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.stack: ExitStack | None = None
+
+    def start(self) -> None:
+        self.stack = ExitStack()
+        self.stack.enter_context(self.raw.pipeline())
+
+    def stop(self, error: BaseException | None = None) -> None:
+        stack, self.stack = self.stack, None
+        if stack is not None:
+            stack.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
+
+
+_local = threading.local()
+
+
+@contextmanager
+def pipelined() -> Iterator[None]:
+    """Inside a transaction: send each statement without waiting for the previous one's answer
+    (psycopg 3's pipeline mode); the client waits only where a result is read (a fetch) and at
+    the end. A writer's statements whose results it never reads (`SET search_path`, upserts
+    without RETURNING, the final one) then share a round trip with the next statement that is
+    read: on a busy process every round trip also costs a wait for the GIL after the answer.
+
+    A failing statement aborts the rest of the pipeline and is raised at the next read or at
+    the end, so this is only for work that is all-or-nothing anyway (one transaction, rolled
+    back on any database error). Inside, `cursor.rowcount` and `cursor.description` of a
+    statement are known only once it is fetched: code that reads them first (Django's
+    `.update()` and `.save()`, procrastinate's defer) must run in `unpipelined()`."""
+    raw = connection.connection
+    if not connection.in_atomic_block or raw is None or raw.pgconn.pipeline_status:  # nested: already pipelined
+        yield
+        return
+    state = _local.state = _Pipeline(raw)
+    try:
+        with connection.wrap_database_errors:
+            state.start()
+            try:
+                yield
+            except BaseException as error:
+                state.stop(error)
+                raise
+            state.stop()
+    finally:
+        _local.state = None
+
+
+@contextmanager
+def unpipelined() -> Iterator[None]:
+    """Out of `pipelined` for a while: what was queued is sent and answered first (its errors
+    raised here), and the pipeline starts again after."""
+    state: _Pipeline | None = getattr(_local, "state", None)
+    if state is None or state.stack is None:
+        yield
+        return
+    with connection.wrap_database_errors:
+        state.stop()
+    try:
+        yield
+    finally:
+        state.start()

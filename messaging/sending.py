@@ -37,7 +37,7 @@ from billing.services import (
     charges_for_messages,
     usage_records_link_messages,
 )
-from config.sql import rows_source
+from config.sql import pipelined, rows_source
 from customers.models import Block
 from customers.selectors import customers_opted_out, customers_who_blocked
 from customers.services import customer_contacts_record
@@ -353,7 +353,16 @@ class _Locked:
     customer_blocked: bool
 
 
-def _locked(business_id: int, *, ids: Sequence[int] = (), customer_ids: Sequence[int] = ()) -> list[_Locked]:
+def _locked(
+    business_id: int,
+    *,
+    ids: Sequence[int] = (),
+    customer_ids: Sequence[int] = (),
+    behind: Callable[[], None] | None = None,
+) -> list[_Locked]:
+    """`behind`: sends a statement after the lock's and before its rows are read: in a pipeline
+    (config.sql.pipelined) both share one round trip, and the server runs it once the locks
+    are held, as if it were sent after them."""
     global _LOCK_SQL
     if _LOCK_SQL is None:
         _LOCK_SQL = _lock_sql()
@@ -370,6 +379,8 @@ def _locked(business_id: int, *, ids: Sequence[int] = (), customer_ids: Sequence
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        if behind is not None:
+            behind()
         rows = cursor.fetchall()
     alias = connection.alias
     bounds: list[tuple[int, int]] = []
@@ -418,16 +429,21 @@ def _create_conversations(customer_ids: list[int], now: datetime) -> None:
 
 
 def _lock_conversations(
-    group: _Group, requests: Sequence[SendRequest], refusal: MessagingError | None
+    group: _Group,
+    requests: Sequence[SendRequest],
+    refusal: MessagingError | None,
+    behind: Callable[[], None] | None = None,
+    behind_created: Callable[[set[int]], None] | None = None,
 ) -> tuple[dict[int, _Thread], dict[int, _Thread], set[int]]:
     """Lock every conversation the group writes to: by id (agents) and by customer (customers,
     templates). Returns them by id and by customer, and the customers who blocked the business.
     A customer without a conversation gets one unless every send of theirs will be refused (a
-    refused send writes nothing)."""
+    refused send writes nothing). `behind`: see `_locked`; `behind_created`: the same behind
+    the lock of the conversations made here, given their customers."""
     business_id = group.business.pk
     ids = sorted({r.conversation_id for r in requests if r.conversation_id is not None})
     customers = {r.customer.pk for r in requests if r.customer is not None}
-    rows = _locked(business_id, ids=ids, customer_ids=sorted(customers))
+    rows = _locked(business_id, ids=ids, customer_ids=sorted(customers), behind=behind)
     blocked = {row.conversation.contact.customer_id for row in rows if row.customer_blocked}
     missing = customers - {row.conversation.contact.customer_id for row in rows}
     if missing:
@@ -444,7 +460,11 @@ def _lock_conversations(
         }
         if wanted:
             _create_conversations(sorted(wanted), group.now)
-            rows += _locked(business_id, customer_ids=sorted(wanted))
+            rows += _locked(
+                business_id,
+                customer_ids=sorted(wanted),
+                behind=(lambda: behind_created(wanted)) if behind_created is not None else None,
+            )
     for row in rows:
         group.threads[row.conversation.pk] = _Thread(
             row.conversation, last_inbound=row.last_inbound_id, inbound_unread=row.inbound_unread
@@ -453,28 +473,53 @@ def _lock_conversations(
     return group.threads, by_customer, blocked
 
 
-def _existing_messages(keys: list[tuple[int, str, str]]) -> dict[tuple[int, str, str], Message]:
-    """Messages already sent under these (conversation, author, client_msg_id) keys. Raw SQL: the
-    ORM spends more time compiling an OR of many keys than the database spends answering (and
-    a raw queryset more than that, for the usual answer: none)."""
-    if not keys:
-        return {}
-    table = Message._meta.db_table
+# A dedupe key: (conversation id, customer id, author_key, client_msg_id), the conversation named
+# by its id (agents) or by its customer (customers, templates, the API's free text): the lookup
+# can then go out with the lock, before the lock's rows tell which conversation is whose.
+DedupeKey = tuple[int | None, int | None, str, str]
+
+
+def _existing_send(cursor: Any, keys: list[DedupeKey]) -> None:
+    """Send the lookup of messages already sent under these keys (read with `_existing_read`).
+    Raw SQL: the ORM spends more time compiling an OR of many keys than the database spends
+    answering (and a raw queryset more than that, for the usual answer: none)."""
     source, params = rows_source(
-        [("conversation_id", "bigint"), ("author_key", "varchar"), ("client_msg_id", "varchar")], keys
+        [
+            ("conversation_id", "bigint"),
+            ("customer_id", "bigint"),
+            ("author_key", "varchar"),
+            ("client_msg_id", "varchar"),
+        ],
+        keys,
     )
-    names, columns = _columns(Message, "m")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {columns} FROM {table} m JOIN {source} "
-            "ON m.conversation_id = v.conversation_id AND m.author_key = v.author_key "
-            # Spelled out so the partial unique index (client_msg_id <> '') serves the lookup.
-            "AND m.client_msg_id = v.client_msg_id AND m.client_msg_id <> ''",
-            params,
-        )
-        rows = cursor.fetchall()
-    found = [Message.from_db(connection.alias, names, row) for row in rows]
+    conversation, contact = Conversation._meta.db_table, Contact._meta.db_table
+    _names, columns = _columns(Message, "m")
+    cursor.execute(
+        f"SELECT {columns} FROM {source} JOIN {Message._meta.db_table} m "
+        "ON m.conversation_id = COALESCE(v.conversation_id, "
+        f"(SELECT c.id FROM {conversation} c JOIN {contact} ct ON ct.id = c.contact_id "
+        "WHERE ct.customer_id = v.customer_id)) "
+        "AND m.author_key = v.author_key "
+        # Spelled out so the partial unique index (client_msg_id <> '') serves the lookup.
+        "AND m.client_msg_id = v.client_msg_id AND m.client_msg_id <> ''",
+        params,
+    )
+
+
+def _existing_read(cursor: Any) -> dict[tuple[int, str, str], Message]:
+    """The messages `_existing_send` found, by (conversation, author, client_msg_id)."""
+    names = _MESSAGE_FIELDS
+    found = [Message.from_db(connection.alias, names, row) for row in cursor.fetchall()]
     return {(m.conversation_id, m.author_key, m.client_msg_id): m for m in found}
+
+
+def _dedupe_key(request: SendRequest) -> DedupeKey | None:
+    if not request.client_msg_id:
+        return None
+    if request.conversation_id is not None:
+        return (request.conversation_id, None, request.author_key, request.client_msg_id)
+    assert request.customer is not None
+    return (None, request.customer.pk, request.author_key, request.client_msg_id)
 
 
 def _business_refusal(business: Business, *, initiating: bool) -> MessagingError | None:
@@ -895,8 +940,10 @@ def _send_one(
 
 def do_send_messages(*, business: Business, requests: Sequence[SendRequest]) -> list[SendResult | MessagingError]:
     """Write checked sends to one business in one transaction; one outcome per request, in
-    order. Must run in the business's schema. Database errors are raised (nothing is written)."""
-    with transaction.atomic():
+    order. Must run in the business's schema. Database errors are raised (nothing is written).
+    Pipelined (config.sql.pipelined): the statements whose answers the writer never reads go
+    out with the next one it reads, a third fewer round trips for a customer's send group."""
+    with transaction.atomic(), pipelined():
         return _write(business, requests)
 
 
@@ -922,7 +969,30 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
     if not active:
         return [o for o in outcomes if o is not None]
     refusal = _business_refusal(business, initiating=any(r.origin == TEMPLATE for r in active))
-    by_id, by_customer, blocked = _lock_conversations(group, active, refusal)
+    keys = [key for key in map(_dedupe_key, active) if key is not None]
+    created_keys: list[DedupeKey] = []
+
+    def look_again(customer_ids: set[int]) -> None:
+        # Conversations made here just now: another writer may have made one first and sent
+        # under one of these keys before this group's second lock: looked up behind that lock.
+        created_keys.extend(key for key in keys if key[1] in customer_ids)
+        if created_keys:
+            _existing_send(again, created_keys)
+
+    with connection.cursor() as lookup, connection.cursor() as again:
+        # The dedupe lookup goes out behind the lock statement (one round trip for both); the
+        # server runs it once the conversations are locked, so it sees every message committed
+        # under those locks, as when it was sent after the lock's answer.
+        by_id, by_customer, blocked = _lock_conversations(
+            group,
+            active,
+            refusal,
+            behind=(lambda: _existing_send(lookup, keys)) if keys else None,
+            behind_created=look_again if keys else None,
+        )
+        existing = _existing_read(lookup) if keys else {}
+        if created_keys:
+            existing.update(_existing_read(again))
 
     def thread_of(request: SendRequest) -> _Thread | None:
         if request.conversation_id is not None:
@@ -930,12 +1000,6 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
         assert request.customer is not None
         return by_customer.get(request.customer.pk)
 
-    keys = []
-    for request in active:
-        thread = thread_of(request)
-        if thread is not None and request.client_msg_id:
-            keys.append((thread.conversation.pk, request.author_key, request.client_msg_id))
-    existing = _existing_messages(keys)
     opted_out = _opted_out(business, active)
 
     for index, request in enumerate(requests):
