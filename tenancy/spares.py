@@ -34,6 +34,7 @@ from typing import Any, Literal
 from django.conf import settings
 from django.db import connection as default_connection
 from django.db import transaction
+from django.db.models import Count, Q, QuerySet
 
 from tenancy.models import SpareSchema
 from tenancy.provisioning import clone_template_into, template_schema
@@ -107,39 +108,31 @@ def spare_create() -> str:
     return name
 
 
-def spares_discard_stale() -> int:
-    """Drop every spare whose migrations differ from the template's; returns how many."""
+def _spares_drop(spares: QuerySet[SpareSchema], why: str) -> int:
+    """Drop the spares of `spares` one transaction each (a sign-up may take one meanwhile:
+    SKIP LOCKED); returns how many."""
     dropped = 0
     while True:
         with transaction.atomic():
-            current = migrations_fingerprint(template_schema())
-            stale = (
-                SpareSchema.objects.select_for_update(skip_locked=True)
-                .exclude(migrations=current)
-                .order_by("id")
-                .first()
-            )
-            if stale is None:
-                return dropped
-            with connection.cursor() as cursor:
-                cursor.execute(f'DROP SCHEMA IF EXISTS "{stale.schema_name}" CASCADE')
-            stale.delete()
-        dropped += 1
-        logger.info("dropped spare schema %s: behind the template's migrations", stale.schema_name)
-
-
-def spares_discard_all() -> int:
-    """Drop every spare (e.g. before turning the pool off); returns how many."""
-    dropped = 0
-    while True:
-        with transaction.atomic():
-            spare = SpareSchema.objects.select_for_update(skip_locked=True).order_by("id").first()
+            spare = spares.select_for_update(skip_locked=True).order_by("id").first()
             if spare is None:
                 return dropped
             with connection.cursor() as cursor:
                 cursor.execute(f'DROP SCHEMA IF EXISTS "{spare.schema_name}" CASCADE')
             spare.delete()
         dropped += 1
+        logger.info("dropped spare schema %s: %s", spare.schema_name, why)
+
+
+def spares_discard_stale() -> int:
+    """Drop every spare whose migrations differ from the template's; returns how many."""
+    current = migrations_fingerprint(template_schema())
+    return _spares_drop(SpareSchema.objects.exclude(migrations=current), "behind the template's migrations")
+
+
+def spares_discard_all() -> int:
+    """Drop every spare (e.g. before turning the pool off); returns how many."""
+    return _spares_drop(SpareSchema.objects.all(), "all discarded")
 
 
 def spares_refill(*, size: int | None = None) -> int:
@@ -167,8 +160,5 @@ def spares_refill(*, size: int | None = None) -> int:
 def spares_status() -> dict[str, int]:
     """How many spares wait, and how many of them are current (takeable)."""
     current = migrations_fingerprint(template_schema())
-    return {
-        "spares": SpareSchema.objects.count(),
-        "current": SpareSchema.objects.filter(migrations=current).count(),
-        "size": pool_size(),
-    }
+    counts = SpareSchema.objects.aggregate(spares=Count("id"), current=Count("id", filter=Q(migrations=current)))
+    return {"spares": counts["spares"], "current": counts["current"], "size": pool_size()}

@@ -4,7 +4,6 @@ writable flag, and without the handshake's request and response once it is compl
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from websockets.asyncio.client import connect
 
 from config.serve import server_command
 from config.ws_protocol import Flag, LeanWebSocketsProtocol, ReceiveQueue
+from tests.conftest import free_port
 
 
 async def test_the_receive_queue_is_a_fifo_that_holds_nothing_when_empty() -> None:
@@ -51,12 +51,6 @@ async def test_the_flag_behaves_like_an_event() -> None:
     assert await flag.wait() is True
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_a_real_connection_through_uvicorn_drops_the_handshake_and_echoes() -> None:
     protocols: list[Any] = []
 
@@ -75,7 +69,7 @@ async def test_a_real_connection_through_uvicorn_drops_the_handshake_and_echoes(
                 return
             await send({"type": "websocket.send", "text": "echo " + message["text"]})
 
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(echo, host="127.0.0.1", port=port, ws=Recording, lifespan="off", log_level="warning")
     server = uvicorn.Server(config)
     serving = asyncio.ensure_future(server.serve())

@@ -182,7 +182,7 @@ def test_spares_behind_the_template_are_never_taken_and_are_replaced(world: Worl
     assert not any(schema_exists(name) for name in old)  # dropped
     fresh = SpareSchema.objects.get()
     assert fresh.migrations == migrations_fingerprint("tenant_template") == migrations_fingerprint(fresh.schema_name)
-    assert business_create(owner=world.owner_a, name="Next", slug=_slug()) is not None
+    assert _source(business_create(owner=world.owner_a, name="Next", slug=_slug())) == "spare"
     assert not SpareSchema.objects.exists()
 
 
