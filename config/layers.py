@@ -188,7 +188,9 @@ class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
         hands a commit's messages over without awaiting between them). `heard_only`: dropped
         instead if no process subscribes to the group when it would go out (module docstring)."""
         channel = self._get_group_channel_name(group)
-        if heard_only:
+        # A group this process subscribes to is heard (a server process watching the business it
+        # commits for): publish without asking Redis first, one round trip less per live send.
+        if heard_only and channel not in self.groups:
             return self._publisher(channel).publish(channel, (message, self.channel_layer.serialize))
         return self._publisher(channel).publish(channel, self.channel_layer.serialize(message))
 

@@ -520,9 +520,7 @@ def layer_send_nowait(
     inner = layer._get_layer() if hasattr(layer, "_get_layer") else layer
     nowait = getattr(inner, "group_send_nowait", None)
     if nowait is not None:
-        if heard_only:
-            return nowait(group, message, heard_only=True)  # type: ignore[no-any-return]
-        return nowait(group, message)  # type: ignore[no-any-return]
+        return nowait(group, message, heard_only=heard_only)  # type: ignore[no-any-return]
     return asyncio.ensure_future(layer.group_send(group, message))
 
 
