@@ -348,7 +348,6 @@ class LiveGatherer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._schemas: dict[str, _LiveSchema] = {}
         self._batches: list[int] = []
-        self._answering: set[asyncio.Future[None]] = set()
 
     def _state(self, schema_name: str) -> _LiveSchema:
         loop = asyncio.get_running_loop()
@@ -423,16 +422,19 @@ class LiveGatherer:
             task = asyncio.ensure_future(self._drain(business, state))
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
+        # The outcome is awaited directly (a timer refuses the send if it is still untaken by
+        # then): `asyncio.wait` cost two more turns of a busy loop before the sender's ack.
+        timer = asyncio.get_running_loop().call_later(wait_limit, _expire, state, item, wait_limit)
         try:
-            await asyncio.wait([item.future], timeout=wait_limit)
-            if not item.future.done() and not item.taken:
-                state.queue.remove(item)  # never taken into a batch: nothing of it is written
-                raise overloaded(state.batch_seconds or wait_limit)
-            return await asyncio.shield(item.future)
+            return await item.future
         except asyncio.CancelledError:
+            # The socket went away (its task cancelled, and the future with it): a send never
+            # taken into a batch is dropped, unwritten; one taken is written all the same.
             if not item.taken and item in state.queue:
-                state.queue.remove(item)  # the socket went away before its send was written
+                state.queue.remove(item)
             raise
+        finally:
+            timer.cancel()
 
     async def _drain(self, business: Business, state: _LiveSchema) -> None:
         cap = batch_max()
@@ -469,9 +471,7 @@ class LiveGatherer:
             state.batch_seconds = elapsed if not state.batch_seconds else 0.7 * state.batch_seconds + 0.3 * elapsed
             # The batch's events were handed to the layer before the trip returned: its senders
             # are answered once they are out, while the next batch is already being written.
-            answer = asyncio.ensure_future(_answer(batch, outcomes, events.publishing()))
-            self._answering.add(answer)
-            answer.add_done_callback(self._answering.discard)
+            _answer_when_published(batch, outcomes, events.publishing())
 
     # Figures for bench/send_core.py.
     def stats_reset(self) -> None:
@@ -481,11 +481,36 @@ class LiveGatherer:
         return list(self._batches)
 
 
-async def _answer(batch: list[_Queued], outcomes: list[Outcome], published: asyncio.Future[Any] | None) -> None:
+def _expire(state: _LiveSchema, item: _Queued, wait_limit: float) -> None:
+    """Still queued after the wait limit: never taken into a batch, so nothing of it is written:
+    refused. (Taken: its outcome comes with the commit.)"""
+    if item.taken or item.future.done() or item not in state.queue:
+        return
+    state.queue.remove(item)
+    item.future.set_exception(overloaded(state.batch_seconds or wait_limit))
+
+
+def _answer_when_published(
+    batch: list[_Queued], outcomes: list[Outcome], published: asyncio.Future[Any] | None
+) -> None:
     """Each sender's outcome, after its events are published (a sender's `message.accepted`
-    follows its `message.created`); a failed publish delays nobody (clients catch up)."""
-    if published is not None and not published.done():
-        await asyncio.wait([published], timeout=events.PUBLISH_TIMEOUT_SECONDS)
+    follows its `message.created`); a failed publish delays nobody (clients catch up), one that
+    takes longer than PUBLISH_TIMEOUT_SECONDS neither. A callback on the publish, not a task
+    waiting for it: on a busy loop every task start and wake-up is a turn of the loop more
+    between the commit and the sender's ack."""
+    if published is None or published.done():
+        _answer(batch, outcomes)
+        return
+    timer = asyncio.get_running_loop().call_later(events.PUBLISH_TIMEOUT_SECONDS, _answer, batch, outcomes)
+
+    def answer(_published: asyncio.Future[Any]) -> None:
+        timer.cancel()
+        _answer(batch, outcomes)
+
+    published.add_done_callback(answer)
+
+
+def _answer(batch: list[_Queued], outcomes: list[Outcome]) -> None:
     for item, outcome in zip(batch, outcomes, strict=True):
         if item.future.done():
             continue

@@ -347,3 +347,22 @@ async def test_a_send_is_decided_when_its_frame_arrives_and_not_refused_again(mo
         await asyncio.sleep(0)
         assert gatherer_.queued("b_admitted") == 0
         assert isinstance(gatherer_.admit("b_admitted"), Admission)
+
+
+async def test_a_live_send_still_untaken_after_the_wait_limit_is_refused_and_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writers stalled (no writer here at all): a queued send is refused after the wait
+    limit, and leaves the queue, so nothing of it can be written later."""
+    gatherer_ = LiveGatherer()
+
+    async def no_writer(business: Any, state: Any) -> None:
+        return None
+
+    monkeypatch.setattr(gatherer_, "_drain", no_writer)
+    business: Any = SimpleNamespace(schema_name="b_stalled")
+    with override_settings(PARLEY_SEND_MAX_WAIT=0.05):
+        with pytest.raises(MessagingError) as refused:
+            await gatherer_.send(business=business, request=object())  # type: ignore[arg-type]
+    assert refused.value.code == "overloaded" and refused.value.retry_after
+    assert gatherer_.queued("b_stalled") == 0
