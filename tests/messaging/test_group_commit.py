@@ -361,8 +361,7 @@ async def test_a_live_send_still_untaken_after_the_wait_limit_is_refused_and_dro
 
     monkeypatch.setattr(gatherer_, "_drain", no_writer)
     business: Any = SimpleNamespace(schema_name="b_stalled")
-    with override_settings(PARLEY_SEND_MAX_WAIT=0.05):
-        with pytest.raises(MessagingError) as refused:
-            await gatherer_.send(business=business, request=object())  # type: ignore[arg-type]
+    with override_settings(PARLEY_SEND_MAX_WAIT=0.05), pytest.raises(MessagingError) as refused:
+        await gatherer_.send(business=business, request=object())  # type: ignore[arg-type]
     assert refused.value.code == "overloaded" and refused.value.retry_after
     assert gatherer_.queued("b_stalled") == 0
