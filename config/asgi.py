@@ -27,5 +27,7 @@ application = ProtocolTypeRouter(
 # Each pass walked the ~110,000 objects of Django and the app (~75 ms, measured) with the whole
 # process stopped — the event loop, and database threads holding the stream counter's row
 # lock, which every writer of the business then waited for (issue 9: event-loop stalls of
-# 100–400 ms under load). Objects made later (sockets, their cycles) are collected as before.
+# 100–400 ms under load). Objects made later (sockets, their cycles) are collected as before;
+# start-up's own garbage is collected once first, so nothing unreachable is frozen.
+gc.collect()
 gc.freeze()
