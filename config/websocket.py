@@ -66,9 +66,9 @@ def slim_scope(scope: dict[str, Any]) -> None:
     scope.pop("cookies", None)
 
 
-def frameless[T](function: T) -> T:
+def frameless[F: Callable[..., Any]](function: F) -> F:
     """Mark a plain function that returns its inner application's coroutine as an ASGI 3 callable
     (uvicorn and asgiref decide ASGI 2 or 3 by `iscoroutinefunction`). A wrapper that *awaits*
     its inner application keeps a coroutine frame for the life of every websocket; one that
     returns it keeps none (issue 9: ten wrappers were ~11 coroutines per idle socket)."""
-    return inspect.markcoroutinefunction(function)  # type: ignore[arg-type,return-value]
+    return inspect.markcoroutinefunction(function)

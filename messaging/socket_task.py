@@ -36,7 +36,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -58,7 +58,7 @@ class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
     _attached = False
 
     @classmethod
-    def as_asgi(cls, **initkwargs: Any) -> Callable[[Any, Any, Any], Awaitable[None]]:
+    def as_asgi(cls, **initkwargs: Any) -> Any:
         """Channels' as_asgi, returning the consumer's coroutine instead of awaiting it in one
         of its own (a coroutine less per socket, for the socket's whole life)."""
 

@@ -224,7 +224,10 @@ async def test_an_idle_socket_keeps_no_wrapper_coroutines_and_a_slim_scope(live_
     await resumed(ws, await adb(last_event_id)(live_db.business_a))
     await _settle()
     chain = _coroutine_chain(ws)
-    assert [c.cr_code for c in chain[:2]] == [WebsocketScope.__call__.__code__, OneTaskWebsocketConsumer.__call__.__code__]
+    assert [c.cr_code for c in chain[:2]] == [
+        WebsocketScope.__call__.__code__,
+        OneTaskWebsocketConsumer.__call__.__code__,
+    ]
     consumer = chain[1].cr_frame.f_locals["self"]
     assert isinstance(consumer, ChatConsumer)
     scope = consumer.scope
