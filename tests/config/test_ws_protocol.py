@@ -89,6 +89,8 @@ async def test_a_real_connection_through_uvicorn_drops_the_handshake_and_echoes(
             # frame parser, which parsed the frames above.
             assert protocol.conn.parser.gi_code is Protocol.parse.__code__
             assert "request" not in protocol.conn.parser.gi_frame.f_locals
+            # uvicorn's attributes are slots: no dict of its own per connection.
+            assert not vars(protocol)
             assert isinstance(protocol.queue, ReceiveQueue) and protocol.queue.empty()
             assert isinstance(protocol.writable, Flag) and protocol.writable.is_set()
     finally:
