@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -104,7 +105,7 @@ def customers_opted_out(*, business_id: int, customer_ids: Iterable[int], catego
         f"SELECT DISTINCT ON (customer_id) customer_id, granted FROM {consent} "
         "WHERE business_id = %s AND category = %s AND customer_id = ANY(%s::bigint[]) ORDER BY customer_id, id DESC"
     )
-    params: list[object] = [business_id, category, sorted(ids)]
+    params: list[Any] = [business_id, category, sorted(ids)]
     if category == ConsentRecord.Category.MARKETING:
         query = (
             f"SELECT customer_id, false FROM {MarketingMute._meta.db_table} "

@@ -8,6 +8,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
@@ -168,7 +169,7 @@ class TierAllowance:
             raise RuntimeError("the tier is read inside the transaction that writes the messages")
         asked = list(customer_ids)
         key = [TIER_LOCK, _tier_key(business)]
-        count_params = [asked, Message.Kind.TEMPLATE, Message.Direction.OUTBOUND, since]
+        count_params: list[Any] = [asked, Message.Kind.TEMPLATE, Message.Direction.OUTBOUND, since]
         # Raw: compiling this aggregate through the ORM cost more than running it, every chunk.
         with connection.cursor() as cursor:
             # Shared first, in a savepoint: a writer that then finds itself too near the tier
