@@ -300,3 +300,54 @@ def test_concurrent_chunks_reach_exactly_the_tier(
     billed = UsageRecord.objects.filter(business=business)
     assert billed.count() == tier  # one conversation each, none for a refused send
     assert set(billed.values_list("customer_id", flat=True)) == reached
+
+
+@pytest.mark.parametrize(("tier", "second_waits"), [(250, False), (100, True)])
+def test_far_below_the_tier_writers_share_its_lock_near_it_they_take_turns(
+    live_db: World, fresh_business: Any, tier: int, second_waits: bool
+) -> None:
+    """One writer holds the tier's lock (its transaction is open) while a second reads the tier
+    for one new customer. Far below the tier (count + its own + 100 for the other holder fits)
+    the second goes ahead at once; nearer, it takes the lock alone and waits for the first to
+    commit (here it gives up after lock_timeout: PostgreSQL's own clock, not the test's)."""
+    from django.db import OperationalError, connection, transaction
+
+    from notifications.limits import TierAllowance
+
+    business, _owner = fresh_business
+    SendingLimits.objects.create(business=business, tier_override=tier, messages_per_second=100_000)
+    first, second = Customer.objects.bulk_create(
+        [Customer(phone_number=fresh_mobile(), display_name="Tier", verified_at=timezone.now()) for _ in range(2)]
+    )
+    holding, done = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def hold() -> None:
+        try:
+            with schema_context(business.schema_name), transaction.atomic():
+                TierAllowance.now(business=business, customer_ids=[first.pk])
+                holding.set()
+                done.wait(30)
+        finally:
+            connection.close()
+
+    def read() -> None:
+        holding.wait(30)
+        try:
+            with schema_context(business.schema_name), transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '1s'")
+                allowance = TierAllowance.now(business=business, customer_ids=[second.pk])
+                outcome.append("went ahead" if allowance.take(second.pk) else "refused")
+        except OperationalError:
+            outcome.append("waited")
+        finally:
+            done.set()
+            connection.close()
+
+    threads = [threading.Thread(target=hold), threading.Thread(target=read)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcome == ["waited" if second_waits else "went ahead"]
