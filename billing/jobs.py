@@ -40,6 +40,12 @@ def report_usage_record(record_id: str) -> None:
     logger.info("usage record %s: %s", record_id, outcome)
 
 
+@app.task(name=services.REPORT_USAGE_RECORDS, queue="billing", retry=CappedBackoff())
+def report_usage_records(record_ids: list[str]) -> None:
+    outcomes = services.usage_records_report(record_ids=record_ids)
+    logger.info("usage records: %s", outcomes)
+
+
 @app.task(name=services.CANCEL_USAGE_RECORD, queue="billing", retry=CappedBackoff())
 def cancel_usage_record(record_id: str) -> None:
     outcome = services.usage_record_cancel_in_stripe(record_id=record_id)

@@ -58,6 +58,10 @@ GRACE_PERIOD = timedelta(days=7)
 # Billing's jobs (billing/jobs.py) call these services, so the services queue them by name
 # rather than importing that module back.
 REPORT_USAGE_RECORD = "billing.report_usage_record"
+# One job for the chargeable records a send group opened together (a delivery job's chunk opens
+# a hundred): a procrastinate_jobs row, its event and its NOTIFY each, per record, were a visible
+# share of what PostgreSQL spent on a notification.
+REPORT_USAGE_RECORDS = "billing.report_usage_records"
 CANCEL_USAGE_RECORD = "billing.cancel_usage_record"
 PROCESS_STRIPE_EVENT = "billing.process_stripe_event"
 
@@ -140,6 +144,19 @@ class ChargeRequest:
     customer_phone: str
     category: str  # "service" for a free-form reply inside the window, else the template's
     service_window_open: bool = False  # the customer's 24-hour window, as the message is sent
+    # The customer's country as stored when they verified the number (Customer.country_code,
+    # read from that number then); "" and the number is parsed here.
+    customer_country: str = ""
+
+
+def _country(request: ChargeRequest) -> str:
+    """The country that prices this message: the stored one (the send core has the customer's
+    row), else read from the number (phonenumbers: ~50 µs a number, once per number per process;
+    a delivery job's hundred customers are mostly new to it)."""
+    stored = request.customer_country
+    if len(stored) == 2 and stored.isalpha() and stored.isupper():
+        return stored
+    return country_for_phone(request.customer_phone)
 
 
 def charge_for_message(
@@ -180,7 +197,7 @@ def charges_for_messages(
     # No savepoint: any error here aborts the caller's send anyway, and a savepoint costs two
     # round trips on every group.
     with transaction.atomic(savepoint=False):
-        countries = {r.customer_phone: country_for_phone(r.customer_phone) for r in requests}
+        countries = {r.customer_phone: _country(r) for r in requests}
         customer_ids = sorted({r.customer_id for r in requests})
         with connection.cursor() as lookup:
             # The open conversations are looked up behind the window locks (in a pipeline,
@@ -290,11 +307,13 @@ def _price_and_insert(
     for record in records:
         record._state.adding, record._state.db = False, connection.alias
     # Same transaction as the rows, whatever runs this (a request or a job): a committed
-    # chargeable record always has its report queued.
-    defer_atomic(
-        REPORT_USAGE_RECORD,
-        [({"record_id": str(r.id)}, f"usage:{r.id}") for r in records if not r.free],
-    )
+    # chargeable record always has its report queued. One record (a conversation's send): its
+    # own job, whose queueing lock the safety net checks; several (a group): one job for all.
+    chargeable = [str(r.id) for r in records if not r.free]
+    if len(chargeable) == 1:
+        defer_atomic(REPORT_USAGE_RECORD, [({"record_id": chargeable[0]}, f"usage:{chargeable[0]}")])
+    elif chargeable:
+        defer_atomic(REPORT_USAGE_RECORDS, [({"record_ids": chargeable}, None)])
 
 
 # Every column of a new usage record (what bulk_create would write).
@@ -493,6 +512,25 @@ def usage_record_report(*, record_id: str) -> str:
     return "reported" if accepted else "duplicate"
 
 
+def usage_records_report(*, record_ids: Sequence[str]) -> dict[str, str]:
+    """Send a group's records to Stripe, one after the other, each as `usage_record_report`
+    does (each its own transaction: a report already sent is never undone by a later failure).
+    A temporary failure of one does not stop the others; it is raised once they were tried, for
+    the job to retry (the retry skips the records reported meanwhile). Without a key none can
+    go: raised at once."""
+    outcomes: dict[str, str] = {}
+    failure: stripe_gateway.StripeTemporaryError | None = None
+    for record_id in record_ids:
+        try:
+            outcomes[record_id] = usage_record_report(record_id=record_id)
+        except stripe_gateway.StripeTemporaryError as error:
+            outcomes[record_id] = "retry"
+            failure = failure or error
+    if failure is not None:
+        raise failure
+    return outcomes
+
+
 def _report_refused(record: UsageRecord, error: Exception) -> str:
     """Stripe refused the record (or its customer): retrying cannot help. Keep it, tell staff."""
     reason = str(error)[:500]
@@ -556,6 +594,15 @@ def usage_reports_requeue(*, older_than: timedelta = timedelta(minutes=30), reco
         records = records.filter(report_state="pending", created_at__lt=timezone.now() - older_than).exclude(
             Exists(waiting)
         )
+    # Nor a record whose group's job is waiting (REPORT_USAGE_RECORDS: its ids in one array).
+    records = records.extra(  # noqa: S610  (constants and a parameter only)
+        where=[
+            f"NOT EXISTS (SELECT 1 FROM {ProcrastinateJob._meta.db_table} j WHERE j.task_name = %s "
+            "AND j.status IN ('todo', 'doing') "
+            f"AND jsonb_exists(j.args -> 'record_ids', {UsageRecord._meta.db_table}.id::text))"
+        ],
+        params=[REPORT_USAGE_RECORDS],
+    )
     queued = 0
     for record_id in records.values_list("pk", flat=True).iterator():
         with transaction.atomic():

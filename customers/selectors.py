@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -97,21 +98,24 @@ def customers_opted_out(*, business_id: int, customer_ids: Iterable[int], catego
     ids = set(customer_ids)
     if not ids or category not in (ConsentRecord.Category.MARKETING, ConsentRecord.Category.UTILITY):
         return set()
-    refusing: set[int] = set()
-    if category == ConsentRecord.Category.MARKETING:
-        refusing |= set(
-            MarketingMute.objects.filter(business_id=business_id, customer_id__in=ids).values_list(
-                "customer_id", flat=True
-            )
-        )
-    latest = (
-        ConsentRecord.objects.filter(business_id=business_id, category=category, customer_id__in=ids)
-        .order_by("customer_id", "-id")
-        .distinct("customer_id")
-        .values_list("customer_id", "granted")
+    # Raw, the ids as one array: asked for every send group (a delivery job's hundred customers),
+    # where compiling `customer_id__in` with a parameter per id cost more than the query.
+    consent = ConsentRecord._meta.db_table
+    query = (
+        f"SELECT DISTINCT ON (customer_id) customer_id, granted FROM {consent} "
+        "WHERE business_id = %s AND category = %s AND customer_id = ANY(%s::bigint[]) ORDER BY customer_id, id DESC"
     )
-    refusing |= {customer_id for customer_id, granted in latest if not granted}
-    return refusing
+    params: list[Any] = [business_id, category, sorted(ids)]
+    if category == ConsentRecord.Category.MARKETING:
+        query = (
+            f"SELECT customer_id, false FROM {MarketingMute._meta.db_table} "
+            "WHERE business_id = %s AND customer_id = ANY(%s::bigint[]) "
+            f"UNION ALL (SELECT * FROM ({query}) AS latest)"
+        )
+        params = [business_id, sorted(ids), *params]
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return {customer_id for customer_id, granted in cursor.fetchall() if not granted}
 
 
 def consent_allows_send(*, customer_id: int, business_id: int, category: str) -> bool:

@@ -641,6 +641,7 @@ def _charge(group: _Group, thread: _Thread, category: str, message: Message) -> 
                 category=category,
                 # As this message finds it (a customer message earlier in the group opens it).
                 service_window_open=_window_open(thread.conversation, group.now),
+                customer_country=customer.country_code,
             ),
         )
     )

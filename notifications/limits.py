@@ -8,6 +8,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
@@ -96,21 +97,56 @@ def customers_reached(*, since: object) -> set[int]:
 
 
 def tier_check(*, business: Business, customer_id: int) -> None:
-    """A customer not yet reached in the last 24 hours counts against the tier."""
-    since = timezone.now() - TIER_WINDOW
-    reached = Message.objects.filter(_reached_since(since))
-    if reached.filter(conversation__contact__customer_id=customer_id).exists():
-        return
-    limit = tier_limit(business=business)
-    count = reached.values("conversation__contact__customer_id").distinct().count()
-    if count >= limit:
-        raise NotificationError(ErrorCode.TIER_LIMIT, _tier_message(limit), retry_after=3600)
+    """A customer not yet reached in the last 24 hours counts against the tier. Call inside the
+    transaction that then writes the message: the tier's lock is held until it commits."""
+    allowance = TierAllowance.now(business=business, customer_ids=[customer_id])
+    if not allowance.take(customer_id):
+        raise NotificationError(ErrorCode.TIER_LIMIT, allowance.message(), retry_after=3600)
+
+
+# The tier's advisory lock, per business: pg_advisory_xact_lock(TIER_LOCK, business id) (the
+# two-key form, so pg_locks names it by its keys).
+TIER_LOCK = 0x54494552  # "TIER"
+# What a writer holding the tier's lock shared may add: at most this many new customers. A
+# delivery chunk is at most 100 notifications (BATCH_CHUNK); a bigger one takes the lock alone.
+TIER_SHARE_MAX = 100
+
+_TIER_COUNT_SQL = (
+    "SELECT count(DISTINCT ct.customer_id), "
+    "array_agg(DISTINCT ct.customer_id) FILTER (WHERE ct.customer_id = ANY(%s::bigint[])) "
+    f"FROM {Message._meta.db_table} m JOIN {Conversation._meta.db_table} c ON c.id = m.conversation_id "
+    f"JOIN {Contact._meta.db_table} ct ON ct.id = c.contact_id "
+    "WHERE m.kind = %s AND m.direction = %s AND m.created_at >= %s"
+)
+# The writers holding the business's tier lock shared now (this one among them).
+_TIER_SHARERS_SQL = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ShareLock' "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 2"
+)
+
+
+def _tier_key(business: Business) -> int:
+    # An int4 key; two businesses sharing one (ids 2^31 apart) only wait for each other.
+    return int(business.pk) & 0x7FFFFFFF
 
 
 @dataclass
 class TierAllowance:
     """The tier for a group of sends decided together: customers already reached are free,
-    each new one takes a place until the limit."""
+    each new one takes a place until the limit.
+
+    Exact under concurrency (two delivery workers' chunks of one business, an API send beside
+    them): read inside the transaction that writes the group's messages, under the business's
+    tier lock, held until that transaction ends. Far below the tier the lock is shared, so
+    writers do not wait for each other: a writer that takes it shared adds at most
+    TIER_SHARE_MAX new customers, and goes ahead only if the customers reached (committed) plus
+    its own new ones plus TIER_SHARE_MAX for every other writer holding the lock still fit the
+    tier. Every writer holding it when that count is read is in the margin, every one that
+    committed before is in the count, and every one that takes it later counts this one in its
+    own margin, so together they never pass the tier. Near the tier (or for a group of more
+    new customers) the writer takes the lock alone — it waits for the shared writers to commit
+    and then counts exactly — and writers after it wait for it."""
 
     limit: int
     reached: set[int]  # of the customers asked about (all of them, when none were named)
@@ -122,23 +158,39 @@ class TierAllowance:
     ) -> TierAllowance:
         """Read once per group. Naming the group's customers reads which of them were reached
         and how many were in all (one aggregate), instead of every reached customer's id: a
-        business near a high tier would otherwise load tens of thousands of ids per job."""
+        business near a high tier would otherwise load tens of thousands of ids per job. Named,
+        it must run in the writing transaction (it takes the tier's lock, see above)."""
         limit = tier_limit(business=business, limits=limits)
         since = timezone.now() - TIER_WINDOW
         if customer_ids is None:
             reached = customers_reached(since=since)
             return cls(limit, reached, len(reached))
+        if not connection.in_atomic_block:
+            raise RuntimeError("the tier is read inside the transaction that writes the messages")
+        asked = list(customer_ids)
+        key = [TIER_LOCK, _tier_key(business)]
+        count_params: list[Any] = [asked, Message.Kind.TEMPLATE, Message.Direction.OUTBOUND, since]
         # Raw: compiling this aggregate through the ORM cost more than running it, every chunk.
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(DISTINCT ct.customer_id), "
-                "array_agg(DISTINCT ct.customer_id) FILTER (WHERE ct.customer_id = ANY(%s::bigint[])) "
-                f"FROM {Message._meta.db_table} m JOIN {Conversation._meta.db_table} c ON c.id = m.conversation_id "
-                f"JOIN {Contact._meta.db_table} ct ON ct.id = c.contact_id "
-                "WHERE m.kind = %s AND m.direction = %s AND m.created_at >= %s",
-                [list(customer_ids), Message.Kind.TEMPLATE, Message.Direction.OUTBOUND, since],
-            )
+            # Shared first, in a savepoint: a writer that then finds itself too near the tier
+            # rolls the shared lock back (a transaction's advisory lock is otherwise held to the
+            # end) and takes it alone; two writers upgrading in place would deadlock.
+            cursor.execute("SAVEPOINT parley_tier")
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", key)
+            cursor.execute(_TIER_SHARERS_SQL, key)
+            (sharers,) = cursor.fetchone() or (1,)
+            # Counted after the sharers: a writer that commits in between is in both (safe).
+            cursor.execute(_TIER_COUNT_SQL, count_params)
             count, among = cursor.fetchone() or (0, None)
+            new = len(set(asked) - set(among or ()))
+            if new <= TIER_SHARE_MAX and int(count) + new + (int(sharers) - 1) * TIER_SHARE_MAX <= limit:
+                cursor.execute("RELEASE SAVEPOINT parley_tier")
+            else:
+                cursor.execute("ROLLBACK TO SAVEPOINT parley_tier")
+                cursor.execute("RELEASE SAVEPOINT parley_tier")
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", key)
+                cursor.execute(_TIER_COUNT_SQL, count_params)
+                count, among = cursor.fetchone() or (0, None)
         return cls(limit, set(among or ()), int(count))
 
     def take(self, customer_id: int) -> bool:

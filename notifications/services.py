@@ -465,21 +465,24 @@ def template_send_from_inbox(
                 ErrorCode.CUSTOMER_OPTED_OUT, _("The customer muted marketing messages from your business.")
             )
         limits.marketing_check(business=business)
-    limits.tier_check(business=business, customer_id=customer.pk)
-    try:
-        result = message_send_template(
-            business=business,
-            customer=customer,
-            template_name=template.name,
-            body=template_render(template=template, parameters=values),
-            category=template.category,
-            author_key=f"user:{user.pk}",
-            author_kind="agent",
-            author_user=user,
-            client_msg_id=client_msg_id,
-        )
-    except MessagingError as error:
-        raise NotificationError(_inbox_error_code(str(error.code)), error.message) from None
+    # One transaction for the tier and the message: the tier's lock is held until it commits
+    # (inside a caller's transaction the send core writes in it, not in a gathered group).
+    with transaction.atomic():
+        limits.tier_check(business=business, customer_id=customer.pk)
+        try:
+            result = message_send_template(
+                business=business,
+                customer=customer,
+                template_name=template.name,
+                body=template_render(template=template, parameters=values),
+                category=template.category,
+                author_key=f"user:{user.pk}",
+                author_kind="agent",
+                author_user=user,
+                client_msg_id=client_msg_id,
+            )
+        except MessagingError as error:
+            raise NotificationError(_inbox_error_code(str(error.code)), error.message) from None
     charge = result.charge
     return InboxTemplateSent(
         result.message,

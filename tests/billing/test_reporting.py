@@ -3,6 +3,7 @@ local fake Stripe, exactly once per identifier, whatever fails in between."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -252,3 +253,56 @@ def test_a_refused_stripe_customer_fails_the_report_instead_of_retrying_forever(
     assert record.report_state == "failed" and "Invalid email" in record.report_error
     assert any("refused a usage record" in m.subject for m in mailoutbox)
     assert not fake_stripe.meter_events
+
+
+def open_group(world: World, n: int, category: str = "utility") -> list[UsageRecord]:
+    """What one send group (a delivery job's chunk) bills: n new conversations in one call."""
+    requests = [services.ChargeRequest(i + 1, uuid.uuid4().int % 10**12, PHONES[category], category) for i in range(n)]
+    charges = services.charges_for_messages(business=world.business_a, requests=requests, sent_at=timezone.now())
+    return [c.record for c in charges if c.record is not None]
+
+
+def report_jobs() -> list[tuple[str, Any]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT task_name, args FROM procrastinate_jobs WHERE task_name LIKE 'billing.report_usage_record%%' "
+            "AND status = 'todo' ORDER BY id"
+        )
+        return list(cursor.fetchall())
+
+
+def test_a_group_queues_one_report_job_that_reports_each_record_exactly_once(
+    billing_live: World, fake_stripe: FakeStripe
+) -> None:
+    records = open_group(billing_live, 5)
+    assert len(records) == 5
+    [(task, args)] = report_jobs()
+    assert task == "billing.report_usage_records"
+    # Django's connection hands jsonb back as text.
+    assert json.loads(args)["record_ids"] == [str(r.pk) for r in records]
+    run_until_reported(records)
+    assert_reported_exactly_once(fake_stripe, records)
+    assert len(fake_stripe.calls("POST", "/v1/billing/meter_events")) == 5
+
+
+@pytest.mark.real_clock  # retries are scheduled in Python and picked up by PostgreSQL's now()
+def test_a_group_job_retries_only_what_failed(billing_live: World, fake_stripe: FakeStripe) -> None:
+    fake_stripe.failure_rate = 0.4
+    records = open_group(billing_live, 12, category="marketing")
+    run_until_reported(records, rounds=60)
+    assert_reported_exactly_once(fake_stripe, records)
+
+
+def test_the_safety_net_leaves_records_of_a_waiting_group_job_alone(
+    billing_live: World, fake_stripe: FakeStripe
+) -> None:
+    records = open_group(billing_live, 3)
+    UsageRecord.objects.filter(pk__in=[r.pk for r in records]).update(created_at=timezone.now() - timedelta(hours=1))
+    assert services.usage_reports_requeue() == 0
+    assert services.usage_reports_requeue(record_ids=[str(records[0].pk)]) == 0
+    # The group's job got lost: then each record is queued again on its own.
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM procrastinate_jobs WHERE task_name = 'billing.report_usage_records'")
+    assert services.usage_reports_requeue() == 3
+    run_until_reported(records)
+    assert_reported_exactly_once(fake_stripe, records)

@@ -315,3 +315,29 @@ def test_without_an_active_card_the_launch_prices_apply(world: World) -> None:
     record.refresh_from_db()
     assert record.unit_price == LAUNCH_PRICES["marketing"] == Decimal("0.0700")
     assert price_for(category="marketing", country="DE") == Decimal("0.0700")
+
+
+def test_the_stored_country_prices_without_parsing_the_number(
+    world: World, card: RateCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The send core hands billing the customer's stored country (read from their number when
+    they verified it): that prices the message, and the number is parsed only without one."""
+    parsed: list[str] = []
+
+    def country_for_phone(phone: str) -> str:
+        parsed.append(phone)
+        return "AT"
+
+    monkeypatch.setattr(services, "country_for_phone", country_for_phone)
+    stored, unknown = services.charges_for_messages(
+        business=world.business_a,
+        requests=[
+            services.ChargeRequest(1, customer_id(), DE_PHONE, "marketing", customer_country="DE"),
+            services.ChargeRequest(2, customer_id(), AT_PHONE, "utility"),
+        ],
+        sent_at=timezone.now(),
+    )
+    assert stored.record is not None and unknown.record is not None
+    assert (stored.record.country, stored.record.unit_price) == ("DE", Decimal("0.1365"))
+    assert (unknown.record.country, unknown.record.unit_price) == ("AT", Decimal("0.0550"))
+    assert parsed == [AT_PHONE]

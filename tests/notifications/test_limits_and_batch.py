@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import time_machine
 from django.core.cache import cache
+from django.utils import timezone
+from django_tenants.utils import schema_context
 
-from accounts.models import User
+from accounts.models import Customer, User
+from billing.models import UsageRecord
 from customers.services import customer_block
+from messaging.models import Message
 from notifications.models import Notification
 from template_reviews.models import SendingLimits
 from tenancy.services import business_create
-from tests.conftest import World, in_business, unique
+from tests.conftest import World, fresh_mobile, in_business, run_concurrently, unique
 from tests.jobs import run_queued_jobs
 from tests.messaging.test_api import Api, api_for, assert_problem, make_customer, send_flight
 from tests.notifications.conftest import approved_template
@@ -227,3 +232,122 @@ def test_a_batch_job_keeps_to_the_tier(live_db: World, fresh_business: Any) -> N
     answers = [api.get(f"messages/{i}").json() for i in ids]
     assert [a["status"] for a in answers] == ["sent", "sent", "failed", "failed", "sent"]
     assert [a["failure"]["code"] for a in answers if a["status"] == "failed"] == ["tier_limit", "tier_limit"]
+
+
+@pytest.mark.parametrize(("chunks", "size", "tier", "reached_before"), [(2, 100, 150, 0), (3, 60, 100, 30)])
+def test_concurrent_chunks_reach_exactly_the_tier(
+    live_db: World, fresh_business: Any, chunks: int, size: int, tier: int, reached_before: int
+) -> None:
+    """Delivery workers' chunks for one business near its tier, written at the same time (each
+    thread on its own connection, released together): exactly `tier` different customers are
+    reached, the rest fail with the tier's reason and are not billed. Customers reached earlier
+    stay free to message again."""
+    from notifications import services
+
+    business, _owner = fresh_business
+    SendingLimits.objects.create(business=business, tier_override=tier, messages_per_second=100_000)
+    customers = Customer.objects.bulk_create(
+        [
+            Customer(
+                phone_number=fresh_mobile(), display_name=f"Tier {i}", country_code="DE", verified_at=timezone.now()
+            )
+            for i in range(chunks * size)
+        ]
+    )
+    params = {"flight": "LH 1", "time": "09:00"}
+    with in_business(business):
+        approved_template(business, live_db.staff)
+        for customer in customers[:reached_before]:  # reached before: they count, and stay free
+            services.notification_send(
+                business=business,
+                api_key=None,
+                request=services.send_request_clean(
+                    to=customer.phone_number, template={"name": "flight_change", "parameters": params}
+                ),
+            )
+        accepted = services.notifications_accept_batch(
+            business=business,
+            api_key=None,
+            template="flight_change",
+            language="en",
+            recipients=[{"to": c.phone_number, "parameters": params} for c in customers],
+        )
+    ids = [n.pk for n in accepted.notifications]
+    parts = iter([ids[i * size : (i + 1) * size] for i in range(chunks)])
+    lock = threading.Lock()
+
+    def deliver() -> int:
+        with lock:
+            part = next(parts)
+        with schema_context(business.schema_name):
+            return services.notifications_deliver_queued(business=business, notification_ids=part)
+
+    assert sorted(run_concurrently(chunks, deliver)) == [size] * chunks
+    with in_business(business):
+        outcomes = list(Notification.objects.filter(batch_id=accepted.batch_id))
+        reached = set(
+            Message.objects.filter(kind="template", direction="out").values_list(
+                "conversation__contact__customer_id", flat=True
+            )
+        )
+    sent = [n for n in outcomes if n.status == "sent"]
+    failed = [n for n in outcomes if n.status == "failed"]
+    assert len(reached) == tier
+    assert len(sent) == tier  # the customers reached before are in the batch again, free
+    assert len(failed) == chunks * size - tier
+    assert {n.failure_code for n in failed} == {"tier_limit"}
+    assert all(n.price == 0 for n in failed)
+    billed = UsageRecord.objects.filter(business=business)
+    assert billed.count() == tier  # one conversation each, none for a refused send
+    assert set(billed.values_list("customer_id", flat=True)) == reached
+
+
+@pytest.mark.parametrize(("tier", "second_waits"), [(250, False), (100, True)])
+def test_far_below_the_tier_writers_share_its_lock_near_it_they_take_turns(
+    live_db: World, fresh_business: Any, tier: int, second_waits: bool
+) -> None:
+    """One writer holds the tier's lock (its transaction is open) while a second reads the tier
+    for one new customer. Far below the tier (count + its own + 100 for the other holder fits)
+    the second goes ahead at once; nearer, it takes the lock alone and waits for the first to
+    commit (here it gives up after lock_timeout: PostgreSQL's own clock, not the test's)."""
+    from django.db import OperationalError, connection, transaction
+
+    from notifications.limits import TierAllowance
+
+    business, _owner = fresh_business
+    SendingLimits.objects.create(business=business, tier_override=tier, messages_per_second=100_000)
+    first, second = Customer.objects.bulk_create(
+        [Customer(phone_number=fresh_mobile(), display_name="Tier", verified_at=timezone.now()) for _ in range(2)]
+    )
+    holding, done = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def hold() -> None:
+        try:
+            with schema_context(business.schema_name), transaction.atomic():
+                TierAllowance.now(business=business, customer_ids=[first.pk])
+                holding.set()
+                done.wait(30)
+        finally:
+            connection.close()
+
+    def read() -> None:
+        holding.wait(30)
+        try:
+            with schema_context(business.schema_name), transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '1s'")
+                allowance = TierAllowance.now(business=business, customer_ids=[second.pk])
+                outcome.append("went ahead" if allowance.take(second.pk) else "refused")
+        except OperationalError:
+            outcome.append("waited")
+        finally:
+            done.set()
+            connection.close()
+
+    threads = [threading.Thread(target=hold), threading.Thread(target=read)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcome == ["waited" if second_waits else "went ahead"]
