@@ -5,11 +5,14 @@ constraints guaranteed is kept by the app; these tests hold both halves."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import pytest
 from django.apps import apps
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -132,3 +135,25 @@ def test_the_account_deletion_waits_for_a_send_that_is_making_a_contact(live_db:
 
 def world_schema(world: World) -> str:
     return world.business_a.schema_name
+
+
+def test_the_migration_drops_and_its_reverse_restores_the_constraints(world: World) -> None:
+    business = business_create(owner=world.owner_a, name="Reversible", slug="reversible")
+    schema = business.schema_name
+    executor_connection: Any = connection
+    executor_connection.set_schema(schema)
+    try:
+        MigrationExecutor(connection).migrate(
+            [("messaging", "0004_merge_0003_conversation_lifecycle_0003_rich_messages")]
+        )
+        restored = {name for name, _table in _constraints_into_other_schemas(schema)}
+        assert {
+            "messaging_message_author_user_id_fk_accounts_user",
+            "messaging_contact_customer_id_fk_accounts_customer",
+        } <= restored
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    finally:
+        executor_connection.set_schema_to_public()
+    assert _constraints_into_other_schemas(schema) == []
