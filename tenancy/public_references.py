@@ -38,11 +38,13 @@ def without_constraints_into_public(
     the search path, i.e. in the schema being migrated."""
     tables = sorted({table for table, _column, _target in fields})
     forward = DROP_SQL.replace("{tables}", ", ".join(f"to_regclass('{table}')" for table in tables))
-    reverse = [
-        f'ALTER TABLE "{table}" ADD CONSTRAINT "{table[:24]}_{column[:16]}_fk_{target}" FOREIGN KEY ("{column}") '
-        f'REFERENCES public."{target}" ("id") DEFERRABLE INITIALLY DEFERRED'
-        for table, column, target in fields
-    ]
+    reverse = ";\n".join(
+        [
+            f'ALTER TABLE "{table}" ADD CONSTRAINT "{table[:24]}_{column[:16]}_fk_{target}" FOREIGN KEY ("{column}") '
+            f'REFERENCES public."{target}" ("id") DEFERRABLE INITIALLY DEFERRED'
+            for table, column, target in fields
+        ]
+    )
     return migrations.SeparateDatabaseAndState(
         state_operations=state_operations,
         database_operations=[migrations.RunSQL(forward, reverse_sql=reverse)],
