@@ -16,6 +16,7 @@ from django_tenants.utils import tenant_context
 
 from accounts.models import Customer, User
 from directory.models import CustomerThread
+from insights.models import Cycle
 from messaging.models import Contact, Conversation, Message
 from messaging.services import message_send_agent, message_send_customer
 from tenancy.demo import DemoWorld
@@ -138,6 +139,19 @@ def _seed_business(business: Business, agents: list[User], customers: list[Custo
                 )
             last_customer = max(
                 at for m, at in zip(sent, times, strict=True) if m.direction == Message.Direction.INBOUND
+            )
+            # The service cycle was stamped by the triggers as the messages went in, all within a
+            # second: move it with them, or the reports show a first response of "0 s".
+            first_reply = next(
+                (
+                    at
+                    for m, at in zip(sent, times, strict=True)
+                    if m.direction == Message.Direction.OUTBOUND and m.kind != "note"
+                ),
+                None,
+            )
+            Cycle.objects.filter(conversation_id=conversation.pk).update(
+                started_at=times[0], first_response_at=first_reply
             )
             Conversation.objects.filter(pk=conversation.pk).update(
                 last_message_at=times[-1], window_expires_at=last_customer + timedelta(hours=24)

@@ -48,6 +48,10 @@ def normalise_phone(raw: str, region: str | None = DEFAULT_REGION) -> str:
     try:
         number = phonenumbers.parse(text, (region or "").upper() or None)
     except phonenumbers.NumberParseException as error:
+        if error.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE and text.startswith("+"):
+            raise ValidationError(
+                _("The digits after the + are not a country code. Please check the number."), code="invalid"
+            ) from error
         if error.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
             raise ValidationError(
                 _("Add the country code (for example +49) or choose the country."), code="invalid"

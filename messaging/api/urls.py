@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
@@ -32,4 +32,6 @@ urlpatterns = [
         ),
         name="api_docs",
     ),
+    # Last: every other path under /api/v1/ answers as the API does, in problem+json.
+    re_path(r"^.*$", views.NotFoundView.as_view(), name="api_not_found"),
 ]

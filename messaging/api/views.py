@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from django.urls import Resolver404, resolve
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -278,3 +279,25 @@ class EventListView(ApiView):
             events.append({"id": event_id, "type": type_, "data": data})
         next_after = events[-1]["id"] if events else after
         return Response({"events": events, "next_after": next_after, "has_more": len(rows) > limit})
+
+
+@extend_schema(exclude=True)
+class NotFoundView(ApiView):
+    """Any other path under /api/v1/: a problem+json 404 a client can read, not the site's HTML
+    page, and a hint when the path only differs by a trailing slash."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+
+    def _answer(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        message = _("There is no API endpoint at %(path)s.") % {"path": request.path}
+        if request.path.endswith("/"):
+            try:
+                resolve(request.path.rstrip("/"))
+            except Resolver404:
+                pass
+            else:
+                message += " " + _("API paths have no trailing slash: %(path)s") % {"path": request.path.rstrip("/")}
+        return problem(ErrorCode.NOT_FOUND, message, status.HTTP_404_NOT_FOUND)
+
+    get = post = put = patch = delete = head = options = _answer

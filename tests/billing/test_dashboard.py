@@ -61,6 +61,15 @@ def test_billing_page_shows_usage_cost_chart_and_ledger_only_banner(world: World
     assert 'data-testid="conversations">0<' in other.content.decode()
 
 
+def test_latest_charges_are_shown_in_utc_as_their_heading_says(world: World) -> None:
+    seed_usage(world)  # every charge at 09:00 UTC: 11:00 in Berlin, the server's time zone in June
+    html = business_client(world.business_a, world.owner_a).get("/billing/?period=2026-06").content.decode()
+    table = html[html.index('data-testid="recent-charges"') :]
+    table = table[: table.index("</table>")]
+    assert "When (UTC)" in table
+    assert table.count("9 a.m.") == 5 and "11 a.m." not in table
+
+
 def test_billing_page_is_for_owners_and_admins(world: World) -> None:
     assert business_client(world.business_a, world.agent_a).get("/billing/").status_code == 403
     assert business_client(world.business_a, world.owner_b).get("/billing/").status_code == 403

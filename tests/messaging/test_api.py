@@ -327,3 +327,14 @@ def test_openapi_schema_and_docs_are_served_without_a_key(world: World) -> None:
     html = docs.content.decode()
     assert docs.status_code == 200 and "swagger-ui" in html
     assert "cdn" not in html.lower() and "/static/drf_spectacular_sidecar/" in html
+
+
+def test_an_unknown_api_path_is_a_problem_not_a_web_page(world: World, api: Api) -> None:
+    body = assert_problem(api.get("nonexistent"), 404, "not_found")
+    assert "/api/v1/nonexistent" in body["title"]
+    # The most common slip, a trailing slash, is named with the path that exists.
+    slash = assert_problem(api.post("messages/", {"to": "+4915112345678", "text": "hi"}), 404, "not_found")
+    assert "no trailing slash: /api/v1/messages" in slash["title"]
+    assert_problem(api.client.get("/api/v1/nonexistent"), 404, "not_found")  # without a key too
+    # The known paths are unaffected.
+    assert api.get("templates").status_code == 200

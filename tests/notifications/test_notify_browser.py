@@ -65,8 +65,12 @@ def test_template_to_api_key_to_live_chat_to_the_bill(
         staff_page.goto(server.public_url(f"/admin/template_reviews/templatereview/?q={business.slug}"))
         staff_page.locator("input[name=_selected_action]").check()
         staff_page.locator("select[name=action]").select_option("approve")
-        staff_page.get_by_role("button", name="Run").click()
-        staff_page.locator("input[type=submit][value^=Confirm]").click()
+        # Each click waits for the page it submits to load: under a loaded machine a click on the
+        # confirmation page while it was still loading once produced no POST at all.
+        with staff_page.expect_navigation(wait_until="load"):
+            staff_page.get_by_role("button", name="Run").click()
+        with staff_page.expect_request(lambda request: request.method == "POST"):
+            staff_page.locator("input[type=submit][value^=Confirm]").click()
         staff_page.get_by_text("1 template(s)").wait_for()
         with tenant_context(business):
             assert Template.objects.get(name="gate_change").status == "approved"

@@ -33,6 +33,7 @@ def test_messy_input_becomes_e164(raw: str, region: str | None, expected: str) -
         ("", "DE", "Please enter a phone number."),
         ("hello", "DE", "That doesn't look like a phone number."),
         ("030 1234567", None, "Add the country code"),
+        ("+999 1234567", None, "not a country code"),
         ("12", "DE", "too few or too many digits"),
         ("+49 30", "DE", "too few or too many digits"),
         ("+1 555 000 0000", None, "not a valid phone number"),
