@@ -33,7 +33,7 @@ END $$;
 
 def without_constraints_into_public(
     *fields: tuple[str, str, str], state_operations: list[Operation]
-) -> migrations.SeparateDatabaseAndState:
+) -> migrations.RunSQL:
     """`fields`: (table, column, public table) of each reference; the tables are found through
     the search path, i.e. in the schema being migrated."""
     tables = sorted({table for table, _column, _target in fields})
@@ -45,7 +45,6 @@ def without_constraints_into_public(
             for table, column, target in fields
         ]
     )
-    return migrations.SeparateDatabaseAndState(
-        state_operations=state_operations,
-        database_operations=[migrations.RunSQL(forward, reverse_sql=reverse)],
-    )
+    # RunSQL carries the state change itself: SeparateDatabaseAndState would clone the whole
+    # project state once per schema to run it.
+    return migrations.RunSQL(forward, reverse_sql=reverse, state_operations=state_operations)
