@@ -175,6 +175,22 @@ def print_trace(before: dict[str, Any], after: dict[str, Any], sockets: int, top
         print(f"    {count / per:6.1f}  {name}")
 
 
+def print_retained(before: dict[str, Any], closed: dict[str, Any], top: int) -> None:
+    """What is still allocated after every socket closed (closed − before), by site: one-off
+    costs (modules imported on first use, caches filled once) and whatever sockets left behind."""
+    stats = closed["snapshot"].compare_to(before["snapshot"], "lineno")
+    print("  still held after every socket closed, by allocation site (KiB, count):")
+    for stat in stats[:top]:
+        frame = stat.traceback[0]
+        where = frame.filename.replace(str(ROOT) + "/", "").split("site-packages/")[-1]
+        print(f"    {stat.size_diff / 1024:9.1f} KiB  ({stat.count_diff:7d})  {where}:{frame.lineno}")
+    diff = closed["types"].copy()
+    diff.subtract(before["types"])
+    print("  live objects still there after every socket closed, by type:")
+    for name, count in diff.most_common(top // 2):
+        print(f"    {count:7d}  {name}")
+
+
 async def measure(
     host: str, port: int, cookies: list[str], args: argparse.Namespace, pid: int, probe: Probe | None
 ) -> dict[str, Any]:
@@ -342,6 +358,7 @@ def main() -> None:
                 print_trace(r["dumps"][0], r["dumps"][1], r["open"], args.top)
                 retained = (r["dumps"][2]["traced"][0] - r["dumps"][0]["traced"][0]) / 2**20
                 print(f"  traced Python memory still held after every socket closed: {retained:.1f} MiB", flush=True)
+                print_retained(r["dumps"][0], r["dumps"][2], args.top)
     finally:
         drop_database(database)
 

@@ -9,7 +9,8 @@ figures in docs/deploy.md):
 - glibc's malloc keeps freed memory in its heaps (one arena per thread that ever allocated:
   the event loop and every database thread) unless `malloc_trim` is called.
 
-`ReturnMemoryAfterCloses` wraps the websocket application: after at least
+Every websocket consumer reports its end (`socket_ended()`, called by messaging.socket_task: a
+wrapping middleware would keep a coroutine per open socket); after at least
 `PARLEY_MEMORY_TRIM_AFTER_CLOSES` sockets ended, and no sooner than
 `PARLEY_MEMORY_TRIM_INTERVAL` seconds after the previous pass, it runs one full collection on
 the event loop and then `malloc_trim(0)` on a thread (ctypes releases the GIL, so sockets keep
@@ -105,16 +106,37 @@ class MemoryReturner:
         )
 
 
+def configured_returner() -> MemoryReturner:
+    return MemoryReturner(
+        after_closes=int(getattr(settings, "PARLEY_MEMORY_TRIM_AFTER_CLOSES", 200)),
+        interval=float(getattr(settings, "PARLEY_MEMORY_TRIM_INTERVAL", 10.0)),
+        trim=_malloc_trim(),
+    )
+
+
+_process_returner: MemoryReturner | None = None
+
+
+def process_returner() -> MemoryReturner:
+    """The process's returner (one event loop per server process)."""
+    global _process_returner
+    if _process_returner is None:
+        _process_returner = configured_returner()
+    return _process_returner
+
+
+def socket_ended() -> None:
+    """A websocket of this process ended (on its event loop)."""
+    process_returner().socket_ended()
+
+
 class ReturnMemoryAfterCloses:
-    """ASGI middleware for the websocket application (config.asgi)."""
+    """ASGI middleware counting the ends of any websocket application (for applications whose
+    consumers do not call `socket_ended` themselves)."""
 
     def __init__(self, app: Any, returner: MemoryReturner | None = None) -> None:
         self.app = app
-        self.returner = returner or MemoryReturner(
-            after_closes=int(getattr(settings, "PARLEY_MEMORY_TRIM_AFTER_CLOSES", 200)),
-            interval=float(getattr(settings, "PARLEY_MEMORY_TRIM_INTERVAL", 10.0)),
-            trim=_malloc_trim(),
-        )
+        self.returner = returner or configured_returner()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         try:

@@ -115,8 +115,14 @@ class _Pipeline:
 _local = threading.local()
 
 
+def _commits_at_exit() -> bool:
+    """The atomic block around the caller is the outermost one and will commit when it exits."""
+    blocks = connection.atomic_blocks
+    return len(blocks) == 1 and connection.commit_on_exit and not connection.needs_rollback
+
+
 @contextmanager
-def pipelined() -> Iterator[None]:
+def pipelined(*, commit: bool = False) -> Iterator[None]:
     """Inside a transaction: send each statement without waiting for the previous one's answer
     (psycopg 3's pipeline mode); the client waits only where a result is read (a fetch) and at
     the end. A writer's statements whose results it never reads (`SET search_path`, upserts
@@ -127,7 +133,16 @@ def pipelined() -> Iterator[None]:
     the end, so this is only for work that is all-or-nothing anyway (one transaction, rolled
     back on any database error). Inside, `cursor.rowcount` and `cursor.description` of a
     statement are known only once it is fetched: code that reads them first (Django's
-    `.update()` and `.save()`, procrastinate's defer) must run in `unpipelined()`."""
+    `.update()` and `.save()`, procrastinate's defer) must run in `unpipelined()`.
+
+    `commit=True`, directly inside the transaction's outermost `atomic()` (`with atomic(),
+    pipelined(commit=True):`): the COMMIT goes out with the statements still queued, in the
+    pipeline's last round trip; the atomic block's own commit then finds the transaction over
+    and sends nothing (psycopg's commit of an idle connection), and runs the on_commit hooks as
+    always. Otherwise the pipeline's end and the COMMIT were a round trip each. A failing
+    statement aborts the pipeline before the COMMIT, which the server then skips: the error is
+    raised here and the atomic block rolls back as usual. Inside an outer transaction (a
+    caller's, a test's) nothing changes: its commit is the outer block's."""
     raw = connection.connection
     if not connection.in_atomic_block or raw is None or raw.pgconn.pipeline_status:  # nested: already pipelined
         yield
@@ -138,6 +153,9 @@ def pipelined() -> Iterator[None]:
             state.start()
             try:
                 yield
+                if commit and _commits_at_exit():
+                    with connection.cursor() as cursor:
+                        cursor.execute("COMMIT")
             except BaseException as error:
                 state.stop(error)
                 raise

@@ -7,9 +7,11 @@ messaging/routing.py and reversed here (`socket_url`), so no client writes one d
 
 from __future__ import annotations
 
+import inspect
 import random as _random
 from collections.abc import Callable
 from enum import IntEnum
+from typing import Any
 
 from django.urls import reverse
 
@@ -46,3 +48,27 @@ def reconnect_delay(attempt: int, random: Callable[[], float] = _random.random) 
     uniformly random up to min(cap, base * 2**attempt), so clients that lost their sockets together
     (a server restart) spread their reconnects instead of returning all at once."""
     return random() * min(RECONNECT_CAP_SECONDS, RECONNECT_BASE_SECONDS * 2 ** min(attempt, 30))
+
+
+# What a socket's scope keeps once its consumer handled websocket.connect (`slim_scope`): the
+# consumers read the other headers (cookie, accept-language, user agent, sec-websocket-*) and the
+# parsed cookies only while connecting; kept, they were ~1.5 KiB per idle socket (issue 9).
+HEADERS_KEPT_AFTER_CONNECT = frozenset({b"host", b"origin"})
+
+
+def slim_scope(scope: dict[str, Any]) -> None:
+    """Drop what only the handshake reads (called by messaging.socket_task once connect was
+    handled): the headers but Host and Origin, and the parsed cookies. The session store, the
+    business, the route and everything else stay."""
+    headers = scope.get("headers")
+    if headers:
+        scope["headers"] = [(name, value) for name, value in headers if name in HEADERS_KEPT_AFTER_CONNECT]
+    scope.pop("cookies", None)
+
+
+def frameless[F: Callable[..., Any]](function: F) -> F:
+    """Mark a plain function that returns its inner application's coroutine as an ASGI 3 callable
+    (uvicorn and asgiref decide ASGI 2 or 3 by `iscoroutinefunction`). A wrapper that *awaits*
+    its inner application keeps a coroutine frame for the life of every websocket; one that
+    returns it keeps none (issue 9: ten wrappers were ~11 coroutines per idle socket)."""
+    return inspect.markcoroutinefunction(function)

@@ -8,13 +8,25 @@ whole life of every connection (measured with `bench/idle_sockets.py --trace`, p
   ever waits on it and it is empty while the socket is idle;
 - an `asyncio.Event` for "the transport may be written to" (one more deque);
 - the handshake's request and response (their headers: ~3.5 KiB), which nothing reads after
-  the handshake (the ASGI scope has its own copy of the request headers).
+  the handshake (the ASGI scope has its own copy of the request headers). Dropping uvicorn's
+  references is not enough: `websockets`' `ServerProtocol.parse()` is a generator that parses
+  the request and then, in the same frame, every websocket frame of the connection, so its
+  local `request` lived as long as the socket (found with tracemalloc tracebacks, 2026-12-02);
+- the scope it passed to the application (the app keeps what it needs, see config.routing);
+- one more coroutine per idle socket: uvicorn's `receive()` awaiting `Queue.get()`;
+- an instance dict of 37 attributes: past 30, CPython gives up sharing the keys between
+  instances and every connection gets a whole dict of its own (~1.2 KiB more per socket, measured
+  on 1,000 instances with tracemalloc). Declared as slots here, the same attributes are stored
+  in the instance, 8 bytes each, with nothing else changed.
 
 Here the queue and the event are small objects of their own with the same behaviour for the
-ways uvicorn uses them (`put_nowait`/`get`/`empty`; `set`/`clear`/`wait`), and the handshake
-objects are dropped once the handshake is complete. Everything else is uvicorn's, so the
-protocol (frames, close handshake, keepalive pings, flow control) is unchanged. Written against
-uvicorn 0.54; `tests/config/test_ws_protocol.py` checks the attributes it relies on.
+ways uvicorn uses them (`put_nowait`/`get`/`empty`; `set`/`clear`/`wait`); once the handshake is
+complete the request, the response and the scope are dropped, and the parser generator is
+replaced by a fresh frame parser (`Protocol.parse`, what `ServerProtocol.parse` runs after the
+request) when it is waiting between frames, as it is right after the handshake; `receive()`
+awaits the queue's future itself. Everything else is uvicorn's, so the protocol (frames, close
+handshake, keepalive pings, flow control) is unchanged. Written against uvicorn 0.54 and
+websockets 15–17; `tests/config/test_ws_protocol.py` checks the attributes it relies on.
 """
 
 from __future__ import annotations
@@ -23,7 +35,10 @@ import asyncio
 from collections import deque
 from typing import Any
 
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import Protocol
+from websockets.streams import StreamReader
 
 
 class ReceiveQueue:
@@ -44,20 +59,27 @@ class ReceiveQueue:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def get(self) -> Any:
-        while not self._items:
-            if self._waiter is not None:
-                raise RuntimeError("ReceiveQueue.get() is already being awaited")
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        assert self._items is not None
+    def waiter(self) -> asyncio.Future[None]:
+        """A future resolved by the next put (the caller awaits it, then pops)."""
+        if self._waiter is not None:
+            raise RuntimeError("ReceiveQueue.get() is already being awaited")
+        self._waiter = asyncio.get_running_loop().create_future()
+        return self._waiter
+
+    def pop(self) -> Any:
+        assert self._items
         item = self._items.popleft()
         if not self._items:
             self._items = None
         return item
+
+    async def get(self) -> Any:
+        while not self._items:
+            try:
+                await self.waiter()
+            finally:
+                self._waiter = None
+        return self.pop()
 
     def empty(self) -> bool:
         return not self._items
@@ -105,16 +127,129 @@ class Flag:
                 self._waiters.remove(waiter)
 
 
+async def _scope_only(scope: Any, receive: Any, send: Any) -> None:
+    return None
+
+
+class ProxyHeadersFirst:
+    """uvicorn's ProxyHeadersMiddleware (`--proxy-headers`) rewrites the scope in place and then
+    awaits the application, keeping a coroutine for the life of every websocket. Here its
+    rewrite runs to completion at once (it never suspends: its inner app here returns at
+    once), then the application's coroutine is returned for the server to await."""
+
+    def __init__(self, middleware: ProxyHeadersMiddleware) -> None:
+        self.app = middleware.app
+        self.rewrite = ProxyHeadersMiddleware(_scope_only)
+        self.rewrite.trusted_hosts = middleware.trusted_hosts
+
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        step = self.rewrite(scope, receive, send)
+        try:
+            step.send(None)
+        except StopIteration:
+            pass
+        else:  # pragma: no cover - uvicorn's middleware awaited something: finish it the usual way
+            raise RuntimeError("ProxyHeadersMiddleware suspended")
+        return self.app(scope, receive, send)
+
+
 class LeanWebSocketsProtocol(WebSocketsSansIOProtocol):
+    # Every attribute uvicorn 0.54's protocol sets (see the module docstring); one added by a later
+    # uvicorn lands in the instance dict as before.
+    __slots__ = (
+        "app",
+        "app_state",
+        "asgi_version",
+        "client",
+        "close_sent",
+        "close_timeout",
+        "close_timer",
+        "config",
+        "conn",
+        "connections",
+        "curr_msg_data_type",
+        "default_headers",
+        "disconnected",
+        "frames",
+        "handshake_complete",
+        "handshake_initiated",
+        "initial_response",
+        "last_ping_rtt",
+        "logger",
+        "loop",
+        "pending_ping_payload",
+        "ping_interval",
+        "ping_sent_at",
+        "ping_timeout",
+        "ping_timer",
+        "pong_timer",
+        "queue",
+        "read_paused",
+        "request",
+        "response",
+        "root_path",
+        "scheme",
+        "scope",
+        "server",
+        "tasks",
+        "transport",
+        "writable",
+    )
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if isinstance(self.app, ProxyHeadersMiddleware):
+            # One per server (kept on uvicorn's middleware), not one per connection.
+            first = getattr(self.app, "parley_first", None)
+            if first is None:
+                first = self.app.parley_first = ProxyHeadersFirst(self.app)  # type: ignore[attr-defined]
+            self.app = first
         self.queue = ReceiveQueue()  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
         self.writable.set()
 
     async def send(self, message: Any) -> None:
         await super().send(message)
-        if message["type"] == "websocket.accept" and self.handshake_complete:
-            # The handshake is over: nothing reads its request or response again.
+        if message["type"] == "websocket.accept" and self.handshake_complete and self.request is not None:
+            # The handshake is over: nothing reads its request, response or scope again (uvicorn
+            # reads the scope only to log the handshake's outcome).
             self.request = None  # type: ignore[assignment]
             self.response = None  # type: ignore[assignment]
+            self.scope = None  # type: ignore[assignment]
+            self.restart_parser()
+
+    def restart_parser(self) -> bool:
+        """Replace the handshake's parser generator by a frame parser when it waits between
+        frames (its innermost step is `StreamReader.at_eof`, nothing buffered): the state is then
+        the same, without the request the old generator's frame holds. Anywhere else (a frame
+        half read, the connection failing) it is left as it is. True if replaced."""
+        conn = self.conn
+        parser = getattr(conn, "parser", None)
+        inner = getattr(parser, "gi_yieldfrom", None)  # Protocol.parse, run by ServerProtocol.parse
+        waiting = getattr(inner, "gi_yieldfrom", None)
+        if (
+            getattr(inner, "gi_code", None) is not Protocol.parse.__code__
+            or getattr(waiting, "gi_code", None) is not StreamReader.at_eof.__code__
+            or conn.reader.buffer
+            or conn.reader.eof
+            or conn.parser_exc is not None
+        ):
+            return False
+        fresh = Protocol.parse(conn)
+        next(fresh)  # runs up to at_eof's first yield, as the old one waits
+        conn.parser = fresh
+        return True
+
+    async def receive(self) -> Any:
+        # uvicorn's receive with the queue's wait inlined: a future, not a coroutine, per idle socket.
+        queue: ReceiveQueue = self.queue  # type: ignore[assignment]
+        while queue.empty():
+            try:
+                await queue.waiter()
+            finally:
+                queue._waiter = None
+        message = queue.pop()
+        if self.read_paused and queue.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message

@@ -7,7 +7,7 @@ locked until the send commits and two sends cannot lose each other's unread coun
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,15 @@ class ThreadState:
 
 
 def _upsert(business_id: int, rows: list[tuple[int, datetime, int]], *, set_unread: bool) -> dict[int, ThreadState]:
+    with connection.cursor() as cursor:
+        return _upsert_send(cursor, business_id, rows, set_unread=set_unread)()
+
+
+def _upsert_send(
+    cursor: Any, business_id: int, rows: list[tuple[int, datetime, int]], *, set_unread: bool
+) -> Callable[[], dict[int, ThreadState]]:
+    """Send the upsert on `cursor`; the returned function reads its answer (in a pipeline
+    (config.sql.pipelined) the writer sends its next statement first)."""
     table = CustomerThread._meta.db_table
     unread = "EXCLUDED.unread_count" if set_unread else "GREATEST(0, t.unread_count + EXCLUDED.unread_count)"
     # One parameter per column, not per value (config.sql): this runs in every send group.
@@ -47,20 +56,22 @@ def _upsert(business_id: int, rows: list[tuple[int, datetime, int]], *, set_unre
         [("customer_id", "bigint"), ("business_id", "bigint"), ("at", "timestamptz"), ("unread", "integer")],
         [(customer_id, business_id, at, max(0, count)) for customer_id, at, count in rows],
     )
-    with connection.cursor() as cursor:
-        # `at` moves last activity forward only: reading passes the last message time, so
-        # opening a chat does not reorder the list.
-        cursor.execute(
-            f"INSERT INTO {table} AS t (customer_id, business_id, last_activity_at, unread_count) "
-            f"SELECT v.customer_id, v.business_id, v.at, v.unread FROM {source} "
-            "ON CONFLICT (customer_id, business_id) DO UPDATE SET "
-            f"unread_count = {unread}, "
-            "last_activity_at = GREATEST(t.last_activity_at, EXCLUDED.last_activity_at) "
-            "RETURNING customer_id, unread_count, last_activity_at",
-            params,
-        )
-        found = cursor.fetchall()
-    return {row[0]: ThreadState(row[0], business_id, row[1], row[2]) for row in found}
+    # `at` moves last activity forward only: reading passes the last message time, so
+    # opening a chat does not reorder the list.
+    cursor.execute(
+        f"INSERT INTO {table} AS t (customer_id, business_id, last_activity_at, unread_count) "
+        f"SELECT v.customer_id, v.business_id, v.at, v.unread FROM {source} "
+        "ON CONFLICT (customer_id, business_id) DO UPDATE SET "
+        f"unread_count = {unread}, "
+        "last_activity_at = GREATEST(t.last_activity_at, EXCLUDED.last_activity_at) "
+        "RETURNING customer_id, unread_count, last_activity_at",
+        params,
+    )
+
+    def read() -> dict[int, ThreadState]:
+        return {row[0]: ThreadState(row[0], business_id, row[1], row[2]) for row in cursor.fetchall()}
+
+    return read
 
 
 def customer_threads_touch(*, business_id: int, touches: Iterable[ThreadTouch]) -> dict[int, ThreadState]:
@@ -85,6 +96,26 @@ def customer_threads_set_unread(
     if not merged:
         return {}
     return _upsert(business_id, [merged[c] for c in sorted(merged)], set_unread=True)
+
+
+def customer_threads_set_unread_later(
+    *, business_id: int, rows: Iterable[tuple[int, datetime, int]]
+) -> Callable[[], dict[int, ThreadState]]:
+    """`customer_threads_set_unread`, sent now and read when the returned function is called
+    (inside a pipelined transaction the writer's next statement shares the round trip)."""
+    merged = {customer_id: (customer_id, at, unread) for customer_id, at, unread in rows}
+    if not merged:
+        return dict
+    cursor = connection.cursor()
+    read = _upsert_send(cursor, business_id, [merged[c] for c in sorted(merged)], set_unread=True)
+
+    def read_and_close() -> dict[int, ThreadState]:
+        try:
+            return read()
+        finally:
+            cursor.close()
+
+    return read_and_close
 
 
 def customer_thread_touch(

@@ -46,7 +46,7 @@ from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
-from messaging.group_commit import ack_gatherer, live_gatherer, server_error
+from messaging.group_commit import Admission, ack_gatherer, admitted, live_gatherer, server_error
 from messaging.ids import conversation_pk
 from messaging.receipts import Mark
 from messaging.socket_task import OneTaskWebsocketConsumer
@@ -256,10 +256,10 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
     schema_name: str
     last: int | None
     worker: asyncio.Task[None] | None = None  # only while frames wait
-    # (frame, when it entered the send gate or None), only while some wait: a deque, not an
+    # (frame, when it entered the send gate or None, its send's admission or None), only while some wait: a deque, not an
     # asyncio.Queue (3 KiB per socket), made on demand (an empty deque is 0.7 KiB); only the
     # socket's own task appends, only the worker pops.
-    frames_waiting: deque[tuple[dict[str, Any], float | None]] | None = None
+    frames_waiting: deque[tuple[dict[str, Any], float | None, Admission | None]] | None = None
     serving = False  # accepted and joined: frames are handled
     released = False
     relayed = False  # counted in events.relay
@@ -388,9 +388,11 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                 task.cancel()
         # Queued sends were never accepted: the client sends them again after reconnecting.
         waiting, self.frames_waiting = self.frames_waiting or (), None
-        for _payload, gated in waiting:
+        for _payload, gated, admission in waiting:
             if gated is not None:
                 send_gate.leave(0.0)
+            if admission is not None:
+                admission.release()
         await self.leave_all()
         if self.relayed:
             self.relayed = False
@@ -426,24 +428,30 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             return
         is_send = payload["type"] == "send"
         gated: float | None = None
+        admission: Admission | None = None
         try:
             if self.frames_waiting is not None and len(self.frames_waiting) >= FRAME_QUEUE:
                 raise overloaded(send_gate.retry_after())
             if is_send:
                 self.check_send_rate()
-                # The business's send queue in this process: refused now if it would wait too long.
-                refused = live_gatherer.refusal(self.schema_name)
-                if refused is not None:
-                    raise refused
                 if not send_gate.enter():
                     raise overloaded(send_gate.retry_after())
                 gated = time.monotonic()
+                # The business's send queue in this process: refused now if it would wait too
+                # long; otherwise its place is held, and the send is not refused again for
+                # load once its worker gets to it (the refusal is decided here, at once).
+                decided = live_gatherer.admit(self.schema_name)
+                if isinstance(decided, MessagingError):
+                    send_gate.leave(0.0)
+                    gated = None
+                    raise decided
+                admission = decided
         except MessagingError as error:
             await self.refuse(payload, error)
             return
         if self.frames_waiting is None:
             self.frames_waiting = deque()
-        self.frames_waiting.append((payload, gated))
+        self.frames_waiting.append((payload, gated, admission))
         if self.worker is None and self.serving and not self.released:
             self.worker = asyncio.ensure_future(self.work())
 
@@ -451,8 +459,9 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         """Handle the waiting frames in order; ends when none is left (the next frame starts it again)."""
         try:
             while self.frames_waiting:
-                payload, gated = self.frames_waiting.popleft()
-                await self.work_one(payload, gated)
+                payload, gated, admission = self.frames_waiting.popleft()
+                with admitted(admission):
+                    await self.work_one(payload, gated)
             self.frames_waiting = None
         finally:
             self.worker = None

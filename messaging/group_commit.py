@@ -28,11 +28,13 @@ cannot fail the others and each caller gets its own outcome.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,6 +279,49 @@ class _Queued:
     taken: bool = False  # in a batch being written: its outcome comes with the commit
 
 
+# An admitted send still untaken after this many times PARLEY_SEND_MAX_WAIT is refused after all:
+# the writers stalled (the database, a starved process), which admission cannot foresee.
+STALL_FACTOR = 4.0
+
+
+class Admission:
+    """A place in a business's send queue held from a send frame's arrival until its send is
+    queued (`take`) or given up (`release`); either happens once."""
+
+    __slots__ = ("held", "schema_name", "state")
+
+    def __init__(self, schema_name: str, state: _LiveSchema) -> None:
+        self.schema_name, self.state, self.held = schema_name, state, True
+
+    def take(self, state: _LiveSchema) -> bool:
+        """The send is being queued now (True), if this admission is for that queue."""
+        if not self.held or state is not self.state:
+            return False
+        self.release()
+        return True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.state.reserved = max(0, self.state.reserved - 1)
+
+
+_admission: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("parley_send_admission", default=None)
+
+
+@contextmanager
+def admitted(admission: Admission | None) -> Iterator[None]:
+    """Run a send frame's handler with its admission: `LiveGatherer.send` takes the place held
+    for it instead of deciding again; a place the handler never took is released after."""
+    token = _admission.set(admission)
+    try:
+        yield
+    finally:
+        _admission.reset(token)
+        if admission is not None:
+            admission.release()
+
+
 def live_writers() -> int:
     return max(1, int(getattr(settings, "PARLEY_SEND_WRITERS", 2)))
 
@@ -286,6 +331,9 @@ class _LiveSchema:
     queue: deque[_Queued] = field(default_factory=deque)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     batch_seconds: float = 0.0
+    # Sends admitted when their frame arrived (`LiveGatherer.admit`) and not queued yet (their
+    # socket's worker is still checking rights or validating): counted as queued by admission.
+    reserved: int = 0
     # When each batch being written started (one per writing task).
     writing: dict[asyncio.Task[None], float] = field(default_factory=dict)
 
@@ -300,7 +348,6 @@ class LiveGatherer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._schemas: dict[str, _LiveSchema] = {}
         self._batches: list[int] = []
-        self._answering: set[asyncio.Future[None]] = set()
 
     def _state(self, schema_name: str) -> _LiveSchema:
         loop = asyncio.get_running_loop()
@@ -319,7 +366,7 @@ class LiveGatherer:
         waits for its socket's worker, its rights check or its validation."""
         state = self._state(schema_name)
         cap, limit, wait_limit = batch_max(), queue_limit(), max_wait()
-        ahead = len(state.queue)
+        ahead = len(state.queue) + state.reserved
         # A writer free and nobody queued: taken at once. Otherwise what is left of the batch
         # that finishes first, then the full batches queued ahead: the wait before its own batch
         # starts. Its own batch's time is not counted: a batch of one takes about as long as a
@@ -337,15 +384,36 @@ class LiveGatherer:
             return overloaded(estimate + state.batch_seconds or wait_limit)
         return None
 
+    def admit(self, schema_name: str) -> Admission | MessagingError:
+        """Decide a send when its frame arrives, from this process's state only: `overloaded`
+        (`refusal`), or a place held for it until its socket's worker queues it (`send` within
+        `admitted(...)`) or lets it go (`Admission.release`: refused by a check meanwhile, or
+        the socket closed). Held places count as queued, so a burst of frames arriving while
+        earlier ones are still being checked is not all admitted against the same empty queue."""
+        refused = self.refusal(schema_name)
+        if refused is not None:
+            return refused
+        state = self._state(schema_name)
+        state.reserved += 1
+        return Admission(schema_name, state)
+
     async def send(self, *, business: Business, request: SendRequest, limit_key: str = "") -> SendResult:
-        """Queue the send and wait for its outcome; refused at once (`overloaded`) when the queue
-        is full or would take longer than PARLEY_SEND_MAX_WAIT, and refused when still queued
-        (never written) after that long."""
+        """Queue the send and wait for its outcome. A send admitted when its frame arrived
+        (`admit`, then `admitted` around the handler) is not asked again: the refusal was decided
+        then, within the event loop's turn, and an admitted send is written — refused later only
+        if it is still untaken after STALL_FACTOR × PARLEY_SEND_MAX_WAIT (the writers stalled,
+        not load: admission bounds what load queues). Otherwise refused at once (`overloaded`)
+        when the queue is full or would take longer than PARLEY_SEND_MAX_WAIT, and refused when
+        still queued (never written) after that long."""
         state = self._state(business.schema_name)
         wait_limit = max_wait()
-        refused = self.refusal(business.schema_name)
-        if refused is not None:
-            raise refused
+        admission = _admission.get()
+        if admission is not None and admission.take(state):
+            wait_limit *= STALL_FACTOR
+        else:
+            refused = self.refusal(business.schema_name)
+            if refused is not None:
+                raise refused
         item = _Queued(request, limit_key, asyncio.get_running_loop().create_future())
         state.queue.append(item)
         # A task that found the queue empty is done at once (no await between its check and its
@@ -354,16 +422,19 @@ class LiveGatherer:
             task = asyncio.ensure_future(self._drain(business, state))
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
+        # The outcome is awaited directly (a timer refuses the send if it is still untaken by
+        # then): `asyncio.wait` cost two more turns of a busy loop before the sender's ack.
+        timer = asyncio.get_running_loop().call_later(wait_limit, _expire, state, item, wait_limit)
         try:
-            await asyncio.wait([item.future], timeout=wait_limit)
-            if not item.future.done() and not item.taken:
-                state.queue.remove(item)  # never taken into a batch: nothing of it is written
-                raise overloaded(state.batch_seconds or wait_limit)
-            return await asyncio.shield(item.future)
+            return await item.future
         except asyncio.CancelledError:
+            # The socket went away (its task cancelled, and the future with it): a send never
+            # taken into a batch is dropped, unwritten; one taken is written all the same.
             if not item.taken and item in state.queue:
-                state.queue.remove(item)  # the socket went away before its send was written
+                state.queue.remove(item)
             raise
+        finally:
+            timer.cancel()
 
     async def _drain(self, business: Business, state: _LiveSchema) -> None:
         cap = batch_max()
@@ -400,9 +471,7 @@ class LiveGatherer:
             state.batch_seconds = elapsed if not state.batch_seconds else 0.7 * state.batch_seconds + 0.3 * elapsed
             # The batch's events were handed to the layer before the trip returned: its senders
             # are answered once they are out, while the next batch is already being written.
-            answer = asyncio.ensure_future(_answer(batch, outcomes, events.publishing()))
-            self._answering.add(answer)
-            answer.add_done_callback(self._answering.discard)
+            _answer_when_published(batch, outcomes, events.publishing())
 
     # Figures for bench/send_core.py.
     def stats_reset(self) -> None:
@@ -412,11 +481,36 @@ class LiveGatherer:
         return list(self._batches)
 
 
-async def _answer(batch: list[_Queued], outcomes: list[Outcome], published: asyncio.Future[Any] | None) -> None:
+def _expire(state: _LiveSchema, item: _Queued, wait_limit: float) -> None:
+    """Still queued after the wait limit: never taken into a batch, so nothing of it is written:
+    refused. (Taken: its outcome comes with the commit.)"""
+    if item.taken or item.future.done() or item not in state.queue:
+        return
+    state.queue.remove(item)
+    item.future.set_exception(overloaded(state.batch_seconds or wait_limit))
+
+
+def _answer_when_published(
+    batch: list[_Queued], outcomes: list[Outcome], published: asyncio.Future[Any] | None
+) -> None:
     """Each sender's outcome, after its events are published (a sender's `message.accepted`
-    follows its `message.created`); a failed publish delays nobody (clients catch up)."""
-    if published is not None and not published.done():
-        await asyncio.wait([published], timeout=events.PUBLISH_TIMEOUT_SECONDS)
+    follows its `message.created`); a failed publish delays nobody (clients catch up), one that
+    takes longer than PUBLISH_TIMEOUT_SECONDS neither. A callback on the publish, not a task
+    waiting for it: on a busy loop every task start and wake-up is a turn of the loop more
+    between the commit and the sender's ack."""
+    if published is None or published.done():
+        _answer(batch, outcomes)
+        return
+    timer = asyncio.get_running_loop().call_later(events.PUBLISH_TIMEOUT_SECONDS, _answer, batch, outcomes)
+
+    def answer(_published: asyncio.Future[Any]) -> None:
+        timer.cancel()
+        _answer(batch, outcomes)
+
+    published.add_done_callback(answer)
+
+
+def _answer(batch: list[_Queued], outcomes: list[Outcome]) -> None:
     for item, outcome in zip(batch, outcomes, strict=True):
         if item.future.done():
             continue

@@ -28,10 +28,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Customer, Membership, User
-from config.sql import rows_source
-from directory.services import customer_threads_set_unread
+from config.sql import pipelined, rows_source
+from directory.services import customer_threads_set_unread_later
 from messaging import events
 from messaging.errors import MessagingError, not_found
+from messaging.events import Statement
 from messaging.models import Conversation, Event, Message
 from messaging.payloads import conversation_payload
 
@@ -178,49 +179,66 @@ def _needing_work(keys: list[_Key]) -> tuple[set[int], list[_Key]]:
     return existing, work
 
 
-def _update_messages(keys: list[_Key], now: Any) -> None:
-    """One UPDATE for every key; counts what each key changed (read, delivered)."""
+def _update_statement(keys: list[_Key], now: Any) -> Statement:
+    """One UPDATE for every key, returning what each changed row became (read, delivered)."""
     message = Message._meta.db_table
     source, params = _unnest(keys)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {message} m SET "
-            "status = CASE WHEN m.id <= v.read_up_to THEN "
-            "(CASE WHEN m.status IN ('read', 'failed') THEN m.status ELSE 'read' END) "
-            "WHEN m.status IN ('queued', 'sent') THEN 'delivered' ELSE m.status END, "
-            "read_at = CASE WHEN m.id <= v.read_up_to AND m.status NOT IN ('read', 'failed') "
-            "THEN %s ELSE m.read_at END, "
-            "delivered_at = CASE WHEN m.id <= v.read_up_to THEN COALESCE(m.delivered_at, %s) "
-            "WHEN m.status IN ('queued', 'sent') THEN %s ELSE m.delivered_at END "
-            f"FROM {source} "
-            f"WHERE m.conversation_id = v.conversation_id AND m.direction = v.direction AND {_CHANGES} "
-            "RETURNING m.conversation_id, m.direction, m.read_at = %s, m.status = 'delivered'",
-            [now, now, now, *params, now],
-        )
-        rows = cursor.fetchall()
+    return (
+        f"UPDATE {message} m SET "
+        "status = CASE WHEN m.id <= v.read_up_to THEN "
+        "(CASE WHEN m.status IN ('read', 'failed') THEN m.status ELSE 'read' END) "
+        "WHEN m.status IN ('queued', 'sent') THEN 'delivered' ELSE m.status END, "
+        "read_at = CASE WHEN m.id <= v.read_up_to AND m.status NOT IN ('read', 'failed') "
+        "THEN %s ELSE m.read_at END, "
+        "delivered_at = CASE WHEN m.id <= v.read_up_to THEN COALESCE(m.delivered_at, %s) "
+        "WHEN m.status IN ('queued', 'sent') THEN %s ELSE m.delivered_at END "
+        f"FROM {source} "
+        f"WHERE m.conversation_id = v.conversation_id AND m.direction = v.direction AND {_CHANGES} "
+        "RETURNING m.conversation_id, m.direction, m.read_at = %s, m.status = 'delivered'",
+        [now, now, now, *params, now],
+    )
+
+
+def _recount_statement(keys: list[_Key]) -> Statement:
+    """The unread messages left in each key's conversation and direction (after the UPDATE: the
+    statements run in order in one transaction, so this one sees its changes)."""
+    message = Message._meta.db_table
+    source, params = _unnest(keys)
+    return (
+        f"SELECT v.conversation_id, v.direction, (SELECT count(*) FROM {message} m "
+        "WHERE m.conversation_id = v.conversation_id AND m.direction = v.direction AND m.read_at IS NULL) "
+        f"FROM {source}",
+        params,
+    )
+
+
+def _lock_update_recount(keys: list[_Key], now: Any) -> dict[int, _Conversation]:
+    """Lock and read the keys' conversations (id order, as the send core: no crosswise waits),
+    then update their messages and recount the read keys' unread ones: the UPDATE and the recount
+    share one round trip (config.sql.pipelined: the recount is sent before the UPDATE's answer
+    is read; it runs after it in the same transaction, so it sees its changes)."""
+    rows = (
+        Conversation.objects.select_for_update(of=("self",))
+        .select_related("contact__customer", "assignee")
+        .filter(pk__in={k.conversation_id for k in keys})
+        .order_by("pk")
+    )
+    conversations = {c.pk: _Conversation(c) for c in rows}
+    recounted = [k for k in keys if k.read_up_to is not None and (k.agent_read or k.customer_id)]
+    with connection.cursor() as update, connection.cursor() as recount:
+        update.execute(*_update_statement(keys, now))
+        if recounted:
+            recount.execute(*_recount_statement(recounted))
+        changed = update.fetchall()
+        counts = {(c, d): n for c, d, n in recount.fetchall()} if recounted else {}
     by_key = {(k.conversation_id, k.direction): k for k in keys}
-    for conversation_id, direction, became_read, became_delivered in rows:
+    for conversation_id, direction, became_read, became_delivered in changed:
         key = by_key[(conversation_id, direction)]
         key.read_changed += bool(became_read)
         key.delivered_changed += bool(became_delivered)
-
-
-def _recount(keys: list[_Key]) -> None:
-    """The unread messages left in each read key's conversation and direction (one statement)."""
-    if not keys:
-        return
-    message = Message._meta.db_table
-    source, params = _unnest(keys)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT v.conversation_id, v.direction, (SELECT count(*) FROM {message} m "
-            "WHERE m.conversation_id = v.conversation_id AND m.direction = v.direction AND m.read_at IS NULL) "
-            f"FROM {source}",
-            params,
-        )
-        counts = {(c, d): n for c, d, n in cursor.fetchall()}
-    for key in keys:
+    for key in recounted:
         key.unread = int(counts[(key.conversation_id, key.direction)])
+    return conversations
 
 
 def marks_write(*, business: Any, marks: Sequence[Mark]) -> list[int | MessagingError]:
@@ -234,7 +252,10 @@ def marks_write(*, business: Any, marks: Sequence[Mark]) -> list[int | Messaging
             if key is not None and key.conversation_id not in existing:
                 outcomes[index] = not_found() if marks[index].customer is None else 0
         if work:
-            with transaction.atomic():
+            # Pipelined (config.sql.pipelined): the UPDATE and the recount share one round
+            # trip, the customers' threads and the stream counter another, and the events'
+            # statement goes out with the COMMIT.
+            with transaction.atomic(), pipelined(commit=True):
                 _write(business, work)
     results: list[int | MessagingError] = []
     for index, mark in enumerate(marks):
@@ -248,16 +269,7 @@ def marks_write(*, business: Any, marks: Sequence[Mark]) -> list[int | Messaging
 
 def _write(business: Any, keys: list[_Key]) -> None:
     now = timezone.now()
-    rows = (
-        Conversation.objects.select_for_update(of=("self",))
-        .select_related("contact__customer", "assignee")
-        .filter(pk__in={k.conversation_id for k in keys})
-        # One order for every writer (the send core locks the same way): no crosswise waits.
-        .order_by("pk")
-    )
-    conversations = {c.pk: _Conversation(c) for c in rows}
-    _update_messages(keys, now)
-    _recount([k for k in keys if k.read_up_to is not None and (k.agent_read or k.customer_id)])
+    conversations = _lock_update_recount(keys, now)
     customer_unread: list[tuple[int, Any, int]] = []
     for key in keys:
         held = conversations.get(key.conversation_id)
@@ -280,13 +292,16 @@ def _write(business: Any, keys: list[_Key]) -> None:
             )
         if key.customer_id and key.read_changed and key.unread is not None:
             customer_unread.append((key.customer_id, conversation.last_message_at or now, key.unread))
-    states = customer_threads_set_unread(business_id=business.pk, rows=customer_unread)
+    # The threads' upsert is sent now and read after the counter's answer (one round trip).
+    read_states = customer_threads_set_unread_later(business_id=business.pk, rows=customer_unread)
     held_list = [h for h in conversations.values() if h.pending or h.unread_changed]
     count = sum(len(h.pending) for h in held_list)
     if not count:
+        read_states()
         return
     # Every other lock is held: now the stream counter (kept until commit), then one round trip.
     first = events.allocate_event_ids(count)
+    states = read_states()
     stored: list[events.StoredEvent] = []
     last_of: dict[int, int] = {}
     next_id = first

@@ -23,18 +23,28 @@ Differences from Channels' loop, on purpose:
   raised, as before), logged; one whose client is gone (OSError on send) just stops.
 
 Any other layer (the in-memory one of development without Redis) runs Channels' loop unchanged.
+
+Also per idle socket (issue 9): `as_asgi` returns the consumer's own coroutine instead of
+awaiting it in one more (config.websocket.frameless); once `connect` was handled the scope drops
+what only the handshake reads (config.websocket.slim_scope); and the socket's end is reported to
+config.memory (which returns the memory of a burst of closed sockets to the OS).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
+
+from config import memory
+from config.websocket import frameless, slim_scope
 
 logger = logging.getLogger("parley.messaging")
 
@@ -46,6 +56,20 @@ class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
     _layer_drain: asyncio.Task[None] | None = None
     _layer_ready = False
     _attached = False
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> Any:
+        """Channels' as_asgi, returning the consumer's coroutine instead of awaiting it in one
+        of its own (a coroutine less per socket, for the socket's whole life)."""
+
+        def app(scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+            return cls(**initkwargs)(scope, receive, send)  # type: ignore[no-any-return]
+
+        app.consumer_class = cls  # type: ignore[attr-defined]
+        app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
+        app._asgi_single_callable = True  # type: ignore[attr-defined]
+        functools.update_wrapper(app, cls, updated=())
+        return frameless(app)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
@@ -65,12 +89,20 @@ class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
                     if not self._layer_ready:
                         # The first message is websocket.connect: layer messages wait until it was handled.
                         self._layer_ready = True
+                        self.connect_handled()
                         self._start_drain()
             except StopConsumer:
                 pass
         finally:
-            self.stop_layer_dispatch()
-            await self.ended()
+            try:
+                self.stop_layer_dispatch()
+                await self.ended()
+            finally:
+                memory.socket_ended()
+
+    def connect_handled(self) -> None:
+        """websocket.connect was handled: what only the handshake reads leaves the scope."""
+        slim_scope(self.scope)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         # As in Channels' loop, no layer message is dispatched once the client is gone.

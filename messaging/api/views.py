@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -286,8 +287,8 @@ class NotFoundView(ApiView):
     """Any other path under /api/v1/: a problem+json 404 a client can read, not the site's HTML
     page, and a hint when the path only differs by a trailing slash."""
 
-    authentication_classes: list[type] = []
-    permission_classes: list[type] = []
+    authentication_classes = []
+    permission_classes = [AllowAny]
 
     def _answer(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         message = _("There is no API endpoint at %(path)s.") % {"path": request.path}
@@ -300,4 +301,4 @@ class NotFoundView(ApiView):
                 message += " " + _("API paths have no trailing slash: %(path)s") % {"path": request.path.rstrip("/")}
         return problem(ErrorCode.NOT_FOUND, message, status.HTTP_404_NOT_FOUND)
 
-    get = post = put = patch = delete = head = options = _answer
+    get = post = put = patch = delete = _answer  # HEAD follows GET

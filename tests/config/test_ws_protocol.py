@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 import uvicorn
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from websockets.asyncio.client import connect
+from websockets.protocol import Protocol
 
 from config.serve import server_command
-from config.ws_protocol import Flag, LeanWebSocketsProtocol, ReceiveQueue
+from config.ws_protocol import Flag, LeanWebSocketsProtocol, ProxyHeadersFirst, ReceiveQueue
 from tests.conftest import free_port
 
 
@@ -82,7 +84,13 @@ async def test_a_real_connection_through_uvicorn_drops_the_handshake_and_echoes(
                 assert await ws.recv() == f"echo hi {n}"
             (protocol,) = protocols
             assert protocol.handshake_complete
-            assert protocol.request is None and protocol.response is None
+            assert protocol.request is None and protocol.response is None and protocol.scope is None
+            # The handshake's parser generator (whose frame held the request) was replaced by a
+            # frame parser, which parsed the frames above.
+            assert protocol.conn.parser.gi_code is Protocol.parse.__code__
+            assert "request" not in protocol.conn.parser.gi_frame.f_locals
+            # uvicorn's attributes are slots: no dict of its own per connection.
+            assert not vars(protocol)
             assert isinstance(protocol.queue, ReceiveQueue) and protocol.queue.empty()
             assert isinstance(protocol.writable, Flag) and protocol.writable.is_set()
     finally:
@@ -95,3 +103,64 @@ def test_config_serve_runs_uvicorn_with_the_lean_protocol_by_default() -> None:
     assert command[command.index("--ws") + 1] == "config.ws_protocol:LeanWebSocketsProtocol"
     command = server_command("uvicorn", 3, ws="websockets-sansio")
     assert command[command.index("--ws") + 1] == "websockets-sansio"
+
+
+def _handshaken() -> Any:
+    from websockets.server import ServerProtocol
+
+    conn = ServerProtocol()
+    conn.receive_data(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    (request,) = conn.events_received()
+    conn.send_response(conn.accept(request))
+    conn.data_to_send()
+    return conn
+
+
+def test_the_parser_is_replaced_only_between_frames() -> None:
+    protocol = LeanWebSocketsProtocol.__new__(LeanWebSocketsProtocol)
+    protocol.conn = _handshaken()
+    assert protocol.restart_parser()
+    assert protocol.conn.parser.gi_code is Protocol.parse.__code__
+    assert not protocol.restart_parser()  # already a frame parser: nothing to drop
+    # Half a frame received: the handshake's parser is in the middle of it and stays.
+    protocol.conn = _handshaken()
+    old = protocol.conn.parser
+    protocol.conn.receive_data(b"\x81\x85")  # a masked 5-byte text frame's header, no payload yet
+    assert not protocol.restart_parser()
+    assert protocol.conn.parser is old
+    protocol.conn.receive_data(b"\x00\x00\x00\x00hello")
+    (frame,) = protocol.conn.events_received()
+    assert frame.data == b"hello"
+    # A frame parser after replacement parses frames just the same.
+    protocol.conn = _handshaken()
+    assert protocol.restart_parser()
+    protocol.conn.receive_data(b"\x81\x82\x00\x00\x00\x00hi")
+    (frame,) = protocol.conn.events_received()
+    assert frame.data == b"hi"
+
+
+async def test_proxy_headers_are_applied_without_a_coroutine_of_their_own() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> str:
+        seen.append(scope)
+        return "done"
+
+    first = ProxyHeadersFirst(ProxyHeadersMiddleware(app, trusted_hosts="127.0.0.1"))
+    scope: dict[str, Any] = {
+        "type": "websocket",
+        "scheme": "ws",
+        "client": ("127.0.0.1", 5000),
+        "headers": [(b"x-forwarded-for", b"203.0.113.7"), (b"x-forwarded-proto", b"https")],
+    }
+    inner = first(scope, None, None)
+    assert inner.cr_code is app.__code__  # the application's own coroutine, returned
+    assert await inner == "done"
+    assert seen[0]["client"] == ("203.0.113.7", 0) and seen[0]["scheme"] == "wss"
+    # An untrusted peer's headers are ignored, as by uvicorn's middleware.
+    scope = dict(scope, client=("198.51.100.1", 5000), scheme="ws")
+    await first(scope, None, None)
+    assert seen[1]["client"] == ("198.51.100.1", 5000) and seen[1]["scheme"] == "ws"

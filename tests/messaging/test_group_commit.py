@@ -8,10 +8,12 @@ the writer's counter update and nothing else) while senders queue up behind the 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,7 +24,7 @@ from django_tenants.utils import schema_context
 from accounts.models import Customer
 from messaging import services
 from messaging.errors import MessagingError
-from messaging.group_commit import LiveGatherer, gatherer, write_batch
+from messaging.group_commit import Admission, LiveGatherer, admitted, gatherer, write_batch
 from messaging.models import Event, Message, StreamCounter
 from messaging.sending import SendResult, check_customer_send
 from tenancy.models import Business
@@ -317,3 +319,64 @@ async def test_busy_slow_writers_still_fill_their_next_batch() -> None:
         refused = gatherer_.refusal("b_admission")  # a full batch ahead: starts in ~1 s
         assert refused is not None and refused.code == "overloaded"
         assert refused.retry_after is not None and refused.retry_after > 0.5
+
+
+async def test_a_send_is_decided_when_its_frame_arrives_and_not_refused_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Admission holds a place from the frame's arrival (a burst is not all admitted against the
+    same empty queue), and the send it admitted is queued when its handler gets to it, whatever
+    the queue looks like by then: a refusal is only ever decided at once (issue 9: refusals
+    answered after PARLEY_SEND_MAX_WAIT were the p99 of `overloaded`)."""
+    gatherer_ = LiveGatherer()
+
+    async def no_writer(business: Any, state: Any) -> None:
+        return None
+
+    monkeypatch.setattr(gatherer_, "_drain", no_writer)
+    business: Any = SimpleNamespace(schema_name="b_admitted")
+    with override_settings(PARLEY_SEND_QUEUE_LIMIT=1, PARLEY_SEND_MAX_WAIT=30):
+        first = gatherer_.admit("b_admitted")
+        assert isinstance(first, Admission)
+        held = gatherer_.admit("b_admitted")  # its place is taken by the first, not yet queued
+        assert isinstance(held, MessagingError) and held.code == "overloaded" and held.retry_after
+        # Another send (not admitted through a frame) fills the queue meanwhile.
+        other = asyncio.ensure_future(gatherer_.send(business=business, request=object()))  # type: ignore[arg-type]
+        first.release()  # (as if its handler gave up: the place is free again, once)
+        first.release()
+        await asyncio.sleep(0)
+        assert gatherer_.queued("b_admitted") == 1
+        second = gatherer_.admit("b_admitted")
+        assert isinstance(second, MessagingError)  # the queue is full now
+        other.cancel()
+        await asyncio.sleep(0)
+        third = gatherer_.admit("b_admitted")
+        assert isinstance(third, Admission)
+        late = asyncio.ensure_future(gatherer_.send(business=business, request=object()))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # an unadmitted send counts the held place: refused
+        assert late.done() and isinstance(late.exception(), MessagingError)
+        with admitted(third):
+            sending = asyncio.ensure_future(gatherer_.send(business=business, request=object()))  # type: ignore[arg-type]
+            await asyncio.sleep(0)
+        assert not sending.done() and gatherer_.queued("b_admitted") == 1  # queued, not refused
+        assert isinstance(gatherer_.admit("b_admitted"), MessagingError)
+        sending.cancel()
+        await asyncio.sleep(0)
+        assert gatherer_.queued("b_admitted") == 0
+        assert isinstance(gatherer_.admit("b_admitted"), Admission)
+
+
+async def test_a_live_send_still_untaken_after_the_wait_limit_is_refused_and_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writers stalled (no writer here at all): a queued send is refused after the wait
+    limit, and leaves the queue, so nothing of it can be written later."""
+    gatherer_ = LiveGatherer()
+
+    async def no_writer(business: Any, state: Any) -> None:
+        return None
+
+    monkeypatch.setattr(gatherer_, "_drain", no_writer)
+    business: Any = SimpleNamespace(schema_name="b_stalled")
+    with override_settings(PARLEY_SEND_MAX_WAIT=0.05), pytest.raises(MessagingError) as refused:
+        await gatherer_.send(business=business, request=object())  # type: ignore[arg-type]
+    assert refused.value.code == "overloaded" and refused.value.retry_after
+    assert gatherer_.queued("b_stalled") == 0

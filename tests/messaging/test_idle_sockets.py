@@ -196,3 +196,90 @@ async def test_layer_messages_wait_until_connect_returned() -> None:
 
 def test_group_names_keep_the_schema_apart() -> None:
     assert events.conversation_group("alpha", 1) != events.conversation_group("beta", 1)
+
+
+def _coroutine_chain(communicator: Any) -> list[Any]:
+    """The coroutines the socket's task is suspended in, outermost first."""
+    chain = []
+    coro = communicator.future.get_coro()
+    while coro is not None and hasattr(coro, "cr_code"):
+        chain.append(coro)
+        coro = coro.cr_await
+    return chain
+
+
+async def test_an_idle_socket_keeps_no_wrapper_coroutines_and_a_slim_scope(live_db: World) -> None:
+    """Issue 9: between the server and the consumer's loop only WebsocketScope's coroutine
+    (the router, the consumer factory and the memory hook return their inner coroutine instead
+    of awaiting it), and after connect the scope keeps what the consumer reads later."""
+    from config.routing import WebsocketScope
+    from messaging.consumers import ChatConsumer
+    from messaging.socket_task import OneTaskWebsocketConsumer
+
+    host = live_db.business_a.host
+    customer = await adb(make_customer)()
+    key = await adb(session_key)(customer=customer)
+    ws, ok, _ = await ws_connect("/ws/chat/", host=host, session=key)
+    assert ok
+    await resumed(ws, await adb(last_event_id)(live_db.business_a))
+    await _settle()
+    chain = _coroutine_chain(ws)
+    assert [c.cr_code for c in chain[:2]] == [
+        WebsocketScope.__call__.__code__,
+        OneTaskWebsocketConsumer.__call__.__code__,
+    ]
+    consumer = chain[1].cr_frame.f_locals["self"]
+    assert isinstance(consumer, ChatConsumer)
+    scope = consumer.scope
+    # Kept: what the consumer reads after connect (and Host/Origin, a few bytes).
+    assert scope["business"].pk == live_db.business_a.pk
+    assert scope["session"].session_key == key
+    assert scope["url_route"] == {"args": (), "kwargs": {}}
+    assert {name for name, _value in scope["headers"]} <= {b"host", b"origin"}
+    # Dropped: the cookie header and the parsed cookies (read while connecting only).
+    assert "cookies" not in scope
+    assert all(name != b"cookie" for name, _value in scope["headers"])
+    # And the socket still works on what is left: a ping is answered, a rights check passes.
+    await ws.send_json_to({"type": "ping"})
+    await receive_until(ws, "pong")
+    await ws.disconnect()
+
+
+async def test_a_socket_end_is_reported_for_the_memory_pass(live_db: World, monkeypatch: Any) -> None:
+    """The consumer, not a wrapping middleware, reports its end to config.memory (which runs a
+    collect-and-trim pass after a burst of closes), refused sockets included."""
+    from config import memory
+
+    ended: list[int] = []
+    monkeypatch.setattr(memory, "socket_ended", lambda: ended.append(1))
+    host = live_db.business_a.host
+    ws, ok, _ = await ws_connect(
+        "/ws/chat/", host=host, session=await adb(session_key)(customer=await adb(make_customer)())
+    )
+    assert ok
+    await ws.disconnect()
+    refused, ok, _ = await ws_connect("/ws/chat/", host=host)  # not signed in
+    assert not ok
+    await refused.disconnect()  # what a server tells the application after the refusal
+    await _settle()
+    assert len(ended) == 2
+
+
+async def test_sockets_of_one_business_share_its_instance_and_never_another_business(live_db: World) -> None:
+    """One Business instance per business for the process's sockets (tenancy.asgi), found by
+    host on every connect: business A's sockets share A's, B's share B's, never across."""
+    sockets = []
+    businesses = []
+    for business in (live_db.business_a, live_db.business_a, live_db.business_b, live_db.business_b):
+        ws, ok, _ = await ws_connect(
+            "/ws/chat/", host=business.host, session=await adb(session_key)(customer=await adb(make_customer)())
+        )
+        assert ok
+        sockets.append(ws)
+        businesses.append(_coroutine_chain(ws)[1].cr_frame.f_locals["self"].business)
+    a1, a2, b1, b2 = businesses
+    assert a1 is a2 and b1 is b2 and a1 is not b1
+    assert a1.pk == live_db.business_a.pk and a1.schema_name == live_db.business_a.schema_name
+    assert b1.pk == live_db.business_b.pk and b1.schema_name == live_db.business_b.schema_name
+    for ws in sockets:
+        await ws.disconnect()
