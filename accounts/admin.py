@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.utils.translation import gettext_lazy as _
@@ -28,6 +30,11 @@ class UserAdmin(DjangoUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        # Users are deactivated, never deleted: business schemas reference them without a
+        # database constraint (messaging.models), and a delete here would only see public.
+        return False
+
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin[Membership]):
@@ -43,3 +50,8 @@ class CustomerAdmin(admin.ModelAdmin[Customer]):
     list_display = ["phone_number", "display_name", "country_code", "verified_at", "created_at"]
     list_filter = ["country_code"]
     search_fields = ["phone_number", "display_name"]
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        # A customer leaves through the privacy centre's account deletion, which erases them
+        # from every business schema first (customers.privacy); no constraint guards those rows.
+        return False

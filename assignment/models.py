@@ -82,7 +82,10 @@ class AgentStatus(models.Model):
         AWAY = "away", _("Away")
         OFFLINE = "offline", _("Offline")
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No database constraint into public (a trigger pair per business): messaging.models.
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, db_constraint=False, on_delete=models.CASCADE, related_name="+"
+    )
     status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.OFFLINE)
     auto_away = models.BooleanField(default=False)
     # Round robin serves the agent whose last assignment is oldest.

@@ -120,13 +120,12 @@ def setup_business(
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.core.management import call_command
     from django.db import connection
-    from django.utils import timezone
     from django_tenants.utils import schema_context
 
-    from accounts.models import Customer, Membership, User
+    from accounts.models import Customer, User
     from customers.session import SESSION_KEY as CUSTOMER_SESSION_KEY
-    from messaging import services
-    from tenancy.services import business_create
+    from messaging.models import Contact, Conversation
+    from tenancy.models import Business
 
     store_class = import_module(settings.SESSION_ENGINE).SessionStore
 
@@ -140,6 +139,55 @@ def setup_business(
     started = time.perf_counter()
     if migrate:  # a database given with --database is already set up (and may hold 1,000 schemas)
         call_command("parley_setup", verbosity=0)
+    existing = Business.objects.filter(slug=BUSINESS_SLUG).first()
+    if existing is not None:
+        # A database kept from an earlier run (bench/tenants.py --reuse): the same business, its
+        # agents and customers again, with new sessions (this run's SECRET_KEY).
+        agent_users = list(
+            User.objects.filter(memberships__business=existing, memberships__role="agent").order_by("email")
+        )[:agents]
+        with schema_context(existing.schema_name):
+            contacts = {c.customer_id: c for c in Contact.objects.all()}
+            people = list(Customer.objects.filter(pk__in=contacts).order_by("phone_number"))[:customers]
+            by_customer = dict(Conversation.objects.values_list("contact__customer_id", "pk"))
+            conversations = [by_customer[c.pk] for c in people]
+        if len(people) < customers or len(agent_users) < agents:
+            raise SystemExit(f"{database} has the bench business with fewer customers or agents than asked")
+        business = existing
+    else:
+        business, agent_users, people, conversations = _new_business(
+            customers=customers, agents=agents, extra_businesses=extra_businesses
+        )
+    connection.set_schema_to_public()  # type: ignore[attr-defined]
+    customer_cookies = [session(**{CUSTOMER_SESSION_KEY: c.pk}) for c in people]
+    agent_cookies = [
+        session(
+            **{
+                SESSION_KEY: str(u.pk),
+                BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+                HASH_SESSION_KEY: u.get_session_auth_hash(),
+            }
+        )
+        for u in agent_users
+    ]
+    print(f"set-up: {customers} customers, {agents} agents in {time.perf_counter() - started:.1f} s", flush=True)
+    return {
+        "host": business.host if hasattr(business, "host") else f"{BUSINESS_SLUG}.{settings.PARLEY_DOMAIN}",
+        "schema": business.schema_name,
+        "conversations": conversations,
+        "customer_cookies": customer_cookies,
+        "agent_cookies": agent_cookies,
+    }
+
+
+def _new_business(*, customers: int, agents: int, extra_businesses: int) -> tuple[Any, list[Any], list[Any], list[int]]:
+    from django.utils import timezone
+    from django_tenants.utils import schema_context
+
+    from accounts.models import Customer, Membership, User
+    from messaging import services
+    from tenancy.services import business_create
+
     owner = User.objects.create_user("bench-owner@example.com", "x" * 16)
     extra_started = time.perf_counter()
     for n in range(extra_businesses):
@@ -174,26 +222,7 @@ def setup_business(
                 body="warm-up reply",
                 client_msg_id="warmup-agent",
             )
-    connection.set_schema_to_public()  # type: ignore[attr-defined]
-    customer_cookies = [session(**{CUSTOMER_SESSION_KEY: c.pk}) for c in people]
-    agent_cookies = [
-        session(
-            **{
-                SESSION_KEY: str(u.pk),
-                BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
-                HASH_SESSION_KEY: u.get_session_auth_hash(),
-            }
-        )
-        for u in agent_users
-    ]
-    print(f"set-up: {customers} customers, {agents} agents in {time.perf_counter() - started:.1f} s", flush=True)
-    return {
-        "host": business.host if hasattr(business, "host") else f"{BUSINESS_SLUG}.{settings.PARLEY_DOMAIN}",
-        "schema": business.schema_name,
-        "conversations": conversations,
-        "customer_cookies": customer_cookies,
-        "agent_cookies": agent_cookies,
-    }
+    return business, agent_users, people, conversations
 
 
 def plan_for(target: str, data: dict[str, Any], port: int, args: argparse.Namespace) -> Plan:

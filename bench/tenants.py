@@ -260,7 +260,7 @@ def recorded_schemas(migration: str) -> tuple[int, int]:
 
 def inbox(database: str | None, load: list[str]) -> list[dict[str, float]]:
     """One inbox_load run (each of its --rates one measurement): against `database` (already set
-    up; it can take the bench business only once) or a fresh one."""
+    up; a later run there reuses the bench business the first one made) or a fresh one."""
     command = [sys.executable, "bench/inbox_load.py", *load]
     if database:
         command += ["--database", database]
@@ -332,8 +332,8 @@ def main() -> None:
             present = Business.objects.exclude(schema_name="public").count()
             load = args.load.split()
             rate = load[load.index("--rate") + 1] if "--rate" in load else "20"
-            # The database with the businesses takes the bench business once: its runs are one
-            # inbox_load with the rate repeated, bracketed by fresh one-business runs.
+            # The database with the businesses: one inbox_load with the rate repeated (its set-up
+            # once), bracketed by fresh one-business runs.
             runs: dict[str, list[dict[str, float]]] = {"many": [], "one": []}
             runs["one"] += inbox(None, load)
             runs["many"] += inbox(database, [*load, "--rates", ",".join([rate] * args.inbox_runs)])

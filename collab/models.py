@@ -38,7 +38,13 @@ class ConversationLabel(models.Model):
     conversation = models.ForeignKey("messaging.Conversation", on_delete=models.CASCADE, related_name="+")
     label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="+")
     added_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        # No database constraint into public (a trigger pair per business): messaging.models.
+        settings.AUTH_USER_MODEL,
+        db_constraint=False,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -97,12 +103,19 @@ class AgentNotification(models.Model):
     class Kind(models.TextChoices):
         MENTION = "mention", _("Mention")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No database constraint into public (a trigger pair per business): messaging.models.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, db_constraint=False, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MENTION)
     conversation = models.ForeignKey("messaging.Conversation", on_delete=models.CASCADE, related_name="+")
     message = models.ForeignKey("messaging.Message", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        # No database constraint into public (a trigger pair per business): messaging.models.
+        settings.AUTH_USER_MODEL,
+        db_constraint=False,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     excerpt = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

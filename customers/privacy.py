@@ -367,9 +367,12 @@ def privacy_request_finish(*, request_id: Any) -> None:
         else:
             customer_id = _customer_id(request)
             # A socket opened before the deletion may have written after its schema's step: sweep
-            # every schema once more in this transaction. (Should a message slip in even after
-            # this, the contact's foreign key to the customer fails the commit, and the periodic
-            # resume runs this again: a customer is never deleted with data left behind.)
+            # every schema once more in this transaction. The customer row is locked first: a send
+            # makes a contact only for a customer row it locks FOR KEY SHARE (messaging.sending;
+            # business schemas have no foreign key into public), so a send that got there first
+            # commits before this sweep and is swept, and a later one finds no customer. (A send
+            # into an existing contact after the sweep finds no conversation: the same.)
+            Customer.objects.select_for_update().filter(pk=customer_id).values_list("pk").first()
             for schema_name in sorted(set(request.schemas) | set(_customer_schemas(customer_id))):
                 _erase_schema(request, schema_name)
             for model in (CustomerThread, BusinessContact, Block, MarketingMute, ConsentRecord, Report):

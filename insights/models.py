@@ -22,12 +22,24 @@ class Cycle(models.Model):
     started_at = models.DateTimeField()
     first_response_at = models.DateTimeField(null=True, blank=True)
     first_responder = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        # No database constraint into public (a trigger pair per business): messaging.models.
+        settings.AUTH_USER_MODEL,
+        db_constraint=False,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
     # The assignee when it was resolved: whose resolution it counts as.
     resolver = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        # No database constraint into public (a trigger pair per business): messaging.models.
+        settings.AUTH_USER_MODEL,
+        db_constraint=False,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
     )
 
     class Meta:

@@ -411,14 +411,20 @@ def _create_conversations(customer_ids: list[int], now: datetime) -> None:
     """The first message of a customer: their contact and conversation, if another writer has
     not just made them (ON CONFLICT: no per-message get_or_create round trips). One statement:
     the contacts inserted here come back from their CTE (the statement's snapshot does not show
-    them), contacts that existed without a conversation from the table."""
+    them), contacts that existed without a conversation from the table.
+
+    A contact is made only for a customer row that exists, locked FOR KEY SHARE until the commit:
+    what the contact's foreign key into public did before it was dropped (messaging.models). The
+    account deletion locks that row FOR UPDATE before its last sweep (customers.privacy), so a
+    contact is either made before the sweep (which then sees it) or finds no customer."""
     contact_table = Contact._meta.db_table
     conversation_table = Conversation._meta.db_table
+    customer_table = Customer._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH new_contact AS (INSERT INTO {contact_table} (customer_id, name, notes, created_at, updated_at) "
-            "SELECT id, '', '', %s, %s FROM unnest(%s::bigint[]) AS id ON CONFLICT (customer_id) DO NOTHING "
-            "RETURNING id) "
+            f"SELECT id, '', '', %s, %s FROM public.{customer_table} WHERE id = ANY(%s::bigint[]) FOR KEY SHARE "
+            "ON CONFLICT (customer_id) DO NOTHING RETURNING id) "
             f"INSERT INTO {conversation_table} (contact_id, status, last_message_preview, unread_count, "
             "last_public_event_id, last_event_id, created_at, updated_at) "
             "SELECT id, %s, '', 0, 0, 0, %s, %s FROM "

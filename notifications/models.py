@@ -75,7 +75,13 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64)
     scopes = ArrayField(models.CharField(max_length=8, choices=Scope.choices), default=list)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        # No database constraint into public (a trigger pair per business): messaging.models.
+        settings.AUTH_USER_MODEL,
+        db_constraint=False,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
-from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from accounts.models import Customer
@@ -200,16 +199,32 @@ def test_a_send_that_waits_past_the_deadline_is_refused_not_written(live_db: Wor
 
 def test_a_batch_that_fails_in_the_database_is_retried_one_request_at_a_time(live_db: World) -> None:
     business = live_db.business_a
-    # A customer that does not exist: its contact row fails the foreign key at commit.
-    ghost = Customer(pk=10**12, phone_number="+49151000000", verified_at=timezone.now())
-    good, other = make_customer(), make_customer()
+    schema = business.schema_name
+    good, doomed, other = make_customer(), make_customer(), make_customer()
     requests = [
         check_customer_send(customer=good, body="fine", client_msg_id=unique("g")),
-        check_customer_send(customer=ghost, body="doomed"),
+        check_customer_send(customer=doomed, body="doomed"),
         check_customer_send(customer=other, body="fine too", client_msg_id=unique("o")),
     ]
-    with schema_context(business.schema_name):
-        outcomes = write_batch(business, requests)
+    # One request the database refuses: a check on its message row (business schemas have no
+    # foreign key into public any more, so a missing customer is refused before the database).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'CREATE FUNCTION "{schema}".test_doomed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
+            "IF NEW.body = 'doomed' THEN RAISE EXCEPTION 'doomed' USING ERRCODE = 'check_violation'; END IF; "
+            "RETURN NEW; END $$"
+        )
+        cursor.execute(
+            f'CREATE TRIGGER test_doomed BEFORE INSERT ON "{schema}".messaging_message '
+            f'FOR EACH ROW EXECUTE FUNCTION "{schema}".test_doomed()'
+        )
+    try:
+        with schema_context(schema):
+            outcomes = write_batch(business, requests)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP TRIGGER test_doomed ON "{schema}".messaging_message')
+            cursor.execute(f'DROP FUNCTION "{schema}".test_doomed()')
     first, failed, third = outcomes
     assert isinstance(first, SendResult) and isinstance(third, SendResult)
     assert isinstance(failed, IntegrityError)

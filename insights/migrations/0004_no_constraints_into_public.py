@@ -1,0 +1,48 @@
+"""Business schemas reference users and customers without a database constraint
+(tenancy.public_references)."""
+
+import django.db.models.deletion
+from django.conf import settings
+from django.db import migrations, models
+
+from tenancy.public_references import without_constraints_into_public
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("insights", "0003_cycle_covering_indexes"),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+    ]
+
+    operations = [
+        without_constraints_into_public(
+            ("insights_cycle", "first_responder_id", "accounts_user"),
+            ("insights_cycle", "resolver_id", "accounts_user"),
+            state_operations=[
+                migrations.AlterField(
+                    model_name="cycle",
+                    name="first_responder",
+                    field=models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                migrations.AlterField(
+                    model_name="cycle",
+                    name="resolver",
+                    field=models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+            ],
+        ),
+    ]
