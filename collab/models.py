@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from tenancy.public_references import optional_user_reference
+
 
 class Label(models.Model):
     class Colour(models.TextChoices):
@@ -37,15 +39,7 @@ class Label(models.Model):
 class ConversationLabel(models.Model):
     conversation = models.ForeignKey("messaging.Conversation", on_delete=models.CASCADE, related_name="+")
     label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="+")
-    added_by = models.ForeignKey(
-        # No database constraint into public (a trigger pair per business): messaging.models.
-        settings.AUTH_USER_MODEL,
-        db_constraint=False,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    added_by = optional_user_reference()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -108,15 +102,7 @@ class AgentNotification(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.MENTION)
     conversation = models.ForeignKey("messaging.Conversation", on_delete=models.CASCADE, related_name="+")
     message = models.ForeignKey("messaging.Message", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
-    actor = models.ForeignKey(
-        # No database constraint into public (a trigger pair per business): messaging.models.
-        settings.AUTH_USER_MODEL,
-        db_constraint=False,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    actor = optional_user_reference()
     excerpt = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)

@@ -10,37 +10,22 @@ knowing about them.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+
+from tenancy.public_references import optional_user_reference
 
 
 class Cycle(models.Model):
     conversation = models.ForeignKey("messaging.Conversation", on_delete=models.CASCADE, related_name="+")
     started_at = models.DateTimeField()
     first_response_at = models.DateTimeField(null=True, blank=True)
-    first_responder = models.ForeignKey(
-        # No database constraint into public (a trigger pair per business): messaging.models.
-        settings.AUTH_USER_MODEL,
-        db_constraint=False,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    first_responder = optional_user_reference()
     resolved_at = models.DateTimeField(null=True, blank=True)
     # The assignee when it was resolved: whose resolution it counts as.
-    resolver = models.ForeignKey(
-        # No database constraint into public (a trigger pair per business): messaging.models.
-        settings.AUTH_USER_MODEL,
-        db_constraint=False,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    resolver = optional_user_reference()
 
     class Meta:
         verbose_name = _("service cycle")

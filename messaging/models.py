@@ -22,6 +22,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from tenancy.public_references import optional_user_reference
+
 SERVICE_WINDOW_HOURS = 24
 
 
@@ -61,14 +63,7 @@ class Conversation(models.Model):
 
     contact = models.OneToOneField(Contact, on_delete=models.CASCADE, related_name="conversation")
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OPEN)
-    assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        db_constraint=False,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    assignee = optional_user_reference()
     # The customer's last message plus 24 hours: inside it agents reply freely (WhatsApp's rule).
     window_expires_at = models.DateTimeField(_("service window ends"), null=True, blank=True)
     last_message_at = models.DateTimeField(_("last message"), null=True, blank=True, db_index=True)
@@ -145,14 +140,7 @@ class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     direction = models.CharField(max_length=8, choices=Direction.choices)
     author_kind = models.CharField(max_length=8, choices=Author.choices)
-    author_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        db_constraint=False,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    author_user = optional_user_reference()
     # "customer:<id>", "user:<id>", "api:<key>": who the client_msg_id belongs to.
     author_key = models.CharField(max_length=64)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TEXT)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 
-from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+from tenancy.public_references import optional_user_reference
 
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z_][a-z0-9_]{0,39})\s*\}\}")
 MAX_BUTTONS = 3
@@ -74,15 +75,7 @@ class ApiKey(models.Model):
     prefix = models.CharField(_("prefix"), max_length=16, unique=True)
     key_hash = models.CharField(max_length=64)
     scopes = ArrayField(models.CharField(max_length=8, choices=Scope.choices), default=list)
-    created_by = models.ForeignKey(
-        # No database constraint into public (a trigger pair per business): messaging.models.
-        settings.AUTH_USER_MODEL,
-        db_constraint=False,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    created_by = optional_user_reference()
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
     revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)

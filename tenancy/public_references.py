@@ -10,7 +10,10 @@ runs one statement per schema that finds the constraints from the tables' oids (
 
 from __future__ import annotations
 
-from django.db import migrations
+from typing import Any
+
+from django.conf import settings
+from django.db import migrations, models
 from django.db.migrations.operations.base import Operation
 
 DROP_SQL = """
@@ -48,3 +51,16 @@ def without_constraints_into_public(
     # RunSQL carries the state change itself: SeparateDatabaseAndState would clone the whole
     # project state once per schema to run it.
     return migrations.RunSQL(forward, reverse_sql=reverse, state_operations=state_operations)
+
+
+def optional_user_reference() -> models.ForeignKey[Any, Any]:
+    """A business table's reference to a user that is kept when the user goes away (SET NULL),
+    without a database constraint into public (messaging.models says why)."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        db_constraint=False,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
