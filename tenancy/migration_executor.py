@@ -295,7 +295,9 @@ class SchemaMigrator:
                         content_type = before.apps.get_model("contenttypes", "ContentType")
                     except LookupError:
                         continue
-                    content_type.objects.clear_cache()
+                    clear_cache = getattr(content_type.objects, "clear_cache", None)
+                    if clear_cache is not None:  # ContentTypeManager (use_in_migrations)
+                        clear_cache()
 
     @staticmethod
     def _post_migrate_apps(post_state: ProjectState) -> Any:
