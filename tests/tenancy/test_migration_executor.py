@@ -206,3 +206,23 @@ def test_foreign_key_migrations_run_per_schema_on_states_made_once(
         cursor.execute(f'DROP TABLE "{broken.schema_name}".contact_unnamed')
     call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
     assert keys_into_users(broken.schema_name) == 0 and recorded(broken.schema_name, FK_MIGRATION)
+
+
+def test_the_shared_states_are_only_read_by_the_schemas_that_use_them(world: World) -> None:
+    businesses = [business_create(owner=world.owner_a, name=f"Read {n}", slug=f"read-{n}") for n in range(2)]
+    for business in businesses:
+        unapply(business.schema_name, to=MIGRATION)
+    migrator = SchemaMigrator("default", verbosity=0, interactive=False)
+
+    results = [migrator.migrate(business.schema_name, label="test") for business in businesses]
+
+    assert [r.error for r in results] == [None, None]
+    assert [r.applied for r in results] == [["collab.0004_no_constraints_into_public"]] * 2
+    (planned,) = [p for p in migrator.planned.values() if p.migrations]  # one plan, made once
+    (step,) = planned.migrations[0].steps  # the RunSQL carrying the three AlterFields
+    _operation, before, after = step
+    for state, constraint in ((before, True), (after, False)):
+        model = state.apps.get_model("collab", "AgentNotification")
+        assert model._meta.get_field("actor").db_constraint is constraint
+        assert state.models["collab", "agentnotification"].fields["user"].db_constraint is constraint
+    assert all(keys_into_users(b.schema_name) == 0 for b in businesses)
