@@ -18,6 +18,7 @@ from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils.translation import gettext as _
 
+from config.cache import redis_cache_configured
 from messaging.errors import MessagingError, MessagingErrorCode
 
 # A burst of 20, then 2 a second: a person typing never notices; a script notices at once.
@@ -138,12 +139,12 @@ class LiveSendTokens:
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.client: Any = None
+        self.backend: Any = None  # for its key function, taken once per loop
         self.sha: str | None = None
 
     async def take_many(self, *, schema_name: str, author_keys: list[str]) -> list[Verdict] | None:
         """None without Redis (the database cache's window is taken on the database thread)."""
-        backend = caches["default"]
-        if not isinstance(backend, RedisCache):
+        if not redis_cache_configured():
             return None
         if not author_keys:
             return []
@@ -152,10 +153,11 @@ class LiveSendTokens:
 
         loop = asyncio.get_running_loop()
         if self.loop is not loop:  # a new loop (tests run one per test): a client of its own
-            self.loop, self.client, self.sha = loop, None, None
+            self.loop, self.client, self.backend, self.sha = loop, None, None, None
         if self.client is None:
             self.client = aioredis.from_url(settings.REDIS_URL)
-        full_keys = [backend.make_and_validate_key(_key(schema_name, key)) for key in author_keys]
+            self.backend = caches["default"]
+        full_keys = [self.backend.make_and_validate_key(_key(schema_name, key)) for key in author_keys]
         for _attempt in range(2):
             if self.sha is None:
                 self.sha = await self.client.script_load(_TOKEN_BUCKET)
