@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import os
 import queue
 import sys
 import threading
@@ -141,6 +142,16 @@ def executor() -> DatabaseThreads:
             # Queued calls finish (a send group commits) before the interpreter goes.
             atexit.register(_executor.shutdown)
         return _executor
+
+
+def _forget_in_child() -> None:
+    """A forked child (the migration executor's workers) has none of the parent's threads: the
+    first call there starts threads of its own instead of queueing for threads that are gone."""
+    global _executor, _lock
+    _executor, _lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _isolated[T](schema_name: str, fn: Callable[..., T], kwargs: dict[str, Any]) -> T:

@@ -11,6 +11,7 @@ call, and an idle thread holds no connection.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from django.db import connection, connections, transaction
 
+from tenancy import db
 from tenancy.db import DatabaseThreads, _isolated, holds_connections, release_connections
 from tests.conftest import World
 
@@ -140,3 +142,21 @@ def test_an_idle_thread_gives_its_connection_back(
     # Nothing more to give back: the thread waits without a timeout until the next call.
     time.sleep(0.5)
     assert releases.count == 1
+
+
+def test_a_forked_child_starts_threads_of_its_own(live_db: World) -> None:
+    """The parent's threads do not exist in a forked child: a call there must not queue for them."""
+    parent = db.executor()
+    parent.submit(lambda: None).result(timeout=10)  # a parent thread exists
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one call through the module's executor, then report
+        try:
+            ok = db.executor() is not parent and db.executor().submit(lambda: 42).result(timeout=5) == 42
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
