@@ -153,3 +153,19 @@ def test_the_server_starts_with_the_socket_paths_imports_done() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_the_first_socket_logs_the_state_once_when_debugging(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config import memory
+
+    logged: list[str] = []
+    monkeypatch.setattr(memory, "log_memory_state", lambda when="": logged.append(when))
+    monkeypatch.setattr(memory, "_first_socket_logged", False)
+    monkeypatch.delenv("PARLEY_MEMORY_DEBUG", raising=False)
+    memory.socket_started()
+    assert logged == []  # off unless asked for (and asked once per process)
+    monkeypatch.setattr(memory, "_first_socket_logged", False)
+    monkeypatch.setenv("PARLEY_MEMORY_DEBUG", "1")
+    memory.socket_started()
+    memory.socket_started()
+    assert logged == ["before the first socket"]
