@@ -102,3 +102,20 @@ def test_malloc_choices_set_the_servers_environment() -> None:
     if any(os.path.exists(path) for path in JEMALLOC_PATHS):
         env = malloc_env("jemalloc", {})
         assert "libjemalloc.so.2" in env["LD_PRELOAD"] and "background_thread:true" in env["MALLOC_CONF"]
+
+
+def test_python_objects_go_to_malloc_only_when_asked() -> None:
+    from config.serve import python_malloc_env
+
+    assert "PYTHONMALLOC" not in python_malloc_env("pymalloc", {})
+    assert python_malloc_env("malloc", {})["PYTHONMALLOC"] == "malloc"
+    assert python_malloc_env("malloc", {"PYTHONMALLOC": "pymalloc_debug"})["PYTHONMALLOC"] == "pymalloc_debug"
+    # And a server started so really allocates its objects with malloc.
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; sys._debugmallocstats()"],
+        env=python_malloc_env("malloc", dict(os.environ)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "arenas allocated" not in done.stderr  # no pymalloc arenas to report
