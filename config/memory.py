@@ -17,6 +17,16 @@ the event loop and then `malloc_trim(0)` on a thread (ctypes releases the GIL, s
 being served meanwhile). A burst of closes therefore costs one pass, not one per socket.
 `config.serve` also starts the servers with fewer malloc arenas (MALLOC_ARENA_MAX=2), or with
 jemalloc (`--malloc jemalloc`), whose own decay returns freed pages without trimming.
+
+Collecting and trimming was not enough with CPython's own allocator (pymalloc): it frees a 1 MiB
+arena only when every object in it is gone, and a few long-lived objects made during a connect
+storm (lazily imported modules, names kept by the attribute cache, connections and tasks made
+as the storm ramped up) kept most of the storm's arenas: 10,000 closed sockets gave back 20 of
+117 MiB. So `config.serve` runs the servers with PYTHONMALLOC=malloc (`--python-malloc`), where
+the trim returns free pages one by one (105 of 128 MiB back); and, for either allocator, the
+socket path's imports are made at start-up (`warm_up`) and the pass clears the attribute cache.
+PARLEY_MEMORY_DEBUG=1 logs the allocators' state (`log_memory_state`) to find the next such
+object. Figures: docs/deploy.md.
 """
 
 from __future__ import annotations
