@@ -12,10 +12,11 @@ round trips/s (ping → pong, --pingers sockets in a loop while all are open).
 
 Variants (--servers, comma-separated): `uvicorn` and `daphne` run `config.serve`'s defaults;
 modifiers after `+` change them: `deflate` (permessage-deflate on), `malloc=glibc|jemalloc|default`
-(config.serve --malloc), `NAME=value` (an environment variable of the server), `root=DIR` (serve
-the Parley checkout in DIR, e.g. an older commit's `git archive`, to compare code in one run), e.g.
-`uvicorn+malloc=jemalloc+PYTHONMALLOC=malloc`. `before` is uvicorn as config.serve ran it up to
-2026-12-02 (deflate on, glibc untouched, no collect-and-trim after closes).
+(config.serve --malloc), `python-malloc=malloc|pymalloc` (config.serve --python-malloc),
+`NAME=value` (an environment variable of the server), `root=DIR` (serve the Parley checkout in
+DIR, e.g. an older commit's `git archive`, to compare code in one run; its config.serve's
+options), e.g. `uvicorn+malloc=jemalloc`. `before` is uvicorn as config.serve ran it up to
+2026-12-02 (deflate on, glibc untouched, pymalloc, no collect-and-trim after closes).
 
 --trace serves bench/traced_asgi.py instead and prints the tracemalloc diff (open − before: the
 allocation sites of the sockets' memory, per socket) and live objects per socket by type.
@@ -42,13 +43,14 @@ from bench.inbox_load import Server, create_database, database_url, drop_databas
 
 PRESETS = {
     # config.serve up to 2026-12-02: permessage-deflate on, glibc untouched, no collect-and-trim.
-    "before": "uvicorn+deflate+malloc=default+PARLEY_MEMORY_TRIM_AFTER_CLOSES=0",
+    "before": "uvicorn+deflate+malloc=default+python-malloc=pymalloc+PARLEY_MEMORY_TRIM_AFTER_CLOSES=0",
 }
 
 
 def variant_command(name: str) -> tuple[list[str], dict[str, str], Path]:
     """config.serve arguments, environment and checkout for a variant:
-    <daphne|uvicorn[:ws-protocol]>[+deflate][+malloc=glibc|jemalloc|default][+root=DIR][+ENV_NAME=value]…"""
+    <daphne|uvicorn[:ws-protocol]>[+deflate][+malloc=glibc|jemalloc|default][+python-malloc=malloc|pymalloc]
+    [+root=DIR][+ENV_NAME=value]…"""
     base, *modifiers = PRESETS.get(name, name).split("+")
     server, _, ws = base.partition(":")
     if server not in ("daphne", "uvicorn"):
@@ -62,6 +64,8 @@ def variant_command(name: str) -> tuple[list[str], dict[str, str], Path]:
             arguments.append("--ws-deflate")
         elif key == "malloc":
             arguments += ["--malloc", value]
+        elif key == "python-malloc":
+            arguments += ["--python-malloc", value]
         elif key == "root" and value:
             root = Path(value).resolve()
         elif key.isupper() and value:

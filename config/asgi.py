@@ -16,6 +16,7 @@ django_asgi_app = get_asgi_application()
 from collections.abc import Awaitable  # noqa: E402
 from typing import Any  # noqa: E402
 
+from config import memory  # noqa: E402
 from config.routing import websocket_application  # noqa: E402
 from config.websocket import frameless  # noqa: E402
 
@@ -48,5 +49,11 @@ application = ProtocolRouter({"http": django_asgi_app, "websocket": websocket_ap
 # lock, which every writer of the business then waited for (issue 9: event-loop stalls of
 # 100–400 ms under load). Objects made later (sockets, their cycles) are collected as before;
 # start-up's own garbage is collected once first, so nothing unreachable is frozen.
+# The socket path's lazy imports are made first (config.memory.warm_up), so they are frozen too
+# and do not land among the objects of the first sockets.
+memory.warm_up()
 gc.collect()
 gc.freeze()
+
+if memory.debug_enabled():  # PARLEY_MEMORY_DEBUG=1: the figures the passes' are compared with
+    memory.log_memory_state("at start-up")

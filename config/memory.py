@@ -17,6 +17,16 @@ the event loop and then `malloc_trim(0)` on a thread (ctypes releases the GIL, s
 being served meanwhile). A burst of closes therefore costs one pass, not one per socket.
 `config.serve` also starts the servers with fewer malloc arenas (MALLOC_ARENA_MAX=2), or with
 jemalloc (`--malloc jemalloc`), whose own decay returns freed pages without trimming.
+
+Collecting and trimming was not enough with CPython's own allocator (pymalloc): it frees a 1 MiB
+arena only when every object in it is gone, and a few long-lived objects made during a connect
+storm (lazily imported modules, names kept by the attribute cache, connections and tasks made
+as the storm ramped up) kept most of the storm's arenas: 10,000 closed sockets gave back 20 of
+117 MiB. So `config.serve` runs the servers with PYTHONMALLOC=malloc (`--python-malloc`), where
+the trim returns free pages one by one (105 of 128 MiB back); and, for either allocator, the
+socket path's imports are made at start-up (`warm_up`) and the pass clears the attribute cache.
+PARLEY_MEMORY_DEBUG=1 logs the allocators' state (`log_memory_state`) to find the next such
+object. Figures: docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -26,7 +36,11 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
+import sys
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +76,7 @@ class MemoryReturner:
         delay: float = 1.0,
         max_wait: float = 10.0,
         trim: Callable[[], None] | None = None,
+        debug: bool = False,
     ) -> None:
         self.after_closes = after_closes
         self.interval = interval
@@ -72,6 +87,7 @@ class MemoryReturner:
         self.last_pass = 0.0
         self.pending: asyncio.Task[None] | None = None
         self.passes = 0
+        self.debug = debug
 
     def socket_ended(self) -> None:
         if self.after_closes <= 0:
@@ -92,6 +108,12 @@ class MemoryReturner:
         self.closed = 0
         self.last_pass = time.monotonic()
         started = time.perf_counter()
+        # CPython's attribute cache (4,096 entries) holds a reference to the name of every
+        # attribute looked up through a type, and names built per message ("on_" + type in
+        # getattr, Channels' handler names, Django's "as_" + vendor) are fresh strings: a few
+        # thousand of them made during a connect storm, one per pool, keep whole arenas. Cleared,
+        # the cache refills with the names in use on the next lookups.
+        sys._clear_type_cache()
         collected = gc.collect()
         collect_seconds = time.perf_counter() - started
         if self.trim is not None:
@@ -104,6 +126,118 @@ class MemoryReturner:
             "done" if self.trim is not None else "unavailable",
             (time.perf_counter() - started) * 1000,
         )
+        if self.debug:
+            log_memory_state()
+
+
+OBMALLOC_SUMMARY = (
+    "# arenas allocated total",
+    "# arenas reclaimed",
+    "# arenas highwater mark",
+    "# arenas allocated current",
+    "bytes in allocated blocks",
+    "bytes in available blocks",
+    "unused pools",
+    "bytes lost to pool headers",
+    "bytes lost to quantization",
+    "bytes lost to arena alignment",
+    "Total",
+)
+
+
+def obmalloc_stats() -> dict[str, int]:
+    """The summary lines of `sys._debugmallocstats()` (CPython's small-object allocator: arenas
+    allocated vs bytes in live blocks), which writes to the C stderr: read back from a file."""
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(captured.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        text = captured.read().decode(errors="replace")
+    stats: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition("=")
+        value = value.strip().replace(",", "")
+        key = next((key for key in OBMALLOC_SUMMARY if key in name), None)
+        if key is not None and key.lstrip("# ") not in stats and value.isdigit():
+            stats[key.lstrip("# ")] = int(value)
+    return stats
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks")
+        + ("uordblks", "fordblks", "keepcost")
+    ]
+
+
+def glibc_stats() -> dict[str, int]:
+    """glibc's mallinfo2 (all arenas): bytes in its heaps, in use, free in them, and mmapped
+    blocks; empty where there is no glibc malloc behind `malloc` (jemalloc preloaded, musl)."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallinfo2 = ctypes.CDLL(name).mallinfo2 if name else None
+    except (OSError, AttributeError):
+        mallinfo2 = None
+    if mallinfo2 is None:
+        return {}
+    mallinfo2.restype = _Mallinfo2
+    info = mallinfo2()
+    return {"heap": info.arena, "in use": info.uordblks, "free": info.fordblks, "mmapped": info.hblkhd}
+
+
+_modules_seen: frozenset[str] = frozenset()
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("PARLEY_MEMORY_DEBUG", "") not in ("", "0")
+
+
+def log_memory_state(when: str = "after a pass", top: int = 12) -> None:
+    """PARLEY_MEMORY_DEBUG=1: what the process holds (RSS, CPython's arenas, glibc's heap, the
+    live objects made since start-up by type, and how many 1 MiB address regions each type's
+    objects are spread over: a few survivors spread over many arenas keep them all), to find
+    what pins memory. Called at start-up (config.asgi), before the first socket and after each
+    pass."""
+    global _modules_seen
+    try:
+        with open("/proc/self/statm") as statm:
+            rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        rss = 0
+    stats = obmalloc_stats()
+    heap = glibc_stats()
+    objects = gc.get_objects()  # the frozen start-up objects are not in it
+    types: Counter[str] = Counter()
+    regions: dict[str, set[int]] = {}
+    for o in objects:
+        name = type(o).__qualname__
+        types[name] += 1
+        regions.setdefault(name, set()).add(id(o) >> 20)
+    spread = sorted(regions.items(), key=lambda item: -len(item[1]))
+    modules = frozenset(sys.modules)
+    new_modules = sorted(modules - _modules_seen) if _modules_seen else []
+    _modules_seen = modules
+    logger.info(
+        "memory state %s: RSS %.1f MiB; obmalloc %s; glibc %s; live objects since start-up %d, by type: %s; "
+        "1 MiB regions they touch: %d in all, by type: %s; modules imported since the previous state: %d %s",
+        when,
+        rss / 2**20,
+        ", ".join(f"{name} {value:,}" for name, value in stats.items()),
+        ", ".join(f"{name} {value / 2**20:.1f} MiB" for name, value in heap.items()) or "n/a",
+        len(objects),
+        ", ".join(f"{name} {count}" for name, count in types.most_common(top)),
+        len(set().union(*regions.values())),
+        ", ".join(f"{name} {len(where)}" for name, where in spread[:top]),
+        len(new_modules),
+        " ".join(new_modules),
+    )
 
 
 def configured_returner() -> MemoryReturner:
@@ -111,6 +245,7 @@ def configured_returner() -> MemoryReturner:
         after_closes=int(getattr(settings, "PARLEY_MEMORY_TRIM_AFTER_CLOSES", 200)),
         interval=float(getattr(settings, "PARLEY_MEMORY_TRIM_INTERVAL", 10.0)),
         trim=_malloc_trim(),
+        debug=debug_enabled(),
     )
 
 
@@ -123,6 +258,32 @@ def process_returner() -> MemoryReturner:
     if _process_returner is None:
         _process_returner = configured_returner()
     return _process_returner
+
+
+def warm_up() -> None:
+    """At start-up (config.asgi, before `gc.freeze()`), make what the first sockets would
+    otherwise make in the middle of a connect storm: the channel layer and the Redis cache,
+    whose imports (channels_redis, msgpack, redis-py: 71 modules, ~2 MiB, measured with
+    PARLEY_MEMORY_DEBUG=1) then landed among the sockets' objects and, living as long as the
+    process, kept the arenas they fell in after every socket had closed."""
+    from channels.layers import get_channel_layer
+    from django.core.cache import caches
+
+    get_channel_layer()
+    caches["default"]
+
+
+_first_socket_logged = False
+
+
+def socket_started() -> None:
+    """A websocket of this process is being served: with PARLEY_MEMORY_DEBUG=1 the state before
+    the first one (what the pass's figures are compared with)."""
+    global _first_socket_logged
+    if not _first_socket_logged:
+        _first_socket_logged = True
+        if debug_enabled():
+            log_memory_state("before the first socket")
 
 
 def socket_ended() -> None:

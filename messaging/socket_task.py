@@ -72,6 +72,7 @@ class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
         return frameless(app)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        memory.socket_started()
         try:
             layer = get_channel_layer(self.channel_layer_alias)
             attach = getattr(layer, "attach_local", None) if layer is not None else None

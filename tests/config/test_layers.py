@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -97,3 +98,25 @@ async def test_a_group_is_heard_from_the_moment_someone_subscribes(
     await inner.group_send_nowait("later", {"type": "x", "n": 3}, heard_only=True)
     await settle(published, 1)
     assert [m["n"] for _group, m in published] == [2]
+
+
+async def test_the_channel_table_gives_its_memory_back_after_a_mass_close(layer: PipelinedPubSubChannelLayer) -> None:
+    """A dict keeps its largest table after deletes; the layer rebuilds its channel table once
+    most attached sockets are gone (issue 9: memory returned when sockets close), and the
+    sockets still attached keep receiving."""
+    loop_layer = layer._get_layer()
+    got: list[Any] = []
+    kept = loop_layer.attach_local(got.append)
+    channels = [loop_layer.attach_local(lambda message: None) for _ in range(10_000)]
+    table = loop_layer.channels
+    full = sys.getsizeof(table)
+    for channel in channels:
+        loop_layer.detach_local(channel)
+    assert loop_layer.channels is table  # rebuilt in place: the same dict
+    assert set(table) == {kept}
+    assert sys.getsizeof(table) < full / 5
+    await layer.group_add("compact", kept)
+    loop_layer.group_send_local("compact", {"type": "chat.message", "n": 1})
+    assert got == [{"type": "chat.message", "n": 1}]
+    await layer.group_discard("compact", kept)
+    loop_layer.detach_local(kept)

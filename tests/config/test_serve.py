@@ -74,8 +74,10 @@ def test_serve_runs_processes_on_one_port_and_stops_cleanly_on_sigterm(live_db: 
             c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port and c.status == "LISTEN"
         ]
         assert {c.pid for c in listening} == {c.pid for c in children[:2]}
-        # The servers run with two malloc arenas (--malloc glibc, the default), the worker as is.
+        # The servers run with two malloc arenas (--malloc glibc, the default) and their Python
+        # objects in malloc (--python-malloc malloc, the default), the worker as is.
         assert [c.environ().get("MALLOC_ARENA_MAX") for c in children] == ["2", "2", None]
+        assert [c.environ().get("PYTHONMALLOC") for c in children] == ["malloc", "malloc", None]
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
         time.sleep(0.5)
@@ -102,3 +104,20 @@ def test_malloc_choices_set_the_servers_environment() -> None:
     if any(os.path.exists(path) for path in JEMALLOC_PATHS):
         env = malloc_env("jemalloc", {})
         assert "libjemalloc.so.2" in env["LD_PRELOAD"] and "background_thread:true" in env["MALLOC_CONF"]
+
+
+def test_python_objects_go_to_malloc_unless_pymalloc_is_asked_for() -> None:
+    from config.serve import python_malloc_env
+
+    assert "PYTHONMALLOC" not in python_malloc_env("pymalloc", {})
+    assert python_malloc_env("malloc", {})["PYTHONMALLOC"] == "malloc"
+    assert python_malloc_env("malloc", {"PYTHONMALLOC": "pymalloc_debug"})["PYTHONMALLOC"] == "pymalloc_debug"
+    # And a server started so really allocates its objects with malloc.
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; sys._debugmallocstats()"],
+        env=python_malloc_env("malloc", dict(os.environ)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "arenas allocated" not in done.stderr  # no pymalloc arenas to report
