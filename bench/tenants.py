@@ -6,6 +6,8 @@ Run: .venv/bin/python bench/tenants.py --count 1000        (make bench)
      .venv/bin/python bench/tenants.py --reuse bench_xxxxxxxx --no-migrate          # the inbox on a kept one
      .venv/bin/python bench/tenants.py --count 100 --executors parley,multiprocessing --load ''
                                                           # both executors on the same schemas
+     .venv/bin/python bench/tenants.py --count 300 --signups 0 --load '' --fk-migrations \
+         --executors parley@/tmp/migrate_before,parley    # the FK migrations: old tree vs this one
 
 In a throwaway database (`bench_<random>`):
 1. provisions --count businesses one after another with the spare pool off (every one a copy of
@@ -22,6 +24,13 @@ In a throwaway database (`bench_<random>`):
    CPU seconds of the command and its children, and how many schemas recorded the migration in
    their django_migrations. With a second executor in --executors, a second new migration
    (bench/tenant_probe/step2_migrations: a column and an index) is applied by it, on the same schemas;
+   with --fk-migrations instead, the expensive kind: the real `*_no_constraints_into_public`
+   migrations (5 migrations, 11 AlterFields of foreign keys into public as RunSQL + state
+   operations) are made unapplied in every business schema (their reverse SQL puts the keys
+   back, their django_migrations rows go; timed apart) and applied again by each executor in
+   turn, with seconds per schema and the total extrapolated to 1,000. An executor written
+   `parley@/path/to/tree` runs `manage.py` of another checkout (e.g. `git archive main`, .venv
+   linked): before/after of the executor on the same schemas in one run;
 4. runs bench/inbox_load.py with the same small load against that database (1,000 other
    businesses present) and against fresh ones (only the bench business), --inbox-runs times each
    (one business, then the 1,000, then one business again), and prints the latencies side by side (send: customer → agent, agent → customer,
@@ -222,22 +231,105 @@ def copy_probe() -> None:
 
 
 def migrate_all(database: str, executor: str, processes: int, step: int) -> tuple[float, float]:
-    """Wall and CPU seconds (the command and every child it waited for) of one migrate_schemas."""
+    """Wall and CPU seconds (the command and every child it waited for) of one migrate_schemas.
+    `executor` may name another checkout's manage.py: `parley@/tmp/migrate_before`. Step 0: no
+    probe app (the --fk-migrations measurement)."""
+    executor, _at, tree = executor.partition("@")
     env = dict(
         os.environ,
         DATABASE_URL=database_url(database),
-        DJANGO_SETTINGS_MODULE="bench.tenants_settings",
+        DJANGO_SETTINGS_MODULE="bench.tenants_settings" if step else "config.settings",
         PARLEY_MIGRATION_PROCESSES=str(processes),
         PARLEY_PROBE_STEP=str(step),
     )
     command = [sys.executable, "manage.py", "migrate_schemas", "--tenant", f"--executor={executor}", "--verbosity=0"]
     t0 = time.perf_counter()
-    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(command, cwd=Path(tree) if tree else ROOT, env=env, stdout=subprocess.DEVNULL)
     _pid, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"migrate_schemas --executor={executor} failed ({os.waitstatus_to_exitcode(status)})")
     return seconds, usage.ru_utime + usage.ru_stime
+
+
+def fk_migrations() -> list[tuple[str, str, str]]:
+    """(app, migration, its reverse SQL) of every `*_no_constraints_into_public` migration."""
+    from importlib import import_module
+
+    found = []
+    for path in sorted(ROOT.glob("*/migrations/*_no_constraints_into_public.py")):
+        app, name = path.parent.parent.name, path.stem
+        operations = import_module(f"{app}.migrations.{name}").Migration.operations
+        found.append((app, name, ";\n".join(str(operation.reverse_sql) for operation in operations)))
+    return found
+
+
+def unapply_fk_migrations(migrations: list[tuple[str, str, str]]) -> None:
+    """In every business schema: the foreign keys into public back and the migrations' rows gone,
+    as if they had never been applied (they are each app's last migration)."""
+    from django.db import connection, transaction
+
+    from tenancy.models import Business
+
+    schemas = list(Business.objects.exclude(schema_name="public").values_list("schema_name", flat=True))
+    with connection.cursor() as cursor:
+        for schema in schemas:
+            with transaction.atomic():
+                cursor.execute(f'SET LOCAL search_path TO "{schema}", public')
+                for app, name, reverse in migrations:
+                    cursor.execute(reverse)
+                    cursor.execute(
+                        f'DELETE FROM "{schema}".django_migrations WHERE app = %s AND name = %s', [app, name]
+                    )
+
+
+def fk_migrations_recorded(migrations: list[tuple[str, str, str]]) -> tuple[int, int, int]:
+    """(business schemas with all of them recorded, business schemas, foreign keys into public
+    left in business schemas)."""
+    from django.db import connection
+
+    from tenancy.models import Business
+
+    schemas = list(Business.objects.exclude(schema_name="public").values_list("schema_name", flat=True))
+    complete = 0
+    with connection.cursor() as cursor:
+        for schema in schemas:
+            cursor.execute(
+                f'SELECT count(*) FROM "{schema}".django_migrations WHERE (app, name) IN ('
+                + ", ".join(["(%s, %s)"] * len(migrations))
+                + ")",
+                [value for app, name, _reverse in migrations for value in (app, name)],
+            )
+            complete += cursor.fetchone()[0] == len(migrations)
+        cursor.execute(
+            "SELECT count(*) FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE con.contype = 'f' AND n.nspname <> 'public' "
+            "AND con.confrelid IN ('public.accounts_user'::regclass, 'public.accounts_customer'::regclass) "
+            "AND n.nspname IN (SELECT schema_name FROM tenancy_business)"
+        )
+        keys = cursor.fetchone()[0]
+    return complete, len(schemas), keys
+
+
+def measure_fk_migrations(database: str, executors: list[str], processes: int) -> None:
+    migrations = fk_migrations()
+    operations = sum(reverse.count("ADD CONSTRAINT") for _app, _name, reverse in migrations)
+    for executor in executors:
+        t0 = time.perf_counter()
+        unapply_fk_migrations(migrations)
+        unapplied = time.perf_counter() - t0
+        before = fk_migrations_recorded(migrations)
+        seconds, cpu = migrate_all(database, executor, processes, 0)
+        complete, schemas, keys = fk_migrations_recorded(migrations)
+        print(
+            f"the {len(migrations)} *_no_constraints_into_public migrations ({operations} foreign keys) on "
+            f"{schemas} business schemas (made unapplied in {unapplied:.0f} s: {before[2]} keys back, recorded "
+            f"complete in {before[0]}), executor={executor} ({processes} processes): {seconds:.1f} s wall, "
+            f"{cpu:.1f} CPU-s; per schema {seconds / max(schemas, 1) * 1000:.0f} ms wall, "
+            f"{cpu / max(schemas, 1) * 1000:.0f} CPU-ms; at 1,000 schemas ≈ {seconds / max(schemas, 1) * 1000:.0f} s; "
+            f"recorded in {complete} of {schemas} schemas, {keys} keys into public left",
+            flush=True,
+        )
 
 
 def recorded_schemas(migration: str) -> tuple[int, int]:
@@ -279,7 +371,7 @@ def main() -> None:
         "--executors",
         default="parley",
         help="migrate_schemas executors, comma-separated (at most 2): parley (tenancy.migration_executor), "
-        "multiprocessing, standard",
+        "multiprocessing, standard; <executor>@<checkout> runs another checkout's manage.py",
     )
     parser.add_argument("--migrate-processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
@@ -288,6 +380,12 @@ def main() -> None:
         help="inbox_load.py arguments for the latency comparison ('' skips it)",
     )
     parser.add_argument("--no-migrate", action="store_true", help="skip the new-migration measurement")
+    parser.add_argument(
+        "--fk-migrations",
+        action="store_true",
+        help="measure the real *_no_constraints_into_public migrations (made unapplied before each executor) "
+        "instead of the probe migrations",
+    )
     parser.add_argument("--signups", type=int, default=30, help="sign-up rounds with the pool vs without (0 skips)")
     parser.add_argument("--inbox-runs", type=int, default=2, help="inbox_load runs on each database, alternating")
     parser.add_argument("--keep", action="store_true")
@@ -312,7 +410,9 @@ def main() -> None:
         if args.signups:
             pool_vs_copy(args.signups)
             copy_probe()
-        if not args.no_migrate:
+        if args.fk_migrations and not args.no_migrate:
+            measure_fk_migrations(database, args.executors.split(","), args.migrate_processes)
+        elif not args.no_migrate:
             executors = args.executors.split(",")
             if len(executors) > 2:
                 raise SystemExit("at most 2 executors (there are 2 probe migrations)")

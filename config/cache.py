@@ -13,11 +13,14 @@ at the same moment, not by how many sockets are open.
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
+from django.conf import settings
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.utils.functional import cached_property
+from django.utils.module_loading import import_string
 
 _pools: dict[tuple[str, str], Any] = {}
 _pools_lock = threading.Lock()
@@ -46,3 +49,14 @@ class SharedPoolRedisCache(RedisCache):
     def _cache(self) -> SharedPoolRedisCacheClient:
         backend: Any = self
         return SharedPoolRedisCacheClient(backend._servers, **backend._options)
+
+
+def redis_cache_configured() -> bool:
+    """Whether the default cache is Redis, from the setting: `isinstance(caches["default"], …)`
+    makes a cache instance in every async context that asks (every socket's, every task's)."""
+    return _is_redis_backend(settings.CACHES["default"]["BACKEND"])
+
+
+@functools.cache
+def _is_redis_backend(path: str) -> bool:
+    return issubclass(import_string(path), RedisCache)

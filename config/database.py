@@ -40,6 +40,12 @@ def embedded_database_url() -> str:
     return str(server.get_uri(EMBEDDED_DB_NAME))
 
 
+# Connections are recycled after this long, so a PostgreSQL restart or a long-lived session never
+# pins memory in the server for ever (the pool on return; tenancy.db for a connection a database
+# thread keeps while busy).
+POOL_MAX_LIFETIME = 30 * 60
+
+
 def reset_pooled_connection(connection: Any) -> None:
     """Run by the pool when a connection comes back: forget the business it last served.
 
@@ -50,6 +56,8 @@ def reset_pooled_connection(connection: Any) -> None:
     if not connection.autocommit:
         connection.autocommit = True
     connection.execute("RESET search_path")
+    # tenancy.db: the search_path a database thread's next call may rely on is gone.
+    connection.parley_search_path = None
 
 
 def pool_options(*, min_size: int, max_size: int, timeout: float) -> dict[str, Any]:
@@ -59,9 +67,7 @@ def pool_options(*, min_size: int, max_size: int, timeout: float) -> dict[str, A
         "max_size": max_size,
         # How long a request waits for a free connection before failing (PoolTimeout).
         "timeout": timeout,
-        # Connections are recycled, so a PostgreSQL restart or a long-lived session never
-        # pins memory in the server for ever.
-        "max_lifetime": 30 * 60,
+        "max_lifetime": POOL_MAX_LIFETIME,
         "max_idle": 5 * 60,
         "reset": reset_pooled_connection,
     }

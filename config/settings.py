@@ -289,6 +289,9 @@ else:
 # from the pool above, so keep it at or below PARLEY_DB_POOL_MAX_SIZE; see tenancy/db.py) and
 # sends waiting or running per process before new ones get "overloaded".
 PARLEY_DB_THREADS = env.int("PARLEY_DB_THREADS", default=8)
+# A database thread keeps its connection while calls keep coming and gives it back after this
+# many seconds without one (tenancy/db.py).
+PARLEY_DB_KEEP_SECONDS = env.float("PARLEY_DB_KEEP_SECONDS", default=1.0)
 # The GIL switch interval of a server process once its database threads start (tenancy/db.py:
 # a thread whose query returned waits at most this long for the event loop to let it in).
 PARLEY_GIL_SWITCH_INTERVAL = env.float("PARLEY_GIL_SWITCH_INTERVAL", default=0.0005)

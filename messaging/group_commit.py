@@ -46,7 +46,7 @@ from django_tenants.utils import schema_context
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode
 from messaging.receipts import Mark, marks_write
-from messaging.send_limits import rate_limited, send_take_many
+from messaging.send_limits import Verdict, live_send_tokens, rate_limited, send_take_many
 from messaging.sending import SendRequest, SendResult, do_send_messages
 from tenancy.db import run_in_schema
 from tenancy.models import Business
@@ -249,18 +249,27 @@ def server_error() -> MessagingError:
 
 
 def write_live_batch(
-    *, business: Business, requests: Sequence[SendRequest], limit_keys: Sequence[str]
+    *,
+    business: Business,
+    requests: Sequence[SendRequest],
+    limit_keys: Sequence[str],
+    verdicts: Sequence[Verdict] | None = None,
 ) -> list[Outcome]:
-    """On a database thread, in the business's schema: take each author's send token (one Redis
-    round trip for the batch; an empty key is not limited), then write the allowed sends."""
+    """On a database thread, in the business's schema: write the sends their authors' limits
+    allow. `verdicts`: the send tokens of the keyed sends, taken on the event loop
+    (`live_send_tokens`); None takes them here (one Redis round trip for the batch, or the
+    database cache's window). An empty key is not limited."""
     outcomes: list[Outcome | None] = [None] * len(requests)
     limited = [index for index, key in enumerate(limit_keys) if key]
     if limited:
-        try:
-            verdicts = send_take_many(schema_name=business.schema_name, author_keys=[limit_keys[i] for i in limited])
-        except Exception:  # Redis unreachable: refuse (nothing written), the client retries
-            logger.exception("send limits unavailable")
-            return [server_error() for _request in requests]
+        if verdicts is None:
+            try:
+                verdicts = send_take_many(
+                    schema_name=business.schema_name, author_keys=[limit_keys[i] for i in limited]
+                )
+            except Exception:  # Redis unreachable: refuse (nothing written), the client retries
+                logger.exception("send limits unavailable")
+                return [server_error() for _request in requests]
         for index, verdict in zip(limited, verdicts, strict=True):
             if not verdict.allowed:
                 outcomes[index] = rate_limited(verdict.retry_after)
@@ -447,14 +456,24 @@ class LiveGatherer:
                 item.taken = True
             started = state.writing[me] = time.monotonic()
             outcomes: list[Outcome]
+            limit_keys = [item.limit_key for item in batch]
             try:
-                outcomes = await run_in_schema(
-                    business.schema_name,
-                    write_live_batch,
-                    business=business,
-                    requests=[item.request for item in batch],
-                    limit_keys=[item.limit_key for item in batch],
-                )
+                try:
+                    verdicts = await live_send_tokens.take_many(
+                        schema_name=business.schema_name, author_keys=[key for key in limit_keys if key]
+                    )
+                except Exception:  # Redis unreachable: refuse (nothing written), the clients retry
+                    logger.exception("send limits unavailable")
+                    outcomes = [server_error() for _item in batch]
+                else:
+                    outcomes = await run_in_schema(
+                        business.schema_name,
+                        write_live_batch,
+                        business=business,
+                        requests=[item.request for item in batch],
+                        limit_keys=limit_keys,
+                        verdicts=verdicts,
+                    )
             except Exception as error:
                 logger.exception("a batch of %d websocket sends failed", len(batch))
                 outcomes = [error] * len(batch)

@@ -7,15 +7,18 @@ The key carries the schema (DESIGN: every cache key names its tenant)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils.translation import gettext as _
 
+from config.cache import redis_cache_configured
 from messaging.errors import MessagingError, MessagingErrorCode
 
 # A burst of 20, then 2 a second: a person typing never notices; a script notices at once.
@@ -124,3 +127,53 @@ def send_take_many(*, schema_name: str, author_keys: list[str]) -> list[Verdict]
         Verdict(bool(int(allowed)), 0.0 if int(allowed) else max(0.1, round(float(wait), 2)))
         for allowed, wait in pipe.execute()
     ]
+
+
+class LiveSendTokens:
+    """`send_take_many` for a group of websocket sends, on the server's event loop: one pipelined
+    round trip of EVALSHA per send, on an asyncio Redis client of the loop. Taken on a database
+    thread, as before, it cost that thread two Redis round trips per group (redis-py's pipeline
+    asks SCRIPT EXISTS before every execute), each a wait for the GIL on a busy process. The same
+    buckets as `send_take` (same keys, same script)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.client: Any = None
+        self.backend: Any = None  # for its key function, taken once per loop
+        self.sha: str | None = None
+
+    async def take_many(self, *, schema_name: str, author_keys: list[str]) -> list[Verdict] | None:
+        """None without Redis (the database cache's window is taken on the database thread)."""
+        if not redis_cache_configured():
+            return None
+        if not author_keys:
+            return []
+        from redis import asyncio as aioredis
+        from redis.exceptions import NoScriptError
+
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:  # a new loop (tests run one per test): a client of its own
+            self.loop, self.client, self.backend, self.sha = loop, None, None, None
+        if self.client is None:
+            self.client = aioredis.from_url(settings.REDIS_URL)
+            self.backend = caches["default"]
+        full_keys = [self.backend.make_and_validate_key(_key(schema_name, key)) for key in author_keys]
+        for _attempt in range(2):
+            if self.sha is None:
+                self.sha = await self.client.script_load(_TOKEN_BUCKET)
+            pipe = self.client.pipeline(transaction=False)
+            for full_key in full_keys:
+                pipe.evalsha(self.sha, 1, full_key, SEND_RATE, SEND_BURST)
+            try:
+                answers = await pipe.execute()
+            except NoScriptError:  # Redis restarted or SCRIPT FLUSH: load it again, once
+                self.sha = None
+                continue
+            return [
+                Verdict(bool(int(allowed)), 0.0 if int(allowed) else max(0.1, round(float(wait), 2)))
+                for allowed, wait in answers
+            ]
+        raise NoScriptError("the send-limit script could not be loaded")
+
+
+live_send_tokens = LiveSendTokens()

@@ -4,12 +4,19 @@ of threads.
 Channels' `database_sync_to_async` runs every call of every socket on one thread per process
 (thread_sensitive=True): one slow query holds up every socket's handler behind it, and persisted
 throughput tops out near one thread's worth. Here each call runs on one of
-`PARLEY_DB_THREADS` threads, enters its schema itself (the tenant is an argument, never
-what an earlier call left on the thread) and closes or returns its connection the way
-Channels does (`close_old_connections` before and after), so at most one connection per thread
-is open: the pool size bounds the process's database connections. A thread that finds no more
-work waiting gives its connection back (with psycopg's connection pool configured, closing
-returns it to the pool), so an idle process holds none.
+`PARLEY_DB_THREADS` threads and enters its schema itself (the tenant is an argument, never
+what an earlier call left on the thread). At most one connection per thread is open, so the
+pool size bounds the process's database connections.
+
+A thread keeps its connection while calls keep coming and gives it back (to psycopg's pool) once
+none came for `PARLEY_DB_KEEP_SECONDS`, so an idle process holds none. Borrowing it for every
+call, as Channels does (`close_old_connections` before and after), cost three statements per
+call besides the call's own — the pool's health check, `SET search_path`, the pool's `RESET` on
+return — and each of them a wait for the GIL and a CPU on a busy process: a websocket send group
+of two messages took ~40 ms on its thread for ~5 ms of CPU (issue 9, 200 msgs/s). A kept
+connection that saw an error is checked before the next call, one left in a transaction (never
+by Parley's code) or older than the pool's `max_lifetime` is closed, and one whose session
+already has the call's `search_path` skips the `SET`.
 
 The call sees the caller's context (an active translation), but what it sets there stays on the
 thread: asgiref's `sync_to_async` copies a thread's context changes back into the caller's, and
@@ -20,27 +27,106 @@ idle socket, issue 9). Nothing of Parley reads a context variable set on a datab
 
 from __future__ import annotations
 
+import atexit
 import contextvars
+import queue
 import sys
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import connections
 from django_tenants.utils import schema_context
 
+from config.database import POOL_MAX_LIFETIME
+
 _lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
+_executor: DatabaseThreads | None = None
 
 
 def db_threads() -> int:
     return int(getattr(settings, "PARLEY_DB_THREADS", 8))
 
 
-def executor() -> ThreadPoolExecutor:
+def keep_seconds() -> float:
+    return float(getattr(settings, "PARLEY_DB_KEEP_SECONDS", 1.0))
+
+
+class DatabaseThreads(Executor):
+    """Up to `max_workers` threads taking calls from one queue, like `ThreadPoolExecutor`, but a
+    thread that holds a database connection after a call (`holds`) waits at most `keep` seconds
+    for the next one and then gives its connections back (`release`), so a busy thread keeps its
+    connection and an idle one holds none."""
+
+    def __init__(
+        self, max_workers: int, *, keep: float, holds: Callable[[], bool], release: Callable[[], bool]
+    ) -> None:
+        self._max_workers, self._keep, self._holds, self._release = max_workers, keep, holds, release
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None]
+        self._queue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        # One permit per thread waiting for work, taken by a submit so it starts no thread
+        # (ThreadPoolExecutor's scheme).
+        self._idle = threading.Semaphore(0)
+        self._state = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        call = (lambda: fn(*args, **kwargs)) if kwargs else fn
+        with self._state:
+            if self._closed:
+                raise RuntimeError("the database threads are shut down")
+            self._queue.put((future, call, () if kwargs else args))
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
+                thread = threading.Thread(target=self._work, name=f"parley-db_{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        return future
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def _work(self) -> None:
+        holding = False
+        while True:
+            try:
+                item = self._queue.get(timeout=self._keep if holding else None)
+            except queue.Empty:
+                holding = self._release()
+                continue
+            if item is None:
+                self._release()
+                return
+            future, call, args = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = call(*args)
+                except BaseException as error:  # handed to the caller, as ThreadPoolExecutor does
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+            del item, future, call, args
+            holding = self._holds()
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+            for _thread in self._threads:
+                self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
+def executor() -> DatabaseThreads:
     global _executor
     with _lock:
         if _executor is None:
@@ -49,7 +135,11 @@ def executor() -> ThreadPoolExecutor:
             # dozen statements then cost ~60 ms of waiting on a busy process. A shorter
             # interval lets a thread back in sooner after each one.
             sys.setswitchinterval(float(getattr(settings, "PARLEY_GIL_SWITCH_INTERVAL", 0.0005)))
-            _executor = ThreadPoolExecutor(max_workers=db_threads(), thread_name_prefix="parley-db")
+            _executor = DatabaseThreads(
+                db_threads(), keep=keep_seconds(), holds=holds_connections, release=release_connections
+            )
+            # Queued calls finish (a send group commits) before the interpreter goes.
+            atexit.register(_executor.shutdown)
         return _executor
 
 
@@ -59,24 +149,56 @@ def _isolated[T](schema_name: str, fn: Callable[..., T], kwargs: dict[str, Any])
 
 
 def _run[T](schema_name: str, fn: Callable[..., T], kwargs: dict[str, Any]) -> T:
-    close_old_connections()
-    try:
-        with schema_context(schema_name):
+    connection: Any = connections["default"]  # django-tenants' wrapper (its search_path cache)
+    _settle(connection)
+    with schema_context(schema_name):
+        raw = connection.connection
+        # django-tenants forgets the session's search_path whenever a schema is entered or left
+        # (`set_tenant`); a kept connection's session still has its previous call's.
+        if raw is not None and getattr(raw, "parley_search_path", None) == connection._get_cursor_search_paths():
+            connection.search_path_set_schemas = raw.parley_search_path
+        try:
             return fn(**kwargs)
-    finally:
-        close_old_connections()
-        if _idle():
-            # Nothing else waiting: give the connection back rather than hold one per thread
-            # (with psycopg's pool this returns it to the pool; without, it closes it).
-            connections.close_all()
+        finally:
+            raw = connection.connection
+            if raw is not None:
+                # Set and committed (a SET rolled back with its transaction is forgotten by
+                # django-tenants: None), or unknown.
+                settled = connection.search_path_set_schemas and not connection.in_atomic_block
+                raw.parley_search_path = list(connection.search_path_set_schemas) if settled else None
 
 
-def _idle() -> bool:
-    pool = _executor
-    return pool is None or pool._work_queue.empty()
+def _settle(connection: Any) -> None:
+    """Before a call: keep this thread's connection if it is fit for the next one."""
+    if connection.connection is None:
+        return
+    # With CONN_MAX_AGE=0 (the pool's setting) `close_at` is the moment it was borrowed.
+    age = time.monotonic() - (connection.close_at or 0.0)
+    unfit = connection.in_atomic_block or connection.get_autocommit() is not True or age > POOL_MAX_LIFETIME
+    if not unfit and connection.errors_occurred:
+        unfit = not connection.is_usable()
+        connection.errors_occurred = False
+    if unfit:
+        connection.close()
+
+
+def holds_connections() -> bool:
+    """Whether this thread has a database connection open."""
+    return any(connection.connection is not None for connection in connections.all(initialized_only=True))
+
+
+def release_connections() -> bool:
+    """On a database thread with nothing to do: give its connections back (to the pool, which
+    resets them). False: it holds none now."""
+    connections.close_all()
+    return False
 
 
 async def run_in_schema[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
     """`fn(**kwargs)` inside `schema_name`, on the pool. The caller's context (e.g. an active
     translation) goes with it."""
-    return await sync_to_async(_isolated, thread_sensitive=False, executor=executor())(schema_name, fn, kwargs)
+    # asgiref types the executor as a ThreadPoolExecutor; it only hands it to run_in_executor.
+    # Still asgiref's sync_to_async (not run_in_executor directly): its thread handler tells an
+    # async_to_sync inside the call which loop is the server's.
+    pool = cast(ThreadPoolExecutor, executor())
+    return await sync_to_async(_isolated, thread_sensitive=False, executor=pool)(schema_name, fn, kwargs)

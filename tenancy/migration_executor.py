@@ -8,13 +8,18 @@ state replayed through every applied migration and all models rendered twice. Th
 
 `FastTenantExecutor` (`migrate_schemas --executor=parley`, the default here through
 `GET_EXECUTOR_FUNCTION`) does per process, once: checks, the loader and graph, and for each set
-of applied migrations seen, the rendered project state before and after the plan. Per schema it
-does only what depends on the schema: make sure its `django_migrations` table exists, read its
-applied migrations, check their consistency, plan, run the planned migrations with Django's own
-`MigrationExecutor.migrate` (DDL and the `django_migrations` rows in that schema, each migration
-atomic as usual), and send pre_migrate/post_migrate (content types of new models) as `migrate`
-does. Schemas are spread over `TENANT_MULTIPROCESSING_MAX_PROCESSES` forked worker processes,
-each with its own cache.
+of applied migrations seen (and the plan it gives), the rendered project states: before the plan,
+around every operation of it (what `Migration.apply` makes with a clone and `state_forwards` per
+operation) and after it. Per schema it does only what depends on the schema: make sure its
+`django_migrations` table exists, read its applied migrations, check their consistency, plan, run
+each planned operation's `database_forwards` on the shared states (the DDL in that schema: the
+connection's search path; each migration atomic as in Django's `apply_migration`), record it in
+that schema's `django_migrations`, and send pre_migrate/post_migrate (content types of new
+models) as `migrate` does. Re-rendering the states per schema was the cost of an AlterField of a
+foreign key (its `state_forwards` re-renders every model related to the target, the user model:
+~1 CPU-s per schema for the `*_no_constraints_into_public` migrations). Operations only read the
+states they are given, as they do in Django. Schemas are spread over
+`TENANT_MULTIPROCESSING_MAX_PROCESSES` forked worker processes, each with its own cache.
 
 Failures: a schema whose migration fails is reported at once (schema name and traceback on
 stderr); its failed migration was rolled back (migrations are atomic), so it stays at the
@@ -44,9 +49,10 @@ from django.apps import apps as global_apps
 from django.conf import settings
 from django.core.management import BaseCommand, CommandError
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
-from django.db import connections
+from django.db import connections, transaction
 from django.db.migrations import loader as loader_module
 from django.db.migrations.executor import MigrationExecutor as DjangoMigrationExecutor
+from django.db.migrations.operations.base import Operation
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ModelState, ProjectState
 from django.utils.module_loading import module_has_submodule
@@ -102,6 +108,19 @@ class SchemaResult:
     seconds: float = 0.0
 
 
+@dataclass
+class PlannedMigration:
+    migration: Any
+    # (operation, project state before it, project state after it), apps rendered, read-only
+    steps: list[tuple[Operation, ProjectState, ProjectState]]
+
+
+@dataclass
+class PlannedStates:
+    migrations: list[PlannedMigration]  # in the order Django applies them
+    post_state: ProjectState  # after the last one
+
+
 class SchemaMigrator:
     """One process's migration machinery, reused for every schema it migrates."""
 
@@ -113,6 +132,8 @@ class SchemaMigrator:
         self.targets: list[tuple[str, str]] = []
         # frozenset of applied migration keys -> the project state they make, apps rendered
         self.pre_states: dict[frozenset[tuple[str, str]], ProjectState] = {}
+        # (applied, plan) -> the states around each operation of the plan, and the final one
+        self.planned: dict[tuple[frozenset[tuple[str, str]], tuple[tuple[str, str], ...]], PlannedStates] = {}
         # (applied, plan) -> the apps post_migrate receivers get
         self.post_apps: dict[tuple[frozenset[tuple[str, str]], tuple[tuple[str, str], ...]], Any] = {}
         self.out = sys.stdout
@@ -188,21 +209,95 @@ class SchemaMigrator:
             self.pre_states[applied] = pre_state
         emit_pre_migrate_signal(self.verbosity, self.interactive, connection.alias, apps=pre_state.apps, plan=plan)
 
-        def progress(action: str, migration: Any = None, fake: bool = False) -> None:
-            if action == "apply_success":
-                result.applied.append(f"{migration.app_label}.{migration.name}")
-                if self.verbosity >= 1:
-                    self.out.write(f"[{label}:{schema_name}] Applied {migration.app_label}.{migration.name}\n")
-
-        executor.progress_callback = progress
-        post_state = executor.migrate(self.targets, plan=plan, state=pre_state.clone())
-
         plan_key = tuple((migration.app_label, migration.name) for migration, _backwards in plan)
+        if plan and any(backwards for _migration, backwards in plan):
+            raise CommandError(f"A backwards plan in {schema_name}: not a `migrate` to the leaf nodes.")
+        planned = self.planned.get((applied, plan_key))
+        if planned is None:
+            planned = self._plan_states(pre_state, plan)
+            self.planned[(applied, plan_key)] = planned
+        self._apply(planned, result, schema_name, label)
+
         post_apps = self.post_apps.get((applied, plan_key))
         if post_apps is None:
-            post_apps = self._post_migrate_apps(post_state)
+            post_apps = self._post_migrate_apps(planned.post_state)  # used for nothing else
             self.post_apps[(applied, plan_key)] = post_apps
         emit_post_migrate_signal(self.verbosity, self.interactive, connection.alias, apps=post_apps, plan=plan)
+
+    def _plan_states(self, pre_state: ProjectState, plan: list[tuple[Any, bool]]) -> PlannedStates:
+        """The project states around every operation of the plan, as `Migration.apply` makes them
+        (a clone before each operation, then its `state_forwards`), made once for every schema
+        with the same applied migrations. `state_forwards` of an AlterField of a foreign key
+        re-renders the models related to its target, i.e. to the user model most of them: the
+        11 of the `*_no_constraints_into_public` migrations cost ~1 CPU-s per schema when every
+        schema made them again."""
+        executor = self.prepare()
+        # In the order Django's _migrate_all_forwards applies them: that of the full plan.
+        full_plan = executor.migration_plan(executor.loader.graph.leaf_nodes(), clean_start=True)
+        to_run = {migration for migration, _backwards in plan}
+        state = pre_state.clone()
+        migrations: list[PlannedMigration] = []
+        for migration, _backwards in full_plan:
+            if migration not in to_run:
+                continue
+            state.apps  # noqa: B018 - rendered before each migration, as Django does
+            steps: list[tuple[Operation, ProjectState, ProjectState]] = []
+            before = state.clone()
+            for operation in migration.operations:
+                operation.state_forwards(migration.app_label, state)
+                after = state.clone()  # the next operation mutates `state`; this stays as it is
+                steps.append((operation, before, after))
+                before = after
+            migrations.append(PlannedMigration(migration, steps))
+        return PlannedStates(migrations, state)
+
+    def _apply(self, planned: PlannedStates, result: SchemaResult, schema_name: str, label: str) -> None:
+        """Django's `MigrationExecutor.apply_migration` and `Migration.apply` for one schema, with
+        the states made once: per schema only the DDL (each operation's `database_forwards`, on
+        this schema's search path) and the `django_migrations` row."""
+        executor = self.executor
+        connection = self.connection
+        if planned.migrations:
+            executor.recorder.ensure_schema()
+        self._forget_schema_caches(planned)
+        for planned_migration in planned.migrations:
+            migration = planned_migration.migration
+            recorded = False
+            with connection.schema_editor(atomic=migration.atomic) as schema_editor:
+                for operation, before, after in planned_migration.steps:
+                    atomic_operation = operation.atomic or (migration.atomic and operation.atomic is not False)
+                    if not schema_editor.atomic_migration and atomic_operation:
+                        # As Migration.apply: an atomic operation inside a non-atomic migration.
+                        with transaction.atomic(connection.alias):
+                            operation.database_forwards(migration.app_label, schema_editor, before, after)
+                    else:
+                        operation.database_forwards(migration.app_label, schema_editor, before, after)
+                if not schema_editor.deferred_sql:
+                    executor.record_migration(migration.app_label, migration.name)
+                    recorded = True
+            if not recorded:  # deferred SQL runs when the schema editor exits: record after it
+                executor.record_migration(migration.app_label, migration.name)
+            result.applied.append(f"{migration.app_label}.{migration.name}")
+            if self.verbosity >= 1:
+                self.out.write(f"[{label}:{schema_name}] Applied {migration.app_label}.{migration.name}\n")
+        if planned.migrations and executor.loader.replacements:
+            executor.check_replacements()
+
+    @staticmethod
+    def _forget_schema_caches(planned: PlannedStates) -> None:
+        """The historical models are shared by every schema; the one cache of rows they carry,
+        the content types' (a RunPython's `ContentType.objects.get_for_model`), belongs to the
+        previous schema."""
+        for planned_migration in planned.migrations:
+            for _operation, before, _after in planned_migration.steps:
+                if "apps" in before.__dict__:
+                    try:
+                        content_type = before.apps.get_model("contenttypes", "ContentType")
+                    except LookupError:
+                        continue
+                    clear_cache = getattr(content_type.objects, "clear_cache", None)
+                    if clear_cache is not None:  # ContentTypeManager (use_in_migrations)
+                        clear_cache()
 
     @staticmethod
     def _post_migrate_apps(post_state: ProjectState) -> Any:

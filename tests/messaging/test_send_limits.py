@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
 from django_tenants.utils import tenant_context
+from redis import asyncio as aioredis
 
 from messaging import send_limits
 from messaging.services import message_send_customer
@@ -107,3 +109,36 @@ def test_the_limit_is_the_shared_caches_and_names_the_business(db: Any) -> None:
             assert verdicts[-1].retry_after > 0
             # Another business's bucket for the same author is untouched.
             assert send_limits.send_take(schema_name="beta", author_key=author, rate=0.01, burst=5).allowed
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the event loop's token take needs Redis")
+async def test_websocket_groups_take_from_the_same_buckets_on_the_event_loop() -> None:
+    """A group's tokens are taken on the server's loop (one pipelined EVALSHA per send), from the
+    same bucket as every other send of that author, and a flushed script is loaded again."""
+    author = f"customer:test-{uuid.uuid4().hex}"
+    tokens = send_limits.LiveSendTokens()
+
+    verdicts = await tokens.take_many(schema_name="alpha", author_keys=[author] * (send_limits.SEND_BURST - 1))
+    assert verdicts is not None and all(v.allowed for v in verdicts)
+    # The last token of the burst, taken the synchronous way: the same bucket.
+    last = await asyncio.to_thread(send_limits.send_take, schema_name="alpha", author_key=author)
+    assert last.allowed
+
+    client = aioredis.from_url(settings.REDIS_URL)
+    try:
+        await client.script_flush()
+    finally:
+        await client.aclose()
+    refused = await tokens.take_many(schema_name="alpha", author_keys=[author, author])
+    assert refused is not None
+    assert [v.allowed for v in refused] == [False, False]
+    assert all(v.retry_after > 0 for v in refused)
+    # Another business's bucket of the same author is untouched.
+    other = await tokens.take_many(schema_name="beta", author_keys=[author])
+    assert other is not None and other[0].allowed
+
+
+async def test_without_redis_the_group_takes_its_tokens_on_the_database_thread() -> None:
+    database_cache = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "x"}}
+    with override_settings(CACHES=database_cache):
+        assert await send_limits.LiveSendTokens().take_many(schema_name="alpha", author_keys=["customer:1"]) is None

@@ -3,7 +3,9 @@
 A real tenant migration (collab.0003_contact_unnamed, a partial index) is unapplied in some
 business schemas with Django's own executor; then `migrate_schemas --tenant` (the fast executor,
 Parley's default) must apply it again in exactly those schemas, DDL and django_migrations rows,
-and report a schema where it fails without stopping the others.
+and report a schema where it fails without stopping the others. The foreign keys into public
+(collab.0004_no_constraints_into_public, state operations AlterField) are dropped in every
+schema with the project states around each operation made once, not once per schema.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from django.db import connection as default_connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import override_settings
 
-from tenancy.migration_executor import FastTenantExecutor, executor_for
+from tenancy.migration_executor import FastTenantExecutor, PlannedStates, SchemaMigrator, executor_for
 from tenancy.models import Business
 from tenancy.services import business_create
 from tests.conftest import World
@@ -27,16 +29,16 @@ MIGRATION = ("collab", "0003_contact_unnamed")
 BEFORE = ("collab", "0002_search_index")
 
 
-def unapply(schema: str) -> None:
+def unapply(schema: str, to: tuple[str, str] = BEFORE) -> None:
     connection.set_schema(schema)
-    MigrationExecutor(connection).migrate([BEFORE])
+    MigrationExecutor(connection).migrate([to])
     connection.set_schema_to_public()
 
 
-def recorded(schema: str) -> bool:
+def recorded(schema: str, migration: tuple[str, str] = MIGRATION) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
-            f'SELECT count(*) FROM "{schema}".django_migrations WHERE app = %s AND name = %s', list(MIGRATION)
+            f'SELECT count(*) FROM "{schema}".django_migrations WHERE app = %s AND name = %s', list(migration)
         )
         return bool(cursor.fetchone()[0])
 
@@ -144,3 +146,83 @@ def test_worker_processes_migrate_their_share_of_schemas(committed_businesses: l
 
     for business in committed_businesses:
         assert recorded(business.schema_name) and index_exists(business.schema_name)
+
+
+FK_MIGRATION = ("collab", "0004_no_constraints_into_public")
+
+
+def keys_into_users(schema: str) -> int:
+    """Foreign keys of the schema's collab tables into public.accounts_user (0004 drops all 3)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND con.contype = 'f' "
+            "AND c.relname IN ('collab_agentnotification', 'collab_conversationlabel') "
+            "AND con.confrelid = 'public.accounts_user'::regclass",
+            [schema],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_foreign_key_migrations_run_per_schema_on_states_made_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    businesses = [business_create(owner=world.owner_a, name=f"Keys {n}", slug=f"keys-{n}") for n in range(4)]
+    two_behind, one_behind, broken = businesses[:2], businesses[2], businesses[3]
+    for business in [*two_behind, broken]:
+        unapply(business.schema_name)  # collab 0003 and 0004 unapplied: the keys are back
+    unapply(one_behind.schema_name, to=MIGRATION)  # only 0004 unapplied
+    for business in businesses:
+        assert keys_into_users(business.schema_name) == 3 and not recorded(business.schema_name, FK_MIGRATION)
+    with connection.cursor() as cursor:  # 0003's index name is taken in this one
+        cursor.execute(f'CREATE TABLE "{broken.schema_name}".contact_unnamed (id int)')
+    made: list[tuple[str, ...]] = []
+    plan_states = SchemaMigrator._plan_states
+
+    def counted(self: SchemaMigrator, pre_state: Any, plan: list[tuple[Any, bool]]) -> PlannedStates:
+        made.append(tuple(f"{m.app_label}.{m.name}" for m, _backwards in plan))
+        return plan_states(self, pre_state, plan)
+
+    monkeypatch.setattr(SchemaMigrator, "_plan_states", counted)
+
+    with pytest.raises(CommandError) as failure:
+        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+
+    # One set of states per distinct plan (and one empty plan for the schemas already complete),
+    # not one per schema: three schemas shared the two-migration plan.
+    both = ("collab.0003_contact_unnamed", "collab.0004_no_constraints_into_public")
+    assert sorted(made) == sorted([(), both, ("collab.0004_no_constraints_into_public",)])
+    for business in [*two_behind, one_behind]:
+        assert keys_into_users(business.schema_name) == 0, business.schema_name
+        assert recorded(business.schema_name) and recorded(business.schema_name, FK_MIGRATION)
+        assert index_exists(business.schema_name)
+    message = str(failure.value)
+    assert "failed in 1 of" in message and f"{broken.schema_name}:" in message and "already exists" in message
+    # The failed schema: 0003 rolled back, 0004 never run there; its keys untouched.
+    assert keys_into_users(broken.schema_name) == 3
+    assert not recorded(broken.schema_name) and not recorded(broken.schema_name, FK_MIGRATION)
+    # Re-run after the cause is gone: only the broken schema had something to apply.
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TABLE "{broken.schema_name}".contact_unnamed')
+    call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+    assert keys_into_users(broken.schema_name) == 0 and recorded(broken.schema_name, FK_MIGRATION)
+
+
+def test_the_shared_states_are_only_read_by_the_schemas_that_use_them(world: World) -> None:
+    businesses = [business_create(owner=world.owner_a, name=f"Read {n}", slug=f"read-{n}") for n in range(2)]
+    for business in businesses:
+        unapply(business.schema_name, to=MIGRATION)
+    migrator = SchemaMigrator("default", verbosity=0, interactive=False)
+
+    results = [migrator.migrate(business.schema_name, label="test") for business in businesses]
+
+    assert [r.error for r in results] == [None, None]
+    assert [r.applied for r in results] == [["collab.0004_no_constraints_into_public"]] * 2
+    (planned,) = [p for p in migrator.planned.values() if p.migrations]  # one plan, made once
+    (step,) = planned.migrations[0].steps  # the RunSQL carrying the three AlterFields
+    _operation, before, after = step
+    for state, constraint in ((before, True), (after, False)):
+        model = state.apps.get_model("collab", "AgentNotification")
+        assert model._meta.get_field("actor").db_constraint is constraint
+        assert state.models["collab", "agentnotification"].fields["user"].db_constraint is constraint
+    assert all(keys_into_users(b.schema_name) == 0 for b in businesses)

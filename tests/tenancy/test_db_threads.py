@@ -1,0 +1,142 @@
+"""The database threads of the websocket consumers keep their connection while busy (issue 9).
+
+Borrowing a connection from the pool for every call cost three statements besides the call's
+own (the pool's check, `SET search_path`, the pool's `RESET` on return), each a wait for the GIL
+on a busy server process. A thread now keeps its connection between calls and gives it back
+after `keep` seconds without one. These tests run calls of two businesses through one thread
+against the real database: each call sees its own schema, whatever the previous call left, a
+rolled-back `SET` is never trusted, errors and leftover transactions do not poison the next
+call, and an idle thread holds no connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connection, connections, transaction
+
+from tenancy.db import DatabaseThreads, _isolated, holds_connections, release_connections
+from tests.conftest import World
+
+
+class Releases:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> bool:
+        self.count += 1
+        return release_connections()
+
+
+@pytest.fixture
+def releases() -> Releases:
+    return Releases()
+
+
+@pytest.fixture
+def one_thread(releases: Releases) -> Iterator[DatabaseThreads]:
+    threads = DatabaseThreads(1, keep=0.3, holds=holds_connections, release=releases)
+    yield threads
+    threads.shutdown()
+
+
+def call(threads: DatabaseThreads, schema_name: str, fn: Callable[[], Any]) -> Any:
+    return threads.submit(_isolated, schema_name, lambda: fn(), {}).result(timeout=10)
+
+
+def session() -> dict[str, Any]:
+    """What the call's session looks like: its backend, whether django-tenants still has to
+    issue `SET search_path`, and the schema the database resolves names in."""
+    path_known = connection.search_path_set_schemas is not None  # type: ignore[attr-defined]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), current_schema()")
+        pid, schema = cursor.fetchone()
+    return {"pid": pid, "path_known_before": path_known, "schema": schema}
+
+
+def test_a_busy_thread_keeps_its_connection_and_its_search_path(
+    live_db: World, one_thread: DatabaseThreads, releases: Releases
+) -> None:
+    alpha = live_db.business_a.schema_name
+    first = call(one_thread, alpha, session)
+    second = call(one_thread, alpha, session)
+
+    assert first["schema"] == second["schema"] == alpha
+    assert second["pid"] == first["pid"]  # not given back and borrowed again
+    assert first["path_known_before"] is False  # a fresh connection: SET issued
+    assert second["path_known_before"] is True  # the session has it: no SET
+    assert releases.count == 0
+
+
+def test_interleaved_businesses_each_see_their_own_schema(live_db: World, one_thread: DatabaseThreads) -> None:
+    alpha, beta = live_db.business_a.schema_name, live_db.business_b.schema_name
+    seen = [call(one_thread, schema, session) for schema in (alpha, beta, alpha, beta, beta)]
+
+    assert [s["schema"] for s in seen] == [alpha, beta, alpha, beta, beta]
+    assert len({s["pid"] for s in seen}) == 1
+    # The schema changed on every call but the last: a SET each time, then none.
+    assert [s["path_known_before"] for s in seen] == [False, False, False, False, True]
+
+
+def test_a_search_path_rolled_back_with_its_transaction_is_set_again(
+    live_db: World, one_thread: DatabaseThreads
+) -> None:
+    alpha, beta = live_db.business_a.schema_name, live_db.business_b.schema_name
+    call(one_thread, alpha, session)
+
+    def fails_in_a_transaction() -> None:
+        with transaction.atomic():
+            session()  # SET search_path to beta inside the transaction
+            raise RuntimeError("the call fails; the transaction and its SET roll back")
+
+    with pytest.raises(RuntimeError):
+        call(one_thread, beta, fails_in_a_transaction)
+
+    # The session is back on alpha's path; trusting "beta" now would read alpha's tables.
+    after = call(one_thread, beta, session)
+    assert after["path_known_before"] is False
+    assert after["schema"] == beta
+
+
+def test_a_failed_statement_does_not_poison_the_next_call(live_db: World, one_thread: DatabaseThreads) -> None:
+    alpha = live_db.business_a.schema_name
+
+    def divides_by_zero() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")
+
+    with pytest.raises(Exception, match="division by zero"):
+        call(one_thread, alpha, divides_by_zero)
+    assert call(one_thread, alpha, session)["schema"] == alpha
+
+
+def test_a_transaction_left_open_is_not_carried_into_the_next_call(live_db: World, one_thread: DatabaseThreads) -> None:
+    alpha = live_db.business_a.schema_name
+
+    def leaves_a_transaction_open() -> None:
+        connection.set_autocommit(False)
+        session()
+
+    call(one_thread, alpha, leaves_a_transaction_open)
+
+    def state() -> tuple[bool, bool, str]:
+        return connection.get_autocommit(), connection.in_atomic_block, session()["schema"]
+
+    assert call(one_thread, alpha, state) == (True, False, alpha)
+
+
+def test_an_idle_thread_gives_its_connection_back(
+    live_db: World, one_thread: DatabaseThreads, releases: Releases
+) -> None:
+    call(one_thread, live_db.business_a.schema_name, session)
+    time.sleep(0.8)  # keep is 0.3 s
+
+    holds = one_thread.submit(lambda: connections["default"].connection is not None).result(timeout=10)
+    assert releases.count == 1
+    assert holds is False
+    # Nothing more to give back: the thread waits without a timeout until the next call.
+    time.sleep(0.5)
+    assert releases.count == 1
