@@ -50,6 +50,22 @@ from config.sql import unpipelined
 
 logger = logging.getLogger("parley.jobs")
 
+
+def _load_redis_clients() -> None:
+    """Import what a worker's first job would otherwise import: the Redis clients of the cache
+    (a delivery job's pacing) and of the channel layer (its events), which Django and Channels
+    load lazily. A worker imports every app's jobs module when it starts (Procrastinate's
+    autodiscovery), so this runs then: measured, a fresh worker's first delivery job of 100
+    notifications took 160 ms of CPU against ~37 ms for the next ones, 95 ms of it these
+    imports, paid while the batch's other jobs waited behind it."""
+    import django.core.cache.backends.redis  # noqa: F401
+    import redis  # noqa: F401
+
+    import config.layers  # noqa: F401
+
+
+_load_redis_clients()
+
 # Three missed heartbeats (Procrastinate's default interval is 10 s, and its own worker pruning
 # uses 30 s too): long enough that a busy but live worker is never taken for dead.
 STALLED_AFTER_SECONDS = 30.0

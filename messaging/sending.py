@@ -18,6 +18,7 @@ group commit retries such a group one request at a time (messaging.group_commit)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -945,6 +946,16 @@ def _send_one(
     return SendResult(message, duplicate=False)
 
 
+def _worded_in(language: str | None) -> AbstractContextManager[None]:
+    """Refusals worded in the sender's language. Most groups have one language, usually the
+    one active already (a delivery job's hundred sends): then nothing is switched — Django's
+    override sets its thread-local twice per send, copying the context's storage each time (~4%
+    of a delivery job's CPU in the profile)."""
+    if language == translation.get_language():
+        return nullcontext()
+    return translation.override(language)
+
+
 def do_send_messages(*, business: Business, requests: Sequence[SendRequest]) -> list[SendResult | MessagingError]:
     """Write checked sends to one business in one transaction; one outcome per request, in
     order. Must run in the business's schema. Database errors are raised (nothing is written).
@@ -971,7 +982,7 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
         }
         for index, request in enumerate(requests):
             if request.member_unchecked and (request.user is None or request.user.pk not in roles):
-                with translation.override(request.language):
+                with _worded_in(request.language):
                     outcomes[index] = not_found()  # no seat (any more): as for a conversation not theirs
     active = [r for index, r in enumerate(requests) if outcomes[index] is None]
     if not active:
@@ -1013,7 +1024,7 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
     for index, request in enumerate(requests):
         if outcomes[index] is not None:
             continue
-        with translation.override(request.language):
+        with _worded_in(request.language):
             outcomes[index] = _send_one(group, request, thread_of(request), existing, blocked, refusal, opted_out)
 
     if group.messages:
