@@ -27,6 +27,9 @@ BUSY_CONVERSATIONS = 320
 DAYS = 28
 # Recent unanswered conversations nobody has taken yet: what the shared queue shows.
 QUEUE = 8
+# Conversations of the last hours after the queue, answered and still open: the inbox is busy
+# whatever the hour the demo is loaded at (left to the dice, an evening load had ~2 open per agent).
+RECENT = 16
 MARKER_PHONE = "+4915190000000"  # the first bulk-loaded customer: its presence means "loaded"
 
 LABELS = [
@@ -274,6 +277,8 @@ def seed_busy_inbox(*, business: Business, agents: list[User], owner: User, coun
             # The queue is there whatever the hour the demo is loaded at: left to the dice, how
             # many of today's conversations still waited depended on the time of day (3 at 09:00).
             started = now - timedelta(minutes=rng.randrange(2, 30))
+        elif len(plan) < QUEUE + RECENT:
+            started = now - timedelta(minutes=rng.randrange(45, 8 * 60))
         plan.append((customers[phone], name, started, index))
     contacts = Contact.objects.bulk_create([Contact(customer=c, name=n) for c, n, _s, _i in plan])
     loaded = Loaded()
