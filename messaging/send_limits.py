@@ -60,6 +60,11 @@ class Verdict:
     retry_after: float  # seconds until the next send would be allowed (0 when allowed)
 
 
+def _verdict(allowed: Any, wait: Any) -> Verdict:
+    """The token bucket script's answer (`{allowed, wait}`, as Redis returns them)."""
+    return Verdict(bool(int(allowed)), 0.0 if int(allowed) else max(0.1, round(float(wait), 2)))
+
+
 def rate_limited(retry_after: float) -> MessagingError:
     return MessagingError(
         MessagingErrorCode.RATE_LIMITED, _("You are sending too fast. Please wait a moment."), retry_after=retry_after
@@ -89,7 +94,7 @@ def _redis_take(backend: Any, key: str, rate: float, burst: int) -> Verdict:
     if _script is None:
         _script = client.register_script(_TOKEN_BUCKET)
     allowed, wait = _script(keys=[full_key], args=[rate, burst], client=client)
-    return Verdict(bool(int(allowed)), 0.0 if int(allowed) else max(0.1, round(float(wait), 2)))
+    return _verdict(allowed, wait)
 
 
 def _window_take(cache: Any, key: str, rate: float, burst: int) -> Verdict:
@@ -123,10 +128,7 @@ def send_take_many(*, schema_name: str, author_keys: list[str]) -> list[Verdict]
     pipe = client.pipeline(transaction=False)
     for full_key in full_keys:
         _script(keys=[full_key], args=[SEND_RATE, SEND_BURST], client=pipe)
-    return [
-        Verdict(bool(int(allowed)), 0.0 if int(allowed) else max(0.1, round(float(wait), 2)))
-        for allowed, wait in pipe.execute()
-    ]
+    return [_verdict(allowed, wait) for allowed, wait in pipe.execute()]
 
 
 class LiveSendTokens:
@@ -169,10 +171,7 @@ class LiveSendTokens:
             except NoScriptError:  # Redis restarted or SCRIPT FLUSH: load it again, once
                 self.sha = None
                 continue
-            return [
-                Verdict(bool(int(allowed)), 0.0 if int(allowed) else max(0.1, round(float(wait), 2)))
-                for allowed, wait in answers
-            ]
+            return [_verdict(allowed, wait) for allowed, wait in answers]
         raise NoScriptError("the send-limit script could not be loaded")
 
 

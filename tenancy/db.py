@@ -64,7 +64,7 @@ class DatabaseThreads(Executor):
     connection and an idle one holds none."""
 
     def __init__(
-        self, max_workers: int, *, keep: float, holds: Callable[[], bool], release: Callable[[], bool]
+        self, max_workers: int, *, keep: float, holds: Callable[[], bool], release: Callable[[], None]
     ) -> None:
         self._max_workers, self._keep, self._holds, self._release = max_workers, keep, holds, release
         self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None]
@@ -89,16 +89,14 @@ class DatabaseThreads(Executor):
                 thread.start()
         return future
 
-    def pending(self) -> int:
-        return self._queue.qsize()
-
     def _work(self) -> None:
         holding = False
         while True:
             try:
                 item = self._queue.get(timeout=self._keep if holding else None)
             except queue.Empty:
-                holding = self._release()
+                self._release()
+                holding = False
                 continue
             if item is None:
                 self._release()
@@ -198,11 +196,10 @@ def holds_connections() -> bool:
     return any(connection.connection is not None for connection in connections.all(initialized_only=True))
 
 
-def release_connections() -> bool:
+def release_connections() -> None:
     """On a database thread with nothing to do: give its connections back (to the pool, which
-    resets them). False: it holds none now."""
+    resets them)."""
     connections.close_all()
-    return False
 
 
 async def run_in_schema[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:

@@ -28,9 +28,9 @@ class Releases:
     def __init__(self) -> None:
         self.count = 0
 
-    def __call__(self) -> bool:
+    def __call__(self) -> None:
         self.count += 1
-        return release_connections()
+        release_connections()
 
 
 @pytest.fixture
