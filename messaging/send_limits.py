@@ -7,18 +7,16 @@ The key carries the schema (DESIGN: every cache key names its tenant)."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils.translation import gettext as _
 
-from config.cache import redis_cache_configured
+from config.cache import loop_redis, redis_cache_configured
 from messaging.errors import MessagingError, MessagingErrorCode
 
 # A burst of 20, then 2 a second: a person typing never notices; a script notices at once.
@@ -139,10 +137,7 @@ class LiveSendTokens:
     buckets as `send_take` (same keys, same script)."""
 
     def __init__(self) -> None:
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.client: Any = None
-        self.backend: Any = None  # for its key function, taken once per loop
-        self.sha: str | None = None
+        self.sha: str | None = None  # the script's, once loaded (NOSCRIPT: loaded again)
 
     async def take_many(self, *, schema_name: str, author_keys: list[str]) -> list[Verdict] | None:
         """None without Redis (the database cache's window is taken on the database thread)."""
@@ -150,20 +145,14 @@ class LiveSendTokens:
             return None
         if not author_keys:
             return []
-        from redis import asyncio as aioredis
         from redis.exceptions import NoScriptError
 
-        loop = asyncio.get_running_loop()
-        if self.loop is not loop:  # a new loop (tests run one per test): a client of its own
-            self.loop, self.client, self.backend, self.sha = loop, None, None, None
-        if self.client is None:
-            self.client = aioredis.from_url(settings.REDIS_URL)
-            self.backend = caches["default"]
-        full_keys = [self.backend.make_and_validate_key(_key(schema_name, key)) for key in author_keys]
+        client, backend = loop_redis.get()
+        full_keys = [backend.make_and_validate_key(_key(schema_name, key)) for key in author_keys]
         for _attempt in range(2):
             if self.sha is None:
-                self.sha = await self.client.script_load(_TOKEN_BUCKET)
-            pipe = self.client.pipeline(transaction=False)
+                self.sha = await client.script_load(_TOKEN_BUCKET)
+            pipe = client.pipeline(transaction=False)
             for full_key in full_keys:
                 pipe.evalsha(self.sha, 1, full_key, SEND_RATE, SEND_BURST)
             try:
