@@ -11,7 +11,9 @@ from django.utils.translation import gettext_lazy as _
 
 
 class CustomerThread(models.Model):
-    customer = models.ForeignKey("accounts.Customer", on_delete=models.CASCADE, related_name="threads")
+    # No index of its own: thread_unique_pair and thread_customer_recent both lead with it, and
+    # the row is updated by every message (a non-HOT update writes every index again).
+    customer = models.ForeignKey("accounts.Customer", on_delete=models.CASCADE, related_name="threads", db_index=False)
     business = models.ForeignKey("tenancy.Business", on_delete=models.CASCADE, related_name="+")
     last_activity_at = models.DateTimeField(_("last activity"))
     # Business messages the customer has not read yet.

@@ -66,7 +66,9 @@ class Conversation(models.Model):
     assignee = optional_user_reference()
     # The customer's last message plus 24 hours: inside it agents reply freely (WhatsApp's rule).
     window_expires_at = models.DateTimeField(_("service window ends"), null=True, blank=True)
-    last_message_at = models.DateTimeField(_("last message"), null=True, blank=True, db_index=True)
+    # Indexed by conv_recent_id and conv_status_recent, not on its own: every message updates it,
+    # which is never a HOT update, so each index is written again per message.
+    last_message_at = models.DateTimeField(_("last message"), null=True, blank=True)
     last_message_preview = models.CharField(max_length=140, blank=True)
     # Inbound messages no agent has read yet (one shared counter: it is a shared inbox).
     unread_count = models.PositiveIntegerField(default=0)
@@ -137,7 +139,9 @@ class Message(models.Model):
         READ = "read", _("Read")
         FAILED = "failed", _("Failed")
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own: message_conv_recent (and the client_msg_id constraint) lead with it;
+    # a third copy only cost every insert.
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False)
     direction = models.CharField(max_length=8, choices=Direction.choices)
     author_kind = models.CharField(max_length=8, choices=Author.choices)
     author_user = optional_user_reference()

@@ -1,0 +1,83 @@
+"""The rows every message writes carry no index another index already covers (issue 9).
+
+A conversation and its customer thread are updated by every message, and those updates change
+an indexed column (last_message_at, last_activity_at), so PostgreSQL cannot make them HOT: each
+one writes a new entry into every index of the table. A message is inserted into every index of
+its table. An index whose columns lead another index's (a plain foreign-key index next to a
+composite one starting with the same column) serves no query the other cannot, and costs that
+write on the hot path. Read from the migrated schemas, not from the models, so the test sees
+what the migrations really left.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from directory.models import CustomerThread
+from messaging.models import Conversation, Message
+from tests.conftest import World
+
+pytestmark = pytest.mark.django_db
+
+HOT_TABLES = [
+    (Conversation, "tenant"),
+    (Message, "tenant"),
+    (CustomerThread, "public"),
+]
+
+
+def _indexes(schema: str, table: str) -> dict[str, tuple[list[str], bool]]:
+    """index name → (its key columns in order, whether it is partial)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT i.relname, array_agg(a.attname ORDER BY k.ordinality), x.indpred IS NOT NULL
+            FROM pg_index x
+            JOIN pg_class t ON t.oid = x.indrelid
+            JOIN pg_namespace n ON n.oid = t.relnamespace
+            JOIN pg_class i ON i.oid = x.indexrelid
+            JOIN pg_am am ON am.oid = i.relam AND am.amname = 'btree'
+            CROSS JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ordinality)
+            JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+            WHERE n.nspname = %s AND t.relname = %s
+            GROUP BY i.relname, x.indpred
+            """,
+            [schema, table],
+        )
+        return {name: (list(columns), partial) for name, columns, partial in cursor.fetchall()}
+
+
+def _redundant(indexes: dict[str, tuple[list[str], bool]]) -> list[tuple[str, str]]:
+    """(index, the index that covers it): a full (non-partial, non-unique-only) index whose
+    columns are a leading part of another full index's columns."""
+    found = []
+    for name, (columns, partial) in indexes.items():
+        if partial or name.endswith("_pkey"):
+            continue
+        for other, (other_columns, other_partial) in indexes.items():
+            if other == name or other_partial:
+                continue
+            if len(other_columns) > len(columns) and other_columns[: len(columns)] == columns:
+                found.append((name, other))
+                break
+    return found
+
+
+@pytest.mark.parametrize(("model", "where"), HOT_TABLES, ids=lambda value: getattr(value, "__name__", value))
+def test_hot_rows_have_no_index_another_index_covers(world: World, model: type, where: str) -> None:
+    schema = world.business_a.schema_name if where == "tenant" else "public"
+    indexes = _indexes(schema, model._meta.db_table)  # type: ignore[attr-defined]
+    assert indexes, f"no indexes read for {model.__name__} in {schema}"
+    assert _redundant(indexes) == []
+
+
+def test_the_check_finds_a_covered_index(world: World) -> None:
+    """The detector itself: the plain foreign-key index these tables used to have is found."""
+    indexes = {
+        "conv_recent_id": (["last_message_at", "id"], False),
+        "last_message_at_only": (["last_message_at"], False),
+        "queue_partial": (["queued_at", "id"], True),
+        "queued_only": (["queued_at"], False),
+    }
+    assert _redundant(indexes) == [("last_message_at_only", "conv_recent_id")]
