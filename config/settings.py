@@ -295,7 +295,13 @@ PARLEY_DB_KEEP_SECONDS = env.float("PARLEY_DB_KEEP_SECONDS", default=1.0)
 # The GIL switch interval of a server process once its database threads start (tenancy/db.py:
 # a thread whose query returned waits at most this long for the event loop to let it in).
 PARLEY_GIL_SWITCH_INTERVAL = env.float("PARLEY_GIL_SWITCH_INTERVAL", default=0.0005)
-PARLEY_WS_MAX_SENDS = env.int("PARLEY_WS_MAX_SENDS", default=PARLEY_DB_THREADS * 8)
+# Sends a process holds at once (waiting for their worker, queued or being written) before a
+# new one is refused: what its send writers take in one round of full batches. The business's
+# own queue refuses by expected wait first (PARLEY_SEND_MAX_WAIT); this bounds the process across
+# businesses. It was 8 per database thread (64): below what a process carries at 250 msgs/s
+# (~100 ms each), so a hiccup of a few hundred milliseconds refused sends with 0.5 s or more to
+# wait before their retry (issue 9: the 2–3 s maxima of the 500 msgs/s runs).
+PARLEY_WS_MAX_SENDS = env.int("PARLEY_WS_MAX_SENDS", default=PARLEY_SEND_WRITERS * PARLEY_SEND_BATCH_MAX)
 # After this many websockets ended (and at most every PARLEY_MEMORY_TRIM_INTERVAL seconds) a
 # server process collects garbage and trims malloc, so their memory goes back to the OS
 # (config/memory.py; 0: never).

@@ -51,7 +51,7 @@ from messaging.ids import conversation_pk
 from messaging.receipts import Mark
 from messaging.socket_task import OneTaskWebsocketConsumer
 from tenancy.asgi import host_from_scope
-from tenancy.db import db_threads, run_in_schema
+from tenancy.db import run_in_schema
 from tenancy.models import PUBLIC_SCHEMA
 
 logger = logging.getLogger("parley.messaging")
@@ -83,9 +83,10 @@ async def _db[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
 
 
 class SendGate:
-    """The process's send path: at most `limit` sends waiting or running at once (a few per
-    database thread). Past that a send is refused at once with `retry_after`, the time the
-    sends ahead of it should take, rather than queued for seconds."""
+    """The process's send path: at most `limit` sends waiting or running at once, across every
+    business (PARLEY_WS_MAX_SENDS: what the send writers take in one round of full batches).
+    Past that a send is refused at once with `retry_after`, the time the sends ahead of it
+    should take, rather than queued for seconds."""
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -93,10 +94,12 @@ class SendGate:
 
     @property
     def limit(self) -> int:
-        return int(getattr(settings, "PARLEY_WS_MAX_SENDS", db_threads() * 8))
+        return int(getattr(settings, "PARLEY_WS_MAX_SENDS", 512))
 
     def retry_after(self) -> float:
-        wait = self.in_flight * self.seconds / max(1, db_threads())
+        # The sends in flight are written together (group commit), not one after another per
+        # thread: room comes back about one send's duration from now.
+        wait = self.seconds
         return round(min(10.0, max(0.5, wait * 2)), 1)
 
     def enter(self) -> bool:

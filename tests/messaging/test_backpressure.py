@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.test import override_settings
 from django_tenants.utils import tenant_context
 
 from accounts.models import Customer
 from messaging import events, group_commit, services
+from messaging.consumers import SendGate
 from messaging.models import Message
 from tests.conftest import World
 from tests.messaging.conftest import adb, last_event_id, make_customer, receive_until, resumed, session_key, ws_connect
@@ -119,6 +121,30 @@ async def test_a_saturated_send_path_refuses_at_once_with_retry_after(
         assert accepted["client_msg_id"] == f"bp-{refused_index}" and accepted["duplicate"] is False
     for ws in sockets:
         await ws.disconnect()
+
+
+def test_the_process_gate_holds_a_round_of_full_batches_and_answers_retry_after_from_one_send() -> None:
+    """The process-wide gate sits behind the business's own wait-based admission: by default it
+    holds what the send writers take in one round of full batches. At 64 (its old default) a
+    process carrying 250 msgs/s at ~100 ms each refused sends on every hiccup, each then waiting
+    0.5 s or more for its retry (issue 9: the 2–3 s maxima at 500 msgs/s). Its retry_after is one
+    send's duration (twice, within 0.5–10 s), not the sends in flight one after another: they
+    are written together."""
+    gate = SendGate()
+    assert gate.limit == settings.PARLEY_SEND_WRITERS * settings.PARLEY_SEND_BATCH_MAX == 512
+    assert all(gate.enter() for _ in range(gate.limit))
+    assert not gate.enter()
+    gate.seconds = 0.1
+    assert gate.retry_after() == 0.5  # floor
+    gate.seconds = 0.8
+    assert gate.retry_after() == 1.6  # however many are in flight
+    gate.seconds = 30.0
+    assert gate.retry_after() == 10.0  # ceiling
+    gate.leave(0.1)
+    assert gate.enter()
+    with override_settings(PARLEY_WS_MAX_SENDS=2):
+        small = SendGate()
+        assert small.enter() and small.enter() and not small.enter()
 
 
 def _subscribed_groups() -> set[str]:
