@@ -74,18 +74,48 @@ def _upsert_send(
     return read
 
 
-def customer_threads_touch(*, business_id: int, touches: Iterable[ThreadTouch]) -> dict[int, ThreadState]:
-    """Record activity in many customers' threads with one business, in one statement; returns
-    each customer's new state. Several touches of one customer add up."""
+def _merged_touches(touches: Iterable[ThreadTouch]) -> list[tuple[int, datetime, int]]:
+    """One row per customer (several touches add up), sorted, so two concurrent writers lock
+    the rows in the same order (no deadlock)."""
     merged: dict[int, tuple[datetime, int]] = {}
     for touch in touches:
         at, delta = merged.get(touch.customer_id, (touch.at, 0))
         merged[touch.customer_id] = (max(at, touch.at), delta + touch.unread_delta)
-    if not merged:
+    return [(customer_id, at, delta) for customer_id, (at, delta) in sorted(merged.items())]
+
+
+def customer_threads_touch(*, business_id: int, touches: Iterable[ThreadTouch]) -> dict[int, ThreadState]:
+    """Record activity in many customers' threads with one business, in one statement; returns
+    each customer's new state. Several touches of one customer add up."""
+    rows = _merged_touches(touches)
+    if not rows:
         return {}
-    # Sorted, so two concurrent writers lock the rows in the same order (no deadlock).
-    rows = [(customer_id, at, delta) for customer_id, (at, delta) in sorted(merged.items())]
     return _upsert(business_id, rows, set_unread=False)
+
+
+def customer_threads_touch_later(
+    *, business_id: int, touches: Iterable[ThreadTouch]
+) -> Callable[[], dict[int, ThreadState]]:
+    """`customer_threads_touch`, sent now and read when the returned function is called (the
+    send core reads it after its next statement, which then shares the round trip)."""
+    return _later(business_id, _merged_touches(touches), set_unread=False)
+
+
+def _later(
+    business_id: int, rows: list[tuple[int, datetime, int]], *, set_unread: bool
+) -> Callable[[], dict[int, ThreadState]]:
+    if not rows:
+        return dict
+    cursor = connection.cursor()
+    read = _upsert_send(cursor, business_id, rows, set_unread=set_unread)
+
+    def read_and_close() -> dict[int, ThreadState]:
+        try:
+            return read()
+        finally:
+            cursor.close()
+
+    return read_and_close
 
 
 def customer_threads_set_unread(
@@ -104,18 +134,7 @@ def customer_threads_set_unread_later(
     """`customer_threads_set_unread`, sent now and read when the returned function is called
     (inside a pipelined transaction the writer's next statement shares the round trip)."""
     merged = {customer_id: (customer_id, at, unread) for customer_id, at, unread in rows}
-    if not merged:
-        return dict
-    cursor = connection.cursor()
-    read = _upsert_send(cursor, business_id, [merged[c] for c in sorted(merged)], set_unread=True)
-
-    def read_and_close() -> dict[int, ThreadState]:
-        try:
-            return read()
-        finally:
-            cursor.close()
-
-    return read_and_close
+    return _later(business_id, [merged[c] for c in sorted(merged)], set_unread=True)
 
 
 def customer_thread_touch(

@@ -42,7 +42,7 @@ from config.sql import pipelined, rows_source
 from customers.models import Block
 from customers.selectors import customers_opted_out, customers_who_blocked
 from customers.services import customer_contacts_record
-from directory.services import ThreadState, ThreadTouch, customer_threads_touch
+from directory.services import ThreadState, ThreadTouch, customer_threads_touch_later
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
 from messaging.ids import conversation_pk
@@ -1086,7 +1086,8 @@ def _flush(group: _Group) -> None:
         for (charged, _request), outcome in zip(group.to_charge, charges, strict=True):
             group.charges[id(charged)] = outcome
     customer_contacts_record(business_id=business.pk, customer_ids=group.contacts, at=group.now)
-    states: dict[int, ThreadState] = customer_threads_touch(business_id=business.pk, touches=group.touches)
+    # Read after the next statement: the threads' upsert and the counter's share a round trip.
+    read_states = customer_threads_touch_later(business_id=business.pk, touches=group.touches)
     # Every other lock is held: now the counter row, which orders commits by event id, taken
     # by the same statement that inserts the messages.
     offsets = {id(p.message): offset for offset, p in enumerate(group.pending) if p.message is not None}
@@ -1096,6 +1097,7 @@ def _flush(group: _Group) -> None:
         columns=_MESSAGE_COLUMNS,
         rows=[(offsets[id(m)], _message_row(m, group.now)) for m in group.messages],
     )
+    states: dict[int, ThreadState] = read_states()
     numbered: list[tuple[int, _Pending, int, int]] = []
     for offset, pending in enumerate(group.pending):
         event_id = first + offset
