@@ -198,7 +198,11 @@ PARLEY_SEND_QUEUE_LIMIT = env.int("PARLEY_SEND_QUEUE_LIMIT", default=2000)
 PARLEY_SEND_BATCH_MAX = env.int("PARLEY_SEND_BATCH_MAX", default=256)
 PARLEY_SEND_MAX_WAIT = env.float("PARLEY_SEND_MAX_WAIT", default=0.5)
 # Websocket sends: groups written at once per business and process (messaging.group_commit).
-PARLEY_SEND_WRITERS = env.int("PARLEY_SEND_WRITERS", default=2)
+# One: with a server process per core the processes' writers already overlap, and each more
+# writer is one more transaction waiting for the stream counter's row lock (measured, two
+# processes at 500 msgs/s, alternating: customer → viewing agent p50 61–64 ms with one writer
+# each, 84–88 ms with two).
+PARLEY_SEND_WRITERS = env.int("PARLEY_SEND_WRITERS", default=1)
 
 MIDDLEWARE = [
     "tenancy.middleware.BusinessHostMiddleware",
@@ -296,12 +300,12 @@ PARLEY_DB_KEEP_SECONDS = env.float("PARLEY_DB_KEEP_SECONDS", default=1.0)
 # a thread whose query returned waits at most this long for the event loop to let it in).
 PARLEY_GIL_SWITCH_INTERVAL = env.float("PARLEY_GIL_SWITCH_INTERVAL", default=0.0005)
 # Sends a process holds at once (waiting for their worker, queued or being written) before a
-# new one is refused: what its send writers take in one round of full batches. The business's
+# new one is refused: two full send groups. The business's
 # own queue refuses by expected wait first (PARLEY_SEND_MAX_WAIT); this bounds the process across
 # businesses. It was 8 per database thread (64): below what a process carries at 250 msgs/s
 # (~100 ms each), so a hiccup of a few hundred milliseconds refused sends with 0.5 s or more to
 # wait before their retry (issue 9: the 2–3 s maxima of the 500 msgs/s runs).
-PARLEY_WS_MAX_SENDS = env.int("PARLEY_WS_MAX_SENDS", default=PARLEY_SEND_WRITERS * PARLEY_SEND_BATCH_MAX)
+PARLEY_WS_MAX_SENDS = env.int("PARLEY_WS_MAX_SENDS", default=2 * PARLEY_SEND_BATCH_MAX)
 # After this many websockets ended (and at most every PARLEY_MEMORY_TRIM_INTERVAL seconds) a
 # server process collects garbage and trims malloc, so their memory goes back to the OS
 # (config/memory.py; 0: never).

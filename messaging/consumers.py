@@ -84,7 +84,7 @@ async def _db[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
 
 class SendGate:
     """The process's send path: at most `limit` sends waiting or running at once, across every
-    business (PARLEY_WS_MAX_SENDS: what the send writers take in one round of full batches).
+    business (PARLEY_WS_MAX_SENDS: two full send groups).
     Past that a send is refused at once with `retry_after`, the time the sends ahead of it
     should take, rather than queued for seconds."""
 

@@ -332,7 +332,7 @@ def admitted(admission: Admission | None) -> Iterator[None]:
 
 
 def live_writers() -> int:
-    return max(1, int(getattr(settings, "PARLEY_SEND_WRITERS", 2)))
+    return max(1, int(getattr(settings, "PARLEY_SEND_WRITERS", 1)))
 
 
 @dataclass
@@ -349,9 +349,10 @@ class _LiveSchema:
 
 class LiveGatherer:
     """Per event loop: websocket sends queued per schema, written by up to PARLEY_SEND_WRITERS
-    tasks per schema (default 2). With one, a send arriving while a group is written waited for
-    all of it before its own group started; with two, the next group's locks and reads overlap
-    the previous one's tail, and both still take the stream counter in commit order."""
+    tasks per schema (default 1). With more than one, the next group's locks and reads overlap
+    the previous one's tail, and all still take the stream counter in commit order; with a
+    server process per core the processes' writers overlap already, and each more writer is one
+    more transaction waiting for the counter's lock (settings.PARLEY_SEND_WRITERS: measured)."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None

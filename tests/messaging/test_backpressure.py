@@ -125,13 +125,13 @@ async def test_a_saturated_send_path_refuses_at_once_with_retry_after(
 
 def test_the_process_gate_holds_a_round_of_full_batches_and_answers_retry_after_from_one_send() -> None:
     """The process-wide gate sits behind the business's own wait-based admission: by default it
-    holds what the send writers take in one round of full batches. At 64 (its old default) a
+    holds two full send groups. At 64 (its old default) a
     process carrying 250 msgs/s at ~100 ms each refused sends on every hiccup, each then waiting
     0.5 s or more for its retry (issue 9: the 2–3 s maxima at 500 msgs/s). Its retry_after is one
     send's duration (twice, within 0.5–10 s), not the sends in flight one after another: they
     are written together."""
     gate = SendGate()
-    assert gate.limit == settings.PARLEY_SEND_WRITERS * settings.PARLEY_SEND_BATCH_MAX == 512
+    assert gate.limit == 2 * settings.PARLEY_SEND_BATCH_MAX == 512
     assert all(gate.enter() for _ in range(gate.limit))
     assert not gate.enter()
     gate.seconds = 0.1
