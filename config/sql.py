@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
+from psycopg import pq
 from psycopg.types.json import Jsonb
 
 Column = tuple[str, str]  # (name, SQL type)
@@ -148,9 +149,11 @@ def pipelined(*, commit: bool = False) -> Iterator[None]:
         yield
         return
     state = _local.state = _Pipeline(raw)
+    begun_here = False
     try:
         with connection.wrap_database_errors:
             state.start()
+            begun_here = _begin_in_pipeline(raw)
             try:
                 yield
                 if commit and _commits_at_exit():
@@ -161,7 +164,29 @@ def pipelined(*, commit: bool = False) -> Iterator[None]:
                 raise
             state.stop()
     finally:
+        if begun_here:
+            del raw._start_query  # psycopg's own again
         _local.state = None
+
+
+def _no_implicit_begin() -> Iterator[None]:
+    return
+    yield
+
+
+def _begin_in_pipeline(raw: Any) -> bool:
+    """Queue the transaction's BEGIN in the pipeline, to go out with the first statement.
+    psycopg, which starts the transaction itself at the first statement, syncs the pipeline
+    right after its BEGIN (so that it sees the transaction open before the next statement): a
+    round trip of its own, one of four in a send group. Here BEGIN is queued like any statement
+    and psycopg is told not to start one (its `_start_query` is bypassed on this connection
+    until `pipelined` ends: by then the transaction is open, or over). Only when no transaction
+    is open yet and the connection is not in autocommit; otherwise psycopg's own path runs."""
+    if raw.autocommit or raw.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        return False
+    raw.wait(raw._exec_command(raw._get_tx_start_command()))  # in a pipeline: queued, not sent
+    raw._start_query = _no_implicit_begin
+    return True
 
 
 @contextmanager

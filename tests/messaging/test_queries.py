@@ -183,10 +183,11 @@ def test_a_send_is_a_few_statements(live_db: World, settings: Any) -> None:
 # for an agent reply (a websocket's: its seat checked in the group); pipelined, 6 and 9; with
 # the COMMIT sent in the pipeline's last round trip (`pipelined(commit=True)`), 5 and 8; with the
 # customers' threads read after the stream counter's statement (one round trip for both), 4 and
-# 7: BEGIN (psycopg syncs after it in a pipeline), the locks with the dedupe lookup, the threads
-# with the counter and the messages, the rest with COMMIT.
-CUSTOMER_SEND_ROUND_TRIPS = 4
-AGENT_REPLY_ROUND_TRIPS = 7
+# 7; with BEGIN queued in the pipeline instead of psycopg's BEGIN and sync (config.sql), 3 and
+# 6: BEGIN with the locks and the dedupe lookup, the threads with the counter and the messages,
+# the rest with COMMIT.
+CUSTOMER_SEND_ROUND_TRIPS = 3
+AGENT_REPLY_ROUND_TRIPS = 6
 
 
 @contextlib.contextmanager
@@ -271,8 +272,9 @@ def test_a_send_group_is_a_few_round_trips(live_db: World, settings: Any) -> Non
 # two conversations, as the ack gatherer writes them): seats, the customers' conversations, which
 # acks change anything, then the transaction (BEGIN, the lock, the UPDATE with the recount, the
 # customers' threads with the stream counter, the events' statement with COMMIT). Before it was
-# pipelined: 12 (the recount, the threads and COMMIT a round trip each of their own).
-ACK_GROUP_ROUND_TRIPS = 9
+# pipelined: 12 (the recount, the threads and COMMIT a round trip each of their own); with BEGIN
+# queued in the pipeline (it was synced on its own), 8.
+ACK_GROUP_ROUND_TRIPS = 8
 
 
 def test_an_ack_group_is_a_few_round_trips(live_db: World, settings: Any) -> None:

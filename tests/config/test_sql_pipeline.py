@@ -1,0 +1,106 @@
+"""`config.sql.pipelined` starts its transaction inside the pipeline (BEGIN goes out with the
+first statement instead of a round trip of its own) and stays one transaction: all or nothing,
+committed in the last round trip, and psycopg's own transaction start is back afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+
+from config.sql import pipelined, unpipelined
+from tests.conftest import World
+
+
+def _other_connection() -> psycopg.Connection[Any]:
+    db = settings.DATABASES["default"]
+    return psycopg.connect(
+        host=db["HOST"] or None,
+        port=db["PORT"] or None,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname=connection.settings_dict["NAME"],
+        autocommit=True,
+    )
+
+
+@pytest.fixture
+def table(live_db: World) -> Iterator[str]:
+    name = f"pipeline_{uuid.uuid4().hex[:8]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE public.{name} (id integer PRIMARY KEY)")
+    yield f"public.{name}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE public.{name}")
+
+
+def _rows(table: str) -> list[int]:
+    with _other_connection() as other:
+        return [row[0] for row in other.execute(f"SELECT id FROM {table} ORDER BY id").fetchall()]
+
+
+def _begins_itself(raw: Any) -> bool:
+    return "_start_query" not in vars(raw)
+
+
+def test_a_pipelined_transaction_commits_everything_and_hands_psycopg_its_start_back(table: str) -> None:
+    with transaction.atomic(), pipelined(commit=True):
+        raw = connection.connection
+        assert not _begins_itself(raw)  # BEGIN is queued in the pipeline, not synced on its own
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} VALUES (1), (2)")
+            cursor.execute(f"SELECT count(*) FROM {table}")
+            assert cursor.fetchone() == (2,)
+        # In a transaction BEGIN opened before the INSERT: the server says so at the next sync
+        # (inside a pipeline the client learns the status only then).
+        with unpipelined():
+            assert raw.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    assert _begins_itself(raw)
+    assert raw.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert _rows(table) == [1, 2]
+    # An ordinary transaction after it starts its own BEGIN as before.
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} VALUES (3)")
+        assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    assert _rows(table) == [1, 2, 3]
+
+
+def test_a_failing_statement_rolls_back_the_statements_before_it(table: str) -> None:
+    with pytest.raises(DatabaseError), transaction.atomic(), pipelined(commit=True), connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} VALUES (10)")
+        cursor.execute(f"INSERT INTO {table} VALUES (10)")  # duplicate key
+    assert _rows(table) == []  # nothing half-written: the first INSERT was in the transaction
+    assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert _begins_itself(connection.connection)
+    with transaction.atomic(), pipelined(commit=True), connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} VALUES (10)")
+    assert _rows(table) == [10]
+
+
+def test_unpipelined_work_inside_stays_in_the_same_transaction(table: str) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic(), pipelined(commit=True):
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} VALUES (20)")
+        with unpipelined(), connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} VALUES (21)")
+            assert cursor.rowcount == 1
+        raise RuntimeError("after both")
+    assert _rows(table) == []
+
+
+def test_inside_an_outer_transaction_nothing_is_begun_again(table: str) -> None:
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} VALUES (30)")
+        with transaction.atomic(), pipelined(commit=True):
+            assert _begins_itself(connection.connection)  # the outer transaction is open
+            with connection.cursor() as cursor:
+                cursor.execute(f"INSERT INTO {table} VALUES (31)")
+        assert _rows(table) == []  # the outer block commits, not the inner pipeline
+    assert _rows(table) == [30, 31]
