@@ -153,8 +153,8 @@ def pipelined(*, commit: bool = False) -> Iterator[None]:
     try:
         with connection.wrap_database_errors:
             state.start()
-            begun_here = _begin_in_pipeline(raw)
             try:
+                begun_here = _begin_in_pipeline(raw)
                 yield
                 if commit and _commits_at_exit():
                     with connection.cursor() as cursor:
@@ -165,13 +165,8 @@ def pipelined(*, commit: bool = False) -> Iterator[None]:
             state.stop()
     finally:
         if begun_here:
-            del raw._start_query  # psycopg's own again
+            vars(raw).pop("_start_query", None)  # psycopg's own again
         _local.state = None
-
-
-def _no_implicit_begin() -> Iterator[None]:
-    return
-    yield
 
 
 def _begin_in_pipeline(raw: Any) -> bool:
@@ -185,7 +180,14 @@ def _begin_in_pipeline(raw: Any) -> bool:
     if raw.autocommit or raw.pgconn.transaction_status != pq.TransactionStatus.IDLE:
         return False
     raw.wait(raw._exec_command(raw._get_tx_start_command()))  # in a pipeline: queued, not sent
-    raw._start_query = _no_implicit_begin
+    pipeline = raw._pipeline
+
+    def start_query() -> Iterator[None]:
+        # Bypassed only while this pipeline lasts (never for a later user of the connection).
+        if raw._pipeline is not pipeline:
+            yield from type(raw)._start_query(raw)
+
+    raw._start_query = start_query
     return True
 
 

@@ -46,7 +46,7 @@ from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
-from messaging.group_commit import Admission, ack_gatherer, admitted, live_gatherer, server_error
+from messaging.group_commit import Admission, ack_gatherer, admitted, batch_max, live_gatherer, server_error
 from messaging.ids import conversation_pk
 from messaging.receipts import Mark
 from messaging.socket_task import OneTaskWebsocketConsumer
@@ -84,9 +84,9 @@ async def _db[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
 
 class SendGate:
     """The process's send path: at most `limit` sends waiting or running at once, across every
-    business (PARLEY_WS_MAX_SENDS: two full send groups).
-    Past that a send is refused at once with `retry_after`, the time the sends ahead of it
-    should take, rather than queued for seconds."""
+    business (PARLEY_WS_MAX_SENDS: two full send groups). Past that a send is refused at once
+    with `retry_after` (about one send's duration: the sends in flight are written together),
+    rather than queued for seconds."""
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -94,7 +94,7 @@ class SendGate:
 
     @property
     def limit(self) -> int:
-        return int(getattr(settings, "PARLEY_WS_MAX_SENDS", 512))
+        return int(getattr(settings, "PARLEY_WS_MAX_SENDS", 2 * batch_max()))
 
     def retry_after(self) -> float:
         # The sends in flight are written together (group commit), not one after another per
@@ -108,9 +108,13 @@ class SendGate:
         self.in_flight += 1
         return True
 
-    def leave(self, seconds: float) -> None:
+    def leave(self, seconds: float | None) -> None:
+        """A send is done after `seconds`; None: it left without being handled (refused at
+        admission, or its socket closed), which says nothing of how long a send takes — counted
+        as 0 it dragged the average, and every retry_after, down to the floor under overload."""
         self.in_flight -= 1
-        self.seconds = 0.9 * self.seconds + 0.1 * seconds
+        if seconds is not None:
+            self.seconds = 0.9 * self.seconds + 0.1 * seconds
 
 
 send_gate = SendGate()
@@ -393,7 +397,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         waiting, self.frames_waiting = self.frames_waiting or (), None
         for _payload, gated, admission in waiting:
             if gated is not None:
-                send_gate.leave(0.0)
+                send_gate.leave(None)
             if admission is not None:
                 admission.release()
         await self.leave_all()
@@ -445,7 +449,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                 # load once its worker gets to it (the refusal is decided here, at once).
                 decided = live_gatherer.admit(self.schema_name)
                 if isinstance(decided, MessagingError):
-                    send_gate.leave(0.0)
+                    send_gate.leave(None)
                     gated = None
                     raise decided
                 admission = decided

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from config.sql import pipelined, unpipelined
 from tests.conftest import World
@@ -104,3 +104,20 @@ def test_inside_an_outer_transaction_nothing_is_begun_again(table: str) -> None:
                 cursor.execute(f"INSERT INTO {table} VALUES (31)")
         assert _rows(table) == []  # the outer block commits, not the inner pipeline
     assert _rows(table) == [30, 31]
+
+
+def test_a_savepoint_that_fails_inside_keeps_the_rest_of_the_transaction(table: str) -> None:
+    """As config.jobs does: out of the pipeline, a savepoint whose statement fails is rolled back
+    alone, and the transaction BEGIN opened in the pipeline goes on and commits."""
+    with transaction.atomic(), pipelined(commit=True):
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} VALUES (40)")
+        with unpipelined():
+            with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"INSERT INTO {table} VALUES (40)")  # duplicate key
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"INSERT INTO {table} VALUES (41)")
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} VALUES (42)")
+        assert _rows(table) == []  # nothing visible before the commit: one transaction
+    assert _rows(table) == [40, 41, 42]

@@ -27,12 +27,15 @@ HOT_TABLES = [
 ]
 
 
-def _indexes(schema: str, table: str) -> dict[str, tuple[list[str], bool]]:
-    """index name → (its key columns in order, whether it is partial)."""
+def _indexes(schema: str, table: str) -> dict[str, tuple[list[str], bool, bool]]:
+    """index name → (its key columns in order, partial, unique). INCLUDE columns are not key
+    columns."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT i.relname, array_agg(a.attname ORDER BY k.ordinality), x.indpred IS NOT NULL
+            SELECT i.relname,
+                   (array_agg(a.attname ORDER BY k.ordinality))[1:x.indnkeyatts],
+                   x.indpred IS NOT NULL, x.indisunique
             FROM pg_index x
             JOIN pg_class t ON t.oid = x.indrelid
             JOIN pg_namespace n ON n.oid = t.relnamespace
@@ -41,22 +44,22 @@ def _indexes(schema: str, table: str) -> dict[str, tuple[list[str], bool]]:
             CROSS JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ordinality)
             JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
             WHERE n.nspname = %s AND t.relname = %s
-            GROUP BY i.relname, x.indpred
+            GROUP BY i.relname, x.indpred, x.indisunique, x.indnkeyatts
             """,
             [schema, table],
         )
-        return {name: (list(columns), partial) for name, columns, partial in cursor.fetchall()}
+        return {name: (list(columns), partial, unique) for name, columns, partial, unique in cursor.fetchall()}
 
 
-def _redundant(indexes: dict[str, tuple[list[str], bool]]) -> list[tuple[str, str]]:
-    """(index, the index that covers it): a full (non-partial, non-unique-only) index whose
-    columns are a leading part of another full index's columns."""
+def _redundant(indexes: dict[str, tuple[list[str], bool, bool]]) -> list[tuple[str, str]]:
+    """(index, the index that covers it): a plain index (neither partial nor unique: those do
+    more than serve lookups) whose key columns lead the key columns of another full index."""
     found = []
-    for name, (columns, partial) in indexes.items():
-        if partial or name.endswith("_pkey"):
+    for name, (columns, partial, unique) in indexes.items():
+        if partial or unique:
             continue
-        for other, (other_columns, other_partial) in indexes.items():
-            if other == name or other_partial:
+        for other, (other_columns, other_partial, _other_unique) in indexes.items():
+            if other_partial or other == name:
                 continue
             if len(other_columns) > len(columns) and other_columns[: len(columns)] == columns:
                 found.append((name, other))
@@ -75,9 +78,11 @@ def test_hot_rows_have_no_index_another_index_covers(world: World, model: type, 
 def test_the_check_finds_a_covered_index(world: World) -> None:
     """The detector itself: the plain foreign-key index these tables used to have is found."""
     indexes = {
-        "conv_recent_id": (["last_message_at", "id"], False),
-        "last_message_at_only": (["last_message_at"], False),
-        "queue_partial": (["queued_at", "id"], True),
-        "queued_only": (["queued_at"], False),
+        "conv_recent_id": (["last_message_at", "id"], False, False),
+        "last_message_at_only": (["last_message_at"], False, False),
+        "contact_unique": (["contact_id"], False, True),  # a constraint: never covered
+        "contact_status": (["contact_id", "status"], False, False),
+        "queue_partial": (["queued_at", "id"], True, False),  # covers only some rows
+        "queued_only": (["queued_at"], False, False),
     }
     assert _redundant(indexes) == [("last_message_at_only", "conv_recent_id")]
