@@ -300,9 +300,8 @@ PARLEY_DB_KEEP_SECONDS = env.float("PARLEY_DB_KEEP_SECONDS", default=1.0)
 # a thread whose query returned waits at most this long for the event loop to let it in).
 PARLEY_GIL_SWITCH_INTERVAL = env.float("PARLEY_GIL_SWITCH_INTERVAL", default=0.0005)
 # Sends a process holds at once (waiting for their worker, queued or being written) before a
-# new one is refused: two full send groups. The business's
-# own queue refuses by expected wait first (PARLEY_SEND_MAX_WAIT); this bounds the process across
-# businesses. It was 8 per database thread (64): below what a process carries at 250 msgs/s
+# new one is refused: two full send groups. The business's own queue refuses by expected wait
+# first (PARLEY_SEND_MAX_WAIT); this bounds the process across businesses. It was 8 per database thread (64): below what a process carries at 250 msgs/s
 # (~100 ms each), so a hiccup of a few hundred milliseconds refused sends with 0.5 s or more to
 # wait before their retry (issue 9: the 2–3 s maxima of the 500 msgs/s runs).
 PARLEY_WS_MAX_SENDS = env.int("PARLEY_WS_MAX_SENDS", default=2 * PARLEY_SEND_BATCH_MAX)

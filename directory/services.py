@@ -1,8 +1,10 @@
 """Directory writes: the customer's cross-business thread list (public schema).
 
-Messaging calls `customer_thread_touch` (one customer) or `customer_threads_touch` (a whole
-group commit) inside its send transaction; each is one upsert statement, so the thread row is
-locked until the send commits and two sends cannot lose each other's unread count.
+Messaging calls `customer_threads_touch_later` (a send group) and
+`customer_threads_set_unread_later` (an ack group) inside its transaction; each is one upsert
+statement, so the thread rows are locked until it commits and two writers cannot lose each
+other's unread count. Each is sent at once and read when its caller asks: in a pipelined
+transaction (config.sql.pipelined) the writer's next statement goes in the same round trip.
 """
 
 from __future__ import annotations
@@ -39,16 +41,30 @@ class ThreadState:
         return {"business_id": self.business_id, "unread": self.unread, "last_activity_at": self.last_activity_at}
 
 
-def _upsert(business_id: int, rows: list[tuple[int, datetime, int]], *, set_unread: bool) -> dict[int, ThreadState]:
-    with connection.cursor() as cursor:
-        return _upsert_send(cursor, business_id, rows, set_unread=set_unread)()
+def _merged_touches(touches: Iterable[ThreadTouch]) -> list[tuple[int, datetime, int]]:
+    """One row per customer (several touches add up), sorted, so two concurrent writers lock
+    the rows in the same order (no deadlock)."""
+    merged: dict[int, tuple[datetime, int]] = {}
+    for touch in touches:
+        at, delta = merged.get(touch.customer_id, (touch.at, 0))
+        merged[touch.customer_id] = (max(at, touch.at), delta + touch.unread_delta)
+    return [(customer_id, at, delta) for customer_id, (at, delta) in sorted(merged.items())]
 
 
-def _upsert_send(
-    cursor: Any, business_id: int, rows: list[tuple[int, datetime, int]], *, set_unread: bool
+def customer_threads_touch_later(
+    *, business_id: int, touches: Iterable[ThreadTouch]
 ) -> Callable[[], dict[int, ThreadState]]:
-    """Send the upsert on `cursor`; the returned function reads its answer (in a pipeline
-    (config.sql.pipelined) the writer sends its next statement first)."""
+    """Record activity in many customers' threads with one business, in one statement (several
+    touches of one customer add up); the returned function reads each customer's new state."""
+    return _upsert_later(business_id, _merged_touches(touches), set_unread=False)
+
+
+def _upsert_later(
+    business_id: int, rows: list[tuple[int, datetime, int]], *, set_unread: bool
+) -> Callable[[], dict[int, ThreadState]]:
+    """The upsert, sent now; the returned function reads its answer (and closes its cursor)."""
+    if not rows:
+        return dict
     table = CustomerThread._meta.db_table
     unread = "EXCLUDED.unread_count" if set_unread else "GREATEST(0, t.unread_count + EXCLUDED.unread_count)"
     # One parameter per column, not per value (config.sql): this runs in every send group.
@@ -56,6 +72,7 @@ def _upsert_send(
         [("customer_id", "bigint"), ("business_id", "bigint"), ("at", "timestamptz"), ("unread", "integer")],
         [(customer_id, business_id, at, max(0, count)) for customer_id, at, count in rows],
     )
+    cursor = connection.cursor()
     # `at` moves last activity forward only: reading passes the last message time, so
     # opening a chat does not reorder the list.
     cursor.execute(
@@ -69,81 +86,18 @@ def _upsert_send(
     )
 
     def read() -> dict[int, ThreadState]:
-        return {row[0]: ThreadState(row[0], business_id, row[1], row[2]) for row in cursor.fetchall()}
-
-    return read
-
-
-def _merged_touches(touches: Iterable[ThreadTouch]) -> list[tuple[int, datetime, int]]:
-    """One row per customer (several touches add up), sorted, so two concurrent writers lock
-    the rows in the same order (no deadlock)."""
-    merged: dict[int, tuple[datetime, int]] = {}
-    for touch in touches:
-        at, delta = merged.get(touch.customer_id, (touch.at, 0))
-        merged[touch.customer_id] = (max(at, touch.at), delta + touch.unread_delta)
-    return [(customer_id, at, delta) for customer_id, (at, delta) in sorted(merged.items())]
-
-
-def customer_threads_touch(*, business_id: int, touches: Iterable[ThreadTouch]) -> dict[int, ThreadState]:
-    """Record activity in many customers' threads with one business, in one statement; returns
-    each customer's new state. Several touches of one customer add up."""
-    rows = _merged_touches(touches)
-    if not rows:
-        return {}
-    return _upsert(business_id, rows, set_unread=False)
-
-
-def customer_threads_touch_later(
-    *, business_id: int, touches: Iterable[ThreadTouch]
-) -> Callable[[], dict[int, ThreadState]]:
-    """`customer_threads_touch`, sent now and read when the returned function is called (the
-    send core reads it after its next statement, which then shares the round trip)."""
-    return _later(business_id, _merged_touches(touches), set_unread=False)
-
-
-def _later(
-    business_id: int, rows: list[tuple[int, datetime, int]], *, set_unread: bool
-) -> Callable[[], dict[int, ThreadState]]:
-    if not rows:
-        return dict
-    cursor = connection.cursor()
-    read = _upsert_send(cursor, business_id, rows, set_unread=set_unread)
-
-    def read_and_close() -> dict[int, ThreadState]:
         try:
-            return read()
+            return {row[0]: ThreadState(row[0], business_id, row[1], row[2]) for row in cursor.fetchall()}
         finally:
             cursor.close()
 
-    return read_and_close
-
-
-def customer_threads_set_unread(
-    *, business_id: int, rows: Iterable[tuple[int, datetime, int]]
-) -> dict[int, ThreadState]:
-    """Read receipts of many customers, one statement: (customer, last activity, unread count)."""
-    merged = {customer_id: (customer_id, at, unread) for customer_id, at, unread in rows}
-    if not merged:
-        return {}
-    return _upsert(business_id, [merged[c] for c in sorted(merged)], set_unread=True)
+    return read
 
 
 def customer_threads_set_unread_later(
     *, business_id: int, rows: Iterable[tuple[int, datetime, int]]
 ) -> Callable[[], dict[int, ThreadState]]:
-    """`customer_threads_set_unread`, sent now and read when the returned function is called
-    (inside a pipelined transaction the writer's next statement shares the round trip)."""
+    """Read receipts of many customers, one statement: (customer, last activity, unread count);
+    the returned function reads each customer's new state."""
     merged = {customer_id: (customer_id, at, unread) for customer_id, at, unread in rows}
-    return _later(business_id, [merged[c] for c in sorted(merged)], set_unread=True)
-
-
-def customer_thread_touch(
-    *, business_id: int, customer_id: int, at: datetime, unread_delta: int = 0, unread: int | None = None
-) -> ThreadState:
-    """Upsert one customer's thread: add `unread_delta` to its unread count, or set it to
-    `unread` (a read receipt recounts)."""
-    if unread is None:
-        return customer_threads_touch(business_id=business_id, touches=[ThreadTouch(customer_id, at, unread_delta)])[
-            customer_id
-        ]
-    return _upsert(business_id, [(customer_id, at, unread)], set_unread=True)[customer_id]
+    return _upsert_later(business_id, [merged[c] for c in sorted(merged)], set_unread=True)

@@ -99,8 +99,7 @@ class SendGate:
     def retry_after(self) -> float:
         # The sends in flight are written together (group commit), not one after another per
         # thread: room comes back about one send's duration from now.
-        wait = self.seconds
-        return round(min(10.0, max(0.5, wait * 2)), 1)
+        return round(min(10.0, max(0.5, self.seconds * 2)), 1)
 
     def enter(self) -> bool:
         if self.in_flight >= self.limit:
