@@ -28,10 +28,12 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, TypedDict
 
 from asgiref.sync import SyncToAsync
@@ -370,6 +372,123 @@ def insert_with_event_ids(
     return first, inserted
 
 
+# --- numbering in the commit's own round trip ---------------------------------------------------
+#
+# The stream counter's row lock orders commits by event id, and every writer of the business
+# waits for it. Taken in a statement whose answer the writer reads before it can go on (as
+# `allocate_event_ids` and `insert_with_event_ids` are), it is held while that answer crosses to
+# the client, while the writer's thread waits for the GIL on a busy process, builds the frames
+# and sends the rest: issue 9 found 0.29 backends on average idle in a transaction holding it at
+# 500 msgs/s, and 0.16 waiting for it. A writer whose rows are ready before the counter (the send
+# core: message ids reserved under its conversations' locks) numbers them in the statement that
+# goes out with the COMMIT instead (`execute_numbered`): the counter is then held only while the
+# server runs that statement and commits. Its events' frames travel as templates
+# (`frame_template`), and ids its statements write that name an event of the same group travel
+# as placeholders (`placeholder`), numbered in SQL (`numbered_sql`) and in Python afterwards
+# (`Numbered.id`).
+
+# Where an event's own id goes in its frame template. Never part of a frame: JSON escapes every
+# control character (json.dumps writes "\u0001"), so this can only be a placeholder.
+ID_MARK = "\x01"
+
+
+def placeholder(offset: int) -> int:
+    """The stand-in for the id of the group's event number `offset` (from 0) until it is
+    numbered: negative, so it can never be a real id (ids start at 1; 0 means none)."""
+    return -(offset + 1)
+
+
+def numbered_sql(column: str) -> str:
+    """SQL for the id a column holds: a placeholder numbered with the counter's first id, or a
+    real id (an earlier group's event, or 0) as it is. Inside `execute_numbered`'s statements."""
+    return f"CASE WHEN {column} < 0 THEN counter.first_id - 1 - {column} ELSE {column} END"
+
+
+def frame_template(frame: str, event_id: int) -> str:
+    """An event's frame, made with its placeholder as `event_id`, with every place that id goes
+    (the frame's own "id", first, and a message's "event_id") as ID_MARK. Only those keys are
+    replaced: a placeholder anywhere else in the text (a message body that spells one) is a
+    JSON string's escaped content, never a bare key and number."""
+    head = f'{{"id":{event_id},'
+    if not frame.startswith(head):
+        raise ValueError("an event frame starts with its id")
+    body = re.sub(re.escape(f'"event_id":{event_id}') + "(?=[,}])", f'"event_id":{ID_MARK}', frame[len(head) :])
+    return f'{{"id":{ID_MARK},{body}'
+
+
+@dataclass(frozen=True)
+class Numbered:
+    """The first id the counter gave a group numbered by `execute_numbered`."""
+
+    first_id: int
+
+    def id(self, value: int) -> int:
+        """The real id of a placeholder (`placeholder`); a real id or 0 as it is."""
+        return self.first_id - 1 - value if value < 0 else value
+
+    def frame(self, template: str, event_id: int) -> str:
+        return template.replace(ID_MARK, str(event_id))
+
+
+def execute_numbered(count: int, statements: list[Statement | None]) -> Callable[[], Numbered]:
+    """Take `count` event ids from the stream counter and run `statements` with them, as one
+    statement (`WITH counter AS (…), s0 AS (…), …`): each may read `counter.first_id` (put
+    `counter` in its FROM; `numbered_sql` numbers a placeholder column). Sent, not read: in a
+    pipeline (config.sql.pipelined) it goes out with what follows it, the COMMIT included. Call
+    it last, after every other lock the transaction takes; the returned function reads the
+    first id once the answer is in (after the pipeline's end). Like `execute_together`, the
+    statements must touch different rows: they see one snapshot, not each other's changes."""
+    assert connection.in_atomic_block, "event ids are allocated inside the writing transaction"
+    table = StreamCounter._meta.db_table
+    parts = [statement for statement in statements if statement is not None]
+    sql = "".join(f", s{n} AS ({part_sql})" for n, (part_sql, _params) in enumerate(parts))
+    params: list[Any] = [count, count]
+    for _sql, part_params in parts:
+        params += part_params
+    cursor = connection.cursor()
+    cursor.execute(
+        f"WITH counter AS (INSERT INTO {table} (id, last_id) VALUES (1, %s) "
+        f"ON CONFLICT (id) DO UPDATE SET last_id = {table}.last_id + EXCLUDED.last_id "
+        f"RETURNING last_id - %s + 1 AS first_id){sql} SELECT first_id FROM counter",
+        params,
+    )
+
+    def read() -> Numbered:
+        with cursor:
+            row = cursor.fetchone()
+        assert row is not None
+        return Numbered(int(row[0]))
+
+    return read
+
+
+def append_templates_statement(
+    rows: list[tuple[int, str, int | None, str, str]], now: datetime | None = None
+) -> Statement | None:
+    """For `execute_numbered`: store a group's events from (placeholder, type, conversation,
+    audience, frame template), each numbered and its frame completed in SQL."""
+    if not rows:
+        return None
+    source, params = rows_source(
+        [
+            ("event_id", "bigint"),
+            ("type", "varchar"),
+            ("conversation_id", "bigint"),
+            ("audience", "varchar"),
+            ("template", "text"),
+            ("created_at", "timestamptz"),
+        ],
+        [(*row, now or timezone.now()) for row in rows],
+    )
+    numbered = numbered_sql("v.event_id")
+    return (
+        f"INSERT INTO {Event._meta.db_table} (id, type, conversation_id, audience, frame, created_at) "
+        f"SELECT {numbered}, v.type, v.conversation_id, v.audience, "
+        f"replace(v.template, chr(1), ({numbered})::text), v.created_at FROM counter, {source}",
+        params,
+    )
+
+
 def event_frame(*, event_id: int, type: str, data: dict[str, Any]) -> str:
     """The exact JSON text of an event: stored for resume and sent to clients unchanged."""
     return dumps({"id": event_id, "type": type, **data})
@@ -435,6 +554,24 @@ def publish_on_commit(*, schema_name: str, events: list[StoredEvent], customer_u
             publish_soon(schema_name, events, customer_updates)
         except Exception:  # the layer is at-most-once; clients catch up from the stream
             logger.exception("publishing %d events of %s failed", len(events), schema_name)
+
+    transaction.on_commit(publish)
+
+
+def publish_numbered_on_commit(
+    *, schema_name: str, numbered: Callable[[], tuple[list[StoredEvent], list[tuple[int, str]]]]
+) -> None:
+    """`publish_on_commit` for a group numbered in its commit's round trip (`execute_numbered`):
+    its events and /me/ updates are known once the answer is in, so they are made by `numbered`
+    after commit (the writer may have made them already: it is called once)."""
+
+    def publish() -> None:
+        try:
+            stored, customer_updates = numbered()
+            if stored or customer_updates:
+                publish_soon(schema_name, stored, customer_updates)
+        except Exception:  # the layer is at-most-once; clients catch up from the stream
+            logger.exception("publishing a numbered group of %s failed", schema_name)
 
     transaction.on_commit(publish)
 

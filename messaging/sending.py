@@ -309,6 +309,9 @@ class _Group:
     charges: dict[int, Charge] = field(default_factory=dict)
     # Agents (user ids) who may reply only into conversations assigned to them.
     assignee_only_users: set[int] = field(default_factory=set)
+    # Ids reserved for the group's messages under its conversations' locks (`_reserve_ids`):
+    # its frames carry them before the statement that inserts the messages is sent.
+    message_ids: list[int] = field(default_factory=list)
 
 
 def _columns(model: Any, alias: str) -> tuple[list[str], str]:
@@ -854,7 +857,9 @@ _CONVERSATION_COLUMNS = [
 
 
 def _save_conversations(threads: list[_Thread], now: datetime) -> events.Statement | None:
-    """Every changed conversation of the group in one UPDATE (the rows are locked already)."""
+    """Every changed conversation of the group in one UPDATE (the rows are locked already), in
+    `events.execute_numbered`: its event pointers may name the group's own events by their
+    placeholders."""
     if not threads:
         return None
     table = Conversation._meta.db_table
@@ -879,8 +884,15 @@ def _save_conversations(threads: list[_Thread], now: datetime) -> events.Stateme
             for c in (thread.conversation for thread in threads)
         ],
     )
-    assignments = ", ".join(f"{name} = v.{name}" for name, _type in _CONVERSATION_COLUMNS[1:])
-    return (f"UPDATE {table} AS c SET {assignments}, updated_at = %s FROM {source} WHERE c.id = v.id", [now, *params])
+    numbered = ("last_public_event_id", "last_event_id")
+    assignments = ", ".join(
+        f"{name} = {events.numbered_sql('v.' + name) if name in numbered else 'v.' + name}"
+        for name, _type in _CONVERSATION_COLUMNS[1:]
+    )
+    return (
+        f"UPDATE {table} AS c SET {assignments}, updated_at = %s FROM counter, {source} WHERE c.id = v.id",
+        [now, *params],
+    )
 
 
 def _opted_out(business: Business, requests: Sequence[SendRequest]) -> dict[str, set[int]]:
@@ -963,10 +975,17 @@ def do_send_messages(*, business: Business, requests: Sequence[SendRequest]) -> 
     out with the next one it reads, a third fewer round trips for a customer's send group, and
     the last ones with the COMMIT."""
     with transaction.atomic(), pipelined(commit=True):
-        return _write(business, requests)
+        outcomes, numbering = _write(business, requests)
+    if numbering is not None:
+        # Committed (and published by the on_commit hook) or, inside an outer transaction, not
+        # yet: either way the answer is in, and the messages get their event ids now.
+        numbering()
+    return outcomes
 
 
-def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResult | MessagingError]:
+def _write(
+    business: Business, requests: Sequence[SendRequest]
+) -> tuple[list[SendResult | MessagingError], Callable[[], object] | None]:
     group = _Group(business=business, now=timezone.now())
     outcomes: list[SendResult | MessagingError | None] = [None] * len(requests)
     # Seats: checked here, one query for the group, for sends whose check left it to the writer;
@@ -986,7 +1005,7 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
                     outcomes[index] = not_found()  # no seat (any more): as for a conversation not theirs
     active = [r for index, r in enumerate(requests) if outcomes[index] is None]
     if not active:
-        return [o for o in outcomes if o is not None]
+        return [o for o in outcomes if o is not None], None
     refusal = _business_refusal(business, initiating=any(r.origin == TEMPLATE for r in active))
     keys = [key for key in map(_dedupe_key, active) if key is not None]
     created_keys: list[DedupeKey] = []
@@ -998,20 +1017,27 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
         if created_keys:
             _existing_send(again, created_keys)
 
-    with connection.cursor() as lookup, connection.cursor() as again:
-        # The dedupe lookup goes out behind the lock statement (one round trip for both); the
-        # server runs it once the conversations are locked, so it sees every message committed
-        # under those locks, as when it was sent after the lock's answer.
+    def behind() -> None:
+        if keys:
+            _existing_send(lookup, keys)
+        _reserve_ids(reserve, len(active))
+
+    with connection.cursor() as lookup, connection.cursor() as again, connection.cursor() as reserve:
+        # The dedupe lookup and the message ids go out behind the lock statement (one round
+        # trip for all three); the server runs them once the conversations are locked, so the
+        # lookup sees every message committed under those locks, and a conversation's message
+        # ids still grow in its commit order, as when they were sent after the lock's answer.
         by_id, by_customer, blocked = _lock_conversations(
             group,
             active,
             refusal,
-            behind=(lambda: _existing_send(lookup, keys)) if keys else None,
+            behind=behind,
             behind_created=look_again if keys else None,
         )
         existing = _existing_read(lookup) if keys else {}
         if created_keys:
             existing.update(_existing_read(again))
+        group.message_ids = [int(pk) for (pk,) in reserve.fetchall()]
 
     def thread_of(request: SendRequest) -> _Thread | None:
         if request.conversation_id is not None:
@@ -1027,12 +1053,22 @@ def _write(business: Business, requests: Sequence[SendRequest]) -> list[SendResu
         with _worded_in(request.language):
             outcomes[index] = _send_one(group, request, thread_of(request), existing, blocked, refusal, opted_out)
 
+    numbering = None
     if group.messages:
-        _flush(group)
+        numbering = _flush(group)
         for outcome in outcomes:
             if isinstance(outcome, SendResult) and not outcome.duplicate:
                 outcome.charge = group.charges.get(id(outcome.message))
-    return [o for o in outcomes if o is not None]
+    return [o for o in outcomes if o is not None], numbering
+
+
+def _reserve_ids(cursor: Any, count: int) -> None:
+    """Send the reservation of `count` message ids (one per request: a request sends at most
+    one message; ids left unused are a gap, as a rolled-back insert leaves)."""
+    cursor.execute(
+        "SELECT nextval((SELECT pg_get_serial_sequence(%s, 'id'))::regclass) FROM generate_series(1, %s)",
+        [Message._meta.db_table, count],
+    )
 
 
 _MESSAGE_COLUMNS = [
@@ -1052,6 +1088,22 @@ _MESSAGE_COLUMNS = [
     ("interactive", "jsonb"),
     ("choice_id", "varchar"),
 ]
+
+
+def _insert_messages(messages: list[Message], offsets: dict[int, int], now: datetime) -> events.Statement:
+    """The group's messages, with the ids reserved for them and their `message.created` event's
+    id, in `events.execute_numbered` (`offsets`: each message's event, by id(message))."""
+    names = ", ".join(name for name, _type in _MESSAGE_COLUMNS)
+    source, params = rows_source(
+        [("id", "bigint"), ("event_offset", "integer"), *_MESSAGE_COLUMNS],
+        [[m.pk, offsets[id(m)], *_message_row(m, now)] for m in messages],
+    )
+    return (
+        f"INSERT INTO {Message._meta.db_table} (id, {names}, event_id) "
+        f"SELECT v.id, {', '.join('v.' + name for name, _type in _MESSAGE_COLUMNS)}, counter.first_id + v.event_offset "
+        f"FROM counter, {source}",
+        params,
+    )
 
 
 def _message_row(message: Message, now: datetime) -> list[Any]:
@@ -1077,7 +1129,10 @@ def _link_attachments(links: list[tuple[int, Message]]) -> events.Statement | No
     )
 
 
-def _flush(group: _Group) -> None:
+def _flush(group: _Group) -> Callable[[], object]:
+    """Write the group's messages and events; numbered by the statement that goes out with the
+    COMMIT (events.execute_numbered). Returns what numbers the group's Python side once the
+    answer is in (also run, once, by the publish after commit)."""
     business = group.business
     if group.to_charge:
         charges = charges_for_messages(
@@ -1086,71 +1141,97 @@ def _flush(group: _Group) -> None:
         for (charged, _request), outcome in zip(group.to_charge, charges, strict=True):
             group.charges[id(charged)] = outcome
     customer_contacts_record(business_id=business.pk, customer_ids=group.contacts, at=group.now)
-    # Read after the next statement: the threads' upsert and the counter's share a round trip.
+    # Read after the commit: the threads' upsert goes out with the statements below.
     read_states = customer_threads_touch_later(business_id=business.pk, touches=group.touches)
-    # Every other lock is held: now the counter row, which orders commits by event id, taken
-    # by the same statement that inserts the messages.
+    assert len(group.message_ids) >= len(group.messages), "an id is reserved for every request"
+    for message, pk in zip(group.messages, group.message_ids, strict=False):
+        # Its id and time before its payload is made (the frames are made before the insert).
+        message.pk, message.created_at = pk, group.now
+    # Every event of the group by its placeholder: the chain of each conversation's events, the
+    # messages' event ids and the frames name them so until the counter numbers them.
     offsets = {id(p.message): offset for offset, p in enumerate(group.pending) if p.message is not None}
-    first, inserted = events.insert_with_event_ids(
-        count=len(group.pending),
-        table=Message._meta.db_table,
-        columns=_MESSAGE_COLUMNS,
-        rows=[(offsets[id(m)], _message_row(m, group.now)) for m in group.messages],
-    )
-    states: dict[int, ThreadState] = read_states()
-    numbered: list[tuple[int, _Pending, int, int]] = []
+    chained: list[tuple[int, _Pending, int, int]] = []
     for offset, pending in enumerate(group.pending):
-        event_id = first + offset
-        prev_public, prev_event = events.chain_event(pending.thread.conversation, event_id, pending.audience)
+        mark = events.placeholder(offset)
+        prev_public, prev_event = events.chain_event(pending.thread.conversation, mark, pending.audience)
         if pending.message is not None:
-            message = pending.message
-            message.event_id, message.pk = event_id, inserted[event_id]
-            message._state.adding, message._state.db = False, connection.alias
-        numbered.append((event_id, pending, prev_public, prev_event))
-    usage_records_link_messages(
-        links=[
-            (str(charge.record.pk), message.pk)
-            for message in group.messages
-            if (charge := group.charges.get(id(message))) is not None
-            and charge.record is not None
-            and charge.opened
-            and charge.record.unit == "message"
-        ]
-    )
-    stored = [
-        events.StoredEvent(
-            event_id,
-            pending.type,
-            pending.thread.conversation.pk,
-            pending.audience,
-            events.event_frame(event_id=event_id, type=pending.type, data=pending.data()),
-            prev_public,
-            prev_event,
-            pending.thread.conversation.assignee_id,
-        )
-        for event_id, pending, prev_public, prev_event in numbered
+            pending.message.event_id = mark
+        chained.append((mark, pending, prev_public, prev_event))
+    templates = [
+        events.frame_template(events.event_frame(event_id=mark, type=pending.type, data=pending.data()), mark)
+        for mark, pending, _public, _event in chained
     ]
-    # The counter row is locked from the INSERT above until commit: what is left goes in one
-    # round trip (events, conversations, replied-to messages read).
-    events.execute_together(
+    usage_links = [
+        (str(charge.record.pk), message.pk)
+        for message in group.messages
+        if (charge := group.charges.get(id(message))) is not None
+        and charge.record is not None
+        and charge.opened
+        and charge.record.unit == "message"
+    ]
+    # Every other lock is held: the counter's row now, in the statement that goes out with the
+    # COMMIT (config.sql.pipelined), so it is held only while the server runs it and commits.
+    changed = [t for t in group.threads.values() if t.changed]
+    number = events.execute_numbered(
+        len(group.pending),
         [
-            _mark_read(group.marks, group.now),
-            _save_conversations([t for t in group.threads.values() if t.changed], group.now),
-            _link_attachments(group.attachments),
-            events.append_events_statement(stored),
-        ]
+            _insert_messages(group.messages, offsets, group.now),
+            _save_conversations(changed, group.now),
+            events.append_templates_statement(
+                [
+                    (mark, pending.type, pending.thread.conversation.pk, pending.audience, template)
+                    for (mark, pending, _public, _event), template in zip(chained, templates, strict=True)
+                ],
+                group.now,
+            ),
+        ],
     )
-    # /me/ lists: each customer's thread as this group left it, tagged with its send's last event.
-    last_event_of: dict[int, int] = {}
-    for event_id, pending, _public, _event in numbered:
-        if pending.customer_id is not None:
-            last_event_of[pending.customer_id] = event_id
-    customer_updates = [
-        (
-            customer_id,
-            events.dumps({"id": last_event_of[customer_id], "type": events.THREAD_UPDATED, **state.frame_data()}),
-        )
-        for customer_id, state in states.items()
-        if customer_id in last_event_of
-    ]
-    events.publish_on_commit(schema_name=business.schema_name, events=stored, customer_updates=customer_updates)
+    # After the messages' insert (same round trip, in order): they see its rows.
+    usage_records_link_messages(links=usage_links)
+    events.execute_together([_mark_read(group.marks, group.now), _link_attachments(group.attachments)])
+
+    result: list[tuple[list[events.StoredEvent], list[tuple[int, str]]]] = []
+
+    def numbered() -> tuple[list[events.StoredEvent], list[tuple[int, str]]]:
+        if result:
+            return result[0]
+        ids = number()
+        for message in group.messages:
+            message.event_id = ids.id(message.event_id)
+            message._state.adding, message._state.db = False, connection.alias
+        for thread in changed:
+            conversation = thread.conversation
+            conversation.last_public_event_id = ids.id(conversation.last_public_event_id)
+            conversation.last_event_id = ids.id(conversation.last_event_id)
+        stored = [
+            events.StoredEvent(
+                ids.id(mark),
+                pending.type,
+                pending.thread.conversation.pk,
+                pending.audience,
+                ids.frame(template, ids.id(mark)),
+                ids.id(prev_public),
+                ids.id(prev_event),
+                pending.thread.conversation.assignee_id,
+            )
+            for (mark, pending, prev_public, prev_event), template in zip(chained, templates, strict=True)
+        ]
+        # /me/ lists: each customer's thread as this group left it, tagged with its send's last event.
+        states: dict[int, ThreadState] = read_states()
+        last_event_of: dict[int, int] = {}
+        for mark, pending, _public, _event in chained:
+            if pending.customer_id is not None:
+                last_event_of[pending.customer_id] = ids.id(mark)
+        customer_updates = [
+            (
+                customer_id,
+                events.dumps({"id": last_event_of[customer_id], "type": events.THREAD_UPDATED, **state.frame_data()}),
+            )
+            for customer_id, state in states.items()
+            if customer_id in last_event_of
+        ]
+        result.append((stored, customer_updates))
+        return result[0]
+
+    events.publish_numbered_on_commit(schema_name=business.schema_name, numbered=numbered)
+    return numbered

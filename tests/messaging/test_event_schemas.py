@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import pytest
@@ -78,15 +79,23 @@ def test_the_checker_catches_a_bad_frame() -> None:
 
 
 def test_every_frame_the_services_emit_has_its_declared_shape(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    published: list[tuple[list[events.StoredEvent], list[tuple[int, str]]]] = []
-    real = events.publish_on_commit
+    # What each publish will send, in publish order; a group numbered in its commit's round trip
+    # (the send core) knows it once its writer has read the answer, so each is made at the end.
+    publishes: list[Callable[[], tuple[list[events.StoredEvent], list[tuple[int, str]]]]] = []
+    real, real_numbered = events.publish_on_commit, events.publish_numbered_on_commit
 
     def record(*, schema_name: str, events: list[Any], customer_updates: list[tuple[int, str]]) -> None:
         assert schema_name == world.business_a.schema_name  # every publish names its business
-        published.append((events, customer_updates))
+        publishes.append(lambda: (events, customer_updates))
         real(schema_name=schema_name, events=events, customer_updates=customer_updates)
 
+    def record_numbered(*, schema_name: str, numbered: Callable[[], Any]) -> None:
+        assert schema_name == world.business_a.schema_name
+        publishes.append(numbered)
+        real_numbered(schema_name=schema_name, numbered=numbered)
+
     monkeypatch.setattr(events, "publish_on_commit", record)
+    monkeypatch.setattr(events, "publish_numbered_on_commit", record_numbered)
     business, agent = world.business_a, world.agent_a
     customer = make_customer("Schema")
     with tenant_context(business):
@@ -142,6 +151,7 @@ def test_every_frame_the_services_emit_has_its_declared_shape(world: World, monk
         )
         stored = list(Event.objects.filter(conversation_id=conversation_id).order_by("id"))
 
+    published = [publish() for publish in publishes]
     frames = [e.frame for batch, _updates in published for e in batch]
     # Published frames are the stored ones, byte for byte, and every stored one was published.
     assert frames == [e.frame for e in stored]

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 from django.utils import translation
 from django_tenants.utils import tenant_context
 
 from billing.models import UsageRecord
 from customers.models import Block
+from messaging import events
 from messaging.errors import MessagingError
+from messaging.group_commit import write_batch
 from messaging.models import Contact, Conversation, Event, Message
 from messaging.sending import SendResult, check_agent_send, check_customer_send, check_template_send, do_send_messages
-from tests.conftest import World
+from messaging.services import message_send_customer
+from tests.conftest import World, unique
 from tests.messaging.conftest import make_customer
 
 
@@ -128,3 +134,78 @@ def test_each_refusal_in_a_group_is_worded_in_its_senders_language(world: World)
     assert refused_de.code == refused_en.code == "blocked"
     assert refused_de.message.startswith("Sie haben dieses Unternehmen blockiert.")
     assert refused_en.message == "You blocked this business. Unblock it on your Parley page to chat."
+
+
+# --- the stream counter taken with the COMMIT (events.execute_numbered) ---------------------------
+
+
+def test_a_frame_template_marks_only_its_own_ids() -> None:
+    mark = events.placeholder(0)
+    data = {
+        "message": {"id": 7, "event_id": mark, "body": '{"id":-1,"event_id":-1} \x01 -1', "reply_to": {"event_id": 3}},
+        "other": {"event_id": -12},
+    }
+    frame = events.event_frame(event_id=mark, type="message.created", data=data)
+    template = events.frame_template(frame, mark)
+    numbered = events.Numbered(first_id=500).frame(template, 500)
+    decoded = json.loads(numbered)
+    assert decoded["id"] == 500 and decoded["message"]["event_id"] == 500
+    # The body (which spells the placeholder and holds the mark's character), another event's id
+    # and another placeholder's digits come through unchanged.
+    assert decoded["message"]["body"] == '{"id":-1,"event_id":-1} \x01 -1'
+    assert decoded["message"]["reply_to"] == {"event_id": 3} and decoded["other"] == {"event_id": -12}
+    assert events.Numbered(first_id=500).id(events.placeholder(2)) == 502
+    assert events.Numbered(first_id=500).id(41) == 41 and events.Numbered(first_id=500).id(0) == 0
+
+
+def test_a_group_numbered_with_its_commit_stores_and_returns_the_same_ids(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several customers and a reply in one group: each message's event id, its stored frame, its
+    conversation's pointers and the published frames agree, body text that spells a placeholder
+    included."""
+    business = world.business_a
+    tricky = '{"id":-1,"type":"x"} "event_id":-2, \x01'
+    customers = [make_customer(f"Numbered {n}") for n in range(3)]
+    with tenant_context(business):
+        firsts = [
+            message_send_customer(business=business, customer=c, body="hi", client_msg_id=unique("n"))
+            for c in customers
+        ]
+        conversation_id = firsts[0].message.conversation_id
+        requests = [check_customer_send(customer=c, body=tricky, client_msg_id=unique("n")) for c in customers] + [
+            check_agent_send(
+                business=business,
+                user=world.agent_a,
+                conversation_id=conversation_id,
+                body="reply",
+                client_msg_id=unique("r"),
+            )
+        ]
+        publishes: list[Any] = []
+        monkeypatch.setattr(
+            events, "publish_numbered_on_commit", lambda *, schema_name, numbered: publishes.append(numbered)
+        )
+        outcomes = write_batch(business, requests)
+        published = [publish()[0] for publish in publishes]
+        assert all(isinstance(o, SendResult) and not o.duplicate for o in outcomes)
+        messages = [o.message for o in outcomes if isinstance(o, SendResult)]
+        rows = {m.pk: m for m in Message.objects.filter(pk__in=[m.pk for m in messages])}
+        stored = {e.pk: e for e in Event.objects.filter(pk__in=[m.event_id for m in messages])}
+        for message in messages:
+            assert message.event_id > 0 and rows[message.pk].event_id == message.event_id
+            frame = json.loads(stored[message.event_id].frame)
+            assert frame["id"] == message.event_id
+            assert frame["message"]["id"] == message.pk and frame["message"]["event_id"] == message.event_id
+            if message.direction == "in":
+                assert frame["message"]["body"] == tricky == rows[message.pk].body
+        # Every event the group stored was published, byte for byte, with a chain of real ids.
+        events_sent = [e for batch in published for e in batch]
+        assert events_sent and all(e.id > 0 and e.prev_event_id >= 0 for e in events_sent)
+        for event in events_sent:
+            assert Event.objects.get(pk=event.id).frame == event.frame
+        conversation = Conversation.objects.get(pk=conversation_id)
+        assert conversation.last_event_id == max(e.id for e in events_sent if e.conversation_id == conversation_id)
+        assert conversation.last_public_event_id == max(
+            e.id for e in events_sent if e.conversation_id == conversation_id and e.audience == "all"
+        )
