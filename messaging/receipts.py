@@ -20,7 +20,7 @@ ack that changes nothing takes no lock and writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,7 +256,9 @@ def marks_write(*, business: Any, marks: Sequence[Mark]) -> list[int | Messaging
             # trip, the customers' threads and the stream counter another, and the events'
             # statement goes out with the COMMIT.
             with transaction.atomic(), pipelined(commit=True):
-                _write(business, work)
+                numbering = _write(business, work)
+            if numbering is not None:
+                numbering()  # committed and published, or (in an outer transaction) numbered now
     results: list[int | MessagingError] = []
     for index, mark in enumerate(marks):
         outcome, key = outcomes[index], refs[index]
@@ -267,7 +269,7 @@ def marks_write(*, business: Any, marks: Sequence[Mark]) -> list[int | Messaging
     return results
 
 
-def _write(business: Any, keys: list[_Key]) -> None:
+def _write(business: Any, keys: list[_Key]) -> Callable[[], object] | None:
     now = timezone.now()
     conversations = _lock_update_recount(keys, now)
     customer_unread: list[tuple[int, Any, int]] = []
@@ -292,65 +294,93 @@ def _write(business: Any, keys: list[_Key]) -> None:
             )
         if key.customer_id and key.read_changed and key.unread is not None:
             customer_unread.append((key.customer_id, conversation.last_message_at or now, key.unread))
-    # The threads' upsert is sent now and read after the counter's answer (one round trip).
+    # The threads' upsert is sent now and read after the commit (with the counter's statement).
     read_states = customer_threads_set_unread_later(business_id=business.pk, rows=customer_unread)
     held_list = [h for h in conversations.values() if h.pending or h.unread_changed]
     count = sum(len(h.pending) for h in held_list)
     if not count:
         read_states()
-        return
-    # Every other lock is held: now the stream counter (kept until commit), then one round trip.
-    first = events.allocate_event_ids(count)
-    states = read_states()
-    stored: list[events.StoredEvent] = []
+        return None
+    # Every other lock is held: the stream counter now, in the statement that goes out with the
+    # COMMIT (events.execute_numbered): the events travel with placeholders for their ids.
+    chained: list[tuple[int, str, Conversation, str, str, int, int]] = []
     last_of: dict[int, int] = {}
-    next_id = first
     for held in held_list:
         conversation = held.row
         for type, audience, data in held.pending:
-            prev_public, prev_event = events.chain_event(conversation, next_id, audience)
-            stored.append(
-                events.StoredEvent(
-                    next_id,
-                    type,
-                    conversation.pk,
-                    audience,
-                    events.event_frame(event_id=next_id, type=type, data=data),
-                    prev_public,
-                    prev_event,
-                    conversation.assignee_id,
-                )
-            )
-            last_of[conversation.pk] = next_id
-            next_id += 1
+            mark = events.placeholder(len(chained))
+            prev_public, prev_event = events.chain_event(conversation, mark, audience)
+            template = events.frame_template(events.event_frame(event_id=mark, type=type, data=data), mark)
+            chained.append((mark, type, conversation, audience, template, prev_public, prev_event))
+            last_of[conversation.pk] = mark
     table = Conversation._meta.db_table
-    values = ", ".join(["(%s::bigint, %s::bigint, %s::bigint, %s::integer)"] * len(held_list))
-    params: list[Any] = []
-    for held in held_list:
-        c = held.row
-        params += [c.pk, c.last_public_event_id, c.last_event_id, c.unread_count if held.unread_changed else None]
-    events.execute_together(
+    source, params = rows_source(
+        [("id", "bigint"), ("last_public", "bigint"), ("last_event", "bigint"), ("unread", "integer")],
         [
             (
-                f"UPDATE {table} AS c SET last_public_event_id = v.last_public, last_event_id = v.last_event, "
+                h.row.pk,
+                h.row.last_public_event_id,
+                h.row.last_event_id,
+                h.row.unread_count if h.unread_changed else None,
+            )
+            for h in held_list
+        ],
+    )
+    number = events.execute_numbered(
+        count,
+        [
+            (
+                f"UPDATE {table} AS c SET last_public_event_id = {events.numbered_sql('v.last_public')}, "
+                f"last_event_id = {events.numbered_sql('v.last_event')}, "
                 "unread_count = COALESCE(v.unread, c.unread_count), "
                 "updated_at = CASE WHEN v.unread IS NULL THEN c.updated_at ELSE %s END "
-                f"FROM (VALUES {values}) AS v(id, last_public, last_event, unread) WHERE c.id = v.id",
+                f"FROM counter, {source} WHERE c.id = v.id",
                 [now, *params],
             ),
-            events.append_events_statement(stored),
-        ]
+            events.append_templates_statement(
+                [(mark, type, c.pk, audience, template) for mark, type, c, audience, template, _p, _e in chained], now
+            ),
+        ],
     )
     conversation_of_customer = {k.customer_id: k.conversation_id for k in keys if k.customer_id}
-    customer_updates = [
-        (
-            customer_id,
-            events.dumps({"id": last_of[conversation_id], "type": events.THREAD_UPDATED, **state.frame_data()}),
-        )
-        for customer_id, state in states.items()
-        if (conversation_id := conversation_of_customer.get(customer_id)) in last_of
-    ]
-    events.publish_on_commit(schema_name=business.schema_name, events=stored, customer_updates=customer_updates)
+    result: list[tuple[list[events.StoredEvent], list[tuple[int, str]]]] = []
+
+    def numbered() -> tuple[list[events.StoredEvent], list[tuple[int, str]]]:
+        if result:
+            return result[0]
+        ids = number()
+        stored = [
+            events.StoredEvent(
+                ids.id(mark),
+                type,
+                c.pk,
+                audience,
+                ids.frame(template, ids.id(mark)),
+                ids.id(prev_public),
+                ids.id(prev_event),
+                c.assignee_id,
+            )
+            for mark, type, c, audience, template, prev_public, prev_event in chained
+        ]
+        for held in held_list:
+            held.row.last_public_event_id = ids.id(held.row.last_public_event_id)
+            held.row.last_event_id = ids.id(held.row.last_event_id)
+        states = read_states()
+        customer_updates = [
+            (
+                customer_id,
+                events.dumps(
+                    {"id": ids.id(last_of[conversation_id]), "type": events.THREAD_UPDATED, **state.frame_data()}
+                ),
+            )
+            for customer_id, state in states.items()
+            if (conversation_id := conversation_of_customer.get(customer_id)) in last_of
+        ]
+        result.append((stored, customer_updates))
+        return result[0]
+
+    events.publish_numbered_on_commit(schema_name=business.schema_name, numbered=numbered)
+    return numbered
 
 
 def _status(conversation_id: int, direction: str, up_to: int | None, status: str) -> tuple[str, str, Any]:
