@@ -1010,19 +1010,30 @@ def _write(
     keys = [key for key in map(_dedupe_key, active) if key is not None]
     created_keys: list[DedupeKey] = []
 
+    reserved_again: list[bool] = []
+
     def look_again(customer_ids: set[int]) -> None:
         # Conversations made here just now: another writer may have made one first and sent
         # under one of these keys before this group's second lock: looked up behind that lock.
         created_keys.extend(key for key in keys if key[1] in customer_ids)
         if created_keys:
             _existing_send(again, created_keys)
+        # And the ids again, behind that lock: reserved before it, a message here could get a
+        # lower id than one that writer committed first into the same conversation.
+        _reserve_ids(reserve_again, len(active))
+        reserved_again.append(True)
 
     def behind() -> None:
         if keys:
             _existing_send(lookup, keys)
         _reserve_ids(reserve, len(active))
 
-    with connection.cursor() as lookup, connection.cursor() as again, connection.cursor() as reserve:
+    with (
+        connection.cursor() as lookup,
+        connection.cursor() as again,
+        connection.cursor() as reserve,
+        connection.cursor() as reserve_again,
+    ):
         # The dedupe lookup and the message ids go out behind the lock statement (one round
         # trip for all three); the server runs them once the conversations are locked, so the
         # lookup sees every message committed under those locks, and a conversation's message
@@ -1032,12 +1043,14 @@ def _write(
             active,
             refusal,
             behind=behind,
-            behind_created=look_again if keys else None,
+            behind_created=look_again,
         )
         existing = _existing_read(lookup) if keys else {}
         if created_keys:
             existing.update(_existing_read(again))
         group.message_ids = [int(pk) for (pk,) in reserve.fetchall()]
+        if reserved_again:
+            group.message_ids = [int(pk) for (pk,) in reserve_again.fetchall()]
 
     def thread_of(request: SendRequest) -> _Thread | None:
         if request.conversation_id is not None:

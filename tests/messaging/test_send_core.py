@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import translation
 from django_tenants.utils import tenant_context
 
@@ -209,3 +211,20 @@ def test_a_group_numbered_with_its_commit_stores_and_returns_the_same_ids(
         assert conversation.last_public_event_id == max(
             e.id for e in events_sent if e.conversation_id == conversation_id and e.audience == "all"
         )
+
+
+def test_a_group_that_makes_a_conversation_takes_its_message_ids_behind_that_lock(world: World) -> None:
+    """A customer's first message: the ids its messages use are reserved after the new
+    conversation is locked (a writer that made it first then committed its ids before ours)."""
+    business = world.business_a
+    customer = make_customer("First contact")
+    with tenant_context(business), CaptureQueriesContext(connection) as captured:
+        (outcome,) = write_batch(business, [check_customer_send(customer=customer, body="hi", client_msg_id="f1")])
+    assert isinstance(outcome, SendResult)
+    sql = [q["sql"] for q in captured.captured_queries]
+    locks = [n for n, s in enumerate(sql) if s.endswith("FOR UPDATE OF c")]
+    reservations = [n for n, s in enumerate(sql) if "nextval(" in s]
+    assert len(locks) == 2 and len(reservations) == 2  # the first lock found no conversation
+    assert locks[1] < reservations[1]
+    with tenant_context(business):
+        assert outcome.message.pk == Message.objects.get(client_msg_id="f1").pk
