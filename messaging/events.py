@@ -453,11 +453,16 @@ def execute_numbered(count: int, statements: list[Statement | None]) -> Callable
         params,
     )
 
+    read_once: list[Numbered] = []
+
     def read() -> Numbered:
-        with cursor:
-            row = cursor.fetchone()
-        assert row is not None
-        return Numbered(int(row[0]))
+        # Once: the writer and the publish after commit both ask, whichever comes first reads.
+        if not read_once:
+            with cursor:
+                row = cursor.fetchone()
+            assert row is not None
+            read_once.append(Numbered(int(row[0])))
+        return read_once[0]
 
     return read
 
@@ -469,6 +474,7 @@ def append_templates_statement(
     audience, frame template), each numbered and its frame completed in SQL."""
     if not rows:
         return None
+    at = now or timezone.now()
     source, params = rows_source(
         [
             ("event_id", "bigint"),
@@ -478,7 +484,7 @@ def append_templates_statement(
             ("template", "text"),
             ("created_at", "timestamptz"),
         ],
-        [(*row, now or timezone.now()) for row in rows],
+        [(*row, at) for row in rows],
     )
     numbered = numbered_sql("v.event_id")
     return (
