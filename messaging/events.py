@@ -342,47 +342,18 @@ def allocate_event_ids(count: int) -> int:
     return int(row[0]) - count + 1
 
 
-def insert_with_event_ids(
-    *, count: int, table: str, columns: list[tuple[str, str]], rows: list[tuple[int, list[Any]]]
-) -> tuple[int, dict[int, int]]:
-    """`allocate_event_ids(count)` and a multi-row INSERT of rows that carry one of those ids (a
-    message and its `message.created` event), in one statement: one round trip less per group.
-
-    `columns` are (name, SQL type) pairs; each row is (offset into the reserved ids, values).
-    The ids go into the table's `event_id` column. Returns the first id and {event_id: row id}.
-    The rows are bound as one array per column (config.sql), not a parameter per value."""
-    assert connection.in_atomic_block, "event ids are allocated inside the writing transaction"
-    counter = StreamCounter._meta.db_table
-    names = ", ".join(name for name, _type in columns)
-    source, source_params = rows_source(
-        [("event_offset", "integer"), *columns], [[offset, *values] for offset, values in rows]
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH counter AS (INSERT INTO {counter} (id, last_id) VALUES (1, %s) "
-            f"ON CONFLICT (id) DO UPDATE SET last_id = {counter}.last_id + EXCLUDED.last_id RETURNING last_id) "
-            f"INSERT INTO {table} ({names}, event_id) "
-            f"SELECT {', '.join('v.' + name for name, _type in columns)}, counter.last_id - %s + 1 + v.event_offset "
-            f"FROM counter, {source} "
-            "RETURNING id, event_id",
-            [count, count, *source_params],
-        )
-        inserted = {int(event_id): int(pk) for pk, event_id in cursor.fetchall()}
-    first = min(inserted) - min(offset for offset, _values in rows)
-    return first, inserted
-
-
 # --- numbering in the commit's own round trip ---------------------------------------------------
 #
 # The stream counter's row lock orders commits by event id, and every writer of the business
 # waits for it. Taken in a statement whose answer the writer reads before it can go on (as
-# `allocate_event_ids` and `insert_with_event_ids` are), it is held while that answer crosses to
-# the client, while the writer's thread waits for the GIL on a busy process, builds the frames
-# and sends the rest: issue 9 found 0.29 backends on average idle in a transaction holding it at
-# 500 msgs/s, and 0.16 waiting for it. A writer whose rows are ready before the counter (the send
-# core: message ids reserved under its conversations' locks) numbers them in the statement that
-# goes out with the COMMIT instead (`execute_numbered`): the counter is then held only while the
-# server runs that statement and commits. Its events' frames travel as templates
+# `allocate_event_ids` is, and the send core's message insert was), it is held while that
+# answer crosses to the client, while the writer's thread waits for the GIL on a busy process,
+# builds the frames and sends the rest: issue 9 found 0.19-0.29 backends on average idle in a
+# transaction holding it at 500 msgs/s, and 0.16 waiting for it. A writer whose rows are ready
+# before the counter (the send core: message ids reserved under its conversations' locks; the
+# ack writer) numbers them in the statement that goes out with the COMMIT instead
+# (`execute_numbered`): the counter is then held only while the server runs that statement and
+# commits. Its events' frames travel as templates
 # (`frame_template`), and ids its statements write that name an event of the same group travel
 # as placeholders (`placeholder`), numbered in SQL (`numbered_sql`) and in Python afterwards
 # (`Numbered.id`).
