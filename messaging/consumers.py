@@ -199,6 +199,10 @@ class _RateLimit:
             return True
         return False
 
+    def give_back(self) -> None:
+        """The token `allow` took, for a frame refused for load after all (never written)."""
+        self.tokens = min(self.burst, self.tokens + 1)
+
 
 def _rights_probe(
     *, keys: list[str], seen: dict[str, Any] | None, check: Callable[..., CloseCode | None], **check_kwargs: Any
@@ -441,6 +445,11 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             if is_send:
                 self.check_send_rate()
                 if not send_gate.enter():
+                    # Refused for load, so not sent: it does not count against the author's own
+                    # rate. Counted, every retry of it did, and a client sending near its limit
+                    # was then refused `rate_limited` too (issue 9: at 1,000 msgs/s from 500
+                    # customers, 26,084 of 46,523 refusals).
+                    self.sends.give_back()
                     raise overloaded(send_gate.retry_after())
                 gated = time.monotonic()
                 # The business's send queue in this process: refused now if it would wait too
@@ -450,6 +459,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                 if isinstance(decided, MessagingError):
                     send_gate.leave(None)
                     gated = None
+                    self.sends.give_back()
                     raise decided
                 admission = decided
         except MessagingError as error:

@@ -172,3 +172,23 @@ async def test_subscriptions_are_released_on_close_and_when_the_server_kills_the
             with pytest.raises(asyncio.CancelledError):
                 await ws.future
         assert not any(name.endswith(group) for name in _subscribed_groups()), ending
+
+
+async def test_a_send_refused_for_load_does_not_count_against_the_senders_own_rate(live_db: World) -> None:
+    """A client retries a send refused `overloaded` (same client_msg_id): those refusals do not
+    use up its own send rate, so while the path is full it hears `overloaded`, never
+    `rate_limited`, and its send goes through once there is room."""
+    customer = await adb(make_customer)()
+    ws, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+    with override_settings(PARLEY_WS_MAX_SENDS=0):  # the process's send path is full
+        for _attempt in range(25):  # more than the socket's burst of 20 sends
+            await ws.send_json_to({"type": "send", "body": "retry me", "client_msg_id": "rl-1"})
+            refused = await ws.receive_json_from(timeout=5)
+            assert refused["type"] == "error" and refused["code"] == "overloaded", refused
+    await ws.send_json_to({"type": "send", "body": "retry me", "client_msg_id": "rl-1"})
+    accepted = await receive_until(ws, "message.accepted")
+    assert accepted["client_msg_id"] == "rl-1" and accepted["duplicate"] is False
+    await ws.disconnect()
