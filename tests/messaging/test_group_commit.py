@@ -233,12 +233,19 @@ def test_a_batch_that_fails_in_the_database_is_retried_one_request_at_a_time(liv
 
 # Event ids, not admission, are under test here: a waiter refused after the default 0.5 s (a
 # loaded CI machine, 2026-12-02) failed its thread. Refusals have their own tests (test_backpressure).
+# Eight sending threads and the watcher: within the pool (PARLEY_DB_POOL_MAX_SIZE, 10), as the
+# sizing rule keeps a process's threads (settings: PARLEY_DB_THREADS). With twelve, a CI run
+# (2026-12-03) had ten threads holding connections while waiting for a leader that had none yet,
+# which waited 20 s for the pool: a deadlock of the test's own making, not of the ids under test.
+SENDING_THREADS, SENDS_EACH = 8, 6
+
+
 @override_settings(PARLEY_SEND_MAX_WAIT=10.0)
 def test_sends_from_many_threads_stay_dense_and_ordered(live_db: World) -> None:
     business = live_db.business_a
     with schema_context(business.schema_name):
         start = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    customers = [make_customer() for _ in range(12)]
+    customers = [make_customer() for _ in range(SENDING_THREADS)]
     gaps: list[Any] = []
     stop = threading.Event()
 
@@ -255,7 +262,7 @@ def test_sends_from_many_threads_stay_dense_and_ordered(live_db: World) -> None:
     def burst(customer: Customer) -> None:
         try:
             with schema_context(business.schema_name):
-                for n in range(4):
+                for n in range(SENDS_EACH):
                     services.message_send_customer(
                         business=business, customer=customer, body=f"b{n}", client_msg_id=f"b{n}"
                     )
@@ -274,7 +281,7 @@ def test_sends_from_many_threads_stay_dense_and_ordered(live_db: World) -> None:
     assert gaps == []
     with schema_context(business.schema_name):
         ids = list(Event.objects.filter(id__gt=start).order_by("id").values_list("id", flat=True))
-        assert ids == list(range(start + 1, start + 1 + 2 * 48))
+        assert ids == list(range(start + 1, start + 1 + 2 * SENDING_THREADS * SENDS_EACH))
         # Per customer, messages got increasing event ids in the order the thread sent them.
         for customer in customers:
             bodies = list(
@@ -282,7 +289,7 @@ def test_sends_from_many_threads_stay_dense_and_ordered(live_db: World) -> None:
                 .order_by("event_id")
                 .values_list("body", flat=True)
             )
-            assert bodies == ["b0", "b1", "b2", "b3"]
+            assert bodies == [f"b{n}" for n in range(SENDS_EACH)]
 
 
 @override_settings(PARLEY_SEND_QUEUE_LIMIT=0)
