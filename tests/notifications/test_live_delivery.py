@@ -151,6 +151,7 @@ async def test_a_conversation_that_appears_while_the_chat_page_connects_is_read_
     def template_unannounced() -> None:
         with monkeypatch.context() as patch, tenant_context(business):
             patch.setattr(events, "publish_on_commit", lambda **_kwargs: None)
+            patch.setattr(events, "publish_numbered_on_commit", lambda **_kwargs: None)  # the send core's
             message_send_template(
                 business=business,
                 customer=customer,
