@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
 import re
@@ -388,6 +389,32 @@ def frame_template(frame: str, event_id: int) -> str:
 
 
 @dataclass(frozen=True)
+class Unnumbered:
+    """An event of a group numbered by `execute_numbered`, before its answer: a StoredEvent
+    whose ids (its own and its chain's) may be placeholders and whose frame is a template."""
+
+    placeholder: int
+    type: str
+    conversation_id: int | None
+    audience: str
+    template: str
+    prev_public_id: int
+    prev_event_id: int
+    assignee_id: int | None
+
+
+def unnumbered(conversation: Conversation, offset: int, type: str, audience: str, data: dict[str, Any]) -> Unnumbered:
+    """The group's event number `offset` (from 0) of `conversation`, chained (`chain_event`)
+    under its placeholder, its frame made as a template."""
+    mark = placeholder(offset)
+    prev_public, prev_event = chain_event(conversation, mark, audience)
+    template = frame_template(event_frame(event_id=mark, type=type, data=data), mark)
+    return Unnumbered(
+        mark, type, conversation.pk, audience, template, prev_public, prev_event, conversation.assignee_id
+    )
+
+
+@dataclass(frozen=True)
 class Numbered:
     """The first id the counter gave a group numbered by `execute_numbered`."""
 
@@ -399,6 +426,24 @@ class Numbered:
 
     def frame(self, template: str, event_id: int) -> str:
         return template.replace(ID_MARK, str(event_id))
+
+    def stored(self, event: Unnumbered) -> StoredEvent:
+        event_id = self.id(event.placeholder)
+        return StoredEvent(
+            event_id,
+            event.type,
+            event.conversation_id,
+            event.audience,
+            self.frame(event.template, event_id),
+            self.id(event.prev_public_id),
+            self.id(event.prev_event_id),
+            event.assignee_id,
+        )
+
+    def pointers(self, conversation: Conversation) -> None:
+        """The conversation's event pointers as saved (`chain_event` left placeholders)."""
+        conversation.last_public_event_id = self.id(conversation.last_public_event_id)
+        conversation.last_event_id = self.id(conversation.last_event_id)
 
 
 def execute_numbered(count: int, statements: list[Statement | None]) -> Callable[[], Numbered]:
@@ -424,27 +469,22 @@ def execute_numbered(count: int, statements: list[Statement | None]) -> Callable
         params,
     )
 
-    read_once: list[Numbered] = []
-
+    @functools.cache
     def read() -> Numbered:
         # Once: the writer and the publish after commit both ask, whichever comes first reads.
-        if not read_once:
-            with cursor:
-                row = cursor.fetchone()
-            assert row is not None
-            read_once.append(Numbered(int(row[0])))
-        return read_once[0]
+        with cursor:
+            row = cursor.fetchone()
+        assert row is not None
+        return Numbered(int(row[0]))
 
     return read
 
 
-def append_templates_statement(
-    rows: list[tuple[int, str, int | None, str, str]], now: datetime | None = None
-) -> Statement | None:
-    """For `execute_numbered`: store a group's events from (placeholder, type, conversation,
-    audience, frame template), each numbered and its frame completed in SQL."""
-    if not rows:
+def append_templates_statement(events: list[Unnumbered], now: datetime | None = None) -> Statement | None:
+    """For `execute_numbered`: store a group's events, each numbered and its frame completed in SQL."""
+    if not events:
         return None
+    rows = [(e.placeholder, e.type, e.conversation_id, e.audience, e.template) for e in events]
     at = now or timezone.now()
     source, params = rows_source(
         [

@@ -20,6 +20,7 @@ ack that changes nothing takes no lock and writes nothing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -303,16 +304,12 @@ def _write(business: Any, keys: list[_Key]) -> Callable[[], object] | None:
         return None
     # Every other lock is held: the stream counter now, in the statement that goes out with the
     # COMMIT (events.execute_numbered): the events travel with placeholders for their ids.
-    chained: list[tuple[int, str, Conversation, str, str, int, int]] = []
-    last_of: dict[int, int] = {}
+    unnumbered: list[events.Unnumbered] = []
+    last_of: dict[int, int] = {}  # conversation → the offset of its group's last event
     for held in held_list:
-        conversation = held.row
         for type, audience, data in held.pending:
-            mark = events.placeholder(len(chained))
-            prev_public, prev_event = events.chain_event(conversation, mark, audience)
-            template = events.frame_template(events.event_frame(event_id=mark, type=type, data=data), mark)
-            chained.append((mark, type, conversation, audience, template, prev_public, prev_event))
-            last_of[conversation.pk] = mark
+            last_of[held.row.pk] = len(unnumbered)
+            unnumbered.append(events.unnumbered(held.row, len(unnumbered), type, audience, data))
     table = Conversation._meta.db_table
     source, params = rows_source(
         [("id", "bigint"), ("last_public", "bigint"), ("last_event", "bigint"), ("unread", "integer")],
@@ -337,47 +334,29 @@ def _write(business: Any, keys: list[_Key]) -> Callable[[], object] | None:
                 f"FROM counter, {source} WHERE c.id = v.id",
                 [now, *params],
             ),
-            events.append_templates_statement(
-                [(mark, type, c.pk, audience, template) for mark, type, c, audience, template, _p, _e in chained], now
-            ),
+            events.append_templates_statement(unnumbered, now),
         ],
     )
     conversation_of_customer = {k.customer_id: k.conversation_id for k in keys if k.customer_id}
-    result: list[tuple[list[events.StoredEvent], list[tuple[int, str]]]] = []
 
+    @functools.cache
     def numbered() -> tuple[list[events.StoredEvent], list[tuple[int, str]]]:
-        if result:
-            return result[0]
         ids = number()
-        stored = [
-            events.StoredEvent(
-                ids.id(mark),
-                type,
-                c.pk,
-                audience,
-                ids.frame(template, ids.id(mark)),
-                ids.id(prev_public),
-                ids.id(prev_event),
-                c.assignee_id,
-            )
-            for mark, type, c, audience, template, prev_public, prev_event in chained
-        ]
+        stored = [ids.stored(event) for event in unnumbered]
         for held in held_list:
-            held.row.last_public_event_id = ids.id(held.row.last_public_event_id)
-            held.row.last_event_id = ids.id(held.row.last_event_id)
+            ids.pointers(held.row)
         states = read_states()
         customer_updates = [
             (
                 customer_id,
                 events.dumps(
-                    {"id": ids.id(last_of[conversation_id]), "type": events.THREAD_UPDATED, **state.frame_data()}
+                    {"id": stored[last_of[conversation_id]].id, "type": events.THREAD_UPDATED, **state.frame_data()}
                 ),
             )
             for customer_id, state in states.items()
             if (conversation_id := conversation_of_customer.get(customer_id)) in last_of
         ]
-        result.append((stored, customer_updates))
-        return result[0]
+        return stored, customer_updates
 
     events.publish_numbered_on_commit(schema_name=business.schema_name, numbered=numbered)
     return numbered

@@ -17,6 +17,7 @@ group commit retries such a group one request at a time (messaging.group_commit)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -1163,16 +1164,12 @@ def _flush(group: _Group) -> Callable[[], object]:
     # Every event of the group by its placeholder: the chain of each conversation's events, the
     # messages' event ids and the frames name them so until the counter numbers them.
     offsets = {id(p.message): offset for offset, p in enumerate(group.pending) if p.message is not None}
-    chained: list[tuple[int, _Pending, int, int]] = []
     for offset, pending in enumerate(group.pending):
-        mark = events.placeholder(offset)
-        prev_public, prev_event = events.chain_event(pending.thread.conversation, mark, pending.audience)
         if pending.message is not None:
-            pending.message.event_id = mark
-        chained.append((mark, pending, prev_public, prev_event))
-    templates = [
-        events.frame_template(events.event_frame(event_id=mark, type=pending.type, data=pending.data()), mark)
-        for mark, pending, _public, _event in chained
+            pending.message.event_id = events.placeholder(offset)
+    unnumbered = [
+        events.unnumbered(pending.thread.conversation, offset, pending.type, pending.audience, pending.data())
+        for offset, pending in enumerate(group.pending)
     ]
     usage_links = [
         (str(charge.record.pk), message.pk)
@@ -1190,51 +1187,28 @@ def _flush(group: _Group) -> Callable[[], object]:
         [
             _insert_messages(group.messages, offsets, group.now),
             _save_conversations(changed, group.now),
-            events.append_templates_statement(
-                [
-                    (mark, pending.type, pending.thread.conversation.pk, pending.audience, template)
-                    for (mark, pending, _public, _event), template in zip(chained, templates, strict=True)
-                ],
-                group.now,
-            ),
+            events.append_templates_statement(unnumbered, group.now),
         ],
     )
     # After the messages' insert (same round trip, in order): they see its rows.
     usage_records_link_messages(links=usage_links)
     events.execute_together([_mark_read(group.marks, group.now), _link_attachments(group.attachments)])
 
-    result: list[tuple[list[events.StoredEvent], list[tuple[int, str]]]] = []
-
+    @functools.cache
     def numbered() -> tuple[list[events.StoredEvent], list[tuple[int, str]]]:
-        if result:
-            return result[0]
         ids = number()
         for message in group.messages:
             message.event_id = ids.id(message.event_id)
             message._state.adding, message._state.db = False, connection.alias
         for thread in changed:
-            conversation = thread.conversation
-            conversation.last_public_event_id = ids.id(conversation.last_public_event_id)
-            conversation.last_event_id = ids.id(conversation.last_event_id)
-        stored = [
-            events.StoredEvent(
-                ids.id(mark),
-                pending.type,
-                pending.thread.conversation.pk,
-                pending.audience,
-                ids.frame(template, ids.id(mark)),
-                ids.id(prev_public),
-                ids.id(prev_event),
-                pending.thread.conversation.assignee_id,
-            )
-            for (mark, pending, prev_public, prev_event), template in zip(chained, templates, strict=True)
-        ]
+            ids.pointers(thread.conversation)
+        stored = [ids.stored(event) for event in unnumbered]
         # /me/ lists: each customer's thread as this group left it, tagged with its send's last event.
         states: dict[int, ThreadState] = read_states()
         last_event_of: dict[int, int] = {}
-        for mark, pending, _public, _event in chained:
+        for event, pending in zip(stored, group.pending, strict=True):
             if pending.customer_id is not None:
-                last_event_of[pending.customer_id] = ids.id(mark)
+                last_event_of[pending.customer_id] = event.id
         customer_updates = [
             (
                 customer_id,
@@ -1243,8 +1217,7 @@ def _flush(group: _Group) -> Callable[[], object]:
             for customer_id, state in states.items()
             if customer_id in last_event_of
         ]
-        result.append((stored, customer_updates))
-        return result[0]
+        return stored, customer_updates
 
     events.publish_numbered_on_commit(schema_name=business.schema_name, numbered=numbered)
     return numbered
