@@ -34,6 +34,7 @@ from directory.services import customer_threads_set_unread_later
 from messaging import events
 from messaging.errors import MessagingError, not_found
 from messaging.events import Statement
+from messaging.locks import conversations_lock
 from messaging.models import Conversation, Event, Message
 from messaging.payloads import conversation_payload
 
@@ -215,23 +216,22 @@ def _recount_statement(keys: list[_Key]) -> Statement:
 
 def _lock_update_recount(keys: list[_Key], now: Any) -> dict[int, _Conversation]:
     """Lock and read the keys' conversations (id order, as the send core: no crosswise waits),
-    then update their messages and recount the read keys' unread ones: the UPDATE and the recount
-    share one round trip (config.sql.pipelined: the recount is sent before the UPDATE's answer
-    is read; it runs after it in the same transaction, so it sees its changes)."""
-    rows = (
-        Conversation.objects.select_for_update(of=("self",))
-        .select_related("contact__customer", "assignee")
-        .filter(pk__in={k.conversation_id for k in keys})
-        .order_by("pk")
-    )
-    conversations = {c.pk: _Conversation(c) for c in rows}
+    then update their messages and recount the read keys' unread ones, all in one round trip
+    (config.sql.pipelined: the UPDATE and the recount are sent behind the lock, before its rows
+    are read; they run after it in the same transaction, so the rows are locked first and the
+    recount sees the UPDATE's changes)."""
     recounted = [k for k in keys if k.read_up_to is not None and (k.agent_read or k.customer_id)]
     with connection.cursor() as update, connection.cursor() as recount:
-        update.execute(*_update_statement(keys, now))
-        if recounted:
-            recount.execute(*_recount_statement(recounted))
+
+        def behind() -> None:
+            update.execute(*_update_statement(keys, now))
+            if recounted:
+                recount.execute(*_recount_statement(recounted))
+
+        rows = conversations_lock(ids=sorted({k.conversation_id for k in keys}), behind=behind)
         changed = update.fetchall()
         counts = {(c, d): n for c, d, n in recount.fetchall()} if recounted else {}
+    conversations = {row.conversation.pk: _Conversation(row.conversation) for row in rows}
     by_key = {(k.conversation_id, k.direction): k for k in keys}
     for conversation_id, direction, became_read, became_delivered in changed:
         key = by_key[(conversation_id, direction)]

@@ -40,13 +40,13 @@ from billing.services import (
     usage_records_link_messages,
 )
 from config.sql import pipelined, rows_source
-from customers.models import Block
 from customers.selectors import customers_opted_out, customers_who_blocked
 from customers.services import customer_contacts_record
 from directory.services import ThreadState, ThreadTouch, customer_threads_touch_later
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
 from messaging.ids import conversation_pk
+from messaging.locks import conversations_lock, model_columns
 from messaging.models import SERVICE_WINDOW_HOURS, Contact, Conversation, Event, Message
 from messaging.payloads import conversation_payload, message_payload
 from messaging.rich import RichParts, preview, resolve
@@ -315,103 +315,6 @@ class _Group:
     message_ids: list[int] = field(default_factory=list)
 
 
-def _columns(model: Any, alias: str) -> tuple[list[str], str]:
-    """A model's concrete fields (attnames, in the order `from_db` takes them) and their SQL."""
-    fields = model._meta.concrete_fields
-    return [f.attname for f in fields], ", ".join(f'{alias}."{f.column}"' for f in fields)
-
-
-def _lock_sql() -> tuple[str, list[list[str]]]:
-    """The lock query (built once): the conversations with their contact, customer and assignee,
-    each conversation's latest inbound message and whether any is unread, and whether its
-    customer blocked the business; rows locked in id order (one order for every writer: two
-    groups never wait for each other's rows crosswise). Values only: no queryset to compile and
-    no select_related machinery per row."""
-    models = (Conversation, Contact, Customer, User)
-    parts = [_columns(model, alias) for model, alias in zip(models, ("c", "ct", "cu", "u"), strict=True)]
-    quote = connection.ops.quote_name
-    message = quote(Message._meta.db_table)
-    inbound = f"FROM {message} m WHERE m.conversation_id = c.id AND m.direction = %s"
-    sql = (
-        f"SELECT {', '.join(columns for _names, columns in parts)}, "
-        f"(SELECT m.id {inbound} ORDER BY m.id DESC LIMIT 1), "
-        f"EXISTS(SELECT 1 {inbound} AND m.status NOT IN (%s, %s)), "
-        f"EXISTS(SELECT 1 FROM {quote(Block._meta.db_table)} b WHERE b.business_id = %s AND b.customer_id = ct.customer_id) "
-        f"FROM {quote(Conversation._meta.db_table)} c "
-        f"JOIN {quote(Contact._meta.db_table)} ct ON ct.id = c.contact_id "
-        f"JOIN {quote(Customer._meta.db_table)} cu ON cu.id = ct.customer_id "
-        f"LEFT JOIN {quote(User._meta.db_table)} u ON u.id = c.assignee_id "
-        "WHERE c.id = ANY(%s::bigint[]) OR ct.customer_id = ANY(%s::bigint[]) "
-        "ORDER BY c.id FOR UPDATE OF c"
-    )
-    return sql, [names for names, _columns in parts]
-
-
-_LOCK_SQL: tuple[str, list[list[str]]] | None = None
-
-
-@dataclass
-class _Locked:
-    conversation: Conversation
-    last_inbound_id: int | None
-    inbound_unread: bool
-    customer_blocked: bool
-
-
-def _locked(
-    business_id: int,
-    *,
-    ids: Sequence[int] = (),
-    customer_ids: Sequence[int] = (),
-    behind: Callable[[], None] | None = None,
-) -> list[_Locked]:
-    """`behind`: sends a statement after the lock's and before its rows are read: in a pipeline
-    (config.sql.pipelined) both share one round trip, and the server runs it once the locks
-    are held, as if it were sent after them."""
-    global _LOCK_SQL
-    if _LOCK_SQL is None:
-        _LOCK_SQL = _lock_sql()
-    sql, names = _LOCK_SQL
-    inbound = Message.Direction.INBOUND
-    params: list[Any] = [
-        inbound,
-        inbound,
-        Message.Status.READ,
-        Message.Status.FAILED,
-        business_id,
-        list(ids),
-        list(customer_ids),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        if behind is not None:
-            behind()
-        rows = cursor.fetchall()
-    alias = connection.alias
-    bounds: list[tuple[int, int]] = []
-    start = 0
-    for model_names in names:
-        bounds.append((start, start + len(model_names)))
-        start += len(model_names)
-    (c0, c1), (t0, t1), (u0, u1), (a0, a1) = bounds
-    locked = []
-    contact_field, customer_field = Conversation._meta.get_field("contact"), Contact._meta.get_field("customer")
-    assignee_field = Conversation._meta.get_field("assignee")
-    assignee_id = a0 + names[3].index("id")  # NULL: no assignee (the LEFT JOIN found no user)
-    for row in rows:
-        conversation = Conversation.from_db(alias, names[0], row[c0:c1])
-        contact = Contact.from_db(alias, names[1], row[t0:t1])
-        # The related objects cached as select_related would (the descriptors' setters check
-        # and route each assignment: a sizeable share of a group's time for nothing here).
-        customer_field.set_cached_value(contact, Customer.from_db(alias, names[2], row[u0:u1]))
-        contact_field.set_cached_value(conversation, contact)
-        contact_field.remote_field.set_cached_value(contact, conversation)
-        assignee = User.from_db(alias, names[3], row[a0:a1]) if row[assignee_id] is not None else None
-        assignee_field.set_cached_value(conversation, assignee)
-        locked.append(_Locked(conversation, row[start], row[start + 1], row[start + 2]))
-    return locked
-
-
 def _create_conversations(customer_ids: list[int], now: datetime) -> None:
     """The first message of a customer: their contact and conversation, if another writer has
     not just made them (ON CONFLICT: no per-message get_or_create round trips). One statement:
@@ -449,12 +352,12 @@ def _lock_conversations(
     """Lock every conversation the group writes to: by id (agents) and by customer (customers,
     templates). Returns them by id and by customer, and the customers who blocked the business.
     A customer without a conversation gets one unless every send of theirs will be refused (a
-    refused send writes nothing). `behind`: see `_locked`; `behind_created`: the same behind
+    refused send writes nothing). `behind`: see messaging.locks; `behind_created`: the same behind
     the lock of the conversations made here, given their customers."""
     business_id = group.business.pk
     ids = sorted({r.conversation_id for r in requests if r.conversation_id is not None})
     customers = {r.customer.pk for r in requests if r.customer is not None}
-    rows = _locked(business_id, ids=ids, customer_ids=sorted(customers), behind=behind)
+    rows = conversations_lock(business_id=business_id, ids=ids, customer_ids=sorted(customers), behind=behind)
     blocked = {row.conversation.contact.customer_id for row in rows if row.customer_blocked}
     missing = customers - {row.conversation.contact.customer_id for row in rows}
     if missing:
@@ -471,8 +374,8 @@ def _lock_conversations(
         }
         if wanted:
             _create_conversations(sorted(wanted), group.now)
-            rows += _locked(
-                business_id,
+            rows += conversations_lock(
+                business_id=business_id,
                 customer_ids=sorted(wanted),
                 behind=(lambda: behind_created(wanted)) if behind_created is not None else None,
             )
@@ -504,7 +407,7 @@ def _existing_send(cursor: Any, keys: list[DedupeKey]) -> None:
         keys,
     )
     conversation, contact = Conversation._meta.db_table, Contact._meta.db_table
-    _names, columns = _columns(Message, "m")
+    _names, columns = model_columns(Message, "m")
     cursor.execute(
         f"SELECT {columns} FROM {source} JOIN {Message._meta.db_table} m "
         "ON m.conversation_id = COALESCE(v.conversation_id, "
