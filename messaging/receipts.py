@@ -35,7 +35,7 @@ from messaging import events
 from messaging.errors import MessagingError, not_found
 from messaging.events import Statement
 from messaging.locks import conversations_lock
-from messaging.models import Conversation, Event, Message
+from messaging.models import Contact, Conversation, Event, Message
 from messaging.payloads import conversation_payload
 
 BIGINT_MAX = 2**63 - 1
@@ -88,17 +88,25 @@ def _keys(
     outcomes: list[int | MessagingError | None] = [None] * len(marks)
     refs: list[_Key | None] = [None] * len(marks)
     users = {m.user.pk for m in marks if m.user is not None}
-    seated: set[int] = set()
-    if users:
-        seated = set(
-            Membership.objects.filter(business_id=business_id, user_id__in=users).values_list("user_id", flat=True)
-        )
     customers = {m.customer.pk for m in marks if m.customer is not None}
+    seated: set[int] = set()
     conversation_of: dict[int, int] = {}
-    if customers:
-        conversation_of = dict(
-            Conversation.objects.filter(contact__customer_id__in=customers).values_list("contact__customer_id", "pk")
-        )
+    # Raw SQL: compiling the two querysets cost more than the database spends answering them, at a
+    # few dozen ack groups a second per process.
+    with connection.cursor() as cursor:
+        if users:
+            cursor.execute(
+                f"SELECT user_id FROM {Membership._meta.db_table} WHERE business_id = %s AND user_id = ANY(%s)",
+                [business_id, sorted(users)],
+            )
+            seated = {user_id for (user_id,) in cursor.fetchall()}
+        if customers:
+            cursor.execute(
+                f"SELECT ct.customer_id, c.id FROM {Conversation._meta.db_table} c "
+                f"JOIN {Contact._meta.db_table} ct ON ct.id = c.contact_id WHERE ct.customer_id = ANY(%s)",
+                [sorted(customers)],
+            )
+            conversation_of = dict(cursor.fetchall())
     keys: dict[Any, _Key] = {}
     for index, mark in enumerate(marks):
         if mark.customer is not None:
