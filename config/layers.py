@@ -14,9 +14,10 @@ message is published (or raises if Redis failed), so callers keep the layer's co
 published from one task keep their order, and so do messages queued without awaiting in between.
 
 A message may be queued `heard_only` (`group_send_nowait`): published only if some process
-subscribes to its group when its pipeline goes out. Before such a pipeline one `PUBSUB NUMSUB`
-round trip asks Redis for the subscribers of all its groups, and the messages of groups nobody
-listens to are dropped before they are serialized. For stored events (messaging.events: a
+subscribes to its group when its pipeline goes out. One `PUBSUB NUMSUB` asks Redis for the
+subscribers of all such groups of a batch, in the round trip that publishes the messages queued
+before the first of them, and the messages of groups nobody listens to are dropped before they
+are serialized. For stored events (messaging.events: a
 commit's message to the processes with sockets of its business, the customers' /me/ updates)
 that is what publishing them would have done — nobody would have received them — while their
 cost (msgpack, redis-py's packing and parsing) is never paid: a notifications delivery job writes
@@ -49,6 +50,19 @@ from redis import asyncio as aioredis
 PIPELINE_MAX = 1000
 
 
+def _settle(
+    items: list[tuple[str, bytes | tuple[dict[str, Any], Any], asyncio.Future[None]]], error: Exception | None
+) -> None:
+    """Resolve the futures of published (or dropped) messages, or fail them with `error`."""
+    for _channel, _data, future in items:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
 class _Publisher:
     """One shard's publishing connection and its queue."""
 
@@ -70,23 +84,37 @@ class _Publisher:
             self.task = asyncio.ensure_future(self._run())
         return future
 
-    async def _heard(self, channels: set[str]) -> set[str]:
-        """The channels some client subscribes to now: one PUBSUB NUMSUB for all of them."""
-        assert self.redis is not None
-        counts = await self.redis.pubsub_numsub(*channels)
-        return {name.decode() if isinstance(name, bytes) else name for name, count in counts if count}
-
     async def _run(self) -> None:
         while self.pending:
             batch, self.pending = self.pending[:PIPELINE_MAX], self.pending[PIPELINE_MAX:]
+            # The messages before the first heard-only one go out in the same round trip as the
+            # question about the heard-only ones' groups; the rest once it is answered, in order.
+            # A live send's commit is queued before its customers' updates (which are asked
+            # about): it then reaches the other processes one round trip earlier.
+            split = next((i for i, (_c, data, _f) in enumerate(batch) if not isinstance(data, bytes)), len(batch))
+            head, tail = batch[:split], batch[split:]
             try:
                 if self.redis is None:
                     self.redis = aioredis.Redis(connection_pool=create_pool(self.host))
-                asked = {channel for channel, data, _future in batch if not isinstance(data, bytes)}
-                heard = await self._heard(asked) if asked else set()
+                asked = sorted({channel for channel, data, _future in tail if not isinstance(data, bytes)})
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for channel, data, _future in head:
+                        assert isinstance(data, bytes)  # the head ends at the first heard-only one
+                        pipe.publish(channel, data)
+                    if asked:
+                        pipe.pubsub_numsub(*asked)
+                    answers = await pipe.execute() if head or asked else []
+            except Exception as error:
+                _settle(batch, error)
+                continue
+            _settle(head, None)
+            if not tail:
+                continue
+            heard = {name.decode() if isinstance(name, bytes) else name for name, count in answers[-1] if count}
+            try:
                 published = 0
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for channel, data, _future in batch:
+                    for channel, data, _future in tail:
                         if isinstance(data, bytes):
                             pipe.publish(channel, data)
                         elif channel in heard:
@@ -98,13 +126,9 @@ class _Publisher:
                     if published:
                         await pipe.execute()
             except Exception as error:
-                for _channel, _data, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+                _settle(tail, error)
             else:
-                for _channel, _data, future in batch:
-                    if not future.done():
-                        future.set_result(None)
+                _settle(tail, None)
 
     async def close(self) -> None:
         if self.task is not None and not self.task.done():

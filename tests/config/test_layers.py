@@ -120,3 +120,35 @@ async def test_the_channel_table_gives_its_memory_back_after_a_mass_close(layer:
     assert got == [{"type": "chat.message", "n": 1}]
     await layer.group_discard("compact", kept)
     loop_layer.detach_local(kept)
+
+
+async def test_messages_queued_before_heard_only_ones_go_out_with_the_question(
+    layer: PipelinedPubSubChannelLayer, published: list[tuple[str, Any]]
+) -> None:
+    """A live send group's commit (to a group this process subscribes to) is queued before its
+    customers' updates (heard-only): it is published in the round trip that asks who hears
+    them, not after that answer; the order of publishing stays the order of queueing."""
+    channel = await layer.new_channel()
+    await layer.group_add("listened", channel)
+    inner = layer._get_layer()
+    # Another process's subscriber: a plain SUBSCRIBE, which PUBSUB NUMSUB counts.
+    redis = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+    elsewhere = redis.pubsub()
+    await elsewhere.subscribe(inner._get_group_channel_name("elsewhere"))
+    try:
+        commit = inner.group_send_nowait("listened", {"type": "x", "n": 1})
+        updates = [
+            inner.group_send_nowait("nobody", {"type": "x", "n": 2}, heard_only=True),
+            inner.group_send_nowait("elsewhere", {"type": "x", "n": 3}, heard_only=True),
+            inner.group_send_nowait("listened", {"type": "x", "n": 4}),
+        ]
+        # What was still on its way when the commit's publish was confirmed.
+        pending_then: list[list[bool]] = []
+        commit.add_done_callback(lambda _done: pending_then.append([not u.done() for u in updates]))
+        assert await asyncio.gather(commit, *updates) == [None] * 4
+        assert pending_then == [[True, True, True]]
+        await settle(published, 3)
+        assert [(group, m["n"]) for group, m in published] == [("listened", 1), ("elsewhere", 3), ("listened", 4)]
+    finally:
+        await elsewhere.aclose()
+        await redis.aclose()
