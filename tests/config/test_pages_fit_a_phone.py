@@ -12,6 +12,7 @@ from django.conf import settings
 from django_tenants.utils import tenant_context
 
 from messaging.services import message_send_agent, message_send_customer
+from notifications.models import Template
 from tests.conftest import LiveServer, World
 from tests.messaging.conftest import make_customer, session_key
 
@@ -86,6 +87,20 @@ def conversation(live_db: World) -> Iterator[int]:
         message_send_agent(
             business=live_db.business_a, user=live_db.agent_a, conversation_id=conversation_id, body="On it."
         )
+        # Templates with long names, one rejected with its reason: the templates table is wider
+        # than a phone and must scroll in its own box (its cells' screen-reader texts once
+        # widened the page past it).
+        for n, status in enumerate(Template.Status.values):
+            Template.objects.get_or_create(
+                name=f"flight_schedule_change_rebooking_confirmation_{n}",
+                language="de",
+                defaults={
+                    "category": Template.Category.UTILITY,
+                    "body": "Ihr Flug {{1}} startet jetzt um {{2}}.",
+                    "status": status,
+                    "rejection_reason": "Bitte nennen Sie die Buchungsnummer im Text." if status == "rejected" else "",
+                },
+            )
     yield conversation_id
 
 
