@@ -228,3 +228,37 @@ def test_a_group_that_makes_a_conversation_takes_its_message_ids_behind_that_loc
     assert locks[1] < reservations[1]
     with tenant_context(business):
         assert outcome.message.pk == Message.objects.get(client_msg_id="f1").pk
+
+
+def test_locked_rows_are_the_models_the_orm_would_load(world: World) -> None:
+    """The writers' lock builds its models without Model.__init__ (messaging.locks): each must be
+    what a queryset with the same select_related loads — every field, loaded from the database,
+    not adding — with its contact, customer and assignee cached."""
+    from messaging.locks import conversations_lock
+
+    customer = make_customer("Lock Rows")
+    with tenant_context(world.business_a):
+        conversation_id = message_send_customer(
+            business=world.business_a, customer=customer, body="hello"
+        ).message.conversation_id
+        Conversation.objects.filter(pk=conversation_id).update(assignee=world.agent_a)
+        expected = Conversation.objects.select_related("contact__customer", "assignee").get(pk=conversation_id)
+        with CaptureQueriesContext(connection) as queries:
+            (row,) = conversations_lock(business_id=world.business_a.pk, ids=[conversation_id])
+            locked = row.conversation
+            related = (locked.contact, locked.contact.customer, locked.assignee)
+        assert len(queries) == 1  # the related objects are cached, not fetched
+
+    def fields(instance: Any) -> dict[str, Any]:
+        return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
+
+    pairs = [
+        (locked, expected),
+        (related[0], expected.contact),
+        (related[1], expected.contact.customer),
+        (related[2], expected.assignee),
+    ]
+    for got, want in pairs:
+        assert type(got) is type(want) and fields(got) == fields(want)
+        assert (got._state.adding, got._state.db) == (False, want._state.db)
+    assert not row.customer_blocked and row.last_inbound_id is not None
