@@ -103,7 +103,7 @@ class _Publisher:
                         pipe.publish(channel, data)
                     if asked:
                         pipe.pubsub_numsub(*asked)
-                    answers = await pipe.execute() if head or asked else []
+                    answers = await pipe.execute()  # the batch is not empty: head or asked is not
             except Exception as error:
                 _settle(batch, error)
                 continue

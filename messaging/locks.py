@@ -35,7 +35,7 @@ def model_columns(model: Any, alias: str) -> tuple[list[str], str]:
 
 
 @functools.cache
-def _lock_sql(senders: bool) -> tuple[str, list[list[str]]]:
+def _lock_sql(senders: bool) -> tuple[str, list[list[str]], list[tuple[int, int]]]:
     """The lock query (built once per shape): the conversations with their contact, customer and
     assignee. `senders`: also each conversation's latest inbound message, whether any is unread,
     and whether its customer blocked the business (what the send core decides on; the ack writer
@@ -62,7 +62,14 @@ def _lock_sql(senders: bool) -> tuple[str, list[list[str]]]:
         "WHERE c.id = ANY(%s::bigint[]) OR ct.customer_id = ANY(%s::bigint[]) "
         "ORDER BY c.id FOR UPDATE OF c"
     )
-    return sql, [names for names, _columns in parts]
+    names = [model_names for model_names, _columns in parts]
+    # Where each model's columns lie in a row; the senders' three values follow the last.
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    for model_names in names:
+        bounds.append((start, start + len(model_names)))
+        start += len(model_names)
+    return sql, names, bounds
 
 
 def _from_db[M: Model](model: type[M], alias: str, names: list[str], values: Sequence[Any]) -> M:
@@ -100,7 +107,7 @@ def conversations_lock(
     (the send core) each row also says what a sender decides on (`_lock_sql`); without, the
     conversation alone. `behind`: see the module docstring."""
     senders = business_id is not None
-    sql, names = _lock_sql(senders)
+    sql, names, bounds = _lock_sql(senders)
     params: list[Any] = []
     if senders:
         inbound = Message.Direction.INBOUND
@@ -112,12 +119,8 @@ def conversations_lock(
             behind()
         rows = cursor.fetchall()
     alias = connection.alias
-    bounds: list[tuple[int, int]] = []
-    start = 0
-    for model_names in names:
-        bounds.append((start, start + len(model_names)))
-        start += len(model_names)
     (c0, c1), (t0, t1), (u0, u1), (a0, a1) = bounds
+    start = a1
     locked = []
     contact_field, customer_field = Conversation._meta.get_field("contact"), Contact._meta.get_field("customer")
     assignee_field = Conversation._meta.get_field("assignee")
