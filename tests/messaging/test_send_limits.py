@@ -142,3 +142,107 @@ async def test_without_redis_the_group_takes_its_tokens_on_the_database_thread()
     database_cache = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "x"}}
     with override_settings(CACHES=database_cache):
         assert await send_limits.LiveSendTokens().take_many(schema_name="alpha", author_keys=["customer:1"]) is None
+
+
+async def _bucket_tokens(schema_name: str, author_key: str) -> float:
+    from django.core.cache import caches
+
+    full_key = caches["default"].make_and_validate_key(f"parley:send-limit:{schema_name}:{author_key}")
+    client = aioredis.from_url(settings.REDIS_URL)
+    try:
+        tokens = await client.hget(full_key, "tokens")
+    finally:
+        await client.aclose()
+    assert tokens is not None
+    return float(tokens)
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the rights read runs on the event loop with Redis")
+async def test_a_send_frame_takes_its_token_in_its_rights_read(live_db: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9: a websocket send's token comes back with its frame's rights read (one round trip),
+    so its group goes to the database without a token trip of its own; the bucket is the
+    author's shared one all the same, an author over the limit is refused without being queued,
+    and a script Redis forgot (SCRIPT FLUSH) is taken with the group and loaded again."""
+    from messaging.group_commit import live_gatherer
+    from messaging.send_limits import live_send_tokens
+
+    customer = await adb(make_customer)()
+    author = f"customer:{customer.pk}"
+    schema = live_db.business_a.schema_name
+    ws, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+
+    async def send(client_msg_id: str) -> dict[str, Any]:
+        await ws.send_json_to({"type": "send", "body": "hello", "client_msg_id": client_msg_id})
+        while True:
+            frame = await ws.receive_json_from(timeout=5)
+            if frame["type"] in ("message.accepted", "error"):
+                return frame
+
+    assert (await send("warm-up"))["type"] == "message.accepted"  # the script is loaded now
+    group_takes: list[list[str]] = []
+    take_many = live_send_tokens.take_many
+
+    async def counted(*, schema_name: str, author_keys: list[str]) -> Any:
+        group_takes.append(author_keys)
+        return await take_many(schema_name=schema_name, author_keys=author_keys)
+
+    monkeypatch.setattr(live_send_tokens, "take_many", counted)
+    for n in range(3):
+        assert (await send(f"rider-{n}"))["type"] == "message.accepted"
+    assert group_takes == []
+    # Taken from the author's bucket: the warm-up and the three (refilled by at most 2/s since).
+    assert await _bucket_tokens(schema, author) <= send_limits.SEND_BURST - 4 + 1
+
+    # Redis forgot the script: the frame's take fails on its own, the group takes the token.
+    client = aioredis.from_url(settings.REDIS_URL)
+    try:
+        await client.script_flush()
+    finally:
+        await client.aclose()
+    assert (await send("after-flush"))["type"] == "message.accepted"
+    assert group_takes == [[author]]
+    assert (await send("reloaded"))["type"] == "message.accepted"
+    assert group_takes == [[author]]
+
+    # Over the limit: refused with retry_after, and no group was written for it.
+    await asyncio.to_thread(
+        send_limits.send_take_many, schema_name=schema, author_keys=[author] * send_limits.SEND_BURST
+    )
+    batches = len(live_gatherer.stats_batches())
+    refused = await send("over")
+    assert refused["code"] == "rate_limited" and refused["retry_after"] > 0, refused
+    assert refused["client_msg_id"] == "over"
+    assert len(live_gatherer.stats_batches()) == batches
+    await ws.disconnect()
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the loop's rights reader needs Redis")
+async def test_riders_share_the_rights_read_and_keep_their_own_errors() -> None:
+    """Two riders in one read get their own answers, in order; a rider's error (a script Redis
+    does not know) is its own, not the read's."""
+    from messaging import revocation
+
+    class Echo:
+        def __init__(self, command: list[Any]) -> None:
+            self.command, self.answers = command, None
+
+        def queue(self, pipe: Any, backend: Any) -> int:
+            pipe.execute_command(*self.command)
+            return 1
+
+        def settle(self, answers: list[Any]) -> None:
+            self.answers = answers
+
+    reader = revocation.RightsVersionReader()
+    one, two, bad = Echo(["ECHO", "one"]), Echo(["ECHO", "two"]), Echo(["EVALSHA", "0" * 40, "0"])
+    results = await asyncio.gather(
+        reader.read(["parley:rights:b:1"], one),
+        reader.read(["parley:rights:b:1"], bad),
+        reader.read(["parley:rights:b:1"], two),
+    )
+    assert all(isinstance(result, dict) for result in results)
+    assert one.answers == [b"one"] and two.answers == [b"two"]
+    assert bad.answers is not None and isinstance(bad.answers[0], Exception)
