@@ -903,25 +903,14 @@ def _write(
     group = _Group(business=business, now=timezone.now())
     outcomes: list[SendResult | MessagingError | None] = [None] * len(requests)
     # Seats: checked here, one query for the group, for sends whose check left it to the writer;
-    # and roles, when only the assignee may reply (owners and admins may still take over).
+    # and roles, when only the assignee may reply (owners and admins may still take over). The
+    # query goes out ahead of the lock and is read after it: one round trip for both. A send
+    # refused for its seat locks its conversation all the same (until this group commits) and
+    # writes nothing.
     assignee_only = any(r.origin == AGENT and r.user is not None for r in requests) and _only_assignee_replies()
-    asking = {r.user.pk for r in requests if r.user is not None and (r.member_unchecked or assignee_only)}
-    if asking:
-        roles = dict(
-            Membership.objects.filter(business_id=business.pk, user_id__in=asking).values_list("user_id", "role")
-        )
-        group.assignee_only_users = {
-            pk for pk, role in roles.items() if assignee_only and role == Membership.Role.AGENT
-        }
-        for index, request in enumerate(requests):
-            if request.member_unchecked and (request.user is None or request.user.pk not in roles):
-                with _worded_in(request.language):
-                    outcomes[index] = not_found()  # no seat (any more): as for a conversation not theirs
-    active = [r for index, r in enumerate(requests) if outcomes[index] is None]
-    if not active:
-        return [o for o in outcomes if o is not None], None
-    refusal = _business_refusal(business, initiating=any(r.origin == TEMPLATE for r in active))
-    keys = [key for key in map(_dedupe_key, active) if key is not None]
+    asking = sorted({r.user.pk for r in requests if r.user is not None and (r.member_unchecked or assignee_only)})
+    refusal = _business_refusal(business, initiating=any(r.origin == TEMPLATE for r in requests))
+    keys = [key for key in map(_dedupe_key, requests) if key is not None]
     created_keys: list[DedupeKey] = []
 
     reserved_again: list[bool] = []
@@ -934,31 +923,43 @@ def _write(
             _existing_send(again, created_keys)
         # And the ids again, behind that lock: reserved before it, a message here could get a
         # lower id than one that writer committed first into the same conversation.
-        _reserve_ids(reserve_again, len(active))
+        _reserve_ids(reserve_again, len(requests))
         reserved_again.append(True)
 
     def behind() -> None:
         if keys:
             _existing_send(lookup, keys)
-        _reserve_ids(reserve, len(active))
+        _reserve_ids(reserve, len(requests))
 
     with (
+        connection.cursor() as seats,
         connection.cursor() as lookup,
         connection.cursor() as again,
         connection.cursor() as reserve,
         connection.cursor() as reserve_again,
     ):
+        if asking:
+            _seats_send(seats, business.pk, asking)
         # The dedupe lookup and the message ids go out behind the lock statement (one round
         # trip for all three); the server runs them once the conversations are locked, so the
         # lookup sees every message committed under those locks, and a conversation's message
         # ids still grow in its commit order, as when they were sent after the lock's answer.
         by_id, by_customer, blocked = _lock_conversations(
             group,
-            active,
+            requests,
             refusal,
             behind=behind,
             behind_created=look_again,
         )
+        if asking:
+            roles = dict(seats.fetchall())
+            group.assignee_only_users = {
+                pk for pk, role in roles.items() if assignee_only and role == Membership.Role.AGENT
+            }
+            for index, request in enumerate(requests):
+                if request.member_unchecked and (request.user is None or request.user.pk not in roles):
+                    with _worded_in(request.language):
+                        outcomes[index] = not_found()  # no seat (any more): as for a conversation not theirs
         existing = _existing_read(lookup) if keys else {}
         if created_keys:
             existing.update(_existing_read(again))
@@ -972,6 +973,7 @@ def _write(
         assert request.customer is not None
         return by_customer.get(request.customer.pk)
 
+    active = [r for index, r in enumerate(requests) if outcomes[index] is None]
     opted_out = _opted_out(business, active)
 
     for index, request in enumerate(requests):
@@ -987,6 +989,15 @@ def _write(
             if isinstance(outcome, SendResult) and not outcome.duplicate:
                 outcome.charge = group.charges.get(id(outcome.message))
     return [o for o in outcomes if o is not None], numbering
+
+
+def _seats_send(cursor: Any, business_id: int, user_ids: list[int]) -> None:
+    """Send the lookup of these users' seats in the business, `(user id, role)` rows. Raw SQL:
+    sent now and read after the next statement's answer (a queryset reads at once)."""
+    cursor.execute(
+        f"SELECT user_id, role FROM {Membership._meta.db_table} WHERE business_id = %s AND user_id = ANY(%s)",
+        [business_id, user_ids],
+    )
 
 
 def _reserve_ids(cursor: Any, count: int) -> None:

@@ -262,3 +262,51 @@ def test_locked_rows_are_the_models_the_orm_would_load(world: World) -> None:
         assert type(got) is type(want) and fields(got) == fields(want)
         assert (got._state.adding, got._state.db) == (False, want._state.db)
     assert not row.customer_blocked and row.last_inbound_id is not None
+
+
+def test_a_writer_checked_seat_refuses_only_its_own_send(world: World) -> None:
+    """A websocket's agent send leaves the seat to the writer (its lookup goes out with the
+    conversations' lock, one round trip for both): a user without a seat in this business is
+    refused `not_found` and writes nothing, and the other sends of the group are written."""
+    from accounts.models import User
+
+    business = world.business_a
+    ann = make_customer("Ann")
+    outsider = User.objects.create_user(f"outsider-{unique('u')}@elsewhere.test", "x-Passw0rd-x")
+    with tenant_context(business):
+        opened = do_send_messages(business=business, requests=[check_customer_send(customer=ann, body="open")])
+        assert isinstance(opened[0], SendResult)
+        conversation_id = opened[0].message.conversation_id
+
+        def reply(user: Any, client_msg_id: str) -> Any:
+            return check_agent_send(
+                business=business,
+                user=user,
+                conversation_id=conversation_id,
+                body="reply",
+                client_msg_id=client_msg_id,
+                defer_membership=True,
+            )
+
+        outcomes = do_send_messages(
+            business=business,
+            requests=[
+                reply(outsider, "o-1"),
+                reply(world.agent_a, "m-1"),
+                check_customer_send(customer=ann, body="thanks", client_msg_id="c-1"),
+            ],
+        )
+        refused, member, customer = outcomes
+        assert isinstance(refused, MessagingError) and refused.code == "not_found"
+        assert isinstance(member, SendResult) and not member.duplicate
+        assert isinstance(customer, SendResult) and not customer.duplicate
+        assert not Message.objects.filter(author_key=f"user:{outsider.pk}").exists()
+        written = Message.objects.filter(conversation_id=conversation_id, client_msg_id__in=["m-1", "c-1"])
+        assert written.count() == 2
+
+        # A group of outsiders only: every send refused, nothing written, no event taken.
+        last_event = Event.objects.order_by("-id").values_list("id", flat=True).first()
+        alone = do_send_messages(business=business, requests=[reply(outsider, "o-2"), reply(outsider, "o-3")])
+        assert [getattr(o, "code", None) for o in alone] == ["not_found", "not_found"]
+        assert Event.objects.order_by("-id").values_list("id", flat=True).first() == last_event
+        assert not Message.objects.filter(author_key=f"user:{outsider.pk}").exists()
