@@ -227,8 +227,7 @@ async def test_riders_share_the_rights_read_and_keep_their_own_errors() -> None:
 
     class Echo:
         def __init__(self, command: list[Any]) -> None:
-            self.command = command
-            self.answers: list[Any] | None = None
+            self.command, self.answers = command, None
 
         def queue(self, pipe: Any, backend: Any) -> int:
             pipe.execute_command(*self.command)
