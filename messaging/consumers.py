@@ -49,8 +49,6 @@ from messaging.errors import MessagingError, MessagingErrorCode, not_found
 from messaging.group_commit import Admission, ack_gatherer, admitted, batch_max, live_gatherer, server_error
 from messaging.ids import conversation_pk
 from messaging.receipts import Mark
-from messaging.send_limits import TokenTake
-from messaging.sending import customer_author_key, user_author_key
 from messaging.socket_task import OneTaskWebsocketConsumer
 from tenancy.asgi import host_from_scope
 from tenancy.db import run_in_schema
@@ -339,15 +337,10 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         """The cache keys of this socket's rights versions, and the full check with its arguments."""
         raise NotImplementedError
 
-    def send_author_key(self) -> str:
-        """The author whose send limit this socket's sends take from."""
-        raise NotImplementedError
-
-    async def rights_refusal(self, *, full: bool, rider: revocation.Rider | None = None) -> CloseCode | None:
+    async def rights_refusal(self, *, full: bool) -> CloseCode | None:
         """None while this socket's rights hold. The versions are read on the event loop (one
-        MGET per process for every socket asking at once, `rider`'s commands with it); only when
-        they moved since the last check (or `full`) does the check itself go to a database
-        thread."""
+        MGET per process for every socket asking at once); only when they moved since the last
+        check (or `full`) does the check itself go to a database thread."""
         keys, check, kwargs = self.rights()
         previous = self.rights_seen
         if not revocation.reads_on_loop():
@@ -360,7 +353,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                 **kwargs,
             )
         else:
-            versions = await revocation.rights_versions_live(keys, rider)
+            versions = await revocation.rights_versions_live(keys)
             if not full and self.rights_seen is not None and versions == self.rights_seen:
                 return None
             refusal = await _db(self.schema_name, check, **kwargs)
@@ -370,10 +363,10 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             self.rights_seen = versions
         return refusal
 
-    async def rights_hold(self, *, full: bool = False, rider: revocation.Rider | None = None) -> bool:
+    async def rights_hold(self, *, full: bool = False) -> bool:
         if self.closing:
             return False
-        refusal = await self.rights_refusal(full=full, rider=rider)
+        refusal = await self.rights_refusal(full=full)
         if refusal is not None:
             await self.end(refusal)
             return False
@@ -484,12 +477,12 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             while self.frames_waiting:
                 payload, gated, admission = self.frames_waiting.popleft()
                 with admitted(admission):
-                    await self.work_one(payload, gated, admission)
+                    await self.work_one(payload, gated)
             self.frames_waiting = None
         finally:
             self.worker = None
 
-    async def work_one(self, payload: dict[str, Any], gated: float | None, admission: Admission | None) -> None:
+    async def work_one(self, payload: dict[str, Any], gated: float | None) -> None:
         try:
             # Every frame runs on current rights: a revoked socket handles nothing more. A
             # heartbeat re-checks fully (every `rights_recheck_seconds`), which also catches
@@ -497,10 +490,8 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             full = (
                 payload["type"] == "ping" and time.monotonic() - self.rights_checked_at >= self.rights_recheck_seconds
             )
-            if admission is not None:  # an admitted send: its token comes with the rights read
-                admission.token = TokenTake(schema_name=self.schema_name, author_key=self.send_author_key())
             try:
-                holds = await self.rights_hold(full=full, rider=admission.token if admission else None)
+                holds = await self.rights_hold(full=full)
             except Exception:  # the rights store is unreachable: answer, and keep serving
                 logger.exception("websocket rights check failed")
                 with translation.override(self.language):
@@ -698,9 +689,6 @@ class InboxConsumer(StreamConsumer):
         await self.join(revocation.user_group(user.pk))
         await self.join(revocation.business_sockets_group(self.schema_name))
         return True
-
-    def send_author_key(self) -> str:
-        return user_author_key(self.user.pk)
 
     def rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
         keys = revocation.rights_keys(user_id=self.user.pk, business_id=self.business.pk)
@@ -989,9 +977,6 @@ class ChatConsumer(StreamConsumer):
         await self.join(revocation.customer_sockets_group(customer.pk))
         await self.join(revocation.business_sockets_group(self.schema_name))
         return True
-
-    def send_author_key(self) -> str:
-        return customer_author_key(self.customer.pk)
 
     def rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
         keys = revocation.rights_keys(customer_id=self.customer.pk, business_id=self.business.pk)

@@ -46,7 +46,7 @@ from django_tenants.utils import schema_context
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode
 from messaging.receipts import Mark, marks_write
-from messaging.send_limits import TokenTake, Verdict, live_send_tokens, rate_limited, send_take_many
+from messaging.send_limits import Verdict, live_send_tokens, rate_limited, send_take_many
 from messaging.sending import SendRequest, SendResult, do_send_messages
 from tenancy.db import run_in_schema
 from tenancy.models import Business
@@ -253,30 +253,25 @@ def write_live_batch(
     business: Business,
     requests: Sequence[SendRequest],
     limit_keys: Sequence[str],
-    verdicts: Sequence[Verdict | None] | None = None,
+    verdicts: Sequence[Verdict] | None = None,
 ) -> list[Outcome]:
     """On a database thread, in the business's schema: write the sends their authors' limits
-    allow. `verdicts`: the send tokens of the keyed sends, in order, taken on the event loop
-    (`live_send_tokens`, `TokenTake`); those that are None (or all, for None) are taken here
-    (one Redis round trip for them, or the database cache's window). An empty key is not
-    limited."""
+    allow. `verdicts`: the send tokens of the keyed sends, taken on the event loop
+    (`live_send_tokens`); None takes them here (one Redis round trip for the batch, or the
+    database cache's window). An empty key is not limited."""
     outcomes: list[Outcome | None] = [None] * len(requests)
     limited = [index for index, key in enumerate(limit_keys) if key]
     if limited:
-        taken: list[Verdict | None] = list(verdicts) if verdicts is not None else [None] * len(limited)
-        untaken = [n for n, verdict in enumerate(taken) if verdict is None]
-        if untaken:
+        if verdicts is None:
             try:
-                fresh = send_take_many(
-                    schema_name=business.schema_name, author_keys=[limit_keys[limited[n]] for n in untaken]
+                verdicts = send_take_many(
+                    schema_name=business.schema_name, author_keys=[limit_keys[i] for i in limited]
                 )
             except Exception:  # Redis unreachable: refuse (nothing written), the client retries
                 logger.exception("send limits unavailable")
                 return [server_error() for _request in requests]
-            for n, answer in zip(untaken, fresh, strict=True):
-                taken[n] = answer
-        for index, verdict in zip(limited, taken, strict=True):
-            if verdict is not None and not verdict.allowed:
+        for index, verdict in zip(limited, verdicts, strict=True):
+            if not verdict.allowed:
                 outcomes[index] = rate_limited(verdict.retry_after)
     allowed = [index for index, outcome in enumerate(outcomes) if outcome is None]
     if allowed:
@@ -290,7 +285,6 @@ class _Queued:
     request: SendRequest
     limit_key: str
     future: asyncio.Future[SendResult]
-    verdict: Verdict | None = None  # its token, if taken with its frame's rights read
     taken: bool = False  # in a batch being written: its outcome comes with the commit
 
 
@@ -303,19 +297,10 @@ class Admission:
     """A place in a business's send queue held from a send frame's arrival until its send is
     queued (`take`) or given up (`release`); either happens once."""
 
-    __slots__ = ("held", "schema_name", "state", "token")
+    __slots__ = ("held", "schema_name", "state")
 
     def __init__(self, schema_name: str, state: _LiveSchema) -> None:
         self.schema_name, self.state, self.held = schema_name, state, True
-        # The author's send token, taken with the frame's rights read (the consumer's).
-        self.token: TokenTake | None = None
-
-    def verdict(self, limit_key: str) -> Verdict | None:
-        """The token taken for this send's author, if any."""
-        token = self.token
-        if token is None or not limit_key or token.author_key != limit_key or token.schema_name != self.schema_name:
-            return None
-        return token.verdict
 
     def take(self, state: _LiveSchema) -> bool:
         """The send is being queued now (True), if this admission is for that queue."""
@@ -433,17 +418,13 @@ class LiveGatherer:
         state = self._state(business.schema_name)
         wait_limit = max_wait()
         admission = _admission.get()
-        verdict: Verdict | None = None
         if admission is not None and admission.take(state):
             wait_limit *= STALL_FACTOR
-            verdict = admission.verdict(limit_key)
         else:
             refused = self.refusal(business.schema_name)
             if refused is not None:
                 raise refused
-        if verdict is not None and not verdict.allowed:  # over its author's limit: no need to queue
-            raise rate_limited(verdict.retry_after)
-        item = _Queued(request, limit_key, asyncio.get_running_loop().create_future(), verdict)
+        item = _Queued(request, limit_key, asyncio.get_running_loop().create_future())
         state.queue.append(item)
         # A task that found the queue empty is done at once (no await between its check and its
         # end), so a send queued after it is never left without a writer.
@@ -479,7 +460,9 @@ class LiveGatherer:
             limit_keys = [item.limit_key for item in batch]
             try:
                 try:
-                    verdicts = await _batch_verdicts(business.schema_name, batch)
+                    verdicts = await live_send_tokens.take_many(
+                        schema_name=business.schema_name, author_keys=[key for key in limit_keys if key]
+                    )
                 except Exception:  # Redis unreachable: refuse (nothing written), the clients retry
                     logger.exception("send limits unavailable")
                     outcomes = [server_error() for _item in batch]
@@ -516,21 +499,6 @@ class LiveGatherer:
 
     def stats_batches(self) -> list[int]:
         return list(self._batches)
-
-
-async def _batch_verdicts(schema_name: str, batch: list[_Queued]) -> list[Verdict | None] | None:
-    """The tokens of the batch's keyed sends, in order: those taken with their frames' rights
-    reads, and the rest in one round trip now (None, without Redis: the database thread takes
-    them)."""
-    keyed = [item for item in batch if item.limit_key]
-    untaken = [item for item in keyed if item.verdict is None]
-    if not untaken:
-        return [item.verdict for item in keyed]
-    fresh = await live_send_tokens.take_many(schema_name=schema_name, author_keys=[item.limit_key for item in untaken])
-    if fresh is None:
-        return [item.verdict for item in keyed] if len(untaken) < len(keyed) else None
-    taken = iter(fresh)
-    return [item.verdict if item.verdict is not None else next(taken) for item in keyed]
 
 
 def _expire(state: _LiveSchema, item: _Queued, wait_limit: float) -> None:

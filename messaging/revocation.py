@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from importlib import import_module
-from typing import Any, Protocol
+from typing import Any
 
 from allauth.account import signals as account_signals
 from channels.layers import get_channel_layer
@@ -78,28 +78,14 @@ def rights_versions(keys: list[str]) -> dict[str, Any]:
     return cache.get_many(keys)
 
 
-class Rider(Protocol):
-    """Redis commands that travel in a rights read's round trip (a send frame's token:
-    `send_limits.TokenTake`)."""
-
-    def queue(self, pipe: Any, backend: Any) -> int:
-        """Add the commands to the pipeline; how many were added."""
-        ...
-
-    def settle(self, answers: list[Any]) -> None:
-        """Their answers, in order (errors as exceptions). Not called if the round trip failed."""
-        ...
-
-
 class RightsVersionReader:
     """Rights versions for the sockets of one process, read on its event loop: requests that
     arrive while a read is in flight are answered together by the next one (one MGET), which
-    starts after they arrived, so no frame runs on a version older than itself. Riders' commands
-    share the MGET's round trip."""
+    starts after they arrived, so no frame runs on a version older than itself."""
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.waiting: list[tuple[list[str], asyncio.Future[dict[str, Any]], Rider | None]] = []
+        self.waiting: list[tuple[list[str], asyncio.Future[dict[str, Any]]]] = []
         self.task: asyncio.Task[None] | None = None
         self.full_keys: dict[str, str] = {}
 
@@ -113,12 +99,12 @@ class RightsVersionReader:
             full = self.full_keys[name] = backend.make_and_validate_key(name)
         return full
 
-    async def read(self, keys: list[str], rider: Rider | None = None) -> dict[str, Any]:
+    async def read(self, keys: list[str]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         if self.loop is not loop:  # a new loop (tests run one per test)
             self.loop, self.waiting, self.task = loop, [], None
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self.waiting.append((keys, future, rider))
+        self.waiting.append((keys, future))
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._run())
         return await future
@@ -128,40 +114,20 @@ class RightsVersionReader:
         loads = backend._cache._serializer.loads
         while self.waiting:
             batch, self.waiting = self.waiting, []
-            names = sorted({key for keys, _future, _rider in batch for key in keys})
-            full_keys = [self._full_key(backend, name) for name in names]
-            riders = [rider for _keys, _future, rider in batch if rider is not None]
+            names = sorted({key for keys, _future in batch for key in keys})
             try:
-                if not riders:
-                    values = await client.mget(full_keys)
-                else:
-                    values = await self._read_with(client, backend, full_keys, riders)
+                values = await client.mget([self._full_key(backend, name) for name in names])
             except Exception as error:
-                for _keys, future, _rider in batch:
+                for _keys, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
             # Decoded as the cache decodes them, so versions read here and with `rights_versions`
             # (a socket's admission, on a database thread) compare equal.
             found = {name: loads(value) for name, value in zip(names, values, strict=True) if value is not None}
-            for keys, future, _rider in batch:
+            for keys, future in batch:
                 if not future.done():
                     future.set_result({key: found[key] for key in keys if key in found})
-
-    @staticmethod
-    async def _read_with(client: Any, backend: Any, full_keys: list[str], riders: list[Rider]) -> Any:
-        pipe = client.pipeline(transaction=False)
-        pipe.mget(full_keys)
-        counts = [rider.queue(pipe, backend) for rider in riders]
-        # Errors come back in their places: a rider's (NOSCRIPT) is its own, not the read's.
-        answers = await pipe.execute(raise_on_error=False)
-        if isinstance(answers[0], Exception):
-            raise answers[0]
-        start = 1
-        for rider, count in zip(riders, counts, strict=True):
-            rider.settle(answers[start : start + count])
-            start += count
-        return answers[0]
 
 
 _reader = RightsVersionReader()
@@ -174,10 +140,9 @@ def reads_on_loop() -> bool:
     return redis_cache_configured()
 
 
-async def rights_versions_live(keys: list[str], rider: Rider | None = None) -> dict[str, Any]:
-    """The current versions, read on the event loop (see `RightsVersionReader`); `rider`'s
-    commands go in the same round trip."""
-    return await _reader.read(keys, rider)
+async def rights_versions_live(keys: list[str]) -> dict[str, Any]:
+    """The current versions, read on the event loop (see `RightsVersionReader`)."""
+    return await _reader.read(keys)
 
 
 def _bump(key: str) -> None:

@@ -138,19 +138,6 @@ class LiveSendTokens:
 
     def __init__(self) -> None:
         self.sha: str | None = None  # the script's, once loaded (NOSCRIPT: loaded again)
-        self.full_keys: dict[tuple[str, str], str] = {}
-
-    def full_key(self, backend: Any, schema_name: str, author_key: str) -> str:
-        # Made once per bucket: the cache's key function (prefix, version, validation) is costly
-        # at a few thousand sends a second.
-        full = self.full_keys.get((schema_name, author_key))
-        if full is None:
-            if len(self.full_keys) > 100_000:
-                self.full_keys.clear()
-            full = self.full_keys[schema_name, author_key] = backend.make_and_validate_key(
-                _key(schema_name, author_key)
-            )
-        return full
 
     async def take_many(self, *, schema_name: str, author_keys: list[str]) -> list[Verdict] | None:
         """None without Redis (the database cache's window is taken on the database thread)."""
@@ -161,7 +148,7 @@ class LiveSendTokens:
         from redis.exceptions import NoScriptError
 
         client, backend = loop_redis.get()
-        full_keys = [self.full_key(backend, schema_name, key) for key in author_keys]
+        full_keys = [backend.make_and_validate_key(_key(schema_name, key)) for key in author_keys]
         for _attempt in range(2):
             if self.sha is None:
                 self.sha = await client.script_load(_TOKEN_BUCKET)
@@ -178,40 +165,3 @@ class LiveSendTokens:
 
 
 live_send_tokens = LiveSendTokens()
-
-
-class TokenTake:
-    """One websocket send's token, taken in the round trip that reads its socket's rights
-    (`revocation.rights_versions_live(..., rider=...)`) rather than in one of its own before the
-    group is written: the writer then goes straight to the database, a Redis round trip less in
-    every group's cycle. A send frame takes its token whether it then proves valid or not (a
-    token per attempt, as the socket's own frame limit counts). No verdict (the script not
-    loaded yet, Redis flushed it, the read failed): the group takes it as before."""
-
-    __slots__ = ("author_key", "schema_name", "verdict")
-
-    def __init__(self, *, schema_name: str, author_key: str) -> None:
-        self.schema_name, self.author_key = schema_name, author_key
-        self.verdict: Verdict | None = None
-
-    def queue(self, pipe: Any, backend: Any) -> int:
-        """Add the take to `pipe`; how many commands were added."""
-        if live_send_tokens.sha is None:
-            return 0
-        full_key = live_send_tokens.full_key(backend, self.schema_name, self.author_key)
-        pipe.evalsha(live_send_tokens.sha, 1, full_key, SEND_RATE, SEND_BURST)
-        return 1
-
-    def settle(self, answers: list[Any]) -> None:
-        """The answers to the commands `queue` added (an error among them: no verdict)."""
-        if not answers:
-            return
-        answer = answers[0]
-        if isinstance(answer, Exception):
-            from redis.exceptions import NoScriptError
-
-            if isinstance(answer, NoScriptError):
-                live_send_tokens.sha = None  # the group's own take loads it again
-            return
-        allowed, wait = answer
-        self.verdict = _verdict(allowed, wait)

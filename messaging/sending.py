@@ -137,16 +137,6 @@ def check_membership(*, business: Business, user: User) -> None:
         raise not_found()
 
 
-def customer_author_key(customer_id: int) -> str:
-    """A customer's client_msg_id namespace and send bucket."""
-    return f"customer:{customer_id}"
-
-
-def user_author_key(user_id: int) -> str:
-    """An agent's (a user's) client_msg_id namespace and send bucket."""
-    return f"user:{user_id}"
-
-
 def check_customer_send(
     *, customer: Customer, body: Any, client_msg_id: Any = "", rich: RichParts | None = None
 ) -> SendRequest:
@@ -154,7 +144,7 @@ def check_customer_send(
     client_msg_id = clean_client_msg_id(client_msg_id)
     return SendRequest(
         origin=CUSTOMER,
-        author_key=customer_author_key(customer.pk),
+        author_key=f"customer:{customer.pk}",
         author_kind=Message.Author.CUSTOMER,
         body=clean_body(body, optional=rich is not None and rich.body_optional),
         client_msg_id=client_msg_id,
@@ -187,7 +177,7 @@ def check_agent_send(
     pk = conversation_pk(conversation_id)
     return SendRequest(
         origin=AGENT,
-        author_key=user_author_key(user.pk),
+        author_key=f"user:{user.pk}",
         author_kind=Message.Author.AGENT,
         body=clean_body(body, optional=rich is not None and rich.body_optional),
         client_msg_id=client_msg_id,
