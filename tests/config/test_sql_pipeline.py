@@ -13,8 +13,9 @@ import pytest
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
-from config.sql import pipelined, unpipelined
+from config.sql import MAX_UNSENT, pipelined, unpipelined
 from tests.conftest import World
+from tests.psycopg_waits import socket_waits
 
 
 def _other_connection() -> psycopg.Connection[Any]:
@@ -121,3 +122,52 @@ def test_a_savepoint_that_fails_inside_keeps_the_rest_of_the_transaction(table: 
             cursor.execute(f"INSERT INTO {table} VALUES (42)")
         assert _rows(table) == []  # nothing visible before the commit: one transaction
     assert _rows(table) == [40, 41, 42]
+
+
+def test_statements_go_out_together_when_an_answer_is_read(table: str) -> None:
+    """Issue 9: an execute in the pipeline queues its statement without touching the socket (no
+    poll, no wait for the GIL after it); the next read sends every queued statement at once,
+    in order, and waits for the answers."""
+    with transaction.atomic(), pipelined(commit=True), connection.cursor() as cursor:
+        pipeline = connection.connection._pipeline
+        with socket_waits() as waits:
+            for n in range(5):
+                cursor.execute(f"INSERT INTO {table} VALUES (%s)", [n])
+        assert waits[0] == 0
+        assert len(pipeline.command_queue) >= 5
+        with socket_waits() as waits:
+            cursor.execute(f"SELECT count(*), max(id) FROM {table}")
+            assert cursor.fetchone() == (5, 4)
+        assert 1 <= waits[0] < 6  # fewer than one per statement: they went out together
+        assert not pipeline.command_queue
+    assert _rows(table) == [0, 1, 2, 3, 4]
+
+
+def test_a_long_run_of_statements_is_sent_in_bounded_chunks(table: str) -> None:
+    count = 3 * MAX_UNSENT + 5
+    with transaction.atomic(), pipelined(commit=True), connection.cursor() as cursor:
+        pipeline = connection.connection._pipeline
+        longest = 0
+        for n in range(count):
+            cursor.execute(f"INSERT INTO {table} VALUES (%s)", [n])
+            longest = max(longest, len(pipeline.command_queue))
+        assert longest <= MAX_UNSENT
+        cursor.execute(f"SELECT count(*), min(id), max(id) FROM {table}")
+        assert cursor.fetchone() == (count, 0, count - 1)
+    assert _rows(table) == list(range(count))
+
+
+def test_a_failing_statement_among_queued_ones_is_raised_and_nothing_is_written(table: str) -> None:
+    with (
+        pytest.raises(IntegrityError),
+        transaction.atomic(),
+        pipelined(commit=True),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(f"INSERT INTO {table} VALUES (50)")
+        cursor.execute(f"INSERT INTO {table} VALUES (50)")  # duplicate key: queued, not raised yet
+        cursor.execute(f"INSERT INTO {table} VALUES (51)")
+        cursor.execute(f"SELECT count(*) FROM {table}")
+        cursor.fetchone()  # the read sends them: the duplicate is raised here
+    assert _rows(table) == []
+    assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE

@@ -32,6 +32,7 @@ from messaging.services import (
 )
 from tests.conftest import World, business_client, unique
 from tests.messaging.conftest import make_customer
+from tests.psycopg_waits import socket_waits
 
 
 def test_a_customer_read_receipt_is_cheap_and_leaves_the_thread_consistent(
@@ -240,11 +241,12 @@ def _round_trips() -> Iterator[list[int]]:
             setattr(target, name, old)
 
 
-def _group_round_trips(business: Any, send: Callable[[], Any]) -> int:
+def _group_round_trips(business: Any, send: Callable[[], Any]) -> tuple[int, int]:
+    """Round trips and socket waits of one group."""
     connection.set_schema_to_public()
-    with schema_context(business.schema_name), _round_trips() as count:
+    with schema_context(business.schema_name), _round_trips() as count, socket_waits() as waits:
         send()
-    return count[0]
+    return count[0], waits[0]
 
 
 def test_a_send_group_is_a_few_round_trips(live_db: World, settings: Any) -> None:
@@ -260,11 +262,15 @@ def test_a_send_group_is_a_few_round_trips(live_db: World, settings: Any) -> Non
             defer_membership=True,
         )
         customer_request = check_customer_send(customer=customer, body="again", client_msg_id=unique("c"))
-    customer_trips = _group_round_trips(business, lambda: write_batch(business, [customer_request]))
-    agent_trips = _group_round_trips(business, lambda: write_batch(business, [reply_request]))
-    print(f"customer send: {customer_trips} round trips; agent reply: {agent_trips} round trips")
+    customer_trips, customer_waits = _group_round_trips(business, lambda: write_batch(business, [customer_request]))
+    agent_trips, agent_waits = _group_round_trips(business, lambda: write_batch(business, [reply_request]))
+    print(f"customer send: {customer_trips} round trips, {customer_waits} socket waits; ", end="")
+    print(f"agent reply: {agent_trips} round trips, {agent_waits} socket waits")
     assert customer_trips <= CUSTOMER_SEND_ROUND_TRIPS
     assert agent_trips <= AGENT_REPLY_ROUND_TRIPS
+    # The statements go out when an answer is read (config.sql): a wait on the socket only for
+    # a round trip, not one for every statement sent (21 for a customer send, before).
+    assert customer_waits <= customer_trips and agent_waits <= agent_trips
     with schema_context(business.schema_name):
         sent = Message.objects.filter(conversation_id=conversation_id, client_msg_id=reply_request.client_msg_id)
         assert sent.get().direction == "out"
@@ -296,11 +302,12 @@ def test_an_ack_group_is_a_few_round_trips(live_db: World, settings: Any) -> Non
         Mark(up_to=reply.pk, read=True, customer=customer),
     ]
     connection.set_schema_to_public()
-    with schema_context(business.schema_name), _round_trips() as count:
+    with schema_context(business.schema_name), _round_trips() as count, socket_waits() as waits:
         outcomes = marks_write(business=business, marks=marks)
-    print(f"ack group: {count[0]} round trips")
+    print(f"ack group: {count[0]} round trips, {waits[0]} socket waits")
     assert outcomes == [1, 1]
     assert count[0] <= ACK_GROUP_ROUND_TRIPS
+    assert waits[0] <= count[0]
     with schema_context(business.schema_name):
         conversation = Conversation.objects.get(pk=conversation_id)
         assert conversation.unread_count == 0
