@@ -105,7 +105,7 @@ class _Pipeline:
 
     def start(self) -> None:
         self.stack = ExitStack()
-        _send_when_read(self.stack.enter_context(self.raw.pipeline()))
+        _send_without_waiting(self.stack.enter_context(self.raw.pipeline()))
 
     def stop(self, error: BaseException | None = None) -> None:
         stack, self.stack = self.stack, None
@@ -113,43 +113,35 @@ class _Pipeline:
             stack.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
 
 
-# Statements queued unsent at most: past this many, an execute sends them (memory stays bounded
-# whatever runs in the pipeline; a send or ack group queues about a dozen).
-MAX_UNSENT = 64
-
-
-def _send_when_read(pipeline: Any) -> None:
-    """Statements go to the server when an answer is read (a fetch, the sync at the pipeline's
-    end), all of them together, not one by one as they are executed. psycopg sends each execute
-    at once: a poll of the socket with the GIL released and a send, then the GIL to win back
-    from a busy event loop — on a send group's dozen statements, 14–19 such waits where 2–4 are
-    round trips (issue 9). Here an execute queues its statement (psycopg's own command queue,
-    in order) and returns without touching the socket; a read first hands every queued
-    statement to libpq and flushes them in one send, then reads as psycopg does. A failing
-    statement is raised at the next read or at the end, as `pipelined` says anyway. Set on each
-    pipeline `pipelined` opens (a pipeline lives as long as its block)."""
+def _send_without_waiting(pipeline: Any) -> None:
+    """An execute in the pipeline sends its statement without waiting on the socket; only a
+    read (a fetch, the sync at the pipeline's end) waits. psycopg's own execute polls the socket
+    (with the GIL released) and sends: then the GIL has to be won back from a busy event loop,
+    on a send group's dozen statements 21–35 such waits where 2–4 are round trips (issue 9).
+    Here an execute hands its statement to libpq and flushes what the socket takes at once
+    (nonblocking, the GIL held), so the server still starts on it while this thread goes on;
+    what the socket did not take goes with the next read, which then waits for the answers as
+    psycopg does. A failing statement is raised at the next read or at the end, as `pipelined`
+    says. Set on each pipeline `pipelined` opens (a pipeline lives as long as its block)."""
     from psycopg.generators import send
 
     queue = pipeline.command_queue
-    communicate = pipeline._communicate_gen  # psycopg's, bound
     fetch = pipeline._fetch_gen
 
     def send_queued() -> Iterator[Any]:
         while queue:
             queue.popleft()()  # into libpq's buffer: the connection is nonblocking in a pipeline
-        # Flushed, reading what arrives meanwhile so neither side blocks on a full buffer.
-        yield from send(pipeline.pgconn)
-
-    def communicate_later() -> Iterator[Any]:
-        if len(queue) >= MAX_UNSENT:
-            yield from send_queued()
-            yield from communicate()  # and the answers that arrived, as psycopg's own would
+        if pipeline.pgconn.flush():
+            # The socket did not take it all (the server is not reading while its answers wait
+            # for us): as psycopg does, wait for room, reading what arrives meanwhile, so
+            # neither side blocks on a full buffer and libpq's buffer stays bounded.
+            yield from send(pipeline.pgconn)
 
     def fetch_after_sending(*, flush: bool) -> Iterator[Any]:
         yield from send_queued()
         yield from fetch(flush=flush)
 
-    pipeline._communicate_gen = communicate_later
+    pipeline._communicate_gen = send_queued
     pipeline._fetch_gen = fetch_after_sending
 
 
