@@ -268,8 +268,8 @@ def test_a_send_group_is_a_few_round_trips(live_db: World, settings: Any) -> Non
     print(f"agent reply: {agent_trips} round trips, {agent_waits} socket waits")
     assert customer_trips <= CUSTOMER_SEND_ROUND_TRIPS
     assert agent_trips <= AGENT_REPLY_ROUND_TRIPS
-    # The statements go out when an answer is read (config.sql): a wait on the socket only for
-    # a round trip, not one for every statement sent (21 for a customer send, before).
+    # Statements are sent without a wait on the socket (config.sql): the client waits only for
+    # a round trip, not once for every statement sent (21 for a customer send, before).
     assert customer_waits <= customer_trips and agent_waits <= agent_trips
     with schema_context(business.schema_name):
         sent = Message.objects.filter(conversation_id=conversation_id, client_msg_id=reply_request.client_msg_id)
