@@ -1,7 +1,7 @@
 """The send core: SQL statements per send, sends per second alone and from many threads.
 
 Run: .venv/bin/python bench/send_core.py [--threads 16] [--sends 50] [--serial 300]
-     [--groups 10] [--group-size 100] [--only-groups]
+     [--groups 10] [--group-size 100] [--only-groups] [--history 0,2000,20000]
 
 Uses a throwaway database (like bench/billing.py) and publishes through the configured channel
 layer (Redis when REDIS_URL is set), as the server does. Prints:
@@ -14,7 +14,9 @@ layer (Redis when REDIS_URL is set), as the server does. Prints:
 - the writer alone (`do_send_messages`), in groups of --group-size: template sends to customers
   without a conversation yet (a notifications delivery job's shape) and customer sends into
   existing conversations (a group commit's shape); CPU-milliseconds per group and per message
-  (this process's CPU: the figure the machine's load distorts least), wall-clock, statements.
+  (this process's CPU: the figure the machine's load distorts least), wall-clock, statements;
+- with --history, agent replies into conversations with that many earlier (read) messages: what
+  grows with a conversation's length in the writer.
 """
 
 from __future__ import annotations
@@ -46,12 +48,18 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=10, help="groups per shape in the writer run")
     parser.add_argument("--group-size", type=int, default=100, help="sends per group in the writer run")
     parser.add_argument("--only-groups", action="store_true", help="only the writer run")
+    parser.add_argument(
+        "--history",
+        default="",
+        help="comma-separated conversation lengths (e.g. 0,2000,20000): also agent replies into "
+        "conversations with that many earlier messages, all read (the writer run)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
     args = parser.parse_args()
     with throwaway_database(keep=args.keep):
         if not args.only_groups:
             run(args.threads, args.sends, args.serial)
-        writer_groups(args.groups, args.group_size)
+        writer_groups(args.groups, args.group_size, [int(h) for h in args.history.split(",") if h.strip()])
 
 
 def run(threads: int, sends: int, serial: int) -> None:
@@ -178,8 +186,9 @@ def run(threads: int, sends: int, serial: int) -> None:
     print(f"  messages written: {written} of {total}; event ids gap-free: {dense}")
 
 
-def writer_groups(groups: int, size: int) -> None:
-    """The writer alone: `groups` transactions of `size` sends each, per shape."""
+def writer_groups(groups: int, size: int, histories: list[int] | None = None) -> None:
+    """The writer alone: `groups` transactions of `size` sends each, per shape; with
+    `histories`, agent replies into conversations that many messages long."""
     from django.core.management import call_command
     from django.db import connection, reset_queries
     from django.test.utils import CaptureQueriesContext
@@ -187,7 +196,7 @@ def writer_groups(groups: int, size: int) -> None:
     from django_tenants.utils import schema_context
 
     from accounts.models import Customer, User
-    from messaging.sending import check_customer_send, check_template_send, do_send_messages
+    from messaging.sending import check_agent_send, check_customer_send, check_template_send, do_send_messages
     from tenancy.models import Business
     from tenancy.services import business_create
 
@@ -248,6 +257,72 @@ def writer_groups(groups: int, size: int) -> None:
         "customer sends, existing conversations (a group commit)",
         lambda chunk, g: [check_customer_send(customer=c, body=f"Danke {g}", client_msg_id=f"c{c.pk}") for c in chunk],
     )
+    if histories:
+        conversation_of = _conversations(business, customers)
+        for written, history in enumerate(sorted(histories), start=1):
+            added = _lengthen(business, list(conversation_of.values()), history)
+            measure(
+                f"agent replies, conversations of {history:,} earlier messages (+{added:,} rows added)",
+                lambda chunk, g, written=written: [
+                    check_agent_send(
+                        business=business,
+                        user=owner,
+                        conversation_id=conversation_of[c.pk],
+                        body=f"Gern {g}",
+                        client_msg_id=f"r{written}-{c.pk}",
+                        defer_membership=True,
+                    )
+                    for c in chunk
+                ],
+            )
+
+
+def _conversations(business: Any, customers: list[Any]) -> dict[int, int]:
+    from django_tenants.utils import schema_context
+
+    from messaging.models import Conversation
+
+    with schema_context(business.schema_name):
+        return dict(
+            Conversation.objects.filter(contact__customer_id__in=[c.pk for c in customers]).values_list(
+                "contact__customer_id", "pk"
+            )
+        )
+
+
+def _lengthen(business: Any, conversation_ids: list[int], history: int) -> int:
+    """Give each conversation `history` messages at least (old ones, half inbound, all read);
+    returns the rows added. Event ids of these rows are negative: no stream event is theirs."""
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    with schema_context(business.schema_name), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conversation_id, count(*) FROM messaging_message WHERE conversation_id = ANY(%s) "
+            "GROUP BY conversation_id",
+            [conversation_ids],
+        )
+        have = dict(cursor.fetchall())
+        cursor.execute("SELECT coalesce(min(event_id), 0) FROM messaging_message")
+        (lowest,) = cursor.fetchone()
+        added = 0
+        for conversation_id in conversation_ids:
+            missing = history - have.get(conversation_id, 0)
+            if missing <= 0:
+                continue
+            cursor.execute(
+                "INSERT INTO messaging_message (conversation_id, direction, author_kind, author_key, kind, body, "
+                "template_name, status, failure_reason, client_msg_id, event_id, created_at, delivered_at, "
+                "read_at, choice_id) "
+                "SELECT %s, CASE WHEN g %% 2 = 0 THEN 'in' ELSE 'out' END, "
+                "CASE WHEN g %% 2 = 0 THEN 'customer' ELSE 'agent' END, 'bench:history', 'text', "
+                "'Frühere Nachricht', '', 'read', '', '', %s - g, now() - interval '30 days', "
+                "now() - interval '30 days', now() - interval '30 days', '' FROM generate_series(1, %s) AS g",
+                [conversation_id, min(lowest, 0) - 1 - added, missing],
+            )
+            added += missing
+        cursor.execute("ANALYZE messaging_message")
+    return added
 
 
 if __name__ == "__main__":
