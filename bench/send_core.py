@@ -291,8 +291,10 @@ def _conversations(business: Any, customers: list[Any]) -> dict[int, int]:
 
 
 def _lengthen(business: Any, conversation_ids: list[int], history: int) -> int:
-    """Give each conversation `history` messages at least (old ones, half inbound, all read);
-    returns the rows added. Event ids of these rows are negative: no stream event is theirs."""
+    """Give each conversation `history` messages at least (dated a month ago, half inbound, all
+    read); returns the rows added. Their ids are newer than the conversation's own messages
+    (the latest inbound one is among them); their event ids are negative: no stream event is
+    theirs."""
     from django.db import connection
     from django_tenants.utils import schema_context
 
