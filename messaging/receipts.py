@@ -28,7 +28,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import Customer, Membership, User
+from accounts.models import Customer, User
 from config.sql import pipelined, rows_source
 from directory.services import customer_threads_set_unread_later
 from messaging import events
@@ -37,6 +37,7 @@ from messaging.events import Statement
 from messaging.locks import conversations_lock
 from messaging.models import Contact, Conversation, Event, Message
 from messaging.payloads import conversation_payload
+from messaging.selectors import seats_send
 
 BIGINT_MAX = 2**63 - 1
 
@@ -95,11 +96,8 @@ def _keys(
     # few dozen ack groups a second per process.
     with connection.cursor() as cursor:
         if users:
-            cursor.execute(
-                f"SELECT user_id FROM {Membership._meta.db_table} WHERE business_id = %s AND user_id = ANY(%s)",
-                [business_id, sorted(users)],
-            )
-            seated = {user_id for (user_id,) in cursor.fetchall()}
+            seats_send(cursor, business_id=business_id, user_ids=sorted(users))
+            seated = {user_id for user_id, _role in cursor.fetchall()}
         if customers:
             cursor.execute(
                 f"SELECT ct.customer_id, c.id FROM {Conversation._meta.db_table} c "

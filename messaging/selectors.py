@@ -412,3 +412,14 @@ def conversation_last_event_id(*, conversation_id: int) -> int:
     """The newest event of the conversation (0: none kept)."""
     newest = Event.objects.filter(conversation_id=conversation_id).order_by("-id").values_list("id", flat=True).first()
     return int(newest or 0)
+
+
+def seats_send(cursor: Any, *, business_id: int, user_ids: list[int]) -> None:
+    """Send the lookup of these users' seats in the business on `cursor`, to be read as
+    `(user id, role)` rows. Raw SQL, for the writers (the send core, the ack writer): compiling a
+    queryset cost more than the answer, and in a pipeline the rows can be read after the next
+    statement's answer (a queryset reads at once)."""
+    cursor.execute(
+        f"SELECT user_id, role FROM {Membership._meta.db_table} WHERE business_id = %s AND user_id = ANY(%s)",
+        [business_id, user_ids],
+    )

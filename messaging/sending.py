@@ -50,6 +50,7 @@ from messaging.locks import conversations_lock, model_columns
 from messaging.models import SERVICE_WINDOW_HOURS, Contact, Conversation, Event, Message
 from messaging.payloads import conversation_payload, message_payload
 from messaging.rich import RichParts, preview, resolve
+from messaging.selectors import seats_send
 from tenancy.models import Business
 
 MAX_BODY = 4096
@@ -929,7 +930,7 @@ def _write(
         connection.cursor() as reserve_again,
     ):
         if asking:
-            _seats_send(seats, business.pk, asking)
+            seats_send(seats, business_id=business.pk, user_ids=asking)
         # The dedupe lookup and the message ids go out behind the lock statement (one round
         # trip for all three); the server runs them once the conversations are locked, so the
         # lookup sees every message committed under those locks, and a conversation's message
@@ -979,15 +980,6 @@ def _write(
             if isinstance(outcome, SendResult) and not outcome.duplicate:
                 outcome.charge = group.charges.get(id(outcome.message))
     return [o for o in outcomes if o is not None], numbering
-
-
-def _seats_send(cursor: Any, business_id: int, user_ids: list[int]) -> None:
-    """Send the lookup of these users' seats in the business, `(user id, role)` rows. Raw SQL:
-    sent now and read after the next statement's answer (a queryset reads at once)."""
-    cursor.execute(
-        f"SELECT user_id, role FROM {Membership._meta.db_table} WHERE business_id = %s AND user_id = ANY(%s)",
-        [business_id, user_ids],
-    )
 
 
 def _reserve_ids(cursor: Any, count: int) -> None:
