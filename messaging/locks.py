@@ -25,7 +25,7 @@ from django.db.models.base import ModelState
 
 from accounts.models import Customer, User
 from customers.models import Block
-from messaging.models import Contact, Conversation, Message
+from messaging.models import Contact, Conversation, Message, awaiting_receipt_sql
 
 
 def model_columns(model: Any, alias: str) -> tuple[list[str], str]:
@@ -37,8 +37,8 @@ def model_columns(model: Any, alias: str) -> tuple[list[str], str]:
 @functools.cache
 def _lock_sql(senders: bool) -> tuple[str, list[list[str]], list[tuple[int, int]]]:
     """The lock query (built once per shape): the conversations with their contact, customer and
-    assignee. `senders`: also each conversation's latest inbound message, whether any is unread,
-    and whether its customer blocked the business (what the send core decides on; the ack writer
+    assignee. `senders`: also each conversation's latest unread inbound message and whether its
+    customer blocked the business (what the send core decides on; the ack writer
     needs none of it, and each is a subquery per row)."""
     models = (Conversation, Contact, Customer, User)
     parts = [model_columns(model, alias) for model, alias in zip(models, ("c", "ct", "cu", "u"), strict=True)]
@@ -47,9 +47,11 @@ def _lock_sql(senders: bool) -> tuple[str, list[list[str]], list[tuple[int, int]
     if senders:
         message = quote(Message._meta.db_table)
         inbound = f"FROM {message} m WHERE m.conversation_id = c.id AND m.direction = %s"
+        # The latest inbound message not read yet, through the index of messages awaiting a
+        # receipt: the read ones are not in it, so a long conversation costs no more than a new one.
         extra = (
-            f", (SELECT m.id {inbound} ORDER BY m.id DESC LIMIT 1), "
-            f"EXISTS(SELECT 1 {inbound} AND m.status NOT IN (%s, %s)), "
+            f", (SELECT m.id {inbound} AND m.status NOT IN (%s, %s) AND {awaiting_receipt_sql('m')} "
+            "ORDER BY m.id DESC LIMIT 1), "
             f"EXISTS(SELECT 1 FROM {quote(Block._meta.db_table)} b "
             "WHERE b.business_id = %s AND b.customer_id = ct.customer_id)"
         )
@@ -63,7 +65,7 @@ def _lock_sql(senders: bool) -> tuple[str, list[list[str]], list[tuple[int, int]
         "ORDER BY c.id FOR UPDATE OF c"
     )
     names = [model_names for model_names, _columns in parts]
-    # Where each model's columns lie in a row; the senders' three values follow the last.
+    # Where each model's columns lie in a row; the senders' two values follow the last.
     bounds: list[tuple[int, int]] = []
     start = 0
     for model_names in names:
@@ -90,9 +92,9 @@ def _from_db[M: Model](model: type[M], alias: str, names: list[str], values: Seq
 @dataclass
 class Locked:
     conversation: Conversation
-    # For senders only (None / False otherwise).
-    last_inbound_id: int | None = None
-    inbound_unread: bool = False
+    # For senders only (None / False otherwise). The latest inbound message not read yet (reads
+    # go "up to" a message, so every unread one is at or before it); None: all are read.
+    last_unread_inbound_id: int | None = None
     customer_blocked: bool = False
 
 
@@ -111,7 +113,7 @@ def conversations_lock(
     params: list[Any] = []
     if senders:
         inbound = Message.Direction.INBOUND
-        params = [inbound, inbound, Message.Status.READ, Message.Status.FAILED, business_id]
+        params = [inbound, Message.Status.READ, Message.Status.FAILED, business_id]
     params += [list(ids), list(customer_ids)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -136,7 +138,7 @@ def conversations_lock(
         assignee = _from_db(User, alias, names[3], row[a0:a1]) if row[assignee_id] is not None else None
         assignee_field.set_cached_value(conversation, assignee)
         if senders:
-            locked.append(Locked(conversation, row[start], row[start + 1], row[start + 2]))
+            locked.append(Locked(conversation, row[start], row[start + 1]))
         else:
             locked.append(Locked(conversation))
     return locked

@@ -35,7 +35,7 @@ from messaging import events
 from messaging.errors import MessagingError, not_found
 from messaging.events import Statement
 from messaging.locks import conversations_lock
-from messaging.models import Contact, Conversation, Event, Message
+from messaging.models import Contact, Conversation, Event, Message, awaiting_receipt_sql
 from messaging.payloads import conversation_payload
 from messaging.selectors import seats_send
 
@@ -149,10 +149,16 @@ def _unnest(keys: list[_Key]) -> tuple[str, list[Any]]:
 
 
 # A message an ack changes: read up to read_up_to (not read or failed yet, or not delivered), or
-# delivered up to delivered_up_to (queued or sent). NULL bounds match nothing.
+# delivered up to delivered_up_to (queued or sent). NULL bounds match nothing. Each of those is
+# awaiting a receipt, so the index of those messages finds them (read ones are not in it).
 _CHANGES = (
     "((m.id <= v.read_up_to AND (m.status NOT IN ('read', 'failed') OR m.delivered_at IS NULL)) "
-    "OR (m.id <= v.delivered_up_to AND m.status IN ('queued', 'sent')))"
+    f"OR (m.id <= v.delivered_up_to AND m.status IN ('queued', 'sent'))) AND {awaiting_receipt_sql('m')}"
+)
+# The unread messages of a key's conversation and direction (the same index).
+_UNREAD_COUNT = (
+    f"(SELECT count(*) FROM {Message._meta.db_table} m WHERE m.conversation_id = v.conversation_id "
+    f"AND m.direction = v.direction AND m.read_at IS NULL AND {awaiting_receipt_sql('m')})"
 )
 
 
@@ -167,9 +173,7 @@ def _needing_work(keys: list[_Key]) -> tuple[set[int], list[_Key]]:
             f"SELECT v.conversation_id, v.direction, c.id IS NOT NULL, "
             f"EXISTS (SELECT 1 FROM {message} m WHERE m.conversation_id = v.conversation_id "
             f"AND m.direction = v.direction AND {_CHANGES}), "
-            f"(v.direction = %s AND v.read_up_to IS NOT NULL AND c.unread_count <> "
-            f"(SELECT count(*) FROM {message} m WHERE m.conversation_id = v.conversation_id "
-            "AND m.direction = v.direction AND m.read_at IS NULL)) "
+            f"(v.direction = %s AND v.read_up_to IS NOT NULL AND c.unread_count <> {_UNREAD_COUNT}) "
             f"FROM {source} LEFT JOIN {conversation} c ON c.id = v.conversation_id",
             [IN, *params],
         )
@@ -210,14 +214,8 @@ def _update_statement(keys: list[_Key], now: Any) -> Statement:
 def _recount_statement(keys: list[_Key]) -> Statement:
     """The unread messages left in each key's conversation and direction (after the UPDATE: the
     statements run in order in one transaction, so this one sees its changes)."""
-    message = Message._meta.db_table
     source, params = _unnest(keys)
-    return (
-        f"SELECT v.conversation_id, v.direction, (SELECT count(*) FROM {message} m "
-        "WHERE m.conversation_id = v.conversation_id AND m.direction = v.direction AND m.read_at IS NULL) "
-        f"FROM {source}",
-        params,
-    )
+    return f"SELECT v.conversation_id, v.direction, {_UNREAD_COUNT} FROM {source}", params
 
 
 def _lock_update_recount(keys: list[_Key], now: Any) -> dict[int, _Conversation]:

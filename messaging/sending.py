@@ -47,7 +47,7 @@ from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
 from messaging.ids import conversation_pk
 from messaging.locks import conversations_lock, model_columns
-from messaging.models import SERVICE_WINDOW_HOURS, Contact, Conversation, Event, Message
+from messaging.models import SERVICE_WINDOW_HOURS, Contact, Conversation, Event, Message, awaiting_receipt_sql
 from messaging.payloads import conversation_payload, message_payload
 from messaging.rich import RichParts, preview, resolve
 from messaging.selectors import seats_send
@@ -271,11 +271,10 @@ class _Thread:
     """One conversation while a group is written: its locked row, changed in memory, saved once."""
 
     conversation: Conversation
-    # The latest inbound message: its id from the database, or a message of this group (whose
-    # id exists only after the INSERT).
-    last_inbound: int | Message | None
-    # Inbound messages not read yet (so an agent's reply has something to mark read).
-    inbound_unread: bool
+    # The latest inbound message not read yet (what an agent's reply marks read up to): its id
+    # from the database, or a message of this group (whose id exists only after the INSERT);
+    # None when every inbound message is read.
+    last_unread_inbound: int | Message | None
     changed: bool = False
 
 
@@ -381,9 +380,7 @@ def _lock_conversations(
                 behind=(lambda: behind_created(wanted)) if behind_created is not None else None,
             )
     for row in rows:
-        group.threads[row.conversation.pk] = _Thread(
-            row.conversation, last_inbound=row.last_inbound_id, inbound_unread=row.inbound_unread
-        )
+        group.threads[row.conversation.pk] = _Thread(row.conversation, last_unread_inbound=row.last_unread_inbound_id)
     by_customer = {t.conversation.contact.customer_id: t for t in group.threads.values()}
     return group.threads, by_customer, blocked
 
@@ -571,8 +568,7 @@ def _customer_send(group: _Group, request: SendRequest, thread: _Thread) -> Mess
     conversation.unread_count += 1
     _customer_wakes(conversation, group.now)
     thread.changed = True
-    thread.last_inbound = message
-    thread.inbound_unread = True
+    thread.last_unread_inbound = message
     customer_id = conversation.contact.customer_id
     group.contacts.add(customer_id)
     group.touches.append(ThreadTouch(customer_id, group.now))
@@ -646,8 +642,8 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
     # system's free text through the API is no person reading: the inbox keeps it unread.)
     if request.user is not None:
         conversation.unread_count = 0
-    if request.user is not None and thread.inbound_unread and thread.last_inbound is not None:
-        up_to = thread.last_inbound
+    if request.user is not None and thread.last_unread_inbound is not None:
+        up_to = thread.last_unread_inbound
         group.marks.append((conversation.pk, up_to))
         group.pending.append(
             _Pending(
@@ -662,7 +658,7 @@ def _agent_send(group: _Group, request: SendRequest, thread: _Thread, blocked: s
                 },
             )
         )
-        thread.inbound_unread = False
+        thread.last_unread_inbound = None
     conversation.waiting_since = None  # answered
     if conversation.assignee_id is None and request.user is not None:
         conversation.assignee = request.user
@@ -739,7 +735,7 @@ def _mark_read(marks: list[tuple[int, int | Message]], now: datetime) -> events.
         "delivered_at = COALESCE(m.delivered_at, %s) "
         f"FROM {source} "
         "WHERE m.conversation_id = v.conversation_id AND m.id <= v.up_to AND m.direction = %s "
-        "AND (m.status NOT IN (%s, %s) OR m.delivered_at IS NULL)",
+        f"AND (m.status NOT IN (%s, %s) OR m.delivered_at IS NULL) AND {awaiting_receipt_sql('m')}",
         [*done, Message.Status.READ, *done, now, now, *params, Message.Direction.INBOUND, *done],
     )
 

@@ -238,9 +238,8 @@ def test_locked_rows_are_the_models_the_orm_would_load(world: World) -> None:
 
     customer = make_customer("Lock Rows")
     with tenant_context(world.business_a):
-        conversation_id = message_send_customer(
-            business=world.business_a, customer=customer, body="hello"
-        ).message.conversation_id
+        hello = message_send_customer(business=world.business_a, customer=customer, body="hello").message
+        conversation_id = hello.conversation_id
         Conversation.objects.filter(pk=conversation_id).update(assignee=world.agent_a)
         expected = Conversation.objects.select_related("contact__customer", "assignee").get(pk=conversation_id)
         with CaptureQueriesContext(connection) as queries:
@@ -261,7 +260,9 @@ def test_locked_rows_are_the_models_the_orm_would_load(world: World) -> None:
     for got, want in pairs:
         assert type(got) is type(want) and fields(got) == fields(want)
         assert (got._state.adding, got._state.db) == (False, want._state.db)
-    assert not row.customer_blocked and row.last_inbound_id is not None
+    # The customer's "hello" is the latest unread inbound message.
+    assert not row.customer_blocked
+    assert row.last_unread_inbound_id == hello.pk
 
 
 def test_a_writer_checked_seat_refuses_only_its_own_send(world: World) -> None:

@@ -1,0 +1,123 @@
+"""Issue 9: a long conversation costs its sends and acks no more reads than a new one.
+
+The send core's lock asks for the latest unread inbound message, an agent's reply marks the
+customer's messages read, and the ack writer looks for what an ack changes and recounts the
+unread ones. Each of those looked at every message of the conversation (a conversation of 20,000
+messages cost ~3 ms of server time per send, under the group's locks); through the index of
+messages awaiting a receipt they look only at the unread ones.
+
+Counted with PostgreSQL's own statistics for this transaction (`pg_stat_xact_user_tables`): the
+heap rows a statement read from the messages table, by scans of any kind. Real statements, the
+real planner, statistics fresh as autovacuum keeps them (ANALYZE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connection
+from django_tenants.utils import tenant_context
+
+from messaging import services
+from messaging.models import Conversation, Message
+from messaging.receipts import Mark, marks_write
+from tests.conftest import World
+from tests.messaging.conftest import make_customer
+
+HISTORY = 3000
+
+
+def _messages_read(schema: str) -> int:
+    """Heap rows read from this schema's messages table so far in this transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+            "WHERE schemaname = %s AND relname = %s",
+            [schema, Message._meta.db_table],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _lengthen(conversation_id: int, history: int) -> None:
+    """`history` earlier messages, half of them inbound, all delivered and read (event ids
+    negative: no stream event is theirs), then statistics as autovacuum would keep them."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO messaging_message (conversation_id, direction, author_kind, author_key, kind, body, "
+            "template_name, status, failure_reason, client_msg_id, event_id, created_at, delivered_at, "
+            "read_at, choice_id) "
+            "SELECT %s, CASE WHEN g %% 2 = 0 THEN 'in' ELSE 'out' END, "
+            "CASE WHEN g %% 2 = 0 THEN 'customer' ELSE 'agent' END, 'test:history', 'text', 'earlier', '', "
+            "'read', '', '', -g, now() - interval '30 days', now() - interval '30 days', "
+            "now() - interval '30 days', '' FROM generate_series(1, %s) AS g",
+            [conversation_id, history],
+        )
+        cursor.execute(f"ANALYZE {Message._meta.db_table}")
+
+
+def _reads_per_step(world: World, conversation: Conversation, customer: Any) -> dict[str, int]:
+    """A customer's message, the agent's reply (which reads it), the customer reading the reply
+    and the agent acking a second message: the heap rows each step read."""
+    business = world.business_a
+    schema = business.schema_name
+    reads: dict[str, int] = {}
+
+    def step(name: str, action: Callable[[], Any]) -> Any:
+        before = _messages_read(schema)
+        result = action()
+        reads[name] = _messages_read(schema) - before
+        return result
+
+    inbound = step(
+        "customer send",
+        lambda: services.message_send_customer(business=business, customer=customer, body="Wo ist mein Koffer?"),
+    ).message
+    reply = step(
+        "agent reply",
+        lambda: services.message_send_agent(
+            business=business, user=world.agent_a, conversation_id=conversation.pk, body="Wir suchen ihn."
+        ),
+    ).message
+    second = services.message_send_customer(business=business, customer=customer, body="Danke!").message
+    outcomes = step(
+        "acks",
+        lambda: marks_write(
+            business=business,
+            marks=[
+                Mark(up_to=reply.pk, read=True, customer=customer),
+                Mark(up_to=second.pk, read=True, user=world.agent_a, conversation_id=conversation.pk),
+            ],
+        ),
+    )
+    # The steps did their work: the reply read the customer's message; the customer read the
+    # agent's greeting and the reply, the agent the customer's second message.
+    assert outcomes == [2, 1]
+    assert Message.objects.get(pk=inbound.pk).status == Message.Status.READ
+    assert Message.objects.get(pk=reply.pk).status == Message.Status.READ
+    assert Conversation.objects.get(pk=conversation.pk).unread_count == 0
+    return reads
+
+
+def test_a_long_conversation_costs_its_sends_and_acks_no_more_reads(world: World) -> None:
+    with tenant_context(world.business_a):
+        short_customer, long_customer = make_customer("Kurz"), make_customer("Lang")
+        conversations = {}
+        for customer in (short_customer, long_customer):
+            first = services.message_send_customer(business=world.business_a, customer=customer, body="Hallo").message
+            services.message_send_agent(
+                business=world.business_a, user=world.agent_a, conversation_id=first.conversation_id, body="Hallo!"
+            )
+            conversations[customer.pk] = Conversation.objects.get(pk=first.conversation_id)
+        _lengthen(conversations[long_customer.pk].pk, HISTORY)
+
+        short = _reads_per_step(world, conversations[short_customer.pk], short_customer)
+        long = _reads_per_step(world, conversations[long_customer.pk], long_customer)
+
+    for name, count in long.items():
+        # As many rows as for the new conversation (the unread messages; at most the business's
+        # unread ones, where the planner finds one scan of those cheaper), however long the
+        # conversation: reading it would take thousands.
+        assert count <= short[name] + 10, (name, short, long)
+        assert count < HISTORY // 10, (name, short, long)
