@@ -42,6 +42,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from assignment import services as assignment_services
+from config.loop_lag import loop_lag
 from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services
@@ -84,9 +85,11 @@ async def _db[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
 
 class SendGate:
     """The process's send path: at most `limit` sends waiting or running at once, across every
-    business (PARLEY_WS_MAX_SENDS: two full send groups). Past that a send is refused at once
-    with `retry_after` (about one send's duration: the sends in flight are written together),
-    rather than queued for seconds."""
+    business (PARLEY_WS_MAX_SENDS: two full send groups), and none while the event loop runs
+    more than PARLEY_WS_MAX_LOOP_LAG behind (config.loop_lag: the process is short of CPU, and
+    what it accepted would wait in line with everything else). Past that a send is refused at
+    once with `retry_after` (about one send's duration: the sends in flight are written
+    together; at least the loop's lag), rather than queued for seconds."""
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -96,13 +99,21 @@ class SendGate:
     def limit(self) -> int:
         return int(getattr(settings, "PARLEY_WS_MAX_SENDS", 2 * batch_max()))
 
-    def retry_after(self) -> float:
+    @property
+    def max_loop_lag(self) -> float:
+        return float(getattr(settings, "PARLEY_WS_MAX_LOOP_LAG", 0.1))
+
+    def retry_after(self, lag: float = 0.0) -> float:
         # The sends in flight are written together (group commit), not one after another per
-        # thread: room comes back about one send's duration from now.
-        return round(min(10.0, max(0.5, self.seconds * 2)), 1)
+        # thread: room comes back about one send's duration from now; a loop behind catches up
+        # in about as long as it is behind.
+        return round(min(10.0, max(0.5, self.seconds * 2, lag * 2)), 1)
 
     def enter(self) -> bool:
         if self.in_flight >= self.limit:
+            return False
+        max_lag = self.max_loop_lag
+        if max_lag > 0 and loop_lag.seconds() > max_lag:
             return False
         self.in_flight += 1
         return True
@@ -450,7 +461,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                     # was then refused `rate_limited` too (issue 9: at 1,000 msgs/s from 500
                     # customers, 26,084 of 46,523 refusals).
                     self.sends.give_back()
-                    raise overloaded(send_gate.retry_after())
+                    raise overloaded(send_gate.retry_after(loop_lag.seconds()))
                 gated = time.monotonic()
                 # The business's send queue in this process: refused now if it would wait too
                 # long; otherwise its place is held, and the send is not refused again for

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from django.test import override_settings
 from django_tenants.utils import tenant_context
 
 from accounts.models import Customer
+from config.loop_lag import loop_lag
 from messaging import events, group_commit, services
 from messaging.consumers import SendGate
 from messaging.models import Message
@@ -191,4 +193,28 @@ async def test_a_send_refused_for_load_does_not_count_against_the_senders_own_ra
     await ws.send_json_to({"type": "send", "body": "retry me", "client_msg_id": "rl-1"})
     accepted = await receive_until(ws, "message.accepted")
     assert accepted["client_msg_id"] == "rl-1" and accepted["duplicate"] is False
+    await ws.disconnect()
+
+
+async def test_a_send_is_refused_at_once_while_the_event_loop_is_behind(live_db: World) -> None:
+    """A process short of CPU falls behind on its event loop: a send arriving then is refused
+    `overloaded` with a retry_after of at least the time to catch up, not accepted to wait in
+    line with everything else; once the loop keeps up again the retry is accepted."""
+    customer = await adb(make_customer)()
+    ws, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+    loop_lag.seconds()  # the process watches its loop from its first send on
+    await asyncio.sleep(0.05)
+    with override_settings(PARLEY_WS_MAX_LOOP_LAG=0.1):
+        await ws.send_json_to({"type": "send", "body": "busy?", "client_msg_id": "lag-1"})
+        time.sleep(0.4)  # the loop held: the frame waits its turn, as under a CPU shortage
+        refused = await ws.receive_json_from(timeout=5)
+        assert refused["type"] == "error" and refused["code"] == "overloaded", refused
+        assert refused["client_msg_id"] == "lag-1" and refused["retry_after"] >= 0.6
+        await asyncio.sleep(refused["retry_after"])
+        await ws.send_json_to({"type": "send", "body": "busy?", "client_msg_id": "lag-1"})
+        accepted = await receive_until(ws, "message.accepted")
+        assert accepted["client_msg_id"] == "lag-1" and accepted["duplicate"] is False
     await ws.disconnect()
