@@ -281,6 +281,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
     # asyncio.Queue (3 KiB per socket), made on demand (an empty deque is 0.7 KiB); only the
     # socket's own task appends, only the worker pops.
     frames_waiting: deque[tuple[dict[str, Any], float | None, Admission | None]] | None = None
+    sends_ahead = 0  # this socket's admitted sends not done yet (waiting or being handled)
     serving = False  # accepted and joined: frames are handled
     released = False
     relayed = False  # counted in events.relay
@@ -412,6 +413,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         for _payload, gated, admission in waiting:
             if gated is not None:
                 send_gate.leave(None)
+                self.sends_ahead -= 1
             if admission is not None:
                 admission.release()
         await self.leave_all()
@@ -466,13 +468,14 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                 # The business's send queue in this process: refused now if it would wait too
                 # long; otherwise its place is held, and the send is not refused again for
                 # load once its worker gets to it (the refusal is decided here, at once).
-                decided = live_gatherer.admit(self.schema_name)
+                decided = live_gatherer.admit(self.schema_name, own_ahead=self.sends_ahead)
                 if isinstance(decided, MessagingError):
                     send_gate.leave(None)
                     gated = None
                     self.sends.give_back()
                     raise decided
                 admission = decided
+                self.sends_ahead += 1
         except MessagingError as error:
             await self.refuse(payload, error)
             return
@@ -517,6 +520,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         finally:
             if gated is not None:
                 send_gate.leave(time.monotonic() - gated)
+                self.sends_ahead -= 1
 
     async def handle_frame(self, payload: dict[str, Any]) -> None:
         handler = getattr(self, "on_" + payload["type"].replace(".", "_"), None)
