@@ -305,9 +305,6 @@ PARLEY_GIL_SWITCH_INTERVAL = env.float("PARLEY_GIL_SWITCH_INTERVAL", default=0.0
 # (~100 ms each), so a hiccup of a few hundred milliseconds refused sends with 0.5 s or more to
 # wait before their retry (issue 9: the 2–3 s maxima of the 500 msgs/s runs).
 PARLEY_WS_MAX_SENDS = env.int("PARLEY_WS_MAX_SENDS", default=2 * PARLEY_SEND_BATCH_MAX)
-# A send is refused at once (`overloaded`) while the process's event loop runs more than this
-# many seconds behind (config.loop_lag: short of CPU, everything waits its turn; 0: never).
-PARLEY_WS_MAX_LOOP_LAG = env.float("PARLEY_WS_MAX_LOOP_LAG", default=0.1)
 # After this many websockets ended (and at most every PARLEY_MEMORY_TRIM_INTERVAL seconds) a
 # server process collects garbage and trims malloc, so their memory goes back to the OS
 # (config/memory.py; 0: never).

@@ -42,7 +42,6 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from assignment import services as assignment_services
-from config.loop_lag import loop_lag
 from config.websocket import CloseCode
 from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services
@@ -85,11 +84,9 @@ async def _db[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
 
 class SendGate:
     """The process's send path: at most `limit` sends waiting or running at once, across every
-    business (PARLEY_WS_MAX_SENDS: two full send groups), and none while the event loop runs
-    more than PARLEY_WS_MAX_LOOP_LAG behind (config.loop_lag: the process is short of CPU, and
-    what it accepted would wait in line with everything else). Past that a send is refused at
-    once with `retry_after` (about one send's duration: the sends in flight are written
-    together; at least the loop's lag), rather than queued for seconds."""
+    business (PARLEY_WS_MAX_SENDS: two full send groups). Past that a send is refused at once
+    with `retry_after` (about one send's duration: the sends in flight are written together),
+    rather than queued for seconds."""
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -99,21 +96,13 @@ class SendGate:
     def limit(self) -> int:
         return int(getattr(settings, "PARLEY_WS_MAX_SENDS", 2 * batch_max()))
 
-    @property
-    def max_loop_lag(self) -> float:
-        return float(getattr(settings, "PARLEY_WS_MAX_LOOP_LAG", 0.1))
-
-    def retry_after(self, lag: float = 0.0) -> float:
+    def retry_after(self) -> float:
         # The sends in flight are written together (group commit), not one after another per
-        # thread: room comes back about one send's duration from now; a loop behind catches up
-        # in about as long as it is behind.
-        return round(min(10.0, max(0.5, self.seconds * 2, lag * 2)), 1)
+        # thread: room comes back about one send's duration from now.
+        return round(min(10.0, max(0.5, self.seconds * 2)), 1)
 
     def enter(self) -> bool:
         if self.in_flight >= self.limit:
-            return False
-        max_lag = self.max_loop_lag
-        if max_lag > 0 and loop_lag.seconds() > max_lag:
             return False
         self.in_flight += 1
         return True
@@ -281,7 +270,6 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
     # asyncio.Queue (3 KiB per socket), made on demand (an empty deque is 0.7 KiB); only the
     # socket's own task appends, only the worker pops.
     frames_waiting: deque[tuple[dict[str, Any], float | None, Admission | None]] | None = None
-    sends_ahead = 0  # this socket's admitted sends not done yet (waiting or being handled)
     serving = False  # accepted and joined: frames are handled
     released = False
     relayed = False  # counted in events.relay
@@ -413,7 +401,6 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         for _payload, gated, admission in waiting:
             if gated is not None:
                 send_gate.leave(None)
-                self.sends_ahead -= 1
             if admission is not None:
                 admission.release()
         await self.leave_all()
@@ -463,19 +450,18 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                     # was then refused `rate_limited` too (issue 9: at 1,000 msgs/s from 500
                     # customers, 26,084 of 46,523 refusals).
                     self.sends.give_back()
-                    raise overloaded(send_gate.retry_after(loop_lag.seconds()))
+                    raise overloaded(send_gate.retry_after())
                 gated = time.monotonic()
                 # The business's send queue in this process: refused now if it would wait too
                 # long; otherwise its place is held, and the send is not refused again for
                 # load once its worker gets to it (the refusal is decided here, at once).
-                decided = live_gatherer.admit(self.schema_name, own_ahead=self.sends_ahead)
+                decided = live_gatherer.admit(self.schema_name)
                 if isinstance(decided, MessagingError):
                     send_gate.leave(None)
                     gated = None
                     self.sends.give_back()
                     raise decided
                 admission = decided
-                self.sends_ahead += 1
         except MessagingError as error:
             await self.refuse(payload, error)
             return
@@ -520,7 +506,6 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         finally:
             if gated is not None:
                 send_gate.leave(time.monotonic() - gated)
-                self.sends_ahead -= 1
 
     async def handle_frame(self, payload: dict[str, Any]) -> None:
         handler = getattr(self, "on_" + payload["type"].replace(".", "_"), None)

@@ -369,13 +369,11 @@ class LiveGatherer:
         state = self._schemas.get(schema_name)
         return len(state.queue) if state else 0
 
-    def refusal(self, schema_name: str, own_ahead: int = 0) -> MessagingError | None:
+    def refusal(self, schema_name: str) -> MessagingError | None:
         """`overloaded` if a send to this business queued now would wait longer than
         PARLEY_SEND_MAX_WAIT (or find the queue full); None otherwise. Consumers ask when a send
         frame arrives, so an excess send is refused within the event loop's turn, before it
-        waits for its socket's worker, its rights check or its validation. `own_ahead`: the
-        socket's own sends still before it, each a batch of its own (the socket's worker waits
-        for a send's outcome before it queues the next, which keeps its messages in order)."""
+        waits for its socket's worker, its rights check or its validation."""
         state = self._state(schema_name)
         cap, limit, wait_limit = batch_max(), queue_limit(), max_wait()
         ahead = len(state.queue) + state.reserved
@@ -392,22 +390,17 @@ class LiveGatherer:
             if state.writing:
                 now = time.monotonic()
                 estimate += min(max(0.0, state.batch_seconds - (now - since)) for since in state.writing.values())
-        # Behind its socket's earlier sends it waits a batch for each, whatever the queue: not
-        # counted, a socket's sends admitted one after another waited there for seconds under
-        # overload (issue 9, 1,200 msgs/s offered on two processes: frame → its worker p50 0.54
-        # s, p99 4.0 s, most of a send's time).
-        estimate += own_ahead * state.batch_seconds
         if ahead >= limit or estimate > wait_limit:
             return overloaded(estimate + state.batch_seconds or wait_limit)
         return None
 
-    def admit(self, schema_name: str, own_ahead: int = 0) -> Admission | MessagingError:
+    def admit(self, schema_name: str) -> Admission | MessagingError:
         """Decide a send when its frame arrives, from this process's state only: `overloaded`
         (`refusal`), or a place held for it until its socket's worker queues it (`send` within
         `admitted(...)`) or lets it go (`Admission.release`: refused by a check meanwhile, or
         the socket closed). Held places count as queued, so a burst of frames arriving while
         earlier ones are still being checked is not all admitted against the same empty queue."""
-        refused = self.refusal(schema_name, own_ahead)
+        refused = self.refusal(schema_name)
         if refused is not None:
             return refused
         state = self._state(schema_name)
