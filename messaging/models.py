@@ -188,7 +188,12 @@ class Message(models.Model):
             # reason.) A query uses it by repeating AWAITING_RECEIPT_SQL word for word.
             models.Index(
                 fields=["conversation", "direction", "id"],
-                condition=Q(read_at__isnull=True) | Q(delivered_at__isnull=True) | ~Q(status__in=["read", "failed"]),
+                # Two comparisons, not `status IN (...)`: the IN list's definition changes when
+                # PostgreSQL prints and re-reads it, as a business schema's copy does
+                # (tenancy.provisioning), and every copy must match the template.
+                condition=Q(read_at__isnull=True)
+                | Q(delivered_at__isnull=True)
+                | (~Q(status="read") & ~Q(status="failed")),
                 name="message_awaiting_receipt",
             ),
         ]
@@ -202,7 +207,10 @@ def awaiting_receipt_sql(alias: str) -> str:
     CREATE INDEX spells it. PostgreSQL uses a partial index only where it can prove the query's
     WHERE implies the condition, which it does for the same clause: a query that wants the index
     ANDs this in (where its other clauses already imply it, so the rows are the same)."""
-    return f"({alias}.read_at IS NULL OR {alias}.delivered_at IS NULL OR NOT ({alias}.status IN ('read', 'failed')))"
+    return (
+        f"({alias}.read_at IS NULL OR {alias}.delivered_at IS NULL OR "
+        f"(NOT ({alias}.status = 'read') AND NOT ({alias}.status = 'failed')))"
+    )
 
 
 class Reaction(models.Model):
