@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
+import orjson
 from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
@@ -288,14 +289,17 @@ def customer_group(customer_id: int) -> str:
     return f"p.customer.{int(customer_id)}"
 
 
-# One encoder for every frame: `json.dumps(cls=...)` builds a new one per call (~15% of a frame's
-# encoding time; a delivery job of 100 notifications encodes ~300 frames). Encoding keeps no
-# state between calls, so threads may share it.
-_ENCODER = DjangoJSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# Frames are encoded by orjson, 2.4x faster than the standard library's encoder for a
+# message.created frame (26 -> 11 us; frame encoding was ~6% of a server's samples at 400
+# msgs/s, issue 9), with the same text as Django's encoder gave: datetimes, dates and times go
+# to its `default` (milliseconds, "Z"), as do lazy strings, Decimals and durations; compact
+# separators, non-ASCII as is, integer keys as strings (tests/messaging/test_frame_encoding.py).
+_DJANGO_DEFAULT = DjangoJSONEncoder().default
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 
 
 def dumps(payload: dict[str, Any]) -> str:
-    return _ENCODER.encode(payload)
+    return orjson.dumps(payload, default=_DJANGO_DEFAULT, option=_OPTIONS).decode()
 
 
 @dataclass(frozen=True)
