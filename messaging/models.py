@@ -185,7 +185,7 @@ class Message(models.Model):
             # conversation: a conversation of 20,000 messages cost its sends ~3 ms of server
             # time under the group's locks (issue 9). Read messages leave it, so it stays the
             # size of what is unread. (Zulip keeps partial indexes on unread flags for the same
-            # reason.) A query uses it by repeating AWAITING_RECEIPT_SQL word for word.
+            # reason.) A query uses it by ANDing in awaiting_receipt_sql (below).
             models.Index(
                 fields=["conversation", "direction", "id"],
                 # Two comparisons, not `status IN (...)`: the IN list's definition changes when
