@@ -196,6 +196,7 @@ def writer_groups(groups: int, size: int, histories: list[int] | None = None) ->
     from django_tenants.utils import schema_context
 
     from accounts.models import Customer, User
+    from bench.history import conversations_lengthen
     from messaging.sending import check_agent_send, check_customer_send, check_template_send, do_send_messages
     from tenancy.models import Business
     from tenancy.services import business_create
@@ -260,7 +261,7 @@ def writer_groups(groups: int, size: int, histories: list[int] | None = None) ->
     if histories:
         conversation_of = _conversations(business, customers)
         for written, history in enumerate(sorted(histories), start=1):
-            added = _lengthen(business, list(conversation_of.values()), history)
+            added = conversations_lengthen(business, list(conversation_of.values()), history)
             measure(
                 f"agent replies, conversations of {history:,} earlier messages (+{added:,} rows added)",
                 lambda chunk, g, written=written: [
@@ -288,43 +289,6 @@ def _conversations(business: Any, customers: list[Any]) -> dict[int, int]:
                 "contact__customer_id", "pk"
             )
         )
-
-
-def _lengthen(business: Any, conversation_ids: list[int], history: int) -> int:
-    """Give each conversation `history` messages at least (dated a month ago, half inbound, all
-    read); returns the rows added. Their ids are newer than the conversation's own messages
-    (the latest inbound one is among them); their event ids are negative: no stream event is
-    theirs."""
-    from django.db import connection
-    from django_tenants.utils import schema_context
-
-    with schema_context(business.schema_name), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT conversation_id, count(*) FROM messaging_message WHERE conversation_id = ANY(%s) "
-            "GROUP BY conversation_id",
-            [conversation_ids],
-        )
-        have = dict(cursor.fetchall())
-        cursor.execute("SELECT coalesce(min(event_id), 0) FROM messaging_message")
-        (lowest,) = cursor.fetchone()
-        added = 0
-        for conversation_id in conversation_ids:
-            missing = history - have.get(conversation_id, 0)
-            if missing <= 0:
-                continue
-            cursor.execute(
-                "INSERT INTO messaging_message (conversation_id, direction, author_kind, author_key, kind, body, "
-                "template_name, status, failure_reason, client_msg_id, event_id, created_at, delivered_at, "
-                "read_at, choice_id) "
-                "SELECT %s, CASE WHEN g %% 2 = 0 THEN 'in' ELSE 'out' END, "
-                "CASE WHEN g %% 2 = 0 THEN 'customer' ELSE 'agent' END, 'bench:history', 'text', "
-                "'Frühere Nachricht', '', 'read', '', '', %s - g, now() - interval '30 days', "
-                "now() - interval '30 days', now() - interval '30 days', '' FROM generate_series(1, %s) AS g",
-                [conversation_id, min(lowest, 0) - 1 - added, missing],
-            )
-            added += missing
-        cursor.execute("ANALYZE messaging_message")
-    return added
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connection
 from django_tenants.utils import tenant_context
 
+from bench.history import conversations_lengthen
 from messaging import services
 from messaging.models import Conversation, Message
 from messaging.receipts import Mark, marks_write
@@ -38,23 +39,6 @@ def _messages_read(schema: str) -> int:
         )
         row = cursor.fetchone()
     return int(row[0]) if row else 0
-
-
-def _lengthen(conversation_id: int, history: int) -> None:
-    """`history` earlier messages, half of them inbound, all delivered and read (event ids
-    negative: no stream event is theirs), then statistics as autovacuum would keep them."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO messaging_message (conversation_id, direction, author_kind, author_key, kind, body, "
-            "template_name, status, failure_reason, client_msg_id, event_id, created_at, delivered_at, "
-            "read_at, choice_id) "
-            "SELECT %s, CASE WHEN g %% 2 = 0 THEN 'in' ELSE 'out' END, "
-            "CASE WHEN g %% 2 = 0 THEN 'customer' ELSE 'agent' END, 'test:history', 'text', 'earlier', '', "
-            "'read', '', '', -g, now() - interval '30 days', now() - interval '30 days', "
-            "now() - interval '30 days', '' FROM generate_series(1, %s) AS g",
-            [conversation_id, history],
-        )
-        cursor.execute(f"ANALYZE {Message._meta.db_table}")
 
 
 def _reads_per_step(world: World, conversation: Conversation, customer: Any) -> dict[str, int]:
@@ -110,7 +94,7 @@ def test_a_long_conversation_costs_its_sends_and_acks_no_more_reads(world: World
                 business=world.business_a, user=world.agent_a, conversation_id=first.conversation_id, body="Hallo!"
             )
             conversations[customer.pk] = Conversation.objects.get(pk=first.conversation_id)
-        _lengthen(conversations[long_customer.pk].pk, HISTORY)
+        conversations_lengthen(world.business_a, [conversations[long_customer.pk].pk], HISTORY)
 
         short = _reads_per_step(world, conversations[short_customer.pk], short_customer)
         long = _reads_per_step(world, conversations[long_customer.pk], long_customer)

@@ -1,0 +1,46 @@
+"""Long conversations for measuring (bench/send_core.py --history) and for the tests that bound
+what a send or an ack reads (tests/messaging/test_long_conversations.py): earlier messages
+written straight into a business's schema, thousands in one statement. No side effects on
+import (the bench scripts set production settings when run; this module is imported too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def conversations_lengthen(business: Any, conversation_ids: list[int], history: int) -> int:
+    """Give each conversation `history` messages at least (dated a month ago, half inbound, all
+    delivered and read), then statistics as autovacuum would keep them (ANALYZE); returns the
+    rows added. Their ids are newer than the conversation's own messages
+    (the latest inbound one is among them); their event ids are negative: no stream event is
+    theirs."""
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    with schema_context(business.schema_name), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conversation_id, count(*) FROM messaging_message WHERE conversation_id = ANY(%s) "
+            "GROUP BY conversation_id",
+            [conversation_ids],
+        )
+        have = dict(cursor.fetchall())
+        cursor.execute("SELECT coalesce(min(event_id), 0) FROM messaging_message")
+        (lowest,) = cursor.fetchone()
+        added = 0
+        for conversation_id in conversation_ids:
+            missing = history - have.get(conversation_id, 0)
+            if missing <= 0:
+                continue
+            cursor.execute(
+                "INSERT INTO messaging_message (conversation_id, direction, author_kind, author_key, kind, body, "
+                "template_name, status, failure_reason, client_msg_id, event_id, created_at, delivered_at, "
+                "read_at, choice_id) "
+                "SELECT %s, CASE WHEN g %% 2 = 0 THEN 'in' ELSE 'out' END, "
+                "CASE WHEN g %% 2 = 0 THEN 'customer' ELSE 'agent' END, 'bench:history', 'text', "
+                "'Frühere Nachricht', '', 'read', '', '', %s - g, now() - interval '30 days', "
+                "now() - interval '30 days', now() - interval '30 days', '' FROM generate_series(1, %s) AS g",
+                [conversation_id, min(lowest, 0) - 1 - added, missing],
+            )
+            added += missing
+        cursor.execute("ANALYZE messaging_message")
+    return added
