@@ -1,0 +1,70 @@
+"""`bench/inbox_load.py`'s summary against the p99 goal: a target that met the goal at its
+highest rate tested has its limit above that rate, so its figure is a lower bound and a ratio
+against it is not a measurement (a run whose limit server met the goal at every rate tried
+printed "parley vs limit at the p99 goal: 0.50×" as if measured)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.inbox_load import Result, goal_summary
+
+GOAL = 0.1
+
+
+def _result(target: str, rate: float, p99: float, *, lost: int = 0) -> Result:
+    figures: dict[str, Any] = {"offered": rate, "persisted": rate, "c2a_p99": p99, "lost": lost, "unanswered": 0}
+    return Result(target, figures)
+
+
+def test_a_ratio_is_printed_when_both_passed_the_goal_within_the_rates_tested() -> None:
+    lines = goal_summary(
+        [
+            _result("parley", 200, 0.09),
+            _result("limit", 200, 0.02),
+            _result("parley", 400, 0.30),
+            _result("limit", 400, 0.08),
+            _result("parley", 600, 0.90),
+            _result("limit", 600, 0.20),
+        ],
+        GOAL,
+    )
+    assert lines == [
+        "parley: highest persisted msgs/s at p99 ≤ 100 ms: 200.0",
+        "limit: highest persisted msgs/s at p99 ≤ 100 ms: 400.0",
+        "parley vs limit at the p99 goal: 0.50×",
+    ]
+
+
+def test_a_target_that_met_the_goal_at_its_highest_rate_is_a_lower_bound() -> None:
+    lines = goal_summary(
+        [
+            _result("parley", 200, 0.097),
+            _result("limit", 200, 0.018),
+            _result("parley", 400, 0.23),
+            _result("limit", 400, 0.039),
+        ],
+        GOAL,
+    )
+    assert lines == [
+        "parley: highest persisted msgs/s at p99 ≤ 100 ms: 200.0",
+        "limit: highest persisted msgs/s at p99 ≤ 100 ms: 400.0 (met at the highest rate tested: its limit is higher)",
+        "parley vs limit at the p99 goal: at most 0.50× (limit met it at its highest rate)",
+    ]
+
+
+def test_parley_meeting_the_goal_everywhere_gives_a_lower_bound_and_both_give_none() -> None:
+    parley_only = goal_summary([_result("parley", 300, 0.05), _result("limit", 300, 0.2)], GOAL)
+    assert parley_only == [
+        "parley: highest persisted msgs/s at p99 ≤ 100 ms: 300.0 (met at the highest rate tested: its limit is higher)",
+        "limit: highest persisted msgs/s at p99 ≤ 100 ms: 0.0",
+    ]
+    both = goal_summary([_result("parley", 100, 0.05), _result("limit", 100, 0.01)], GOAL)
+    assert both[-1] == "parley vs limit at the p99 goal: unknown (both met it at every rate tested up to their highest)"
+    lower = goal_summary([_result("parley", 300, 0.05), _result("limit", 300, 0.02), _result("limit", 600, 0.3)], GOAL)
+    assert lower[-1] == "parley vs limit at the p99 goal: at least 1.00× (parley met it at its highest rate)"
+
+
+def test_a_rate_with_a_loss_never_meets_the_goal() -> None:
+    lines = goal_summary([_result("parley", 100, 0.05, lost=1), _result("parley", 50, 0.04)], GOAL)
+    assert lines == ["parley: highest persisted msgs/s at p99 ≤ 100 ms: 50.0"]
