@@ -913,9 +913,7 @@ def goal_summary(results: list[Result], goal: float) -> list[str]:
                 continue
             ratio = f"{best['parley'] / rate:.2f}×"
             if target in above and "parley" in above:
-                lines.append(
-                    f"parley vs {target} at the p99 goal: unknown (both met it at every rate tested up to their highest)"
-                )
+                lines.append(f"parley vs {target} at the p99 goal: unknown (both met it at their highest rate tested)")
             elif target in above:
                 lines.append(
                     f"parley vs {target} at the p99 goal: at most {ratio} ({target} met it at its highest rate)"
