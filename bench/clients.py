@@ -5,7 +5,8 @@ wire, in one place, so the benchmark follows the protocol (messaging/README.md) 
   an id already seen, reconnect with backoff and full jitter (not after 4401/4403/4404), ping every 25 s.
 - `ChatPage` is chat.js: send with a fresh client_msg_id, typing at most every 2.5 s, an ack
   (read, the tab is visible) whenever a business message arrives, and a refused send (`rate_limited`,
-  `overloaded`) goes again with the same client_msg_id after `retry_after` (default 3 s).
+  `overloaded`) goes again with the same client_msg_id after `retry_after`, doubled for each
+  further refusal of that message (`config.websocket.send_retry_delay`, realtime.js's rule).
 - `InboxPage` is inbox.js: `view` the open conversation, read-ack inbound messages of the open
   conversation, delivered-ack inbound messages of other conversations that reach it, typing
   before a reply, replies with `conversation_id`.
@@ -28,11 +29,10 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from config.websocket import reconnect_delay
+from config.websocket import reconnect_delay, send_retry_delay
 
 PING_EVERY = 25.0
 TYPING_EVERY = 2.5
-DEFAULT_RETRY_AFTER = 3.0  # realtime.js retries a rate-limited send after 3 s
 RETRYABLE = {"rate_limited", "overloaded"}
 FINAL_CLOSE = {4401, 4403, 4404}
 
@@ -204,6 +204,7 @@ class _Page:
     socket: PageSocket
     pending: dict[str, dict[str, Any]]
     attempts: dict[str, float]  # client_msg_id -> when it was last sent
+    refusals: dict[str, int]  # client_msg_id -> how often it was refused
 
     def send_message(self, frame: dict[str, Any]) -> None:
         cmid = frame["client_msg_id"]
@@ -225,8 +226,10 @@ class _Page:
             self.stats.refusal_codes[code] = self.stats.refusal_codes.get(code, 0) + 1
             self.stats.refusal_latency.append(time.time() - self.stats.sent[cmid])
             self.stats.refusal_answer.append(time.time() - self.attempts.get(cmid, self.stats.sent[cmid]))
-            retry_after = float(frame.get("retry_after") or DEFAULT_RETRY_AFTER)
-            asyncio.get_running_loop().call_later(retry_after, self._resend, cmid)
+            self.refusals[cmid] = refusals = self.refusals.get(cmid, 0) + 1
+            retry_after = frame.get("retry_after")
+            delay = send_retry_delay(float(retry_after) if retry_after else None, refusals)
+            asyncio.get_running_loop().call_later(delay, self._resend, cmid)
             return
         self.stats.count_error(code)
         self.stats.refused_final[cmid] = code
@@ -241,6 +244,7 @@ class _Page:
     def on_accepted(self, frame: dict[str, Any]) -> None:
         cmid = frame.get("client_msg_id")
         if cmid and self.pending.pop(cmid, None) is not None:
+            self.refusals.pop(cmid, None)
             self.stats.accepted.add(cmid)
             self.stats.accept_latency.append(time.time() - self.stats.sent[cmid])
 
@@ -256,6 +260,7 @@ class ChatPage(_Page):
         self.prefix = prefix
         self.pending = {}
         self.attempts = {}
+        self.refusals = {}
         self.seq = 0
         self.last_typing = 0.0
         self.theirs_max = 0  # the newest business message id seen
@@ -314,6 +319,7 @@ class InboxPage(_Page):
         self.prefix = prefix
         self.pending = {}
         self.attempts = {}
+        self.refusals = {}
         self.seq = 0
         self.current = view
         self.read_up_to = 0

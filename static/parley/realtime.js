@@ -85,17 +85,31 @@ export class ResumingSocket {
   }
 }
 
+// A refused send goes again after the server's retry_after (seconds; 3 s if it names none); each
+// further refusal of the same message doubles the wait, up to 30 s (never below retry_after), with
+// up to a quarter of jitter so clients refused together do not all come back at the same moment.
+// Without the doubling, every message waiting through a long overload came back every fraction
+// of a second and the retries outnumbered the new sends. config/websocket.py's send_retry_delay
+// is the same rule for the Python clients (bench, tests). Returns milliseconds.
+export const SEND_RETRY_DEFAULT_S = 3;
+export const SEND_RETRY_CAP_S = 30;
+
+export function sendRetryDelay(retryAfter, refusals, random = Math.random) {
+  const base = typeof retryAfter === "number" && retryAfter > 0 ? retryAfter : SEND_RETRY_DEFAULT_S;
+  const wait = Math.max(base, Math.min(SEND_RETRY_CAP_S, base * 2 ** Math.min(Math.max(refusals, 1) - 1, 30)));
+  return wait * (1 + random() * 0.25) * 1000;
+}
+
 // An error frame about a send still pending. rate_limited and overloaded are not final: the same
-// message (same client_msg_id, so repeating it is harmless) goes again after the server's
-// retry_after (seconds), or shortly. Any other refusal marks it failed. Returns "retrying",
-// "failed" (the caller re-renders) or "other" (not about a send).
+// message (same client_msg_id, so repeating it is harmless) goes again (sendRetryDelay). Any
+// other refusal marks it failed. Returns "retrying", "failed" (the caller re-renders) or "other"
+// (not about a send).
 export function onSendError(frame, pending, resend) {
   const m = frame.client_msg_id ? pending.get(frame.client_msg_id) : undefined;
   if (!m) return "other";
   if (frame.code === "rate_limited" || frame.code === "overloaded") {
-    const seconds = typeof frame.retry_after === "number" ? frame.retry_after : 3;
-    // A little jitter, so clients refused together do not all come back at the same moment.
-    setTimeout(() => { if (pending.get(m.client_msg_id) === m && !m.failed) resend(m); }, seconds * 1000 * (1 + Math.random() * 0.25));
+    m.refusals = (m.refusals || 0) + 1;
+    setTimeout(() => { if (pending.get(m.client_msg_id) === m && !m.failed) resend(m); }, sendRetryDelay(frame.retry_after, m.refusals));
     return "retrying";
   }
   m.failed = frame.message;

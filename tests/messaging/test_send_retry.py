@@ -1,0 +1,80 @@
+"""Issue 9 (backpressure): a send refused for load or rate goes again with the same client_msg_id
+after the server's retry_after, and each further refusal of that message doubles the wait, so
+messages waiting through a long overload do not come back every fraction of a second. The pages
+(realtime.js `sendRetryDelay`) and the Python clients (config.websocket.send_retry_delay: bench,
+reliability checks) follow one rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from config.websocket import DEFAULT_RETRY_AFTER_SECONDS, SEND_RETRY_CAP_SECONDS, send_retry_delay
+from tests.conftest import LiveServer, World
+
+
+def test_each_refusal_of_a_message_doubles_its_wait_up_to_the_cap() -> None:
+    no_jitter = lambda: 0.0  # noqa: E731
+    assert [send_retry_delay(0.5, n, no_jitter) for n in range(1, 9)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
+    assert send_retry_delay(0.5, 10_000, no_jitter) == SEND_RETRY_CAP_SECONDS
+
+
+def test_the_servers_retry_after_is_never_shortened() -> None:
+    no_jitter = lambda: 0.0  # noqa: E731
+    assert send_retry_delay(45.0, 1, no_jitter) == 45.0
+    assert send_retry_delay(45.0, 5, no_jitter) == 45.0  # above the cap: the server's word stands
+
+
+def test_a_refusal_without_retry_after_waits_the_default() -> None:
+    no_jitter = lambda: 0.0  # noqa: E731
+    assert send_retry_delay(None, 1, no_jitter) == DEFAULT_RETRY_AFTER_SECONDS
+    assert send_retry_delay(0.0, 2, no_jitter) == 2 * DEFAULT_RETRY_AFTER_SECONDS
+
+
+def test_jitter_adds_up_to_a_quarter() -> None:
+    assert send_retry_delay(2.0, 1, lambda: 1.0) == 2.5
+    samples = [send_retry_delay(2.0, 1) for _ in range(500)]
+    assert 2.0 <= min(samples) < 2.1 and 2.4 < max(samples) <= 2.5
+
+
+# A pending message refused five times in a row (`overloaded`, retry_after 0.5 s), with a
+# setTimeout that records the delays asked for and resends at once: what the page waits.
+RECORD_RETRIES = """async () => {
+  const m = await import("/static/parley/realtime.js");
+  const delays = [];
+  const realTimeout = window.setTimeout;
+  window.setTimeout = (fn, ms) => { delays.push(ms); fn(); return 0; };
+  const message = { client_msg_id: "c1" };
+  const pending = new Map([["c1", message]]);
+  let resent = 0;
+  const outcomes = [];
+  for (let n = 0; n < 5; n++) {
+    const frame = { type: "error", code: "overloaded", client_msg_id: "c1", retry_after: 0.5 };
+    outcomes.push(m.onSendError(frame, pending, () => { resent += 1; }));
+  }
+  window.setTimeout = realTimeout;
+  const rule = [[0.5, 1], [0.5, 4], [0.5, 8], [45, 3], [null, 1], [undefined, 2]].map(
+    ([after, n]) => m.sendRetryDelay(after, n, () => 0));
+  return { delays, resent, outcomes, rule, jittered: m.sendRetryDelay(2, 1, () => 1) };
+}"""
+
+
+@pytest.mark.browser
+def test_the_page_backs_off_by_the_same_rule(live_db: World, live_server_process: LiveServer, browser: Any) -> None:
+    page = browser.new_page()
+    try:
+        page.goto(live_server_process.public_url("/"), wait_until="load")
+        result = page.evaluate(RECORD_RETRIES)
+    finally:
+        page.close()
+    assert result["outcomes"] == ["retrying"] * 5
+    assert result["resent"] == 5
+    # Each refusal of the same message doubles the wait (with up to a quarter of jitter).
+    for refusals, delay in enumerate(result["delays"], start=1):
+        low = send_retry_delay(0.5, refusals, lambda: 0.0) * 1000
+        assert low <= delay <= low * 1.25
+    # The JS rule is the Python one (in milliseconds).
+    expected = [(0.5, 1), (0.5, 4), (0.5, 8), (45, 3), (None, 1), (None, 2)]
+    assert result["rule"] == [send_retry_delay(after, n, lambda: 0.0) * 1000 for after, n in expected]
+    assert result["jittered"] == send_retry_delay(2.0, 1, lambda: 1.0) * 1000
