@@ -415,3 +415,14 @@ def page(browser: Any) -> Iterator[Any]:
     page.set_default_timeout(15000)
     yield page
     context.close()
+
+
+def evaluate_on_public_page(browser: Any, server: LiveServer, script: str) -> Any:
+    """Run `script` (a JS function, which may import the pages' ES modules) in a fresh tab of the
+    public home page and return its result: for checks of static/parley's modules on their own."""
+    page = browser.new_page()
+    try:
+        page.goto(server.public_url("/"), wait_until="load")
+        return page.evaluate(script)
+    finally:
+        page.close()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from config.websocket import RECONNECT_BASE_SECONDS, RECONNECT_CAP_SECONDS, reconnect_delay
-from tests.conftest import LiveServer, World
+from tests.conftest import LiveServer, World, evaluate_on_public_page
 
 
 def test_python_rule_is_full_jitter_doubling_to_the_cap() -> None:
@@ -46,12 +46,7 @@ RECORD_RECONNECTS = """async () => {
 def test_page_reconnects_with_backoff_and_full_jitter(
     live_db: World, live_server_process: LiveServer, browser: Any
 ) -> None:
-    page = browser.new_page()
-    try:
-        page.goto(live_server_process.public_url("/"), wait_until="load")
-        result = page.evaluate(RECORD_RECONNECTS)
-    finally:
-        page.close()
+    result = evaluate_on_public_page(browser, live_server_process, RECORD_RECONNECTS)
     # The JS rule is the Python one (in milliseconds).
     assert result["caps"] == [reconnect_delay(n, lambda: 1.0) * 1000 for n in range(7)]
     delays = result["delays"]

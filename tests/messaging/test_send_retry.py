@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from config.websocket import DEFAULT_RETRY_AFTER_SECONDS, SEND_RETRY_CAP_SECONDS, send_retry_delay
-from tests.conftest import LiveServer, World
+from tests.conftest import LiveServer, World, evaluate_on_public_page
 
 
 def test_each_refusal_of_a_message_doubles_its_wait_up_to_the_cap() -> None:
@@ -62,12 +62,7 @@ RECORD_RETRIES = """async () => {
 
 @pytest.mark.browser
 def test_the_page_backs_off_by_the_same_rule(live_db: World, live_server_process: LiveServer, browser: Any) -> None:
-    page = browser.new_page()
-    try:
-        page.goto(live_server_process.public_url("/"), wait_until="load")
-        result = page.evaluate(RECORD_RETRIES)
-    finally:
-        page.close()
+    result = evaluate_on_public_page(browser, live_server_process, RECORD_RETRIES)
     assert result["outcomes"] == ["retrying"] * 5
     assert result["resent"] == 5
     # Each refusal of the same message doubles the wait (with up to a quarter of jitter).

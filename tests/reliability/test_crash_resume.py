@@ -25,7 +25,7 @@ import pytest
 from django_tenants.utils import tenant_context
 from websockets.sync.client import ClientConnection
 
-from config.websocket import reconnect_delay
+from config.websocket import reconnect_delay, send_retry_delay
 from messaging.models import Message
 from reliability.report import long_run, record
 from tests.conftest import World, free_port, start_server, stop_server, unique
@@ -59,6 +59,7 @@ class Customer:
     def run(self, stop_sending: threading.Event, give_up: threading.Event) -> None:
         ws: ClientConnection | None = None
         n = 0
+        refused = 0  # refusals of the pending message
         # Page loads are spread over the first seconds; after that, reconnects follow
         # static/parley/realtime.js: exponential backoff with full jitter, reset once a socket opens.
         attempt = 0
@@ -73,6 +74,7 @@ class Customer:
                     continue
                 n += 1
                 self.pending = f"{self.tag}-{self.index}-{n}"
+                refused = 0
                 self.sent.append(self.pending)
                 self.sent_at.append(time.monotonic())
                 next_send = time.monotonic() + SEND_EVERY
@@ -96,7 +98,9 @@ class Customer:
                     if frame.get("type") == "error" and frame.get("client_msg_id") in (self.pending, None):
                         # Refused (e.g. overloaded): retry the same message later, as the client does.
                         self.refusals.append(str(frame.get("code")))
-                        time.sleep(float(frame.get("retry_after") or 1.0))
+                        refused += 1
+                        retry_after = frame.get("retry_after")
+                        time.sleep(send_retry_delay(float(retry_after) if retry_after else None, refused))
                         break
             except Exception as error:
                 self.reconnects += 1
