@@ -234,6 +234,7 @@ class _Page:
         self.stats.count_error(code)
         self.stats.refused_final[cmid] = code
         self.pending.pop(cmid, None)
+        self.refusals.pop(cmid, None)
 
     def _resend(self, cmid: str) -> None:
         frame = self.pending.get(cmid)
