@@ -15,8 +15,10 @@ Customers send --rate messages/s in total on an even schedule (round robin, not 
 agent views one conversation and agents reply --reply-rate messages/s in total. After --duration
 seconds sending stops, clients wait up to --drain seconds for outstanding deliveries, and the
 run prints offered vs accepted vs persisted messages/s, deliveries/s, latency percentiles,
-refusals, what was lost, and the server's and the generator's CPU and memory. Loopback only;
-everything it starts it stops, and the database is dropped (unless --keep).
+refusals, what was lost, the server's and the generator's CPU and memory, and the machine's (how
+busy all cores were, the hypervisor's steal, PostgreSQL's CPU) over the same window, so runs on
+a shared machine can be compared. Loopback only; everything it starts it stops, and the
+database is dropped (unless --keep).
 """
 
 from __future__ import annotations
@@ -347,6 +349,14 @@ class ResourceSampler(threading.Thread):
         self.wall_start = time.monotonic()
         self.cpu_seconds = 0.0
         self.wall = 0.0
+        # The whole machine over the same window: on a shared 2-core machine the generator and
+        # PostgreSQL compete with the server, and a neighbour's steal time makes a run slow
+        # without any process here being busier (runs are compared by these lines).
+        self.machine_start = psutil.cpu_times()
+        self.postgres_start = self._postgres_cpu()
+        self.machine_busy = 0.0  # fraction of all cores
+        self.machine_steal = 0.0
+        self.postgres_cpu = 0.0  # seconds
 
     def _cpu(self) -> float:
         total = 0.0
@@ -367,6 +377,17 @@ class ResourceSampler(threading.Thread):
                 continue
         return total
 
+    @staticmethod
+    def _postgres_cpu() -> float:
+        import psutil
+
+        total = 0.0
+        for p in psutil.process_iter(["name", "cpu_times"]):
+            times = p.info.get("cpu_times")
+            if p.info.get("name") == "postgres" and times is not None:
+                total += times.user + times.system
+        return total
+
     def run(self) -> None:
         while not self.stop.wait(1.0):
             rss = self._rss()
@@ -374,9 +395,29 @@ class ResourceSampler(threading.Thread):
             self.peak_rss = max(self.peak_rss, rss)
 
     def finish(self) -> None:
+        import psutil
+
         self.cpu_seconds = self._cpu() - self.cpu_start
         self.wall = time.monotonic() - self.wall_start
+        self.machine_busy, self.machine_steal = machine_shares(self.machine_start, psutil.cpu_times())
+        self.postgres_cpu = self._postgres_cpu() - self.postgres_start
         self.stop.set()
+
+
+def machine_shares(before: Any, after: Any) -> tuple[float, float]:
+    """(busy, steal) as fractions of all cores' time between two psutil.cpu_times() readings.
+    Busy counts everything but idle and I/O wait; steal (time the hypervisor gave to another
+    guest) is part of neither."""
+    fields = after._fields
+    spent = {name: getattr(after, name) - getattr(before, name) for name in fields}
+    total = sum(spent.values())
+    if total <= 0:
+        return 0.0, 0.0
+    idle = spent.get("idle", 0.0) + spent.get("iowait", 0.0)
+    steal = spent.get("steal", 0.0)
+    # guest time is already counted in user on Linux.
+    total -= spent.get("guest", 0.0) + spent.get("guest_nice", 0.0)
+    return (total - idle - steal) / total, steal / total
 
 
 # --- the generator (one or more processes, no Django) ------------------------------------------
@@ -636,6 +677,10 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
     out.append(
         f"server: {sampler.cpu_seconds / max(sampler.wall, 1e-9) * 100:5.0f}% CPU (of one core)   "
         f"RSS peak {sampler.peak_rss / 2**20:6.0f} MiB over {len(sampler.processes)} process(es)"
+    )
+    out.append(
+        f"machine: {sampler.machine_busy * 100:5.0f}% busy of {os.cpu_count()} cores   "
+        f"steal {sampler.machine_steal * 100:.1f}%   PostgreSQL {sampler.postgres_cpu / max(sampler.wall, 1e-9) * 100:.0f}% CPU (of one core, all its processes)"
     )
     out.append(
         f"generator: {gen_cpu / wall * 100:5.0f}% CPU (of one core, all generator processes)   "

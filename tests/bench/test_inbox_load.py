@@ -41,6 +41,7 @@ def test_inbox_load_compare_runs_all_three_servers_and_loses_nothing() -> None:
         assert "customer → viewing agent: p50" in section, section
         assert re.search(r"server: +\d+% CPU .* RSS peak +\d+ MiB", section), section
         assert re.search(r"generator: +\d+% CPU", section), section
+        assert re.search(r"machine: +\d+% busy of \d+ cores +steal [\d.]+% +PostgreSQL \d+% CPU", section), section
         sent = int(re.search(r"lost: sent (\d+)", section).group(1))  # type: ignore[union-attr]
         assert sent > 0, section
         assert "accepted-but-not-persisted 0 " in section, section
