@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.inbox_load import Server, create_database, database_url, drop_database, free_port, setup_data  # noqa: E402
+from bench.machine import cpu_seconds  # noqa: E402
 
 PRESETS = {
     # config.serve up to 2026-12-02: permessage-deflate on, glibc untouched, no collect-and-trim.
@@ -127,13 +128,6 @@ def rss(pid: int) -> int:
     import psutil
 
     return int(psutil.Process(pid).memory_info().rss)
-
-
-def cpu_seconds(pid: int) -> float:
-    import psutil
-
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
 
 
 class Probe:

@@ -43,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+from bench.machine import machine_shares, postgres_cpu_seconds  # noqa: E402  (after the path setup)
+
 BUSINESS_SLUG = "benchco"
 TARGETS = ("parley", "limit", "tutorial")
 
@@ -353,7 +355,7 @@ class ResourceSampler(threading.Thread):
         # PostgreSQL compete with the server, and a neighbour's steal time makes a run slow
         # without any process here being busier (runs are compared by these lines).
         self.machine_start = psutil.cpu_times()
-        self.postgres_start = self._postgres_cpu()
+        self.postgres_start = postgres_cpu_seconds()
         self.machine_busy = 0.0  # fraction of all cores
         self.machine_steal = 0.0
         self.postgres_cpu = 0.0  # seconds
@@ -377,17 +379,6 @@ class ResourceSampler(threading.Thread):
                 continue
         return total
 
-    @staticmethod
-    def _postgres_cpu() -> float:
-        import psutil
-
-        total = 0.0
-        for p in psutil.process_iter(["name", "cpu_times"]):
-            times = p.info.get("cpu_times")
-            if p.info.get("name") == "postgres" and times is not None:
-                total += times.user + times.system
-        return total
-
     def run(self) -> None:
         while not self.stop.wait(1.0):
             rss = self._rss()
@@ -400,24 +391,8 @@ class ResourceSampler(threading.Thread):
         self.cpu_seconds = self._cpu() - self.cpu_start
         self.wall = time.monotonic() - self.wall_start
         self.machine_busy, self.machine_steal = machine_shares(self.machine_start, psutil.cpu_times())
-        self.postgres_cpu = self._postgres_cpu() - self.postgres_start
+        self.postgres_cpu = postgres_cpu_seconds() - self.postgres_start
         self.stop.set()
-
-
-def machine_shares(before: Any, after: Any) -> tuple[float, float]:
-    """(busy, steal) as fractions of all cores' time between two psutil.cpu_times() readings.
-    Busy counts everything but idle and I/O wait; steal (time the hypervisor gave to another
-    guest) is part of neither."""
-    fields = after._fields
-    spent = {name: getattr(after, name) - getattr(before, name) for name in fields}
-    total = sum(spent.values())
-    if total <= 0:
-        return 0.0, 0.0
-    idle = spent.get("idle", 0.0) + spent.get("iowait", 0.0)
-    steal = spent.get("steal", 0.0)
-    # guest time is already counted in user on Linux.
-    total -= spent.get("guest", 0.0) + spent.get("guest_nice", 0.0)
-    return (total - idle - steal) / total, steal / total
 
 
 # --- the generator (one or more processes, no Django) ------------------------------------------

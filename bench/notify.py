@@ -47,21 +47,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
 
+from bench.machine import cpu_seconds, machine_busy_seconds  # noqa: E402  (after the path setup)
 from bench.throwaway_db import throwaway_database  # noqa: E402  (after the path setup)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used (Linux /proc): a figure the machine's load does not
-    distort the way wall-clock rates are."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU-seconds the whole machine spent busy (all cores, every process: /proc/stat)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def database_cpu_seconds() -> float:

@@ -1,4 +1,4 @@
-"""`bench/inbox_load.py` prints the whole machine's share over the load window beside the
+"""`bench/inbox_load.py` prints (through `bench/machine.py`) the whole machine's share over the load window beside the
 server's and the generator's CPU: on a shared 2-core machine a run can be slow because a
 neighbour took the cores (steal) while no process here was busier."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from bench.inbox_load import machine_shares
+from bench.machine import machine_shares
 
 Times = namedtuple("Times", "user nice system idle iowait irq softirq steal guest guest_nice")
 
