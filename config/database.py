@@ -86,6 +86,10 @@ def database_settings(url: str, *, pool: dict[str, Any] | None) -> dict[str, Any
     config["PORT"] = str(config.get("PORT") or "")
     if pool is not None:
         options["pool"] = pool
+    # Django disables prepared statements (None); its cursors bind client-side and are never
+    # prepared anyway. 0: a statement run through a server-binding cursor
+    # (config.sql.prepared_cursor, the send core's hot statements) is prepared at its first run.
+    options.setdefault("prepare_threshold", 0)
     config.update(
         {
             # Pooling and persistent connections are mutually exclusive in Django.

@@ -13,14 +13,14 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer
 from audit.services import audit_record
 from config.jobs import defer_job
-from config.sql import rows_source
+from config.sql import prepared_cursor, rows_source
 from customers.models import Block, BusinessContact, ConsentRecord, MarketingMute, Report
 from tenancy.models import Business
 from verification.models import PhoneChallenge
@@ -90,7 +90,7 @@ def customer_contacts_record(*, business_id: int, customer_ids: Iterable[int], a
         [("customer_id", "bigint"), ("business_id", "bigint"), ("at", "timestamptz")],
         [(customer_id, business_id, at) for customer_id in ids],
     )
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} AS c (customer_id, business_id, first_contact_at, last_contact_at) "
             f"SELECT v.customer_id, v.business_id, v.at, v.at FROM {source} ON CONFLICT (customer_id, business_id) DO UPDATE "

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
-
-from config.sql import rows_source
+from config.sql import prepared_cursor, rows_source
 from directory.models import CustomerThread
 
 
@@ -72,7 +70,7 @@ def _upsert_later(
         [("customer_id", "bigint"), ("business_id", "bigint"), ("at", "timestamptz"), ("unread", "integer")],
         [(customer_id, business_id, at, max(0, count)) for customer_id, at, count in rows],
     )
-    cursor = connection.cursor()
+    cursor = prepared_cursor()
     # `at` moves last activity forward only: reading passes the last message time, so
     # opening a chat does not reorder the list.
     cursor.execute(

@@ -44,7 +44,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.sql import rows_source
+from config.sql import prepared_cursor, rows_source
 from messaging.models import Conversation, Event, StreamCounter
 
 logger = logging.getLogger("parley.messaging")
@@ -465,7 +465,7 @@ def execute_numbered(count: int, statements: list[Statement | None]) -> Callable
     params: list[Any] = [count, count]
     for _sql, part_params in parts:
         params += part_params
-    cursor = connection.cursor()
+    cursor = prepared_cursor()
     cursor.execute(
         f"WITH counter AS (INSERT INTO {table} (id, last_id) VALUES (1, %s) "
         f"ON CONFLICT (id) DO UPDATE SET last_id = {table}.last_id + EXCLUDED.last_id "

@@ -24,6 +24,7 @@ from django.db.models import Model, signals
 from django.db.models.base import ModelState
 
 from accounts.models import Customer, User
+from config.sql import prepared_cursor
 from customers.models import Block
 from messaging.models import Contact, Conversation, Message, awaiting_receipt_sql
 
@@ -115,7 +116,7 @@ def conversations_lock(
         inbound = Message.Direction.INBOUND
         params = [inbound, Message.Status.READ, Message.Status.FAILED, business_id]
     params += [list(ids), list(customer_ids)]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         if behind is not None:
             behind()

@@ -39,7 +39,7 @@ from billing.services import (
     charges_for_messages,
     usage_records_link_messages,
 )
-from config.sql import pipelined, rows_source
+from config.sql import pipelined, prepared_cursor, rows_source
 from customers.selectors import customers_opted_out, customers_who_blocked
 from customers.services import customer_contacts_record
 from directory.services import ThreadState, ThreadTouch, customer_threads_touch_later
@@ -920,8 +920,8 @@ def _write(
 
     with (
         connection.cursor() as seats,
-        connection.cursor() as lookup,
-        connection.cursor() as again,
+        prepared_cursor() as lookup,
+        prepared_cursor() as again,
         connection.cursor() as reserve,
         connection.cursor() as reserve_again,
     ):

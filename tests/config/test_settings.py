@@ -128,11 +128,14 @@ def test_database_url_keeps_socket_directories_and_pools_without_persistent_conn
     assert embedded["HOST"] == "/tmp/pg-socket"
     assert embedded["NAME"] == "parley"
     assert embedded["ENGINE"] == "django_tenants.postgresql_backend"
-    assert embedded["OPTIONS"] == {"sslmode": "disable", "pool": pool}
+    # prepare_threshold 0: server-binding cursors (config.sql.prepared_cursor) prepare at once;
+    # Django's own cursors bind client-side and never prepare.
+    assert embedded["OPTIONS"] == {"sslmode": "disable", "pool": pool, "prepare_threshold": 0}
     assert embedded["CONN_MAX_AGE"] == 0
     tcp = database_settings("postgres://app:s%40cret@db.internal:6543/parley", pool=None)
     assert (tcp["HOST"], tcp["PORT"], tcp["USER"], tcp["PASSWORD"]) == ("db.internal", "6543", "app", "s@cret")
     assert "pool" not in tcp["OPTIONS"]
+    assert tcp["OPTIONS"]["prepare_threshold"] == 0
     # The running configuration: pooled, never persistent (Django refuses both at once).
     assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0
     assert settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"] >= 1

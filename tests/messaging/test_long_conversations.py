@@ -105,3 +105,44 @@ def test_a_long_conversation_costs_its_sends_and_acks_no_more_reads(world: World
         # conversation: reading it would take thousands.
         assert count <= short[name] + 10, (name, short, long)
         assert count < HISTORY // 10, (name, short, long)
+
+
+def _prepared_runs(fragment: str) -> int:
+    """How often this connection ran its prepared statements whose text holds `fragment`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%" + fragment + "%"],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_the_prepared_send_statements_still_read_only_the_unread_messages_once_warm(world: World) -> None:
+    """The send core's lock, dedupe and stream-counter statements are prepared on their
+    connection (config.sql.prepared_cursor). After five runs PostgreSQL may plan such a statement
+    once for all values (a generic plan, blind to them) where it estimates that no worse: run
+    them well past that, then a long conversation must still cost its steps only its unread
+    messages."""
+    with tenant_context(world.business_a):
+        customer = make_customer("Lang, oft")
+        first = services.message_send_customer(business=world.business_a, customer=customer, body="Hallo").message
+        conversation = Conversation.objects.get(pk=first.conversation_id)
+        conversations_lengthen(world.business_a, [conversation.pk], HISTORY)
+        replies = []
+        for n in range(8):
+            services.message_send_customer(business=world.business_a, customer=customer, body=f"Noch da? {n}")
+            replies.append(
+                services.message_send_agent(
+                    business=world.business_a, user=world.agent_a, conversation_id=conversation.pk, body=f"Ja. {n}"
+                ).message
+            )
+        # Read up to the last reply but one: one left unread, as the greeting in the steps' other test.
+        marks_write(business=world.business_a, marks=[Mark(up_to=replies[-2].pk, read=True, customer=customer)])
+        # Prepared and run again and again on this connection, not parsed afresh each time.
+        assert _prepared_runs("FOR UPDATE OF c") >= 16
+        assert _prepared_runs("WITH counter AS") >= 16
+        reads = _reads_per_step(world, conversation, customer)
+
+    for name, count in reads.items():
+        assert count < HISTORY // 10, (name, reads)

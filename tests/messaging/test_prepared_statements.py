@@ -1,0 +1,51 @@
+"""Issue 9: the send core's hot statements are prepared once per connection
+(config.sql.prepared_cursor), and a connection serves one business after another (tenancy.db
+keeps it while calls come; `SET search_path` selects the business). A prepared statement names
+its tables without a schema: PostgreSQL parses it again under the new `search_path` (PREPARE:
+"if the value of search_path changes from one use to the next, the statement will be re-parsed"),
+so business B's send through a statement first prepared for business A lands in B's tables and
+reads only B's rows. Proved here on one connection, with the real statements.
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+from django_tenants.utils import tenant_context
+
+from messaging import services
+from messaging.models import Conversation, Message
+from tests.conftest import World
+from tests.messaging.conftest import make_customer
+
+
+def _prepared(fragment: str) -> list[tuple[str, int]]:
+    """This connection's prepared statements whose text holds `fragment`: (name, runs)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE %s "
+            "ORDER BY name",
+            ["%" + fragment + "%"],
+        )
+        return [(name, int(runs)) for name, runs in cursor.fetchall()]
+
+
+def test_one_prepared_statement_writes_each_business_into_its_own_schema(world: World) -> None:
+    customer = make_customer("Beide")  # a customer of both businesses, as phone numbers are
+    bodies = {world.business_a.pk: "an Alpha", world.business_b.pk: "an Beta"}
+    sent = {}
+    for business in (world.business_a, world.business_b, world.business_a, world.business_b):
+        with tenant_context(business):
+            result = services.message_send_customer(business=business, customer=customer, body=bodies[business.pk])
+            sent.setdefault(business.pk, []).append(result.message.pk)
+    locks, counters = _prepared("FOR UPDATE OF c"), _prepared("WITH counter AS")
+    # The same statements served both businesses: prepared once, run four times.
+    assert len(locks) == 1 and locks[0][1] >= 4, locks
+    assert len(counters) == 1 and counters[0][1] >= 4, counters
+
+    for business in (world.business_a, world.business_b):
+        with tenant_context(business):
+            mine = Message.objects.filter(conversation__contact__customer=customer)
+            assert sorted(mine.values_list("pk", flat=True)) == sorted(sent[business.pk])
+            assert set(mine.values_list("body", flat=True)) == {bodies[business.pk]}
+            conversation = Conversation.objects.get(contact__customer=customer)
+            assert conversation.last_message_preview == bodies[business.pk]
