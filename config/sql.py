@@ -158,7 +158,12 @@ def prepared_cursor() -> Any:
     session mode keeps them; see docs/deploy.md). Django's own cursors bind client-side and are
     never prepared: `prepare_threshold` (config.database) concerns only cursors like this one."""
     connection.ensure_connection()
-    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+    connection.validate_thread_sharing()
+    cursor = psycopg.Cursor(connection.connection)
+    # Wrapped as Django wraps its own (errors, the query log tests and debug pages read);
+    # django-stubs types these two as taking a wrapper, not the driver's cursor they wrap.
+    wrapper: Any = connection
+    return wrapper.make_debug_cursor(cursor) if connection.queries_logged else wrapper.make_cursor(cursor)
 
 
 _local = threading.local()
