@@ -35,6 +35,7 @@ import psycopg
 from django.db import connection
 from psycopg import pq
 from psycopg.types.json import Jsonb
+from psycopg.types.numeric import Int8Dumper
 
 Column = tuple[str, str]  # (name, SQL type)
 
@@ -160,6 +161,9 @@ def prepared_cursor() -> Any:
     connection.ensure_connection()
     connection.validate_thread_sharing()
     cursor = psycopg.Cursor(connection.connection)
+    # Every integer as bigint: psycopg picks int2, int4 or int8 by a value's size, and a statement
+    # is prepared per text and parameter types, so ids passing 32,767 would prepare it again.
+    cursor.adapters.register_dumper(int, Int8Dumper)
     # Wrapped as Django wraps its own (errors, the query log tests and debug pages read);
     # django-stubs types these two as taking a wrapper, not the driver's cursor they wrap.
     wrapper: Any = connection

@@ -30,6 +30,8 @@ def _prepared(fragment: str) -> list[tuple[str, int]]:
 
 
 def test_one_prepared_statement_writes_each_business_into_its_own_schema(world: World) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # earlier tests' statements (psycopg forgets them too)
     customer = make_customer("Beide")  # a customer of both businesses, as phone numbers are
     bodies = {world.business_a.pk: "an Alpha", world.business_b.pk: "an Beta"}
     sent = {}
@@ -39,8 +41,8 @@ def test_one_prepared_statement_writes_each_business_into_its_own_schema(world: 
             sent.setdefault(business.pk, []).append(result.message.pk)
     locks, counters = _prepared("FOR UPDATE OF c"), _prepared("WITH counter AS")
     # The same statements served both businesses: prepared once, run four times.
-    assert len(locks) == 1 and locks[0][1] >= 4, locks
-    assert len(counters) == 1 and counters[0][1] >= 4, counters
+    assert len(locks) == 1 and locks[0][1] >= 4, locks  # 6: a first message locks again
+    assert len(counters) == 1 and counters[0][1] == 4, counters
 
     for business in (world.business_a, world.business_b):
         with tenant_context(business):
