@@ -151,10 +151,10 @@ def prepared_cursor() -> Any:
     """A Django cursor on this thread's connection whose statements are prepared: parsed once per
     connection and then bound, not parsed and planned from their text on every run. Django binds
     client-side (each value quoted into the statement's text, so no two texts are alike and
-    nothing can be prepared); a send group's lock and stream-counter statements spent ~2.7 ms of
-    the ~7 ms PostgreSQL worked per group parsing and planning (issue 9). For statements whose
-    text does not change with their values (`rows_source` binds a column as one parameter).
-    Plans stay PostgreSQL's choice (`plan_cache_mode`): custom for the first runs, generic only
+    nothing can be prepared); of the ~7.2 ms PostgreSQL worked per send group of five, ~3.9 ms
+    went to parsing and planning, most of it the lock's and the stream counter's (issue 9). For
+    statements whose text does not change with their values (`rows_source` binds a column as
+    one parameter). Plans stay PostgreSQL's choice (`plan_cache_mode`): custom for the first runs, generic only
     where it is estimated no worse. Statements live as long as the connection (PgBouncer in
     session mode keeps them; see docs/deploy.md). Django's own cursors bind client-side and are
     never prepared: `prepare_threshold` (config.database) concerns only cursors like this one."""

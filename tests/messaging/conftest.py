@@ -18,7 +18,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
-from django.db import connections
+from django.db import connection, connections
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -28,6 +28,18 @@ from customers.session import SESSION_KEY as CUSTOMER_SESSION_KEY
 from messaging import selectors
 from tenancy.models import Business
 from tests.conftest import PASSWORD
+
+
+def prepared_statements(fragment: str) -> list[tuple[str, int]]:
+    """This connection's prepared statements whose text holds `fragment` (config.sql.prepared_cursor):
+    (name, how often it ran)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE %s "
+            "ORDER BY name",
+            ["%" + fragment + "%"],
+        )
+        return [(name, int(runs)) for name, runs in cursor.fetchall()]
 
 
 def make_customer(name: str = "") -> Customer:

@@ -24,7 +24,7 @@ from messaging import services
 from messaging.models import Conversation, Message
 from messaging.receipts import Mark, marks_write
 from tests.conftest import World
-from tests.messaging.conftest import make_customer
+from tests.messaging.conftest import make_customer, prepared_statements
 
 HISTORY = 3000
 
@@ -107,17 +107,6 @@ def test_a_long_conversation_costs_its_sends_and_acks_no_more_reads(world: World
         assert count < HISTORY // 10, (name, short, long)
 
 
-def _prepared_runs(fragment: str) -> int:
-    """How often this connection ran its prepared statements whose text holds `fragment`."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements WHERE statement LIKE %s",
-            ["%" + fragment + "%"],
-        )
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
-
-
 def test_the_prepared_send_statements_still_read_only_the_unread_messages_once_warm(world: World) -> None:
     """The send core's lock, dedupe and stream-counter statements are prepared on their
     connection (config.sql.prepared_cursor). After five runs PostgreSQL may plan such a statement
@@ -140,8 +129,8 @@ def test_the_prepared_send_statements_still_read_only_the_unread_messages_once_w
         # Read up to the last reply but one: one left unread, as the greeting in the steps' other test.
         marks_write(business=world.business_a, marks=[Mark(up_to=replies[-2].pk, read=True, customer=customer)])
         # Prepared and run again and again on this connection, not parsed afresh each time.
-        assert _prepared_runs("FOR UPDATE OF c") >= 16
-        assert _prepared_runs("WITH counter AS") >= 16
+        assert sum(runs for _name, runs in prepared_statements("FOR UPDATE OF c")) >= 16
+        assert sum(runs for _name, runs in prepared_statements("WITH counter AS")) >= 16
         reads = _reads_per_step(world, conversation, customer)
 
     for name, count in reads.items():

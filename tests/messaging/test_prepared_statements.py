@@ -15,18 +15,7 @@ from django_tenants.utils import tenant_context
 from messaging import services
 from messaging.models import Conversation, Message
 from tests.conftest import World
-from tests.messaging.conftest import make_customer
-
-
-def _prepared(fragment: str) -> list[tuple[str, int]]:
-    """This connection's prepared statements whose text holds `fragment`: (name, runs)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT name, generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE %s "
-            "ORDER BY name",
-            ["%" + fragment + "%"],
-        )
-        return [(name, int(runs)) for name, runs in cursor.fetchall()]
+from tests.messaging.conftest import make_customer, prepared_statements
 
 
 def test_one_prepared_statement_writes_each_business_into_its_own_schema(world: World) -> None:
@@ -39,7 +28,7 @@ def test_one_prepared_statement_writes_each_business_into_its_own_schema(world: 
         with tenant_context(business):
             result = services.message_send_customer(business=business, customer=customer, body=bodies[business.pk])
             sent.setdefault(business.pk, []).append(result.message.pk)
-    locks, counters = _prepared("FOR UPDATE OF c"), _prepared("WITH counter AS")
+    locks, counters = prepared_statements("FOR UPDATE OF c"), prepared_statements("WITH counter AS")
     # The same statements served both businesses: prepared once, run four times.
     assert len(locks) == 1 and locks[0][1] >= 4, locks  # 6: a first message locks again
     assert len(counters) == 1 and counters[0][1] == 4, counters
