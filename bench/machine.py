@@ -19,10 +19,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def machine_busy_seconds() -> float:
-    """CPU-seconds the whole machine spent busy (all cores, every process: /proc/stat)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    """CPU-seconds the whole machine spent busy so far (all cores, every process), steal
+    included: `_spent`'s busy and steal of one reading."""
+    import psutil
+
+    busy, steal, _total = _spent(psutil.cpu_times())
+    return busy + steal
 
 
 def postgres_cpu_seconds() -> float:
@@ -37,17 +39,21 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
+def _spent(times: Any) -> tuple[float, float, float]:
+    """(busy, steal, total) CPU-seconds in a psutil.cpu_times() reading or a difference of two.
+    Busy is everything but idle, I/O wait and steal (time the hypervisor gave another guest);
+    guest time is already counted in user on Linux, so it is left out of the total."""
+    spent = {name: getattr(times, name) for name in times._fields}
+    total = sum(spent.values()) - spent.get("guest", 0.0) - spent.get("guest_nice", 0.0)
+    steal = spent.get("steal", 0.0)
+    busy = total - spent.get("idle", 0.0) - spent.get("iowait", 0.0) - steal
+    return busy, steal, total
+
+
 def machine_shares(before: Any, after: Any) -> tuple[float, float]:
-    """(busy, steal) as fractions of all cores' time between two psutil.cpu_times() readings.
-    Busy counts everything but idle and I/O wait; steal (time the hypervisor gave to another
-    guest) is part of neither."""
-    fields = after._fields
-    spent = {name: getattr(after, name) - getattr(before, name) for name in fields}
-    total = sum(spent.values())
+    """(busy, steal) as fractions of all cores' time between two psutil.cpu_times() readings."""
+    difference = type(after)(*(getattr(after, name) - getattr(before, name) for name in after._fields))
+    busy, steal, total = _spent(difference)
     if total <= 0:
         return 0.0, 0.0
-    idle = spent.get("idle", 0.0) + spent.get("iowait", 0.0)
-    steal = spent.get("steal", 0.0)
-    # guest time is already counted in user on Linux.
-    total -= spent.get("guest", 0.0) + spent.get("guest_nice", 0.0)
-    return (total - idle - steal) / total, steal / total
+    return busy / total, steal / total
