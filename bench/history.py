@@ -44,3 +44,37 @@ def conversations_lengthen(business: Any, conversation_ids: list[int], history: 
             added += missing
         cursor.execute("ANALYZE messaging_message")
     return added
+
+
+def conversations_add(business: Any, count: int) -> list[int]:
+    """`count` past customers of the business, each with a contact and a resolved conversation of
+    no messages (a business that has served many), then statistics as autovacuum would keep
+    them (ANALYZE); returns their customer ids. The conversations are made as the send core
+    makes them (one statement, no per-row round trips), so `count` may be 100,000."""
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    with schema_context(business.schema_name), connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) FROM public.accounts_customer")
+        (base,) = cursor.fetchone()
+        # Berlin landlines, numbered past every customer id so far: unique in the public table.
+        cursor.execute(
+            "INSERT INTO public.accounts_customer (phone_number, phone_formatted, display_name, country_code, "
+            "created_at) SELECT '+4930' || lpad((%s + g)::text, 10, '0'), '', 'Frühere Kundschaft ' || g, 'DE', "
+            "now() - interval '90 days' FROM generate_series(1, %s) AS g RETURNING id",
+            [base, count],
+        )
+        customer_ids = [pk for (pk,) in cursor.fetchall()]
+        cursor.execute(
+            "WITH contact AS (INSERT INTO messaging_contact (customer_id, name, notes, created_at, updated_at) "
+            "SELECT id, '', '', now() - interval '90 days', now() - interval '90 days' FROM unnest(%s::bigint[]) "
+            "AS id RETURNING id) "
+            "INSERT INTO messaging_conversation (contact_id, status, last_message_preview, unread_count, "
+            "last_public_event_id, last_event_id, created_at, updated_at) "
+            "SELECT id, 'resolved', '', 0, 0, 0, now() - interval '90 days', now() - interval '90 days' FROM contact",
+            [customer_ids],
+        )
+        cursor.execute("ANALYZE public.accounts_customer")
+        cursor.execute("ANALYZE messaging_contact")
+        cursor.execute("ANALYZE messaging_conversation")
+    return customer_ids

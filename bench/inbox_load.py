@@ -112,7 +112,13 @@ def database_url(name: str) -> str:
 
 
 def setup_business(
-    database: str, *, customers: int, agents: int, extra_businesses: int, migrate: bool = True
+    database: str,
+    *,
+    customers: int,
+    agents: int,
+    extra_businesses: int,
+    migrate: bool = True,
+    past_customers: int = 0,
 ) -> dict[str, Any]:
     """Business, agents, customers with one conversation each, sessions. Returns the plan data."""
     os.environ["DATABASE_URL"] = database_url(database)
@@ -161,7 +167,7 @@ def setup_business(
         business = existing
     else:
         business, agent_users, people, conversations = _new_business(
-            customers=customers, agents=agents, extra_businesses=extra_businesses
+            customers=customers, agents=agents, extra_businesses=extra_businesses, past_customers=past_customers
         )
     connection.set_schema_to_public()  # type: ignore[attr-defined]
     customer_cookies = [session(**{CUSTOMER_SESSION_KEY: c.pk}) for c in people]
@@ -185,11 +191,14 @@ def setup_business(
     }
 
 
-def _new_business(*, customers: int, agents: int, extra_businesses: int) -> tuple[Any, list[Any], list[Any], list[int]]:
+def _new_business(
+    *, customers: int, agents: int, extra_businesses: int, past_customers: int = 0
+) -> tuple[Any, list[Any], list[Any], list[int]]:
     from django.utils import timezone
     from django_tenants.utils import schema_context
 
     from accounts.models import Customer, Membership, User
+    from bench.history import conversations_add
     from messaging import services
     from tenancy.services import business_create
 
@@ -200,6 +209,10 @@ def _new_business(*, customers: int, agents: int, extra_businesses: int) -> tupl
     if extra_businesses:
         print(f"set-up: {extra_businesses} other businesses in {time.perf_counter() - extra_started:.1f} s", flush=True)
     business = business_create(owner=owner, name="Bench Co", slug=BUSINESS_SLUG)
+    if past_customers:
+        past_started = time.perf_counter()
+        conversations_add(business, past_customers)
+        print(f"set-up: {past_customers} past conversations in {time.perf_counter() - past_started:.1f} s", flush=True)
     agent_users = []
     for n in range(agents):
         user = User.objects.create_user(f"agent{n}@bench.test", "x" * 16)
@@ -791,6 +804,12 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help="also run the limit server and the tutorial chat")
     parser.add_argument("--targets", default="", help="comma-separated subset of parley,limit,tutorial")
     parser.add_argument("--extra-businesses", type=int, default=0, help="provision this many other businesses first")
+    parser.add_argument(
+        "--past-customers",
+        type=int,
+        default=0,
+        help="the business served this many other customers before (a resolved conversation each)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the first server process (test-artifacts/)")
     parser.add_argument("--url", default="", help="target a running server (ws://127.0.0.1:PORT) instead")
     parser.add_argument("--database", default="", help="with --url: the database the running server uses")
@@ -857,7 +876,15 @@ def setup_data(database: str, args: argparse.Namespace) -> dict[str, Any]:
     queue = context.Queue()
     child = context.Process(
         target=_setup_child,
-        args=(database, args.customers, args.agents, args.extra_businesses, not getattr(args, "database", ""), queue),
+        args=(
+            database,
+            args.customers,
+            args.agents,
+            args.extra_businesses,
+            not getattr(args, "database", ""),
+            getattr(args, "past_customers", 0),
+            queue,
+        ),
     )
     child.start()
     data = queue.get(timeout=3600)
@@ -867,11 +894,20 @@ def setup_data(database: str, args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
-def _setup_child(database: str, customers: int, agents: int, extra: int, migrate: bool, queue: Any) -> None:
+def _setup_child(database: str, customers: int, agents: int, extra: int, migrate: bool, past: int, queue: Any) -> None:
     import traceback
 
     try:
-        queue.put(setup_business(database, customers=customers, agents=agents, extra_businesses=extra, migrate=migrate))
+        queue.put(
+            setup_business(
+                database,
+                customers=customers,
+                agents=agents,
+                extra_businesses=extra,
+                migrate=migrate,
+                past_customers=past,
+            )
+        )
     except Exception:
         queue.put(traceback.format_exc())
 

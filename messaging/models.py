@@ -109,6 +109,10 @@ class Conversation(models.Model):
                 name="conv_queue",
                 condition=Q(status="open", assignee__isnull=True, queued_at__isnull=False),
             ),
+            # The queue's pace: conversations assigned in the last hour, counted for every
+            # customer's chat page and queue push (assignment.selectors). Without it each count
+            # read every conversation the business ever had.
+            models.Index(fields=["assigned_at"], name="conv_assigned", condition=Q(assigned_at__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -34,7 +34,9 @@ def test_inbox_load_compare_runs_all_three_servers_and_loses_nothing() -> None:
         "--reply-rate", "1",
         "--duration", "3",
         "--drain", "5",
+        "--past-customers", "40",
     )  # fmt: skip
+    assert "set-up: 40 past conversations in" in out
     for target in ("parley", "limit", "tutorial"):
         section = out.split(f"== {target}:")[1].split("\n== ")[0]
         assert re.search(r"customer messages/s: offered +\d", section), section
