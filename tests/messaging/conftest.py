@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -40,6 +40,32 @@ def prepared_statements(fragment: str) -> list[tuple[str, int]]:
             ["%" + fragment + "%"],
         )
         return [(name, int(runs)) for name, runs in cursor.fetchall()]
+
+
+class StepReads:
+    """The heap rows each named step read from these tables of one schema, by scans of any kind,
+    from PostgreSQL's own statistics for the current transaction (`pg_stat_xact_user_tables`):
+    what a statement reads, whatever plan the real planner chose."""
+
+    def __init__(self, schema: str, tables: Sequence[str]) -> None:
+        self.schema, self.tables = schema, list(tables)
+        self.reads: dict[str, int] = {}
+
+    def _so_far(self) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT coalesce(sum(coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)), 0) "
+                "FROM pg_stat_xact_user_tables WHERE schemaname = %s AND relname = ANY(%s)",
+                [self.schema, self.tables],
+            )
+            row = cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    def __call__[T](self, name: str, action: Callable[[], T]) -> T:
+        before = self._so_far()
+        result = action()
+        self.reads[name] = self._so_far() - before
+        return result
 
 
 def make_customer(name: str = "") -> Customer:

@@ -13,10 +13,8 @@ real planner, statistics fresh as autovacuum keeps them (ANALYZE).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from django.db import connection
 from django_tenants.utils import tenant_context
 
 from bench.history import conversations_lengthen
@@ -24,36 +22,16 @@ from messaging import services
 from messaging.models import Conversation, Message
 from messaging.receipts import Mark, marks_write
 from tests.conftest import World
-from tests.messaging.conftest import make_customer, prepared_statements
+from tests.messaging.conftest import StepReads, make_customer, prepared_statements
 
 HISTORY = 3000
-
-
-def _messages_read(schema: str) -> int:
-    """Heap rows read from this schema's messages table so far in this transaction."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
-            "WHERE schemaname = %s AND relname = %s",
-            [schema, Message._meta.db_table],
-        )
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
 
 
 def _reads_per_step(world: World, conversation: Conversation, customer: Any) -> dict[str, int]:
     """A customer's message, the agent's reply (which reads it), the customer reading the reply
     and the agent acking a second message: the heap rows each step read."""
     business = world.business_a
-    schema = business.schema_name
-    reads: dict[str, int] = {}
-
-    def step(name: str, action: Callable[[], Any]) -> Any:
-        before = _messages_read(schema)
-        result = action()
-        reads[name] = _messages_read(schema) - before
-        return result
-
+    step = StepReads(business.schema_name, [Message._meta.db_table])
     inbound = step(
         "customer send",
         lambda: services.message_send_customer(business=business, customer=customer, body="Wo ist mein Koffer?"),
@@ -81,7 +59,7 @@ def _reads_per_step(world: World, conversation: Conversation, customer: Any) -> 
     assert Message.objects.get(pk=inbound.pk).status == Message.Status.READ
     assert Message.objects.get(pk=reply.pk).status == Message.Status.READ
     assert Conversation.objects.get(pk=conversation.pk).unread_count == 0
-    return reads
+    return step.reads
 
 
 def test_a_long_conversation_costs_its_sends_and_acks_no_more_reads(world: World) -> None:

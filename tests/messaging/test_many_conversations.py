@@ -20,10 +20,6 @@ five runs after which PostgreSQL may plan a prepared statement once for all valu
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from django.db import connection
 from django_tenants.utils import tenant_context
 
 from assignment.selectors import customer_queue_state
@@ -32,23 +28,10 @@ from messaging import services
 from messaging.models import Contact, Conversation, Message
 from messaging.receipts import Mark, marks_write
 from tests.conftest import World
-from tests.messaging.conftest import make_customer, prepared_statements
+from tests.messaging.conftest import StepReads, make_customer, prepared_statements
 
 MANY = 4000
 TABLES = (Conversation._meta.db_table, Contact._meta.db_table, Message._meta.db_table)
-
-
-def _rows_read(schema: str) -> int:
-    """Heap rows read from this schema's conversations, contacts and messages so far in this
-    transaction."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT coalesce(sum(coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)), 0) "
-            "FROM pg_stat_xact_user_tables WHERE schemaname = %s AND relname = ANY(%s)",
-            [schema, list(TABLES)],
-        )
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
 
 
 def test_a_business_with_many_conversations_costs_each_step_few_reads(world: World) -> None:
@@ -69,14 +52,7 @@ def test_a_business_with_many_conversations_costs_each_step_few_reads(world: Wor
             )
         assert sum(runs for _name, runs in prepared_statements("FOR UPDATE OF c")) >= 16
 
-        reads: dict[str, int] = {}
-
-        def step(name: str, action: Callable[[], Any]) -> Any:
-            before = _rows_read(schema)
-            result = action()
-            reads[name] = _rows_read(schema) - before
-            return result
-
+        step = StepReads(schema, TABLES)
         inbound = step(
             "customer send",
             lambda: services.message_send_customer(business=business, customer=regular, body="Mein Flug?"),
@@ -117,7 +93,7 @@ def test_a_business_with_many_conversations_costs_each_step_few_reads(world: Wor
         assert returning.conversation_id != conversation_id != newcomer.conversation_id
         assert Conversation.objects.get(pk=returning.conversation_id).status == Conversation.Status.OPEN
 
-    for name, count in reads.items():
+    for name, count in step.reads.items():
         # A few rows per step (the conversation, its contact, its unread messages); a scan of
         # the business's conversations would read thousands.
-        assert count < 60, (name, reads)
+        assert count < 60, (name, step.reads)
