@@ -59,15 +59,24 @@ def _lock_sql(senders: bool) -> tuple[str, list[list[str]], list[tuple[int, int]
     sql = (
         f"SELECT {', '.join(columns for _names, columns in parts)}{extra} "
         f"FROM {quote(Conversation._meta.db_table)} c "
-        f"JOIN {quote(Contact._meta.db_table)} ct ON ct.id = c.contact_id "
+        # Each conversation's contact by its primary key, whatever the plan: as a join the
+        # planner weighed an index lookup per row against hashing the whole contacts table for
+        # the ten rows it assumes `= ANY(array)` finds, a near tie at a couple of thousand
+        # contacts; a prepared statement's generic plan made then kept reading every contact in
+        # each group as the business grew (4,100 rows a group at 4,100 contacts, until
+        # autovacuum's next ANALYZE replanned it). OFFSET 0 keeps the subquery from being
+        # flattened into a join: one lookup per locked conversation.
+        f"CROSS JOIN LATERAL (SELECT * FROM {quote(Contact._meta.db_table)} WHERE id = c.contact_id OFFSET 0) ct "
         f"JOIN {quote(Customer._meta.db_table)} cu ON cu.id = ct.customer_id "
         f"LEFT JOIN {quote(User._meta.db_table)} u ON u.id = c.assignee_id "
         # One list of ids, the customers' conversations found through their unique indexes
         # first: `c.id = ANY(ids) OR ct.customer_id = ANY(customers)` spans two tables, which
         # no index serves, so PostgreSQL joined every conversation to its contact and filtered
         # (56 ms a group at 100,000 conversations, whatever the plan; now 0.15 ms).
-        f"WHERE c.id = ANY(%s::bigint[] || ARRAY(SELECT k.id FROM {quote(Conversation._meta.db_table)} k "
-        f"JOIN {quote(Contact._meta.db_table)} kt ON kt.id = k.contact_id WHERE kt.customer_id = ANY(%s::bigint[]))) "
+        # Each customer's conversation by its contact, a scalar subquery per contact (never a
+        # join: hashing every conversation was a near tie at a thousand, as for the contacts).
+        f"WHERE c.id = ANY(%s::bigint[] || ARRAY(SELECT (SELECT k.id FROM {quote(Conversation._meta.db_table)} k "
+        f"WHERE k.contact_id = kt.id) FROM {quote(Contact._meta.db_table)} kt WHERE kt.customer_id = ANY(%s::bigint[]))) "
         "ORDER BY c.id FOR UPDATE OF c"
     )
     names = [model_names for model_names, _columns in parts]

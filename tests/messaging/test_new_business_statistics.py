@@ -1,0 +1,111 @@
+"""Issue 9: a new business's first minute at full rate costs each send group a few reads, not
+its whole tables.
+
+A business's schema starts without planner statistics; autovacuum analyzes a table on its next
+round after the table's 50th change, up to a minute later (`autovacuum_naptime`). Until then
+PostgreSQL takes the tables for ten pages and the send core's prepared statements keep plans that
+scan them whole (12,315 rows a group of three at 4,100 messages). The writer queues
+`messaging.tables_analyze` in its transaction when the business's message ids pass a mark
+(`sending.STATISTICS_AT_MESSAGES`), and the conversations' lock reaches each contact by its key
+(a join with the contacts table was a near tie at a couple of thousand contacts: the plan made
+then hashed the whole table in every group while the business grew).
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from accounts.models import Customer, User
+from messaging.jobs import tables_analyze
+from messaging.models import Contact, Conversation, Message
+from messaging.sending import STATISTICS_AT_MESSAGES, check_customer_send, do_send_messages
+from tenancy.services import business_create
+from tests.conftest import World, unique
+from tests.messaging.conftest import StepReads
+
+GROUP = 100
+TABLES = (Conversation._meta.db_table, Contact._meta.db_table, Message._meta.db_table)
+
+
+def _analyze_jobs(schema: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'messaging.tables_analyze' "
+            "AND args->>'schema_name' = %s AND status = 'todo'",
+            [schema],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _estimated_messages(schema: str) -> float:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s",
+            [schema, Message._meta.db_table],
+        )
+        row = cursor.fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+def test_a_new_business_is_analyzed_once_its_messages_pass_a_mark(world: World) -> None:
+    owner = User.objects.create(email=f"{unique('owner')}@statistics.test")
+    business = business_create(owner=owner, name="Erstflug GmbH", slug=unique("erstflug"))
+    schema = business.schema_name
+    first_mark = STATISTICS_AT_MESSAGES[0]
+    now = timezone.now()
+    # An airline's first minute, as customers' first messages: each group of a hundred makes a
+    # hundred conversations and contacts, to twice the first mark.
+    customers = Customer.objects.bulk_create(
+        Customer(phone_number=f"+4916{n:09d}", display_name=f"Gast {n}", country_code="DE", verified_at=now)
+        for n in range(2 * first_mark + GROUP)
+    )
+    analyzed_at = None
+    with tenant_context(business):
+        # A new business's first message id is 1 in production; a spare schema taken by an
+        # earlier test whose transaction rolled back kept its sequence where that test left it.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), 1, false)", [Message._meta.db_table])
+        for start in range(0, len(customers), GROUP):
+            requests = [
+                check_customer_send(customer=c, body=f"Mein Flug {c.pk}?", client_msg_id=f"f{c.pk}")
+                for c in customers[start : start + GROUP]
+            ]
+            outcomes = do_send_messages(business=business, requests=requests)
+            assert not [o for o in outcomes if isinstance(o, Exception)]
+            highest = Message.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+            # The group whose reserved ids hold the mark queued the job, and only that one.
+            assert _analyze_jobs(schema) == (1 if highest >= first_mark else 0), highest
+            if analyzed_at is None and highest >= first_mark:
+                # What a worker does with the job, at once as it would.
+                assert tables_analyze(schema) is True
+                analyzed_at = Message.objects.count()
+                assert _estimated_messages(schema) >= analyzed_at
+        assert analyzed_at is not None and analyzed_at < len(customers)
+        assert Message.objects.count() == len(customers)
+
+        # At twice the size the statistics were taken at, a send group into existing
+        # conversations reads a few rows, not the tables.
+        step = StepReads(schema, TABLES)
+        for n in range(7):  # past PostgreSQL's five custom plans of each prepared statement
+            step(
+                f"group {n}",
+                lambda n=n: do_send_messages(
+                    business=business,
+                    requests=[
+                        check_customer_send(customer=c, body=f"Noch eine Frage {n}", client_msg_id=f"q{n}-{c.pk}")
+                        for c in customers[n * 3 : n * 3 + 3]
+                    ],
+                ),
+            )
+    assert all(reads < 60 for reads in step.reads.values()), step.reads
+    # Past the mark, later groups queued nothing more (the next mark is far off).
+    assert _analyze_jobs(schema) == 1
+
+
+def test_analyzing_a_business_that_is_gone_does_nothing(world: World) -> None:
+    assert tables_analyze("b_no_such_business") is False
