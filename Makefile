@@ -51,6 +51,7 @@ bench: setup
 	$(PY) bench/idle_sockets.py --sockets 10000
 	$(PY) bench/tenants.py --count 1000
 	$(PY) bench/send_core.py
+	$(PY) bench/new_business.py
 	$(PY) bench/notify.py --recipients 2000 --connected 50 --workers 2
 
 # The reliability suite at full size (issue 10): prints check | tried | result, fails on any
