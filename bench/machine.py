@@ -28,14 +28,24 @@ def machine_busy_seconds() -> float:
 
 
 def postgres_cpu_seconds() -> float:
-    """CPU used so far by every process of the machine's PostgreSQL (all databases)."""
+    """CPU used so far by the machine's PostgreSQL (all databases): its live processes' own, and
+    the postmaster's reaped children's. Without those, a backend that ended inside a window (a
+    connection closed by another program) took its CPU out of the later reading, and a window's
+    difference came out negative (CI, 2026-12-04: "PostgreSQL -321% CPU")."""
     import psutil
 
     total = 0.0
-    for p in psutil.process_iter(["name", "cpu_times"]):
+    for p in psutil.process_iter(["name", "cpu_times", "ppid"]):
         times = p.info.get("cpu_times")
-        if p.info.get("name") == "postgres" and times is not None:
-            total += times.user + times.system
+        if p.info.get("name") != "postgres" or times is None:
+            continue
+        total += times.user + times.system
+        try:
+            postmaster = psutil.Process(p.info["ppid"]).name() != "postgres"
+        except (psutil.Error, TypeError):
+            postmaster = False
+        if postmaster:  # its ended backends' CPU, counted once they are reaped
+            total += times.children_user + times.children_system
     return total
 
 

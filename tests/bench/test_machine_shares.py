@@ -30,3 +30,25 @@ def test_guest_time_is_not_counted_twice() -> None:
 def test_no_time_passed_reads_as_nothing() -> None:
     same = Times(1, 1, 1, 1, 1, 1, 1, 1, 0, 0)
     assert machine_shares(same, same) == (0.0, 0.0)
+
+
+def test_postgres_cpu_keeps_what_an_ended_backend_spent() -> None:
+    """A backend that ends inside a window keeps its CPU in the reading (the postmaster's reaped
+    children), so a window's PostgreSQL CPU is never negative."""
+    import os
+    import time
+
+    import psycopg
+
+    from bench.machine import postgres_cpu_seconds
+
+    url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT count(*) FROM generate_series(1, 3000000)").fetchone()  # ~0.3 s of CPU
+        spent_by_then = postgres_cpu_seconds()
+    deadline = time.monotonic() + 5
+    after = postgres_cpu_seconds()
+    while after < spent_by_then and time.monotonic() < deadline:  # until the postmaster reaped it
+        time.sleep(0.05)
+        after = postgres_cpu_seconds()
+    assert after >= spent_by_then
