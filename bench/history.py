@@ -78,3 +78,32 @@ def conversations_add(business: Any, count: int) -> list[int]:
         cursor.execute("ANALYZE messaging_contact")
         cursor.execute("ANALYZE messaging_conversation")
     return customer_ids
+
+
+def analyze_jobs_waiting(schema_name: str) -> list[int]:
+    """The ids of this business's queued `messaging.tables_analyze` jobs, not yet run."""
+    from django.db import connection
+
+    from messaging.jobs import tables_analyze
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM procrastinate_jobs WHERE task_name = %s AND args->>'schema_name' = %s AND status = 'todo'",
+            [tables_analyze.name, schema_name],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def run_queued_analyze(schema_name: str) -> int:
+    """A worker's part: run this business's queued analyze job and mark it done; how many were
+    waiting (its queueing lock allows one)."""
+    from django.db import connection
+
+    from messaging.jobs import tables_analyze
+
+    ids = analyze_jobs_waiting(schema_name)
+    if ids:
+        tables_analyze(schema_name)
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = ANY(%s)", [ids])
+    return len(ids)

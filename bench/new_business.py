@@ -30,9 +30,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
 
+from bench.history import run_queued_analyze
 from bench.throwaway_db import throwaway_database
-
-ANALYZE_TASK = "messaging.tables_analyze"
 
 
 def _backend_cpu(pid: int) -> float:
@@ -59,7 +58,6 @@ def run(seconds: float, size: int, every: float, customer_count: int) -> None:
     from django_tenants.utils import schema_context
 
     from accounts.models import Customer, User
-    from messaging.jobs import tables_analyze
     from messaging.sending import check_template_send, do_send_messages
     from tenancy.services import business_create
 
@@ -100,7 +98,7 @@ def run(seconds: float, size: int, every: float, customer_count: int) -> None:
             failed = [o for o in outcomes if isinstance(o, Exception)]
             assert not failed, failed[:3]
             groups += 1
-            if groups % 20 == 0 and _run_queued_analyze(business.schema_name, tables_analyze):
+            if groups % 20 == 0 and run_queued_analyze(business.schema_name):
                 analyzed_at.append(groups * size)
             now_ = time.perf_counter()
             if now_ - shown >= every:
@@ -113,25 +111,6 @@ def run(seconds: float, size: int, every: float, customer_count: int) -> None:
                 )
                 shown, shown_groups, cpu_shown = now_, groups, cpu
     print(f"{groups * size:,} messages in {groups:,} groups; tables analyzed at {analyzed_at or 'none'} messages")
-
-
-def _run_queued_analyze(schema_name: str, tables_analyze: object) -> bool:
-    """A worker's part: run a queued analyze job of this business, mark it done."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id FROM procrastinate_jobs WHERE task_name = %s AND args->>'schema_name' = %s AND status = 'todo'",
-            [ANALYZE_TASK, schema_name],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-    if not ids:
-        return False
-    assert callable(tables_analyze)
-    tables_analyze(schema_name)
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = ANY(%s)", [ids])
-    return True
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from accounts.models import Customer, User
+from bench.history import analyze_jobs_waiting, run_queued_analyze
 from messaging.jobs import tables_analyze
 from messaging.models import Contact, Conversation, Message
 from messaging.sending import STATISTICS_AT_MESSAGES, check_customer_send, do_send_messages
@@ -30,14 +31,7 @@ TABLES = (Conversation._meta.db_table, Contact._meta.db_table, Message._meta.db_
 
 
 def _analyze_jobs(schema: str) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'messaging.tables_analyze' "
-            "AND args->>'schema_name' = %s AND status = 'todo'",
-            [schema],
-        )
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
+    return len(analyze_jobs_waiting(schema))
 
 
 def _estimated_messages(schema: str) -> float:
@@ -54,20 +48,9 @@ def _estimated_messages(schema: str) -> float:
 
 def _run_analyze_job(schema: str) -> bool:
     """What a worker does with a queued `messaging.tables_analyze`: run it, mark it done."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id FROM procrastinate_jobs WHERE task_name = 'messaging.tables_analyze' "
-            "AND args->>'schema_name' = %s AND status = 'todo'",
-            [schema],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-    if not ids:
-        return False
-    assert len(ids) == 1, "one waiting job per business (its queueing lock)"
-    assert tables_analyze(schema) is True
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = ANY(%s)", [ids])
-    return True
+    ran = run_queued_analyze(schema)
+    assert ran <= 1, "one waiting job per business (its queueing lock)"
+    return ran == 1
 
 
 def test_a_new_business_is_analyzed_each_time_its_messages_double(world: World) -> None:
