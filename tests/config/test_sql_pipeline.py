@@ -4,6 +4,7 @@ committed in the last round trip, and psycopg's own transaction start is back af
 
 from __future__ import annotations
 
+import ctypes
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
-from config.sql import pipelined, unpipelined
+from config.sql import _gil_free_pqflush, flush_releasing_gil, pipelined, unpipelined
 from tests.conftest import World
 from tests.psycopg_waits import socket_waits
 
@@ -167,3 +168,24 @@ def test_a_failing_statement_among_queued_ones_is_raised_and_nothing_is_written(
         cursor.fetchone()  # the read sends them: the duplicate is raised here
     assert _rows(table) == []
     assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_statements_go_out_through_libpq_with_the_gil_released(table: str) -> None:
+    """The pipeline's sends use libpq's own PQflush through ctypes (a foreign call that lets go
+    of the GIL), not psycopg's C `flush`, which holds it while the send wakes PostgreSQL."""
+    with transaction.atomic(), pipelined(commit=True), connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} VALUES (7)")
+        pqflush = _gil_free_pqflush()
+        assert pqflush is not None, "this machine's psycopg (binary, Linux) must take the GIL-free path"
+        # A CDLL call, not a PyDLL one (which would keep the GIL): ctypes releases it for the call.
+        assert pqflush._flags_ == ctypes.CDLL._func_flags_ != ctypes.PyDLL._func_flags_
+        cursor.execute(f"SELECT count(*) FROM {table}")
+        assert cursor.fetchone() == (1,)
+    assert _rows(table) == [7]
+
+
+def test_flushing_a_closed_connection_says_so() -> None:
+    with _other_connection() as other:
+        pgconn = other.pgconn
+    with pytest.raises(psycopg.OperationalError, match="flushing failed"):
+        flush_releasing_gil(pgconn)
