@@ -711,7 +711,7 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
         barrier.wait(timeout=600)
         sampler = ResourceSampler(server.pids() if server else [])
         sampler.start()
-        if args.profile and server is not None:
+        if (args.profile or args.profile_gil) and server is not None:
             profiler = start_profile(server, target, args)
         time.sleep(plan.duration)
         sampler.finish()
@@ -728,13 +728,16 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
     rows = persisted_ids(target, database, data["schema"])
     result = summarise(target, parts, sampler, rows)
     if profiler is not None:
-        result.text.extend(top_frames(ROOT / "test-artifacts" / f"profile-{target}-{args.rate:g}.txt"))
+        result.text.extend(top_frames(profile_path(target, args)))
     return result
 
 
 def start_profile(server: Server, target: str, args: argparse.Namespace) -> subprocess.Popen[bytes]:
-    """py-spy on the first server process for the load window (needs ptrace: run as root)."""
-    out = ROOT / "test-artifacts" / f"profile-{target}-{args.rate:g}.txt"
+    """py-spy on the first server process for the load window (needs ptrace: run as root). With
+    --profile-gil only the thread holding the GIL is sampled: where the process's Python time
+    goes, including a thread that holds the GIL while off the CPU (a system call that wakes
+    another process, which the scheduler then runs in its place: issue 9's libpq flush)."""
+    out = profile_path(target, args)
     pid = server.pids()[0]
     spy = str(Path(sys.executable).parent / "py-spy")
     seconds = max(1, int(args.duration) - 1)
@@ -751,10 +754,15 @@ def start_profile(server: Server, target: str, args: argparse.Namespace) -> subp
             "--output",
             str(out),
             "--nonblocking",
+            *(["--gil"] if args.profile_gil else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def profile_path(target: str, args: argparse.Namespace) -> Path:
+    return ROOT / "test-artifacts" / f"profile-{target}-{args.rate:g}{'-gil' if args.profile_gil else ''}.txt"
 
 
 def top_frames(path: Path, count: int = 15) -> list[str]:
@@ -811,6 +819,11 @@ def main() -> None:
         help="the business served this many other customers before (a resolved conversation each)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the first server process (test-artifacts/)")
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="as --profile, sampling only the thread that holds the GIL (py-spy --gil)",
+    )
     parser.add_argument("--url", default="", help="target a running server (ws://127.0.0.1:PORT) instead")
     parser.add_argument("--database", default="", help="with --url: the database the running server uses")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
