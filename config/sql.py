@@ -27,7 +27,7 @@ import functools
 import json
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import date, datetime
 from decimal import Decimal
@@ -125,6 +125,13 @@ class _Pipeline:
             stack.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
 
 
+def libpq_paths(maps: Iterable[str]) -> set[str]:
+    """The files named libpq* among a process's mappings (lines of /proc/<pid>/maps)."""
+    # Each line: address, perms, offset, device, inode, then the path (which may hold spaces).
+    mapped = {fields[5].strip() for fields in (line.split(maxsplit=5) for line in maps) if len(fields) == 6}
+    return {path for path in mapped if path.rsplit("/", 1)[-1].startswith("libpq")}
+
+
 @functools.cache
 def _gil_free_pqflush() -> Any:
     """libpq's `PQflush` of the libpq psycopg runs on, called through ctypes (which lets go of
@@ -134,12 +141,12 @@ def _gil_free_pqflush() -> Any:
         return None  # psycopg's own libpq calls are ctypes calls: they release the GIL already
     try:
         with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if line.rstrip().rsplit("/", 1)[-1].startswith("libpq")}
+            paths = libpq_paths(maps)
+        if len(paths) != 1:  # the one psycopg loaded (a connection exists by now), and no other
+            return None
+        libpq = ctypes.CDLL(paths.pop())
     except OSError:
         return None
-    if len(paths) != 1:  # the one psycopg loaded (a connection exists by now), and no other
-        return None
-    libpq = ctypes.CDLL(paths.pop())
     if libpq.PQlibVersion() != pq.version():
         return None
     pqflush = libpq.PQflush

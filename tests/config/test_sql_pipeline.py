@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
-from config.sql import _gil_free_pqflush, flush_releasing_gil, pipelined, unpipelined
+from config.sql import _gil_free_pqflush, flush_releasing_gil, libpq_paths, pipelined, unpipelined
 from tests.conftest import World
 from tests.psycopg_waits import socket_waits
 
@@ -189,3 +189,16 @@ def test_flushing_a_closed_connection_says_so() -> None:
         pgconn = other.pgconn
     with pytest.raises(psycopg.OperationalError, match="flushing failed"):
         flush_releasing_gil(pgconn)
+
+
+def test_libpq_is_found_among_the_mappings_whatever_its_path() -> None:
+    maps = [
+        "7f00-7f01 r-xp 00000000 08:01 123 /opt/my venv/lib/psycopg_binary.libs/libpq-e9b5c9ac.so.5.18\n",
+        "7f01-7f02 r--p 00010000 08:01 123 /opt/my venv/lib/psycopg_binary.libs/libpq-e9b5c9ac.so.5.18\n",
+        "7f02-7f03 r-xp 00000000 08:01 456 /usr/lib/x86_64-linux-gnu/libssl.so.3\n",
+        "7f03-7f04 rw-p 00000000 00:00 0 \n",
+        "7ffd-7ffe rw-p 00000000 00:00 0                          [stack]\n",
+    ]
+    assert libpq_paths(maps) == {"/opt/my venv/lib/psycopg_binary.libs/libpq-e9b5c9ac.so.5.18"}
+    # Two libpqs in one process: which one psycopg runs on cannot be told from here.
+    assert len(libpq_paths([*maps, "7f05-7f06 r-xp 00000000 08:01 789 /usr/lib/libpq.so.5.15\n"])) == 2
