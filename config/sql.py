@@ -161,8 +161,9 @@ def flush_releasing_gil(pgconn: Any) -> int:
     this thread's place: the thread then sits off the CPU *holding the GIL*, and the process's
     event loop, every socket's delivery, waits until the kernel gives the thread a core again.
     On a full 2-core machine that was the largest single place the GIL was held (a seventh of
-    the server's GIL-holding samples, py-spy `--gil`, 200 msgs/s), and releasing it cut the inbox's
-    customer → agent p99 at 700 msgs/s from 430 / 220 ms to 127 / 119 ms (issue 9)."""
+    the servers' GIL-holding samples, py-spy `--gil`, 200 msgs/s; 1.4% after). End to end, the
+    inbox's customer → agent p99 at 700 msgs/s was 127 / 119 ms against 430 / 220 ms in one
+    alternating series, a median of 361 against 422 ms in a noisier one (issue 9, README)."""
     pqflush = _gil_free_pqflush()
     if pqflush is None:
         return int(pgconn.flush())
