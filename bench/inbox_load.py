@@ -302,6 +302,8 @@ def start_server(target: str, database: str, args: argparse.Namespace) -> Server
         PARLEY_CHANNEL_PREFIX=f"bench{uuid.uuid4().hex[:6]}",
         PARLEY_PORT=str(port),
     )
+    if getattr(args, "stages", False) and target == "parley":
+        env["PARLEY_STAGE_TRACE"] = str(stages_path(port))
     if not env.get("REDIS_URL"):
         raise SystemExit("inbox_load needs REDIS_URL (the production channel layer)")
     app = {
@@ -729,7 +731,26 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
     result = summarise(target, parts, sampler, rows)
     if profiler is not None:
         result.text.extend(top_frames(profile_path(target, args)))
+    if args.stages and target == "parley" and server is not None:
+        result.text.extend(stage_table(stages_path(server.port)))
     return result
+
+
+def stages_path(port: int) -> Path:
+    return ROOT / "test-artifacts" / f"stages-{port}"
+
+
+def stage_table(path: Path) -> list[str]:
+    """The server processes' stage traces (messaging.stages) → the table of where sends waited."""
+    from messaging import stages
+
+    traces: list[stages.Trace] = []
+    for part in sorted(path.parent.glob(f"{path.name}.*.json")):
+        traces += json.loads(part.read_text())
+        part.unlink()
+    if not traces:
+        return [f"stages: no traces written ({path}.*.json)"]
+    return stages.report(traces)
 
 
 def start_profile(server: Server, target: str, args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -819,6 +840,11 @@ def main() -> None:
         help="the business served this many other customers before (a resolved conversation each)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the first server process (test-artifacts/)")
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="Parley's servers time each send's stages (messaging/stages.py); prints where sends waited",
+    )
     parser.add_argument(
         "--profile-gil",
         action="store_true",

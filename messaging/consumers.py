@@ -44,7 +44,7 @@ from django.utils.translation import gettext as _
 from assignment import services as assignment_services
 from config.websocket import CloseCode
 from customers.session import customer_from_session
-from messaging import events, revocation, selectors, services
+from messaging import events, revocation, selectors, services, stages
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
 from messaging.group_commit import Admission, ack_gatherer, admitted, batch_max, live_gatherer, server_error
 from messaging.ids import conversation_pk
@@ -465,6 +465,8 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         except MessagingError as error:
             await self.refuse(payload, error)
             return
+        if stages.ENABLED and is_send:
+            stages.arrived(payload)
         if self.frames_waiting is None:
             self.frames_waiting = deque()
         self.frames_waiting.append((payload, gated, admission))
@@ -483,6 +485,8 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             self.worker = None
 
     async def work_one(self, payload: dict[str, Any], gated: float | None) -> None:
+        if stages.ENABLED:
+            stages.begin(payload)
         try:
             # Every frame runs on current rights: a revoked socket handles nothing more. A
             # heartbeat re-checks fully (every `rights_recheck_seconds`), which also catches
@@ -500,9 +504,13 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                         MessagingError(MessagingErrorCode.SERVER_ERROR, _("Something went wrong. Please try again.")),
                     )
                 return
+            if stages.ENABLED:
+                stages.mark("rights")
             if holds:
                 with translation.override(self.language):
                     await self.handle_frame(payload)
+            if stages.ENABLED:
+                stages.end()
         finally:
             if gated is not None:
                 send_gate.leave(time.monotonic() - gated)

@@ -43,7 +43,7 @@ from django.db import connection
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
 
-from messaging import events
+from messaging import events, stages
 from messaging.errors import MessagingError, MessagingErrorCode
 from messaging.receipts import Mark, marks_write
 from messaging.send_limits import Verdict, live_send_tokens, rate_limited, send_take_many
@@ -286,6 +286,7 @@ class _Queued:
     limit_key: str
     future: asyncio.Future[SendResult]
     taken: bool = False  # in a batch being written: its outcome comes with the commit
+    trace: stages.Trace | None = None  # bench/inbox_load.py --stages
 
 
 # An admitted send still untaken after this many times PARLEY_SEND_MAX_WAIT is refused after all:
@@ -425,6 +426,9 @@ class LiveGatherer:
             if refused is not None:
                 raise refused
         item = _Queued(request, limit_key, asyncio.get_running_loop().create_future())
+        if stages.ENABLED:
+            stages.mark("queued")
+            item.trace = stages.current()
         state.queue.append(item)
         # A task that found the queue empty is done at once (no await between its check and its
         # end), so a send queued after it is never left without a writer.
@@ -455,6 +459,8 @@ class LiveGatherer:
             self._batches.append(len(batch))
             for item in batch:
                 item.taken = True
+                if item.trace is not None:
+                    stages.mark_on(item.trace, "taken", size=len(batch))
             started = state.writing[me] = time.monotonic()
             outcomes: list[Outcome]
             limit_keys = [item.limit_key for item in batch]
@@ -467,6 +473,9 @@ class LiveGatherer:
                     logger.exception("send limits unavailable")
                     outcomes = [server_error() for _item in batch]
                 else:
+                    if stages.ENABLED:
+                        for item in batch:
+                            stages.mark_on(item.trace, "tokens")
                     outcomes = await run_in_schema(
                         business.schema_name,
                         write_live_batch,
@@ -487,6 +496,9 @@ class LiveGatherer:
                 raise
             finally:
                 state.writing.pop(me, None)
+            if stages.ENABLED:
+                for item in batch:
+                    stages.mark_on(item.trace, "written")
             elapsed = time.monotonic() - started
             state.batch_seconds = elapsed if not state.batch_seconds else 0.7 * state.batch_seconds + 0.3 * elapsed
             # The batch's events were handed to the layer before the trip returned: its senders
@@ -531,6 +543,9 @@ def _answer_when_published(
 
 
 def _answer(batch: list[_Queued], outcomes: list[Outcome]) -> None:
+    if stages.ENABLED:
+        for item in batch:
+            stages.mark_on(item.trace, "published")
     for item, outcome in zip(batch, outcomes, strict=True):
         if item.future.done():
             continue

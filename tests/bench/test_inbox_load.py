@@ -35,8 +35,15 @@ def test_inbox_load_compare_runs_all_three_servers_and_loses_nothing() -> None:
         "--duration", "3",
         "--drain", "5",
         "--past-customers", "40",
+        "--stages",
     )  # fmt: skip
     assert "set-up: 40 past conversations in" in out
+    # Parley's servers timed every stage of its customers' sends (messaging.stages).
+    parley = out.split("== parley:")[1].split("\n== ")[0]
+    traced = re.search(r"stages \(server side, (\d+) sends\)", parley)
+    assert traced and int(traced.group(1)) > 0, parley
+    for stage in ("worker", "rights", "queued", "taken", "tokens", "written", "published", "answered", "whole"):
+        assert re.search(rf"^ +{stage}: +[\d.]+ +[\d.]+ +[\d.]+ +\(n=\d+\)$", parley, re.M), (stage, parley)
     for target in ("parley", "limit", "tutorial"):
         section = out.split(f"== {target}:")[1].split("\n== ")[0]
         assert re.search(r"customer messages/s: offered +\d", section), section

@@ -1,0 +1,114 @@
+"""Where a websocket send's time goes on the server: a timestamp at each stage of every send,
+written to a file per process (`bench/inbox_load.py --stages` sets PARLEY_STAGE_TRACE and prints
+the table). Off unless that variable is set: then each stage costs one module attribute read.
+
+The stages of one send, in order:
+- arrived: its frame was parsed and admitted (consumers.StreamConsumer.take_frame);
+- worker: its socket's worker took it (frames of one socket are handled one at a time);
+- rights: the socket's rights versions were read (one gathered MGET);
+- queued: checked and queued for its business's writer (group_commit.LiveGatherer.send);
+- taken: a writer took it into a group (`size`: the group's sends);
+- tokens: the group's send tokens were taken (one Redis round trip);
+- written: the group's transaction committed, on a database thread;
+- published: its events were handed to the channel layer;
+- answered: its `message.accepted` went out.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import itertools
+import json
+import os
+import time
+from typing import Any
+
+PATH = os.environ.get("PARLEY_STAGE_TRACE", "")
+ENABLED = bool(PATH)
+STAGES = ("arrived", "worker", "rights", "queued", "taken", "tokens", "written", "published", "answered")
+ARRIVED = "_parley_stage_arrived"  # the frame's arrival, carried in its payload to its worker
+DUMP_EVERY = 2.0
+
+Trace = dict[str, float]
+
+_current: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("parley_stage_trace", default=None)
+_finished: list[Trace] = []
+_dumped_at = 0.0
+
+
+def arrived(payload: dict[str, Any]) -> None:
+    payload[ARRIVED] = time.monotonic()
+
+
+def begin(payload: dict[str, Any]) -> None:
+    """On the socket's worker, as it takes a send frame."""
+    started = payload.pop(ARRIVED, None)
+    _current.set({"arrived": started, "worker": time.monotonic()} if started is not None else None)
+
+
+def mark(stage: str) -> None:
+    trace = _current.get()
+    if trace is not None:
+        trace[stage] = time.monotonic()
+
+
+def current() -> Trace | None:
+    return _current.get()
+
+
+def mark_on(trace: Trace | None, stage: str, **figures: float) -> None:
+    """A stage of a send handled elsewhere (its group's writer), by its trace."""
+    if trace is not None:
+        trace[stage] = time.monotonic()
+        trace.update(figures)
+
+
+def end() -> None:
+    global _dumped_at
+    trace = _current.get()
+    _current.set(None)
+    if trace is None:
+        return
+    trace["answered"] = time.monotonic()
+    _finished.append(trace)
+    if trace["answered"] - _dumped_at > DUMP_EVERY:
+        _dumped_at = trace["answered"]
+        dump()
+
+
+def dump() -> None:
+    if not PATH or not _finished:
+        return
+    target = f"{PATH}.{os.getpid()}.json"
+    with open(target + ".tmp", "w") as out:
+        json.dump(_finished, out)
+    os.replace(target + ".tmp", target)
+
+
+if ENABLED:
+    atexit.register(dump)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def report(traces: list[Trace]) -> list[str]:
+    """The table `bench/inbox_load.py --stages` prints: each stage's time since the one before
+    (ms, p50 / p90 / p99), the whole, and the mean group size."""
+    lines = [f"stages (server side, {len(traces)} sends): ms since the stage before, p50 / p90 / p99"]
+    pairs = [*itertools.pairwise(STAGES), ("arrived", "answered")]
+    for before, stage in pairs:
+        name = "whole" if (before, stage) == ("arrived", "answered") else stage
+        spans = [t[stage] - t[before] for t in traces if t.get(before) is not None and t.get(stage) is not None]
+        if not spans:
+            lines.append(f"  {name:>10}: none")
+            continue
+        p50, p90, p99 = (percentile(spans, share) * 1000 for share in (0.5, 0.9, 0.99))
+        lines.append(f"  {name:>10}: {p50:8.1f} {p90:8.1f} {p99:8.1f}   (n={len(spans)})")
+    sizes = [t["size"] for t in traces if "size" in t]
+    if sizes:
+        lines.append(f"  groups: {sum(sizes) / len(sizes):.1f} sends on average (as each send saw its own)")
+    return lines
