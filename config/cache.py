@@ -82,10 +82,7 @@ class LoopRedis:
         if self._loop is not loop:
             from redis import asyncio as aioredis
 
-            from config.redis_io import connection_class_for
-
-            client = aioredis.from_url(settings.REDIS_URL, **connection_class_for(settings.REDIS_URL))
-            self._loop, self._client, self._backend = loop, client, caches["default"]
+            self._loop, self._client, self._backend = loop, aioredis.from_url(settings.REDIS_URL), caches["default"]
         return self._client, self._backend
 
 

@@ -46,8 +46,6 @@ from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer,
 from channels_redis.utils import _close_redis, _wrap_close, create_pool
 from redis import asyncio as aioredis
 
-from config.redis_io import connection_class_for
-
 # Publishes per pipeline at most (a larger backlog goes out in several, still in order).
 PIPELINE_MAX = 1000
 
@@ -97,8 +95,7 @@ class _Publisher:
             head, tail = batch[:split], batch[split:]
             try:
                 if self.redis is None:
-                    host = {**self.host, **connection_class_for(self.host.get("address", ""))}
-                    self.redis = aioredis.Redis(connection_pool=create_pool(host))
+                    self.redis = aioredis.Redis(connection_pool=create_pool(self.host))
                 asked = sorted({channel for channel, data, _future in tail if not isinstance(data, bytes)})
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for channel, data, _future in head:
