@@ -745,11 +745,11 @@ def stage_table(path: Path) -> list[str]:
     from messaging import stages
 
     traces: list[stages.Trace] = []
-    for part in sorted(path.parent.glob(f"{path.name}.*.json")):
-        traces += json.loads(part.read_text())
+    for part in sorted(path.parent.glob(f"{path.name}.*.jsonl")):
+        traces += [json.loads(line) for line in part.read_text().splitlines() if line]
         part.unlink()
     if not traces:
-        return [f"stages: no traces written ({path}.*.json)"]
+        return [f"stages: no traces written ({path}.*.jsonl)"]
     return stages.report(traces)
 
 
