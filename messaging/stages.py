@@ -99,12 +99,14 @@ def percentile(values: list[float], share: float) -> float:
 
 def report(traces: list[Trace]) -> list[str]:
     """The table `bench/inbox_load.py --stages` prints: each stage's time since the one before
-    (ms, p50 / p90 / p99), the whole, and the mean group size."""
+    (ms, p50 / p90 / p99), the whole (of sends that were written), and the mean group size."""
     lines = [f"stages (server side, {len(traces)} sends): ms since the stage before, p50 / p90 / p99"]
     pairs = [*itertools.pairwise(STAGES), ("arrived", "answered")]
     for before, stage in pairs:
         name = "whole" if (before, stage) == ("arrived", "answered") else stage
-        spans = [t[stage] - t[before] for t in traces if t.get(before) is not None and t.get(stage) is not None]
+        # The whole of sends that were written: a refused send's answer is its refusal.
+        counted = [t for t in traces if "published" in t] if name == "whole" else traces
+        spans = [t[stage] - t[before] for t in counted if t.get(before) is not None and t.get(stage) is not None]
         if not spans:
             lines.append(f"  {name:>10}: none")
             continue
