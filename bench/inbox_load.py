@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import json
 import multiprocessing
 import os
@@ -547,15 +548,17 @@ async def _generate(plan: Plan, share: int, shares: int, barrier: Any) -> dict[s
 # --- results -----------------------------------------------------------------------------------
 
 
+def quantile_ms(ordered: list[float], q: float) -> float:
+    """The q-quantile of sorted seconds, in milliseconds (nearest rank)."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+
+
 def percentiles(values: list[float]) -> str:
     if not values:
         return "n/a"
     values = sorted(values)
-
-    def at(q: float) -> float:
-        return values[min(len(values) - 1, int(len(values) * q))] * 1000
-
-    return f"p50 {at(0.5):7.1f}  p95 {at(0.95):7.1f}  p99 {at(0.99):7.1f}  max {values[-1] * 1000:7.1f} ms  (n={len(values)})"
+    p50_, p95_, p99_ = (quantile_ms(values, q) for q in (0.5, 0.95, 0.99))
+    return f"p50 {p50_:7.1f}  p95 {p95_:7.1f}  p99 {p99_:7.1f}  max {values[-1] * 1000:7.1f} ms  (n={len(values)})"
 
 
 def p50(values: list[float]) -> float | None:
@@ -742,15 +745,35 @@ def stages_path(port: int) -> Path:
 
 def stage_table(path: Path) -> list[str]:
     """The server processes' stage traces (messaging.stages) → the table of where sends waited."""
-    from messaging import stages
-
-    traces: list[stages.Trace] = []
+    traces: list[dict[str, float]] = []
     for part in sorted(path.parent.glob(f"{path.name}.*.jsonl")):
         traces += [json.loads(line) for line in part.read_text().splitlines() if line]
         part.unlink()
     if not traces:
         return [f"stages: no traces written ({path}.*.jsonl)"]
-    return stages.report(traces)
+    return stage_report(traces)
+
+
+def stage_report(traces: list[dict[str, float]]) -> list[str]:
+    """Each stage's time since the one before (ms, p50 / p90 / p99), the whole (of sends that
+    were written), and the mean group size."""
+    from messaging.stages import STAGES
+
+    lines = [f"stages (server side, {len(traces)} sends): ms since the stage before, p50 / p90 / p99"]
+    for before, stage in [*itertools.pairwise(STAGES), ("arrived", "answered")]:
+        name = "whole" if (before, stage) == ("arrived", "answered") else stage
+        # The whole of sends that were written: a refused send's answer is its refusal.
+        counted = [t for t in traces if "published" in t] if name == "whole" else traces
+        spans = sorted(t[stage] - t[before] for t in counted if t.get(before) is not None and t.get(stage) is not None)
+        if not spans:
+            lines.append(f"  {name:>10}: none")
+            continue
+        p50_, p90_, p99_ = (quantile_ms(spans, q) for q in (0.5, 0.9, 0.99))
+        lines.append(f"  {name:>10}: {p50_:8.1f} {p90_:8.1f} {p99_:8.1f}   (n={len(spans)})")
+    sizes = [t["size"] for t in traces if "size" in t]
+    if sizes:
+        lines.append(f"  groups: {sum(sizes) / len(sizes):.1f} sends on average (as each send saw its own)")
+    return lines
 
 
 def start_profile(server: Server, target: str, args: argparse.Namespace) -> subprocess.Popen[bytes]:

@@ -1,6 +1,6 @@
 """Where a websocket send's time goes on the server: a timestamp at each stage of every send,
 written to a file per process (`bench/inbox_load.py --stages` sets PARLEY_STAGE_TRACE and prints
-the table). Off unless that variable is set: then each stage costs one module attribute read.
+the table: `stage_report`). Off unless that variable is set: then each stage costs one module attribute read.
 
 The stages of one send, in order:
 - arrived: its frame was parsed and admitted (consumers.StreamConsumer.take_frame);
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import contextvars
-import itertools
 import json
 import os
 import time
@@ -90,29 +89,3 @@ def dump() -> None:
 
 if ENABLED:
     atexit.register(dump)
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-def report(traces: list[Trace]) -> list[str]:
-    """The table `bench/inbox_load.py --stages` prints: each stage's time since the one before
-    (ms, p50 / p90 / p99), the whole (of sends that were written), and the mean group size."""
-    lines = [f"stages (server side, {len(traces)} sends): ms since the stage before, p50 / p90 / p99"]
-    pairs = [*itertools.pairwise(STAGES), ("arrived", "answered")]
-    for before, stage in pairs:
-        name = "whole" if (before, stage) == ("arrived", "answered") else stage
-        # The whole of sends that were written: a refused send's answer is its refusal.
-        counted = [t for t in traces if "published" in t] if name == "whole" else traces
-        spans = [t[stage] - t[before] for t in counted if t.get(before) is not None and t.get(stage) is not None]
-        if not spans:
-            lines.append(f"  {name:>10}: none")
-            continue
-        p50, p90, p99 = (percentile(spans, share) * 1000 for share in (0.5, 0.9, 0.99))
-        lines.append(f"  {name:>10}: {p50:8.1f} {p90:8.1f} {p99:8.1f}   (n={len(spans)})")
-    sizes = [t["size"] for t in traces if "size" in t]
-    if sizes:
-        lines.append(f"  groups: {sum(sizes) / len(sizes):.1f} sends on average (as each send saw its own)")
-    return lines

@@ -1,9 +1,9 @@
-"""`messaging.stages.report`: each stage's time since the one before, and the whole of the sends
+"""`bench.inbox_load.stage_report`: each stage's time since the one before, and the whole of the sends
 that were written — a send refused before its group is no part of the write's figures."""
 
 from __future__ import annotations
 
-from messaging.stages import report
+from bench.inbox_load import stage_report
 
 
 def test_the_table_counts_each_stage_since_the_one_before_and_the_whole_of_written_sends() -> None:
@@ -20,7 +20,7 @@ def test_the_table_counts_each_stage_since_the_one_before_and_the_whole_of_writt
         "answered": 10.033,
     }
     refused = {"arrived": 20.0, "worker": 20.002, "rights": 20.004, "answered": 20.5}
-    lines = report([written, refused])
+    lines = stage_report([written, refused])
     assert lines[0].startswith("stages (server side, 2 sends)")
     table = {line.split(":")[0].strip(): line for line in lines[1:]}
     assert "(n=2)" in table["worker"] and "(n=2)" in table["rights"]
