@@ -34,6 +34,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, cast
@@ -57,47 +58,65 @@ def keep_seconds() -> float:
     return float(getattr(settings, "PARLEY_DB_KEEP_SECONDS", 1.0))
 
 
+_Call = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
+
+
+class _Worker:
+    """One database thread's mailbox: a call handed to it while it waits (or None: stop)."""
+
+    __slots__ = ("inbox",)
+
+    def __init__(self) -> None:
+        self.inbox: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+
+
 class DatabaseThreads(Executor):
-    """Up to `max_workers` threads taking calls from one queue, like `ThreadPoolExecutor`, but a
-    thread that holds a database connection after a call (`holds`) waits at most `keep` seconds
-    for the next one and then gives its connections back (`release`), so a busy thread keeps its
-    connection and an idle one holds none."""
+    """Up to `max_workers` threads, like `ThreadPoolExecutor`, but:
+    - a call goes to the thread that went idle last (a stack, not a shared queue), so a steady
+      load runs on the fewest threads and connections — warm ones, with their prepared
+      statements and their session's search_path — and the others stay idle. From one queue
+      every call woke the thread that had waited longest: a process's sends and acks rotated
+      through all eight threads and their eight backends;
+    - a thread that holds a database connection after a call (`holds`) waits at most `keep`
+      seconds for the next one and then gives its connections back (`release`), so a busy
+      thread keeps its connection and an idle one holds none.
+    Calls that find every thread busy wait in order of arrival (`_backlog`)."""
 
     def __init__(
         self, max_workers: int, *, keep: float, holds: Callable[[], bool], release: Callable[[], None]
     ) -> None:
         self._max_workers, self._keep, self._holds, self._release = max_workers, keep, holds, release
-        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None]
-        self._queue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        # One permit per thread waiting for work, taken by a submit so it starts no thread
-        # (ThreadPoolExecutor's scheme).
-        self._idle = threading.Semaphore(0)
+        self._idle: list[_Worker] = []  # the last to go idle on top
+        self._workers: list[_Worker] = []
+        self._backlog: deque[_Call] = deque()
         self._state = threading.Lock()
         self._closed = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
         call = (lambda: fn(*args, **kwargs)) if kwargs else fn
+        item: _Call = (future, call, () if kwargs else args)
         with self._state:
             if self._closed:
                 raise RuntimeError("the database threads are shut down")
-            self._queue.put((future, call, () if kwargs else args))
-            if not self._idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
-                thread = threading.Thread(target=self._work, name=f"parley-db_{len(self._threads)}", daemon=True)
+            if self._idle:
+                self._idle.pop().inbox.put(item)
+            elif len(self._threads) < self._max_workers:
+                worker = _Worker()
+                thread = threading.Thread(
+                    target=self._work, args=(worker, item), name=f"parley-db_{len(self._threads)}", daemon=True
+                )
+                self._workers.append(worker)
                 self._threads.append(thread)
                 thread.start()
+            else:
+                self._backlog.append(item)
         return future
 
-    def _work(self) -> None:
-        holding = False
+    def _work(self, worker: _Worker, first: _Call) -> None:
+        item: _Call | None = first
         while True:
-            try:
-                item = self._queue.get(timeout=self._keep if holding else None)
-            except queue.Empty:
-                self._release()
-                holding = False
-                continue
             if item is None:
                 self._release()
                 return
@@ -111,15 +130,28 @@ class DatabaseThreads(Executor):
                     future.set_result(result)
             del item, future, call, args
             holding = self._holds()
-            self._idle.release()
+            with self._state:
+                item = self._backlog.popleft() if self._backlog else None
+                if item is not None:
+                    continue
+                self._idle.append(worker)
+            while True:
+                try:
+                    item = worker.inbox.get(timeout=self._keep if holding else None)
+                    break
+                except queue.Empty:
+                    # Still on the idle stack: a call handed over meanwhile waits in the inbox.
+                    self._release()
+                    holding = False
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._state:
             if self._closed:
                 return
             self._closed = True
-            for _thread in self._threads:
-                self._queue.put(None)
+            # After the backlog: a busy thread takes what is queued before it reads its stop.
+            for worker in self._workers:
+                worker.inbox.put(None)
         if wait:
             for thread in self._threads:
                 thread.join()

@@ -12,6 +12,7 @@ call, and an idle thread holds no connection.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -160,3 +161,75 @@ def test_a_forked_child_starts_threads_of_its_own(live_db: World) -> None:
     answer = os.read(read, 1)
     os.waitpid(pid, 0)
     assert answer == b"1"
+
+
+def _thread_name() -> str:
+    return threading.current_thread().name
+
+
+def test_a_steady_load_runs_on_the_thread_that_went_idle_last() -> None:
+    """A call goes to the most recently idle thread: one caller's calls, one after the other,
+    all run on one thread (one warm connection), not in turn on every thread the pool grew to."""
+    threads = DatabaseThreads(4, keep=5.0, holds=lambda: False, release=lambda: None)
+    try:
+        release = threading.Event()
+        burst = [threads.submit(release.wait, 10) for _ in range(4)]
+        release.set()
+        assert all(future.result(timeout=10) for future in burst)
+        time.sleep(0.05)  # all four are idle now
+
+        names = []
+        for _ in range(50):
+            names.append(threads.submit(_thread_name).result(timeout=10))
+        assert len(threads._threads) == 4
+        assert len(set(names)) == 1
+    finally:
+        threads.shutdown()
+
+
+def test_calls_finding_every_thread_busy_run_in_order_and_shutdown_finishes_them() -> None:
+    threads = DatabaseThreads(1, keep=5.0, holds=lambda: False, release=lambda: None)
+    release = threading.Event()
+    ran: list[int] = []
+    busy = threads.submit(release.wait, 10)
+    queued = [threads.submit(ran.append, index) for index in range(20)]
+    release.set()
+    threads.shutdown()  # waits: the queued calls run before the thread stops
+    assert busy.result(timeout=0) is True
+    assert all(future.done() for future in queued)
+    assert ran == list(range(20))
+    with pytest.raises(RuntimeError, match="shut down"):
+        threads.submit(_thread_name)
+
+
+def test_the_pool_never_grows_past_max_workers() -> None:
+    threads = DatabaseThreads(3, keep=5.0, holds=lambda: False, release=lambda: None)
+    release = threading.Event()
+    futures = [threads.submit(release.wait, 10) for _ in range(10)]
+    assert len(threads._threads) == 3
+    release.set()
+    assert all(future.result(timeout=10) for future in futures)
+    threads.shutdown()
+    assert len(threads._threads) == 3
+
+
+def test_an_idle_thread_handed_a_call_while_giving_its_connection_back_still_runs_it() -> None:
+    """keep expires and the thread releases while a call is handed to it: the call waits in its
+    mailbox and runs next, never lost."""
+    released = threading.Event()
+    slow_release = threading.Event()
+
+    def release() -> None:
+        released.set()
+        slow_release.wait(10)
+
+    threads = DatabaseThreads(1, keep=0.05, holds=lambda: True, release=release)
+    try:
+        threads.submit(_thread_name).result(timeout=10)
+        assert released.wait(10)  # the thread is inside release, still on the idle stack
+        future = threads.submit(_thread_name)
+        slow_release.set()
+        assert future.result(timeout=10).startswith("parley-db_")
+    finally:
+        slow_release.set()
+        threads.shutdown()
