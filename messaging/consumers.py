@@ -623,13 +623,16 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         )
 
     async def send_typing(self, conversation_id: int, **who: str) -> None:
-        """To the others in the conversation's group (never back to this socket)."""
+        """To the others who show it (never back to this socket): the agents viewing the
+        conversation, and for an agent's typing the customer's sockets. A customer's own typing
+        is not sent to their other tabs: the chat page shows only the business typing, and each
+        such frame was one more Redis publish and one more message back to the process."""
         if not self.typing.allow():
             return
-        for group in (
-            events.conversation_group(self.schema_name, conversation_id),  # the customer's sockets
-            events.agents_conversation_group(self.schema_name, conversation_id),  # agents viewing it
-        ):
+        groups = [events.agents_conversation_group(self.schema_name, conversation_id)]
+        if who["who"] != "customer":
+            groups.append(events.conversation_group(self.schema_name, conversation_id))
+        for group in groups:
             await events.send_signal(
                 group,
                 events.LAYER_CONV_SIGNAL,

@@ -142,11 +142,20 @@ async def test_customer_message_reaches_agent_live_and_reply_reaches_customer(li
     await agent_ws.send_json_to({"type": "view", "conversation_id": conversation_id})
     viewing = await receive_until(agent_ws, "viewing")
     assert viewing["conversation_id"] == conversation_id and viewing["last"] == update["id"]
+    second_tab, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+    await resumed(second_tab, update["id"])
     await chat_ws.send_json_to({"type": "typing"})
     typing = await receive_until(agent_ws, "typing")
     assert typing["who"] == "customer" and typing["id"] is None
+    # The customer's other tab is not told they type (chat.js shows only the business typing).
+    assert [f for f in await drain(second_tab) if f["type"] == "typing"] == []
     await agent_ws.send_json_to({"type": "typing", "conversation_id": conversation_id})
     assert (await receive_until(chat_ws, "typing"))["who"] == "agent"
+    assert (await receive_until(second_tab, "typing"))["who"] == "agent"
+    await second_tab.disconnect()
     await chat_ws.send_json_to({"type": "send", "body": "Hello?", "client_msg_id": "c-2"})
     seen = await receive_until(agent_ws, "message.created")
     assert seen["message"]["body"] == "Hello?" and seen["message"]["client_msg_id"] == "c-2"
