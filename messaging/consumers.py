@@ -623,21 +623,10 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         )
 
     async def send_typing(self, conversation_id: int, *, who: str, name: str | None = None) -> None:
-        """To the others who show it (never back to this socket): the agents viewing the
-        conversation, and for an agent's typing (`who="agent"`) the customer's sockets too. A
-        customer's own typing is not sent to their other tabs: the chat page shows only the
-        business typing, and each such frame was one more Redis publish and one more message
-        back to the process."""
+        """Within this socket's typing limit, to whoever shows it (`events.send_typing`)."""
         if not self.typing.allow():
             return
-        frame: dict[str, Any] = {"type": events.TYPING, "conversation_id": conversation_id, "who": who}
-        if name is not None:
-            frame["name"] = name
-        groups = [events.agents_conversation_group(self.schema_name, conversation_id)]
-        if who == "agent":
-            groups.append(events.conversation_group(self.schema_name, conversation_id))
-        for group in groups:
-            await events.send_signal(group, events.LAYER_CONV_SIGNAL, frame, sender=self.channel_name)
+        await events.send_typing(self.schema_name, conversation_id, who=who, name=name, sender=self.channel_name)
 
     # --- acks: batched per socket (the highest up_to per conversation, debounced) ---
 

@@ -1050,6 +1050,23 @@ async def send_signal(group: str, layer_type: str, frame: dict[str, Any], *, sen
     sent.add_done_callback(_signal_done)
 
 
+async def send_typing(
+    schema_name: str, conversation_id: int, *, who: str, name: str | None = None, sender: str = ""
+) -> None:
+    """Someone types in a conversation: to the agents viewing it, and for an agent's typing
+    (`who="agent"`) to the customer's sockets too — never back to `sender`. A customer's own
+    typing is not sent to their other tabs: the chat page shows only the business typing, and
+    each such frame was one more Redis publish and one more message back to the process."""
+    frame: dict[str, Any] = {"type": TYPING, "conversation_id": conversation_id, "who": who}
+    if name is not None:
+        frame["name"] = name
+    groups = [agents_conversation_group(schema_name, conversation_id)]
+    if who == "agent":
+        groups.append(conversation_group(schema_name, conversation_id))
+    for group in groups:
+        await send_signal(group, LAYER_CONV_SIGNAL, frame, sender=sender)
+
+
 def _signal_done(sent: asyncio.Future[None]) -> None:
     if not sent.cancelled() and sent.exception() is not None:
         logger.warning("an ephemeral frame was not published: %r", sent.exception())
