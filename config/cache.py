@@ -24,6 +24,8 @@ from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.utils.functional import cached_property
 from django.utils.module_loading import import_string
 
+from config.redis_wire import WireAddress, WireClient
+
 _pools: dict[tuple[str, str], Any] = {}
 _pools_lock = threading.Lock()
 
@@ -65,24 +67,23 @@ def _is_redis_backend(path: str) -> bool:
 
 
 class LoopRedis:
-    """The event loop's own asyncio Redis client (REDIS_URL) and the cache backend whose key
-    function and decoder loop-side readers use, made once per loop (tests run one loop per
-    test): `caches["default"]` is a new backend in every task's context, and its client was
-    built anew for every read (3.4% of a server process's samples at 600 msgs/s). Shared by the
-    rights-version reader and the websocket sends' token take (one connection pool per loop)."""
+    """The event loop's own Redis connection (REDIS_URL, `config.redis_wire`: pipelined, hiredis)
+    and the cache backend whose key function and decoder loop-side readers use, made once per
+    loop (tests run one loop per test): `caches["default"]` is a new backend in every task's
+    context, and its client was built anew for every read (3.4% of a server process's samples at
+    600 msgs/s). Shared by the rights-version reader and the websocket sends' token take."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: Any = None
+        self._client: WireClient | None = None
         self._backend: Any = None
 
-    def get(self) -> tuple[Any, Any]:
+    def get(self) -> tuple[WireClient, Any]:
         """(client, cache backend) of the running loop."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            from redis import asyncio as aioredis
-
-            self._loop, self._client, self._backend = loop, aioredis.from_url(settings.REDIS_URL), caches["default"]
+        if self._loop is not loop or self._client is None:
+            self._loop, self._backend = loop, caches["default"]
+            self._client = WireClient(WireAddress.from_url(settings.REDIS_URL))
         return self._client, self._backend
 
 

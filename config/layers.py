@@ -7,20 +7,21 @@ the process queues behind the others, and a socket's `view` (a subscribe) waits 
 them. Measured under the inbox load (issue 9) this lock was where the live frames' seconds of
 latency came from.
 
-Here publishes go through their own connection, never the subscriber's lock: each is queued at
-once (in call order) and whatever queued while the previous round trip was in flight goes out as
-one pipeline (`PUBLISH` × n, one round trip, in order). `group_send` still returns only once its
-message is published (or raises if Redis failed), so callers keep the layer's contract; messages
-published from one task keep their order, and so do messages queued without awaiting in between.
+Here publishes go through their own connection (`config.redis_wire`), never the subscriber's
+lock: each is queued at once (in call order), and whatever is published in one turn of the event
+loop leaves in one write (`PUBLISH` × n, pipelined, answered in order). `group_send` still
+returns only once its message is published (or raises if Redis failed), so callers keep the
+layer's contract; messages published from one task keep their order, and so do messages queued
+without awaiting in between.
 
 A message may be queued `heard_only` (`group_send_nowait`): published only if some process
-subscribes to its group when its pipeline goes out. One `PUBSUB NUMSUB` asks Redis for the
-subscribers of all such groups of a batch, in the round trip that publishes the messages queued
-before the first of them, and the messages of groups nobody listens to are dropped before they
-are serialized. For stored events (messaging.events: a
+subscribes to its group when Redis answers about it. One `PUBSUB NUMSUB` asks Redis for the
+subscribers of all such groups published meanwhile (the messages behind them are held, in order,
+until the answer), and the messages of groups nobody listens to are dropped before they are
+serialized. For stored events (messaging.events: a
 commit's message to the processes with sockets of its business, the customers' /me/ updates)
 that is what publishing them would have done — nobody would have received them — while their
-cost (msgpack, redis-py's packing and parsing) is never paid: a notifications delivery job writes
+cost (msgpack, packing, Redis's fan-out) is never paid: a notifications delivery job writes
 to 100 customers at a time, of whom few have a page open. A socket whose subscription comes
 after the question misses the message exactly as it would have missed a publish made before its
 subscription reached Redis: its resume, read after it subscribed, replays it.
@@ -43,99 +44,100 @@ from collections.abc import Callable
 from typing import Any
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
-from channels_redis.utils import _close_redis, _wrap_close, create_pool
-from redis import asyncio as aioredis
+from channels_redis.utils import _wrap_close
+from redis.exceptions import RedisError
 
-# Publishes per pipeline at most (a larger backlog goes out in several, still in order).
-PIPELINE_MAX = 1000
+from config.redis_wire import WireAddress, WireClient
+
+_Held = tuple[str, bytes | tuple[dict[str, Any], Any], asyncio.Future[Any]]
 
 
-def _settle(
-    items: list[tuple[str, bytes | tuple[dict[str, Any], Any], asyncio.Future[None]]], error: Exception | None
-) -> None:
-    """Resolve the futures of published (or dropped) messages, or fail them with `error`."""
-    for _channel, _data, future in items:
-        if future.done():
-            continue
+def _settle(future: asyncio.Future[Any], sent: asyncio.Future[Any] | None, error: Exception | None = None) -> None:
+    """Resolve a held message's future when its publish is answered (`sent`), at once (dropped:
+    nobody subscribes), or with `error`."""
+    if future.done():
+        return
+    if sent is None:
         if error is None:
             future.set_result(None)
         else:
             future.set_exception(error)
+        return
+
+    def copy(done: asyncio.Future[Any]) -> None:
+        if future.done():
+            return
+        if done.cancelled():
+            future.cancel()
+        elif (failure := done.exception()) is not None:
+            future.set_exception(failure)
+        else:
+            future.set_result(None)
+
+    sent.add_done_callback(copy)
 
 
 class _Publisher:
-    """One shard's publishing connection and its queue."""
+    """One shard's publishing connection (`config.redis_wire`: whatever is published in one turn
+    of the loop leaves in one write, in call order)."""
 
     def __init__(self, host: dict[str, Any]) -> None:
-        self.host = host
-        self.redis: aioredis.Redis | None = None
-        # (channel, serialized message, or the message and its serializer for a heard-only one,
-        # future resolved once it is sent or dropped)
-        self.pending: list[tuple[str, bytes | tuple[dict[str, Any], Any], asyncio.Future[None]]] = []
+        self.client = WireClient(WireAddress.from_layer_host(host))
+        # Messages published while a heard-only one waits for its PUBSUB NUMSUB answer: held, in
+        # order, behind it (None: nothing waits, a publish goes out at once).
+        self.held: list[_Held] | None = None
         self.task: asyncio.Task[None] | None = None
 
     def publish(self, channel: str, data: bytes | tuple[dict[str, Any], Any]) -> asyncio.Future[None]:
-        """Queue now (so call order is publish order); the future resolves once it is sent.
-        `data` is the serialized message, or (message, serialize) to publish only if some process
-        subscribes to `channel` (serialized only then)."""
+        """Sent now, or held behind a heard-only message still being asked about (so call order is
+        publish order); the future resolves once Redis answered. `data` is the serialized message,
+        or (message, serialize) to publish only if some process subscribes to `channel`
+        (serialized only then)."""
+        if self.held is None:
+            if isinstance(data, bytes):
+                return self.client.send_unanswered("PUBLISH", channel, data)
+            self.held = []
+            self.task = asyncio.ensure_future(self._release_held())
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending.append((channel, data, future))
-        if self.task is None or self.task.done():
-            self.task = asyncio.ensure_future(self._run())
+        self.held.append((channel, data, future))
         return future
 
-    async def _run(self) -> None:
-        while self.pending:
-            batch, self.pending = self.pending[:PIPELINE_MAX], self.pending[PIPELINE_MAX:]
-            # The messages before the first heard-only one go out in the same round trip as the
-            # question about the heard-only ones' groups; the rest once it is answered, in order.
-            # A live send's commit is queued before its customers' updates (which are asked
-            # about): it then reaches the other processes one round trip earlier.
-            split = next((i for i, (_c, data, _f) in enumerate(batch) if not isinstance(data, bytes)), len(batch))
-            head, tail = batch[:split], batch[split:]
+    async def _release_held(self) -> None:
+        """Ask which held heard-only messages' groups have subscribers, then send the held messages
+        in order up to the next heard-only one asked about later (or all of them)."""
+        held = self.held
+        assert held is not None
+        while held:
+            asked_upto = len(held)
+            asked = sorted({channel for channel, data, _future in held[:asked_upto] if not isinstance(data, bytes)})
             try:
-                if self.redis is None:
-                    self.redis = aioredis.Redis(connection_pool=create_pool(self.host))
-                asked = sorted({channel for channel, data, _future in tail if not isinstance(data, bytes)})
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for channel, data, _future in head:
-                        assert isinstance(data, bytes)  # the head ends at the first heard-only one
-                        pipe.publish(channel, data)
-                    if asked:
-                        pipe.pubsub_numsub(*asked)
-                    answers = await pipe.execute()  # the batch is not empty: head or asked is not
-            except Exception as error:
-                _settle(batch, error)
+                answer = await self.client.send("PUBSUB", "NUMSUB", *asked)
+            except (RedisError, OSError) as error:
+                for _channel, _data, future in held[:asked_upto]:
+                    _settle(future, None, error)
+                del held[:asked_upto]
                 continue
-            _settle(head, None)
-            if not tail:
-                continue
-            heard = {name.decode() if isinstance(name, bytes) else name for name, count in answers[-1] if count}
-            try:
-                published = 0
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for channel, data, _future in tail:
-                        if isinstance(data, bytes):
-                            pipe.publish(channel, data)
-                        elif channel in heard:
-                            message, serialize = data
-                            pipe.publish(channel, serialize(message))
-                        else:
-                            continue
-                        published += 1
-                    if published:
-                        await pipe.execute()
-            except Exception as error:
-                _settle(tail, error)
-            else:
-                _settle(tail, None)
+            heard = {name.decode() for name, count in zip(answer[::2], answer[1::2], strict=True) if count}
+            for channel, data, future in held[:asked_upto]:
+                if isinstance(data, bytes):
+                    _settle(future, self.client.send_unanswered("PUBLISH", channel, data))
+                elif channel in heard:
+                    message, serialize = data
+                    _settle(future, self.client.send_unanswered("PUBLISH", channel, serialize(message)))
+                else:
+                    _settle(future, None)
+            del held[:asked_upto]
+            # Messages held meanwhile: go out now, up to the first heard-only one (asked next).
+            while held and isinstance(held[0][1], bytes):
+                channel, data, future = held.pop(0)
+                assert isinstance(data, bytes)
+                _settle(future, self.client.send_unanswered("PUBLISH", channel, data))
+        self.held = None
 
     async def close(self) -> None:
         if self.task is not None and not self.task.done():
             await asyncio.wait([self.task], timeout=5)
-        if self.redis is not None:
-            await _close_redis(self.redis)
-            self.redis = None
+        self.client.close()
 
 
 # Channel tables smaller than this are not worth rebuilding (detach_local).

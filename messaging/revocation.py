@@ -116,7 +116,7 @@ class RightsVersionReader:
             batch, self.waiting = self.waiting, []
             names = sorted({key for keys, _future in batch for key in keys})
             try:
-                values = await client.mget([self._full_key(backend, name) for name in names])
+                values = await client.send("MGET", *[self._full_key(backend, name) for name in names])
             except Exception as error:
                 for _keys, future in batch:
                     if not future.done():

@@ -15,8 +15,10 @@ from typing import Any
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils.translation import gettext as _
+from redis.exceptions import NoScriptError
 
 from config.cache import loop_redis, redis_cache_configured
+from config.redis_wire import replies
 from messaging.errors import MessagingError, MessagingErrorCode
 
 # A burst of 20, then 2 a second: a person typing never notices; a script notices at once.
@@ -131,7 +133,7 @@ def send_take_many(*, schema_name: str, author_keys: list[str]) -> list[Verdict]
 
 class LiveSendTokens:
     """`send_take_many` for a group of websocket sends, on the server's event loop: one pipelined
-    round trip of EVALSHA per send, on an asyncio Redis client of the loop. Taken on a database
+    round trip of EVALSHA per send, on the loop's pipelined Redis connection (`config.redis_wire`). Taken on a database
     thread, as before, it cost that thread two Redis round trips per group (redis-py's pipeline
     asks SCRIPT EXISTS before every execute), each a wait for the GIL on a busy process. The same
     buckets as `send_take` (same keys, same script)."""
@@ -145,18 +147,15 @@ class LiveSendTokens:
             return None
         if not author_keys:
             return []
-        from redis.exceptions import NoScriptError
-
         client, backend = loop_redis.get()
         full_keys = [backend.make_and_validate_key(_key(schema_name, key)) for key in author_keys]
         for _attempt in range(2):
             if self.sha is None:
-                self.sha = await client.script_load(_TOKEN_BUCKET)
-            pipe = client.pipeline(transaction=False)
-            for full_key in full_keys:
-                pipe.evalsha(self.sha, 1, full_key, SEND_RATE, SEND_BURST)
+                self.sha = (await client.send("SCRIPT", "LOAD", _TOKEN_BUCKET)).decode()
+            sha = self.sha
+            takes = [client.send("EVALSHA", sha, 1, full_key, SEND_RATE, SEND_BURST) for full_key in full_keys]
             try:
-                answers = await pipe.execute()
+                answers = await replies(takes)
             except NoScriptError:  # Redis restarted or SCRIPT FLUSH: load it again, once
                 self.sha = None
                 continue

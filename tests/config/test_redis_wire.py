@@ -1,0 +1,181 @@
+"""The event loop's pipelined Redis connection (config/redis_wire.py), against the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from urllib.parse import urlparse
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from redis import asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+from config.redis_wire import WireAddress, WireClient, pack_command, replies
+
+pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
+
+
+def _client(url: str | None = None) -> WireClient:
+    return WireClient(WireAddress.from_url(url or os.environ["REDIS_URL"]))
+
+
+def _key() -> str:
+    return f"parley-test:wire:{uuid.uuid4().hex}"
+
+
+async def test_commands_asked_in_one_turn_leave_in_one_write_and_are_answered_in_order() -> None:
+    client = _client()
+    key = _key()
+    try:
+        assert await client.execute("SET", key, b"0") == b"OK"  # connected
+        writes: list[bytes] = []
+        transport = client.protocol.transport  # type: ignore[union-attr]
+        real_write = transport.write  # type: ignore[union-attr]
+
+        def counting_write(data: bytes) -> None:
+            writes.append(data)
+            real_write(data)
+
+        transport.write = counting_write  # type: ignore[method-assign,union-attr]
+        futures = [client.send("INCR", key) for _ in range(200)]
+        futures.append(client.send("GET", key))
+        answers = await replies(futures)
+        assert answers == [*range(1, 201), b"200"]
+        assert len(writes) == 1
+    finally:
+        await client.execute("DEL", key)
+        client.close()
+
+
+async def test_an_error_reply_fails_its_own_command_only() -> None:
+    client = _client()
+    key = _key()
+    try:
+        await client.execute("SET", key, b"not a number")
+        wrong, right = client.send("INCR", key), client.send("GET", key)
+        with pytest.raises(ResponseError, match="not an integer"):
+            await wrong
+        assert await right == b"not a number"
+        with pytest.raises(NoScriptError):
+            await client.execute("EVALSHA", "0" * 40, 0)
+        # `replies` waits for every answer, then raises the first error.
+        batch = [client.send("GET", key), client.send("INCR", key), client.send("STRLEN", key)]
+        with pytest.raises(ResponseError):
+            await replies(batch)
+        assert all(future.done() for future in batch)
+        assert batch[2].result() == len(b"not a number")
+    finally:
+        await client.execute("DEL", key)
+        client.close()
+
+
+async def test_a_caller_that_stops_waiting_does_not_shift_the_replies_of_the_others() -> None:
+    client = _client()
+    first, second = _key(), _key()
+    try:
+        await client.execute("MSET", first, b"1", second, b"2")
+        abandoned = client.send("GET", first)
+        kept = client.send("GET", second)
+        abandoned.cancel()
+        assert await kept == b"2"
+        assert await client.execute("MGET", first, second, _key()) == [b"1", b"2", None]
+    finally:
+        await client.execute("DEL", first, second)
+        client.close()
+
+
+async def test_unanswered_commands_resolve_to_none_once_redis_answered() -> None:
+    client = _client()
+    try:
+        answered = client.send_unanswered("PUBLISH", _key(), b"nobody listens")
+        await answered
+        assert answered.result() is None
+        with pytest.raises(ResponseError):
+            await client.send_unanswered("PUBLISH", _key())  # wrong number of arguments
+    finally:
+        client.close()
+
+
+async def test_a_lost_connection_fails_what_waits_on_it_and_the_next_command_reconnects() -> None:
+    client = _client()
+    killer = aioredis.from_url(os.environ["REDIS_URL"])
+    try:
+        client_id = await client.execute("CLIENT", "ID")
+        waiting = client.send("BLPOP", _key(), 5)  # blocks on the connection until it is killed
+        await asyncio.sleep(0.05)
+        assert await killer.execute_command("CLIENT", "KILL", "ID", client_id) == 1
+        with pytest.raises(RedisConnectionError, match="lost"):
+            await asyncio.wait_for(waiting, 2)
+        assert await client.execute("PING") == b"PONG"
+        assert await client.execute("CLIENT", "ID") != client_id
+    finally:
+        client.close()
+        await killer.aclose()
+
+
+async def test_no_redis_at_the_address_fails_every_queued_command_with_a_clear_error() -> None:
+    client = WireClient(WireAddress(host="127.0.0.1", port=1))  # nothing listens on port 1
+    queued = [client.send("PING"), client.send("PING")]
+    for future in queued:
+        with pytest.raises(RedisConnectionError, match=r"Could not connect to Redis at 127\.0\.0\.1:1"):
+            await future
+
+
+async def test_the_url_database_is_selected_before_any_command() -> None:
+    seventh = urlparse(os.environ["REDIS_URL"])._replace(path="/7").geturl()
+    client = _client(seventh)
+    other = aioredis.from_url(seventh)
+    key = _key()
+    try:
+        await client.execute("SET", key, b"in seven")
+        assert await other.get(key) == b"in seven"
+    finally:
+        await other.delete(key)
+        await other.aclose()
+        client.close()
+
+
+async def test_a_large_reply_read_in_many_pieces_is_one_reply() -> None:
+    client = _client()
+    key = _key()
+    value = os.urandom(3 * 1024 * 1024)
+    try:
+        await client.execute("SET", key, value)
+        got, length = client.send("GET", key), client.send("STRLEN", key)
+        assert await got == value
+        assert await length == len(value)
+    finally:
+        await client.execute("DEL", key)
+        client.close()
+
+
+def test_addresses_from_urls_and_layer_hosts() -> None:
+    plain = WireAddress.from_url("redis://cache.internal:6380/3")
+    assert (plain.host, plain.port, plain.db, plain.tls, plain.password) == ("cache.internal", 6380, 3, False, None)
+    secret = WireAddress.from_url("rediss://parley:s%3Acret@cache.internal/0")
+    assert (secret.username, secret.password, secret.tls, secret.port) == ("parley", "s:cret", True, 6379)
+    socket = WireAddress.from_url("unix:///run/redis.sock?db=2")
+    assert (socket.path, socket.db) == ("/run/redis.sock", 2)
+    assert WireAddress.from_layer_host({"address": "redis://127.0.0.1:6379/1"}).db == 1
+    pair = WireAddress.from_layer_host({"host": "10.0.0.5", "port": 6390})
+    assert (pair.host, pair.port) == ("10.0.0.5", 6390)
+    with pytest.raises(ImproperlyConfigured, match="redis://"):
+        WireAddress.from_url("http://127.0.0.1:6379")
+    with pytest.raises(ImproperlyConfigured, match="not a number"):
+        WireAddress.from_url("redis://127.0.0.1/zero")
+    with pytest.raises(ImproperlyConfigured, match="REDIS_URL"):
+        WireAddress.from_layer_host({"master_name": "main", "sentinels": [("10.0.0.1", 26379)]})
+
+
+def test_commands_are_packed_as_redis_reads_them() -> None:
+    assert pack_command(("SET", "k", b"v\r\n", 7, 0.5)) == (
+        b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nv\r\n\r\n$1\r\n7\r\n$3\r\n0.5\r\n"
+    )
+    assert pack_command(("GET", "ü")) == b"*2\r\n$3\r\nGET\r\n$2\r\n\xc3\xbc\r\n"
+    with pytest.raises(TypeError, match="not bool"):
+        pack_command(("SET", "k", True))
+    with pytest.raises(TypeError, match="not NoneType"):
+        pack_command(("GET", None))
