@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlparse
 
 import hiredis
@@ -68,8 +68,8 @@ class _WireProtocol(asyncio.Protocol):
         self.lost: Exception | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not subclasses of asyncio's: typed only.
+        self.transport = cast(asyncio.Transport, transport)
 
     def queue(self, packed: bytes, future: asyncio.Future[Any], reply: bool = True) -> None:
         self.output.append(packed)

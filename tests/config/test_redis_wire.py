@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+import uvloop
 from django.core.exceptions import ImproperlyConfigured
 from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -18,38 +21,62 @@ from config.redis_wire import WireAddress, WireClient, pack_command, replies
 pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
 
 
+def on_both_loops(scenario: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[Callable[[], Any]], None]:
+    """A test run on asyncio's own loop and on uvloop's (the servers' loop: its transports are
+    not asyncio's classes)."""
+
+    @pytest.mark.parametrize("loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"])
+    def test(loop_factory: Callable[[], Any]) -> None:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(asyncio.wait_for(scenario(), 10))  # a reply never matched hangs: fail instead
+
+    test.__name__, test.__doc__ = scenario.__name__, scenario.__doc__
+    return test
+
+
 def _client(url: str | None = None) -> WireClient:
     return WireClient(WireAddress.from_url(url or os.environ["REDIS_URL"]))
+
+
+class _CountingTransport:
+    """The connection's transport, counting writes (uvloop's transport attributes are read-only)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport, self.writes = transport, 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 def _key() -> str:
     return f"parley-test:wire:{uuid.uuid4().hex}"
 
 
+@on_both_loops
 async def test_commands_asked_in_one_turn_leave_in_one_write_and_are_answered_in_order() -> None:
     client = _client()
     key = _key()
     try:
         assert await client.execute("SET", key, b"0") == b"OK"  # connected
-        writes: list[bytes] = []
-        transport = client.protocol.transport  # type: ignore[union-attr]
-        real_write = transport.write  # type: ignore[union-attr]
-
-        def counting_write(data: bytes) -> None:
-            writes.append(data)
-            real_write(data)
-
-        transport.write = counting_write  # type: ignore[method-assign,union-attr]
+        protocol = client.protocol
+        assert protocol is not None and protocol.transport is not None
+        counting = _CountingTransport(protocol.transport)
+        protocol.transport = counting  # type: ignore[assignment]
         futures = [client.send("INCR", key) for _ in range(200)]
         futures.append(client.send("GET", key))
         answers = await replies(futures)
         assert answers == [*range(1, 201), b"200"]
-        assert len(writes) == 1
+        assert counting.writes == 1
     finally:
         await client.execute("DEL", key)
         client.close()
 
 
+@on_both_loops
 async def test_an_error_reply_fails_its_own_command_only() -> None:
     client = _client()
     key = _key()
@@ -72,6 +99,7 @@ async def test_an_error_reply_fails_its_own_command_only() -> None:
         client.close()
 
 
+@on_both_loops
 async def test_a_caller_that_stops_waiting_does_not_shift_the_replies_of_the_others() -> None:
     client = _client()
     first, second = _key(), _key()
@@ -87,6 +115,7 @@ async def test_a_caller_that_stops_waiting_does_not_shift_the_replies_of_the_oth
         client.close()
 
 
+@on_both_loops
 async def test_unanswered_commands_resolve_to_none_once_redis_answered() -> None:
     client = _client()
     try:
@@ -99,6 +128,7 @@ async def test_unanswered_commands_resolve_to_none_once_redis_answered() -> None
         client.close()
 
 
+@on_both_loops
 async def test_a_lost_connection_fails_what_waits_on_it_and_the_next_command_reconnects() -> None:
     client = _client()
     killer = aioredis.from_url(os.environ["REDIS_URL"])
@@ -116,6 +146,7 @@ async def test_a_lost_connection_fails_what_waits_on_it_and_the_next_command_rec
         await killer.aclose()
 
 
+@on_both_loops
 async def test_no_redis_at_the_address_fails_every_queued_command_with_a_clear_error() -> None:
     client = WireClient(WireAddress(host="127.0.0.1", port=1))  # nothing listens on port 1
     queued = [client.send("PING"), client.send("PING")]
@@ -124,6 +155,7 @@ async def test_no_redis_at_the_address_fails_every_queued_command_with_a_clear_e
             await future
 
 
+@on_both_loops
 async def test_the_url_database_is_selected_before_any_command() -> None:
     seventh = urlparse(os.environ["REDIS_URL"])._replace(path="/7").geturl()
     client = _client(seventh)
@@ -138,6 +170,7 @@ async def test_the_url_database_is_selected_before_any_command() -> None:
         client.close()
 
 
+@on_both_loops
 async def test_a_large_reply_read_in_many_pieces_is_one_reply() -> None:
     client = _client()
     key = _key()
