@@ -923,8 +923,8 @@ def _write(
         connection.cursor() as seats,
         prepared_cursor() as lookup,
         prepared_cursor() as again,
-        connection.cursor() as reserve,
-        connection.cursor() as reserve_again,
+        prepared_cursor() as reserve,
+        prepared_cursor() as reserve_again,
     ):
         if asking:
             seats_send(seats, business_id=business.pk, user_ids=asking)
@@ -985,7 +985,9 @@ def _write(
 
 def _reserve_ids(cursor: Any, count: int) -> None:
     """Send the reservation of `count` message ids (one per request: a request sends at most
-    one message; ids left unused are a gap, as a rolled-back insert leaves)."""
+    one message; ids left unused are a gap, as a rolled-back insert leaves). On a prepared
+    cursor: one statement of every send group, parsed and planned from its text each time
+    before. The sequence is looked up when it runs, so the business's search_path decides."""
     cursor.execute(
         "SELECT nextval((SELECT pg_get_serial_sequence(%s, 'id'))::regclass) FROM generate_series(1, %s)",
         [Message._meta.db_table, count],

@@ -32,6 +32,8 @@ def test_one_prepared_statement_writes_each_business_into_its_own_schema(world: 
     # The same statements served both businesses: prepared once, run four times.
     assert len(locks) == 1 and locks[0][1] >= 4, locks  # 6: a first message locks again
     assert len(counters) == 1 and counters[0][1] == 4, counters
+    reservations = prepared_statements("pg_get_serial_sequence")
+    assert len(reservations) == 1 and reservations[0][1] >= 4, reservations
 
     for business in (world.business_a, world.business_b):
         with tenant_context(business):
@@ -40,3 +42,8 @@ def test_one_prepared_statement_writes_each_business_into_its_own_schema(world: 
             assert set(mine.values_list("body", flat=True)) == {bodies[business.pk]}
             conversation = Conversation.objects.get(contact__customer=customer)
             assert conversation.last_message_preview == bodies[business.pk]
+            # The ids came from this business's own sequence (looked up under its search_path).
+            with connection.cursor() as cursor:
+                cursor.execute(f'SELECT last_value FROM "{business.schema_name}".messaging_message_id_seq')
+                (last_value,) = cursor.fetchone()
+            assert max(sent[business.pk]) <= last_value
