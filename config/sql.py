@@ -222,6 +222,12 @@ def prepared_cursor() -> Any:
     session mode keeps them; see docs/deploy.md). Django's own cursors bind client-side and are
     never prepared: `prepare_threshold` (config.database) concerns only cursors like this one."""
     connection.ensure_connection()
+    # django-tenants sets the business's search_path when Django makes a cursor (once per
+    # connection and schema: TENANT_LIMIT_SET_CALLS, remembered in `search_path_set_schemas`); a
+    # driver cursor made here bypasses that, so a block of prepared cursors only (a send group's)
+    # ran under the schema before. A Django cursor is made only while the path is not set yet.
+    if not getattr(connection, "search_path_set_schemas", True):
+        connection.cursor().close()
     connection.validate_thread_sharing()
     cursor = psycopg.Cursor(connection.connection)
     # Every integer as bigint: psycopg picks int2, int4 or int8 by a value's size, and a statement

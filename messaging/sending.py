@@ -920,7 +920,7 @@ def _write(
         _reserve_ids(reserve, len(requests))
 
     with (
-        connection.cursor() as seats,
+        prepared_cursor() as seats,
         prepared_cursor() as lookup,
         prepared_cursor() as again,
         prepared_cursor() as reserve,

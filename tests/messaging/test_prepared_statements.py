@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.db import connection
 from django_tenants.utils import tenant_context
 
+from config.sql import prepared_cursor
 from messaging import services
 from messaging.models import Conversation, Message
 from tests.conftest import World
@@ -47,3 +48,12 @@ def test_one_prepared_statement_writes_each_business_into_its_own_schema(world: 
                 cursor.execute(f'SELECT last_value FROM "{business.schema_name}".messaging_message_id_seq')
                 (last_value,) = cursor.fetchone()
             assert max(sent[business.pk]) <= last_value
+
+
+def test_a_prepared_cursor_made_first_runs_in_the_business_schema(world: World) -> None:
+    """django-tenants sets search_path when Django makes a cursor; a block whose first cursor
+    is a prepared one (a send group's, an ack group's) must not run under the schema before."""
+    for business in (world.business_a, world.business_b, world.business_a):
+        with tenant_context(business), prepared_cursor() as cursor:
+            cursor.execute("SELECT current_schema()")
+            assert cursor.fetchone() == (business.schema_name,)
