@@ -7,7 +7,7 @@ its pool and given back, retry and timeout wrappers, a pure-Python reply parser)
 command, or each pipeline, with a system call of its own. Here a command is packed and appended to
 the connection's output, every command asked for in one turn of the loop leaves in one write, and
 replies are parsed by hiredis and handed to the waiting futures in order: 4–6 µs a command when
-many are in flight, 40 µs for a lone one (bench figures in the README, "Redis on the loop").
+many are in flight, 40 µs for a lone one (figures: the README's benchmarks, session 20).
 
 Replies are matched to commands by order (Redis answers in order on one connection), so a caller
 that stops waiting (cancelled) leaves its future to be resolved and ignored, never a reply to be
