@@ -61,8 +61,9 @@ class _WireProtocol(asyncio.Protocol):
         self.loop = loop
         self.reader = hiredis.Reader()
         self.transport: asyncio.Transport | None = None
-        # (future, whether its caller wants the reply or only to know the command was answered)
-        self.waiting: deque[tuple[asyncio.Future[Any], bool]] = deque()
+        # (future, what its caller wants: True the reply, False only to know it was answered,
+        # None a connection's setup (AUTH, SELECT), whose error ends the connection)
+        self.waiting: deque[tuple[asyncio.Future[Any], bool | None]] = deque()
         self.output: list[bytes] = []
         self.flush_scheduled = False
         self.lost: Exception | None = None
@@ -71,7 +72,7 @@ class _WireProtocol(asyncio.Protocol):
         # uvloop's transports are not subclasses of asyncio's: typed only.
         self.transport = cast(asyncio.Transport, transport)
 
-    def queue(self, packed: bytes, future: asyncio.Future[Any], reply: bool = True) -> None:
+    def queue(self, packed: bytes, future: asyncio.Future[Any], reply: bool | None = True) -> None:
         self.output.append(packed)
         self.waiting.append((future, reply))
         if not self.flush_scheduled:
@@ -99,6 +100,13 @@ class _WireProtocol(asyncio.Protocol):
             if reply is False:
                 return
             future, wanted = waiting.popleft()
+            if wanted is None and isinstance(reply, hiredis.ReplyError):
+                # A failed SELECT would leave the commands behind it on database 0: none of them
+                # is answered (their replies are not read), every one fails with Redis's reason.
+                self.fail(RedisConnectionError(f"Redis refused the connection's setup: {reply}"))
+                if self.transport is not None:
+                    self.transport.close()
+                return
             if future.done():  # its caller stopped waiting
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -223,7 +231,8 @@ class WireClient:
                     )
         except (OSError, TimeoutError) as error:
             queued, self.connecting = self.connecting or [], None
-            failure = RedisConnectionError(f"Could not connect to Redis at {address.host}:{address.port}: {error}")
+            where = address.path or f"{address.host}:{address.port}"
+            failure = RedisConnectionError(f"Could not connect to Redis at {where}: {error}")
             for _packed, future, _reply in queued:
                 if not future.done():
                     future.set_exception(failure)
@@ -232,13 +241,13 @@ class WireClient:
             if protocol.transport is not None:
                 protocol.transport.close()
             return
-        # AUTH and SELECT go first; if they fail, so does everything behind them (NOAUTH), each
-        # with Redis's own message.
+        # AUTH and SELECT go first; if either fails, so does everything behind it, with Redis's
+        # own message, and the next command connects again.
         if address.password is not None:
             auth = (address.username, address.password) if address.username else (address.password,)
-            protocol.queue(pack_command(("AUTH", *auth)), _ignored(loop))
+            protocol.queue(pack_command(("AUTH", *auth)), _ignored(loop), None)
         if address.db:
-            protocol.queue(pack_command(("SELECT", address.db)), _ignored(loop))
+            protocol.queue(pack_command(("SELECT", address.db)), _ignored(loop), None)
         queued, self.connecting = self.connecting or [], None
         for packed, future, reply in queued:
             protocol.queue(packed, future, reply)

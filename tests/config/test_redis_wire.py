@@ -171,6 +171,22 @@ async def test_the_url_database_is_selected_before_any_command() -> None:
 
 
 @on_both_loops
+async def test_a_database_redis_refuses_fails_the_commands_instead_of_running_them_on_another() -> None:
+    missing = urlparse(os.environ["REDIS_URL"])._replace(path="/4096").geturl()  # past `databases`
+    client = _client(missing)
+    key = _key()
+    written = client.send("SET", key, b"on the wrong database?")
+    with pytest.raises(RedisConnectionError, match="setup: ERR DB index is out of range"):
+        await written
+    checker = aioredis.from_url(os.environ["REDIS_URL"])
+    try:
+        assert await checker.exists(key) == 0  # not written on database 0 either
+    finally:
+        await checker.aclose()
+        client.close()
+
+
+@on_both_loops
 async def test_a_large_reply_read_in_many_pieces_is_one_reply() -> None:
     client = _client()
     key = _key()
