@@ -61,9 +61,8 @@ class _WireProtocol(asyncio.Protocol):
         self.loop = loop
         self.reader = hiredis.Reader()
         self.transport: asyncio.Transport | None = None
-        # (future, what its caller wants: True the reply, False only to know it was answered,
-        # None a connection's setup (AUTH, SELECT), whose error ends the connection)
-        self.waiting: deque[tuple[asyncio.Future[Any], bool | None]] = deque()
+        # (future, whether its caller wants the reply or only to know the command was answered)
+        self.waiting: deque[tuple[asyncio.Future[Any], bool]] = deque()
         self.output: list[bytes] = []
         self.flush_scheduled = False
         self.lost: Exception | None = None
@@ -72,7 +71,7 @@ class _WireProtocol(asyncio.Protocol):
         # uvloop's transports are not subclasses of asyncio's: typed only.
         self.transport = cast(asyncio.Transport, transport)
 
-    def queue(self, packed: bytes, future: asyncio.Future[Any], reply: bool | None = True) -> None:
+    def queue(self, packed: bytes, future: asyncio.Future[Any], reply: bool = True) -> None:
         self.output.append(packed)
         self.waiting.append((future, reply))
         if not self.flush_scheduled:
@@ -100,13 +99,6 @@ class _WireProtocol(asyncio.Protocol):
             if reply is False:
                 return
             future, wanted = waiting.popleft()
-            if wanted is None and isinstance(reply, hiredis.ReplyError):
-                # A failed SELECT would leave the commands behind it on database 0: none of them
-                # is answered (their replies are not read), every one fails with Redis's reason.
-                self.fail(RedisConnectionError(f"Redis refused the connection's setup: {reply}"))
-                if self.transport is not None:
-                    self.transport.close()
-                return
             if future.done():  # its caller stopped waiting
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -218,6 +210,7 @@ class WireClient:
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         address = self.address
+        where = address.path or f"{address.host}:{address.port}"
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 if address.path is not None:
@@ -229,25 +222,22 @@ class WireClient:
                         address.port,
                         ssl=ssl.create_default_context() if address.tls else None,
                     )
-        except (OSError, TimeoutError) as error:
+                # AUTH and SELECT answered before anything else is sent: commands written behind
+                # a failed SELECT would run on database 0.
+                await _set_up(protocol, address, where)
+        except (OSError, TimeoutError, RedisConnectionError) as error:
+            failure = error if isinstance(error, RedisConnectionError) else None
             queued, self.connecting = self.connecting or [], None
-            where = address.path or f"{address.host}:{address.port}"
-            failure = RedisConnectionError(f"Could not connect to Redis at {where}: {error}")
             for _packed, future, _reply in queued:
                 if not future.done():
-                    future.set_exception(failure)
+                    future.set_exception(
+                        failure or RedisConnectionError(f"Could not connect to Redis at {where}: {error}")
+                    )
             return
         if self.loop is not loop:  # the client moved to another loop meanwhile
             if protocol.transport is not None:
                 protocol.transport.close()
             return
-        # AUTH and SELECT go first; if either fails, so does everything behind it, with Redis's
-        # own message, and the next command connects again.
-        if address.password is not None:
-            auth = (address.username, address.password) if address.username else (address.password,)
-            protocol.queue(pack_command(("AUTH", *auth)), _ignored(loop), None)
-        if address.db:
-            protocol.queue(pack_command(("SELECT", address.db)), _ignored(loop), None)
         queued, self.connecting = self.connecting or [], None
         for packed, future, reply in queued:
             protocol.queue(packed, future, reply)
@@ -259,16 +249,29 @@ class WireClient:
         self.protocol = None
 
 
+async def _set_up(protocol: _WireProtocol, address: WireAddress, where: str) -> None:
+    commands: list[tuple[Any, ...]] = []
+    if address.password is not None:
+        commands.append(
+            ("AUTH", address.username, address.password) if address.username else ("AUTH", address.password)
+        )
+    if address.db:
+        commands.append(("SELECT", address.db))
+    for command in commands:
+        answered: asyncio.Future[Any] = protocol.loop.create_future()
+        protocol.queue(pack_command(command), answered)
+        try:
+            await answered
+        except ResponseError as error:
+            if protocol.transport is not None:
+                protocol.transport.close()
+            raise RedisConnectionError(f"Redis at {where} refused the connection's {command[0]}: {error}") from error
+
+
 def _retrieve(future: asyncio.Future[Any]) -> None:
     """Marks an error nobody waits for as seen (asyncio logs errors never retrieved)."""
     if not future.cancelled():
         future.exception()
-
-
-def _ignored(loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
-    future: asyncio.Future[Any] = loop.create_future()
-    future.add_done_callback(_retrieve)
-    return future
 
 
 async def replies(futures: list[asyncio.Future[Any]]) -> list[Any]:

@@ -176,13 +176,28 @@ async def test_a_database_redis_refuses_fails_the_commands_instead_of_running_th
     client = _client(missing)
     key = _key()
     written = client.send("SET", key, b"on the wrong database?")
-    with pytest.raises(RedisConnectionError, match="setup: ERR DB index is out of range"):
+    with pytest.raises(RedisConnectionError, match="refused the connection's SELECT: ERR DB index is out of range"):
         await written
     checker = aioredis.from_url(os.environ["REDIS_URL"])
     try:
         assert await checker.exists(key) == 0  # not written on database 0 either
     finally:
         await checker.aclose()
+        client.close()
+
+
+@on_both_loops
+async def test_the_url_password_is_sent_first_and_a_refusal_fails_the_commands() -> None:
+    parsed = urlparse(os.environ["REDIS_URL"])
+    if parsed.password:
+        pytest.skip("this Redis has a password: the wrong one is not known here")
+    # This Redis has no password, so it refuses any AUTH: proof the password went out first.
+    with_password = parsed._replace(netloc=f":not-the-password@{parsed.hostname}:{parsed.port or 6379}").geturl()
+    client = _client(with_password)
+    try:
+        with pytest.raises(RedisConnectionError, match="refused the connection's AUTH"):
+            await client.execute("PING")
+    finally:
         client.close()
 
 
