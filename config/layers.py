@@ -107,32 +107,47 @@ class _Publisher:
         in order up to the next heard-only one asked about later (or all of them)."""
         held = self.held
         assert held is not None
-        while held:
-            asked_upto = len(held)
-            asked = sorted({channel for channel, data, _future in held[:asked_upto] if not isinstance(data, bytes)})
-            try:
-                answer = await self.client.send("PUBSUB", "NUMSUB", *asked)
-            except (RedisError, OSError) as error:
-                for _channel, _data, future in held[:asked_upto]:
-                    _settle(future, None, error)
-                del held[:asked_upto]
-                continue
-            heard = {name.decode() for name, count in zip(answer[::2], answer[1::2], strict=True) if count}
-            for channel, data, future in held[:asked_upto]:
-                if isinstance(data, bytes):
-                    _settle(future, self.client.send_unanswered("PUBLISH", channel, data))
-                elif channel in heard:
-                    message, serialize = data
-                    _settle(future, self.client.send_unanswered("PUBLISH", channel, serialize(message)))
-                else:
-                    _settle(future, None)
+        try:
+            while held:
+                await self._release_asked(held)
+        finally:
+            # Stopped (the loop closing) or failed: whatever is still held fails now, and the next
+            # publish goes out at once instead of queueing behind a task that is gone.
+            for _channel, _data, future in held:
+                if not future.done():
+                    future.cancel()
+            self.held = None
+
+    async def _release_asked(self, held: list[_Held]) -> None:
+        asked_upto = len(held)
+        asked = sorted({channel for channel, data, _future in held[:asked_upto] if not isinstance(data, bytes)})
+        try:
+            answer = await self.client.send("PUBSUB", "NUMSUB", *asked)
+        except (RedisError, OSError) as error:
+            for _channel, _data, future in held[:asked_upto]:
+                _settle(future, None, error)
             del held[:asked_upto]
-            # Messages held meanwhile: go out now, up to the first heard-only one (asked next).
-            while held and isinstance(held[0][1], bytes):
-                channel, data, future = held.pop(0)
-                assert isinstance(data, bytes)
+            return
+        heard = {name.decode() for name, count in zip(answer[::2], answer[1::2], strict=True) if count}
+        for channel, data, future in held[:asked_upto]:
+            if isinstance(data, bytes):
                 _settle(future, self.client.send_unanswered("PUBLISH", channel, data))
-        self.held = None
+            elif channel in heard:
+                message, serialize = data
+                try:
+                    serialized = serialize(message)
+                except Exception as error:  # this message only: the others still go out
+                    _settle(future, None, error)
+                    continue
+                _settle(future, self.client.send_unanswered("PUBLISH", channel, serialized))
+            else:
+                _settle(future, None)
+        del held[:asked_upto]
+        # Messages held meanwhile: go out now, up to the first heard-only one (asked next).
+        while held and isinstance(held[0][1], bytes):
+            channel, data, future = held.pop(0)
+            assert isinstance(data, bytes)
+            _settle(future, self.client.send_unanswered("PUBLISH", channel, data))
 
     async def close(self) -> None:
         if self.task is not None and not self.task.done():

@@ -152,3 +152,26 @@ async def test_messages_queued_before_heard_only_ones_go_out_with_the_question(
     finally:
         await elsewhere.aclose()
         await redis.aclose()
+
+
+async def test_a_heard_only_message_that_cannot_be_serialized_fails_alone(
+    layer: PipelinedPubSubChannelLayer, published: list[tuple[str, Any]]
+) -> None:
+    """Its group is heard (another process subscribes), so it is serialized only once Redis
+    answered: the failure is its own, the messages behind it still go out in order, and so do
+    later ones (nothing stays held behind it)."""
+    other = PipelinedPubSubChannelLayer(hosts=[os.environ["REDIS_URL"]], prefix=layer.prefix)
+    try:
+        await other.group_add("elsewhere", await other.new_channel())
+        inner = layer._get_layer()
+        broken = inner.group_send_nowait("elsewhere", {"type": "x", "n": object()}, heard_only=True)
+        behind = inner.group_send_nowait("elsewhere", {"type": "x", "n": 2})
+        with pytest.raises(TypeError):
+            await asyncio.wait_for(broken, 5)
+        # Bounded: a publisher stopped by the failure left these waiting for ever.
+        await asyncio.wait_for(behind, 5)
+        await asyncio.wait_for(inner.group_send_nowait("elsewhere", {"type": "x", "n": 3}, heard_only=True), 5)
+        await settle(published, 2)
+        assert [(group, m["n"]) for group, m in published] == [("elsewhere", 2), ("elsewhere", 3)]
+    finally:
+        await other.flush()
