@@ -81,9 +81,10 @@ class LoopRedis:
     def get(self) -> tuple[WireClient, Any]:
         """(client, cache backend) of the running loop."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._client is None:
-            self._loop, self._backend = loop, caches["default"]
+        if self._client is None:  # one client: it connects again itself on a new loop
             self._client = WireClient(WireAddress.from_url(settings.REDIS_URL))
+        if self._loop is not loop:
+            self._loop, self._backend = loop, caches["default"]
         return self._client, self._backend
 
 

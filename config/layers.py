@@ -95,7 +95,7 @@ class _Publisher:
         (serialized only then)."""
         if self.held is None:
             if isinstance(data, bytes):
-                return self.client.send_unanswered("PUBLISH", channel, data)
+                return self.client.send_discarding_reply("PUBLISH", channel, data)
             self.held = []
             self.task = asyncio.ensure_future(self._release_held())
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -131,7 +131,7 @@ class _Publisher:
         heard = {name.decode() for name, count in zip(answer[::2], answer[1::2], strict=True) if count}
         for channel, data, future in held[:asked_upto]:
             if isinstance(data, bytes):
-                _settle(future, self.client.send_unanswered("PUBLISH", channel, data))
+                _settle(future, self.client.send_discarding_reply("PUBLISH", channel, data))
             elif channel in heard:
                 message, serialize = data
                 try:
@@ -139,7 +139,7 @@ class _Publisher:
                 except Exception as error:  # this message only: the others still go out
                     _settle(future, None, error)
                     continue
-                _settle(future, self.client.send_unanswered("PUBLISH", channel, serialized))
+                _settle(future, self.client.send_discarding_reply("PUBLISH", channel, serialized))
             else:
                 _settle(future, None)
         del held[:asked_upto]
@@ -147,7 +147,7 @@ class _Publisher:
         while held and isinstance(held[0][1], bytes):
             channel, data, future = held.pop(0)
             assert isinstance(data, bytes)
-            _settle(future, self.client.send_unanswered("PUBLISH", channel, data))
+            _settle(future, self.client.send_discarding_reply("PUBLISH", channel, data))
 
     async def close(self) -> None:
         if self.task is not None and not self.task.done():

@@ -184,7 +184,7 @@ class WireClient:
     def send(self, *args: Any) -> asyncio.Future[Any]:
         return self._send(args, True)
 
-    def send_unanswered(self, *args: Any) -> asyncio.Future[None]:
+    def send_discarding_reply(self, *args: Any) -> asyncio.Future[None]:
         """As `send`, for a command whose reply nobody needs (PUBLISH's count of receivers): the
         future resolves to None once Redis answered, or fails as `send`'s would."""
         return self._send(args, False)

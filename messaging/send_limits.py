@@ -132,11 +132,11 @@ def send_take_many(*, schema_name: str, author_keys: list[str]) -> list[Verdict]
 
 
 class LiveSendTokens:
-    """`send_take_many` for a group of websocket sends, on the server's event loop: one pipelined
-    round trip of EVALSHA per send, on the loop's pipelined Redis connection (`config.redis_wire`). Taken on a database
-    thread, as before, it cost that thread two Redis round trips per group (redis-py's pipeline
-    asks SCRIPT EXISTS before every execute), each a wait for the GIL on a busy process. The same
-    buckets as `send_take` (same keys, same script)."""
+    """`send_take_many` for a group of websocket sends, on the server's event loop: one EVALSHA
+    per send, all in one write on the loop's pipelined Redis connection (`config.redis_wire`).
+    Taken on a database thread, as before, it cost that thread two Redis round trips per group
+    (redis-py's pipeline asks SCRIPT EXISTS before every execute), each a wait for the GIL on a
+    busy process. The same buckets as `send_take` (same keys, same script)."""
 
     def __init__(self) -> None:
         self.sha: str | None = None  # the script's, once loaded (NOSCRIPT: loaded again)

@@ -116,14 +116,14 @@ async def test_a_caller_that_stops_waiting_does_not_shift_the_replies_of_the_oth
 
 
 @on_both_loops
-async def test_unanswered_commands_resolve_to_none_once_redis_answered() -> None:
+async def test_commands_whose_reply_is_discarded_resolve_to_none_once_redis_answered() -> None:
     client = _client()
     try:
-        answered = client.send_unanswered("PUBLISH", _key(), b"nobody listens")
+        answered = client.send_discarding_reply("PUBLISH", _key(), b"nobody listens")
         await answered
         assert answered.result() is None
         with pytest.raises(ResponseError):
-            await client.send_unanswered("PUBLISH", _key())  # wrong number of arguments
+            await client.send_discarding_reply("PUBLISH", _key())  # wrong number of arguments
     finally:
         client.close()
 
