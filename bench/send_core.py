@@ -14,7 +14,8 @@ layer (Redis when REDIS_URL is set), as the server does. Prints:
 - the writer alone (`do_send_messages`), in groups of --group-size: template sends to customers
   without a conversation yet (a notifications delivery job's shape) and customer sends into
   existing conversations (a group commit's shape); CPU-milliseconds per group and per message
-  (this process's CPU: the figure the machine's load distorts least), wall-clock, statements;
+  (this process's CPU: the figure the machine's load distorts least), wall-clock, statements,
+  and PostgreSQL's CPU per group (its server process for this connection, when it runs here);
 - with --history, agent replies into conversations with that many earlier (read) messages: what
   grows with a conversation's length in the writer.
 """
@@ -221,6 +222,8 @@ def writer_groups(groups: int, size: int, histories: list[int] | None = None) ->
         wall: list[float] = []
         statements: list[int] = []
         with schema_context(business.schema_name):
+            backend = _backend_cpu()  # warms the connection too
+            server_cpu = 0.0
             for g in range(groups):
                 requests = build(customers[g * size : (g + 1) * size], g)
                 reset_queries()
@@ -232,12 +235,18 @@ def writer_groups(groups: int, size: int, histories: list[int] | None = None) ->
                 statements.append(len(captured.captured_queries))
                 failed = [o for o in outcomes if isinstance(o, Exception)]
                 assert not failed, failed[:3]
+            after = _backend_cpu()
+            if backend is not None and after is not None and after[0] == backend[0]:  # the same connection
+                server_cpu = after[1] - backend[1]
+            else:
+                backend = None
         # The first group warms caches (rate card, assignment settings): the median is the figure.
         per_group = statistics.median(cpu)
+        server = f", PostgreSQL CPU {server_cpu / groups * 1000:.2f} ms per group" if backend is not None else ""
         print(
             f"writer, {label}: {groups} groups of {size}: CPU {per_group * 1000:.1f} ms per group "
             f"({per_group / size * 1e6:.0f} µs per message, {size / per_group:,.0f} messages per CPU-second), "
-            f"wall {statistics.median(wall) * 1000:.1f} ms, {statistics.median(statements):.0f} statements"
+            f"wall {statistics.median(wall) * 1000:.1f} ms, {statistics.median(statements):.0f} statements{server}"
         )
 
     measure(
@@ -276,6 +285,22 @@ def writer_groups(groups: int, size: int, histories: list[int] | None = None) ->
                     for c in chunk
                 ],
             )
+
+
+def _backend_cpu() -> tuple[int, float] | None:
+    """The server process of this connection and the CPU seconds it has used, where PostgreSQL
+    runs on this machine (its /proc entry is readable); else None. A mean over the groups, not a median: the
+    kernel counts in clock ticks (10 ms), so run enough groups."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _conversations(business: Any, customers: list[Any]) -> dict[int, int]:

@@ -57,3 +57,31 @@ def test_a_prepared_cursor_made_first_runs_in_the_business_schema(world: World) 
         with tenant_context(business), prepared_cursor() as cursor:
             cursor.execute("SELECT current_schema()")
             assert cursor.fetchone() == (business.schema_name,)
+
+
+def test_a_send_groups_statements_are_planned_once_not_on_every_run(live_db: World) -> None:
+    """Left to PostgreSQL, the reservation, the lock and the threads upsert got a custom plan on
+    every run (their generic plan is costed for more rows than a group has); the send group asks
+    for generic plans (messaging.sending._plan_generically), so none is planned per run — and
+    the setting ends with the group's transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    business = live_db.business_a  # committed: each group is its own transaction, as on a server
+    for _ in range(8):  # past PostgreSQL's five custom plans before it weighs a generic one
+        with tenant_context(business):
+            services.message_send_customer(business=business, customer=make_customer(), body="hallo")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements WHERE statement NOT LIKE 'DEALLOCATE%%'"
+        )
+        statements = cursor.fetchall()
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone() == ("auto",)  # outside the group: PostgreSQL's own choice again
+    hot = [
+        s
+        for s in statements
+        if any(f in s[0] for f in ("FOR UPDATE OF c", "pg_get_serial_sequence", "directory_customerthread"))
+    ]
+    assert len(hot) == 3, statements
+    for statement, generic, custom in statements:
+        assert custom == 0 and generic >= 1, (statement, generic, custom)
