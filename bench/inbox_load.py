@@ -760,11 +760,21 @@ def stage_report(traces: list[dict[str, float]]) -> list[str]:
     from messaging.stages import STAGES
 
     lines = [f"stages (server side, {len(traces)} sends): ms since the stage before, p50 / p90 / p99"]
+
+    def since(trace: dict[str, float], before: str, stage: str) -> float | None:
+        # A send's rights are read while it is queued (consumers.send_while_rights_read): it has
+        # no `rights` stage, and its `queued` counts from its worker.
+        if before == "rights" and before not in trace:
+            before = "worker"
+        if trace.get(before) is None or trace.get(stage) is None:
+            return None
+        return trace[stage] - trace[before]
+
     for before, stage in [*itertools.pairwise(STAGES), ("arrived", "answered")]:
         name = "whole" if (before, stage) == ("arrived", "answered") else stage
         # The whole of sends that were written: a refused send's answer is its refusal.
         counted = [t for t in traces if "published" in t] if name == "whole" else traces
-        spans = sorted(t[stage] - t[before] for t in counted if t.get(before) is not None and t.get(stage) is not None)
+        spans = sorted(span for t in counted if (span := since(t, before, stage)) is not None)
         if not spans:
             lines.append(f"  {name:>10}: none")
             continue

@@ -287,6 +287,8 @@ class _Queued:
     future: asyncio.Future[SendResult]
     taken: bool = False  # in a batch being written: its outcome comes with the commit
     trace: stages.Trace | None = None  # bench/inbox_load.py --stages
+    # Its socket's rights check, still running when it was queued (`rights_pending`).
+    rights: asyncio.Future[bool] | None = None
 
 
 # An admitted send still untaken after this many times PARLEY_SEND_MAX_WAIT is refused after all:
@@ -317,6 +319,40 @@ class Admission:
 
 
 _admission: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("parley_send_admission", default=None)
+_rights: contextvars.ContextVar[asyncio.Future[bool] | None] = contextvars.ContextVar(
+    "parley_send_rights", default=None
+)
+
+
+class RightsLost(Exception):
+    """A send whose socket's rights did not hold (`rights_pending`): it was not written, and its
+    socket is being closed with the reason."""
+
+
+@contextmanager
+def rights_pending(rights: asyncio.Future[bool]) -> Iterator[None]:
+    """Run a send frame's handler while its socket's rights are still being read (True: they
+    hold): the send is validated and queued meanwhile, and its group's writer waits for the answer
+    before writing it — written only if they hold, else refused with `RightsLost`. The read went
+    out after the frame arrived, so the send is still written on rights at least as new as
+    itself; it no longer waits for that Redis round trip before joining the queue (issue 9)."""
+    token = _rights.set(rights)
+    try:
+        yield
+    finally:
+        _rights.reset(token)
+
+
+def _rights_outcome(item: _Queued) -> Outcome | None:
+    """None: write it (no pending check, or its rights hold); else its refusal. The check is done."""
+    rights = item.rights
+    if rights is None:
+        return None
+    if rights.cancelled():
+        return RightsLost()
+    if rights.exception() is not None:  # the rights store is unreachable: nothing written, retry
+        return server_error()
+    return None if rights.result() else RightsLost()
 
 
 @contextmanager
@@ -425,7 +461,7 @@ class LiveGatherer:
             refused = self.refusal(business.schema_name)
             if refused is not None:
                 raise refused
-        item = _Queued(request, limit_key, asyncio.get_running_loop().create_future())
+        item = _Queued(request, limit_key, asyncio.get_running_loop().create_future(), rights=_rights.get())
         if stages.ENABLED:
             stages.mark("queued")
             item.trace = stages.current()
@@ -476,14 +512,7 @@ class LiveGatherer:
                     if stages.ENABLED:
                         for item in batch:
                             stages.mark_on(item.trace, "tokens")
-                    outcomes = await run_in_schema(
-                        business.schema_name,
-                        write_live_batch,
-                        business=business,
-                        requests=[item.request for item in batch],
-                        limit_keys=limit_keys,
-                        verdicts=verdicts,
-                    )
+                    outcomes = await _write_where_rights_hold(business, batch, limit_keys, verdicts)
             except Exception as error:
                 logger.exception("a batch of %d websocket sends failed", len(batch))
                 outcomes = [error] * len(batch)
@@ -511,6 +540,45 @@ class LiveGatherer:
 
     def stats_batches(self) -> list[int]:
         return list(self._batches)
+
+
+async def _write_where_rights_hold(
+    business: Business, batch: list[_Queued], limit_keys: list[str], verdicts: Sequence[Verdict] | None
+) -> list[Outcome]:
+    """Write the batch's sends whose sockets' rights hold, once every pending check is in
+    (their reads went out before the group's tokens, on the same connection: answered by now,
+    or within a turn of the loop); the others are refused and nothing of them is written."""
+    pending = [item.rights for item in batch if item.rights is not None and not item.rights.done()]
+    if pending:
+        await asyncio.wait(pending)
+    refused = [_rights_outcome(item) for item in batch]
+    written = [index for index, outcome in enumerate(refused) if outcome is None]
+    if len(written) == len(batch):
+        return await run_in_schema(
+            business.schema_name,
+            write_live_batch,
+            business=business,
+            requests=[item.request for item in batch],
+            limit_keys=limit_keys,
+            verdicts=verdicts,
+        )
+    outcomes = list(refused)
+    if written:
+        # The verdicts are the keyed sends', in order: passed on for the sends still written.
+        verdict_of = dict(
+            zip([i for i, key in enumerate(limit_keys) if key], verdicts or (), strict=verdicts is not None)
+        )
+        results = await run_in_schema(
+            business.schema_name,
+            write_live_batch,
+            business=business,
+            requests=[batch[i].request for i in written],
+            limit_keys=[limit_keys[i] for i in written],
+            verdicts=None if verdicts is None else [verdict_of[i] for i in written if limit_keys[i]],
+        )
+        for index, result in zip(written, results, strict=True):
+            outcomes[index] = result
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def _expire(state: _LiveSchema, item: _Queued, wait_limit: float) -> None:

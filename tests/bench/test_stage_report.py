@@ -29,3 +29,10 @@ def test_the_table_counts_each_stage_since_the_one_before_and_the_whole_of_writt
     # The refused send's half second is not in the whole.
     assert table["whole"].split()[1:4] == ["33.0", "33.0", "33.0"] and "(n=1)" in table["whole"]
     assert "3.0 sends on average" in table["groups"]
+
+
+def test_a_send_whose_rights_were_read_while_it_was_queued_counts_its_queueing_from_its_worker() -> None:
+    overlapped = {"arrived": 1.0, "worker": 1.002, "queued": 1.005, "taken": 1.010, "answered": 1.04, "published": 1.03}
+    table = {line.split(":")[0].strip(): line for line in stage_report([overlapped])[1:]}
+    assert table["rights"].strip().endswith("none")
+    assert table["queued"].split()[1] == "3.0" and "(n=1)" in table["queued"]

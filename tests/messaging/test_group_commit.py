@@ -24,7 +24,7 @@ from django_tenants.utils import schema_context
 from accounts.models import Customer
 from messaging import services
 from messaging.errors import MessagingError
-from messaging.group_commit import Admission, LiveGatherer, admitted, gatherer, write_batch
+from messaging.group_commit import Admission, LiveGatherer, RightsLost, admitted, gatherer, rights_pending, write_batch
 from messaging.models import Event, Message, StreamCounter
 from messaging.sending import SendResult, check_customer_send
 from tenancy.models import Business
@@ -390,3 +390,37 @@ async def test_a_live_send_still_untaken_after_the_wait_limit_is_refused_and_dro
         await gatherer_.send(business=business, request=object())  # type: ignore[arg-type]
     assert refused.value.code == "overloaded" and refused.value.retry_after
     assert gatherer_.queued("b_stalled") == 0
+
+
+async def test_a_send_queued_while_its_rights_are_read_is_written_only_if_they_hold(live_db: World) -> None:
+    """A websocket send joins its business's queue while its socket's rights are still being
+    read (`rights_pending`): its group's writer waits for every pending read before writing, and
+    writes only the sends whose rights hold — a revoked socket's send is never written, even when
+    its group was taken before the read came back; a failed read refuses the send for a retry."""
+    business = live_db.business_a
+    gatherer_ = LiveGatherer()
+    loop = asyncio.get_running_loop()
+    customers = [await adb(make_customer)() for _ in range(3)]
+    rights: list[asyncio.Future[bool]] = [loop.create_future() for _ in customers]
+    rights[0].set_result(True)  # read already: they hold
+    ids = [unique("rights") for _ in customers]
+    sends = []
+    for customer, pending, client_msg_id in zip(customers, rights, ids, strict=True):
+        request = check_customer_send(customer=customer, body="hallo", client_msg_id=client_msg_id)
+        with rights_pending(pending):
+            sends.append(asyncio.ensure_future(gatherer_.send(business=business, request=request)))
+    await asyncio.sleep(0.3)  # taken into one group, whose writer now waits for the two reads
+    assert not any(send.done() for send in sends)
+    rights[1].set_result(False)  # revoked: its socket is being closed
+    rights[2].set_exception(ConnectionError("rights store unreachable"))
+    outcomes = await asyncio.gather(*sends, return_exceptions=True)
+    assert isinstance(outcomes[0], SendResult) and not outcomes[0].duplicate
+    assert isinstance(outcomes[1], RightsLost)
+    assert isinstance(outcomes[2], MessagingError) and outcomes[2].code == "server_error"
+    assert gatherer_.stats_batches() == [3]
+
+    def written() -> list[str]:
+        with schema_context(business.schema_name):
+            return list(Message.objects.filter(client_msg_id__in=ids).values_list("client_msg_id", flat=True))
+
+    assert await adb(written)() == [ids[0]]
