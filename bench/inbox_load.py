@@ -762,9 +762,10 @@ def stage_report(traces: list[dict[str, float]]) -> list[str]:
     lines = [f"stages (server side, {len(traces)} sends): ms since the stage before, p50 / p90 / p99"]
 
     def since(trace: dict[str, float], before: str, stage: str) -> float | None:
-        # A send's rights are read while it is queued (consumers.send_while_rights_read): it has
-        # no `rights` stage, and its `queued` counts from its worker.
-        if before == "rights" and before not in trace:
+        # A send's rights are read while it is queued (consumers.send_while_rights_read,
+        # `overlapped`): its `rights` is when the read came back, and its `queued` counts from
+        # its worker.
+        if before == "rights" and trace.get("overlapped"):
             before = "worker"
         if trace.get(before) is None or trace.get(stage) is None:
             return None

@@ -546,6 +546,9 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         answers waits for the read too: a socket whose rights are gone gets no answer, only the
         close code. A failed read (the rights store unreachable) refuses the send, as for any frame."""
         rights = asyncio.ensure_future(self.rights_hold())
+        if stages.ENABLED:
+            trace = stages.current()
+            rights.add_done_callback(lambda _read: stages.mark_on(trace, "rights", overlapped=1))
         with rights_pending(rights), translation.override(self.language):
             await self.handle_frame(payload, rights=rights)
         if not rights.done():  # a send refused before it was queued did not wait for it

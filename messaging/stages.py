@@ -5,8 +5,9 @@ the table: `stage_report`). Off unless that variable is set: then each stage cos
 The stages of one send, in order:
 - arrived: its frame was parsed and admitted (consumers.StreamConsumer.take_frame);
 - worker: its socket's worker took it (frames of one socket are handled one at a time);
-- rights: the socket's rights versions were read (one gathered MGET) — for frames other than
-  sends: a send's are read while it is queued (consumers.StreamConsumer.send_while_rights_read);
+- rights: the socket's rights versions were read (one gathered MGET); a send's are read while
+  it is validated and queued (consumers.StreamConsumer.send_while_rights_read: `overlapped`),
+  so its `queued` follows `worker`, not `rights`;
 - queued: checked and queued for its business's writer (group_commit.LiveGatherer.send);
 - taken: a writer took it into a group (`size`: the group's sends);
 - tokens: the group's send tokens were taken (one Redis round trip);

@@ -183,6 +183,36 @@ async def test_a_customer_who_signs_out_cannot_send_on_an_open_chat(
     assert not await adb(sent)()
 
 
+async def test_a_signed_out_customers_sends_get_no_answer_only_the_close(live_db: World, signals_lost: None) -> None:
+    """A send is validated and queued while its socket's rights are read (issue 9): whatever it
+    would answer — a refusal of a bad frame, an acceptance — waits for that read, so a socket
+    whose rights are gone hears nothing but its close code, and nothing of it is written."""
+    customer = await adb(make_customer)()
+    client, session = await adb(_customer_client)(customer)
+    chat, ok, _ = await ws_connect("/ws/chat/", host=live_db.business_a.host, session=session)
+    assert ok
+    response = await adb(client.post)("/me/sign-out/")
+    assert response.status_code == 302
+    await chat.send_json_to({"type": "send", "body": "", "client_msg_id": "empty"})  # refused if it were checked
+    await chat.send_json_to({"type": "send", "body": "after sign-out", "client_msg_id": "gone-too"})
+    frames = []
+    while True:
+        output = await chat.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            assert output["code"] == CloseCode.UNAUTHENTICATED
+            break
+        frames.append(json.loads(output["text"]))
+    assert frames == []
+
+    def sent() -> bool:
+        with tenant_context(live_db.business_a):
+            from messaging.models import Message
+
+            return Message.objects.filter(author_key=f"customer:{customer.pk}").exists()
+
+    assert not await adb(sent)()
+
+
 async def test_suspension_closes_every_socket_of_the_business(live_db: World) -> None:
     beta = live_db.business_b
     customer = await adb(make_customer)()
