@@ -547,7 +547,9 @@ async def _write_where_rights_hold(
 ) -> list[Outcome]:
     """Write the batch's sends whose sockets' rights hold, once every pending check is in
     (their reads went out before the group's tokens, on the same connection: answered by now,
-    or within a turn of the loop); the others are refused and nothing of them is written."""
+    or within a turn of the loop; a socket whose versions moved — after a revocation, rarely —
+    is checked in full on a database thread first, and the group waits for it); the others are
+    refused and nothing of them is written."""
     pending = [item.rights for item in batch if item.rights is not None and not item.rights.done()]
     if pending:
         await asyncio.wait(pending)

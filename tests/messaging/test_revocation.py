@@ -44,6 +44,16 @@ async def closed_with(ws: WebsocketCommunicator, timeout: float = 5) -> int:
             return int(output["code"])
 
 
+async def frames_until_closed(ws: WebsocketCommunicator, timeout: float = 5) -> tuple[list[dict[str, Any]], int]:
+    """The frames the server sends before it closes the socket, and the close code."""
+    frames = []
+    while True:
+        output = await ws.receive_output(timeout=timeout)
+        if output["type"] == "websocket.close":
+            return frames, int(output["code"])
+        frames.append(json.loads(output["text"]))
+
+
 TempAgent = Callable[[], tuple[User, Membership]]
 
 
@@ -94,13 +104,8 @@ async def test_a_removed_seat_whose_signal_was_lost_cannot_resume(
     await adb(customer_send)(live_db, await adb(make_customer)(), "internal history")
     await adb(seat_remove)(membership=membership, actor=live_db.owner_a)
     await ws.send_json_to({"type": "resume", "after": 0})  # the whole stream, notes and numbers
-    frames = []
-    while True:
-        output = await ws.receive_output(timeout=5)
-        if output["type"] == "websocket.close":
-            assert output["code"] == CloseCode.FORBIDDEN
-            break
-        frames.append(json.loads(output["text"]))
+    frames, code = await frames_until_closed(ws)
+    assert code == CloseCode.FORBIDDEN
     assert [f for f in frames if f["id"] is not None or f["type"] == "resumed"] == []  # not one replayed event
 
 
@@ -195,14 +200,7 @@ async def test_a_signed_out_customers_sends_get_no_answer_only_the_close(live_db
     assert response.status_code == 302
     await chat.send_json_to({"type": "send", "body": "", "client_msg_id": "empty"})  # refused if it were checked
     await chat.send_json_to({"type": "send", "body": "after sign-out", "client_msg_id": "gone-too"})
-    frames = []
-    while True:
-        output = await chat.receive_output(timeout=5)
-        if output["type"] == "websocket.close":
-            assert output["code"] == CloseCode.UNAUTHENTICATED
-            break
-        frames.append(json.loads(output["text"]))
-    assert frames == []
+    assert await frames_until_closed(chat) == ([], CloseCode.UNAUTHENTICATED)
 
     def sent() -> bool:
         with tenant_context(live_db.business_a):
