@@ -46,7 +46,7 @@ from django_tenants.utils import schema_context
 from messaging import events, stages
 from messaging.errors import MessagingError, MessagingErrorCode
 from messaging.receipts import Mark, marks_write
-from messaging.send_limits import Verdict, live_send_tokens, rate_limited, send_take_many
+from messaging.send_limits import Verdict, live_send_tokens, prefetched_tokens, rate_limited, send_take_many
 from messaging.sending import SendRequest, SendResult, do_send_messages
 from tenancy.db import run_in_schema
 from tenancy.models import Business
@@ -289,6 +289,8 @@ class _Queued:
     trace: stages.Trace | None = None  # bench/inbox_load.py --stages
     # Its socket's rights check, still running when it was queued (`rights_pending`).
     rights: asyncio.Future[bool] | None = None
+    # Its author's send token, asked for when it was queued (send_limits.PrefetchedTokens).
+    verdict: asyncio.Future[Verdict] | None = None
 
 
 # An admitted send still untaken after this many times PARLEY_SEND_MAX_WAIT is refused after all:
@@ -462,6 +464,8 @@ class LiveGatherer:
             if refused is not None:
                 raise refused
         item = _Queued(request, limit_key, asyncio.get_running_loop().create_future(), rights=_rights.get())
+        if limit_key:
+            item.verdict = prefetched_tokens.ask(schema_name=business.schema_name, author_key=limit_key)
         if stages.ENABLED:
             stages.mark("queued")
             item.trace = stages.current()
@@ -502,9 +506,7 @@ class LiveGatherer:
             limit_keys = [item.limit_key for item in batch]
             try:
                 try:
-                    verdicts = await live_send_tokens.take_many(
-                        schema_name=business.schema_name, author_keys=[key for key in limit_keys if key]
-                    )
+                    verdicts = await _batch_verdicts(business.schema_name, batch)
                 except Exception:  # Redis unreachable: refuse (nothing written), the clients retry
                     logger.exception("send limits unavailable")
                     outcomes = [server_error() for _item in batch]
@@ -540,6 +542,15 @@ class LiveGatherer:
 
     def stats_batches(self) -> list[int]:
         return list(self._batches)
+
+
+async def _batch_verdicts(schema_name: str, batch: list[_Queued]) -> list[Verdict] | None:
+    """The send tokens of the batch's keyed sends, in order: asked for when each was queued (in
+    by now, mostly); None without Redis (`write_live_batch` takes them on its database thread)."""
+    keyed = [item for item in batch if item.limit_key]
+    if any(item.verdict is None for item in keyed):
+        return await live_send_tokens.take_many(schema_name=schema_name, author_keys=[item.limit_key for item in keyed])
+    return list(await asyncio.gather(*(item.verdict for item in keyed if item.verdict is not None)))
 
 
 async def _write_where_rights_hold(

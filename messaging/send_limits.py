@@ -7,6 +7,7 @@ The key carries the schema (DESIGN: every cache key names its tenant)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -164,3 +165,61 @@ class LiveSendTokens:
 
 
 live_send_tokens = LiveSendTokens()
+
+
+class PrefetchedTokens:
+    """Send tokens asked for as websocket sends are queued (`ask`), not when their group is
+    taken: every ask of one turn of the loop is taken together (`LiveSendTokens.take_many`, one
+    per business), so the round trip runs while the sends wait for the group in flight, and a
+    group starts writing without one (issue 9). A send refused or dropped after it was queued
+    has spent its token (its author's bucket is a little emptier; nothing is written for it)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.asks: dict[str, list[tuple[str, asyncio.Future[Verdict]]]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def ask(self, *, schema_name: str, author_key: str) -> asyncio.Future[Verdict] | None:
+        """The author's verdict, soon; None without Redis (the database thread takes it then)."""
+        if not redis_cache_configured():
+            return None
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:  # a new loop (tests run one per test)
+            self.loop, self.asks = loop, {}
+        if not self.asks:
+            loop.call_soon(self._take_asked)
+        future: asyncio.Future[Verdict] = loop.create_future()
+        # A send dropped before its group (its socket gone) never reads it: nor is its error logged.
+        future.add_done_callback(_read_outcome)
+        self.asks.setdefault(schema_name, []).append((author_key, future))
+        return future
+
+    def _take_asked(self) -> None:
+        asks, self.asks = self.asks, {}
+        for schema_name, asked in asks.items():
+            task = asyncio.ensure_future(self._take(schema_name, asked))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    @staticmethod
+    async def _take(schema_name: str, asked: list[tuple[str, asyncio.Future[Verdict]]]) -> None:
+        try:
+            verdicts = await live_send_tokens.take_many(schema_name=schema_name, author_keys=[key for key, _ in asked])
+            if verdicts is None:  # the cache changed under a running server (tests' settings)
+                raise RuntimeError("send limits are not on Redis")
+        except Exception as error:
+            for _key, future in asked:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_key, future), verdict in zip(asked, verdicts, strict=True):
+            if not future.done():
+                future.set_result(verdict)
+
+
+def _read_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+prefetched_tokens = PrefetchedTokens()

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 from django_tenants.utils import schema_context
@@ -424,3 +425,24 @@ async def test_a_send_queued_while_its_rights_are_read_is_written_only_if_they_h
             return list(Message.objects.filter(client_msg_id__in=ids).values_list("client_msg_id", flat=True))
 
     assert await adb(written)() == [ids[0]]
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="tokens are taken on the event loop with Redis only")
+async def test_a_queued_sends_token_is_taken_while_it_waits_for_its_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No writer here at all: the send's token is in before any group starts, so a group's
+    write no longer waits for a Redis round trip of its own (issue 9)."""
+    gatherer_ = LiveGatherer()
+
+    async def no_writer(business: Any, state: Any) -> None:
+        return None
+
+    monkeypatch.setattr(gatherer_, "_drain", no_writer)
+    business: Any = SimpleNamespace(schema_name="b_tokens_early")
+    author = unique("customer:")
+    sending = asyncio.ensure_future(gatherer_.send(business=business, request=object(), limit_key=author))  # type: ignore[arg-type]
+    await asyncio.sleep(0.2)
+    (item,) = gatherer_._schemas["b_tokens_early"].queue
+    assert item.verdict is not None and item.verdict.done() and item.verdict.result().allowed
+    sending.cancel()
+    await asyncio.sleep(0)
+    assert gatherer_.queued("b_tokens_early") == 0

@@ -142,3 +142,21 @@ async def test_without_redis_the_group_takes_its_tokens_on_the_database_thread()
     database_cache = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "x"}}
     with override_settings(CACHES=database_cache):
         assert await send_limits.LiveSendTokens().take_many(schema_name="alpha", author_keys=["customer:1"]) is None
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the event loop's token take needs Redis")
+async def test_tokens_asked_for_as_sends_are_queued_come_from_the_same_buckets() -> None:
+    """A websocket send's token is asked for when it joins its business's queue (issue 9: the
+    round trip runs while it waits for the group in flight); the asks of one turn of the loop
+    are taken together, each from its own business's bucket of the author."""
+    author = f"customer:test-{uuid.uuid4().hex}"
+    prefetch = send_limits.PrefetchedTokens()
+    asked = [prefetch.ask(schema_name="alpha", author_key=author) for _ in range(send_limits.SEND_BURST)]
+    asked.append(prefetch.ask(schema_name="beta", author_key=author))
+    verdicts = await asyncio.gather(*(future for future in asked if future is not None))
+    assert len(verdicts) == send_limits.SEND_BURST + 1 and all(v.allowed for v in verdicts)
+    # The whole burst of the author in alpha is spent (taken the synchronous way: the same bucket).
+    assert not (await asyncio.to_thread(send_limits.send_take, schema_name="alpha", author_key=author)).allowed
+    database_cache = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "x"}}
+    with override_settings(CACHES=database_cache):
+        assert prefetch.ask(schema_name="alpha", author_key=author) is None  # the database thread takes it
