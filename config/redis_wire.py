@@ -268,7 +268,7 @@ async def _set_up(protocol: _WireProtocol, address: WireAddress, where: str) -> 
             raise RedisConnectionError(f"Redis at {where} refused the connection's {command[0]}: {error}") from error
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
+def retrieve(future: asyncio.Future[Any]) -> None:
     """Marks an error nobody waits for as seen (asyncio logs errors never retrieved)."""
     if not future.cancelled():
         future.exception()
@@ -287,7 +287,7 @@ async def replies(futures: list[asyncio.Future[Any]]) -> list[Any]:
             results.append(error)
         except asyncio.CancelledError:
             for rest in futures[index + 1 :]:
-                rest.add_done_callback(_retrieve)
+                rest.add_done_callback(retrieve)
             raise
     if first_error is not None:
         raise first_error

@@ -557,30 +557,19 @@ async def _write_where_rights_hold(
     business: Business, batch: list[_Queued], limit_keys: list[str], verdicts: Sequence[Verdict] | None
 ) -> list[Outcome]:
     """Write the batch's sends whose sockets' rights hold, once every pending check is in
-    (their reads went out before the group's tokens, on the same connection: answered by now,
-    or within a turn of the loop; a socket whose versions moved — after a revocation, rarely —
+    (their reads went out when the sends arrived, on the connection their tokens then took:
+    answered by now, or within a turn of the loop; a socket whose versions moved — after a revocation, rarely —
     is checked in full on a database thread first, and the group waits for it); the others are
     refused and nothing of them is written."""
     pending = [item.rights for item in batch if item.rights is not None and not item.rights.done()]
     if pending:
         await asyncio.wait(pending)
-    refused = [_rights_outcome(item) for item in batch]
-    written = [index for index, outcome in enumerate(refused) if outcome is None]
-    if len(written) == len(batch):
-        return await run_in_schema(
-            business.schema_name,
-            write_live_batch,
-            business=business,
-            requests=[item.request for item in batch],
-            limit_keys=limit_keys,
-            verdicts=verdicts,
-        )
-    outcomes = list(refused)
+    outcomes = [_rights_outcome(item) for item in batch]
+    written = [index for index, outcome in enumerate(outcomes) if outcome is None]
     if written:
         # The verdicts are the keyed sends', in order: passed on for the sends still written.
-        verdict_of = dict(
-            zip([i for i, key in enumerate(limit_keys) if key], verdicts or (), strict=verdicts is not None)
-        )
+        keyed = [index for index, key in enumerate(limit_keys) if key]
+        verdict_of = dict(zip(keyed, verdicts, strict=True)) if verdicts is not None else {}
         results = await run_in_schema(
             business.schema_name,
             write_live_batch,

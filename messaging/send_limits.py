@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from redis.exceptions import NoScriptError
 
 from config.cache import loop_redis, redis_cache_configured
-from config.redis_wire import replies
+from config.redis_wire import replies, retrieve
 from messaging.errors import MessagingError, MessagingErrorCode
 
 # A burst of 20, then 2 a second: a person typing never notices; a script notices at once.
@@ -190,7 +190,7 @@ class PrefetchedTokens:
             loop.call_soon(self._take_asked)
         future: asyncio.Future[Verdict] = loop.create_future()
         # A send dropped before its group (its socket gone) never reads it: nor is its error logged.
-        future.add_done_callback(_read_outcome)
+        future.add_done_callback(retrieve)
         self.asks.setdefault(schema_name, []).append((author_key, future))
         return future
 
@@ -215,11 +215,6 @@ class PrefetchedTokens:
         for (_key, future), verdict in zip(asked, verdicts, strict=True):
             if not future.done():
                 future.set_result(verdict)
-
-
-def _read_outcome(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 prefetched_tokens = PrefetchedTokens()
