@@ -17,7 +17,7 @@ from django.test import override_settings
 from django_tenants.utils import tenant_context
 
 from accounts.models import Customer
-from messaging import events, group_commit, services
+from messaging import consumers, events, group_commit, services
 from messaging.consumers import SendGate
 from messaging.models import Message
 from tests.conftest import World
@@ -172,6 +172,54 @@ async def test_subscriptions_are_released_on_close_and_when_the_server_kills_the
             with pytest.raises(asyncio.CancelledError):
                 await ws.future
         assert not any(name.endswith(group) for name in _subscribed_groups()), ending
+
+
+async def test_a_send_that_would_wait_too_long_behind_its_own_sockets_sends_is_refused_at_once(
+    live_db: World, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket's frames are handled one at a time, and a send holds its socket's worker until
+    its group commits: a send that would wait longer than PARLEY_SEND_MAX_WAIT behind its own
+    socket's sends is refused at once (`overloaded`, `retry_after`) instead of queued there,
+    where the business's send queue cannot see it. Nothing of it is written; its retry goes
+    through once the sends ahead are done."""
+    real_write = group_commit.write_live_batch
+
+    def slow_write(**kwargs: Any) -> list[Any]:
+        gate.wait(10)
+        return real_write(**kwargs)
+
+    monkeypatch.setattr(group_commit, "write_live_batch", slow_write)
+    # Sends currently hold a worker 0.4 s each: one queued behind one being handled fits in the
+    # 0.5 s, a second queued one does not.
+    monkeypatch.setattr(consumers.send_gate, "_handling", (asyncio.get_running_loop(), 0.4))
+    customer = await adb(make_customer)()
+    ws, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+    with override_settings(PARLEY_SEND_MAX_WAIT=0.5):
+        for n in range(3):
+            await ws.send_json_to({"type": "send", "body": f"own queue {n}", "client_msg_id": f"own-{n}"})
+        refused = await ws.receive_json_from(timeout=2)
+        assert not gate.is_set(), "answered only after the writer was let go"
+        assert refused["type"] == "error" and refused["code"] == "overloaded", refused
+        assert refused["client_msg_id"] == "own-2"
+        assert 0.5 <= refused["retry_after"] <= 10
+        gate.set()
+        assert (await receive_until(ws, "message.accepted"))["client_msg_id"] == "own-0"
+        assert (await receive_until(ws, "message.accepted"))["client_msg_id"] == "own-1"
+
+        def bodies() -> list[str]:
+            with tenant_context(live_db.business_a):
+                mine = Message.objects.filter(conversation__contact__customer=customer)
+                return sorted(mine.values_list("body", flat=True))
+
+        assert await adb(bodies)() == ["own queue 0", "own queue 1"]
+        await ws.send_json_to({"type": "send", "body": "own queue 2", "client_msg_id": "own-2"})
+        accepted = await receive_until(ws, "message.accepted")
+        assert accepted["client_msg_id"] == "own-2" and accepted["duplicate"] is False
+        assert await adb(bodies)() == ["own queue 0", "own queue 1", "own queue 2"]
+    await ws.disconnect()
 
 
 async def test_a_send_refused_for_load_does_not_count_against_the_senders_own_rate(live_db: World) -> None:
