@@ -155,6 +155,20 @@ class SendGate:
         """A socket's worker (on this loop) was on a send for `seconds`."""
         self._handling = (asyncio.get_running_loop(), 0.9 * self.handling + 0.1 * seconds)
 
+    def backlog_refusal(self, *, handling_since: float | None, queued: int) -> MessagingError | None:
+        """`overloaded` if a send arriving on a socket would wait longer than
+        PARLEY_SEND_MAX_WAIT for its worker: what is left of the send the worker is on (since
+        `handling_since`), then `queued` sends ahead, each held about `handling`. A socket's
+        frames are handled one at a time and a send holds its worker until its group commits: a
+        queue the business's admission (`LiveGatherer.admit`) cannot see (issue 9: at 2,100
+        msgs/s offered, sends waited p99 877 ms there)."""
+        backlog = self.handling * queued
+        if handling_since is not None:
+            backlog += max(0.0, self.handling - (time.monotonic() - handling_since))
+        if backlog <= max_wait():
+            return None
+        return overloaded(round(min(10.0, max(0.5, backlog)), 1))
+
 
 send_gate = SendGate()
 
@@ -493,21 +507,15 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                     # customers, 26,084 of 46,523 refusals).
                     self.sends.give_back()
                     raise overloaded(send_gate.retry_after())
-                backlog = self.send_backlog_seconds()
-                if backlog > max_wait():
-                    # Behind this socket's own sends (a socket's frames are handled one at a
-                    # time, and a send holds its worker until its group commits): refused now
-                    # rather than queued here for seconds, which the business's queue cannot
-                    # see (issue 9: at 2,100 msgs/s offered, sends waited p99 877 ms for their
-                    # socket's worker before their group's queue was even asked).
-                    send_gate.leave(None)
-                    self.sends.give_back()
-                    raise overloaded(round(min(10.0, max(0.5, backlog)), 1))
                 gated = time.monotonic()
-                # The business's send queue in this process: refused now if it would wait too
-                # long; otherwise its place is held, and the send is not refused again for
-                # load once its worker gets to it (the refusal is decided here, at once).
-                decided = live_gatherer.admit(self.schema_name)
+                # This socket's own sends ahead, then the business's send queue in this
+                # process: refused now if it would wait too long; otherwise its place is held,
+                # and the send is not refused again for load once its worker gets to it (the
+                # refusal is decided here, at once).
+                queued = sum(waiting is not None for _payload, waiting, _admission in self.frames_waiting or ())
+                decided = send_gate.backlog_refusal(
+                    handling_since=self.send_started, queued=queued
+                ) or live_gatherer.admit(self.schema_name)
                 if isinstance(decided, MessagingError):
                     send_gate.leave(None)
                     gated = None
@@ -525,19 +533,6 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         if self.worker is None and self.serving and not self.released:
             self.worker = asyncio.ensure_future(self.work())
 
-    def send_backlog_seconds(self) -> float:
-        """How long a send arriving now would wait for this socket's worker: what is left of the
-        send it is handling, then every send queued ahead, each held about as long as a worker
-        is on one send in this process now (`send_gate.handling`, a moving average)."""
-        backlog = 0.0
-        if self.send_started is not None:
-            backlog = max(0.0, send_gate.handling - (time.monotonic() - self.send_started))
-        if self.frames_waiting:
-            backlog += send_gate.handling * sum(
-                gated is not None for _payload, gated, _admission in self.frames_waiting
-            )
-        return backlog
-
     async def work(self) -> None:
         """Handle the waiting frames in order; ends when none is left (the next frame starts it again)."""
         try:
@@ -552,8 +547,9 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
     async def work_one(self, payload: dict[str, Any], gated: float | None) -> None:
         if stages.ENABLED:
             stages.begin(payload)
+        started = time.monotonic()
         if gated is not None:
-            self.send_started = time.monotonic()
+            self.send_started = started
         try:
             # Every frame runs on current rights: a revoked socket handles nothing more. A
             # heartbeat re-checks fully (every `rights_recheck_seconds`), which also catches
@@ -584,9 +580,8 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         finally:
             if gated is not None:
                 now = time.monotonic()
-                if self.send_started is not None:
-                    send_gate.handled(now - self.send_started)
                 self.send_started = None
+                send_gate.handled(now - started)
                 send_gate.leave(now - gated)
 
     async def send_while_rights_read(self, payload: dict[str, Any]) -> None:

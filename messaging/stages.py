@@ -10,7 +10,8 @@ The stages of one send, in order:
   so its `queued` follows `worker`, not `rights`;
 - queued: checked and queued for its business's writer (group_commit.LiveGatherer.send);
 - taken: a writer took it into a group (`size`: the group's sends);
-- tokens: the group's send tokens were taken (one Redis round trip);
+- tokens: the group's send tokens were in (asked for as each send was queued:
+  send_limits.PrefetchedTokens);
 - written: the group's transaction committed, on a database thread;
 - published: its events were handed to the channel layer;
 - answered: its `message.accepted` went out.
