@@ -9,7 +9,7 @@ one parameter instead: a JSON array of the column's values, unnested in step wit
 (a group's timestamp, its status, its author), a single scalar. A one-row group is scalars only.
 
 Why JSON text and not `%s::bigint[]` / `%s::text[]` parameters: psycopg dumps a list element by
-element in Python (client-side or server-side binding alike), while `json.dumps` encodes the
+element in Python (client-side or server-side binding alike), while a JSON encoder (orjson) encodes the
 whole column in C. Measured with psycopg 3.3 on this machine: 200 event frames of ~600 bytes
 cost 5.7 ms as a text[] parameter and 0.9 ms as JSON; 200 ids 0.24 ms and 0.10 ms.
 
@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import json
 import threading
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 from django.db import connection
 from psycopg import pq
@@ -50,11 +48,10 @@ def _uniform(values: Sequence[Any]) -> bool:
 
 
 def _json_default(value: Any) -> Any:
-    """Values JSON has no type for, as the text PostgreSQL's input functions read back exactly
-    (full microseconds: DjangoJSONEncoder would cut timestamps to milliseconds)."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal | uuid.UUID):
+    """Values orjson has no type for, as the text PostgreSQL's input functions read back exactly.
+    (orjson writes datetimes, dates and UUIDs itself, as `isoformat()` and `str()` do: full
+    microseconds, where DjangoJSONEncoder would cut timestamps to milliseconds.)"""
+    if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Jsonb):
         return value.obj  # nested: its element's text is the document's JSON
@@ -62,7 +59,10 @@ def _json_default(value: Any) -> Any:
 
 
 def _json_column(values: Sequence[Any]) -> str:
-    return json.dumps(values, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    # orjson rather than the standard library's encoder (C too, but set up anew in Python on
+    # every call): a send group encodes ~25 columns, 2–5 µs each there against 0.2–0.3 µs, and a
+    # column of timestamps 8× faster.
+    return orjson.dumps(values, default=_json_default).decode()
 
 
 def rows_source(columns: Sequence[Column], rows: Sequence[Sequence[Any]], alias: str = "v") -> tuple[str, list[Any]]:

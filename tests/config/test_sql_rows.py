@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -100,3 +101,26 @@ def test_no_rows_is_a_programming_error() -> None:
         rows_source(COLUMNS, [])
     with pytest.raises(ValueError):
         rows_source(COLUMNS, [(1, 2)])
+
+
+@pytest.mark.django_db
+def test_dates_whole_seconds_and_other_zones_come_back_exactly() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    rows = [
+        (
+            date(2026, 12, 5),
+            datetime(2026, 12, 5, 6, 0, 0, tzinfo=UTC),
+            datetime(2026, 7, 1, 9, 30, 0, 5, tzinfo=berlin),
+        ),
+        (
+            date(2027, 1, 1),
+            datetime(2026, 12, 5, 6, 0, 0, 999999, tzinfo=UTC),
+            datetime(2026, 1, 1, 0, 0, tzinfo=berlin),
+        ),
+    ]
+    source, params = rows_source([("day", "date"), ("at", "timestamptz"), ("local", "timestamptz")], rows)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT v.day, v.at, v.local FROM {source}", params)
+        assert cursor.fetchall() == rows  # timestamptz compares as instants, whatever the zone
+    with pytest.raises(TypeError, match="not JSON serializable: object"):
+        rows_source([("x", "text")], [(object(),), (object(),)])
