@@ -6,7 +6,9 @@ PY := $(VENV)/bin/python
 # skips one that is not installed): pyenv's, else whatever is on PATH. 3.13 serves the live inbox
 # with lower latency (issue 9: README, "Python 3.13").
 PYTHON := $(shell pyenv which python3.13 2>/dev/null || command -v python3.13 || pyenv which python3.12 2>/dev/null || command -v python3.12 || echo python3.12)
-PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print(*sys.version_info[:2], sep=".")' 2>/dev/null)
+# "3.13": the major.minor of the Python given, for telling whether the venv was made by $(PYTHON).
+version_of = $(1) -c 'import sys; print(*sys.version_info[:2], sep=".")'
+PYTHON_VERSION := $(shell $(call version_of,$(PYTHON)) 2>/dev/null)
 PORT ?= 8000
 export PARLEY_PORT ?= $(PORT)
 export DJANGO_SETTINGS_MODULE := config.settings
@@ -15,7 +17,7 @@ export DJANGO_SETTINGS_MODULE := config.settings
 
 $(VENV)/.installed: pyproject.toml .python-version
 	# A venv made by another Python (3.12 before 3.13 was installed) is made again.
-	test -x $(PY) && [ "$$($(PY) -c 'import sys; print(*sys.version_info[:2], sep=".")')" = "$(PYTHON_VERSION)" ] \
+	test -x $(PY) && [ "$$($(call version_of,$(PY)))" = "$(PYTHON_VERSION)" ] \
 		|| { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet '.[dev]'

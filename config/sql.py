@@ -10,8 +10,8 @@ one parameter instead: a JSON array of the column's values, unnested in step wit
 
 Why JSON text and not `%s::bigint[]` / `%s::text[]` parameters: psycopg dumps a list element by
 element in Python (client-side or server-side binding alike), while a JSON encoder (orjson)
-encodes the whole column in C. Measured with psycopg 3.3 on this machine: 200 event frames of ~600 bytes
-cost 5.7 ms as a text[] parameter and 0.9 ms as JSON; 200 ids 0.24 ms and 0.10 ms.
+encodes the whole column in C. Measured with psycopg 3.3 on this machine: 200 event frames of
+~600 bytes cost 5.7 ms as a text[] parameter and 0.9 ms as JSON; 200 ids 0.24 ms and 0.10 ms.
 
     source, params = rows_source([("id", "bigint"), ("body", "text")], [(1, "a"), (2, "b")])
     cursor.execute(f"UPDATE t SET body = v.body FROM {source} WHERE t.id = v.id", params)
@@ -62,7 +62,11 @@ def _json_column(values: Sequence[Any]) -> str:
     # orjson rather than the standard library's encoder (C too, but set up anew in Python on
     # every call): a send group encodes ~25 columns, 2–5 µs each there against 0.2–0.3 µs, and a
     # column of timestamps 8× faster.
-    return orjson.dumps(values, default=_json_default).decode()
+    try:
+        return orjson.dumps(values, default=_json_default).decode()
+    except orjson.JSONEncodeError as error:
+        # orjson's own message names the type only; `_json_default`'s says what was asked.
+        raise TypeError(f"{error.__cause__ or error} ({error})") from error
 
 
 def rows_source(columns: Sequence[Column], rows: Sequence[Sequence[Any]], alias: str = "v") -> tuple[str, list[Any]]:
