@@ -17,7 +17,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -406,6 +407,81 @@ def browser() -> Iterator[Any]:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+# What a failed browser test saw, printed with its failure: the live server's log since the test
+# started, and the browser's console, page errors, failed or refused requests and websocket
+# traffic. A browser test that fails only on another machine is read from these.
+SERVER_LOG_AT = pytest.StashKey[dict[Path, int]]()
+BROWSER_LOG = pytest.StashKey[deque[str]]()
+
+
+def _watch_context(context: Any, lines: deque[str]) -> None:
+    started = time.monotonic()
+
+    def note(text: str) -> None:
+        lines.append(f"{time.monotonic() - started:7.3f}s {text[:300]}")
+
+    def watch_socket(ws: Any) -> None:
+        note(f"websocket {ws.url}")
+        ws.on("framesent", lambda payload: note(f"ws >> {payload}"))
+        ws.on("framereceived", lambda payload: note(f"ws << {payload}"))
+        ws.on("socketerror", lambda error: note(f"ws error {error}"))
+        ws.on("close", lambda _ws: note("ws closed"))
+
+    context.on("console", lambda message: note(f"console {message.type}: {message.text}"))
+    context.on("weberror", lambda error: note(f"page error: {error.error}"))
+    context.on("requestfailed", lambda request: note(f"request failed: {request.url} {request.failure}"))
+    context.on(
+        "response",
+        lambda response: (
+            response.status >= 400 and note(f"HTTP {response.status} {response.request.method} {response.url}")
+        ),
+    )
+    context.on("page", lambda page: page.on("websocket", watch_socket))
+
+
+@pytest.fixture(autouse=True)
+def _diagnostics_of_browser_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    names = request.fixturenames
+    servers = [request.getfixturevalue(name) for name in ("live_server_process",) if name in names]
+    request.node.stash[SERVER_LOG_AT] = {s.log_path: s.log_path.stat().st_size for s in servers}
+    if "browser" not in names:
+        yield
+        return
+    browser = request.getfixturevalue("browser")
+    lines: deque[str] = deque(maxlen=300)
+    request.node.stash[BROWSER_LOG] = lines
+    original = browser.new_context
+
+    def new_context(*args: Any, **kwargs: Any) -> Any:
+        context = original(*args, **kwargs)
+        _watch_context(context, lines)
+        return context
+
+    browser.new_context = new_context
+    try:
+        yield
+    finally:
+        del browser.new_context
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if report.when != "call" or not report.failed:
+        return report
+    for path, offset in item.stash.get(SERVER_LOG_AT, {}).items():
+        with path.open("rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+        report.sections.append((f"live server log ({path.name}, last 6,000 characters)", text[-6000:] or "(empty)"))
+    lines = item.stash.get(BROWSER_LOG, None)
+    if lines is not None:
+        report.sections.append(
+            ("browser: console, errors, refused requests, websockets", "\n".join(lines) or "(nothing)")
+        )
+    return report
 
 
 @pytest.fixture
