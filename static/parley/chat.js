@@ -1,7 +1,7 @@
 // The customer's chat page: history, composer, delivery ticks, typing indicator.
 import {
-  AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
-  timeLabel,
+  AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, pressHold, replaceKeepingFocus,
+  ticks, timeLabel,
 } from "./realtime.js";
 import { RichComposer, applyRichFrame, bodyNodes, choices, editedMark, jumpTo, richParts } from "./rich.js";
 import { QueueLine } from "./chat_queue.js";
@@ -66,6 +66,7 @@ function renderMessage(m, chosen) {
 }
 
 function render() {
+  if (pressHold(thread).defer(render)) return;
   const ordered = [...messages.values()].sort((a, b) => a.id - b.id);
   const nodes = [];
   if (hasMore) nodes.push(el("button", { type: "button", class: "linklike load-earlier", text: S.loadEarlier, onclick: loadEarlier }));

@@ -87,13 +87,18 @@ function slaText(state) {
 function decorate(root) {
   root.querySelectorAll("button.conv[data-conversation]").forEach((button) => {
     const id = Number(button.dataset.conversation);
-    button.querySelector(".collab-deco")?.remove();
     const labels = labelsOf.get(id) || [];
     const sla = slaOf.get(id);
-    if (!labels.length && !(sla && sla.breached)) return;
-    button.append(el("span", { class: "label-row collab-deco" },
-      sla && sla.breached ? el("span", { class: "sla-badge breached", title: slaText(sla), text: `⏱ ${S.slaLate}` }) : null,
-      ...labels.map(chip)));
+    const old = button.querySelector(".collab-deco");
+    const deco = labels.length || (sla && sla.breached)
+      ? el("span", { class: "label-row collab-deco" },
+        sla && sla.breached ? el("span", { class: "sla-badge breached", title: slaText(sla), text: `⏱ ${S.slaLate}` }) : null,
+        ...labels.map(chip))
+      : null;
+    // Unchanged, the drawn one stays: a tap on it must not lose its element (realtime.js pressHold).
+    if (old && deco && old.isEqualNode(deco)) return;
+    old?.remove();
+    if (deco) button.append(deco);
   });
 }
 

@@ -1,8 +1,8 @@
 // The agents' shared inbox: live list (tabs, status filter, unread), thread with history paged
 // backwards, composer, typing both ways, read receipts, presence.
 import {
-  AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, replaceKeepingFocus, ticks,
-  timeLabel,
+  AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, pressHold, replaceKeepingFocus,
+  ticks, timeLabel,
 } from "./realtime.js";
 import { ButtonsEditor, RichComposer, applyRichFrame, bodyNodes, choices, editedMark, jumpTo, richParts } from "./rich.js";
 import { PagedList } from "./inbox_list.js";
@@ -88,6 +88,7 @@ function matchesSearch(c) {
 }
 
 function renderList() {
+  if (pressHold(list).defer(renderList)) return;
   const rows = [...conversations.values()]
     .filter((c) => matchesTab(c, tab) && (!statusFilter || c.status === statusFilter) && matchesSearch(c) && paged.loaded(c))
     .sort((a, b) => paged.compare(a, b));
@@ -222,6 +223,7 @@ function renderMessage(m, chosen) {
 }
 
 function renderThread() {
+  if (pressHold(thread).defer(renderThread)) return;
   const nodes = [];
   if (hasMore) nodes.push(el("button", { type: "button", class: "linklike load-earlier", text: S.loadEarlier, onclick: loadEarlier }));
   const chosen = choices(messages);
@@ -538,5 +540,10 @@ document.addEventListener("visibilitychange", markRead);
 document.addEventListener("parley:open-conversation", (event) => openConversation(event.detail.id));
 
 renderList();
+// A linked conversation opens once every module of the page has run: collab.js, after this
+// one, draws its parts of the thread (macros, labels, SLA) on parley:conversation-shown, and
+// missed it when the thread opened before it listened (the bar then appeared with the next
+// update, pushing the thread down under the agent's pointer).
+// (A page's module scripts all run before DOMContentLoaded.)
 const hash = /^#c(\d+)$/.exec(location.hash);
-if (hash) openConversation(Number(hash[1]));
+if (hash) document.addEventListener("DOMContentLoaded", () => openConversation(Number(hash[1])), { once: true });

@@ -123,6 +123,55 @@ export function announce(region, text) {
   setTimeout(() => { region.textContent = text; }, 50);
 }
 
+// A click is a press and a release on the same element. Lists and threads are redrawn on live
+// frames (a busy inbox: several a second); a redraw between an agent's press and release
+// replaced the pressed element and the browser dropped the click, so the tap did nothing. While
+// a pointer is pressed in the container, a redraw waits (`defer`), and runs once the release's
+// click was handled. A press held longer than HOLD_MS lets redraws through again (a long press
+// or a drag is not a tap).
+const HOLD_MS = 3000;
+const holds = new WeakMap();
+
+class PressHold {
+  constructor(container) {
+    this.pressed = false;
+    this.waiting = null;
+    this.timer = null;
+    container.addEventListener("pointerdown", () => {
+      this.pressed = true;
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.release(), HOLD_MS);
+    });
+    // On the document: the release may happen outside the container.
+    for (const type of ["pointerup", "pointercancel"]) document.addEventListener(type, () => this.release(), true);
+  }
+
+  // True when `redraw` must wait for the release (the caller returns); the latest one runs then.
+  defer(redraw) {
+    if (!this.pressed) return false;
+    this.waiting = redraw;
+    return true;
+  }
+
+  release() {
+    if (!this.pressed) return;
+    this.pressed = false;
+    clearTimeout(this.timer);
+    // The click follows the release in the same task; the waiting redraw runs in the next one.
+    setTimeout(() => {
+      if (this.pressed || !this.waiting) return;
+      const redraw = this.waiting;
+      this.waiting = null;
+      redraw();
+    }, 0);
+  }
+}
+
+export function pressHold(container) {
+  if (!holds.has(container)) holds.set(container, new PressHold(container));
+  return holds.get(container);
+}
+
 // Lists and threads are re-rendered whole on every live frame, which would throw away the
 // element that has keyboard focus (a conversation in the list, the "load earlier" button) and
 // leave focus on the page body. Put it back on the element's replacement.
