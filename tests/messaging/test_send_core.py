@@ -380,3 +380,74 @@ def test_the_latest_unread_lookup_reads_one_entry_however_many_messages_wait(wor
         assert scan["Node Type"] in ("Index Scan", "Index Only Scan") and scan["Scan Direction"] == "Backward", scan
         assert scan["Actual Rows"] == 1, scan
     assert row[-2] == newest  # the latest unread inbound message, as before
+
+
+def test_the_dedupe_lookup_probes_the_index_per_key_whatever_join_the_planner_prefers(world: World) -> None:
+    """A send group looks up its keys' earlier messages (client_msg_id) with a prepared
+    statement whose generic plan is made once per connection and kept until an ANALYZE. As a
+    join, a plan made while the business had few messages hashed the whole messages table for
+    every group, however large it had grown since (issue 9: 10 ms a group at 40,000 messages,
+    seen with auto_explain under load). Each key now probes the partial unique index in a
+    LATERAL subquery. Here the planner is told to avoid nested loops — as the cost of a small
+    table made it prefer hashing — and the lookup still reads the index, one probe a key."""
+    import re
+
+    from collab.bulk import reserve_event_ids
+    from messaging.sending import _existing_send
+
+    customer = make_customer("Dedupe Plan")
+    others = [make_customer(f"Dedupe Plan {n}") for n in range(31)]
+    with tenant_context(world.business_a):
+        first = message_send_customer(
+            business=world.business_a, customer=customer, body="first", client_msg_id="dedupe-plan-1"
+        ).message
+        many = 3000
+        start = reserve_event_ids(many)
+        Message.objects.bulk_create(
+            Message(
+                conversation=first.conversation,
+                direction=Message.Direction.INBOUND,
+                author_kind=Message.Author.CUSTOMER,
+                author_key=first.author_key,
+                body="earlier",
+                client_msg_id=f"dedupe-plan-earlier-{n}",
+                event_id=start + n,
+            )
+            for n in range(many)
+        )
+        # A group of 32 customers' sends (keyed by customer, as theirs are): one sent before.
+        keys: list[Any] = [(None, customer.pk, first.author_key, "dedupe-plan-1")]
+        keys += [(None, other.pk, f"customer:{other.pk}", "dedupe-plan-1") for other in others]
+        statements: list[tuple[str, list[Any]]] = []
+
+        class Recorder:
+            def execute(self, sql: str, params: list[Any]) -> None:
+                statements.append((sql, params))
+
+        _existing_send(Recorder(), keys)
+        ((sql, params),) = statements
+        numbers = iter(range(1, 20))
+        arguments = ", ".join(["%s"] * len(params))
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            cursor.execute("SET LOCAL enable_nestloop = off")
+            cursor.execute("PREPARE dedupe AS " + re.sub("%s", lambda _m: f"${next(numbers)}", sql))
+            try:
+                cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE dedupe({arguments})", params)
+                plan = cursor.fetchone()[0][0]["Plan"]
+                cursor.execute(f"EXECUTE dedupe({arguments})", params)
+                found = cursor.fetchall()
+            finally:
+                cursor.execute("DEALLOCATE dedupe")
+
+    def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    on_messages = [n for n in nodes(plan) if n.get("Relation Name") == Message._meta.db_table]
+    assert on_messages, plan
+    for scan in on_messages:
+        assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), scan
+        assert scan.get("Index Name") == "message_unique_client_msg_id", scan
+    assert [row[0] for row in found] == [first.pk]  # the one key sent before, found
