@@ -429,15 +429,14 @@ def _watch_context(context: Any, lines: deque[str]) -> None:
         ws.on("socketerror", lambda error: note(f"ws error {error}"))
         ws.on("close", lambda _ws: note("ws closed"))
 
+    def refused(response: Any) -> None:
+        if response.status >= 400:
+            note(f"HTTP {response.status} {response.request.method} {response.url}")
+
     context.on("console", lambda message: note(f"console {message.type}: {message.text}"))
     context.on("weberror", lambda error: note(f"page error: {error.error}"))
     context.on("requestfailed", lambda request: note(f"request failed: {request.url} {request.failure}"))
-    context.on(
-        "response",
-        lambda response: (
-            response.status >= 400 and note(f"HTTP {response.status} {response.request.method} {response.url}")
-        ),
-    )
+    context.on("response", refused)
     context.on("page", lambda page: page.on("websocket", watch_socket))
 
 

@@ -314,6 +314,57 @@ def test_a_writer_checked_seat_refuses_only_its_own_send(world: World) -> None:
         assert not Message.objects.filter(author_key=f"user:{outsider.pk}").exists()
 
 
+def _generic_plan(sql: str, params: list[Any], *, settings: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[Any]]:
+    """A writer's statement (Django's %s placeholders) as the writer runs it, a prepared
+    statement's generic plan: its EXPLAIN ANALYZE plan and its rows. `settings`: planner
+    settings for this transaction (SET LOCAL)."""
+    import re
+
+    numbers = iter(range(1, 100))
+    arguments = ", ".join(["%s"] * len(params))
+    with connection.cursor() as cursor:
+        for setting in ("plan_cache_mode = force_generic_plan", *settings):
+            cursor.execute(f"SET LOCAL {setting}")
+        cursor.execute("PREPARE writer_statement AS " + re.sub("%s", lambda _m: f"${next(numbers)}", sql))
+        try:
+            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE writer_statement({arguments})", params)
+            plan = cursor.fetchone()[0][0]["Plan"]
+            cursor.execute(f"EXECUTE writer_statement({arguments})", params)
+            return plan, cursor.fetchall()
+        finally:
+            cursor.execute("DEALLOCATE writer_statement")
+
+
+def _scans_of_messages(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    scans = [n for n in nodes(plan) if n.get("Relation Name") == Message._meta.db_table]
+    assert scans, plan
+    return scans
+
+
+def _earlier_messages(conversation: Conversation, author_key: str, count: int, **fields: Any) -> None:
+    """`count` inbound messages of `conversation`, written in bulk (`fields` set on each)."""
+    from collab.bulk import reserve_event_ids
+
+    start = reserve_event_ids(count)
+    Message.objects.bulk_create(
+        Message(
+            conversation=conversation,
+            direction=Message.Direction.INBOUND,
+            author_kind=Message.Author.CUSTOMER,
+            author_key=author_key,
+            body="earlier",
+            event_id=start + n,
+            **{"client_msg_id": f"earlier-{start + n}", **fields},
+        )
+        for n in range(count)
+    )
+
+
 def test_the_latest_unread_lookup_reads_one_entry_however_many_messages_wait(world: World) -> None:
     """The send core's lock finds each conversation's latest unread inbound message by reading
     message_awaiting_receipt backwards from the newest entry: one entry, however many wait. With
@@ -321,62 +372,32 @@ def test_the_latest_unread_lookup_reads_one_entry_however_many_messages_wait(wor
     one row to pass it and fetched and sorted every unread message of the conversation instead
     (issue 9: the lock's time 5x under autovacuum). Checked on the prepared statement's generic
     plan, the one the writer runs."""
-    import re
-
-    from collab.bulk import reserve_event_ids
     from messaging.locks import _lock_params, _lock_sql
+    from tenancy.services import business_create
 
+    # A business of its own: the statistics ANALYZE gathers are of this test's messages alone.
+    business = business_create(owner=world.owner_a, name="Many Unread", slug=unique("many-unread-"))
     customer = make_customer("Many Unread")
-    with tenant_context(world.business_a):
-        first = message_send_customer(business=world.business_a, customer=customer, body="first").message
-        conversation = first.conversation
-        waiting, read = 300, 3000
-        start = reserve_event_ids(waiting + read)
+    with tenant_context(business):
+        first = message_send_customer(business=business, customer=customer, body="first").message
         now = timezone.now()
-
-        def message(n: int, *, status: str) -> Message:
-            done = status == Message.Status.READ
-            return Message(
-                conversation=conversation,
-                direction=Message.Direction.INBOUND,
-                author_kind=Message.Author.CUSTOMER,
-                author_key=f"customer:{customer.pk}",
-                body=f"m{n}",
-                status=status,
-                event_id=start + n,
-                delivered_at=now if done else None,
-                read_at=now if done else None,
-            )
-
-        Message.objects.bulk_create(
-            [message(n, status=Message.Status.READ) for n in range(read)]
-            + [message(read + n, status=Message.Status.SENT) for n in range(waiting)]
+        _earlier_messages(
+            first.conversation,
+            first.author_key,
+            3000,
+            status=Message.Status.READ,
+            delivered_at=now,
+            read_at=now,
+            client_msg_id="",
         )
-        newest = Message.objects.filter(conversation=conversation).order_by("-id").values_list("id", flat=True)[0]
+        _earlier_messages(first.conversation, first.author_key, 300, status=Message.Status.SENT, client_msg_id="")
+        newest = Message.objects.filter(conversation=first.conversation).order_by("-id").values_list("id", flat=True)[0]
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {Message._meta.db_table}")
-            sql, _names, _bounds = _lock_sql(True)
-            numbers = iter(range(1, 10))
-            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            cursor.execute("PREPARE latest_unread AS " + re.sub("%s", lambda _m: f"${next(numbers)}", sql))
-            params = _lock_params(world.business_a.pk, [conversation.pk], [])
-            arguments = ", ".join(["%s"] * len(params))
-            try:
-                cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE latest_unread({arguments})", params)
-                plan = cursor.fetchone()[0][0]["Plan"]
-                cursor.execute(f"EXECUTE latest_unread({arguments})", params)
-                row = cursor.fetchone()
-            finally:
-                cursor.execute("DEALLOCATE latest_unread")
+        sql, _names, _bounds = _lock_sql(True)
+        plan, (row,) = _generic_plan(sql, _lock_params(business.pk, [first.conversation_id], []))
 
-    def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        yield node
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-
-    on_messages = [n for n in nodes(plan) if n.get("Relation Name") == Message._meta.db_table]
-    assert on_messages, plan
-    for scan in on_messages:
+    for scan in _scans_of_messages(plan):
         assert scan["Node Type"] in ("Index Scan", "Index Only Scan") and scan["Scan Direction"] == "Backward", scan
         assert scan["Actual Rows"] == 1, scan
     assert row[-2] == newest  # the latest unread inbound message, as before
@@ -390,9 +411,6 @@ def test_the_dedupe_lookup_probes_the_index_per_key_whatever_join_the_planner_pr
     seen with auto_explain under load). Each key now probes the partial unique index in a
     LATERAL subquery. Here the planner is told to avoid nested loops — as the cost of a small
     table made it prefer hashing — and the lookup still reads the index, one probe a key."""
-    import re
-
-    from collab.bulk import reserve_event_ids
     from messaging.sending import _existing_send
 
     customer = make_customer("Dedupe Plan")
@@ -401,20 +419,7 @@ def test_the_dedupe_lookup_probes_the_index_per_key_whatever_join_the_planner_pr
         first = message_send_customer(
             business=world.business_a, customer=customer, body="first", client_msg_id="dedupe-plan-1"
         ).message
-        many = 3000
-        start = reserve_event_ids(many)
-        Message.objects.bulk_create(
-            Message(
-                conversation=first.conversation,
-                direction=Message.Direction.INBOUND,
-                author_kind=Message.Author.CUSTOMER,
-                author_key=first.author_key,
-                body="earlier",
-                client_msg_id=f"dedupe-plan-earlier-{n}",
-                event_id=start + n,
-            )
-            for n in range(many)
-        )
+        _earlier_messages(first.conversation, first.author_key, 3000)
         # A group of 32 customers' sends (keyed by customer, as theirs are): one sent before.
         keys: list[Any] = [(None, customer.pk, first.author_key, "dedupe-plan-1")]
         keys += [(None, other.pk, f"customer:{other.pk}", "dedupe-plan-1") for other in others]
@@ -426,28 +431,9 @@ def test_the_dedupe_lookup_probes_the_index_per_key_whatever_join_the_planner_pr
 
         _existing_send(Recorder(), keys)
         ((sql, params),) = statements
-        numbers = iter(range(1, 20))
-        arguments = ", ".join(["%s"] * len(params))
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            cursor.execute("SET LOCAL enable_nestloop = off")
-            cursor.execute("PREPARE dedupe AS " + re.sub("%s", lambda _m: f"${next(numbers)}", sql))
-            try:
-                cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE dedupe({arguments})", params)
-                plan = cursor.fetchone()[0][0]["Plan"]
-                cursor.execute(f"EXECUTE dedupe({arguments})", params)
-                found = cursor.fetchall()
-            finally:
-                cursor.execute("DEALLOCATE dedupe")
+        plan, found = _generic_plan(sql, params, settings=("enable_nestloop = off",))
 
-    def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        yield node
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-
-    on_messages = [n for n in nodes(plan) if n.get("Relation Name") == Message._meta.db_table]
-    assert on_messages, plan
-    for scan in on_messages:
+    for scan in _scans_of_messages(plan):
         assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), scan
         assert scan.get("Index Name") == "message_unique_client_msg_id", scan
     assert [row[0] for row in found] == [first.pk]  # the one key sent before, found
