@@ -540,10 +540,10 @@ document.addEventListener("visibilitychange", markRead);
 document.addEventListener("parley:open-conversation", (event) => openConversation(event.detail.id));
 
 renderList();
-// A linked conversation opens once every module of the page has run: collab.js, after this
-// one, draws its parts of the thread (macros, labels, SLA) on parley:conversation-shown, and
-// missed it when the thread opened before it listened (the bar then appeared with the next
-// update, pushing the thread down under the agent's pointer).
-// (A page's module scripts all run before DOMContentLoaded.)
+// A linked conversation opens once every module of the page has run (a page's module scripts
+// all run before DOMContentLoaded): collab.js, after this one, draws its parts of the thread
+// (macros, labels, SLA) on parley:conversation-shown, and missed it when the thread opened
+// before it listened (the bar then appeared with the next update, pushing the thread down
+// under the agent's pointer).
 const hash = /^#c(\d+)$/.exec(location.hash);
 if (hash) document.addEventListener("DOMContentLoaded", () => openConversation(Number(hash[1])), { once: true });
