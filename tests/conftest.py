@@ -443,8 +443,9 @@ def _watch_context(context: Any, lines: deque[str]) -> None:
 @pytest.fixture(autouse=True)
 def _diagnostics_of_browser_tests(request: pytest.FixtureRequest) -> Iterator[None]:
     names = request.fixturenames
-    servers = [request.getfixturevalue(name) for name in ("live_server_process",) if name in names]
-    request.node.stash[SERVER_LOG_AT] = {s.log_path: s.log_path.stat().st_size for s in servers}
+    if "live_server_process" in names:
+        log = request.getfixturevalue("live_server_process").log_path
+        request.node.stash[SERVER_LOG_AT] = {log: log.stat().st_size}
     if "browser" not in names:
         yield
         return

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone, translation
+from django.utils import translation
 from django_tenants.utils import tenant_context
 
 from billing.models import UsageRecord
@@ -346,12 +346,13 @@ def _scans_of_messages(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return scans
 
 
-def _earlier_messages(conversation: Conversation, author_key: str, count: int, **fields: Any) -> None:
-    """`count` inbound messages of `conversation`, written in bulk (`fields` set on each)."""
+def _unread_messages(conversation: Conversation, author_key: str, count: int) -> list[int]:
+    """`count` unread inbound messages of `conversation` (each with its own client_msg_id),
+    written in bulk; their ids. (bench.history writes read ones, as a long past is.)"""
     from collab.bulk import reserve_event_ids
 
     start = reserve_event_ids(count)
-    Message.objects.bulk_create(
+    written = Message.objects.bulk_create(
         Message(
             conversation=conversation,
             direction=Message.Direction.INBOUND,
@@ -359,10 +360,11 @@ def _earlier_messages(conversation: Conversation, author_key: str, count: int, *
             author_key=author_key,
             body="earlier",
             event_id=start + n,
-            **{"client_msg_id": f"earlier-{start + n}", **fields},
+            client_msg_id=f"earlier-{start + n}",
         )
         for n in range(count)
     )
+    return [m.pk for m in written]
 
 
 def test_the_latest_unread_lookup_reads_one_entry_however_many_messages_wait(world: World) -> None:
@@ -372,6 +374,7 @@ def test_the_latest_unread_lookup_reads_one_entry_however_many_messages_wait(wor
     one row to pass it and fetched and sorted every unread message of the conversation instead
     (issue 9: the lock's time 5x under autovacuum). Checked on the prepared statement's generic
     plan, the one the writer runs."""
+    from bench.history import conversations_lengthen
     from messaging.locks import _lock_params, _lock_sql
     from tenancy.services import business_create
 
@@ -380,27 +383,16 @@ def test_the_latest_unread_lookup_reads_one_entry_however_many_messages_wait(wor
     customer = make_customer("Many Unread")
     with tenant_context(business):
         first = message_send_customer(business=business, customer=customer, body="first").message
-        now = timezone.now()
-        _earlier_messages(
-            first.conversation,
-            first.author_key,
-            3000,
-            status=Message.Status.READ,
-            delivered_at=now,
-            read_at=now,
-            client_msg_id="",
-        )
-        _earlier_messages(first.conversation, first.author_key, 300, status=Message.Status.SENT, client_msg_id="")
-        newest = Message.objects.filter(conversation=first.conversation).order_by("-id").values_list("id", flat=True)[0]
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {Message._meta.db_table}")
+        waiting = _unread_messages(first.conversation, first.author_key, 300)
+        # Then 3,000 read ones, and statistics as autovacuum keeps them (bench.history ANALYZEs).
+        conversations_lengthen(business, [first.conversation_id], 3301)
         sql, _names, _bounds = _lock_sql(True)
         plan, (row,) = _generic_plan(sql, _lock_params(business.pk, [first.conversation_id], []))
 
     for scan in _scans_of_messages(plan):
         assert scan["Node Type"] in ("Index Scan", "Index Only Scan") and scan["Scan Direction"] == "Backward", scan
         assert scan["Actual Rows"] == 1, scan
-    assert row[-2] == newest  # the latest unread inbound message, as before
+    assert row[-2] == max(waiting)  # the latest unread inbound message, as before
 
 
 def test_the_dedupe_lookup_probes_the_index_per_key_whatever_join_the_planner_prefers(world: World) -> None:
@@ -419,7 +411,7 @@ def test_the_dedupe_lookup_probes_the_index_per_key_whatever_join_the_planner_pr
         first = message_send_customer(
             business=world.business_a, customer=customer, body="first", client_msg_id="dedupe-plan-1"
         ).message
-        _earlier_messages(first.conversation, first.author_key, 3000)
+        _unread_messages(first.conversation, first.author_key, 3000)
         # A group of 32 customers' sends (keyed by customer, as theirs are): one sent before.
         keys: list[Any] = [(None, customer.pk, first.author_key, "dedupe-plan-1")]
         keys += [(None, other.pk, f"customer:{other.pk}", "dedupe-plan-1") for other in others]
