@@ -784,6 +784,38 @@ def stage_report(traces: list[dict[str, float]]) -> list[str]:
     sizes = [t["size"] for t in traces if "size" in t]
     if sizes:
         lines.append(f"  groups: {sum(sizes) / len(sizes):.1f} sends on average (as each send saw its own)")
+    return lines + stage_windows(traces)
+
+
+STAGE_WINDOW = 10.0  # seconds
+
+
+def stage_windows(traces: list[dict[str, float]], window: float = STAGE_WINDOW) -> list[str]:
+    """The written sends' `taken`, `written` and whole (ms, p50 / p99) by window of their arrival:
+    whether the server got slower as the run went on (its tables grew and bloated: issue 9's 60 s
+    runs) or was slow throughout."""
+    written = [t for t in traces if t.get("arrived") is not None and "published" in t]
+    if not written:
+        return []
+    start = min(t["arrived"] for t in written)
+    by_window: dict[int, list[dict[str, float]]] = {}
+    for trace in written:
+        by_window.setdefault(int((trace["arrived"] - start) // window), []).append(trace)
+    lines = [f"  by {window:g} s window of arrival, p50 / p99 ms: taken | written | whole"]
+    for index in sorted(by_window):
+        spans = {
+            name: sorted(t[stage] - t[before] for t in by_window[index] if before in t and stage in t)
+            for name, before, stage in (
+                ("taken", "queued", "taken"),
+                ("written", "tokens", "written"),
+                ("whole", "arrived", "answered"),
+            )
+        }
+        cells = " | ".join(
+            f"{quantile_ms(values, 0.5):6.1f} {quantile_ms(values, 0.99):6.1f}" if values else "     –      –"
+            for values in spans.values()
+        )
+        lines.append(f"    {index * window:4.0f} s: {cells}   (n={len(by_window[index])})")
     return lines
 
 

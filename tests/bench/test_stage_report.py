@@ -45,3 +45,29 @@ def test_a_send_whose_rights_were_read_while_it_was_queued_counts_its_queueing_f
     table = {line.split(":")[0].strip(): line for line in stage_report([overlapped])[1:]}
     assert table["rights"].split()[1] == "4.0"
     assert table["queued"].split()[1] == "3.0" and "(n=1)" in table["queued"]
+
+
+def test_the_written_sends_are_also_reported_by_window_of_their_arrival() -> None:
+    def send(arrived: float, written_ms: float) -> dict[str, float]:
+        return {
+            "arrived": arrived,
+            "queued": arrived + 0.001,
+            "taken": arrived + 0.003,
+            "tokens": arrived + 0.003,
+            "written": arrived + 0.003 + written_ms / 1000,
+            "published": arrived + 0.004 + written_ms / 1000,
+            "answered": arrived + 0.005 + written_ms / 1000,
+        }
+
+    refused = {"arrived": 100.5, "worker": 100.6, "answered": 101.0}
+    lines = stage_report([send(100.0, 10), send(105.0, 10), send(112.0, 40), refused])
+    start = lines.index("  by 10 s window of arrival, p50 / p99 ms: taken | written | whole")
+    first, second = lines[start + 1 :]
+    assert first.split(":")[0].strip() == "0 s" and "(n=2)" in first
+    assert [cell.split() for cell in first.split(":", 1)[1].split("(")[0].split("|")] == [
+        ["2.0", "2.0"],
+        ["10.0", "10.0"],
+        ["15.0", "15.0"],
+    ]
+    assert second.split(":")[0].strip() == "10 s" and "(n=1)" in second
+    assert second.split("|")[1].split() == ["40.0", "40.0"]
