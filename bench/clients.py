@@ -72,6 +72,11 @@ class Stats:
     refusal_answer: list[float] = field(default_factory=list)
     accept_latency: list[float] = field(default_factory=list)  # send -> message.accepted
     customer_to_agent: list[float] = field(default_factory=list)
+    # A customer's message.accepted → its copy at the viewing agent, both seen by this generator
+    # process (negative: the agent had it first): whether the sender's ack lags the delivery.
+    accepted_at: dict[str, float] = field(default_factory=dict)
+    viewed_at: dict[str, float] = field(default_factory=dict)  # the agent's copy came first
+    accepted_to_viewer: list[float] = field(default_factory=list)
     agent_to_customer: list[float] = field(default_factory=list)
     list_staleness: list[float] = field(default_factory=list)  # every list copy naming a message
     # the first time each agent's list shows a message (a later copy of the same preview, e.g.
@@ -253,7 +258,13 @@ class _Page:
         if cmid and self.pending.pop(cmid, None) is not None:
             self.refusals.pop(cmid, None)
             self.stats.accepted.add(cmid)
-            self.stats.accept_latency.append(time.time() - self.stats.sent[cmid])
+            now = time.time()
+            self.stats.accept_latency.append(now - self.stats.sent[cmid])
+            viewed_at = self.stats.viewed_at.pop(cmid, None)
+            if viewed_at is not None:
+                self.stats.accepted_to_viewer.append(viewed_at - now)
+            elif cmid.startswith("c"):
+                self.stats.accepted_at[cmid] = now
 
 
 class ChatPage(_Page):
@@ -382,7 +393,13 @@ class InboxPage(_Page):
                     self.stats.received_by_viewer.add(cmid)
                     sent = stamp_of(message.get("body"))
                     if sent is not None and sent >= self.stats.since:
-                        self.stats.customer_to_agent.append(time.time() - sent)
+                        now = time.time()
+                        self.stats.customer_to_agent.append(now - sent)
+                        accepted_at = self.stats.accepted_at.pop(cmid, None)
+                        if accepted_at is not None:
+                            self.stats.accepted_to_viewer.append(now - accepted_at)
+                        else:
+                            self.stats.viewed_at[cmid] = now
                     # markRead: the open conversation's inbound messages are read.
                     if message["id"] > self.read_up_to:
                         self.read_up_to = message["id"]

@@ -650,6 +650,7 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
     )
     out.append(f"deliveries/s:        {f['deliveries']:9.1f} frames received by all clients")
     out.append(f"customer → viewing agent: {percentiles(merged['customer_to_agent'])}")
+    out.append(f"  its accepted → the viewer: {percentiles(merged['accepted_to_viewer'])}")
     out.append(f"agent → customer:         {percentiles(merged['agent_to_customer'])}")
     out.append(f"list staleness (first):   {percentiles(merged['list_first_staleness'])}")
     out.append(f"list staleness (every):   {percentiles(merged['list_staleness'])}")

@@ -28,6 +28,7 @@ cannot fail the others and each caller gets its own outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import threading
@@ -277,7 +278,48 @@ def write_live_batch(
     if allowed:
         for index, outcome in zip(allowed, write_batch(business, [requests[i] for i in allowed]), strict=True):
             outcomes[index] = outcome
-    return [outcome for outcome in outcomes if outcome is not None]
+    written = [outcome for outcome in outcomes if outcome is not None]
+    early = _early_answer.get()
+    if early is not None:
+        early.answer_soon(written)
+    return written
+
+
+class _EarlyAnswer:
+    """The senders of a batch, answered from the database thread the moment their outcomes are
+    in (committed), through one callback on the loop — instead of after the thread's result
+    has come back through the executor's future, the batch's task has woken and gone on
+    (`_write_where_rights_hold`, `_drain`). On a busy loop each of those is a turn of the loop:
+    a sender's `message.accepted` went out 20–35 ms (p50) after the agent viewing the
+    conversation had the message, published one turn after the commit (issue 9: `accepted →
+    viewing agent` in bench/inbox_load.py). The answer still follows every publish queued
+    before it (`_answer_when_published`): the commit's own publish is queued on the loop by its
+    on_commit hook, before the thread gets here. The batch's task answers whatever is left
+    (`_answer` skips a sender already answered)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, schema_name: str, items: list[_Queued]) -> None:
+        self.loop, self.schema_name, self.items = loop, schema_name, items
+
+    def answer_soon(self, outcomes: list[Outcome]) -> None:
+        """On the database thread: hand the outcomes to the loop (the batch's task answers if
+        this cannot: the loop closed)."""
+        if len(outcomes) != len(self.items):
+            return  # not what the task expects: it answers, as it always did
+        with contextlib.suppress(RuntimeError):  # the loop closed
+            self.loop.call_soon_threadsafe(self._answer, outcomes)
+
+    def _answer(self, outcomes: list[Outcome]) -> None:
+        if stages.ENABLED:
+            for item in self.items:
+                stages.mark_on(item.trace, "written")
+        _answer_when_published(self.items, outcomes, events.commit_publishing(self.schema_name))
+
+
+# Set by `_write_where_rights_hold` around its trip to the database thread (which runs in a copy
+# of the context: the thread sees it, and only that trip's write).
+_early_answer: contextvars.ContextVar[_EarlyAnswer | None] = contextvars.ContextVar(
+    "parley_send_early_answer", default=None
+)
 
 
 @dataclass(eq=False)
@@ -529,12 +571,13 @@ class LiveGatherer:
                 state.writing.pop(me, None)
             if stages.ENABLED:
                 for item in batch:
-                    stages.mark_on(item.trace, "written")
+                    if item.trace is not None and "written" not in item.trace:
+                        stages.mark_on(item.trace, "written")
             elapsed = time.monotonic() - started
             state.batch_seconds = elapsed if not state.batch_seconds else 0.7 * state.batch_seconds + 0.3 * elapsed
             # The batch's events were handed to the layer before the trip returned: its senders
             # are answered once they are out, while the next batch is already being written.
-            _answer_when_published(batch, outcomes, events.publishing())
+            _answer_when_published(batch, outcomes, events.commit_publishing(business.schema_name))
 
     # Figures for bench/send_core.py.
     def stats_reset(self) -> None:
@@ -570,14 +613,20 @@ async def _write_where_rights_hold(
         # The verdicts are the keyed sends', in order: passed on for the sends still written.
         keyed = [index for index, key in enumerate(limit_keys) if key]
         verdict_of = dict(zip(keyed, verdicts, strict=True)) if verdicts is not None else {}
-        results = await run_in_schema(
-            business.schema_name,
-            write_live_batch,
-            business=business,
-            requests=[batch[i].request for i in written],
-            limit_keys=[limit_keys[i] for i in written],
-            verdicts=None if verdicts is None else [verdict_of[i] for i in written if limit_keys[i]],
+        hook = _early_answer.set(
+            _EarlyAnswer(asyncio.get_running_loop(), business.schema_name, [batch[i] for i in written])
         )
+        try:
+            results = await run_in_schema(
+                business.schema_name,
+                write_live_batch,
+                business=business,
+                requests=[batch[i].request for i in written],
+                limit_keys=[limit_keys[i] for i in written],
+                verdicts=None if verdicts is None else [verdict_of[i] for i in written if limit_keys[i]],
+            )
+        finally:
+            _early_answer.reset(hook)
         for index, result in zip(written, results, strict=True):
             outcomes[index] = result
     return [outcome for outcome in outcomes if outcome is not None]
@@ -613,12 +662,11 @@ def _answer_when_published(
 
 
 def _answer(batch: list[_Queued], outcomes: list[Outcome]) -> None:
-    if stages.ENABLED:
-        for item in batch:
-            stages.mark_on(item.trace, "published")
     for item, outcome in zip(batch, outcomes, strict=True):
         if item.future.done():
-            continue
+            continue  # answered already (`_EarlyAnswer`), or its sender stopped waiting
+        if stages.ENABLED:
+            stages.mark_on(item.trace, "published")
         if isinstance(outcome, BaseException):
             item.future.set_exception(outcome)
         else:
