@@ -18,11 +18,11 @@ A message may be queued `heard_only` (`group_send_nowait`): published only if so
 subscribes to its group when Redis answers about it. One `PUBSUB NUMSUB` asks Redis for the
 subscribers of all such groups published meanwhile (the messages published to the same groups
 behind them are held, in order, until the answer; other groups' go out at once), and the
-messages of groups nobody listens to are dropped before they are serialized. For stored events (messaging.events: a
-commit's message to the processes with sockets of its business, the customers' /me/ updates)
-that is what publishing them would have done — nobody would have received them — while their
-cost (msgpack, packing, Redis's fan-out) is never paid: a notifications delivery job writes
-to 100 customers at a time, of whom few have a page open. A socket whose subscription comes
+messages of groups nobody listens to are dropped before they are serialized. For stored events
+(messaging.events: a commit's message to the processes with sockets of its business, the
+customers' /me/ updates) that is what publishing them would have done — nobody would have
+received them — while their cost (msgpack, packing, Redis's fan-out) is never paid: a
+notifications delivery job writes to 100 customers at a time, of whom few have a page open. A socket whose subscription comes
 after the question misses the message exactly as it would have missed a publish made before its
 subscription reached Redis: its resume, read after it subscribed, replays it.
 

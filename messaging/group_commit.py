@@ -289,13 +289,12 @@ class _EarlyAnswer:
     """The senders of a batch, answered from the database thread the moment their outcomes are
     in (committed), through one callback on the loop — instead of after the thread's result
     has come back through the executor's future, the batch's task has woken and gone on
-    (`_write_where_rights_hold`, `_drain`). On a busy loop each of those is a turn of the loop:
-    a sender's `message.accepted` went out 20–35 ms (p50) after the agent viewing the
-    conversation had the message, published one turn after the commit (issue 9: `accepted →
-    viewing agent` in bench/inbox_load.py). The answer still follows every publish queued
-    before it (`_answer_when_published`): the commit's own publish is queued on the loop by its
-    on_commit hook, before the thread gets here. The batch's task answers whatever is left
-    (`_answer` skips a sender already answered)."""
+    (`_write_where_rights_hold`, `_drain`). On a busy loop each of those is a turn of the loop,
+    while the agent viewing the conversation has the message one turn after the commit (issue
+    9: `its accepted → the viewer` in bench/inbox_load.py). The answer still waits for the
+    business's latest commit message (`_answer_when_published`): the commit's own message is
+    queued on the loop by its on_commit hook, before the thread gets here. The batch's task
+    answers whatever is left (`_answer` skips a sender already answered)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, schema_name: str, items: list[_Queued]) -> None:
         self.loop, self.schema_name, self.items = loop, schema_name, items
