@@ -11,18 +11,18 @@ Here publishes go through their own connection (`config.redis_wire`), never the 
 lock: each is queued at once (in call order), and whatever is published in one turn of the event
 loop leaves in one write (`PUBLISH` × n, pipelined, answered in order). `group_send` still
 returns only once its message is published (or raises if Redis failed), so callers keep the
-layer's contract; a group's messages published from one task keep their order, and so do
-messages queued without awaiting in between.
+layer's contract; messages published from one task keep their order, and so do messages queued
+without awaiting in between.
 
 A message may be queued `heard_only` (`group_send_nowait`): published only if some process
 subscribes to its group when Redis answers about it. One `PUBSUB NUMSUB` asks Redis for the
-subscribers of all such groups published meanwhile (the messages published to the same groups
-behind them are held, in order, until the answer; other groups' go out at once), and the
-messages of groups nobody listens to are dropped before they are serialized. For stored events
-(messaging.events: a commit's message to the processes with sockets of its business, the
-customers' /me/ updates) that is what publishing them would have done — nobody would have
-received them — while their cost (msgpack, packing, Redis's fan-out) is never paid: a
-notifications delivery job writes to 100 customers at a time, of whom few have a page open. A socket whose subscription comes
+subscribers of all such groups published meanwhile (the messages behind them are held, in order,
+until the answer), and the messages of groups nobody listens to are dropped before they are
+serialized. For stored events (messaging.events: a
+commit's message to the processes with sockets of its business, the customers' /me/ updates)
+that is what publishing them would have done — nobody would have received them — while their
+cost (msgpack, packing, Redis's fan-out) is never paid: a notifications delivery job writes
+to 100 customers at a time, of whom few have a page open. A socket whose subscription comes
 after the question misses the message exactly as it would have missed a publish made before its
 subscription reached Redis: its resume, read after it subscribed, replays it.
 
@@ -83,43 +83,24 @@ class _Publisher:
 
     def __init__(self, host: dict[str, Any]) -> None:
         self.client = WireClient(WireAddress.from_layer_host(host))
-        # Heard-only messages waiting for their PUBSUB NUMSUB answer, and the messages published
-        # to the same channels meanwhile, held in order behind them (None: nothing waits).
+        # Messages published while a heard-only one waits for its PUBSUB NUMSUB answer: held, in
+        # order, behind it (None: nothing waits, a publish goes out at once).
         self.held: list[_Held] | None = None
-        self.held_channels: dict[str, int] = {}  # channel -> its messages in `held`
         self.task: asyncio.Task[None] | None = None
 
     def publish(self, channel: str, data: bytes | tuple[dict[str, Any], Any]) -> asyncio.Future[None]:
-        """Sent now, or held behind a heard-only message of the same channel still being asked
-        about (so a channel's messages go out in call order); the future resolves once Redis
-        answered. `data` is the serialized message, or (message, serialize) to publish only if
-        some process subscribes to `channel` (serialized only then).
-
-        Only a channel's own messages wait for its question: a commit's /me/ updates (heard-only,
-        to customers' groups) used to hold every publish behind them — the next commits' messages
-        to the server processes too, each a Redis round trip later on a busy loop (issue 9)."""
-        if isinstance(data, bytes) and channel not in self.held_channels:
-            return self.client.send_discarding_reply("PUBLISH", channel, data)
+        """Sent now, or held behind a heard-only message still being asked about (so call order is
+        publish order); the future resolves once Redis answered. `data` is the serialized message,
+        or (message, serialize) to publish only if some process subscribes to `channel`
+        (serialized only then)."""
         if self.held is None:
+            if isinstance(data, bytes):
+                return self.client.send_discarding_reply("PUBLISH", channel, data)
             self.held = []
             self.task = asyncio.ensure_future(self._release_held())
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.held.append((channel, data, future))
-        self.held_channels[channel] = self.held_channels.get(channel, 0) + 1
         return future
-
-    def _unhold(self, count: int) -> list[_Held]:
-        """The first `count` held messages, taken out of `held`."""
-        assert self.held is not None
-        taken = self.held[:count]
-        del self.held[:count]
-        for channel, _data, _future in taken:
-            left = self.held_channels[channel] - 1
-            if left:
-                self.held_channels[channel] = left
-            else:
-                del self.held_channels[channel]
-        return taken
 
     async def _release_held(self) -> None:
         """Ask which held heard-only messages' groups have subscribers, then send the held messages
@@ -136,7 +117,6 @@ class _Publisher:
                 if not future.done():
                     future.cancel()
             self.held = None
-            self.held_channels = {}
 
     async def _release_asked(self, held: list[_Held]) -> None:
         asked_upto = len(held)
@@ -144,11 +124,12 @@ class _Publisher:
         try:
             answer = await self.client.send("PUBSUB", "NUMSUB", *asked)
         except (RedisError, OSError) as error:
-            for _channel, _data, future in self._unhold(asked_upto):
+            for _channel, _data, future in held[:asked_upto]:
                 _settle(future, None, error)
+            del held[:asked_upto]
             return
         heard = {name.decode() for name, count in zip(answer[::2], answer[1::2], strict=True) if count}
-        for channel, data, future in self._unhold(asked_upto):
+        for channel, data, future in held[:asked_upto]:
             if isinstance(data, bytes):
                 _settle(future, self.client.send_discarding_reply("PUBLISH", channel, data))
             elif channel in heard:
@@ -161,19 +142,12 @@ class _Publisher:
                 _settle(future, self.client.send_discarding_reply("PUBLISH", channel, serialized))
             else:
                 _settle(future, None)
-        # Messages held meanwhile go out now, but for those behind a heard-only message of their
-        # channel (asked next).
-        asking: set[str] = set()
-        keep: list[_Held] = []
-        for channel, data, future in self._unhold(len(held)):
-            if isinstance(data, bytes) and channel not in asking:
-                _settle(future, self.client.send_discarding_reply("PUBLISH", channel, data))
-            else:
-                asking.add(channel)
-                keep.append((channel, data, future))
-        held.extend(keep)
-        for channel, _data, _future in keep:
-            self.held_channels[channel] = self.held_channels.get(channel, 0) + 1
+        del held[:asked_upto]
+        # Messages held meanwhile: go out now, up to the first heard-only one (asked next).
+        while held and isinstance(held[0][1], bytes):
+            channel, data, future = held.pop(0)
+            assert isinstance(data, bytes)
+            _settle(future, self.client.send_discarding_reply("PUBLISH", channel, data))
 
     async def close(self) -> None:
         if self.task is not None and not self.task.done():

@@ -698,8 +698,9 @@ def commit_publishing(schema_name: str) -> asyncio.Future[Any] | None:
     yet (None: nothing pending). A sender's `message.accepted` waits for it: its own events are
     out then. Not for the commit's /me/ updates, which go to other pages (the customers' lists)
     and may wait for the layer's question whether anybody listens (config.layers, `heard_only`):
-    waiting for those too had every sender's ack go out 15–40 ms (p50) after the agent viewing
-    the conversation had the message (issue 9)."""
+    waiting for those too, a customer's ack in a conversation an agent had open went out 15–40 ms
+    (p50) after the agent had the message (issue 9: `its accepted → the viewer` in
+    bench/inbox_load.py)."""
     last = _last_commit.get(schema_name)
     if last is None:
         return None

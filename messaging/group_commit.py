@@ -28,7 +28,6 @@ cannot fail the others and each caller gets its own outcome.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import threading
@@ -278,47 +277,7 @@ def write_live_batch(
     if allowed:
         for index, outcome in zip(allowed, write_batch(business, [requests[i] for i in allowed]), strict=True):
             outcomes[index] = outcome
-    written = [outcome for outcome in outcomes if outcome is not None]
-    early = _early_answer.get()
-    if early is not None:
-        early.answer_soon(written)
-    return written
-
-
-class _EarlyAnswer:
-    """The senders of a batch, answered from the database thread the moment their outcomes are
-    in (committed), through one callback on the loop — instead of after the thread's result
-    has come back through the executor's future, the batch's task has woken and gone on
-    (`_write_where_rights_hold`, `_drain`). On a busy loop each of those is a turn of the loop,
-    while the agent viewing the conversation has the message one turn after the commit (issue
-    9: `its accepted → the viewer` in bench/inbox_load.py). The answer still waits for the
-    business's latest commit message (`_answer_when_published`): the commit's own message is
-    queued on the loop by its on_commit hook, before the thread gets here. The batch's task
-    answers whatever is left (`_answer` skips a sender already answered)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, schema_name: str, items: list[_Queued]) -> None:
-        self.loop, self.schema_name, self.items = loop, schema_name, items
-
-    def answer_soon(self, outcomes: list[Outcome]) -> None:
-        """On the database thread: hand the outcomes to the loop (the batch's task answers if
-        this cannot: the loop closed)."""
-        if len(outcomes) != len(self.items):
-            return  # not what the task expects: it answers, as it always did
-        with contextlib.suppress(RuntimeError):  # the loop closed
-            self.loop.call_soon_threadsafe(self._answer, outcomes)
-
-    def _answer(self, outcomes: list[Outcome]) -> None:
-        if stages.ENABLED:
-            for item in self.items:
-                stages.mark_on(item.trace, "written")
-        _answer_when_published(self.items, outcomes, events.commit_publishing(self.schema_name))
-
-
-# Set by `_write_where_rights_hold` around its trip to the database thread (which runs in a copy
-# of the context: the thread sees it, and only that trip's write).
-_early_answer: contextvars.ContextVar[_EarlyAnswer | None] = contextvars.ContextVar(
-    "parley_send_early_answer", default=None
-)
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 @dataclass(eq=False)
@@ -570,8 +529,7 @@ class LiveGatherer:
                 state.writing.pop(me, None)
             if stages.ENABLED:
                 for item in batch:
-                    if item.trace is not None and "written" not in item.trace:
-                        stages.mark_on(item.trace, "written")
+                    stages.mark_on(item.trace, "written")
             elapsed = time.monotonic() - started
             state.batch_seconds = elapsed if not state.batch_seconds else 0.7 * state.batch_seconds + 0.3 * elapsed
             # The batch's events were handed to the layer before the trip returned: its senders
@@ -612,20 +570,14 @@ async def _write_where_rights_hold(
         # The verdicts are the keyed sends', in order: passed on for the sends still written.
         keyed = [index for index, key in enumerate(limit_keys) if key]
         verdict_of = dict(zip(keyed, verdicts, strict=True)) if verdicts is not None else {}
-        hook = _early_answer.set(
-            _EarlyAnswer(asyncio.get_running_loop(), business.schema_name, [batch[i] for i in written])
+        results = await run_in_schema(
+            business.schema_name,
+            write_live_batch,
+            business=business,
+            requests=[batch[i].request for i in written],
+            limit_keys=[limit_keys[i] for i in written],
+            verdicts=None if verdicts is None else [verdict_of[i] for i in written if limit_keys[i]],
         )
-        try:
-            results = await run_in_schema(
-                business.schema_name,
-                write_live_batch,
-                business=business,
-                requests=[batch[i].request for i in written],
-                limit_keys=[limit_keys[i] for i in written],
-                verdicts=None if verdicts is None else [verdict_of[i] for i in written if limit_keys[i]],
-            )
-        finally:
-            _early_answer.reset(hook)
         for index, result in zip(written, results, strict=True):
             outcomes[index] = result
     return [outcome for outcome in outcomes if outcome is not None]
@@ -661,11 +613,12 @@ def _answer_when_published(
 
 
 def _answer(batch: list[_Queued], outcomes: list[Outcome]) -> None:
+    if stages.ENABLED:
+        for item in batch:
+            stages.mark_on(item.trace, "published")
     for item, outcome in zip(batch, outcomes, strict=True):
         if item.future.done():
-            continue  # answered already (`_EarlyAnswer`), or its sender stopped waiting
-        if stages.ENABLED:
-            stages.mark_on(item.trace, "published")
+            continue
         if isinstance(outcome, BaseException):
             item.future.set_exception(outcome)
         else:

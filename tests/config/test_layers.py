@@ -1,5 +1,5 @@
 """The pipelined Redis channel layer: heard-only messages go out only to groups someone subscribes
-to, and keep their place in their group's publishing order (config.layers)."""
+to, and keep their place in the publishing order (config.layers)."""
 
 from __future__ import annotations
 
@@ -73,13 +73,11 @@ async def test_heard_only_messages_reach_only_groups_with_subscribers_in_order(
     # Every future resolves, the dropped ones too (nothing to wait for, nothing failed).
     assert await asyncio.gather(*sends) == [None] * 5
     await settle(published, 4)
-    # Each group's messages in the order they were queued (only a group's own messages wait for
-    # a question about it: "listened" is not held behind "nobody"'s).
     assert [(group, m["n"]) for group, m in published] == [
         ("listened", 1),
+        ("nobody", 3),
         ("listened", 4),
         ("listened", 5),
-        ("nobody", 3),
     ]
     received = [await asyncio.wait_for(layer.receive(channel), 2) for _ in range(3)]
     assert [m["n"] for m in received] == [1, 4, 5]
@@ -124,14 +122,12 @@ async def test_the_channel_table_gives_its_memory_back_after_a_mass_close(layer:
     loop_layer.detach_local(kept)
 
 
-async def test_only_a_groups_own_messages_wait_for_the_question_about_it(
+async def test_messages_queued_before_heard_only_ones_go_out_with_the_question(
     layer: PipelinedPubSubChannelLayer, published: list[tuple[str, Any]]
 ) -> None:
-    """A live send group's commit (to a group this process subscribes to) goes out at once, in
-    the round trip that asks who hears its customers' updates (heard-only), and so does the next
-    commit queued while the question is out: only messages to the groups asked about wait for
-    the answer (issue 9: every commit's message to the server processes waited a Redis round
-    trip behind the previous commit's /me/ updates, and every sender's ack with it)."""
+    """A live send group's commit (to a group this process subscribes to) is queued before its
+    customers' updates (heard-only): it is published in the round trip that asks who hears
+    them, not after that answer; the order of publishing stays the order of queueing."""
     channel = await layer.new_channel()
     await layer.group_add("listened", channel)
     inner = layer._get_layer()
@@ -140,26 +136,19 @@ async def test_only_a_groups_own_messages_wait_for_the_question_about_it(
     elsewhere = redis.pubsub()
     await elsewhere.subscribe(inner._get_group_channel_name("elsewhere"))
     try:
-        answered: list[int] = []
-        sends = {
-            1: inner.group_send_nowait("listened", {"type": "x", "n": 1}),
-            2: inner.group_send_nowait("nobody", {"type": "x", "n": 2}, heard_only=True),
-            3: inner.group_send_nowait("elsewhere", {"type": "x", "n": 3}, heard_only=True),
-            4: inner.group_send_nowait("listened", {"type": "x", "n": 4}),
-            5: inner.group_send_nowait("elsewhere", {"type": "x", "n": 5}),  # behind its group's question
-        }
-        for n, send in sends.items():
-            send.add_done_callback(lambda _done, n=n: answered.append(n))
-        assert await asyncio.gather(*sends.values()) == [None] * 5
-        # The commits were confirmed before the question about the others was answered.
-        assert answered[:2] == [1, 4] and sorted(answered[2:]) == [2, 3, 5]
-        await settle(published, 4)
-        assert [(group, m["n"]) for group, m in published] == [
-            ("listened", 1),
-            ("listened", 4),
-            ("elsewhere", 3),
-            ("elsewhere", 5),
+        commit = inner.group_send_nowait("listened", {"type": "x", "n": 1})
+        updates = [
+            inner.group_send_nowait("nobody", {"type": "x", "n": 2}, heard_only=True),
+            inner.group_send_nowait("elsewhere", {"type": "x", "n": 3}, heard_only=True),
+            inner.group_send_nowait("listened", {"type": "x", "n": 4}),
         ]
+        # What was still on its way when the commit's publish was confirmed.
+        pending_then: list[list[bool]] = []
+        commit.add_done_callback(lambda _done: pending_then.append([not u.done() for u in updates]))
+        assert await asyncio.gather(commit, *updates) == [None] * 4
+        assert pending_then == [[True, True, True]]
+        await settle(published, 3)
+        assert [(group, m["n"]) for group, m in published] == [("listened", 1), ("elsewhere", 3), ("listened", 4)]
     finally:
         await elsewhere.aclose()
         await redis.aclose()

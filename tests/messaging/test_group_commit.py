@@ -448,53 +448,6 @@ async def test_a_queued_sends_token_is_taken_while_it_waits_for_its_group(monkey
     assert gatherer_.queued("b_tokens_early") == 0
 
 
-async def test_a_live_sender_is_answered_once_committed_without_waiting_for_the_writers_task(
-    live_db: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The senders of a group are answered from the database thread's commit, after the commit's
-    own publish, not when the thread's result has come back to the group's task (a turn of a
-    busy loop or more each: issue 9, the sender's `message.accepted` 20–35 ms after the viewing
-    agent had the message). Here the way back to the task takes a second: the sender has its
-    outcome long before, its message committed and its events handed to the layer."""
-    from messaging import events, group_commit
-
-    business = live_db.business_a
-    gatherer_ = LiveGatherer()
-    real_run_in_schema = group_commit.run_in_schema
-    real_publish_now = events._publish_now
-    published: list[float] = []
-    back_at: list[float] = []
-
-    async def slow_way_back(*args: Any, **kwargs: Any) -> Any:
-        result = await real_run_in_schema(*args, **kwargs)
-        await asyncio.sleep(1.0)
-        back_at.append(time.monotonic())
-        return result
-
-    def publish_now(*args: Any, **kwargs: Any) -> Any:
-        published.append(time.monotonic())
-        return real_publish_now(*args, **kwargs)
-
-    monkeypatch.setattr(group_commit, "run_in_schema", slow_way_back)
-    monkeypatch.setattr(events, "_publish_now", publish_now)
-    customer = await adb(make_customer)()
-    client_msg_id = unique("early")
-    request = check_customer_send(customer=customer, body="hallo", client_msg_id=client_msg_id)
-    started = time.monotonic()
-    sending = asyncio.ensure_future(gatherer_.send(business=business, request=request))
-    result = await asyncio.wait_for(asyncio.shield(sending), 0.9)
-    answered = time.monotonic()
-    assert isinstance(result, SendResult) and not result.duplicate and result.message.event_id
-    assert answered - started < 0.9 and not back_at  # the group's task is still on its way back
-    assert published and published[0] <= answered  # its events went to the layer first
-    assert [m.client_msg_id for m in await adb(written)(business, [client_msg_id])] == [client_msg_id]
-    # The task answers nobody twice when it is back.
-    while not back_at:
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0)
-    assert sending.result() is result
-
-
 @pytest.mark.skipif(not settings.REDIS_URL, reason="the question whether anybody listens is the Redis layer's")
 async def test_a_senders_answer_waits_for_its_commits_message_not_for_the_customers_list_updates() -> None:
     """A commit's message to the server processes (`commit_publishing`) is what a sender's ack
