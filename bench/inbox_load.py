@@ -785,6 +785,12 @@ def stage_report(traces: list[dict[str, float]]) -> list[str]:
     sizes = [t["size"] for t in traces if "size" in t]
     if sizes:
         lines.append(f"  groups: {sum(sizes) / len(sizes):.1f} sends on average (as each send saw its own)")
+    refusals = sorted(t["refused"] - t["arrived"] for t in traces if "refused" in t)
+    if refusals:
+        p50_, p90_, p99_ = (quantile_ms(refusals, q) for q in (0.5, 0.9, 0.99))
+        lines.append(
+            f"  refused on arrival: {p50_:6.1f} {p90_:8.1f} {p99_:8.1f}   (n={len(refusals)}: frame taken → error sent)"
+        )
     return lines + stage_windows(traces)
 
 

@@ -481,6 +481,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
 
     async def take_frame(self, text_data: str | None) -> None:
         """Check and parse at once; queue for the worker, or refuse at once."""
+        taken_at = time.monotonic() if stages.ENABLED else 0.0
         # Limits first, so a flood of large or malformed frames costs no parsing.
         if not self.frames.allow():
             await self.send_error("rate_limited", _("Too many frames. Please slow down."))
@@ -524,6 +525,8 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                 admission = decided
         except MessagingError as error:
             await self.refuse(payload, error)
+            if stages.ENABLED and is_send:
+                stages.refused_at_arrival(taken_at)
             return
         if stages.ENABLED and is_send:
             stages.arrived(payload)

@@ -15,6 +15,8 @@ The stages of one send, in order:
 - written: the group's transaction committed, on a database thread;
 - published: its events were handed to the channel layer;
 - answered: its `message.accepted` went out.
+A send refused when its frame arrived has only `arrived` (here: its frame taken by the consumer)
+and `refused` (`refused_at_arrival`).
 """
 
 from __future__ import annotations
@@ -67,15 +69,27 @@ def mark_on(trace: Trace | None, stage: str, **figures: float) -> None:
 
 
 def end() -> None:
-    global _dumped_at
     trace = _current.get()
     _current.set(None)
     if trace is None:
         return
     trace["answered"] = time.monotonic()
+    _finish(trace)
+
+
+def refused_at_arrival(started: float) -> None:
+    """A send frame refused when it arrived (`overloaded`, `rate_limited`: never queued): from
+    the consumer taking the frame (`started`) to its error frame handed to the socket — the
+    server's part of an attempt's refusal, which the generator sees only with its own lag."""
+    _finish({"arrived": started, "refused": time.monotonic()})
+
+
+def _finish(trace: Trace) -> None:
+    global _dumped_at
     _finished.append(trace)
-    if trace["answered"] - _dumped_at > DUMP_EVERY:
-        _dumped_at = trace["answered"]
+    now = time.monotonic()
+    if now - _dumped_at > DUMP_EVERY:
+        _dumped_at = now
         dump()
 
 

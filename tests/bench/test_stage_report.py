@@ -3,6 +3,8 @@ that were written — a send refused before its group is no part of the write's 
 
 from __future__ import annotations
 
+import time
+
 from bench.inbox_load import stage_report
 
 
@@ -71,3 +73,32 @@ def test_the_written_sends_are_also_reported_by_window_of_their_arrival() -> Non
     ]
     assert second.split(":")[0].strip() == "10 s" and "(n=1)" in second
     assert second.split("|")[1].split() == ["40.0", "40.0"]
+
+
+def test_sends_refused_on_arrival_are_reported_apart_from_the_written_ones() -> None:
+    written = {
+        "arrived": 1.0,
+        "worker": 1.001,
+        "rights": 1.002,
+        "queued": 1.002,
+        "taken": 1.004,
+        "tokens": 1.004,
+        "written": 1.010,
+        "published": 1.011,
+        "answered": 1.012,
+    }
+    refused = [{"arrived": 2.0, "refused": 2.0 + ms / 1000} for ms in (1, 2, 3, 4, 50)]
+    table = {line.split(":")[0].strip(): line for line in stage_report([written, *refused])[1:]}
+    assert table["refused on arrival"].split()[3:6] == ["3.0", "50.0", "50.0"] and "(n=5" in table["refused on arrival"]
+    assert "(n=1)" in table["whole"] and table["whole"].split()[1] == "12.0"  # the refusals are not in it
+
+
+def test_a_refusal_on_arrival_is_traced_from_the_frame_taken_to_the_error_sent() -> None:
+    from messaging import stages
+
+    before = len(stages._finished)
+    taken = time.monotonic()
+    stages.refused_at_arrival(taken)
+    trace = stages._finished[-1]
+    stages._finished[before:] = []
+    assert trace["arrived"] == taken and trace["refused"] >= taken
