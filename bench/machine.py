@@ -34,19 +34,24 @@ def postgres_cpu_seconds() -> float:
     difference came out negative (CI, 2026-12-04: "PostgreSQL -321% CPU")."""
     import psutil
 
-    total = 0.0
+    # Summed in the kernel's clock ticks, which is what it counts: as float seconds the same CPU
+    # summed in another order (a backend's time moved from the live processes to the reaped
+    # children) could read a rounding error lower (CI: 1111.9199999999992 < 1111.9199999999994).
+    hertz = os.sysconf("SC_CLK_TCK")
+    ticks = 0
     for p in psutil.process_iter(["name", "cpu_times", "ppid"]):
         times = p.info.get("cpu_times")
         if p.info.get("name") != "postgres" or times is None:
             continue
-        total += times.user + times.system
+        spent = [times.user, times.system]
         try:
             postmaster = psutil.Process(p.info["ppid"]).name() != "postgres"
         except (psutil.Error, TypeError):
             postmaster = False
         if postmaster:  # its ended backends' CPU, counted once they are reaped
-            total += times.children_user + times.children_system
-    return total
+            spent += [times.children_user, times.children_system]
+        ticks += sum(round(seconds * hertz) for seconds in spent)
+    return ticks / hertz
 
 
 def _spent(times: Any) -> tuple[float, float, float]:
