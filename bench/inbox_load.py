@@ -541,7 +541,8 @@ async def _generate(plan: Plan, share: int, shares: int, barrier: Any) -> dict[s
         "schedule_lag_p99": lag[int(len(lag) * 0.99)] if lag else 0.0,
         "late_sends": sum(1 for x in lag if x > 0.01),
         "unanswered": unanswered,
-        "stats": stats.__dict__,
+        # Without the accept / view times kept only to pair them here (one per message sent).
+        "stats": {k: v for k, v in stats.__dict__.items() if k not in ("accepted_at", "viewed_at")},
     }
 
 

@@ -49,18 +49,22 @@ def test_a_send_whose_rights_were_read_while_it_was_queued_counts_its_queueing_f
     assert table["queued"].split()[1] == "3.0" and "(n=1)" in table["queued"]
 
 
-def test_the_written_sends_are_also_reported_by_window_of_their_arrival() -> None:
-    def send(arrived: float, written_ms: float) -> dict[str, float]:
-        return {
-            "arrived": arrived,
-            "queued": arrived + 0.001,
-            "taken": arrived + 0.003,
-            "tokens": arrived + 0.003,
-            "written": arrived + 0.003 + written_ms / 1000,
-            "published": arrived + 0.004 + written_ms / 1000,
-            "answered": arrived + 0.005 + written_ms / 1000,
-        }
+def _written_send(arrived: float, written_ms: float) -> dict[str, float]:
+    """A written send's trace: queued 1 ms after it arrived, taken 2 ms later, written in
+    `written_ms`, answered 2 ms after that (whole: written_ms + 5)."""
+    return {
+        "arrived": arrived,
+        "queued": arrived + 0.001,
+        "taken": arrived + 0.003,
+        "tokens": arrived + 0.003,
+        "written": arrived + 0.003 + written_ms / 1000,
+        "published": arrived + 0.004 + written_ms / 1000,
+        "answered": arrived + 0.005 + written_ms / 1000,
+    }
 
+
+def test_the_written_sends_are_also_reported_by_window_of_their_arrival() -> None:
+    send = _written_send
     refused = {"arrived": 100.5, "worker": 100.6, "answered": 101.0}
     lines = stage_report([send(100.0, 10), send(105.0, 10), send(112.0, 40), refused])
     start = lines.index("  by 10 s window of arrival, p50 / p99 ms: taken | written | whole")
@@ -76,17 +80,7 @@ def test_the_written_sends_are_also_reported_by_window_of_their_arrival() -> Non
 
 
 def test_sends_refused_on_arrival_are_reported_apart_from_the_written_ones() -> None:
-    written = {
-        "arrived": 1.0,
-        "worker": 1.001,
-        "rights": 1.002,
-        "queued": 1.002,
-        "taken": 1.004,
-        "tokens": 1.004,
-        "written": 1.010,
-        "published": 1.011,
-        "answered": 1.012,
-    }
+    written = _written_send(1.0, 7)
     refused = [{"arrived": 2.0, "refused": 2.0 + ms / 1000} for ms in (1, 2, 3, 4, 50)]
     table = {line.split(":")[0].strip(): line for line in stage_report([written, *refused])[1:]}
     assert table["refused on arrival"].split()[3:6] == ["3.0", "50.0", "50.0"] and "(n=5" in table["refused on arrival"]
