@@ -5,8 +5,9 @@ wire, in one place, so the benchmark follows the protocol (messaging/README.md) 
   an id already seen, reconnect with backoff and full jitter (not after 4401/4403/4404), ping every 25 s.
 - `ChatPage` is chat.js: send with a fresh client_msg_id, typing at most every 2.5 s, an ack
   (read, the tab is visible) whenever a business message arrives, and a refused send (`rate_limited`,
-  `overloaded`) goes again with the same client_msg_id after `retry_after`, doubled for each
-  further refusal of that message (`config.websocket.send_retry_delay`, realtime.js's rule).
+  `overloaded`) holds every later send: it goes again alone with the same client_msg_id after
+  `retry_after`, doubled for each further refusal of that message (`config.websocket.send_retry_delay`,
+  realtime.js's rule), and the held ones follow in order once it is accepted (realtime.js SendOutbox).
 - `InboxPage` is inbox.js: `view` the open conversation, read-ack inbound messages of the open
   conversation, delivered-ack inbound messages of other conversations that reach it, typing
   before a reply, replies with `conversation_id`.
@@ -211,21 +212,47 @@ class PageSocket:
 
 
 class _Page:
+    """realtime.js SendOutbox: sends go in the order written; a refusal for load or rate holds
+    every send not yet accepted until the refused one's wait is over, then the oldest goes alone
+    and the others follow once it is accepted (or the hold starts again if it is refused)."""
+
     stats: Stats
     socket: PageSocket
-    pending: dict[str, dict[str, Any]]
+    pending: dict[str, dict[str, Any]]  # client_msg_id -> frame not yet accepted, in the order written
     attempts: dict[str, float]  # client_msg_id -> when it was last sent
     refusals: dict[str, int]  # client_msg_id -> how often it was refused
+    held = False  # waiting out a refusal
+    probe: str | None = None  # after a hold: the send that went alone, the others waiting for its answer
+
+    @property
+    def waiting(self) -> bool:
+        if self.probe is not None and self.probe not in self.pending:
+            self.probe = None
+        return self.held or self.probe is not None
 
     def send_message(self, frame: dict[str, Any]) -> None:
         cmid = frame["client_msg_id"]
         self.pending[cmid] = frame
         self.stats.sent.setdefault(cmid, time.time())
+        if not self.waiting:
+            self._transmit(cmid, frame)
+
+    def _transmit(self, cmid: str, frame: dict[str, Any]) -> None:
         self.attempts[cmid] = time.time()
         self.socket.send(frame, queue=False)
 
+    def resend_all(self) -> None:
+        """Every pending send again, in the order written (on reconnecting, after a probe)."""
+        if not self.waiting:
+            for cmid, frame in list(self.pending.items()):
+                self._transmit(cmid, frame)
+
+    def reconnected(self) -> None:
+        self.probe = None  # sent on the old socket: no answer will come
+        self.resend_all()
+
     def on_send_error(self, frame: dict[str, Any]) -> None:
-        """realtime.js onSendError: retryable refusals go again with the same client_msg_id."""
+        """realtime.js SendOutbox.refused: retryable refusals go again with the same client_msg_id."""
         code = frame.get("code", "?")
         cmid = str(frame.get("client_msg_id") or "")
         pending = self.pending.get(cmid) if cmid else None
@@ -238,20 +265,27 @@ class _Page:
             self.stats.refusal_latency.append(time.time() - self.stats.sent[cmid])
             self.stats.refusal_answer.append(time.time() - self.attempts.get(cmid, self.stats.sent[cmid]))
             self.refusals[cmid] = refusals = self.refusals.get(cmid, 0) + 1
-            retry_after = frame.get("retry_after")
-            delay = send_retry_delay(float(retry_after) if retry_after else None, refusals)
-            asyncio.get_running_loop().call_later(delay, self._resend, cmid)
+            if not self.held and self.probe in (None, cmid):
+                self.held = True
+                self.probe = None
+                retry_after = frame.get("retry_after")
+                delay = send_retry_delay(float(retry_after) if retry_after else None, refusals)
+                asyncio.get_running_loop().call_later(delay, self._release)
             return
         self.stats.count_error(code)
         self.stats.refused_final[cmid] = code
         self.pending.pop(cmid, None)
         self.refusals.pop(cmid, None)
+        if self.probe == cmid:
+            self.probe = None
+            self.resend_all()
 
-    def _resend(self, cmid: str) -> None:
-        frame = self.pending.get(cmid)
-        if frame is not None:
-            self.attempts[cmid] = time.time()
-            self.socket.send(frame, queue=False)
+    def _release(self) -> None:
+        self.held = False
+        for cmid, frame in self.pending.items():
+            self.probe = cmid
+            self._transmit(cmid, frame)
+            return
 
     def on_accepted(self, frame: dict[str, Any]) -> None:
         cmid = frame.get("client_msg_id")
@@ -265,6 +299,9 @@ class _Page:
                 self.stats.accepted_to_viewer.append(viewed_at - now)
             elif cmid.startswith("c"):
                 self.stats.accepted_at[cmid] = now
+        if cmid is not None and cmid == self.probe:
+            self.probe = None
+            self.resend_all()
 
 
 class ChatPage(_Page):
@@ -289,8 +326,7 @@ class ChatPage(_Page):
 
     def on_open(self) -> None:
         # Unconfirmed sends go again (same client_msg_id), then acknowledge what was seen.
-        for frame in list(self.pending.values()):
-            self.socket.send(frame)
+        self.reconnected()
         self.acknowledge()
 
     def acknowledge(self) -> None:
@@ -349,8 +385,7 @@ class InboxPage(_Page):
     def on_open(self) -> None:
         if self.current is not None:
             self.socket.send({"type": "view", "conversation_id": self.current})
-        for frame in list(self.pending.values()):
-            self.socket.send(frame)
+        self.reconnected()
 
     def ack(self, conversation_id: int, up_to: int, *, read: bool) -> None:
         self.stats.acks_sent += 1

@@ -580,7 +580,8 @@ class Result:
     text: list[str] = field(default_factory=list)
 
 
-def persisted_ids(target: str, database: str, schema: str) -> set[str] | None:
+def persisted_ids(target: str, database: str, schema: str) -> list[str]:
+    """Every persisted message's client_msg_id, in the order the server stored them (by id)."""
     import psycopg
 
     table = {
@@ -589,11 +590,30 @@ def persisted_ids(target: str, database: str, schema: str) -> set[str] | None:
         "tutorial": "tutorial_bench.message",
     }[target]
     with psycopg.connect(database_url(database)) as conn:
-        rows = conn.execute(f"SELECT client_msg_id FROM {table}").fetchall()
-    return {r[0] for r in rows}
+        rows = conn.execute(f"SELECT client_msg_id FROM {table} ORDER BY id").fetchall()
+    return [r[0] for r in rows]
 
 
-def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler, rows: set[str] | None) -> Result:
+def out_of_order(stored: list[str]) -> int:
+    """How many stored messages came after a later message of the same sender: a client's
+    client_msg_ids are `{prefix}-{seq}` with seq counting up as they were written, so a stored
+    seq below one its sender already has stored is a message shown out of the order it was typed
+    (a refused send retried after the next one was taken)."""
+    newest: dict[str, int] = {}
+    behind = 0
+    for client_msg_id in stored:
+        prefix, _, seq = client_msg_id.rpartition("-")
+        if not prefix or not seq.isdigit():
+            continue
+        if int(seq) < newest.get(prefix, 0):
+            behind += 1
+        else:
+            newest[prefix] = int(seq)
+    return behind
+
+
+def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler, stored: list[str] | None) -> Result:
+    rows = set(stored) if stored is not None else None
     merged: dict[str, Any] = {}
     for part in parts:
         for key, value in part["stats"].items():
@@ -618,6 +638,7 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
     lost_accepted = len(accepted - rows) if rows is not None else None
     # Every persisted message should reach the customer's page (their own or the agent's reply).
     undelivered = len(persisted - merged["received_by_customer"]) if persisted is not None else None
+    reordered = out_of_order([c for c in stored if c in ours]) if stored is not None else None
     gen_cpu = sum(p["load_cpu"] for p in parts)
     result = Result(target)
     f = result.figures
@@ -634,6 +655,7 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
         stale_every_p99=p99(merged["list_staleness"]),
         lost=lost_accepted,
         undelivered=undelivered,
+        reordered=reordered,
         refusals=merged["refusals"],
         refusal_answer_p99=p99(merged["refusal_answer"]),
         server_cpu=sampler.cpu_seconds / sampler.wall if sampler.wall else 0.0,
@@ -665,7 +687,7 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
     out.append(
         f"lost: sent {len(sent)}  accepted {len(accepted)}  rows {len(persisted) if persisted is not None else 'n/a'}  "
         f"accepted-but-not-persisted {lost_accepted}  persisted-but-not-received-by-customer {undelivered}  "
-        f"unanswered at end {sum(p['unanswered'] for p in parts)}"
+        f"unanswered at end {sum(p['unanswered'] for p in parts)}  stored out of the order written {reordered}"
     )
     if merged["errors"]:
         out.append(f"other errors: {merged['errors']}")

@@ -1,6 +1,6 @@
 // The customer's chat page: history, composer, delivery ticks, typing indicator.
 import {
-  AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, pressHold, replaceKeepingFocus,
+  AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, pressHold, SendOutbox, replaceKeepingFocus,
   ticks, timeLabel,
 } from "./realtime.js";
 import { RichComposer, applyRichFrame, bodyNodes, choices, editedMark, jumpTo, richParts } from "./rich.js";
@@ -134,8 +134,7 @@ function onFrame(frame) {
       render();
       break;
     case "message.accepted": {
-      const p = pending.get(frame.client_msg_id);
-      if (p) { p.accepted = true; }
+      outbox.accepted(frame);
       queueLine.refresh();
       break;
     }
@@ -154,7 +153,7 @@ function onFrame(frame) {
       }
       break;
     case "error": {
-      const outcome = onSendError(frame, pending, (m) => socket.send(sendFrame(m), { queue: false }));
+      const outcome = outbox.refused(frame);
       if (outcome === "retrying") break;
       errorBox.textContent = frame.message;
       errorBox.hidden = false;
@@ -169,6 +168,8 @@ function sendFrame(m) {
 }
 
 const acks = new AckBatcher((frame) => socket.send(frame, { queue: false }));
+// Sends in the order written; a refused one holds the later ones back (realtime.js).
+const outbox = new SendOutbox(pending, (m) => socket.send(sendFrame(m), { queue: false }));
 
 const socket = new ResumingSocket(config.urls.socket, {
   lastEventId: config.last_event_id,
@@ -176,7 +177,7 @@ const socket = new ResumingSocket(config.urls.socket, {
   onFrame,
   onOpen: () => {
     // Sends that were not confirmed are sent again; the same client_msg_id makes it harmless.
-    pending.forEach((m) => { if (!m.failed) socket.send(sendFrame(m)); });
+    outbox.reconnected();
     acknowledge();
   },
   onStatus: (up) => { connStatus.hidden = up; connStatus.textContent = up ? "" : S.reconnecting; },
@@ -185,10 +186,9 @@ const socket = new ResumingSocket(config.urls.socket, {
 function sendMessage(body, extras = {}, shown = {}) {
   errorBox.hidden = true;
   const m = { client_msg_id: newClientMsgId(), body, direction: "in", created_at: new Date().toISOString(), extras, ...shown };
-  pending.set(m.client_msg_id, m);
+  outbox.add(m);
   render();
   thread.scrollTop = thread.scrollHeight;
-  socket.send(sendFrame(m), { queue: false });
 }
 
 const composer = new RichComposer({ form, input, uploadUrl: config.urls.upload, strings: S, dropTarget: form.parentElement });

@@ -1,7 +1,7 @@
 // The agents' shared inbox: live list (tabs, status filter, unread), thread with history paged
 // backwards, composer, typing both ways, read receipts, presence.
 import {
-  AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, onSendError, pressHold, replaceKeepingFocus,
+  AckBatcher, ResumingSocket, announce, betterStatus, el, format, keepFocusAfterLoad, newClientMsgId, pressHold, SendOutbox, replaceKeepingFocus,
   ticks, timeLabel,
 } from "./realtime.js";
 import { ButtonsEditor, RichComposer, applyRichFrame, bodyNodes, choices, editedMark, jumpTo, richParts } from "./rich.js";
@@ -388,6 +388,9 @@ function onFrame(frame) {
       }
       break;
     }
+    case "message.accepted":
+      outbox.accepted(frame); // stored: not sent again (its message.created may still be on its way)
+      break;
     case "message.status":
       if (frame.conversation_id === current) currentLast = Math.max(currentLast || 0, frame.id);
       if (frame.conversation_id === current) {
@@ -433,7 +436,7 @@ function onFrame(frame) {
       break;
     case "error": {
       if (confirmTakeover(frame, pending, (m) => socket.send(sendFrame(m), { queue: false }))) break;
-      const outcome = onSendError(frame, pending, (m) => socket.send(sendFrame(m), { queue: false }));
+      const outcome = outbox.refused(frame);
       if (outcome === "retrying") break;
       errorBox.textContent = frame.message;
       errorBox.hidden = false;
@@ -448,6 +451,8 @@ function sendFrame(m) {
 }
 
 const acks = new AckBatcher((frame) => socket.send(frame, { queue: false }));
+// Sends in the order written; a refused one holds the later ones back (realtime.js).
+const outbox = new SendOutbox(pending, (m) => socket.send(sendFrame(m), { queue: false }));
 
 const socket = new ResumingSocket(config.urls.socket, {
   lastEventId: config.last_event_id,
@@ -458,9 +463,7 @@ const socket = new ResumingSocket(config.urls.socket, {
   onOpen: () => {
     // The open conversation resumes from its own last event: what was missed is replayed.
     if (current !== null) view(current, currentLast);
-    pending.forEach((m) => {
-      if (!m.failed) socket.send(sendFrame(m));
-    });
+    outbox.reconnected();
   },
   onStatus: (up) => { $("conn-status").hidden = up; $("conn-status").textContent = up ? "" : S.reconnecting; },
 });
@@ -488,13 +491,12 @@ form.addEventListener("submit", (event) => {
   if (interactive) extras.interactive = interactive;
   const m = { client_msg_id: newClientMsgId(), conversation_id: current, body, kind, direction: kind === "note" ? "internal" : "out", author_name: config.me.name, author_id: config.me.id, created_at: new Date().toISOString(), extras, ...composer.preview() };
   if (interactive) m.interactive = interactive;
-  pending.set(m.client_msg_id, m);
   input.value = "";
   composer.clear();
   buttons.clear();
+  outbox.add(m);
   renderThread();
   thread.scrollTop = thread.scrollHeight;
-  socket.send(sendFrame(m), { queue: false });
 });
 input.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }

@@ -100,20 +100,90 @@ export function sendRetryDelay(retryAfter, refusals, random = Math.random) {
   return wait * (1 + random() * 0.25) * 1000;
 }
 
-// An error frame about a send still pending. rate_limited and overloaded are not final: the same
-// message (same client_msg_id, so repeating it is harmless) goes again (sendRetryDelay). Any
-// other refusal marks it failed. Returns "retrying", "failed" (the caller re-renders) or "other"
-// (not about a send).
-export function onSendError(frame, pending, resend) {
-  const m = frame.client_msg_id ? pending.get(frame.client_msg_id) : undefined;
-  if (!m) return "other";
-  if (frame.code === "rate_limited" || frame.code === "overloaded") {
-    m.refusals = (m.refusals || 0) + 1;
-    setTimeout(() => { if (pending.get(m.client_msg_id) === m && !m.failed) resend(m); }, sendRetryDelay(frame.retry_after, m.refusals));
-    return "retrying";
+// A socket's sends, in the order they were written: `pending` (client_msg_id -> message, the
+// page's own map, which it renders) keeps that order. A refusal for load or rate (rate_limited,
+// overloaded: not final) holds every send not yet accepted until the refused one's wait
+// (sendRetryDelay) is over. Then the oldest goes alone, and the others follow once it is
+// accepted — or the hold starts again, doubled, if it is refused again — with the same
+// client_msg_ids (repeating one is harmless). Holding the later ones keeps the thread in the
+// order typed (the server also refuses a socket's later sends until the refused one is back),
+// and sends nothing a full server would refuse anyway: each refusal and each retry is work on a
+// server that has none to spare. Any other refusal marks the message failed.
+export class SendOutbox {
+  constructor(pending, transmit, { random = Math.random, setTimer = (fn, ms) => setTimeout(fn, ms) } = {}) {
+    this.pending = pending;
+    this.transmit = transmit; // (message) => void: put its send frame on the socket now
+    this.random = random;
+    this.setTimer = setTimer;
+    this.held = false; // waiting out a refusal
+    this.probe = null; // after a hold: the client_msg_id sent alone, the others waiting for its answer
   }
-  m.failed = frame.message;
-  return "failed";
+
+  get waiting() {
+    // A probe no longer pending (stored and shown, or dropped by the page) waits for nothing.
+    if (this.probe !== null && !this.pending.has(this.probe)) this.probe = null;
+    return this.held || this.probe !== null;
+  }
+
+  // A new message: it goes now, unless earlier ones are held (then it waits behind them).
+  add(m) {
+    this.pending.set(m.client_msg_id, m);
+    if (!this.waiting) this.transmit(m);
+  }
+
+  // A new socket: a probe sent on the old one will not be answered; what is pending goes again.
+  reconnected() {
+    this.probe = null;
+    this.resendAll();
+  }
+
+  // Everything not yet accepted goes (again), in the order written: on (re)connecting, and once a probe is accepted.
+  resendAll() {
+    if (this.waiting) return;
+    this.pending.forEach((m) => { if (!m.failed && !m.accepted) this.transmit(m); });
+  }
+
+  // message.accepted: stored, so never sent again; if it was the probe, the others follow.
+  accepted(frame) {
+    const m = this.pending.get(frame.client_msg_id);
+    if (m) m.accepted = true;
+    if (this.probe !== null && this.probe === frame.client_msg_id) {
+      this.probe = null;
+      this.resendAll();
+    }
+  }
+
+  // An error frame. Returns "retrying", "failed" (the caller re-renders) or "other" (not about a pending send).
+  refused(frame) {
+    const m = frame.client_msg_id ? this.pending.get(frame.client_msg_id) : undefined;
+    if (!m) return "other";
+    if (frame.code === "rate_limited" || frame.code === "overloaded") {
+      m.refusals = (m.refusals || 0) + 1;
+      if (!this.held && (this.probe === null || this.probe === m.client_msg_id)) {
+        this.held = true;
+        this.probe = null;
+        this.setTimer(() => this.release(), sendRetryDelay(frame.retry_after, m.refusals, this.random));
+      }
+      return "retrying";
+    }
+    m.failed = frame.message;
+    if (this.probe === m.client_msg_id) {
+      this.probe = null;
+      this.resendAll();
+    }
+    return "failed";
+  }
+
+  release() {
+    this.held = false;
+    for (const m of this.pending.values()) {
+      if (!m.failed && !m.accepted) {
+        this.probe = m.client_msg_id;
+        this.transmit(m);
+        return;
+      }
+    }
+  }
 }
 
 // Threads are re-rendered whole, so they cannot be live regions: a message that arrives live is

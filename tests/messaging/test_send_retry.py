@@ -38,22 +38,21 @@ def test_jitter_adds_up_to_a_quarter() -> None:
     assert 2.0 <= min(samples) < 2.1 and 2.4 < max(samples) <= 2.5
 
 
-# A pending message refused five times in a row (`overloaded`, retry_after 0.5 s), with a
-# setTimeout that records the delays asked for and resends at once: what the page waits.
+# A pending message refused five times in a row (`overloaded`, retry_after 0.5 s), through the
+# page's SendOutbox with a timer that records the delays asked for and ends the hold at once:
+# what the page waits, and how often it sent the message again.
 RECORD_RETRIES = """async () => {
   const m = await import("/static/parley/realtime.js");
   const delays = [];
-  const realTimeout = window.setTimeout;
-  window.setTimeout = (fn, ms) => { delays.push(ms); fn(); return 0; };
-  const message = { client_msg_id: "c1" };
-  const pending = new Map([["c1", message]]);
-  let resent = 0;
+  let resent = -1; // the first send is not a retry
+  const pending = new Map();
+  const outbox = new m.SendOutbox(pending, () => { resent += 1; }, { setTimer: (fn, ms) => { delays.push(ms); fn(); } });
+  outbox.add({ client_msg_id: "c1" });
   const outcomes = [];
   for (let n = 0; n < 5; n++) {
     const frame = { type: "error", code: "overloaded", client_msg_id: "c1", retry_after: 0.5 };
-    outcomes.push(m.onSendError(frame, pending, () => { resent += 1; }));
+    outcomes.push(outbox.refused(frame));
   }
-  window.setTimeout = realTimeout;
   const rule = [[0.5, 1], [0.5, 4], [0.5, 8], [45, 3], [null, 1], [undefined, 2]].map(
     ([after, n]) => m.sendRetryDelay(after, n, () => 0));
   return { delays, resent, outcomes, rule, jittered: m.sendRetryDelay(2, 1, () => 1) };
@@ -73,3 +72,64 @@ def test_the_page_backs_off_by_the_same_rule(live_db: World, live_server_process
     expected = [(0.5, 1), (0.5, 4), (0.5, 8), (45, 3), (None, 1), (None, 2)]
     assert result["rule"] == [send_retry_delay(after, n, lambda: 0.0) * 1000 for after, n in expected]
     assert result["jittered"] == send_retry_delay(2.0, 1, lambda: 1.0) * 1000
+
+
+# Three messages through the page's SendOutbox while the server refuses, with timers the test
+# ends by hand: what goes on the socket at each step.
+OUTBOX_ORDER = """async () => {
+  const m = await import("/static/parley/realtime.js");
+  const sent = [];
+  const timers = [];
+  const pending = new Map();
+  const outbox = new m.SendOutbox(pending, (msg) => sent.push(msg.client_msg_id), {
+    random: () => 0, setTimer: (fn, ms) => timers.push([fn, ms]),
+  });
+  const refuse = (id, code = "overloaded") => outbox.refused({ type: "error", code, client_msg_id: id, retry_after: 0.5, message: "no" });
+  const steps = {};
+  outbox.add({ client_msg_id: "c1" });
+  outbox.add({ client_msg_id: "c2" });
+  steps.both_sent = [...sent];
+  steps.outcomes = [refuse("c1"), refuse("c2")]; // c2 was on its way: refused behind c1
+  steps.timers = timers.map(([, ms]) => ms);
+  outbox.add({ client_msg_id: "c3" });
+  steps.while_held = [...sent];
+  timers.shift()[0]();
+  steps.after_hold = [...sent]; // the oldest alone
+  outbox.add({ client_msg_id: "c4" });
+  refuse("c1"); // refused again: a longer hold
+  steps.second_hold = timers.map(([, ms]) => ms);
+  timers.shift()[0]();
+  steps.probe_again = [...sent];
+  outbox.accepted({ client_msg_id: "c1" });
+  steps.after_accept = [...sent]; // the others, in the order written
+  pending.delete("c1");
+  steps.failed = refuse("c3", "blocked");
+  sent.length = 0;
+  outbox.reconnected(); // a new socket: what is still pending goes again, not the failed one
+  steps.reconnected = [...sent];
+  steps.other = outbox.refused({ type: "error", code: "overloaded", client_msg_id: "unknown" });
+  return steps;
+}"""
+
+
+@pytest.mark.browser
+def test_the_page_holds_later_sends_behind_a_refused_one_and_keeps_their_order(
+    live_db: World, live_server_process: LiveServer, browser: Any
+) -> None:
+    """Issue 9: a refused message held while later ones went ahead was stored after them (7,661
+    of 15,695 at 1,200 msgs/s offered), and every held message was retried on its own, each
+    refused again while the server was full. The page's SendOutbox holds every send behind a
+    refusal, sends the oldest alone when the wait is over, and the rest in order once it is
+    accepted."""
+    steps = evaluate_on_public_page(browser, live_server_process, OUTBOX_ORDER)
+    assert steps["both_sent"] == ["c1", "c2"]
+    assert steps["outcomes"] == ["retrying", "retrying"]
+    assert steps["timers"] == [send_retry_delay(0.5, 1, lambda: 0.0) * 1000]  # one hold, not one per message
+    assert steps["while_held"] == ["c1", "c2"]  # c3 waits
+    assert steps["after_hold"] == ["c1", "c2", "c1"]
+    assert steps["second_hold"] == [send_retry_delay(0.5, 2, lambda: 0.0) * 1000]  # doubled
+    assert steps["probe_again"] == ["c1", "c2", "c1", "c1"]  # c4 waits too
+    assert steps["after_accept"] == ["c1", "c2", "c1", "c1", "c2", "c3", "c4"]
+    assert steps["failed"] == "failed"
+    assert steps["reconnected"] == ["c2", "c4"]
+    assert steps["other"] == "other"

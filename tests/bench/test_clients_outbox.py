@@ -1,0 +1,73 @@
+"""The load generator's pages send as realtime.js's SendOutbox does (tests/messaging/test_send_retry.py
+checks the page): in the order written, every later send held behind a refused one, the oldest
+alone once the wait is over and the rest in order once it is accepted."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bench import clients
+from bench.clients import Stats, _Page
+
+
+class RecordingSocket:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, frame: dict[str, Any], *, queue: bool = True) -> None:
+        self.sent.append(frame["client_msg_id"])
+
+
+class Page(_Page):
+    def __init__(self) -> None:
+        self.stats = Stats()
+        self.socket = RecordingSocket()  # type: ignore[assignment]
+        self.pending = {}
+        self.attempts = {}
+        self.refusals = {}
+
+
+def send(page: Page, cmid: str) -> None:
+    page.send_message({"type": "send", "body": "x", "client_msg_id": cmid})
+
+
+def refuse(page: Page, cmid: str, code: str = "overloaded") -> None:
+    page.on_send_error({"type": "error", "code": code, "client_msg_id": cmid, "retry_after": 0.5})
+
+
+async def test_later_sends_wait_behind_a_refused_one_and_go_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[tuple[float | None, int]] = []
+
+    def short_wait(retry_after: float | None, refusals: int) -> float:
+        waits.append((retry_after, refusals))
+        return 0.01
+
+    monkeypatch.setattr(clients, "send_retry_delay", short_wait)
+    page = Page()
+    sent = page.socket.sent  # type: ignore[attr-defined]
+    send(page, "c-1")
+    send(page, "c-2")
+    refuse(page, "c-1")
+    refuse(page, "c-2")  # on its way when c-1 was refused: refused behind it
+    send(page, "c-3")
+    assert sent == ["c-1", "c-2"] and waits == [(0.5, 1)]  # one hold, c-3 waits
+    await asyncio.sleep(0.05)
+    assert sent == ["c-1", "c-2", "c-1"]  # the oldest alone
+    refuse(page, "c-1")
+    await asyncio.sleep(0.05)
+    assert waits == [(0.5, 1), (0.5, 2)] and sent == ["c-1", "c-2", "c-1", "c-1"]
+    page.on_accepted({"type": "message.accepted", "client_msg_id": "c-1"})
+    assert sent == ["c-1", "c-2", "c-1", "c-1", "c-2", "c-3"]
+    assert page.stats.accepted == {"c-1"} and page.stats.refusals == 3
+    # A final refusal of a probe lets the others go.
+    refuse(page, "c-2")
+    await asyncio.sleep(0.05)
+    assert sent[-1] == "c-2" and page.probe == "c-2"
+    refuse(page, "c-2", code="blocked")
+    assert page.stats.refused_final == {"c-2": "blocked"} and sent[-1] == "c-3" and not page.waiting
+    sent.clear()
+    page.reconnected()
+    assert sent == ["c-3"]
