@@ -32,6 +32,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -110,6 +111,19 @@ HANDLING_SECONDS = 0.02
 # longest a client waits before retrying it (config.websocket.send_retry_delay: the cap and its
 # quarter of jitter), with room for the trip.
 OWED_SEND_SECONDS = SEND_RETRY_CAP_SECONDS * 1.25 + 10
+
+
+@dataclass(slots=True)
+class OwedSend:
+    """A send refused for load or rate, owed by its socket: no later send of the socket is taken
+    until it comes back (or `until` passed)."""
+
+    client_msg_id: str
+    until: float  # time.monotonic()
+    refusal: MessagingError  # what the sends held behind it hear too
+    # Refused by the socket's worker, so the frames still queued on the socket came after it and
+    # are held back too (one refused on arrival has nothing of its socket queued behind it).
+    in_worker: bool
 
 
 class SendGate:
@@ -337,9 +351,9 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
     rights_recheck_seconds = 0.0  # a heartbeat's full re-check at most this often
     # time.monotonic() when the worker started on the send it is handling (None: not on a send).
     send_started: float | None = None
-    # (client_msg_id, until when): this socket's send refused for load or rate, which must come
-    # back before any later send of the socket is taken (`owed_refusal`). None: none owed.
-    owed_send: tuple[str, float] | None = None
+    # This socket's send refused for load or rate, which must come back before any later send
+    # of the socket is taken (`owed_refusal`); None: none owed.
+    owed_send: OwedSend | None = None
 
     async def ended(self) -> None:
         await self.release()
@@ -534,6 +548,8 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                     raise decided
                 admission = decided
         except MessagingError as error:
+            if is_send and self.owed_send is None:
+                self.owe(payload, error, in_worker=False)
             await self.refuse(payload, error)
             if stages.ENABLED and is_send:
                 stages.refused_at_arrival(taken_at)
@@ -563,7 +579,17 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         started = time.monotonic()
         if gated is not None:
             self.send_started = started
+        handled = True
         try:
+            if gated is not None and self.owed_send is not None and self.owed_send.in_worker:
+                # Taken on arrival, but an earlier send of this socket has been refused since
+                # (its group's wait ran out): this one must not be stored ahead of it.
+                refusal = self.owed_refusal(payload)
+                if refusal is not None:
+                    handled = False
+                    with translation.override(self.language):
+                        await self.refuse(payload, refusal)
+                    return
             # Every frame runs on current rights: a revoked socket handles nothing more. A
             # heartbeat re-checks fully (every `rights_recheck_seconds`), which also catches
             # rights removed around the services (a seat deleted in the admin or a shell).
@@ -594,8 +620,9 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             if gated is not None:
                 now = time.monotonic()
                 self.send_started = None
-                send_gate.handled(now - started)
-                send_gate.leave(now - gated)
+                if handled:
+                    send_gate.handled(now - started)
+                send_gate.leave(now - gated if handled else None)
 
     async def send_while_rights_read(self, payload: dict[str, Any]) -> None:
         """A send frame is validated and queued while its socket's rights are read, instead of
@@ -630,6 +657,9 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         except MessagingError as error:
             if rights is not None and not await _held(rights):
                 return
+            if payload["type"] == "send":
+                # Earlier than any send refused on arrival meanwhile: those came after it.
+                self.owe(payload, error, in_worker=True)
             await self.refuse(payload, error)
         except asyncio.CancelledError:
             raise
@@ -649,15 +679,21 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         stored ahead of it (issue 9: at 1,200 msgs/s offered, 7,661 of 15,695 stored messages
         came after a later one of their sender). The refused one coming back clears the debt
         (it may be refused again); a client that never sends it again is released after the
-        longest a client waits to retry (`OWED_SEND_SECONDS`)."""
+        longest a client waits to retry (`OWED_SEND_SECONDS`). A send held back hears what the
+        refused one heard (`rate_limited` stays `rate_limited`): it goes again after it."""
         owed = self.owed_send
         if owed is None:
             return None
-        client_msg_id, until = owed
-        if payload.get("client_msg_id") == client_msg_id or time.monotonic() >= until:
+        if payload.get("client_msg_id") == owed.client_msg_id or time.monotonic() >= owed.until:
             self.owed_send = None
             return None
-        return overloaded(send_gate.retry_after())
+        return MessagingError(owed.refusal.code, owed.refusal.message, retry_after=owed.refusal.retry_after)
+
+    def owe(self, payload: dict[str, Any], error: MessagingError, *, in_worker: bool) -> None:
+        """A send refused for load or rate (it carries retry_after: the client sends it again)."""
+        client_msg_id = payload.get("client_msg_id")
+        if error.retry_after is not None and client_msg_id and isinstance(client_msg_id, str):
+            self.owed_send = OwedSend(client_msg_id, time.monotonic() + OWED_SEND_SECONDS, error, in_worker)
 
     async def refuse(self, payload: dict[str, Any], error: MessagingError) -> None:
         extra: dict[str, Any] = {}
@@ -666,8 +702,6 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             extra["client_msg_id"] = client_msg_id
         if error.retry_after is not None:  # overloaded, rate_limited: retry the same client_msg_id then
             extra["retry_after"] = error.retry_after
-            if payload.get("type") == "send" and "client_msg_id" in extra and self.owed_send is None:
-                self.owed_send = (extra["client_msg_id"], time.monotonic() + OWED_SEND_SECONDS)
         await self.send_error(error.code, error.message, **extra)
 
     async def on_ping(self, payload: dict[str, Any]) -> None:

@@ -293,3 +293,45 @@ async def test_a_send_refused_for_load_holds_its_sockets_later_sends_until_it_is
     assert (await receive_until(ws, "message.accepted"))["client_msg_id"] == "order-4"
     assert await adb(stored_order)(live_db, customer) == ["order-1", "order-2", "order-3", "order-4"]
     await ws.disconnect()
+
+
+async def test_a_send_queued_behind_one_refused_in_its_group_is_refused_too(
+    live_db: World, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both sends were taken on arrival; the first then waited too long for its group (the
+    writer held) and was refused. The second, still queued behind it on the socket, is refused
+    too rather than written while the first waits out its retry_after."""
+    real_write = group_commit.write_live_batch
+
+    def slow_write(**kwargs: Any) -> list[Any]:
+        gate.wait(10)
+        return real_write(**kwargs)
+
+    monkeypatch.setattr(group_commit, "write_live_batch", slow_write)
+    holder, customer = await adb(make_customer)(), await adb(make_customer)()
+    other, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=holder)
+    )
+    assert ok
+    ws, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+    with override_settings(PARLEY_SEND_MAX_WAIT=0.5):
+        await other.send_json_to({"type": "send", "body": "holds the writer", "client_msg_id": "w-0"})
+        await asyncio.sleep(0.1)
+        await ws.send_json_to({"type": "send", "body": "first", "client_msg_id": "q-1"})
+        await ws.send_json_to({"type": "send", "body": "second", "client_msg_id": "q-2"})
+        refused = await ws.receive_json_from(timeout=5)
+        assert refused.get("code") == "overloaded" and refused["client_msg_id"] == "q-1", refused
+        gate.set()  # the writer is free again before q-2's turn could run out
+        refused = await ws.receive_json_from(timeout=5)
+        assert refused.get("code") == "overloaded" and refused["client_msg_id"] == "q-2", refused
+        assert (await receive_until(other, "message.accepted"))["client_msg_id"] == "w-0"
+        assert await adb(stored_order)(live_db, customer) == []
+        for client_msg_id, body in (("q-1", "first"), ("q-2", "second")):
+            await ws.send_json_to({"type": "send", "body": body, "client_msg_id": client_msg_id})
+            assert (await receive_until(ws, "message.accepted"))["client_msg_id"] == client_msg_id
+        assert await adb(stored_order)(live_db, customer) == ["q-1", "q-2"]
+    await other.disconnect()
+    await ws.disconnect()
