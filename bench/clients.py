@@ -7,7 +7,8 @@ wire, in one place, so the benchmark follows the protocol (messaging/README.md) 
   (read, the tab is visible) whenever a business message arrives, and a refused send (`rate_limited`,
   `overloaded`) holds every later send: it goes again alone with the same client_msg_id after
   `retry_after`, doubled for each further refusal of that message (`config.websocket.send_retry_delay`,
-  realtime.js's rule), and the held ones follow in order once it is accepted (realtime.js SendOutbox).
+  realtime.js's rule), and the held ones follow one at a time, each once the one before is
+  accepted (realtime.js SendOutbox).
 - `InboxPage` is inbox.js: `view` the open conversation, read-ack inbound messages of the open
   conversation, delivered-ack inbound messages of other conversations that reach it, typing
   before a reply, replies with `conversation_id`.
@@ -213,8 +214,9 @@ class PageSocket:
 
 class _Page:
     """realtime.js SendOutbox: sends go in the order written; a refusal for load or rate holds
-    every send not yet accepted until the refused one's wait is over, then the oldest goes alone
-    and the others follow once it is accepted (or the hold starts again if it is refused)."""
+    every send not yet accepted until the refused one's wait is over, then they go one at a
+    time, oldest first, each once the one before is accepted (or the hold starts again if it is
+    refused), until none is left."""
 
     stats: Stats
     socket: PageSocket
@@ -222,34 +224,40 @@ class _Page:
     attempts: dict[str, float]  # client_msg_id -> when it was last sent
     refusals: dict[str, int]  # client_msg_id -> how often it was refused
     held = False  # waiting out a refusal
-    probe: str | None = None  # after a hold: the send that went alone, the others waiting for its answer
-
-    @property
-    def waiting(self) -> bool:
-        if self.probe is not None and self.probe not in self.pending:
-            self.probe = None
-        return self.held or self.probe is not None
+    probe: str | None = None  # after a hold: the one send on its way, the others waiting for its answer
 
     def send_message(self, frame: dict[str, Any]) -> None:
         cmid = frame["client_msg_id"]
         self.pending[cmid] = frame
         self.stats.sent.setdefault(cmid, time.time())
-        if not self.waiting:
+        if self.held:
+            return
+        if self.probe is None:
             self._transmit(cmid, frame)
+        elif self.probe not in self.pending:
+            self._next()
 
     def _transmit(self, cmid: str, frame: dict[str, Any]) -> None:
         self.attempts[cmid] = time.time()
         self.socket.send(frame, queue=False)
 
-    def resend_all(self) -> None:
-        """Every pending send again, in the order written (on reconnecting, after a probe)."""
-        if not self.waiting:
-            for cmid, frame in list(self.pending.items()):
-                self._transmit(cmid, frame)
+    def _next(self) -> None:
+        """The oldest pending send goes alone; none left: sends go at once again."""
+        self.probe = None
+        for cmid, frame in self.pending.items():
+            self.probe = cmid
+            self._transmit(cmid, frame)
+            return
 
     def reconnected(self) -> None:
-        self.probe = None  # sent on the old socket: no answer will come
-        self.resend_all()
+        """Every pending send again, in the order written (or the oldest alone after a hold)."""
+        if self.held:
+            return
+        if self.probe is not None:
+            self._next()
+            return
+        for cmid, frame in list(self.pending.items()):
+            self._transmit(cmid, frame)
 
     def on_send_error(self, frame: dict[str, Any]) -> None:
         """realtime.js SendOutbox.refused: retryable refusals go again with the same client_msg_id."""
@@ -277,15 +285,11 @@ class _Page:
         self.pending.pop(cmid, None)
         self.refusals.pop(cmid, None)
         if self.probe == cmid:
-            self.probe = None
-            self.resend_all()
+            self._next()
 
     def _release(self) -> None:
         self.held = False
-        for cmid, frame in self.pending.items():
-            self.probe = cmid
-            self._transmit(cmid, frame)
-            return
+        self._next()
 
     def on_accepted(self, frame: dict[str, Any]) -> None:
         cmid = frame.get("client_msg_id")
@@ -300,8 +304,7 @@ class _Page:
             elif cmid.startswith("c"):
                 self.stats.accepted_at[cmid] = now
         if cmid is not None and cmid == self.probe:
-            self.probe = None
-            self.resend_all()
+            self._next()
 
 
 class ChatPage(_Page):

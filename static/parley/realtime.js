@@ -103,12 +103,14 @@ export function sendRetryDelay(retryAfter, refusals, random = Math.random) {
 // A socket's sends, in the order they were written: `pending` (client_msg_id -> message, the
 // page's own map, which it renders) keeps that order. A refusal for load or rate (rate_limited,
 // overloaded: not final) holds every send not yet accepted until the refused one's wait
-// (sendRetryDelay) is over. Then the oldest goes alone, and the others follow once it is
-// accepted — or the hold starts again, doubled, if it is refused again — with the same
-// client_msg_ids (repeating one is harmless). Holding the later ones keeps the thread in the
-// order typed (the server also refuses a socket's later sends until the refused one is back),
-// and sends nothing a full server would refuse anyway: each refusal and each retry is work on a
-// server that has none to spare. Any other refusal marks the message failed.
+// (sendRetryDelay) is over. Then they go one at a time, oldest first, each once the one before
+// is accepted — or the hold starts again, doubled, if it is refused again — with the same
+// client_msg_ids (repeating one is harmless), until none is left; then sends go at once again.
+// Holding the later ones keeps the thread in the order typed (the server also refuses a
+// socket's later sends until the refused one is back), and sends nothing a full server would
+// refuse anyway: each refusal and each retry is work on a server that has none to spare (sent
+// together after a hold, a backlog was refused all but its first few, every time). Any other
+// refusal marks the message failed.
 export class SendOutbox {
   constructor(pending, transmit, { random = Math.random, setTimer = (fn, ms) => setTimeout(fn, ms) } = {}) {
     this.pending = pending;
@@ -116,41 +118,32 @@ export class SendOutbox {
     this.random = random;
     this.setTimer = setTimer;
     this.held = false; // waiting out a refusal
-    this.probe = null; // after a hold: the client_msg_id sent alone, the others waiting for its answer
+    this.probe = null; // after a hold: the one send on its way, the others waiting for its answer
   }
 
-  get waiting() {
-    // A probe no longer pending (stored and shown, or dropped by the page) waits for nothing.
-    if (this.probe !== null && !this.pending.has(this.probe)) this.probe = null;
-    return this.held || this.probe !== null;
-  }
-
-  // A new message: it goes now, unless earlier ones are held (then it waits behind them).
+  // A new message: it goes now, unless earlier ones are held or going one at a time (then it waits its turn).
   add(m) {
     this.pending.set(m.client_msg_id, m);
-    if (!this.waiting) this.transmit(m);
+    if (this.held) return;
+    if (this.probe === null) this.transmit(m);
+    else if (!this.pending.has(this.probe)) this.next(); // the page dropped the one on its way
   }
 
-  // A new socket: a probe sent on the old one will not be answered; what is pending goes again.
+  // A new socket: a send on its way over the old one will not be answered; what is pending goes again.
   reconnected() {
-    this.probe = null;
-    this.resendAll();
-  }
-
-  // Everything not yet accepted goes (again), in the order written: on (re)connecting, and once a probe is accepted.
-  resendAll() {
-    if (this.waiting) return;
+    if (this.held) return;
+    if (this.probe !== null) {
+      this.next();
+      return;
+    }
     this.pending.forEach((m) => { if (!m.failed && !m.accepted) this.transmit(m); });
   }
 
-  // message.accepted: stored, so never sent again; if it was the probe, the others follow.
+  // message.accepted: stored, so never sent again; after a hold, the next one goes.
   accepted(frame) {
     const m = this.pending.get(frame.client_msg_id);
     if (m) m.accepted = true;
-    if (this.probe !== null && this.probe === frame.client_msg_id) {
-      this.probe = null;
-      this.resendAll();
-    }
+    if (this.probe !== null && this.probe === frame.client_msg_id) this.next();
   }
 
   // An error frame. Returns "retrying", "failed" (the caller re-renders) or "other" (not about a pending send).
@@ -162,20 +155,18 @@ export class SendOutbox {
       if (!this.held && (this.probe === null || this.probe === m.client_msg_id)) {
         this.held = true;
         this.probe = null;
-        this.setTimer(() => this.release(), sendRetryDelay(frame.retry_after, m.refusals, this.random));
+        this.setTimer(() => { this.held = false; this.next(); }, sendRetryDelay(frame.retry_after, m.refusals, this.random));
       }
       return "retrying";
     }
     m.failed = frame.message;
-    if (this.probe === m.client_msg_id) {
-      this.probe = null;
-      this.resendAll();
-    }
+    if (this.probe === m.client_msg_id) this.next();
     return "failed";
   }
 
-  release() {
-    this.held = false;
+  // The oldest send not yet accepted goes alone; none left: sends go at once again.
+  next() {
+    this.probe = null;
     for (const m of this.pending.values()) {
       if (!m.failed && !m.accepted) {
         this.probe = m.client_msg_id;

@@ -1,6 +1,6 @@
 """The load generator's pages send as realtime.js's SendOutbox does (tests/messaging/test_send_retry.py
-checks the page): in the order written, every later send held behind a refused one, the oldest
-alone once the wait is over and the rest in order once it is accepted."""
+checks the page): in the order written, every later send held behind a refused one, then one at
+a time, oldest first, each once the one before is accepted, until none is left."""
 
 from __future__ import annotations
 
@@ -60,14 +60,20 @@ async def test_later_sends_wait_behind_a_refused_one_and_go_in_order(monkeypatch
     await asyncio.sleep(0.05)
     assert waits == [(0.5, 1), (0.5, 2)] and sent == ["c-1", "c-2", "c-1", "c-1"]
     page.on_accepted({"type": "message.accepted", "client_msg_id": "c-1"})
-    assert sent == ["c-1", "c-2", "c-1", "c-1", "c-2", "c-3"]
+    assert sent == ["c-1", "c-2", "c-1", "c-1", "c-2"]  # the next one, alone
     assert page.stats.accepted == {"c-1"} and page.stats.refusals == 3
-    # A final refusal of a probe lets the others go.
-    refuse(page, "c-2")
+    refuse(page, "c-3", code="blocked")  # waiting its turn: final, dropped
+    page.on_accepted({"type": "message.accepted", "client_msg_id": "c-2"})
+    assert page.stats.refused_final == {"c-3": "blocked"} and page.probe is None and not page.pending
+    send(page, "c-4")  # none left: sends go at once again
+    send(page, "c-5")
+    assert sent[-2:] == ["c-4", "c-5"]
+    # A final refusal of the one on its way lets the next go.
+    refuse(page, "c-4")
     await asyncio.sleep(0.05)
-    assert sent[-1] == "c-2" and page.probe == "c-2"
-    refuse(page, "c-2", code="blocked")
-    assert page.stats.refused_final == {"c-2": "blocked"} and sent[-1] == "c-3" and not page.waiting
+    assert sent[-1] == "c-4" and page.probe == "c-4"
+    refuse(page, "c-4", code="blocked")
+    assert sent[-1] == "c-5" and page.probe == "c-5"
     sent.clear()
-    page.reconnected()
-    assert sent == ["c-3"]
+    page.reconnected()  # a new socket: the one on its way goes again
+    assert sent == ["c-5"]

@@ -101,9 +101,14 @@ OUTBOX_ORDER = """async () => {
   timers.shift()[0]();
   steps.probe_again = [...sent];
   outbox.accepted({ client_msg_id: "c1" });
-  steps.after_accept = [...sent]; // the others, in the order written
+  steps.after_accept = [...sent]; // the next one, alone
   pending.delete("c1");
-  steps.failed = refuse("c3", "blocked");
+  steps.failed = refuse("c3", "blocked"); // waiting its turn: failed, skipped
+  outbox.accepted({ client_msg_id: "c2" });
+  steps.one_at_a_time = [...sent];
+  outbox.accepted({ client_msg_id: "c4" }); // none left: sends go at once again
+  outbox.add({ client_msg_id: "c5" });
+  steps.at_once_again = [...sent];
   sent.length = 0;
   outbox.reconnected(); // a new socket: what is still pending goes again, not the failed one
   steps.reconnected = [...sent];
@@ -119,8 +124,8 @@ def test_the_page_holds_later_sends_behind_a_refused_one_and_keeps_their_order(
     """Issue 9: a refused message held while later ones went ahead was stored after them (7,661
     of 15,695 at 1,200 msgs/s offered), and every held message was retried on its own, each
     refused again while the server was full. The page's SendOutbox holds every send behind a
-    refusal, sends the oldest alone when the wait is over, and the rest in order once it is
-    accepted."""
+    refusal, and when the wait is over sends them one at a time, oldest first, each once the one
+    before is accepted, until none is left."""
     steps = evaluate_on_public_page(browser, live_server_process, OUTBOX_ORDER)
     assert steps["both_sent"] == ["c1", "c2"]
     assert steps["outcomes"] == ["retrying", "retrying"]
@@ -129,7 +134,9 @@ def test_the_page_holds_later_sends_behind_a_refused_one_and_keeps_their_order(
     assert steps["after_hold"] == ["c1", "c2", "c1"]
     assert steps["second_hold"] == [send_retry_delay(0.5, 2, lambda: 0.0) * 1000]  # doubled
     assert steps["probe_again"] == ["c1", "c2", "c1", "c1"]  # c4 waits too
-    assert steps["after_accept"] == ["c1", "c2", "c1", "c1", "c2", "c3", "c4"]
+    assert steps["after_accept"] == ["c1", "c2", "c1", "c1", "c2"]
     assert steps["failed"] == "failed"
-    assert steps["reconnected"] == ["c2", "c4"]
+    assert steps["one_at_a_time"] == ["c1", "c2", "c1", "c1", "c2", "c4"]
+    assert steps["at_once_again"] == ["c1", "c2", "c1", "c1", "c2", "c4", "c5"]
+    assert steps["reconnected"] == ["c5"]
     assert steps["other"] == "other"
