@@ -435,7 +435,10 @@ function onFrame(frame) {
       }
       break;
     case "error": {
-      if (confirmTakeover(frame, pending, (m) => socket.send(sendFrame(m), { queue: false }))) break;
+      if (confirmTakeover(frame, pending, (m) => socket.send(sendFrame(m), { queue: false }))) {
+        outbox.dropped(frame.client_msg_id);
+        break;
+      }
       const outcome = outbox.refused(frame);
       if (outcome === "retrying") break;
       errorBox.textContent = frame.message;

@@ -164,6 +164,11 @@ export class SendOutbox {
     return "failed";
   }
 
+  // The page dropped a pending message (a takeover it declined): if it was the one on its way, the next goes.
+  dropped(clientMsgId) {
+    if (this.probe === clientMsgId && !this.pending.has(clientMsgId)) this.next();
+  }
+
   // The oldest send not yet accepted goes alone; none left: sends go at once again.
   next() {
     this.probe = null;

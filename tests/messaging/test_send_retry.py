@@ -113,6 +113,14 @@ OUTBOX_ORDER = """async () => {
   outbox.reconnected(); // a new socket: what is still pending goes again, not the failed one
   steps.reconnected = [...sent];
   steps.other = outbox.refused({ type: "error", code: "overloaded", client_msg_id: "unknown" });
+  // The page drops the one on its way (a takeover declined): the next goes.
+  outbox.add({ client_msg_id: "c6" });
+  refuse("c5");
+  timers.shift()[0]();
+  sent.length = 0;
+  pending.delete("c5");
+  outbox.dropped("c5");
+  steps.after_drop = [...sent];
   return steps;
 }"""
 
@@ -140,3 +148,4 @@ def test_the_page_holds_later_sends_behind_a_refused_one_and_keeps_their_order(
     assert steps["at_once_again"] == ["c1", "c2", "c1", "c1", "c2", "c4", "c5"]
     assert steps["reconnected"] == ["c5"]
     assert steps["other"] == "other"
+    assert steps["after_drop"] == ["c6"]
