@@ -243,11 +243,10 @@ class _Page:
 
     def _next(self) -> None:
         """The oldest pending send goes alone; none left: sends go at once again."""
-        self.probe = None
-        for cmid, frame in self.pending.items():
-            self.probe = cmid
-            self._transmit(cmid, frame)
-            return
+        oldest = next(iter(self.pending.items()), None)
+        self.probe = None if oldest is None else oldest[0]
+        if oldest is not None:
+            self._transmit(*oldest)
 
     def reconnected(self) -> None:
         """Every pending send again, in the order written (or the oldest alone after a hold)."""

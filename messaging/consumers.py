@@ -43,7 +43,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from assignment import services as assignment_services
-from config.websocket import SEND_RETRY_CAP_SECONDS, CloseCode
+from config.websocket import SEND_RETRY_CAP_SECONDS, CloseCode, send_retry_delay
 from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services, stages
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
@@ -108,9 +108,8 @@ async def _held(rights: asyncio.Future[bool]) -> bool:
 # A send's handling by its socket's worker before any was measured (a send group's usual time).
 HANDLING_SECONDS = 0.02
 # How long a send refused for load or rate holds its socket's later sends back at most: the
-# longest a client waits before retrying it (config.websocket.send_retry_delay: the cap and its
-# quarter of jitter), with room for the trip.
-OWED_SEND_SECONDS = SEND_RETRY_CAP_SECONDS * 1.25 + 10
+# longest a client waits before retrying it (its cap, with the most jitter), with room for the trip.
+OWED_SEND_SECONDS = send_retry_delay(SEND_RETRY_CAP_SECONDS, 1, random=lambda: 1.0) + 10
 
 
 @dataclass(slots=True)
