@@ -7,8 +7,8 @@ wire, in one place, so the benchmark follows the protocol (messaging/README.md) 
   (read, the tab is visible) whenever a business message arrives, and a refused send (`rate_limited`,
   `overloaded`) holds every later send: it goes again alone with the same client_msg_id after
   `retry_after`, doubled for each further refusal of that message (`config.websocket.send_retry_delay`,
-  realtime.js's rule), and the held ones follow one at a time, each once the one before is
-  accepted (realtime.js SendOutbox).
+  realtime.js's rule), and the held ones follow in a window that grows by one with each
+  acceptance (realtime.js SendOutbox).
 - `InboxPage` is inbox.js: `view` the open conversation, read-ack inbound messages of the open
   conversation, delivered-ack inbound messages of other conversations that reach it, typing
   before a reply, replies with `conversation_id`.
@@ -214,17 +214,18 @@ class PageSocket:
 
 class _Page:
     """realtime.js SendOutbox: sends go in the order written; a refusal for load or rate holds
-    every send not yet accepted until the refused one's wait is over, then they go one at a
-    time, oldest first, each once the one before is accepted (or the hold starts again if it is
-    refused), until none is left."""
+    every send not yet accepted until the refused one's wait is over, then they go oldest first
+    in a window — one on its way at first, one more for each accepted (or the hold starts again
+    if one is refused) — until none is left."""
 
     stats: Stats
     socket: PageSocket
     pending: dict[str, dict[str, Any]]  # client_msg_id -> frame not yet accepted, in the order written
     attempts: dict[str, float]  # client_msg_id -> when it was last sent
     refusals: dict[str, int]  # client_msg_id -> how often it was refused
+    on_their_way: set[str]  # after a hold: sent and not yet answered
     held = False  # waiting out a refusal
-    probe: str | None = None  # after a hold: the one send on its way, the others waiting for its answer
+    window = 0  # after a hold: how many sends may be on their way at once (0: no hold to recover from)
 
     def send_message(self, frame: dict[str, Any]) -> None:
         cmid = frame["client_msg_id"]
@@ -232,28 +233,36 @@ class _Page:
         self.stats.sent.setdefault(cmid, time.time())
         if self.held:
             return
-        if self.probe is None:
+        if self.window == 0:
             self._transmit(cmid, frame)
-        elif self.probe not in self.pending:
-            self._next()
+        else:
+            self._fill()
 
     def _transmit(self, cmid: str, frame: dict[str, Any]) -> None:
         self.attempts[cmid] = time.time()
         self.socket.send(frame, queue=False)
 
-    def _next(self) -> None:
-        """The oldest pending send goes alone; none left: sends go at once again."""
-        oldest = next(iter(self.pending.items()), None)
-        self.probe = None if oldest is None else oldest[0]
-        if oldest is not None:
-            self._transmit(*oldest)
+    def _fill(self) -> None:
+        """After a hold: the oldest pending sends go, as many as the window lets be on their way;
+        none left: sends go at once again."""
+        if not self.pending:
+            self.window = 0
+            return
+        for cmid, frame in self.pending.items():
+            if cmid in self.on_their_way:
+                continue
+            if len(self.on_their_way) >= self.window:
+                return
+            self.on_their_way.add(cmid)
+            self._transmit(cmid, frame)
 
     def reconnected(self) -> None:
-        """Every pending send again, in the order written (or the oldest alone after a hold)."""
+        """Every pending send again, in the order written (as the window lets, after a hold)."""
         if self.held:
             return
-        if self.probe is not None:
-            self._next()
+        if self.window:
+            self.on_their_way.clear()
+            self._fill()
             return
         for cmid, frame in list(self.pending.items()):
             self._transmit(cmid, frame)
@@ -263,8 +272,8 @@ class _Page:
         code = frame.get("code", "?")
         cmid = str(frame.get("client_msg_id") or "")
         pending = self.pending.get(cmid) if cmid else None
-        if pending is None:
-            self.stats.count_error(code)
+        if pending is None:  # "late" in realtime.js: a refused repeat of a send already stored
+            self.stats.count_error(f"late {code}" if cmid and code in RETRYABLE else code)
             return
         if code in RETRYABLE:
             self.stats.refusals += 1
@@ -272,9 +281,10 @@ class _Page:
             self.stats.refusal_latency.append(time.time() - self.stats.sent[cmid])
             self.stats.refusal_answer.append(time.time() - self.attempts.get(cmid, self.stats.sent[cmid]))
             self.refusals[cmid] = refusals = self.refusals.get(cmid, 0) + 1
-            if not self.held and self.probe in (None, cmid):
+            if not self.held and (self.window == 0 or cmid in self.on_their_way):
                 self.held = True
-                self.probe = None
+                self.window = 1
+                self.on_their_way.clear()
                 retry_after = frame.get("retry_after")
                 delay = send_retry_delay(float(retry_after) if retry_after else None, refusals)
                 asyncio.get_running_loop().call_later(delay, self._release)
@@ -283,12 +293,13 @@ class _Page:
         self.stats.refused_final[cmid] = code
         self.pending.pop(cmid, None)
         self.refusals.pop(cmid, None)
-        if self.probe == cmid:
-            self._next()
+        if cmid in self.on_their_way:
+            self.on_their_way.discard(cmid)
+            self._fill()
 
     def _release(self) -> None:
         self.held = False
-        self._next()
+        self._fill()
 
     def on_accepted(self, frame: dict[str, Any]) -> None:
         cmid = frame.get("client_msg_id")
@@ -302,8 +313,10 @@ class _Page:
                 self.stats.accepted_to_viewer.append(viewed_at - now)
             elif cmid.startswith("c"):
                 self.stats.accepted_at[cmid] = now
-        if cmid is not None and cmid == self.probe:
-            self._next()
+        if cmid is not None and cmid in self.on_their_way:
+            self.on_their_way.discard(cmid)
+            self.window += 1
+            self._fill()
 
 
 class ChatPage(_Page):
@@ -318,6 +331,7 @@ class ChatPage(_Page):
         self.pending = {}
         self.attempts = {}
         self.refusals = {}
+        self.on_their_way = set()
         self.seq = 0
         self.last_typing = 0.0
         self.theirs_max = 0  # the newest business message id seen
@@ -376,6 +390,7 @@ class InboxPage(_Page):
         self.pending = {}
         self.attempts = {}
         self.refusals = {}
+        self.on_their_way = set()
         self.seq = 0
         self.current = view
         self.read_up_to = 0

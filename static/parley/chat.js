@@ -154,7 +154,7 @@ function onFrame(frame) {
       break;
     case "error": {
       const outcome = outbox.refused(frame);
-      if (outcome === "retrying") break;
+      if (outcome === "retrying" || outcome === "late") break;
       errorBox.textContent = frame.message;
       errorBox.hidden = false;
       if (outcome === "failed") render();

@@ -103,14 +103,16 @@ export function sendRetryDelay(retryAfter, refusals, random = Math.random) {
 // A socket's sends, in the order they were written: `pending` (client_msg_id -> message, the
 // page's own map, which it renders) keeps that order. A refusal for load or rate (rate_limited,
 // overloaded: not final) holds every send not yet accepted until the refused one's wait
-// (sendRetryDelay) is over. Then they go one at a time, oldest first, each once the one before
-// is accepted — or the hold starts again, doubled, if it is refused again — with the same
-// client_msg_ids (repeating one is harmless), until none is left; then sends go at once again.
+// (sendRetryDelay) is over. Then they go again oldest first, with the same client_msg_ids
+// (repeating one is harmless), in a window: one on its way at first, one more for each
+// accepted (doubling every round trip, as TCP's slow start) — or the hold starts again,
+// doubled, if one is refused — until none is left; then sends go at once again.
 // Holding the later ones keeps the thread in the order typed (the server also refuses a
 // socket's later sends until the refused one is back), and sends nothing a full server would
 // refuse anyway: each refusal and each retry is work on a server that has none to spare (sent
-// together after a hold, a backlog was refused all but its first few, every time). Any other
-// refusal marks the message failed.
+// together after a hold, a backlog was refused all but its first few, every time; one at a
+// time, a customer with a backlog got one message through per round trip). Any other refusal
+// marks the message failed.
 export class SendOutbox {
   constructor(pending, transmit, { random = Math.random, setTimer = (fn, ms) => setTimeout(fn, ms) } = {}) {
     this.pending = pending;
@@ -118,67 +120,81 @@ export class SendOutbox {
     this.random = random;
     this.setTimer = setTimer;
     this.held = false; // waiting out a refusal
-    this.probe = null; // after a hold: the one send on its way, the others waiting for its answer
+    this.window = 0; // after a hold: how many sends may be on their way at once (0: no hold to recover from)
+    this.onTheirWay = new Set(); // after a hold: the client_msg_ids sent and not yet answered
   }
 
-  // A new message: it goes now, unless earlier ones are held or going one at a time (then it waits its turn).
+  // A new message: it goes now, unless earlier ones are held or the window is full (then it waits its turn).
   add(m) {
     this.pending.set(m.client_msg_id, m);
     if (this.held) return;
-    if (this.probe === null) this.transmit(m);
-    else if (!this.pending.has(this.probe)) this.next(); // the page dropped the one on its way
+    if (this.window === 0) this.transmit(m);
+    else this.fill();
   }
 
   // A new socket: a send on its way over the old one will not be answered; what is pending goes again.
   reconnected() {
     if (this.held) return;
-    if (this.probe !== null) {
-      this.next();
+    if (this.window !== 0) {
+      this.onTheirWay.clear();
+      this.fill();
       return;
     }
     this.pending.forEach((m) => { if (!m.failed && !m.accepted) this.transmit(m); });
   }
 
-  // message.accepted: stored, so never sent again; after a hold, the next one goes.
+  // message.accepted: stored, so never sent again; after a hold, the window grows by one.
   accepted(frame) {
     const m = this.pending.get(frame.client_msg_id);
     if (m) m.accepted = true;
-    if (this.probe !== null && this.probe === frame.client_msg_id) this.next();
+    if (this.onTheirWay.delete(frame.client_msg_id)) {
+      this.window += 1;
+      this.fill();
+    }
   }
 
-  // An error frame. Returns "retrying", "failed" (the caller re-renders) or "other" (not about a pending send).
+  // An error frame. Returns "retrying", "failed" (the caller re-renders), "late" (a refused
+  // repeat of a message already stored: nothing to show) or "other" (not about a send).
   refused(frame) {
+    const retryable = frame.code === "rate_limited" || frame.code === "overloaded";
     const m = frame.client_msg_id ? this.pending.get(frame.client_msg_id) : undefined;
-    if (!m) return "other";
-    if (frame.code === "rate_limited" || frame.code === "overloaded") {
+    // After a hold the oldest unanswered send goes again; if it was being stored all along, its
+    // acceptance (and its copy: the page drops it from pending) arrives before the repeat's refusal.
+    if (!m || m.accepted) return retryable && frame.client_msg_id ? "late" : "other";
+    if (retryable) {
       m.refusals = (m.refusals || 0) + 1;
-      if (!this.held && (this.probe === null || this.probe === m.client_msg_id)) {
+      // A refusal of a send from before the hold (answered late) starts no new one.
+      if (!this.held && (this.window === 0 || this.onTheirWay.has(m.client_msg_id))) {
         this.held = true;
-        this.probe = null;
-        this.setTimer(() => { this.held = false; this.next(); }, sendRetryDelay(frame.retry_after, m.refusals, this.random));
+        this.window = 1;
+        this.onTheirWay.clear();
+        this.setTimer(() => { this.held = false; this.fill(); }, sendRetryDelay(frame.retry_after, m.refusals, this.random));
       }
       return "retrying";
     }
     m.failed = frame.message;
-    if (this.probe === m.client_msg_id) this.next();
+    if (this.onTheirWay.delete(m.client_msg_id)) this.fill();
     return "failed";
   }
 
-  // The page dropped a pending message (a takeover it declined): if it was the one on its way, the next goes.
+  // The page dropped a pending message (a takeover it declined): if it was on its way, the next goes.
   dropped(clientMsgId) {
-    if (this.probe === clientMsgId && !this.pending.has(clientMsgId)) this.next();
+    if (!this.pending.has(clientMsgId) && this.onTheirWay.delete(clientMsgId)) this.fill();
   }
 
-  // The oldest send not yet accepted goes alone; none left: sends go at once again.
-  next() {
-    this.probe = null;
+  // After a hold: the oldest sends not yet accepted go, as many as the window lets be on their
+  // way; none left: sends go at once again.
+  fill() {
+    let waiting = false;
     for (const m of this.pending.values()) {
-      if (!m.failed && !m.accepted) {
-        this.probe = m.client_msg_id;
-        this.transmit(m);
-        return;
-      }
+      if (m.failed || m.accepted) continue;
+      waiting = true;
+      if (this.onTheirWay.has(m.client_msg_id)) continue;
+      if (this.onTheirWay.size >= this.window) return;
+      this.onTheirWay.add(m.client_msg_id);
+      this.transmit(m);
     }
+    if (!waiting) this.window = 0;
   }
 }
 

@@ -1,6 +1,6 @@
 """The load generator's pages send as realtime.js's SendOutbox does (tests/messaging/test_send_retry.py
-checks the page): in the order written, every later send held behind a refused one, then one at
-a time, oldest first, each once the one before is accepted, until none is left."""
+checks the page): in the order written, every later send held behind a refused one, then oldest
+first in a window that starts at one and grows by one with each acceptance, until none is left."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class Page(_Page):
         self.pending = {}
         self.attempts = {}
         self.refusals = {}
+        self.on_their_way = set()
 
 
 def send(page: Page, cmid: str) -> None:
@@ -59,21 +60,34 @@ async def test_later_sends_wait_behind_a_refused_one_and_go_in_order(monkeypatch
     refuse(page, "c-1")
     await asyncio.sleep(0.05)
     assert waits == [(0.5, 1), (0.5, 2)] and sent == ["c-1", "c-2", "c-1", "c-1"]
+    send(page, "c-4")  # the window is full: c-4 waits
+    assert sent == ["c-1", "c-2", "c-1", "c-1"]
     page.on_accepted({"type": "message.accepted", "client_msg_id": "c-1"})
-    assert sent == ["c-1", "c-2", "c-1", "c-1", "c-2"]  # the next one, alone
+    assert sent[4:] == ["c-2", "c-3"]  # one accepted: two on their way
+    refuse(page, "c-1")  # a repeat refused after its message was stored: no hold, counted apart
+    assert not page.held and page.stats.errors == {"late overloaded": 1}
     assert page.stats.accepted == {"c-1"} and page.stats.refusals == 3
-    refuse(page, "c-3", code="blocked")  # waiting its turn: final, dropped
+    refuse(page, "c-3", code="blocked")  # on its way: final, dropped, and c-4 takes its place
+    assert page.stats.refused_final == {"c-3": "blocked"} and sent[6:] == ["c-4"]
     page.on_accepted({"type": "message.accepted", "client_msg_id": "c-2"})
-    assert page.stats.refused_final == {"c-3": "blocked"} and page.probe is None and not page.pending
-    send(page, "c-4")  # none left: sends go at once again
-    send(page, "c-5")
-    assert sent[-2:] == ["c-4", "c-5"]
+    send(page, "c-5")  # a window of three: goes at once
+    assert sent[7:] == ["c-5"] and page.window == 3
+    page.on_accepted({"type": "message.accepted", "client_msg_id": "c-4"})
+    page.on_accepted({"type": "message.accepted", "client_msg_id": "c-5"})
+    assert page.window == 0 and not page.pending and not page.on_their_way
+    send(page, "c-6")  # none left: sends go at once again
+    send(page, "c-7")
+    assert sent[-2:] == ["c-6", "c-7"]
     # A final refusal of the one on its way lets the next go.
-    refuse(page, "c-4")
+    refuse(page, "c-6")
     await asyncio.sleep(0.05)
-    assert sent[-1] == "c-4" and page.probe == "c-4"
-    refuse(page, "c-4", code="blocked")
-    assert sent[-1] == "c-5" and page.probe == "c-5"
+    assert sent[-1] == "c-6" and page.on_their_way == {"c-6"}
+    refuse(page, "c-6", code="blocked")
+    assert sent[-1] == "c-7" and page.on_their_way == {"c-7"}
+    # A refusal of a send not on its way since the hold (answered late) starts no new hold.
+    send(page, "c-8")
+    refuse(page, "c-8")
+    assert not page.held and sent[-1] == "c-7"
     sent.clear()
-    page.reconnected()  # a new socket: the one on its way goes again
-    assert sent == ["c-5"]
+    page.reconnected()  # a new socket: what was on its way goes again, as the window lets
+    assert sent == ["c-7"]

@@ -96,31 +96,45 @@ OUTBOX_ORDER = """async () => {
   timers.shift()[0]();
   steps.after_hold = [...sent]; // the oldest alone
   outbox.add({ client_msg_id: "c4" });
+  steps.window_full = [...sent];
   refuse("c1"); // refused again: a longer hold
   steps.second_hold = timers.map(([, ms]) => ms);
   timers.shift()[0]();
   steps.probe_again = [...sent];
   outbox.accepted({ client_msg_id: "c1" });
-  steps.after_accept = [...sent]; // the next one, alone
+  steps.window_of_two = [...sent]; // one accepted: two may be on their way
   pending.delete("c1");
-  steps.failed = refuse("c3", "blocked"); // waiting its turn: failed, skipped
+  steps.failed = refuse("c3", "blocked"); // on its way: failed, and the window has room for c4
+  steps.after_failed = [...sent];
   outbox.accepted({ client_msg_id: "c2" });
-  steps.one_at_a_time = [...sent];
-  outbox.accepted({ client_msg_id: "c4" }); // none left: sends go at once again
   outbox.add({ client_msg_id: "c5" });
-  steps.at_once_again = [...sent];
-  sent.length = 0;
-  outbox.reconnected(); // a new socket: what is still pending goes again, not the failed one
-  steps.reconnected = [...sent];
-  steps.other = outbox.refused({ type: "error", code: "overloaded", client_msg_id: "unknown" });
-  // The page drops the one on its way (a takeover declined): the next goes.
+  steps.window_of_three = [...sent]; // c4 and c5 on their way
+  outbox.accepted({ client_msg_id: "c4" });
+  outbox.accepted({ client_msg_id: "c5" }); // none left: sends go at once again
   outbox.add({ client_msg_id: "c6" });
-  refuse("c5");
+  outbox.add({ client_msg_id: "c7" });
+  steps.at_once_again = [...sent];
+  steps.window_after = outbox.window;
+  sent.length = 0;
+  outbox.accepted({ client_msg_id: "c7" });
+  outbox.reconnected(); // a new socket: what is still pending goes again, not the failed or accepted ones
+  steps.reconnected = [...sent];
+  steps.other = outbox.refused({ type: "error", code: "bad_frame" });
+  // Repeats refused after their message was stored: c1's copy came (dropped from pending), c2's not yet.
+  steps.late = [refuse("c1"), refuse("c2")];
+  steps.late_timers = timers.length;
+  steps.late_sent = [...sent];
+  // The page drops the one on its way (a takeover declined): the next goes.
+  outbox.add({ client_msg_id: "c8" });
+  refuse("c6");
   timers.shift()[0]();
   sent.length = 0;
-  pending.delete("c5");
-  outbox.dropped("c5");
+  pending.delete("c6");
+  outbox.dropped("c6");
   steps.after_drop = [...sent];
+  // A refusal of a send not on its way since the hold (one from before it, answered late) starts no new hold.
+  outbox.add({ client_msg_id: "c9" });
+  steps.late_refusal = [refuse("c9"), timers.length, [...sent]];
   return steps;
 }"""
 
@@ -132,20 +146,26 @@ def test_the_page_holds_later_sends_behind_a_refused_one_and_keeps_their_order(
     """Issue 9: a refused message held while later ones went ahead was stored after them (7,661
     of 15,695 at 1,200 msgs/s offered), and every held message was retried on its own, each
     refused again while the server was full. The page's SendOutbox holds every send behind a
-    refusal, and when the wait is over sends them one at a time, oldest first, each once the one
-    before is accepted, until none is left."""
+    refusal, and when the wait is over sends them oldest first in a window that starts at one
+    and grows by one with each acceptance, until none is left."""
     steps = evaluate_on_public_page(browser, live_server_process, OUTBOX_ORDER)
     assert steps["both_sent"] == ["c1", "c2"]
     assert steps["outcomes"] == ["retrying", "retrying"]
     assert steps["timers"] == [send_retry_delay(0.5, 1, lambda: 0.0) * 1000]  # one hold, not one per message
     assert steps["while_held"] == ["c1", "c2"]  # c3 waits
     assert steps["after_hold"] == ["c1", "c2", "c1"]
+    assert steps["window_full"] == ["c1", "c2", "c1"]  # c4 waits its turn
     assert steps["second_hold"] == [send_retry_delay(0.5, 2, lambda: 0.0) * 1000]  # doubled
-    assert steps["probe_again"] == ["c1", "c2", "c1", "c1"]  # c4 waits too
-    assert steps["after_accept"] == ["c1", "c2", "c1", "c1", "c2"]
+    assert steps["probe_again"] == ["c1", "c2", "c1", "c1"]
+    assert steps["window_of_two"] == ["c1", "c2", "c1", "c1", "c2", "c3"]
     assert steps["failed"] == "failed"
-    assert steps["one_at_a_time"] == ["c1", "c2", "c1", "c1", "c2", "c4"]
-    assert steps["at_once_again"] == ["c1", "c2", "c1", "c1", "c2", "c4", "c5"]
-    assert steps["reconnected"] == ["c5"]
+    assert steps["after_failed"] == ["c1", "c2", "c1", "c1", "c2", "c3", "c4"]
+    assert steps["window_of_three"] == ["c1", "c2", "c1", "c1", "c2", "c3", "c4", "c5"]
+    assert steps["at_once_again"] == ["c1", "c2", "c1", "c1", "c2", "c3", "c4", "c5", "c6", "c7"]
+    assert steps["window_after"] == 0
+    assert steps["reconnected"] == ["c6"]
     assert steps["other"] == "other"
-    assert steps["after_drop"] == ["c6"]
+    assert steps["late"] == ["late", "late"] and steps["late_sent"] == ["c6"]  # no error shown,
+    assert steps["late_timers"] == 0  # and no new hold
+    assert steps["after_drop"] == ["c8"]
+    assert steps["late_refusal"] == ["retrying", 0, ["c8"]]  # c9 waits behind c8
