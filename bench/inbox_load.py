@@ -986,6 +986,8 @@ def main() -> None:
                 + " ".join(f"{x:.2f}" for x in os.getloadavg()),
                 flush=True,
             )
+            for note in send_limit_notes(args.rate, args.customers, args.reply_rate, args.agents):
+                print(note, flush=True)
             results = []
             for target in targets:
                 result = run_target(target, data, database, args)
@@ -1070,6 +1072,26 @@ def print_rate_table(results: list[Result], goal: float) -> None:
         )
     for line in goal_summary(results, goal):
         print(line)
+
+
+def send_limit_notes(rate: float, customers: int, reply_rate: float, agents: int) -> list[str]:
+    """Every author may send SEND_RATE messages a second (bursts of SEND_BURST) into a business,
+    on Parley and on the limit server alike (messaging/send_limits.py): customers or agents who
+    send faster are refused `rate_limited` past their burst whatever the server's load, and
+    their sends still held at the end count as unanswered, which disqualifies a rate from the
+    p99 goal. Said with the load, so those figures are not read as the server's."""
+    from messaging.send_limits import SEND_BURST, SEND_RATE
+
+    notes = []
+    for who, total, authors in (("customer", rate, customers), ("agent", reply_rate, agents)):
+        each = total / authors if authors else 0.0
+        if each > SEND_RATE:
+            notes.append(
+                f"note: {each:.3g} messages/s per {who} is over the send limit ({SEND_RATE:g}/s, bursts of "
+                f"{SEND_BURST}): past the burst its refusals are the limit's, not the server's load"
+                + (" (more --customers for a load test)" if who == "customer" else " (--reply-rate to stay under)")
+            )
+    return notes
 
 
 def _met(figures: dict[str, Any], goal: float) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.inbox_load import Result, goal_summary
+from bench.inbox_load import Result, goal_summary, send_limit_notes
 
 GOAL = 0.1
 
@@ -68,3 +68,16 @@ def test_parley_meeting_the_goal_everywhere_gives_a_lower_bound_and_both_give_no
 def test_a_rate_with_a_loss_never_meets_the_goal() -> None:
     lines = goal_summary([_result("parley", 100, 0.05, lost=1), _result("parley", 50, 0.04)], GOAL)
     assert lines == ["parley: highest persisted msgs/s at p99 ≤ 100 ms: 50.0"]
+
+
+def test_a_load_over_the_send_limit_is_said_for_customers_and_agents() -> None:
+    """Session 27: 500 customers at 1,800 msgs/s (3.6 a second each against a limit of 2) and 50
+    agents replying a tenth of that were refused `rate_limited` on both servers; the limit
+    server's sends held by that limit at the end counted as unanswered and took it out of the
+    p99 summary, which read as its load."""
+    assert send_limit_notes(1000, 500, 100, 50) == []  # 2 a second each: at the limit, not over
+    customers, agents = send_limit_notes(1800, 500, 180, 50)
+    assert customers.startswith("note: 3.6 messages/s per customer is over the send limit (2/s, bursts of 20)")
+    assert "more --customers" in customers
+    assert agents.startswith("note: 3.6 messages/s per agent is over the send limit") and "--reply-rate" in agents
+    assert send_limit_notes(2000, 1500, 200, 50) == [send_limit_notes(1800, 500, 200, 50)[1]]  # agents only
