@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.inbox_load import Result, goal_summary, send_limit_notes
+from bench.inbox_load import Result, default_reply_rate, goal_summary, send_limit_notes
 
 GOAL = 0.1
 
@@ -81,3 +81,10 @@ def test_a_load_over_the_send_limit_is_said_for_customers_and_agents() -> None:
     assert "more --customers" in customers
     assert agents.startswith("note: 3.6 messages/s per agent is over the send limit") and "--reply-rate" in agents
     assert send_limit_notes(2000, 1500, 200, 50) == [send_limit_notes(1800, 500, 200, 50)[1]]  # agents only
+
+
+def test_the_default_reply_rate_stays_within_the_agents_send_limit() -> None:
+    assert default_reply_rate(500, 50) == 50  # a tenth
+    assert default_reply_rate(1000, 50) == 100  # the goal load: a tenth, at the limit
+    assert default_reply_rate(2800, 50) == 100  # a tenth would be 5.6 a second per agent
+    assert send_limit_notes(2800, 1500, default_reply_rate(2800, 50), 50) == []
