@@ -183,7 +183,9 @@ export class SendOutbox {
   }
 
   // After a hold: the oldest sends not yet accepted go, as many as the window lets be on their
-  // way; none left: sends go at once again.
+  // way; none left: sends go at once again, and a send still counted on its way (the page
+  // dropped it from pending when its copy came, before its acceptance) is forgotten — its late
+  // acceptance must not open a window and send again what went at once meanwhile.
   fill() {
     let waiting = false;
     for (const m of this.pending.values()) {
@@ -194,7 +196,10 @@ export class SendOutbox {
       this.onTheirWay.add(m.client_msg_id);
       this.transmit(m);
     }
-    if (!waiting) this.window = 0;
+    if (!waiting) {
+      this.window = 0;
+      this.onTheirWay.clear();
+    }
   }
 }
 

@@ -135,6 +135,26 @@ OUTBOX_ORDER = """async () => {
   // A refusal of a send not on its way since the hold (one from before it, answered late) starts no new hold.
   outbox.add({ client_msg_id: "c9" });
   steps.late_refusal = [refuse("c9"), timers.length, [...sent]];
+  // The window closes while a send's copy came before its acceptance (the page dropped it from
+  // pending): its acceptance afterwards opens no window, and what went at once is not sent again.
+  const sentD = [];
+  const timersD = [];
+  const pendingD = new Map();
+  const d = new m.SendOutbox(pendingD, (msg) => sentD.push(msg.client_msg_id), {
+    random: () => 0, setTimer: (fn, ms) => timersD.push([fn, ms]),
+  });
+  d.add({ client_msg_id: "d1" });
+  d.add({ client_msg_id: "d2" });
+  d.refused({ type: "error", code: "overloaded", client_msg_id: "d1", retry_after: 0.5, message: "no" });
+  timersD.shift()[0]();
+  d.accepted({ client_msg_id: "d1" }); // d2 on its way
+  pendingD.delete("d1");
+  pendingD.delete("d2"); // d2's copy came first
+  d.add({ client_msg_id: "d3" }); // goes in the window
+  d.accepted({ client_msg_id: "d3" }); // nothing waits: the window closes
+  d.add({ client_msg_id: "d4" }); // at once
+  d.accepted({ client_msg_id: "d2" }); // d2's acceptance, late
+  steps.copy_before_acceptance = [[...sentD], d.window];
   return steps;
 }"""
 
@@ -169,3 +189,4 @@ def test_the_page_holds_later_sends_behind_a_refused_one_and_keeps_their_order(
     assert steps["late_timers"] == 0  # and no new hold
     assert steps["after_drop"] == ["c8"]
     assert steps["late_refusal"] == ["retrying", 0, ["c8"]]  # c9 waits behind c8
+    assert steps["copy_before_acceptance"] == [["d1", "d2", "d1", "d2", "d3", "d4"], 0]  # d4 once
