@@ -290,9 +290,12 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Websocket consumers: database threads per process (each holds at most one connection, taken
-# from the pool above, so keep it at or below PARLEY_DB_POOL_MAX_SIZE; see tenancy/db.py) and
-# sends waiting or running per process before new ones get "overloaded".
+# from the pool above; see tenancy/db.py), calls on the event loop's own thread at once (the
+# send groups: one connection each; tenancy/loop_db.py) — threads and slots together at or below
+# PARLEY_DB_POOL_MAX_SIZE — and sends waiting or running per process before new ones get
+# "overloaded".
 PARLEY_DB_THREADS = env.int("PARLEY_DB_THREADS", default=8)
+PARLEY_LOOP_DB_SLOTS = env.int("PARLEY_LOOP_DB_SLOTS", default=2)
 # A database thread keeps its connection while calls keep coming and gives it back after this
 # many seconds without one (tenancy/db.py).
 PARLEY_DB_KEEP_SECONDS = env.float("PARLEY_DB_KEEP_SECONDS", default=1.0)

@@ -46,6 +46,7 @@ from django.utils import timezone
 
 from config.sql import prepared_cursor, rows_source
 from messaging.models import Conversation, Event, StreamCounter
+from tenancy.loop_db import deferred_on_loop
 
 logger = logging.getLogger("parley.messaging")
 
@@ -612,8 +613,13 @@ def server_loop() -> asyncio.AbstractEventLoop | None:
 def publish_soon(schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
     """Publish now-committed events. On the server's loop without waiting for it (callbacks run
     in the order they were queued, and `_publish_now` hands every message to the layer before
-    the next callback runs, so commits queued in order are published in order); elsewhere (a job
-    worker, a shell) at once, waiting."""
+    the next callback runs, so commits queued in order are published in order); inside a call on
+    the loop's own thread (tenancy.loop_db) when that call returns; elsewhere (a job worker, a
+    shell) at once, waiting."""
+    deferred = deferred_on_loop()
+    if deferred is not None:
+        deferred.append(functools.partial(_publish_logged, schema_name, events, customer_updates))
+        return
     loop = server_loop()
     if loop is not None:
         try:
@@ -630,7 +636,12 @@ def run_from_sync(coroutine: Coroutine[Any, Any, None]) -> None:
     """Run a layer call from synchronous code. On the server's event loop when the caller came
     from it (a consumer's database thread, a view), with a timeout, unlike `async_to_sync`,
     which waits forever for a loop that stopped meanwhile. Elsewhere (a job worker, a shell) on
-    the process's own long-lived loop (`_process_loop`), with the same timeout."""
+    the process's own long-lived loop (`_process_loop`), with the same timeout. Inside a call on
+    the loop's own thread (tenancy.loop_db), a task on that loop once the call returns."""
+    deferred = deferred_on_loop()
+    if deferred is not None:
+        deferred.append(functools.partial(_run_later, coroutine))
+        return
     loop = server_loop() or _process_loop()
     if loop is not None:
         future = asyncio.run_coroutine_threadsafe(coroutine, loop)
@@ -648,6 +659,15 @@ def run_from_sync(coroutine: Coroutine[Any, Any, None]) -> None:
         return
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as runner:
         runner.submit(asyncio.run, coroutine).result(timeout=PUBLISH_TIMEOUT_SECONDS)
+
+
+def _run_later(coroutine: Coroutine[Any, Any, None]) -> None:
+    asyncio.ensure_future(coroutine).add_done_callback(_logged_failure)
+
+
+def _logged_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        logger.error("a layer call after a call on the loop failed", exc_info=done.exception())
 
 
 _own_loop: tuple[int, asyncio.AbstractEventLoop] | None = None

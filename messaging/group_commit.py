@@ -12,9 +12,10 @@ events.
 Websocket sends use `LiveGatherer` instead: the same queue and bounds, kept on the server's event
 loop, so a waiting send holds no database thread (with threads as waiters, a pool of 8 gathered
 at most 8 sends and every other socket's database work queued behind them). One task per schema
-takes what is queued and writes it with one trip to a database thread per batch (author rate
-limits, one Redis round trip for the batch, then `do_send_messages`), and answers each sender
-once the batch's events are handed to the channel layer.
+takes what is queued and writes it (author rate limits, one Redis round trip for the batch,
+then `do_send_messages`) in a greenlet on the event loop's own thread (tenancy.loop_db: its
+round trips are the loop's waits, and its Python needs no GIL hand-off from the loop), and
+answers each sender once the batch's events are handed to the channel layer.
 
 Bounded: a request that would find more than PARLEY_SEND_QUEUE_LIMIT requests ahead of it, or
 would wait longer than PARLEY_SEND_MAX_WAIT seconds (estimated from recent batches, or found
@@ -49,6 +50,7 @@ from messaging.receipts import Mark, marks_write
 from messaging.send_limits import Verdict, live_send_tokens, prefetched_tokens, rate_limited, send_take_many
 from messaging.sending import SendRequest, SendResult, do_send_messages
 from tenancy.db import run_in_schema
+from tenancy.loop_db import run_on_loop
 from tenancy.models import Business
 
 logger = logging.getLogger("parley.messaging")
@@ -255,7 +257,7 @@ def write_live_batch(
     limit_keys: Sequence[str],
     verdicts: Sequence[Verdict] | None = None,
 ) -> list[Outcome]:
-    """On a database thread, in the business's schema: write the sends their authors' limits
+    """On the event loop's thread (tenancy.loop_db), in the business's schema: write the sends their authors' limits
     allow. `verdicts`: the send tokens of the keyed sends, taken on the event loop
     (`live_send_tokens`); None takes them here (one Redis round trip for the batch, or the
     database cache's window). An empty key is not limited."""
@@ -546,7 +548,7 @@ class LiveGatherer:
 
 async def _batch_verdicts(schema_name: str, batch: list[_Queued]) -> list[Verdict] | None:
     """The send tokens of the batch's keyed sends, in order: asked for when each was queued (in
-    by now, mostly); None without Redis (`write_live_batch` takes them on its database thread)."""
+    by now, mostly); None without Redis (`write_live_batch` takes them from the database cache)."""
     keyed = [item for item in batch if item.limit_key]
     if any(item.verdict is None for item in keyed):
         return await live_send_tokens.take_many(schema_name=schema_name, author_keys=[item.limit_key for item in keyed])
@@ -570,7 +572,8 @@ async def _write_where_rights_hold(
         # The verdicts are the keyed sends', in order: passed on for the sends still written.
         keyed = [index for index, key in enumerate(limit_keys) if key]
         verdict_of = dict(zip(keyed, verdicts, strict=True)) if verdicts is not None else {}
-        results = await run_in_schema(
+        # On the loop's own thread (tenancy.loop_db): no GIL hand-off between its round trips.
+        results = await run_on_loop(
             business.schema_name,
             write_live_batch,
             business=business,

@@ -13,13 +13,15 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection as db_connection
+from django.db import transaction
 from django.test import override_settings
 from django_tenants.utils import tenant_context
 
 from accounts.models import Customer
 from messaging import consumers, events, group_commit, services
 from messaging.consumers import SendGate
-from messaging.models import Message
+from messaging.models import Message, StreamCounter
 from tests.conftest import World
 from tests.messaging.conftest import adb, last_event_id, make_customer, receive_until, resumed, session_key, ws_connect
 
@@ -33,6 +35,28 @@ def gate() -> Iterator[threading.Event]:
     event = threading.Event()
     yield event
     event.set()
+
+
+async def hold_stream_counter(world: World, gate: threading.Event) -> None:
+    """Lock business A's stream counter row in a transaction of another connection until `gate`
+    is set: every send group of the business then waits for it inside PostgreSQL, as behind a
+    slow writer of another process (send groups are written on the server's event loop thread,
+    tenancy.loop_db, where a Python-level stall would stop the loop itself)."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        try:
+            with tenant_context(world.business_a):
+                StreamCounter.objects.get_or_create(pk=1)
+                with transaction.atomic():
+                    StreamCounter.objects.select_for_update().get(pk=1)
+                    locked.set()
+                    gate.wait(10)
+        finally:
+            db_connection.close()
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert await asyncio.to_thread(locked.wait, 10), "the stream counter was not locked"
 
 
 def customer_send(world: World, customer: Customer, body: str) -> Message:
@@ -78,14 +102,6 @@ async def test_a_slow_handler_of_one_socket_never_stalls_delivery(
 async def test_a_saturated_send_path_refuses_at_once_with_retry_after(
     live_db: World, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Websocket sends are written in groups on a database thread: hold the writer there.
-    real_write = group_commit.write_live_batch
-
-    def slow_write(**kwargs: Any) -> list[Any]:
-        gate.wait(10)
-        return real_write(**kwargs)
-
-    monkeypatch.setattr(group_commit, "write_live_batch", slow_write)
     sockets = []
     for _ in range(3):
         customer = await adb(make_customer)()
@@ -94,6 +110,8 @@ async def test_a_saturated_send_path_refuses_at_once_with_retry_after(
         )
         assert ok
         sockets.append(ws)
+    # Hold the business's send writer in PostgreSQL, behind another transaction's lock.
+    await hold_stream_counter(live_db, gate)
     with override_settings(PARLEY_WS_MAX_SENDS=2):
         for n, ws in enumerate(sockets):
             await ws.send_json_to({"type": "send", "body": f"hello {n}", "client_msg_id": f"bp-{n}"})
@@ -182,13 +200,6 @@ async def test_a_send_that_would_wait_too_long_behind_its_own_sockets_sends_is_r
     socket's sends is refused at once (`overloaded`, `retry_after`) instead of queued there,
     where the business's send queue cannot see it. Nothing of it is written; its retry goes
     through once the sends ahead are done."""
-    real_write = group_commit.write_live_batch
-
-    def slow_write(**kwargs: Any) -> list[Any]:
-        gate.wait(10)
-        return real_write(**kwargs)
-
-    monkeypatch.setattr(group_commit, "write_live_batch", slow_write)
     # Sends currently hold a worker 0.4 s each: one queued behind one being handled fits in the
     # 0.5 s, a second queued one does not.
     monkeypatch.setattr(consumers.send_gate, "_handling", (asyncio.get_running_loop(), 0.4))
@@ -197,6 +208,7 @@ async def test_a_send_that_would_wait_too_long_behind_its_own_sockets_sends_is_r
         "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
     )
     assert ok
+    await hold_stream_counter(live_db, gate)
     with override_settings(PARLEY_SEND_MAX_WAIT=0.5):
         for n in range(3):
             await ws.send_json_to({"type": "send", "body": f"own queue {n}", "client_msg_id": f"own-{n}"})
@@ -301,13 +313,6 @@ async def test_a_send_queued_behind_one_refused_in_its_group_is_refused_too(
     """Both sends were taken on arrival; the first then waited too long for its group (the
     writer held) and was refused. The second, still queued behind it on the socket, is refused
     too rather than written while the first waits out its retry_after."""
-    real_write = group_commit.write_live_batch
-
-    def slow_write(**kwargs: Any) -> list[Any]:
-        gate.wait(10)
-        return real_write(**kwargs)
-
-    monkeypatch.setattr(group_commit, "write_live_batch", slow_write)
     holder, customer = await adb(make_customer)(), await adb(make_customer)()
     other, ok, _ = await ws_connect(
         "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=holder)
@@ -317,6 +322,7 @@ async def test_a_send_queued_behind_one_refused_in_its_group_is_refused_too(
         "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
     )
     assert ok
+    await hold_stream_counter(live_db, gate)
     with override_settings(PARLEY_SEND_MAX_WAIT=0.5):
         await other.send_json_to({"type": "send", "body": "holds the writer", "client_msg_id": "w-0"})
         await asyncio.sleep(0.1)

@@ -1,0 +1,335 @@
+"""Database calls on the server's event loop thread, in a greenlet, instead of on a database thread.
+
+A websocket send group written on a database thread (tenancy.db) has to win the GIL back from
+the busy event loop after each of its round trips and for each slice of its Python: at 1,000
+msgs/s a group of ~10 sends took 11.9 ms on its thread for 3.5 ms of that thread's CPU (issue 9,
+README). `run_on_loop` runs the same synchronous code (the send core: Django's ORM on psycopg's
+sync connection) in a greenlet on the loop's own thread. Whenever psycopg would wait for its
+socket, the greenlet hands that wait to the loop (`add_reader`/`add_writer`) and the loop serves
+other sockets until PostgreSQL answers; the group's Python then runs without a GIL hand-off.
+SQLAlchemy's asyncio support is built the same way (greenlet_spawn / await_only).
+
+Each call runs in a slot with a Django connection of its own (Django keeps one per thread, so
+the slot's is put in place of the loop thread's own while its greenlet runs): a slot keeps its
+connection from call to call (warm, with its prepared statements and search_path, as a database
+thread's) and gives it back to the pool after PARLEY_DB_KEEP_SECONDS without calls. A call sees
+a copy of its caller's context (an active translation), as on a database thread. At most PARLEY_LOOP_DB_SLOTS calls run at once per
+loop; more wait in order. Threads and slots together stay within the pool's size (settings).
+
+What code run here must not do: block on anything but psycopg's socket (that would stop the
+loop; the send core asks Redis before, on the loop). Events its commit publishes are handed to
+the channel layer when the call returns, in commit order (`deferred`), not from inside it. Django
+refuses database calls where an event loop is running (`SynchronousOnlyOperation`); the loop is
+unset while the greenlet runs, since the greenlet's waits are the loop's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import select
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import greenlet
+import psycopg
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.signals import connection_created
+from psycopg.waiting import Ready, Wait
+
+from tenancy.db import _run, keep_seconds
+
+logger = logging.getLogger("parley.tenancy")
+
+
+def loop_slots() -> int:
+    return int(getattr(settings, "PARLEY_LOOP_DB_SLOTS", 2))
+
+
+class _OnLoop(greenlet.greenlet):
+    """A call running on the loop's thread: its psycopg waits go to `parent` (the loop)."""
+
+    def __init__(self, run: Callable[[], Any], loop: asyncio.AbstractEventLoop, wrapper: Any) -> None:
+        super().__init__(run)
+        self.loop = loop
+        self.wrapper = wrapper  # its slot's Django connection
+        # Set when the loop is going away mid-call: its waits block this thread from then on.
+        self.blocking = False
+        # What the call's commits publish, handed to the layer when the call returns.
+        self.deferred: list[Callable[[], object]] = []
+
+
+@dataclass(eq=False)
+class _Wait:
+    """A wait a greenlet hands to the loop: psycopg's generator and the socket it waits on."""
+
+    gen: Generator[Any, Any, Any]
+    fileno: int
+    state: int | None = None  # what the generator waits for, while the loop waits for it
+
+
+def _diverting_wait(
+    self: psycopg.Connection[Any], gen: Any, interval: float = 0.1, timeout: float | None = None
+) -> Any:
+    """psycopg's `Connection.wait`, handed to the loop inside a `run_on_loop` call."""
+    current = greenlet.getcurrent()
+    if isinstance(current, _OnLoop) and not current.blocking and timeout is None:
+        return current.parent.switch(_Wait(gen, self.pgconn.socket))
+    return psycopg.Connection.wait(self, gen, interval, timeout)
+
+
+def divert_waits(raw: Any) -> None:
+    """Give a psycopg connection the diverting wait (the same as psycopg's outside a call here)."""
+    if isinstance(raw, psycopg.Connection) and "wait" not in vars(raw):
+        raw.wait = _diverting_wait.__get__(raw)  # type: ignore[method-assign]
+
+
+def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
+    divert_waits(connection.connection)
+
+
+connection_created.connect(_on_connection_created, dispatch_uid="parley.loop_db.divert_waits")
+
+
+def deferred_on_loop() -> list[Callable[[], object]] | None:
+    """Inside a `run_on_loop` call: the list its after-commit publishes go to (None elsewhere)."""
+    current = greenlet.getcurrent()
+    return current.deferred if isinstance(current, _OnLoop) else None
+
+
+@dataclass(eq=False)
+class _Slot:
+    # Django keeps a connection per thread: each slot has a wrapper of its own, put in place
+    # of the loop thread's own whenever its greenlet runs (`_switch`).
+    wrapper: Any = field(default_factory=lambda: connections.create_connection(DEFAULT_DB_ALIAS))
+    release: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class _Slots:
+    loop: asyncio.AbstractEventLoop
+    free: list[_Slot] = field(default_factory=list)  # the last given back on top (warmest)
+    count: int = 0
+    waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
+
+
+# Per running loop (a process serves from one; tests run one per test, some beside a server
+# loop of their own): a loop's slots and their connections live on its thread.
+_slots: dict[int, _Slots] = {}
+
+
+def _slots_here() -> _Slots:
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(id(loop))
+    if slots is None or slots.loop is not loop:
+        for key, gone in list(_slots.items()):
+            if gone.loop.is_closed():  # its free slots' connections back to the pool
+                del _slots[key]
+                for slot in gone.free:
+                    _release(slot)
+        slots = _slots[id(loop)] = _Slots(loop)
+    return slots
+
+
+async def _take(slots: _Slots) -> _Slot:
+    while not slots.free and slots.count >= loop_slots():
+        waiter = slots.loop.create_future()
+        slots.waiting.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                _wake_next(slots)  # handed a slot it will not use: pass it on
+            raise
+    if slots.free:
+        slot = slots.free.pop()
+    else:
+        slots.count += 1
+        slot = _Slot()
+    if slot.release is not None:
+        slot.release.cancel()
+        slot.release = None
+    return slot
+
+
+def _give_back(slots: _Slots, slot: _Slot) -> None:
+    slots.free.append(slot)
+    slot.release = slots.loop.call_later(keep_seconds(), _release_idle, slots, slot)
+    _wake_next(slots)
+
+
+def _wake_next(slots: _Slots) -> None:
+    while slots.waiting:
+        waiter = slots.waiting.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return
+
+
+def _release_idle(slots: _Slots, slot: _Slot) -> None:
+    slot.release = None
+    if slot in slots.free:
+        _release(slot)
+
+
+def _release(slot: _Slot) -> None:
+    """The slot's connections back to the pool (psycopg's own blocking waits: not in a call)."""
+    if slot.release is not None:
+        slot.release.cancel()
+        slot.release = None
+    loop = asyncio.events._get_running_loop()
+    # Closing (the pool's reset on return) waits as psycopg does: the loop is unset for Django.
+    asyncio.events._set_running_loop(None)
+    try:
+        slot.wrapper.close()
+    except Exception:  # a connection made on another thread (an old test loop's): left to the pool
+        logger.debug("a loop slot's connection could not be given back", exc_info=True)
+    finally:
+        asyncio.events._set_running_loop(loop)
+
+
+def _switch(g: _OnLoop, *, start: bool = False, value: Any = None, error: BaseException | None = None) -> Any:
+    """Run the greenlet until it waits or returns, with its slot's connection as this thread's
+    and the loop unset meanwhile (Django refuses database calls where a loop runs)."""
+    asyncio.events._set_running_loop(None)
+    # With no loop running, Django's connections are the thread's (asgiref's thread-critical
+    # Local): the thread's own is put back after the switch.
+    own = connections[DEFAULT_DB_ALIAS]
+    connections[DEFAULT_DB_ALIAS] = g.wrapper
+    try:
+        if error is not None:
+            return g.throw(error)
+        return g.switch() if start else g.switch(value)
+    finally:
+        connections[DEFAULT_DB_ALIAS] = own
+        asyncio.events._set_running_loop(g.loop)
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fileno: int, state: int) -> int:
+    future: asyncio.Future[None] = loop.create_future()
+    ready = 0
+
+    def wake(flag: int) -> None:
+        nonlocal ready
+        ready |= flag
+        if not future.done():
+            future.set_result(None)
+
+    if state & Wait.R:
+        loop.add_reader(fileno, wake, Ready.R)
+    if state & Wait.W:
+        loop.add_writer(fileno, wake, Ready.W)
+    try:
+        await future
+    finally:
+        if state & Wait.R:
+            loop.remove_reader(fileno)
+        if state & Wait.W:
+            loop.remove_writer(fileno)
+    return ready
+
+
+def _poll(fileno: int, state: int, timeout_ms: int | None) -> int:
+    """Which of what `state` waits for the socket is ready for (0: none within the timeout)."""
+    poller = select.poll()
+    poller.register(fileno, (select.POLLIN if state & Wait.R else 0) | (select.POLLOUT if state & Wait.W else 0))
+    ready = 0
+    for _fd, events in poller.poll(timeout_ms):
+        # As psycopg's own poll wait: an error or hang-up wakes both directions.
+        if events & ~select.POLLOUT:
+            ready |= Ready.R
+        if events & ~select.POLLIN:
+            ready |= Ready.W
+    return ready
+
+
+async def _wait_on_loop(loop: asyncio.AbstractEventLoop, wait: _Wait) -> Any:
+    """Drive psycopg's generator, waiting for its socket on the loop."""
+    gen = wait.gen
+    try:
+        state = next(gen)
+        while True:
+            # A socket asked for writing is nearly always writable: a poll costs less than a turn.
+            ready = _poll(wait.fileno, state, 0) if state & Wait.W else 0
+            if not ready:
+                wait.state = state
+                ready = await _ready(loop, wait.fileno, state)
+                wait.state = None
+            state = gen.send(ready)
+    except StopIteration as done:
+        return done.value
+    except OSError as error:
+        raise psycopg.OperationalError("connection socket closed") from error
+
+
+def _wait_blocking(wait: _Wait) -> Any:
+    """The rest of a wait the loop was cancelled in, blocking this thread (the loop is going)."""
+    gen, state = wait.gen, wait.state
+    try:
+        if state is None:
+            state = next(gen)
+        while True:
+            state = gen.send(_poll(wait.fileno, state, None))
+    except StopIteration as done:
+        return done.value
+    except OSError as error:
+        raise psycopg.OperationalError("connection socket closed") from error
+
+
+async def _drive(slot: _Slot, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    loop = asyncio.get_running_loop()
+    g = _OnLoop(lambda: fn(*args), loop, slot.wrapper)
+    # A copy of the caller's context (an active translation), as on a database thread; what the
+    # call sets there stays there.
+    g.gr_context = contextvars.copy_context()
+    cancelled: asyncio.CancelledError | None = None
+    try:
+        request = _switch(g, start=True)
+        while not g.dead:
+            wait: _Wait = request
+            answer: Any = None
+            error: BaseException | None = None
+            try:
+                if cancelled is None:
+                    try:
+                        answer = await _wait_on_loop(loop, wait)
+                    except asyncio.CancelledError as stop:
+                        # The loop is going away (callers are shielded from their own
+                        # cancellation): the call finishes blocking this thread, as on a database
+                        # thread — a send group commits or rolls back whole, never half.
+                        cancelled, g.blocking = stop, True
+                        answer = _wait_blocking(wait)
+                else:
+                    answer = _wait_blocking(wait)
+            except Exception as failed:
+                error = failed
+            request = _switch(g, value=answer, error=error)
+    finally:
+        # What the call committed, published in commit order from the loop (also when it failed
+        # after a commit).
+        for publish in g.deferred:
+            publish()
+    if cancelled is not None:
+        raise cancelled
+    return request
+
+
+async def _call(schema_name: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    slots = _slots_here()
+    slot = await _take(slots)
+    try:
+        return await _drive(slot, _run, (schema_name, fn, kwargs))
+    finally:
+        _give_back(slots, slot)
+
+
+async def run_on_loop[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """`fn(**kwargs)` inside `schema_name`, on this event loop's thread (module docstring). The
+    call goes on if the caller is cancelled (a socket that went away): a send group being
+    written commits or rolls back whole, and what it committed is published."""
+    result: T = await asyncio.shield(_call(schema_name, fn, kwargs))
+    return result

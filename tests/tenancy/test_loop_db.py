@@ -1,0 +1,214 @@
+"""Database calls on the event loop's own thread (tenancy.loop_db, issue 9).
+
+Websocket send groups are written in a greenlet on the server's event loop thread, their
+psycopg waits handed to the loop. These tests run such calls against the real database: the
+call runs on the loop's thread in its business's schema with Django's ORM, the loop keeps
+serving while PostgreSQL works, calls beyond the slots wait for a free one, a slot keeps its
+connection while busy and gives it back when idle, errors reach the caller and spoil nothing,
+a caller that goes away does not stop a call half-way, and what a call publishes goes out once
+it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+from django.test import override_settings
+from django_tenants.utils import schema_context
+
+from collab.models import Label
+from messaging import events, group_commit
+from tenancy import loop_db
+from tenancy.db import run_in_schema
+from tenancy.loop_db import deferred_on_loop, run_on_loop
+from tenancy.models import Business
+from tests.conftest import World
+from tests.messaging.conftest import adb, make_customer, receive_until, session_key, ws_connect
+
+
+def sleep_between_clocks(seconds: float) -> tuple[datetime, datetime]:
+    """PostgreSQL's clock when the statement started and when its sleep ended."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp(), pg_sleep(%s), clock_timestamp()", [seconds])
+        started, _slept, ended = cursor.fetchone()
+    return started, ended
+
+
+def session() -> tuple[int, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), current_schema()")
+        pid, schema = cursor.fetchone()
+    return pid, schema
+
+
+def label_exists(name: str) -> bool:
+    return Label.objects.filter(name=name).exists()
+
+
+@pytest.fixture
+def label_name(live_db: World) -> Iterator[str]:
+    """A label name for a call to write; the label is deleted afterwards (the data is committed
+    and other tests list the business's labels)."""
+    name = f"loop-db-{secrets.token_hex(4)}"
+    yield name
+    with schema_context(live_db.business_a.schema_name):
+        Label.objects.filter(name=name).delete()
+
+
+async def test_a_call_runs_on_the_loop_thread_in_its_schema_and_the_loop_serves_while_postgres_works(
+    live_db: World,
+) -> None:
+    alpha = live_db.business_a.schema_name
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    def sleepy() -> tuple[int, str, int, bool]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(0.5), current_schema()")
+            _slept, schema = cursor.fetchone()
+        # The ORM, which refuses to run where an event loop runs, works here: the call's waits are the loop's.
+        return threading.get_ident(), schema, Business.objects.count(), deferred_on_loop() is not None
+
+    ticker = asyncio.ensure_future(tick())
+    try:
+        thread, schema, businesses, inside = await run_on_loop(alpha, sleepy)
+    finally:
+        ticker.cancel()
+    assert thread == threading.get_ident()  # the loop's own thread, not a database thread
+    assert schema == alpha and businesses >= 2 and inside
+    assert deferred_on_loop() is None  # only inside a call
+    # Blocking the loop for the sleep would have let the ticker run once at most.
+    assert ticks >= 10, ticks
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+async def test_calls_beyond_the_slots_wait_for_a_free_one(live_db: World, slots: int) -> None:
+    alpha, beta = live_db.business_a.schema_name, live_db.business_b.schema_name
+    with override_settings(PARLEY_LOOP_DB_SLOTS=slots):
+        (_first_started, first_ended), (second_started, _second_ended) = await asyncio.gather(
+            run_on_loop(alpha, sleep_between_clocks, seconds=1.0),
+            run_on_loop(beta, sleep_between_clocks, seconds=0.0),
+        )
+    if slots == 1:
+        assert second_started >= first_ended  # waited for the one slot
+    else:
+        assert second_started < first_ended  # ran while the first one's PostgreSQL slept
+
+
+async def test_a_slot_keeps_its_connection_while_busy_and_gives_it_back_when_idle(live_db: World) -> None:
+    alpha, beta = live_db.business_a.schema_name, live_db.business_b.schema_name
+    with override_settings(PARLEY_LOOP_DB_SLOTS=1, PARLEY_DB_KEEP_SECONDS=0.3):
+        first = await run_on_loop(alpha, session)
+        second = await run_on_loop(beta, session)
+        assert second[0] == first[0]  # the same backend: kept, not given back and borrowed again
+        assert (first[1], second[1]) == (alpha, beta)  # each call in its own schema all the same
+        slots = loop_db._slots[id(asyncio.get_running_loop())]
+        assert len(slots.free) == 1
+        assert slots.free[0].wrapper.connection is not None
+        await asyncio.sleep(0.8)
+        assert slots.free[0].wrapper.connection is None  # idle: back in the pool
+        assert (await run_on_loop(alpha, session))[1] == alpha  # and borrowed again when needed
+
+
+async def test_a_failing_call_raises_to_its_caller_and_the_next_call_works(live_db: World, label_name: str) -> None:
+    alpha, name = live_db.business_a.schema_name, label_name
+
+    def fails() -> None:
+        with transaction.atomic():
+            Label.objects.create(name=name)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT no_such_column FROM collab_label")
+
+    with override_settings(PARLEY_LOOP_DB_SLOTS=1), pytest.raises(DatabaseError):
+        await run_on_loop(alpha, fails)
+    assert not await run_on_loop(alpha, label_exists, name=name)  # rolled back whole
+    assert (await run_on_loop(alpha, session))[1] == alpha
+
+
+async def test_a_call_whose_caller_is_cancelled_still_commits(live_db: World, label_name: str) -> None:
+    alpha, name = live_db.business_a.schema_name, label_name
+
+    def slow_write() -> None:
+        with transaction.atomic():
+            sleep_between_clocks(0.5)
+            Label.objects.create(name=name)
+
+    caller = asyncio.ensure_future(run_on_loop(alpha, slow_write))
+    await asyncio.sleep(0.2)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    for _ in range(50):
+        if await run_in_schema(alpha, label_exists, name=name):
+            break
+        await asyncio.sleep(0.1)
+    assert await run_in_schema(alpha, label_exists, name=name)
+
+
+async def test_a_call_cancelled_itself_finishes_blocking_rather_than_half_way(live_db: World, label_name: str) -> None:
+    """The loop going away cancels the call's own task: the rest of the call then runs blocking
+    the thread, as on a database thread, so its transaction commits (or rolls back) whole."""
+    alpha, name = live_db.business_a.schema_name, label_name
+
+    def slow_write() -> None:
+        with transaction.atomic():
+            sleep_between_clocks(0.5)
+            Label.objects.create(name=name)
+
+    call = asyncio.ensure_future(loop_db._call(alpha, slow_write, {}))
+    await asyncio.sleep(0.2)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await run_in_schema(alpha, label_exists, name=name)  # committed before the task ended
+
+
+async def test_what_a_call_publishes_goes_out_when_it_returns(live_db: World) -> None:
+    alpha = live_db.business_a.schema_name
+    published: list[str] = []
+
+    async def publish() -> None:
+        published.append("out")
+
+    def call() -> list[Any]:
+        events.run_from_sync(publish())
+        return list(published)  # not yet: the loop is this call's
+
+    seen_inside = await run_on_loop(alpha, call)
+    await asyncio.sleep(0.05)
+    assert seen_inside == [] and published == ["out"]
+
+
+async def test_a_websocket_send_group_is_written_on_the_loop_thread(
+    live_db: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written_on: list[int] = []
+    real_write = group_commit.write_live_batch
+
+    def recording_write(**kwargs: Any) -> list[Any]:
+        written_on.append(threading.get_ident())
+        return real_write(**kwargs)
+
+    monkeypatch.setattr(group_commit, "write_live_batch", recording_write)
+    customer = await adb(make_customer)()
+    ws, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+    await ws.send_json_to({"type": "send", "body": "on the loop", "client_msg_id": "loop-1"})
+    accepted = await receive_until(ws, "message.accepted")
+    assert accepted["client_msg_id"] == "loop-1" and accepted["duplicate"] is False
+    assert written_on == [threading.get_ident()]  # the server's loop runs on this test's thread
+    await ws.disconnect()
