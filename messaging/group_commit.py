@@ -257,10 +257,10 @@ def write_live_batch(
     limit_keys: Sequence[str],
     verdicts: Sequence[Verdict] | None = None,
 ) -> list[Outcome]:
-    """On the event loop's thread (tenancy.loop_db), in the business's schema: write the sends their authors' limits
-    allow. `verdicts`: the send tokens of the keyed sends, taken on the event loop
-    (`live_send_tokens`); None takes them here (one Redis round trip for the batch, or the
-    database cache's window). An empty key is not limited."""
+    """On the event loop's thread (tenancy.loop_db), in the business's schema: write the sends
+    their authors' limits allow. `verdicts`: the send tokens of the keyed sends, taken on the
+    event loop (`live_send_tokens`); None takes them here (one Redis round trip for the batch,
+    or the database cache's window). An empty key is not limited."""
     outcomes: list[Outcome | None] = [None] * len(requests)
     limited = [index for index, key in enumerate(limit_keys) if key]
     if limited:
