@@ -290,12 +290,14 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Websocket consumers: database threads per process (each holds at most one connection, taken
-# from the pool above; see tenancy/db.py), calls on the event loop's own thread at once (the
-# send groups: one connection each; tenancy/loop_db.py) — threads and slots together at or below
-# PARLEY_DB_POOL_MAX_SIZE — and sends waiting or running per process before new ones get
-# "overloaded".
+# from the pool above, so keep it at or below PARLEY_DB_POOL_MAX_SIZE; see tenancy/db.py) and
+# sends waiting or running per process before new ones get "overloaded".
 PARLEY_DB_THREADS = env.int("PARLEY_DB_THREADS", default=8)
+# Send groups written on the event loop's own thread at once per process, each slot with a
+# connection of its own outside the pool, closed after PARLEY_LOOP_DB_KEEP_SECONDS without use
+# (tenancy/loop_db.py).
 PARLEY_LOOP_DB_SLOTS = env.int("PARLEY_LOOP_DB_SLOTS", default=2)
+PARLEY_LOOP_DB_KEEP_SECONDS = env.float("PARLEY_LOOP_DB_KEEP_SECONDS", default=60.0)
 # A database thread keeps its connection while calls keep coming and gives it back after this
 # many seconds without one (tenancy/db.py).
 PARLEY_DB_KEEP_SECONDS = env.float("PARLEY_DB_KEEP_SECONDS", default=1.0)

@@ -10,9 +10,10 @@ other sockets until PostgreSQL answers; the group's Python then runs without a G
 SQLAlchemy's asyncio support is built the same way (greenlet_spawn / await_only).
 
 Each call runs in a slot with a Django connection of its own (Django keeps one per thread, so
-the slot's is put in place of the loop thread's own while its greenlet runs): a slot keeps its
-connection from call to call (warm, with its prepared statements and search_path, as a database
-thread's) and gives it back to the pool after PARLEY_DB_KEEP_SECONDS without calls. A call sees
+the slot's is put in place of the loop thread's own while its greenlet runs), opened directly
+rather than borrowed from the process's pool (whose wait for a free connection would block the
+loop): a slot keeps it from call to call (warm, with its prepared statements and search_path)
+and closes it after PARLEY_LOOP_DB_KEEP_SECONDS without calls. A call sees
 a copy of its caller's context (an active translation), as on a database thread. At most PARLEY_LOOP_DB_SLOTS calls run at once per
 loop; more wait in order. Threads and slots together stay within the pool's size (settings).
 
@@ -39,15 +40,20 @@ import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.signals import connection_created
+from django.db.utils import load_backend
 from psycopg.waiting import Ready, Wait
 
-from tenancy.db import _run, keep_seconds
+from tenancy.db import _run
 
 logger = logging.getLogger("parley.tenancy")
 
 
 def loop_slots() -> int:
     return int(getattr(settings, "PARLEY_LOOP_DB_SLOTS", 2))
+
+
+def loop_keep_seconds() -> float:
+    return float(getattr(settings, "PARLEY_LOOP_DB_KEEP_SECONDS", 60.0))
 
 
 class _OnLoop(greenlet.greenlet):
@@ -101,11 +107,25 @@ def deferred_on_loop() -> list[Callable[[], object]] | None:
     return current.deferred if isinstance(current, _OnLoop) else None
 
 
+def _unpooled_wrapper() -> Any:
+    """A Django connection of the default database that connects on its own, not through the
+    process's pool: borrowing from the pool waits on a lock for a free connection (up to
+    PARLEY_DB_POOL_TIMEOUT), which on the loop's thread would stop every socket of the process
+    while views and database threads hold the pool's connections (a full test run, 2026-12-05:
+    a 20 s PoolTimeout)."""
+    settings_dict = dict(connections.settings[DEFAULT_DB_ALIAS])
+    options = dict(settings_dict.get("OPTIONS") or {})
+    options.pop("pool", None)
+    settings_dict["OPTIONS"] = options
+    backend = load_backend(settings_dict["ENGINE"])
+    return backend.DatabaseWrapper(settings_dict, DEFAULT_DB_ALIAS)
+
+
 @dataclass(eq=False)
 class _Slot:
     # Django keeps a connection per thread: each slot has a wrapper of its own, put in place
     # of the loop thread's own whenever its greenlet runs (`_switch`).
-    wrapper: Any = field(default_factory=lambda: connections.create_connection(DEFAULT_DB_ALIAS))
+    wrapper: Any = field(default_factory=_unpooled_wrapper)
     release: asyncio.TimerHandle | None = None
 
 
@@ -127,7 +147,7 @@ def _slots_here() -> _Slots:
     slots = _slots.get(id(loop))
     if slots is None or slots.loop is not loop:
         for key, gone in list(_slots.items()):
-            if gone.loop.is_closed():  # its free slots' connections back to the pool
+            if gone.loop.is_closed():  # its free slots' connections closed
                 del _slots[key]
                 for slot in gone.free:
                     _release(slot)
@@ -158,7 +178,7 @@ async def _take(slots: _Slots) -> _Slot:
 
 def _give_back(slots: _Slots, slot: _Slot) -> None:
     slots.free.append(slot)
-    slot.release = slots.loop.call_later(keep_seconds(), _release_idle, slots, slot)
+    slot.release = slots.loop.call_later(loop_keep_seconds(), _release_idle, slots, slot)
     _wake_next(slots)
 
 
@@ -177,12 +197,12 @@ def _release_idle(slots: _Slots, slot: _Slot) -> None:
 
 
 def _release(slot: _Slot) -> None:
-    """The slot's connections back to the pool (psycopg's own blocking waits: not in a call)."""
+    """Close the slot's connection (psycopg's own blocking waits: not in a call)."""
     if slot.release is not None:
         slot.release.cancel()
         slot.release = None
     loop = asyncio.events._get_running_loop()
-    # Closing (the pool's reset on return) waits as psycopg does: the loop is unset for Django.
+    # Django refuses to close where a loop runs: the loop is unset meanwhile.
     asyncio.events._set_running_loop(None)
     try:
         slot.wrapper.close()

@@ -109,7 +109,7 @@ async def test_calls_beyond_the_slots_wait_for_a_free_one(live_db: World, slots:
 
 async def test_a_slot_keeps_its_connection_while_busy_and_gives_it_back_when_idle(live_db: World) -> None:
     alpha, beta = live_db.business_a.schema_name, live_db.business_b.schema_name
-    with override_settings(PARLEY_LOOP_DB_SLOTS=1, PARLEY_DB_KEEP_SECONDS=0.3):
+    with override_settings(PARLEY_LOOP_DB_SLOTS=1, PARLEY_LOOP_DB_KEEP_SECONDS=0.3):
         first = await run_on_loop(alpha, session)
         second = await run_on_loop(beta, session)
         assert second[0] == first[0]  # the same backend: kept, not given back and borrowed again
@@ -118,7 +118,7 @@ async def test_a_slot_keeps_its_connection_while_busy_and_gives_it_back_when_idl
         assert len(slots.free) == 1
         assert slots.free[0].wrapper.connection is not None
         await asyncio.sleep(0.8)
-        assert slots.free[0].wrapper.connection is None  # idle: back in the pool
+        assert slots.free[0].wrapper.connection is None  # idle: closed
         assert (await run_on_loop(alpha, session))[1] == alpha  # and borrowed again when needed
 
 
