@@ -89,13 +89,17 @@ def _diverting_wait(
 
 
 def divert_waits(raw: Any) -> None:
-    """Give a psycopg connection the diverting wait (the same as psycopg's outside a call here)."""
+    """Give a slot's psycopg connection the diverting wait (psycopg's own outside a call here)."""
     if isinstance(raw, psycopg.Connection) and "wait" not in vars(raw):
         raw.wait = _diverting_wait.__get__(raw)  # type: ignore[method-assign]
 
 
 def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
-    divert_waits(connection.connection)
+    # Only a slot's own connection, which it opens inside a call: the pool's connections (views,
+    # database threads) keep psycopg's wait untouched.
+    current = greenlet.getcurrent()
+    if isinstance(current, _OnLoop) and connection is current.wrapper:
+        divert_waits(connection.connection)
 
 
 connection_created.connect(_on_connection_created, dispatch_uid="parley.loop_db.divert_waits")
