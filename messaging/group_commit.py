@@ -34,10 +34,10 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import connection
@@ -256,11 +256,13 @@ def write_live_batch(
     requests: Sequence[SendRequest],
     limit_keys: Sequence[str],
     verdicts: Sequence[Verdict] | None = None,
+    chains: Sequence[object | None] | None = None,
 ) -> list[Outcome]:
     """On the event loop's thread (tenancy.loop_db), in the business's schema: write the sends
     their authors' limits allow. `verdicts`: the send tokens of the keyed sends, taken on the
     event loop (`live_send_tokens`); None takes them here (one Redis round trip for the batch,
-    or the database cache's window). An empty key is not limited."""
+    or the database cache's window). An empty key is not limited. `chains`: each send's socket
+    (`hold_behind_refusals`), None: no order between them."""
     outcomes: list[Outcome | None] = [None] * len(requests)
     limited = [index for index, key in enumerate(limit_keys) if key]
     if limited:
@@ -275,6 +277,8 @@ def write_live_batch(
         for index, verdict in zip(limited, verdicts, strict=True):
             if not verdict.allowed:
                 outcomes[index] = rate_limited(verdict.retry_after)
+        if chains is not None:
+            hold_behind_refusals(outcomes, chains)
     allowed = [index for index, outcome in enumerate(outcomes) if outcome is None]
     if allowed:
         for index, outcome in zip(allowed, write_batch(business, [requests[i] for i in allowed]), strict=True):
@@ -293,6 +297,9 @@ class _Queued:
     rights: asyncio.Future[bool] | None = None
     # Its author's send token, asked for when it was queued (send_limits.PrefetchedTokens).
     verdict: asyncio.Future[Verdict] | None = None
+    # Its socket and its place among the socket's sends (`ordered_send`), or None.
+    order: SendOrder | None = None
+    seq: int = 0
 
 
 # An admitted send still untaken after this many times PARLEY_SEND_MAX_WAIT is refused after all:
@@ -328,6 +335,50 @@ _rights: contextvars.ContextVar[asyncio.Future[bool] | None] = contextvars.Conte
 )
 
 
+class SendOrder(Protocol):
+    """A socket's sends in the order they arrived (`seq`, growing). A send refused for load or
+    rate (its refusal carries `retry_after`: the client sends it again) holds back every later
+    send of its socket until it comes back: stored ahead of it, a later message would read out
+    of the order written. The socket (consumers.StreamConsumer) keeps that debt; the gatherer
+    tells it of the refusals it makes and asks it before taking or writing a send, because a
+    socket's sends are pipelined — its next send is queued while the one before waits for its
+    group — so a refusal can meet later sends of its socket already queued or in the same group."""
+
+    def held_back(self, seq: int) -> MessagingError | None:
+        """The refusal a send `seq` hears because an earlier send of the socket is owed; None: none."""
+        ...
+
+    def refused(self, seq: int, client_msg_id: str, error: MessagingError) -> None:
+        """Send `seq` was refused with `error` (retryable): the socket owes it."""
+        ...
+
+
+def _retryable(outcome: object) -> bool:
+    return isinstance(outcome, MessagingError) and outcome.retry_after is not None
+
+
+def _same_refusal(error: MessagingError) -> MessagingError:
+    """What a send held back behind a refused one hears: the same refusal (it goes again after it)."""
+    return MessagingError(error.code, error.message, retry_after=error.retry_after)
+
+
+def hold_behind_refusals(outcomes: list[Any], chains: Sequence[object | None]) -> None:
+    """In place, for one group in order: a send whose socket (`chains`, None: not ordered) had an
+    earlier send of this group refused for load or rate is refused the same, not written in the
+    same transaction ahead of it (the refused one comes back later)."""
+    first: dict[int, MessagingError] = {}
+    for index, chain in enumerate(chains):
+        if chain is None:
+            continue
+        refusal = first.get(id(chain))
+        outcome = outcomes[index]
+        if refusal is not None:
+            if outcome is None:
+                outcomes[index] = _same_refusal(refusal)
+        elif _retryable(outcome):
+            first[id(chain)] = outcome
+
+
 class RightsLost(Exception):
     """A send whose socket's rights did not hold (`rights_pending`): it was not written, and its
     socket is being closed with the reason."""
@@ -357,6 +408,29 @@ def _rights_outcome(item: _Queued) -> Outcome | None:
     if rights.exception() is not None:  # the rights store is unreachable: nothing written, retry
         return server_error()
     return None if rights.result() else RightsLost()
+
+
+_order: contextvars.ContextVar[tuple[SendOrder, int, Callable[[], None] | None] | None] = contextvars.ContextVar(
+    "parley_send_order", default=None
+)
+
+
+@contextmanager
+def ordered_send(order: SendOrder, seq: int, on_queued: Callable[[], None] | None = None) -> Iterator[None]:
+    """Run a send frame's handler as send `seq` of its socket (`SendOrder`); `on_queued` is
+    called once the send is in its business's queue (the socket's worker may then take its next
+    frame: the send's place in the queue keeps its order)."""
+    token = _order.set((order, seq, on_queued))
+    try:
+        yield
+    finally:
+        _order.reset(token)
+
+
+def send_seq_handled() -> int | None:
+    """The place among its socket's sends of the send being handled (`ordered_send`), or None."""
+    ordered = _order.get()
+    return ordered[1] if ordered is not None else None
 
 
 @contextmanager
@@ -465,7 +539,14 @@ class LiveGatherer:
             refused = self.refusal(business.schema_name)
             if refused is not None:
                 raise refused
+        ordered = _order.get()
+        if ordered is not None:
+            held = ordered[0].held_back(ordered[1])
+            if held is not None:  # an earlier send of its socket was refused meanwhile
+                raise held
         item = _Queued(request, limit_key, asyncio.get_running_loop().create_future(), rights=_rights.get())
+        if ordered is not None:
+            item.order, item.seq = ordered[0], ordered[1]
         if limit_key:
             item.verdict = prefetched_tokens.ask(schema_name=business.schema_name, author_key=limit_key)
         if stages.ENABLED:
@@ -478,6 +559,8 @@ class LiveGatherer:
             task = asyncio.ensure_future(self._drain(business, state))
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
+        if ordered is not None and ordered[2] is not None:
+            ordered[2]()  # in the queue: its socket's worker may take the next frame
         # The outcome is awaited directly (a timer refuses the send if it is still untaken by
         # then): `asyncio.wait` cost two more turns of a busy loop before the sender's ack.
         timer = asyncio.get_running_loop().call_later(wait_limit, _expire, state, item, wait_limit)
@@ -534,6 +617,7 @@ class LiveGatherer:
                     stages.mark_on(item.trace, "written")
             elapsed = time.monotonic() - started
             state.batch_seconds = elapsed if not state.batch_seconds else 0.7 * state.batch_seconds + 0.3 * elapsed
+            _owe_refusals(state, batch, outcomes)
             # The batch's events were handed to the layer before the trip returned: its senders
             # are answered once they are out, while the next batch is already being written.
             _answer_when_published(batch, outcomes, events.commit_publishing(business.schema_name))
@@ -566,7 +650,7 @@ async def _write_where_rights_hold(
     pending = [item.rights for item in batch if item.rights is not None and not item.rights.done()]
     if pending:
         await asyncio.wait(pending)
-    outcomes = [_rights_outcome(item) for item in batch]
+    outcomes = [_rights_outcome(item) or _held_outcome(item) for item in batch]
     written = [index for index, outcome in enumerate(outcomes) if outcome is None]
     if written:
         # The verdicts are the keyed sends', in order: passed on for the sends still written.
@@ -580,19 +664,57 @@ async def _write_where_rights_hold(
             requests=[batch[i].request for i in written],
             limit_keys=[limit_keys[i] for i in written],
             verdicts=None if verdicts is None else [verdict_of[i] for i in written if limit_keys[i]],
+            chains=[batch[i].order for i in written],
         )
         for index, result in zip(written, results, strict=True):
             outcomes[index] = result
     return [outcome for outcome in outcomes if outcome is not None]
 
 
+def _held_outcome(item: _Queued) -> MessagingError | None:
+    """Refused if an earlier send of its socket was refused since it was queued (`SendOrder`)."""
+    return item.order.held_back(item.seq) if item.order is not None else None
+
+
+def _owe_refusals(state: _LiveSchema, batch: list[_Queued], outcomes: Sequence[Outcome]) -> None:
+    """Each send of the group refused for load or rate is owed by its socket, and that socket's
+    later sends still queued are refused now, the same way, before a writer takes one of them:
+    written, they would be stored ahead of it. (Later sends of the same group were refused with
+    it: `hold_behind_refusals`.)"""
+    refused: dict[int, tuple[int, MessagingError]] = {}
+    for item, outcome in zip(batch, outcomes, strict=True):
+        if item.order is not None and isinstance(outcome, MessagingError) and outcome.retry_after is not None:
+            item.order.refused(item.seq, item.request.client_msg_id, outcome)
+            refused.setdefault(id(item.order), (item.seq, outcome))
+    if refused:
+        _refuse_queued_behind(state, refused)
+
+
+def _refuse_queued_behind(state: _LiveSchema, refused: dict[int, tuple[int, MessagingError]]) -> None:
+    """Refuse the queued sends that came after a refused one of their socket (by id(order): its
+    seq and refusal)."""
+    behind = [
+        item
+        for item in state.queue
+        if item.order is not None and id(item.order) in refused and item.seq > refused[id(item.order)][0]
+    ]
+    for item in behind:
+        state.queue.remove(item)
+        if not item.future.done():
+            item.future.set_exception(_same_refusal(refused[id(item.order)][1]))
+
+
 def _expire(state: _LiveSchema, item: _Queued, wait_limit: float) -> None:
     """Still queued after the wait limit: never taken into a batch, so nothing of it is written:
-    refused. (Taken: its outcome comes with the commit.)"""
+    refused, with its socket's later sends still queued. (Taken: its outcome comes with the commit.)"""
     if item.taken or item.future.done() or item not in state.queue:
         return
     state.queue.remove(item)
-    item.future.set_exception(overloaded(state.batch_seconds or wait_limit))
+    refusal = overloaded(state.batch_seconds or wait_limit)
+    item.future.set_exception(refusal)
+    if item.order is not None:
+        item.order.refused(item.seq, item.request.client_msg_id, refusal)
+        _refuse_queued_behind(state, {id(item.order): (item.seq, refusal)})
 
 
 def _answer_when_published(
