@@ -48,7 +48,7 @@ from messaging import events, stages
 from messaging.errors import MessagingError, MessagingErrorCode
 from messaging.receipts import Mark, marks_write
 from messaging.send_limits import Verdict, live_send_tokens, prefetched_tokens, rate_limited, send_take_many
-from messaging.sending import SendRequest, SendResult, do_send_messages
+from messaging.sending import SendRequest, SendResult, do_send_messages, worded_in
 from tenancy.db import run_in_schema
 from tenancy.loop_db import run_on_loop
 from tenancy.models import Business
@@ -276,7 +276,10 @@ def write_live_batch(
                 return [server_error() for _request in requests]
         for index, verdict in zip(limited, verdicts, strict=True):
             if not verdict.allowed:
-                outcomes[index] = rate_limited(verdict.retry_after)
+                # In its sender's language: the group runs in the context of whichever socket's
+                # send started its writer.
+                with worded_in(requests[index].language):
+                    outcomes[index] = rate_limited(verdict.retry_after)
         if chains is not None:
             hold_behind_refusals(outcomes, chains)
     allowed = [index for index, outcome in enumerate(outcomes) if outcome is None]

@@ -866,7 +866,7 @@ def _send_one(
     return SendResult(message, duplicate=False)
 
 
-def _worded_in(language: str | None) -> AbstractContextManager[None]:
+def worded_in(language: str | None) -> AbstractContextManager[None]:
     """Refusals worded in the sender's language. Most groups have one language, usually the
     one active already (a delivery job's hundred sends): then nothing is switched — Django's
     override sets its thread-local twice per send, copying the context's storage each time (~4%
@@ -968,7 +968,7 @@ def _write(
             }
             for index, request in enumerate(requests):
                 if request.member_unchecked and (request.user is None or request.user.pk not in roles):
-                    with _worded_in(request.language):
+                    with worded_in(request.language):
                         outcomes[index] = not_found()  # no seat (any more): as for a conversation not theirs
         existing = _existing_read(lookup) if keys else {}
         if created_keys:
@@ -993,7 +993,7 @@ def _write(
     for index, request in enumerate(requests):
         if outcomes[index] is not None:
             continue
-        with _worded_in(request.language):
+        with worded_in(request.language):
             outcomes[index] = _send_one(group, request, thread_of(request), existing, blocked, refusal, opted_out)
 
     numbering = None

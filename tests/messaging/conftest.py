@@ -92,9 +92,11 @@ def last_event_id(business: Business) -> int:
 
 
 async def ws_connect(
-    path: str, *, host: str, origin: str | None = None, session: str | None = None
+    path: str, *, host: str, origin: str | None = None, session: str | None = None, language: str | None = None
 ) -> tuple[WebsocketCommunicator, bool, Any]:
     headers = [(b"host", host.encode())]
+    if language:
+        headers.append((b"accept-language", language.encode()))
     origin = host if origin is None else origin
     if origin:
         headers.append((b"origin", f"http://{origin}".encode()))

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
+from django.utils import translation
+from django.utils.translation import gettext
 
 from accounts.models import Customer
 from messaging import send_limits
@@ -31,12 +33,12 @@ def gate() -> Iterator[threading.Event]:
     event.set()
 
 
-async def chatting_customer(world: World) -> tuple[Customer, WebsocketCommunicator]:
+async def chatting_customer(world: World, language: str | None = None) -> tuple[Customer, WebsocketCommunicator]:
     """A customer whose conversation exists (a socket pipelines its sends from then on), on its chat socket."""
     customer = await adb(make_customer)()
     await adb(customer_send)(world, customer, "hello")
     ws, ok, _ = await ws_connect(
-        "/ws/chat/", host=world.business_a.host, session=await adb(session_key)(customer=customer)
+        "/ws/chat/", host=world.business_a.host, session=await adb(session_key)(customer=customer), language=language
     )
     assert ok
     live_gatherer.stats_reset()
@@ -94,14 +96,19 @@ async def test_a_send_refused_by_its_authors_limit_in_a_group_holds_back_its_soc
     """Three sends of one socket in one group: the author's shared limit (a burst of 1, 4 a
     second) lets the first and the third through and refuses the second. The third is refused
     with it (`rate_limited`), not written ahead of it; a fourth sent after the refusal is
-    refused too until the second comes back; then all go through in the order written."""
+    refused too until the second comes back; then all go through in the order written. The
+    refusals are in the customer's language (German), not in that of the socket whose send
+    started the group's writer."""
     holder = await adb(make_customer)()
     other, ok, _ = await ws_connect(
         "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=holder)
     )
     assert ok
-    customer, ws = await chatting_customer(live_db)
+    customer, ws = await chatting_customer(live_db, language="de")
     schema = live_db.business_a.schema_name
+    with translation.override("de"):
+        too_fast_de = gettext("You are sending too fast. Please wait a moment.")
+    assert too_fast_de != "You are sending too fast. Please wait a moment."
     monkeypatch.setattr(send_limits, "SEND_BURST", 1)
     monkeypatch.setattr(send_limits, "SEND_RATE", 4.0)
     await hold_stream_counter(live_db, gate)
@@ -118,6 +125,7 @@ async def test_a_send_refused_by_its_authors_limit_in_a_group_holds_back_its_soc
     for client_msg_id in ("rl-2", "rl-3"):
         refused = await answer_to(ws, client_msg_id)
         assert refused["code"] == "rate_limited" and refused["retry_after"] > 0, refused
+        assert refused["message"] == too_fast_de
     assert live_gatherer.stats_batches()[-1] == 3, "the three sends were in one group"
     assert await adb(stored_order)(live_db, customer) == ["", "rl-1"]
     await send(ws, "rl-4")
