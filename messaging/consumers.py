@@ -630,8 +630,13 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             self.sends_in_flight.discard(task)
             if not self.sends_in_flight:
                 self.sends_in_flight = None
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("websocket send failed", exc_info=task.exception())
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, OSError):  # the client left while its refusal was sent
+            logger.debug("websocket send: client gone")
+        elif error is not None:
+            logger.error("websocket send failed", exc_info=error)
 
     async def run_send(
         self,
