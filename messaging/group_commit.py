@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from django.conf import settings
 from django.db import connection
@@ -356,7 +356,8 @@ class SendOrder(Protocol):
         ...
 
 
-def _retryable(outcome: object) -> bool:
+def _retryable(outcome: object) -> TypeGuard[MessagingError]:
+    """A refusal for load or rate: the client sends it again after `retry_after`."""
     return isinstance(outcome, MessagingError) and outcome.retry_after is not None
 
 
@@ -686,7 +687,7 @@ def _owe_refusals(state: _LiveSchema, batch: list[_Queued], outcomes: Sequence[O
     it: `hold_behind_refusals`.)"""
     refused: dict[int, tuple[int, MessagingError]] = {}
     for item, outcome in zip(batch, outcomes, strict=True):
-        if item.order is not None and isinstance(outcome, MessagingError) and outcome.retry_after is not None:
+        if item.order is not None and _retryable(outcome):
             item.order.refused(item.seq, item.request.client_msg_id, outcome)
             refused.setdefault(id(item.order), (item.seq, outcome))
     if refused:
