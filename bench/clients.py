@@ -4,7 +4,8 @@ wire, in one place, so the benchmark follows the protocol (messaging/README.md) 
 - `PageSocket` is realtime.js's ResumingSocket: resume after every (re)connect, drop frames with
   an id already seen, reconnect with backoff and full jitter (not after 4401/4403/4404), ping every 25 s.
 - `ChatPage` is chat.js: send with a fresh client_msg_id, typing at most every 2.5 s, an ack
-  (read, the tab is visible) whenever a business message arrives, and a refused send (`rate_limited`,
+  (read, the tab is visible) whenever a business message arrives (through `AckBatcher`, as every
+  ack of both pages: realtime.js's AckBatcher), and a refused send (`rate_limited`,
   `overloaded`) holds every later send: it goes again alone with the same client_msg_id after
   `retry_after`, doubled for each further refusal of that message (`config.websocket.send_retry_delay`,
   realtime.js's rule), and the held ones follow in a window that grows by one with each
@@ -35,6 +36,7 @@ from config.websocket import reconnect_delay, send_retry_delay
 
 PING_EVERY = 25.0
 TYPING_EVERY = 2.5
+ACK_DELAY = 0.5  # realtime.js AckBatcher's delay
 RETRYABLE = {"rate_limited", "overloaded"}
 FINAL_CLOSE = {4401, 4403, 4404}
 
@@ -95,6 +97,44 @@ class Stats:
 
     def count_error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
+
+
+class AckBatcher:
+    """realtime.js's AckBatcher: acks wait `delay` seconds, merged per conversation and kind (read
+    or delivered: the highest up_to), then go together; a delivered ack at or below a read one of
+    the same conversation is left out. Acked one frame per message instead, a customer coming
+    back to a conversation with dozens of unread replies sent dozens of frames at once (its
+    resume's replay), past the server's frame queue and frame rate (refused `overloaded` and
+    `rate_limited`), which no page does."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], None], stats: Stats, delay: float = ACK_DELAY) -> None:
+        self.send = send
+        self.stats = stats
+        self.delay = delay
+        self.pending: dict[tuple[Any, bool], dict[str, Any]] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, frame: dict[str, Any]) -> None:
+        key = (frame.get("conversation_id"), bool(frame.get("read")))
+        known = self.pending.get(key)
+        if known is None or known["up_to"] < frame["up_to"]:
+            self.pending[key] = frame
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(self.delay, self.flush)
+
+    def flush(self) -> None:
+        self.timer = None
+        frames, self.pending = list(self.pending.values()), {}
+        for frame in frames:
+            if not frame.get("read"):
+                read = next(
+                    (f for f in frames if f.get("read") and f.get("conversation_id") == frame.get("conversation_id")),
+                    None,
+                )
+                if read is not None and read["up_to"] >= frame["up_to"]:
+                    continue
+            self.stats.acks_sent += 1
+            self.send(frame)
 
 
 class PageSocket:
@@ -339,6 +379,7 @@ class ChatPage(_Page):
         self.socket = PageSocket(
             url=url, host=host, port=port, cookie=cookie, on_frame=self.on_frame, on_open=self.on_open, stats=stats
         )
+        self.acks = AckBatcher(lambda frame: self.socket.send(frame, queue=False), stats)
 
     def on_open(self) -> None:
         # Unconfirmed sends go again (same client_msg_id), then acknowledge what was seen.
@@ -348,8 +389,7 @@ class ChatPage(_Page):
     def acknowledge(self) -> None:
         if self.theirs_max > self.acked:
             self.acked = self.theirs_max
-            self.stats.acks_sent += 1
-            self.socket.send({"type": "ack", "up_to": self.theirs_max, "read": True}, queue=False)
+            self.acks.add({"type": "ack", "up_to": self.theirs_max, "read": True})
 
     def type_and_send(self) -> None:
         now = time.time()
@@ -398,6 +438,7 @@ class InboxPage(_Page):
         self.socket = PageSocket(
             url=url, host=host, port=port, cookie=cookie, on_frame=self.on_frame, on_open=self.on_open, stats=stats
         )
+        self.acks = AckBatcher(lambda frame: self.socket.send(frame, queue=False), stats)
 
     def on_open(self) -> None:
         if self.current is not None:
@@ -405,8 +446,7 @@ class InboxPage(_Page):
         self.reconnected()
 
     def ack(self, conversation_id: int, up_to: int, *, read: bool) -> None:
-        self.stats.acks_sent += 1
-        self.socket.send({"type": "ack", "conversation_id": conversation_id, "up_to": up_to, "read": read}, queue=False)
+        self.acks.add({"type": "ack", "conversation_id": conversation_id, "up_to": up_to, "read": read})
 
     def reply(self) -> None:
         if self.current is None:
