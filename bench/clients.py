@@ -4,8 +4,7 @@ wire, in one place, so the benchmark follows the protocol (messaging/README.md) 
 - `PageSocket` is realtime.js's ResumingSocket: resume after every (re)connect, drop frames with
   an id already seen, reconnect with backoff and full jitter (not after 4401/4403/4404), ping every 25 s.
 - `ChatPage` is chat.js: send with a fresh client_msg_id, typing at most every 2.5 s, an ack
-  (read, the tab is visible) whenever a business message arrives (through `AckBatcher`, as every
-  ack of both pages: realtime.js's AckBatcher), and a refused send (`rate_limited`,
+  (read, the tab is visible) whenever a business message arrives, and a refused send (`rate_limited`,
   `overloaded`) holds every later send: it goes again alone with the same client_msg_id after
   `retry_after`, doubled for each further refusal of that message (`config.websocket.send_retry_delay`,
   realtime.js's rule), and the held ones follow in a window that grows by one with each
@@ -13,6 +12,7 @@ wire, in one place, so the benchmark follows the protocol (messaging/README.md) 
 - `InboxPage` is inbox.js: `view` the open conversation, read-ack inbound messages of the open
   conversation, delivered-ack inbound messages of other conversations that reach it, typing
   before a reply, replies with `conversation_id`.
+- Both pages' acks go through `AckBatcher`, realtime.js's: merged and sent every 0.5 s.
 
 Every message body starts with the send time (`time.time()`), so any process on this machine
 can measure latency from any frame that carries the body or its preview.
