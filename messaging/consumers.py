@@ -567,7 +567,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                 admission = decided
         except MessagingError as error:
             if is_send:
-                self.owe(payload, error, seq)
+                self.owe(payload.get("client_msg_id"), error, seq)
             await self.refuse(payload, error)
             if stages.ENABLED and is_send:
                 stages.refused_at_arrival(taken_at)
@@ -730,7 +730,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                 return
             seq = send_seq_handled()
             if payload["type"] == "send" and seq is not None:
-                self.owe(payload, error, seq)
+                self.owe(payload.get("client_msg_id"), error, seq)
             await self.refuse(payload, error)
         except asyncio.CancelledError:
             raise
@@ -773,12 +773,11 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
 
     def refused(self, seq: int, client_msg_id: str, error: MessagingError) -> None:
         """`group_commit.SendOrder`: send `seq` was refused for load or rate by its group's writer."""
-        self.owe({"client_msg_id": client_msg_id}, error, seq)
+        self.owe(client_msg_id, error, seq)
 
-    def owe(self, payload: dict[str, Any], error: MessagingError, seq: int) -> None:
+    def owe(self, client_msg_id: Any, error: MessagingError, seq: int) -> None:
         """A send refused for load or rate (it carries retry_after: the client sends it again).
         The earliest refused send is the one owed: the later ones go again after it."""
-        client_msg_id = payload.get("client_msg_id")
         if error.retry_after is None or not client_msg_id or not isinstance(client_msg_id, str):
             return
         owed = self.owed_send

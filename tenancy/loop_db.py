@@ -15,7 +15,8 @@ rather than borrowed from the process's pool (whose wait for a free connection w
 loop): a slot keeps it from call to call (warm, with its prepared statements and search_path)
 and closes it after PARLEY_LOOP_DB_KEEP_SECONDS without calls. A call sees
 a copy of its caller's context (an active translation), as on a database thread. At most PARLEY_LOOP_DB_SLOTS calls run at once per
-loop; more wait in order. Threads and slots together stay within the pool's size (settings).
+loop; more wait in order. Slots' connections are counted on top of the pool's (README's
+connection sizing rule).
 
 What code run here must not do: block on anything but psycopg's socket (that would stop the
 loop; the send core asks Redis before, on the loop). Events its commit publishes are handed to
