@@ -38,6 +38,7 @@ PING_EVERY = 25.0
 TYPING_EVERY = 2.5
 ACK_DELAY = 0.5  # realtime.js AckBatcher's delay
 RETRYABLE = {"rate_limited", "overloaded"}
+LIST_BATCH = "conversations.updated"
 FINAL_CLOSE = {4401, 4403, 4404}
 
 
@@ -66,6 +67,7 @@ class Stats:
     """What one generator process saw; merged by the parent."""
 
     frames: int = 0
+    frames_unread: int = 0  # list frames of agents that do not read theirs (InboxPage `reads_list`)
     sent: dict[str, float] = field(default_factory=dict)  # client_msg_id -> first send time
     accepted: set[str] = field(default_factory=set)
     refused_final: dict[str, str] = field(default_factory=dict)  # client_msg_id -> code
@@ -151,9 +153,11 @@ class PageSocket:
         on_open: Callable[[], None],
         stats: Stats,
         last_event_id: int = 0,
+        unread: Callable[[str], bool] | None = None,
     ) -> None:
         self.url, self.host, self.port, self.cookie = url, host, port, cookie
         self.on_frame, self.on_open, self.stats = on_frame, on_open, stats
+        self.unread = unread  # frames counted but not parsed (they carry no id and need no answer)
         self.last = last_event_id
         self.ws: ClientConnection | None = None
         self.resumed = asyncio.Event()
@@ -192,6 +196,9 @@ class PageSocket:
         try:
             async for text in ws:
                 self.stats.frames += 1
+                if self.unread is not None and isinstance(text, str) and self.unread(text):
+                    self.stats.frames_unread += 1
+                    continue
                 try:
                     frame = orjson.loads(text)
                 except ValueError:
@@ -419,11 +426,34 @@ class ChatPage(_Page):
             self.on_send_error(frame)
 
 
+def is_list_batch(text: str) -> bool:
+    """A coalesced list update (`conversations.updated`), told by its type near the start of the
+    text (Parley's and the limit server's both name it within the first 64 characters)."""
+    return f'"{LIST_BATCH}"' in text[:64]
+
+
 class InboxPage(_Page):
-    """inbox.js: an agent with one conversation open."""
+    """inbox.js: an agent with one conversation open.
+
+    `reads_list=False`: the page counts its list batches without parsing them. The pages send
+    nothing in answer to a list batch, so the server sees the same load either way; but the
+    generator runs every agent in one process, where parsing 50 agents' batches (a few a second
+    each, ~140 KB each at 1,000 msgs/s) was a third of its CPU and held its event loop for tens
+    of milliseconds each time a server process flushed its lists to all of them, adding that to
+    every latency it measured meanwhile. `bench/inbox_load.py --list-sample` picks the agents
+    that read theirs (and measure list staleness)."""
 
     def __init__(
-        self, *, url: str, host: str, port: int, cookie: str, stats: Stats, prefix: str, view: int | None
+        self,
+        *,
+        url: str,
+        host: str,
+        port: int,
+        cookie: str,
+        stats: Stats,
+        prefix: str,
+        view: int | None,
+        reads_list: bool = True,
     ) -> None:
         self.stats = stats
         self.prefix = prefix
@@ -435,8 +465,16 @@ class InboxPage(_Page):
         self.current = view
         self.read_up_to = 0
         self.list_shown: dict[Any, float] = {}  # conversation id -> newest preview stamp counted
+        self.reads_list = reads_list
         self.socket = PageSocket(
-            url=url, host=host, port=port, cookie=cookie, on_frame=self.on_frame, on_open=self.on_open, stats=stats
+            url=url,
+            host=host,
+            port=port,
+            cookie=cookie,
+            on_frame=self.on_frame,
+            on_open=self.on_open,
+            stats=stats,
+            unread=None if reads_list else is_list_batch,
         )
         self.acks = AckBatcher(lambda frame: self.socket.send(frame, queue=False), stats)
 
@@ -501,7 +539,7 @@ class InboxPage(_Page):
                 self.ack(conversation_id, message["id"], read=False)
         elif kind == "conversation.updated":
             self._list_update(frame["conversation"])
-        elif kind == "conversations.updated":  # a coalesced list update
+        elif kind == LIST_BATCH:  # a coalesced list update
             # Parley's carries the stored conversation.updated events (inbox.js reads `events`);
             # the limit server's the conversations themselves.
             for event in frame.get("events", []):

@@ -71,6 +71,9 @@ class Plan:
     duration: float
     drain: float
     connect_rate: float
+    # Every list_sample-th agent reads its list frames (and measures list staleness); the others
+    # only count them (bench.clients.InboxPage `reads_list`).
+    list_sample: int = 1
 
 
 def free_port() -> int:
@@ -269,6 +272,7 @@ def plan_for(target: str, data: dict[str, Any], port: int, args: argparse.Namesp
         duration=args.duration,
         drain=args.drain,
         connect_rate=args.connect_rate,
+        list_sample=args.list_sample,
     )
 
 
@@ -451,8 +455,10 @@ async def _generate(plan: Plan, share: int, shares: int, barrier: Any) -> dict[s
             stats=stats,
             prefix=new_prefix("a"),
             view=a.conversation_id,
+            reads_list=index % plan.list_sample == 0,
         )
-        for a in plan.agents[share::shares]
+        for index, a in enumerate(plan.agents)
+        if index % shares == share
     ]
     connect_started = time.perf_counter()
     connect_failures = 0
@@ -542,6 +548,8 @@ async def _generate(plan: Plan, share: int, shares: int, barrier: Any) -> dict[s
         "schedule_lag_p99": lag[int(len(lag) * 0.99)] if lag else 0.0,
         "late_sends": sum(1 for x in lag if x > 0.01),
         "unanswered": unanswered,
+        "agents": len(agents),
+        "list_readers": sum(1 for a in agents if a.reads_list),
         # Without the accept / view times kept only to pair them here (one per message sent).
         "stats": {k: v for k, v in stats.__dict__.items() if k not in ("accepted_at", "viewed_at")},
     }
@@ -678,6 +686,12 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
     out.append(f"agent → customer:         {percentiles(merged['agent_to_customer'])}")
     out.append(f"list staleness (first):   {percentiles(merged['list_first_staleness'])}")
     out.append(f"list staleness (every):   {percentiles(merged['list_staleness'])}")
+    readers, agent_count = sum(p["list_readers"] for p in parts), sum(p["agents"] for p in parts)
+    if readers < agent_count:
+        out.append(
+            f"  (measured on the lists of {readers} of {agent_count} agents, --list-sample; "
+            f"{merged['frames_unread']} list frames of the others counted unread)"
+        )
     out.append(f"send → accepted:          {percentiles(merged['accept_latency'])}")
     refused_final = merged["refused_final"]
     out.append(
@@ -932,6 +946,13 @@ def main() -> None:
     parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn", help="ASGI server for Parley")
     parser.add_argument("--generator-processes", type=int, default=1)
     parser.add_argument("--connect-rate", type=float, default=200.0, help="new websockets per second while connecting")
+    parser.add_argument(
+        "--list-sample",
+        type=int,
+        default=5,
+        help="every Nth agent reads its list frames and measures list staleness; the others count "
+        "them unread (1: every agent reads them)",
+    )
     parser.add_argument("--compare", action="store_true", help="also run the limit server and the tutorial chat")
     parser.add_argument("--targets", default="", help="comma-separated subset of parley,limit,tutorial")
     parser.add_argument("--extra-businesses", type=int, default=0, help="provision this many other businesses first")
