@@ -4,10 +4,9 @@ A websocket send group written on a database thread (tenancy.db) has to win the 
 the busy event loop after each of its round trips and for each slice of its Python: at 1,000
 msgs/s a group of ~10 sends took 11.9 ms on its thread for 3.5 ms of that thread's CPU (issue 9,
 README). `run_on_loop` runs the same synchronous code (the send core: Django's ORM on psycopg's
-sync connection) in a greenlet on the loop's own thread. Whenever psycopg waits for its socket
-and the socket is not ready (an answer PostgreSQL has yet to give), the greenlet hands that wait
-to the loop (`add_reader`/`add_writer`) and the loop serves other sockets until PostgreSQL
-answers; the group's Python then runs without a GIL hand-off.
+sync connection) in a greenlet on the loop's own thread. Whenever psycopg would wait for its
+socket, the greenlet hands that wait to the loop (`add_reader`/`add_writer`) and the loop serves
+other sockets until PostgreSQL answers; the group's Python then runs without a GIL hand-off.
 SQLAlchemy's asyncio support is built the same way (greenlet_spawn / await_only).
 
 Each call runs in a slot with a Django connection of its own (Django keeps one per thread, so
@@ -73,41 +72,21 @@ class _OnLoop(greenlet.greenlet):
 
 @dataclass(eq=False)
 class _Wait:
-    """A wait a greenlet hands to the loop: psycopg's generator, the socket it waits on and what
-    for (the generator is started: its socket was not ready for that)."""
+    """A wait a greenlet hands to the loop: psycopg's generator and the socket it waits on."""
 
     gen: Generator[Any, Any, Any]
     fileno: int
-    state: int
+    state: int | None = None  # what the generator waits for, while the loop waits for it
 
 
 def _diverting_wait(
     self: psycopg.Connection[Any], gen: Any, interval: float = 0.1, timeout: float | None = None
 ) -> Any:
-    """psycopg's `Connection.wait` inside a `run_on_loop` call: handed to the loop only when the
-    socket is not ready. A statement sent in a pipeline (config.sql) waits only to write, and
-    its socket nearly always takes it at once: a send group's ~20 such waits went on here
-    instead of each switching the greenlet out to the loop and back (its 3 round trips wait)."""
+    """psycopg's `Connection.wait`, handed to the loop inside a `run_on_loop` call."""
     current = greenlet.getcurrent()
     if isinstance(current, _OnLoop) and not current.blocking and timeout is None:
-        fileno = self.pgconn.socket
-        try:
-            state = _go_while_writable(gen, fileno, next(gen))
-        except StopIteration as done:
-            return done.value
-        except OSError as error:
-            raise psycopg.OperationalError("connection socket closed") from error
-        return current.parent.switch(_Wait(gen, fileno, state))
+        return current.parent.switch(_Wait(gen, self.pgconn.socket))
     return psycopg.Connection.wait(self, gen, interval, timeout)
-
-
-def _go_while_writable(gen: Generator[Any, Any, Any], fileno: int, state: int) -> int:
-    """Send psycopg's generator on while what it waits for includes writing and the socket is
-    ready (a poll costs less than a turn of the loop); what it waits for then. Raises
-    StopIteration when it is done."""
-    while state & Wait.W and (ready := _poll(fileno, state, 0)):
-        state = gen.send(ready)
-    return state
 
 
 def divert_waits(raw: Any) -> None:
@@ -294,13 +273,18 @@ def _poll(fileno: int, state: int, timeout_ms: int | None) -> int:
 
 
 async def _wait_on_loop(loop: asyncio.AbstractEventLoop, wait: _Wait) -> Any:
-    """Drive psycopg's generator from where the greenlet handed it over (its socket not ready),
-    waiting for its socket on the loop."""
+    """Drive psycopg's generator, waiting for its socket on the loop."""
     gen = wait.gen
     try:
+        state = next(gen)
         while True:
-            ready = await _ready(loop, wait.fileno, wait.state)
-            wait.state = _go_while_writable(gen, wait.fileno, gen.send(ready))
+            # A socket asked for writing is nearly always writable: a poll costs less than a turn.
+            ready = _poll(wait.fileno, state, 0) if state & Wait.W else 0
+            if not ready:
+                wait.state = state
+                ready = await _ready(loop, wait.fileno, state)
+                wait.state = None
+            state = gen.send(ready)
     except StopIteration as done:
         return done.value
     except OSError as error:
@@ -311,6 +295,8 @@ def _wait_blocking(wait: _Wait) -> Any:
     """The rest of a wait the loop was cancelled in, blocking this thread (the loop is going)."""
     gen, state = wait.gen, wait.state
     try:
+        if state is None:
+            state = next(gen)
         while True:
             state = gen.send(_poll(wait.fileno, state, None))
     except StopIteration as done:

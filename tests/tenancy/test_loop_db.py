@@ -22,10 +22,8 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 from django_tenants.utils import schema_context
-from psycopg.waiting import Wait
 
 from collab.models import Label
-from config.sql import pipelined
 from messaging import events, group_commit
 from tenancy import loop_db
 from tenancy.db import run_in_schema
@@ -214,35 +212,3 @@ async def test_a_websocket_send_group_is_written_on_the_loop_thread(
     assert accepted["client_msg_id"] == "loop-1" and accepted["duplicate"] is False
     assert written_on == [threading.get_ident()]  # the server's loop runs on this test's thread
     await ws.disconnect()
-
-
-async def test_statements_sent_in_a_pipeline_go_out_without_a_turn_of_the_loop(
-    live_db: World, label_name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A send group's statements whose answers it does not wait for are sent from the greenlet
-    (its socket takes them at once); only its reads, whose answers PostgreSQL has yet to give,
-    are handed to the loop."""
-    handed: list[int] = []
-    real_wait = loop_db._wait_on_loop
-
-    async def counting_wait(loop: asyncio.AbstractEventLoop, wait: Any) -> Any:
-        handed.append(wait.state)
-        return await real_wait(loop, wait)
-
-    monkeypatch.setattr(loop_db, "_wait_on_loop", counting_wait)
-
-    def twelve_statements_one_read() -> tuple[int, bool]:
-        with transaction.atomic(), pipelined(commit=True), connection.cursor() as cursor:
-            for n in range(10):
-                cursor.execute("SELECT %s", [n])
-            Label.objects.create(name=label_name)
-            cursor.execute("SELECT count(*) FROM collab_label WHERE name = %s", [label_name])
-            (found,) = cursor.fetchone()
-        return found, label_exists(label_name)
-
-    found, committed = await run_on_loop(live_db.business_a.schema_name, twelve_statements_one_read)
-    assert (found, committed) == (1, True)
-    # The read, the insert's RETURNING (the ORM reads its id), the COMMIT and the read after it:
-    # each a wait for PostgreSQL's answer (Wait.R); before, each of the 12 sends was handed over too.
-    assert 1 <= len(handed) <= 5, handed
-    assert all(state & Wait.R for state in handed), handed
