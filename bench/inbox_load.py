@@ -9,7 +9,9 @@ customers (each with a conversation) and --agents agents, starts the production 
 (`python -m config.serve`: DEBUG=0, a SECRET_KEY, the Redis channel layer, --processes ASGI
 processes on one port) and connects every customer and agent over websockets, 127.0.0.1 with the
 business's Host and Origin, signed in through a session cookie. Clients behave as the pages do
-(bench/clients.py: resume, view, acks, typing, retries of refused sends).
+(bench/clients.py: resume, view, acks, typing, retries of refused sends); every --list-sample-th
+agent parses its list batches and measures list staleness, the others count them unparsed (the
+pages answer nothing to them; parsing them all cost the generator a third of its CPU).
 
 Customers send --rate messages/s in total on an even schedule (round robin, not bursts); each
 agent views one conversation and agents reply --reply-rate messages/s in total (default a tenth of
@@ -995,6 +997,8 @@ def main() -> None:
         parser.error("--compare starts its own servers")
     if args.url and not args.database:
         parser.error("--url needs --database: a fresh database the running server uses")
+    if args.list_sample < 1:
+        parser.error("--list-sample is a whole number from 1 (every agent reads its list)")
 
     # Sessions are signed: the set-up and the servers share one key (a fresh one per run).
     os.environ.setdefault("SECRET_KEY", uuid.uuid4().hex * 2)
