@@ -126,15 +126,11 @@ class AckBatcher:
 
     def flush(self) -> None:
         self.timer = None
-        frames, self.pending = list(self.pending.values()), {}
-        for frame in frames:
-            if not frame.get("read"):
-                read = next(
-                    (f for f in frames if f.get("read") and f.get("conversation_id") == frame.get("conversation_id")),
-                    None,
-                )
-                if read is not None and read["up_to"] >= frame["up_to"]:
-                    continue
+        pending, self.pending = self.pending, {}
+        for (conversation_id, read), frame in pending.items():
+            covering = None if read else pending.get((conversation_id, True))
+            if covering is not None and covering["up_to"] >= frame["up_to"]:
+                continue
             self.stats.acks_sent += 1
             self.send(frame)
 
@@ -274,6 +270,10 @@ class _Page:
     held = False  # waiting out a refusal
     window = 0  # after a hold: how many sends may be on their way at once (0: no hold to recover from)
 
+    def batched_acks(self) -> AckBatcher:
+        """The page's acks, through realtime.js's batcher, on its socket."""
+        return AckBatcher(lambda frame: self.socket.send(frame, queue=False), self.stats)
+
     def send_message(self, frame: dict[str, Any]) -> None:
         cmid = frame["client_msg_id"]
         self.pending[cmid] = frame
@@ -386,7 +386,7 @@ class ChatPage(_Page):
         self.socket = PageSocket(
             url=url, host=host, port=port, cookie=cookie, on_frame=self.on_frame, on_open=self.on_open, stats=stats
         )
-        self.acks = AckBatcher(lambda frame: self.socket.send(frame, queue=False), stats)
+        self.acks = self.batched_acks()
 
     def on_open(self) -> None:
         # Unconfirmed sends go again (same client_msg_id), then acknowledge what was seen.
@@ -476,7 +476,7 @@ class InboxPage(_Page):
             stats=stats,
             unread=None if reads_list else is_list_batch,
         )
-        self.acks = AckBatcher(lambda frame: self.socket.send(frame, queue=False), stats)
+        self.acks = self.batched_acks()
 
     def on_open(self) -> None:
         if self.current is not None:
