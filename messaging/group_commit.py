@@ -482,7 +482,10 @@ class LiveGatherer:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a new server loop (tests run one per test)
             self._loop, self._schemas = loop, {}
-        return self._schemas.setdefault(schema_name, _LiveSchema())
+        state = self._schemas.get(schema_name)
+        if state is None:  # not setdefault: that builds a state (three containers) on every call
+            state = self._schemas[schema_name] = _LiveSchema()
+        return state
 
     def queued(self, schema_name: str) -> int:
         state = self._schemas.get(schema_name)
@@ -813,7 +816,9 @@ class AckGatherer:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a new server loop (tests run one per test)
             self._loop, self._schemas = loop, {}
-        state = self._schemas.setdefault(business.schema_name, _AckSchema())
+        state = self._schemas.get(business.schema_name)
+        if state is None:
+            state = self._schemas[business.schema_name] = _AckSchema()
         items = [_QueuedAck(mark, loop.create_future()) for mark in marks]
         state.queue += items
         if state.task is None or state.task.done():

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from messaging.consumers import parse_frame
 from tests.conftest import World
 from tests.messaging.conftest import adb, make_customer, receive_until, session_key, ws_connect
 
@@ -37,7 +38,27 @@ async def test_deeply_nested_frames_get_error_frames(
         # Lone surrogates: valid JSON, but no UTF-8 column can hold them.
         await communicator.send_to(text_data='{"type": "send", "body": "\\ud800", "client_msg_id": "x"}')
         assert (await receive_until(communicator, "error"))["code"] == "bad_frame"
+        await communicator.send_to(text_data='{"type": "send", "body": "\\udc00\\ud800", "client_msg_id": "x"}')
+        assert (await receive_until(communicator, "error"))["code"] == "bad_frame"
+        # Numbers JSON cannot hold: infinity, NaN.
+        for number in ("1e999", "NaN", "-Infinity"):
+            await communicator.send_to(text_data=f'{{"type": "ack", "conversation_id": 1, "up_to": {number}}}')
+            assert (await receive_until(communicator, "error"))["code"] == "bad_frame"
         await communicator.send_to(text_data='{"type": "ping"}')
         assert (await receive_until(communicator, "pong"))["id"] is None  # still open and serving
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     await communicator.disconnect()
+
+
+def test_parse_frame_reads_what_json_allows_and_nothing_else() -> None:
+    assert parse_frame('{"type":"send","body":"Grüße 🥨 \\u00e9\\ud83d\\ude00","n":-0,"x":1.5}') == {
+        "type": "send",
+        "body": "Grüße 🥨 é😀",
+        "n": 0,
+        "x": 1.5,
+    }
+    assert parse_frame('{"up_to": 18446744073709551615}') == {"up_to": 2**64 - 1}
+    # Past 2**64 an integer is a float, which every id check refuses as not an integer.
+    assert isinstance(parse_frame('{"up_to": 18446744073709551616}')["up_to"], float)
+    for bad in (None, "", "{", "[1,]", "{'a': 1}", '"\\ud800"', "1e999", "NaN", "[" * 2000 + "]" * 2000):
+        assert parse_frame(bad) is None, bad

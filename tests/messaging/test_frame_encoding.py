@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +44,20 @@ def test_frames_are_the_text_djangos_encoder_gave() -> None:
         "nested": [{"a": (1, 2)}, []],
     }
     assert events.dumps(payload) == _reference(payload)
+
+
+def test_one_instant_in_two_zones_keeps_each_zones_text() -> None:
+    """Datetimes are formatted once per value (messaging.events._default): equal instants in other
+    zones, or either side of a clock change, still get their own text."""
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    now = dt.datetime(2026, 12, 3, 10, 41, 5, 123456, tzinfo=dt.UTC)
+    # 02:30 on the night the clocks go back happens twice: fold 0 is +02:00, fold 1 is +01:00.
+    twice = dt.datetime(2026, 10, 25, 2, 30, tzinfo=berlin)
+    values = [now, now.astimezone(berlin), now, twice, twice.replace(fold=1), now.astimezone(berlin)]
+    for value in values * 2:
+        payload = {"at": value}
+        assert events.dumps(payload) == _reference(payload)
+    assert events.dumps({"at": twice}) != events.dumps({"at": twice.replace(fold=1)})
 
 
 def test_a_real_frame_of_now_is_unchanged() -> None:
