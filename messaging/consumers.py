@@ -27,6 +27,7 @@ forwarding share one lock per socket.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -220,16 +221,27 @@ def scope_language(scope: dict[str, Any]) -> str:
 
 
 def parse_frame(text_data: str | None) -> Any:
-    """The frame's JSON, or None for anything malformed: not JSON, nested deeper than 1,024
-    levels ("[" * 50000), strings with lone surrogates ("\\ud800", which no UTF-8 column can
-    store and which would otherwise fail deep inside a service), or numbers JSON cannot hold
-    (1e999). orjson refuses all of these itself, and parses a send frame in a fifth of the
-    standard library's time (json.loads was 1.3% of a loaded server's samples, issue 9). Integers
-    past 2**64 come back as floats, which every id check refuses like any other non-integer."""
+    """The frame's JSON, or None for anything malformed: not JSON, nested deeper than the parser's
+    recursion limit (json raises RecursionError, not ValueError, for "[" * 50000), or strings with
+    lone surrogates ("\\ud800"), which no UTF-8 column can store and which would otherwise fail
+    deep inside a service.
+
+    Read by orjson, in a fifth of the standard library's time (json.loads was 1.3% of a loaded
+    server's samples, issue 9). What orjson refuses goes to the standard library, as before: it
+    also reads non-finite numbers (1e400, NaN, -Infinity), which the handlers then refuse as
+    invalid, and nesting deeper than orjson's 1,024 levels."""
+    text = text_data or ""
     try:
-        return orjson.loads(text_data or "")
+        return orjson.loads(text)
     except orjson.JSONDecodeError:
+        pass
+    try:
+        payload = json.loads(text)
+        if "\\u" in text:
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         return None
+    return payload
 
 
 def _chat_admission(
