@@ -234,6 +234,30 @@ def _switch(g: _OnLoop, *, start: bool = False, value: Any = None, error: BaseEx
         asyncio.events._set_running_loop(g.loop)
 
 
+async def _ready(loop: asyncio.AbstractEventLoop, fileno: int, state: int) -> int:
+    future: asyncio.Future[None] = loop.create_future()
+    ready = 0
+
+    def wake(flag: int) -> None:
+        nonlocal ready
+        ready |= flag
+        if not future.done():
+            future.set_result(None)
+
+    if state & Wait.R:
+        loop.add_reader(fileno, wake, Ready.R)
+    if state & Wait.W:
+        loop.add_writer(fileno, wake, Ready.W)
+    try:
+        await future
+    finally:
+        if state & Wait.R:
+            loop.remove_reader(fileno)
+        if state & Wait.W:
+            loop.remove_writer(fileno)
+    return ready
+
+
 def _poll(fileno: int, state: int, timeout_ms: int | None) -> int:
     """Which of what `state` waits for the socket is ready for (0: none within the timeout)."""
     poller = select.poll()
@@ -246,6 +270,25 @@ def _poll(fileno: int, state: int, timeout_ms: int | None) -> int:
         if events & ~select.POLLIN:
             ready |= Ready.W
     return ready
+
+
+async def _wait_on_loop(loop: asyncio.AbstractEventLoop, wait: _Wait) -> Any:
+    """Drive psycopg's generator, waiting for its socket on the loop."""
+    gen = wait.gen
+    try:
+        state = next(gen)
+        while True:
+            # A socket asked for writing is nearly always writable: a poll costs less than a turn.
+            ready = _poll(wait.fileno, state, 0) if state & Wait.W else 0
+            if not ready:
+                wait.state = state
+                ready = await _ready(loop, wait.fileno, state)
+                wait.state = None
+            state = gen.send(ready)
+    except StopIteration as done:
+        return done.value
+    except OSError as error:
+        raise psycopg.OperationalError("connection socket closed") from error
 
 
 def _wait_blocking(wait: _Wait) -> Any:
@@ -262,202 +305,56 @@ def _wait_blocking(wait: _Wait) -> Any:
         raise psycopg.OperationalError("connection socket closed") from error
 
 
-class _Drive:
-    """A call's greenlet, stepped from the loop's callbacks: run until psycopg waits for a socket
-    the loop must watch, then resumed by that socket's reader or writer callback itself, in the
-    turn of the loop that found it ready (`_ready`). As a task awaiting a future, each of a send
-    group's round trips cost one more turn of the loop before the group went on — behind every
-    socket's frames that turn had queued, 1–2 ms each on a loaded server (issue 9) — and starting
-    and ending the call in a task of its own three more. Whoever waits for the outcome `listen`s."""
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, slots: _Slots, slot: _Slot, fn: Callable[..., Any], args: tuple[Any, ...]
-    ) -> None:
-        self.loop, self.slots, self.slot = loop, slots, slot
-        self.g = _OnLoop(lambda: fn(*args), loop, slot.wrapper)
-        # A copy of the caller's context (an active translation), as on a database thread; what
-        # the call sets there stays there.
-        self.g.gr_context = contextvars.copy_context()
-        self.wait: _Wait | None = None  # what the greenlet waits for, while the loop watches it
-        self.watching = 0  # Wait.R / Wait.W, as registered with the loop for wait.fileno
-        self.outcome: tuple[bool, Any] | None = None  # (returned, its value or exception)
-        self.listeners: list[asyncio.Future[Any]] = []
-
-    @property
-    def ended(self) -> bool:
-        return self.outcome is not None
-
-    def listen(self) -> asyncio.Future[Any]:
-        """A future of the call's outcome; cancelling it changes nothing for the call."""
-        future: asyncio.Future[Any] = self.loop.create_future()
-        if self.outcome is not None:
-            _settle(future, self.outcome)
-        else:
-            self.listeners.append(future)
-        return future
-
-    def resume(self, *, start: bool = False, answer: Any = None, error: BaseException | None = None) -> None:
-        """Run the greenlet until it waits for the loop or ends."""
-        while True:
+async def _drive(slot: _Slot, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    loop = asyncio.get_running_loop()
+    g = _OnLoop(lambda: fn(*args), loop, slot.wrapper)
+    # A copy of the caller's context (an active translation), as on a database thread; what the
+    # call sets there stays there.
+    g.gr_context = contextvars.copy_context()
+    cancelled: asyncio.CancelledError | None = None
+    try:
+        request = _switch(g, start=True)
+        while not g.dead:
+            wait: _Wait = request
+            answer: Any = None
+            error: BaseException | None = None
             try:
-                request = _switch(self.g, start=start, value=answer, error=error)
-            except BaseException as failed:  # the call raised: its caller gets it
-                self._end((False, failed))
-                return
-            if self.g.dead:
-                self._end((True, request))
-                return
-            start = False
-            answer, error, waiting = self._step(request, None)
-            if waiting:
-                return
-
-    def _step(self, wait: _Wait, ready: int | None) -> tuple[Any, BaseException | None, bool]:
-        """Drive psycopg's generator as far as it goes without waiting: (its answer, its error,
-        whether it now waits for the loop). `ready`: what the socket became ready for (None: the
-        generator's first step)."""
-        gen = wait.gen
-        try:
-            state = next(gen) if ready is None else gen.send(ready)
-            while True:
-                # A socket asked for writing is nearly always writable: a poll costs less than a turn.
-                ready = _poll(wait.fileno, state, 0) if state & Wait.W else 0
-                if not ready:
-                    self.wait, wait.state = wait, state
-                    self._watch(wait.fileno, state)
-                    return None, None, True
-                state = gen.send(ready)
-        except StopIteration as done:
-            return done.value, None, False
-        except OSError as error:
-            closed = psycopg.OperationalError("connection socket closed")
-            closed.__cause__ = error
-            return None, closed, False
-        except Exception as error:
-            return None, error, False
-
-    def _watch(self, fileno: int, state: int) -> None:
-        if state & Wait.R:
-            self.loop.add_reader(fileno, self._ready, Ready.R)
-        if state & Wait.W:
-            self.loop.add_writer(fileno, self._ready, Ready.W)
-        self.watching = state & (Wait.R | Wait.W)
-
-    def _unwatch(self) -> None:
-        if self.wait is not None:
-            if self.watching & Wait.R:
-                self.loop.remove_reader(self.wait.fileno)
-            if self.watching & Wait.W:
-                self.loop.remove_writer(self.wait.fileno)
-        self.watching = 0
-
-    def _ready(self, flag: int) -> None:
-        """The loop's callback for the watched socket: the call goes on from here."""
-        wait = self.wait
-        self._unwatch()
-        if wait is None or self.ended:
-            return
-        self.wait, wait.state = None, None
-        try:
-            answer, error, waiting = self._step(wait, flag)
-            if not waiting:
-                self.resume(answer=answer, error=error)
-        except BaseException as failed:  # a fault of this driver: the caller hears of it
-            logger.exception("a loop database call failed in its driver")
-            if not self.ended:
-                self._end((False, failed))
-
-    def finish_blocking(self) -> None:
-        """The loop is going away (the task waiting for the call was cancelled): the rest of the
-        call runs blocking this thread, as on a database thread — a send group commits or rolls
-        back whole, never half."""
-        if self.ended:
-            return
-        wait = self.wait
-        self._unwatch()
-        self.wait = None
-        self.g.blocking = True  # its further waits block
-        answer: Any = None
-        error: BaseException | None = None
-        if wait is not None:
-            try:
-                answer = _wait_blocking(wait)
+                if cancelled is None:
+                    try:
+                        answer = await _wait_on_loop(loop, wait)
+                    except asyncio.CancelledError as stop:
+                        # The loop is going away (callers are shielded from their own
+                        # cancellation): the call finishes blocking this thread, as on a database
+                        # thread — a send group commits or rolls back whole, never half.
+                        cancelled, g.blocking = stop, True
+                        answer = _wait_blocking(wait)
+                else:
+                    answer = _wait_blocking(wait)
             except Exception as failed:
                 error = failed
-        self.resume(answer=answer, error=error)
-
-    def _end(self, outcome: tuple[bool, Any]) -> None:
-        self.wait = None
-        try:
-            # What the call committed, published in commit order from the loop (also when it
-            # failed after a commit).
-            for publish in self.g.deferred:
-                publish()
-        except Exception as failed:
-            outcome = (False, failed)
-        finally:
-            self.outcome = outcome
-            _give_back(self.slots, self.slot)
-            listeners, self.listeners = self.listeners, []
-            for future in listeners:
-                _settle(future, outcome)
-
-
-def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
-    if future.done():  # its waiter was cancelled
-        return
-    returned, value = outcome
-    if returned:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
-async def _start(schema_name: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> _Drive:
-    """A slot (waiting in order for one), and the call run on it until its first wait."""
-    slots = _slots_here()
-    slot = await _take(slots)
-    drive = _Drive(slots.loop, slots, slot, _run, (schema_name, fn, kwargs))
-    drive.resume(start=True)
-    return drive
-
-
-async def _outcome(drive: _Drive) -> Any:
-    """The call's outcome, for the task that owns it: cancelled (the loop going away), the call
-    finishes blocking first."""
-    try:
-        return await drive.listen()
-    except asyncio.CancelledError:
-        drive.finish_blocking()
-        raise
+            request = _switch(g, value=answer, error=error)
+    finally:
+        # What the call committed, published in commit order from the loop (also when it failed
+        # after a commit).
+        for publish in g.deferred:
+            publish()
+    if cancelled is not None:
+        raise cancelled
+    return request
 
 
 async def _call(schema_name: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """`fn(**kwargs)` as a task's own: cancelling it finishes the call blocking."""
-    return await _outcome(await _start(schema_name, fn, kwargs))
-
-
-# Calls whose callers went away, each owned by a task until it ends (cancelled with the loop).
-_orphans: set[asyncio.Task[Any]] = set()
+    slots = _slots_here()
+    slot = await _take(slots)
+    try:
+        return await _drive(slot, _run, (schema_name, fn, kwargs))
+    finally:
+        _give_back(slots, slot)
 
 
 async def run_on_loop[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
     """`fn(**kwargs)` inside `schema_name`, on this event loop's thread (module docstring). The
     call goes on if the caller is cancelled (a socket that went away): a send group being
     written commits or rolls back whole, and what it committed is published."""
-    drive = await _start(schema_name, fn, kwargs)
-    try:
-        result: T = await drive.listen()
-    except asyncio.CancelledError:
-        if not drive.ended:
-            orphan = asyncio.ensure_future(_outcome(drive))
-            _orphans.add(orphan)
-            orphan.add_done_callback(_orphan_done)
-        raise
+    result: T = await asyncio.shield(_call(schema_name, fn, kwargs))
     return result
-
-
-def _orphan_done(task: asyncio.Task[Any]) -> None:
-    _orphans.discard(task)
-    if not task.cancelled():
-        task.exception()  # nobody waits for it any more: not logged as never retrieved
