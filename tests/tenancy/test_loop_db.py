@@ -157,6 +157,24 @@ async def test_a_call_whose_caller_is_cancelled_still_commits(live_db: World, la
     assert await run_in_schema(alpha, label_exists, name=name)
 
 
+async def test_a_call_of_many_round_trips_returns_their_answers_in_order(live_db: World) -> None:
+    """Calls' round trips interleaved on the loop: each call's answers come back to the
+    statements that asked, in order."""
+    alpha = live_db.business_a.schema_name
+
+    def many(base: int) -> list[int]:
+        answers = []
+        with connection.cursor() as cursor:
+            for offset in range(20):
+                cursor.execute("SELECT %s::int FROM pg_sleep(0.001)", [base + offset])
+                answers.append(cursor.fetchone()[0])
+        return answers
+
+    with override_settings(PARLEY_LOOP_DB_SLOTS=3):
+        results = await asyncio.gather(*(run_on_loop(alpha, many, base=base) for base in (0, 100, 200)))
+    assert results == [list(range(base, base + 20)) for base in (0, 100, 200)]
+
+
 async def test_a_call_cancelled_itself_finishes_blocking_rather_than_half_way(live_db: World, label_name: str) -> None:
     """The loop going away cancels the call's own task: the rest of the call then runs blocking
     the thread, as on a database thread, so its transaction commits (or rolls back) whole."""
