@@ -25,6 +25,7 @@ from django_tenants.utils import schema_context
 
 from collab.models import Label
 from messaging import events, group_commit
+from messaging import services as messaging_services
 from tenancy import loop_db
 from tenancy.db import run_in_schema
 from tenancy.loop_db import deferred_on_loop, run_on_loop
@@ -229,4 +230,7 @@ async def test_a_websocket_send_group_is_written_on_the_loop_thread(
     accepted = await receive_until(ws, "message.accepted")
     assert accepted["client_msg_id"] == "loop-1" and accepted["duplicate"] is False
     assert written_on == [threading.get_ident()]  # the server's loop runs on this test's thread
+    # The send's assignment work (a new conversation in line) runs on after its ack: waited for
+    # here, so it does not touch the database after the test has ended.
+    await asyncio.gather(*messaging_services._background)
     await ws.disconnect()
