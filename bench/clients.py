@@ -3,7 +3,8 @@ wire, in one place, so the benchmark follows the protocol (messaging/README.md) 
 
 - `PageSocket` is realtime.js's ResumingSocket: resume after every (re)connect, drop frames with
   an id already seen, reconnect with backoff and full jitter (not after 4401/4403/4404), ping every 25 s.
-- `ChatPage` is chat.js: send with a fresh client_msg_id, typing at most every 2.5 s, an ack
+- `ChatPage` is chat.js: send with a fresh client_msg_id (accepted by `message.accepted` or by
+  its own `message.created`), typing at most every 2.5 s, an ack
   (read, the tab is visible) whenever a business message arrives, and a refused send (`rate_limited`,
   `overloaded`) holds every later send: it goes again alone with the same client_msg_id after
   `retry_after`, doubled for each further refusal of that message (`config.websocket.send_retry_delay`,
@@ -414,6 +415,9 @@ class ChatPage(_Page):
                 return  # a server that broadcasts (the tutorial chat): not this customer's
             cmid = message.get("client_msg_id") or ""
             self.stats.received_by_customer.add(cmid)
+            if cmid in self.pending:
+                # chat.js: a send answered with its own message (nothing came between).
+                self.on_accepted(message)
             if message.get("direction") == "out":
                 sent = stamp_of(message.get("body"))
                 if sent is not None and sent >= self.stats.since and cmid.startswith("a"):

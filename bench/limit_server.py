@@ -3,8 +3,8 @@
 Served by `python -m config.serve --app bench.limit_server:app` (uvicorn), started by
 `bench/inbox_load.py --compare` against the same load as Parley. Same protocol subset as
 messaging/README.md (`/ws/chat/`, `/ws/inbox/`; resume, send, ack, view, typing, ping;
-message.created, message.accepted, message.status, coalesced list updates, `overloaded` with
-`retry_after`) and the same delivery policy (a message goes to its conversation's participants:
+message.created (a customer's send answered with its own), message.accepted, message.status,
+coalesced list updates, `overloaded` with `retry_after`) and the same delivery policy (a message goes to its conversation's participants:
 the customer and the agents viewing it; every agent's list gets coalesced updates a few times a
 second). What it leaves out on purpose: sign-in (an identity cookie is trusted), translations,
 billing and the directory thread; what it keeps: every send is durable before its ack and its
@@ -161,7 +161,7 @@ class State:
                 ),
             )
             inserted = {event_id: (mid, created) for mid, event_id, created in await cur.fetchall()}
-            events: list[tuple[int, int, str]] = []
+            events: list[tuple[int, int, str, bool]] = []  # id, conversation, frame, a customer's own
             latest: dict[int, str] = {}
             unread: dict[int, int] = defaultdict(int)
             for event_id, row in zip(ids, rows, strict=True):
@@ -182,7 +182,12 @@ class State:
                     "event_id": event_id,
                 }
                 events.append(
-                    (event_id, conv, json.dumps({"id": event_id, "type": "message.created", "message": message}))
+                    (
+                        event_id,
+                        conv,
+                        json.dumps({"id": event_id, "type": "message.created", "message": message}),
+                        direction == "in",
+                    )
                 )
                 latest[conv] = body[:140]
                 if direction == "in":
@@ -201,9 +206,14 @@ class State:
                 conversations = await cur.fetchall()
             else:
                 conversations = []
-        # Durable: now ack the senders and deliver.
+        # Durable: now ack the senders and deliver. A customer's fresh send is answered with its
+        # own message.created (Parley's policy), which the delivery below then skips.
+        frames = {event_id: text for event_id, _conv, text, _own in events}
         for (sock, frame, _), event_id in zip(batch, ids, strict=True):
             known = inserted.get(event_id)
+            if known is not None and sock.role == "customer":
+                await sock.send(live_frame(frames[event_id]))
+                continue
             await sock.send(
                 json.dumps(
                     {
@@ -221,7 +231,7 @@ class State:
             for c, n, p, at in conversations
         ]
         await self.redis.publish(
-            self.channel, json.dumps({"events": [[e[1], e[2]] for e in events], "updates": updates})
+            self.channel, json.dumps({"events": [[e[1], e[2], e[3]] for e in events], "updates": updates})
         )
 
     # --- delivery -------------------------------------------------------------------------
@@ -233,12 +243,11 @@ class State:
             if item.get("type") != "message":
                 continue
             data = json.loads(item["data"])
-            for conv, text in data.get("events", []):
-                # Live frames carry no stream id: two processes may publish out of order, and
-                # the clients would drop the later of two reordered ids (Parley catches up instead).
-                live = text.replace('{"id": ', '{"live": ', 1)
-                live = '{"id": null, ' + live[1:]
-                for sock in (*self.customers.get(conv, ()), *self.viewers.get(conv, ())):
+            for conv, text, customers_own in data.get("events", []):
+                live = live_frame(text)
+                # A customer's own message went to them as their send's answer.
+                customers = () if customers_own else self.customers.get(conv, ())
+                for sock in (*customers, *self.viewers.get(conv, ())):
                     await sock.send(live)
             for update in data.get("updates", []):
                 self.dirty[update["id"]] = update
@@ -278,6 +287,13 @@ class State:
                 for (conv, direction, read), up_to in acks.items()
             ]
             await self.redis.publish(self.channel, json.dumps({"signals": signals}))
+
+
+def live_frame(text: str) -> str:
+    """An event's frame as sent live: no stream id (two processes may publish out of order, and
+    the clients would drop the later of two reordered ids; Parley catches up instead)."""
+    live = text.replace('{"id": ', '{"live": ', 1)
+    return '{"id": null, ' + live[1:]
 
 
 def status_frame(conv: int, direction: str, up_to: int, read: bool) -> str:

@@ -71,6 +71,9 @@ class SendResult:
     # What this message was billed (business messages; None for customer messages, notes and
     # duplicates): its usage record and whether this message pays it.
     charge: Charge | None = None
+    # Its `message.created` as stored, once the group is numbered (None for duplicates): what a
+    # sending socket can be answered with instead of `message.accepted` plus its own event.
+    created: events.StoredEvent | None = None
 
 
 @dataclass(frozen=True)
@@ -998,10 +1001,21 @@ def _write(
 
     numbering = None
     if group.messages:
-        numbering = _flush(group)
-        for outcome in outcomes:
-            if isinstance(outcome, SendResult) and not outcome.duplicate:
-                outcome.charge = group.charges.get(id(outcome.message))
+        numbered = _flush(group)
+        fresh = [o for o in outcomes if isinstance(o, SendResult) and not o.duplicate]
+        for outcome in fresh:
+            outcome.charge = group.charges.get(id(outcome.message))
+
+        def numbering() -> None:
+            stored, _updates = numbered()
+            created = {
+                id(pending.message): event
+                for event, pending in zip(stored, group.pending, strict=True)
+                if pending.message is not None and pending.type == events.MESSAGE_CREATED
+            }
+            for outcome in fresh:
+                outcome.created = created.get(id(outcome.message))
+
     return [o for o in outcomes if o is not None], numbering
 
 
@@ -1101,7 +1115,7 @@ def _statistics_when_grown(business: Business, reserved_ids: Sequence[int]) -> N
         )
 
 
-def _flush(group: _Group) -> Callable[[], object]:
+def _flush(group: _Group) -> Callable[[], tuple[list[events.StoredEvent], list[tuple[int, str]]]]:
     """Write the group's messages and events; numbered by the statement that goes out with the
     COMMIT (events.execute_numbered). Returns what numbers the group's Python side once the
     answer is in (also run, once, by the publish after commit)."""

@@ -116,6 +116,12 @@ function showTyping(text) {
 function onFrame(frame) {
   switch (frame.type) {
     case "message.created":
+      // A send of this page is answered with its own message when nothing comes between
+      // (otherwise with message.accepted, and the message follows): stored, never sent again.
+      if (frame.message.client_msg_id && pending.has(frame.message.client_msg_id)) {
+        outbox.accepted(frame.message);
+        queueLine.refresh();
+      }
       if (frame.message.direction === "out" && !messages.has(frame.message.id)) {
         const m = frame.message;
         announce(announcer, format(S.newMessage, { name: m.author_name || config.business_name, body: m.body }));

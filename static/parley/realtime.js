@@ -143,7 +143,8 @@ export class SendOutbox {
     this.pending.forEach((m) => { if (!m.failed && !m.accepted) this.transmit(m); });
   }
 
-  // message.accepted: stored, so never sent again; after a hold, the window grows by one.
+  // message.accepted, or the send's own message.created when it is its answer: stored, so never
+  // sent again; after a hold, the window grows by one.
   accepted(frame) {
     const m = this.pending.get(frame.client_msg_id);
     if (m) m.accepted = true;

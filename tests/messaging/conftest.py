@@ -115,6 +115,18 @@ async def receive_until(communicator: WebsocketCommunicator, wanted: str, timeou
             return frame
 
 
+async def answer_to(communicator: WebsocketCommunicator, client_msg_id: str, timeout: float = 5) -> dict[str, Any]:
+    """The answer to this socket's send: `message.accepted`, the send's own `message.created`
+    (a fresh send's answer when nothing comes between it and the socket's last event), or an
+    error naming it."""
+    while True:
+        frame = await communicator.receive_json_from(timeout=timeout)
+        if frame["type"] in ("message.accepted", "error") and frame.get("client_msg_id") == client_msg_id:
+            return frame
+        if frame["type"] == "message.created" and frame["message"].get("client_msg_id") == client_msg_id:
+            return frame
+
+
 async def drain(communicator: WebsocketCommunicator, timeout: float = 0.3) -> list[dict[str, Any]]:
     # receive_nothing does not cancel the application on timeout, unlike receive_from.
     frames = []

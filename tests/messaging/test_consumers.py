@@ -24,6 +24,7 @@ from tenancy import db
 from tests.conftest import World
 from tests.messaging.conftest import (
     adb,
+    answer_to,
     drain,
     durable,
     last_event_id,
@@ -127,10 +128,10 @@ async def test_customer_message_reaches_agent_live_and_reply_reaches_customer(li
     assert await resumed(chat_ws, start) == []
 
     await chat_ws.send_json_to({"type": "send", "body": "Is my flight on time?", "client_msg_id": "c-1"})
+    # A fresh send is answered with its own message: one frame, not message.accepted and a copy.
     created = await receive_until(chat_ws, "message.created")
-    accepted = await receive_until(chat_ws, "message.accepted")
-    assert created["message"]["body"] == "Is my flight on time?"
-    assert accepted["client_msg_id"] == "c-1" and accepted["duplicate"] is False
+    assert created["message"]["body"] == "Is my flight on time?" and created["message"]["client_msg_id"] == "c-1"
+    assert [f for f in await drain(chat_ws) if f["type"].startswith("message.")] == []
 
     # Every agent's list hears of it (not the message itself: it is not theirs to see yet).
     update = await listed(agent_ws)
@@ -435,9 +436,11 @@ async def test_send_is_idempotent_per_client_msg_id(live_db: World) -> None:
     await resumed(chat_ws, await adb(last_event_id)(live_db.business_a))
     for _ in range(3):
         await chat_ws.send_json_to({"type": "send", "body": "only once", "client_msg_id": "retry-1"})
-    accepted = [await receive_until(chat_ws, "message.accepted") for _ in range(3)]
-    assert [a["duplicate"] for a in accepted] == [False, True, True]
-    assert len({a["message_id"] for a in accepted}) == 1
+    answers = [await answer_to(chat_ws, "retry-1") for _ in range(3)]
+    # The first is answered with its message; its repeats with the same message, as duplicates.
+    assert [a["type"] for a in answers] == ["message.created", "message.accepted", "message.accepted"]
+    assert [a["duplicate"] for a in answers[1:]] == [True, True]
+    assert {answers[0]["message"]["id"], *(a["message_id"] for a in answers[1:])} == {answers[0]["message"]["id"]}
 
     def counts() -> tuple[int, int]:
         with tenant_context(live_db.business_a):
