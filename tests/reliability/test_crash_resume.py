@@ -30,7 +30,7 @@ from messaging.models import Message
 from reliability.report import long_run, record
 from tests.conftest import World, free_port, start_server, stop_server, unique
 from tests.reliability.test_isolation_probe import session_key
-from tests.reliability.test_redis_outage import open_socket, resume
+from tests.reliability.test_redis_outage import accepted_id, open_socket, resume
 
 pytestmark = [pytest.mark.reliability, pytest.mark.reliability_long]
 CUSTOMERS = 200
@@ -90,7 +90,7 @@ class Customer:
                 )
                 while True:
                     frame = json.loads(ws.recv(timeout=15))
-                    if frame.get("type") == "message.accepted" and frame.get("client_msg_id") == self.pending:
+                    if accepted_id(frame, self.pending) is not None:
                         self.accepted.add(self.pending)
                         self.last_accepted_at = time.monotonic()
                         self.pending = None

@@ -47,6 +47,17 @@ def open_socket(port: int, host: str, path: str, session: str) -> ClientConnecti
     )
 
 
+def accepted_id(frame: dict[str, Any], client_msg_id: str) -> int | None:
+    """The stored message's id if the frame answers this send: `message.accepted`, or the send's
+    own `message.created` (what answers a customer's send when it is next in the stream)."""
+    if frame.get("type") == "message.accepted" and frame.get("client_msg_id") == client_msg_id:
+        return int(frame["message_id"])
+    message = frame.get("message") if frame.get("type") == "message.created" else None
+    if isinstance(message, dict) and message.get("client_msg_id") == client_msg_id:
+        return int(message["id"])
+    return None
+
+
 def resume(ws: ClientConnection, after: int) -> list[dict[str, Any]]:
     ws.send(json.dumps({"type": "resume", "after": after}))
     frames = []
@@ -156,8 +167,9 @@ def test_redis_outage_loses_nothing_and_clients_resume_with_no_gap(live_db: Worl
                     ws.send(json.dumps({"type": "send", "body": f"message {pending}", "client_msg_id": pending}))
                     while True:
                         frame = json.loads(ws.recv(timeout=10))
-                        if frame.get("type") == "message.accepted" and frame.get("client_msg_id") == pending:
-                            accepted[pending] = frame["message_id"]
+                        message_id = accepted_id(frame, pending)
+                        if message_id is not None:
+                            accepted[pending] = message_id
                             break
                         if frame.get("type") == "error":
                             refused[pending] = f"{frame.get('code')}: {frame.get('message')}"
