@@ -3,10 +3,10 @@
 Served by `python -m config.serve --app bench.limit_server:app` (uvicorn), started by
 `bench/inbox_load.py --compare` against the same load as Parley. Same protocol subset as
 messaging/README.md (`/ws/chat/`, `/ws/inbox/`; resume, send, ack, view, typing, ping;
-message.created (a customer's send answered with its own), message.accepted, message.status,
-coalesced list updates, `overloaded` with `retry_after`) and the same delivery policy (a message goes to its conversation's participants:
-the customer and the agents viewing it; every agent's list gets coalesced updates a few times a
-second). What it leaves out on purpose: sign-in (an identity cookie is trusted), translations,
+message.created — a customer's send answered with its own —, message.accepted, message.status,
+coalesced list updates, `overloaded` with `retry_after`) and the same delivery policy (a message
+goes to its conversation's participants: the customer and the agents viewing it; every agent's
+list gets coalesced updates a few times a second). What it leaves out on purpose: sign-in (an identity cookie is trusted), translations,
 billing and the directory thread; what it keeps: every send is durable before its ack and its
 delivery.
 
