@@ -10,7 +10,8 @@ wire, in one place, so the benchmark follows the protocol (messaging/README.md) 
   `retry_after`, doubled for each further refusal of that message (`config.websocket.send_retry_delay`,
   realtime.js's rule), and the held ones follow in a window that grows by one with each
   acceptance (realtime.js SendOutbox).
-- `InboxPage` is inbox.js: `view` the open conversation, read-ack inbound messages of the open
+- `InboxPage` is inbox.js (a reply accepted as a customer's send is): `view` the open
+  conversation, read-ack inbound messages of the open
   conversation, delivered-ack inbound messages of other conversations that reach it, typing
   before a reply, replies with `conversation_id`.
 - Both pages' acks go through `AckBatcher`, realtime.js's: merged and sent every 0.5 s.
@@ -519,6 +520,9 @@ class InboxPage(_Page):
         kind = frame.get("type")
         if kind == "message.created":
             message = frame["message"]
+            if (message.get("client_msg_id") or "") in self.pending:
+                # inbox.js: a reply answered with its own message (nothing came between).
+                self.on_accepted(message)
             conversation_id = message.get("conversation_id", frame.get("conversation_id"))
             inbound = message.get("direction") == "in"
             if conversation_id == self.current:

@@ -871,6 +871,38 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
                 retry_after=round(1 / self.sends.rate, 1),
             )
 
+    async def answered_by_event(self, result: services.SendResult) -> bool:
+        """A fresh send whose `message.created` is next in this socket's stream of its
+        conversation is answered with it, now, instead of `message.accepted` followed by the same
+        event through the relay (a third of the frames a chatting customer cost the server; the
+        pages take their own message back as the acceptance). False when something comes between
+        (an earlier event still on its way), or the socket follows no such stream (not resumed
+        yet; an agent not viewing the conversation): `message.accepted`, and the event follows as
+        any other. True too when the event is already out (the relay was first)."""
+        created = result.created
+        if result.duplicate or created is None:
+            return False
+        async with self.delivery:
+            chain = None if self.closing else self.stream_of(created)
+            if chain is None:
+                return False
+            last, previous = chain
+            if created.id <= last:
+                return True  # delivered already: the page took it as the acceptance
+            if previous > last:
+                return False
+            await self.send(text_data=created.frame)
+            self.sent_in_stream(created)
+        return True
+
+    def stream_of(self, created: events.StoredEvent) -> tuple[int, int] | None:
+        """(the last event sent of the stream `created` belongs to, the event before it there), or
+        None when this socket does not follow that stream in order. Caller holds `self.delivery`."""
+        return None
+
+    def sent_in_stream(self, created: events.StoredEvent) -> None:
+        """`created` went out in its stream's order. Caller holds `self.delivery`."""
+
     async def accepted(self, result: services.SendResult) -> None:
         await self.send_json(
             {
@@ -1157,7 +1189,17 @@ class InboxConsumer(StreamConsumer):
             interactive=payload.get("interactive"),
             takeover=payload.get("takeover") is True,
         )
-        await self.accepted(result)
+        if not await self.answered_by_event(result):
+            await self.accepted(result)
+
+    def stream_of(self, created: events.StoredEvent) -> tuple[int, int] | None:
+        # The open conversation's stream: every event of it, chained by `prev` (agents_frame).
+        if self.conv_last is None or created.conversation_id != self.viewing:
+            return None
+        return self.conv_last, created.prev_event_id
+
+    def sent_in_stream(self, created: events.StoredEvent) -> None:
+        self.conv_last = created.id
 
     # Rich messages (issue 13): the services check the sender, the window and the rights.
     async def on_edit(self, payload: dict[str, Any]) -> None:
@@ -1319,26 +1361,13 @@ class ChatConsumer(StreamConsumer):
         if not await self.answered_by_event(result):
             await self.accepted(result)
 
-    async def answered_by_event(self, result: services.SendResult) -> bool:
-        """A fresh send whose `message.created` is next in this socket's stream is answered with
-        it, now, instead of `message.accepted` followed by the same event through the relay (a
-        third of the frames a chatting customer costs the server; the page takes its own message
-        back as the acceptance). False when something comes between (an earlier event still on
-        its way, or the socket not resumed yet): `message.accepted`, and the event follows in
-        order. True too when the event is already out (the relay was first)."""
-        created = result.created
-        if result.duplicate or created is None:
-            return False
-        async with self.delivery:
-            if self.last is None or self.closing:
-                return False
-            if created.id <= self.last:
-                return True  # delivered already: the page took it as the acceptance
-            if created.prev_public_id > self.last:
-                return False
-            await self.send(text_data=created.frame)
-            self.last = created.id
-        return True
+    def stream_of(self, created: events.StoredEvent) -> tuple[int, int] | None:
+        if self.last is None:
+            return None
+        return self.last, created.prev_public_id
+
+    def sent_in_stream(self, created: events.StoredEvent) -> None:
+        self.last = created.id
 
     async def on_edit(self, payload: dict[str, Any]) -> None:
         await self.as_customer(services.message_edit, message_id=payload.get("message_id"), body=payload.get("body"))

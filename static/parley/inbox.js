@@ -373,6 +373,9 @@ function onFrame(frame) {
       break;
     case "message.created": {
       const m = frame.message;
+      // A reply of this page into the open conversation is answered with its own message when
+      // nothing comes between (otherwise message.accepted, and the message follows).
+      if (m.client_msg_id && pending.has(m.client_msg_id)) outbox.accepted(m);
       if (m.conversation_id === current) currentLast = Math.max(currentLast || 0, frame.id);
       if (m.conversation_id === current) {
         // Someone else's new message (not a replay, not this agent's own send) is spoken.

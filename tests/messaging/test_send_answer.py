@@ -151,3 +151,36 @@ async def test_the_answer_rule() -> None:
     # A duplicate, or a socket not resumed yet: message.accepted.
     assert await consumer.answered_by_event(_result(13, prev_public_id=12, duplicate=True)) is False
     assert await _Recording(last=None).answered_by_event(_result(13, prev_public_id=12)) is False
+
+
+async def test_an_agents_reply_into_the_open_conversation_is_answered_by_its_own_message(live_db: World) -> None:
+    _customer, chat_ws, conversation_id = await _customer_in_conversation(live_db, "Agent Answer")
+    agent_ws, ok, _ = await ws_connect(
+        "/ws/inbox/", host=live_db.business_a.host, session=await adb(session_key)(user=live_db.agent_a)
+    )
+    assert ok
+    await resumed(agent_ws, await adb(last_event_id)(live_db.business_a))
+
+    # Not viewing the conversation: message.accepted (the agent follows no stream of it).
+    await agent_ws.send_json_to(
+        {"type": "send", "conversation_id": conversation_id, "body": "From the list", "client_msg_id": "a-1"}
+    )
+    first = await answer_to(agent_ws, "a-1")
+    assert first["type"] == "message.accepted" and first["duplicate"] is False
+
+    await agent_ws.send_json_to({"type": "view", "conversation_id": conversation_id})
+    await receive_until(agent_ws, "viewing")
+    await drain(agent_ws)
+    await agent_ws.send_json_to(
+        {"type": "send", "conversation_id": conversation_id, "body": "Looking into it", "client_msg_id": "a-2"}
+    )
+    answer = await answer_to(agent_ws, "a-2")
+    assert answer["type"] == "message.created" and answer["message"]["body"] == "Looking into it"
+    assert [f for f in await drain(agent_ws, timeout=0.5) if f["type"] in ("message.created", "message.accepted")] == []
+    # The customer gets the reply as before.
+    reply = await receive_until(chat_ws, "message.created")
+    while reply["message"]["client_msg_id"] != "a-2":
+        reply = await receive_until(chat_ws, "message.created")
+    assert reply["id"] == answer["id"]
+    await agent_ws.disconnect()
+    await chat_ws.disconnect()
