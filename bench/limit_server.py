@@ -3,7 +3,7 @@
 Served by `python -m config.serve --app bench.limit_server:app` (uvicorn), started by
 `bench/inbox_load.py --compare` against the same load as Parley. Same protocol subset as
 messaging/README.md (`/ws/chat/`, `/ws/inbox/`; resume, send, ack, view, typing, ping;
-message.created — a customer's send answered with its own —, message.accepted, message.status,
+message.created — a send answered with its own —, message.accepted, message.status,
 coalesced list updates, `overloaded` with `retry_after`) and the same delivery policy (a message
 goes to its conversation's participants: the customer and the agents viewing it; every agent's
 list gets coalesced updates a few times a second). What it leaves out on purpose: sign-in (an identity cookie is trusted), translations,
@@ -161,7 +161,14 @@ class State:
                 ),
             )
             inserted = {event_id: (mid, created) for mid, event_id, created in await cur.fetchall()}
-            events: list[tuple[int, int, str, bool]] = []  # id, conversation, frame, a customer's own
+            # Sends answered with their own message.created (Parley's policy): a customer's, and an
+            # agent's into the conversation it views; their delivery skips the sender.
+            by_event = {
+                event_id
+                for (sock, frame, _), event_id in zip(batch, ids, strict=True)
+                if sock.role == "customer" or sock.viewing == frame.get("conversation_id")
+            }
+            events: list[tuple[int, int, str, str | None]] = []  # id, conversation, frame, answered author
             latest: dict[int, str] = {}
             unread: dict[int, int] = defaultdict(int)
             for event_id, row in zip(ids, rows, strict=True):
@@ -186,7 +193,7 @@ class State:
                         event_id,
                         conv,
                         json.dumps({"id": event_id, "type": "message.created", "message": message}),
-                        direction == "in",
+                        author if event_id in by_event else None,
                     )
                 )
                 latest[conv] = body[:140]
@@ -206,12 +213,11 @@ class State:
                 conversations = await cur.fetchall()
             else:
                 conversations = []
-        # Durable: now ack the senders and deliver. A customer's fresh send is answered with its
-        # own message.created (Parley's policy), which the delivery below then skips.
-        frames = {event_id: text for event_id, _conv, text, _own in events}
+        # Durable: now ack the senders and deliver.
+        frames = {event_id: text for event_id, _conv, text, answered in events if answered}
         for (sock, frame, _), event_id in zip(batch, ids, strict=True):
             known = inserted.get(event_id)
-            if known is not None and sock.role == "customer":
+            if event_id in frames:
                 await sock.send(live_frame(frames[event_id]))
                 continue
             await sock.send(
@@ -243,12 +249,11 @@ class State:
             if item.get("type") != "message":
                 continue
             data = json.loads(item["data"])
-            for conv, text, customers_own in data.get("events", []):
+            for conv, text, answered in data.get("events", []):
                 live = live_frame(text)
-                # A customer's own message went to them as their send's answer.
-                customers = () if customers_own else self.customers.get(conv, ())
-                for sock in (*customers, *self.viewers.get(conv, ())):
-                    await sock.send(live)
+                for sock in (*self.customers.get(conv, ()), *self.viewers.get(conv, ())):
+                    if answered != f"{sock.role}:{sock.ident}":  # not to whom it went as an answer
+                        await sock.send(live)
             for update in data.get("updates", []):
                 self.dirty[update["id"]] = update
             for signal in data.get("signals", []):
