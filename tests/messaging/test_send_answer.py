@@ -1,7 +1,8 @@
-"""A customer's send is answered with its own `message.created` when that event is next in the
-socket's stream: one frame instead of `message.accepted` followed by the same event through the
-relay (issue 9: a third of the frames a chatting customer cost the server and the page). When
-an earlier event is still on its way, `message.accepted` answers and the events follow in order."""
+"""A send is answered with its own `message.created` when that event is next in the socket's
+stream (a customer's conversation; the conversation an agent has open): one frame instead of
+`message.accepted` followed by the same event through the relay (issue 9: a third of the frames
+a chatting customer cost the server and the page). When an earlier event is still on its way,
+`message.accepted` answers and the events follow in order."""
 
 from __future__ import annotations
 
