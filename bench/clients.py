@@ -10,10 +10,10 @@ wire, in one place, so the benchmark follows the protocol (messaging/README.md) 
   `retry_after`, doubled for each further refusal of that message (`config.websocket.send_retry_delay`,
   realtime.js's rule), and the held ones follow in a window that grows by one with each
   acceptance (realtime.js SendOutbox).
-- `InboxPage` is inbox.js (a reply accepted as a customer's send is): `view` the open
-  conversation, read-ack inbound messages of the open
-  conversation, delivered-ack inbound messages of other conversations that reach it, typing
-  before a reply, replies with `conversation_id`.
+- `InboxPage` is inbox.js: `view` the open conversation (a reply into it is accepted as a
+  customer's send is), read-ack inbound messages of the open conversation, delivered-ack inbound
+  messages of other conversations that reach it, typing before a reply, replies with
+  `conversation_id`.
 - Both pages' acks go through `AckBatcher`, realtime.js's: merged and sent every 0.5 s.
 
 Every message body starts with the send time (`time.time()`), so any process on this machine

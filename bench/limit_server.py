@@ -6,9 +6,9 @@ messaging/README.md (`/ws/chat/`, `/ws/inbox/`; resume, send, ack, view, typing,
 message.created — a send answered with its own —, message.accepted, message.status,
 coalesced list updates, `overloaded` with `retry_after`) and the same delivery policy (a message
 goes to its conversation's participants: the customer and the agents viewing it; every agent's
-list gets coalesced updates a few times a second). What it leaves out on purpose: sign-in (an identity cookie is trusted), translations,
-billing and the directory thread; what it keeps: every send is durable before its ack and its
-delivery.
+list gets coalesced updates a few times a second). What it leaves out on purpose: sign-in (an
+identity cookie is trusted), translations, billing and the directory thread; what it keeps: every
+send is durable before its ack and its delivery.
 
 Durable work per send, gathered by one writer task per process (group commit): one transaction
 advances the per-business counter once, inserts the messages (deduplicated on author and

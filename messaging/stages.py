@@ -14,7 +14,7 @@ The stages of one send, in order:
   send_limits.PrefetchedTokens);
 - written: the group's transaction committed, on a database thread;
 - published: its events were handed to the channel layer;
-- answered: its answer went out (`message.accepted`, or a customer's own `message.created`).
+- answered: its answer went out (`message.accepted`, or the send's own `message.created`).
 A send refused when its frame arrived has only `arrived` (here: its frame taken by the consumer)
 and `refused` (`refused_at_arrival`).
 """

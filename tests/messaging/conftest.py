@@ -115,15 +115,24 @@ async def receive_until(communicator: WebsocketCommunicator, wanted: str, timeou
             return frame
 
 
+def accepted_id(frame: dict[str, Any], client_msg_id: str) -> int | None:
+    """The stored message's id if the frame answers this send: `message.accepted`, or the send's
+    own `message.created` (what answers a send when it is next in the socket's stream)."""
+    if frame.get("type") == "message.accepted" and frame.get("client_msg_id") == client_msg_id:
+        return int(frame["message_id"])
+    message = frame.get("message") if frame.get("type") == "message.created" else None
+    if isinstance(message, dict) and message.get("client_msg_id") == client_msg_id:
+        return int(message["id"])
+    return None
+
+
 async def answer_to(communicator: WebsocketCommunicator, client_msg_id: str, timeout: float = 5) -> dict[str, Any]:
-    """The answer to this socket's send: `message.accepted`, the send's own `message.created`
-    (a fresh send's answer when nothing comes between it and the socket's last event), or an
-    error naming it."""
+    """The answer to this socket's send (`accepted_id`), or an error naming it."""
     while True:
         frame = await communicator.receive_json_from(timeout=timeout)
-        if frame["type"] in ("message.accepted", "error") and frame.get("client_msg_id") == client_msg_id:
+        if accepted_id(frame, client_msg_id) is not None:
             return frame
-        if frame["type"] == "message.created" and frame["message"].get("client_msg_id") == client_msg_id:
+        if frame["type"] == "error" and frame.get("client_msg_id") == client_msg_id:
             return frame
 
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import LiveServer, World, free_port, start_server, stop_server, unique
-from tests.messaging.conftest import last_event_id, make_customer, session_key
+from tests.messaging.conftest import accepted_id, last_event_id, make_customer, session_key
 
 pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="cross-process fan-out needs REDIS_URL")
 
@@ -55,9 +55,7 @@ def answer(ws: ClientConnection, client_msg_id: str) -> dict[str, Any]:
     """The socket's answer to its send: `message.accepted`, or its own `message.created`."""
     while True:
         frame = json.loads(ws.recv(timeout=10))
-        if frame["type"] == "message.accepted" and frame["client_msg_id"] == client_msg_id:
-            return frame
-        if frame["type"] == "message.created" and frame["message"]["client_msg_id"] == client_msg_id:
+        if accepted_id(frame, client_msg_id) is not None:
             return frame
 
 

@@ -29,8 +29,9 @@ from config.websocket import reconnect_delay, send_retry_delay
 from messaging.models import Message
 from reliability.report import long_run, record
 from tests.conftest import World, free_port, start_server, stop_server, unique
+from tests.messaging.conftest import accepted_id
 from tests.reliability.test_isolation_probe import session_key
-from tests.reliability.test_redis_outage import accepted_id, open_socket, resume
+from tests.reliability.test_redis_outage import open_socket, resume
 
 pytestmark = [pytest.mark.reliability, pytest.mark.reliability_long]
 CUSTOMERS = 200

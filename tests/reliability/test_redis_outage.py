@@ -27,6 +27,7 @@ from messaging.models import Message
 from messaging.services import message_send_customer
 from reliability.report import record
 from tests.conftest import World, free_port, start_server, stop_server, unique
+from tests.messaging.conftest import accepted_id
 from tests.reliability.private import private_redis
 from tests.reliability.test_isolation_probe import session_key
 
@@ -45,17 +46,6 @@ def open_socket(port: int, host: str, path: str, session: str) -> ClientConnecti
         additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={session}"},
         open_timeout=10,
     )
-
-
-def accepted_id(frame: dict[str, Any], client_msg_id: str) -> int | None:
-    """The stored message's id if the frame answers this send: `message.accepted`, or the send's
-    own `message.created` (what answers a customer's send when it is next in the stream)."""
-    if frame.get("type") == "message.accepted" and frame.get("client_msg_id") == client_msg_id:
-        return int(frame["message_id"])
-    message = frame.get("message") if frame.get("type") == "message.created" else None
-    if isinstance(message, dict) and message.get("client_msg_id") == client_msg_id:
-        return int(message["id"])
-    return None
 
 
 def resume(ws: ClientConnection, after: int) -> list[dict[str, Any]]:
