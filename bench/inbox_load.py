@@ -20,8 +20,10 @@ the rate, within their send limit). After --duration seconds sending stops, clie
 run prints offered vs accepted vs persisted messages/s, deliveries/s, latency percentiles,
 refusals, what was lost, the server's and the generator's CPU and memory, and the machine's (how
 busy all cores were, the hypervisor's steal, PostgreSQL's CPU) over the same window, so runs on
-a shared machine can be compared. Loopback only; everything it starts it stops, and the
-database is dropped (unless --keep).
+a shared machine can be compared. With --pg-log (PostgreSQL's log file), also where
+PostgreSQL's time went in the load window, statement by statement, and with --pg-waits what its
+sessions waited on (bench/pg_statements.py).
+Loopback only; everything it starts it stops, and the database is dropped (unless --keep).
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from bench.machine import machine_shares, postgres_cpu_seconds  # noqa: E402  (after the path setup)
+from bench import pg_statements  # noqa: E402  (after the path setup)
+from bench.machine import machine_shares, postgres_cpu_seconds  # noqa: E402
 
 BUSINESS_SLUG = "benchco"
 TARGETS = ("parley", "limit", "tutorial")
@@ -740,6 +743,8 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
             from bench.tutorial_chat import consumers as tutorial
 
             tutorial.prepare_database(database_url(database))
+        if args.pg_log:
+            pg_statements.statement_log(database_url(database), database, on=True)
         server = start_server(target, database, args)
         port = server.port
     plan = plan_for(target, data, port, args)
@@ -753,14 +758,25 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
     for worker in workers:
         worker.start()
     profiler = None
+    statement_window = pg_statements.LogWindow(Path(args.pg_log)) if args.pg_log and server is not None else None
+    waits: pg_statements.WaitSampler | None = None
     try:
         barrier.wait(timeout=600)
         sampler = ResourceSampler(server.pids() if server else [])
         sampler.start()
+        if statement_window is not None:
+            statement_window.start()
+        if args.pg_waits:
+            waits = pg_statements.WaitSampler(database_url(database), database)
+            waits.start()
         if (args.profile or args.profile_gil) and server is not None:
             profiler = start_profile(server, target, args)
         time.sleep(plan.duration)
         sampler.finish()
+        if statement_window is not None:
+            statement_window.finish()
+        if waits is not None:
+            waits.stop()
         parts = [results.get(timeout=plan.drain + 120) for _ in workers]
     finally:
         for worker in workers:
@@ -771,8 +787,20 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
             profiler.wait(120)
         if server is not None:
             stop_server(server)
+        if args.pg_log and server is not None:
+            pg_statements.statement_log(database_url(database), database, on=False)
     rows = persisted_ids(target, database, data["schema"])
     result = summarise(target, parts, sampler, rows)
+    if statement_window is not None:
+        result.text.extend(
+            pg_statements.report(
+                pg_statements.parse(statement_window.text()),
+                seconds=sampler.wall,
+                messages=result.figures["persisted"] or 0.0,
+            )
+        )
+    if waits is not None:
+        result.text.extend(waits.report())
     if profiler is not None:
         result.text.extend(top_frames(profile_path(target, args)))
     if args.stages and target == "parley" and server is not None:
@@ -985,6 +1013,18 @@ def main() -> None:
         "restarted per rate); ends with a table and each target's highest rate at p99 ≤ --p99-goal",
     )
     parser.add_argument("--p99-goal", type=float, default=100.0, help="ms, customer → viewing agent (with --rates)")
+    parser.add_argument(
+        "--pg-waits",
+        action="store_true",
+        help="sample what the bench database's active PostgreSQL sessions wait on during the load "
+        "(pg_stat_activity every 5 ms: running, a lock, the WAL's flush, the client's next statement)",
+    )
+    parser.add_argument(
+        "--pg-log",
+        help="PostgreSQL's log file on this machine: log every statement of the bench database during the "
+        "load and print where PostgreSQL's time went, statement by statement (bench/pg_statements.py; "
+        "the logging costs PostgreSQL CPU: not for latency figures)",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r.strip()] if args.rates else [args.rate]
     fixed_reply_rate = args.reply_rate
@@ -997,6 +1037,10 @@ def main() -> None:
         parser.error("--compare starts its own servers")
     if args.url and not args.database:
         parser.error("--url needs --database: a fresh database the running server uses")
+    if args.pg_log and args.url:
+        parser.error("--pg-log logs the bench's own database: not with --url")
+    if args.pg_log and not os.access(args.pg_log, os.R_OK):
+        parser.error(f"--pg-log: cannot read {args.pg_log} (PostgreSQL's log file on this machine)")
     if args.list_sample < 1:
         parser.error("--list-sample is a whole number from 1 (every agent reads its list)")
 
