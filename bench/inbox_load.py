@@ -779,6 +779,8 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
             waits.stop()
         parts = [results.get(timeout=plan.drain + 120) for _ in workers]
     finally:
+        if waits is not None:
+            waits.stop()  # also when the load failed: the sampler's connection is closed
         for worker in workers:
             worker.join(10)
             if worker.is_alive():
