@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 
 from bench import pg_statements
+from tests.conftest import World
 
 # As PostgreSQL 15 writes them (Debian's log_line_prefix), from a run of bench/inbox_load.py.
 LOG = """\
@@ -71,8 +72,7 @@ def test_the_log_window_reads_what_was_written_between_start_and_finish(tmp_path
     assert window.text() == LOG
 
 
-@pytest.mark.django_db(transaction=True)
-def test_statement_logging_is_turned_on_and_off_for_the_bench_database_only() -> None:
+def test_statement_logging_is_turned_on_and_off_for_the_bench_database_only(live_db: World) -> None:
     settings = connection.settings_dict
     name = settings["NAME"]
 
@@ -103,8 +103,7 @@ def test_statement_logging_is_turned_on_and_off_for_the_bench_database_only() ->
     assert setting(dsn) == untouched
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_wait_sampler_sees_a_session_waiting_for_a_lock_and_at_which_statement() -> None:
+def test_the_wait_sampler_sees_a_session_waiting_for_a_lock_and_at_which_statement(live_db: World) -> None:
     settings = connection.settings_dict
     dsn = psycopg.conninfo.make_conninfo(
         host=settings["HOST"] or None,
