@@ -45,13 +45,9 @@ def statement_log(database_url: str, database: str, *, on: bool) -> None:
     import psycopg
     from psycopg import sql
 
+    setting = "SET log_min_duration_statement = 0" if on else "RESET log_min_duration_statement"
     with psycopg.connect(database_url, autocommit=True) as conn:
-        if on:
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} SET log_min_duration_statement = 0").format(sql.Identifier(database))
-            )
-        else:
-            conn.execute(sql.SQL("ALTER DATABASE {} RESET log_min_duration_statement").format(sql.Identifier(database)))
+        conn.execute(sql.SQL("ALTER DATABASE {} " + setting).format(sql.Identifier(database)))
 
 
 @dataclass
@@ -83,7 +79,13 @@ class StatementTimes:
 @dataclass
 class Summary:
     by_statement: dict[tuple[str, str], StatementTimes] = field(default_factory=lambda: defaultdict(StatementTimes))
-    by_phase: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    @property
+    def by_phase(self) -> dict[str, float]:
+        phases: dict[str, float] = defaultdict(float)
+        for (phase, _statement), times in self.by_statement.items():
+            phases[phase] += times.ms
+        return phases
 
     @property
     def count(self) -> int:
@@ -107,7 +109,6 @@ def parse(text: str) -> Summary:
             times = summary.by_statement[key]
             times.count += 1
             times.ms += ms
-            summary.by_phase[phase] += ms
 
     for line in text.splitlines():
         if current is not None and line.startswith("\t"):

@@ -72,20 +72,21 @@ def test_the_log_window_reads_what_was_written_between_start_and_finish(tmp_path
     assert window.text() == LOG
 
 
-def test_statement_logging_is_turned_on_and_off_for_the_bench_database_only(live_db: World) -> None:
+def _conninfo(dbname: str) -> str:
+    """The test database's server, as Django connects to it, for a session of our own."""
     settings = connection.settings_dict
-    name = settings["NAME"]
+    return psycopg.conninfo.make_conninfo(
+        host=settings["HOST"] or None,
+        port=settings["PORT"] or None,
+        user=settings["USER"] or None,
+        password=settings["PASSWORD"] or None,
+        dbname=dbname,
+    )
 
-    def conninfo(dbname: str) -> str:
-        return psycopg.conninfo.make_conninfo(
-            host=settings["HOST"] or None,
-            port=settings["PORT"] or None,
-            user=settings["USER"] or None,
-            password=settings["PASSWORD"] or None,
-            dbname=dbname,
-        )
 
-    dsn, other = conninfo(name), conninfo("postgres")
+def test_statement_logging_is_turned_on_and_off_for_the_bench_database_only(live_db: World) -> None:
+    name = connection.settings_dict["NAME"]
+    dsn, other = _conninfo(name), _conninfo("postgres")
 
     def setting(conninfo: str) -> str:
         with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -104,14 +105,8 @@ def test_statement_logging_is_turned_on_and_off_for_the_bench_database_only(live
 
 
 def test_the_wait_sampler_sees_a_session_waiting_for_a_lock_and_at_which_statement(live_db: World) -> None:
-    settings = connection.settings_dict
-    dsn = psycopg.conninfo.make_conninfo(
-        host=settings["HOST"] or None,
-        port=settings["PORT"] or None,
-        user=settings["USER"] or None,
-        password=settings["PASSWORD"] or None,
-        dbname=settings["NAME"],
-    )
+    name = connection.settings_dict["NAME"]
+    dsn = _conninfo(name)
     with psycopg.connect(dsn, autocommit=True) as setup:
         setup.execute("CREATE TABLE IF NOT EXISTS bench_wait_probe (id int PRIMARY KEY)")
         setup.execute("INSERT INTO bench_wait_probe VALUES (1) ON CONFLICT DO NOTHING")
@@ -122,7 +117,7 @@ def test_the_wait_sampler_sees_a_session_waiting_for_a_lock_and_at_which_stateme
                 target=lambda: waiter.execute("SELECT id FROM bench_wait_probe WHERE id = 1 FOR UPDATE"), daemon=True
             )
             blocked.start()
-            sampler = pg_statements.WaitSampler(dsn, settings["NAME"], every=0.002)
+            sampler = pg_statements.WaitSampler(dsn, name, every=0.002)
             sampler.start()
             time.sleep(0.3)
             sampler.stop()
