@@ -87,7 +87,7 @@ class WebsocketScope:
             return await WebsocketDenier()(scope, receive, send)
         scope = await self.consumer_scope(scope)  # the server's dict is not held from here on
         if scope["business"] is None and scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": CloseCode.NOT_FOUND})
+            await send({"type": "websocket.close", "code": int(CloseCode.NOT_FOUND)})
             return None
         return await self.app(scope, receive, send)
 

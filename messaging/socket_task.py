@@ -101,6 +101,14 @@ class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
             finally:
                 memory.socket_ended()
 
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # The close codes are an IntEnum (config.websocket.CloseCode); Daphne's websocket library
+        # (autobahn) takes only an exact int and raised on the enum, so the socket stayed open
+        # and answered nothing after a seat was removed or its session ended.
+        if isinstance(code, int) and not isinstance(code, bool):
+            code = int(code)
+        await super().close(code, reason)
+
     def connect_handled(self) -> None:
         """websocket.connect was handled: what only the handshake reads leaves the scope."""
         slim_scope(self.scope)

@@ -524,6 +524,21 @@ async def test_bad_frames_get_error_frames_not_crashes(live_db: World) -> None:
     assert (await receive_until(agent_ws, "error"))["code"] == "unknown_type"
     await agent_ws.send_json_to({"type": "send", "conversation_id": "x", "body": "hi"})
     assert (await receive_until(agent_ws, "error"))["code"] == "not_found"
+    # Past bigint's range (it reached PostgreSQL as a server_error), and ids that are no whole
+    # number (`true` and 1.9 were taken as conversation 1): not found, answered to that send.
+    customer = await adb(make_customer)()
+
+    def a_conversation() -> int:
+        with tenant_context(live_db.business_a):
+            return message_send_customer(
+                business=live_db.business_a, customer=customer, body="hi"
+            ).message.conversation_id
+
+    near = await adb(a_conversation)() + 0.25  # int() of it names a real conversation
+    for n, bad_id in enumerate([10**23, 2**63, 1e20, True, near, f"{near}"]):
+        await agent_ws.send_json_to({"type": "send", "conversation_id": bad_id, "body": "hi", "client_msg_id": f"b{n}"})
+        error = await receive_until(agent_ws, "error")
+        assert (error["code"], error.get("client_msg_id")) == ("not_found", f"b{n}"), bad_id
     await agent_ws.send_json_to({"type": "resume", "after": "yesterday"})
     assert (await receive_until(agent_ws, "error"))["code"] == "invalid"
     await agent_ws.disconnect()
@@ -630,7 +645,7 @@ async def test_a_removed_seat_ends_the_inbox_stream(live_db: World) -> None:
     while True:
         output = await agent_ws.receive_output(timeout=5)
         if output["type"] == "websocket.close":
-            assert output["code"] == 4403
+            assert type(output["code"]) is int and output["code"] == 4403  # an exact int: Daphne takes no other
             break
 
 

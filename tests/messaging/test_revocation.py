@@ -36,12 +36,20 @@ from tests.messaging.conftest import (
 pytestmark = pytest.mark.django_db(transaction=False)
 
 
+def exact_code(output: dict[str, Any]) -> int:
+    """A close message's code, which must be a plain int: Daphne's websocket library (autobahn)
+    refuses anything else, an IntEnum too, and the socket then stayed open."""
+    code = output["code"]
+    assert type(code) is int, f"close code {code!r} is a {type(code).__name__}, not an int"
+    return code
+
+
 async def closed_with(ws: WebsocketCommunicator, timeout: float = 5) -> int:
     """The close code the server sends (frames before it are skipped)."""
     while True:
         output = await ws.receive_output(timeout=timeout)
         if output["type"] == "websocket.close":
-            return int(output["code"])
+            return exact_code(output)
 
 
 async def frames_until_closed(ws: WebsocketCommunicator, timeout: float = 5) -> tuple[list[dict[str, Any]], int]:
@@ -50,7 +58,7 @@ async def frames_until_closed(ws: WebsocketCommunicator, timeout: float = 5) -> 
     while True:
         output = await ws.receive_output(timeout=timeout)
         if output["type"] == "websocket.close":
-            return frames, int(output["code"])
+            return frames, exact_code(output)
         frames.append(json.loads(output["text"]))
 
 
