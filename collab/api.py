@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from django.utils.translation import gettext as _
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -44,6 +44,10 @@ class CollabView(APIView):
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, CollabError):
             return error_response(exc)
+        if isinstance(exc, exceptions.ParseError):
+            # A body that is not JSON (or nested past the parser): this module's error shape,
+            # not DRF's `{"detail": …}`.
+            return Response({"error": {"code": "invalid", "message": _("The body is not valid JSON.")}}, status=400)
         return super().handle_exception(exc)
 
     @property

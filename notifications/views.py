@@ -246,7 +246,7 @@ def inbox_template_send(request: HttpRequest) -> HttpResponse:
     business: Any = request.tenant  # type: ignore[attr-defined]
     try:
         data = json.loads(request.body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         data = None
     if not isinstance(data, dict):
         return _picker_error(NotificationError(ErrorCode.INVALID, _("Send a JSON object.")))
