@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -306,6 +307,8 @@ def _phone(value: Any) -> str:
         raise NotificationError(
             ErrorCode.INVALID_PHONE, _("Give the number in international format, e.g. +4915112345678."), field="to"
         )
+    if "\x00" in value:  # as the single send's serializer refuses it; the parser would drop it
+        raise NotificationError(ErrorCode.INVALID_PHONE, _("Null characters are not allowed."), field="to")
     try:
         return normalise_phone(value, region=None)
     except ValidationError as error:
@@ -364,10 +367,13 @@ def _parameters(template: Template, parameters: Any, wanted: list[str] | None = 
     for name in wanted:
         value = parameters[name]
         if isinstance(value, int | float) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str) or not value.strip():
+            # A number is its text (a flight's 412); JSON's 1e400 reads as infinity: no value.
+            value = str(value) if not isinstance(value, float) or math.isfinite(value) else None
+        if isinstance(value, str):
+            value = value.replace("\x00", "").strip()
+        # Checked once NULs are gone: a value of NULs alone was sent (and billed) as a blank.
+        if not isinstance(value, str) or not value:
             raise _invalid("parameters", _("The value of %(name)s must be non-empty text.") % {"name": name})
-        value = value.replace("\x00", "").strip()
         if len(value) > MAX_PARAMETER:
             raise _invalid("parameters", _("Values can be at most %(max)d characters.") % {"max": MAX_PARAMETER})
         clean[name] = value

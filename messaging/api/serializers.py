@@ -13,16 +13,26 @@ from notifications.models import Notification, Template
 # --- input -------------------------------------------------------------------------------------
 
 
+class TextField(serializers.CharField):
+    """Text only: DRF's CharField turns any number into its text (`"text": 1e400` was sent as
+    "inf"), which no caller means; anything but a JSON string is refused like any bad value."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
 class TemplateRefIn(serializers.Serializer):
-    name = serializers.CharField(max_length=60)
-    language = serializers.CharField(max_length=8, required=False, allow_blank=True)
+    name = TextField(max_length=60)
+    language = TextField(max_length=8, required=False, allow_blank=True)
     parameters = serializers.DictField(child=serializers.JSONField(), required=False)
 
 
 class MessageSendIn(serializers.Serializer):
-    to = serializers.CharField(max_length=40, help_text="E.164, e.g. +4915112345678")
+    to = TextField(max_length=40, help_text="E.164, e.g. +4915112345678")
     template = TemplateRefIn(required=False)
-    text = serializers.CharField(max_length=4096, required=False, help_text="Free text: only inside the 24-hour window")
+    text = TextField(max_length=4096, required=False, help_text="Free text: only inside the 24-hour window")
     media_id = serializers.IntegerField(
         min_value=1, required=False, help_text="A file uploaded with POST /api/v1/media (image, PDF or audio)"
     )
@@ -54,7 +64,7 @@ class MediaOut(serializers.Serializer):
 
 
 class BatchRecipientIn(serializers.Serializer):
-    to = serializers.CharField(max_length=40)
+    to = TextField(max_length=40)
     parameters = serializers.DictField(child=serializers.JSONField(), required=False)
 
 
@@ -62,8 +72,8 @@ class BatchHeadIn(serializers.Serializer):
     """A batch's own fields. Its recipients are checked by the service, each error with the
     recipient's index: a nested serializer cost ~100 µs a recipient, half of a batch's accept."""
 
-    template = serializers.CharField(max_length=60)
-    language = serializers.CharField(max_length=8, required=False, allow_blank=True)
+    template = TextField(max_length=60)
+    language = TextField(max_length=8, required=False, allow_blank=True)
 
 
 class BatchSendIn(BatchHeadIn):
@@ -73,15 +83,13 @@ class BatchSendIn(BatchHeadIn):
 
 
 class TemplateIn(serializers.Serializer):
-    name = serializers.CharField(max_length=60)
-    language = serializers.CharField(max_length=8)
+    name = TextField(max_length=60)
+    language = TextField(max_length=8)
     category = serializers.ChoiceField(choices=Template.Category.choices)
-    header = serializers.CharField(max_length=60, required=False, allow_blank=True, default="")
-    body = serializers.CharField(max_length=1024)
-    footer = serializers.CharField(max_length=60, required=False, allow_blank=True, default="")
-    buttons = serializers.ListField(
-        child=serializers.CharField(max_length=25), max_length=3, required=False, default=list
-    )
+    header = TextField(max_length=60, required=False, allow_blank=True, default="")
+    body = TextField(max_length=1024)
+    footer = TextField(max_length=60, required=False, allow_blank=True, default="")
+    buttons = serializers.ListField(child=TextField(max_length=25), max_length=3, required=False, default=list)
 
 
 # --- output ------------------------------------------------------------------------------------

@@ -130,6 +130,26 @@ def test_bad_sends_are_problems(api: Api, flight: Template, payload: dict[str, A
     assert_problem(api.post("messages", payload), status, code)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Numbers are no text (DRF's CharField made 1e400 the body "inf").
+        '{"to": "+4915112345678", "text": 1e400}',
+        '{"to": "+4915112345678", "text": 12}',
+        '{"to": 4915112345678, "text": "hi"}',
+        # A parameter of NULs alone is blank (it was sent, and billed, as one); 1e400 is no value.
+        '{"to": "+4915112345678", "template": {"name": "flight_change", "parameters": {"flight": "\\u0000", "time": "2"}}}',
+        '{"to": "+4915112345678", "template": {"name": "flight_change", "parameters": {"flight": 1e400, "time": "2"}}}',
+    ],
+)
+def test_values_of_the_wrong_kind_are_refused(world: World, api: Api, flight: Template, body: str) -> None:
+    with in_business(world.business_a):
+        before = Message.objects.count()
+    assert_problem(api.post("messages", body), 400, "invalid")
+    with in_business(world.business_a):
+        assert Message.objects.count() == before  # nothing sent
+
+
 def test_unapproved_template_cannot_be_sent(world: World, api: Api) -> None:
     with in_business(world.business_a):
         from tests.notifications.conftest import template_content

@@ -112,6 +112,9 @@ def test_batch_is_refused_whole_when_an_entry_is_bad(world: World) -> None:
         {"to": make_customer().phone_number, "parameters": {"flight": "1", "time": "2"}},
         {"to": "nope", "parameters": {"flight": "1", "time": "2"}},
         {"to": make_customer().phone_number, "parameters": {"flight": "1"}},
+        # A NUL in the number, as the single send refuses it; a value of NULs alone is no value.
+        {"to": make_customer().phone_number + "\x00", "parameters": {"flight": "1", "time": "2"}},
+        {"to": make_customer().phone_number, "parameters": {"flight": "\x00", "time": "2"}},
     ]
     body = assert_problem(
         api.post("messages/batch", {"template": "flight_change", "recipients": recipients}), 400, "invalid"
@@ -119,6 +122,8 @@ def test_batch_is_refused_whole_when_an_entry_is_bad(world: World) -> None:
     assert body["errors"] == {
         "1": {"code": "invalid_phone", "message": body["errors"]["1"]["message"]},
         "2": {"code": "missing_parameter", "message": body["errors"]["2"]["message"]},
+        "3": {"code": "invalid_phone", "message": "Null characters are not allowed."},
+        "4": {"code": "invalid", "message": body["errors"]["4"]["message"]},
     }
     too_many = [{"to": "+4915100000000"}] * 1001
     assert_problem(
