@@ -48,18 +48,27 @@ def canned_reply_get(*, reply_id: Any) -> CannedReply:
     return reply
 
 
-_PLACEHOLDER = re.compile(r"\{\{\s*(name|first_name|agent|business)\s*\}\}")
+# A placeholder with the blanks before it: a value left empty takes them along ("Hello, …").
+_PLACEHOLDER = re.compile(r"([ \t]*)\{\{\s*(name|first_name|agent|business)\s*\}\}")
+# A contact without a name is shown by their number, which no greeting should use ("Hello +49").
+_NUMBER_ONLY = re.compile(r"\+?[\d\s()/.-]*")
 
 
 def canned_reply_text(*, body: str, contact_name: str, agent_name: str, business_name: str) -> str:
     """Fill a canned reply's placeholders; static/parley/collab.js does the same in the composer."""
+    person = "" if _NUMBER_ONLY.fullmatch(contact_name.strip()) else contact_name.strip()
     values = {
-        "name": contact_name,
-        "first_name": contact_name.split()[0] if contact_name.split() else contact_name,
+        "name": person,
+        "first_name": person.split()[0] if person else "",
         "agent": agent_name,
         "business": business_name,
     }
-    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], body)
+
+    def fill(match: re.Match[str]) -> str:
+        value = values[match.group(2)]
+        return match.group(1) + value if value else ""
+
+    return _PLACEHOLDER.sub(fill, body)
 
 
 def macros_list() -> list[Macro]:

@@ -237,10 +237,13 @@ let options = [];
 let active = 0;
 let trigger = null; // { start, kind }
 
+// As collab.selectors.canned_reply_text: a contact shown by their number has no name to greet
+// ("Hello +49"), and a placeholder left empty takes the blanks before it along ("Hello, …").
 function fill(body) {
-  const name = current ? current.contact.name : "";
-  const values = { name, first_name: name.split(/\s+/)[0] || name, agent: inboxConfig.me.name, business: config.business_name };
-  return body.replace(/\{\{\s*(name|first_name|agent|business)\s*\}\}/g, (_, key) => values[key]);
+  const shown = (current ? current.contact.name : "").trim();
+  const name = /^\+?[\d\s()\/.-]*$/.test(shown) ? "" : shown;
+  const values = { name, first_name: name.split(/\s+/)[0] || "", agent: inboxConfig.me.name, business: config.business_name };
+  return body.replace(/([ \t]*)\{\{\s*(name|first_name|agent|business)\s*\}\}/g, (_, blanks, key) => (values[key] ? blanks + values[key] : ""));
 }
 
 function closeSuggest() {

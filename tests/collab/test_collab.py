@@ -64,6 +64,15 @@ def test_canned_reply_placeholders_and_shortcut_rules(world: World) -> None:
         business_name="Aurora Air",
     )
     assert text == "Hello Sophie (Sophie Hartmann), Jonas from Aurora Air here. {{unknown}}"
+    # A contact without a name is shown by their number: no greeting uses it ("Hello +49, …").
+    for shown in ("+49 157 90060399", "+4915790060399", ""):
+        nameless = selectors.canned_reply_text(
+            body="Hello {{first_name}}, thanks for writing to {{business}}!",
+            contact_name=shown,
+            agent_name="Jonas",
+            business_name="Aurora Air",
+        )
+        assert nameless == "Hello, thanks for writing to Aurora Air!", shown
     with in_business(world.business_a):
         reply = services.canned_reply_save(
             business=world.business_a, user=world.owner_a, shortcut="/bag", title="Lost bag", body="Hi {{first_name}}"

@@ -40,6 +40,8 @@ def test_dashboard_shows_the_key_once_and_revokes_it(world: World) -> None:
     html = response.content.decode()
     secret = re.search(r'data-testid="new-api-key">([^<]+)<', html)
     assert secret is not None
+    # How to send it, with <key> shown as text (unescaped, the browser took it for a tag).
+    assert "Authorization: Bearer &lt;key&gt;" in html
     assert response["Cache-Control"] == "no-store"
     again = client.get("/developers/").content.decode()
     assert secret.group(1) not in again and secret.group(1).split("_")[1] in again
