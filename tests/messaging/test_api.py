@@ -347,6 +347,14 @@ def test_openapi_schema_and_docs_are_served_without_a_key(world: World) -> None:
     html = docs.content.decode()
     assert docs.status_code == 200 and "swagger-ui" in html
     assert "cdn" not in html.lower() and "/static/drf_spectacular_sidecar/" in html
+    # Swagger UI styles itself inline (allowed on this page only); its scripts stay strict.
+    policy = dict(
+        directive.strip().split(" ", 1) for directive in docs["Content-Security-Policy"].split(";") if directive.strip()
+    )
+    assert "'unsafe-inline'" in policy["style-src"]
+    assert "'unsafe-inline'" not in policy["script-src"] and "'unsafe-eval'" not in policy["script-src"]
+    other = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert "'unsafe-inline'" not in other.get("Content-Security-Policy", "")
 
 
 def test_an_unknown_api_path_is_a_problem_not_a_web_page(world: World, api: Api) -> None:
