@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import Customer
 from customers import privacy
-from customers.models import ConsentRecord
+from customers.models import ConsentRecord, PrivacyRequest
 from customers.selectors import (
     business_for_customer,
     customer_privacy_rows,
@@ -78,7 +78,18 @@ def me_privacy_request(request: HttpRequest, request_id: str) -> HttpResponse:
     """One request's progress: the htmx fragment the page polls until it is done."""
     customer: Customer = request.customer  # type: ignore[attr-defined]
     found = privacy_request_for_customer(customer=customer, request_id=request_id)
-    return render(request, "customers/privacy_request.html", {"r": privacy.request_rows([found], owner=customer)[0]})
+    response = render(
+        request, "customers/privacy_request.html", {"r": privacy.request_rows([found], owner=customer)[0]}
+    )
+    if (
+        request.headers.get("HX-Request")
+        and found.status == PrivacyRequest.Status.DONE
+        and found.kind != found.Kind.EXPORT
+    ):
+        # An erasure just finished: the businesses listed above (and their message counts) have
+        # changed, so the whole page is shown again rather than a "Done" beside stale rows.
+        response["HX-Refresh"] = "true"
+    return response
 
 
 @require_GET

@@ -284,7 +284,18 @@ def test_erasure_at_one_business_leaves_the_other(live_db: World) -> None:
     client = customer_client(customer)
     response = client.post(f"/me/privacy/businesses/{live_db.business_a.pk}/erase/", {"confirm": "yes"})
     assert response.status_code == 302
+    erasure = PrivacyRequest.objects.get(customer=customer, kind=PrivacyRequest.Kind.ERASE_BUSINESS)
+    polled = client.get(f"/me/privacy/requests/{erasure.pk}/", HTTP_HX_REQUEST="true")
+    assert 'hx-trigger="every 2s"' in polled.content.decode() and "HX-Refresh" not in polled
     run_privacy_jobs()
+    # The poll that sees it done shows the whole page again, with the business's message count
+    # at 0 (a "Done" beside the old row and its count looked like a failure). Its row stays for
+    # the customer's consent choices, without the erase button.
+    polled = client.get(f"/me/privacy/requests/{erasure.pk}/", HTTP_HX_REQUEST="true")
+    assert polled["HX-Refresh"] == "true"
+    page = client.get("/me/privacy/").content.decode()
+    rows = dict(re.findall(r'data-business="(\d+)">.*?class="message-count">(\d+)<', page, re.S))
+    assert rows[str(live_db.business_a.pk)] == "0" and rows[str(live_db.business_b.pk)] != "0"
     assert _traces(a_texts) == []
     assert {schema for schema, _t, _c in _traces(b_texts)} == {live_db.business_b.schema_name}
     with in_business(live_db.business_a):
