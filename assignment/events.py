@@ -43,6 +43,7 @@ class QueueFrame(TypedDict):
     estimate_minutes: int | None
     closed: bool
     opens_at: str | None
+    time_zone: str  # the business's (IANA name): the opening is shown in it
     assigned: bool
 
 

@@ -141,6 +141,9 @@ def customer_queue_state(*, conversation: Conversation | None, now: datetime | N
         "estimate_minutes": estimate,
         "closed": closed,
         "opens_at": opening.isoformat() if opening else None,
+        # The page writes the opening in the business's zone, as its hours are set (not the
+        # customer's clock, which disagreed with the away message's "08:00 Berlin time").
+        "time_zone": settings.time_zone,
         "assigned": bool(conversation is not None and conversation.assignee_id is not None),
     }
 
@@ -193,7 +196,7 @@ def queue_states(*, limit: int, also: list[int], now: datetime | None = None) ->
     line = list(
         Conversation.objects.filter(in_queue()).order_by("queued_at", "pk").values_list("pk", flat=True)[:limit]
     )
-    base = {"closed": closed, "opens_at": opening.isoformat() if opening else None}
+    base = {"closed": closed, "opens_at": opening.isoformat() if opening else None, "time_zone": settings.time_zone}
     states = [
         (
             pk,

@@ -38,11 +38,25 @@ export class QueueLine {
     }, 300);
   }
 
+  // The next opening in the business's own zone, named by its city ("Monday 07:00 (Berlin)"),
+  // as the business sets its hours and writes its away message; the customer's clock may differ.
+  opening(iso, zone) {
+    const when = new Date(iso);
+    const style = { weekday: "long", hour: "2-digit", minute: "2-digit" };
+    try {
+      const city = zone ? zone.split("/").pop().replaceAll("_", " ") : "";
+      const text = when.toLocaleString(this.lang, zone ? { ...style, timeZone: zone } : style);
+      return city ? `${text} (${city})` : text;
+    } catch {
+      return when.toLocaleString(this.lang, style); // a zone this browser does not know
+    }
+  }
+
   render() {
     const s = this.state;
     const lines = [];
     if (s && s.closed) {
-      const opens = s.opens_at ? new Date(s.opens_at).toLocaleString(this.lang, { weekday: "long", hour: "2-digit", minute: "2-digit" }) : "";
+      const opens = s.opens_at ? this.opening(s.opens_at, s.time_zone) : "";
       lines.push(opens ? format(this.S.closedUntil, { time: opens }) : this.S.closed);
     }
     if (s && s.position) {

@@ -288,6 +288,9 @@ def test_outside_hours_the_away_message_goes_once(team: Team, customers: Custome
     # The away message answers nobody: the customer still waits for a person.
     assert team.conversation(conversation.pk).waiting_since is not None
     assert state["closed"] is True and state["opens_at"] is None and state["estimate_minutes"] is None
+    # The page shows an opening in the business's zone, not the customer's clock.
+    with schema_context(team.business.schema_name):
+        assert state["time_zone"] == selectors.assignment_settings_cached().time_zone
 
 
 def test_inside_hours_no_away_message(team: Team, customers: Customers) -> None:
