@@ -45,6 +45,7 @@ class QueueFrame(TypedDict):
     opens_at: str | None
     time_zone: str  # the business's (IANA name): the opening is shown in it
     assigned: bool
+    resolved: bool  # the conversation was just resolved: the page looks for its survey
 
 
 FRAME_SHAPES: dict[str, type] = {AGENT_STATUS: AgentStatusFrame, QUEUE: QueueFrame}
@@ -73,7 +74,7 @@ def publish_agent_status(*, business: Business, user: User, status: str) -> None
 
 def publish_queue(*, business: Business, assigned: list[int]) -> None:
     """After commit, tell the customers in line (the first QUEUE_PUSH_LIMIT) their place, and
-    those in `assigned` that they left the line."""
+    those in `assigned` (just assigned or resolved) that they left the line."""
     from assignment.selectors import queue_states
 
     schema_name = business.schema_name

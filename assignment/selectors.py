@@ -145,6 +145,7 @@ def customer_queue_state(*, conversation: Conversation | None, now: datetime | N
         # customer's clock, which disagreed with the away message's "08:00 Berlin time").
         "time_zone": settings.time_zone,
         "assigned": bool(conversation is not None and conversation.assignee_id is not None),
+        "resolved": bool(conversation is not None and conversation.status == Conversation.Status.RESOLVED),
     }
 
 
@@ -186,7 +187,8 @@ def online_without_inbox(*, fresh_after: datetime) -> list[int]:
 
 def queue_states(*, limit: int, also: list[int], now: datetime | None = None) -> list[tuple[int, dict[str, Any]]]:
     """The chat-page state of the first `limit` conversations in line (positions 1..limit) and of
-    the conversations in `also` (just assigned: they left the line). Three queries in all."""
+    the conversations in `also` (just assigned or resolved: they left the line). Three queries in
+    all."""
     now = now or timezone.now()
     settings = assignment_settings_cached()
     closed = not hours.is_open(settings, now)
@@ -205,15 +207,32 @@ def queue_states(*, limit: int, also: list[int], now: datetime | None = None) ->
                 "position": index + 1,
                 "estimate_minutes": max(1, math.ceil((index + 1) / per_minute)) if per_minute and not closed else None,
                 "assigned": False,
+                "resolved": False,
             },
         )
         for index, pk in enumerate(line)
     ]
     left = set(also) - set(line)
     if left:
-        holders = dict(Conversation.objects.filter(pk__in=left).values_list("pk", "assignee_id"))
+        rows = {
+            pk: (assignee, status)
+            for pk, assignee, status in Conversation.objects.filter(pk__in=left).values_list(
+                "pk", "assignee_id", "status"
+            )
+        }
         states += [
-            (pk, {**base, "position": None, "estimate_minutes": None, "assigned": holders.get(pk) is not None})
+            (
+                pk,
+                {
+                    **base,
+                    "position": None,
+                    "estimate_minutes": None,
+                    "assigned": rows[pk][0] is not None,
+                    # The chat page asks for its satisfaction survey then (insights, csat.js).
+                    "resolved": rows[pk][1] == Conversation.Status.RESOLVED,
+                },
+            )
             for pk in sorted(left)
+            if pk in rows
         ]
     return states

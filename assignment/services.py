@@ -247,7 +247,9 @@ def conversation_set_status(*, business: Business, user: User, conversation_id: 
                 conversation.queued_at = now  # reopened: a new turn in the queue
             _save(conversation)
             conversations_announce(business=business, changes=[Change(conversation, "status", user)])
-            publish_queue(business=business, assigned=[])
+            # A resolve reaches the customer's chat too: its survey shows without a reload.
+            resolved = [conversation.pk] if status == Conversation.Status.RESOLVED else []
+            publish_queue(business=business, assigned=resolved)
             _after_commit_drain(business)  # resolving frees a place; reopening may queue
     return conversation
 

@@ -150,6 +150,7 @@ function onFrame(frame) {
       if (applyRichFrame(frame, messages)) render();
     case "queue":
       queueLine.update(frame);
+      if (frame.resolved) document.dispatchEvent(new CustomEvent("parley:resolved")); // csat.js
       break;
     case "typing":
       if (frame.who === "agent") {

@@ -1,8 +1,9 @@
 // The chat page's satisfaction survey (insights): asks once the business resolved the
-// conversation, if it wants ratings. The customer's socket carries no event for a resolve, so
-// it checks on load, when the page becomes visible again, and after each new reply from the
-// business (a resolve usually follows one) a few times with growing pauses — not on every
-// redraw of the thread (ticks, reactions and acks redraw it too), and never as a steady poll.
+// conversation, if it wants ratings. It checks when the customer's socket hears of the resolve
+// (a `queue` frame with `resolved`, passed on by chat.js as "parley:resolved"), on load, when
+// the page becomes visible again, and after each new reply from the business a few times with
+// growing pauses (a frame missed while the socket was away) — not on every redraw of the thread
+// (ticks, reactions and acks redraw it too), and never as a steady poll.
 const box = document.getElementById("csat");
 if (box) {
   const url = box.dataset.url;
@@ -60,6 +61,7 @@ if (box) {
     clearTimeout(timer);
     if (done || step >= AFTER_REPLY.length) return;
     timer = setTimeout(async () => {
+      if (cycle !== null) return; // shown already (the resolve's frame came first)
       await check();
       if (cycle === null) afterReply(step + 1); // asked already: no need to look again
     }, AFTER_REPLY[step]);
@@ -74,6 +76,7 @@ if (box) {
       replies = count;
     }).observe(thread, { childList: true });
   }
+  document.addEventListener("parley:resolved", () => check());
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible" && Date.now() - lastCheck > 10000) check();
   });

@@ -126,7 +126,30 @@ async def test_a_waiting_customer_hears_when_the_line_moves(live_db: World) -> N
     # The resolve announces the line first (still 1st), then the drain assigns it.
     while not frame["assigned"]:
         frame = await receive_until(chat, "queue")
-    assert frame["position"] is None
+    assert frame["position"] is None and frame["resolved"] is False
+    await chat.disconnect()
+
+
+async def test_the_customer_hears_their_conversation_resolved(live_db: World) -> None:
+    """The chat page shows its satisfaction survey when the business resolves the conversation,
+    without a reload: the customer's socket gets a `queue` frame saying so."""
+    team = await adb(make_team)(agents=1)
+    await adb(team.settings)(mode=AssignmentSettings.Mode.ROUND_ROBIN, capacity=2)
+    await adb(team.online)(team.agents[0])
+    customer = await adb(make_customer)("Gelöst")
+    conversation = await adb(team.write)(customer)
+    session = await adb(session_key)(customer=customer)
+    chat, connected, _code = await ws_connect("/ws/chat/", host=team.business.host, session=session)
+    assert connected
+    await asyncio.sleep(0.3)  # joined its conversation's group
+    await adb(team.run)(
+        services.conversation_set_status, user=team.agents[0], conversation_id=conversation.pk, status="resolved"
+    )
+    frame = await receive_until(chat, "queue")
+    while frame["conversation_id"] != conversation.pk:
+        frame = await receive_until(chat, "queue")
+    check_shape(frame)
+    assert frame["resolved"] is True and frame["position"] is None
     await chat.disconnect()
 
 

@@ -1,6 +1,6 @@
-"""The chat page's satisfaction survey in a browser: it appears shortly after the business
-replies and resolves (the customer's socket carries no resolve event, so the page looks again a
-few times after each reply), and redraws of the thread (ticks, acks) do not make it ask again."""
+"""The chat page's satisfaction survey in a browser: it appears as soon as the business
+resolves (the customer's socket hears of the resolve), with or without a reply before it, and
+redraws of the thread (ticks, acks) do not make it ask again."""
 
 from __future__ import annotations
 
@@ -46,9 +46,38 @@ def test_survey_appears_after_reply_and_resolve_without_polling(
             )
         connection.set_schema_to_public()
         expect(page.locator(".bubble-body", has_text="Yes, as special baggage.")).to_be_visible()
-        expect(survey).to_be_visible(timeout=8000)  # the look two seconds after the reply
+        expect(survey).to_be_visible(timeout=8000)
         page.wait_for_timeout(3000)
-        # Load, one look after the reply; the shown survey stops the later looks.
+        # Load, one look when the resolve was heard; the shown survey stops the looks after the reply.
         assert len(asked) == 2, asked
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_survey_appears_when_resolved_without_a_reply(
+    live_db: World, live_server_process: LiveServer, browser: Any
+) -> None:
+    """A resolve with no reply before it (the question was answered elsewhere) shows the survey
+    too, live: before, the page looked only after a reply, so it appeared after a reload."""
+    business = live_db.business_a
+    customer = make_customer("Jonas Fuchs")
+    with schema_context(business.schema_name):
+        InsightSettings.objects.update_or_create(pk=1, defaults={"csat_enabled": True})
+        conversation = customer_writes(business, "Never mind, found it.", customer=customer)
+    connection.set_schema_to_public()
+    context, page = signed_in_page(browser, session_key(customer=customer))
+    try:
+        page.goto(live_server_process.business_url(business, "/chat/"))
+        expect(page.locator(".bubble-body", has_text="Never mind, found it.")).to_be_visible()
+        page.wait_for_timeout(1500)  # the socket has joined its conversation
+        survey = page.locator("#csat")
+        expect(survey).to_be_hidden()
+        with schema_context(business.schema_name):
+            conversation_set_status(
+                business=business, user=live_db.agent_a, conversation_id=conversation.pk, status="resolved"
+            )
+        connection.set_schema_to_public()
+        expect(survey).to_be_visible(timeout=5000)
     finally:
         context.close()
