@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as account_views
+from accounts.admin_access import require_two_factor
 from config import views as config_views
 from tenancy import views as tenancy_views
 
@@ -16,6 +17,8 @@ admin.site.index_title = "Platform administration"
 # The admin's own login form would skip two-factor authentication and allauth's rate limits:
 # send it to allauth's login (which then asks for the TOTP code) and come back.
 admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
+# And only with two-factor authentication: a staff member without it is sent to set it up.
+require_two_factor(admin.site)
 
 urlpatterns = [
     path("", config_views.landing, name="landing"),

@@ -61,6 +61,17 @@ def _user(email: str, *, staff: bool = False) -> User:
     return user
 
 
+STAFF_TOTP_SECRET = "PARLEYTESTSTAFFADMIN2345"
+
+
+def _two_factor(user: User) -> None:
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.totp.internal.auth import TOTP
+
+    if not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists():
+        TOTP.activate(user, STAFF_TOTP_SECRET)
+
+
 def _business(slug: str, owner: User) -> Business:
     from tenancy.services import business_create
 
@@ -161,6 +172,7 @@ def django_db_setup(
         owner_a, agent_a = _user("owner@alpha.test"), _user("agent@alpha.test")
         owner_b, agent_b = _user("owner@beta.test"), _user("agent@beta.test")
         staff = _user("staff@parley.test", staff=True)
+        _two_factor(staff)  # the admin opens only with it (accounts.admin_access)
         business_a = _business("alpha", owner_a)
         business_b = _business("beta", owner_b)
         Membership.objects.get_or_create(user=agent_a, business=business_a, defaults={"role": "agent"})

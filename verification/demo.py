@@ -53,11 +53,13 @@ def _profile(business: Business, *, rgb: tuple[int, int, int], phone: str, **fie
 # The airline owner's authenticator secret (base32), printed by `seed_demo`: a badge needs the
 # owner's two-factor authentication, so the approved airline's owner has it on, like a real one.
 DEMO_TOTP_SECRET = "PARLEYDEMOAURORAOWNER234"
+# The platform staff's: the admin opens only with two-factor authentication (accounts.admin_access).
+DEMO_STAFF_TOTP_SECRET = "PARLEYDEMOSTAFFADMIN2345"
 
 
-def _owner_totp(owner: User) -> None:
+def _owner_totp(owner: User, secret: str = DEMO_TOTP_SECRET) -> None:
     if not Authenticator.objects.filter(user=owner, type=Authenticator.Type.TOTP).exists():
-        TOTP.activate(owner, DEMO_TOTP_SECRET)
+        TOTP.activate(owner, secret)
 
 
 def seed(world: DemoWorld) -> None:
@@ -90,6 +92,7 @@ def seed(world: DemoWorld) -> None:
     airline.badge_status = Business.BadgeStatus.APPROVED
     airline.save(update_fields=["badge_status"])
     _owner_totp(world.users["airline_owner"])
+    _owner_totp(world.staff, DEMO_STAFF_TOTP_SECRET)
 
     bakery = _profile(
         world.bakery,
@@ -129,4 +132,8 @@ def seed(world: DemoWorld) -> None:
     world.lines.append(
         f"{owner} has two-factor authentication on (the badge requires it): add the secret "
         f"{DEMO_TOTP_SECRET} to an authenticator app, or run `oathtool --totp -b {DEMO_TOTP_SECRET}`."
+    )
+    world.lines.append(
+        f"{world.staff.email} (the admin needs two-factor authentication): secret {DEMO_STAFF_TOTP_SECRET}, "
+        f"or `oathtool --totp -b {DEMO_STAFF_TOTP_SECRET}`."
     )

@@ -94,3 +94,24 @@ def test_non_staff_after_login_cannot_open_the_admin(world: World) -> None:
     client.force_login(world.owner_a)
     assert client.get("/admin/login/").status_code == 403
     assert not _in_admin(client)
+
+
+def test_staff_without_two_factor_are_sent_to_set_it_up(world: World) -> None:
+    """Staff grant the green badge and suspend businesses: a password alone never opens the
+    admin, on any of its pages; with an authenticator app on, it opens."""
+    from allauth.account.models import EmailAddress
+
+    email = f"{unique('staff')}@parley.test"
+    user = User.objects.create_user(email, PASSWORD, is_staff=True, is_superuser=True)
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    client = _client(_fresh_ip())
+    response = client.post("/accounts/login/?next=/admin/", {"login": email, "password": PASSWORD})
+    assert response.status_code == 302 and response["Location"] == "/admin/"  # no second factor to ask for
+    for path in ("/admin/", "/admin/tenancy/business/", "/admin/login/"):
+        refused = client.get(path)
+        assert refused.status_code == 302 and refused["Location"] == "/accounts/2fa/totp/activate/", path
+    page = client.get("/accounts/2fa/totp/activate/", follow=True).content.decode()
+    assert "need two-factor authentication to open the admin" in page
+    assert not _in_admin(client)
+    TOTP.activate(user, generate_totp_secret())
+    assert _in_admin(client)
