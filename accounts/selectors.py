@@ -5,6 +5,7 @@ from __future__ import annotations
 from allauth.account.models import EmailAddress
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils.translation import gettext as _
 
 from accounts.models import MailboxMessage, Membership, User
 from tenancy.models import Business
@@ -21,6 +22,13 @@ def mailbox_recent(*, to: str = "") -> QuerySet[MailboxMessage]:
 
 def user_email_verified(*, user: User) -> bool:
     return EmailAddress.objects.filter(user_id=user.pk, verified=True).exists()
+
+
+def person_named(user: User | None) -> str:
+    """Someone as an invitation names them: display name and address, or the address alone."""
+    if user is None:
+        return _("A team member")
+    return f"{user.full_name} ({user.email})" if user.full_name else user.email
 
 
 def seat_invitation_key(*, user: User) -> str:

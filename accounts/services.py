@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from accounts.models import Membership, User
-from accounts.selectors import seat_invitation_key, seat_invitation_of
+from accounts.selectors import person_named, seat_invitation_key, seat_invitation_of
 from accounts.signals import seat_removed
 from audit.services import audit_record
 from messaging.revocation import rights_revoke_user
@@ -127,19 +127,12 @@ def seat_remove(*, membership: Membership, actor: User) -> None:
         seat_removed.send(sender=Membership, business=business, user_id=membership.user_id)
 
 
-def _person(user: User | None) -> str:
-    """Someone as a mail names them: their display name and address, or the address alone."""
-    if user is None:
-        return _("A team member")
-    return f"{user.full_name} ({user.email})" if user.full_name else user.email
-
-
 def _send_invitation(*, membership: Membership) -> None:
     user, business = membership.user, membership.business
     link = business.absolute_url(f"/join/{seat_invitation_key(user=user)}/")
     days = max(1, settings.PASSWORD_RESET_TIMEOUT // 86400)
     values = {
-        "inviter": _person(membership.added_by),
+        "inviter": person_named(membership.added_by),
         "business": business.display_name,
         "role": membership.get_role_display(),
         "link": link,
@@ -171,7 +164,7 @@ def _send_invitation(*, membership: Membership) -> None:
 def _send_seat_notice(*, membership: Membership) -> None:
     user, business = membership.user, membership.business
     values = {
-        "inviter": _person(membership.added_by),
+        "inviter": person_named(membership.added_by),
         "business": business.display_name,
         "role": membership.get_role_display(),
         "link": business.absolute_url("/"),

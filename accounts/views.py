@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.forms import ProfileForm, SeatAddForm
 from accounts.models import Membership, User
-from accounts.selectors import mailbox_recent, seat_invitation_of, seat_of_business, seats_of_business
+from accounts.selectors import mailbox_recent, person_named, seat_invitation_of, seat_of_business, seats_of_business
 from accounts.services import seat_add, seat_invitation_accept, seat_remove, user_display_name_set
 from tenancy.access import member_required
 
@@ -68,7 +68,13 @@ def join(request: HttpRequest, key: str) -> HttpResponse:
             form.add_error("new_password1", error)
         else:
             return _sign_in_after_joining(request, membership)
-    return render(request, "accounts/join.html", {"form": form, "membership": membership, "business": business})
+    context = {
+        "form": form,
+        "membership": membership,
+        "business": business,
+        "inviter": person_named(membership.added_by),
+    }
+    return render(request, "accounts/join.html", context)
 
 
 def _join_refused(request: HttpRequest) -> HttpResponse:

@@ -73,7 +73,7 @@ def test_join_page_says_which_business_who_invited_and_the_role(
     assert page.status_code == 200
     html = page.content.decode()
     assert f"<h1>Join {world.business_a.display_name}</h1>" in html
-    assert f"({world.owner_a.email}) invited you to join {world.business_a.display_name}" in html
+    assert f"<p>{world.owner_a.email} invited you to join {world.business_a.display_name} on Parley" in html
     assert "with the role <strong>Agent</strong>" in html
     assert email in html
     assert 'name="new_password1"' in html and 'name="new_password2"' in html
@@ -82,10 +82,16 @@ def test_join_page_says_which_business_who_invited_and_the_role(
 
 
 def test_join_page_in_german(world: World, mailoutbox: list, django_capture_on_commit_callbacks: Any) -> None:
+    world.owner_a.full_name = "Olga Owner"
+    world.owner_a.save(update_fields=["full_name"])
     _, mail = invite(world, django_capture_on_commit_callbacks)
     page = business_client(world.business_a).get(join_path(mail, world.business_a), HTTP_ACCEPT_LANGUAGE="de")
     html = page.content.decode()
-    assert f"{world.business_a.display_name} beitreten" in html
+    assert f"<h1>{world.business_a.display_name} beitreten</h1>" in html
+    assert (
+        f"Olga Owner ({world.owner_a.email}) hat Sie eingeladen, {world.business_a.display_name} auf Parley "
+        "mit der Rolle <strong>Agent</strong> beizutreten." in html
+    )
     assert "Passwort festlegen und beitreten" in html
 
 
