@@ -11,8 +11,10 @@ from accounts.models import Customer, Membership, User
 
 class MembershipInline(admin.TabularInline[Membership, User]):
     model = Membership
+    fk_name = "user"
     extra = 0
     autocomplete_fields = ["business"]
+    readonly_fields = ["added_by"]
 
 
 @admin.register(User)

@@ -72,6 +72,11 @@ class Membership(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     business = models.ForeignKey("tenancy.Business", on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(_("role"), max_length=16, choices=Role.choices, default=Role.AGENT)
+    # Who gave this seat (named in the mail and on the join page); empty for a business's
+    # founder and for seats from before it was recorded.
+    added_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("added by")
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -14,6 +14,7 @@ urlpatterns = [
     path("favicon.ico", config_views.favicon),
     path("team/", account_views.team, name="team"),
     path("team/<int:membership_id>/remove/", account_views.seat_remove_view, name="seat_remove"),
+    path("join/<str:key>/", account_views.join, name="join"),
     path("", include("messaging.urls")),
     path("", include("attachments.urls")),
     path("", include("assignment.urls")),

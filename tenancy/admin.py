@@ -19,6 +19,7 @@ class MembershipInline(admin.TabularInline[Membership, Business]):
     model = Membership
     extra = 0
     autocomplete_fields = ["user"]
+    readonly_fields = ["added_by"]
 
 
 @admin.register(Business)

@@ -140,7 +140,7 @@ def test_owner_adds_and_removes_an_agent_seat(
     seat = Membership.objects.get(business=world.business_a, user__email="new.agent@alpha.test")
     assert seat.role == "agent"
     assert not seat.user.has_usable_password()
-    assert len(mailoutbox) == 1 and "/accounts/password/reset/key/" in mailoutbox[0].body
+    assert len(mailoutbox) == 1 and world.business_a.absolute_url("/join/") in mailoutbox[0].body
     assert AuditEvent.objects.filter(action="seat.added", target="new.agent@alpha.test").exists()
 
     response = client.post(f"/team/{seat.pk}/remove/")
