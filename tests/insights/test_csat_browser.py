@@ -4,6 +4,7 @@ redraws of the thread (ticks, acks) do not make it ask again."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,14 +20,31 @@ from tests.messaging.conftest import make_customer, session_key
 from tests.messaging.test_browser import signed_in_page
 
 
+@pytest.fixture
+def csat_on(live_db: World) -> Iterator[None]:
+    """Business A asks for ratings during the test, committed (the server process reads it), and
+    as it was afterwards: later tests in the session see its own setting, not this one."""
+    with schema_context(live_db.business_a.schema_name):
+        settings, _created = InsightSettings.objects.get_or_create(pk=1)
+        before = settings.csat_enabled
+        InsightSettings.objects.filter(pk=1).update(csat_enabled=True)
+    connection.set_schema_to_public()
+    try:
+        yield
+    finally:
+        with schema_context(live_db.business_a.schema_name):
+            InsightSettings.objects.filter(pk=1).update(csat_enabled=before)
+        connection.set_schema_to_public()
+
+
 @pytest.mark.browser
+@pytest.mark.usefixtures("csat_on")
 def test_survey_appears_after_reply_and_resolve_without_polling(
     live_db: World, live_server_process: LiveServer, browser: Any
 ) -> None:
     business = live_db.business_a
     customer = make_customer("Clara Weber")
     with schema_context(business.schema_name):
-        InsightSettings.objects.update_or_create(pk=1, defaults={"csat_enabled": True})
         conversation = customer_writes(business, "Can I bring my bike?", customer=customer)
     connection.set_schema_to_public()
     context, page = signed_in_page(browser, session_key(customer=customer))
@@ -55,6 +73,7 @@ def test_survey_appears_after_reply_and_resolve_without_polling(
 
 
 @pytest.mark.browser
+@pytest.mark.usefixtures("csat_on")
 def test_survey_appears_when_resolved_without_a_reply(
     live_db: World, live_server_process: LiveServer, browser: Any
 ) -> None:
@@ -63,7 +82,6 @@ def test_survey_appears_when_resolved_without_a_reply(
     business = live_db.business_a
     customer = make_customer("Jonas Fuchs")
     with schema_context(business.schema_name):
-        InsightSettings.objects.update_or_create(pk=1, defaults={"csat_enabled": True})
         conversation = customer_writes(business, "Never mind, found it.", customer=customer)
     connection.set_schema_to_public()
     context, page = signed_in_page(browser, session_key(customer=customer))
