@@ -209,13 +209,13 @@ def test_csat_survey_after_resolve(world: World) -> None:
 
 def test_overview_shows_live_figures(world: World) -> None:
     with in_business(world.business_a):
-        before = dict(selectors.live_pairs(business=world.business_a))
+        before = dict(selectors.live_pairs(business=world.business_a, with_cost=True))
         conversation = customer_writes(world.business_a, "Hi")
         with at(timezone.now() + timedelta(minutes=3)):
             agent_writes(world.business_a, world.agent_a, conversation, "Hello")
         customer_writes(world.business_a, "Unread")
         figures = selectors.live_figures(business=world.business_a)
-        pairs = dict(selectors.live_pairs(business=world.business_a))
+        pairs = dict(selectors.live_pairs(business=world.business_a, with_cost=True))
     assert figures.open == int(before["Open conversations"].replace(",", "")) + 2
     assert figures.waiting == int(before["Waiting for a reply"].replace(",", "")) + 1
     assert figures.median_first_response_today is not None
@@ -232,6 +232,27 @@ def test_overview_shows_live_figures(world: World) -> None:
     strip = client.get("/overview/live/")
     assert strip.status_code == 200 and b"live-strip" in strip.content
     assert business_client(world.business_b, world.agent_a).get("/overview/live/").status_code == 403
+
+
+def test_overview_shows_the_cost_only_to_who_may_open_billing(world: World) -> None:
+    """Billing answers agents 403 (member_required(manage=True)): the Overview and its refreshed
+    strip show them no cost either, and no other euro figure."""
+    with in_business(world.business_a):
+        customer_writes(world.business_a, "Hi")  # a billable conversation: the cost is not nil
+    agent = business_client(world.business_a, world.agent_a)
+    assert agent.get("/billing/").status_code == 403
+    for path in ("/", "/overview/live/"):
+        page = agent.get(path).content.decode()
+        assert "Median first response today" in page
+        assert "cost so far" not in page and "€" not in page, path
+        assert "so far (before tax)" not in page and 'data-section="billing"' not in page
+    owner = business_client(world.business_a, world.owner_a)
+    assert owner.get("/billing/").status_code == 200
+    for path in ("/", "/overview/live/"):
+        assert "cost so far" in owner.get(path).content.decode(), path  # "This month&#x27;s cost so far"
+    with in_business(world.business_a):
+        assert "This month's cost so far" not in dict(selectors.live_pairs(business=world.business_a, with_cost=False))
+        assert selectors.live_figures(business=world.business_a, with_cost=False).month_cost is None
 
 
 def test_reports_are_per_business(world: World) -> None:
