@@ -17,6 +17,7 @@ from insights import selectors
 from insights.models import CsatResponse, Cycle, InsightSettings
 from messaging.models import Conversation
 from messaging.services import conversation_assign, conversation_set_status
+from tenancy.services import business_create
 from tests.collab.helpers import agent_writes, at, customer_writes
 from tests.conftest import World, business_client, in_business
 from tests.messaging.conftest import make_customer
@@ -127,6 +128,47 @@ def test_reports_page_renders_numbers_unlocalized_in_the_charts(world: World) ->
     client.post("/reports/", {"first_response_minutes": "5"})
     with in_business(world.business_a):
         assert selectors.settings_get().first_response_minutes is None
+
+
+def _volume_svg(page: str) -> tuple[list[float], list[tuple[float, str]]]:
+    import re
+
+    svg = page.split('aria-labelledby="volume-h"', 1)[1].split("</svg>", 1)[0]
+    viewbox = [float(n) for n in re.search(r'viewBox="([^"]+)"', svg).group(1).split()]  # type: ignore[union-attr]
+    ticks = [(float(x), label) for x, label in re.findall(r'<text x="([^"]+)"[^>]*>([^<]+)</text>', svg)]
+    return viewbox, ticks
+
+
+def _german(client: Client, path: str) -> str:
+    from django.utils import translation
+
+    try:
+        return client.get(path, HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    finally:
+        translation.deactivate()  # the request activated German on this thread
+
+
+def test_reports_of_a_new_business_say_there_is_nothing_yet(world: World) -> None:
+    """A business without conversations: no "Tallest bar: 1 conversations" (the peaks were at
+    least 1, and the plural fixed), and the first day's label inside the chart ("' Nov")."""
+    business = business_create(owner=world.owner_a, name="Empty Reports", slug="empty-reports")
+    client = business_client(business, world.owner_a)
+    for days in (7, 30, 90):
+        page = client.get(f"/reports/?days={days}").content.decode()
+        assert "Tallest bar" not in page and "peaks at" not in page
+        assert "No conversations in this period yet." in page
+        (min_x, _top, width, _height), ticks = _volume_svg(page)
+        assert ticks
+        for x, label in ticks:
+            # font-size 10: a generous 6 units a character, centred on x
+            half = len(label) * 3
+            assert x - half >= min_x and x + half <= min_x + width, (days, x, label, min_x, width)
+    assert "In diesem Zeitraum gibt es noch keine Unterhaltungen." in _german(client, "/reports/")
+    with in_business(business):
+        customer_writes(business, "Hello")
+    page = client.get("/reports/").content.decode()
+    assert "Tallest bar: 1 conversation; the backlog line peaks at 1." in page
+    assert "Höchster Balken: 1 Unterhaltung; die Rückstandslinie erreicht höchstens 1." in _german(client, "/reports/")
 
 
 def test_sla_breach_warnings(world: World) -> None:
