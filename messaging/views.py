@@ -117,6 +117,9 @@ def _inbox_strings() -> dict[str, str]:
         "windowOpen": _("Service window open until %(time)s."),
         "windowClosed": _("The 24-hour service window is closed: only approved templates can be sent."),
         "customer": _("Customer"),
+        # Authors without a name: the away message, and messages sent through the API.
+        "automaticReply": _("Automatic reply"),
+        "api": _("API"),
         "phone": _("Phone"),
         "status_open": _("Open"),
         "status_pending": _("Pending"),
