@@ -507,6 +507,8 @@ form.addEventListener("submit", (event) => {
   const m = { client_msg_id: newClientMsgId(), conversation_id: current, body, kind, direction: kind === "note" ? "internal" : "out", author_name: config.me.name, author_id: config.me.id, created_at: new Date().toISOString(), extras, ...composer.preview() };
   if (interactive) m.interactive = interactive;
   input.value = "";
+  // A note is one message: the next one goes to the customer again unless ticked anew.
+  noteBox.checked = false;
   composer.clear();
   buttons.clear();
   outbox.add(m);

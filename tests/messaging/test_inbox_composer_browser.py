@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -61,5 +62,35 @@ def test_automatic_and_api_messages_are_not_labelled_you(
         page.keyboard.press("Enter")
         quote = page.locator(".bubble.mine", has_text="We are open now.").locator(".bubble-quote strong")
         expect(quote).to_have_text("Automatic reply")
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_the_internal_note_toggle_resets_after_sending_a_note(
+    live_db: World, live_server_process: LiveServer, browser: Any
+) -> None:
+    business = live_db.business_a
+    customer = make_customer(unique("Notiz "))
+    with tenant_context(business):
+        conversation_id = message_send_customer(
+            business=business, customer=customer, body="Where is my refund?"
+        ).message.conversation_id
+    context, page = signed_in_page(browser, session_key(user=live_db.agent_a))
+    try:
+        page.goto(live_server_process.business_url(business, f"/inbox/#c{conversation_id}"))
+        page.locator(".bubble.theirs", has_text="Where is my refund?").wait_for()
+        note_toggle = page.get_by_label("Internal note")
+        note_toggle.check()
+        page.get_by_role("textbox", name="Message").fill("Refund approved by finance yesterday.")
+        page.keyboard.press("Enter")
+        expect(page.locator(".bubble.note", has_text="Refund approved")).to_have_count(1)
+        expect(note_toggle).not_to_be_checked()
+        # So the next message reaches the customer.
+        page.get_by_role("textbox", name="Message").fill("Your refund is on its way.")
+        page.keyboard.press("Enter")
+        reply = page.locator(".bubble.mine", has_text="Your refund is on its way.")
+        reply.locator(".ticks[data-status=sent], .ticks[data-status=delivered], .ticks[data-status=read]").wait_for()
+        expect(reply).not_to_have_class(re.compile(r"\bnote\b"))
     finally:
         context.close()
