@@ -23,7 +23,7 @@ from customers.selectors import (
     privacy_request_for_business,
     privacy_requests_for_business,
 )
-from customers.services import consent_record
+from customers.services import consent_record, customer_unblock
 from customers.session import customer_from_session
 from customers.staff_access import STAFF_ACCESS_ACTION
 from tenancy.access import member_required
@@ -140,4 +140,16 @@ def chat_consent(request: HttpRequest) -> HttpResponse:
         messages.success(request, _("You receive offers from %(name)s.") % {"name": business.display_name})
     else:
         messages.success(request, _("No more offers from %(name)s.") % {"name": business.display_name})
+    return redirect("chat")
+
+
+@require_POST
+def chat_unblock(request: HttpRequest) -> HttpResponse:
+    """The signed-in customer unblocks this business from its chat page (as from /me/)."""
+    business: Any = request.tenant  # type: ignore[attr-defined]
+    customer = customer_from_session(request.session)
+    if customer is None:
+        return redirect("chat")
+    customer_unblock(customer=customer, business=business)
+    messages.success(request, _("You unblocked %(name)s.") % {"name": business.display_name})
     return redirect("chat")

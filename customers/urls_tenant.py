@@ -9,4 +9,5 @@ urlpatterns = [
     path("privacy/requests/<str:request_id>/", business_views.privacy_request, name="privacy_request"),
     path("privacy/download/<str:token>/", business_views.privacy_download, name="privacy_download"),
     path("chat/consent/", business_views.chat_consent, name="chat_consent"),
+    path("chat/unblock/", business_views.chat_unblock, name="chat_unblock"),
 ]

@@ -17,6 +17,15 @@ RESOLVED_COLOUR = "#9db8d9"
 BACKLOG_COLOUR = "#b45309"
 RESPONSE_COLOUR = "#6d28d9"
 
+# Room left and right of the plot for the day labels: a label is centred under its day, and the
+# first day's sits half a step from the edge, less than half its own width ("23 Nov" was "' Nov").
+LABEL_MARGIN = 24.0
+
+
+def _viewbox(width: float, height: float) -> str:
+    """The SVG's viewBox: the plot, the margin either side, 6 above and the labels' 22 below."""
+    return f"{-LABEL_MARGIN:g} -6 {width + 2 * LABEL_MARGIN:g} {height + 22:g}"
+
 
 @dataclass(frozen=True)
 class Bar:
@@ -42,8 +51,10 @@ def volume_chart(days: list[DayRow]) -> dict[str, Any]:
     width, height = 600.0, 150.0
     step = width / max(len(days), 1)
     bar = max(min(step * 0.38, 14.0), 1.0)
-    peak = max([max(r.new, r.resolved) for r in days] + [1])
-    backlog_peak = max([r.backlog for r in days] + [1])
+    # The figures as they are (0 for a period without any); the scales never divide by 0.
+    peak = max([max(r.new, r.resolved) for r in days] + [0])
+    backlog_peak = max([r.backlog for r in days] + [0])
+    scale, backlog_scale = peak or 1, backlog_peak or 1
     bars: list[Bar] = []
     points = []
     for index, row in enumerate(days):
@@ -58,7 +69,7 @@ def volume_chart(days: list[DayRow]) -> dict[str, Any]:
                 ngettext("%(day)s: %(n)d resolved", "%(day)s: %(n)d resolved", row.resolved),
             ),
         ):
-            h = count / peak * height
+            h = count / scale * height
             bars.append(
                 Bar(
                     round(x0 + offset, 2),
@@ -69,10 +80,11 @@ def volume_chart(days: list[DayRow]) -> dict[str, Any]:
                     text % {"day": label, "n": count},
                 )
             )
-        points.append(f"{round(index * step + step / 2, 2)},{round(height - row.backlog / backlog_peak * height, 2)}")
+        points.append(f"{round(index * step + step / 2, 2)},{round(height - row.backlog / backlog_scale * height, 2)}")
     return {
         "width": width,
         "height": height,
+        "viewbox": _viewbox(width, height),
         "bars": bars,
         "backlog": " ".join(points),
         "ticks": _ticks(days, step),
@@ -108,7 +120,14 @@ def response_chart(days: list[DayRow]) -> dict[str, Any]:
                 % {"day": date_format(row.day, "j M"), "t": duration_text(row.median_first_response)},
             )
         )
-    return {"width": width, "height": height, "bars": bars, "ticks": _ticks(days, step), "peak": duration_text(peak)}
+    return {
+        "width": width,
+        "height": height,
+        "viewbox": _viewbox(width, height),
+        "bars": bars,
+        "ticks": _ticks(days, step),
+        "peak": duration_text(peak),
+    }
 
 
 def share(value: float | None, peak: float | None) -> float:

@@ -3,14 +3,15 @@ today, this month's cost) and the Reports card (the last seven days)."""
 
 from __future__ import annotations
 
-from accounts.models import User
+from accounts.models import Membership, User
 from tenancy.models import Business
 
 
-def live_strip(*, business: Business, user: User) -> list[tuple[str, str]]:
+def live_strip(*, business: Business, user: User, membership: Membership) -> list[tuple[str, str]]:
     from insights.selectors import live_pairs
 
-    return live_pairs(business=business)
+    # The cost is Billing's figure: shown to whoever may open Billing (member_required(manage=True)).
+    return live_pairs(business=business, with_cost=membership.can_manage)
 
 
 def reports_figures(*, business: Business, user: User) -> list[str]:

@@ -75,34 +75,36 @@ class LiveFigures:
     open: int
     waiting: int  # not resolved, with customer messages nobody has read
     median_first_response_today: float | None  # seconds
-    month_cost: Any  # Decimal, EUR before tax
+    month_cost: Any  # Decimal, EUR before tax; None when not asked for
 
 
-def live_figures(*, business: Business) -> LiveFigures:
+def live_figures(*, business: Business, with_cost: bool = True) -> LiveFigures:
     midnight = _local_midnight(timezone.localdate())
     counts = Conversation.objects.aggregate(
         open=Count("pk", filter=Q(status=Conversation.Status.OPEN)),
         waiting=Count("pk", filter=Q(unread_count__gt=0) & ~Q(status=Conversation.Status.RESOLVED)),
     )
-    summary = usage_summary(business=business, start=period_parse(None))
+    month_cost = usage_summary(business=business, start=period_parse(None)).cost if with_cost else None
     return LiveFigures(
         open=counts["open"],
         waiting=counts["waiting"],
         median_first_response_today=median_first_response_seconds(since=midnight),
-        month_cost=summary.cost,
+        month_cost=month_cost,
     )
 
 
-def live_pairs(*, business: Business) -> list[tuple[str, str]]:
+def live_pairs(*, business: Business, with_cost: bool) -> list[tuple[str, str]]:
     """The Overview's live strip: (label, value) of open, waiting, median first response today
-    and this month's cost."""
-    figures = live_figures(business=business)
-    return [
+    and, `with_cost` (for whoever may open Billing), this month's cost."""
+    figures = live_figures(business=business, with_cost=with_cost)
+    pairs = [
         (_("Open conversations"), intcomma(figures.open)),
         (_("Waiting for a reply"), intcomma(figures.waiting)),
         (_("Median first response today"), duration_text(figures.median_first_response_today)),
-        (_("This month's cost so far"), "€" + floatformat(figures.month_cost, 2)),
     ]
+    if with_cost:
+        pairs.append((_("This month's cost so far"), "€" + floatformat(figures.month_cost, 2)))
+    return pairs
 
 
 def reports_card_lines(*, business: Business) -> list[str]:

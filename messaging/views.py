@@ -117,6 +117,9 @@ def _inbox_strings() -> dict[str, str]:
         "windowOpen": _("Service window open until %(time)s."),
         "windowClosed": _("The 24-hour service window is closed: only approved templates can be sent."),
         "customer": _("Customer"),
+        # Authors without a name: the away message, and messages sent through the API.
+        "automaticReply": _("Automatic reply"),
+        "api": _("API"),
         "phone": _("Phone"),
         "status_open": _("Open"),
         "status_pending": _("Pending"),
@@ -307,7 +310,7 @@ def chat(request: HttpRequest) -> HttpResponse:
     if customer is not None:
         last_event_id = selectors.last_event_id()
         page = MessagePageOut(selectors.chat_history_page(customer=customer)).data
-        context["blocked"] = customer_has_blocked(customer_id=customer.pk, business_id=business.pk)
+        context["blocked"] = blocked = customer_has_blocked(customer_id=customer.pk, business_id=business.pk)
         # issue 12: the customer's place in line and estimated wait, or closed outside business hours.
         context["queue"] = customer_queue_state(conversation=selectors.conversation_for_customer(customer=customer))
         context["chat_config"] = {
@@ -315,6 +318,7 @@ def chat(request: HttpRequest) -> HttpResponse:
             "messages": page["messages"],
             "has_more": page["has_more"],
             "business_name": business.display_name,
+            "blocked": blocked,  # nothing to send: the page offers no composer, nor buttons to tap
             "urls": {
                 "messages": reverse("chat_messages"),
                 "queue": reverse("chat_queue"),

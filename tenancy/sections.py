@@ -119,8 +119,10 @@ def render_empty_section(request: HttpRequest, key: str) -> HttpResponse:
 
 
 # The Overview's live strip: a few headline numbers above the cards (insights: open, waiting,
-# median first response today, this month's cost), refreshed in place by the page.
-LiveProvider = Callable[..., list[tuple[str, str]]]  # (*, business, user) -> (label, value) pairs
+# median first response today, this month's cost), refreshed in place by the page. A provider
+# gets the viewer's membership too: a figure from a page the viewer may not open (the cost, from
+# Billing: owners and admins, `membership.can_manage`) must not reach them here either.
+LiveProvider = Callable[..., list[tuple[str, str]]]  # (*, business, user, membership) -> (label, value) pairs
 _live: list[LiveProvider] = []
 
 
@@ -129,5 +131,5 @@ def register_live_figures(provider: LiveProvider) -> None:
         _live.append(provider)
 
 
-def live_figures(*, business: Any, user: Any) -> list[tuple[str, str]]:
-    return [pair for provider in _live for pair in provider(business=business, user=user)]
+def live_figures(*, business: Any, user: Any, membership: Any) -> list[tuple[str, str]]:
+    return [pair for provider in _live for pair in provider(business=business, user=user, membership=membership)]

@@ -46,14 +46,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     notices = dashboard_notices(business=request.tenant) if membership.can_manage else []  # type: ignore[attr-defined]
     sections = [s for s in SECTIONS if membership.can_manage or not s.manage_only]
     cards = [(s, section_figures(s, business=request.tenant, user=request.user)) for s in sections]  # type: ignore[attr-defined]
-    live = live_figures(business=request.tenant, user=request.user)  # type: ignore[attr-defined]
+    live = live_figures(business=request.tenant, user=request.user, membership=membership)  # type: ignore[attr-defined]
     return render(request, "dashboard/home.html", {"section": "home", "notices": notices, "cards": cards, "live": live})
 
 
 @member_required()
 def dashboard_live(request: HttpRequest) -> HttpResponse:
     """The Overview's live strip alone: the page swaps it in every 30 seconds (htmx)."""
-    live = live_figures(business=request.tenant, user=request.user)  # type: ignore[attr-defined]
+    live = live_figures(business=request.tenant, user=request.user, membership=request.membership)  # type: ignore[attr-defined]
     return render(request, "dashboard/_live.html", {"live": live})
 
 

@@ -33,7 +33,7 @@ function renderMessage(m, chosen) {
   const key = m.id ? `m${m.id}` : `p${m.client_msg_id}`;
   const status = m.id ? m.status : m.failed ? "failed" : "sending";
   const rich = richParts(m, {
-    S, me: config.me, selfKind: "customer", fallbackName: config.business_name, mine, canChoose: !mine && !chosen.has(m.id), chosen: chosen.get(m.id),
+    S, me: config.me, selfKind: "customer", fallbackName: config.business_name, mine, canChoose: !config.blocked && !mine && !chosen.has(m.id), chosen: chosen.get(m.id),
     onReply: (x) => composer.setReply(x, authorOf(x)),
     onReact: (x, emoji) => socket.send({ type: "react", message_id: x.id, emoji }, { queue: false }),
     onEdit: (x) => composer.setEdit(x),

@@ -188,12 +188,21 @@ function renderHeader() {
   document.dispatchEvent(new CustomEvent("parley:conversation-shown", { detail: c }));
 }
 
+// Who wrote a message, as the inbox names them. The away message (author_kind "system") and API
+// sends have no author's name, and no agent wrote them: they are not "You".
+function authorLabel(m) {
+  if (m.author_name) return m.author_name;
+  if (m.author_kind === "system") return S.automaticReply;
+  if (m.author_kind === "api") return S.api;
+  return m.direction === "in" || m.author_kind === "customer" ? S.customer : S.you;
+}
+
 function renderMessage(m, chosen) {
   const outgoing = m.direction !== "in";
   const status = m.id ? m.status : m.failed ? "failed" : "sending";
   const rich = richParts(m, {
-    S, me: `user:${config.me.id}`, mine: m.author_id === config.me.id, canChoose: false, chosen: chosen.get(m.id),
-    onReply: (x) => composer.setReply(x, x.author_name || (x.direction === "in" ? S.customer : S.you)),
+    S, me: `user:${config.me.id}`, nameOf: authorLabel, mine: m.author_id === config.me.id, canChoose: false, chosen: chosen.get(m.id),
+    onReply: (x) => composer.setReply(x, authorLabel(x)),
     onReact: (x, emoji) => socket.send({ type: "react", message_id: x.id, emoji }, { queue: false }),
     onEdit: (x) => composer.setEdit(x),
     onDelete: (x) => socket.send({ type: "delete", message_id: x.id }, { queue: false }),
@@ -212,7 +221,7 @@ function renderMessage(m, chosen) {
     ...bodyNodes(m, S),
     rich.interactive,
     el("p", { class: "bubble-meta" },
-      el("span", { text: m.author_name || (outgoing ? S.you : S.customer) }), " · ",
+      el("span", { class: "bubble-author", dataset: { authorKind: m.author_kind || "" }, text: authorLabel(m) }), " · ",
       el("time", { datetime: m.created_at || "", text: timeLabel(m.created_at || new Date().toISOString()) }),
       editedMark(m, S),
       outgoing && m.kind !== "note" ? " " : null,
@@ -498,6 +507,8 @@ form.addEventListener("submit", (event) => {
   const m = { client_msg_id: newClientMsgId(), conversation_id: current, body, kind, direction: kind === "note" ? "internal" : "out", author_name: config.me.name, author_id: config.me.id, created_at: new Date().toISOString(), extras, ...composer.preview() };
   if (interactive) m.interactive = interactive;
   input.value = "";
+  // A note is one message: the next one goes to the customer again unless ticked anew.
+  noteBox.checked = false;
   composer.clear();
   buttons.clear();
   outbox.add(m);

@@ -181,7 +181,7 @@ let openPicker = null; // the message whose emoji picker is open (survives re-re
 
 function quoteNode(q, S, ctx) {
   const text = q.deleted ? S.deleted : q.body || kindLabel(q.attachment_kind, S);
-  const name = q.author_kind === ctx.selfKind ? S.you : q.author_name || ctx.fallbackName || "";
+  const name = q.author_kind === ctx.selfKind ? S.you : ctx.nameOf ? ctx.nameOf(q) : q.author_name || ctx.fallbackName || "";
   return el("button", { type: "button", class: "bubble-quote", title: S.jumpToOriginal, "aria-label": `${S.jumpToOriginal}: ${text}`, onclick: () => ctx.onJump(q.id) },
     el("strong", { class: "small", text: name }),
     el("span", { class: "small quote-text", text }));
@@ -235,7 +235,7 @@ function reactionsNode(m, me, S, onReact) {
   }, emoji, g.names.length > 1 ? el("span", { class: "small", text: ` ${g.names.length}` }) : null)));
 }
 
-// ctx: { S, me (reaction key), selfKind ("customer" on the chat page: quotes of them say "You"), fallbackName (a template's author), mine (bool: this viewer sent it), canChoose, chosen, onReply,
+// ctx: { S, me (reaction key), selfKind ("customer" on the chat page: quotes of them say "You"), fallbackName (a template's author), nameOf (optional: a quoted message's author, instead of the two before), mine (bool: this viewer sent it), canChoose, chosen, onReply,
 // onReact, onEdit, onDelete, onChoose, onJump, rerender }
 export function richParts(m, ctx) {
   const { S } = ctx;

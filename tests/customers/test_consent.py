@@ -211,3 +211,41 @@ def test_every_send_path_asks_the_consent_ledger_batch_writes_too(live_db: World
     assert not UsageRecord.objects.filter(business_id=business.pk, customer_id=opted_out.pk).exists()
     assert UsageRecord.objects.filter(business_id=business.pk, customer_id=willing.pk).exists()
     assert _ledger(business.pk)[0] > before[0]
+
+
+def test_chat_page_of_a_blocked_business_offers_the_unblock_instead_of_the_composer(world: World) -> None:
+    """Blocked, the business can neither write nor be written to: the chat page had the composer
+    (a send then failed "You blocked this business…") and "may send you offers. Stop offers"."""
+    import json
+
+    from customers.models import Block
+    from customers.services import customer_block
+
+    business = world.business_a
+    customer = make_customer()
+    talk(business, customer, "Hello")
+    chat = customer_client(customer)
+    chat.defaults["HTTP_HOST"] = business.host
+    customer_block(customer=customer, business=business)
+
+    page = chat.get("/chat/").content.decode()
+    assert 'id="composer" hidden' in page
+    assert "may send you offers." not in page and "Stop offers" not in page and "Receive offers" not in page
+    assert 'data-testid="chat-blocked"' in page and "You blocked this business." in page
+    assert '<form method="post" action="/chat/unblock/">' in page
+    config = json.loads(page.split('<script id="chat-config" type="application/json">', 1)[1].split("</script>")[0])
+    assert config["blocked"] is True  # quick-reply buttons are not offered either (chat.js)
+
+    # Signed out, or by GET, nothing is unblocked.
+    stranger = business_client(business)
+    assert stranger.post("/chat/unblock/")["Location"] == "/chat/"
+    assert chat.get("/chat/unblock/").status_code == 405
+    assert Block.objects.filter(customer=customer, business=business).exists()
+    # The chat page's unblock, as /me/'s: audited, and the page is writable again.
+    response = chat.post("/chat/unblock/")
+    assert response.status_code == 302 and response["Location"] == "/chat/"
+    assert not Block.objects.filter(customer=customer, business=business).exists()
+    assert AuditEvent.objects.filter(action="customer.unblocked", target=f"customer:{customer.pk}").exists()
+    page = chat.get("/chat/").content.decode()
+    assert f"You unblocked {business.display_name}." in page
+    assert 'id="composer">' in page and "may send you offers." in page and "chat-blocked" not in page

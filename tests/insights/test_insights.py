@@ -17,6 +17,7 @@ from insights import selectors
 from insights.models import CsatResponse, Cycle, InsightSettings
 from messaging.models import Conversation
 from messaging.services import conversation_assign, conversation_set_status
+from tenancy.services import business_create
 from tests.collab.helpers import agent_writes, at, customer_writes
 from tests.conftest import World, business_client, in_business
 from tests.messaging.conftest import make_customer
@@ -129,6 +130,47 @@ def test_reports_page_renders_numbers_unlocalized_in_the_charts(world: World) ->
         assert selectors.settings_get().first_response_minutes is None
 
 
+def _volume_svg(page: str) -> tuple[list[float], list[tuple[float, str]]]:
+    import re
+
+    svg = page.split('aria-labelledby="volume-h"', 1)[1].split("</svg>", 1)[0]
+    viewbox = [float(n) for n in re.search(r'viewBox="([^"]+)"', svg).group(1).split()]  # type: ignore[union-attr]
+    ticks = [(float(x), label) for x, label in re.findall(r'<text x="([^"]+)"[^>]*>([^<]+)</text>', svg)]
+    return viewbox, ticks
+
+
+def _german(client: Client, path: str) -> str:
+    from django.utils import translation
+
+    try:
+        return client.get(path, HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    finally:
+        translation.deactivate()  # the request activated German on this thread
+
+
+def test_reports_of_a_new_business_say_there_is_nothing_yet(world: World) -> None:
+    """A business without conversations: no "Tallest bar: 1 conversations" (the peaks were at
+    least 1, and the plural fixed), and the first day's label inside the chart ("' Nov")."""
+    business = business_create(owner=world.owner_a, name="Empty Reports", slug="empty-reports")
+    client = business_client(business, world.owner_a)
+    for days in (7, 30, 90):
+        page = client.get(f"/reports/?days={days}").content.decode()
+        assert "Tallest bar" not in page and "peaks at" not in page
+        assert "No conversations in this period yet." in page
+        (min_x, _top, width, _height), ticks = _volume_svg(page)
+        assert ticks
+        for x, label in ticks:
+            # font-size 10: a generous 6 units a character, centred on x
+            half = len(label) * 3
+            assert x - half >= min_x and x + half <= min_x + width, (days, x, label, min_x, width)
+    assert "In diesem Zeitraum gibt es noch keine Unterhaltungen." in _german(client, "/reports/")
+    with in_business(business):
+        customer_writes(business, "Hello")
+    page = client.get("/reports/").content.decode()
+    assert "Tallest bar: 1 conversation; the backlog line peaks at 1." in page
+    assert "Höchster Balken: 1 Unterhaltung; die Rückstandslinie erreicht höchstens 1." in _german(client, "/reports/")
+
+
 def test_sla_breach_warnings(world: World) -> None:
     owner = business_client(world.business_a, world.owner_a)
     assert owner.post("/reports/", {"first_response_minutes": "0"}).status_code == 302
@@ -209,13 +251,13 @@ def test_csat_survey_after_resolve(world: World) -> None:
 
 def test_overview_shows_live_figures(world: World) -> None:
     with in_business(world.business_a):
-        before = dict(selectors.live_pairs(business=world.business_a))
+        before = dict(selectors.live_pairs(business=world.business_a, with_cost=True))
         conversation = customer_writes(world.business_a, "Hi")
         with at(timezone.now() + timedelta(minutes=3)):
             agent_writes(world.business_a, world.agent_a, conversation, "Hello")
         customer_writes(world.business_a, "Unread")
         figures = selectors.live_figures(business=world.business_a)
-        pairs = dict(selectors.live_pairs(business=world.business_a))
+        pairs = dict(selectors.live_pairs(business=world.business_a, with_cost=True))
     assert figures.open == int(before["Open conversations"].replace(",", "")) + 2
     assert figures.waiting == int(before["Waiting for a reply"].replace(",", "")) + 1
     assert figures.median_first_response_today is not None
@@ -232,6 +274,27 @@ def test_overview_shows_live_figures(world: World) -> None:
     strip = client.get("/overview/live/")
     assert strip.status_code == 200 and b"live-strip" in strip.content
     assert business_client(world.business_b, world.agent_a).get("/overview/live/").status_code == 403
+
+
+def test_overview_shows_the_cost_only_to_who_may_open_billing(world: World) -> None:
+    """Billing answers agents 403 (member_required(manage=True)): the Overview and its refreshed
+    strip show them no cost either, and no other euro figure."""
+    with in_business(world.business_a):
+        customer_writes(world.business_a, "Hi")  # a billable conversation: the cost is not nil
+    agent = business_client(world.business_a, world.agent_a)
+    assert agent.get("/billing/").status_code == 403
+    for path in ("/", "/overview/live/"):
+        page = agent.get(path).content.decode()
+        assert "Median first response today" in page
+        assert "cost so far" not in page and "€" not in page, path
+        assert "so far (before tax)" not in page and 'data-section="billing"' not in page
+    owner = business_client(world.business_a, world.owner_a)
+    assert owner.get("/billing/").status_code == 200
+    for path in ("/", "/overview/live/"):
+        assert "cost so far" in owner.get(path).content.decode(), path  # "This month&#x27;s cost so far"
+    with in_business(world.business_a):
+        assert "This month's cost so far" not in dict(selectors.live_pairs(business=world.business_a, with_cost=False))
+        assert selectors.live_figures(business=world.business_a, with_cost=False).month_cost is None
 
 
 def test_reports_are_per_business(world: World) -> None:

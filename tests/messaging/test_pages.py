@@ -40,6 +40,26 @@ def test_inbox_is_for_members_only(world: World) -> None:
     assert b'id="inbox-config"' in response.content and b"parley/inbox.js" in response.content
 
 
+def _inbox_strings(client: Client, language: str) -> dict[str, str]:
+    from django.utils import translation
+
+    try:
+        page = client.get("/inbox/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    finally:
+        translation.deactivate()  # the request activated its language on this thread
+    config = page.split('<script id="inbox-config" type="application/json">', 1)[1].split("</script>", 1)[0]
+    return json.loads(config)["strings"]
+
+
+def test_inbox_names_authors_that_are_not_an_agent(world: World) -> None:
+    """The away message (author_kind "system") and API sends have no author's name: the inbox
+    labels them (tests/messaging/test_inbox_composer_browser.py), in the page's language."""
+    client = business_client(world.business_a, world.agent_a)
+    english, german = _inbox_strings(client, "en"), _inbox_strings(client, "de")
+    assert (english["automaticReply"], english["api"]) == ("Automatic reply", "API")
+    assert (german["automaticReply"], german["api"]) == ("Automatische Antwort", "API")
+
+
 def test_inbox_json_lists_and_pages_history(world: World) -> None:
     customer = make_customer("Ida")
     for n in range(35):
