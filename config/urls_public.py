@@ -23,6 +23,8 @@ require_two_factor(admin.site)
 urlpatterns = [
     path("", config_views.landing, name="landing"),
     path("favicon.ico", config_views.favicon),
+    # Business logos, on every host: the pages that show one use a same-origin path.
+    path("logos/<slug:schema>/<str:filename>", tenancy_views.business_logo, name="business_logo"),
     path("home/", tenancy_views.home, name="home"),
     path("start/", tenancy_views.business_create_view, name="business_create"),
     path("", include("billing.urls_public")),

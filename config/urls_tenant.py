@@ -12,6 +12,8 @@ urlpatterns = [
     path("", tenancy_views.tenant_root, name="dashboard"),
     path("overview/live/", tenancy_views.dashboard_live, name="dashboard_live"),
     path("favicon.ico", config_views.favicon),
+    # Business logos, on every host: the pages that show one use a same-origin path.
+    path("logos/<slug:schema>/<str:filename>", tenancy_views.business_logo, name="business_logo"),
     path("team/", account_views.team, name="team"),
     path("team/<int:membership_id>/remove/", account_views.seat_remove_view, name="seat_remove"),
     path("join/<str:key>/", account_views.join, name="join"),

@@ -108,6 +108,14 @@ class Business(TenantMixin):
         return self.badge_status == self.BadgeStatus.APPROVED
 
     @property
+    def logo_url(self) -> str:
+        """Where customers' browsers fetch the logo: /logos/<schema>/<file> on whichever host shows
+        it (tenancy.views.business_logo answers on every host, anonymously, same origin for the
+        CSP's img-src 'self'); "" without a logo."""
+        name = self.logo.name or ""
+        return f"/{name}" if name.startswith("logos/") else ""
+
+    @property
     def host(self) -> str:
         return f"{self.slug}.{settings.PARLEY_DOMAIN}"
 

@@ -2,15 +2,44 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 
 from tenancy.access import member_required
 from tenancy.forms import BusinessCreateForm
+from tenancy.models import Business
 from tenancy.notices import dashboard_notices
 from tenancy.sections import SECTIONS, live_figures, section_figures
 from tenancy.selectors import businesses_for_user
 from tenancy.services import business_create
+
+# The formats the profile form accepts (verification.forms checks each file's signature).
+LOGO_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+}
+
+
+def business_logo(request: HttpRequest, schema: str, filename: str) -> FileResponse:
+    """A business's current logo, for anyone: customers see it in the directory, their list of
+    conversations and the chat page. Only a file that is some business's logo right now is
+    served (not any file under MEDIA_ROOT, not a replaced logo); its name is random and changes
+    with every upload, so browsers may keep it."""
+    name = f"logos/{schema}/{filename}"
+    content_type = LOGO_TYPES.get(filename[filename.rfind(".") :].lower()) if "." in filename else None
+    if content_type is None or not Business.objects.filter(schema_name=schema, logo=name).exists():
+        raise Http404
+    storage = Business._meta.get_field("logo").storage  # type: ignore[attr-defined]
+    try:
+        handle = storage.open(name, "rb")
+    except FileNotFoundError as missing:
+        raise Http404 from missing
+    response = FileResponse(handle, content_type=content_type)
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
 
 
 @login_required

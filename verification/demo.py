@@ -66,7 +66,7 @@ def seed(world: DemoWorld) -> None:
     airline = _profile(
         world.airline,
         rgb=(31, 58, 95),
-        phone="+496912345678",
+        phone="+4917012345678",
         description="Aurora Air flies from Frankfurt and Vienna to 40 cities in Europe. Ask us about "
         "your booking, baggage and flight times.",
         category=Business.Category.TRAVEL,
@@ -97,7 +97,7 @@ def seed(world: DemoWorld) -> None:
     bakery = _profile(
         world.bakery,
         rgb=(176, 112, 48),
-        phone="+49301234567",
+        phone="+4917112345670",
         description="Family bakery in Berlin-Prenzlauer Berg: bread, cakes and orders for celebrations.",
         category=Business.Category.FOOD,
         address="Kastanienallee 12, 10435 Berlin",

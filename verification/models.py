@@ -3,8 +3,11 @@ the notices that tell a business what staff decided."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -142,8 +145,29 @@ class BadgeApplication(models.Model):
         return [line.strip() for line in self.press_links.splitlines() if line.strip()]
 
 
+def notice_text(msgid: str, params: dict[str, Any]) -> str:
+    """`msgid` in the reader's language with `params` put in; a param that is itself
+    {"msgid": ..., "params": ...} is translated the same way (a reason inside a sentence)."""
+    text = gettext(msgid) if msgid else ""
+    if not params:
+        return text
+    values = {
+        key: notice_text(value.get("msgid", ""), value.get("params") or {}) if isinstance(value, dict) else value
+        for key, value in params.items()
+    }
+    try:
+        return text % values
+    except (KeyError, TypeError, ValueError):  # a translation that lost a placeholder: the source
+        return msgid % values
+
+
 class BusinessNotice(models.Model):
-    """A message to a business's managers shown in its dashboard until dismissed."""
+    """A message to a business's managers shown in its dashboard until dismissed.
+
+    `title` and `body` hold the English source texts (msgids) with `params` to put in, and are
+    translated when shown: the staff member who decides reads English, the business may read
+    German. `note` is a reviewer's own words, shown after the body as written. Notices written
+    before `params` existed hold finished text: shown as stored (translated if it is a msgid)."""
 
     class Level(models.TextChoices):
         INFO = "info", _("Information")
@@ -154,6 +178,8 @@ class BusinessNotice(models.Model):
     level = models.CharField(max_length=16, choices=Level.choices, default=Level.INFO)
     title = models.CharField(_("title"), max_length=200)
     body = models.TextField(_("text"), blank=True)
+    params = models.JSONField(_("text parameters"), default=dict, blank=True)
+    note = models.TextField(_("reviewer's note"), blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     dismissed_at = models.DateTimeField(_("dismissed"), null=True, blank=True)
 
@@ -164,3 +190,11 @@ class BusinessNotice(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    @property
+    def shown_title(self) -> str:
+        return notice_text(self.title, self.params)
+
+    @property
+    def shown_body(self) -> str:
+        return " ".join(part for part in (notice_text(self.body, self.params), self.note.strip()) if part)

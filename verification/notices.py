@@ -14,7 +14,11 @@ def badge_notices(business: Business) -> list[DashboardNotice]:
     url = reverse("verification")
     return [
         DashboardNotice(
-            title=notice.title, body=notice.body, level=notice.level, url=url, link_text=_("Open verification")
+            title=notice.shown_title,
+            body=notice.shown_body,
+            level=notice.level,
+            url=url,
+            link_text=_("Open verification"),
         )
         for notice in business_notices(business=business)
     ]

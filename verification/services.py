@@ -4,6 +4,7 @@ green badge; staff decide. Each function owns its transaction, audit entry and s
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -12,11 +13,12 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from accounts.models import Membership, User
 from audit.services import audit_record
 from tenancy.models import Business
-from verification.models import BadgeApplication, BusinessNotice, PhoneChallenge
+from verification.models import BadgeApplication, BusinessNotice, PhoneChallenge, notice_text
 from verification.otp import otp_check, otp_send
 from verification.selectors import (
     badge_application_open,
@@ -80,7 +82,7 @@ def business_phone_verification_confirm(*, business: Business, actor: User, code
             data={"previous": previous},
         )
         if previous and previous != pending:
-            _badge_return_to_review(business=business, actor=actor, reason=_("The phone number changed."))
+            _badge_return_to_review(business=business, actor=actor, reason=gettext_noop("The phone number changed."))
     return True
 
 
@@ -138,8 +140,8 @@ def business_profile_update(
             _badge_return_to_review(
                 business=business,
                 actor=actor,
-                reason=_("The display name changed from “%(old)s” to “%(new)s”.")
-                % {"old": old_name, "new": business.display_name},
+                reason=gettext_noop("The display name changed from “%(old)s” to “%(new)s”."),
+                reason_params={"old": old_name, "new": business.display_name},
             )
     if old_logo_name:
         storage = Business._meta.get_field("logo").storage  # type: ignore[attr-defined]
@@ -204,6 +206,17 @@ def badge_application_save(
     return application
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A decision's dashboard notice: msgids and their parameters, translated when shown."""
+
+    level: str
+    title: str
+    body: str
+    params: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
 def _decide(
     *,
     application: BadgeApplication,
@@ -212,7 +225,7 @@ def _decide(
     new_status: str,
     allowed_from: set[str],
     action: str,
-    notice: tuple[str, str, str],
+    notice: Notice,
     email_subject: str,
 ) -> BadgeApplication:
     with transaction.atomic():
@@ -238,8 +251,17 @@ def _decide(
             target=application.pk,
             data={"reason": application.decision_reason},
         )
-        level, title, body = notice
-        BusinessNotice.objects.create(business=business, level=level, title=title, body=body)
+        # Stored untranslated, translated for whoever reads it (the reviewer's language is not the business's).
+        BusinessNotice.objects.create(
+            business=business,
+            level=notice.level,
+            title=notice.title,
+            body=notice.body,
+            params=notice.params,
+            note=notice.note,
+        )
+        title = notice_text(notice.title, notice.params)
+        body = " ".join(part for part in (notice_text(notice.body, notice.params), notice.note) if part)
         owners = list(
             Membership.objects.filter(business=business, role=Membership.Role.OWNER).values_list(
                 "user__email", flat=True
@@ -273,11 +295,12 @@ def badge_application_approve(*, application: BadgeApplication, reviewer: User, 
         new_status=BadgeApplication.Status.APPROVED,
         allowed_from={BadgeApplication.Status.SUBMITTED},
         action="badge.approved",
-        notice=(
+        notice=Notice(
             BusinessNotice.Level.SUCCESS,
-            _("Your green badge is live"),
-            _("Customers now see the verified badge next to %(name)s.") % {"name": name}
-            + (f" {reason.strip()}" if reason.strip() else ""),
+            gettext_noop("Your green badge is live"),
+            gettext_noop("Customers now see the verified badge next to %(name)s."),
+            {"name": name},
+            note=reason.strip(),
         ),
         email_subject=_("Parley: %(name)s is verified") % {"name": name},
     )
@@ -293,10 +316,11 @@ def badge_application_reject(*, application: BadgeApplication, reviewer: User, r
         new_status=BadgeApplication.Status.REJECTED,
         allowed_from={BadgeApplication.Status.SUBMITTED},
         action="badge.rejected",
-        notice=(
+        notice=Notice(
             BusinessNotice.Level.WARNING,
-            _("Your badge application was not approved"),
-            _("Reason: %(reason)s You can apply again in 30 days.") % {"reason": reason.strip()},
+            gettext_noop("Your badge application was not approved"),
+            gettext_noop("Reason: %(reason)s You can apply again in 30 days."),
+            {"reason": reason.strip()},
         ),
         email_subject=_("Parley: your badge application for %(name)s") % {"name": application.business.display_name},
     )
@@ -312,17 +336,23 @@ def badge_revoke(*, application: BadgeApplication, reviewer: User, reason: str) 
         new_status=BadgeApplication.Status.REVOKED,
         allowed_from={BadgeApplication.Status.APPROVED, BadgeApplication.Status.SUBMITTED},
         action="badge.revoked",
-        notice=(
+        notice=Notice(
             BusinessNotice.Level.WARNING,
-            _("Your green badge was revoked"),
-            _("Reason: %(reason)s You can apply again in 30 days.") % {"reason": reason.strip()},
+            gettext_noop("Your green badge was revoked"),
+            gettext_noop("Reason: %(reason)s You can apply again in 30 days."),
+            {"reason": reason.strip()},
         ),
         email_subject=_("Parley: the badge of %(name)s was revoked") % {"name": application.business.display_name},
     )
 
 
-def _badge_return_to_review(*, business: Business, actor: User, reason: str) -> None:
-    """Inside the caller's transaction: an approved badge goes back to staff and is hidden."""
+def _badge_return_to_review(
+    *, business: Business, actor: User, reason: str, reason_params: dict[str, str] | None = None
+) -> None:
+    """Inside the caller's transaction: an approved badge goes back to staff and is hidden.
+    `reason` is a msgid (with `reason_params`): the notice translates it for each reader."""
+    reason_params = reason_params or {}
+    reason_text = notice_text(reason, reason_params)
     application = (
         BadgeApplication.objects.select_for_update()
         .filter(business=business, status=BadgeApplication.Status.APPROVED)
@@ -334,22 +364,23 @@ def _badge_return_to_review(*, business: Business, actor: User, reason: str) -> 
     now = timezone.now()
     application.status = BadgeApplication.Status.SUBMITTED
     application.returned_at = now
-    application.returned_reason = reason[:300]
+    application.returned_reason = reason_text[:300]
     application.save(update_fields=["status", "returned_at", "returned_reason"])
     business.badge_status = Business.BadgeStatus.SUBMITTED
     business.save(update_fields=["badge_status", "updated_at"])
     BusinessNotice.objects.create(
         business=business,
         level=BusinessNotice.Level.WARNING,
-        title=_("Your badge is back in review"),
-        body=_("%(reason)s Customers don't see the badge until our team approves the change.") % {"reason": reason},
+        title=gettext_noop("Your badge is back in review"),
+        body=gettext_noop("%(reason)s Customers don't see the badge until our team approves the change."),
+        params={"reason": {"msgid": reason, "params": reason_params}},
     )
     audit_record(
         action="badge.returned_to_review",
         actor=actor,
         business=business,
         target=application.pk,
-        data={"reason": reason},
+        data={"reason": reason_text},
     )
 
 

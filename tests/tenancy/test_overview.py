@@ -65,8 +65,8 @@ def test_agents_see_the_inbox_figures_but_not_billing(world: World) -> None:
 
 def test_overview_in_german(world: World) -> None:
     html = business_client(world.business_b, world.owner_b).get("/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
-    assert figures(html, "inbox")[0].endswith("offene Konversationen") or figures(html, "inbox")[0].endswith(
-        "offene Konversation"
+    assert figures(html, "inbox")[0].endswith("offene Unterhaltungen") or figures(html, "inbox")[0].endswith(
+        "offene Unterhaltung"
     )
     assert figures(html, "team") == ["2 Personen mit Zugang"]
 

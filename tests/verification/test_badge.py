@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from accounts.models import Membership, User
 from audit.models import AuditEvent
@@ -207,6 +207,37 @@ def test_revoke_hides_badge_and_waits_30_days(world: World) -> None:
     assert not Business.objects.get(pk=business.pk).badge_visible
     with pytest.raises(ValidationError, match="apply again"):
         submit(world, business)
+
+
+def test_badge_notices_are_shown_in_the_readers_language(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    """Staff decide in English; the business reads German: the notice is stored untranslated and
+    translated when shown, on the overview (/) and on /verification/ (it was English there)."""
+    business = ready(world)
+    application = submit(world, business)
+    name = business.display_name
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            admin_decide(world, application, "approve", "Register entry checked.")
+        owner = business_client(business, world.owner_a)
+        for path in ("/", "/verification/"):
+            page = owner.get(path, HTTP_ACCEPT_LANGUAGE="de").content.decode()
+            assert "Ihr grünes Abzeichen ist aktiv" in page, path
+            assert f"Kunden sehen jetzt das Abzeichen „Verifiziert“ neben {name}. Register entry checked." in page
+            assert "Your green badge is live" not in page and "Customers now see" not in page
+        english = owner.get("/verification/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        assert f"Customers now see the verified badge next to {name}. Register entry checked." in english
+        # The owner renames the business in English; a German reader sees the whole notice in German.
+        business = Business.objects.get(pk=business.pk)
+        fields = ("description", "category", "website", "email", "address")
+        profile = {field: getattr(business, field) for field in fields}
+        business_profile_update(business=business, actor=world.owner_a, display_name="Ganz Andere Bank", **profile)
+        page = owner.get("/verification/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
+        page = page[: page.index('id="badge-h"')]  # the notices
+        assert "Ihr Abzeichen wird erneut geprüft" in page
+        assert f"Der Anzeigename wurde von „{name}“ in „Ganz Andere Bank“ geändert." in page
+        assert "Your badge is back in review" not in page and "The display name changed" not in page
+    finally:
+        translation.deactivate()
 
 
 def test_display_name_change_after_approval_returns_to_review(world: World) -> None:

@@ -4,6 +4,7 @@ from accounts.models import Customer, User
 from tenancy.models import Business
 from tests.conftest import World
 from verification.models import BadgeApplication
+from verification.phone import sms_destination_check
 from verification.selectors import badge_requirements, user_has_totp
 
 
@@ -27,3 +28,13 @@ def test_demo_airline_owner_has_the_two_factor_the_badge_requires(world: World) 
     assert user_has_totp(user=owner)
     # Nothing the badge requires is left to do for the approved airline's owner.
     assert all(check.done for check in badge_requirements(business=airline, user=owner))
+
+
+def test_demo_businesses_have_numbers_the_phone_form_accepts(world: World) -> None:
+    """The seeded verified numbers are mobiles: the phone form refuses landlines ("Codes can only
+    be sent to mobile numbers"), so a landline could never have been verified."""
+    call_command("seed_demo", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    for slug in ("aurora-air", "baeckerei-kraus"):
+        business = Business.objects.get(slug=slug)
+        assert business.phone_number.startswith("+49")
+        sms_destination_check(business.phone_number)  # raises ValidationError for a landline
