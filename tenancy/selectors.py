@@ -14,3 +14,8 @@ def membership_for(*, user: User, business: Business) -> Membership | None:
     if not user.is_authenticated or business.is_public:
         return None
     return Membership.objects.filter(user=user, business=business).first()
+
+
+def logo_is_current(*, schema: str, name: str) -> bool:
+    """Whether `name` (logos/<schema>/<file>) is that business's logo right now."""
+    return Business.objects.filter(schema_name=schema, logo=name).exists()

@@ -10,7 +10,7 @@ from tenancy.forms import BusinessCreateForm
 from tenancy.models import Business
 from tenancy.notices import dashboard_notices
 from tenancy.sections import SECTIONS, live_figures, section_figures
-from tenancy.selectors import businesses_for_user
+from tenancy.selectors import businesses_for_user, logo_is_current
 from tenancy.services import business_create
 
 # The formats the profile form accepts (verification.forms checks each file's signature).
@@ -30,7 +30,7 @@ def business_logo(request: HttpRequest, schema: str, filename: str) -> FileRespo
     with every upload, so browsers may keep it."""
     name = f"logos/{schema}/{filename}"
     content_type = LOGO_TYPES.get(filename[filename.rfind(".") :].lower()) if "." in filename else None
-    if content_type is None or not Business.objects.filter(schema_name=schema, logo=name).exists():
+    if content_type is None or not logo_is_current(schema=schema, name=name):
         raise Http404
     storage = Business._meta.get_field("logo").storage  # type: ignore[attr-defined]
     try:
