@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import mimetypes
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -13,15 +15,6 @@ from tenancy.sections import SECTIONS, live_figures, section_figures
 from tenancy.selectors import businesses_for_user, logo_is_current
 from tenancy.services import business_create
 
-# The formats the profile form accepts (verification.forms checks each file's signature).
-LOGO_TYPES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".webp": "image/webp",
-    ".gif": "image/gif",
-}
-
 
 def business_logo(request: HttpRequest, schema: str, filename: str) -> FileResponse:
     """A business's current logo, for anyone: customers see it in the directory, their list of
@@ -29,8 +22,11 @@ def business_logo(request: HttpRequest, schema: str, filename: str) -> FileRespo
     served (not any file under MEDIA_ROOT, not a replaced logo); its name is random and changes
     with every upload, so browsers may keep it."""
     name = f"logos/{schema}/{filename}"
-    content_type = LOGO_TYPES.get(filename[filename.rfind(".") :].lower()) if "." in filename else None
-    if content_type is None or not logo_is_current(schema=schema, name=name):
+    # The profile form took only raster images (verification.forms checks each file's
+    # signature): a current logo's name says which. Never SVG, which can carry script.
+    content_type = mimetypes.guess_type(filename)[0] or ""
+    raster = content_type.startswith("image/") and content_type != "image/svg+xml"
+    if not raster or not logo_is_current(schema=schema, name=name):
         raise Http404
     storage = Business._meta.get_field("logo").storage  # type: ignore[attr-defined]
     try:

@@ -252,7 +252,7 @@ def _decide(
             data={"reason": application.decision_reason},
         )
         # Stored untranslated, translated for whoever reads it (the reviewer's language is not the business's).
-        BusinessNotice.objects.create(
+        stored = BusinessNotice.objects.create(
             business=business,
             level=notice.level,
             title=notice.title,
@@ -260,8 +260,8 @@ def _decide(
             params=notice.params,
             note=notice.note,
         )
-        title = notice_text(notice.title, notice.params)
-        body = " ".join(part for part in (notice_text(notice.body, notice.params), notice.note) if part)
+        # The mail is written now, in the reviewer's language (as before), from the same texts.
+        title, body = stored.shown_title, stored.shown_body
         owners = list(
             Membership.objects.filter(business=business, role=Membership.Role.OWNER).values_list(
                 "user__email", flat=True
