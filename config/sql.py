@@ -23,6 +23,7 @@ that lock rows rely on it to lock in one order everywhere.
 from __future__ import annotations
 
 import ctypes
+import datetime
 import functools
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -214,6 +215,26 @@ def _send_without_waiting(pipeline: Any) -> None:
     pipeline._fetch_gen = fetch_after_sending
 
 
+_TIMESTAMPTZ_OID = psycopg.postgres.types["timestamptz"].oid
+
+
+def _native_timestamptz_loader() -> type[psycopg.abc.Loader]:
+    # psycopg's global map holds its own loaders; Django registers its loader on each connection.
+    loader = psycopg.adapters.get_loader(_TIMESTAMPTZ_OID, pq.Format.TEXT)
+    if loader is None:
+        raise RuntimeError("psycopg has no timestamptz loader")
+    return loader
+
+
+_NATIVE_TIMESTAMPTZ_LOADER = _native_timestamptz_loader()
+
+
+def _session_in_utc(wrapper: Any) -> bool:
+    """Django loads timestamptz values in UTC (USE_TZ, no per-database TIME_ZONE) and the
+    session's TimeZone is UTC, so psycopg's own loader makes the same datetimes."""
+    return wrapper.timezone is datetime.UTC and wrapper.connection.info.parameter_status("TimeZone") == "UTC"
+
+
 def prepared_cursor() -> Any:
     """A Django cursor on this thread's connection whose statements are prepared: parsed once per
     connection and then bound, not parsed and planned from their text on every run. Django binds
@@ -237,6 +258,12 @@ def prepared_cursor() -> Any:
     # Every integer as bigint: psycopg picks int2, int4 or int8 by a value's size, and a statement
     # is prepared per text and parameter types, so ids passing 32,767 would prepare it again.
     cursor.adapters.register_dumper(int, Int8Dumper)
+    if _session_in_utc(connection):
+        # psycopg's own timestamptz loader (compiled) instead of Django's, a Python call per
+        # value that loads with it and then replaces the time zone with UTC: in a UTC session
+        # psycopg's gives that same UTC datetime itself. A send group's lock reads ~11
+        # timestamps per conversation (issue 9).
+        cursor.adapters.register_loader(_TIMESTAMPTZ_OID, _NATIVE_TIMESTAMPTZ_LOADER)
     # Wrapped as Django wraps its own (errors, the query log tests and debug pages read);
     # django-stubs types these two as taking a wrapper, not the driver's cursor they wrap.
     wrapper: Any = connection

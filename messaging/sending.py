@@ -47,7 +47,7 @@ from directory.services import ThreadState, ThreadTouch, customer_threads_touch_
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
 from messaging.ids import conversation_pk
-from messaging.locks import conversations_lock, model_columns
+from messaging.locks import conversations_lock, model_columns, model_new
 from messaging.models import SERVICE_WINDOW_HOURS, Contact, Conversation, Event, Message, awaiting_receipt_sql
 from messaging.payloads import conversation_payload, message_payload
 from messaging.rich import RichParts, preview, resolve
@@ -506,10 +506,7 @@ def _new_message(request: SendRequest, thread: _Thread, direction: str) -> Messa
         "interactive": rich.interactive if rich else None,
         "choice_id": rich.choice_id if rich else "",
     }
-    # Positional, as Django builds rows it reads: its keyword path resolves every field by name
-    # and every relation through its descriptor, most of a group's model time in the profile.
-    fields: list[Any] = [values.get(name) for name in _MESSAGE_FIELDS]
-    message = Message(*fields)  # type: ignore[misc]  # the plugin cannot type positional fields
+    message = model_new(Message, values)
     # The related objects the payloads and callers read, without a query.
     Message.conversation.field.set_cached_value(message, thread.conversation)
     Message.author_user.field.set_cached_value(message, request.user)

@@ -124,3 +124,41 @@ def test_dates_whole_seconds_and_other_zones_come_back_exactly() -> None:
         assert cursor.fetchall() == rows  # timestamptz compares as instants, whatever the zone
     with pytest.raises(TypeError, match="not JSON serializable: object"):
         rows_source([("x", "text")], [(object(),), (object(),)])
+
+
+@pytest.mark.django_db
+def test_a_prepared_cursor_reads_timestamps_as_django_does_in_any_session_zone() -> None:
+    """A prepared cursor loads timestamptz with psycopg's own loader in a UTC session (what
+    Django's loader makes there, without a Python call per value) and with Django's otherwise
+    (which assumes a UTC session): whatever the session, what a Django cursor reads."""
+    from config.sql import prepared_cursor
+
+    at = datetime(2026, 12, 6, 15, 30, 1, 234567, tzinfo=ZoneInfo("Europe/Berlin"))
+
+    def read(cursor: Any) -> datetime:
+        cursor.execute("SELECT %s::timestamptz", [at])
+        value = cursor.fetchone()[0]
+        assert isinstance(value, datetime)
+        return value
+
+    def loader_module(cursor: Any) -> str:
+        return str(cursor.cursor.adapters.get_loader(1184, 0).__module__)  # timestamptz, text
+
+    with connection.cursor() as plain:
+        wanted = read(plain)
+    assert wanted == at and wanted.tzinfo is UTC
+    with prepared_cursor() as cursor:
+        got = read(cursor)
+        assert got == wanted and got.tzinfo is UTC and "django" not in loader_module(cursor)
+    with connection.cursor() as plain:
+        plain.execute("SET TIME ZONE 'America/New_York'")
+    try:
+        with connection.cursor() as plain:
+            wanted = read(plain)
+        with prepared_cursor() as cursor:
+            got = read(cursor)
+            assert "django" in loader_module(cursor)
+        assert got == wanted and got.tzinfo is UTC
+    finally:
+        with connection.cursor() as plain:
+            plain.execute("SET TIME ZONE 'UTC'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -261,6 +262,11 @@ def test_locked_rows_are_the_models_the_orm_would_load(world: World) -> None:
     for got, want in pairs:
         assert type(got) is type(want) and fields(got) == fields(want)
         assert (got._state.adding, got._state.db) == (False, want._state.db)
+        # Timestamps in UTC as Django loads them, though psycopg's own loader read them
+        # (config.sql.prepared_cursor): equal instants in another zone would pass `==` above.
+        for name, value in fields(got).items():
+            if isinstance(value, datetime):
+                assert value.tzinfo is getattr(want, name).tzinfo is UTC, name
     # The customer's "hello" is the latest unread inbound message.
     assert not row.customer_blocked
     assert row.last_unread_inbound_id == hello.pk
@@ -429,3 +435,32 @@ def test_the_dedupe_lookup_probes_the_index_per_key_whatever_join_the_planner_pr
         assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), scan
         assert scan.get("Index Name") == "message_unique_client_msg_id", scan
     assert [row[0] for row in found] == [first.pk]  # the one key sent before, found
+
+
+def test_a_new_message_is_the_instance_init_would_make() -> None:
+    """The writer makes its messages without Model.__init__ (messaging.locks.model_new): the
+    same unsaved instance as `Message(*fields)` — the given values, None in every other field,
+    adding — and, once an init signal has a receiver for the model, __init__ itself."""
+    from django.db.models import signals
+
+    from messaging.locks import model_new
+
+    values = {"conversation_id": 7, "direction": Message.Direction.INBOUND, "body": "Moin", "choice_id": ""}
+    names = [f.attname for f in Message._meta.concrete_fields]
+    made = model_new(Message, values)
+    want = Message(*[values.get(name) for name in names])  # type: ignore[misc]
+    assert {n: made.__dict__[n] for n in names} == {n: want.__dict__[n] for n in names}
+    assert made.pk is None and made.created_at is None and made.body == "Moin"
+    assert (made._state.adding, made._state.db) == (True, None) == (want._state.adding, want._state.db)
+
+    heard: list[Any] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        heard.append(kwargs["instance"])
+
+    signals.post_init.connect(receiver, sender=Message)
+    try:
+        again = model_new(Message, values)
+    finally:
+        signals.post_init.disconnect(receiver, sender=Message)
+    assert heard == [again] and again.body == "Moin" and again.author_key is None
