@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from psycopg import pq
 from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8Dumper
@@ -246,28 +246,30 @@ def prepared_cursor() -> Any:
     where it is estimated no worse. Statements live as long as the connection (PgBouncer in
     session mode keeps them; see docs/deploy.md). Django's own cursors bind client-side and are
     never prepared: `prepare_threshold` (config.database) concerns only cursors like this one."""
-    connection.ensure_connection()
+    # This thread's connection, looked up once: `connection` is a proxy that finds it anew on
+    # every attribute (a send group makes ~9 of these cursors).
+    # django-stubs types the cursor makers as taking a wrapper, not the driver's cursor they wrap.
+    wrapper: Any = connections[DEFAULT_DB_ALIAS]
+    wrapper.ensure_connection()
     # django-tenants sets the business's search_path when Django makes a cursor (once per
     # connection and schema: TENANT_LIMIT_SET_CALLS, remembered in `search_path_set_schemas`); a
     # driver cursor made here bypasses that, so a block of prepared cursors only (a send group's)
     # ran under the schema before. A Django cursor is made only while the path is not set yet.
-    if not getattr(connection, "search_path_set_schemas", True):
-        connection.cursor().close()
-    connection.validate_thread_sharing()
-    cursor = psycopg.Cursor(connection.connection)
+    if not getattr(wrapper, "search_path_set_schemas", True):
+        wrapper.cursor().close()
+    wrapper.validate_thread_sharing()
+    cursor = psycopg.Cursor(wrapper.connection)
     # Every integer as bigint: psycopg picks int2, int4 or int8 by a value's size, and a statement
     # is prepared per text and parameter types, so ids passing 32,767 would prepare it again.
     cursor.adapters.register_dumper(int, Int8Dumper)
-    if _session_in_utc(connection):
+    if _session_in_utc(wrapper):
         # psycopg's own timestamptz loader (compiled) instead of Django's, a Python call per
         # value that loads with it and then replaces the time zone with UTC: in a UTC session
         # psycopg's gives that same UTC datetime itself. A send group's lock reads ~11
         # timestamps per conversation (issue 9).
         cursor.adapters.register_loader(_TIMESTAMPTZ_OID, _NATIVE_TIMESTAMPTZ_LOADER)
-    # Wrapped as Django wraps its own (errors, the query log tests and debug pages read);
-    # django-stubs types these two as taking a wrapper, not the driver's cursor they wrap.
-    wrapper: Any = connection
-    return wrapper.make_debug_cursor(cursor) if connection.queries_logged else wrapper.make_cursor(cursor)
+    # Wrapped as Django wraps its own (errors, the query log tests and debug pages read).
+    return wrapper.make_debug_cursor(cursor) if wrapper.queries_logged else wrapper.make_cursor(cursor)
 
 
 _local = threading.local()

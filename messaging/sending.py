@@ -1166,9 +1166,10 @@ def _flush(group: _Group) -> Callable[[], tuple[list[events.StoredEvent], list[t
     @functools.cache
     def numbered() -> tuple[list[events.StoredEvent], list[tuple[int, str]]]:
         ids = number()
+        alias = connection.alias
         for message in group.messages:
             message.event_id = ids.id(message.event_id)
-            message._state.adding, message._state.db = False, connection.alias
+            message._state.adding, message._state.db = False, alias
         for thread in changed:
             ids.pointers(thread.conversation)
         stored = [ids.stored(event) for event in unnumbered]
