@@ -358,8 +358,13 @@ class FastTenantExecutor(MigrationExecutor):
         not_started: list[str] = []
         tasks = [(index, len(tenants), name) for index, name in enumerate(tenants)]
         # Forking pays off from a few dozen schemas; below that (tests, a single new business)
-        # everything runs here.
-        if processes > 1 and len(tenants) >= int(getattr(settings, "PARLEY_MIGRATION_FORK_FROM", 20)):
+        # everything runs here. So it does inside an open transaction (a caller's atomic block):
+        # its connection cannot be closed for the children, which would inherit it as open and
+        # refuse to connect ("Cannot open a new connection in an atomic block"), or wait on the
+        # rows and schemas it holds uncommitted.
+        in_transaction = any(c.in_atomic_block for c in connections.all(initialized_only=True))
+        fork_from = int(getattr(settings, "PARLEY_MIGRATION_FORK_FROM", 20))
+        if processes > 1 and len(tenants) >= fork_from and not in_transaction:
             # No connection may be shared with the children: close this process's connections
             # and its psycopg pool (a forked pool would hand the same sockets to every child).
             connections.close_all()

@@ -148,6 +148,23 @@ def test_worker_processes_migrate_their_share_of_schemas(committed_businesses: l
         assert recorded(business.schema_name) and index_exists(business.schema_name)
 
 
+@override_settings(PARLEY_MIGRATION_FORK_FROM=1, TENANT_MULTIPROCESSING_MAX_PROCESSES=2)
+def test_inside_a_transaction_the_schemas_are_migrated_here_not_by_forked_workers(world: World) -> None:
+    """Inside a caller's open transaction (this test's atomic block) forked workers would inherit
+    its connection as open ("Cannot open a new connection in an atomic block") and could not see
+    the businesses it made: the schemas are migrated in this process, however many there are
+    (a reused test database has dozens)."""
+    businesses = [business_create(owner=world.owner_a, name=f"Open {n}", slug=f"open-{n}") for n in range(2)]
+    for business in businesses:
+        unapply(business.schema_name)
+    assert connection.in_atomic_block
+
+    call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+
+    for business in businesses:
+        assert recorded(business.schema_name) and index_exists(business.schema_name)
+
+
 FK_MIGRATION = ("collab", "0004_no_constraints_into_public")
 
 
