@@ -26,6 +26,7 @@ import ctypes
 import datetime
 import functools
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from decimal import Decimal
@@ -35,6 +36,7 @@ import orjson
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from psycopg import pq
+from psycopg.adapt import AdaptersMap
 from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8Dumper
 
@@ -258,18 +260,51 @@ def prepared_cursor() -> Any:
     if not getattr(wrapper, "search_path_set_schemas", True):
         wrapper.cursor().close()
     wrapper.validate_thread_sharing()
-    cursor = psycopg.Cursor(wrapper.connection)
-    # Every integer as bigint: psycopg picks int2, int4 or int8 by a value's size, and a statement
-    # is prepared per text and parameter types, so ids passing 32,767 would prepare it again.
-    cursor.adapters.register_dumper(int, Int8Dumper)
-    if _session_in_utc(wrapper):
-        # psycopg's own timestamptz loader (compiled) instead of Django's, a Python call per
-        # value that loads with it and then replaces the time zone with UTC: in a UTC session
-        # psycopg's gives that same UTC datetime itself. A send group's lock reads ~11
-        # timestamps per conversation (issue 9).
-        cursor.adapters.register_loader(_TIMESTAMPTZ_OID, _NATIVE_TIMESTAMPTZ_LOADER)
+    cursor = _PreparedCursor(wrapper.connection, _prepared_adapters(wrapper))
     # Wrapped as Django wraps its own (errors, the query log tests and debug pages read).
     return wrapper.make_debug_cursor(cursor) if wrapper.queries_logged else wrapper.make_cursor(cursor)
+
+
+class _PreparedCursor(psycopg.Cursor[Any]):
+    """A driver cursor whose adapters derive from its connection's map for prepared cursors
+    (`_prepared_adapters`), made once per connection: registering them on each cursor copied
+    the connection's dumpers and loaders every time (two copies of ~100 entries, a dozen
+    cursors a send group; issue 9)."""
+
+    def __init__(self, connection: psycopg.Connection[Any], adapters: AdaptersMap) -> None:
+        super().__init__(connection)
+        # As psycopg's BaseCursor sets its own, from this map instead of the connection's.
+        self._adapters = AdaptersMap(adapters)
+        self._adapters._register_loader_callback = functools.partial(self._loaders_changed, weakref.ref(self))
+
+
+_ADAPTERS_ATTRIBUTE = "_parley_prepared_adapters"
+
+
+def _prepared_adapters(wrapper: Any) -> AdaptersMap:
+    """The connection's adapters with what prepared cursors bind and read differently, made
+    once per connection (and session time zone): what is registered on the connection after
+    that is not seen by its prepared cursors (Django and Parley register nothing there after
+    connecting)."""
+    connection = wrapper.connection
+    made: dict[bool, AdaptersMap] = getattr(connection, _ADAPTERS_ATTRIBUTE, None) or {}
+    utc = _session_in_utc(wrapper)
+    adapters = made.get(utc)
+    if adapters is None:
+        adapters = AdaptersMap(connection.adapters)
+        # Every integer as bigint: psycopg picks int2, int4 or int8 by a value's size, and a
+        # statement is prepared per text and parameter types, so ids passing 32,767 would
+        # prepare it again.
+        adapters.register_dumper(int, Int8Dumper)
+        if utc:
+            # psycopg's own timestamptz loader (compiled) instead of Django's, a Python call per
+            # value that loads with it and then replaces the time zone with UTC: in a UTC session
+            # psycopg's gives that same UTC datetime itself. A send group's lock reads ~11
+            # timestamps per conversation (issue 9).
+            adapters.register_loader(_TIMESTAMPTZ_OID, _NATIVE_TIMESTAMPTZ_LOADER)
+        made[utc] = adapters
+        setattr(connection, _ADAPTERS_ATTRIBUTE, made)
+    return adapters
 
 
 _local = threading.local()

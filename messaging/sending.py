@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -924,32 +924,35 @@ def _write(
     created_keys: list[DedupeKey] = []
 
     reserved_again: list[bool] = []
+    cursors = ExitStack()
+    opened: dict[str, Any] = {}
+
+    def cursor(name: str) -> Any:
+        # Each made when first used: a customer's group needs two of these five, and a prepared
+        # cursor costs a copy of the connection's adapters (config.sql.prepared_cursor).
+        if name not in opened:
+            opened[name] = cursors.enter_context(prepared_cursor())
+        return opened[name]
 
     def look_again(customer_ids: set[int]) -> None:
         # Conversations made here just now: another writer may have made one first and sent
         # under one of these keys before this group's second lock: looked up behind that lock.
         created_keys.extend(key for key in keys if key[1] in customer_ids)
         if created_keys:
-            _existing_send(again, created_keys)
+            _existing_send(cursor("again"), created_keys)
         # And the ids again, behind that lock: reserved before it, a message here could get a
         # lower id than one that writer committed first into the same conversation.
-        _reserve_ids(reserve_again, len(requests))
+        _reserve_ids(cursor("reserve_again"), len(requests))
         reserved_again.append(True)
 
     def behind() -> None:
         if keys:
-            _existing_send(lookup, keys)
-        _reserve_ids(reserve, len(requests))
+            _existing_send(cursor("lookup"), keys)
+        _reserve_ids(cursor("reserve"), len(requests))
 
-    with (
-        prepared_cursor() as seats,
-        prepared_cursor() as lookup,
-        prepared_cursor() as again,
-        prepared_cursor() as reserve,
-        prepared_cursor() as reserve_again,
-    ):
+    with cursors:
         if asking:
-            seats_send(seats, business_id=business.pk, user_ids=asking)
+            seats_send(cursor("seats"), business_id=business.pk, user_ids=asking)
         # The dedupe lookup and the message ids go out behind the lock statement (one round
         # trip for all three); the server runs them once the conversations are locked, so the
         # lookup sees every message committed under those locks, and a conversation's message
@@ -962,7 +965,7 @@ def _write(
             behind_created=look_again,
         )
         if asking:
-            roles = dict(seats.fetchall())
+            roles = dict(cursor("seats").fetchall())
             group.assignee_only_users = {
                 pk for pk, role in roles.items() if assignee_only and role == Membership.Role.AGENT
             }
@@ -970,13 +973,13 @@ def _write(
                 if request.member_unchecked and (request.user is None or request.user.pk not in roles):
                     with worded_in(request.language):
                         outcomes[index] = not_found()  # no seat (any more): as for a conversation not theirs
-        existing = _existing_read(lookup) if keys else {}
+        existing = _existing_read(cursor("lookup")) if keys else {}
         if created_keys:
-            existing.update(_existing_read(again))
-        group.message_ids = [int(pk) for (pk,) in reserve.fetchall()]
+            existing.update(_existing_read(cursor("again")))
+        group.message_ids = [int(pk) for (pk,) in cursor("reserve").fetchall()]
         reserved = list(group.message_ids)
         if reserved_again:
-            group.message_ids = [int(pk) for (pk,) in reserve_again.fetchall()]
+            group.message_ids = [int(pk) for (pk,) in cursor("reserve_again").fetchall()]
             reserved += group.message_ids
     # Both reservations: a group that made conversations leaves its first one unused.
     _statistics_when_grown(business, reserved)

@@ -162,3 +162,25 @@ def test_a_prepared_cursor_reads_timestamps_as_django_does_in_any_session_zone()
     finally:
         with connection.cursor() as plain:
             plain.execute("SET TIME ZONE 'UTC'")
+
+
+@pytest.mark.django_db
+def test_prepared_cursors_bind_every_integer_as_bigint_through_one_map_per_connection() -> None:
+    """Prepared cursors bind integers as bigint whatever their size (one prepared statement for
+    small and large ids); what they bind and read differently is set up once per connection and
+    shared by its cursors, not copied into each, and a new connection gets its own."""
+    from config.sql import prepared_cursor
+
+    def typed(value: int) -> tuple[str, Any]:
+        with prepared_cursor() as cursor:
+            cursor.execute("SELECT pg_typeof(%s)::text, %s", [value, value])
+            row = cursor.fetchone()
+            return row[0], row[1]
+
+    assert typed(7) == ("bigint", 7) and typed(2**40) == ("bigint", 2**40)
+    with prepared_cursor() as first, prepared_cursor() as second:
+        parent_loaders = first.cursor.adapters._loaders[0]
+        assert parent_loaders is second.cursor.adapters._loaders[0]  # one map, not two copies
+        assert first.cursor.connection is connection.connection
+    driver = connection.connection
+    assert getattr(driver, "_parley_prepared_adapters", None)
