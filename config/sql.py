@@ -79,7 +79,9 @@ def rows_source(columns: Sequence[Column], rows: Sequence[Sequence[Any]], alias:
     PostgreSQL text cannot hold in any binding)."""
     if not rows:
         raise ValueError("rows_source needs at least one row")
-    by_column = list(zip(*rows, strict=True)) if len(rows) > 1 else [(value,) for value in rows[0]]
+    if len(rows) == 1:
+        return _one_row_source(columns, rows[0], alias)
+    by_column = list(zip(*rows, strict=True))
     if len(by_column) != len(columns):
         raise ValueError(f"{len(columns)} columns but rows of {len(by_column)} values")
     select: list[str] = []
@@ -111,6 +113,18 @@ def rows_source(columns: Sequence[Column], rows: Sequence[Sequence[Any]], alias:
     return (
         f"(SELECT {', '.join(select)} FROM {source} ORDER BY u.ordinal_ LIMIT {expected}) AS {alias}",
         [*scalars, *encoded],
+    )
+
+
+def _one_row_source(columns: Sequence[Column], row: Sequence[Any], alias: str) -> tuple[str, list[Any]]:
+    """`rows_source` of one row: every column a scalar (the usual send group of one, at low
+    rates, makes several of these per group)."""
+    if len(row) != len(columns):
+        raise ValueError(f"{len(columns)} columns but rows of {len(row)} values")
+    select = ", ".join(f"%s::{sql_type} AS {name}" for name, sql_type in columns)
+    return (
+        f"(SELECT {select} FROM generate_series(1, %s) AS u(ordinal_) ORDER BY u.ordinal_ LIMIT 1) AS {alias}",
+        [*row, 1],
     )
 
 

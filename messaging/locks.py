@@ -29,8 +29,10 @@ from customers.models import Block
 from messaging.models import Contact, Conversation, Message, awaiting_receipt_sql
 
 
+@functools.cache
 def model_columns(model: Any, alias: str) -> tuple[list[str], str]:
-    """A model's concrete fields (attnames, in the order `from_db` takes them) and their SQL."""
+    """A model's concrete fields (attnames, in the order `from_db` takes them) and their SQL.
+    Made once per model and alias: the list is shared, never to be changed."""
     fields = model._meta.concrete_fields
     return [f.attname for f in fields], ", ".join(f'{alias}."{f.column}"' for f in fields)
 
