@@ -1,0 +1,179 @@
+"""The send writer's CPU as instructions, counted by valgrind's callgrind: the same figure for the
+same code however busy the machine is, so a change of a few percent shows in one run where
+wall-clock or CPU-time figures of a shared 2-core machine drift by tens of percent.
+
+Run: .venv/bin/python bench/writer_instructions.py [--sizes 1,20] [--groups 50]
+     .venv/bin/python bench/writer_instructions.py --root /tmp/old --root .   # another checkout vs this one
+
+For each checkout (`--root`, default this one) and each group size, a child process runs under
+`valgrind --tool=callgrind --instr-atstart=no`: it makes a throwaway database with one business
+and a conversation per customer, writes a few warm-up groups, then counts only `--groups` groups
+of customer sends into existing conversations (`do_send_messages`, as a websocket's group commit
+calls it, publishing through the configured channel layer from the process's own loop thread,
+as a job worker does; the server publishes from its event loop) by turning callgrind's
+instrumentation on around them (`callgrind_control -i on|off`). Prints instructions per group and
+per message, and each checkout's ratio to the first. A group of one send is the writer at low
+rates (its fixed cost per group); twenty, at 1,000 msgs/s. Production settings (DEBUG off).
+Without valgrind on the machine it says so. `--child --no-count` runs one child without valgrind
+(the smoke test in tests/bench).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WARM_GROUPS = 20
+CUSTOMERS = 200
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1,20", help="comma-separated sends per group")
+    parser.add_argument("--groups", type=int, default=50, help="groups counted per size")
+    parser.add_argument("--root", action="append", help="a checkout to measure (repeatable; default this one)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--no-count", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.groups < 1:
+        parser.error("--groups must be at least 1")
+    if args.child:
+        child(args.size, args.groups, count=not args.no_count)
+        return
+    sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    if not sizes or min(sizes) < 1 or max(sizes) > CUSTOMERS:
+        parser.error(f"--sizes must be between 1 and {CUSTOMERS}")
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        sys.exit("valgrind is not installed (apt-get install valgrind): callgrind counts the instructions")
+    roots = [Path(root).resolve() for root in (args.root or [str(ROOT)])]
+    results: dict[tuple[Path, int], int] = {}
+    for size in sizes:
+        for root in roots:
+            results[root, size] = counted(root, size, args.groups)
+            per_group = results[root, size] / args.groups
+            ratio = results[root, size] / results[roots[0], size]
+            print(
+                f"{root}: groups of {size}: {per_group / 1e6:.2f} M instructions per group, "
+                f"{per_group / size / 1e6:.3f} M per message ({ratio:.3f}x the first)",
+                flush=True,
+            )
+
+
+def counted(root: Path, size: int, groups: int) -> int:
+    """Instructions of `groups` groups of `size`, in a child under callgrind in `root`."""
+    python = root / ".venv" / "bin" / "python"
+    script = root / "bench" / "writer_instructions.py"
+    if not script.exists():  # an older checkout: this script, run from there
+        script = Path(__file__).resolve()
+    with tempfile.TemporaryDirectory() as scratch:
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={scratch}/callgrind.out",
+            str(python if python.exists() else sys.executable),
+            str(script),
+            "--child",
+            "--size",
+            str(size),
+            "--groups",
+            str(groups),
+        ]
+        done = subprocess.run(
+            command, cwd=root, capture_output=True, text=True, env={**os.environ, "BENCH_ROOT": str(root)}
+        )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"the child in {root} failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
+    return int(found.group(1))
+
+
+def child(size: int, groups: int, *, count: bool) -> None:
+    root = Path(os.environ.get("BENCH_ROOT", ROOT))
+    sys.path.insert(0, str(root))
+    os.chdir(root)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ["DEBUG"] = "0"  # measured as production runs
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
+    from bench.throwaway_db import throwaway_database
+
+    with throwaway_database():
+        write_groups(size, groups, count=count)
+
+
+def write_groups(size: int, groups: int, *, count: bool) -> None:
+    import gc
+
+    from django.core.management import call_command
+    from django.utils import timezone
+    from django_tenants.utils import schema_context
+
+    from accounts.models import Customer, User
+    from messaging.sending import SendRequest, check_customer_send, check_template_send, do_send_messages
+    from tenancy.services import business_create
+
+    call_command("parley_setup", verbosity=0)
+    owner = User.objects.create_user("writer-instructions@example.com", "x" * 12)
+    business = business_create(owner=owner, name="Writer Instructions", slug="writer-instructions")
+    now = timezone.now()
+    customers = Customer.objects.bulk_create(
+        [
+            Customer(phone_number=f"+4917{n:09d}", display_name=f"Kunde {n}", country_code="DE", verified_at=now)
+            for n in range(CUSTOMERS)
+        ]
+    )
+
+    def group(number: int) -> list[SendRequest]:
+        chunk = [customers[(number * size + k) % CUSTOMERS] for k in range(size)]
+        return [
+            check_customer_send(customer=customer, body=f"Danke {number}", client_msg_id=f"c{number}-{k}")
+            for k, customer in enumerate(chunk)
+        ]
+
+    with schema_context(business.schema_name):
+        for start in range(0, CUSTOMERS, 20):  # every customer's conversation exists first
+            requests = [
+                check_template_send(
+                    customer=customer,
+                    template_name="flight_change",
+                    body="Flug AB 123 jetzt 10:40.",
+                    category="utility",
+                    author_key="api:1",
+                    client_msg_id=f"n{customer.pk}",
+                )
+                for customer in customers[start : start + 20]
+            ]
+            do_send_messages(business=business, requests=requests)
+        for number in range(WARM_GROUPS):
+            do_send_messages(business=business, requests=group(number))
+        batches = [group(number) for number in range(WARM_GROUPS, WARM_GROUPS + groups)]
+        # As the server does after start-up (config.asgi): what lives for the run is not traced.
+        gc.collect()
+        gc.freeze()
+        instrumentation("on", count)
+        written = 0
+        for requests in batches:
+            outcomes = do_send_messages(business=business, requests=requests)
+            written += sum(1 for outcome in outcomes if not isinstance(outcome, Exception))
+        instrumentation("off", count)
+    print(f"{written} messages written in {groups} groups of {size}")
+    if written != groups * size:
+        raise SystemExit(f"only {written} of {groups * size} sends were written")
+
+
+def instrumentation(state: str, count: bool) -> None:
+    if count:
+        subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], check=True, capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
