@@ -263,7 +263,7 @@ def prepared_cursor() -> Any:
     session mode keeps them; see docs/deploy.md). Django's own cursors bind client-side and are
     never prepared: `prepare_threshold` (config.database) concerns only cursors like this one."""
     # This thread's connection, looked up once: `connection` is a proxy that finds it anew on
-    # every attribute (a send group makes ~9 of these cursors).
+    # every attribute (a send group makes several of these cursors).
     # django-stubs types the cursor makers as taking a wrapper, not the driver's cursor they wrap.
     wrapper: Any = connections[DEFAULT_DB_ALIAS]
     wrapper.ensure_connection()
@@ -282,7 +282,7 @@ def prepared_cursor() -> Any:
 class _PreparedCursor(psycopg.Cursor[Any]):
     """A driver cursor whose adapters derive from its connection's map for prepared cursors
     (`_prepared_adapters`), made once per connection: registering them on each cursor copied
-    the connection's dumpers and loaders every time (two copies of ~100 entries, a dozen
+    the connection's dumpers and loaders every time (two copies of ~100 entries, several
     cursors a send group; issue 9)."""
 
     def __init__(self, connection: psycopg.Connection[Any], adapters: AdaptersMap) -> None:
