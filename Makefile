@@ -58,7 +58,7 @@ bench: setup
 	$(PY) bench/idle_sockets.py --sockets 10000
 	$(PY) bench/tenants.py --count 1000
 	$(PY) bench/send_core.py
-	$(PY) bench/writer_instructions.py
+	$(PY) bench/send_instructions.py
 	$(PY) bench/new_business.py
 	$(PY) bench/notify.py --recipients 2000 --connected 50 --workers 2
 

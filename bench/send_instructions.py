@@ -1,9 +1,15 @@
-"""The send writer's CPU as instructions, counted by valgrind's callgrind: the same figure for the
-same code however busy the machine is, so a change of a few percent shows in one run where
+"""A send's CPU as instructions, counted by valgrind's callgrind: the same figure for the same
+code however busy the machine is, so a change of a few percent shows in one run where
 wall-clock or CPU-time figures of a shared 2-core machine drift by tens of percent.
 
-Run: .venv/bin/python bench/writer_instructions.py [--sizes 1,20] [--groups 50]
-     .venv/bin/python bench/writer_instructions.py --root /tmp/old --root .   # another checkout vs this one
+Run: .venv/bin/python bench/send_instructions.py [--sizes 1,20] [--groups 50] [--through writer,socket]
+     .venv/bin/python bench/send_instructions.py --root /tmp/old --root .   # another checkout vs this one
+
+Two paths (`--through`): `writer`, the send writer alone (below); `socket`, the whole server side
+of a customer's send — `--size` customers' chat websockets (in process, through Channels'
+WebsocketCommunicator instead of a server's socket: the same for every checkout) each send one
+message per group at once and wait for its answer: the frame's checks, the rights and the send
+tokens read from Redis, the group commit, the writer, the publish and the answer frame.
 
 For each checkout (`--root`, default this one) and each group size, a child process runs under
 `valgrind --tool=callgrind --instr-atstart=no`: it makes a throwaway database with one business
@@ -29,10 +35,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_GROUPS = 20
 CUSTOMERS = 200
+# Sends per customer in a socket run: within a customer's burst (messaging.send_limits and the
+# socket's own bucket: 20), so nothing is refused for its rate.
+SEND_PER_CUSTOMER = 15
 
 
 def main() -> None:
@@ -40,14 +50,18 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,20", help="comma-separated sends per group")
     parser.add_argument("--groups", type=int, default=50, help="groups counted per size")
     parser.add_argument("--root", action="append", help="a checkout to measure (repeatable; default this one)")
+    parser.add_argument("--through", default="writer", help="comma-separated paths: writer, socket")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--no-count", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.groups < 1:
         parser.error("--groups must be at least 1")
+    paths = [path.strip() for path in args.through.split(",") if path.strip()]
+    if not paths or not set(paths) <= {"writer", "socket"}:
+        parser.error("--through takes writer and/or socket")
     if args.child:
-        child(args.size, args.groups, count=not args.no_count)
+        child(args.size, args.groups, count=not args.no_count, through=paths[0])
         return
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     if not sizes or min(sizes) < 1 or max(sizes) > CUSTOMERS:
@@ -55,23 +69,24 @@ def main() -> None:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind): callgrind counts the instructions")
     roots = [Path(root).resolve() for root in (args.root or [str(ROOT)])]
-    results: dict[tuple[Path, int], int] = {}
-    for size in sizes:
-        for root in roots:
-            results[root, size] = counted(root, size, args.groups)
-            per_group = results[root, size] / args.groups
-            ratio = results[root, size] / results[roots[0], size]
-            print(
-                f"{root}: groups of {size}: {per_group / 1e6:.2f} M instructions per group, "
-                f"{per_group / size / 1e6:.3f} M per message ({ratio:.3f}x the first)",
-                flush=True,
-            )
+    results: dict[tuple[str, Path, int], int] = {}
+    for path in paths:
+        for size in sizes:
+            for root in roots:
+                results[path, root, size] = counted(root, size, args.groups, path)
+                per_group = results[path, root, size] / args.groups
+                ratio = results[path, root, size] / results[path, roots[0], size]
+                print(
+                    f"{root}: through the {path}, groups of {size}: {per_group / 1e6:.2f} M instructions per group, "
+                    f"{per_group / size / 1e6:.3f} M per message ({ratio:.3f}x the first)",
+                    flush=True,
+                )
 
 
-def counted(root: Path, size: int, groups: int) -> int:
+def counted(root: Path, size: int, groups: int, through: str) -> int:
     """Instructions of `groups` groups of `size`, in a child under callgrind in `root`."""
     python = root / ".venv" / "bin" / "python"
-    script = root / "bench" / "writer_instructions.py"
+    script = root / "bench" / "send_instructions.py"
     if not script.exists():  # an older checkout: this script, run from there
         script = Path(__file__).resolve()
     with tempfile.TemporaryDirectory() as scratch:
@@ -87,6 +102,8 @@ def counted(root: Path, size: int, groups: int) -> int:
             str(size),
             "--groups",
             str(groups),
+            "--through",
+            through,
         ]
         done = subprocess.run(
             command, cwd=root, capture_output=True, text=True, env={**os.environ, "BENCH_ROOT": str(root)}
@@ -97,20 +114,22 @@ def counted(root: Path, size: int, groups: int) -> int:
     return int(found.group(1))
 
 
-def child(size: int, groups: int, *, count: bool) -> None:
+def child(size: int, groups: int, *, count: bool, through: str) -> None:
     root = Path(os.environ.get("BENCH_ROOT", ROOT))
     sys.path.insert(0, str(root))
     os.chdir(root)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["DEBUG"] = "0"  # measured as production runs
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
+    # This run's own channel names in a shared Redis.
+    os.environ["PARLEY_CHANNEL_PREFIX"] = f"bench{secrets.token_hex(3)}"
     from bench.throwaway_db import throwaway_database
 
     with throwaway_database():
-        write_groups(size, groups, count=count)
+        write_groups(size, groups, count=count, through=through)
 
 
-def write_groups(size: int, groups: int, *, count: bool) -> None:
+def write_groups(size: int, groups: int, *, count: bool, through: str) -> None:
     import gc
 
     from django.core.management import call_command
@@ -153,6 +172,15 @@ def write_groups(size: int, groups: int, *, count: bool) -> None:
                 for customer in customers[start : start + 20]
             ]
             do_send_messages(business=business, requests=requests)
+        if through == "socket":
+            turns = -(-(WARM_GROUPS + groups) // SEND_PER_CUSTOMER)
+            if size * turns > CUSTOMERS:
+                raise SystemExit(f"at most {CUSTOMERS} customers: fewer groups or smaller ones")
+            written = through_sockets(business, customers[: size * turns], size, groups, count=count)
+            print(f"{written} messages written in {groups} groups of {size}")
+            if written != groups * size:
+                raise SystemExit(f"only {written} of {groups * size} sends were answered as written")
+            return
         for number in range(WARM_GROUPS):
             do_send_messages(business=business, requests=group(number))
         batches = [group(number) for number in range(WARM_GROUPS, WARM_GROUPS + groups)]
@@ -168,6 +196,85 @@ def write_groups(size: int, groups: int, *, count: bool) -> None:
     print(f"{written} messages written in {groups} groups of {size}")
     if written != groups * size:
         raise SystemExit(f"only {written} of {groups * size} sends were written")
+
+
+def through_sockets(business: Any, customers: list[Any], size: int, groups: int, *, count: bool) -> int:
+    """`size` customers, each on their chat socket, send one message each per group, all at once,
+    and wait for their answers before the next group; the groups take turns among `customers`
+    so that none sends past a customer's limit (SEND_PER_CUSTOMER, within its burst). Returns
+    the sends answered as written."""
+    import asyncio
+    import gc
+
+    from channels.testing import WebsocketCommunicator
+    from django.conf import settings
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from config.routing import websocket_application
+    from customers.session import SESSION_KEY
+
+    sessions = []
+    for customer in customers:
+        store = SessionStore()
+        store[SESSION_KEY] = customer.pk
+        store.save()
+        sessions.append(store.session_key)
+    host = business.host
+
+    async def run() -> int:
+        sockets = []
+        for session in sessions:
+            headers = [
+                (b"host", host.encode()),
+                (b"origin", f"http://{host}".encode()),
+                (b"cookie", f"{settings.SESSION_COOKIE_NAME}={session}".encode()),
+            ]
+            socket = WebsocketCommunicator(websocket_application, "/ws/chat/", headers=headers)
+            connected, _code = await socket.connect(timeout=30)
+            if not connected:
+                raise SystemExit("a customer's chat socket was refused")
+            sockets.append(socket)
+
+        async def one_group(number: int) -> int:
+            turn = number % (len(sockets) // size)
+            senders = sockets[turn * size : (turn + 1) * size]
+            ids = [f"s{number}-{k}" for k in range(size)]
+            for socket, client_msg_id in zip(senders, ids, strict=True):
+                await socket.send_json_to({"type": "send", "body": f"Danke {number}", "client_msg_id": client_msg_id})
+            answers = await asyncio.gather(
+                *(answer(socket, client_msg_id) for socket, client_msg_id in zip(senders, ids, strict=True))
+            )
+            return sum(answers)
+
+        for number in range(WARM_GROUPS):
+            await one_group(number)
+        gc.collect()
+        gc.freeze()
+        instrumentation("on", count)
+        written = 0
+        for number in range(WARM_GROUPS, WARM_GROUPS + groups):
+            written += await one_group(number)
+        instrumentation("off", count)
+        for socket in sockets:
+            await socket.disconnect()
+        return written
+
+    return asyncio.run(run())
+
+
+async def answer(socket: Any, client_msg_id: str) -> int:
+    """1 when the send was answered as written (`message.accepted` or its own `message.created`),
+    0 when refused; other frames are skipped. Under valgrind everything is ~50x slower."""
+    while True:
+        frame = await socket.receive_json_from(timeout=120)
+        if frame.get("type") == "message.accepted" and frame.get("client_msg_id") == client_msg_id:
+            return 1
+        message = frame.get("message") if frame.get("type") == "message.created" else None
+        if isinstance(message, dict) and message.get("client_msg_id") == client_msg_id:
+            return 1
+        if frame.get("type") == "error" and frame.get("client_msg_id") == client_msg_id:
+            print(f"refused: {frame}", flush=True)
+            return 0
 
 
 def instrumentation(state: str, count: bool) -> None:

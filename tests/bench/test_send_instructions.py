@@ -1,4 +1,4 @@
-"""Smoke run of bench/writer_instructions.py: the child writes its groups (without valgrind),
+"""Smoke run of bench/send_instructions.py: the child writes its groups (without valgrind),
 and under valgrind the parent prints instructions per group (never a timed assertion)."""
 
 from __future__ import annotations
@@ -12,13 +12,21 @@ from tests.bench.test_inbox_load import run_bench
 
 
 def test_the_child_writes_every_group_it_counts() -> None:
-    out = run_bench("bench/writer_instructions.py", "--child", "--no-count", "--size", "3", "--groups", "2")
+    out = run_bench("bench/send_instructions.py", "--child", "--no-count", "--size", "3", "--groups", "2")
     assert "6 messages written in 2 groups of 3" in out, out
+
+
+def test_through_sockets_every_send_is_answered_as_written() -> None:
+    """The customers' chat sockets (in process) send the groups; none is refused for its rate."""
+    out = run_bench(
+        "bench/send_instructions.py", "--child", "--no-count", "--through", "socket", "--size", "3", "--groups", "5"
+    )
+    assert "15 messages written in 5 groups of 3" in out and "refused" not in out, out
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_under_callgrind_it_prints_instructions_per_group_and_message() -> None:
-    out = run_bench("bench/writer_instructions.py", "--sizes", "2", "--groups", "1", timeout=600)
+    out = run_bench("bench/send_instructions.py", "--sizes", "2", "--groups", "1", timeout=600)
     found = re.search(r"groups of 2: ([\d.]+) M instructions per group, ([\d.]+) M per message \(1\.000x", out)
     assert found is not None, out
     per_group, per_message = map(float, found.groups())
