@@ -6,8 +6,8 @@ Run: .venv/bin/python bench/send_instructions.py [--sizes 1,20] [--groups 50] [-
      .venv/bin/python bench/send_instructions.py --root /tmp/old --root .   # another checkout vs this one
 
 Two paths (`--through`): `writer`, the send writer alone (below); `socket`, the whole server side
-of a customer's send — `--size` customers' chat websockets (in process, through Channels'
-WebsocketCommunicator instead of a server's socket: the same for every checkout) each send one
+of a customer's send — `--size` customers' chat websockets (in process, on queues instead of a
+server's sockets: the same for every checkout) each send one
 message per group at once and wait for its answer: the frame's checks, the rights and the send
 tokens read from Redis, the group commit, the writer, the publish and the answer frame.
 
@@ -206,7 +206,6 @@ def through_sockets(business: Any, customers: list[Any], size: int, groups: int,
     import asyncio
     import gc
 
-    from channels.testing import WebsocketCommunicator
     from django.conf import settings
     from django.contrib.sessions.backends.db import SessionStore
 
@@ -229,9 +228,8 @@ def through_sockets(business: Any, customers: list[Any], size: int, groups: int,
                 (b"origin", f"http://{host}".encode()),
                 (b"cookie", f"{settings.SESSION_COOKIE_NAME}={session}".encode()),
             ]
-            socket = WebsocketCommunicator(websocket_application, "/ws/chat/", headers=headers)
-            connected, _code = await socket.connect(timeout=30)
-            if not connected:
+            socket = LeanSocket(websocket_application, "/ws/chat/", headers)
+            if not await socket.connect():
                 raise SystemExit("a customer's chat socket was refused")
             sockets.append(socket)
 
@@ -240,7 +238,7 @@ def through_sockets(business: Any, customers: list[Any], size: int, groups: int,
             senders = sockets[turn * size : (turn + 1) * size]
             ids = [f"s{number}-{k}" for k in range(size)]
             for socket, client_msg_id in zip(senders, ids, strict=True):
-                await socket.send_json_to({"type": "send", "body": f"Danke {number}", "client_msg_id": client_msg_id})
+                socket.send_json({"type": "send", "body": f"Danke {number}", "client_msg_id": client_msg_id})
             answers = await asyncio.gather(
                 *(answer(socket, client_msg_id) for socket, client_msg_id in zip(senders, ids, strict=True))
             )
@@ -256,17 +254,56 @@ def through_sockets(business: Any, customers: list[Any], size: int, groups: int,
             written += await one_group(number)
         instrumentation("off", count)
         for socket in sockets:
-            await socket.disconnect()
+            await socket.close()
         return written
 
     return asyncio.run(run())
 
 
-async def answer(socket: Any, client_msg_id: str) -> int:
+class LeanSocket:
+    """A websocket client of the ASGI application in this process, on two queues: Channels'
+    WebsocketCommunicator spent as much as the server side on itself (a timeout and mock
+    patches per frame received), which would have been counted with the server's work."""
+
+    def __init__(self, application: Any, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+        import asyncio
+
+        self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        scope = {"type": "websocket", "path": path, "query_string": b"", "headers": headers, "subprotocols": []}
+        self.task = asyncio.ensure_future(application(scope, self.incoming.get, self.outgoing.put))
+
+    async def connect(self) -> bool:
+        self.incoming.put_nowait({"type": "websocket.connect"})
+        return (await self.outgoing.get())["type"] == "websocket.accept"
+
+    def send_json(self, payload: dict[str, Any]) -> None:
+        import json
+
+        self.incoming.put_nowait({"type": "websocket.receive", "text": json.dumps(payload)})
+
+    async def receive_json(self) -> dict[str, Any]:
+        import asyncio
+        import json
+
+        message = await asyncio.wait_for(self.outgoing.get(), timeout=120)  # ~50x slower under valgrind
+        if message["type"] != "websocket.send":
+            raise SystemExit(f"the socket ended: {message}")
+        frame: dict[str, Any] = json.loads(message["text"])
+        return frame
+
+    async def close(self) -> None:
+        import asyncio
+
+        self.incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        await asyncio.wait_for(self.task, timeout=120)
+
+
+async def answer(socket: LeanSocket, client_msg_id: str) -> int:
     """1 when the send was answered as written (`message.accepted` or its own `message.created`),
-    0 when refused; other frames are skipped. Under valgrind everything is ~50x slower."""
+    0 when refused; other frames are skipped."""
     while True:
-        frame = await socket.receive_json_from(timeout=120)
+        frame = await socket.receive_json()
         if frame.get("type") == "message.accepted" and frame.get("client_msg_id") == client_msg_id:
             return 1
         message = frame.get("message") if frame.get("type") == "message.created" else None
