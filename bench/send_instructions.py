@@ -130,19 +130,35 @@ def child(size: int, groups: int, *, count: bool, through: str) -> None:
 
 
 def write_groups(size: int, groups: int, *, count: bool, through: str) -> None:
-    import gc
+    from django_tenants.utils import schema_context
 
+    business, customers = seeded()
+    with schema_context(business.schema_name):
+        if through == "socket":
+            turns = -(-(WARM_GROUPS + groups) // SEND_PER_CUSTOMER)
+            if size * turns > CUSTOMERS:
+                raise SystemExit(f"at most {CUSTOMERS} customers: fewer groups or smaller ones")
+            written = through_sockets(business, customers[: size * turns], size, groups, count=count)
+        else:
+            written = through_writer(business, customers, size, groups, count=count)
+    print(f"{written} messages written in {groups} groups of {size}")
+    if written != groups * size:
+        raise SystemExit(f"only {written} of {groups * size} sends were answered as written")
+
+
+def seeded() -> tuple[Any, list[Any]]:
+    """One business and CUSTOMERS customers, each with a conversation (a template send)."""
     from django.core.management import call_command
     from django.utils import timezone
     from django_tenants.utils import schema_context
 
     from accounts.models import Customer, User
-    from messaging.sending import SendRequest, check_customer_send, check_template_send, do_send_messages
+    from messaging.sending import check_template_send, do_send_messages
     from tenancy.services import business_create
 
     call_command("parley_setup", verbosity=0)
-    owner = User.objects.create_user("writer-instructions@example.com", "x" * 12)
-    business = business_create(owner=owner, name="Writer Instructions", slug="writer-instructions")
+    owner = User.objects.create_user("send-instructions@example.com", "x" * 12)
+    business = business_create(owner=owner, name="Send Instructions", slug="send-instructions")
     now = timezone.now()
     customers = Customer.objects.bulk_create(
         [
@@ -150,16 +166,8 @@ def write_groups(size: int, groups: int, *, count: bool, through: str) -> None:
             for n in range(CUSTOMERS)
         ]
     )
-
-    def group(number: int) -> list[SendRequest]:
-        chunk = [customers[(number * size + k) % CUSTOMERS] for k in range(size)]
-        return [
-            check_customer_send(customer=customer, body=f"Danke {number}", client_msg_id=f"c{number}-{k}")
-            for k, customer in enumerate(chunk)
-        ]
-
     with schema_context(business.schema_name):
-        for start in range(0, CUSTOMERS, 20):  # every customer's conversation exists first
+        for start in range(0, CUSTOMERS, 20):
             requests = [
                 check_template_send(
                     customer=customer,
@@ -172,30 +180,35 @@ def write_groups(size: int, groups: int, *, count: bool, through: str) -> None:
                 for customer in customers[start : start + 20]
             ]
             do_send_messages(business=business, requests=requests)
-        if through == "socket":
-            turns = -(-(WARM_GROUPS + groups) // SEND_PER_CUSTOMER)
-            if size * turns > CUSTOMERS:
-                raise SystemExit(f"at most {CUSTOMERS} customers: fewer groups or smaller ones")
-            written = through_sockets(business, customers[: size * turns], size, groups, count=count)
-            print(f"{written} messages written in {groups} groups of {size}")
-            if written != groups * size:
-                raise SystemExit(f"only {written} of {groups * size} sends were answered as written")
-            return
-        for number in range(WARM_GROUPS):
-            do_send_messages(business=business, requests=group(number))
-        batches = [group(number) for number in range(WARM_GROUPS, WARM_GROUPS + groups)]
-        # As the server does after start-up (config.asgi): what lives for the run is not traced.
-        gc.collect()
-        gc.freeze()
-        instrumentation("on", count)
-        written = 0
-        for requests in batches:
-            outcomes = do_send_messages(business=business, requests=requests)
-            written += sum(1 for outcome in outcomes if not isinstance(outcome, Exception))
-        instrumentation("off", count)
-    print(f"{written} messages written in {groups} groups of {size}")
-    if written != groups * size:
-        raise SystemExit(f"only {written} of {groups * size} sends were written")
+    return business, customers
+
+
+def through_writer(business: Any, customers: list[Any], size: int, groups: int, *, count: bool) -> int:
+    """The writer alone on groups of `size` customer sends; returns the sends written."""
+    import gc
+
+    from messaging.sending import SendRequest, check_customer_send, do_send_messages
+
+    def group(number: int) -> list[SendRequest]:
+        chunk = [customers[(number * size + k) % CUSTOMERS] for k in range(size)]
+        return [
+            check_customer_send(customer=customer, body=f"Danke {number}", client_msg_id=f"c{number}-{k}")
+            for k, customer in enumerate(chunk)
+        ]
+
+    for number in range(WARM_GROUPS):
+        do_send_messages(business=business, requests=group(number))
+    batches = [group(number) for number in range(WARM_GROUPS, WARM_GROUPS + groups)]
+    # As the server does after start-up (config.asgi): what lives for the run is not traced.
+    gc.collect()
+    gc.freeze()
+    instrumentation("on", count)
+    written = 0
+    for requests in batches:
+        outcomes = do_send_messages(business=business, requests=requests)
+        written += sum(1 for outcome in outcomes if not isinstance(outcome, Exception))
+    instrumentation("off", count)
+    return written
 
 
 def through_sockets(business: Any, customers: list[Any], size: int, groups: int, *, count: bool) -> int:

@@ -430,7 +430,7 @@ def _existing_send(cursor: Any, keys: list[DedupeKey]) -> None:
 
 def _existing_read(cursor: Any) -> dict[tuple[int, str, str], Message]:
     """The messages `_existing_send` found, by (conversation, author, client_msg_id)."""
-    names = _MESSAGE_FIELDS
+    names, _columns = model_columns(Message, "m")  # as `_existing_send` selected them
     found = [Message.from_db(connection.alias, names, row) for row in cursor.fetchall()]
     return {(m.conversation_id, m.author_key, m.client_msg_id): m for m in found}
 
@@ -482,9 +482,6 @@ def _window_closed() -> MessagingError:
             "Send an approved template to start a new conversation."
         ),
     )
-
-
-_MESSAGE_FIELDS = [f.attname for f in Message._meta.concrete_fields]
 
 
 def _new_message(request: SendRequest, thread: _Thread, direction: str) -> Message:
