@@ -70,6 +70,7 @@ _load_urlconfs()
 memory.warm_up()
 gc.collect()
 gc.freeze()
+memory.tune_collector()
 
 if memory.debug_enabled():  # PARLEY_MEMORY_DEBUG=1: the figures the passes' are compared with
     memory.log_memory_state("at start-up")

@@ -315,6 +315,9 @@ PARLEY_WS_MAX_SENDS = env.int("PARLEY_WS_MAX_SENDS", default=2 * PARLEY_SEND_BAT
 # (config/memory.py; 0: never).
 PARLEY_MEMORY_TRIM_AFTER_CLOSES = env.int("PARLEY_MEMORY_TRIM_AFTER_CLOSES", default=200)
 PARLEY_MEMORY_TRIM_INTERVAL = env.float("PARLEY_MEMORY_TRIM_INTERVAL", default=10.0)
+# A server process collects its youngest generation after this many more tracked objects were
+# made than freed (CPython's default: 2,000; config/memory.py, `tune_collector`).
+PARLEY_GC_YOUNG_THRESHOLD = env.int("PARLEY_GC_YOUNG_THRESHOLD", default=10_000)
 
 # --- auth ---------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"

@@ -155,6 +155,31 @@ def test_the_server_starts_with_the_socket_paths_imports_done() -> None:
     assert done.stdout.strip().splitlines()[-1] == "True"
 
 
+@pytest.mark.parametrize(("configured", "expected"), [(None, 10_000), ("25000", 25_000)])
+def test_the_server_collects_its_young_objects_at_the_configured_threshold(
+    configured: str | None, expected: int
+) -> None:
+    """config.asgi sets the young generation's threshold (PARLEY_GC_YOUNG_THRESHOLD) after the
+    freeze, and keeps CPython's thresholds of the older generations."""
+    code = "import gc; default = gc.get_threshold(); import config.asgi; print(default, gc.get_threshold())"
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DEBUG="0",
+        SECRET_KEY="x" * 60,
+        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    )
+    env.pop("PARLEY_GC_YOUNG_THRESHOLD", None)
+    if configured is not None:
+        env["PARLEY_GC_YOUNG_THRESHOLD"] = configured
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    default, tuned = done.stdout.strip().splitlines()[-1].split(") (")
+    default_thresholds = tuple(int(x) for x in default.strip("()").split(", "))
+    tuned_thresholds = tuple(int(x) for x in tuned.strip("()").split(", "))
+    assert tuned_thresholds == (expected, *default_thresholds[1:])
+
+
 def test_the_first_socket_logs_the_state_once_when_debugging(monkeypatch: pytest.MonkeyPatch) -> None:
     from config import memory
 
