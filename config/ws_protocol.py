@@ -24,21 +24,34 @@ ways uvicorn uses them (`put_nowait`/`get`/`empty`; `set`/`clear`/`wait`); once 
 complete the request, the response and the scope are dropped, and the parser generator is
 replaced by a fresh frame parser (`Protocol.parse`, what `ServerProtocol.parse` runs after the
 request) when it is waiting between frames, as it is right after the handshake; `receive()`
-awaits the queue's future itself. Everything else is uvicorn's, so the protocol (frames, close
-handshake, keepalive pings, flow control) is unchanged. Written against uvicorn 0.54 and
+awaits the queue's future itself. A text frame on an open connection without extensions is
+written at once (`sent_text_now`), byte for byte what uvicorn would write. Everything else is
+uvicorn's, so the protocol (close handshake, keepalive pings, flow control, compression) is
+unchanged. Written against uvicorn 0.54 and
 websockets 15–17; `tests/config/test_ws_protocol.py` checks the attributes it relies on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections import deque
 from typing import Any
 
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.protocol import Protocol
+from websockets.protocol import Protocol, State
 from websockets.streams import StreamReader
+
+
+def text_frame_header(length: int) -> bytes:
+    """The header of an unmasked, unfragmented text frame of `length` bytes (RFC 6455 5.2), as
+    `websockets`' `Frame.serialize` writes it for a server without extensions."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length)
+    return struct.pack("!BBQ", 0x81, 127, length)
 
 
 class ReceiveQueue:
@@ -209,6 +222,8 @@ class LeanWebSocketsProtocol(WebSocketsSansIOProtocol):
         self.writable.set()
 
     async def send(self, message: Any) -> None:
+        if message["type"] == "websocket.send" and self.sent_text_now(message):
+            return
         await super().send(message)
         if message["type"] == "websocket.accept" and self.handshake_complete and self.request is not None:
             # The handshake is over: nothing reads its request, response or scope again (uvicorn
@@ -217,6 +232,34 @@ class LeanWebSocketsProtocol(WebSocketsSansIOProtocol):
             self.response = None  # type: ignore[assignment]
             self.scope = None  # type: ignore[assignment]
             self.restart_parser()
+
+    def sent_text_now(self, message: Any) -> bool:
+        """Write a text message's frame at once when nothing about the connection needs
+        uvicorn's path: open, not closing, writable, no extension (permessage-deflate) and
+        nothing else waiting to be written. Most frames a server sends are these; uvicorn's path
+        (an awaited flow-control wait, `websockets`' Frame object and its serialization into a
+        BytesIO, the protocol's write list) cost more than the frame's JSON. False: left to it,
+        which then raises, waits or compresses as before."""
+        text = message.get("text")
+        if text is None or message.get("bytes") is not None:
+            return False
+        conn = self.conn
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.initial_response is not None
+            or self.disconnected
+            or not self.writable.is_set()
+            or conn.state is not State.OPEN
+            or conn.extensions
+            or conn.expect_continuation_frame
+            or conn.writes
+            or conn.debug
+        ):
+            return False
+        data = text.encode()
+        self.transport.write(text_frame_header(len(data)) + data)
+        return True
 
     def restart_parser(self) -> bool:
         """Replace the handshake's parser generator by a frame parser when it waits between

@@ -10,10 +10,11 @@ import pytest
 import uvicorn
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from websockets.asyncio.client import connect
+from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol
 
 from config.serve import server_command
-from config.ws_protocol import Flag, LeanWebSocketsProtocol, ProxyHeadersFirst, ReceiveQueue
+from config.ws_protocol import Flag, LeanWebSocketsProtocol, ProxyHeadersFirst, ReceiveQueue, text_frame_header
 from tests.conftest import free_port
 
 
@@ -164,3 +165,64 @@ async def test_proxy_headers_are_applied_without_a_coroutine_of_their_own() -> N
     scope = dict(scope, client=("198.51.100.1", 5000), scheme="ws")
     await first(scope, None, None)
     assert seen[1]["client"] == ("198.51.100.1", 5000) and seen[1]["scheme"] == "ws"
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_a_text_frame_header_is_the_one_websockets_writes(length: int) -> None:
+    data = b"x" * length
+    assert text_frame_header(length) + data == Frame(Opcode.TEXT, data).serialize(mask=False, extensions=[])
+
+
+# Around each length where the header changes, in characters of two UTF-8 bytes, plus ASCII.
+TEXTS = ["", "a", "ü" * 62, "ü" * 63, "ü" * 64, "x" * 65535, "x" * 65536, "ü" * 40000]
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+async def test_text_frames_go_out_directly_unless_an_extension_is_on(compression: str | None) -> None:
+    """Without permessage-deflate every text frame is written at once (sent_text_now) and the
+    client reads exactly the texts sent; with it, uvicorn's path compresses them as before. A
+    binary frame, and a frame after the app closed, still take uvicorn's path."""
+    direct: list[bool] = []
+    outcome: list[str] = []
+
+    class Recording(LeanWebSocketsProtocol):
+        def sent_text_now(self, message: Any) -> bool:
+            sent = super().sent_text_now(message)
+            direct.append(sent)
+            return sent
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        assert (await receive())["text"] == "go"
+        for text in TEXTS:
+            await send({"type": "websocket.send", "text": text})
+        await send({"type": "websocket.send", "bytes": b"\x00\x01"})
+        await send({"type": "websocket.close", "code": 1000})
+        try:
+            await send({"type": "websocket.send", "text": "too late"})
+        except RuntimeError as error:  # uvicorn's own refusal after a close
+            outcome.append(str(error))
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, ws=Recording, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    serving = asyncio.ensure_future(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        async with connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=None) as ws:
+            await ws.send("go")
+            received = [await ws.recv() for _ in TEXTS]
+            assert received == TEXTS
+            assert await ws.recv() == b"\x00\x01"
+        while not outcome:
+            await asyncio.sleep(0.01)
+    finally:
+        server.should_exit = True
+        await serving
+    # The texts went out directly (without deflate); the binary frame and the text after the
+    # close were declined, left to uvicorn.
+    assert direct[: len(TEXTS)] == [compression is None] * len(TEXTS)
+    assert direct[len(TEXTS) :] == [False, False]
+    assert "after sending 'websocket.close'" in outcome[0]
