@@ -21,6 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils.functional import cached_property
 from django.utils.module_loading import import_string
 
@@ -57,8 +59,22 @@ class SharedPoolRedisCache(RedisCache):
 
 def redis_cache_configured() -> bool:
     """Whether the default cache is Redis, from the setting: `isinstance(caches["default"], …)`
-    makes a cache instance in every async context that asks (every socket's, every task's)."""
-    return _is_redis_backend(settings.CACHES["default"]["BACKEND"])
+    makes a cache instance in every async context that asks (every socket's, every task's).
+    Asked for every websocket send: kept until CACHES changes (tests' override_settings)."""
+    global _redis_configured
+    if _redis_configured is None:
+        _redis_configured = _is_redis_backend(settings.CACHES["default"]["BACKEND"])
+    return _redis_configured
+
+
+_redis_configured: bool | None = None
+
+
+@receiver(setting_changed)
+def _forget_cache_backend(*, setting: str, **kwargs: Any) -> None:
+    global _redis_configured
+    if setting == "CACHES":
+        _redis_configured = None
 
 
 @functools.cache

@@ -149,7 +149,9 @@ class LiveSendTokens:
         if not author_keys:
             return []
         client, backend = loop_redis.get()
-        full_keys = [backend.make_and_validate_key(_key(schema_name, key)) for key in author_keys]
+        # The same keys as `send_take`'s, without the validation: it only warns about keys
+        # memcached would refuse, a Python loop over every character of every key.
+        full_keys = [backend.make_key(_key(schema_name, key)) for key in author_keys]
         for _attempt in range(2):
             if self.sha is None:
                 self.sha = (await client.send("SCRIPT", "LOAD", _TOKEN_BUCKET)).decode()

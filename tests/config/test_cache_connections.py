@@ -51,3 +51,23 @@ def test_every_context_shares_the_process_pool() -> None:
 def test_djangos_own_backend_would_open_one_per_context() -> None:
     """Why the shared pool exists (and that the test above really uses many contexts)."""
     assert _connections_after_touching("django.core.cache.backends.redis.RedisCache") > CONTEXTS // 2
+
+
+def test_whether_the_cache_is_redis_follows_the_setting() -> None:
+    """`redis_cache_configured` is kept between calls (asked for every websocket send) and
+    forgotten when CACHES changes."""
+    from config.cache import redis_cache_configured
+
+    assert redis_cache_configured()
+    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}):
+        assert not redis_cache_configured()
+    assert redis_cache_configured()
+
+
+def test_the_live_send_tokens_use_the_keys_of_the_sync_take() -> None:
+    """The websocket path makes its bucket keys without the cache's validation: the same keys."""
+    from messaging.send_limits import _key
+
+    backend = caches["default"]
+    key = _key("b_demo", "customer:42")
+    assert backend.make_key(key) == backend.make_and_validate_key(key)
