@@ -98,6 +98,10 @@ def clean_interactive(value: Any) -> dict[str, Any] | None:
     return {"type": kind, "options": cleaned, "button": label}
 
 
+def _absent(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value == "")
+
+
 def _optional_id(value: Any) -> int | None:
     return None if value in (None, "") else client_int(value)
 
@@ -106,6 +110,8 @@ def check_rich(
     *, reply_to: Any = None, attachment_id: Any = None, interactive: Any = None, choice: Any = None
 ) -> RichParts | None:
     """Shapes only. `choice` is {"message_id": <id>, "option_id": "<id>"}."""
+    if _absent(reply_to) and _absent(attachment_id) and _absent(interactive) and _absent(choice):
+        return None  # a plain text message, most sends: no parts made and compared
     parts = RichParts(
         reply_to_id=_optional_id(reply_to),
         attachment_id=_optional_id(attachment_id),

@@ -276,3 +276,13 @@ def test_reactions_are_one_emoji_per_person(world: World) -> None:
         # A customer cannot quote a note either.
         with pytest.raises(MessagingError):
             message_send_customer(business=business, customer=customer, body="?", reply_to=note.pk)
+
+
+def test_a_plain_message_has_no_rich_parts_and_anything_else_is_still_checked() -> None:
+    assert check_rich() is None
+    assert check_rich(reply_to="", attachment_id=None, interactive="", choice="") is None
+    parts = check_rich(reply_to="7")
+    assert parts is not None and parts.reply_to_id == 7
+    for bad in ({"reply_to": False}, {"attachment_id": []}, {"interactive": {}}, {"choice": 0}):
+        with pytest.raises(MessagingError):
+            check_rich(**bad)
