@@ -817,12 +817,48 @@ def stages_path(port: int) -> Path:
 def stage_table(path: Path) -> list[str]:
     """The server processes' stage traces (messaging.stages) → the table of where sends waited."""
     traces: list[dict[str, float]] = []
+    passes: dict[str, list[dict[str, float]]] = {}  # collector passes by process
     for part in sorted(path.parent.glob(f"{path.name}.*.jsonl")):
-        traces += [json.loads(line) for line in part.read_text().splitlines() if line]
+        for line in part.read_text().splitlines():
+            if line:
+                trace = json.loads(line)
+                if "gc" in trace:
+                    passes.setdefault(part.name, []).append(trace)
+                else:
+                    traces.append(trace)
         part.unlink()
     if not traces:
         return [f"stages: no traces written ({path}.*.jsonl)"]
-    return stage_report(traces)
+    return stage_report(traces) + collector_report(traces, passes)
+
+
+GENERATIONS = ("young", "middle", "full")
+
+
+def collector_report(traces: list[dict[str, float]], passes: dict[str, list[dict[str, float]]]) -> list[str]:
+    """The garbage collector's passes while sends were handled (from the first send's arrival to
+    the last answer), per server process: passes a second by generation, CPU milliseconds a
+    second, and the longest pass (it stopped that process's event loop)."""
+    arrived = [t["arrived"] for t in traces if t.get("arrived") is not None]
+    answered = [t.get("answered") or t.get("refused") for t in traces]
+    ends = [end for end in answered if end is not None]
+    if not arrived or not ends or not passes:
+        return []
+    start, end = min(arrived), max(ends)
+    seconds = max(end - start, 1e-9)
+    lines = [
+        f"  collector, per server process over {seconds:.1f} s of sends: passes/s (young, middle, full) | CPU ms/s | longest ms"
+    ]
+    for name in sorted(passes):
+        during = [p for p in passes[name] if start <= p["at"] <= end]
+        counts = [sum(1 for p in during if p["gc"] == generation) / seconds for generation in range(3)]
+        cpu = sum(p["cpu"] for p in during) * 1000 / seconds
+        longest = max(during, key=lambda p: p["wall"], default=None)
+        worst = f"{longest['wall'] * 1000:.1f} ({GENERATIONS[int(longest['gc'])]})" if longest else "none"
+        lines.append(
+            f"    {name.split('.')[-2]}: {counts[0]:5.1f} {counts[1]:5.2f} {counts[2]:5.2f} | {cpu:6.1f} | {worst}"
+        )
+    return lines
 
 
 def stage_report(traces: list[dict[str, float]]) -> list[str]:

@@ -17,12 +17,17 @@ The stages of one send, in order:
 - answered: its answer went out (`message.accepted`, or the send's own `message.created`).
 A send refused when its frame arrived has only `arrived` (here: its frame taken by the consumer)
 and `refused` (`refused_at_arrival`).
+
+The process's garbage-collector passes are traced too (`gc`: the generation, `at`, `cpu`: the
+collecting thread's CPU seconds, `wall`): a pass stops the event loop, and its cost per second
+depends on the thresholds (config/memory.py, `tune_collector`).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextvars
+import gc
 import json
 import os
 import time
@@ -93,16 +98,38 @@ def _finish(trace: Trace) -> None:
         dump()
 
 
+_pass_started: tuple[float, float] | None = None
+
+
+def collector_pass(phase: str, info: dict[str, int]) -> None:
+    """A `gc.callbacks` entry: each collection pass, timed on the thread that runs it (any
+    thread that allocates; one pass at a time, under the GIL)."""
+    global _pass_started
+    if phase == "start":
+        _pass_started = (time.monotonic(), time.thread_time())
+        return
+    if _pass_started is None:
+        return
+    at, cpu = _pass_started
+    _pass_started = None
+    _finished.append(
+        {"gc": info["generation"], "at": at, "cpu": time.thread_time() - cpu, "wall": time.monotonic() - at}
+    )
+
+
 def dump() -> None:
     """Append the traces finished since the last dump (one JSON line each): writing them all
     again every time blocked the event loop longer as a run went on, which the trace measures."""
     if not PATH or not _finished:
         return
-    lines = "".join(json.dumps(trace, separators=(",", ":")) + "\n" for trace in _finished)
-    _finished.clear()
+    # A collector pass on another thread may append meanwhile: only what was read is removed.
+    finished = _finished[:]
+    del _finished[: len(finished)]
+    lines = "".join(json.dumps(trace, separators=(",", ":")) + "\n" for trace in finished)
     with open(f"{PATH}.{os.getpid()}.jsonl", "a") as out:
         out.write(lines)
 
 
 if ENABLED:
     atexit.register(dump)
+    gc.callbacks.append(collector_pass)

@@ -3,9 +3,10 @@ that were written — a send refused before its group is no part of the write's 
 
 from __future__ import annotations
 
+import gc
 import time
 
-from bench.inbox_load import stage_report
+from bench.inbox_load import collector_report, stage_report
 
 
 def test_the_table_counts_each_stage_since_the_one_before_and_the_whole_of_written_sends() -> None:
@@ -96,3 +97,37 @@ def test_a_refusal_on_arrival_is_traced_from_the_frame_taken_to_the_error_sent()
     trace = stages._finished[-1]
     stages._finished[before:] = []
     assert trace["arrived"] == taken and trace["refused"] >= taken
+
+
+def test_the_collectors_passes_are_counted_per_process_while_sends_were_handled() -> None:
+    sends = [{"arrived": 100.0, "answered": 100.5}, {"arrived": 105.0, "answered": 110.0}]
+    passes = {
+        "stages-1.11.jsonl": [
+            {"gc": 0, "at": 99.0, "cpu": 0.5, "wall": 0.5},  # before the first send: not counted
+            {"gc": 0, "at": 101.0, "cpu": 0.002, "wall": 0.003},
+            {"gc": 0, "at": 102.0, "cpu": 0.002, "wall": 0.002},
+            {"gc": 1, "at": 103.0, "cpu": 0.010, "wall": 0.012},
+            {"gc": 2, "at": 104.0, "cpu": 0.040, "wall": 0.050},
+        ],
+        "stages-1.12.jsonl": [{"gc": 0, "at": 109.0, "cpu": 0.001, "wall": 0.001}],
+    }
+    lines = collector_report(sends, passes)
+    assert "over 10.0 s of sends" in lines[0]
+    assert lines[1].split() == ["11:", "0.2", "0.10", "0.10", "|", "5.4", "|", "50.0", "(full)"]
+    assert lines[2].split() == ["12:", "0.1", "0.00", "0.00", "|", "0.1", "|", "1.0", "(young)"]
+    assert collector_report(sends, {}) == []
+
+
+def test_a_collector_pass_is_traced_with_its_generation_and_cpu() -> None:
+    from messaging import stages
+
+    before = len(stages._finished)
+    gc.callbacks.append(stages.collector_pass)
+    try:
+        gc.collect(1)
+    finally:
+        gc.callbacks.remove(stages.collector_pass)
+    traced = stages._finished[before:]
+    stages._finished[before:] = []
+    assert [trace["gc"] for trace in traced] == [1]
+    assert traced[0]["cpu"] >= 0 and traced[0]["wall"] >= 0
