@@ -135,6 +135,17 @@ def test_the_debug_state_reads_the_allocators_and_names_new_modules(caplog: pyte
     assert "modules imported since the previous state: 1 parley_probe_module_for_the_test" in second
 
 
+def server_env() -> dict[str, str]:
+    """A server process's environment for `python -c "import config.asgi"`: production settings."""
+    return dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DEBUG="0",
+        SECRET_KEY="x" * 60,
+        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    )
+
+
 def test_the_server_starts_with_the_socket_paths_imports_done() -> None:
     """config.asgi warms up what the first socket would import (the Redis channel layer and
     cache: channels_redis, msgpack, redis-py), before freezing start-up's objects."""
@@ -143,13 +154,7 @@ def test_the_server_starts_with_the_socket_paths_imports_done() -> None:
         "print(all(m in sys.modules for m in ('channels_redis.pubsub', 'msgpack', 'redis.asyncio', 'config.layers', "
         "'config.cache')))"
     )
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DEBUG="0",
-        SECRET_KEY="x" * 60,
-        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-    )
+    env = server_env()
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "True"
@@ -162,13 +167,7 @@ def test_the_server_collects_its_young_objects_at_the_configured_threshold(
     """config.asgi sets the young generation's threshold (PARLEY_GC_YOUNG_THRESHOLD) after the
     freeze, and keeps CPython's thresholds of the older generations."""
     code = "import gc; default = gc.get_threshold(); import config.asgi; print(default, gc.get_threshold())"
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DEBUG="0",
-        SECRET_KEY="x" * 60,
-        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-    )
+    env = server_env()
     env.pop("PARLEY_GC_YOUNG_THRESHOLD", None)
     if configured is not None:
         env["PARLEY_GC_YOUNG_THRESHOLD"] = configured

@@ -4,6 +4,8 @@ writable flag, and without the handshake's request and response once it is compl
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,6 +18,22 @@ from websockets.protocol import Protocol
 from config.serve import server_command
 from config.ws_protocol import Flag, LeanWebSocketsProtocol, ProxyHeadersFirst, ReceiveQueue, text_frame_header
 from tests.conftest import free_port
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, protocol: type[LeanWebSocketsProtocol]) -> AsyncIterator[int]:
+    """uvicorn serving `app` with `protocol` on a free port (yielded) until the block ends."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, ws=protocol, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    running = asyncio.ensure_future(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        yield port
+    finally:
+        server.should_exit = True
+        await running
 
 
 async def test_the_receive_queue_is_a_fifo_that_holds_nothing_when_empty() -> None:
@@ -72,31 +90,21 @@ async def test_a_real_connection_through_uvicorn_drops_the_handshake_and_echoes(
                 return
             await send({"type": "websocket.send", "text": "echo " + message["text"]})
 
-    port = free_port()
-    config = uvicorn.Config(echo, host="127.0.0.1", port=port, ws=Recording, lifespan="off", log_level="warning")
-    server = uvicorn.Server(config)
-    serving = asyncio.ensure_future(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        async with connect(f"ws://127.0.0.1:{port}/") as ws:
-            for n in range(3):
-                await ws.send(f"hi {n}")
-                assert await ws.recv() == f"echo hi {n}"
-            (protocol,) = protocols
-            assert protocol.handshake_complete
-            assert protocol.request is None and protocol.response is None and protocol.scope is None
-            # The handshake's parser generator (whose frame held the request) was replaced by a
-            # frame parser, which parsed the frames above.
-            assert protocol.conn.parser.gi_code is Protocol.parse.__code__
-            assert "request" not in protocol.conn.parser.gi_frame.f_locals
-            # uvicorn's attributes are slots: no dict of its own per connection.
-            assert not vars(protocol)
-            assert isinstance(protocol.queue, ReceiveQueue) and protocol.queue.empty()
-            assert isinstance(protocol.writable, Flag) and protocol.writable.is_set()
-    finally:
-        server.should_exit = True
-        await serving
+    async with serving(echo, Recording) as port, connect(f"ws://127.0.0.1:{port}/") as ws:
+        for n in range(3):
+            await ws.send(f"hi {n}")
+            assert await ws.recv() == f"echo hi {n}"
+        (protocol,) = protocols
+        assert protocol.handshake_complete
+        assert protocol.request is None and protocol.response is None and protocol.scope is None
+        # The handshake's parser generator (whose frame held the request) was replaced by a
+        # frame parser, which parsed the frames above.
+        assert protocol.conn.parser.gi_code is Protocol.parse.__code__
+        assert "request" not in protocol.conn.parser.gi_frame.f_locals
+        # uvicorn's attributes are slots: no dict of its own per connection.
+        assert not vars(protocol)
+        assert isinstance(protocol.queue, ReceiveQueue) and protocol.queue.empty()
+        assert isinstance(protocol.writable, Flag) and protocol.writable.is_set()
 
 
 def test_config_serve_runs_uvicorn_with_the_lean_protocol_by_default() -> None:
@@ -204,13 +212,7 @@ async def test_text_frames_go_out_directly_unless_an_extension_is_on(compression
         except RuntimeError as error:  # uvicorn's own refusal after a close
             outcome.append(str(error))
 
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, ws=Recording, lifespan="off", log_level="warning")
-    server = uvicorn.Server(config)
-    serving = asyncio.ensure_future(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.02)
+    async with serving(app, Recording) as port:
         async with connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=None) as ws:
             await ws.send("go")
             received = [await ws.recv() for _ in TEXTS]
@@ -218,9 +220,6 @@ async def test_text_frames_go_out_directly_unless_an_extension_is_on(compression
             assert await ws.recv() == b"\x00\x01"
         while not outcome:
             await asyncio.sleep(0.01)
-    finally:
-        server.should_exit = True
-        await serving
     # The texts went out directly (without deflate); the binary frame and the text after the
     # close were declined, left to uvicorn.
     assert direct[: len(TEXTS)] == [compression is None] * len(TEXTS)
