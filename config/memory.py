@@ -281,8 +281,8 @@ def tune_collector() -> None:
     after `gc.freeze()`. Under load CPython's 2,000 is reached by the objects a burst of frames
     has alive at once — which reference counting frees a moment later anyway — so a collection
     ran 10–14 times a second per process at 1,000 msgs/s, each walking a few thousand live
-    coroutines, futures and frames (their references into older objects miss the cache: ~1 µs an
-    object), and every tenth one walked the middle generation too: 34–39 ms of CPU a second per
+    coroutines, futures and frames (~1 µs an object on the benchmark machine), and every tenth
+    one walked the middle generation too: 34–39 ms of CPU a second per
     process, measured with `gc.callbacks` (issue 9, README). At 10,000: 18–22 ms, fewer middle
     and full passes, a young pass ~10 ms. The older generations' thresholds are CPython's."""
     _young, middle, old = gc.get_threshold()

@@ -27,8 +27,8 @@ request) when it is waiting between frames, as it is right after the handshake; 
 awaits the queue's future itself. A text frame on an open connection without extensions is
 written at once (`sent_text_now`), byte for byte what uvicorn would write. Everything else is
 uvicorn's, so the protocol (close handshake, keepalive pings, flow control, compression) is
-unchanged. Written against uvicorn 0.54 and
-websockets 15–17; `tests/config/test_ws_protocol.py` checks the attributes it relies on.
+unchanged. Written against uvicorn 0.54 and websockets 15–17; `tests/config/test_ws_protocol.py`
+checks the attributes it relies on.
 """
 
 from __future__ import annotations
