@@ -52,22 +52,14 @@ def main() -> None:
 
 
 def run(seconds: float, size: int, every: float, customer_count: int) -> None:
-    from django.core.management import call_command
     from django.db import connection
-    from django.utils import timezone
     from django_tenants.utils import schema_context
 
-    from accounts.models import Customer, User
-    from messaging.sending import check_template_send, do_send_messages
-    from tenancy.services import business_create
+    from bench.seeding import business_with_customers, flight_notice
+    from messaging.sending import do_send_messages
 
-    call_command("parley_setup", verbosity=0)
-    owner = User.objects.create_user("bench-new@example.com", "x" * 16)
-    business = business_create(owner=owner, name="Erstflug", slug="bench-new")
-    now = timezone.now()
-    customers = Customer.objects.bulk_create(
-        Customer(phone_number=f"+4917{n:09d}", display_name=f"Gast {n}", country_code="DE", verified_at=now)
-        for n in range(customer_count)
+    business, customers = business_with_customers(
+        email="bench-new@example.com", name="Erstflug", slug="bench-new", count=customer_count, display_name="Gast"
     )
     analyzed_at: list[int] = []
     with schema_context(business.schema_name):
@@ -83,17 +75,7 @@ def run(seconds: float, size: int, every: float, customer_count: int) -> None:
             chunk = customers[groups * size : (groups + 1) * size]
             outcomes = do_send_messages(
                 business=business,
-                requests=[
-                    check_template_send(
-                        customer=c,
-                        template_name="flight_change",
-                        body="Flug AU 12 startet jetzt um 10:40.",
-                        category="utility",
-                        author_key="api:1",
-                        client_msg_id=f"n{c.pk}",
-                    )
-                    for c in chunk
-                ],
+                requests=[flight_notice(c, body="Flug AU 12 startet jetzt um 10:40.") for c in chunk],
             )
             failed = [o for o in outcomes if isinstance(o, Exception)]
             assert not failed, failed[:3]

@@ -148,38 +148,17 @@ def write_groups(size: int, groups: int, *, count: bool, through: str) -> None:
 
 def seeded() -> tuple[Any, list[Any]]:
     """One business and CUSTOMERS customers, each with a conversation (a template send)."""
-    from django.core.management import call_command
-    from django.utils import timezone
     from django_tenants.utils import schema_context
 
-    from accounts.models import Customer, User
-    from messaging.sending import check_template_send, do_send_messages
-    from tenancy.services import business_create
+    from bench.seeding import business_with_customers, flight_notice
+    from messaging.sending import do_send_messages
 
-    call_command("parley_setup", verbosity=0)
-    owner = User.objects.create_user("send-instructions@example.com", "x" * 12)
-    business = business_create(owner=owner, name="Send Instructions", slug="send-instructions")
-    now = timezone.now()
-    customers = Customer.objects.bulk_create(
-        [
-            Customer(phone_number=f"+4917{n:09d}", display_name=f"Kunde {n}", country_code="DE", verified_at=now)
-            for n in range(CUSTOMERS)
-        ]
+    business, customers = business_with_customers(
+        email="send-instructions@example.com", name="Send Instructions", slug="send-instructions", count=CUSTOMERS
     )
     with schema_context(business.schema_name):
         for start in range(0, CUSTOMERS, 20):
-            requests = [
-                check_template_send(
-                    customer=customer,
-                    template_name="flight_change",
-                    body="Flug AB 123 jetzt 10:40.",
-                    category="utility",
-                    author_key="api:1",
-                    client_msg_id=f"n{customer.pk}",
-                )
-                for customer in customers[start : start + 20]
-            ]
-            do_send_messages(business=business, requests=requests)
+            do_send_messages(business=business, requests=[flight_notice(c) for c in customers[start : start + 20]])
     return business, customers
 
 
