@@ -261,17 +261,30 @@ export function pressHold(container) {
 }
 
 // Lists and threads are re-rendered whole on every live frame, which would throw away the
-// element that has keyboard focus (a conversation in the list, the "load earlier" button) and
-// leave focus on the page body. Put it back on the element's replacement.
+// element that has keyboard focus (a conversation in the list, the "load earlier" button, a
+// message jumped to from a quote) and leave focus on the page body. Put it back on the element's
+// replacement, and keep a jumped-to message highlighted: a read receipt arriving a moment after
+// the jump must not wipe the highlight the reader is looking for.
 export function replaceKeepingFocus(container, ...nodes) {
   const active = document.activeElement;
   let key = null;
   if (active && active !== container && container.contains(active)) {
     if (active.dataset.conversation) key = `[data-conversation="${CSS.escape(active.dataset.conversation)}"]`;
     else if (active.classList.contains("load-earlier")) key = ".load-earlier";
+    else if (active.classList.contains("bubble") && active.id) key = `#${CSS.escape(active.id)}`;
   }
+  const jumped = [...container.querySelectorAll(".bubble.jumped[id]")].map((node) => node.id);
   container.replaceChildren(...nodes);
-  if (key) container.querySelector(key)?.focus();
+  jumped.forEach((id) => markJumped(container.querySelector(`#${CSS.escape(id)}`)));
+  if (key) container.querySelector(key)?.focus({ preventScroll: true });
+}
+
+// The highlight on a message jumped to from a quote; jumpTo (rich.js) sets it and clears it on
+// whichever node carries the message by then.
+export function markJumped(node) {
+  if (!node) return;
+  node.classList.add("jumped");
+  node.setAttribute("tabindex", "-1");
 }
 
 // After "load earlier" re-renders the thread, keep keyboard focus in it: on the new button while

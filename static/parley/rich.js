@@ -2,7 +2,7 @@
 // replies, reactions, interactive buttons and lists, edits and deletes. The pages keep their own
 // rendering and sockets; this module renders the rich parts of a message and owns the composer's
 // extras (the file being uploaded, the message being replied to or edited).
-import { el, format, newClientMsgId } from "./realtime.js";
+import { el, format, markJumped, newClientMsgId } from "./realtime.js";
 
 export const QUICK_EMOJI = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
 const EDIT_WINDOW_MS = 15 * 60 * 1000;
@@ -308,14 +308,21 @@ export function applyRichFrame(frame, messages) {
   return false;
 }
 
+const jumpTimers = new Map(); // message id -> the timer that ends its highlight
+
 export function jumpTo(thread, id) {
   const node = thread.querySelector(`#m${id}`);
   if (!node) return;
   node.scrollIntoView({ block: "center", behavior: "smooth" });
-  node.classList.add("jumped");
-  node.setAttribute("tabindex", "-1");
+  markJumped(node);
   node.focus({ preventScroll: true });
-  setTimeout(() => node.classList.remove("jumped"), 1600);
+  // Jumped to again, the highlight lasts from the latest jump; a re-render in between replaces
+  // the node (replaceKeepingFocus carries the highlight over), so look it up when it ends.
+  clearTimeout(jumpTimers.get(id));
+  jumpTimers.set(id, setTimeout(() => {
+    jumpTimers.delete(id);
+    thread.querySelector(`#m${id}`)?.classList.remove("jumped");
+  }, 1600));
 }
 
 // --- agents: quick-reply buttons on a reply (inbox) -----------------------------------------

@@ -117,6 +117,22 @@ def test_photo_reply_with_pdf_and_reaction_live_and_after_reload(
         # Jumping from the quote to the original.
         customer_page.locator(".bubble.theirs .bubble-quote").click()
         expect(customer_page.locator(".bubble.mine.jumped")).to_have_count(1)
+        # The thread re-renders whole on every frame (CI once saw the agent's read receipt land
+        # right after the jump and wipe the highlight): a re-render in the same moment — here the
+        # customer sends at once, in one task with the jump — keeps the highlight and the focus.
+        highlighted, focused, sent_shown = customer_page.evaluate(
+            """() => {
+                document.querySelector(".bubble.theirs .bubble-quote").click();
+                const input = document.getElementById("composer-body");
+                input.value = "Yes, that photo.";
+                input.form.requestSubmit();
+                const jumped = [...document.querySelectorAll(".bubble.mine.jumped")];
+                const sent = [...document.querySelectorAll(".bubble.mine")].some((b) => b.textContent.includes("Yes, that photo."));
+                return [jumped.map((b) => b.querySelector("img.bubble-image") !== null), jumped[0] === document.activeElement, sent];
+            }"""
+        )
+        assert (highlighted, focused, sent_shown) == ([True], True, True)
+        expect(customer_page.locator(".bubble.mine.jumped")).to_have_count(0)  # and it fades (1.6 s)
     finally:
         customer_context.close()
         agent_context.close()
