@@ -79,6 +79,9 @@ class Stats:
     # this attempt (the first send or a retry) -> its refusal: how fast the server says no
     refusal_answer: list[float] = field(default_factory=list)
     accept_latency: list[float] = field(default_factory=list)  # send -> message.accepted
+    # the attempt that was accepted (the first send or a retry) -> message.accepted: how long the
+    # server kept a send it took, without the waits the page held it for after refusals
+    attempt_accept_latency: list[float] = field(default_factory=list)
     customer_to_agent: list[float] = field(default_factory=list)
     # A customer's message.accepted → its copy at the viewing agent, both seen by this generator
     # process (negative: the agent had it first): whether the sender's ack lags the delivery.
@@ -357,6 +360,7 @@ class _Page:
             self.stats.accepted.add(cmid)
             now = time.time()
             self.stats.accept_latency.append(now - self.stats.sent[cmid])
+            self.stats.attempt_accept_latency.append(now - self.attempts.get(cmid, self.stats.sent[cmid]))
             viewed_at = self.stats.viewed_at.pop(cmid, None)
             if viewed_at is not None:
                 self.stats.accepted_to_viewer.append(viewed_at - now)

@@ -664,6 +664,7 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
         c2a_p50=p50(merged["customer_to_agent"]),
         c2a_p99=p99(merged["customer_to_agent"]),
         accept_p99=p99(merged["accept_latency"]),
+        attempt_accept_p99=p99(merged["attempt_accept_latency"]),
         a2c_p99=p99(merged["agent_to_customer"]),
         stale_p99=p99(merged["list_first_staleness"]),
         stale_every_p99=p99(merged["list_staleness"]),
@@ -698,6 +699,9 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
             f"{merged['frames_unread']} list frames of the others counted unread)"
         )
     out.append(f"send → accepted:          {percentiles(merged['accept_latency'])}")
+    # After refusals the page holds a send back (retry_after, doubling): the accepted attempt's
+    # own wait is what the server kept it for.
+    out.append(f"  its accepted attempt → accepted: {percentiles(merged['attempt_accept_latency'])}")
     refused_final = merged["refused_final"]
     out.append(
         f"refusals: {merged['refusals']} retryable {merged['refusal_codes'] or ''} "

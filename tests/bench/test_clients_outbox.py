@@ -91,3 +91,18 @@ async def test_later_sends_wait_behind_a_refused_one_and_go_in_order(monkeypatch
     sent.clear()
     page.reconnected()  # a new socket: what was on its way goes again, as the window lets
     assert sent == ["c-7"]
+
+
+async def test_an_accepted_retry_is_timed_from_its_own_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`send → accepted` counts from when the message was written, the page's waits after a
+    refusal included; `its accepted attempt → accepted` only the attempt the server took."""
+    monkeypatch.setattr(clients, "send_retry_delay", lambda retry_after, refusals: 0.2)
+    page = Page()
+    send(page, "c-1")
+    refuse(page, "c-1")
+    await asyncio.sleep(0.3)  # the page holds it, then sends it again
+    assert page.socket.sent == ["c-1", "c-1"]  # type: ignore[attr-defined]
+    page.on_accepted({"type": "message.accepted", "client_msg_id": "c-1"})
+    (whole,) = page.stats.accept_latency
+    (attempt,) = page.stats.attempt_accept_latency
+    assert whole - attempt >= 0.2  # the page's hold is in the first, not in the second
