@@ -276,7 +276,16 @@ export function replaceKeepingFocus(container, ...nodes) {
   const jumped = [...container.querySelectorAll(".bubble.jumped[id]")].map((node) => node.id);
   container.replaceChildren(...nodes);
   jumped.forEach((id) => markJumped(container.querySelector(`#${CSS.escape(id)}`)));
-  if (key) container.querySelector(key)?.focus({ preventScroll: true });
+  const again = key ? container.querySelector(key) : null;
+  if (!again) return;
+  if (!again.classList.contains("bubble")) {
+    again.focus();
+    return;
+  }
+  // A message keeps focus after its highlight ended too (its new node is made focusable), and
+  // the thread is not scrolled to it while new messages arrive below.
+  again.setAttribute("tabindex", "-1");
+  again.focus({ preventScroll: true });
 }
 
 // The highlight on a message jumped to from a quote; jumpTo (rich.js) sets it and clears it on

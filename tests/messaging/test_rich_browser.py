@@ -133,6 +133,17 @@ def test_photo_reply_with_pdf_and_reaction_live_and_after_reload(
         )
         assert (highlighted, focused, sent_shown) == ([True], True, True)
         expect(customer_page.locator(".bubble.mine.jumped")).to_have_count(0)  # and it fades (1.6 s)
+        # Faded, the message still keeps the keyboard focus through a re-render.
+        focus_kept = customer_page.evaluate(
+            """() => {
+                const input = document.getElementById("composer-body");
+                input.value = "And the box too.";
+                input.form.requestSubmit();
+                const active = document.activeElement;
+                return active.classList.contains("bubble") && active.querySelector("img.bubble-image") !== null;
+            }"""
+        )
+        assert focus_kept
     finally:
         customer_context.close()
         agent_context.close()
