@@ -280,11 +280,12 @@ def tune_collector() -> None:
     """The server's young-generation threshold (PARLEY_GC_YOUNG_THRESHOLD), called at start-up
     after `gc.freeze()`. Under load CPython's 2,000 is reached by the objects a burst of frames
     has alive at once — which reference counting frees a moment later anyway — so a collection
-    ran 10–14 times a second per process at 1,000 msgs/s, each walking a few thousand live
-    coroutines, futures and frames (~1 µs an object on the benchmark machine), and every tenth
-    one walked the middle generation too: 34–39 ms of CPU a second per
-    process, measured with `gc.callbacks` (issue 9, README). At 10,000: 18–22 ms, fewer middle
-    and full passes, a young pass ~10 ms. The older generations' thresholds are CPython's."""
+    ran 10–15 times a second per process at 1,000 msgs/s, each walking a few thousand live
+    coroutines, futures and frames (~1 µs an object on the benchmark machine), every tenth one
+    the middle generation too: 49–56 ms of CPU a second per process, measured with
+    `gc.callbacks` (issue 9, README, session 36). At 10,000: 24–31 ms, 1.5–1.8 young passes a
+    second, the longest pass 61–87 ms instead of 141–189. The older generations' thresholds are
+    CPython's."""
     _young, middle, old = gc.get_threshold()
     gc.set_threshold(int(getattr(settings, "PARLEY_GC_YOUNG_THRESHOLD", 10_000)), middle, old)
 

@@ -103,7 +103,7 @@ def _absent(value: Any) -> bool:
 
 
 def _optional_id(value: Any) -> int | None:
-    return None if value in (None, "") else client_int(value)
+    return None if _absent(value) else client_int(value)
 
 
 def check_rich(
