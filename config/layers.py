@@ -47,7 +47,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer,
 from channels_redis.utils import _wrap_close
 from redis.exceptions import RedisError
 
-from config.redis_wire import WireAddress, WireClient
+from config.redis_wire import Subscription, WireAddress, WireClient
 
 _Held = tuple[str, bytes | tuple[dict[str, Any], Any], asyncio.Future[Any]]
 
@@ -169,16 +169,32 @@ class LocalChannel:
 
 
 class _Shard(RedisSingleShardConnection):
-    def _receive_message(self, message: Any) -> None:
-        """channels_redis's, except that attached sockets get the message decoded (once per
-        Redis message, whatever the number of local sockets in the group: they must not mutate
-        it) through their callback; channels of ordinary consumers still get the raw bytes
-        queued."""
-        if message is None:
-            return
-        name, data = message["channel"], message["data"]
-        if isinstance(name, bytes):
-            name = name.decode()
+    """channels_redis's shard connection, subscribed through `config.redis_wire.Subscription`
+    (each message delivered from the connection's read callback) instead of redis-py's PubSub
+    read by a task one `get_message` at a time. Publishing is the layer's (`_Publisher`)."""
+
+    def __init__(self, host: dict[str, Any], channel_layer: Any) -> None:
+        super().__init__(host, channel_layer)
+        self.subscription = Subscription(WireAddress.from_layer_host(host), self._receive)
+        # The channels this process subscribes to (channels_redis's name for them).
+        self._subscribed_to = self.subscription.channels
+
+    async def subscribe(self, channel: str) -> None:
+        await self.subscription.subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self.subscription.unsubscribe(channel)
+
+    async def flush(self) -> None:
+        await self.subscription.close()
+        await super().flush()
+        self._subscribed_to = self.subscription.channels
+
+    def _receive(self, raw_name: bytes, data: bytes) -> None:
+        """A message on a subscribed channel: attached sockets get it decoded (once per Redis
+        message, whatever the number of local sockets in the group: they must not mutate it)
+        through their callback; channels of ordinary consumers get the raw bytes queued."""
+        name = raw_name.decode()
         layer: Any = self.channel_layer
         if name in layer.channels:
             targets: Any = (name,)
@@ -252,7 +268,7 @@ class PipelinedPubSubLoopLayer(RedisPubSubLoopLayer):
     def group_send_local(self, group: str, message: dict[str, Any]) -> None:
         """To this process's members of the group only, without Redis (messaging.events.Relay
         hands every process's commits to its own sockets): an attached socket gets the message
-        itself (shared, as from `_Shard._receive_message`: handlers must not mutate it), an
+        itself (shared, as from `_Shard._receive`: handlers must not mutate it), an
         ordinary consumer's queue the message serialized once."""
         members = self.groups.get(self._get_group_channel_name(group))
         if not members:

@@ -19,8 +19,11 @@ exception classes, so callers catch the same errors whichever client they talk t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -29,7 +32,12 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
+logger = logging.getLogger("parley.redis")
+
 CONNECT_TIMEOUT = 5.0
+# A lost subscriber connection is made again after this, doubling up to RECONNECT_MAX_SECONDS.
+RECONNECT_FIRST_SECONDS = 0.05
+RECONNECT_MAX_SECONDS = 2.0
 
 _CRLF = b"\r\n"
 
@@ -98,6 +106,8 @@ class _WireProtocol(asyncio.Protocol):
                 return
             if reply is False:
                 return
+            if self.pushed(reply):
+                continue
             future, wanted = waiting.popleft()
             if future.done():  # its caller stopped waiting
                 continue
@@ -105,6 +115,11 @@ class _WireProtocol(asyncio.Protocol):
                 future.set_exception(_reply_error(str(reply)))
             else:
                 future.set_result(reply if wanted else None)
+
+    def pushed(self, reply: Any) -> bool:
+        """Whether `reply` is something Redis sent unasked (a subscriber's message), handled here
+        instead of answering the next command. A command connection gets none."""
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(RedisConnectionError(f"Connection to Redis lost: {exc or 'closed'}"))
@@ -247,6 +262,196 @@ class WireClient:
         if self.protocol is not None and self.protocol.transport is not None:
             self.protocol.transport.close()
         self.protocol = None
+
+
+class _SubscriberProtocol(_WireProtocol):
+    """A connection in Redis's subscribed state: a published message is pushed (["message",
+    channel, data]) and handed to `deliver` at once, from the loop's read callback; every other
+    reply answers the next command (AUTH, SELECT, and one confirmation per channel of a
+    SUBSCRIBE or UNSUBSCRIBE, in the order they were sent)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[bytes, bytes], None],
+        lost: Callable[[_SubscriberProtocol], None],
+    ) -> None:
+        super().__init__(loop)
+        self.deliver = deliver
+        self.on_lost = lost
+
+    def pushed(self, reply: Any) -> bool:
+        if type(reply) is not list or len(reply) != 3 or reply[0] != b"message":
+            return False
+        try:
+            self.deliver(reply[1], reply[2])
+        except Exception:  # one message's receiver failing must not end the subscription
+            logger.exception("a message on %r could not be delivered", reply[1])
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.on_lost(self)
+
+
+class Subscription:
+    """One connection subscribed to channels, without redis-py's PubSub: channels_redis reads
+    its subscription with a task that asks redis-py for one message at a time (`get_message`
+    with a timeout, a retry wrapper, its push-message handlers and a logger lookup per message),
+    which was most of what receiving a message cost a server process (issue 9: a send's
+    wall-clock profile through its socket, README session 38). Here each message is delivered
+    from the connection's read callback as it is parsed by hiredis.
+
+    `subscribe` returns once Redis confirmed the subscription, so what is published after it
+    returns is delivered (Relay.watch relies on that: a socket's resume is read afterwards).
+    The wanted channels are `channels`; a lost connection is made again (backing off, up to
+    RECONNECT_MAX_SECONDS) and subscribes to all of them before anything waits on it — what
+    was published meanwhile is missed, as with any channel layer (at most once; clients catch
+    up from the stream)."""
+
+    def __init__(self, address: WireAddress, deliver: Callable[[bytes, bytes], None]) -> None:
+        self.address = address
+        self.deliver = deliver
+        self.channels: set[str] = set()
+        # The latest SUBSCRIBE of a channel still unconfirmed: a second caller waits for it too.
+        self.confirming: dict[str, asyncio.Future[Any]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.protocol: _SubscriberProtocol | None = None
+        self.connecting: asyncio.Task[_SubscriberProtocol] | None = None
+        self.reconnecting: asyncio.Task[None] | None = None
+        self.sending: set[asyncio.Task[None]] = set()  # commands waiting for a connection
+
+    async def subscribe(self, channel: str) -> None:
+        if channel not in self.channels:
+            self.channels.add(channel)
+            future = self._command("SUBSCRIBE", channel)
+            self.confirming[channel] = future
+            future.add_done_callback(lambda done: self._confirmed(channel, done))
+        else:
+            pending = self.confirming.get(channel)
+            if pending is None:
+                if self.protocol is None:  # lost: subscribed again once connected
+                    await self._connected()
+                return
+            future = pending
+        try:
+            await asyncio.shield(future)
+        except RedisConnectionError:
+            # Lost on the way: the next connection subscribes to every wanted channel, this one
+            # included, before it is handed out.
+            await self._connected()
+
+    def _confirmed(self, channel: str, done: asyncio.Future[Any]) -> None:
+        retrieve(done)  # a caller that stopped waiting leaves its error unread
+        if self.confirming.get(channel) is done:
+            del self.confirming[channel]
+
+    async def unsubscribe(self, channel: str) -> None:
+        if channel not in self.channels:
+            return
+        self.channels.discard(channel)
+        self.confirming.pop(channel, None)
+        with contextlib.suppress(RedisConnectionError):  # lost: a new connection is not subscribed to it
+            await self._command("UNSUBSCRIBE", channel)
+
+    def _command(self, *args: Any) -> asyncio.Future[Any]:
+        """Sent on the live connection, or once connected; the future is Redis's confirmation."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        protocol = self.protocol
+        if self.loop is loop and protocol is not None and protocol.lost is None:
+            protocol.queue(pack_command(args), future)
+            return future
+
+        async def when_connected() -> None:
+            try:
+                live = await self._connected()
+            except BaseException as error:
+                if not future.done():
+                    future.set_exception(error)
+                return
+            live.queue(pack_command(args), future)
+
+        task = loop.create_task(when_connected())
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
+        return future
+
+    async def _connected(self) -> _SubscriberProtocol:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:  # one loop's (tests run one per test)
+            self.loop, self.protocol, self.connecting = loop, None, None
+        protocol = self.protocol
+        if protocol is not None and protocol.lost is None:
+            return protocol
+        if self.connecting is None or self.connecting.done():
+            self.connecting = loop.create_task(self._connect(loop))
+            self.connecting.add_done_callback(retrieve)
+        return await asyncio.shield(self.connecting)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _SubscriberProtocol:
+        address = self.address
+        where = address.path or f"{address.host}:{address.port}"
+
+        def made() -> _SubscriberProtocol:
+            return _SubscriberProtocol(loop, self.deliver, self._lost)
+
+        protocol: _SubscriberProtocol | None = None
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                if address.path is not None:
+                    _transport, protocol = await loop.create_unix_connection(made, address.path)
+                else:
+                    _transport, protocol = await loop.create_connection(
+                        made, address.host, address.port, ssl=ssl.create_default_context() if address.tls else None
+                    )
+                await _set_up(protocol, address, where)
+                # Every wanted channel, confirmed, before anyone is told the connection is up.
+                confirmations = []
+                for channel in sorted(self.channels):
+                    confirmed: asyncio.Future[Any] = loop.create_future()
+                    protocol.queue(pack_command(("SUBSCRIBE", channel)), confirmed)
+                    confirmations.append(confirmed)
+                await replies(confirmations)
+        except BaseException as error:
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.close()
+            if isinstance(error, OSError | TimeoutError):
+                raise RedisConnectionError(f"Could not connect to Redis at {where}: {error}") from error
+            raise
+        self.protocol = protocol
+        return protocol
+
+    def _lost(self, protocol: _SubscriberProtocol) -> None:
+        if protocol is not self.protocol:
+            return  # an older connection, closed on purpose or already replaced
+        self.protocol = None
+        if self.channels and (self.reconnecting is None or self.reconnecting.done()):
+            logger.warning("the Redis subscription was lost (%s); connecting again", protocol.lost)
+            self.reconnecting = protocol.loop.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = RECONNECT_FIRST_SECONDS
+        while self.channels and self.protocol is None:
+            try:
+                await self._connected()
+                return
+            except RedisConnectionError as error:
+                logger.warning("the Redis subscription could not connect again (%s); retrying in %.2f s", error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+    async def close(self) -> None:
+        """Every channel forgotten and the connection closed (a later subscribe connects anew)."""
+        self.channels.clear()
+        self.confirming.clear()
+        for task in (self.reconnecting, self.connecting):
+            if task is not None and not task.done():
+                task.cancel()
+        self.reconnecting = self.connecting = None
+        protocol, self.protocol = self.protocol, None
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
 
 
 async def _set_up(protocol: _WireProtocol, address: WireAddress, where: str) -> None:

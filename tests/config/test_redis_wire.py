@@ -16,7 +16,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from config.redis_wire import WireAddress, WireClient, pack_command, replies
+from config.redis_wire import Subscription, WireAddress, WireClient, pack_command, replies
 
 pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
 
@@ -243,3 +243,133 @@ def test_commands_are_packed_as_redis_reads_them() -> None:
         pack_command(("SET", "k", True))
     with pytest.raises(TypeError, match="not NoneType"):
         pack_command(("GET", None))
+
+
+# --- the subscriber connection (Subscription: what the channel layer's shards receive with) ----
+
+
+class _Received:
+    """What a Subscription delivered, in order; `until` waits for a count."""
+
+    def __init__(self, fail_on: bytes | None = None) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.fail_on = fail_on
+
+    def __call__(self, channel: bytes, data: bytes) -> None:
+        if data == self.fail_on:
+            raise ValueError("this receiver fails on this message")
+        self.messages.append((channel.decode(), data))
+
+    async def until(self, count: int) -> list[tuple[str, bytes]]:
+        for _ in range(200):
+            if len(self.messages) >= count:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # and nothing more arrives
+        return self.messages
+
+
+def _subscription(received: _Received) -> Subscription:
+    return Subscription(WireAddress.from_url(os.environ["REDIS_URL"]), received)
+
+
+@on_both_loops
+async def test_a_subscription_is_confirmed_before_subscribe_returns_and_delivers_in_order() -> None:
+    received = _Received()
+    subscription = _subscription(received)
+    publisher = _client()
+    channel = _key()
+    try:
+        # Concurrent subscribes of one channel: one SUBSCRIBE, both return once Redis confirmed it,
+        # so a message published the moment either returns is delivered.
+        await asyncio.gather(subscription.subscribe(channel), subscription.subscribe(channel))
+        assert await publisher.execute("PUBSUB", "NUMSUB", channel) == [channel.encode(), 1]
+        for n in range(5):
+            publisher.send("PUBLISH", channel, f"m{n}")
+        assert await received.until(5) == [(channel, f"m{n}".encode()) for n in range(5)]
+        assert subscription.channels == {channel} and not subscription.confirming
+    finally:
+        await subscription.close()
+        publisher.close()
+
+
+@on_both_loops
+async def test_a_receiver_that_fails_on_one_message_gets_the_next_ones() -> None:
+    received = _Received(fail_on=b"bad")
+    subscription = _subscription(received)
+    publisher = _client()
+    channel = _key()
+    try:
+        await subscription.subscribe(channel)
+        for data in ("before", "bad", "after"):
+            publisher.send("PUBLISH", channel, data)
+        assert await received.until(2) == [(channel, b"before"), (channel, b"after")]
+    finally:
+        await subscription.close()
+        publisher.close()
+
+
+@on_both_loops
+async def test_unsubscribed_channels_deliver_nothing_and_close_forgets_every_channel() -> None:
+    received = _Received()
+    subscription = _subscription(received)
+    publisher = _client()
+    kept, left = _key(), _key()
+    try:
+        await subscription.subscribe(kept)
+        await subscription.subscribe(left)
+        await subscription.unsubscribe(left)
+        await subscription.unsubscribe(left)  # not subscribed any more: nothing to do
+        assert await publisher.execute("PUBSUB", "NUMSUB", kept, left) == [kept.encode(), 1, left.encode(), 0]
+        publisher.send("PUBLISH", left, "to nobody")
+        publisher.send("PUBLISH", kept, "kept")
+        assert await received.until(1) == [(kept, b"kept")]
+        await subscription.close()
+        await asyncio.sleep(0.05)
+        assert subscription.channels == set()
+        assert await publisher.execute("PUBSUB", "NUMSUB", kept) == [kept.encode(), 0]
+        # Usable again after close: a new connection.
+        await subscription.subscribe(left)
+        publisher.send("PUBLISH", left, "again")
+        assert await received.until(2) == [(kept, b"kept"), (left, b"again")]
+    finally:
+        await subscription.close()
+        publisher.close()
+
+
+@on_both_loops
+async def test_a_lost_subscription_connects_again_and_subscribes_to_every_channel_first() -> None:
+    received = _Received()
+    subscription = _subscription(received)
+    publisher = _client()
+    first, second = _key(), _key()
+    try:
+        await subscription.subscribe(first)
+        await subscription.subscribe(second)
+        assert subscription.protocol is not None and subscription.protocol.transport is not None
+        host, port = subscription.protocol.transport.get_extra_info("sockname")[:2]
+        killed = subscription.protocol
+        assert await publisher.execute("CLIENT", "KILL", "ADDR", f"{host}:{port}", "SKIPME", "no") == 1
+        # Reconnected on its own (no command asked for it), both channels subscribed again.
+        for _ in range(200):
+            numsub = await publisher.execute("PUBSUB", "NUMSUB", first, second)
+            if subscription.protocol not in (None, killed) and numsub == [first.encode(), 1, second.encode(), 1]:
+                break
+            await asyncio.sleep(0.01)
+        assert numsub == [first.encode(), 1, second.encode(), 1]
+        publisher.send("PUBLISH", first, "one")
+        publisher.send("PUBLISH", second, "two")
+        assert await received.until(2) == [(first, b"one"), (second, b"two")]
+    finally:
+        await subscription.close()
+        publisher.close()
+
+
+@on_both_loops
+async def test_subscribing_with_no_redis_at_the_address_fails_with_a_clear_error() -> None:
+    subscription = Subscription(WireAddress(host="127.0.0.1", port=1), _Received())
+    try:
+        with pytest.raises(RedisConnectionError, match=r"Could not connect to Redis at 127\.0\.0\.1:1"):
+            await subscription.subscribe("anything")
+    finally:
+        await subscription.close()
