@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import hiredis
 from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 logger = logging.getLogger("parley.redis")
 
@@ -228,15 +228,7 @@ class WireClient:
         where = address.path or f"{address.host}:{address.port}"
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                if address.path is not None:
-                    _transport, protocol = await loop.create_unix_connection(lambda: _WireProtocol(loop), address.path)
-                else:
-                    _transport, protocol = await loop.create_connection(
-                        lambda: _WireProtocol(loop),
-                        address.host,
-                        address.port,
-                        ssl=ssl.create_default_context() if address.tls else None,
-                    )
+                protocol = await _open(loop, address, lambda: _WireProtocol(loop))
                 # AUTH and SELECT answered before anything else is sent: commands written behind
                 # a failed SELECT would run on database 0.
                 await _set_up(protocol, address, where)
@@ -399,12 +391,7 @@ class Subscription:
         protocol: _SubscriberProtocol | None = None
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                if address.path is not None:
-                    _transport, protocol = await loop.create_unix_connection(made, address.path)
-                else:
-                    _transport, protocol = await loop.create_connection(
-                        made, address.host, address.port, ssl=ssl.create_default_context() if address.tls else None
-                    )
+                protocol = await _open(loop, address, made)
                 await _set_up(protocol, address, where)
                 # Every wanted channel, confirmed, before anyone is told the connection is up.
                 confirmations = []
@@ -436,7 +423,7 @@ class Subscription:
             try:
                 await self._connected()
                 return
-            except RedisConnectionError as error:
+            except RedisError as error:
                 logger.warning("the Redis subscription could not connect again (%s); retrying in %.2f s", error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
@@ -452,6 +439,17 @@ class Subscription:
         protocol, self.protocol = self.protocol, None
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
+
+
+async def _open[P: _WireProtocol](loop: asyncio.AbstractEventLoop, address: WireAddress, made: Callable[[], P]) -> P:
+    """A connection to `address` (Unix socket, TCP, or TLS for rediss://) with its protocol."""
+    if address.path is not None:
+        _transport, protocol = await loop.create_unix_connection(made, address.path)
+    else:
+        _transport, protocol = await loop.create_connection(
+            made, address.host, address.port, ssl=ssl.create_default_context() if address.tls else None
+        )
+    return protocol
 
 
 async def _set_up(protocol: _WireProtocol, address: WireAddress, where: str) -> None:

@@ -352,9 +352,38 @@ async def _call(schema_name: str, fn: Callable[..., Any], kwargs: dict[str, Any]
         _give_back(slots, slot)
 
 
+# Calls running on this loop (their tasks, kept until done: the loop holds tasks weakly).
+_running: set[asyncio.Task[None]] = set()
+
+
 async def run_on_loop[T](schema_name: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
     """`fn(**kwargs)` inside `schema_name`, on this event loop's thread (module docstring). The
     call goes on if the caller is cancelled (a socket that went away): a send group being
-    written commits or rolls back whole, and what it committed is published."""
-    result: T = await asyncio.shield(_call(schema_name, fn, kwargs))
-    return result
+    written commits or rolls back whole, and what it committed is published.
+
+    What `asyncio.shield` would do, in fewer turns of the loop: on a saturated loop each turn
+    is a wait behind every other ready callback (5–10 ms at 1,000 msgs/s on a 2-core machine,
+    README session 38), and a send group is on every send's path. The call starts at once,
+    within the caller's own step (an eager task: no turn to start), and hands its result to the
+    caller itself when it ends (one turn to wake the caller, where shield's callback took two)."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[T] = loop.create_future()
+
+    async def call() -> None:
+        try:
+            result = await _call(schema_name, fn, kwargs)
+        except asyncio.CancelledError:
+            outcome.cancel()  # the loop is going away (the call finished blocking: _drive)
+            raise
+        except BaseException as error:
+            if not outcome.done():  # else its caller was cancelled: nobody to tell, as shield
+                outcome.set_exception(error)
+            return
+        if not outcome.done():
+            outcome.set_result(result)
+
+    task = asyncio.Task(call(), loop=loop, eager_start=True)
+    if not task.done():
+        _running.add(task)
+        task.add_done_callback(_running.discard)
+    return await outcome

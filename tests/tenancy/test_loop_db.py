@@ -158,6 +158,44 @@ async def test_a_call_whose_caller_is_cancelled_still_commits(live_db: World, la
     assert await run_in_schema(alpha, label_exists, name=name)
 
 
+def counting_turns() -> tuple[list[int], list[asyncio.Handle]]:
+    """A callback that runs once in every turn of the loop and counts the turns."""
+    loop = asyncio.get_running_loop()
+    turns = [0]
+    handle: list[asyncio.Handle] = []
+
+    def turn() -> None:
+        turns[0] += 1
+        handle[0] = loop.call_soon(turn)
+
+    handle.append(loop.call_soon(turn))
+    return turns, handle  # cancel handle[0] to stop
+
+
+async def test_a_call_starts_in_its_callers_step_and_answers_it_without_a_turn_of_its_own(live_db: World) -> None:
+    """On a saturated loop every turn is a wait behind all other ready callbacks (README,
+    session 38): a call that needs no round trip costs its caller no turn at all (asyncio.shield
+    cost three: one to start the call, two to hand its result over)."""
+    alpha = live_db.business_a.schema_name
+    await run_on_loop(alpha, session)  # the slot's connection made and warm
+    turns, ticker = counting_turns()
+    try:
+        await asyncio.sleep(0)
+        before = turns[0]
+        assert await run_on_loop(alpha, lambda: 7) == 7
+        assert turns[0] == before
+        failing = ValueError("raised by the call")
+
+        def fails() -> None:
+            raise failing
+
+        with pytest.raises(ValueError) as raised:
+            await run_on_loop(alpha, fails)
+        assert raised.value is failing and turns[0] == before
+    finally:
+        ticker[0].cancel()
+
+
 async def test_a_call_of_many_round_trips_returns_their_answers_in_order(live_db: World) -> None:
     """Calls' round trips interleaved on the loop: each call's answers come back to the
     statements that asked, in order."""
