@@ -266,11 +266,11 @@ class _SubscriberProtocol(_WireProtocol):
         self,
         loop: asyncio.AbstractEventLoop,
         deliver: Callable[[bytes, bytes], None],
-        lost: Callable[[_SubscriberProtocol], None],
+        on_lost: Callable[[_SubscriberProtocol], None],
     ) -> None:
         super().__init__(loop)
         self.deliver = deliver
-        self.on_lost = lost
+        self.on_lost = on_lost
 
     def pushed(self, reply: Any) -> bool:
         if type(reply) is not list or len(reply) != 3 or reply[0] != b"message":

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 from urllib.parse import urlparse
 
@@ -269,17 +270,23 @@ class _Received:
         return self.messages
 
 
-def _subscription(received: _Received) -> Subscription:
-    return Subscription(WireAddress.from_url(os.environ["REDIS_URL"]), received)
+@contextlib.asynccontextmanager
+async def _subscribed(received: _Received) -> AsyncIterator[tuple[Subscription, WireClient]]:
+    """A subscription delivering to `received`, and a client to publish with; both closed after."""
+    subscription = Subscription(WireAddress.from_url(os.environ["REDIS_URL"]), received)
+    publisher = _client()
+    try:
+        yield subscription, publisher
+    finally:
+        await subscription.close()
+        publisher.close()
 
 
 @on_both_loops
 async def test_a_subscription_is_confirmed_before_subscribe_returns_and_delivers_in_order() -> None:
     received = _Received()
-    subscription = _subscription(received)
-    publisher = _client()
     channel = _key()
-    try:
+    async with _subscribed(received) as (subscription, publisher):
         # Concurrent subscribes of one channel: one SUBSCRIBE, both return once Redis confirmed it,
         # so a message published the moment either returns is delivered.
         await asyncio.gather(subscription.subscribe(channel), subscription.subscribe(channel))
@@ -288,34 +295,24 @@ async def test_a_subscription_is_confirmed_before_subscribe_returns_and_delivers
             publisher.send("PUBLISH", channel, f"m{n}")
         assert await received.until(5) == [(channel, f"m{n}".encode()) for n in range(5)]
         assert subscription.channels == {channel} and not subscription.confirming
-    finally:
-        await subscription.close()
-        publisher.close()
 
 
 @on_both_loops
 async def test_a_receiver_that_fails_on_one_message_gets_the_next_ones() -> None:
     received = _Received(fail_on=b"bad")
-    subscription = _subscription(received)
-    publisher = _client()
     channel = _key()
-    try:
+    async with _subscribed(received) as (subscription, publisher):
         await subscription.subscribe(channel)
         for data in ("before", "bad", "after"):
             publisher.send("PUBLISH", channel, data)
         assert await received.until(2) == [(channel, b"before"), (channel, b"after")]
-    finally:
-        await subscription.close()
-        publisher.close()
 
 
 @on_both_loops
 async def test_unsubscribed_channels_deliver_nothing_and_close_forgets_every_channel() -> None:
     received = _Received()
-    subscription = _subscription(received)
-    publisher = _client()
     kept, left = _key(), _key()
-    try:
+    async with _subscribed(received) as (subscription, publisher):
         await subscription.subscribe(kept)
         await subscription.subscribe(left)
         await subscription.unsubscribe(left)
@@ -332,18 +329,13 @@ async def test_unsubscribed_channels_deliver_nothing_and_close_forgets_every_cha
         await subscription.subscribe(left)
         publisher.send("PUBLISH", left, "again")
         assert await received.until(2) == [(kept, b"kept"), (left, b"again")]
-    finally:
-        await subscription.close()
-        publisher.close()
 
 
 @on_both_loops
 async def test_a_lost_subscription_connects_again_and_subscribes_to_every_channel_first() -> None:
     received = _Received()
-    subscription = _subscription(received)
-    publisher = _client()
     first, second = _key(), _key()
-    try:
+    async with _subscribed(received) as (subscription, publisher):
         await subscription.subscribe(first)
         await subscription.subscribe(second)
         assert subscription.protocol is not None and subscription.protocol.transport is not None
@@ -360,9 +352,6 @@ async def test_a_lost_subscription_connects_again_and_subscribes_to_every_channe
         publisher.send("PUBLISH", first, "one")
         publisher.send("PUBLISH", second, "two")
         assert await received.until(2) == [(first, b"one"), (second, b"two")]
-    finally:
-        await subscription.close()
-        publisher.close()
 
 
 @on_both_loops
