@@ -6,13 +6,16 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import translation
+from django.utils import timezone, translation
 from django_tenants.utils import tenant_context
+from psycopg import _queries as psycopg_queries
 
+from accounts.models import Customer
 from billing.models import UsageRecord
 from customers.models import Block
 from messaging import events
@@ -464,3 +467,38 @@ def test_a_new_message_is_the_instance_init_would_make() -> None:
     finally:
         signals.post_init.disconnect(receiver, sender=Message)
     assert heard == [again] and again.body == "Moin" and again.author_key is None
+
+
+def test_a_groups_numbered_statement_is_scanned_once_however_long(world: World) -> None:
+    """psycopg turns a statement's placeholders into PostgreSQL's by scanning its text in Python,
+    and keeps the result only for texts up to a length: a send group's numbered statement is
+    longer than psycopg's own limit (4,096 characters), and config.sql raises the limit so that
+    it is scanned on its first run only, not on every group's."""
+    business = world.business_a
+    ann, bob = make_customer("Ann"), make_customer("Bob")
+    statements: list[str] = []
+
+    def recorded(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    def group(n: int, senders: tuple[Customer, ...] = (ann, bob)) -> None:
+        requests = [check_customer_send(customer=c, body=f"{c.pk}: {n}", client_msg_id=unique("g")) for c in senders]
+        outcomes = do_send_messages(business=business, requests=requests)
+        assert all(isinstance(outcome, SendResult) for outcome in outcomes)
+
+    scanned = mock.patch.object(psycopg_queries, "_query2pg_nocache", wraps=psycopg_queries._query2pg_nocache)
+    with tenant_context(business):
+        group(0)  # opens both conversations
+        # The two conversations differ as a loaded inbox's do: unread counts, one assigned.
+        group(1, (ann,))
+        Conversation.objects.filter(contact__customer_id=ann.pk).update(
+            assignee=world.agent_a, assigned_at=timezone.now()
+        )
+        group(2)  # the first group of this shape: its statements are scanned (or were before)
+        with connection.execute_wrapper(recorded), scanned as scan:
+            group(3)
+    numbered = [sql for sql in statements if sql.startswith("WITH counter AS")]
+    assert len(numbered) == 1
+    assert len(numbered[0]) > 4096  # past psycopg's own limit: the case this is about
+    assert scan.call_count == 0, [len(call.args[0]) for call in scan.call_args_list]
