@@ -47,7 +47,7 @@ Column = tuple[str, str]  # (name, SQL type)
 # a regular expression, in Python, and keeps the result (an LRU of 128 texts) only for texts of
 # at most MAX_CACHED_STATEMENT_LENGTH characters: a send group's one numbered statement (the
 # counter, the events and what goes with them: messaging.events.execute_numbered) is 4.1–4.6 KB,
-# so it was scanned anew for every group, ~0.3 ms of the event loop's CPU each time (perf on a
+# so it was scanned anew for every group, 0.17 ms of the event loop's CPU each time (perf on a
 # loaded server: the scan was 0.8% of its samples). The texts this code makes come in a few
 # dozen shapes (rows_source binds values, never spells them), so the LRU holds them as it holds
 # shorter ones; its size bounds the memory.
