@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from bench import pg_statements  # noqa: E402  (after the path setup)
+from bench import cpu_profile, pg_statements  # noqa: E402  (after the path setup)
 from bench.machine import machine_shares, postgres_cpu_seconds  # noqa: E402
 
 BUSINESS_SLUG = "benchco"
@@ -315,6 +315,8 @@ def start_server(target: str, database: str, args: argparse.Namespace) -> Server
     )
     if getattr(args, "stages", False) and target == "parley":
         env["PARLEY_STAGE_TRACE"] = str(stages_path(port))
+    if getattr(args, "profile_cpu", False):
+        env.update(cpu_profile.ENV)
     if not env.get("REDIS_URL"):
         raise SystemExit("inbox_load needs REDIS_URL (the production channel layer)")
     app = {
@@ -762,6 +764,8 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
     for worker in workers:
         worker.start()
     profiler = None
+    cpu_profiler: subprocess.Popen[bytes] | None = None
+    profiled_pids: list[int] = []
     statement_window = pg_statements.LogWindow(Path(args.pg_log)) if args.pg_log and server is not None else None
     waits: pg_statements.WaitSampler | None = None
     try:
@@ -775,6 +779,11 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
             waits.start()
         if (args.profile or args.profile_gil) and server is not None:
             profiler = start_profile(server, target, args)
+        if args.profile_cpu and server is not None:
+            first, *others = server.pids()
+            cpu_profiler = cpu_profile.start(first, max(1, int(args.duration) - 1), cpu_profile_raw(target, args))
+            # Every Python process of the server wrote a jitdump, its supervisor too: all removed.
+            profiled_pids = [first, *others, server.process.pid]
         time.sleep(plan.duration)
         sampler.finish()
         if statement_window is not None:
@@ -791,6 +800,8 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
                 worker.kill()
         if profiler is not None:
             profiler.wait(120)
+        if cpu_profiler is not None:
+            cpu_profiler.wait(120)
         if server is not None:
             stop_server(server)
         if args.pg_log and server is not None:
@@ -809,6 +820,10 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
         result.text.extend(waits.report())
     if profiler is not None:
         result.text.extend(top_frames(profile_path(target, args)))
+    if cpu_profiler is not None:
+        out = cpu_profile_path(target, args)
+        failed = cpu_profile.finish(cpu_profile_raw(target, args), out, profiled_pids)
+        result.text.extend([f"on-CPU profile: {failed}"] if failed else top_frames(out, label="on-CPU profile (perf)"))
     if args.stages and target == "parley" and server is not None:
         result.text.extend(stage_table(stages_path(server.port)))
     return result
@@ -969,8 +984,17 @@ def profile_path(target: str, args: argparse.Namespace) -> Path:
     return ROOT / "test-artifacts" / f"profile-{target}-{args.rate:g}{'-gil' if args.profile_gil else ''}.txt"
 
 
-def top_frames(path: Path, count: int = 15) -> list[str]:
-    """py-spy's collapsed stacks → the frames most samples were in (inclusive) and on top (self)."""
+def cpu_profile_raw(target: str, args: argparse.Namespace) -> Path:
+    return ROOT / "test-artifacts" / f"perf-{target}-{args.rate:g}.data"
+
+
+def cpu_profile_path(target: str, args: argparse.Namespace) -> Path:
+    return ROOT / "test-artifacts" / f"profile-{target}-{args.rate:g}-cpu.txt"
+
+
+def top_frames(path: Path, count: int = 15, label: str = "profile") -> list[str]:
+    """Collapsed stacks (py-spy's, or perf's through bench/cpu_profile.py) → the frames most
+    samples were in (inclusive) and on top (self)."""
     if not path.exists():
         return [f"profile: {path} was not written (py-spy needs ptrace rights)"]
     inclusive: dict[str, int] = {}
@@ -988,7 +1012,7 @@ def top_frames(path: Path, count: int = 15) -> list[str]:
         own[frames[-1]] = own.get(frames[-1], 0) + samples
     if not total:
         return ["profile: no samples"]
-    out = [f"profile ({total} samples, {path}): top frames by share of samples, inclusive"]
+    out = [f"{label} ({total} samples, {path}): top frames by share of samples, inclusive"]
     skip = ("<module>", "run (", "_run_once", "run_forever", "run_until_complete", "main (")
     ranked = sorted(((n, f) for f, n in inclusive.items() if not f.startswith(skip)), reverse=True)
     out += [f"  {n / total * 100:5.1f}%  {f}" for n, f in ranked[:count]]
@@ -1041,6 +1065,12 @@ def main() -> None:
         help="Parley's servers time each send's stages (messaging/stages.py); prints where sends waited",
     )
     parser.add_argument(
+        "--profile-cpu",
+        action="store_true",
+        help="perf's on-CPU samples of the first server process, with Python's frames (bench/cpu_profile.py: "
+        "time on a core only, where py-spy counts a thread off its core too)",
+    )
+    parser.add_argument(
         "--profile-gil",
         action="store_true",
         help="as --profile, sampling only the thread that holds the GIL (py-spy --gil)",
@@ -1079,6 +1109,10 @@ def main() -> None:
         parser.error("--compare starts its own servers")
     if args.url and not args.database:
         parser.error("--url needs --database: a fresh database the running server uses")
+    if args.profile_cpu and args.url:
+        parser.error("--profile-cpu starts the servers it profiles: not with --url")
+    if args.profile_cpu and (reason := cpu_profile.unavailable()):
+        parser.error(f"--profile-cpu: {reason}")
     if args.pg_log and args.url:
         parser.error("--pg-log logs the bench's own database: not with --url")
     if args.pg_log and not os.access(args.pg_log, os.R_OK):
