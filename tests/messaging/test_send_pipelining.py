@@ -18,7 +18,8 @@ from django.utils.translation import gettext
 
 from accounts.models import Customer
 from messaging import send_limits
-from messaging.group_commit import live_gatherer
+from messaging.consumers import StreamConsumer
+from messaging.group_commit import LiveGatherer, live_gatherer
 from tests.conftest import World
 from tests.messaging.conftest import adb, make_customer, receive_until, session_key, ws_connect
 from tests.messaging.test_backpressure import customer_send, hold_stream_counter, stored_order
@@ -77,7 +78,11 @@ async def test_a_sockets_next_send_is_queued_while_the_one_before_waits_for_its_
     customer, ws = await chatting_customer(live_db)
     schema = live_db.business_a.schema_name
     await hold_stream_counter(live_db, gate)
+    groups = len(live_gatherer.stats_batches())
     await send(ws, "pipe-1")
+    # In its group before the second is sent (a send reaches its business's queue within the
+    # step its frame is taken in: sent together, both would be in one group).
+    assert await wait_for(lambda: len(live_gatherer.stats_batches()) > groups), "the first send's group never started"
     await send(ws, "pipe-2")
     assert await wait_for(lambda: live_gatherer.queued(schema) == 1), "the second send never reached the queue"
     assert live_gatherer.stats_batches()[-1:] == [1], "the first send's group holds it alone"
@@ -87,6 +92,49 @@ async def test_a_sockets_next_send_is_queued_while_the_one_before_waits_for_its_
     assert first["type"] == second["type"] == "message.accepted"
     assert first["message_id"] < second["message_id"]
     assert await adb(stored_order)(live_db, customer) == ["", "pipe-1", "pipe-2"]
+    await ws.disconnect()
+
+
+async def test_a_send_is_in_its_business_queue_within_the_step_its_frame_was_taken_in(
+    live_db: World, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The socket's worker, the send and its rights read start within the frame's own step, not
+    on later turns of the loop (each a wait behind every ready callback on a busy server): the
+    send is queued in the same turn its frame was taken in. (The writer is held: nothing else
+    happens meanwhile.)"""
+    customer, ws = await chatting_customer(live_db)
+    await hold_stream_counter(live_db, gate)
+    loop = asyncio.get_running_loop()
+    turn = 0
+
+    def count_turns() -> None:  # runs once per turn of the loop: what is ready then
+        nonlocal turn, ticking
+        turn += 1
+        ticking = loop.call_soon(count_turns)
+
+    ticking = loop.call_soon(count_turns)
+    seen: dict[str, int] = {}
+    taken, queued = StreamConsumer.take_frame, LiveGatherer.send
+
+    async def take_frame(self: StreamConsumer, text_data: str | None) -> None:
+        seen.setdefault("taken", turn)
+        await taken(self, text_data)
+
+    async def send_queued(self: LiveGatherer, **kwargs: Any) -> Any:
+        seen.setdefault("queued", turn)
+        return await queued(self, **kwargs)
+
+    monkeypatch.setattr(StreamConsumer, "take_frame", take_frame)
+    monkeypatch.setattr(LiveGatherer, "send", send_queued)
+    try:
+        await send(ws, "now-1")
+        assert await wait_for(lambda: "queued" in seen), "the send never reached the queue"
+    finally:
+        ticking.cancel()
+    assert seen["queued"] == seen["taken"], seen
+    gate.set()
+    assert (await answer_to(ws, "now-1"))["type"] == "message.accepted"
+    assert await adb(stored_order)(live_db, customer) == ["", "now-1"]
     await ws.disconnect()
 
 
