@@ -36,6 +36,9 @@ SAMPLES_PER_SECOND = 199
 # in its greenlet, under the event loop and uvicorn) need ~20 KB.
 STACK_BYTES = 32768
 
+# A frame's file is named below the first of these in its path (the project's own files below
+# its root): computed once, not per frame of every sample.
+_PATH_MARKERS = ("/site-packages/", "/lib/python3.", f"{Path(__file__).resolve().parent.parent}/")
 _FRAME = re.compile(r"^\s*[0-9a-f]+ (?P<symbol>.+?) \((?P<dso>[^()]*)\)$")
 _OFFSET = re.compile(r"\+0x[0-9a-f]+$")
 
@@ -91,7 +94,7 @@ def finish(raw: Path, out: Path, pids: Iterable[int]) -> str | None:
     injected = raw.with_suffix(".jit")
     try:
         subprocess.run(
-            ["perf", "inject", "--jit", "-i", str(raw), "-o", str(injected)], check=True, capture_output=True
+            ["perf", "inject", "--jit", "-i", str(raw), "-o", str(injected)], check=True, capture_output=True, text=True
         )
         script = subprocess.run(["perf", "script", "-i", str(injected)], check=True, capture_output=True, text=True)
     except subprocess.CalledProcessError as error:
@@ -150,7 +153,7 @@ def _python_frame(symbol: str) -> str:
     """`py::Class.method:/path/to/file.py` → `Class.method (file.py path below the project or
     site-packages)`."""
     name, _, path = symbol[len("py::") :].partition(":")
-    for marker in ("/site-packages/", "/lib/python3.", str(Path(__file__).resolve().parent.parent) + "/"):
+    for marker in _PATH_MARKERS:
         if marker in path:
             path = path.split(marker, 1)[1]
             if marker == "/lib/python3.":
