@@ -261,8 +261,28 @@ _NATIVE_TIMESTAMPTZ_LOADER = _native_timestamptz_loader()
 
 def _session_in_utc(wrapper: Any) -> bool:
     """Django loads timestamptz values in UTC (USE_TZ, no per-database TIME_ZONE) and the
-    session's TimeZone is UTC, so psycopg's own loader makes the same datetimes."""
-    return wrapper.timezone is datetime.UTC and wrapper.connection.info.parameter_status("TimeZone") == "UTC"
+    session's TimeZone is UTC, so psycopg's own loader makes the same datetimes. Asked of libpq
+    directly (GUC_REPORT: the server reports every change of it), not through `connection.info`,
+    which builds an object and encodes and decodes the names on each of a send group's cursors."""
+    return wrapper.timezone is datetime.UTC and wrapper.connection.pgconn.parameter_status(b"TimeZone") == b"UTC"
+
+
+# A session opened with this option plans every prepared statement generically for its whole
+# life (messaging.sending._plan_generically says why a send group wants that): a loop slot's
+# (tenancy.loop_db), whose statements are all send groups'.
+GENERIC_PLANS_OPTION = "-c plan_cache_mode=force_generic_plan"
+
+
+def with_generic_plans(options: dict[str, Any]) -> dict[str, Any]:
+    """Django's OPTIONS for a database, its sessions planning generically (GENERIC_PLANS_OPTION
+    added to libpq's `options`, after any the configuration sets)."""
+    given = str(options.get("options") or "")
+    return {**options, "options": f"{given} {GENERIC_PLANS_OPTION}".strip()}
+
+
+def session_plans_generically(wrapper: Any) -> bool:
+    """The Django connection's sessions were opened planning generically (`with_generic_plans`)."""
+    return GENERIC_PLANS_OPTION in str((wrapper.settings_dict.get("OPTIONS") or {}).get("options") or "")
 
 
 def prepared_cursor() -> Any:

@@ -40,7 +40,7 @@ from billing.services import (
     usage_records_link_messages,
 )
 from config.jobs import defer_job
-from config.sql import pipelined, prepared_cursor, rows_source
+from config.sql import pipelined, prepared_cursor, rows_source, session_plans_generically
 from customers.selectors import customers_opted_out, customers_who_blocked
 from customers.services import customer_contacts_record
 from directory.services import ThreadState, ThreadTouch, customer_threads_touch_later
@@ -899,7 +899,11 @@ def _plan_generically() -> None:
     elements or 1,000 series rows PostgreSQL assumes of a parameter, above what the custom plans
     cost for a group's few, so it never won. Every statement of the group is written so that its
     plan does not depend on its values (ids through unique indexes, OFFSET 0 lookups: see
-    messaging.locks); tests/messaging/test_many_conversations.py holds it to its reads at scale."""
+    messaging.locks); tests/messaging/test_many_conversations.py holds it to its reads at scale.
+    Nothing to send on a session that plans generically for its whole life (a loop slot's, whose
+    statements are all send groups': tenancy.loop_db) — a statement less a group."""
+    if session_plans_generically(connection):
+        return
     with prepared_cursor() as cursor:  # cheaper to make than Django's; SET can be prepared too
         cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
 

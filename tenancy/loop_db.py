@@ -16,7 +16,8 @@ loop): a slot keeps it from call to call (warm, with its prepared statements and
 and closes it after PARLEY_LOOP_DB_KEEP_SECONDS without calls. A call sees
 a copy of its caller's context (an active translation), as on a database thread. At most PARLEY_LOOP_DB_SLOTS calls run at once per
 loop; more wait in order. Slots' connections are counted on top of the pool's (README's
-connection sizing rule).
+connection sizing rule). They serve send groups only, so their sessions plan every prepared
+statement generically (config.sql.GENERIC_PLANS_OPTION).
 
 What code run here must not do: block on anything but psycopg's socket (that would stop the
 loop; the send core asks Redis before, on the loop). Events its commit publishes are handed to
@@ -44,6 +45,7 @@ from django.db.backends.signals import connection_created
 from django.db.utils import load_backend
 from psycopg.waiting import Ready, Wait
 
+from config.sql import with_generic_plans
 from tenancy.db import _run
 
 logger = logging.getLogger("parley.tenancy")
@@ -136,7 +138,9 @@ def _unpooled_wrapper() -> Any:
     settings_dict = dict(connections.settings[DEFAULT_DB_ALIAS])
     options = dict(settings_dict.get("OPTIONS") or {})
     options.pop("pool", None)
-    settings_dict["OPTIONS"] = options
+    # Its statements are all send groups': planned generically for the session's life, not set
+    # again in each group's transaction (config.sql.GENERIC_PLANS_OPTION).
+    settings_dict["OPTIONS"] = with_generic_plans(options)
     backend = load_backend(settings_dict["ENGINE"])
     return backend.DatabaseWrapper(settings_dict, DEFAULT_DB_ALIAS)
 

@@ -21,12 +21,15 @@ from typing import Any
 import pytest
 from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_context
 
 from collab.models import Label
 from config.sql import pipelined
 from messaging import events, group_commit
 from messaging import services as messaging_services
+from messaging.models import Message
+from messaging.sending import check_customer_send, do_send_messages
 from tenancy import loop_db
 from tenancy.db import run_in_schema
 from tenancy.loop_db import deferred_on_loop, run_on_loop
@@ -242,6 +245,35 @@ async def test_only_a_calls_waits_for_answers_are_handed_to_the_loop(
     assert await run_on_loop(alpha, pipelined_group) == list(range(6))
     # Six statements, six reads and the commit: the first read's round trip and the commit's.
     assert 1 <= len(handed) <= 3, handed
+
+
+async def test_a_slots_session_plans_generically_and_its_send_groups_do_not_set_it_again(live_db: World) -> None:
+    """A slot's connection serves send groups only: its session plans generically from the
+    start, so a group sends no `SET LOCAL plan_cache_mode` of its own (a statement less per
+    group); the pool's connections keep PostgreSQL's choice outside a group."""
+    business = live_db.business_a
+    customer = await adb(make_customer)()
+
+    def send_group() -> tuple[str, list[str], int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW plan_cache_mode")
+            (mode,) = cursor.fetchone()
+        with CaptureQueriesContext(connection) as captured:
+            request = check_customer_send(customer=customer, body="Hallo", client_msg_id=secrets.token_hex(8))
+            (outcome,) = do_send_messages(business=business, requests=[request])
+        return mode, [query["sql"] for query in captured.captured_queries], outcome.message.pk
+
+    mode, statements, message_id = await run_on_loop(business.schema_name, send_group)
+    assert mode == "force_generic_plan"
+    assert statements and not [sql for sql in statements if "plan_cache_mode" in sql], statements
+    assert await run_in_schema(business.schema_name, lambda: Message.objects.filter(pk=message_id).exists())
+
+    def pooled_mode() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW plan_cache_mode")
+            return str(cursor.fetchone()[0])
+
+    assert await run_in_schema(business.schema_name, pooled_mode) == "auto"
 
 
 async def test_a_call_cancelled_itself_finishes_blocking_rather_than_half_way(live_db: World, label_name: str) -> None:
