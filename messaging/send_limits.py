@@ -19,37 +19,45 @@ from django.utils.translation import gettext as _
 from redis.exceptions import NoScriptError
 
 from config.cache import loop_redis, redis_cache_configured
-from config.redis_wire import replies, retrieve
+from config.redis_wire import retrieve
 from messaging.errors import MessagingError, MessagingErrorCode
 
 # A burst of 20, then 2 a second: a person typing never notices; a script notices at once.
 SEND_RATE = 2.0
 SEND_BURST = 20
 
+# One token from each key's bucket, in order (a key twice takes two): {allowed, wait} per key,
+# flat. One call for a whole group of sends: a call per send cost each side a command to pack,
+# parse and answer (issue 9).
 _TOKEN_BUCKET = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then
-  tokens = burst
-  at = now
+local answers = {}
+for _, key in ipairs(KEYS) do
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(state[1])
+  local at = tonumber(state[2])
+  if tokens == nil or at == nil then
+    tokens = burst
+    at = now
+  end
+  tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+  local allowed = 0
+  local wait = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+    allowed = 1
+  else
+    wait = (1 - tokens) / rate
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now))
+  redis.call('EXPIRE', key, math.ceil(burst / rate) + 1)
+  answers[#answers + 1] = allowed
+  answers[#answers + 1] = tostring(wait)
 end
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local allowed = 0
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  wait = (1 - tokens) / rate
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
-return {allowed, tostring(wait)}
+return answers
 """
 
 _script: Any = None
@@ -62,8 +70,13 @@ class Verdict:
 
 
 def _verdict(allowed: Any, wait: Any) -> Verdict:
-    """The token bucket script's answer (`{allowed, wait}`, as Redis returns them)."""
+    """The token bucket script's answer for one key (`allowed, wait`, as Redis returns them)."""
     return Verdict(bool(int(allowed)), 0.0 if int(allowed) else max(0.1, round(float(wait), 2)))
+
+
+def _verdicts(answers: list[Any]) -> list[Verdict]:
+    """The script's flat answer, a verdict per key in order."""
+    return [_verdict(allowed, wait) for allowed, wait in zip(answers[::2], answers[1::2], strict=True)]
 
 
 def rate_limited(retry_after: float) -> MessagingError:
@@ -94,8 +107,8 @@ def _redis_take(backend: Any, key: str, rate: float, burst: int) -> Verdict:
     client = backend._cache.get_client(full_key, write=True)
     if _script is None:
         _script = client.register_script(_TOKEN_BUCKET)
-    allowed, wait = _script(keys=[full_key], args=[rate, burst], client=client)
-    return _verdict(allowed, wait)
+    (verdict,) = _verdicts(_script(keys=[full_key], args=[rate, burst], client=client))
+    return verdict
 
 
 def _window_take(cache: Any, key: str, rate: float, burst: int) -> Verdict:
@@ -114,8 +127,8 @@ def _window_take(cache: Any, key: str, rate: float, burst: int) -> Verdict:
 
 
 def send_take_many(*, schema_name: str, author_keys: list[str]) -> list[Verdict]:
-    """`send_take` for several sends at once (a group of websocket sends): on Redis one pipelined
-    round trip for all of them, in order (an author twice in the list takes two tokens)."""
+    """`send_take` for several sends at once (a group of websocket sends): on Redis one script
+    call for all of them, in order (an author twice in the list takes two tokens)."""
     if not author_keys:
         return []
     backend = caches["default"]
@@ -126,15 +139,12 @@ def send_take_many(*, schema_name: str, author_keys: list[str]) -> list[Verdict]
     client = backend._cache.get_client(full_keys[0], write=True)
     if _script is None:
         _script = client.register_script(_TOKEN_BUCKET)
-    pipe = client.pipeline(transaction=False)
-    for full_key in full_keys:
-        _script(keys=[full_key], args=[SEND_RATE, SEND_BURST], client=pipe)
-    return [_verdict(allowed, wait) for allowed, wait in pipe.execute()]
+    return _verdicts(_script(keys=full_keys, args=[SEND_RATE, SEND_BURST], client=client))
 
 
 class LiveSendTokens:
     """`send_take_many` for a group of websocket sends, on the server's event loop: one EVALSHA
-    per send, all in one write on the loop's pipelined Redis connection (`config.redis_wire`).
+    for the group on the loop's pipelined Redis connection (`config.redis_wire`).
     Taken on a database thread, as before, it cost that thread two Redis round trips per group
     (redis-py's pipeline asks SCRIPT EXISTS before every execute), each a wait for the GIL on a
     busy process. The same buckets as `send_take` (same keys, same script)."""
@@ -155,14 +165,12 @@ class LiveSendTokens:
         for _attempt in range(2):
             if self.sha is None:
                 self.sha = (await client.send("SCRIPT", "LOAD", _TOKEN_BUCKET)).decode()
-            sha = self.sha
-            takes = [client.send("EVALSHA", sha, 1, full_key, SEND_RATE, SEND_BURST) for full_key in full_keys]
             try:
-                answers = await replies(takes)
+                answers = await client.send("EVALSHA", self.sha, len(full_keys), *full_keys, SEND_RATE, SEND_BURST)
             except NoScriptError:  # Redis restarted or SCRIPT FLUSH: load it again, once
                 self.sha = None
                 continue
-            return [_verdict(allowed, wait) for allowed, wait in answers]
+            return _verdicts(answers)
         raise NoScriptError("the send-limit script could not be loaded")
 
 

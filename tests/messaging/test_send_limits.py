@@ -16,6 +16,7 @@ from django.test import override_settings
 from django_tenants.utils import tenant_context
 from redis import asyncio as aioredis
 
+from config.cache import loop_redis
 from messaging import send_limits
 from messaging.services import message_send_customer
 from tests.conftest import World
@@ -112,14 +113,24 @@ def test_the_limit_is_the_shared_caches_and_names_the_business(db: Any) -> None:
 
 
 @pytest.mark.skipif(not settings.REDIS_URL, reason="the event loop's token take needs Redis")
-async def test_websocket_groups_take_from_the_same_buckets_on_the_event_loop() -> None:
-    """A group's tokens are taken on the server's loop (one pipelined EVALSHA per send), from the
-    same bucket as every other send of that author, and a flushed script is loaded again."""
+async def test_websocket_groups_take_from_the_same_buckets_on_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group's tokens are taken on the server's loop (one EVALSHA for the whole group, not one
+    per send), from the same bucket as every other send of that author, and a flushed script is
+    loaded again."""
     author = f"customer:test-{uuid.uuid4().hex}"
     tokens = send_limits.LiveSendTokens()
+    client, _backend = loop_redis.get()
+    commands: list[Any] = []
+    real_send = client.send
 
+    def counted_send(*args: Any) -> Any:
+        commands.append(args[0])
+        return real_send(*args)
+
+    monkeypatch.setattr(client, "send", counted_send)
     verdicts = await tokens.take_many(schema_name="alpha", author_keys=[author] * (send_limits.SEND_BURST - 1))
-    assert verdicts is not None and all(v.allowed for v in verdicts)
+    assert verdicts is not None and len(verdicts) == send_limits.SEND_BURST - 1 and all(v.allowed for v in verdicts)
+    assert commands.count("EVALSHA") == 1, commands
     # The last token of the burst, taken the synchronous way: the same bucket.
     last = await asyncio.to_thread(send_limits.send_take, schema_name="alpha", author_key=author)
     assert last.allowed
