@@ -39,23 +39,20 @@ CONNECT_TIMEOUT = 5.0
 RECONNECT_FIRST_SECONDS = 0.05
 RECONNECT_MAX_SECONDS = 2.0
 
-_CRLF = b"\r\n"
-
 
 def pack_command(args: tuple[Any, ...]) -> bytes:
-    """A command in Redis's wire format (RESP): bytes as they are, str as UTF-8, numbers as text."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
-            data = arg.encode()
-        elif isinstance(arg, int | float) and not isinstance(arg, bool):
-            data = repr(arg).encode()
-        else:
-            raise TypeError(f"a Redis command argument must be bytes, str, int or float, not {type(arg).__name__}")
-        parts += (b"$%d\r\n" % len(data), data, _CRLF)
-    return b"".join(parts)
+    """A command in Redis's wire format (RESP): bytes as they are, str as UTF-8, numbers as text.
+    hiredis packs it (C, ~4x faster than a Python loop over the arguments: a group's send tokens
+    are one command of ~20 arguments); it refuses the same types this names."""
+    try:
+        return hiredis.pack_command(args)
+    except TypeError:
+        for arg in args:
+            if isinstance(arg, bool) or not isinstance(arg, bytes | str | int | float):
+                raise TypeError(
+                    f"a Redis command argument must be bytes, str, int or float, not {type(arg).__name__}"
+                ) from None
+        raise
 
 
 def _reply_error(message: str) -> ResponseError:
