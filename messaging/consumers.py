@@ -44,6 +44,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from assignment import services as assignment_services
+from config.tunables import tunable
 from config.websocket import SEND_RETRY_CAP_SECONDS, CloseCode, send_retry_delay
 from customers.session import customer_from_session
 from messaging import events, revocation, selectors, services, stages
@@ -144,7 +145,7 @@ class SendGate:
 
     @property
     def limit(self) -> int:
-        return int(getattr(settings, "PARLEY_WS_MAX_SENDS", 2 * batch_max()))
+        return int(tunable("PARLEY_WS_MAX_SENDS", 2 * batch_max()))
 
     def retry_after(self) -> float:
         # The sends in flight are written together (group commit), not one after another per

@@ -39,11 +39,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeGuard
 
-from django.conf import settings
 from django.db import connection
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context
 
+from config.tunables import tunable
 from messaging import events, stages
 from messaging.errors import MessagingError, MessagingErrorCode
 from messaging.receipts import Mark, marks_write
@@ -59,15 +59,15 @@ Outcome = SendResult | BaseException
 
 
 def queue_limit() -> int:
-    return int(getattr(settings, "PARLEY_SEND_QUEUE_LIMIT", 2000))
+    return int(tunable("PARLEY_SEND_QUEUE_LIMIT", 2000))
 
 
 def batch_max() -> int:
-    return int(getattr(settings, "PARLEY_SEND_BATCH_MAX", 256))
+    return int(tunable("PARLEY_SEND_BATCH_MAX", 256))
 
 
 def max_wait() -> float:
-    return float(getattr(settings, "PARLEY_SEND_MAX_WAIT", 0.5))
+    return float(tunable("PARLEY_SEND_MAX_WAIT", 0.5))
 
 
 def overloaded(retry_after: float) -> MessagingError:
@@ -451,7 +451,7 @@ def admitted(admission: Admission | None) -> Iterator[None]:
 
 
 def live_writers() -> int:
-    return max(1, int(getattr(settings, "PARLEY_SEND_WRITERS", 1)))
+    return max(1, int(tunable("PARLEY_SEND_WRITERS", 1)))
 
 
 @dataclass

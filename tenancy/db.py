@@ -45,17 +45,18 @@ from django.db import connections
 from django_tenants.utils import schema_context
 
 from config.database import POOL_MAX_LIFETIME
+from config.tunables import tunable
 
 _lock = threading.Lock()
 _executor: DatabaseThreads | None = None
 
 
 def db_threads() -> int:
-    return int(getattr(settings, "PARLEY_DB_THREADS", 8))
+    return int(tunable("PARLEY_DB_THREADS", 8))
 
 
 def keep_seconds() -> float:
-    return float(getattr(settings, "PARLEY_DB_KEEP_SECONDS", 1.0))
+    return float(tunable("PARLEY_DB_KEEP_SECONDS", 1.0))
 
 
 _Call = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]

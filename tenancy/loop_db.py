@@ -39,24 +39,24 @@ from typing import Any
 
 import greenlet
 import psycopg
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.signals import connection_created
 from django.db.utils import load_backend
 from psycopg.waiting import Ready, Wait
 
 from config.sql import with_generic_plans
+from config.tunables import tunable
 from tenancy.db import _run
 
 logger = logging.getLogger("parley.tenancy")
 
 
 def loop_slots() -> int:
-    return int(getattr(settings, "PARLEY_LOOP_DB_SLOTS", 2))
+    return int(tunable("PARLEY_LOOP_DB_SLOTS", 2))
 
 
 def loop_keep_seconds() -> float:
-    return float(getattr(settings, "PARLEY_LOOP_DB_KEEP_SECONDS", 60.0))
+    return float(tunable("PARLEY_LOOP_DB_KEEP_SECONDS", 60.0))
 
 
 class _OnLoop(greenlet.greenlet):
