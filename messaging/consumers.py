@@ -27,6 +27,7 @@ forwarding share one lock per socket.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -445,11 +446,17 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         """The cache keys of this socket's rights versions, and the full check with its arguments."""
         raise NotImplementedError
 
+    @functools.cached_property
+    def socket_rights(self) -> tuple[list[str], Callable[..., CloseCode | None], dict[str, Any]]:
+        """`rights()`, made once: they name the socket's user or customer, business and session,
+        fixed from its admission on (read for every frame handled)."""
+        return self.rights()
+
     async def rights_refusal(self, *, full: bool) -> CloseCode | None:
         """None while this socket's rights hold. The versions are read on the event loop (one
         MGET per process for every socket asking at once); only when they moved since the last
         check (or `full`) does the check itself go to a database thread."""
-        keys, check, kwargs = self.rights()
+        keys, check, kwargs = self.socket_rights
         previous = self.rights_seen
         if not revocation.reads_on_loop():
             refusal, versions = await _db(
