@@ -95,9 +95,7 @@ def _diverting_wait(
     if isinstance(current, _OnLoop) and not current.blocking and timeout is None:
         fileno = self.pgconn.socket
         try:
-            state = next(gen)
-            while state & Wait.W and (ready := _poll(fileno, state, 0)):
-                state = gen.send(ready)
+            state = _while_writable(gen, fileno, next(gen))
         except StopIteration as done:
             return done.value
         except OSError as error:
@@ -291,6 +289,15 @@ def _poll(fileno: int, state: int, timeout_ms: int | None) -> int:
     return ready
 
 
+def _while_writable(gen: Generator[Any, Any, Any], fileno: int, state: int) -> int:
+    """Answer psycopg's generator at once while what it waits for is a writable socket (nearly
+    always so: a poll costs less than a turn of the loop); what it waits for next. StopIteration
+    when it is done."""
+    while state & Wait.W and (ready := _poll(fileno, state, 0)):
+        state = gen.send(ready)
+    return state
+
+
 async def _wait_on_loop(loop: asyncio.AbstractEventLoop, wait: _Wait) -> Any:
     """Drive psycopg's generator, waiting for its socket on the loop."""
     gen = wait.gen
@@ -298,11 +305,8 @@ async def _wait_on_loop(loop: asyncio.AbstractEventLoop, wait: _Wait) -> Any:
         # Started by the greenlet (_diverting_wait), which found it waiting for `state`.
         state = wait.state if wait.state is not None else next(gen)
         while True:
-            # A socket asked for writing is nearly always writable: a poll costs less than a turn.
-            ready = _poll(wait.fileno, state, 0) if state & Wait.W else 0
-            if not ready:
-                wait.state = state
-                ready = await _ready(loop, wait.fileno, state)
+            wait.state = state = _while_writable(gen, wait.fileno, state)
+            ready = await _ready(loop, wait.fileno, state)
             wait.state = None
             state = gen.send(ready)
     except StopIteration as done:
