@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 import phonenumbers
 from django.db import connection
@@ -43,6 +44,31 @@ def active_price_sql(category: str, country: str) -> RawSQL:
     """
     # Safe: the category is checked against CATEGORIES above, every value is a parameter.
     return RawSQL(sql, [category, country, LAUNCH_PRICES[category]], output_field=DecimalField())  # noqa: S611
+
+
+def active_prices_sql() -> str:
+    """The active card's prices of many (category, country) keys at once, as `active_price_sql`
+    prices one: an SQL array of them in the keys' order, from three array parameters (the
+    categories, the countries, each key's launch price: `active_prices_params`). Its text is the
+    same whatever the keys, so a statement holding it can be prepared (a send group's billing
+    reads go out on prepared cursors behind its conversations' lock: messaging.sending)."""
+    defaults = " ".join(f"WHEN '{category}' THEN c.default_{category}" for category in CATEGORIES)
+    # Safe: the categories are the model's own choices; every value is a parameter.
+    return (
+        "ARRAY(SELECT COALESCE("
+        f"(SELECT COALESCE((SELECT r.price FROM {Rate._meta.db_table} r "
+        "WHERE r.rate_card_id = c.id AND r.category = k.category AND r.country = k.country), "
+        f"CASE k.category {defaults} END) FROM {RateCard._meta.db_table} c WHERE c.is_active), k.launch) "
+        "FROM unnest(%s::text[], %s::text[], %s::numeric[]) WITH ORDINALITY AS k(category, country, launch, n) "
+        "ORDER BY k.n)"
+    )
+
+
+def active_prices_params(keys: list[tuple[str, str]]) -> list[list[Any]]:
+    """`active_prices_sql`'s parameters for these (category, country) keys, in their order."""
+    if any(category not in CATEGORIES for category, _country in keys):
+        raise ValueError(f"unknown conversation category in {keys!r}")
+    return [[category for category, _c in keys], [country for _c, country in keys], [LAUNCH_PRICES[c] for c, _ in keys]]
 
 
 def price_for(*, category: str, country: str) -> Decimal:

@@ -44,9 +44,9 @@ from billing.models import (
     UsageRecord,
     month_start,
 )
-from billing.prices import active_price_sql, country_for_phone
+from billing.prices import active_prices_params, active_prices_sql, country_for_phone
 from config.jobs import defer_atomic, defer_job
-from config.sql import rows_source
+from config.sql import prepared_cursor, rows_source
 from tenancy.models import Business
 
 logger = logging.getLogger("parley.billing")
@@ -119,20 +119,30 @@ class Charge:
         return self.record.unit if self.record is not None else UsageRecord.Unit.MESSAGE
 
 
-def _count_service_conversation(business_id: int, month: datetime, delta: int = 1) -> int:
-    with connection.cursor() as cursor:
+def _count_service_conversation(
+    business_id: int, month: datetime, delta: int = 1, price_keys: Sequence[tuple[str, str]] = ()
+) -> tuple[int, dict[tuple[str, str], Decimal]]:
+    """Add `delta` to the business's service conversations of `month`; returns the new count and
+    the active prices of `price_keys`, read in the same statement (a prepared one)."""
+    table = UsageCounter._meta.db_table
+    keys = list(price_keys)
+    with prepared_cursor() as cursor:
         cursor.execute(
-            f"""
-            INSERT INTO {UsageCounter._meta.db_table} (business_id, month, category, count)
-            VALUES (%s, %s, %s, GREATEST(%s, 0))
-            ON CONFLICT (business_id, month, category)
-            DO UPDATE SET count = GREATEST({UsageCounter._meta.db_table}.count + %s, 0)
-            RETURNING count
-            """,
-            [business_id, month.date(), Category.SERVICE, delta, delta],
+            f"WITH counted AS (INSERT INTO {table} (business_id, month, category, count) "
+            "VALUES (%s, %s, %s, GREATEST(%s::integer, 0)) ON CONFLICT (business_id, month, category) "
+            f"DO UPDATE SET count = GREATEST({table}.count + %s::integer, 0) RETURNING count) "
+            f"SELECT (SELECT count FROM counted), {active_prices_sql()}",
+            [business_id, month.date(), Category.SERVICE, delta, delta, *active_prices_params(keys)],
         )
-        row = cursor.fetchone()
-    return int(row[0]) if row else 0
+        count, prices = cursor.fetchone()
+    return int(count or 0), {key: Decimal(price) for key, price in zip(keys, prices, strict=True)}
+
+
+def _prices(keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
+    with prepared_cursor() as cursor:
+        cursor.execute(f"SELECT {active_prices_sql()}", active_prices_params(list(keys)))
+        (prices,) = cursor.fetchone()
+    return {key: Decimal(price) for key, price in zip(keys, prices, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -150,13 +160,16 @@ class ChargeRequest:
 
 
 def _country(request: ChargeRequest) -> str:
-    """The country that prices this message: the stored one (the send core has the customer's
-    row), else read from the number (phonenumbers: ~50 µs a number, once per number per process;
-    a delivery job's hundred customers are mostly new to it)."""
-    stored = request.customer_country
+    return pricing_country(stored=request.customer_country, phone=request.customer_phone)
+
+
+def pricing_country(*, stored: str, phone: str) -> str:
+    """The country that prices a message to a customer: the stored one (Customer.country_code;
+    the send core has the customer's row), else read from the number (phonenumbers: ~50 µs a
+    number, once per number per process; a delivery job's hundred customers are mostly new to it)."""
     if len(stored) == 2 and stored.isalpha() and stored.isupper():
         return stored
-    return country_for_phone(request.customer_phone)
+    return country_for_phone(phone)
 
 
 def charge_for_message(
@@ -175,7 +188,12 @@ def charge_for_message(
 
 
 def charges_for_messages(
-    *, business: Business, requests: Sequence[ChargeRequest], sent_at: datetime, model: str | None = None
+    *,
+    business: Business,
+    requests: Sequence[ChargeRequest],
+    sent_at: datetime,
+    model: str | None = None,
+    windows: ChargeWindows | None = None,
 ) -> list[Charge]:
     """Bill business messages sent together (one send-core group) under the active card's
     pricing model; one `Charge` per request, in order. A fixed number of statements whatever
@@ -187,6 +205,9 @@ def charges_for_messages(
     record of its own; service replies are free and not recorded; a utility template inside an
     open service window is recorded as free, so the ledger and the billing page show it.
     `model` overrides the active card's pricing model (callers that bill by conversation).
+    `windows`: the customers' windows, locked and read already in this transaction
+    (`charge_windows_send`: the send core's, behind its conversations' lock); their lock and
+    reads are not made again for the customers they cover.
     """
     if any(r.category not in CATEGORIES for r in requests):
         raise ValueError(f"unknown conversation category in {[r.category for r in requests]!r}")
@@ -199,21 +220,21 @@ def charges_for_messages(
     with transaction.atomic(savepoint=False):
         countries = {r.customer_phone: _country(r) for r in requests}
         customer_ids = sorted({r.customer_id for r in requests})
-        with connection.cursor() as lookup:
-            # The open conversations are looked up behind the window locks (in a pipeline,
-            # config.sql.pipelined, one round trip for both; the server reads them once the
-            # locks are held), whatever the card's model, which only the lock's answer tells.
-            active_model, prices = _lock_windows(
-                business.pk,
-                customer_ids,
-                {(r.category, countries[r.customer_phone]) for r in requests},
-                behind=lambda: _open_conversations_send(lookup, business.pk, customer_ids, sent_at),
-            )
-            found = _open_conversations_read(lookup)
-        per_message = (model or active_model) == PricingModel.MESSAGE
+        if windows is None or not windows.customer_ids.issuperset(customer_ids):
+            # (The send core's windows cover every customer it bills: it locks them speculatively.)
+            with prepared_cursor() as lock, prepared_cursor() as lookup:
+                windows = charge_windows_send(
+                    lock,
+                    lookup,
+                    business_id=business.pk,
+                    customers=customers_given(customer_ids),
+                    price_keys={(r.category, countries[r.customer_phone]) for r in requests},
+                    sent_at=sent_at,
+                )()
+        per_message = (model or windows.model) == PricingModel.MESSAGE
         open_records: dict[int, UsageRecord] = {}
         if not per_message:
-            for record in found:
+            for record in windows.open_records:
                 open_records[record.customer_id] = record  # the earliest open one wins
         charges: list[Charge | None] = [None] * len(requests)
         new: list[tuple[int, UsageRecord]] = []
@@ -242,7 +263,7 @@ def charges_for_messages(
             if not per_message:
                 open_records[request.customer_id] = record
         if new:
-            _price_and_insert(business, [record for _index, record in new], sent_at, prices)
+            _price_and_insert(business, [record for _index, record in new], sent_at, windows.prices)
         for index, record in new:
             charges[index] = Charge(record, opened=True)
     return [charge for charge in charges if charge is not None]
@@ -261,17 +282,69 @@ def _new_record(**values: Any) -> UsageRecord:
     return UsageRecord(*fields)  # type: ignore[misc]  # the plugin cannot type positional fields
 
 
-def _open_conversations_send(cursor: Any, business_id: int, customer_ids: list[int], sent_at: datetime) -> None:
-    """Send the lookup of the billable conversations open at `sent_at` for these customers,
-    latest first (read with `_open_conversations_read`). Raw SQL: compiling the queryset cost
-    more than the query on every send group, which mostly finds none."""
-    table = connection.ops.quote_name(UsageRecord._meta.db_table)
-    cursor.execute(
-        f"SELECT {', '.join(connection.ops.quote_name(name) for name in _RECORD_FIELDS)} FROM {table} "
-        "WHERE business_id = %s AND customer_id = ANY(%s::bigint[]) AND unit = %s AND voided_at IS NULL "
-        "AND opened_at < %s AND window_ends_at > %s ORDER BY opened_at DESC",
-        [business_id, customer_ids, UsageRecord.Unit.CONVERSATION, sent_at + WINDOW, sent_at],
+# SQL selecting one bigint column of customer ids, and its parameters: the customers whose
+# billing windows `charge_windows_send` locks (the send core names them by their conversations).
+CustomersSource = tuple[str, list[Any]]
+
+
+def customers_given(customer_ids: Sequence[int]) -> CustomersSource:
+    return "SELECT unnest(%s::bigint[])", [list(customer_ids)]
+
+
+@dataclass(frozen=True)
+class ChargeWindows:
+    """Customers' billing windows, locked until the transaction ends, and what was read behind
+    the locks: the active card's pricing model, the billable conversations open then (latest
+    first) and the prices asked for (`price_keys`; others are read when a record needs them)."""
+
+    model: str
+    customer_ids: frozenset[int]
+    open_records: list[UsageRecord]
+    prices: dict[tuple[str, str], Decimal]
+
+
+def charge_windows_send(
+    lock: Any,
+    lookup: Any,
+    *,
+    business_id: int,
+    customers: CustomersSource,
+    price_keys: set[tuple[str, str]],
+    sent_at: datetime,
+) -> Callable[[], ChargeWindows]:
+    """Send (on two prepared cursors: their texts are the same whatever the customers) the lock
+    of the customers' billing windows (in id order: two callers never wait crosswise) with the
+    pricing model and the prices, then the lookup of the billable conversations open at `sent_at`
+    — a statement of its own, so that its snapshot is taken once the locks are held. Returns
+    what reads both answers. In a pipeline (config.sql.pipelined) nothing waits until then: the
+    send core sends these behind its conversations' lock, one round trip for all."""
+    keys = sorted(price_keys)
+    source, params = customers
+    lock.execute(
+        f"SELECT (SELECT pricing_model FROM {RateCard._meta.db_table} WHERE is_active), "
+        f"ARRAY(SELECT ids.c FROM (SELECT DISTINCT u.c FROM ({source}) AS u(c) ORDER BY u.c) AS ids, "
+        "LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(%s::text || ids.c::text, 0))) AS lock "
+        f"ORDER BY ids.c), {active_prices_sql()}",
+        [*params, f"billing:{business_id}:", *active_prices_params(keys)],
     )
+    table = connection.ops.quote_name(UsageRecord._meta.db_table)
+    lookup.execute(
+        f"SELECT {', '.join(connection.ops.quote_name(name) for name in _RECORD_FIELDS)} FROM {table} "
+        f"WHERE business_id = %s AND customer_id = ANY(ARRAY({source})) AND unit = %s AND voided_at IS NULL "
+        "AND opened_at < %s AND window_ends_at > %s ORDER BY opened_at DESC",
+        [business_id, *params, UsageRecord.Unit.CONVERSATION, sent_at + WINDOW, sent_at],
+    )
+
+    def read() -> ChargeWindows:
+        model, locked, prices = lock.fetchone()
+        return ChargeWindows(
+            model=str(model) if model else PricingModel.CONVERSATION,
+            customer_ids=frozenset(locked),
+            open_records=_open_conversations_read(lookup),
+            prices={key: Decimal(price) for key, price in zip(keys, prices, strict=True)},
+        )
+
+    return read
 
 
 def _open_conversations_read(cursor: Any) -> list[UsageRecord]:
@@ -282,12 +355,18 @@ def _price_and_insert(
     business: Business, records: list[UsageRecord], sent_at: datetime, prices: dict[tuple[str, str], Decimal]
 ) -> None:
     services = [r for r in records if r.unit == UsageRecord.Unit.CONVERSATION and r.category == Category.SERVICE]
+    # Prices not read with the windows' lock (the send core knows an agent reply's country only
+    # from that lock's answer) come with the free-tier count, in its statement, or on their own.
+    missing = sorted({(r.category, r.country) for r in records} - prices.keys())
     if services:
         # The free tier: the first N service conversations of the month, counted in one update.
-        total = _count_service_conversation(business.pk, month_start(sent_at), len(services))
+        total, fetched = _count_service_conversation(business.pk, month_start(sent_at), len(services), missing)
         first_number = total - len(services) + 1
         for offset, record in enumerate(services):
             record.free = first_number + offset <= FREE_SERVICE_CONVERSATIONS_PER_MONTH
+        prices = {**prices, **fetched}
+    elif missing:
+        prices = {**prices, **_prices(missing)}
     created_at = timezone.now()
     for record in records:
         record.unit_price = prices[(record.category, record.country)]
@@ -339,32 +418,6 @@ _RECORD_COLUMNS = [
     ("report_error", "varchar"),
     ("created_at", "timestamptz"),
 ]
-
-
-def _lock_windows(
-    business_id: int,
-    customer_ids: list[int],
-    price_keys: set[tuple[str, str]],
-    behind: Callable[[], None] | None = None,
-) -> tuple[str, dict[tuple[str, str], Decimal]]:
-    """Lock the customers' billing windows (in id order: two callers never wait crosswise) until
-    the transaction ends; read the active card's pricing model and its price for each (category,
-    country) in the same round trip (a send pays one statement for all three)."""
-    ordered = sorted(price_keys)
-    prices = [active_price_sql(category, country) for category, country in ordered]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT (SELECT pricing_model FROM {RateCard._meta.db_table} WHERE is_active), "
-            "(SELECT count(*) FROM (SELECT c FROM unnest(%s::bigint[]) AS c ORDER BY c) AS ids, "
-            "LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(%s || ids.c::text, 0))) AS lock)"
-            + "".join(f", ({price.sql})" for price in prices),
-            [customer_ids, f"billing:{business_id}:", *(p for price in prices for p in price.params)],
-        )
-        if behind is not None:  # a statement sent before this one's answer is read
-            behind()
-        row = cursor.fetchone()
-    model = str(row[0]) if row[0] else PricingModel.CONVERSATION
-    return model, {key: Decimal(row[2 + i]) for i, key in enumerate(ordered)}
 
 
 def usage_records_link_messages(*, links: list[tuple[str, int]]) -> None:

@@ -35,8 +35,12 @@ from billing.models import CATEGORIES
 from billing.services import (
     Charge,
     ChargeRequest,
+    ChargeWindows,
+    CustomersSource,
     business_may_initiate,
+    charge_windows_send,
     charges_for_messages,
+    pricing_country,
     usage_records_link_messages,
 )
 from config.jobs import defer_job
@@ -312,6 +316,9 @@ class _Group:
     # each was billed, by id(message).
     to_charge: list[tuple[Message, ChargeRequest]] = field(default_factory=list)
     charges: dict[int, Charge] = field(default_factory=dict)
+    # The billing windows of the customers its business messages may be billed to, locked and
+    # read in the group's first round trip (`_billed_windows`).
+    windows: ChargeWindows | None = None
     # Agents (user ids) who may reply only into conversations assigned to them.
     assignee_only_users: set[int] = field(default_factory=set)
     # Ids reserved for the group's messages under its conversations' locks (`_reserve_ids`):
@@ -923,6 +930,8 @@ def _write(
     refusal = _business_refusal(business, initiating=any(r.origin == TEMPLATE for r in requests))
     keys = [key for key in map(_dedupe_key, requests) if key is not None]
     created_keys: list[DedupeKey] = []
+    billed = _maybe_billed(requests, refusal)
+    windows_read: list[Callable[[], ChargeWindows]] = []
 
     reserved_again: list[bool] = []
     cursors = ExitStack()
@@ -950,6 +959,8 @@ def _write(
         if keys:
             _existing_send(cursor("lookup"), keys)
         _reserve_ids(cursor("reserve"), len(requests))
+        if billed:
+            windows_read.append(_billed_windows(cursor("windows"), cursor("open_windows"), group, billed))
 
     with cursors:
         if asking:
@@ -982,6 +993,8 @@ def _write(
         if reserved_again:
             group.message_ids = [int(pk) for (pk,) in cursor("reserve_again").fetchall()]
             reserved += group.message_ids
+        if windows_read:
+            group.windows = windows_read[0]()
     # Both reservations: a group that made conversations leaves its first one unused.
     _statistics_when_grown(business, reserved)
 
@@ -1018,6 +1031,43 @@ def _write(
                 outcome.created = created.get(id(outcome.message))
 
     return [o for o in outcomes if o is not None], numbering
+
+
+def _maybe_billed(requests: Sequence[SendRequest], refusal: MessagingError | None) -> list[SendRequest]:
+    """The requests that may send a billed message: every business message but a note, and no
+    template while the business may not initiate."""
+    return [
+        r
+        for r in requests
+        if r.origin != CUSTOMER and r.kind != Message.Kind.NOTE and not (r.origin == TEMPLATE and refusal is not None)
+    ]
+
+
+def _billed_windows(lock: Any, lookup: Any, group: _Group, billed: list[SendRequest]) -> Callable[[], ChargeWindows]:
+    """Send the lock and reads of the billing windows of every customer these sends may bill
+    (billing.charge_windows_send), behind the conversations' lock: the group's first round trip
+    carries them, where billing's own lock made a round trip of its own once the group knew what
+    it bills (a refused send's customer is locked for nothing until the commit). The customers
+    are named by their conversations (an agent's or a system's send) or as the sends name them,
+    and the prices read with the lock are those known before it (a template's category, the
+    country of a customer named by the send); an agent reply's come with the free-tier count
+    when it opens a billable conversation."""
+    conversation, contact = Conversation._meta.db_table, Contact._meta.db_table
+    by_conversation = sorted({r.conversation_id for r in billed if r.conversation_id is not None})
+    by_customer = [r for r in billed if r.conversation_id is None and r.customer is not None]
+    customers: CustomersSource = (
+        f"SELECT ct.customer_id FROM {conversation} cv JOIN {contact} ct ON ct.id = cv.contact_id "
+        "WHERE cv.id = ANY(%s::bigint[]) UNION ALL SELECT unnest(%s::bigint[])",
+        [by_conversation, sorted({r.customer.pk for r in by_customer if r.customer is not None})],
+    )
+    price_keys = {
+        (r.category or "service", pricing_country(stored=r.customer.country_code, phone=r.customer.phone_number))
+        for r in by_customer
+        if r.customer is not None
+    }
+    return charge_windows_send(
+        lock, lookup, business_id=group.business.pk, customers=customers, price_keys=price_keys, sent_at=group.now
+    )
 
 
 def _reserve_ids(cursor: Any, count: int) -> None:
@@ -1123,7 +1173,10 @@ def _flush(group: _Group) -> Callable[[], tuple[list[events.StoredEvent], list[t
     business = group.business
     if group.to_charge:
         charges = charges_for_messages(
-            business=business, requests=[request for _m, request in group.to_charge], sent_at=group.now
+            business=business,
+            requests=[request for _m, request in group.to_charge],
+            sent_at=group.now,
+            windows=group.windows,
         )
         for (charged, _request), outcome in zip(group.to_charge, charges, strict=True):
             group.charges[id(charged)] = outcome

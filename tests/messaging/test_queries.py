@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import psycopg._cursor_base
@@ -194,9 +195,13 @@ def test_a_send_is_a_few_statements(live_db: World, settings: Any) -> None:
 # the rest with COMMIT; with the messages' ids reserved behind the lock and the stream counter
 # taken by the statement that goes out with the COMMIT (events.execute_numbered), 2 and 5: BEGIN
 # with the locks, the dedupe lookup and the ids; everything else with COMMIT; with the agent's
-# seat looked up ahead of the lock and read after its answer (one round trip for both), 2 and 4.
+# seat looked up ahead of the lock and read after its answer (one round trip for both), 2 and 4;
+# with the billing windows locked and read behind the conversations' lock (billing's lock was a
+# round trip of its own), 2 and 3 — and 2 for a reply into a billable conversation still open
+# (the reply that opens one reads its prices with the free tier's count).
 CUSTOMER_SEND_ROUND_TRIPS = 2
-AGENT_REPLY_ROUND_TRIPS = 4
+AGENT_REPLY_ROUND_TRIPS = 3
+OPEN_CONVERSATION_REPLY_ROUND_TRIPS = 2
 
 
 @contextlib.contextmanager
@@ -265,12 +270,15 @@ def test_a_send_group_is_a_few_round_trips(live_db: World, settings: Any) -> Non
             defer_membership=True,
         )
         customer_request = check_customer_send(customer=customer, body="again", client_msg_id=unique("c"))
+        second_reply = replace(reply_request, client_msg_id=unique("a"))
     customer_trips, customer_waits = _group_round_trips(business, lambda: write_batch(business, [customer_request]))
     agent_trips, agent_waits = _group_round_trips(business, lambda: write_batch(business, [reply_request]))
+    joined_trips, _waits = _group_round_trips(business, lambda: write_batch(business, [second_reply]))
     print(f"customer send: {customer_trips} round trips, {customer_waits} socket waits; ", end="")
-    print(f"agent reply: {agent_trips} round trips, {agent_waits} socket waits")
+    print(f"agent reply: {agent_trips} round trips, {agent_waits} socket waits; the next reply: {joined_trips}")
     assert customer_trips <= CUSTOMER_SEND_ROUND_TRIPS
     assert agent_trips <= AGENT_REPLY_ROUND_TRIPS
+    assert joined_trips <= OPEN_CONVERSATION_REPLY_ROUND_TRIPS
     # Statements are sent without a wait on the socket (config.sql): the client waits only for
     # a round trip, not once for every statement sent (21 for a customer send, before).
     assert customer_waits <= customer_trips and agent_waits <= agent_trips
