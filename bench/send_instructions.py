@@ -4,6 +4,7 @@ wall-clock or CPU-time figures of a shared 2-core machine drift by tens of perce
 
 Run: .venv/bin/python bench/send_instructions.py [--sizes 1,20] [--groups 50] [--through writer,socket]
      .venv/bin/python bench/send_instructions.py --root /tmp/old --root .   # another checkout vs this one
+     .venv/bin/python bench/send_instructions.py --sizes 10 --replies 1   # a tenth of each group agents' replies
 
 Two paths (`--through`): `writer`, the send writer alone (below); `socket`, the whole server side
 of a customer's send — `--size` customers' chat websockets (in process, on queues instead of a
@@ -19,7 +20,11 @@ calls it, publishing through the configured channel layer from the process's own
 as a job worker does; the server publishes from its event loop) by turning callgrind's
 instrumentation on around them (`callgrind_control -i on|off`). Prints instructions per group and
 per message, and each checkout's ratio to the first. A group of one send is the writer at low
-rates (its fixed cost per group); twenty, at 1,000 msgs/s. Production settings (DEBUG off).
+rates (its fixed cost per group); twenty, at 1,000 msgs/s. `--replies N` (the writer path): N
+sends of each group are an agent's replies (as a websocket sends them: the seat checked by the
+writer) into conversations whose customers wrote in the group before, inside a billable
+conversation their first reply opened in the warm-up — the inbox load's mix has one reply to ten
+customer messages. Production settings (DEBUG off).
 Without valgrind on the machine it says so. `--child --no-count` runs one child without valgrind
 (the smoke test in tests/bench).
 """
@@ -51,6 +56,7 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=50, help="groups counted per size")
     parser.add_argument("--root", action="append", help="a checkout to measure (repeatable; default this one)")
     parser.add_argument("--through", default="writer", help="comma-separated paths: writer, socket")
+    parser.add_argument("--replies", type=int, default=0, help="agents' replies in each group (writer path)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--no-count", action="store_true", help=argparse.SUPPRESS)
@@ -61,11 +67,13 @@ def main() -> None:
     if not paths or not set(paths) <= {"writer", "socket"}:
         parser.error("--through takes writer and/or socket")
     if args.child:
-        child(args.size, args.groups, count=not args.no_count, through=paths[0])
+        child(args.size, args.groups, count=not args.no_count, through=paths[0], replies=args.replies)
         return
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     if not sizes or min(sizes) < 1 or max(sizes) > CUSTOMERS:
         parser.error(f"--sizes must be between 1 and {CUSTOMERS}")
+    if args.replies < 0 or 2 * args.replies > min(sizes) or (args.replies and paths != ["writer"]):
+        parser.error("--replies: at most half the smallest group's size, on the writer path only")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind): callgrind counts the instructions")
     roots = [Path(root).resolve() for root in (args.root or [str(ROOT)])]
@@ -73,17 +81,18 @@ def main() -> None:
     for path in paths:
         for size in sizes:
             for root in roots:
-                results[path, root, size] = counted(root, size, args.groups, path)
+                results[path, root, size] = counted(root, size, args.groups, path, args.replies)
                 per_group = results[path, root, size] / args.groups
                 ratio = results[path, root, size] / results[path, roots[0], size]
                 print(
-                    f"{root}: through the {path}, groups of {size}: {per_group / 1e6:.2f} M instructions per group, "
+                    f"{root}: through the {path}, groups of {size}{f' ({args.replies} replies)' if args.replies else ''}: "
+                    f"{per_group / 1e6:.2f} M instructions per group, "
                     f"{per_group / size / 1e6:.3f} M per message ({ratio:.3f}x the first)",
                     flush=True,
                 )
 
 
-def counted(root: Path, size: int, groups: int, through: str) -> int:
+def counted(root: Path, size: int, groups: int, through: str, replies: int = 0) -> int:
     """Instructions of `groups` groups of `size`, in a child under callgrind in `root`."""
     python = root / ".venv" / "bin" / "python"
     script = root / "bench" / "send_instructions.py"
@@ -104,6 +113,7 @@ def counted(root: Path, size: int, groups: int, through: str) -> int:
             str(groups),
             "--through",
             through,
+            *(["--replies", str(replies)] if replies else []),
         ]
         done = subprocess.run(
             command, cwd=root, capture_output=True, text=True, env={**os.environ, "BENCH_ROOT": str(root)}
@@ -114,7 +124,7 @@ def counted(root: Path, size: int, groups: int, through: str) -> int:
     return int(found.group(1))
 
 
-def child(size: int, groups: int, *, count: bool, through: str) -> None:
+def child(size: int, groups: int, *, count: bool, through: str, replies: int = 0) -> None:
     root = Path(os.environ.get("BENCH_ROOT", ROOT))
     sys.path.insert(0, str(root))
     os.chdir(root)
@@ -126,10 +136,10 @@ def child(size: int, groups: int, *, count: bool, through: str) -> None:
     from bench.throwaway_db import throwaway_database
 
     with throwaway_database():
-        write_groups(size, groups, count=count, through=through)
+        write_groups(size, groups, count=count, through=through, replies=replies)
 
 
-def write_groups(size: int, groups: int, *, count: bool, through: str) -> None:
+def write_groups(size: int, groups: int, *, count: bool, through: str, replies: int = 0) -> None:
     from django_tenants.utils import schema_context
 
     business, customers = seeded()
@@ -140,7 +150,7 @@ def write_groups(size: int, groups: int, *, count: bool, through: str) -> None:
                 raise SystemExit(f"at most {CUSTOMERS} customers: fewer groups or smaller ones")
             written = through_sockets(business, customers[: size * turns], size, groups, count=count)
         else:
-            written = through_writer(business, customers, size, groups, count=count)
+            written = through_writer(business, customers, size, groups, count=count, replies=replies)
     print(f"{written} messages written in {groups} groups of {size}")
     if written != groups * size:
         raise SystemExit(f"only {written} of {groups * size} sends were answered as written")
@@ -162,17 +172,40 @@ def seeded() -> tuple[Any, list[Any]]:
     return business, customers
 
 
-def through_writer(business: Any, customers: list[Any], size: int, groups: int, *, count: bool) -> int:
-    """The writer alone on groups of `size` customer sends; returns the sends written."""
+def through_writer(
+    business: Any, customers: list[Any], size: int, groups: int, *, count: bool, replies: int = 0
+) -> int:
+    """The writer alone on groups of `size` sends, `replies` of them agents' replies, the others
+    customers'; returns the sends written."""
     import gc
 
-    from messaging.sending import SendRequest, check_customer_send, do_send_messages
+    from accounts.models import Membership
+    from messaging.models import Conversation
+    from messaging.sending import SendRequest, check_agent_send, check_customer_send, do_send_messages
+
+    agent = Membership.objects.get(business_id=business.pk, role=Membership.Role.OWNER).user
+    conversation_of = dict(Conversation.objects.values_list("contact__customer_id", "pk"))
 
     def group(number: int) -> list[SendRequest]:
-        chunk = [customers[(number * size + k) % CUSTOMERS] for k in range(size)]
+        chunk = [customers[(number * size + k) % CUSTOMERS] for k in range(size - replies)]
+        # Into the conversations of the group before's first customers: their window is open.
+        answered = [customers[((number - 1) * size + k) % CUSTOMERS] for k in range(replies)]
         return [
-            check_customer_send(customer=customer, body=f"Danke {number}", client_msg_id=f"c{number}-{k}")
-            for k, customer in enumerate(chunk)
+            *(
+                check_customer_send(customer=customer, body=f"Danke {number}", client_msg_id=f"c{number}-{k}")
+                for k, customer in enumerate(chunk)
+            ),
+            *(
+                check_agent_send(
+                    business=business,
+                    user=agent,
+                    conversation_id=conversation_of[customer.pk],
+                    body=f"Gern {number}",
+                    client_msg_id=f"a{number}-{k}",
+                    defer_membership=True,
+                )
+                for k, customer in enumerate(answered)
+            ),
         ]
 
     for number in range(WARM_GROUPS):

@@ -16,6 +16,15 @@ def test_the_child_writes_every_group_it_counts() -> None:
     assert "6 messages written in 2 groups of 3" in out, out
 
 
+def test_agents_replies_in_each_group_are_written_too() -> None:
+    """`--replies`: a group's agent replies go into conversations whose window is open (none is
+    refused: every send of the counted groups is written)."""
+    out = run_bench(
+        "bench/send_instructions.py", "--child", "--no-count", "--size", "4", "--groups", "3", "--replies", "2"
+    )
+    assert "12 messages written in 3 groups of 4" in out, out
+
+
 def test_through_sockets_every_send_is_answered_as_written() -> None:
     """The customers' chat sockets (in process) send the groups; none is refused for its rate."""
     out = run_bench(
