@@ -322,7 +322,7 @@ def charge_windows_send(
     source, params = customers
     lock.execute(
         f"SELECT (SELECT pricing_model FROM {RateCard._meta.db_table} WHERE is_active), "
-        f"ARRAY(SELECT ids.c FROM (SELECT DISTINCT u.c FROM ({source}) AS u(c) ORDER BY u.c) AS ids, "
+        f"ARRAY(SELECT ids.c FROM (SELECT DISTINCT u.c FROM ({source}) AS u(c) WHERE u.c IS NOT NULL ORDER BY u.c) AS ids, "
         "LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(%s::text || ids.c::text, 0))) AS lock "
         f"ORDER BY ids.c), {active_prices_sql()}",
         [*params, f"billing:{business_id}:", *active_prices_params(keys)],

@@ -63,27 +63,35 @@ def _lock_sql(senders: bool) -> tuple[str, list[list[str]], list[tuple[int, int]
             f"EXISTS(SELECT 1 FROM {quote(Block._meta.db_table)} b "
             "WHERE b.business_id = %s AND b.customer_id = ct.customer_id)"
         )
+    conversation, contact = quote(Conversation._meta.db_table), quote(Contact._meta.db_table)
     sql = (
         f"SELECT {', '.join(columns for _names, columns in parts)}{extra} "
-        f"FROM {quote(Conversation._meta.db_table)} c "
-        # Each conversation's contact by its primary key, whatever the plan: as a join the
-        # planner weighed an index lookup per row against hashing the whole contacts table for
-        # the ten rows it assumes `= ANY(array)` finds, a near tie at a couple of thousand
-        # contacts; a prepared statement's generic plan made then kept reading every contact in
-        # each group as the business grew (4,100 rows a group at 4,100 contacts, until
-        # autovacuum's next ANALYZE replanned it). OFFSET 0 keeps the subquery from being
-        # flattened into a join: one lookup per locked conversation.
-        f"CROSS JOIN LATERAL (SELECT * FROM {quote(Contact._meta.db_table)} WHERE id = c.contact_id OFFSET 0) ct "
-        f"JOIN {quote(Customer._meta.db_table)} cu ON cu.id = ct.customer_id "
-        f"LEFT JOIN {quote(User._meta.db_table)} u ON u.id = c.assignee_id "
         # One list of ids, the customers' conversations found through their unique indexes
         # first: `c.id = ANY(ids) OR ct.customer_id = ANY(customers)` spans two tables, which
         # no index serves, so PostgreSQL joined every conversation to its contact and filtered
-        # (56 ms a group at 100,000 conversations, whatever the plan; now 0.15 ms).
-        # Each customer's conversation by its contact, a scalar subquery per contact (never a
-        # join: hashing every conversation was a near tie at a thousand, as for the contacts).
-        f"WHERE c.id = ANY(%s::bigint[] || ARRAY(SELECT (SELECT k.id FROM {quote(Conversation._meta.db_table)} k "
-        f"WHERE k.contact_id = kt.id) FROM {quote(Contact._meta.db_table)} kt WHERE kt.customer_id = ANY(%s::bigint[]))) "
+        # (56 ms a group at 100,000 conversations, whatever the plan; now 0.15 ms). Each
+        # customer's contact, then its conversation, by a scalar subquery per customer id of the
+        # array (never a join, nor a filter of the contacts by the array: hashing every
+        # conversation was a near tie at a thousand, as for the contacts below, and the filter
+        # read every contact of the business in each group, with no customer asked for too).
+        "FROM (SELECT DISTINCT ids.id FROM unnest(%s::bigint[] || ARRAY("
+        f"SELECT (SELECT k.id FROM {conversation} k WHERE k.contact_id = "
+        f"(SELECT kt.id FROM {contact} kt WHERE kt.customer_id = x.id)) FROM unnest(%s::bigint[]) AS x(id)"
+        ")) AS ids(id) WHERE ids.id IS NOT NULL ORDER BY ids.id) AS x "
+        # Then every row by its primary key, one lookup per id whatever the plan (a LATERAL
+        # subquery with OFFSET 0 is never flattened into a join). As joins, the planner weighed
+        # an index lookup per row against hashing the whole table for the ten rows it assumes an
+        # array holds: a prepared statement's generic plan made on a couple of thousand contacts
+        # kept reading every contact in each group as the business grew (4,100 rows a group at
+        # 4,100 contacts, until autovacuum's next ANALYZE replanned it); made on tables without
+        # statistics (a new business's, before its first ANALYZE) it read every conversation,
+        # contact, customer of the platform and user in each group (issue 9: 500 + 500 + 500 +
+        # 51 rows a group in the inbox load). The conversations are locked as they are read, in
+        # the ids' order (sorted above): two groups never wait for each other crosswise.
+        f"CROSS JOIN LATERAL (SELECT * FROM {conversation} WHERE id = x.id OFFSET 0) c "
+        f"CROSS JOIN LATERAL (SELECT * FROM {contact} WHERE id = c.contact_id OFFSET 0) ct "
+        f"CROSS JOIN LATERAL (SELECT * FROM {quote(Customer._meta.db_table)} WHERE id = ct.customer_id OFFSET 0) cu "
+        f"LEFT JOIN LATERAL (SELECT * FROM {quote(User._meta.db_table)} WHERE id = c.assignee_id OFFSET 0) u ON true "
         "ORDER BY c.id FOR UPDATE OF c"
     )
     names = [model_names for model_names, _columns in parts]

@@ -1055,9 +1055,12 @@ def _billed_windows(lock: Any, lookup: Any, group: _Group, billed: list[SendRequ
     conversation, contact = Conversation._meta.db_table, Contact._meta.db_table
     by_conversation = sorted({r.conversation_id for r in billed if r.conversation_id is not None})
     by_customer = [r for r in billed if r.conversation_id is None and r.customer is not None]
+    # Each conversation's customer by primary keys, a scalar subquery per id (never a join,
+    # which a generic plan made without statistics answered by reading every contact).
     customers: CustomersSource = (
-        f"SELECT ct.customer_id FROM {conversation} cv JOIN {contact} ct ON ct.id = cv.contact_id "
-        "WHERE cv.id = ANY(%s::bigint[]) UNION ALL SELECT unnest(%s::bigint[])",
+        f"SELECT (SELECT ct.customer_id FROM {contact} ct WHERE ct.id = "
+        f"(SELECT cv.contact_id FROM {conversation} cv WHERE cv.id = x.id)) FROM unnest(%s::bigint[]) AS x(id) "
+        "UNION ALL SELECT unnest(%s::bigint[])",
         [by_conversation, sorted({r.customer.pk for r in by_customer if r.customer is not None})],
     )
     price_keys = {

@@ -20,9 +20,13 @@ five runs after which PostgreSQL may plan a prepared statement once for all valu
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db import connection
 from django.db.models import Q
 from django_tenants.utils import tenant_context
 
+from accounts.models import Customer
 from assignment.selectors import customer_queue_state, in_queue
 from bench.history import conversations_add
 from messaging import services
@@ -105,3 +109,95 @@ def test_a_business_with_many_conversations_costs_each_step_few_reads(world: Wor
         # the business's conversations would read thousands.
         allowed = 60 + (in_line_or_served if name.startswith("a customer's chat page") else 0)
         assert count < allowed, (name, step.reads, allowed)
+
+
+def test_a_new_business_without_planner_statistics_reads_only_the_rows_of_its_sends(world: World) -> None:
+    """A new business's tables have no planner statistics until they are first analyzed (a job
+    at its 1,024th message; autovacuum's next round), and a send group's statements run on their
+    generic plans: every lookup there must go through an index whatever PostgreSQL assumes of the
+    tables. The conversations' lock joined each conversation's customer and assignee, and
+    filtered the business's contacts by the customers asked for: its generic plan on unanalyzed
+    tables hashed every customer of the platform, every user and every contact, in each group
+    (issue 9: 500 + 51 + 500 rows a group in the inbox load); so did billing's lookups."""
+    from accounts.models import Membership, User
+    from messaging.group_commit import write_batch
+    from messaging.sending import check_agent_send, check_customer_send, check_template_send
+    from tenancy.services import business_create
+
+    business = business_create(owner=world.owner_a, name="Never Analyzed", slug="never-analyzed")
+    Membership.objects.create(user=world.agent_a, business=business, role=Membership.Role.AGENT)
+    User.objects.bulk_create(User(email=f"seat{n}@never-analyzed.test") for n in range(60))
+    customers = [make_customer(f"Kunde {n}") for n in range(300)]
+    with tenant_context(business):
+        for start in range(0, len(customers), 50):
+            write_batch(
+                business, [check_customer_send(customer=c, body="Hallo") for c in customers[start : start + 50]]
+            )
+        regular = customers[0]
+        conversation_id = Conversation.objects.get(contact__customer_id=regular.pk).pk
+
+        def reply(n: int) -> Any:
+            request = check_agent_send(
+                business=business,
+                user=world.agent_a,
+                conversation_id=conversation_id,
+                body=f"Ja. {n}",
+                client_msg_id=f"r{n}",
+                defer_membership=True,
+            )
+            return write_batch(business, [request])
+
+        for n in range(8):  # past the five custom plans: each statement runs on its generic plan
+            write_batch(business, [check_customer_send(customer=regular, body=f"Noch da? {n}")])
+            reply(n)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = %s AND last_analyze IS NULL "
+                "AND last_autoanalyze IS NULL AND relname = ANY(%s)",
+                [business.schema_name, [Conversation._meta.db_table, Contact._meta.db_table]],
+            )
+            assert cursor.fetchone()[0] == 2, "the business's tables were analyzed: the test proves nothing"
+
+        tables = [
+            (business.schema_name, Conversation._meta.db_table),
+            (business.schema_name, Contact._meta.db_table),
+            ("public", Customer._meta.db_table),
+            ("public", User._meta.db_table),
+        ]
+        reads: dict[str, int] = {}
+
+        def step(name: str, action: Any) -> None:
+            before = _reads(tables)
+            action()
+            reads[name] = _reads(tables) - before
+
+        step("customer send", lambda: write_batch(business, [check_customer_send(customer=regular, body="Mein Flug?")]))
+        step("agent reply", lambda: reply(99))
+        newcomer = make_customer("Neu")
+        step(
+            "a template to a new customer",
+            lambda: write_batch(
+                business,
+                [
+                    check_template_send(
+                        customer=newcomer, template_name="hi", body="Hallo", category="utility", author_key="api:t"
+                    )
+                ],
+            ),
+        )
+    for name, count in reads.items():
+        # The group's own conversation, contact, customer and agent, a few times over; a scan
+        # of any of these tables reads hundreds.
+        assert count < 40, (name, reads)
+
+
+def _reads(tables: list[tuple[str, str]]) -> int:
+    """Heap rows this transaction read from these tables so far, by scans of any kind."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)), 0) "
+            "FROM pg_stat_xact_user_tables WHERE (schemaname, relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            [[schema for schema, _t in tables], [table for _s, table in tables]],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
