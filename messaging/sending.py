@@ -3,9 +3,11 @@
 conversations of one business — in one transaction.
 
 The writer's steps, each one statement for the whole group whatever its size:
-lock the conversations (creating missing ones) → dedupe by client_msg_id → per request, in
-order: refusals (block, 24-hour window, suspension, unpaid bills) → billing, one call for every
-business message of the group (`billing.charges_for_messages`: a fixed handful of statements) →
+lock the conversations (creating missing ones) and, behind them, the billing windows of every
+customer a business message of the group may be billed to (`billing.charge_windows_send`) →
+dedupe by client_msg_id → per request, in order: refusals (block, 24-hour window, suspension,
+unpaid bills) → billing, one call for every business message of the group
+(`billing.charges_for_messages`, on the windows already read: statements only to open one) →
 BusinessContact and CustomerThread upserts → event ids (the counter row, locked last) → INSERT
 messages → link per-message usage records to them → mark replied-to messages read → INSERT
 events → UPDATE the conversations → publish after commit.
