@@ -21,7 +21,8 @@ run prints offered vs accepted vs persisted messages/s, deliveries/s, latency pe
 refusals, what was lost, the server's and the generator's CPU and memory, and the machine's (how
 busy all cores were, the hypervisor's steal, PostgreSQL's CPU) over the same window, so runs on
 a shared machine can be compared. With --pg-log (PostgreSQL's log file), also where
-PostgreSQL's time went in the load window, statement by statement, and with --pg-waits what its
+PostgreSQL's time went in the load window, statement by statement, with --pg-scans how each table
+was read (sequential scans and their rows a second: a plan reading a table whole), and with --pg-waits what its
 sessions waited on (bench/pg_statements.py).
 Loopback only; everything it starts it stops, and the database is dropped (unless --keep).
 """
@@ -768,6 +769,7 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
     profiled_pids: list[int] = []
     statement_window = pg_statements.LogWindow(Path(args.pg_log)) if args.pg_log and server is not None else None
     waits: pg_statements.WaitSampler | None = None
+    scans = pg_statements.TableScans(database_url(database)) if args.pg_scans else None
     try:
         barrier.wait(timeout=600)
         sampler = ResourceSampler(server.pids() if server else [])
@@ -777,6 +779,8 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
         if args.pg_waits:
             waits = pg_statements.WaitSampler(database_url(database), database)
             waits.start()
+        if scans is not None:
+            scans.start()
         if (args.profile or args.profile_gil) and server is not None:
             profiler = start_profile(server, target, args)
         if args.profile_cpu and server is not None:
@@ -790,6 +794,8 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
             statement_window.finish()
         if waits is not None:
             waits.stop()
+        if scans is not None:
+            scans.finish()
         parts = [results.get(timeout=plan.drain + 120) for _ in workers]
     finally:
         if waits is not None:
@@ -818,6 +824,8 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
         )
     if waits is not None:
         result.text.extend(waits.report())
+    if scans is not None:
+        result.text.extend(scans.report())
     if profiler is not None:
         result.text.extend(top_frames(profile_path(target, args)))
     if cpu_profiler is not None:
@@ -1090,6 +1098,12 @@ def main() -> None:
         action="store_true",
         help="sample what the bench database's active PostgreSQL sessions wait on during the load "
         "(pg_stat_activity every 5 ms: running, a lock, the WAL's flush, the client's next statement)",
+    )
+    parser.add_argument(
+        "--pg-scans",
+        action="store_true",
+        help="how the bench database's tables were read during the load: sequential scans a second and "
+        "the rows they read, index scans a second (pg_stat_user_tables before and after)",
     )
     parser.add_argument(
         "--pg-log",

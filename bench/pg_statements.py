@@ -1,5 +1,6 @@
 """Where PostgreSQL's time goes in a load window: statement by statement from its own log
-(--pg-log), and what its busy sessions wait on, sampled (--pg-waits).
+(--pg-log), what its busy sessions wait on, sampled (--pg-waits), and how each table was read
+(--pg-scans).
 
 `bench/inbox_load.py --pg-log PATH` turns on `log_min_duration_statement = 0` for the bench
 database only (`ALTER DATABASE … SET`: every session opened on it from then on logs each
@@ -197,4 +198,59 @@ class WaitSampler(threading.Thread):
         ]
         for (kind, event, query), count in self.at.most_common(top):
             out.append(f"  {count / n:8.2f}  {kind + '/' + (event or '-'):25} {query}")
+        return out
+
+
+# (sequential scans, rows they read, index scans) of one table, from pg_stat_user_tables.
+Scans = tuple[int, int, int]
+
+
+class TableScans:
+    """How the bench database's tables were read during the load (`--pg-scans`): sequential
+    scans a second and the rows they read, index scans a second, from `pg_stat_user_tables`
+    before and after — every session's reads, whichever plan its statements ran on. A send
+    group's statements look rows up by key: a table scanned whole in every group (a generic plan
+    made on a table without statistics: issue 9, session 41) shows here as scans at the groups'
+    rate, reading the table's rows each time. Sessions report their counts when a transaction
+    ends and at most every second or so: figures for a load of many seconds."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.before: dict[str, Scans] = {}
+        self.after: dict[str, Scans] = {}
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def _read(self) -> dict[str, Scans]:
+        import psycopg
+
+        # A new session each time: no statistics snapshot kept from the first read.
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT schemaname || '.' || relname, coalesce(seq_scan, 0), coalesce(seq_tup_read, 0), "
+                "coalesce(idx_scan, 0) FROM pg_stat_user_tables"
+            ).fetchall()
+        return {name: (int(seq), int(rows_read), int(idx)) for name, seq, rows_read, idx in rows}
+
+    def start(self) -> None:
+        self.before, self._started = self._read(), time.monotonic()
+
+    def finish(self) -> None:
+        self.after, self.seconds = self._read(), time.monotonic() - self._started
+
+    def report(self, top: int = 8) -> list[str]:
+        seconds = max(self.seconds, 1e-9)
+        changes = []
+        for name, (seq, rows_read, idx) in self.after.items():
+            seq0, rows0, idx0 = self.before.get(name, (0, 0, 0))
+            if seq > seq0 or idx > idx0:
+                changes.append((rows_read - rows0, seq - seq0, idx - idx0, name))
+        if not changes:
+            return ["PostgreSQL table reads: none counted"]
+        out = [
+            f"PostgreSQL table reads over {self.seconds:.1f} s (pg_stat_user_tables), most rows read by sequential scans first:",
+            "   seq scans/s   their rows/s   index scans/s  table",
+        ]
+        for rows_read, seq, idx, name in sorted(changes, reverse=True)[:top]:
+            out.append(f"  {seq / seconds:12.1f} {rows_read / seconds:14.1f} {idx / seconds:15.1f}  {name}")
         return out

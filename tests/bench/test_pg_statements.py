@@ -134,3 +134,43 @@ def test_the_wait_sampler_sees_a_session_waiting_for_a_lock_and_at_which_stateme
     lines = sampler.report()
     assert "Lock/transactionid 1.0" in lines[0] or "Lock/transactionid 0.9" in lines[0]
     assert "Lock/transactionid" in lines[2] and "SELECT id FROM bench_wait_probe WHERE id = 1 FOR UPDATE" in lines[2]
+
+
+def test_table_reads_count_each_sequential_scan_and_the_rows_it_read(live_db: World) -> None:
+    """`--pg-scans`: a statement that reads a table whole shows as sequential scans and their
+    rows; lookups by key as index scans."""
+    name = connection.settings_dict["NAME"]
+    dsn = _conninfo(name)
+    with psycopg.connect(dsn, autocommit=True) as setup:
+        setup.execute("CREATE TABLE IF NOT EXISTS bench_scan_probe (id int PRIMARY KEY, v int)")
+        setup.execute("INSERT INTO bench_scan_probe SELECT g, g FROM generate_series(1, 200) g ON CONFLICT DO NOTHING")
+    try:
+        scans = pg_statements.TableScans(dsn)
+        scans.start()
+        with psycopg.connect(dsn, autocommit=True) as reader:  # its counts are reported as it closes
+            reader.execute("SET enable_indexscan = off")
+            reader.execute("SET enable_bitmapscan = off")
+            for _ in range(5):
+                reader.execute("SELECT count(*) FROM bench_scan_probe WHERE v > 0").fetchone()
+            reader.execute("RESET enable_indexscan")
+            reader.execute("SET enable_seqscan = off")
+            for key in range(1, 4):
+                reader.execute("SELECT v FROM bench_scan_probe WHERE id = %s", [key]).fetchone()
+            pid = reader.info.backend_pid
+        with psycopg.connect(dsn, autocommit=True) as watcher:  # its session has ended: its counts are in
+            deadline = time.monotonic() + 10
+            while watcher.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+                assert time.monotonic() < deadline, "the reader's session did not end"
+                time.sleep(0.01)
+        scans.finish()
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as cleanup:
+            cleanup.execute("DROP TABLE IF EXISTS bench_scan_probe")
+
+    table = "public.bench_scan_probe"
+    seq, rows_read, idx = (a - b for a, b in zip(scans.after[table], scans.before.get(table, (0, 0, 0)), strict=True))
+    assert (seq, rows_read, idx) == (5, 1000, 3)
+    lines = scans.report()
+    assert lines[0].startswith("PostgreSQL table reads over")
+    [probe] = [line for line in lines if line.endswith(table)]
+    assert probe.split()[:3] == [f"{5 / scans.seconds:.1f}", f"{1000 / scans.seconds:.1f}", f"{3 / scans.seconds:.1f}"]
