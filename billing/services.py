@@ -14,6 +14,7 @@ transaction):
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -44,7 +45,7 @@ from billing.models import (
     UsageRecord,
     month_start,
 )
-from billing.prices import active_prices_params, active_prices_sql, country_for_phone
+from billing.prices import active_prices_params, active_prices_sql, country_for_phone, prices_for
 from config.jobs import defer_atomic, defer_job
 from config.sql import prepared_cursor, rows_source
 from tenancy.models import Business
@@ -136,13 +137,6 @@ def _count_service_conversation(
         )
         count, prices = cursor.fetchone()
     return int(count or 0), {key: Decimal(price) for key, price in zip(keys, prices, strict=True)}
-
-
-def _prices(keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
-    with prepared_cursor() as cursor:
-        cursor.execute(f"SELECT {active_prices_sql()}", active_prices_params(list(keys)))
-        (prices,) = cursor.fetchone()
-    return {key: Decimal(price) for key, price in zip(keys, prices, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -320,20 +314,9 @@ def charge_windows_send(
     send core sends these behind its conversations' lock, one round trip for all."""
     keys = sorted(price_keys)
     source, params = customers
-    lock.execute(
-        f"SELECT (SELECT pricing_model FROM {RateCard._meta.db_table} WHERE is_active), "
-        f"ARRAY(SELECT ids.c FROM (SELECT DISTINCT u.c FROM ({source}) AS u(c) WHERE u.c IS NOT NULL ORDER BY u.c) AS ids, "
-        "LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(%s::text || ids.c::text, 0))) AS lock "
-        f"ORDER BY ids.c), {active_prices_sql()}",
-        [*params, f"billing:{business_id}:", *active_prices_params(keys)],
-    )
-    table = connection.ops.quote_name(UsageRecord._meta.db_table)
-    lookup.execute(
-        f"SELECT {', '.join(connection.ops.quote_name(name) for name in _RECORD_FIELDS)} FROM {table} "
-        f"WHERE business_id = %s AND customer_id = ANY(ARRAY({source})) AND unit = %s AND voided_at IS NULL "
-        "AND opened_at < %s AND window_ends_at > %s ORDER BY opened_at DESC",
-        [business_id, *params, UsageRecord.Unit.CONVERSATION, sent_at + WINDOW, sent_at],
-    )
+    lock_sql, lookup_sql = _windows_sql(source)
+    lock.execute(lock_sql, [*params, f"billing:{business_id}:", *active_prices_params(keys)])
+    lookup.execute(lookup_sql, [business_id, *params, UsageRecord.Unit.CONVERSATION, sent_at + WINDOW, sent_at])
 
     def read() -> ChargeWindows:
         model, locked, prices = lock.fetchone()
@@ -345,6 +328,24 @@ def charge_windows_send(
         )
 
     return read
+
+
+@functools.cache
+def _windows_sql(source: str) -> tuple[str, str]:
+    """`charge_windows_send`'s two statements for a customers source (made once per source)."""
+    lock = (
+        f"SELECT (SELECT pricing_model FROM {RateCard._meta.db_table} WHERE is_active), "
+        f"ARRAY(SELECT ids.c FROM (SELECT DISTINCT u.c FROM ({source}) AS u(c) WHERE u.c IS NOT NULL ORDER BY u.c) AS ids, "
+        "LATERAL (SELECT pg_advisory_xact_lock(hashtextextended(%s::text || ids.c::text, 0))) AS lock "
+        f"ORDER BY ids.c), {active_prices_sql()}"
+    )
+    quote = connection.ops.quote_name
+    lookup = (
+        f"SELECT {', '.join(quote(name) for name in _RECORD_FIELDS)} FROM {quote(UsageRecord._meta.db_table)} "
+        f"WHERE business_id = %s AND customer_id = ANY(ARRAY({source})) AND unit = %s AND voided_at IS NULL "
+        "AND opened_at < %s AND window_ends_at > %s ORDER BY opened_at DESC"
+    )
+    return lock, lookup
 
 
 def _open_conversations_read(cursor: Any) -> list[UsageRecord]:
@@ -366,7 +367,7 @@ def _price_and_insert(
             record.free = first_number + offset <= FREE_SERVICE_CONVERSATIONS_PER_MONTH
         prices = {**prices, **fetched}
     elif missing:
-        prices = {**prices, **_prices(missing)}
+        prices = {**prices, **prices_for(missing)}
     created_at = timezone.now()
     for record in records:
         record.unit_price = prices[(record.category, record.country)]

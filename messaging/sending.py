@@ -1054,15 +1054,10 @@ def _billed_windows(lock: Any, lookup: Any, group: _Group, billed: list[SendRequ
     and the prices read with the lock are those known before it (a template's category, the
     country of a customer named by the send); an agent reply's come with the free-tier count
     when it opens a billable conversation."""
-    conversation, contact = Conversation._meta.db_table, Contact._meta.db_table
     by_conversation = sorted({r.conversation_id for r in billed if r.conversation_id is not None})
     by_customer = [r for r in billed if r.conversation_id is None and r.customer is not None]
-    # Each conversation's customer by primary keys, a scalar subquery per id (never a join,
-    # which a generic plan made without statistics answered by reading every contact).
     customers: CustomersSource = (
-        f"SELECT (SELECT ct.customer_id FROM {contact} ct WHERE ct.id = "
-        f"(SELECT cv.contact_id FROM {conversation} cv WHERE cv.id = x.id)) FROM unnest(%s::bigint[]) AS x(id) "
-        "UNION ALL SELECT unnest(%s::bigint[])",
+        _billed_customers_sql(),
         [by_conversation, sorted({r.customer.pk for r in by_customer if r.customer is not None})],
     )
     price_keys = {
@@ -1072,6 +1067,19 @@ def _billed_windows(lock: Any, lookup: Any, group: _Group, billed: list[SendRequ
     }
     return charge_windows_send(
         lock, lookup, business_id=group.business.pk, customers=customers, price_keys=price_keys, sent_at=group.now
+    )
+
+
+@functools.cache
+def _billed_customers_sql() -> str:
+    """`_billed_windows`' customers: each conversation's by primary keys, a scalar subquery per
+    id (never a join, which a generic plan made without statistics answered by reading every
+    contact), then those the sends name."""
+    conversation, contact = Conversation._meta.db_table, Contact._meta.db_table
+    return (
+        f"SELECT (SELECT ct.customer_id FROM {contact} ct WHERE ct.id = "
+        f"(SELECT cv.contact_id FROM {conversation} cv WHERE cv.id = x.id)) FROM unnest(%s::bigint[]) AS x(id) "
+        "UNION ALL SELECT unnest(%s::bigint[])"
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -107,25 +109,22 @@ def test_statement_logging_is_turned_on_and_off_for_the_bench_database_only(live
 def test_the_wait_sampler_sees_a_session_waiting_for_a_lock_and_at_which_statement(live_db: World) -> None:
     name = connection.settings_dict["NAME"]
     dsn = _conninfo(name)
-    with psycopg.connect(dsn, autocommit=True) as setup:
-        setup.execute("CREATE TABLE IF NOT EXISTS bench_wait_probe (id int PRIMARY KEY)")
-        setup.execute("INSERT INTO bench_wait_probe VALUES (1) ON CONFLICT DO NOTHING")
-    try:
-        with psycopg.connect(dsn) as holder, psycopg.connect(dsn, autocommit=True) as waiter:
-            holder.execute("SELECT id FROM bench_wait_probe WHERE id = 1 FOR UPDATE")
-            blocked = threading.Thread(
-                target=lambda: waiter.execute("SELECT id FROM bench_wait_probe WHERE id = 1 FOR UPDATE"), daemon=True
-            )
-            blocked.start()
-            sampler = pg_statements.WaitSampler(dsn, name, every=0.002)
-            sampler.start()
-            time.sleep(0.3)
-            sampler.stop()
-            holder.rollback()  # the waiter gets its row and finishes
-            blocked.join(5)
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as cleanup:
-            cleanup.execute("DROP TABLE IF EXISTS bench_wait_probe")
+    with (
+        _probe_table(dsn, "bench_wait_probe", "(id int PRIMARY KEY)", "VALUES (1)"),
+        psycopg.connect(dsn) as holder,
+        psycopg.connect(dsn, autocommit=True) as waiter,
+    ):
+        holder.execute("SELECT id FROM bench_wait_probe WHERE id = 1 FOR UPDATE")
+        blocked = threading.Thread(
+            target=lambda: waiter.execute("SELECT id FROM bench_wait_probe WHERE id = 1 FOR UPDATE"), daemon=True
+        )
+        blocked.start()
+        sampler = pg_statements.WaitSampler(dsn, name, every=0.002)
+        sampler.start()
+        time.sleep(0.3)
+        sampler.stop()
+        holder.rollback()  # the waiter gets its row and finishes
+        blocked.join(5)
 
     assert sampler.error is None and sampler.samples > 10
     # The waiting session was seen waiting for the holder's transaction in (nearly) every sample;
@@ -141,10 +140,9 @@ def test_table_reads_count_each_sequential_scan_and_the_rows_it_read(live_db: Wo
     rows; lookups by key as index scans."""
     name = connection.settings_dict["NAME"]
     dsn = _conninfo(name)
-    with psycopg.connect(dsn, autocommit=True) as setup:
-        setup.execute("CREATE TABLE IF NOT EXISTS bench_scan_probe (id int PRIMARY KEY, v int)")
-        setup.execute("INSERT INTO bench_scan_probe SELECT g, g FROM generate_series(1, 200) g ON CONFLICT DO NOTHING")
-    try:
+    with _probe_table(
+        dsn, "bench_scan_probe", "(id int PRIMARY KEY, v int)", "SELECT g, g FROM generate_series(1, 200) g"
+    ):
         scans = pg_statements.TableScans(dsn)
         scans.start()
         with psycopg.connect(dsn, autocommit=True) as reader:  # its counts are reported as it closes
@@ -163,9 +161,6 @@ def test_table_reads_count_each_sequential_scan_and_the_rows_it_read(live_db: Wo
                 assert time.monotonic() < deadline, "the reader's session did not end"
                 time.sleep(0.01)
         scans.finish()
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as cleanup:
-            cleanup.execute("DROP TABLE IF EXISTS bench_scan_probe")
 
     table = "public.bench_scan_probe"
     seq, rows_read, idx = (a - b for a, b in zip(scans.after[table], scans.before.get(table, (0, 0, 0)), strict=True))
@@ -174,3 +169,16 @@ def test_table_reads_count_each_sequential_scan_and_the_rows_it_read(live_db: Wo
     assert lines[0].startswith("PostgreSQL table reads over")
     [probe] = [line for line in lines if line.endswith(table)]
     assert probe.split()[:3] == [f"{5 / scans.seconds:.1f}", f"{1000 / scans.seconds:.1f}", f"{3 / scans.seconds:.1f}"]
+
+
+@contextlib.contextmanager
+def _probe_table(dsn: str, table: str, columns: str, rows: str) -> Iterator[None]:
+    """A scratch table of the test database with these rows, dropped afterwards."""
+    with psycopg.connect(dsn, autocommit=True) as setup:
+        setup.execute(f"CREATE TABLE IF NOT EXISTS {table} {columns}")
+        setup.execute(f"INSERT INTO {table} {rows} ON CONFLICT DO NOTHING")
+    try:
+        yield
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as cleanup:
+            cleanup.execute(f"DROP TABLE IF EXISTS {table}")
