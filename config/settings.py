@@ -298,6 +298,9 @@ PARLEY_DB_THREADS = env.int("PARLEY_DB_THREADS", default=8)
 # (tenancy/loop_db.py).
 PARLEY_LOOP_DB_SLOTS = env.int("PARLEY_LOOP_DB_SLOTS", default=2)
 PARLEY_LOOP_DB_KEEP_SECONDS = env.float("PARLEY_LOOP_DB_KEEP_SECONDS", default=60.0)
+# A send group's Python holds the loop's thread at most this long before it lets the loop take a
+# turn (other sockets read, refusals answered) and goes on (tenancy.loop_db.let_the_loop_in).
+PARLEY_LOOP_DB_SLICE = env.float("PARLEY_LOOP_DB_SLICE", default=0.005)
 # A database thread keeps its connection while calls keep coming and gives it back after this
 # many seconds without one (tenancy/db.py).
 PARLEY_DB_KEEP_SECONDS = env.float("PARLEY_DB_KEEP_SECONDS", default=1.0)

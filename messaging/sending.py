@@ -58,6 +58,7 @@ from messaging.models import SERVICE_WINDOW_HOURS, Contact, Conversation, Event,
 from messaging.payloads import conversation_payload, message_payload
 from messaging.rich import RichParts, preview, resolve
 from messaging.selectors import seats_send
+from tenancy.loop_db import let_the_loop_in
 from tenancy.models import Business
 
 MAX_BODY = 4096
@@ -1012,6 +1013,9 @@ def _write(
     for index, request in enumerate(requests):
         if outcomes[index] is not None:
             continue
+        # A group of hundreds of sends (overload) is tens of milliseconds of Python: other
+        # sockets are read meanwhile (tenancy.loop_db).
+        let_the_loop_in()
         with worded_in(request.language):
             outcomes[index] = _send_one(group, request, thread_of(request), existing, blocked, refusal, opted_out)
 
@@ -1206,10 +1210,12 @@ def _flush(group: _Group) -> Callable[[], tuple[list[events.StoredEvent], list[t
     for offset, pending in enumerate(group.pending):
         if pending.message is not None:
             pending.message.event_id = events.placeholder(offset)
-    unnumbered = [
-        events.unnumbered(pending.thread.conversation, offset, pending.type, pending.audience, pending.data())
-        for offset, pending in enumerate(group.pending)
-    ]
+    unnumbered = []
+    for offset, pending in enumerate(group.pending):
+        let_the_loop_in()  # each event's payload is made here
+        unnumbered.append(
+            events.unnumbered(pending.thread.conversation, offset, pending.type, pending.audience, pending.data())
+        )
     usage_links = [
         (str(charge.record.pk), message.pk)
         for message in group.messages

@@ -5,8 +5,8 @@ psycopg waits handed to the loop. These tests run such calls against the real da
 call runs on the loop's thread in its business's schema with Django's ORM, the loop keeps
 serving while PostgreSQL works, calls beyond the slots wait for a free one, a slot keeps its
 connection while busy and gives it back when idle, errors reach the caller and spoil nothing,
-a caller that goes away does not stop a call half-way, and what a call publishes goes out once
-it returns.
+a caller that goes away does not stop a call half-way, what a call publishes goes out once
+it returns, and a call's long Python lets the loop take turns in between.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -334,3 +335,92 @@ async def test_a_websocket_send_group_is_written_on_the_loop_thread(
     # here, so it does not touch the database after the test has ended.
     await asyncio.gather(*messaging_services._background)
     await ws.disconnect()
+
+
+def counting_hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How often calls handed the loop a turn (`let_the_loop_in`), counted at the switch back."""
+    handed = [0]
+    real_switch = loop_db._switch
+
+    def counted(g: Any, **kwargs: Any) -> Any:
+        request = real_switch(g, **kwargs)
+        if request is loop_db._TURN:
+            handed[0] += 1
+        return request
+
+    monkeypatch.setattr(loop_db, "_switch", counted)
+    return handed
+
+
+@pytest.mark.parametrize("slice_seconds", [0.005, 10.0])
+async def test_a_calls_long_python_lets_the_loop_take_turns_once_its_slice_is_used_up(
+    live_db: World, label_name: str, slice_seconds: float
+) -> None:
+    """Between two round trips a call's Python holds the loop's thread: under overload a send
+    group's took up to 96 ms, every socket of the process unread meanwhile (README, session 42).
+    `let_the_loop_in` hands the loop a turn once PARLEY_LOOP_DB_SLICE is used up, and only then;
+    meanwhile another call runs on its own slot, and the first goes on in its own schema,
+    connection and transaction."""
+    alpha, beta, name = live_db.business_a.schema_name, live_db.business_b.schema_name, label_name
+    turns, ticker = counting_turns()
+    others: list[asyncio.Future[tuple[int, str]]] = []
+    loop = asyncio.get_running_loop()
+
+    def spin_in_a_transaction() -> tuple[int, int, tuple[int, str], bool]:
+        with transaction.atomic():
+            Label.objects.create(name=name)
+            before = session()
+            # Started by the loop in the call's first turn, on the other slot.
+            loop.call_soon(lambda: others.append(asyncio.ensure_future(run_on_loop(beta, session))))
+            spun_from, deadline = turns[0], time.perf_counter() + 0.06
+            while time.perf_counter() < deadline:
+                loop_db.let_the_loop_in()
+            turns_meanwhile = turns[0] - spun_from
+            after = session()
+            in_transaction = connection.in_atomic_block
+        assert after == before
+        return turns_meanwhile, before[0], after, in_transaction
+
+    loop_db.let_the_loop_in()  # outside a call: nothing to hand, nothing happens
+    try:
+        with override_settings(PARLEY_LOOP_DB_SLICE=slice_seconds, PARLEY_LOOP_DB_SLOTS=2):
+            await run_on_loop(alpha, session)  # both slots' connections made before the spin
+            await run_on_loop(beta, session)
+            turns_meanwhile, pid, (after_pid, after_schema), in_transaction = await run_on_loop(
+                alpha, spin_in_a_transaction
+            )
+            other_pid, other_schema = await others[0]
+    finally:
+        ticker[0].cancel()
+    assert after_schema == alpha and after_pid == pid and in_transaction
+    assert other_schema == beta and other_pid != pid
+    assert await run_in_schema(alpha, label_exists, name=name)  # committed whole
+    if slice_seconds < 1:
+        # ~12 slices of 5 ms in 60 ms of Python: a turn after each (a loaded machine: fewer).
+        assert turns_meanwhile >= 4, turns_meanwhile
+    else:
+        assert turns_meanwhile == 0
+
+
+@pytest.mark.parametrize("slice_seconds", [0.0, 10.0])
+async def test_a_large_send_group_lets_the_loop_in_between_its_sends(
+    live_db: World, monkeypatch: pytest.MonkeyPatch, slice_seconds: float
+) -> None:
+    """The send core asks for a turn before each send of a group and each event it makes: a
+    group of hundreds (overload) lets the process's other sockets be read within a slice."""
+    business = live_db.business_a
+    customers = await adb(lambda: [make_customer() for _ in range(30)])()
+    requests = [check_customer_send(customer=c, body=f"group {i}") for i, c in enumerate(customers)]
+    handed = counting_hand_offs(monkeypatch)
+    with override_settings(PARLEY_LOOP_DB_SLICE=slice_seconds):
+        outcomes = await run_on_loop(business.schema_name, do_send_messages, business=business, requests=requests)
+    assert len(outcomes) == 30 and all(not isinstance(o, Exception) for o in outcomes)
+    stored = await run_in_schema(
+        business.schema_name,
+        lambda: set(Message.objects.filter(body__startswith="group ").values_list("body", flat=True)),
+    )
+    assert {f"group {i}" for i in range(30)} <= stored
+    if slice_seconds == 0:
+        assert handed[0] >= 60, handed  # before each send and each of their events
+    else:
+        assert handed[0] == 0
