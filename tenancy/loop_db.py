@@ -20,7 +20,9 @@ connection sizing rule). They serve send groups only, so their sessions plan eve
 statement generically (config.sql.GENERIC_PLANS_OPTION).
 
 What code run here must not do: block on anything but psycopg's socket (that would stop the
-loop; the send core asks Redis before, on the loop). Events its commit publishes are handed to
+loop; the send core asks Redis before, on the loop). Its Python between two waits holds the
+loop's thread: long runs of it (a send group of hundreds) call `let_the_loop_in`, which lets
+the loop take a turn once PARLEY_LOOP_DB_SLICE is used up. Events its commit publishes are handed to
 the channel layer when the call returns, in commit order (`deferred`), not from inside it. Django
 refuses database calls where an event loop is running (`SynchronousOnlyOperation`); the loop is
 unset while the greenlet runs, since the greenlet's waits are the loop's.

@@ -295,6 +295,37 @@ async def test_a_call_cancelled_itself_finishes_blocking_rather_than_half_way(li
     assert await run_in_schema(alpha, label_exists, name=name)  # committed before the task ended
 
 
+async def test_a_call_cancelled_while_the_loop_has_its_turn_finishes_blocking(live_db: World, label_name: str) -> None:
+    """Cancelled while it lets the loop in: the rest of the call runs without further turns and
+    its transaction commits whole, as when cancelled in a wait."""
+    alpha, name = live_db.business_a.schema_name, label_name
+    turns_after_cancel: list[int] = []
+    cancelled_at: list[int] = []
+    turns, ticker = counting_turns()
+
+    def slow_write() -> None:
+        with transaction.atomic():
+            Label.objects.create(name=name)
+            deadline = time.perf_counter() + 0.3
+            while time.perf_counter() < deadline:
+                loop_db.let_the_loop_in()
+            if cancelled_at:
+                turns_after_cancel.append(turns[0] - cancelled_at[0])
+
+    try:
+        with override_settings(PARLEY_LOOP_DB_SLICE=0.002):
+            call = asyncio.ensure_future(loop_db._call(alpha, slow_write, {}))
+            await asyncio.sleep(0.1)
+            call.cancel()
+            cancelled_at.append(turns[0])
+            with pytest.raises(asyncio.CancelledError):
+                await call
+    finally:
+        ticker[0].cancel()
+    assert await run_in_schema(alpha, label_exists, name=name)  # committed before the task ended
+    assert turns_after_cancel and turns_after_cancel[0] <= 1  # no more turns once cancelled
+
+
 async def test_what_a_call_publishes_goes_out_when_it_returns(live_db: World) -> None:
     alpha = live_db.business_a.schema_name
     published: list[str] = []
