@@ -36,6 +36,7 @@ def test_inbox_load_compare_runs_all_three_servers_and_loses_nothing() -> None:
         "--drain", "5",
         "--past-customers", "40",
         "--stages",
+        "--generator-nice", "5",
     )  # fmt: skip
     assert "set-up: 40 past conversations in" in out
     # Parley's servers timed every stage of its customers' sends (messaging.stages).
@@ -50,6 +51,9 @@ def test_inbox_load_compare_runs_all_three_servers_and_loses_nothing() -> None:
         assert "customer → viewing agent: p50" in section, section
         assert re.search(r"server: +\d+% CPU .* RSS peak +\d+ MiB", section), section
         assert re.search(r"generator: +\d+% CPU", section), section
+        # The generator ran at the nice value asked for (lowering one's own priority needs no
+        # privilege), reported with its figures.
+        assert re.search(r"generator: .* nice 5$", section, re.M), section
         assert re.search(r"machine: +\d+% busy of \d+ cores +steal [\d.]+% +PostgreSQL \d+% CPU", section), section
         sent = int(re.search(r"lost: sent (\d+)", section).group(1))  # type: ignore[union-attr]
         assert sent > 0, section
