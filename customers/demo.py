@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db.models import Count
 from django.utils import timezone
 
 from accounts.models import Customer
@@ -16,15 +17,27 @@ from audit.models import AuditEvent
 from customers.models import ConsentRecord
 from customers.services import consent_record
 from customers.staff_access import STAFF_ACCESS_ACTION
+from directory.models import CustomerThread
 from tenancy.demo import DemoWorld
 from tenancy.models import Business
 
-# Lukas talks to the airline and to the bakery in messaging's demo.
-PRIVACY_CUSTOMER = "+4917612345002"
+
+def privacy_customer(world: DemoWorld) -> Customer | None:
+    """The first of the demo's customers who talks to both businesses (messaging's demo gives
+    one the airline's and the bakery's threads): whose privacy centre has something on each."""
+    customers = list(world.customers.values())
+    both = set(
+        CustomerThread.objects.filter(customer__in=customers, business__in=[world.airline, world.bakery])
+        .values("customer")
+        .annotate(businesses=Count("business", distinct=True))
+        .filter(businesses=2)
+        .values_list("customer", flat=True)
+    )
+    return next((customer for customer in customers if customer.pk in both), None)
 
 
 def seed(world: DemoWorld) -> None:
-    customer = Customer.objects.filter(phone_number=PRIVACY_CUSTOMER).first()
+    customer = privacy_customer(world)
     if customer is not None:
         _consents(world, customer)
     Business.objects.filter(pk=world.bakery.pk).update(conversation_retention_days=365)
@@ -36,9 +49,11 @@ def seed(world: DemoWorld) -> None:
             target="conversation list",
             data={"path": f"/admin/customers/businessconversations/{world.airline.pk}/conversations/"},
         )
-    world.lines.append(
-        f"Privacy centre: sign in at /me/ as {PRIVACY_CUSTOMER} and open /me/privacy/; owners see /privacy/."
-    )
+    if customer is not None:
+        world.lines.append(
+            f"Privacy centre: sign in at /me/ as {customer.phone_number} ({customer.display_name}) and open "
+            "/me/privacy/; owners see /privacy/."
+        )
 
 
 def _consents(world: DemoWorld, customer: Customer) -> None:

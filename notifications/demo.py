@@ -4,6 +4,7 @@ an API key printed by `make demo`, and recent API traffic in its log. Idempotent
 from __future__ import annotations
 
 import hashlib
+import json
 
 from django.conf import settings
 from django_tenants.utils import tenant_context
@@ -95,9 +96,23 @@ def seed(world: DemoWorld) -> None:
             )
         traffic = ApiRequest.objects.count()
     world.lines.append(f"API (airline): key {secret}  ({traffic} requests in its log)")
+    # To a demo customer, so the example is delivered when tried (any other number is refused:
+    # not a Parley customer).
+    example = next(iter(world.customers.values()))
+    payload = {
+        "to": example.phone_number,
+        "template": {
+            "name": "flight_change",
+            "parameters": {
+                "name": example.display_name.split(" ")[0] or "there",
+                "flight": "AU 412",
+                "time": "10:40",
+                "gate": "B22",
+            },
+        },
+    }
     world.lines.append(
         f"    curl -X POST {airline.absolute_url('/api/v1/messages')} -H 'Authorization: Bearer {secret}' "
-        '-H \'Content-Type: application/json\' -d \'{"to": "+4915112345001", "template": {"name": "flight_change", '
-        '"parameters": {"name": "Sophie", "flight": "AU 412", "time": "10:40", "gate": "B22"}}}\''
+        f"-H 'Content-Type: application/json' -d '{json.dumps(payload, ensure_ascii=False)}'"
     )
     world.lines.append(f"    API docs: {airline.absolute_url('/api/v1/docs/')}")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from audit.models import AuditEvent
-from customers.demo import PRIVACY_CUSTOMER
+from customers.demo import privacy_customer
 from customers.demo import seed as privacy_seed
 from customers.models import ConsentRecord, MarketingMute
 from customers.selectors import customer_privacy_rows
@@ -20,7 +20,9 @@ def test_demo_customer_has_a_privacy_page_worth_seeing_and_seed_is_idempotent(wo
     )
     messaging_seed(demo)
     privacy_seed(demo)
-    customer = demo.customers[PRIVACY_CUSTOMER]
+    customer = privacy_customer(demo)
+    assert customer is not None
+    assert any(customer.phone_number in line and "/me/privacy/" in line for line in demo.lines)
     rows = {row.business.pk: row for row in customer_privacy_rows(customer=customer)}
     assert set(rows) == {world.business_a.pk, world.business_b.pk}
     assert all(row.messages > 0 for row in rows.values())
