@@ -1,9 +1,11 @@
 """Who may open what: membership, roles, staff-only admin, one login across hosts."""
 
 from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 
 from accounts.models import Membership, User
 from accounts.services import seat_add, seat_remove
@@ -67,6 +69,42 @@ def test_anonymous_visitor_is_sent_to_login_on_the_public_host(world: World) -> 
     assert response.status_code == 302
     assert response["Location"].startswith(f"{settings.PARLEY_PUBLIC_URL}/accounts/login/?next=")
     assert "alpha.parley.localhost" in response["Location"]
+
+
+@pytest.mark.parametrize("port", ["", "8000"])
+def test_signing_in_returns_to_the_business_page_asked_for(world: World, port: str) -> None:
+    """/inbox/ on a business's host sends a stranger to the public host's login; signed in, the
+    agent lands on the inbox they asked for (on a port as well: `make demo` serves on :8000)."""
+    on_port = f":{port}" if port else ""
+    public = f"http://{settings.PARLEY_DOMAIN}{on_port}"
+    with override_settings(PARLEY_PORT=port, PARLEY_SCHEME="http", PARLEY_PUBLIC_URL=public):
+        # The browser's Host header names the port, and so does the `next` made of it.
+        asked = host_client(world.business_a.host + on_port).get("/inbox/")["Location"]
+        (inbox,) = parse_qs(urlsplit(asked).query)["next"]
+        assert inbox == f"http://{world.business_a.host}{on_port}/inbox/"
+        login = asked.removeprefix(public)
+        response = host_client(settings.PARLEY_DOMAIN + on_port).post(
+            login, {"login": world.agent_a.email, "password": PASSWORD}
+        )
+    assert response.status_code == 302
+    assert response["Location"] == inbox
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "http://evil.example/inbox/",
+        "http://alpha.parley.localhost:9999/inbox/",  # another port of the same host
+        "http://alpha.parley.localhost:8000\\@evil.example/",
+        "http://alpha.parley.localhost:99999/",
+    ],
+)
+def test_signing_in_never_returns_elsewhere(world: World, elsewhere: str) -> None:
+    response = public_client().post(
+        f"/accounts/login/?next={quote(elsewhere)}", {"login": world.agent_a.email, "password": PASSWORD}
+    )
+    assert response.status_code == 302
+    assert "evil.example" not in response["Location"] and ":9999" not in response["Location"], response["Location"]
 
 
 def test_unknown_business_host_is_a_friendly_404(world: World) -> None:
