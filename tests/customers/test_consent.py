@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.db.models import Sum
+from django.utils import formats, timezone
 
 from audit.models import AuditEvent
 from billing.models import UsageRecord
@@ -56,6 +57,9 @@ def test_privacy_page_shows_block_mute_and_consent(world: World) -> None:
     assert (record.category, record.granted, record.source) == ("marketing", False, "me")
     html = client.get("/me/privacy/").content.decode()
     assert "Allow marketing" in html and "Privacy page" in html
+    # One date format on the page: "in touch since" and the choice's date read alike.
+    shown = formats.date_format(timezone.localtime(record.created_at), "DATE_FORMAT")
+    assert f"Privacy page, {shown}" in html and f">{shown}</time>" in html, html
     # A repeated choice adds no row; a change does, and the mute follows the ledger.
     client.post(f"/me/privacy/businesses/{world.business_a.pk}/consent/", {"category": "marketing", "granted": "0"})
     assert ConsentRecord.objects.filter(customer=customer).count() == 1
