@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from audit.models import AuditEvent
-from customers.models import ConsentRecord
+from customers.models import BusinessContact, ConsentRecord
 from customers.services import consent_record
 from customers.staff_access import STAFF_ACCESS_ACTION
 from directory.models import CustomerThread
@@ -73,3 +73,8 @@ def _consents(world: DemoWorld, customer: Customer) -> None:
         latest = ConsentRecord.objects.filter(customer=customer, business=business, category=category).order_by("-id")
         if latest.count() > before:  # a new row: give it a believable date
             ConsentRecord.objects.filter(pk=latest[0].pk).update(created_at=now - timedelta(days=days_ago))
+    # In touch with each business before the first choice made there (the page shows both).
+    first_choice = max(days_ago for *_rest, days_ago in choices) + 10
+    BusinessContact.objects.filter(customer=customer, business__in=[world.airline, world.bakery]).update(
+        first_contact_at=now - timedelta(days=first_choice)
+    )

@@ -28,6 +28,10 @@ def test_demo_customer_has_a_privacy_page_worth_seeing_and_seed_is_idempotent(wo
     assert all(row.messages > 0 for row in rows.values())
     assert rows[world.business_b.pk].muted and rows[world.business_b.pk].marketing.source == "stop"  # type: ignore[union-attr]
     assert rows[world.business_a.pk].marketing.granted  # type: ignore[union-attr]
+    # In touch with each business before any choice made there.
+    for business_id, row in rows.items():
+        choices = ConsentRecord.objects.filter(customer=customer, business_id=business_id)
+        assert row.since is not None and all(row.since < record.created_at for record in choices), business_id
     assert MarketingMute.objects.filter(customer=customer, business=world.business_b).exists()
     count = ConsentRecord.objects.filter(customer=customer).count()
     assert count == 4
