@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     TIER_LIMIT = "tier_limit"
     BATCH_TOO_LARGE = "batch_too_large"
+    TOO_LARGE = "too_large"
     SUSPENDED = "suspended"
     PAYMENT_REQUIRED = "payment_required"
     EVENTS_EXPIRED = "events_expired"
@@ -46,6 +47,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.TIER_LIMIT: 429,
     ErrorCode.BATCH_TOO_LARGE: 413,
+    ErrorCode.TOO_LARGE: 413,
     ErrorCode.SUSPENDED: 403,
     ErrorCode.PAYMENT_REQUIRED: 402,
     ErrorCode.EVENTS_EXPIRED: 410,

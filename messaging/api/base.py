@@ -7,7 +7,10 @@ import hashlib
 import json
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import transaction
+from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.request import Request
@@ -57,6 +60,19 @@ class ApiView(APIView):
             response = problem(ErrorCode.UNAUTHORIZED, message, status.HTTP_401_UNAUTHORIZED)
             response["WWW-Authenticate"] = 'Bearer realm="api"'
             return response
+        if isinstance(exc, RequestDataTooBig):
+            # Django refuses to read a body past DATA_UPLOAD_MAX_MEMORY_SIZE; unanswered here it
+            # became Django's HTML "Bad Request (400)" page, no code for a client to act on.
+            return problem(
+                ErrorCode.TOO_LARGE,
+                _("The request body is larger than the %(limit)s the API reads. Upload files to /api/v1/media.")
+                % {"limit": filesizeformat(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)},
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+            return problem(
+                ErrorCode.INVALID, _("The request has too many fields or files."), status.HTTP_400_BAD_REQUEST
+            )
         if isinstance(exc, exceptions.APIException):
             code = next((c for t, c in DRF_CODES.items() if isinstance(exc, t)), ErrorCode.INVALID)
             errors = exc.detail if isinstance(exc, exceptions.ValidationError) else None

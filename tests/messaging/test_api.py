@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from accounts.models import Customer
@@ -366,3 +366,17 @@ def test_an_unknown_api_path_is_a_problem_not_a_web_page(world: World, api: Api)
     assert_problem(api.client.get("/api/v1/nonexistent"), 404, "not_found")  # without a key too
     # The known paths are unaffected.
     assert api.get("templates").status_code == 200
+
+
+def test_a_body_too_large_to_read_is_a_413_problem_and_sends_nothing(world: World, api: Api, flight: Template) -> None:
+    """Past DATA_UPLOAD_MAX_MEMORY_SIZE Django will not read a body: the client gets the API's
+    own problem (before: Django's HTML "Bad Request" page), logged against its key."""
+    customer = make_customer()
+    with in_business(world.business_a):
+        before = Notification.objects.count()
+    with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=2048):
+        body = assert_problem(api.post("messages", {"to": customer.phone_number, "text": "x" * 4000}), 413, "too_large")
+    assert "2.0" in body["title"] and "/api/v1/media" in body["title"], body
+    with in_business(world.business_a):
+        assert Notification.objects.count() == before
+        assert ApiRequest.objects.filter(status_code=413, error_code="too_large").exists()
