@@ -12,6 +12,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     DUPLICATE = "duplicate"
     TEMPLATE_NOT_APPROVED = "template_not_approved"
     TEMPLATE_PAUSED = "template_paused"
@@ -36,6 +37,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.DUPLICATE: 409,
     ErrorCode.TEMPLATE_NOT_APPROVED: 422,
     ErrorCode.TEMPLATE_PAUSED: 422,

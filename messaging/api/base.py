@@ -28,6 +28,7 @@ DRF_CODES = {
     exceptions.AuthenticationFailed: ErrorCode.UNAUTHORIZED,
     exceptions.PermissionDenied: ErrorCode.FORBIDDEN,
     exceptions.NotFound: ErrorCode.NOT_FOUND,
+    exceptions.MethodNotAllowed: ErrorCode.METHOD_NOT_ALLOWED,
     exceptions.ParseError: ErrorCode.INVALID,
     exceptions.ValidationError: ErrorCode.INVALID,
     exceptions.Throttled: ErrorCode.RATE_LIMITED,

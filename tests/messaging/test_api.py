@@ -380,3 +380,9 @@ def test_a_body_too_large_to_read_is_a_413_problem_and_sends_nothing(world: Worl
     with in_business(world.business_a):
         assert Notification.objects.count() == before
         assert ApiRequest.objects.filter(status_code=413, error_code="too_large").exists()
+
+
+def test_a_method_an_endpoint_does_not_take_is_a_405_problem_naming_what_it_takes(api: Api) -> None:
+    response = api.get("consents")
+    assert_problem(response, 405, "method_not_allowed")
+    assert "POST" in response["Allow"]
