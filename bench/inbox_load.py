@@ -434,15 +434,15 @@ class ResourceSampler(threading.Thread):
 # --- the generator (one or more processes, no Django) ------------------------------------------
 
 
-def set_own_nice(nice: int) -> int:
-    """This process's nice value set to `nice` (0: left alone); returns the value it has now
-    (what a refused raise left it at: lowering a priority needs no privilege, raising one does)."""
+def set_own_nice(nice: int) -> None:
+    """This process's nice value set to `nice` (0: left alone). Lowering a priority needs no
+    privilege, raising one does: refused, the process runs on as it was (the figures print the
+    value it ran at)."""
     if nice:
         try:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
         except PermissionError as refused:
             print(f"generator: nice {nice} refused ({refused}); running at {os.getpriority(os.PRIO_PROCESS, 0)}")
-    return os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def generator_main(plan: Plan, share: int, shares: int, barrier: Any, results: Any) -> None:

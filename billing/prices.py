@@ -52,13 +52,18 @@ def active_prices_params(keys: list[tuple[str, str]]) -> list[list[Any]]:
     return [[category for category, _c in keys], [country for _c, country in keys], [LAUNCH_PRICES[c] for c, _ in keys]]
 
 
+def active_prices_read(keys: list[tuple[str, str]], prices: Sequence[Any]) -> dict[tuple[str, str], Decimal]:
+    """`active_prices_sql`'s array, read back: each key's price."""
+    return {key: Decimal(price) for key, price in zip(keys, prices, strict=True)}
+
+
 def prices_for(keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
     """What a conversation of each (category, country) key costs now, in one statement."""
     ordered = list(keys)
     with prepared_cursor() as cursor:
         cursor.execute(f"SELECT {active_prices_sql()}", active_prices_params(ordered))
         (prices,) = cursor.fetchone()
-    return {key: Decimal(price) for key, price in zip(ordered, prices, strict=True)}
+    return active_prices_read(ordered, prices)
 
 
 def price_for(*, category: str, country: str) -> Decimal:

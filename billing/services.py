@@ -45,7 +45,13 @@ from billing.models import (
     UsageRecord,
     month_start,
 )
-from billing.prices import active_prices_params, active_prices_sql, country_for_phone, prices_for
+from billing.prices import (
+    active_prices_params,
+    active_prices_read,
+    active_prices_sql,
+    country_for_phone,
+    prices_for,
+)
 from config.jobs import defer_atomic, defer_job
 from config.sql import prepared_cursor, rows_source
 from tenancy.models import Business
@@ -136,7 +142,7 @@ def _count_service_conversation(
             [business_id, month.date(), Category.SERVICE, delta, delta, *active_prices_params(keys)],
         )
         count, prices = cursor.fetchone()
-    return int(count or 0), {key: Decimal(price) for key, price in zip(keys, prices, strict=True)}
+    return int(count or 0), active_prices_read(keys, prices)
 
 
 @dataclass(frozen=True)
@@ -324,7 +330,7 @@ def charge_windows_send(
             model=str(model) if model else PricingModel.CONVERSATION,
             customer_ids=frozenset(locked),
             open_records=_open_conversations_read(lookup),
-            prices={key: Decimal(price) for key, price in zip(keys, prices, strict=True)},
+            prices=active_prices_read(keys, prices),
         )
 
     return read
