@@ -34,14 +34,23 @@ checks the attributes it relies on.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import Protocol, State
 from websockets.streams import StreamReader
+
+logger = logging.getLogger("parley.ws")
+
+# The ASGI scope extension through which an app takes client messages within the step that read
+# them (`LeanWebSocketsProtocol.take_now`).
+RECEIVE_NOW = "parley.receive_now"
 
 
 def text_frame_header(length: int) -> bytes:
@@ -58,13 +67,20 @@ class ReceiveQueue:
     """An unbounded FIFO for one consumer at a time: a deque only while items wait, and one
     future only while the consumer waits."""
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_waiter", "taker")
 
     def __init__(self) -> None:
         self._items: deque[Any] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        # The app's synchronous receiver (`LeanWebSocketsProtocol.take_now`), or None.
+        self.taker: Callable[[Any], bool] | None = None
 
     def put_nowait(self, item: Any) -> None:
+        # Handed to the app at once when it waits for exactly this item (nothing queued before
+        # it) and takes it: the app's task is not woken for it.
+        taker, waiter = self.taker, self._waiter
+        if taker is not None and self._items is None and waiter is not None and not waiter.done() and taker(item):
+            return
         if self._items is None:
             self._items = deque()
         self._items.append(item)
@@ -171,6 +187,8 @@ class LeanWebSocketsProtocol(WebSocketsSansIOProtocol):
     # uvicorn lands in the instance dict as before.
     __slots__ = (
         "app",
+        "app_context",
+        "app_receiver",
         "app_state",
         "asgi_version",
         "client",
@@ -220,6 +238,54 @@ class LeanWebSocketsProtocol(WebSocketsSansIOProtocol):
         self.queue = ReceiveQueue()  # type: ignore[assignment]
         self.writable = Flag()  # type: ignore[assignment]
         self.writable.set()
+        self.app_receiver: Callable[[dict[str, Any]], bool] | None = None
+        self.app_context: contextvars.Context | None = None
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None and self.response is not None and self.response.status_code == 101:
+            scope["extensions"][RECEIVE_NOW] = {"register": self.register_receiver, "send_text_now": self.send_text_now}
+
+    def register_receiver(
+        self, receiver: Callable[[dict[str, Any]], bool] | None, context: contextvars.Context | None = None
+    ) -> None:
+        """The app's synchronous receiver, run in `context` (the app task's own), or None to stop.
+        From then on a text message arriving while the app waits in `receive()` with nothing
+        queued is handed to `receiver` within the step that read it, instead of waking the app's
+        task for it on a later turn of the loop (on a saturated loop a turn is a wait behind
+        every ready callback: issue 9, the wait between the frame's read and its handler was
+        p50 9 / p99 100 ms under 3x overload). True: taken (its answers written); False: it
+        goes through the queue as before."""
+        self.app_receiver, self.app_context = receiver, context
+        self.queue.taker = self.take_now if receiver is not None else None  # type: ignore[attr-defined]
+
+    def send_receive_event_to_app(self) -> None:
+        super().send_receive_event_to_app()
+        # uvicorn pauses reading after every message until the app asks for the next one; a
+        # message taken at once (`take_now`) leaves the app waiting for the next one already.
+        if self.read_paused and self.queue.empty() and self.queue._waiter is not None:  # type: ignore[attr-defined]
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def take_now(self, message: dict[str, Any]) -> bool:
+        receiver, context = self.app_receiver, self.app_context
+        if (
+            receiver is None
+            or context is None
+            or message.get("type") != "websocket.receive"
+            or not self.can_write_now()
+        ):
+            return False
+        try:
+            return context.run(receiver, message)
+        except RuntimeError:  # the context is entered (the app's task is running): the queue's way
+            logger.debug("receive_now: the app's context is in use", exc_info=True)
+            return False
+
+    def send_text_now(self, text: str) -> bool:
+        """Write a text frame at once if `sent_text_now` may (True), else False: nothing written."""
+        return self.sent_text_now({"type": "websocket.send", "text": text})
 
     async def send(self, message: Any) -> None:
         if message["type"] == "websocket.send" and self.sent_text_now(message):
@@ -241,10 +307,15 @@ class LeanWebSocketsProtocol(WebSocketsSansIOProtocol):
         BytesIO, the protocol's write list) cost more than the frame's JSON. False: left to it,
         which then raises, waits or compresses as before."""
         text = message.get("text")
-        if text is None or message.get("bytes") is not None:
+        if text is None or message.get("bytes") is not None or not self.can_write_now():
             return False
+        data = text.encode()
+        self.transport.write(text_frame_header(len(data)) + data)
+        return True
+
+    def can_write_now(self) -> bool:
         conn = self.conn
-        if (
+        return not (
             not self.handshake_complete
             or self.close_sent
             or self.initial_response is not None
@@ -255,11 +326,7 @@ class LeanWebSocketsProtocol(WebSocketsSansIOProtocol):
             or conn.expect_continuation_frame
             or conn.writes
             or conn.debug
-        ):
-            return False
-        data = text.encode()
-        self.transport.write(text_frame_header(len(data)) + data)
-        return True
+        )
 
     def restart_parser(self) -> bool:
         """Replace the handshake's parser generator by a frame parser when it waits between

@@ -66,7 +66,7 @@ from messaging.group_commit import (
 )
 from messaging.ids import conversation_pk
 from messaging.receipts import Mark
-from messaging.socket_task import OneTaskWebsocketConsumer
+from messaging.socket_task import CLOSE_INTERNAL_ERROR, OneTaskWebsocketConsumer
 from tenancy.asgi import host_from_scope
 from tenancy.db import run_in_schema
 from tenancy.models import PUBLIC_SCHEMA
@@ -347,6 +347,31 @@ class GroupsMixin:
                 logger.warning("could not leave group %s", group, exc_info=True)
 
 
+def error_frame(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"id": None, "type": "error", "code": code, "message": message, **extra}
+
+
+def refusal_frame(payload: dict[str, Any], error: MessagingError) -> dict[str, Any]:
+    """The error frame refusing a client frame, naming its client_msg_id if it had one."""
+    extra: dict[str, Any] = {}
+    client_msg_id = payload.get("client_msg_id")
+    if client_msg_id and isinstance(client_msg_id, str):
+        extra["client_msg_id"] = client_msg_id
+    if error.retry_after is not None:  # overloaded, rate_limited: retry the same client_msg_id then
+        extra["retry_after"] = error.retry_after
+    return error_frame(error.code, error.message, **extra)
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def in_background(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run a coroutine as a task of its own, kept until it is done (the loop holds tasks weakly)."""
+    task = asyncio.ensure_future(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
 def started_now[T](coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     """A task that starts within the caller's step (an eager task) instead of on the loop's next
     turn: it runs up to its first wait before this returns, and one that never waits is done
@@ -535,7 +560,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         await self.send(text_data=events.dumps(payload))
 
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
-        await self.send_json({"id": None, "type": "error", "code": code, "message": message, **extra})
+        await self.send_json(error_frame(code, message, **extra))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # No LocaleMiddleware here: the page's language was activated at connect.
@@ -543,18 +568,46 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
 
     async def take_frame(self, text_data: str | None) -> None:
         """Check and parse at once; queue for the worker, or refuse at once."""
+        answer = self.take_frame_now(text_data)
+        if answer is not None:
+            await self.send_json(answer)
+
+    def receive_now(self, message: dict[str, Any]) -> bool:
+        """A client message taken within the step that read it (socket_task's
+        `take_messages_now`; the server calls this in the socket task's own context): a text
+        frame's checks, its refusal or its place in the worker's queue, all synchronous, as
+        `take_frame` does them. Its answer is written at once; if the socket cannot take it at
+        once (flow control), it is sent the usual way."""
+        text = message.get("text")
+        if text is None:
+            return False
+        try:
+            answer = self.take_frame_now(text)
+        except Exception:
+            # What the socket's task does with a handler's exception: logged, the socket closed.
+            logger.exception("a client frame failed; closing the socket")
+            in_background(self.close(CLOSE_INTERNAL_ERROR))
+            return True
+        if answer is not None:
+            self.send_json_now(answer)
+        return True
+
+    def send_json_now(self, payload: dict[str, Any]) -> None:
+        text = events.dumps(payload)
+        if not self.send_text_now(text):
+            in_background(self.send(text_data=text))
+
+    def take_frame_now(self, text_data: str | None) -> dict[str, Any] | None:
+        """`take_frame` without its write: the answer to send, if any."""
         taken_at = time.monotonic() if stages.ENABLED else 0.0
         # Limits first, so a flood of large or malformed frames costs no parsing.
         if not self.frames.allow():
-            await self.send_error("rate_limited", _("Too many frames. Please slow down."))
-            return
+            return error_frame("rate_limited", _("Too many frames. Please slow down."))
         if text_data is not None and len(text_data) > MAX_FRAME_CHARS:
-            await self.send_error("bad_frame", _("This frame is too large."))
-            return
+            return error_frame("bad_frame", _("This frame is too large."))
         payload = parse_frame(text_data)
         if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
-            await self.send_error("bad_frame", _("Every frame must be a JSON object with a type."))
-            return
+            return error_frame("bad_frame", _("Every frame must be a JSON object with a type."))
         is_send = payload["type"] == "send"
         gated: float | None = None
         admission: Admission | None = None
@@ -594,10 +647,10 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         except MessagingError as error:
             if is_send:
                 self.owe(payload.get("client_msg_id"), error, seq)
-            await self.refuse(payload, error)
+            answer = refusal_frame(payload, error)
             if stages.ENABLED and is_send:
                 stages.refused_at_arrival(taken_at)
-            return
+            return answer
         if stages.ENABLED and is_send:
             stages.arrived(payload)
         if self.frames_waiting is None:
@@ -611,6 +664,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             # finished within the step (no wait) is not kept.
             worker = started_now(self.work())
             self.worker = None if worker.done() else worker
+        return None
 
     async def work(self) -> None:
         """Handle the waiting frames in order; ends when none is left (the next frame starts it again)."""
@@ -820,13 +874,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             self.owed_send = OwedSend(client_msg_id, time.monotonic() + OWED_SEND_SECONDS, error, seq)
 
     async def refuse(self, payload: dict[str, Any], error: MessagingError) -> None:
-        extra: dict[str, Any] = {}
-        client_msg_id = payload.get("client_msg_id")
-        if client_msg_id and isinstance(client_msg_id, str):
-            extra["client_msg_id"] = client_msg_id
-        if error.retry_after is not None:  # overloaded, rate_limited: retry the same client_msg_id then
-            extra["retry_after"] = error.retry_after
-        await self.send_error(error.code, error.message, **extra)
+        await self.send_json(refusal_frame(payload, error))
 
     async def on_ping(self, payload: dict[str, Any]) -> None:
         await self.send_json({"id": None, "type": "pong"})

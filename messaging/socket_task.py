@@ -45,6 +45,7 @@ from channels.layers import get_channel_layer
 
 from config import memory
 from config.websocket import frameless, slim_scope
+from config.ws_protocol import RECEIVE_NOW
 
 logger = logging.getLogger("parley.messaging")
 
@@ -56,6 +57,7 @@ class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
     _layer_drain: asyncio.Task[None] | None = None
     _layer_ready = False
     _attached = False
+    _stop_receiving_now: Any = None  # the server's register(None) once registered
 
     @classmethod
     def as_asgi(cls, **initkwargs: Any) -> Any:
@@ -96,6 +98,9 @@ class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
                 pass
         finally:
             try:
+                if self._stop_receiving_now is not None:
+                    self._stop_receiving_now(None)
+                    self._stop_receiving_now = None
                 self.stop_layer_dispatch()
                 await self.ended()
             finally:
@@ -112,6 +117,31 @@ class OneTaskWebsocketConsumer(AsyncWebsocketConsumer):
     def connect_handled(self) -> None:
         """websocket.connect was handled: what only the handshake reads leaves the scope."""
         slim_scope(self.scope)
+        self.take_messages_now()
+
+    def receive_now(self, message: dict[str, Any]) -> bool:
+        """Take a client message synchronously (True), or leave it to `dispatch` (False)."""
+        return False
+
+    def send_text_now(self, text: str) -> bool:
+        """Write a text frame at once (True), or nothing (False: send it the usual way)."""
+        return False
+
+    def take_messages_now(self) -> None:
+        """With config.serve's protocol (the ASGI extension `parley.receive_now`) a subclass's
+        `receive_now` is handed each client message that arrives while this task waits for one,
+        within the server's step that read it and in this task's context (its language and
+        other context variables), instead of this task being woken for it on a later turn of
+        the loop. Messages arriving while this task is busy, or that `receive_now` leaves, come
+        through `receive()` in their order."""
+        extension = self.scope.get("extensions", {}).pop(RECEIVE_NOW, None)
+        task = asyncio.current_task()
+        if extension is None or task is None or type(self).receive_now is OneTaskWebsocketConsumer.receive_now:
+            return
+        self.send_text_now = extension["send_text_now"]  # type: ignore[method-assign]
+        register = extension["register"]
+        register(self.receive_now, task.get_context())
+        self._stop_receiving_now = register
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         # As in Channels' loop, no layer message is dispatched once the client is gone.

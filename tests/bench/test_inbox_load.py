@@ -59,4 +59,7 @@ def test_inbox_load_compare_runs_all_three_servers_and_loses_nothing() -> None:
         assert sent > 0, section
         assert "accepted-but-not-persisted 0 " in section, section
         assert "persisted-but-not-received-by-customer 0 " in section, section
+    # Every send Parley's clients wrote was answered (accepted, or refused and then accepted):
+    # a server that stopped reading a socket left its sends unanswered and lost nothing.
+    assert re.search(r"lost: sent \d+ .* unanswered at end 0 ", parley), parley
     assert "Parley as a ratio of each" in out

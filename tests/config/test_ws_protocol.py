@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +17,14 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol
 
 from config.serve import server_command
-from config.ws_protocol import Flag, LeanWebSocketsProtocol, ProxyHeadersFirst, ReceiveQueue, text_frame_header
+from config.ws_protocol import (
+    RECEIVE_NOW,
+    Flag,
+    LeanWebSocketsProtocol,
+    ProxyHeadersFirst,
+    ReceiveQueue,
+    text_frame_header,
+)
 from tests.conftest import free_port
 
 
@@ -225,3 +233,70 @@ async def test_text_frames_go_out_directly_unless_an_extension_is_on(compression
     assert direct[: len(TEXTS)] == [compression is None] * len(TEXTS)
     assert direct[len(TEXTS) :] == [False, False]
     assert "after sending 'websocket.close'" in outcome[0]
+
+
+async def test_an_app_takes_each_message_in_the_step_that_read_it_in_its_own_context() -> None:
+    """The `parley.receive_now` extension (issue 9): while the app waits in `receive()` with
+    nothing queued, a text message goes to its registered receiver within the server's read
+    step, not through a wake-up of the app's task on a later turn of the loop (under 3x
+    overload that turn was p50 9 / p99 100 ms of a refusal's time). The receiver runs in the
+    app task's own context (its context variables: the page's language), outside any task; its
+    answer is written at once; reading goes on after each (uvicorn pauses reading after every
+    message until the app asks again: left paused, the socket was never read again). A message
+    the receiver leaves, one arriving while the app is busy, and every message after the app
+    unregistered come through `receive()`, in their order."""
+    page_language: contextvars.ContextVar[str] = contextvars.ContextVar("page_language", default="")
+    taken: list[tuple[str, str, bool]] = []
+    woken: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        page_language.set("de")
+        extension = scope["extensions"][RECEIVE_NOW]
+
+        def receive_now(message: dict[str, Any]) -> bool:
+            text = message["text"]
+            if text in ("leave", "busy", "stop"):
+                return False
+            taken.append((text, page_language.get(), asyncio.current_task() is None))
+            assert extension["send_text_now"](f"took {text}")
+            return True
+
+        task = asyncio.current_task()
+        assert task is not None
+        # Before the accept, so the client's first message finds it (none is taken before then).
+        extension["register"](receive_now, task.get_context())
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            woken.append(message["text"])
+            if message["text"] == "busy":
+                await asyncio.sleep(0.3)
+            if message["text"] == "stop":
+                extension["register"](None)
+            await send({"type": "websocket.send", "text": f"received {message['text']}"})
+
+    # No permessage-deflate (as config.serve): a compressed connection is always left to the queue.
+    async with (
+        serving(app, LeanWebSocketsProtocol) as port,
+        connect(f"ws://127.0.0.1:{port}/", compression=None) as ws,
+    ):
+        for n in range(5):
+            await ws.send(f"m{n}")
+            assert await ws.recv() == f"took m{n}"
+        await ws.send("leave")
+        assert await ws.recv() == "received leave"
+        await ws.send("busy")
+        await asyncio.sleep(0.05)  # the app is busy with it: the next message waits for it
+        await ws.send("m5")
+        assert [await ws.recv() for _ in range(2)] == ["received busy", "received m5"]
+        await ws.send("m6")
+        assert await ws.recv() == "took m6"
+        await ws.send("stop")
+        assert await ws.recv() == "received stop"
+        await ws.send("m7")
+        assert await ws.recv() == "received m7"
+    assert taken == [(f"m{n}", "de", True) for n in (0, 1, 2, 3, 4, 6)]
+    assert woken == ["leave", "busy", "m5", "stop", "m7"]
