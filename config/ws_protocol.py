@@ -25,7 +25,10 @@ complete the request, the response and the scope are dropped, and the parser gen
 replaced by a fresh frame parser (`Protocol.parse`, what `ServerProtocol.parse` runs after the
 request) when it is waiting between frames, as it is right after the handshake; `receive()`
 awaits the queue's future itself. A text frame on an open connection without extensions is
-written at once (`sent_text_now`), byte for byte what uvicorn would write. Everything else is
+written at once (`sent_text_now`), byte for byte what uvicorn would write. An app that registers
+a receiver through the scope extension `parley.receive_now` gets each text message that arrives
+while it waits in `receive()` with nothing queued within the step that read it, in its own
+task's context (`register_receiver`). Everything else is
 uvicorn's, so the protocol (close handshake, keepalive pings, flow control, compression) is
 unchanged. Written against uvicorn 0.54 and websockets 15–17; `tests/config/test_ws_protocol.py`
 checks the attributes it relies on.
@@ -35,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -45,8 +47,6 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import Protocol, State
 from websockets.streams import StreamReader
-
-logger = logging.getLogger("parley.ws")
 
 # The ASGI scope extension through which an app takes client messages within the step that read
 # them (`LeanWebSocketsProtocol.take_now`).
@@ -277,11 +277,10 @@ class LeanWebSocketsProtocol(WebSocketsSansIOProtocol):
             or not self.can_write_now()
         ):
             return False
-        try:
-            return context.run(receiver, message)
-        except RuntimeError:  # the context is entered (the app's task is running): the queue's way
-            logger.debug("receive_now: the app's context is in use", exc_info=True)
-            return False
+        # Only ever called from `data_received` (a client's message), never within a task's step:
+        # the app's context is free to enter. The receiver must not raise (a frame it took half
+        # would otherwise go through the queue again).
+        return context.run(receiver, message)
 
     def send_text_now(self, text: str) -> bool:
         """Write a text frame at once if `sent_text_now` may (True), else False: nothing written."""
