@@ -300,3 +300,31 @@ async def test_an_app_takes_each_message_in_the_step_that_read_it_in_its_own_con
         assert await ws.recv() == "received m7"
     assert taken == [(f"m{n}", "de", True) for n in (0, 1, 2, 3, 4, 6)]
     assert woken == ["leave", "busy", "m5", "stop", "m7"]
+
+
+async def test_a_compressed_connection_takes_every_message_through_the_queue() -> None:
+    """With permessage-deflate the protocol cannot write an answer at once (`sent_text_now`
+    leaves compression to uvicorn), so a registered receiver is never handed a message: every
+    one comes through `receive()`."""
+    taken: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        task = asyncio.current_task()
+        assert task is not None
+
+        def receive_now(message: dict[str, Any]) -> bool:
+            taken.append(message["text"])
+            return True
+
+        scope["extensions"][RECEIVE_NOW]["register"](receive_now, task.get_context())
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] != "websocket.disconnect":
+            await send({"type": "websocket.send", "text": f"received {message['text']}"})
+
+    async with serving(app, LeanWebSocketsProtocol) as port, connect(f"ws://127.0.0.1:{port}/") as ws:
+        assert ws.protocol.extensions, "the client offers permessage-deflate by default"
+        for n in range(3):
+            await ws.send(f"m{n}")
+            assert await ws.recv() == f"received m{n}"
+    assert taken == []
