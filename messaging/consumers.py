@@ -369,8 +369,17 @@ def in_background[T](coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     """Run a coroutine as a task of its own, kept until it is done (the loop holds tasks weakly)."""
     task = asyncio.ensure_future(coroutine)
     _background.add(task)
-    task.add_done_callback(_background.discard)
+    task.add_done_callback(_background_done)
     return task
+
+
+def _background_done(task: asyncio.Task[Any]) -> None:
+    _background.discard(task)
+    error = None if task.cancelled() else task.exception()
+    if isinstance(error, OSError):  # the client left before its answer went out: nobody to tell
+        logger.debug("websocket background task: client gone")
+    elif error is not None:
+        logger.error("websocket background task failed", exc_info=error)
 
 
 def started_now[T](coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
