@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from bench import cpu_profile, pg_statements  # noqa: E402  (after the path setup)
-from bench.machine import machine_shares, postgres_cpu_seconds  # noqa: E402
+from bench.machine import machine_shares, main_thread_schedule, postgres_cpu_seconds  # noqa: E402
 
 BUSINESS_SLUG = "benchco"
 TARGETS = ("parley", "limit", "tutorial")
@@ -393,6 +393,10 @@ class ResourceSampler(threading.Thread):
         self.machine_start = psutil.cpu_times()
         self.postgres_start = postgres_cpu_seconds()
         self.machine_busy = 0.0  # fraction of all cores
+        # The servers' event-loop threads: seconds on a core and waiting for one, summed.
+        self.loop_start = self._loop_schedule()
+        self.loop_running = 0.0
+        self.loop_waiting = 0.0
         self.machine_steal = 0.0
         self.postgres_cpu = 0.0  # seconds
 
@@ -405,6 +409,16 @@ class ResourceSampler(threading.Thread):
             except Exception:
                 continue
         return total
+
+    def _loop_schedule(self) -> tuple[float, float]:
+        running = waiting = 0.0
+        for p in self.processes:
+            try:
+                on_core, runnable = main_thread_schedule(p.pid)
+            except OSError:
+                continue
+            running, waiting = running + on_core, waiting + runnable
+        return running, waiting
 
     def _rss(self) -> int:
         total = 0
@@ -428,6 +442,8 @@ class ResourceSampler(threading.Thread):
         self.wall = time.monotonic() - self.wall_start
         self.machine_busy, self.machine_steal = machine_shares(self.machine_start, psutil.cpu_times())
         self.postgres_cpu = postgres_cpu_seconds() - self.postgres_start
+        running, waiting = self._loop_schedule()
+        self.loop_running, self.loop_waiting = running - self.loop_start[0], waiting - self.loop_start[1]
         self.stop.set()
 
 
@@ -741,6 +757,13 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
     out.append(
         f"server: {sampler.cpu_seconds / max(sampler.wall, 1e-9) * 100:5.0f}% CPU (of one core)   "
         f"RSS peak {sampler.peak_rss / 2**20:6.0f} MiB over {len(sampler.processes)} process(es)"
+    )
+    loop_wall = max(sampler.wall * len(sampler.processes), 1e-9)
+    out.append(
+        f"server loops: on a core {sampler.loop_running / loop_wall * 100:3.0f}%   waiting for a core "
+        f"{sampler.loop_waiting / loop_wall * 100:3.0f}%   idle "
+        f"{max(0.0, 1 - (sampler.loop_running + sampler.loop_waiting) / loop_wall) * 100:3.0f}% "
+        "(the processes' event-loop threads, of the window)"
     )
     out.append(
         f"machine: {sampler.machine_busy * 100:5.0f}% busy of {os.cpu_count()} cores   "

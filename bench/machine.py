@@ -18,6 +18,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def main_thread_schedule(pid: int) -> tuple[float, float]:
+    """(on a core, waiting for a core) seconds of a process's main thread so far (Linux
+    /proc/<pid>/task/<pid>/schedstat): a server process's event loop runs there, and the
+    time it was runnable but not running is what the machine's other processes cost it — every
+    socket of the process waits that long too, whatever the server does."""
+    fields = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+    return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+
+
 def machine_busy_seconds() -> float:
     """CPU-seconds the whole machine spent busy so far (all cores, every process), steal
     included: `_spent`'s busy and steal of one reading."""
