@@ -384,6 +384,9 @@ class ResourceSampler(threading.Thread):
         self.peak_rss = 0
         self.rss_samples: list[int] = []
         self.cpu_start = self._cpu()
+        # The servers' event-loop threads: seconds on a core and waiting for one, summed (read
+        # next to the wall clock: their shares are of the same window).
+        self.loop_start = self._loop_schedule()
         self.wall_start = time.monotonic()
         self.cpu_seconds = 0.0
         self.wall = 0.0
@@ -393,12 +396,10 @@ class ResourceSampler(threading.Thread):
         self.machine_start = psutil.cpu_times()
         self.postgres_start = postgres_cpu_seconds()
         self.machine_busy = 0.0  # fraction of all cores
-        # The servers' event-loop threads: seconds on a core and waiting for one, summed.
-        self.loop_start = self._loop_schedule()
-        self.loop_running = 0.0
-        self.loop_waiting = 0.0
         self.machine_steal = 0.0
         self.postgres_cpu = 0.0  # seconds
+        self.loop_running = 0.0
+        self.loop_waiting = 0.0
 
     def _cpu(self) -> float:
         total = 0.0
@@ -440,10 +441,10 @@ class ResourceSampler(threading.Thread):
 
         self.cpu_seconds = self._cpu() - self.cpu_start
         self.wall = time.monotonic() - self.wall_start
-        self.machine_busy, self.machine_steal = machine_shares(self.machine_start, psutil.cpu_times())
-        self.postgres_cpu = postgres_cpu_seconds() - self.postgres_start
         running, waiting = self._loop_schedule()
         self.loop_running, self.loop_waiting = running - self.loop_start[0], waiting - self.loop_start[1]
+        self.machine_busy, self.machine_steal = machine_shares(self.machine_start, psutil.cpu_times())
+        self.postgres_cpu = postgres_cpu_seconds() - self.postgres_start
         self.stop.set()
 
 
@@ -760,9 +761,9 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
     )
     loop_wall = max(sampler.wall * len(sampler.processes), 1e-9)
     out.append(
-        f"server loops: on a core {sampler.loop_running / loop_wall * 100:3.0f}%   waiting for a core "
-        f"{sampler.loop_waiting / loop_wall * 100:3.0f}%   idle "
-        f"{max(0.0, 1 - (sampler.loop_running + sampler.loop_waiting) / loop_wall) * 100:3.0f}% "
+        f"server loops: on a core {sampler.loop_running / loop_wall * 100:4.1f}%   waiting for a core "
+        f"{sampler.loop_waiting / loop_wall * 100:4.1f}%   idle "
+        f"{max(0.0, 1 - (sampler.loop_running + sampler.loop_waiting) / loop_wall) * 100:4.1f}% "
         "(the processes' event-loop threads, of the window)"
     )
     out.append(

@@ -51,8 +51,13 @@ def test_inbox_load_compare_runs_all_three_servers_and_loses_nothing() -> None:
         assert "customer → viewing agent: p50" in section, section
         assert re.search(r"server: +\d+% CPU .* RSS peak +\d+ MiB", section), section
         assert re.search(r"generator: +\d+% CPU", section), section
-        loops = re.search(r"server loops: on a core +(\d+)% +waiting for a core +(\d+)% +idle +(\d+)%", section)
-        assert loops and int(loops.group(1)) > 0 and sum(map(int, loops.groups())) in range(98, 103), section
+        # The server processes' loop threads were read (a failed read would leave them 0% on a
+        # core, 100% idle), and the three shares cover the window.
+        shares = re.search(
+            r"server loops: on a core +([\d.]+)% +waiting for a core +([\d.]+)% +idle +([\d.]+)%", section
+        )
+        assert shares and float(shares.group(1)) > 0, section
+        assert 99 <= sum(map(float, shares.groups())) <= 101, section
         # The generator ran at the nice value asked for (lowering one's own priority needs no
         # privilege), reported with its figures.
         assert re.search(r"generator: .* nice 5$", section, re.M), section
