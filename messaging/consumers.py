@@ -375,11 +375,18 @@ def in_background[T](coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
 
 def _background_done(task: asyncio.Task[Any]) -> None:
     _background.discard(task)
+    log_task_failure(task, "websocket background task")
+
+
+def log_task_failure(task: asyncio.Task[Any], what: str) -> None:
+    """A finished websocket task's failure, if any, logged (else asyncio's "Task exception was
+    never retrieved"): a client that left before its answer went out (OSError) only at debug,
+    nobody being there to tell; anything else as an error."""
     error = None if task.cancelled() else task.exception()
-    if isinstance(error, OSError):  # the client left before its answer went out: nobody to tell
-        logger.debug("websocket background task: client gone")
+    if isinstance(error, OSError):
+        logger.debug("%s: client gone", what)
     elif error is not None:
-        logger.error("websocket background task failed", exc_info=error)
+        logger.error("%s failed", what, exc_info=error)
 
 
 def started_now[T](coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
@@ -738,13 +745,7 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             self.sends_in_flight.discard(task)
             if not self.sends_in_flight:
                 self.sends_in_flight = None
-        if task.cancelled():
-            return
-        error = task.exception()
-        if isinstance(error, OSError):  # the client left while its refusal was sent
-            logger.debug("websocket send: client gone")
-        elif error is not None:
-            logger.error("websocket send failed", exc_info=error)
+        log_task_failure(task, "websocket send")
 
     async def run_send(
         self,
