@@ -11,6 +11,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -20,7 +21,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer
 from audit.services import audit_record
 from config.jobs import defer_job
-from config.sql import prepared_cursor, rows_source
+from config.sql import rows_source
 from customers.models import Block, BusinessContact, ConsentRecord, MarketingMute, Report
 from tenancy.models import Business
 from verification.models import PhoneChallenge
@@ -78,26 +79,29 @@ def customer_contact_record(*, customer_id: int, business_id: int, at: datetime 
             contact.save(update_fields=["last_contact_at"])
 
 
-def customer_contacts_record(*, business_id: int, customer_ids: Iterable[int], at: datetime) -> None:
-    """`customer_contact_record` for many customers of one business in one statement (the
-    messaging send path records every message's customer this way)."""
+def customer_contacts_record_statement(
+    *, business_id: int, customer_ids: Iterable[int], at: datetime
+) -> tuple[str, list[Any]] | None:
+    """`customer_contact_record` for many customers of one business, as one statement for the
+    caller to run (None: no customer). The messaging send path runs it with its customers'
+    thread upsert (directory.services, `alongside`): one statement of a send group fewer, each
+    ~0.2–0.4 ms of the writer's Python (issue 9)."""
     ids = sorted(set(customer_ids))  # sorted: concurrent writers lock rows in the same order
     if not ids:
-        return
+        return None
     table = BusinessContact._meta.db_table
     # One parameter per column, not per value (config.sql): this runs in every send group.
     source, params = rows_source(
         [("customer_id", "bigint"), ("business_id", "bigint"), ("at", "timestamptz")],
         [(customer_id, business_id, at) for customer_id in ids],
     )
-    with prepared_cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} AS c (customer_id, business_id, first_contact_at, last_contact_at) "
-            f"SELECT v.customer_id, v.business_id, v.at, v.at FROM {source} ON CONFLICT (customer_id, business_id) DO UPDATE "
-            "SET last_contact_at = GREATEST(c.last_contact_at, EXCLUDED.last_contact_at) "
-            "WHERE c.last_contact_at < EXCLUDED.last_contact_at",
-            params,
-        )
+    return (
+        f"INSERT INTO {table} AS c (customer_id, business_id, first_contact_at, last_contact_at) "
+        f"SELECT v.customer_id, v.business_id, v.at, v.at FROM {source} ON CONFLICT (customer_id, business_id) DO UPDATE "
+        "SET last_contact_at = GREATEST(c.last_contact_at, EXCLUDED.last_contact_at) "
+        "WHERE c.last_contact_at < EXCLUDED.last_contact_at",
+        params,
+    )
 
 
 def _audit(action: str, customer: Customer, business: Business, **data: object) -> None:

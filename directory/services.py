@@ -9,13 +9,16 @@ transaction (config.sql.pipelined) the writer's next statement goes in the same 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from config.sql import prepared_cursor, rows_source
 from directory.models import CustomerThread
+
+# A statement and its parameters, as another app's writer gives it to run alongside the upsert.
+Statement = tuple[str, list[Any]]
 
 
 @dataclass(frozen=True)
@@ -50,18 +53,29 @@ def _merged_touches(touches: Iterable[ThreadTouch]) -> list[tuple[int, datetime,
 
 
 def customer_threads_touch_later(
-    *, business_id: int, touches: Iterable[ThreadTouch]
+    *, business_id: int, touches: Iterable[ThreadTouch], alongside: Sequence[Statement | None] = ()
 ) -> Callable[[], dict[int, ThreadState]]:
     """Record activity in many customers' threads with one business, in one statement (several
-    touches of one customer add up); the returned function reads each customer's new state."""
-    return _upsert_later(business_id, _merged_touches(touches), set_unread=False)
+    touches of one customer add up); the returned function reads each customer's new state.
+    `alongside`: other data-modifying statements (sql, params) run within the same statement,
+    as `WITH s0 AS (…)` — rows other than these threads' (one snapshot: they do not see each
+    other's changes); run on their own when no thread is touched."""
+    return _upsert_later(business_id, _merged_touches(touches), set_unread=False, alongside=alongside)
 
 
 def _upsert_later(
-    business_id: int, rows: list[tuple[int, datetime, int]], *, set_unread: bool
+    business_id: int,
+    rows: list[tuple[int, datetime, int]],
+    *,
+    set_unread: bool,
+    alongside: Sequence[Statement | None] = (),
 ) -> Callable[[], dict[int, ThreadState]]:
     """The upsert, sent now; the returned function reads its answer (and closes its cursor)."""
+    others = [statement for statement in alongside if statement is not None]
     if not rows:
+        for sql, params in others:
+            with prepared_cursor() as cursor:
+                cursor.execute(sql, params)
         return dict
     table = CustomerThread._meta.db_table
     unread = "EXCLUDED.unread_count" if set_unread else "GREATEST(0, t.unread_count + EXCLUDED.unread_count)"
@@ -70,11 +84,14 @@ def _upsert_later(
         [("customer_id", "bigint"), ("business_id", "bigint"), ("at", "timestamptz"), ("unread", "integer")],
         [(customer_id, business_id, at, max(0, count)) for customer_id, at, count in rows],
     )
+    # The others first in the statement's text and its parameters (`WITH s0 AS (…), s1 AS (…)`).
+    prefix = "WITH " + ", ".join(f"s{n} AS ({sql})" for n, (sql, _params) in enumerate(others)) + " " if others else ""
+    params = [value for _sql, other_params in others for value in other_params] + params
     cursor = prepared_cursor()
     # `at` moves last activity forward only: reading passes the last message time, so
     # opening a chat does not reorder the list.
     cursor.execute(
-        f"INSERT INTO {table} AS t (customer_id, business_id, last_activity_at, unread_count) "
+        f"{prefix}INSERT INTO {table} AS t (customer_id, business_id, last_activity_at, unread_count) "
         f"SELECT v.customer_id, v.business_id, v.at, v.unread FROM {source} "
         "ON CONFLICT (customer_id, business_id) DO UPDATE SET "
         f"unread_count = {unread}, "

@@ -48,7 +48,7 @@ from billing.services import (
 from config.jobs import defer_job
 from config.sql import pipelined, prepared_cursor, rows_source, session_plans_generically
 from customers.selectors import customers_opted_out, customers_who_blocked
-from customers.services import customer_contacts_record
+from customers.services import customer_contacts_record_statement
 from directory.services import ThreadState, ThreadTouch, customer_threads_touch_later
 from messaging import events
 from messaging.errors import MessagingError, MessagingErrorCode, not_found
@@ -1197,9 +1197,15 @@ def _flush(group: _Group) -> Callable[[], tuple[list[events.StoredEvent], list[t
         )
         for (charged, _request), outcome in zip(group.to_charge, charges, strict=True):
             group.charges[id(charged)] = outcome
-    customer_contacts_record(business_id=business.pk, customer_ids=group.contacts, at=group.now)
-    # Read after the commit: the threads' upsert goes out with the statements below.
-    read_states = customer_threads_touch_later(business_id=business.pk, touches=group.touches)
+    # Read after the commit: the threads' upsert goes out with the statements below. The
+    # customers' contacts with the business are recorded in the same statement.
+    read_states = customer_threads_touch_later(
+        business_id=business.pk,
+        touches=group.touches,
+        alongside=[
+            customer_contacts_record_statement(business_id=business.pk, customer_ids=group.contacts, at=group.now)
+        ],
+    )
     assert len(group.message_ids) >= len(group.messages), "an id is reserved for every request"
     for message, pk in zip(group.messages, group.message_ids, strict=False):
         # Its id and time before its payload is made (the frames are made before the insert).
