@@ -15,15 +15,16 @@ pages answer nothing to them; parsing them all cost the generator a third of its
 
 Customers send --rate messages/s in total on an even schedule (round robin, not bursts); each
 agent views one conversation and agents reply --reply-rate messages/s in total (default a tenth of
-the rate, within their send limit). After --duration seconds sending stops, clients wait up to
---drain seconds for outstanding deliveries, and the
-run prints offered vs accepted vs persisted messages/s, deliveries/s, latency percentiles,
-refusals, what was lost, the server's and the generator's CPU and memory, and the machine's (how
-busy all cores were, the hypervisor's steal, PostgreSQL's CPU) over the same window, so runs on
-a shared machine can be compared. With --pg-log (PostgreSQL's log file), also where
-PostgreSQL's time went in the load window, statement by statement, with --pg-scans how each table
-was read (sequential scans and their rows a second: a plan reading a table whole), and with --pg-waits what its
-sessions waited on (bench/pg_statements.py).
+the rate, within their send limit). After --duration seconds sending stops, clients wait for
+outstanding deliveries while answers keep coming (up to --drain seconds after the last one,
+--drain-max in all), and the run prints offered vs accepted vs persisted messages/s,
+deliveries/s, latency percentiles, refusals, what was lost, the server's and the generator's CPU
+and memory, and the machine's (how busy all cores were, the hypervisor's steal, PostgreSQL's
+CPU) over the same window, so runs on a shared machine can be compared. With --pg-log
+(PostgreSQL's log file), also where PostgreSQL's time went in the load window, statement by
+statement, with --pg-scans how each table was read (sequential scans and their rows a second: a
+plan reading a table whole), and with --pg-waits what its sessions waited on
+(bench/pg_statements.py).
 Loopback only; everything it starts it stops, and the database is dropped (unless --keep).
 """
 
@@ -42,6 +43,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,8 @@ class Plan:
     duration: float
     drain: float
     connect_rate: float
+    # The drain's limit in all (`drain` counts from the last answer that came in).
+    drain_max: float = 120.0
     # Every list_sample-th agent reads its list frames (and measures list staleness); the others
     # only count them (bench.clients.InboxPage `reads_list`).
     list_sample: int = 1
@@ -283,6 +287,7 @@ def plan_for(target: str, data: dict[str, Any], port: int, args: argparse.Namesp
         reply_rate=args.reply_rate,
         duration=args.duration,
         drain=args.drain,
+        drain_max=args.drain_max,
         connect_rate=args.connect_rate,
         list_sample=args.list_sample,
         generator_nice=args.generator_nice,
@@ -569,13 +574,9 @@ async def _generate(plan: Plan, share: int, shares: int, barrier: Any) -> dict[s
     load_frames = stats.frames - frames0
     gc.enable()
 
-    # Drain: wait until every send is answered and every message reached its customer.
-    drain_until = time.perf_counter() + plan.drain
+    # Drain: every send answered and every message at its customer, as long as answers come.
     pages: list[Any] = [*customers, *agents]
-    while time.perf_counter() < drain_until:
-        if not any(p.pending for p in pages):
-            break
-        await asyncio.sleep(0.2)
+    await drain_answers(pages, quiet=plan.drain, longest=plan.drain_max)
     await asyncio.sleep(min(1.0, plan.drain))
     unanswered = sum(len(p.pending) for p in pages)
     await asyncio.gather(*(p.socket.close() for p in pages), return_exceptions=True)
@@ -601,6 +602,25 @@ async def _generate(plan: Plan, share: int, shares: int, barrier: Any) -> dict[s
 
 
 # --- results -----------------------------------------------------------------------------------
+
+
+async def drain_answers(pages: Sequence[Any], *, quiet: float, longest: float, poll: float = 0.2) -> None:
+    """After the load: wait until no page has a send unanswered, for as long as answers keep
+    coming — given up after `quiet` seconds without one, or `longest` seconds in all. A fixed
+    wait cut off answers still on their way after an overload on a slow machine (issue 9,
+    README, session 45: at 3x, 144-199 messages persisted but not yet at their customer when a
+    10 s drain ended, thousands of refused sends still being retried; 0 with 40 s)."""
+    started = last_answer = time.perf_counter()
+    left = sum(len(page.pending) for page in pages)
+    while left:
+        now = time.perf_counter()
+        if now - last_answer >= quiet or now - started >= longest:
+            return
+        await asyncio.sleep(poll)
+        still = sum(len(page.pending) for page in pages)
+        if still < left:
+            last_answer = time.perf_counter()
+        left = still
 
 
 def quantile_ms(ordered: list[float], q: float) -> float:
@@ -841,7 +861,7 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
             waits.stop()
         if scans is not None:
             scans.finish()
-        parts = [results.get(timeout=plan.drain + 120) for _ in workers]
+        parts = [results.get(timeout=plan.drain_max + 120) for _ in workers]
     finally:
         if waits is not None:
             waits.stop()  # also when the load failed: the sampler's connection is closed
@@ -1090,7 +1110,15 @@ def main() -> None:
         help="agent replies per second (default: rate / 10, at most what the agents' send limit lets through)",
     )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
-    parser.add_argument("--drain", type=float, default=10.0, help="seconds to wait for outstanding answers afterwards")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=10.0,
+        help="seconds to wait for outstanding answers afterwards, counted from the last answer that came in",
+    )
+    parser.add_argument(
+        "--drain-max", type=float, default=120.0, help="the longest wait for outstanding answers in all"
+    )
     parser.add_argument("--processes", type=int, default=1, help="server processes")
     parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn", help="ASGI server for Parley")
     parser.add_argument("--generator-processes", type=int, default=1)
