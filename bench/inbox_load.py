@@ -574,10 +574,16 @@ async def _generate(plan: Plan, share: int, shares: int, barrier: Any) -> dict[s
     load_frames = stats.frames - frames0
     gc.enable()
 
-    # Drain: every send answered and every message at its customer, as long as answers come.
+    # Drain: every send answered and every message at its customer. The rates count what was
+    # answered by `drain` seconds after the load (and a second), as they always have; what was
+    # lost is counted once answers stop coming (`drain_answers`), up to `drain_max` seconds.
     pages: list[Any] = [*customers, *agents]
-    await drain_answers(pages, quiet=plan.drain, longest=plan.drain_max)
+    await drain_answers(pages, quiet=plan.drain, longest=plan.drain)
     await asyncio.sleep(min(1.0, plan.drain))
+    counted_at = time.time()
+    accepted_customers = sum(1 for cmid in stats.accepted if cmid.startswith("c"))
+    accepted_replies = len(stats.accepted) - accepted_customers
+    await drain_answers(pages, quiet=plan.drain, longest=plan.drain_max)
     unanswered = sum(len(p.pending) for p in pages)
     await asyncio.gather(*(p.socket.close() for p in pages), return_exceptions=True)
     lag.sort()
@@ -586,6 +592,10 @@ async def _generate(plan: Plan, share: int, shares: int, barrier: Any) -> dict[s
         "offered": offered,
         "replies": replies,
         "load_wall": load_wall,
+        # For the rates: when they were counted, and the sends accepted by then.
+        "counted_at": counted_at,
+        "accepted_customers": accepted_customers,
+        "accepted_replies": accepted_replies,
         "load_cpu": load_cpu,
         "load_frames": load_frames,
         "connect_seconds": connect_seconds,
@@ -654,8 +664,9 @@ class Result:
     text: list[str] = field(default_factory=list)
 
 
-def persisted_ids(target: str, database: str, schema: str) -> list[str]:
-    """Every persisted message's client_msg_id, in the order the server stored them (by id)."""
+def persisted_rows(target: str, database: str, schema: str) -> list[tuple[str, float]]:
+    """Every persisted message's client_msg_id and its time (seconds since the epoch), in the
+    order the server stored them (by id)."""
     import psycopg
 
     table = {
@@ -664,8 +675,8 @@ def persisted_ids(target: str, database: str, schema: str) -> list[str]:
         "tutorial": "tutorial_bench.message",
     }[target]
     with psycopg.connect(database_url(database)) as conn:
-        rows = conn.execute(f"SELECT client_msg_id FROM {table} ORDER BY id").fetchall()
-    return [r[0] for r in rows]
+        rows = conn.execute(f"SELECT client_msg_id, extract(epoch FROM created_at) FROM {table} ORDER BY id").fetchall()
+    return [(r[0], float(r[1])) for r in rows]
 
 
 def out_of_order(stored: list[str]) -> int:
@@ -686,8 +697,15 @@ def out_of_order(stored: list[str]) -> int:
     return behind
 
 
-def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler, stored: list[str] | None) -> Result:
+def summarise(
+    target: str, parts: list[dict[str, Any]], sampler: ResourceSampler, stored_rows: list[tuple[str, float]] | None
+) -> Result:
+    """The run's figures and its report. `stored_rows`: `persisted_rows`. The rates count what
+    was accepted, and stored, by the generators' `counted_at`; the losses, everything."""
+    stored = [cmid for cmid, _at in stored_rows] if stored_rows is not None else None
     rows = set(stored) if stored is not None else None
+    counted_at = max(p["counted_at"] for p in parts)
+    stored_by_then = {cmid for cmid, at in stored_rows if at <= counted_at} if stored_rows is not None else None
     merged: dict[str, Any] = {}
     for part in parts:
         for key, value in part["stats"].items():
@@ -706,7 +724,6 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
     sent: dict[str, float] = merged["sent"]
     accepted: set[str] = merged["accepted"]
     customer_sent = {c for c in sent if c.startswith("c")}
-    agent_sent = {c for c in sent if c.startswith("a")}
     ours = set(sent)
     persisted = (rows & ours) if rows is not None else None
     lost_accepted = len(accepted - rows) if rows is not None else None
@@ -718,8 +735,8 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
     f = result.figures
     f.update(
         offered=offered / wall,
-        accepted=len(accepted & customer_sent) / wall,
-        persisted=(len(persisted & customer_sent) / wall) if persisted is not None else None,
+        accepted=sum(p["accepted_customers"] for p in parts) / wall,
+        persisted=(len(stored_by_then & customer_sent) / wall) if stored_by_then is not None else None,
         deliveries=sum(p["load_frames"] for p in parts) / wall,
         c2a_p50=p50(merged["customer_to_agent"]),
         c2a_p99=p99(merged["customer_to_agent"]),
@@ -744,7 +761,8 @@ def summarise(target: str, parts: list[dict[str, Any]], sampler: ResourceSampler
         f"persisted {f['persisted'] if f['persisted'] is None else format(f['persisted'], '7.1f')}"
     )
     out.append(
-        f"agent replies/s:     offered {replies / wall:7.1f}   accepted {len(accepted & agent_sent) / wall:7.1f}"
+        f"agent replies/s:     offered {replies / wall:7.1f}   "
+        f"accepted {sum(p['accepted_replies'] for p in parts) / wall:7.1f}"
     )
     out.append(f"deliveries/s:        {f['deliveries']:9.1f} frames received by all clients")
     out.append(f"customer → viewing agent: {percentiles(merged['customer_to_agent'])}")
@@ -877,8 +895,7 @@ def run_target(target: str, data: dict[str, Any], database: str, args: argparse.
             stop_server(server)
         if args.pg_log and server is not None:
             pg_statements.statement_log(database_url(database), database, on=False)
-    rows = persisted_ids(target, database, data["schema"])
-    result = summarise(target, parts, sampler, rows)
+    result = summarise(target, parts, sampler, persisted_rows(target, database, data["schema"]))
     if statement_window is not None:
         result.text.extend(
             pg_statements.report(
