@@ -611,9 +611,6 @@ async def _generate(plan: Plan, share: int, shares: int, barrier: Any) -> dict[s
     }
 
 
-# --- results -----------------------------------------------------------------------------------
-
-
 async def drain_answers(pages: Sequence[Any], *, quiet: float, longest: float, poll: float = 0.2) -> None:
     """After the load: wait until no page has a send unanswered, for as long as answers keep
     coming — given up after `quiet` seconds without one, or `longest` seconds in all. A fixed
@@ -631,6 +628,9 @@ async def drain_answers(pages: Sequence[Any], *, quiet: float, longest: float, p
         if still < left:
             last_answer = time.perf_counter()
         left = still
+
+
+# --- results -----------------------------------------------------------------------------------
 
 
 def quantile_ms(ordered: list[float], q: float) -> float:
