@@ -80,7 +80,7 @@ class Plan:
     drain: float
     connect_rate: float
     # The drain's limit in all (`drain` counts from the last answer that came in).
-    drain_max: float = 120.0
+    drain_max: float
     # Every list_sample-th agent reads its list frames (and measures list staleness); the others
     # only count them (bench.clients.InboxPage `reads_list`).
     list_sample: int = 1

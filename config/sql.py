@@ -42,6 +42,20 @@ from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8Dumper
 
 Column = tuple[str, str]  # (name, SQL type)
+# A statement's text and its parameters, as writers of several apps hand them to one another.
+Statement = tuple[str, list[Any]]
+
+
+def with_statements(others: Sequence[Statement], last: Statement) -> Statement:
+    """`last` with `others` run within it (`WITH s0 AS (…), s1 AS (…) <last>`): one statement,
+    one round trip. Data-modifying statements in WITH see one snapshot, not each other's
+    changes: they must touch different rows."""
+    if not others:
+        return last
+    sql = ", ".join(f"s{n} AS ({other_sql})" for n, (other_sql, _params) in enumerate(others))
+    params = [value for _sql, other_params in others for value in other_params]
+    return f"WITH {sql} {last[0]}", params + last[1]
+
 
 # psycopg turns a statement's `%s` placeholders into PostgreSQL's `$n` by scanning its text with
 # a regular expression, in Python, and keeps the result (an LRU of 128 texts) only for texts of

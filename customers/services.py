@@ -11,7 +11,6 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -21,7 +20,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Customer
 from audit.services import audit_record
 from config.jobs import defer_job
-from config.sql import rows_source
+from config.sql import Statement, rows_source
 from customers.models import Block, BusinessContact, ConsentRecord, MarketingMute, Report
 from tenancy.models import Business
 from verification.models import PhoneChallenge
@@ -81,7 +80,7 @@ def customer_contact_record(*, customer_id: int, business_id: int, at: datetime 
 
 def customer_contacts_record_statement(
     *, business_id: int, customer_ids: Iterable[int], at: datetime
-) -> tuple[str, list[Any]] | None:
+) -> Statement | None:
     """`customer_contact_record` for many customers of one business, as one statement for the
     caller to run (None: no customer). The messaging send path runs it with its customers'
     thread upsert (directory.services, `alongside`): one statement of a send group fewer, each

@@ -14,11 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from config.sql import prepared_cursor, rows_source
+from config.sql import Statement, prepared_cursor, rows_source, with_statements
 from directory.models import CustomerThread
-
-# A statement and its parameters, as another app's writer gives it to run alongside the upsert.
-Statement = tuple[str, list[Any]]
 
 
 @dataclass(frozen=True)
@@ -73,9 +70,9 @@ def _upsert_later(
     """The upsert, sent now; the returned function reads its answer (and closes its cursor)."""
     others = [statement for statement in alongside if statement is not None]
     if not rows:
-        for sql, params in others:
+        if others:
             with prepared_cursor() as cursor:
-                cursor.execute(sql, params)
+                cursor.execute(*with_statements(others[:-1], others[-1]))
         return dict
     table = CustomerThread._meta.db_table
     unread = "EXCLUDED.unread_count" if set_unread else "GREATEST(0, t.unread_count + EXCLUDED.unread_count)"
@@ -84,14 +81,10 @@ def _upsert_later(
         [("customer_id", "bigint"), ("business_id", "bigint"), ("at", "timestamptz"), ("unread", "integer")],
         [(customer_id, business_id, at, max(0, count)) for customer_id, at, count in rows],
     )
-    # The others first in the statement's text and its parameters (`WITH s0 AS (…), s1 AS (…)`).
-    prefix = "WITH " + ", ".join(f"s{n} AS ({sql})" for n, (sql, _params) in enumerate(others)) + " " if others else ""
-    params = [value for _sql, other_params in others for value in other_params] + params
-    cursor = prepared_cursor()
     # `at` moves last activity forward only: reading passes the last message time, so
     # opening a chat does not reorder the list.
-    cursor.execute(
-        f"{prefix}INSERT INTO {table} AS t (customer_id, business_id, last_activity_at, unread_count) "
+    upsert: Statement = (
+        f"INSERT INTO {table} AS t (customer_id, business_id, last_activity_at, unread_count) "
         f"SELECT v.customer_id, v.business_id, v.at, v.unread FROM {source} "
         "ON CONFLICT (customer_id, business_id) DO UPDATE SET "
         f"unread_count = {unread}, "
@@ -99,6 +92,8 @@ def _upsert_later(
         "RETURNING customer_id, unread_count, last_activity_at",
         params,
     )
+    cursor = prepared_cursor()
+    cursor.execute(*with_statements(others, upsert))
 
     def read() -> dict[int, ThreadState]:
         try:

@@ -43,7 +43,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.sql import prepared_cursor, rows_source
+from config.sql import Statement, prepared_cursor, rows_source, with_statements
 from messaging.models import Conversation, Event, StreamCounter
 from tenancy.loop_db import deferred_on_loop
 
@@ -536,9 +536,6 @@ def event_frame(*, event_id: int, type: str, data: dict[str, Any]) -> str:
     return dumps({"id": event_id, "type": type, **data})
 
 
-Statement = tuple[str, list[Any]]
-
-
 def append_events_statement(events: list[StoredEvent]) -> Statement | None:
     """The one INSERT that stores events already numbered by `allocate_event_ids` (raw:
     compiling bulk_create costs more than the round trip on the send path)."""
@@ -573,11 +570,9 @@ def execute_together(statements: list[Statement | None]) -> None:
     parts = [statement for statement in statements if statement is not None]
     if not parts:
         return
-    *first, (last_sql, last_params) = parts
-    sql = ", ".join(f"s{n} AS ({part_sql})" for n, (part_sql, _params) in enumerate(first))
-    params = [value for _sql, part_params in first for value in part_params] + last_params
+    sql, params = with_statements(parts[:-1], parts[-1])
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH {sql} {last_sql}" if first else last_sql, params)
+        cursor.execute(sql, params)
 
 
 def publish_on_commit(*, schema_name: str, events: list[StoredEvent], customer_updates: list[tuple[int, str]]) -> None:
