@@ -419,6 +419,9 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
     # This socket's send refused for load or rate, which must come back before any later send
     # of the socket is taken (`owed_refusal`); None: none owed.
     owed_send: OwedSend | None = None
+    # The client_msg_ids of this socket's latest stored sends (made on the first): a refused
+    # repeat of one of them owes nothing (`owe`).
+    stored_recently: deque[str] | None = None
     send_seq = 0  # send frames taken so far: each send's place in the socket's order
     # Sends handed to their business's queue by the worker and not answered yet (pipelined:
     # `pipelines_sends`), made on demand.
@@ -833,6 +836,8 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
             return
         try:
             await handler(payload)
+            if payload["type"] == "send":
+                self.send_stored(payload.get("client_msg_id"))
         except RightsLost:
             return  # not written; the rights check is closing the socket
         except MessagingError as error:
@@ -887,12 +892,31 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
 
     def owe(self, client_msg_id: Any, error: MessagingError, seq: int) -> None:
         """A send refused for load or rate (it carries retry_after: the client sends it again).
-        The earliest refused send is the one owed: the later ones go again after it."""
+        The earliest refused send is the one owed: the later ones go again after it. Not a
+        repeat of a send already stored: nothing can overtake it, and the client, which has its
+        acceptance, never sends it again (owed, it held the socket's later sends back for
+        OWED_SEND_SECONDS)."""
         if error.retry_after is None or not client_msg_id or not isinstance(client_msg_id, str):
+            return
+        if self.stored_recently is not None and client_msg_id in self.stored_recently:
             return
         owed = self.owed_send
         if owed is None or seq < owed.seq or time.monotonic() >= owed.until:
             self.owed_send = OwedSend(client_msg_id, time.monotonic() + OWED_SEND_SECONDS, error, seq)
+
+    def send_stored(self, client_msg_id: Any) -> None:
+        """A send of this socket was stored (or found stored: a repeat). A page sends again the
+        sends still on their way when a refusal holds it (realtime.js SendOutbox), so a repeat
+        can be refused while its first attempt is being stored, or after: owed, that one is
+        settled here, and a refusal of it coming later owes nothing (`owe`)."""
+        if not client_msg_id or not isinstance(client_msg_id, str):
+            return
+        if self.stored_recently is None:
+            self.stored_recently = deque(maxlen=FRAME_QUEUE)
+        self.stored_recently.append(client_msg_id)
+        owed = self.owed_send
+        if owed is not None and owed.client_msg_id == client_msg_id:
+            self.owed_send = None
 
     async def refuse(self, payload: dict[str, Any], error: MessagingError) -> None:
         await self.send_json(refusal_frame(payload, error))

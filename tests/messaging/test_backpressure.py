@@ -341,3 +341,59 @@ async def test_a_send_queued_behind_one_refused_in_its_group_is_refused_too(
         assert await adb(stored_order)(live_db, customer) == ["q-1", "q-2"]
     await other.disconnect()
     await ws.disconnect()
+
+
+async def test_a_refused_repeat_of_a_stored_send_holds_nothing_back(live_db: World) -> None:
+    """The page sends a message again after a hold while its first attempt is still on its way
+    (realtime.js: after a refusal, the oldest unaccepted sends go again). When the first attempt
+    is stored and the repeat refused for load, the socket owes nothing: the message is stored,
+    so a later one cannot overtake it. Owed, every later send of the socket was refused for
+    OWED_SEND_SECONDS (47.5 s) while the client had nothing left to send again (issue 9: the
+    3x runs' 'late overloaded' refusals and their 40-50 s sends)."""
+    customer = await adb(make_customer)()
+    ws, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+    await ws.send_json_to({"type": "send", "body": "first", "client_msg_id": "rep-1"})
+    assert (await receive_until(ws, "message.accepted"))["client_msg_id"] == "rep-1"
+    with override_settings(PARLEY_WS_MAX_SENDS=0):  # the repeat finds the send path full
+        await ws.send_json_to({"type": "send", "body": "first", "client_msg_id": "rep-1"})
+        refused = await receive_until(ws, "error")
+        assert refused["code"] == "overloaded" and refused["client_msg_id"] == "rep-1", refused
+    await ws.send_json_to({"type": "send", "body": "second", "client_msg_id": "rep-2"})
+    answer = await ws.receive_json_from(timeout=5)
+    while answer["type"] not in {"message.accepted", "error"}:
+        answer = await ws.receive_json_from(timeout=5)
+    assert answer["type"] == "message.accepted" and answer["client_msg_id"] == "rep-2", answer
+    assert await adb(stored_order)(live_db, customer) == ["rep-1", "rep-2"]
+    await ws.disconnect()
+
+
+async def test_a_send_stored_after_its_repeat_was_refused_settles_what_the_socket_owed(
+    live_db: World, gate: threading.Event
+) -> None:
+    """The other order: the repeat is refused while the first attempt waits for its group, then
+    the first attempt is stored. The socket owed the repeat; the store settles it, and the
+    socket's next send is taken at once."""
+    customer = await adb(make_customer)()
+    ws, ok, _ = await ws_connect(
+        "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
+    )
+    assert ok
+    await hold_stream_counter(live_db, gate)  # the first attempt's group waits in PostgreSQL
+    await ws.send_json_to({"type": "send", "body": "first", "client_msg_id": "set-1"})
+    await asyncio.sleep(0.2)
+    with override_settings(PARLEY_WS_MAX_SENDS=1):  # the first attempt fills the send path
+        await ws.send_json_to({"type": "send", "body": "first", "client_msg_id": "set-1"})
+        refused = await receive_until(ws, "error")
+        assert refused["code"] == "overloaded" and refused["client_msg_id"] == "set-1", refused
+    gate.set()
+    assert (await receive_until(ws, "message.accepted"))["client_msg_id"] == "set-1"
+    await ws.send_json_to({"type": "send", "body": "second", "client_msg_id": "set-2"})
+    answer = await ws.receive_json_from(timeout=5)
+    while answer["type"] not in {"message.accepted", "error"}:
+        answer = await ws.receive_json_from(timeout=5)
+    assert answer["type"] == "message.accepted" and answer["client_msg_id"] == "set-2", answer
+    assert await adb(stored_order)(live_db, customer) == ["set-1", "set-2"]
+    await ws.disconnect()
