@@ -942,6 +942,9 @@ def stage_table(path: Path) -> list[str]:
 
 
 GENERATIONS = ("young", "middle", "full")
+# Collector passes at least this long are listed one by one (when, wall and CPU time).
+LONG_PASS_SECONDS = 0.02
+LONG_PASSES_SHOWN = 12
 
 
 def collector_report(traces: list[dict[str, float]], passes: dict[str, list[dict[str, float]]]) -> list[str]:
@@ -967,6 +970,18 @@ def collector_report(traces: list[dict[str, float]], passes: dict[str, list[dict
         lines.append(
             f"    {name.split('.')[-2]}: {counts[0]:5.1f} {counts[1]:5.2f} {counts[2]:5.2f} | {cpu:6.1f} | {worst}"
         )
+        # When the long passes came (a middle pass right after the connect storm walks every
+        # new socket's objects once) and how much of each was the collector's own CPU.
+        long = [p for p in during if p["wall"] >= LONG_PASS_SECONDS]
+        if long:
+            shown = ", ".join(
+                f"+{p['at'] - start:.1f} s {p['wall'] * 1000:.0f}/{p['cpu'] * 1000:.0f} {GENERATIONS[int(p['gc'])]}"
+                for p in long[:LONG_PASSES_SHOWN]
+            )
+            more = f" (+{len(long) - LONG_PASSES_SHOWN} more)" if len(long) > LONG_PASSES_SHOWN else ""
+            lines.append(
+                f"      passes ≥ {LONG_PASS_SECONDS * 1000:.0f} ms (since the first send, wall/CPU ms): {shown}{more}"
+            )
     return lines
 
 

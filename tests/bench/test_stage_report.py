@@ -114,7 +114,10 @@ def test_the_collectors_passes_are_counted_per_process_while_sends_were_handled(
     lines = collector_report(sends, passes)
     assert "over 10.0 s of sends" in lines[0]
     assert lines[1].split() == ["11:", "0.2", "0.10", "0.10", "|", "5.4", "|", "50.0", "(full)"]
-    assert lines[2].split() == ["12:", "0.1", "0.00", "0.00", "|", "0.1", "|", "1.0", "(young)"]
+    # The long passes, one by one: when (since the first send), wall and CPU milliseconds.
+    assert lines[2].strip() == "passes ≥ 20 ms (since the first send, wall/CPU ms): +4.0 s 50/40 full"
+    assert lines[3].split() == ["12:", "0.1", "0.00", "0.00", "|", "0.1", "|", "1.0", "(young)"]
+    assert len(lines) == 4
     assert collector_report(sends, {}) == []
 
 
