@@ -163,19 +163,23 @@ class _Pipeline:
     def __init__(self, raw: Any) -> None:
         self.raw = raw
         self.stack: ExitStack | None = None
+        self.pipeline: Any = None
 
     def start(self) -> None:
         self.stack = ExitStack()
-        pipeline = self.stack.enter_context(self.raw.pipeline())
-        _send_without_waiting(pipeline)
-        # Pushed after the pipeline: the stack unwinds last in, first out, so this runs once
-        # the pipeline's own exit (its sync, still through the patched generators) is done.
-        self.stack.callback(_send_as_psycopg_does, pipeline)
+        self.pipeline = self.stack.enter_context(self.raw.pipeline())
+        _send_without_waiting(self.pipeline)
 
     def stop(self, error: BaseException | None = None) -> None:
         stack, self.stack = self.stack, None
-        if stack is not None:
+        pipeline, self.pipeline = self.pipeline, None
+        if stack is None:
+            return
+        try:
             stack.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
+        finally:
+            # After the pipeline's own exit, whose sync still goes through its generators.
+            _send_as_psycopg_does(pipeline)
 
 
 def libpq_paths(maps: Iterable[str]) -> set[str]:
