@@ -641,43 +641,24 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         seq = 0
         if is_send:
             self.send_seq = seq = self.send_seq + 1
-        try:
-            if self.frames_waiting is not None and len(self.frames_waiting) >= FRAME_QUEUE:
-                raise overloaded(send_gate.retry_after())
+        # Decided without raising: a refusal raised and caught here kept, through its traceback,
+        # this step's frames and their locals (the frame, the payload) in a reference cycle —
+        # under 3x overload ~20 objects of garbage per refusal, most of what made the collector
+        # run twice a second per process and stop the event loop each time (issue 9).
+        decided: MessagingError | tuple[float, Admission] | None = None
+        if self.frames_waiting is not None and len(self.frames_waiting) >= FRAME_QUEUE:
+            decided = overloaded(send_gate.retry_after())
+        elif is_send:
+            decided = self.admit_send(payload)
+        if isinstance(decided, MessagingError):
             if is_send:
-                owed = self.owed_refusal(payload)
-                if owed is not None:
-                    raise owed
-                self.check_send_rate()
-                if not send_gate.enter():
-                    # Refused for load, so not sent: it does not count against the author's own
-                    # rate. Counted, every retry of it did, and a client sending near its limit
-                    # was then refused `rate_limited` too (issue 9: at 1,000 msgs/s from 500
-                    # customers, 26,084 of 46,523 refusals).
-                    self.sends.give_back()
-                    raise overloaded(send_gate.retry_after())
-                gated = time.monotonic()
-                # This socket's own sends ahead, then the business's send queue in this
-                # process: refused now if it would wait too long; otherwise its place is held,
-                # and the send is not refused again for load once its worker gets to it (the
-                # refusal is decided here, at once).
-                queued = sum(waiting is not None for _payload, waiting, _admission, _seq in self.frames_waiting or ())
-                decided = send_gate.backlog_refusal(
-                    handling_since=self.send_started, queued=queued
-                ) or live_gatherer.admit(self.schema_name)
-                if isinstance(decided, MessagingError):
-                    send_gate.leave(None)
-                    gated = None
-                    self.sends.give_back()
-                    raise decided
-                admission = decided
-        except MessagingError as error:
-            if is_send:
-                self.owe(payload.get("client_msg_id"), error, seq)
-            answer = refusal_frame(payload, error)
+                self.owe(payload.get("client_msg_id"), decided, seq)
+            answer = refusal_frame(payload, decided)
             if stages.ENABLED and is_send:
                 stages.refused_at_arrival(taken_at)
             return answer
+        if decided is not None:
+            gated, admission = decided
         if stages.ENABLED and is_send:
             stages.arrived(payload)
         if self.frames_waiting is None:
@@ -980,13 +961,38 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         if message.get("sender") != self.channel_name:
             await self.send(text_data=message["text"])
 
-    def check_send_rate(self) -> None:
+    def admit_send(self, payload: dict[str, Any]) -> MessagingError | tuple[float, Admission]:
+        """A send frame on arrival: its refusal, or when it entered the process's send gate and
+        the place held for it in its business's queue."""
+        owed = self.owed_refusal(payload)
+        if owed is not None:
+            return owed
         if not self.sends.allow():
-            raise MessagingError(
+            return MessagingError(
                 MessagingErrorCode.RATE_LIMITED,
                 _("You are sending too fast. Please wait a moment."),
                 retry_after=round(1 / self.sends.rate, 1),
             )
+        if not send_gate.enter():
+            # Refused for load, so not sent: it does not count against the author's own rate.
+            # Counted, every retry of it did, and a client sending near its limit was then
+            # refused `rate_limited` too (issue 9: at 1,000 msgs/s from 500 customers, 26,084
+            # of 46,523 refusals).
+            self.sends.give_back()
+            return overloaded(send_gate.retry_after())
+        gated = time.monotonic()
+        # This socket's own sends ahead, then the business's send queue in this process: refused
+        # now if it would wait too long; otherwise its place is held, and the send is not
+        # refused again for load once its worker gets to it (the refusal is decided here, at once).
+        queued = sum(waiting is not None for _payload, waiting, _admission, _seq in self.frames_waiting or ())
+        decided = send_gate.backlog_refusal(handling_since=self.send_started, queued=queued) or live_gatherer.admit(
+            self.schema_name
+        )
+        if isinstance(decided, MessagingError):
+            send_gate.leave(None)
+            self.sends.give_back()
+            return decided
+        return gated, decided
 
     async def answered_by_event(self, result: services.SendResult) -> bool:
         """A fresh send whose `message.created` is next in this socket's stream of its
