@@ -641,10 +641,10 @@ class StreamConsumer(GroupsMixin, OneTaskWebsocketConsumer):
         seq = 0
         if is_send:
             self.send_seq = seq = self.send_seq + 1
-        # Decided without raising: a refusal raised and caught here kept, through its traceback,
-        # this step's frames and their locals (the frame, the payload) in a reference cycle —
-        # under 3x overload ~20 objects of garbage per refusal, most of what made the collector
-        # run twice a second per process and stop the event loop each time (issue 9).
+        # Decided without raising: a refusal raised and caught here, bound to a local, kept
+        # through its traceback this step's frames and their callers' (the websocket frame, the
+        # payload) in a reference cycle — under 3x overload ~20 objects per refusal that only
+        # the collector could free (issue 9).
         decided: MessagingError | tuple[float, Admission] | None = None
         if self.frames_waiting is not None and len(self.frames_waiting) >= FRAME_QUEUE:
             decided = overloaded(send_gate.retry_after())
