@@ -970,8 +970,8 @@ def collector_report(traces: list[dict[str, float]], passes: dict[str, list[dict
         lines.append(
             f"    {name.split('.')[-2]}: {counts[0]:5.1f} {counts[1]:5.2f} {counts[2]:5.2f} | {cpu:6.1f} | {worst}"
         )
-        # When the long passes came (a middle pass right after the connect storm walks every
-        # new socket's objects once) and how much of each was the collector's own CPU.
+        # When the long passes came, and how much of each was the collector's own CPU (the rest
+        # of its wall time, its process waiting for a core).
         long = [p for p in during if p["wall"] >= LONG_PASS_SECONDS]
         if long:
             shown = ", ".join(

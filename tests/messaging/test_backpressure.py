@@ -351,7 +351,7 @@ async def test_a_refused_repeat_of_a_stored_send_holds_nothing_back(live_db: Wor
     is stored and the repeat refused for load, the socket owes nothing: the message is stored,
     so a later one cannot overtake it. Owed, every later send of the socket was refused for
     OWED_SEND_SECONDS (47.5 s) while the client had nothing left to send again (issue 9: the
-    3x runs' 'late overloaded' refusals and their 40-50 s sends)."""
+    3x runs' 'late overloaded' and 'late rate_limited' refusals, 16-32 a run)."""
     customer = await adb(make_customer)()
     ws, ok, _ = await ws_connect(
         "/ws/chat/", host=live_db.business_a.host, session=await adb(session_key)(customer=customer)
