@@ -345,6 +345,15 @@ async def test_a_send_queued_behind_one_refused_in_its_group_is_refused_too(
     await ws.disconnect()
 
 
+async def send_answer(ws: Any, body: str, client_msg_id: str) -> dict[str, Any]:
+    """Send a message and return its answer: `message.accepted` or the refusal (other frames skipped)."""
+    await ws.send_json_to({"type": "send", "body": body, "client_msg_id": client_msg_id})
+    answer: dict[str, Any] = await ws.receive_json_from(timeout=5)
+    while answer["type"] not in {"message.accepted", "error"}:
+        answer = await ws.receive_json_from(timeout=5)
+    return answer
+
+
 async def test_a_refused_repeat_of_a_stored_send_holds_nothing_back(live_db: World) -> None:
     """The page sends a message again after a hold while its first attempt is still on its way
     (realtime.js: after a refusal, the oldest unaccepted sends go again). When the first attempt
@@ -363,10 +372,7 @@ async def test_a_refused_repeat_of_a_stored_send_holds_nothing_back(live_db: Wor
         await ws.send_json_to({"type": "send", "body": "first", "client_msg_id": "rep-1"})
         refused = await receive_until(ws, "error")
         assert refused["code"] == "overloaded" and refused["client_msg_id"] == "rep-1", refused
-    await ws.send_json_to({"type": "send", "body": "second", "client_msg_id": "rep-2"})
-    answer = await ws.receive_json_from(timeout=5)
-    while answer["type"] not in {"message.accepted", "error"}:
-        answer = await ws.receive_json_from(timeout=5)
+    answer = await send_answer(ws, "second", "rep-2")
     assert answer["type"] == "message.accepted" and answer["client_msg_id"] == "rep-2", answer
     assert await adb(stored_order)(live_db, customer) == ["rep-1", "rep-2"]
     await ws.disconnect()
@@ -392,10 +398,7 @@ async def test_a_send_stored_after_its_repeat_was_refused_settles_what_the_socke
         assert refused["code"] == "overloaded" and refused["client_msg_id"] == "set-1", refused
     gate.set()
     assert (await receive_until(ws, "message.accepted"))["client_msg_id"] == "set-1"
-    await ws.send_json_to({"type": "send", "body": "second", "client_msg_id": "set-2"})
-    answer = await ws.receive_json_from(timeout=5)
-    while answer["type"] not in {"message.accepted", "error"}:
-        answer = await ws.receive_json_from(timeout=5)
+    answer = await send_answer(ws, "second", "set-2")
     assert answer["type"] == "message.accepted" and answer["client_msg_id"] == "set-2", answer
     assert await adb(stored_order)(live_db, customer) == ["set-1", "set-2"]
     await ws.disconnect()
