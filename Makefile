@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Python 3.13 where the machine has it, else 3.12 (see .python-version, which names both: pyenv
 # skips one that is not installed): pyenv's, else whatever is on PATH. 3.13 serves the live inbox
-# with lower latency (issue 9: README, "Python 3.13").
+# with lower latency (issue 9: docs/performance.md, "Python 3.13").
 PYTHON := $(shell pyenv which python3.13 2>/dev/null || command -v python3.13 || pyenv which python3.12 2>/dev/null || command -v python3.12 || echo python3.12)
 # "3.13": the major.minor of the Python given, for telling whether the venv was made by $(PYTHON).
 version_of = $(1) -c 'import sys; print(*sys.version_info[:2], sep=".")'

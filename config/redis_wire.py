@@ -7,7 +7,7 @@ its pool and given back, retry and timeout wrappers, a pure-Python reply parser)
 command, or each pipeline, with a system call of its own. Here a command is packed and appended to
 the connection's output, every command asked for in one turn of the loop leaves in one write, and
 replies are parsed by hiredis and handed to the waiting futures in order: 4–6 µs a command when
-many are in flight, 40 µs for a lone one (figures: the README's benchmarks, session 20).
+many are in flight, 40 µs for a lone one (figures: docs/performance.md, session 20).
 
 Replies are matched to commands by order (Redis answers in order on one connection), so a caller
 that stops waiting (cancelled) leaves its future to be resolved and ignored, never a reply to be
@@ -288,7 +288,7 @@ class Subscription:
     its subscription with a task that asks redis-py for one message at a time (`get_message`
     with a timeout, a retry wrapper, its push-message handlers and a logger lookup per message),
     which was most of what receiving a message cost a server process (issue 9: a send's
-    wall-clock profile through its socket, README session 38). Here each message is delivered
+    wall-clock profile through its socket, docs/performance.md, session 38). Here each message is delivered
     from the connection's read callback as it is parsed by hiredis.
 
     `subscribe` returns once Redis confirmed the subscription, so what is published after it

@@ -35,3 +35,14 @@ def test_readme_covers_architecture_port_and_development_inboxes() -> None:
     for heading in ("## Tenancy", "## Apps", "## Rules of the domain", "## Realtime", "## Background jobs"):
         assert heading in architecture
     assert "## Configuration" in architecture
+
+
+def test_readme_holds_where_the_goals_stand_and_links_the_performance_log() -> None:
+    """The README states each performance goal with its latest figures; the measurements'
+    history (commands, machines, what was tried) lives in docs/performance.md, which it links."""
+    readme = (ROOT / "README.md").read_text()
+    assert "### Where the goals stand" in readme
+    assert "(docs/performance.md)" in readme
+    log = (ROOT / "docs" / "performance.md").read_text()
+    assert log.startswith("# Performance log")
+    assert "[Benchmarks](../README.md#benchmarks)" in log
