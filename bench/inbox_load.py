@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from bench import cpu_profile, pg_statements  # noqa: E402  (after the path setup)
-from bench.machine import machine_shares, main_thread_schedule, postgres_cpu_seconds  # noqa: E402
+from bench.machine import machine_shares, main_thread_schedule, postgres_cpu_seconds, steal_warning  # noqa: E402
 
 BUSINESS_SLUG = "benchco"
 TARGETS = ("parley", "limit", "tutorial")
@@ -808,6 +808,9 @@ def summarise(
         f"machine: {sampler.machine_busy * 100:5.0f}% busy of {os.cpu_count()} cores   "
         f"steal {sampler.machine_steal * 100:.1f}%   PostgreSQL {sampler.postgres_cpu / max(sampler.wall, 1e-9) * 100:.0f}% CPU (of one core, all its processes)"
     )
+    warning = steal_warning(sampler.machine_steal)
+    if warning is not None:
+        out.append(warning)
     out.append(
         f"generator: {gen_cpu / wall * 100:5.0f}% CPU (of one core, all generator processes)   "
         f"schedule lag p99 {max(p['schedule_lag_p99'] for p in parts) * 1000:.1f} ms   "

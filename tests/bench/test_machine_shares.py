@@ -52,3 +52,12 @@ def test_postgres_cpu_keeps_what_an_ended_backend_spent() -> None:
         time.sleep(0.05)
         after = postgres_cpu_seconds()
     assert after >= spent_by_then
+
+
+def test_a_run_with_steal_says_its_figures_are_not_comparable() -> None:
+    from bench.machine import STEAL_WARNING, steal_warning
+
+    assert steal_warning(0.0) is None
+    assert steal_warning(STEAL_WARNING / 2) is None
+    warning = steal_warning(0.264)
+    assert warning is not None and "26%" in warning and "not comparable" in warning
