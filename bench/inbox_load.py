@@ -87,8 +87,8 @@ class Plan:
     # The generator processes' nice value (0: as started). The generator shares the machine
     # with what it measures, and its own lag is in every figure it takes (a refusal's answer is
     # timestamped when its loop gets to it): below 0 the kernel runs it first, as clients on
-    # machines of their own would be (issue 9, docs/performance.md, session 42: at 3x overload its schedule
-    # lag p99 58–63 ms at 0, 16–26 ms at -10). Below 0 needs root (CAP_SYS_NICE).
+    # machines of their own would be (issue 9, docs/performance.md, session 42: at 3x overload
+    # its schedule lag p99 58–63 ms at 0, 16–26 ms at -10). Below 0 needs root (CAP_SYS_NICE).
     generator_nice: int = 0
 
 
@@ -615,8 +615,9 @@ async def drain_answers(pages: Sequence[Any], *, quiet: float, longest: float, p
     """After the load: wait until no page has a send unanswered, for as long as answers keep
     coming — given up after `quiet` seconds without one, or `longest` seconds in all. A fixed
     wait cut off answers still on their way after an overload on a slow machine (issue 9,
-    docs/performance.md, session 45: at 3x, 144-199 messages persisted but not yet at their customer when a
-    10 s drain ended, thousands of refused sends still being retried; 0 with 40 s)."""
+    docs/performance.md, session 45: at 3x, 144-199 messages persisted but not yet at their
+    customer when a 10 s drain ended, thousands of refused sends still being retried; 0 with
+    40 s)."""
     started = last_answer = time.perf_counter()
     left = sum(len(page.pending) for page in pages)
     while left:

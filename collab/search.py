@@ -2,8 +2,8 @@
 the contact's name and phone number, with filters; in the schema the caller entered, so only
 this business's conversations can match.
 
-The plan (bench/inbox_queries.py, EXPLAIN ANALYZE in docs/performance.md): the matching conversation ids
-come from the GIN index on `messaging_message.search_vector` (collab.0002) as a hashed set, then
+The plan (bench/inbox_queries.py, EXPLAIN ANALYZE in docs/performance.md): the matching
+conversation ids come from the GIN index on `messaging_message.search_vector` (collab.0002) as a hashed set, then
 conversations are walked newest first by `last_message_at` until a page is full.
 """
 

@@ -283,8 +283,8 @@ def tune_collector() -> None:
     ran 10–15 times a second per process at 1,000 msgs/s, each walking a few thousand live
     coroutines, futures and frames (~1 µs an object on the benchmark machine), every tenth one
     the middle generation too: 49–56 ms of CPU a second per process, measured with
-    `gc.callbacks` (issue 9, docs/performance.md, session 36). At 10,000: 24–31 ms, 1.5–1.8 young passes a
-    second, the longest pass 61–87 ms instead of 141–189. The older generations' thresholds are
+    `gc.callbacks` (issue 9, docs/performance.md, session 36). At 10,000: 24–31 ms, 1.5–1.8
+    young passes a second, the longest pass 61–87 ms instead of 141–189. The older generations' thresholds are
     CPython's."""
     _young, middle, old = gc.get_threshold()
     gc.set_threshold(int(getattr(settings, "PARLEY_GC_YOUNG_THRESHOLD", 10_000)), middle, old)

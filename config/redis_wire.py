@@ -288,8 +288,8 @@ class Subscription:
     its subscription with a task that asks redis-py for one message at a time (`get_message`
     with a timeout, a retry wrapper, its push-message handlers and a logger lookup per message),
     which was most of what receiving a message cost a server process (issue 9: a send's
-    wall-clock profile through its socket, docs/performance.md, session 38). Here each message is delivered
-    from the connection's read callback as it is parsed by hiredis.
+    wall-clock profile through its socket, docs/performance.md, session 38). Here each message is
+    delivered from the connection's read callback as it is parsed by hiredis.
 
     `subscribe` returns once Redis confirmed the subscription, so what is published after it
     returns is delivered (Relay.watch relies on that: a socket's resume is read afterwards).

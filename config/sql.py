@@ -220,7 +220,8 @@ def flush_releasing_gil(pgconn: Any) -> int:
     On a full 2-core machine that was the largest single place the GIL was held (a seventh of
     the servers' GIL-holding samples, py-spy `--gil`, 200 msgs/s; 1.4% after). End to end, the
     inbox's customer → agent p99 at 700 msgs/s was 127 / 119 ms against 430 / 220 ms in one
-    alternating series, a median of 361 against 422 ms in a noisier one (issue 9, docs/performance.md)."""
+    alternating series, a median of 361 against 422 ms in a noisier one (issue 9,
+    docs/performance.md)."""
     pqflush = _gil_free_pqflush()
     if pqflush is None:
         return int(pgconn.flush())

@@ -3,8 +3,8 @@
 A websocket send group written on a database thread (tenancy.db) has to win the GIL back from
 the busy event loop after each of its round trips and for each slice of its Python: at 1,000
 msgs/s a group of ~10 sends took 11.9 ms on its thread for 3.5 ms of that thread's CPU (issue 9,
-docs/performance.md). `run_on_loop` runs the same synchronous code (the send core: Django's ORM on psycopg's
-sync connection) in a greenlet on the loop's own thread. Whenever psycopg would wait for its
+docs/performance.md). `run_on_loop` runs the same synchronous code (the send core: Django's ORM
+on psycopg's sync connection) in a greenlet on the loop's own thread. Whenever psycopg would wait for its
 socket, the greenlet hands that wait to the loop (`add_reader`/`add_writer`) and the loop serves
 other sockets until PostgreSQL answers; the group's Python then runs without a GIL hand-off.
 SQLAlchemy's asyncio support is built the same way (greenlet_spawn / await_only).
@@ -128,8 +128,8 @@ def let_the_loop_in() -> None:
 
     Called between the sends of a group: a group's Python between two round trips runs in one
     step of the loop, and under overload, where groups gather ~200 sends, those steps took p99
-    42–46 ms, max 96 ms (issue 9, docs/performance.md, session 42) — every socket of the process waited that
-    long to be read, a refusal to be answered. The call's transaction stays open meanwhile; its
+    42–46 ms, max 96 ms (issue 9, docs/performance.md, session 42) — every socket of the process
+    waited that long to be read, a refusal to be answered. The call's transaction stays open meanwhile; its
     locks are its own group's conversations, which no other writer of this process takes."""
     current = greenlet.getcurrent()
     if (
@@ -432,8 +432,8 @@ async def run_on_loop[T](schema_name: str, fn: Callable[..., T], /, **kwargs: An
     written commits or rolls back whole, and what it committed is published.
 
     What `asyncio.shield` would do, in fewer turns of the loop: on a saturated loop each turn
-    is a wait behind every other ready callback (docs/performance.md, session 38: a Redis round trip, one
-    turn for its reply, took p50 19 ms at the goal load), and a send group is on every send's
+    is a wait behind every other ready callback (docs/performance.md, session 38: a Redis round
+    trip, one turn for its reply, took p50 19 ms at the goal load), and a send group is on every send's
     path. The call starts at once,
     within the caller's own step (an eager task: no turn to start), and hands its result to the
     caller itself when it ends (one turn to wake the caller, where shield's callback took two)."""

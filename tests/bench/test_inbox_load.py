@@ -1,5 +1,6 @@
 """Smoke runs of the benchmarks: they run end to end and print their figures. Never timed
-assertions (the figures go to docs/performance.md and the README's goal table); only that nothing accepted was lost."""
+assertions (the figures go to docs/performance.md and the README's goal table); only that
+nothing accepted was lost."""
 
 from __future__ import annotations
 

@@ -178,8 +178,8 @@ def counting_turns() -> tuple[list[int], list[asyncio.Handle]]:
 
 
 async def test_a_call_starts_in_its_callers_step_and_answers_it_without_a_turn_of_its_own(live_db: World) -> None:
-    """On a saturated loop every turn is a wait behind all other ready callbacks (docs/performance.md,
-    session 38): a call that needs no round trip costs its caller no turn at all (asyncio.shield
+    """On a saturated loop every turn is a wait behind all other ready callbacks
+    (docs/performance.md, session 38): a call that needs no round trip costs its caller no turn at all (asyncio.shield
     cost three: one to start the call, two to hand its result over)."""
     alpha = live_db.business_a.schema_name
     await run_on_loop(alpha, session)  # the slot's connection made and warm
@@ -388,8 +388,8 @@ async def test_a_calls_long_python_lets_the_loop_take_turns_once_its_slice_is_us
     live_db: World, label_name: str, slice_seconds: float
 ) -> None:
     """Between two round trips a call's Python holds the loop's thread: under overload a send
-    group's took up to 96 ms, every socket of the process unread meanwhile (docs/performance.md, session 42).
-    `let_the_loop_in` hands the loop a turn once PARLEY_LOOP_DB_SLICE is used up, and only then;
+    group's took up to 96 ms, every socket of the process unread meanwhile (docs/performance.md,
+    session 42). `let_the_loop_in` hands the loop a turn once PARLEY_LOOP_DB_SLICE is used up, and only then;
     meanwhile another call runs on its own slot, and the first goes on in its own schema,
     connection and transaction."""
     alpha, beta, name = live_db.business_a.schema_name, live_db.business_b.schema_name, label_name
